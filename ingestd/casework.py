@@ -1,0 +1,120 @@
+"""The investigators' and supervisors' actions: label, hold, release, justify.
+
+Each is a signed ledger event naming its actor; a label never overwrites an older one, it is
+added on top, and the history stays.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from .catalog import queries as q
+from .domain import policy
+from .domain.canonical import format_time, parse_time
+from .domain.flags import Flag
+from .domain.models import EventKind
+from .errors import UsageError
+from .station import Station
+
+log = logging.getLogger(__name__)
+
+
+def _retention_update(station: Station, item: dict[str, Any], *, has_case: bool,
+                      categories: Sequence[str], hold: bool) -> dict[str, Any]:
+    keep = policy.retention(
+        recorded_at=parse_time(str(item["recorded_start"])), has_case=has_case,
+        categories=categories, hold=hold, policy=station.settings.retention.policy(),
+    )
+    old_until = item["retain_until"]
+    until = format_time(keep.until) if keep.until else None
+    # The longest retention wins: never shorten what was granted before.
+    if until is not None and old_until is not None and str(old_until) > until:
+        until = str(old_until)
+    if old_until is None and item["retention_class"] == "long-term":
+        until = None
+    return {"retention_class": str(keep.cls), "retain_until": until, "hold": keep.hold}
+
+
+def label(station: Station, refs: Sequence[str], *, case: str, party: str,
+          officer: str | None, categories: Sequence[str], actor: str) -> list[dict[str, Any]]:
+    case, party = case.strip(), party.strip()
+    if not case or not party:
+        raise UsageError("a label needs a non-empty --case and --party")
+    unknown = set(categories) - set(station.settings.retention.long_term_categories) - {
+        "routine"}
+    if unknown:
+        raise UsageError(
+            f"unknown category {sorted(unknown)[0]!r}; known: "
+            + ", ".join(station.settings.retention.long_term_categories))
+    out = []
+    with station.custody.transaction() as conn:
+        shas = [q.resolve(conn, ref) for ref in refs]
+        for sha in shas:
+            item = dict(q.item(conn, sha) or {})
+            who = officer or str(item["officer"] or "")
+            if not who:
+                raise UsageError(
+                    f"item {sha[:12]} came from an unregistered recorder: give --officer")
+            now = station.clock()
+            hold = bool(item["hold"])
+            retention = _retention_update(station, item, has_case=True, categories=categories,
+                                          hold=hold)
+            entry = station.custody.record(
+                conn, kind=EventKind.LABELLED, actor=actor, item=sha, at=now,
+                data={"case": case, "party": party, "officer": who,
+                      "categories": sorted(categories), "retention": retention},
+            )
+            q.insert_label(conn, item=sha, case_no=case, party=party, officer=who,
+                           categories=json.dumps(sorted(categories)), by=actor,
+                           at=format_time(now), ledger_seq=entry.seq)
+            q.update_item(conn, sha, **retention)
+            out.append({"sha256": sha, "case": case, "party": party, "officer": who,
+                        **retention})
+    return out
+
+
+def set_hold(station: Station, refs: Sequence[str], *, hold: bool, reason: str,
+             actor: str) -> list[dict[str, Any]]:
+    if not reason.strip():
+        raise UsageError("a hold or release needs --reason")
+    out = []
+    with station.custody.transaction() as conn:
+        for sha in [q.resolve(conn, ref) for ref in refs]:
+            item = dict(q.item(conn, sha) or {})
+            current = q.current_label(conn, sha)
+            categories = json.loads(current["categories"]) if current else []
+            retention = _retention_update(station, item, has_case=current is not None,
+                                          categories=categories, hold=hold)
+            entry = station.custody.record(
+                conn, kind=EventKind.HELD if hold else EventKind.RELEASED, actor=actor,
+                item=sha, data={"reason": reason, "retention": retention},
+            )
+            q.update_item(conn, sha, **retention)
+            out.append({"sha256": sha, "hold": hold, "seq": entry.seq, **retention})
+    return out
+
+
+def justify(station: Station, refs: Sequence[str], *, flag: str, reason: str,
+            actor: str) -> list[dict[str, Any]]:
+    """Record why an item is late. The flag stays; the reason is kept beside it."""
+    if not reason.strip():
+        raise UsageError("a justification needs --reason")
+    try:
+        wanted = Flag(flag)
+    except ValueError:
+        raise UsageError(f"unknown flag {flag!r}") from None
+    out = []
+    with station.custody.transaction() as conn:
+        for sha in [q.resolve(conn, ref) for ref in refs]:
+            if not q.has_flag(conn, sha, wanted):
+                raise UsageError(f"item {sha[:12]} is not flagged {wanted}")
+            now = station.clock()
+            entry = station.custody.record(conn, kind=EventKind.JUSTIFIED, actor=actor, item=sha,
+                                           data={"flag": str(wanted), "reason": reason}, at=now)
+            q.insert_justification(conn, item=sha, flag=str(wanted), reason=reason, by=actor,
+                                   at=format_time(now), ledger_seq=entry.seq)
+            out.append({"sha256": sha, "flag": str(wanted), "reason": reason, "by": actor})
+    return out

@@ -1,0 +1,154 @@
+"""Engine, connection discipline and migrations.
+
+SQLite (WAL, synchronous FULL) is the embedded default; a PostgreSQL URL puts many stations on one
+catalog. Writes go through :meth:`Catalog.write`, which on SQLite takes the write lock at BEGIN
+(``BEGIN IMMEDIATE``) so that two writers never deadlock upgrading a read lock; on PostgreSQL the
+ledger head is serialised with a row lock (see ``ledger.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from ..errors import CatalogError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so BEGIN is ours (SQLAlchemy recipe).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("ingestd_write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Catalog:
+    """A handle on the catalog database. Thread-safe: each call takes its own connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        try:
+            if self.is_sqlite:
+                self.engine = _sqlite_engine(url)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise CatalogError(f"cannot use catalog {self.safe_url}: {exc}") from None
+        # SQLite allows one writer; serialising writers in-process avoids busy waits.
+        self._write_lock = threading.RLock() if self.is_sqlite else None
+
+    @property
+    def safe_url(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - only for messages
+            return "<catalog url>"
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            raise CatalogError(f"catalog {self.safe_url}: {exc.orig}") from None
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self.engine.connect() as raw:
+                conn = raw.execution_options(ingestd_write=True)
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise CatalogError(f"catalog {self.safe_url}: {exc.orig}") from None
+        finally:
+            if lock is not None:
+                lock.release()
+
+    # -- migrations -------------------------------------------------------------------------
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(_alembic_config(self.url)).get_current_head()
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self) -> None:
+        cfg = _alembic_config(self.url)
+        try:
+            with self.engine.connect() as raw:
+                conn = raw.execution_options(ingestd_write=True)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+        except SQLAlchemyError as exc:
+            raise CatalogError(f"cannot migrate catalog {self.safe_url}: {exc}") from None
+
+    def check_current(self) -> None:
+        try:
+            current = self.current_revision()
+        except SQLAlchemyError as exc:
+            raise CatalogError(f"cannot open catalog {self.safe_url}: {exc}") from None
+        head = self.head_revision()
+        if current != head:
+            raise CatalogError(
+                f"catalog {self.safe_url} is at schema {current or 'none'}, this ingestd needs "
+                f"{head}: run `ingestd init` (it migrates) or `ingestd catalog upgrade`"
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_catalog(url: str, *, migrate: bool = True) -> Catalog:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog(url)
+    if migrate:
+        catalog.upgrade()
+    else:
+        catalog.check_current()
+    return catalog

@@ -1,0 +1,405 @@
+"""Queries over the catalog, written in SQLAlchemy Core so SQLite and PostgreSQL share them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
+from sqlalchemy.engine import RowMapping
+
+from ..domain.canonical import format_time, parse_time
+from ..domain.models import PREFIX_RE, LedgerEntry, Recorder
+from ..errors import Ambiguous, NotFound, UsageError
+from .schema import (
+    acquisitions,
+    dock_sessions,
+    flags,
+    items,
+    job_runs,
+    justifications,
+    keys,
+    labels,
+    ledger,
+    recorders,
+    replicas,
+)
+
+# An arbitrary constant: the PostgreSQL advisory lock that serialises ledger appends.
+LEDGER_LOCK = 0x1D6E57D
+
+
+# -- ledger ------------------------------------------------------------------------------------
+
+
+def lock_ledger(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK})
+
+
+def ledger_head(conn: Connection) -> tuple[int, str | None]:
+    row = conn.execute(
+        select(ledger.c.seq, ledger.c.entry_hash).order_by(ledger.c.seq.desc()).limit(1)
+    ).first()
+    return (int(row.seq), str(row.entry_hash)) if row else (0, None)
+
+
+def insert_entry(conn: Connection, entry: LedgerEntry) -> None:
+    conn.execute(
+        insert(ledger).values(
+            seq=entry.seq, at=format_time(entry.at), station=entry.station, actor=entry.actor,
+            kind=entry.kind, item=entry.item,
+            data=json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
+            prev_hash=entry.prev_hash, key_id=entry.key_id, entry_hash=entry.entry_hash,
+            signature=entry.signature,
+        )
+    )
+
+
+def _entry(row: RowMapping) -> LedgerEntry:
+    return LedgerEntry(
+        seq=int(row["seq"]), at=parse_time(row["at"]), station=row["station"],
+        actor=row["actor"], kind=row["kind"], item=row["item"], data=json.loads(row["data"]),
+        prev_hash=row["prev_hash"], key_id=row["key_id"], entry_hash=row["entry_hash"],
+        signature=row["signature"],
+    )
+
+
+def iter_entries(conn: Connection, *, after: int = 0, item: str | None = None,
+                 batch: int = 5000) -> Iterator[LedgerEntry]:
+    last = after
+    while True:
+        query = select(ledger).where(ledger.c.seq > last).order_by(ledger.c.seq).limit(batch)
+        if item is not None:
+            query = query.where(ledger.c.item == item)
+        rows = conn.execute(query).mappings().all()
+        if not rows:
+            return
+        for row in rows:
+            yield _entry(row)
+        last = int(rows[-1]["seq"])
+
+
+def add_key(conn: Connection, *, key_id: str, station: str, public_hex: str, at: datetime) -> None:
+    exists = conn.execute(select(keys.c.key_id).where(keys.c.key_id == key_id)).first()
+    if not exists:
+        conn.execute(insert(keys).values(key_id=key_id, station=station, public_key=public_hex,
+                                         created_at=format_time(at)))
+
+
+def retire_key(conn: Connection, key_id: str, at: datetime) -> None:
+    conn.execute(update(keys).where(keys.c.key_id == key_id).values(retired_at=format_time(at)))
+
+
+def all_keys(conn: Connection) -> list[RowMapping]:
+    return list(conn.execute(select(keys).order_by(keys.c.created_at)).mappings())
+
+
+# -- recorders ---------------------------------------------------------------------------------
+
+
+def recorder(conn: Connection, serial: str, *, active_only: bool = True) -> Recorder | None:
+    query = select(recorders).where(recorders.c.serial == serial)
+    if active_only:
+        query = query.where(recorders.c.active.is_(True))
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        return None
+    return Recorder(serial=row["serial"], officer=row["officer"], officer_id=row["officer_id"],
+                    unit=row["unit"], vendor=row["vendor"], model=row["model"],
+                    added_at=parse_time(row["added_at"]))
+
+
+def upsert_recorder(conn: Connection, rec: Recorder, *, at: datetime, ledger_seq: int) -> None:
+    values = dict(officer=rec.officer, officer_id=rec.officer_id, unit=rec.unit,
+                  vendor=rec.vendor, model=rec.model, active=True, ledger_seq=ledger_seq)
+    done = conn.execute(update(recorders).where(recorders.c.serial == rec.serial).values(**values))
+    if done.rowcount == 0:
+        conn.execute(
+            insert(recorders).values(serial=rec.serial, added_at=format_time(at), **values)
+        )
+
+
+def deactivate_recorder(conn: Connection, serial: str, *, ledger_seq: int) -> bool:
+    done = conn.execute(
+        update(recorders).where(recorders.c.serial == serial, recorders.c.active.is_(True))
+        .values(active=False, ledger_seq=ledger_seq)
+    )
+    return done.rowcount > 0
+
+
+def list_recorders(conn: Connection, *, include_removed: bool = False) -> list[RowMapping]:
+    query = select(recorders).order_by(recorders.c.serial)
+    if not include_removed:
+        query = query.where(recorders.c.active.is_(True))
+    return list(conn.execute(query).mappings())
+
+
+# -- dock sessions and acquisitions ---------------------------------------------------------
+
+
+def open_session(conn: Connection, **values: Any) -> int:
+    result = conn.execute(insert(dock_sessions).values(**values))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def update_session(conn: Connection, session_id: int, **values: Any) -> None:
+    conn.execute(update(dock_sessions).where(dock_sessions.c.id == session_id).values(**values))
+
+
+def session(conn: Connection, session_id: int) -> RowMapping | None:
+    return conn.execute(
+        select(dock_sessions).where(dock_sessions.c.id == session_id)
+    ).mappings().first()
+
+
+def start_acquisition(conn: Connection, **values: Any) -> int:
+    result = conn.execute(insert(acquisitions).values(**values))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def finish_acquisition(conn: Connection, acq_id: int, **values: Any) -> None:
+    conn.execute(update(acquisitions).where(acquisitions.c.id == acq_id).values(**values))
+
+
+def known_source(conn: Connection, *, serial: str, path_hex: str, size: int,
+                 mtime_ns: int) -> str | None:
+    """The item an identical source file (same recorder, path, size, time) was stored as."""
+    row = conn.execute(
+        select(acquisitions.c.item).where(
+            acquisitions.c.serial == serial, acquisitions.c.path_hex == path_hex,
+            acquisitions.c.size == size, acquisitions.c.mtime_ns == mtime_ns,
+            acquisitions.c.state.in_(("stored", "known")), acquisitions.c.item.is_not(None),
+        ).limit(1)
+    ).first()
+    return str(row.item) if row else None
+
+
+def interrupt_running(conn: Connection, *, station: str, at: datetime) -> tuple[int, int]:
+    """At start: work left running by a crash is marked interrupted (and resumed at next dock)."""
+    stamp = format_time(at)
+    running = select(dock_sessions.c.id).where(
+        dock_sessions.c.station == station, dock_sessions.c.state == "running"
+    )
+    acqs = conn.execute(
+        update(acquisitions)
+        .where(acquisitions.c.state == "copying", acquisitions.c.session_id.in_(running))
+        .values(state="interrupted", finished_at=stamp, error="interrupted (process stopped)")
+    ).rowcount
+    sessions = conn.execute(
+        update(dock_sessions)
+        .where(dock_sessions.c.station == station, dock_sessions.c.state == "running")
+        .values(state="interrupted", finished_at=stamp)
+    ).rowcount
+    return sessions, acqs
+
+
+def acquisitions_of(conn: Connection, sha256: str) -> list[RowMapping]:
+    return list(conn.execute(
+        select(acquisitions, dock_sessions.c.station, dock_sessions.c.docked_at)
+        .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
+        .where(acquisitions.c.item == sha256).order_by(acquisitions.c.id)
+    ).mappings())
+
+
+def recent_sessions(conn: Connection, limit: int = 20) -> list[RowMapping]:
+    return list(conn.execute(
+        select(dock_sessions).order_by(dock_sessions.c.id.desc()).limit(limit)
+    ).mappings())
+
+
+# -- items -------------------------------------------------------------------------------------
+
+
+def item(conn: Connection, sha256: str) -> RowMapping | None:
+    return conn.execute(select(items).where(items.c.sha256 == sha256)).mappings().first()
+
+
+def insert_item(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(items).values(**values))
+
+
+def update_item(conn: Connection, sha256: str, **values: Any) -> None:
+    conn.execute(update(items).where(items.c.sha256 == sha256).values(**values))
+
+
+def resolve(conn: Connection, ref: str) -> str:
+    """A full SHA-256 or a unique prefix of at least 8 hex digits, to the item's SHA-256."""
+    ref = ref.strip().lower()
+    if not PREFIX_RE.match(ref):
+        raise UsageError(f"{ref!r} is not an item: give a SHA-256 or at least 8 hex digits of one")
+    rows = conn.execute(
+        select(items.c.sha256).where(items.c.sha256.like(ref + "%")).limit(2)
+    ).all()
+    if not rows:
+        raise NotFound(f"no item matches {ref}")
+    if len(rows) > 1:
+        raise Ambiguous(f"{ref} matches more than one item; give more digits")
+    return str(rows[0].sha256)
+
+
+def item_flags(conn: Connection, sha256: str) -> list[RowMapping]:
+    return list(conn.execute(
+        select(flags).where(flags.c.item == sha256).order_by(flags.c.id)
+    ).mappings())
+
+
+def has_flag(conn: Connection, sha256: str, flag: str) -> bool:
+    return conn.execute(
+        select(flags.c.id).where(flags.c.item == sha256, flags.c.flag == flag)
+    ).first() is not None
+
+
+def insert_flag(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(flags).values(**values))
+
+
+def current_label(conn: Connection, sha256: str) -> RowMapping | None:
+    return conn.execute(
+        select(labels).where(labels.c.item == sha256).order_by(labels.c.id.desc()).limit(1)
+    ).mappings().first()
+
+
+def label_history(conn: Connection, sha256: str) -> list[RowMapping]:
+    return list(conn.execute(
+        select(labels).where(labels.c.item == sha256).order_by(labels.c.id)
+    ).mappings())
+
+
+def insert_label(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(labels).values(**values))
+
+
+def insert_justification(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(justifications).values(**values))
+
+
+def justifications_of(conn: Connection, sha256: str) -> list[RowMapping]:
+    return list(conn.execute(
+        select(justifications).where(justifications.c.item == sha256)
+        .order_by(justifications.c.id)
+    ).mappings())
+
+
+def _latest_label_ids() -> Any:
+    return select(func.max(labels.c.id)).group_by(labels.c.item).scalar_subquery()
+
+
+def search_items(
+    conn: Connection,
+    *,
+    case: str | None = None,
+    officer: str | None = None,
+    recorder_serial: str | None = None,
+    flag: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> list[RowMapping]:
+    """Items with their current label. Dates filter on the recorded start."""
+    current = select(labels).where(labels.c.id.in_(_latest_label_ids())).subquery("current")
+    query = (
+        select(items, current.c.case_no, current.c.party, current.c.officer.label("label_officer"))
+        .select_from(items.outerjoin(current, current.c.item == items.c.sha256))
+        .order_by(items.c.recorded_start, items.c.sha256)
+    )
+    if case is not None:
+        query = query.where(current.c.case_no == case)
+    if officer is not None:
+        query = query.where(or_(current.c.officer == officer,
+                                and_(current.c.officer.is_(None), items.c.officer == officer)))
+    if recorder_serial is not None:
+        query = query.where(items.c.recorder == recorder_serial)
+    if flag is not None:
+        query = query.where(items.c.sha256.in_(select(flags.c.item).where(flags.c.flag == flag)))
+    if since is not None:
+        query = query.where(items.c.recorded_start >= format_time(since))
+    if until is not None:
+        query = query.where(items.c.recorded_start < format_time(until))
+    if limit is not None:
+        query = query.limit(limit)
+    return list(conn.execute(query).mappings())
+
+
+def flags_by_item(conn: Connection, shas: Sequence[str] | None = None) -> dict[str, list[str]]:
+    query = select(flags.c.item, flags.c.flag).order_by(flags.c.id)
+    if shas is not None:
+        query = query.where(flags.c.item.in_(list(shas)))
+    out: dict[str, list[str]] = {}
+    for row in conn.execute(query):
+        out.setdefault(row.item, []).append(row.flag)
+    return out
+
+
+def flagged_items(conn: Connection, wanted: Sequence[str]) -> list[RowMapping]:
+    return list(conn.execute(
+        select(flags, items.c.recorded_start, items.c.recorded_end, items.c.stored_at,
+               items.c.recorder, items.c.officer, items.c.original_name,
+               items.c.ingest_deadline, items.c.label_deadline, items.c.replication_deadline)
+        .join(items, items.c.sha256 == flags.c.item)
+        .where(flags.c.flag.in_(list(wanted))).order_by(flags.c.set_at, flags.c.item)
+    ).mappings())
+
+
+def counts(conn: Connection) -> dict[str, Any]:
+    total = conn.execute(select(func.count(), func.coalesce(func.sum(items.c.size), 0))).one()
+    local = conn.execute(
+        select(func.count(), func.coalesce(func.sum(items.c.size), 0))
+        .where(items.c.local_present.is_(True))
+    ).one()
+    by_flag = {row.flag: int(row.n) for row in conn.execute(
+        select(flags.c.flag, func.count().label("n")).group_by(flags.c.flag)
+    )}
+    by_state = {row.state: int(row.n) for row in conn.execute(
+        select(acquisitions.c.state, func.count().label("n")).group_by(acquisitions.c.state)
+    )}
+    labelled = conn.execute(select(func.count(func.distinct(labels.c.item)))).scalar_one()
+    return {
+        "items": int(total[0]), "bytes": int(total[1]),
+        "local_items": int(local[0]), "local_bytes": int(local[1]),
+        "labelled": int(labelled), "flags": by_flag, "acquisitions": by_state,
+    }
+
+
+def items_needing_window_check(conn: Connection) -> list[RowMapping]:
+    current = select(labels.c.item).distinct().subquery()
+    return list(conn.execute(
+        select(items.c.sha256, items.c.stored_at, items.c.label_deadline,
+               items.c.replication_deadline, current.c.item.label("labelled"))
+        .select_from(items.outerjoin(current, current.c.item == items.c.sha256))
+    ).mappings())
+
+
+def verified_targets(conn: Connection, sha256: str) -> set[str]:
+    return {row.target for row in conn.execute(
+        select(replicas.c.target).where(replicas.c.item == sha256, replicas.c.state == "verified")
+    )}
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+def job_started(conn: Connection, *, job: str, station: str, at: datetime) -> int:
+    result = conn.execute(insert(job_runs).values(job=job, station=station,
+                                                  started_at=format_time(at)))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def job_finished(conn: Connection, run_id: int, *, at: datetime, ok: bool, summary: str) -> None:
+    conn.execute(update(job_runs).where(job_runs.c.id == run_id).values(
+        finished_at=format_time(at), ok=ok, summary=summary))
+
+
+def last_jobs(conn: Connection) -> list[RowMapping]:
+    latest = select(func.max(job_runs.c.id)).group_by(job_runs.c.job).scalar_subquery()
+    return list(conn.execute(
+        select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)
+    ).mappings())

@@ -1,0 +1,221 @@
+"""The catalog's tables (SQLAlchemy Core). Changes to them are Alembic migrations.
+
+Every row that states a fact about evidence names the ledger entry that backs it
+(``ledger_seq``), so ``ledger verify`` can prove the catalog says nothing the ledger does not.
+Times are stored as RFC 3339 UTC text: they sort, they compare the same in SQLite and PostgreSQL,
+and they are exactly what is signed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+Time = String(32)
+Sha = String(64)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", Time, nullable=False),
+    Column("station", String(64), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("item", Sha, nullable=True, index=True),
+    Column("data", Text, nullable=False),
+    Column("prev_hash", Sha, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("entry_hash", Sha, nullable=False, unique=True),
+    Column("signature", String(128), nullable=False),
+)
+
+keys = Table(
+    "keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("station", String(64), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("retired_at", Time, nullable=True),
+)
+
+recorders = Table(
+    "recorders",
+    metadata,
+    Column("serial", String(128), primary_key=True),
+    Column("officer", String(200), nullable=False),
+    Column("officer_id", String(64), nullable=False),
+    Column("unit", String(200), nullable=False, default=""),
+    Column("vendor", String(128), nullable=False, default=""),
+    Column("model", String(128), nullable=False, default=""),
+    Column("added_at", Time, nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("ledger_seq", BigInteger, nullable=False),
+)
+
+dock_sessions = Table(
+    "dock_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("serial", String(128), nullable=False, index=True),
+    Column("station", String(64), nullable=False),
+    Column("source", String(16), nullable=False),  # manual | watch | udev
+    Column("mountpoint", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # running | done | refused | interrupted | failed
+    Column("docked_at", Time, nullable=False),
+    Column("finished_at", Time, nullable=True),
+    Column("officer", String(200), nullable=False, default=""),
+    Column("health", Text, nullable=False, default="{}"),  # JSON: space, fs, battery, clock
+    Column("files_seen", Integer, nullable=False, default=0),
+    Column("files_new", Integer, nullable=False, default=0),
+    Column("files_known", Integer, nullable=False, default=0),
+    Column("files_failed", Integer, nullable=False, default=0),
+    Column("bytes_copied", BigInteger, nullable=False, default=0),
+    Column("error", Text, nullable=False, default=""),
+    Column("ledger_seq", BigInteger, nullable=True),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("sha256", Sha, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("stored_at", Time, nullable=False, index=True),
+    Column("station", String(64), nullable=False),
+    Column("recorder", String(128), nullable=False, index=True),
+    Column("officer", String(200), nullable=False, default="", index=True),
+    Column("original_name", Text, nullable=False),
+    Column("recorded_start", Time, nullable=False, index=True),
+    Column("recorded_end", Time, nullable=False),
+    Column("time_source", String(16), nullable=False),
+    Column("duration", Float, nullable=True),
+    Column("media", Text, nullable=False, default="{}"),  # JSON from ffprobe
+    Column("ingest_deadline", Time, nullable=False),
+    Column("label_deadline", Time, nullable=False),
+    Column("replication_deadline", Time, nullable=False),
+    Column("retention_class", String(16), nullable=False, default="routine"),
+    Column("retain_until", Time, nullable=True),
+    Column("hold", Boolean, nullable=False, default=False),
+    Column("local_present", Boolean, nullable=False, default=True),
+    Column("ledger_seq", BigInteger, nullable=False),
+)
+
+acquisitions = Table(
+    "acquisitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", Integer, ForeignKey("dock_sessions.id"), nullable=False, index=True),
+    Column("serial", String(128), nullable=False),
+    Column("path", Text, nullable=False),  # display form, escaped
+    Column("path_hex", Text, nullable=False),  # the exact bytes of the recorder path
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("item", Sha, ForeignKey("items.sha256"), nullable=True, index=True),
+    Column("started_at", Time, nullable=False),
+    Column("finished_at", Time, nullable=True),
+    Column("error", Text, nullable=False, default=""),
+    Column("wiped_at", Time, nullable=True),
+    Column("ledger_seq", BigInteger, nullable=True),
+    Index("ix_acquisitions_source", "serial", "path_hex", "size", "mtime_ns"),
+)
+
+flags = Table(
+    "flags",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item", Sha, ForeignKey("items.sha256"), nullable=False, index=True),
+    Column("flag", String(32), nullable=False, index=True),
+    Column("set_at", Time, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("ledger_seq", BigInteger, nullable=False),
+    UniqueConstraint("item", "flag", name="uq_flags_item_flag"),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item", Sha, ForeignKey("items.sha256"), nullable=False, index=True),
+    Column("case_no", String(200), nullable=False, index=True),
+    Column("party", String(200), nullable=False),
+    Column("officer", String(200), nullable=False),
+    Column("categories", Text, nullable=False, default="[]"),
+    Column("by", String(200), nullable=False),
+    Column("at", Time, nullable=False),
+    Column("ledger_seq", BigInteger, nullable=False),
+)
+
+justifications = Table(
+    "justifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item", Sha, ForeignKey("items.sha256"), nullable=False, index=True),
+    Column("flag", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("at", Time, nullable=False),
+    Column("ledger_seq", BigInteger, nullable=False),
+)
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("item", Sha, ForeignKey("items.sha256"), primary_key=True),
+    Column("target", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),  # queued | uploading | verified | failed
+    Column("key", Text, nullable=False, default=""),
+    Column("size", BigInteger, nullable=True),
+    Column("remote_sha256", Sha, nullable=True),
+    Column("retain_until", Time, nullable=True),
+    Column("hold", Boolean, nullable=False, default=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("updated_at", Time, nullable=False),
+    Column("verified_at", Time, nullable=True),
+    Column("ledger_seq", BigInteger, nullable=True),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("head_hash", Sha, nullable=False),
+    Column("at", Time, nullable=False),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(64), nullable=False, index=True),
+    Column("station", String(64), nullable=False),
+    Column("started_at", Time, nullable=False),
+    Column("finished_at", Time, nullable=True),
+    Column("ok", Boolean, nullable=True),
+    Column("summary", Text, nullable=False, default=""),
+)

@@ -1,0 +1,108 @@
+"""The root command group, its shared options, and output helpers (tables or ``--json``)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from .. import config as config_mod
+from ..config import Settings
+from ..station import Station
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class AppContext:
+    config_path: Path
+    home: Path | None
+    verbose: int
+    _settings: Settings | None = None
+    _station: Station | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = config_mod.load(self.config_path)
+        return self._settings
+
+    def station(self) -> Station:
+        if self._station is None:
+            self._station = Station.open(self.settings)
+        return self._station
+
+    def close(self) -> None:
+        if self._station is not None:
+            self._station.close()
+
+
+def setup_logging(verbose: int, fmt: str = "text", level: str | None = None) -> None:
+    name = level or os.environ.get("INGESTD_LOG_LEVEL") or (
+        "DEBUG" if verbose > 1 else "INFO" if verbose == 1 else "WARNING")
+    from ..logs import configure
+
+    configure(level=name, fmt=fmt)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Configuration file (default: HOME/ingestd.toml, $INGESTD_CONFIG, "
+                   "or /etc/ingestd/ingestd.toml).")
+@click.option("--home", type=click.Path(path_type=Path, file_okay=False), envvar="INGESTD_HOME",
+              help="Folder holding an embedded station: config, store, catalog, keys, logs.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="ingestd")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, home: Path | None, verbose: int) -> None:
+    """Evidence-grade ingestion and integrity for body-worn recorder docking stations."""
+    setup_logging(verbose)
+    app = AppContext(config_path=config_mod.locate(config_path, home), home=home,
+                     verbose=verbose)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def actor_option(func: F) -> F:
+    return click.option(
+        "--by", "actor", default=lambda: os.environ.get("INGESTD_ACTOR") or getpass.getuser(),
+        show_default="the login name", help="Who does this (recorded in the ledger).",
+    )(func)
+
+
+def esc(value: Any) -> str:
+    return escape(str(value)) if value is not None else ""
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

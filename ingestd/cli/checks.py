@@ -1,0 +1,119 @@
+"""Proofs and checks: ``verify``, ``ledger verify``, ``audit``, ``check-windows``.
+
+Each exits 1 when anything does not match, after reporting every discrepancy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from ..audit import Verdict, audit, verify_files, verify_hash
+from ..errors import DiscrepancyFound, UsageError
+from ..windows import check_windows
+from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
+
+
+@cli.command()
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--hash", "sha", help="Check a SHA-256 instead of a file.")
+@json_option
+@pass_app
+def verify(app: AppContext, files: tuple[Path, ...], sha: str | None, as_json: bool) -> None:
+    """Is this file (a copy, an export) our evidence, intact and signed?
+
+    Exit status 0 only when every file matches intact evidence.
+    """
+    if bool(files) == bool(sha):
+        raise UsageError("give FILE... or --hash HEX (one of the two)")
+    station = app.station()
+    verdicts: list[Verdict] = [verify_hash(station, sha)] if sha else verify_files(
+        station, list(files))
+    if as_json:
+        print_json({"results": [v.as_dict() for v in verdicts]})
+    else:
+        for v in verdicts:
+            name = esc(v.path or v.sha256)
+            if v.match and v.item:
+                it = v.item
+                console.print(
+                    f"[green]MATCH[/] {name}\n  item {v.sha256}\n  officer {esc(it['officer'])}"
+                    f", case {esc(it['case'] or '-')}, party {esc(it['party'] or '-')}\n"
+                    f"  recorded {it['recorded_start']}, stored {it['stored_at']} at "
+                    f"{esc(it['station'])}, recorder {esc(it['recorder'])}")
+                if it["flags"]:
+                    console.print(f"  flags: {', '.join(it['flags'])}")
+            else:
+                console.print(f"[red]NO MATCH[/] {name} ({v.sha256 or 'unread'})")
+                for p in v.problems:
+                    console.print(f"  - {esc(p)}")
+    if not all(v.match for v in verdicts):
+        raise click.exceptions.Exit(DiscrepancyFound.exit_code)
+
+
+@cli.group()
+def ledger() -> None:
+    """The custody ledger."""
+
+
+@ledger.command("verify")
+@json_option
+@pass_app
+def ledger_verify(app: AppContext, as_json: bool) -> None:
+    """Check the whole chain, every signature, the mirror, and every catalog row."""
+    station = app.station()
+    report = station.custody.verify()
+    if as_json:
+        print_json(report.as_dict())
+    elif report.ok:
+        console.print(f"[green]ledger intact[/]: {report.entries} entries, head "
+                      f"{report.head_seq} {report.head_hash[:16]}")
+    else:
+        console.print(f"[red]ledger has {len(report.problems)} problems[/] "
+                      f"({report.entries} entries):")
+        table = Table("kind", "entry", "detail")
+        for p in report.problems:
+            table.add_row(p.kind, str(p.seq or ""), esc(p.detail))
+        console.print(table)
+    if not report.ok:
+        raise click.exceptions.Exit(DiscrepancyFound.exit_code)
+
+
+@cli.command("audit")
+@click.option("--sample", type=click.IntRange(min=1), help="Re-hash N random items.")
+@click.option("--all", "everything", is_flag=True, help="Re-hash every local item.")
+@click.option("--decode", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Also decode this many of them end to end (spot-check playback).")
+@json_option
+@pass_app
+def audit_cmd(app: AppContext, sample: int | None, everything: bool, decode: int,
+              as_json: bool) -> None:
+    """Re-hash stored items from disk and decode a sample; record the results."""
+    if bool(sample) == everything:
+        raise UsageError("give --sample N or --all")
+    report = audit(app.station(), sample=None if everything else sample, decode=decode)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        console.print(f"audited {report.checked} items, decoded {report.decoded}: "
+                      f"{'[green]all intact[/]' if report.ok else '[red]FAILURES[/]'}")
+        for f in report.failures:
+            console.print(f"  {f['sha256'][:16]}: {esc(f['problem'])}")
+    if not report.ok:
+        raise click.exceptions.Exit(DiscrepancyFound.exit_code)
+
+
+@cli.command("check-windows")
+@json_option
+@pass_app
+def check_windows_cmd(app: AppContext, as_json: bool) -> None:
+    """Flag items past their label or replication window (the daemon runs this on schedule)."""
+    report = check_windows(app.station())
+    if as_json:
+        print_json({"checked": report.checked, "flagged": report.flagged})
+        return
+    console.print(f"checked {report.checked} items, {len(report.flagged)} new flags")
+    for f in report.flagged:
+        console.print(f"  {f['sha256'][:16]} {f['flag']}")

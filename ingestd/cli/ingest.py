@@ -1,0 +1,74 @@
+"""``ingest MOUNTPOINT``: take a mounted recorder's files now, as the daemon does on dock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ..docks.walk import SourceFile
+from ..ingest import DockContext, Ingestor, IngestReport
+from .base import AppContext, cli, console, err_console, esc, json_option, pass_app, print_json
+
+
+@cli.command("ingest")
+@click.argument("mountpoint", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--serial", required=True, help="The recorder's serial number.")
+@json_option
+@pass_app
+def ingest_cmd(app: AppContext, mountpoint: Path, serial: str, as_json: bool) -> None:
+    """Ingest one mounted recorder now: copy, hash, verify, sign, catalog."""
+    station = app.station()
+    ingestor = Ingestor(station)
+    ctx = DockContext(source="manual", actor="ingestd")
+    if as_json or not err_console.is_terminal:
+        report = ingestor.ingest(mountpoint, serial=serial, ctx=ctx)
+    else:
+        report = _with_progress(ingestor, mountpoint, serial, ctx)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _print(report)
+    if report.errors:
+        raise click.exceptions.Exit(1)
+
+
+def _with_progress(ingestor: Ingestor, mountpoint: Path, serial: str,
+                   ctx: DockContext) -> IngestReport:
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(f"recorder {serial}", total=None)
+
+        def progress(event: str, src: SourceFile | None, n: int) -> None:
+            if event == "start":
+                bar.update(task, total=n)
+            elif event == "file" and src is not None:
+                bar.update(task, description=f"{serial}: {src.display[-40:]}")
+            elif event == "done":
+                bar.advance(task, n)
+
+        return ingestor.ingest(mountpoint, serial=serial, ctx=ctx, progress=progress)
+
+
+def _print(report: IngestReport) -> None:
+    new = sum(1 for i in report.items if i.new)
+    console.print(f"recorder {esc(report.serial)}: {len(report.items)} files, {new} new, "
+                  f"{len(report.items) - new} already stored, {len(report.errors)} errors "
+                  f"(session {report.session_id}, {report.state})")
+    for item in report.items:
+        flags = f"  [yellow]{', '.join(item.flags)}[/]" if item.flags else ""
+        console.print(f"  {item.sha256[:16]}  {'new  ' if item.new else 'known'}  "
+                      f"{esc(item.path)}{flags}")
+    for err in report.errors:
+        console.print(f"  [red]error[/] {esc(err['path'])}: {esc(err['error'])}")
+    for skip in report.skipped:
+        console.print(f"  [dim]skipped {esc(skip['path'])}: {esc(skip['reason'])}[/]")

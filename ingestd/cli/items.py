@@ -1,0 +1,296 @@
+"""Items and their custody: ``status``, ``items``, ``show``, ``overdue``, ``label``, ``hold``,
+``release``, ``justify``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.table import Table
+
+from .. import casework
+from ..audit import describe_item
+from ..catalog import queries as q
+from ..domain.flags import REASONS, WINDOW_FLAGS, Flag
+from ..errors import UsageError
+from .base import (
+    AppContext,
+    actor_option,
+    cli,
+    console,
+    esc,
+    human_size,
+    json_option,
+    pass_app,
+    print_json,
+)
+
+
+def _date(text: str | None, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{name}: not a date or time: {text!r} (use 2026-01-31 or "
+                         "2026-01-31T08:00:00+08:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@cli.command()
+@json_option
+@pass_app
+def status(app: AppContext, as_json: bool) -> None:
+    """Storage, items by state and flag, recent docks, last jobs."""
+    station = app.station()
+    with station.catalog.read() as conn:
+        counts = q.counts(conn)
+        sessions = [dict(r) for r in q.recent_sessions(conn, 10)]
+        jobs = [dict(r) for r in q.last_jobs(conn)]
+        recorders = len(q.list_recorders(conn))
+    disk = station.store.disk()
+    info: dict[str, Any] = {
+        "station": station.name,
+        "store": {"path": str(station.store.root), "items": counts["local_items"],
+                  "bytes": counts["local_bytes"], "free": disk.free, "total": disk.total},
+        "items": {"total": counts["items"], "bytes": counts["bytes"],
+                  "labelled": counts["labelled"], "flags": counts["flags"]},
+        "acquisitions": counts["acquisitions"],
+        "recorders": recorders,
+        "docks": [{k: s[k] for k in ("id", "serial", "source", "state", "docked_at",
+                                     "finished_at", "files_new", "files_known", "files_failed",
+                                     "error")} for s in sessions],
+        "jobs": jobs,
+    }
+    if as_json:
+        print_json(info)
+        return
+    console.print(f"[bold]station {esc(station.name)}[/]")
+    console.print(f"store {esc(station.store.root)}: {counts['local_items']} items, "
+                  f"{human_size(counts['local_bytes'])}; {human_size(disk.free)} free of "
+                  f"{human_size(disk.total)}")
+    console.print(f"items: {counts['items']} ({human_size(counts['bytes'])}), "
+                  f"{counts['labelled']} labelled; {recorders} recorders registered")
+    if counts["acquisitions"]:
+        console.print("acquisitions: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(counts["acquisitions"].items())))
+    if counts["flags"]:
+        console.print("flags: " + ", ".join(
+            f"[yellow]{k}[/] {v}" for k, v in sorted(counts["flags"].items())))
+    else:
+        console.print("flags: none")
+    if sessions:
+        table = Table("dock", "recorder", "via", "state", "docked", "new", "known", "failed",
+                      title="recent docks")
+        for s in sessions:
+            table.add_row(str(s["id"]), esc(s["serial"]), s["source"], s["state"],
+                          s["docked_at"][:19], str(s["files_new"]), str(s["files_known"]),
+                          str(s["files_failed"]))
+        console.print(table)
+    for job in jobs:
+        mark = "ok" if job["ok"] else "FAILED" if job["ok"] is False else "running"
+        console.print(f"job {job['job']}: {mark} at {job['started_at'][:19]} "
+                      f"{esc(job['summary'])}")
+
+
+def _item_rows(conn: Any, **filters: Any) -> list[dict[str, Any]]:
+    rows = [dict(r) for r in q.search_items(conn, **filters)]
+    flags = q.flags_by_item(conn, [r["sha256"] for r in rows]) if rows else {}
+    return [{
+        "sha256": r["sha256"], "size": r["size"], "recorder": r["recorder"],
+        "officer": r["label_officer"] or r["officer"], "case": r["case_no"],
+        "party": r["party"], "recorded_at": r["recorded_start"], "stored_at": r["stored_at"],
+        "name": r["original_name"], "flags": flags.get(r["sha256"], []),
+        "retention_class": r["retention_class"], "local": bool(r["local_present"]),
+    } for r in rows]
+
+
+@cli.command()
+@click.option("--case", help="Only items labelled with this case number.")
+@click.option("--officer", help="Only this officer's items.")
+@click.option("--recorder", "recorder_serial", help="Only items from this recorder.")
+@click.option("--flag", type=click.Choice([f.value for f in Flag]), help="Only flagged items.")
+@click.option("--since", help="Recorded on or after (date or time).")
+@click.option("--until", help="Recorded before (date or time).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
+@json_option
+@pass_app
+def items(app: AppContext, case: str | None, officer: str | None,
+          recorder_serial: str | None, flag: str | None, since: str | None, until: str | None,
+          limit: int | None, as_json: bool) -> None:
+    """List items, filtered by case, officer, recorder, flag or recording date."""
+    station = app.station()
+    with station.catalog.read() as conn:
+        rows = _item_rows(conn, case=case, officer=officer, recorder_serial=recorder_serial,
+                          flag=flag, since=_date(since, "--since"), until=_date(until, "--until"),
+                          limit=limit)
+    if as_json:
+        print_json({"items": rows})
+        return
+    table = Table("item", "recorded", "officer", "case", "party", "size", "flags", "name")
+    for r in rows:
+        table.add_row(r["sha256"][:16], r["recorded_at"][:19], esc(r["officer"]),
+                      esc(r["case"] or ""), esc(r["party"] or ""), human_size(r["size"]),
+                      ", ".join(r["flags"]), esc(r["name"]))
+    console.print(table)
+    console.print(f"{len(rows)} items")
+
+
+@cli.command()
+@click.argument("item")
+@json_option
+@pass_app
+def show(app: AppContext, item: str, as_json: bool) -> None:
+    """One item: what it is, its labels, flags, acquisitions and whole custody history."""
+    station = app.station()
+    with station.catalog.read() as conn:
+        sha = q.resolve(conn, item)
+        row = dict(q.item(conn, sha) or {})
+        labels = [dict(r) for r in q.label_history(conn, sha)]
+        flags = [dict(r) for r in q.item_flags(conn, sha)]
+        acqs = [dict(r) for r in q.acquisitions_of(conn, sha)]
+        justs = [dict(r) for r in q.justifications_of(conn, sha)]
+        history: list[dict[str, Any]] = [
+                   {"seq": e.seq, "at": e.at.isoformat(), "kind": e.kind, "actor": e.actor,
+                    "station": e.station, "data": e.data, "entry_hash": e.entry_hash,
+                    "key_id": e.key_id} for e in q.iter_entries(conn, item=sha)]
+    summary = describe_item(station, sha)
+    row["media"] = json.loads(row.get("media") or "{}")
+    info = {"item": summary, "record": row, "labels": labels, "flags": flags,
+            "acquisitions": acqs, "justifications": justs, "history": history}
+    if as_json:
+        print_json(info)
+        return
+    assert summary is not None
+    console.print(f"[bold]item {sha}[/]")
+    for key in ("size", "recorder", "officer", "case", "party", "recorded_start",
+                "recorded_end", "stored_at", "station", "original_name", "retention_class",
+                "retain_until", "hold"):
+        console.print(f"  {key:16} {esc(summary[key])}")
+    media = row["media"]
+    if media.get("ok"):
+        console.print(f"  {'media':16} {media.get('video_codec')}/{media.get('audio_codec')} "
+                      f"{media.get('width')}x{media.get('height')} {media.get('duration')}s")
+    for f in flags:
+        console.print(f"  [yellow]flag {f['flag']}[/] since {f['set_at'][:19]}: "
+                      f"{esc(f['detail'])}")
+    for j in justs:
+        console.print(f"  justified {j['flag']} by {esc(j['by'])}: {esc(j['reason'])}")
+    table = Table("seq", "time", "event", "actor", "station", "details", title="custody")
+    for h in history:
+        details = ", ".join(f"{k}={v}" for k, v in h["data"].items()
+                            if k not in ("media", "path_hex", "retention", "health"))
+        table.add_row(str(h["seq"]), h["at"][:19], h["kind"], esc(h["actor"]),
+                      esc(h["station"]), esc(details[:120]))
+    console.print(table)
+
+
+@cli.command()
+@click.option("--flag", "only", type=click.Choice([f.value for f in Flag]),
+              help="Only this flag.")
+@click.option("--all-flags", is_flag=True, help="Every flag, not only missed deadlines and "
+              "clock faults.")
+@json_option
+@pass_app
+def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -> None:
+    """Items that missed a window (ingest, label, replication) or whose time is doubtful."""
+    station = app.station()
+    wanted = [only] if only else [f.value for f in Flag] if all_flags else [
+        f.value for f in (*WINDOW_FLAGS, Flag.CLOCK_UNSET, Flag.CLOCK_SKEW)]
+    with station.catalog.read() as conn:
+        rows = [dict(r) for r in q.flagged_items(conn, wanted)]
+        justs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in rows:
+            for j in q.justifications_of(conn, r["item"]):
+                justs.setdefault((r["item"], j["flag"]), []).append(
+                    {"by": j["by"], "reason": j["reason"], "at": j["at"]})
+    grouped: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        entry = grouped.setdefault(r["item"], {
+            "sha256": r["item"], "recorder": r["recorder"], "officer": r["officer"],
+            "name": r["original_name"], "recorded_end": r["recorded_end"],
+            "stored_at": r["stored_at"], "flags": [], "reasons": [], "justifications": []})
+        entry["flags"].append(r["flag"])
+        entry["reasons"].append({"flag": r["flag"], "since": r["set_at"],
+                                 "reason": REASONS.get(Flag(r["flag"]), r["flag"]),
+                                 "detail": r["detail"]})
+        entry["justifications"].extend(justs.get((r["item"], r["flag"]), []))
+    result = list(grouped.values())
+    if as_json:
+        print_json(result)
+        return
+    table = Table("item", "flags", "why", "officer", "name")
+    for e in result:
+        why = "; ".join(f"{x['reason']} ({x['detail']})" for x in e["reasons"])
+        if e["justifications"]:
+            why += " — justified: " + "; ".join(j["reason"] for j in e["justifications"])
+        table.add_row(e["sha256"][:16], ", ".join(e["flags"]), esc(why), esc(e["officer"]),
+                      esc(e["name"]))
+    console.print(table)
+    console.print(f"{len(result)} items")
+
+
+@cli.command()
+@click.argument("refs", metavar="ITEM...", nargs=-1, required=True)
+@click.option("--case", required=True, help="Case number (案号).")
+@click.option("--party", required=True, help="Party name (当事人).")
+@click.option("--officer", help="Officer (承办人); default: the recorder's officer.")
+@click.option("--category", "categories", multiple=True,
+              help="Footage category, e.g. dispute, obstruction, incident (kept long-term).")
+@actor_option
+@json_option
+@pass_app
+def label(app: AppContext, refs: tuple[str, ...], case: str, party: str, officer: str | None,
+          categories: tuple[str, ...], actor: str, as_json: bool) -> None:
+    """Label items with case number, party and officer (a signed ledger event)."""
+    done = casework.label(app.station(), refs, case=case, party=party, officer=officer,
+                          categories=categories, actor=actor)
+    if as_json:
+        print_json({"labelled": done})
+        return
+    for d in done:
+        console.print(f"labelled {d['sha256'][:16]}: case {esc(d['case'])}, party "
+                      f"{esc(d['party'])}, officer {esc(d['officer'])} "
+                      f"({d['retention_class']})")
+
+
+def _hold_command(name: str, hold: bool, doc: str) -> None:
+    @cli.command(name, help=doc)
+    @click.argument("refs", metavar="ITEM...", nargs=-1, required=True)
+    @click.option("--reason", required=True, help="Why (recorded in the ledger).")
+    @actor_option
+    @json_option
+    @pass_app
+    def command(app: AppContext, refs: tuple[str, ...], reason: str, actor: str,
+                as_json: bool) -> None:
+        done = casework.set_hold(app.station(), refs, hold=hold, reason=reason, actor=actor)
+        if as_json:
+            print_json({name: done})
+            return
+        for d in done:
+            console.print(f"{name} {d['sha256'][:16]} (entry {d['seq']})")
+
+
+_hold_command("hold", True, "Put items on legal hold: no deletion anywhere until released.")
+_hold_command("release", False, "Release a legal hold (retention rules apply again).")
+
+
+@cli.command()
+@click.argument("refs", metavar="ITEM...", nargs=-1, required=True)
+@click.option("--flag", default=Flag.LATE_INGEST.value, show_default=True,
+              type=click.Choice([f.value for f in Flag]), help="The flag being explained.")
+@click.option("--reason", required=True, help="Why it was late (e.g. remote duty until ...).")
+@actor_option
+@json_option
+@pass_app
+def justify(app: AppContext, refs: tuple[str, ...], flag: str, reason: str, actor: str,
+            as_json: bool) -> None:
+    """Record why an item is late. It stays flagged; the reason is kept with it."""
+    done = casework.justify(app.station(), refs, flag=flag, reason=reason, actor=actor)
+    if as_json:
+        print_json({"justified": done})
+        return
+    for d in done:
+        console.print(f"justified {d['sha256'][:16]} {d['flag']}: {esc(d['reason'])}")

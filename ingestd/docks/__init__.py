@@ -1,0 +1,1 @@
+"""Where recorders come from: udev block devices, a watched mount root, and their file trees."""

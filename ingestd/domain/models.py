@@ -1,0 +1,132 @@
+"""Value objects. Frozen, keyword-only; named constructors where there is more than one way in."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+PREFIX_RE = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def is_sha256(text: str) -> bool:
+    return bool(SHA256_RE.match(text))
+
+
+class EventKind(StrEnum):
+    """Every kind of custody ledger entry."""
+
+    ACQUIRED = "acquired"  # a file was read off a recorder (new bytes or known bytes)
+    STORED = "stored"  # an item's bytes were verified in the local store for the first time
+    FLAGGED = "flagged"
+    LABELLED = "labelled"
+    HELD = "held"
+    RELEASED = "released"
+    JUSTIFIED = "justified"
+    REPLICATED = "replicated"
+    AUDITED = "audited"
+    EXPORTED = "exported"
+    WIPED = "wiped"
+    RETENTION = "retention"
+    EVICTED = "evicted"  # left the local cache after verified off-site copies
+    RECORDER_REFUSED = "recorder_refused"
+    DOCKED = "docked"  # a dock session with device health
+    REGISTRY = "registry"  # recorder registry changed
+    KEY_ROTATED = "key_rotated"
+    GENESIS = "genesis"
+
+
+class AcquisitionState(StrEnum):
+    COPYING = "copying"
+    STORED = "stored"  # new bytes, verified in the store
+    KNOWN = "known"  # bytes already stored; nothing copied twice
+    INTERRUPTED = "interrupted"  # the copy did not finish (pulled out, killed); redone at next dock
+    FAILED = "failed"  # could not be read; the reason is kept
+
+
+class RetentionClass(StrEnum):
+    ROUTINE = "routine"
+    EVIDENCE = "evidence"
+    LONG_TERM = "long-term"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recorder:
+    serial: str
+    officer: str
+    officer_id: str
+    unit: str = ""
+    vendor: str = ""
+    model: str = ""
+    added_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaInfo:
+    """What ffprobe tells of a file. ``ok`` is False when it cannot be read as media."""
+
+    ok: bool
+    duration: float | None = None
+    creation_time: datetime | None = None
+    format_name: str = ""
+    video_codec: str = ""
+    audio_codec: str = ""
+    width: int | None = None
+    height: int | None = None
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "duration": self.duration,
+            "creation_time": self.creation_time.isoformat() if self.creation_time else None,
+            "format": self.format_name,
+            "video_codec": self.video_codec,
+            "audio_codec": self.audio_codec,
+            "width": self.width,
+            "height": self.height,
+            "error": self.error,
+        }
+
+
+class TimeSource(StrEnum):
+    MEDIA = "media"
+    FILENAME = "filename"
+    FILE_TIME = "file_time"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordedTime:
+    start: datetime
+    end: datetime
+    source: TimeSource
+
+
+@dataclass(frozen=True, kw_only=True)
+class Label:
+    case: str
+    party: str
+    officer: str
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerEntry:
+    """One custody event. ``body`` is what is hashed; ``signature`` signs ``entry_hash``."""
+
+    seq: int
+    at: datetime
+    station: str
+    actor: str
+    kind: str
+    item: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    key_id: str
+    entry_hash: str = ""
+    signature: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,181 @@
+"""Policy: deadlines, clock plausibility, recorded time, retention, wipe eligibility.
+
+Every function takes the time it needs as an argument, so each rule is testable to the second.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+
+from .flags import Flag
+from .models import MediaInfo, RecordedTime, RetentionClass, TimeSource
+
+#: A recorder time before this means its clock was never set.
+CLOCK_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Windows:
+    ingest: timedelta = timedelta(hours=24)
+    label: timedelta = timedelta(hours=48)
+    replication: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilenameTime:
+    """A recorder's file-name convention: a regex whose first group is parsed by ``format``."""
+
+    pattern: re.Pattern[str]
+    format: str
+
+    @classmethod
+    def of(cls, pattern: str, fmt: str) -> FilenameTime:
+        return cls(pattern=re.compile(pattern), format=fmt)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deadlines:
+    ingest: datetime
+    label: datetime
+    replication: datetime
+
+
+def deadlines(*, recorded_end: datetime, stored_at: datetime, windows: Windows) -> Deadlines:
+    return Deadlines(
+        ingest=recorded_end + windows.ingest,
+        label=stored_at + windows.label,
+        replication=stored_at + windows.replication,
+    )
+
+
+def time_from_filename(
+    name: str, conventions: Sequence[FilenameTime], tz: tzinfo
+) -> datetime | None:
+    for convention in conventions:
+        match = convention.pattern.search(name)
+        if not match:
+            continue
+        text = match.group(1) if match.groups() else match.group(0)
+        try:
+            parsed = datetime.strptime(text, convention.format)
+        except ValueError:
+            continue
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=tz)
+        return parsed.astimezone(UTC)
+    return None
+
+
+def recorded_time(
+    *,
+    media: MediaInfo | None,
+    name: str,
+    file_mtime: datetime,
+    conventions: Sequence[FilenameTime],
+    tz: tzinfo = UTC,
+) -> RecordedTime:
+    """Recorded start and end: media metadata, else the file name, else the file time.
+
+    A file's modification time is when the recorder finished writing it, so it is taken as the
+    end and the duration (when known) gives the start.
+    """
+    duration = timedelta(seconds=media.duration) if media and media.duration else timedelta(0)
+    if media and media.creation_time is not None:
+        start = media.creation_time.astimezone(UTC)
+        return RecordedTime(start=start, end=start + duration, source=TimeSource.MEDIA)
+    from_name = time_from_filename(name, conventions, tz)
+    if from_name is not None:
+        return RecordedTime(start=from_name, end=from_name + duration, source=TimeSource.FILENAME)
+    end = file_mtime.astimezone(UTC)
+    return RecordedTime(start=end - duration, end=end, source=TimeSource.FILE_TIME)
+
+
+def clock_flags(recorded: RecordedTime, *, docked_at: datetime, tolerance: timedelta) -> set[Flag]:
+    if recorded.start < CLOCK_EPOCH:
+        return {Flag.CLOCK_UNSET}
+    if recorded.start > docked_at + tolerance:
+        return {Flag.CLOCK_SKEW}
+    return set()
+
+
+def ingest_flags(
+    *,
+    recorded: RecordedTime,
+    stored_at: datetime,
+    docked_at: datetime,
+    windows: Windows,
+    clock_tolerance: timedelta,
+) -> set[Flag]:
+    """Flags known at the moment an item is stored."""
+    flags = clock_flags(recorded, docked_at=docked_at, tolerance=clock_tolerance)
+    # A recorder whose clock is wrong cannot tell us whether we are late: flag the clock instead.
+    if not flags and stored_at > recorded.end + windows.ingest:
+        flags.add(Flag.LATE_INGEST)
+    return flags
+
+
+def window_flags(
+    *,
+    stored_at: datetime,
+    now: datetime,
+    windows: Windows,
+    labelled: bool,
+    replicated: bool,
+    replication_required: bool,
+) -> set[Flag]:
+    """Flags for deadlines that run after storage (checked on a schedule)."""
+    flags: set[Flag] = set()
+    if not labelled and now > stored_at + windows.label:
+        flags.add(Flag.LATE_LABEL)
+    if replication_required and not replicated and now > stored_at + windows.replication:
+        flags.add(Flag.LATE_REPLICATION)
+    return flags
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionPolicy:
+    routine: timedelta = timedelta(days=365)
+    evidence: timedelta = timedelta(days=365 * 30)
+    long_term_categories: frozenset[str] = frozenset(
+        {"dispute", "complaint", "obstruction", "assault", "incident", "mass-incident"}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retention:
+    cls: RetentionClass
+    until: datetime | None  # None: never expires (long-term or on hold)
+    hold: bool
+
+
+def retention(
+    *,
+    recorded_at: datetime,
+    has_case: bool,
+    categories: Iterable[str],
+    hold: bool,
+    policy: RetentionPolicy,
+    case_retention: timedelta | None = None,
+) -> Retention:
+    """The longest applicable retention wins; long-term and legal hold never expire."""
+    if set(categories) & policy.long_term_categories:
+        return Retention(cls=RetentionClass.LONG_TERM, until=None, hold=hold)
+    cls = RetentionClass.EVIDENCE if has_case else RetentionClass.ROUTINE
+    period = policy.routine
+    if has_case:
+        period = max(period, case_retention or policy.evidence)
+    return Retention(cls=cls, until=None if hold else recorded_at + period, hold=hold)
+
+
+def parse_utc_offset(text: str) -> tzinfo:
+    """``+08:00`` / ``-0500`` / ``UTC`` as a fixed offset."""
+    if text.upper() in {"UTC", "Z", "+00:00"}:
+        return UTC
+    match = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", text)
+    if not match:
+        raise ValueError(f"not a UTC offset: {text!r} (expected like +08:00)")
+    sign = 1 if match.group(1) == "+" else -1
+    return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))

@@ -1,0 +1,391 @@
+"""Ingest: take every recording off a mounted recorder into the evidence store.
+
+For each file: one pass that reads, hashes and writes; fsync; rename into place; read-back
+from disk; probe; then one catalog transaction that records the acquisition, the item, its
+flags and their signed ledger entries together. A file whose bytes are already stored is
+hashed but not copied again. Nothing on the recorder is ever written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
+
+from .catalog import queries as q
+from .docks.walk import Skipped, SourceFile, open_source, walk
+from .domain import policy
+from .domain.canonical import format_time
+from .domain.flags import REASONS, Flag
+from .domain.models import (
+    AcquisitionState,
+    EventKind,
+    MediaInfo,
+    RecordedTime,
+    Recorder,
+    RetentionClass,
+)
+from .errors import RecorderError, RecorderNotRegistered, SourceChanged, StoreError
+from .integrity.hashing import hash_fd
+from .media import probe
+from .station import Station
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, "SourceFile | None", int], None]
+
+
+@dataclass(kw_only=True)
+class FileResult:
+    sha256: str
+    path: str
+    size: int
+    state: str
+    recorded_at: str
+    flags: list[str]
+    new: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256, "path": self.path, "size": self.size, "state": self.state,
+            "recorded_at": self.recorded_at, "flags": self.flags, "new": self.new,
+        }
+
+
+@dataclass(kw_only=True)
+class IngestReport:
+    serial: str
+    session_id: int | None = None
+    state: str = "running"
+    items: list[FileResult] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    bytes_copied: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial, "session": self.session_id, "state": self.state,
+            "items": [i.as_dict() for i in self.items], "errors": self.errors,
+            "skipped": self.skipped, "bytes_copied": self.bytes_copied,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockContext:
+    source: str = "manual"  # manual | watch | udev
+    actor: str = "ingestd"
+    health: dict[str, Any] = field(default_factory=dict)
+
+
+class Ingestor:
+    def __init__(self, station: Station) -> None:
+        self.station = station
+        self.settings = station.settings
+        self.windows = station.settings.windows.policy()
+        self.tz = policy.parse_utc_offset(station.settings.ingest.recorder_timezone)
+        self.conventions = station.settings.ingest.conventions()
+
+    # -- the session -----------------------------------------------------------------------
+
+    def admit(self, serial: str, *, mountpoint: Path, ctx: DockContext) -> Recorder | None:
+        """The registry's answer for a docked recorder; a refusal is recorded and raised."""
+        with self.station.catalog.read() as conn:
+            rec = q.recorder(conn, serial)
+        if rec is not None:
+            return rec
+        if self.settings.ingest.unregistered == "unassigned":
+            return None
+        now = self.station.clock()
+        with self.station.custody.transaction() as conn:
+            entry = self.station.custody.record(
+                conn, kind=EventKind.RECORDER_REFUSED, actor=ctx.actor,
+                data={"serial": serial, "mountpoint": str(mountpoint), "source": ctx.source,
+                      "health": ctx.health},
+            )
+            q.open_session(
+                conn, serial=serial, station=self.station.name, source=ctx.source,
+                mountpoint=str(mountpoint), state="refused", docked_at=format_time(now),
+                finished_at=format_time(now), health=_json(ctx.health),
+                error="recorder not registered", ledger_seq=entry.seq,
+            )
+        log.warning("refused unregistered recorder %s at %s", serial, mountpoint)
+        raise RecorderNotRegistered(
+            f"recorder {serial} is not registered; nothing was copied. Register it with "
+            f"`ingestd devices add {serial} --officer NAME --officer-id ID`, or set "
+            "ingest.unregistered = \"unassigned\""
+        )
+
+    def ingest(
+        self,
+        mountpoint: Path,
+        *,
+        serial: str,
+        ctx: DockContext | None = None,
+        cancel: threading.Event | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        ctx = ctx or DockContext()
+        if not mountpoint.is_dir():
+            raise RecorderError(f"{mountpoint} is not a folder (is the recorder mounted?)")
+        rec = self.admit(serial, mountpoint=mountpoint, ctx=ctx)
+        report = IngestReport(serial=serial)
+        docked_at = self.station.clock()
+        with self.station.custody.transaction() as conn:
+            entry = self.station.custody.record(
+                conn, kind=EventKind.DOCKED, actor=ctx.actor,
+                data={"serial": serial, "officer": rec.officer if rec else "",
+                      "source": ctx.source, "health": ctx.health,
+                      "mountpoint": str(mountpoint)},
+                at=docked_at,
+            )
+            report.session_id = q.open_session(
+                conn, serial=serial, station=self.station.name, source=ctx.source,
+                mountpoint=str(mountpoint), state="running", docked_at=format_time(docked_at),
+                officer=rec.officer if rec else "", health=_json(ctx.health),
+                ledger_seq=entry.seq,
+            )
+        files: list[SourceFile] = []
+        for found in walk(mountpoint, self.settings.ingest.patterns):
+            if isinstance(found, Skipped):
+                report.skipped.append({"path": found.display, "reason": found.reason})
+            else:
+                files.append(found)
+        if progress:
+            progress("start", None, sum(f.size for f in files))
+        try:
+            for src in files:
+                if cancel is not None and cancel.is_set():
+                    report.state = "interrupted"
+                    break
+                self._one(src, rec=rec, serial=serial, report=report, docked_at=docked_at,
+                          ctx=ctx, progress=progress)
+            else:
+                report.state = "done"
+        except StoreError as exc:
+            report.state = "failed"
+            report.errors.append({"path": "", "error": exc.message})
+            self._close(report)
+            raise
+        except BaseException:
+            report.state = "interrupted"
+            self._close(report)
+            raise
+        self._close(report)
+        return report
+
+    def _close(self, report: IngestReport) -> None:
+        assert report.session_id is not None
+        with self.station.catalog.write() as conn:
+            q.update_session(
+                conn, report.session_id, state=report.state,
+                finished_at=format_time(self.station.clock()),
+                files_seen=len(report.items) + len(report.errors),
+                files_new=sum(1 for i in report.items if i.new),
+                files_known=sum(1 for i in report.items if not i.new),
+                files_failed=len(report.errors), bytes_copied=report.bytes_copied,
+                error="; ".join(e["error"] for e in report.errors)[:2000],
+            )
+
+    # -- one file --------------------------------------------------------------------------
+
+    def _one(self, src: SourceFile, *, rec: Recorder | None, serial: str, report: IngestReport,
+             docked_at: datetime, ctx: DockContext, progress: Progress | None) -> None:
+        assert report.session_id is not None
+        with self.station.catalog.write() as conn:
+            acq_id = q.start_acquisition(
+                conn, session_id=report.session_id, serial=serial, path=src.display,
+                path_hex=src.rel.hex(), size=src.size, mtime_ns=src.mtime_ns,
+                state=AcquisitionState.COPYING, started_at=format_time(self.station.clock()),
+            )
+            known = q.known_source(conn, serial=serial, path_hex=src.rel.hex(), size=src.size,
+                                   mtime_ns=src.mtime_ns)
+        if progress:
+            progress("file", src, 0)
+        try:
+            sha, size, new, changed = self._copy(src, known=known)
+        except (OSError, RecorderError) as exc:
+            reason = exc.message if isinstance(exc, RecorderError) else (
+                f"cannot read: {exc.strerror or exc}")
+            with self.station.catalog.write() as conn:
+                q.finish_acquisition(conn, acq_id, state=AcquisitionState.FAILED,
+                                     finished_at=format_time(self.station.clock()), error=reason)
+            report.errors.append({"path": src.display, "error": reason})
+            log.error("recorder %s: %s: %s", serial, src.display, reason)
+            return
+        except StoreError as exc:
+            with self.station.catalog.write() as conn:
+                q.finish_acquisition(conn, acq_id, state=AcquisitionState.FAILED,
+                                     finished_at=format_time(self.station.clock()),
+                                     error=exc.message)
+            raise
+        if new:
+            report.bytes_copied += size
+        result = self._record(src, acq_id=acq_id, sha=sha, size=size, rec=rec, serial=serial,
+                              docked_at=docked_at, ctx=ctx, changed=changed, copied=new)
+        report.items.append(result)
+        if progress:
+            progress("done", src, size)
+
+    def _copy(self, src: SourceFile, *, known: str | None) -> tuple[str, int, bool, bool]:
+        """Returns (sha256, size, bytes were written, the source kept changing)."""
+        store = self.station.store
+        attempts = self.settings.ingest.changed_retries + 1
+        for attempt in range(1, attempts + 1):
+            fd = open_source(src.path)
+            try:
+                before = os.fstat(fd)
+                if known is not None and store.has(known):
+                    digest = hash_fd(fd, buffer_size=store.buffer_size)
+                    new = False
+                    if digest.sha256 != known:
+                        known = None  # different bytes under the same name: copy them
+                        continue
+                else:
+                    written = store.put_from_fd(fd)
+                    digest, new = written.digest, written.new
+                after = os.fstat(fd)
+            finally:
+                os.close(fd)
+            stable = (
+                before.st_size == after.st_size == digest.size
+                and before.st_mtime_ns == after.st_mtime_ns
+            )
+            if stable:
+                return digest.sha256, digest.size, new, False
+            log.warning("%s changed while being copied (attempt %d of %d)",
+                        src.display, attempt, attempts)
+        # Still changing: keep what was read (it is verified in the store) and flag it; the
+        # recorder's file is untouched and is read again at the next dock.
+        if known is None:
+            return digest.sha256, digest.size, new, True
+        raise SourceChanged(f"{src.display} keeps changing while it is read")
+
+    def _record(self, src: SourceFile, *, acq_id: int, sha: str, size: int,
+                rec: Recorder | None, serial: str, docked_at: datetime, ctx: DockContext,
+                changed: bool, copied: bool) -> FileResult:
+        custody = self.station.custody
+        with self.station.catalog.read() as conn:
+            existing = q.item(conn, sha)
+        media: MediaInfo | None = None
+        if existing is None:
+            media = probe(self.station.store.path_of(sha),
+                          timeout=self.settings.ingest.probe_timeout.total_seconds())
+        now = self.station.clock()
+        with custody.transaction() as conn:
+            existing = q.item(conn, sha)  # another recorder may have stored it meanwhile
+            acquired = custody.record(
+                conn, kind=EventKind.ACQUIRED, actor=ctx.actor, item=sha,
+                data={"serial": serial, "path": src.display, "path_hex": src.rel.hex(),
+                      "size": size, "mtime_ns": src.mtime_ns, "acquisition": acq_id,
+                      "copied": copied},
+                at=now,
+            )
+            state = AcquisitionState.STORED if existing is None else AcquisitionState.KNOWN
+            flags: set[Flag] = set()
+            if existing is None:
+                assert media is not None
+                recorded, flags = self._new_item(
+                    conn, sha=sha, size=size, src=src, rec=rec, serial=serial, media=media,
+                    docked_at=docked_at, now=now, ctx=ctx, changed=changed,
+                )
+                recorded_at = format_time(recorded.start)
+            else:
+                recorded_at = existing["recorded_start"]
+                if not existing["local_present"]:
+                    q.update_item(conn, sha, local_present=True)
+            q.finish_acquisition(conn, acq_id, state=state, item=sha,
+                                 finished_at=format_time(now), ledger_seq=acquired.seq)
+            all_flags = [row["flag"] for row in q.item_flags(conn, sha)]
+        return FileResult(sha256=sha, path=src.display, size=size, state=str(state),
+                          recorded_at=recorded_at, flags=all_flags, new=existing is None)
+
+    def _new_item(self, conn: Connection, *, sha: str, size: int, src: SourceFile,
+                  rec: Recorder | None, serial: str, media: MediaInfo, docked_at: datetime,
+                  now: datetime, ctx: DockContext,
+                  changed: bool) -> tuple[RecordedTime, set[Flag]]:
+        custody = self.station.custody
+        recorded = policy.recorded_time(
+            media=media if media.ok else None, name=os.fsdecode(os.path.basename(src.rel)),
+            file_mtime=datetime.fromtimestamp(src.mtime_ns / 1e9, UTC),
+            conventions=self.conventions, tz=self.tz,
+        )
+        flags = policy.ingest_flags(
+            recorded=recorded, stored_at=now, docked_at=docked_at, windows=self.windows,
+            clock_tolerance=self.settings.ingest.clock_tolerance,
+        )
+        if size == 0:
+            flags.add(Flag.EMPTY_FILE)
+        if not media.ok:
+            flags.add(Flag.DAMAGED_MEDIA)
+        if changed:
+            flags.add(Flag.CHANGED_DURING_COPY)
+        if rec is None:
+            flags.add(Flag.UNREGISTERED_RECORDER)
+        deadlines = policy.deadlines(recorded_end=recorded.end, stored_at=now,
+                                     windows=self.windows)
+        keep = policy.retention(recorded_at=recorded.start, has_case=False, categories=(),
+                                hold=False, policy=self.settings.retention.policy())
+        officer = rec.officer if rec else ""
+        stored = custody.record(
+            conn, kind=EventKind.STORED, actor=ctx.actor, item=sha,
+            data={"size": size, "recorder": serial, "officer": officer,
+                  "officer_id": rec.officer_id if rec else "",
+                  "recorded_start": format_time(recorded.start),
+                  "recorded_end": format_time(recorded.end), "time_source": recorded.source,
+                  "media": media.as_dict(), "original_name": src.display},
+            at=now,
+        )
+        q.insert_item(
+            conn, sha256=sha, size=size, stored_at=format_time(now), station=self.station.name,
+            recorder=serial, officer=officer, original_name=src.display,
+            recorded_start=format_time(recorded.start), recorded_end=format_time(recorded.end),
+            time_source=str(recorded.source), duration=media.duration,
+            media=_json(media.as_dict()), ingest_deadline=format_time(deadlines.ingest),
+            label_deadline=format_time(deadlines.label),
+            replication_deadline=format_time(deadlines.replication),
+            retention_class=str(RetentionClass.ROUTINE),
+            retain_until=format_time(keep.until) if keep.until else None,
+            hold=False, local_present=True, ledger_seq=stored.seq,
+        )
+        for flag in sorted(flags):
+            set_flag(self.station, conn, sha, flag, at=now, actor=ctx.actor,
+                     detail=_flag_detail(flag, recorded, deadlines.ingest, media, docked_at))
+        return recorded, flags
+
+
+def set_flag(station: Station, conn: Connection, sha: str, flag: Flag, *, at: datetime,
+             actor: str, detail: str) -> bool:
+    """Set a flag once (flags stay); returns False when it was already set."""
+    if q.has_flag(conn, sha, flag):
+        return False
+    entry = station.custody.record(conn, kind=EventKind.FLAGGED, actor=actor, item=sha,
+                                   data={"flag": str(flag), "detail": detail}, at=at)
+    q.insert_flag(conn, item=sha, flag=str(flag), set_at=format_time(at), detail=detail,
+                  ledger_seq=entry.seq)
+    log.warning("item %s flagged %s: %s", sha[:12], flag, detail)
+    return True
+
+
+def _flag_detail(flag: Flag, recorded: RecordedTime, ingest_deadline: datetime,
+                 media: MediaInfo, docked_at: datetime) -> str:
+    if flag == Flag.LATE_INGEST:
+        return (f"recording ended {format_time(recorded.end)}, "
+                f"deadline {format_time(ingest_deadline)}")
+    if flag == Flag.DAMAGED_MEDIA:
+        return media.error
+    if flag in (Flag.CLOCK_UNSET, Flag.CLOCK_SKEW):
+        return (f"recorded time {format_time(recorded.start)} ({recorded.source}), "
+                f"docked {format_time(docked_at)}")
+    return REASONS[flag]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)

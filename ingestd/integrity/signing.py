@@ -1,0 +1,107 @@
+"""The station's Ed25519 key: created once, private half 0600, public half shared freely."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..errors import IntegrityError
+from .hashing import atomic_write
+
+PRIVATE_NAME = "station.key"
+PUBLIC_NAME = "station.pub"
+
+
+def key_id_of(public_raw: bytes) -> str:
+    return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    key_id: str
+    raw: bytes
+
+    @classmethod
+    def from_hex(cls, text: str) -> PublicKey:
+        raw = bytes.fromhex(text)
+        return cls(key_id=key_id_of(raw), raw=raw)
+
+    @property
+    def hex(self) -> str:
+        return self.raw.hex()
+
+    def verify(self, signature_hex: str, message: bytes) -> bool:
+        try:
+            key = Ed25519PublicKey.from_public_bytes(self.raw)
+            key.verify(bytes.fromhex(signature_hex), message)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+class StationKey:
+    """The private key that signs every ledger entry, manifest and checkpoint of this station."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        raw = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.public = PublicKey(key_id=key_id_of(raw), raw=raw)
+
+    @property
+    def key_id(self) -> str:
+        return self.public.key_id
+
+    def sign(self, message: bytes) -> str:
+        return self._private.sign(message).hex()
+
+    @classmethod
+    def generate(cls) -> StationKey:
+        return cls(Ed25519PrivateKey.generate())
+
+    def save(self, folder: Path, *, name: str = PRIVATE_NAME) -> Path:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(folder, 0o700)
+        private = folder / name
+        if private.exists():
+            raise IntegrityError(f"{private} exists already; refusing to overwrite a station key")
+        pem = self._private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        atomic_write(private, pem, mode=0o600)
+        atomic_write(private.with_suffix(".pub"), (self.public.hex + "\n").encode(), mode=0o644)
+        return private
+
+    @classmethod
+    def load(cls, folder: Path, *, name: str = PRIVATE_NAME) -> StationKey:
+        path = folder / name
+        try:
+            st = path.stat()
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(
+                f"no station key at {path}: run `ingestd keys init` (or `ingestd init`)"
+            ) from None
+        except PermissionError:
+            raise IntegrityError(f"cannot read station key {path}: permission denied") from None
+        if st.st_mode & 0o077:
+            raise IntegrityError(
+                f"station key {path} is readable by others (mode {st.st_mode & 0o777:o}); "
+                "it must be 0600"
+            )
+        try:
+            private = serialization.load_pem_private_key(data, password=None)
+        except ValueError as exc:
+            raise IntegrityError(f"station key {path} is not a valid key: {exc}") from None
+        if not isinstance(private, Ed25519PrivateKey):
+            raise IntegrityError(f"station key {path} is not an Ed25519 key")
+        return cls(private)

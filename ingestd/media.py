@@ -1,0 +1,105 @@
+"""Media facts from ffprobe and an end-to-end decode check with ffmpeg, via ffmpeg-python.
+
+Files are probed where they are stored (content-addressed, read-only), never on the recorder, so
+a hostile recorder file name never reaches a command line. Every run is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from .domain.models import MediaInfo
+from .errors import MediaError
+
+log = logging.getLogger(__name__)
+
+
+def available() -> bool:
+    return shutil.which("ffprobe") is not None and shutil.which("ffmpeg") is not None
+
+
+def _creation_time(tags: dict[str, Any]) -> datetime | None:
+    text = tags.get("creation_time") or tags.get("date")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_probe(data: dict[str, Any]) -> MediaInfo:
+    fmt = data.get("format") or {}
+    streams = data.get("streams") or []
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    duration: float | None = None
+    try:
+        duration = float(fmt["duration"])
+    except (KeyError, TypeError, ValueError):
+        duration = None
+    tags = dict(fmt.get("tags") or {})
+    if video is not None:
+        tags = {**(video.get("tags") or {}), **tags}
+    return MediaInfo(
+        ok=bool(streams),
+        duration=duration,
+        creation_time=_creation_time(tags),
+        format_name=str(fmt.get("format_name", "")),
+        video_codec=str(video.get("codec_name", "")) if video else "",
+        audio_codec=str(audio.get("codec_name", "")) if audio else "",
+        width=int(video["width"]) if video and "width" in video else None,
+        height=int(video["height"]) if video and "height" in video else None,
+        error="" if streams else "no audio or video stream",
+    )
+
+
+def probe(path: Path, *, timeout: float = 60.0) -> MediaInfo:
+    """ffprobe a file. A file that cannot be read as media gives ``ok=False`` and the reason;
+    only a missing or hung ffprobe raises."""
+    args = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)]
+    try:
+        proc = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise MediaError("ffprobe is not installed (Debian package ffmpeg)") from None
+    except subprocess.TimeoutExpired:
+        return MediaInfo(ok=False, error=f"ffprobe did not finish within {timeout:.0f}s")
+    if proc.returncode != 0:
+        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        last = reason[-1].replace(f"{path}: ", "") if reason else f"ffprobe exit {proc.returncode}"
+        return MediaInfo(ok=False, error=last)
+    try:
+        return parse_probe(json.loads(proc.stdout))
+    except (ValueError, TypeError) as exc:
+        return MediaInfo(ok=False, error=f"unreadable ffprobe output: {exc}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeResult:
+    ok: bool
+    errors: list[str]
+
+
+def decode_check(path: Path, *, timeout: float = 600.0) -> DecodeResult:
+    """Decode every stream end to end (played back, not displayed); report decoder errors."""
+    stream = ffmpeg.input(str(path)).output("-", format="null")
+    args = ffmpeg.compile(stream, overwrite_output=True)
+    args[1:1] = ["-nostdin", "-v", "error", "-xerror"]
+    try:
+        proc = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise MediaError("ffmpeg is not installed (Debian package ffmpeg)") from None
+    except subprocess.TimeoutExpired:
+        return DecodeResult(ok=False, errors=[f"decode did not finish within {timeout:.0f}s"])
+    errors = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return DecodeResult(ok=proc.returncode == 0 and not errors, errors=errors[-20:])

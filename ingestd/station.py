@@ -1,0 +1,99 @@
+"""Wiring: one station's settings, catalog, store, key and custody, opened together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import config as config_mod
+from .catalog import queries as q
+from .catalog.db import Catalog, open_catalog
+from .config import Settings
+from .custody import Clock, Custody
+from .domain.models import EventKind
+from .integrity.signing import StationKey
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Station:
+    settings: Settings
+    catalog: Catalog
+    store: Store
+    key: StationKey
+    custody: Custody
+    clock: Clock
+
+    @property
+    def name(self) -> str:
+        return self.settings.station
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Clock = system_clock,
+             migrate: bool = False) -> Station:
+        store = Store(settings.store_path, buffer_size=settings.ingest.buffer_size)
+        store.check()
+        key = StationKey.load(settings.keys_path)
+        catalog = open_catalog(settings.catalog_url, migrate=migrate)
+        custody = Custody(catalog=catalog, key=key, station=settings.station,
+                          mirror=settings.ledger_mirror_path, clock=clock)
+        return cls(settings=settings, catalog=catalog, store=store, key=key, custody=custody,
+                   clock=clock)
+
+    def close(self) -> None:
+        self.catalog.dispose()
+
+
+EXAMPLE_HEADER = """\
+# ingestd configuration. Every key is documented in config/ingestd.toml of the source tree.
+# Relative paths are taken from `home` (by default, the folder holding this file).
+"""
+
+
+def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_clock,
+              catalog_url: str = "") -> tuple[Station, list[str]]:
+    """Create (or complete) an embedded home: config, store, catalog, key, ledger genesis.
+
+    Safe to run again: it creates only what is missing and never replaces a key or a config.
+    """
+    done: list[str] = []
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config_path = home / config_mod.CONFIG_NAME
+    if not config_path.exists():
+        body = EXAMPLE_HEADER + f'station = "{station}"\n'
+        if catalog_url:
+            body += f'catalog = "{catalog_url}"\n'
+        body += '\n[docks]\nwatch_root = "docks"\n'
+        config_path.write_text(body, encoding="utf-8")
+        done.append(f"wrote {config_path}")
+    settings = config_mod.load(config_path)
+    store = Store(settings.store_path)
+    store.create()
+    for folder in (settings.logs_path, settings.runtime_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    if settings.watch_root is not None:
+        settings.watch_root.mkdir(parents=True, exist_ok=True)
+    if not (settings.keys_path / "station.key").exists():
+        StationKey.generate().save(settings.keys_path)
+        done.append(f"created station key in {settings.keys_path}")
+    station_ = Station.open(settings, clock=clock, migrate=True)
+    with station_.custody.transaction() as conn:
+        station_.custody.register_key(conn)
+
+        seq, _ = q.ledger_head(conn)
+        if seq == 0:
+            station_.custody.record(
+                conn, kind=EventKind.GENESIS, actor="ingestd",
+                data={"station": settings.station, "public_key": station_.key.public.hex},
+            )
+            done.append("started the custody ledger")
+    return station_, done

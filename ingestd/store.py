@@ -1,0 +1,164 @@
+"""The local evidence store: content-addressed, read-only files under ``objects/sha256/ab/cd/``.
+
+An object is written to ``tmp/`` while it is hashed, fsynced, renamed into place, its directory
+fsynced, and then read back from disk (not from the page cache) and hashed again. Only an
+object that passed that read-back is *stored*.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .domain.models import is_sha256
+from .errors import ObjectDamaged, StoreError, StoreFull
+from .integrity.hashing import (
+    DEFAULT_BUFFER,
+    Digest,
+    copy_and_hash,
+    fsync_dir,
+    hash_file,
+    is_disk_full,
+)
+
+log = logging.getLogger(__name__)
+
+TMP_SUFFIX = ".partial"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Usage:
+    free: int
+    total: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Written:
+    digest: Digest
+    new: bool  # False: the object was there already (and was verified again)
+
+
+class Store:
+    def __init__(self, root: Path, *, buffer_size: int = DEFAULT_BUFFER) -> None:
+        self.root = root
+        self.objects = root / "objects" / "sha256"
+        self.tmp = root / "tmp"
+        self.buffer_size = buffer_size
+
+    def create(self) -> None:
+        for folder in (self.root, self.objects, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o750)
+
+    def check(self) -> None:
+        if not self.objects.is_dir() or not self.tmp.is_dir():
+            raise StoreError(f"no evidence store at {self.root}: run `ingestd init`")
+        if not os.access(self.tmp, os.W_OK):
+            raise StoreError(f"evidence store {self.root} is not writable by this user")
+
+    def path_of(self, sha256: str) -> Path:
+        if not is_sha256(sha256):
+            raise StoreError(f"not a SHA-256: {sha256!r}")
+        return self.objects / sha256[:2] / sha256[2:4] / sha256
+
+    def has(self, sha256: str) -> bool:
+        return self.path_of(sha256).is_file()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put_from_fd(self, src_fd: int) -> Written:
+        """Copy an open source into the store, hashing as it goes; verify by read-back."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+            try:
+                digest = copy_and_hash(src_fd, fd, buffer_size=self.buffer_size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            final = self.path_of(digest.sha256)
+            if final.exists():
+                try:
+                    self.verify(digest.sha256, digest.size)
+                except ObjectDamaged as exc:
+                    # The fresh copy is good and the old one is not: the fresh one replaces it.
+                    log.error("repairing stored object from a new copy: %s", exc)
+                else:
+                    tmp.unlink()
+                    return Written(digest=digest, new=False)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o440)
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise StoreFull(
+                    f"evidence store {self.root} is full ({exc.strerror}); nothing partial was kept"
+                ) from None
+            raise StoreError(f"cannot write to evidence store {self.root}: {exc}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:
+            self.verify(digest.sha256, digest.size)
+        except ObjectDamaged:
+            # The copy on disk is not what we hashed (a bad disk): do not keep a wrong object.
+            final.unlink(missing_ok=True)
+            raise
+        return Written(digest=digest, new=True)
+
+    def verify(self, sha256: str, size: int | None = None) -> Digest:
+        """Hash the stored object from disk; raise ObjectDamaged if it no longer matches."""
+        path = self.path_of(sha256)
+        try:
+            digest = hash_file(path, buffer_size=self.buffer_size, from_disk=True)
+        except FileNotFoundError:
+            raise ObjectDamaged(f"object {sha256} is missing from {self.objects}") from None
+        except OSError as exc:
+            raise ObjectDamaged(f"object {sha256} cannot be read: {exc.strerror}") from None
+        if digest.sha256 != sha256 or (size is not None and digest.size != size):
+            raise ObjectDamaged(
+                f"object {sha256} is damaged: it now hashes to {digest.sha256} "
+                f"({digest.size} bytes)"
+            )
+        return digest
+
+    def remove(self, sha256: str) -> None:
+        """Only for retention: the caller has checked that off-site copies are verified."""
+        path = self.path_of(sha256)
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def clean_tmp(self) -> list[Path]:
+        """Remove temp files left by a crash. They were never marked stored."""
+        removed = []
+        if self.tmp.is_dir():
+            for entry in self.tmp.iterdir():
+                if entry.name.endswith(TMP_SUFFIX) and entry.is_file():
+                    entry.unlink()
+                    removed.append(entry)
+        return removed
+
+    def iter_objects(self) -> Iterator[str]:
+        if not self.objects.is_dir():
+            return
+        for first in sorted(self.objects.iterdir()):
+            for second in sorted(first.iterdir()) if first.is_dir() else []:
+                for obj in sorted(second.iterdir()) if second.is_dir() else []:
+                    if is_sha256(obj.name):
+                        yield obj.name
+
+    def disk(self) -> Usage:
+        """Free and total space of the store's file system (object counts come from the
+        catalog, which knows them without walking the tree)."""
+        disk = shutil.disk_usage(self.root)
+        return Usage(free=disk.free, total=disk.total)

@@ -1,0 +1,63 @@
+"""Off-site targets: S3-compatible buckets and directories on a mounted NAS, behind one protocol.
+
+A target stores each item's bytes under ``<prefix>/sha256/<hash>``, its signed manifest under
+``<prefix>/manifests/<hash>.json`` and ledger checkpoints under ``<prefix>/checkpoints/``.
+Targets never trust the server: after an upload they check size and whole-file SHA-256 from
+what the server answers, and report a mismatch rather than count the copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoteObject:
+    """What a target says it holds for an item."""
+
+    key: str
+    size: int
+    sha256: str | None  # the whole-file SHA-256 the target reports (metadata or recomputed)
+    retain_until: datetime | None = None
+    legal_hold: bool = False
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lock:
+    """WORM protection wanted for an object: COMPLIANCE until ``retain_until``, and legal hold."""
+
+    retain_until: datetime | None
+    legal_hold: bool = False
+
+
+class Target(Protocol):
+    name: str
+    required: bool
+
+    def check(self) -> None:
+        """Raise TargetError if the target cannot serve (unreachable, no Object Lock when
+        required, not writable)."""
+
+    def put_item(self, sha256: str, source: Path, size: int, lock: Lock) -> RemoteObject:
+        """Upload (or resume) the item's bytes and return what the target then reports."""
+
+    def head_item(self, sha256: str) -> RemoteObject | None:
+        """What the target holds for this item, or None."""
+
+    def rehash_item(self, sha256: str) -> str:
+        """Read the remote copy back in full and return its SHA-256 (for audits)."""
+
+    def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
+        """Extend retention (never shorten) and set or clear legal hold."""
+
+    def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None: ...
+
+    def put_checkpoint(self, name: str, body: bytes) -> None: ...
+
+    def list_checkpoints(self) -> list[str]: ...
+
+    def get_checkpoint(self, name: str) -> bytes: ...

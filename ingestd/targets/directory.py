@@ -1,0 +1,390 @@
+"""A directory on a mounted NAS as an off-site target.
+
+Same layout as a bucket, under ``<path>/<prefix>``: ``sha256/<hash>`` (item bytes),
+``manifests/<hash>.json``, ``checkpoints/<name>``, plus ``locks/<kind>/<hash>.json`` recording
+the protection asked for each object.
+
+Every write is atomic: a temp file in the destination directory, fsync, ``os.replace``, fsync of
+the directory. Item bytes are hashed while they are copied and read back from the NAS (the page
+cache dropped first) before the file gets its final name, so a file under ``sha256/`` is named by
+a hash it was verified to have; ``head_item`` therefore reports the name as the hash, and only
+``rehash_item`` (audits) rereads the bytes. Files are made read-only (``file_mode``, 0o444 by
+default) and the directories this target creates are 0o750, so the files are not readable by
+others (R11).
+
+A directory cannot enforce WORM: anyone with write access to the share can delete or replace a
+file. Retention and legal hold are therefore only recorded (never shortened) in the ``locks/``
+sidecars, so that audits and operators can see what should hold; real immutability needs the
+NAS's own snapshot or WORM feature, or an S3 target with Object Lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import json
+import logging
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingestd.domain.models import is_sha256
+from ingestd.errors import IngestdError, ObjectDamaged, TargetError
+from ingestd.integrity.hashing import (
+    atomic_write,
+    copy_and_hash,
+    drop_cache,
+    fsync_dir,
+    hash_fd,
+    hash_file,
+)
+from ingestd.targets import Lock, RemoteObject
+
+log = logging.getLogger(__name__)
+
+_CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_DIR_MODE = 0o750
+_OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+class DirectoryTarget:
+    """A folder (typically an NFS or SMB mount) holding off-site copies.
+
+    ``path`` must already exist (it is the mount point or a folder on the share): this target
+    never creates it, so an unmounted share is not silently replaced by the local disk. The
+    ``prefix`` folders below it are created as needed.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        prefix: str = "",
+        required: bool = True,
+        *,
+        file_mode: int = 0o444,
+    ) -> None:
+        parts = [p for p in prefix.split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise ValueError(f"prefix must not contain '.' or '..': {prefix!r}")
+        self.name = name
+        self.required = required
+        self.path = Path(path)
+        self.prefix = "/".join(parts)
+        self.root = self.path.joinpath(*parts)
+        self._file_mode = file_mode
+
+    def __repr__(self) -> str:
+        return f"DirectoryTarget(name={self.name!r}, root={str(self.root)!r})"
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def item_path(self, sha256: str) -> Path:
+        return self.root / "sha256" / sha256
+
+    def manifest_path(self, sha256: str) -> Path:
+        return self.root / "manifests" / f"{sha256}.json"
+
+    def checkpoint_path(self, name: str) -> Path:
+        return self.root / "checkpoints" / name
+
+    def lock_path(self, kind: str, sha256: str) -> Path:
+        return self.root / "locks" / kind / f"{sha256}.json"
+
+    # -- the Target protocol ----------------------------------------------------------------
+
+    def check(self) -> None:
+        if not self.path.is_dir():
+            raise TargetError(
+                f"target {self.name!r}: {self.path} is not a directory (share not mounted?)"
+            )
+        try:
+            self._ensure_dir(self.root)
+            probe = self.root / f".probe.{uuid.uuid4().hex}.tmp"
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
+            try:
+                os.write(fd, b"probe")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                probe.unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._error("not writable", self.root, exc) from exc
+
+    def put_item(self, sha256: str, source: Path, size: int, lock: Lock) -> RemoteObject:
+        _require_sha256(sha256)
+        dest = self.item_path(sha256)
+        try:
+            self._ensure_dir(dest.parent)
+            self._remove_stale_temps(dest)
+            if dest.exists():
+                found = hash_file(dest, from_disk=True)
+                if found.size == size and found.sha256 == sha256:
+                    log.info("target %s: %s already holds a good copy", self.name, dest)
+                    return self._lock(sha256, lock)
+                log.warning(
+                    "target %s: %s is damaged (%d bytes, sha256 %s); writing a good copy",
+                    self.name,
+                    dest,
+                    found.size,
+                    found.sha256,
+                )
+            self._write_item(dest, source, sha256, size)
+        except IngestdError:
+            raise
+        except OSError as exc:
+            raise self._error("cannot replicate item", dest, exc) from exc
+        return self._lock(sha256, lock)
+
+    def head_item(self, sha256: str) -> RemoteObject | None:
+        _require_sha256(sha256)
+        dest = self.item_path(sha256)
+        try:
+            size = dest.stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error("cannot stat item", dest, exc) from exc
+        state = self._read_lock("sha256", sha256)
+        return RemoteObject(
+            key=self._key(dest),
+            size=size,
+            sha256=sha256,  # only a file verified to have this hash is given this name
+            retain_until=state.retain_until,
+            legal_hold=state.legal_hold,
+        )
+
+    def rehash_item(self, sha256: str) -> str:
+        _require_sha256(sha256)
+        dest = self.item_path(sha256)
+        try:
+            return hash_file(dest, from_disk=True).sha256
+        except FileNotFoundError as exc:
+            raise self._error("cannot rehash: no such item", dest, exc) from exc
+        except OSError as exc:
+            raise self._error("cannot rehash item", dest, exc) from exc
+
+    def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
+        _require_sha256(sha256)
+        if not self.item_path(sha256).is_file():
+            raise self._error("cannot lock: no such item", self.item_path(sha256))
+        return self._lock(sha256, lock)
+
+    def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None:
+        _require_sha256(sha256)
+        dest = self.manifest_path(sha256)
+        try:
+            if _read_if_exists(dest) != manifest:
+                self._write_small(dest, manifest)
+        except OSError as exc:
+            raise self._error("cannot write manifest", dest, exc) from exc
+        self._record_lock("manifests", sha256, lock)
+
+    def put_checkpoint(self, name: str, body: bytes) -> None:
+        """Store a ledger checkpoint. The same bytes again are a no-op; different bytes under an
+        existing name are refused (checkpoints witness the ledger and are never rewritten)."""
+        dest = self.checkpoint_path(_require_checkpoint_name(name))
+        try:
+            existing = _read_if_exists(dest)
+            if existing == body:
+                return
+            if existing is not None:
+                raise self._error("refusing to overwrite a checkpoint with different content", dest)
+            self._write_small(dest, body)
+        except OSError as exc:
+            raise self._error("cannot write checkpoint", dest, exc) from exc
+
+    def list_checkpoints(self) -> list[str]:
+        folder = self.root / "checkpoints"
+        try:
+            return sorted(
+                entry.name
+                for entry in os.scandir(folder)
+                if entry.is_file(follow_symlinks=False) and _CHECKPOINT_NAME.match(entry.name)
+            )
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._error("cannot list checkpoints", folder, exc) from exc
+
+    def get_checkpoint(self, name: str) -> bytes:
+        dest = self.checkpoint_path(_require_checkpoint_name(name))
+        try:
+            body = _read_if_exists(dest)
+        except OSError as exc:
+            raise self._error("cannot read checkpoint", dest, exc) from exc
+        if body is None:
+            raise self._error("no such checkpoint", dest)
+        return body
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _write_item(self, dest: Path, source: Path, sha256: str, size: int) -> None:
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        src_fd = os.open(source, os.O_RDONLY | _OPEN_FLAGS)
+        try:
+            dst_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
+            try:
+                written = copy_and_hash(src_fd, dst_fd)
+                if written.size != size or written.sha256 != sha256:
+                    raise ObjectDamaged(
+                        f"{source} is {written.size} bytes with SHA-256 {written.sha256}, "
+                        f"expected {size} bytes with {sha256}: not replicating a damaged copy"
+                    )
+                os.fsync(dst_fd)
+                # read back what reached the share, not what the page cache remembers
+                drop_cache(dst_fd)
+                back = hash_fd(dst_fd)
+                if back.size != size or back.sha256 != sha256:
+                    raise self._error(
+                        f"replica mismatch: written file reads back as {back.size} bytes with "
+                        f"SHA-256 {back.sha256}",
+                        tmp,
+                    )
+                os.fchmod(dst_fd, self._file_mode)
+            finally:
+                os.close(dst_fd)
+            os.replace(tmp, dest)
+            fsync_dir(dest.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(src_fd)
+        log.info("target %s: wrote %s (%d bytes)", self.name, dest, size)
+
+    def _write_small(self, dest: Path, body: bytes) -> None:
+        self._ensure_dir(dest.parent)
+        self._remove_stale_temps(dest)
+        atomic_write(dest, body, mode=self._file_mode)
+
+    def _lock(self, sha256: str, lock: Lock) -> RemoteObject:
+        self._record_lock("sha256", sha256, lock)
+        head = self.head_item(sha256)
+        if head is None:
+            raise self._error("item vanished while being locked", self.item_path(sha256))
+        return head
+
+    def _record_lock(self, kind: str, sha256: str, lock: Lock) -> None:
+        """Record the wanted protection: retain-until only ever moves later."""
+        current = self._read_lock(kind, sha256)
+        until = current.retain_until
+        if lock.retain_until is not None:
+            wanted = _aware(lock.retain_until)
+            if until is None or wanted > until:
+                until = wanted
+            elif wanted < until:
+                log.debug(
+                    "target %s: %s/%s already retained until %s; not shortening",
+                    self.name,
+                    kind,
+                    sha256,
+                    until.isoformat(),
+                )
+        if (
+            until == current.retain_until
+            and lock.legal_hold == current.legal_hold
+            and current.saved
+        ):
+            return
+        record: dict[str, Any] = {
+            "retain_until": until.isoformat() if until else None,
+            "legal_hold": lock.legal_hold,
+            "enforced": False,  # a directory cannot refuse a delete; see the module docstring
+        }
+        dest = self.lock_path(kind, sha256)
+        try:
+            self._write_small(dest, json.dumps(record, sort_keys=True).encode() + b"\n")
+        except OSError as exc:
+            raise self._error("cannot record lock", dest, exc) from exc
+
+    def _read_lock(self, kind: str, sha256: str) -> _LockState:
+        dest = self.lock_path(kind, sha256)
+        try:
+            raw = _read_if_exists(dest)
+            if raw is None:
+                return _LockState(retain_until=None, legal_hold=False, saved=False)
+            data = json.loads(raw)
+            until = data.get("retain_until")
+            return _LockState(
+                retain_until=_aware(datetime.fromisoformat(until)) if until else None,
+                legal_hold=bool(data.get("legal_hold", False)),
+                saved=True,
+            )
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            # never overwrite what we cannot read: it might hold a later date
+            raise self._error("lock record unreadable", dest, exc) from exc
+
+    def _ensure_dir(self, folder: Path) -> None:
+        """Create missing folders below ``path`` (never ``path`` itself), each made durable by
+        an fsync of its parent."""
+        missing: list[Path] = []
+        current = folder
+        while not current.is_dir():
+            if current == self.path:
+                raise FileNotFoundError(errno.ENOENT, "target folder missing", str(self.path))
+            missing.append(current)
+            current = current.parent
+        for created in reversed(missing):
+            try:
+                created.mkdir(mode=_DIR_MODE)
+            except FileExistsError:
+                continue
+            fsync_dir(created.parent)
+
+    def _remove_stale_temps(self, dest: Path) -> None:
+        """A write killed half-way leaves its temp file; one key is written by one replication
+        at a time, so any temp file for it is stale."""
+        for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+            log.info("target %s: removing stale temp file %s", self.name, stale)
+            stale.unlink(missing_ok=True)
+
+    def _key(self, path: Path) -> str:
+        return path.relative_to(self.path).as_posix()
+
+    def _error(self, what: str, path: Path, exc: BaseException | None = None) -> TargetError:
+        detail = ""
+        if isinstance(exc, OSError):
+            detail = f" ({exc.strerror or type(exc).__name__})"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                detail = " (target full)"
+        elif exc is not None:
+            detail = f" ({type(exc).__name__}: {exc})"
+        return TargetError(f"target {self.name!r}: {what}: {path}{detail}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _LockState:
+    retain_until: datetime | None
+    legal_hold: bool
+    saved: bool  # a record exists on the share
+
+
+def _read_if_exists(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("retain_until must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def _require_sha256(sha256: str) -> None:
+    if not is_sha256(sha256):
+        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+
+
+def _require_checkpoint_name(name: str) -> str:
+    if not _CHECKPOINT_NAME.match(name):
+        raise ValueError(f"not a valid checkpoint name: {name!r}")
+    return name

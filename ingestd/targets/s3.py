@@ -1,0 +1,804 @@
+"""An S3-compatible bucket as an off-site target (AWS S3, Ceph RGW, MinIO and the like), via boto3.
+
+Layout under ``prefix``: ``sha256/<hash>`` (item bytes), ``manifests/<hash>.json``,
+``checkpoints/<name>``. Every object carries the SHA-256 of its own bytes as user metadata
+(``x-amz-meta-sha256``): multipart SHA-256 checksums are composite (a hash of the part hashes),
+and neither moto nor Ceph RGW rejects a wrong ``ChecksumSHA256``, so the server's checksum alone
+proves nothing. After every upload the object is read back with ``head_object`` and its size,
+metadata hash (and, where the server reports one, its full-object checksum) and Object Lock state
+are compared with what was meant; anything else is a ``TargetError``, never a success.
+
+Metadata can be forged by whoever can write the bucket, so only ``rehash_item`` (which streams
+the object back and hashes it) proves the bytes; audits use it.
+
+Two layers of retries: botocore's own (``retry_mode``, ``max_attempts``, per HTTP request) and,
+around each whole-object operation, ``operation_attempts`` with exponential backoff and jitter for
+connection errors and 5xx answers, which restarts the operation from its first step (a failed
+multipart upload is aborted and started again; parts are not reused).
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import hashlib
+import ipaddress
+import logging
+import random
+import re
+import stat
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
+from urllib.parse import urlsplit
+
+import boto3
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    SSLError,
+)
+from s3transfer.exceptions import RetriesExceededError
+
+from ingestd.domain.models import is_sha256
+from ingestd.errors import IngestdError, ObjectDamaged, TargetError
+from ingestd.integrity.hashing import hash_file
+from ingestd.targets import Lock, RemoteObject
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MiB = 1024 * 1024
+_META_SHA256 = "sha256"  # sent as x-amz-meta-sha256
+_CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
+_TRANSIENT_CODES = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
+)
+_NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "InvalidRequest"})
+
+RetryMode = Literal["standard", "adaptive"]
+ServerSideEncryption = Literal["AES256", "aws:kms"]
+AddressingStyle = Literal["auto", "path", "virtual"]
+ChecksumPolicy = Literal["when_supported", "when_required"]
+
+
+class S3Target:
+    """One bucket (and key prefix) on an S3-compatible server.
+
+    ``credentials_file`` is an AWS shared-credentials style file read for ``profile`` (default
+    ``default``); when given it wins over the environment, so a daemon uses exactly the keys its
+    configuration names. Without it boto3's usual chain applies (``profile``, environment,
+    ``~/.aws``, instance roles). ``ca_bundle`` verifies the server's TLS certificate against a
+    private CA. ``request_checksums="when_required"`` stops botocore from sending aws-chunked
+    trailing checksums, which older Ceph RGW and MinIO releases reject over HTTPS.
+    ``readback`` streams every uploaded item back and hashes it before reporting success: the
+    only check that does not rely on the server having verified what it stored (moto and Ceph
+    do not), at the price of downloading each item once.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        bucket: str,
+        endpoint_url: str | None = None,
+        prefix: str = "",
+        region: str | None = None,
+        object_lock: bool = False,
+        required: bool = True,
+        credentials_file: Path | None = None,
+        profile: str | None = None,
+        ca_bundle: Path | None = None,
+        sse: ServerSideEncryption | None = None,
+        kms_key_id: str | None = None,
+        multipart_threshold: int = 64 * MiB,
+        multipart_chunksize: int = 16 * MiB,
+        max_concurrency: int = 4,
+        bandwidth_limit: int | None = None,
+        max_attempts: int = 5,
+        retry_mode: RetryMode = "standard",
+        operation_attempts: int = 3,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        addressing_style: AddressingStyle | None = None,
+        request_checksums: ChecksumPolicy = "when_supported",
+        readback: bool = False,
+    ) -> None:
+        if multipart_threshold < 1 or multipart_chunksize < 1:
+            raise ValueError("multipart_threshold and multipart_chunksize must be positive")
+        if max_concurrency < 1 or max_attempts < 1 or operation_attempts < 1:
+            raise ValueError("max_concurrency, max_attempts, operation_attempts must be >= 1")
+        if bandwidth_limit is not None and bandwidth_limit < 1:
+            raise ValueError("bandwidth_limit must be positive (bytes per second) or None")
+        if kms_key_id and sse != "aws:kms":
+            raise ValueError("kms_key_id needs sse='aws:kms'")
+        self.name = name
+        self.required = required
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.prefix = prefix.strip("/")
+        self.object_lock = object_lock
+        self._sse = sse
+        self._kms_key_id = kms_key_id
+        self._multipart_threshold = multipart_threshold
+        self._operation_attempts = operation_attempts
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._request_checksums = request_checksums
+        self._readback = readback
+        self._transfer_config = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+            max_concurrency=max_concurrency,
+            max_bandwidth=bandwidth_limit,
+            num_download_attempts=max_attempts,
+            # the CRT manager ignores parts of TransferConfig (bandwidth among them)
+            preferred_transfer_client="classic",
+        )
+        if addressing_style is None:
+            # a private endpoint rarely has wildcard DNS for virtual-host buckets
+            addressing_style = "path" if endpoint_url else "auto"
+        config = Config(
+            region_name=region or "us-east-1",
+            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max(10, max_concurrency + 2),
+            s3={"addressing_style": addressing_style},
+            request_checksum_calculation=request_checksums,
+            response_checksum_validation="when_required",
+        )
+        if ca_bundle is not None and not ca_bundle.is_file():
+            raise TargetError(f"target {name!r}: CA bundle {ca_bundle} is not a readable file")
+        session = self._session(credentials_file, profile, region)
+        try:
+            self._client: S3Client = session.client(
+                "s3",
+                endpoint_url=endpoint_url,
+                verify=str(ca_bundle) if ca_bundle is not None else None,
+                config=config,
+            )
+        except BotoCoreError as exc:
+            raise TargetError(f"target {name!r}: cannot set up the S3 client: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"S3Target(name={self.name!r}, bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def item_key(self, sha256: str) -> str:
+        return self._key("sha256", sha256)
+
+    def manifest_key(self, sha256: str) -> str:
+        return self._key("manifests", f"{sha256}.json")
+
+    def checkpoint_key(self, name: str) -> str:
+        return self._key("checkpoints", name)
+
+    def _key(self, *parts: str) -> str:
+        return "/".join((self.prefix, *parts) if self.prefix else parts)
+
+    # -- the Target protocol ----------------------------------------------------------------
+
+    def check(self) -> None:
+        self._warn_if_plain_http()
+        self._retrying("reach bucket", None, self._check_once)
+
+    def put_item(self, sha256: str, source: Path, size: int, lock: Lock) -> RemoteObject:
+        _require_sha256(sha256)
+        key = self.item_key(sha256)
+        source_checked = False
+
+        def upload() -> None:
+            nonlocal source_checked
+            if not source_checked:
+                # the metadata we attach claims this hash: make sure the bytes we send have it
+                _check_source(source, sha256, size)
+                source_checked = True
+            self._upload_file(key, source, size, sha256, lock)
+
+        return self._retrying(
+            "replicate item", key, lambda: self._put_once(key, sha256, size, lock, upload)
+        )
+
+    def head_item(self, sha256: str) -> RemoteObject | None:
+        _require_sha256(sha256)
+        key = self.item_key(sha256)
+        head = self._retrying("head item", key, lambda: self._head(key))
+        return None if head is None else self._remote(key, head, sha256)
+
+    def rehash_item(self, sha256: str) -> str:
+        _require_sha256(sha256)
+        key = self.item_key(sha256)
+        return self._retrying("rehash item", key, lambda: self._rehash_once(key))
+
+    def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
+        _require_sha256(sha256)
+        key = self.item_key(sha256)
+
+        def once() -> RemoteObject:
+            head = self._head(key)
+            if head is None:
+                raise self._error("cannot lock: no such object", key)
+            return self._lock_and_verify(key, head, lock, sha256)
+
+        return self._retrying("set lock", key, once)
+
+    def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None:
+        _require_sha256(sha256)
+        key = self.manifest_key(sha256)
+        digest = hashlib.sha256(manifest).hexdigest()
+
+        def upload() -> None:
+            self._put_bytes(key, manifest, digest, lock, content_type="application/json")
+
+        self._retrying(
+            "put manifest", key, lambda: self._put_once(key, digest, len(manifest), lock, upload)
+        )
+
+    def put_checkpoint(self, name: str, body: bytes) -> None:
+        """Store a ledger checkpoint. A checkpoint is never overwritten: the same bytes again
+        are a no-op, different bytes under an existing name are refused (a rewritten ledger
+        must not be able to rewrite its off-site witness)."""
+        key = self.checkpoint_key(_require_checkpoint_name(name))
+        digest = hashlib.sha256(body).hexdigest()
+
+        def once() -> None:
+            head = self._head(key)
+            if head is not None:
+                if _metadata_sha256(head) == digest and head.get("ContentLength") == len(body):
+                    return
+                raise self._error("refusing to overwrite a checkpoint with different content", key)
+            self._put_bytes(key, body, digest, None, content_type="application/json")
+            self._verify_replica(key, self._head(key), digest, len(body))
+
+        self._retrying("put checkpoint", key, once)
+
+    def list_checkpoints(self) -> list[str]:
+        folder = self.checkpoint_key("")
+
+        def once() -> list[str]:
+            names: list[str] = []
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
+                for entry in page.get("Contents", []):
+                    name = entry["Key"][len(folder) :]
+                    if _CHECKPOINT_NAME.match(name):
+                        names.append(name)
+            return sorted(names)
+
+        return self._retrying("list checkpoints", folder, once)
+
+    def get_checkpoint(self, name: str) -> bytes:
+        key = self.checkpoint_key(_require_checkpoint_name(name))
+
+        def once() -> bytes:
+            try:
+                answer = self._client.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _error_code(exc) in _NOT_FOUND_CODES:
+                    raise self._error("no such checkpoint", key) from exc
+                raise
+            body = answer["Body"].read()
+            claimed = answer.get("Metadata", {}).get(_META_SHA256)
+            if claimed is not None and hashlib.sha256(body).hexdigest() != claimed.lower():
+                raise self._error("checkpoint does not hash to its recorded SHA-256", key)
+            return body
+
+        return self._retrying("get checkpoint", key, once)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _check_once(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _status(exc) is not None and _status(exc) in (301, 403, 404):
+                raise self._error("bucket missing or not accessible", None, exc) from exc
+            raise
+        if not self.object_lock:
+            return
+        try:
+            answer = self._client.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if _error_code(exc) in _NO_LOCK_CODES or _status(exc) == 404:
+                raise self._error(
+                    "object_lock is required but the bucket has no Object Lock enabled "
+                    "(it can only be enabled when the bucket is created)",
+                    None,
+                ) from exc
+            raise
+        enabled = answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+        if enabled != "Enabled":
+            raise self._error(
+                "object_lock is required but the bucket's Object Lock is not enabled", None
+            )
+
+    def _put_once(
+        self, key: str, sha256: str, size: int, lock: Lock, upload: Callable[[], None]
+    ) -> RemoteObject:
+        """Upload unless a good copy is already there, verify, lock. Safe to run again after a
+        crash or failure at any point: it starts from what the server holds."""
+        head = self._head(key)
+        if head is not None and self._replica_problem(head, sha256, size) is None:
+            log.info("target %s: %s already holds a good copy; not uploading", self.name, key)
+        else:
+            if head is not None:
+                # not ours (or damaged): put a good copy on top; in a versioned bucket the
+                # other version stays for investigation
+                log.warning(
+                    "target %s: %s holds a different object (%s); uploading a good copy",
+                    self.name,
+                    key,
+                    self._replica_problem(head, sha256, size),
+                )
+            self._abort_stale_uploads(key)
+            upload()
+            head = self._head(key)
+            self._verify_replica(key, head, sha256, size)
+            if self._readback:
+                # the server's word (metadata, a checksum it may not have checked) is not the
+                # bytes: read them back, at the cost of a second transfer
+                back = self._rehash_once(key)
+                if back != sha256:
+                    raise self._error(f"replica mismatch: object reads back as {back}", key)
+        assert head is not None
+        return self._lock_and_verify(key, head, lock, sha256)
+
+    def _upload_file(self, key: str, source: Path, size: int, sha256: str, lock: Lock) -> None:
+        extra: dict[str, Any] = {
+            "Metadata": {_META_SHA256: sha256},
+            "ContentType": "application/octet-stream",
+            **self._sse_args(),
+            **self._lock_args(lock),
+        }
+        if size < self._multipart_threshold:
+            # one PUT: the server can check the whole-file SHA-256 (AWS does; moto and Ceph
+            # do not, hence the metadata check afterwards)
+            extra["ChecksumAlgorithm"] = "SHA256"
+            extra["ChecksumSHA256"] = _b64(sha256)
+        elif self._request_checksums == "when_supported":
+            # each part carries its own SHA-256, so a part damaged in transit is refused
+            extra["ChecksumAlgorithm"] = "SHA256"
+        log.info("target %s: uploading %s (%d bytes)", self.name, key, size)
+        started = time.monotonic()
+        with create_transfer_manager(self._client, self._transfer_config) as manager:
+            manager.upload(str(source), self.bucket, key, extra_args=extra).result()
+        log.info("target %s: uploaded %s in %.1f s", self.name, key, time.monotonic() - started)
+
+    def _put_bytes(
+        self, key: str, body: bytes, sha256: str, lock: Lock | None, *, content_type: str
+    ) -> None:
+        extra: dict[str, Any] = {**self._sse_args()}
+        if lock is not None:
+            extra.update(self._lock_args(lock))
+        self._client.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            Metadata={_META_SHA256: sha256},
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=_b64(sha256),
+            **extra,
+        )
+
+    def _abort_stale_uploads(self, key: str) -> None:
+        """A replication killed half-way leaves a multipart upload behind (invisible, but
+        billed). One key is written by one replication at a time, so any upload for it is
+        stale."""
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+            for upload in page.get("Uploads", []):
+                if upload.get("Key") != key or "UploadId" not in upload:
+                    continue
+                log.info(
+                    "target %s: aborting stale multipart upload %s of %s",
+                    self.name,
+                    upload["UploadId"],
+                    key,
+                )
+                try:
+                    self._client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+                    )
+                except ClientError as exc:
+                    if _error_code(exc) != "NoSuchUpload":
+                        raise
+
+    def _head(self, key: str) -> HeadObjectOutputTypeDef | None:
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                return None
+            raise
+
+    def _replica_problem(self, head: HeadObjectOutputTypeDef, sha256: str, size: int) -> str | None:
+        """Why this object is not a good copy of (sha256, size), or None if it is."""
+        if head.get("ContentLength") != size:
+            return f"size {head.get('ContentLength')}, expected {size}"
+        claimed = _metadata_sha256(head)
+        if claimed is None:
+            return "no sha256 metadata"
+        if claimed != sha256:
+            return f"metadata sha256 {claimed}"
+        computed = _full_object_sha256(head)
+        if computed is not None and computed != sha256:
+            return f"server checksum sha256 {computed}"
+        return None
+
+    def _verify_replica(
+        self, key: str, head: HeadObjectOutputTypeDef | None, sha256: str, size: int
+    ) -> None:
+        if head is None:
+            raise self._error("replica mismatch: object missing after upload", key)
+        problem = self._replica_problem(head, sha256, size)
+        if problem is not None:
+            raise self._error(f"replica mismatch: {problem}", key)
+
+    def _lock_and_verify(
+        self, key: str, head: HeadObjectOutputTypeDef, lock: Lock, sha256: str
+    ) -> RemoteObject:
+        if self.object_lock and self._apply_lock(key, head, lock):
+            fresh = self._head(key)
+            if fresh is None:
+                raise self._error("object vanished while being locked", key)
+            head = fresh
+        if self.object_lock:
+            self._verify_lock(key, head, lock)
+        return self._remote(key, head, sha256)
+
+    def _apply_lock(self, key: str, head: HeadObjectOutputTypeDef, lock: Lock) -> bool:
+        """Extend COMPLIANCE retention (never shorten) and set or clear legal hold. Also
+        covers servers that ignore Object Lock headers on a multipart upload (moto)."""
+        changed = False
+        version = {"VersionId": head["VersionId"]} if head.get("VersionId") else {}
+        wanted = _whole_second_up(lock.retain_until) if lock.retain_until else None
+        current = _compliance_until(head)
+        if wanted is not None and (current is None or wanted > current):
+            held = head.get("ObjectLockRetainUntilDate")  # GOVERNANCE may already hold longer
+            until = max(wanted, held) if held is not None else wanted
+            log.info("target %s: retaining %s until %s", self.name, key, until.isoformat())
+            self._client.put_object_retention(
+                Bucket=self.bucket,
+                Key=key,
+                Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until},
+                **version,  # type: ignore[arg-type]
+            )
+            changed = True
+        elif wanted is not None and current is not None and wanted < current:
+            log.debug(
+                "target %s: %s already retained until %s, later than %s; not shortening",
+                self.name,
+                key,
+                current.isoformat(),
+                wanted.isoformat(),
+            )
+        held_now = head.get("ObjectLockLegalHoldStatus") == "ON"
+        if lock.legal_hold != held_now:
+            log.info(
+                "target %s: legal hold %s on %s", self.name, "ON" if lock.legal_hold else "OFF", key
+            )
+            self._client.put_object_legal_hold(
+                Bucket=self.bucket,
+                Key=key,
+                LegalHold={"Status": "ON" if lock.legal_hold else "OFF"},
+                **version,  # type: ignore[arg-type]
+            )
+            changed = True
+        return changed
+
+    def _verify_lock(self, key: str, head: HeadObjectOutputTypeDef, lock: Lock) -> None:
+        if lock.retain_until is not None:
+            until = _compliance_until(head)
+            if until is None or until < _whole_second_up(lock.retain_until):
+                raise self._error(
+                    f"retention not applied: server reports {head.get('ObjectLockMode')} until "
+                    f"{head.get('ObjectLockRetainUntilDate')}, wanted COMPLIANCE until "
+                    f"{lock.retain_until.isoformat()}",
+                    key,
+                )
+        if (head.get("ObjectLockLegalHoldStatus") == "ON") != lock.legal_hold:
+            raise self._error(
+                f"legal hold not applied: server reports {head.get('ObjectLockLegalHoldStatus')}",
+                key,
+            )
+
+    def _rehash_once(self, key: str) -> str:
+        sink = _HashingSink()
+        started = time.monotonic()
+        try:
+            with create_transfer_manager(self._client, self._transfer_config) as manager:
+                manager.download(self.bucket, key, cast(IO[Any], sink)).result()
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                raise self._error("cannot rehash: no such object", key) from exc
+            raise
+        digest = sink.hexdigest()
+        log.info(
+            "target %s: rehashed %s (%d bytes) in %.1f s",
+            self.name,
+            key,
+            sink.size,
+            time.monotonic() - started,
+        )
+        return digest
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _remote(self, key: str, head: HeadObjectOutputTypeDef, expected: str) -> RemoteObject:
+        return RemoteObject(
+            key=key,
+            size=head.get("ContentLength", 0),
+            sha256=_reported_sha256(head, expected),
+            retain_until=_compliance_until(head),
+            legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
+            version_id=head.get("VersionId"),
+        )
+
+    def _sse_args(self) -> dict[str, str]:
+        args: dict[str, str] = {}
+        if self._sse is not None:
+            args["ServerSideEncryption"] = self._sse
+        if self._kms_key_id:
+            args["SSEKMSKeyId"] = self._kms_key_id
+        return args
+
+    def _lock_args(self, lock: Lock) -> dict[str, Any]:
+        if not self.object_lock:
+            return {}
+        args: dict[str, Any] = {"ObjectLockLegalHoldStatus": "ON" if lock.legal_hold else "OFF"}
+        if lock.retain_until is not None:
+            args["ObjectLockMode"] = "COMPLIANCE"
+            args["ObjectLockRetainUntilDate"] = _whole_second_up(lock.retain_until)
+        return args
+
+    def _retrying(self, what: str, key: str | None, operation: Callable[[], T]) -> T:
+        for attempt in range(1, self._operation_attempts + 1):
+            try:
+                return operation()
+            except IngestdError:
+                raise  # already judged (replica mismatch, damaged source...): not transient
+            except Exception as exc:
+                if not _transient(exc) or attempt == self._operation_attempts:
+                    raise self._error(f"cannot {what}", key, exc) from exc
+                delay = self._backoff(attempt)
+                log.warning(
+                    "target %s: %s %s failed (%s); attempt %d of %d in %.2f s",
+                    self.name,
+                    what,
+                    key or self.bucket,
+                    _describe(exc),
+                    attempt + 1,
+                    self._operation_attempts,
+                    delay,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> float:
+        # exponential with "equal jitter": at least half the step, so retries do not bunch up
+        step = min(self._backoff_max, self._backoff_base * 2.0 ** (attempt - 1))
+        return step / 2 + random.uniform(0, step / 2)
+
+    def _error(self, what: str, key: str | None, exc: BaseException | None = None) -> TargetError:
+        where = f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}"
+        if self.endpoint_url:
+            where += f" at {self.endpoint_url}"
+        detail = f" ({_describe(exc)})" if exc is not None else ""
+        return TargetError(f"target {self.name!r}: {what}: {where}{detail}")
+
+    def _warn_if_plain_http(self) -> None:
+        if not self.endpoint_url:
+            return
+        parts = urlsplit(self.endpoint_url)
+        if parts.scheme != "http":
+            return
+        host = parts.hostname or ""
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            # R11: off-site copies must be encrypted in transit
+            log.warning(
+                "target %s: endpoint %s is plain HTTP; evidence travels unencrypted",
+                self.name,
+                self.endpoint_url,
+            )
+
+    def _session(
+        self, credentials_file: Path | None, profile: str | None, region: str | None
+    ) -> boto3.session.Session:
+        try:
+            if credentials_file is None:
+                return boto3.session.Session(profile_name=profile, region_name=region)
+            key_id, secret, token = _read_credentials(self.name, credentials_file, profile)
+            return boto3.session.Session(
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                aws_session_token=token,
+                region_name=region,
+            )
+        except ProfileNotFound as exc:
+            raise TargetError(f"target {self.name!r}: profile {profile!r} not found") from exc
+
+
+class _HashingSink:
+    """A write-only, non-seekable file for s3transfer's download: parts arrive in order, are
+    hashed, and are not kept (an audit needs the hash, not a second copy on disk)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False  # makes s3transfer write the ranges in order
+
+    def flush(self) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _read_credentials(target: str, path: Path, profile: str | None) -> tuple[str, str, str | None]:
+    section = profile or "default"
+    parser = configparser.RawConfigParser()
+    try:
+        mode = path.stat().st_mode
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, configparser.Error, UnicodeDecodeError) as exc:
+        raise TargetError(
+            f"target {target!r}: cannot read credentials file {path}: {type(exc).__name__}"
+        ) from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "target %s: credentials file %s is accessible to group or others (mode %o)",
+            target,
+            path,
+            stat.S_IMODE(mode),
+        )
+    if not parser.has_section(section):
+        raise TargetError(f"target {target!r}: credentials file {path} has no profile {section!r}")
+    key_id = parser.get(section, "aws_access_key_id", fallback="").strip()
+    secret = parser.get(section, "aws_secret_access_key", fallback="").strip()
+    token = parser.get(section, "aws_session_token", fallback="").strip() or None
+    if not key_id or not secret:
+        raise TargetError(
+            f"target {target!r}: profile {section!r} in {path} lacks aws_access_key_id or "
+            "aws_secret_access_key"
+        )
+    return key_id, secret, token
+
+
+def _check_source(source: Path, sha256: str, size: int) -> None:
+    try:
+        found = hash_file(source)
+    except OSError as exc:
+        raise ObjectDamaged(f"cannot read {source} for replication: {exc}") from exc
+    if found.size != size or found.sha256 != sha256:
+        raise ObjectDamaged(
+            f"{source} is {found.size} bytes with SHA-256 {found.sha256}, expected {size} bytes "
+            f"with {sha256}: not replicating a damaged copy"
+        )
+
+
+def _require_sha256(sha256: str) -> None:
+    if not is_sha256(sha256):
+        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+
+
+def _require_checkpoint_name(name: str) -> str:
+    if not _CHECKPOINT_NAME.match(name):
+        raise ValueError(f"not a valid checkpoint name: {name!r}")
+    return name
+
+
+def _b64(sha256: str) -> str:
+    return base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
+
+
+def _metadata_sha256(head: Mapping[str, Any]) -> str | None:
+    value = head.get("Metadata", {}).get(_META_SHA256)
+    return value.strip().lower() if isinstance(value, str) else None
+
+
+def _full_object_sha256(head: HeadObjectOutputTypeDef) -> str | None:
+    """The server's SHA-256 of the whole object, when it reports one that is not composite."""
+    value = head.get("ChecksumSHA256")
+    if not value or "-" in value:
+        return None
+    kind = head.get("ChecksumType")
+    if kind == "COMPOSITE" or (kind is None and "-" in head.get("ETag", "")):
+        return None  # moto reports a composite multipart checksum without saying so
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+def _reported_sha256(head: HeadObjectOutputTypeDef, expected: str) -> str | None:
+    """The hash the server reports. It equals ``expected`` only when every hash the server
+    gives (metadata, full-object checksum) agrees with it; otherwise a disagreeing one."""
+    reported = [h for h in (_metadata_sha256(head), _full_object_sha256(head)) if h is not None]
+    if not reported:
+        return None
+    disagreeing = [h for h in reported if h != expected]
+    return disagreeing[0] if disagreeing else expected
+
+
+def _compliance_until(head: HeadObjectOutputTypeDef) -> datetime | None:
+    if head.get("ObjectLockMode") != "COMPLIANCE":
+        return None
+    return head.get("ObjectLockRetainUntilDate")
+
+
+def _whole_second_up(moment: datetime) -> datetime:
+    """Servers keep retain-until dates to the second or millisecond; rounding up means the
+    date we send is never earlier than the one asked for."""
+    if moment.tzinfo is None:
+        raise ValueError("retain_until must be timezone-aware")
+    moment = moment.astimezone(UTC)
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int | None:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: the network, a server 5xx, throttling."""
+    if isinstance(exc, RetriesExceededError):
+        return True
+    if isinstance(exc, SSLError):
+        return False  # a certificate problem does not heal by itself
+    if isinstance(exc, ClientError):
+        status = _status(exc)
+        return (status is not None and status >= 500) or _error_code(exc) in _TRANSIENT_CODES
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return False
+    return isinstance(
+        exc, ConnectionError | HTTPClientError | IncompleteReadError | OSError | TimeoutError
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        message = exc.response.get("Error", {}).get("Message", "")
+        return f"{_error_code(exc)}, HTTP {_status(exc)}: {message}".rstrip(": ")
+    if isinstance(exc, NoCredentialsError):
+        return "no credentials: set credentials_file, profile or the environment"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,53 @@
+"""The window check: deadlines that run after storage (label, replication) become flags."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from .catalog import queries as q
+from .domain import policy
+from .domain.canonical import parse_time
+from .domain.flags import Flag
+from .ingest import set_flag
+from .station import Station
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class WindowReport:
+    checked: int = 0
+    flagged: list[dict[str, str]] = field(default_factory=list)
+
+
+def check_windows(station: Station, *, actor: str = "ingestd") -> WindowReport:
+    now = station.clock()
+    windows = station.settings.windows.policy()
+    required = [t.name for t in station.settings.targets if t.required]
+    report = WindowReport()
+    with station.catalog.read() as conn:
+        rows = q.items_needing_window_check(conn)
+        done = q.flags_by_item(conn)
+    for row in rows:
+        report.checked += 1
+        sha = row["sha256"]
+        replicated = False
+        if required:
+            with station.catalog.read() as conn:
+                replicated = set(required) <= q.verified_targets(conn, sha)
+        wanted = policy.window_flags(
+            stored_at=parse_time(row["stored_at"]), now=now, windows=windows,
+            labelled=row["labelled"] is not None, replicated=replicated,
+            replication_required=bool(required),
+        ) - set(done.get(sha, []))
+        if not wanted:
+            continue
+        with station.custody.transaction() as conn:
+            for flag in sorted(wanted):
+                deadline = row["label_deadline"] if flag == Flag.LATE_LABEL else row[
+                    "replication_deadline"]
+                if set_flag(station, conn, sha, flag, at=now, actor=actor,
+                            detail=f"deadline {deadline} passed"):
+                    report.flagged.append({"sha256": sha, "flag": str(flag)})
+    return report

@@ -159,6 +159,7 @@ class DockSettings(_Section):
     max_parallel_recorders: int = Field(default=8, ge=1, le=64)
     wipe: Literal["never", "after-local-verify", "after-offsite-verify"] = "never"
     ready_timeout: Duration = timedelta(seconds=30)
+    fs_check: bool = True  # read-only file system check of a udev recorder before mounting
 
 
 class SchedulerSettings(_Section):

@@ -82,6 +82,10 @@ class RecorderNotRegistered(RecorderError):
     """The recorder is not in the registry."""
 
 
+class RecorderGone(RecorderError):
+    """The recorder was removed while it was being read."""
+
+
 class SourceChanged(RecorderError):
     """A file on the recorder changed while it was being copied."""
 

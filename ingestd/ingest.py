@@ -33,7 +33,13 @@ from .domain.models import (
     Recorder,
     RetentionClass,
 )
-from .errors import RecorderError, RecorderNotRegistered, SourceChanged, StoreError
+from .errors import (
+    RecorderError,
+    RecorderGone,
+    RecorderNotRegistered,
+    SourceChanged,
+    StoreError,
+)
 from .integrity.hashing import hash_fd
 from .media import probe
 from .station import Station
@@ -83,6 +89,10 @@ class DockContext:
     source: str = "manual"  # manual | watch | udev
     actor: str = "ingestd"
     health: dict[str, Any] = field(default_factory=dict)
+    #: Is the recorder still there? Asked after a read error, to tell "pulled out" from "bad file".
+    present: Callable[[], bool] | None = None
+    #: Set on a second stop signal: stop even in the middle of a file.
+    abort: threading.Event | None = None
 
 
 class Ingestor:
@@ -103,25 +113,30 @@ class Ingestor:
             return rec
         if self.settings.ingest.unregistered == "unassigned":
             return None
-        now = self.station.clock()
-        with self.station.custody.transaction() as conn:
-            entry = self.station.custody.record(
-                conn, kind=EventKind.RECORDER_REFUSED, actor=ctx.actor,
-                data={"serial": serial, "mountpoint": str(mountpoint), "source": ctx.source,
-                      "health": ctx.health},
-            )
-            q.open_session(
-                conn, serial=serial, station=self.station.name, source=ctx.source,
-                mountpoint=str(mountpoint), state="refused", docked_at=format_time(now),
-                finished_at=format_time(now), health=_json(ctx.health),
-                error="recorder not registered", ledger_seq=entry.seq,
-            )
-        log.warning("refused unregistered recorder %s at %s", serial, mountpoint)
+        self.refuse(serial, mountpoint=mountpoint, ctx=ctx, reason="recorder not registered")
         raise RecorderNotRegistered(
             f"recorder {serial} is not registered; nothing was copied. Register it with "
             f"`ingestd devices add {serial} --officer NAME --officer-id ID`, or set "
             "ingest.unregistered = \"unassigned\""
         )
+
+    def refuse(self, serial: str, *, mountpoint: Path, ctx: DockContext, reason: str) -> None:
+        """Record (ledger and dock sessions) that a recorder was turned away, and why."""
+        now = self.station.clock()
+        with self.station.custody.transaction() as conn:
+            entry = self.station.custody.record(
+                conn, kind=EventKind.RECORDER_REFUSED, actor=ctx.actor,
+                data={"serial": serial, "mountpoint": str(mountpoint), "source": ctx.source,
+                      "health": ctx.health, "reason": reason},
+            )
+            q.open_session(
+                conn, serial=serial, station=self.station.name, source=ctx.source,
+                mountpoint=str(mountpoint), state="refused", docked_at=format_time(now),
+                finished_at=format_time(now), health=_json(ctx.health),
+                error=reason, ledger_seq=entry.seq,
+            )
+        log.warning("refused recorder %r at %s: %s", serial, mountpoint, reason,
+                    extra={"event": "recorder_refused"})
 
     def ingest(
         self,
@@ -169,6 +184,10 @@ class Ingestor:
                           ctx=ctx, progress=progress)
             else:
                 report.state = "done"
+        except RecorderGone as exc:
+            report.state = "interrupted"
+            report.errors.append({"path": "", "error": exc.message})
+            log.warning("recorder %s: %s", serial, exc.message, extra={"event": "recorder_gone"})
         except StoreError as exc:
             report.state = "failed"
             report.errors.append({"path": "", "error": exc.message})
@@ -210,21 +229,24 @@ class Ingestor:
         if progress:
             progress("file", src, 0)
         try:
-            sha, size, new, changed = self._copy(src, known=known)
+            sha, size, new, changed = self._copy(src, known=known, abort=ctx.abort)
         except (OSError, RecorderError) as exc:
             reason = exc.message if isinstance(exc, RecorderError) else (
                 f"cannot read: {exc.strerror or exc}")
-            with self.station.catalog.write() as conn:
-                q.finish_acquisition(conn, acq_id, state=AcquisitionState.FAILED,
-                                     finished_at=format_time(self.station.clock()), error=reason)
+            if ctx.present is not None and not ctx.present():
+                self._end_acquisition(acq_id, AcquisitionState.INTERRUPTED,
+                                      "recorder removed during copy")
+                raise RecorderGone(f"recorder {serial} was removed while {src.display} was "
+                                   "copied; it is resumed when docked again") from None
+            self._end_acquisition(acq_id, AcquisitionState.FAILED, reason)
             report.errors.append({"path": src.display, "error": reason})
             log.error("recorder %s: %s: %s", serial, src.display, reason)
             return
         except StoreError as exc:
-            with self.station.catalog.write() as conn:
-                q.finish_acquisition(conn, acq_id, state=AcquisitionState.FAILED,
-                                     finished_at=format_time(self.station.clock()),
-                                     error=exc.message)
+            self._end_acquisition(acq_id, AcquisitionState.FAILED, exc.message)
+            raise
+        except BaseException:
+            self._end_acquisition(acq_id, AcquisitionState.INTERRUPTED, "stopped during copy")
             raise
         if new:
             report.bytes_copied += size
@@ -234,7 +256,13 @@ class Ingestor:
         if progress:
             progress("done", src, size)
 
-    def _copy(self, src: SourceFile, *, known: str | None) -> tuple[str, int, bool, bool]:
+    def _end_acquisition(self, acq_id: int, state: AcquisitionState, error: str) -> None:
+        with self.station.catalog.write() as conn:
+            q.finish_acquisition(conn, acq_id, state=state, error=error,
+                                 finished_at=format_time(self.station.clock()))
+
+    def _copy(self, src: SourceFile, *, known: str | None,
+              abort: threading.Event | None = None) -> tuple[str, int, bool, bool]:
         """Returns (sha256, size, bytes were written, the source kept changing)."""
         store = self.station.store
         attempts = self.settings.ingest.changed_retries + 1
@@ -249,7 +277,7 @@ class Ingestor:
                         known = None  # different bytes under the same name: copy them
                         continue
                 else:
-                    written = store.put_from_fd(fd)
+                    written = store.put_from_fd(fd, abort=abort)
                     digest, new = written.digest, written.new
                 after = os.fstat(fd)
             finally:

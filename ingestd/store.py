@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,14 +72,14 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def put_from_fd(self, src_fd: int) -> Written:
+    def put_from_fd(self, src_fd: int, *, abort: threading.Event | None = None) -> Written:
         """Copy an open source into the store, hashing as it goes; verify by read-back."""
         self.tmp.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
             try:
-                digest = copy_and_hash(src_fd, fd, buffer_size=self.buffer_size)
+                digest = copy_and_hash(src_fd, fd, buffer_size=self.buffer_size, abort=abort)
                 os.fsync(fd)
             finally:
                 os.close(fd)

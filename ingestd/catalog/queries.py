@@ -200,6 +200,18 @@ def interrupt_running(conn: Connection, *, station: str, at: datetime) -> tuple[
     return sessions, acqs
 
 
+def wipe_candidates(conn: Connection, session_id: int) -> list[RowMapping]:
+    """A session's acquisitions whose bytes are stored and that are still on the recorder."""
+    return list(conn.execute(
+        select(acquisitions).where(
+            acquisitions.c.session_id == session_id,
+            acquisitions.c.state.in_(("stored", "known")),
+            acquisitions.c.item.is_not(None),
+            acquisitions.c.wiped_at.is_(None),
+        ).order_by(acquisitions.c.id)
+    ).mappings())
+
+
 def acquisitions_of(conn: Connection, sha256: str) -> list[RowMapping]:
     return list(conn.execute(
         select(acquisitions, dock_sessions.c.station, dock_sessions.c.docked_at)

@@ -10,7 +10,7 @@ import sys
 import click
 
 from ..errors import IngestdError, ShutdownRequested
-from . import checks, devices, ingest, items, setup  # noqa: F401,E402 - registers commands
+from . import checks, daemon, devices, ingest, items, setup  # noqa: F401,E402 - registers commands
 from .base import cli, err_console
 
 

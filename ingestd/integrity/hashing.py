@@ -10,6 +10,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ShutdownRequested
+
 DEFAULT_BUFFER = 4 * 2**20
 _POOL = 3  # buffers in flight: one being read and hashed, up to two waiting to be written
 
@@ -26,12 +28,14 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[written:]
 
 
-def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER) -> Digest:
+def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER,
+                  abort: threading.Event | None = None) -> Digest:
     """Read ``src_fd`` to its end, writing every byte to ``dst_fd`` and hashing it, in one pass.
 
     The hash is taken of exactly the bytes handed to the writer. Reading and hashing run on the
     calling thread and writing on a helper thread; both release the GIL, so they overlap. Memory
-    stays at ``_POOL`` buffers whatever the file size.
+    stays at ``_POOL`` buffers whatever the file size. Setting ``abort`` stops the copy between
+    two buffers with :class:`ShutdownRequested`.
     """
     digest = hashlib.sha256()
     free: queue.Queue[bytearray] = queue.Queue()
@@ -60,6 +64,8 @@ def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER
     try:
         with os.fdopen(os.dup(src_fd), "rb", buffering=0) as src:
             while not failure:
+                if abort is not None and abort.is_set():
+                    raise ShutdownRequested(0, abort=True)
                 buf = free.get()
                 n = src.readinto(buf)
                 if not n:

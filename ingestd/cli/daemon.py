@@ -1,0 +1,33 @@
+"""``run``: the daemon in the foreground (systemd ``Type=notify``)."""
+
+from __future__ import annotations
+
+import click
+
+from ..daemon import Daemon
+from ..docking import scan_once
+from ..jobs import run_job, standard_jobs
+from .base import AppContext, cli, console, esc, pass_app, setup_logging
+
+
+@cli.command()
+@click.option("--once", is_flag=True,
+              help="Serve every recorder docked now and run each job once, then exit.")
+@pass_app
+def run(app: AppContext, once: bool) -> None:
+    """Run the docking-station daemon in the foreground."""
+    settings = app.settings
+    setup_logging(max(app.verbose, 1), fmt=settings.log.format, level=None if app.verbose else
+                  settings.log.level)
+    station = app.station()
+    daemon = Daemon(station)
+    if not once:
+        raise click.exceptions.Exit(daemon.run())
+    daemon.recover()
+    outcomes = scan_once(station)
+    for outcome in outcomes:
+        console.print(f"recorder {esc(outcome.serial or '?')}: {outcome.state} "
+                      f"{esc(outcome.error)}")
+    failed = [j.name for j in standard_jobs(station) if not run_job(station, j)]
+    if failed or any(o.state == "failed" for o in outcomes):
+        raise click.exceptions.Exit(1)

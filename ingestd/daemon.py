@@ -1,0 +1,142 @@
+"""The daemon: dock sources, the scheduler, signals, systemd notification, crash recovery.
+
+The first SIGTERM (or SIGINT) is a warm stop: no new recorder is started and every running
+session finishes the file it is copying, then stops. A second one is a cold stop: copies
+stop between two buffers, and what was in flight is left ``interrupted`` (its temp files are
+removed, and it is copied again at the next dock). At start, work a crash left behind is found:
+temp files removed, running sessions and acquisitions marked interrupted, stale recorder
+mounts unmounted, the ledger mirror caught up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import sdnotify
+
+from .catalog import queries as q
+from .docking import DockCoordinator
+from .docks import mounts
+from .docks.watch import WatchDockSource
+from .domain.docks import DockEvent
+from .jobs import build_scheduler, standard_jobs
+from .station import Station
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, station: Station) -> None:
+        self.station = station
+        self.settings = station.settings
+        self.stop = threading.Event()
+        self.abort = threading.Event()
+        self.coordinator = DockCoordinator(station, stop=self.stop, abort=self.abort)
+        self.notifier = sdnotify.SystemdNotifier()
+        self._sources: list[Any] = []
+        self._signals = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def recover(self) -> dict[str, int]:
+        removed = self.station.store.clean_tmp()
+        with self.station.catalog.write() as conn:
+            sessions, acqs = q.interrupt_running(conn, station=self.station.name,
+                                                 at=self.station.clock())
+        stale = mounts.unmount_stale(self.settings.runtime_dir) if \
+            self.settings.runtime_dir.is_dir() else []
+        mirrored = self.station.custody.sync_mirror()
+        found = {"temp_files": len(removed), "sessions": sessions, "acquisitions": acqs,
+                 "stale_mounts": len(stale), "mirrored": mirrored}
+        if any(found.values()):
+            log.warning("recovered after an unclean stop: %s", found,
+                        extra={"event": "recovered", "fields": found})
+        return found
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.warning("signal %d: finishing current files, then stopping", signum,
+                        extra={"event": "stopping"})
+            self.stop.set()
+        else:
+            log.warning("signal %d again: aborting copies in flight", signum,
+                        extra={"event": "aborting"})
+            self.abort.set()
+
+    def install_signals(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def start_sources(self) -> None:
+        docks = self.settings.docks
+        root = self.settings.watch_root
+        if root is not None:
+            watch = WatchDockSource(root, identity=docks.identity,
+                                    identity_file=docks.identity_file,
+                                    settle=docks.settle.total_seconds())
+            watch.start(self.coordinator.folder)
+            self._sources.append(watch)
+            log.info("watching %s for recorder folders", root)
+        if docks.udev:
+            from .docks.udev import UdevDockSource
+
+            udev = UdevDockSource()
+            for device in udev.enumerate():
+                self.coordinator.device(DockEvent.added(device))
+            udev.start(self.coordinator.device)
+            self._sources.append(udev)
+            log.info("watching udev for USB recorders")
+
+    def stop_sources(self) -> None:
+        for source in self._sources:
+            try:
+                source.stop()
+            except Exception:
+                log.exception("stopping %s failed", source)
+
+    def run(self) -> int:
+        self.install_signals()
+        self.recover()
+        scheduler = build_scheduler(self.station, standard_jobs(self.station))
+        self.start_sources()
+        scheduler.start()
+        self.notifier.notify("READY=1")
+        self.notifier.notify(f"STATUS=station {self.station.name} ready")
+        log.info("ingestd %s running", self.station.name, extra={"event": "ready"})
+        watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        tick = min(5.0, watchdog_usec / 2e6) if watchdog_usec else 5.0
+        try:
+            while not self.stop.wait(tick):
+                busy = self.coordinator.busy()
+                self.notifier.notify(
+                    "STATUS=" + (f"ingesting {', '.join(busy)}" if busy else "idle"))
+                if watchdog_usec:
+                    self.notifier.notify("WATCHDOG=1")
+        finally:
+            self.notifier.notify("STOPPING=1")
+            self.stop_sources()
+            scheduler.shutdown(wait=False)
+            self._drain(watchdog_usec)
+            self.station.custody.sync_mirror()
+        log.info("ingestd stopped", extra={"event": "stopped"})
+        return 0
+
+    def _drain(self, watchdog_usec: int) -> None:
+        """Wait for running sessions to finish their current file (pinging the watchdog)."""
+        waiter = threading.Thread(target=self.coordinator.shutdown, kwargs={"wait": True},
+                                  name="ingestd-drain", daemon=True)
+        waiter.start()
+        while waiter.is_alive():
+            waiter.join(1.0)
+            if watchdog_usec:
+                self.notifier.notify("WATCHDOG=1")
+            busy = self.coordinator.busy()
+            if busy:
+                self.notifier.notify(f"STATUS=stopping: finishing {', '.join(busy)}")
+

@@ -1,0 +1,355 @@
+"""Docking: many recorders at once, each in its own session, unattended.
+
+A recorder arrives from a source (a folder under the watched mount root, or a udev block
+device), is checked against the registry, measured (space, file system, battery, clock),
+ingested, optionally wiped as policy allows, and let go. Up to ``max_parallel_recorders``
+run at the same time, each on its own thread, so a slow or huge recorder does not hold the
+others back; more wait their turn in arrival order. One recorder is never ingested twice at
+once: a dock event for a busy recorder is remembered and served when it finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .catalog import queries as q
+from .docks import mounts
+from .docks.udev import wait_ready
+from .docks.walk import open_source
+from .docks.watch import FolderDock, WatchDockSource
+from .domain.canonical import format_time
+from .domain.docks import DockEvent
+from .domain.models import EventKind
+from .errors import IngestdError, RecorderError, RecorderNotRegistered
+from .ingest import DockContext, Ingestor, IngestReport
+from .integrity.hashing import hash_fd
+from .station import Station
+
+log = logging.getLogger(__name__)
+
+LOW_BATTERY = 20  # percent
+LOW_SPACE = 0.05  # fraction of the recorder's storage still free
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    serial: str
+    state: str
+    report: IngestReport | None = None
+    error: str = ""
+    wiped: int = 0
+
+
+@dataclass(kw_only=True)
+class _Job:
+    key: str  # what makes two docks "the same recorder"
+    serial: str
+    run: Callable[[], Outcome]
+    again: bool = False
+    done: list[Outcome] = field(default_factory=list)
+
+
+def folder_health(path: Path) -> dict[str, Any]:
+    health: dict[str, Any] = {}
+    try:
+        use = mounts.usage(path)
+        health.update(total_bytes=use.total_bytes, free_bytes=use.free_bytes)
+    except RecorderError as exc:
+        health["faults"] = [exc.message]
+    entry = mounts.find_mount(path)
+    if entry is not None:
+        health["fs_type"] = entry.fs_type
+    return health
+
+
+def faults_of(health: dict[str, Any]) -> list[str]:
+    faults = list(health.get("faults", []))
+    battery = health.get("battery_percent")
+    if isinstance(battery, int) and battery < LOW_BATTERY:
+        faults.append(f"battery low: {battery}%")
+    total, free = health.get("total_bytes"), health.get("free_bytes")
+    if isinstance(total, int) and isinstance(free, int) and total and free / total < LOW_SPACE:
+        faults.append(f"storage nearly full: {free} of {total} bytes free")
+    check = health.get("fs_check")
+    if isinstance(check, dict) and not check.get("clean", True):
+        faults.append(f"file system errors: {check.get('message', '')[:200]}")
+    if health.get("read_errors"):
+        faults.append(f"{health['read_errors']} files could not be read")
+    ahead = health.get("clock_ahead_seconds")
+    if isinstance(ahead, (int, float)) and ahead > 0:
+        faults.append(f"recorder clock ahead of the station by about {ahead:.0f}s")
+    return faults
+
+
+class DockCoordinator:
+    def __init__(self, station: Station, *, stop: threading.Event | None = None,
+                 abort: threading.Event | None = None) -> None:
+        self.station = station
+        self.settings = station.settings
+        self.ingestor = Ingestor(station)
+        self.stop = stop or threading.Event()
+        self.abort = abort or threading.Event()
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.settings.docks.max_parallel_recorders,
+            thread_name_prefix="ingestd-dock",
+        )
+        self._lock = threading.Lock()
+        self._active: dict[str, _Job] = {}
+        self._futures: set[Future[None]] = set()
+        self.outcomes: list[Outcome] = []
+        self._idle = threading.Condition(self._lock)
+
+    # -- intake --------------------------------------------------------------------------
+
+    def folder(self, dock: FolderDock) -> None:
+        """A folder under the watched root appeared or changed (and settled), or went away."""
+        if dock.action == "remove":
+            log.info("recorder folder %s is gone", dock.path)
+            return
+        key = f"watch:{dock.path}"
+        self._submit(_Job(key=key, serial=dock.serial,
+                          run=lambda: self._ingest_folder(dock)))
+
+    def device(self, event: DockEvent) -> None:
+        """A udev block device was added (or became readable) or removed."""
+        dev = event.device
+        if event.action == "remove":
+            log.warning("recorder %s (%s) removed", dev.serial or "?", dev.devnode,
+                        extra={"event": "recorder_removed"})
+            return
+        if event.action != "add":
+            return
+        self._submit(_Job(key=f"udev:{dev.devnode}", serial=dev.serial,
+                          run=lambda: self._ingest_device(event)))
+
+    def _submit(self, job: _Job) -> None:
+        with self._lock:
+            if self.stop.is_set():
+                log.warning("not starting %s: stopping", job.key)
+                return
+            running = self._active.get(job.key)
+            if running is not None:
+                running.again = True  # served once the running session ends
+                return
+            self._active[job.key] = job
+            future = self._pool.submit(self._drive, job)
+            self._futures.add(future)
+            future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+            self._idle.notify_all()
+
+    def _drive(self, job: _Job) -> None:
+        while True:
+            try:
+                outcome = job.run()
+            except Exception as exc:  # one recorder's failure must not stop the station
+                log.exception("dock %s failed", job.key)
+                outcome = Outcome(serial=job.serial, state="failed", error=str(exc))
+            with self._lock:
+                self.outcomes.append(outcome)
+                if not job.again or self.stop.is_set():
+                    del self._active[job.key]
+                    return
+                job.again = False
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no recorder is being served (for ``--once`` runs and tests)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._futures and not self._active, timeout)
+
+    def busy(self) -> list[str]:
+        with self._lock:
+            return sorted(job.serial or job.key for job in self._active.values())
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        self.stop.set()
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    # -- one recorder: watched folder ----------------------------------------------------
+
+    def _ingest_folder(self, dock: FolderDock) -> Outcome:
+        path = dock.path
+        ctx = DockContext(source="watch", actor="ingestd", health=folder_health(path),
+                          present=path.is_dir, abort=self.abort)
+        if not dock.serial:
+            self.ingestor.refuse("", mountpoint=path, ctx=ctx, reason=dock.problem)
+            return Outcome(serial="", state="refused", error=dock.problem)
+        return self._session(dock.serial, path, ctx, writable=contextlib.nullcontext)
+
+    # -- one recorder: udev block device -------------------------------------------------
+
+    def _ingest_device(self, event: DockEvent) -> Outcome:
+        dev = event.device
+        serial = dev.serial
+        base_health: dict[str, Any] = {
+            "devnode": dev.devnode, "fs_type": dev.fs_type, "vendor": dev.vendor,
+            "model": dev.model, "fs_uuid": dev.fs_uuid, "fs_label": dev.fs_label,
+        }
+        if dev.battery_percent is not None:
+            base_health["battery_percent"] = dev.battery_percent
+        where = mounts.mount_point_for(self.settings.runtime_dir, serial or dev.devnode,
+                                       partition=dev.fs_uuid or dev.devnode)
+        probe_ctx = DockContext(source="udev", health=base_health)
+        if not serial:
+            self.ingestor.refuse("", mountpoint=where, ctx=probe_ctx,
+                                 reason=f"{dev.devnode} reports no USB serial number")
+            return Outcome(serial="", state="refused", error="no serial")
+        try:
+            self.ingestor.admit(serial, mountpoint=where, ctx=probe_ctx)
+        except RecorderNotRegistered as exc:  # recorded already; never mounted
+            return Outcome(serial=serial, state="refused", error=exc.message)
+        wait_ready(dev.devnode, self.settings.docks.ready_timeout.total_seconds())
+        if self.settings.docks.fs_check:
+            check = mounts.fs_check(dev.devnode, dev.fs_type)
+            base_health["fs_check"] = {"clean": check.clean, "tool": check.tool,
+                                       "message": check.message[-500:]}
+        with mounts.mount_readonly(dev.devnode, dev.fs_type, where) as mount:
+            use = mounts.usage(mount.path)
+            base_health.update(total_bytes=use.total_bytes, free_bytes=use.free_bytes)
+            ctx = DockContext(source="udev", health=base_health,
+                              present=lambda: os.path.exists(dev.devnode) and mount.mounted,
+                              abort=self.abort)
+
+            @contextlib.contextmanager
+            def rw() -> Iterator[object]:
+                with mounts.writable(mount):
+                    yield mount
+
+            return self._session(serial, mount.path, ctx, writable=rw)
+
+    # -- the session, whatever the source ------------------------------------------------
+
+    def _session(self, serial: str, path: Path, ctx: DockContext,
+                 writable: Callable[[], contextlib.AbstractContextManager[object]]) -> Outcome:
+        try:
+            report = self.ingestor.ingest(path, serial=serial, ctx=ctx, cancel=self.stop)
+        except RecorderNotRegistered as exc:
+            return Outcome(serial=serial, state="refused", error=exc.message)
+        except IngestdError as exc:
+            log.error("recorder %s: %s", serial, exc.message, extra={"event": "ingest_failed"})
+            return Outcome(serial=serial, state="failed", error=exc.message)
+        health = dict(ctx.health)
+        health["read_errors"] = len(report.errors)
+        ahead = self._clock_ahead(report)
+        if ahead is not None:
+            health["clock_ahead_seconds"] = ahead
+        faults = faults_of(health)
+        health["faults"] = faults
+        self._save_health(report, health)
+        for fault in faults:
+            log.warning("recorder %s fault: %s", serial, fault, extra={"event": "recorder_fault"})
+        outcome = Outcome(serial=serial, state=report.state, report=report)
+        if report.state == "done" and self.settings.docks.wipe != "never":
+            outcome.wiped = self.wipe(report, path, writable)
+        return outcome
+
+    def _clock_ahead(self, report: IngestReport) -> float | None:
+        """How far the recorder's newest recording lies in the station's future, if it does."""
+        if report.session_id is None:
+            return None
+        with self.station.catalog.read() as conn:
+            session = q.session(conn, report.session_id)
+        if session is None or not report.items:
+            return None
+        docked = datetime.fromisoformat(session["docked_at"].replace("Z", "+00:00"))
+        newest = max(datetime.fromisoformat(i.recorded_at.replace("Z", "+00:00"))
+                     for i in report.items)
+        ahead = (newest - docked).total_seconds()
+        return ahead if ahead > self.settings.ingest.clock_tolerance.total_seconds() else None
+
+    def _save_health(self, report: IngestReport, health: dict[str, Any]) -> None:
+        if report.session_id is None:
+            return
+        with self.station.catalog.write() as conn:
+            q.update_session(conn, report.session_id,
+                             health=json.dumps(health, sort_keys=True, default=str))
+
+    # -- wipe ----------------------------------------------------------------------------
+
+    def wipe(self, report: IngestReport, path: Path,
+             writable: Callable[[], contextlib.AbstractContextManager[object]]) -> int:
+        """Delete from the recorder only files whose bytes hash again to a verified item."""
+        policy = self.settings.docks.wipe
+        required = {t.name for t in self.settings.targets if t.required}
+        if policy == "after-offsite-verify" and not required:
+            log.error("wipe = after-offsite-verify but no required target is configured; "
+                      "nothing wiped")
+            return 0
+        assert report.session_id is not None
+        with self.station.catalog.read() as conn:
+            eligible: list[dict[str, Any]] = []
+            for row in q.wipe_candidates(conn, report.session_id):
+                if policy == "after-offsite-verify" and not required <= q.verified_targets(
+                        conn, row["item"]):
+                    continue
+                eligible.append(dict(row))
+        if not eligible:
+            return 0
+        wiped = 0
+        with writable():
+            for candidate in eligible:
+                if self.stop.is_set():
+                    break
+                wiped += self._wipe_one(path, candidate)
+        log.info("wiped %d files from recorder %s", wiped, report.serial)
+        return wiped
+
+    def _wipe_one(self, root: Path, row: dict[str, Any]) -> int:
+        rel = bytes.fromhex(row["path_hex"])
+        full = os.path.join(os.fsencode(root), rel)
+        sha = row["item"]
+        try:
+            self.station.store.verify(sha)
+            fd = open_source(full)
+            try:
+                st = os.fstat(fd)
+                digest = hash_fd(fd, buffer_size=self.station.store.buffer_size)
+            finally:
+                os.close(fd)
+            if digest.sha256 != sha or st.st_size != row["size"]:
+                log.warning("not wiping %s: its bytes changed since ingest", row["path"])
+                return 0
+            os.unlink(full)
+        except (OSError, IngestdError) as exc:
+            log.error("not wiping %s: %s", row["path"], exc)
+            return 0
+        now = self.station.clock()
+        with self.station.custody.transaction() as conn:
+            self.station.custody.record(
+                conn, kind=EventKind.WIPED, actor="ingestd", item=sha, at=now,
+                data={"serial": row["serial"], "path": row["path"], "size": row["size"],
+                      "policy": self.settings.docks.wipe},
+            )
+            q.finish_acquisition(conn, row["id"], wiped_at=format_time(now))
+        return 1
+
+
+def scan_once(station: Station, *, root: Path | None = None) -> list[Outcome]:
+    """Serve every recorder folder under the watched root once, then return (``--once``)."""
+    root = root or station.settings.watch_root
+    if root is None:
+        return []
+    source = WatchDockSource(root, identity=station.settings.docks.identity,
+                             identity_file=station.settings.docks.identity_file)
+    coordinator = DockCoordinator(station)
+    try:
+        for dock in source.enumerate():
+            coordinator.folder(dock)
+        coordinator.wait_idle()
+    finally:
+        coordinator.shutdown()
+    return coordinator.outcomes
+

@@ -161,6 +161,11 @@ class DockSettings(_Section):
     ready_timeout: Duration = timedelta(seconds=30)
     fs_check: bool = True  # read-only file system check of a udev recorder before mounting
 
+    @field_validator("watch_root", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
 
 class SchedulerSettings(_Section):
     window_check: Duration = timedelta(minutes=10)

@@ -10,7 +10,15 @@ import sys
 import click
 
 from ..errors import IngestdError, ShutdownRequested
-from . import checks, daemon, devices, ingest, items, setup  # noqa: F401,E402 - registers commands
+from . import (  # noqa: F401,E402 - importing registers the commands
+    checks,
+    daemon,
+    devices,
+    ingest,
+    items,
+    setup,
+    simulate,
+)
 from .base import cli, err_console
 
 

@@ -1,0 +1,55 @@
+"""``simulate-recorder``: dock a simulated recorder with generated clips (for demos and drills)."""
+
+from __future__ import annotations
+
+import shutil
+
+import click
+
+from ..catalog import queries as q
+from ..domain.models import EventKind, Recorder
+from ..errors import UsageError
+from ..simulate import demo_clips, make_recorder
+from ..station import system_clock
+from .base import AppContext, cli, console, esc, pass_app
+
+
+@cli.command("simulate-recorder")
+@click.argument("serial", default="DEMO-0001")
+@click.option("--clips", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="Register the recorder (to a demo officer) if it is not registered.")
+@pass_app
+def simulate_recorder(app: AppContext, serial: str, clips: int, register: bool) -> None:
+    """Dock a simulated recorder under the watched mount root (HOME/docks/SERIAL)."""
+    root = app.settings.watch_root
+    if root is None:
+        raise UsageError("docks.watch_root is not configured: nowhere to dock a folder")
+    station = app.station()
+    if register:
+        with station.custody.transaction() as conn:
+            if q.recorder(conn, serial) is None:
+                rec = Recorder(serial=serial, officer="Demo Officer", officer_id="D001",
+                               unit="demo")
+                entry = station.custody.record(
+                    conn, kind=EventKind.REGISTRY, actor="simulate-recorder",
+                    data={"serial": serial, "officer": rec.officer,
+                          "officer_id": rec.officer_id, "unit": rec.unit, "vendor": "",
+                          "model": "", "active": True})
+                q.upsert_recorder(conn, rec, at=station.clock(), ledger_seq=entry.seq)
+    staging = root / f".{serial}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    make_recorder(staging, serial=serial, clips=demo_clips(system_clock(), clips),
+                  identity_file=app.settings.docks.identity_file)
+    target = root / serial
+    if target.exists():
+        # Docking again: add the new clips beside what is there.
+        for src in sorted((staging / "DCIM" / "100MEDIA").iterdir()):
+            dest = target / "DCIM" / "100MEDIA" / src.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(src, dest)
+        shutil.rmtree(staging)
+    else:
+        staging.rename(target)  # appears whole, as a plugged-in recorder does
+    console.print(f"docked simulated recorder {esc(serial)} with {clips} clips at "
+                  f"{esc(target)}")

@@ -25,6 +25,7 @@ from .docks import mounts
 from .docks.watch import WatchDockSource
 from .domain.docks import DockEvent
 from .jobs import build_scheduler, standard_jobs
+from .replicate import Replicator
 from .station import Station
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,12 @@ class Daemon:
         with self.station.catalog.write() as conn:
             sessions, acqs = q.interrupt_running(conn, station=self.station.name,
                                                  at=self.station.clock())
+            uploads = q.interrupt_uploads(conn, self.station.clock())
         stale = mounts.unmount_stale(self.settings.runtime_dir) if \
             self.settings.runtime_dir.is_dir() else []
         mirrored = self.station.custody.sync_mirror()
         found = {"temp_files": len(removed), "sessions": sessions, "acquisitions": acqs,
-                 "stale_mounts": len(stale), "mirrored": mirrored}
+                 "stale_mounts": len(stale), "uploads": uploads, "mirrored": mirrored}
         if any(found.values()):
             log.warning("recovered after an unclean stop: %s", found,
                         extra={"event": "recovered", "fields": found})
@@ -102,6 +104,10 @@ class Daemon:
 
     def run(self) -> int:
         self.install_signals()
+        if self.settings.targets:
+            # A target that cannot serve (no Object Lock where one is required, unreachable
+            # credentials) stops the daemon now, with the reason, not silently later.
+            Replicator(self.station).check()
         self.recover()
         scheduler = build_scheduler(self.station, standard_jobs(self.station))
         self.start_sources()

@@ -15,8 +15,10 @@ from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from .audit import audit
 from .catalog import queries as q
-from .errors import IngestdError
+from .errors import IngestdError, IntegrityError, TargetError
+from .replicate import Replicator
 from .station import Station
 from .windows import check_windows
 
@@ -55,29 +57,42 @@ def run_job(station: Station, job: Job) -> bool:
 
 
 def standard_jobs(station: Station) -> list[Job]:
-    """The jobs this station runs, in order of importance (the window check first)."""
+    """The jobs this station runs, the window check first."""
     sched = station.settings.scheduler
 
     def windows(st: Station) -> str:
         report = check_windows(st)
         return f"checked {report.checked} items, {len(report.flagged)} new flags"
 
+    def replicate(st: Station) -> str:
+        report = Replicator(st).run()
+        if not report.ok:
+            raise TargetError(report.summary() + ": " + report.failed[0]["error"])
+        return report.summary()
+
+    def checkpoint(st: Station) -> str:
+        result = Replicator(st).checkpoint()
+        if result["errors"]:
+            raise TargetError("; ".join(result["errors"]))
+        return f"checkpoint at entry {result['seq']} sent to {', '.join(result['sent'])}"
+
+    def spot_check(st: Station) -> str:
+        report = audit(st, sample=sched.audit_sample, decode=1)
+        if not report.ok:
+            raise IntegrityError(f"{len(report.failures)} of {report.checked} items failed "
+                                 "their fixity check")
+        return f"{report.checked} items re-hashed, {report.decoded} decoded: all intact"
+
     jobs = [Job(name="check-windows", every=sched.window_check, func=windows,
                 first_delay=timedelta(seconds=1))]
-    for extra in _EXTRA_JOBS:
-        job = extra(station)
-        if job is not None:
-            jobs.append(job)
+    if station.settings.targets:
+        jobs.append(Job(name="replicate", every=sched.replication, func=replicate))
+        jobs.append(Job(name="checkpoint", every=sched.checkpoint, func=checkpoint,
+                        first_delay=timedelta(minutes=1)))
+    if sched.audit_sample:
+        jobs.append(Job(name="audit", every=sched.audit, func=spot_check,
+                        first_delay=timedelta(minutes=5)))
     return jobs
-
-
-#: Further job factories (replication, checkpoints, audits) register here.
-_EXTRA_JOBS: list[Callable[[Station], Job | None]] = []
-
-
-def register(factory: Callable[[Station], Job | None]) -> Callable[[Station], Job | None]:
-    _EXTRA_JOBS.append(factory)
-    return factory
 
 
 def build_scheduler(station: Station, jobs: list[Job]) -> BackgroundScheduler:

@@ -15,6 +15,7 @@ from ..domain.models import PREFIX_RE, LedgerEntry, Recorder
 from ..errors import Ambiguous, NotFound, UsageError
 from .schema import (
     acquisitions,
+    checkpoints,
     dock_sessions,
     flags,
     items,
@@ -415,3 +416,117 @@ def last_jobs(conn: Connection) -> list[RowMapping]:
     return list(conn.execute(
         select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)
     ).mappings())
+
+
+# -- replication -------------------------------------------------------------------------------
+
+
+def replication_queue(conn: Connection, targets: Sequence[str], *,
+                      limit: int | None = None) -> list[RowMapping]:
+    """Local items that some of ``targets`` do not yet hold verified, oldest deadline first."""
+    if not targets:
+        return []
+    verified_everywhere = (
+        select(replicas.c.item)
+        .where(replicas.c.state == "verified", replicas.c.target.in_(list(targets)))
+        .group_by(replicas.c.item)
+        .having(func.count(func.distinct(replicas.c.target)) == len(set(targets)))
+    )
+    query = (
+        select(items)
+        .where(items.c.local_present.is_(True), items.c.sha256.not_in(verified_everywhere))
+        .order_by(items.c.replication_deadline, items.c.sha256)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(conn.execute(query).mappings())
+
+
+def replica(conn: Connection, sha256: str, target: str) -> RowMapping | None:
+    return conn.execute(
+        select(replicas).where(replicas.c.item == sha256, replicas.c.target == target)
+    ).mappings().first()
+
+
+def upsert_replica(conn: Connection, sha256: str, target: str, **values: Any) -> None:
+    done = conn.execute(
+        update(replicas).where(replicas.c.item == sha256, replicas.c.target == target)
+        .values(**values)
+    )
+    if done.rowcount == 0:
+        conn.execute(insert(replicas).values(item=sha256, target=target, **values))
+
+
+def interrupt_uploads(conn: Connection, at: datetime) -> int:
+    """At start: uploads a crash left 'uploading' are queued again (they restart cleanly)."""
+    return conn.execute(
+        update(replicas).where(replicas.c.state == "uploading")
+        .values(state="queued", last_error="interrupted", updated_at=format_time(at))
+    ).rowcount
+
+
+def locks_behind(conn: Connection) -> list[RowMapping]:
+    """Verified replicas whose lock is shorter than the item's retention, or whose hold
+    differs from the item's."""
+    query = (
+        select(replicas, items.c.retain_until.label("item_retain_until"),
+               items.c.hold.label("item_hold"), items.c.retention_class,
+               items.c.recorded_start)
+        .join(items, items.c.sha256 == replicas.c.item)
+        .where(replicas.c.state == "verified")
+        .where(or_(
+            replicas.c.hold != items.c.hold,
+            and_(items.c.retain_until.is_(None), replicas.c.retain_until.is_not(None)),
+            and_(items.c.retain_until.is_not(None), replicas.c.retain_until.is_not(None),
+                 items.c.retain_until > replicas.c.retain_until),
+        ))
+    )
+    return list(conn.execute(query).mappings())
+
+
+def replica_stats(conn: Connection, targets: Sequence[str]) -> dict[str, dict[str, Any]]:
+    local = conn.execute(
+        select(func.count()).where(items.c.local_present.is_(True))
+    ).scalar_one()
+    out: dict[str, dict[str, Any]] = {}
+    for name in targets:
+        by_state = {row.state: int(row.n) for row in conn.execute(
+            select(replicas.c.state, func.count().label("n"))
+            .where(replicas.c.target == name).group_by(replicas.c.state)
+        )}
+        verified = by_state.get("verified", 0)
+        oldest = conn.execute(
+            select(items.c.sha256, items.c.replication_deadline)
+            .where(items.c.local_present.is_(True), items.c.sha256.not_in(
+                select(replicas.c.item).where(replicas.c.target == name,
+                                              replicas.c.state == "verified")))
+            .order_by(items.c.replication_deadline).limit(1)
+        ).first()
+        last_error = conn.execute(
+            select(replicas.c.last_error, replicas.c.updated_at)
+            .where(replicas.c.target == name, replicas.c.last_error != "")
+            .order_by(replicas.c.updated_at.desc()).limit(1)
+        ).first()
+        out[name] = {
+            "verified": verified,
+            "in_flight": by_state.get("uploading", 0),
+            "failed": by_state.get("failed", 0),
+            "queued": max(0, int(local) - verified - by_state.get("uploading", 0)
+                          - by_state.get("failed", 0)),
+            "oldest_waiting": ({"sha256": oldest.sha256, "deadline": oldest.replication_deadline}
+                               if oldest else None),
+            "last_error": ({"error": last_error.last_error, "at": last_error.updated_at}
+                           if last_error else None),
+        }
+    return out
+
+
+def add_checkpoint(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(checkpoints).values(**values))
+
+
+def last_checkpoint(conn: Connection, target: str) -> RowMapping | None:
+    return conn.execute(
+        select(checkpoints).where(checkpoints.c.target == target)
+        .order_by(checkpoints.c.id.desc()).limit(1)
+    ).mappings().first()

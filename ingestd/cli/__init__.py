@@ -16,6 +16,7 @@ from . import (  # noqa: F401,E402 - importing registers the commands
     devices,
     ingest,
     items,
+    offsite,
     setup,
     simulate,
 )

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..audit import Verdict, audit, verify_files, verify_hash
 from ..errors import DiscrepancyFound, UsageError
+from ..replicate import build_targets, verify_offsite
 from ..windows import check_windows
 from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
 
@@ -59,12 +60,18 @@ def ledger() -> None:
 
 
 @ledger.command("verify")
+@click.option("--offsite", is_flag=True,
+              help="Also compare with the signed checkpoints held by every target.")
 @json_option
 @pass_app
-def ledger_verify(app: AppContext, as_json: bool) -> None:
+def ledger_verify(app: AppContext, offsite: bool, as_json: bool) -> None:
     """Check the whole chain, every signature, the mirror, and every catalog row."""
     station = app.station()
     report = station.custody.verify()
+    if offsite:
+        if not station.settings.targets:
+            raise UsageError("--offsite: no [[targets]] are configured")
+        report.problems.extend(verify_offsite(station, build_targets(station)))
     if as_json:
         print_json(report.as_dict())
     elif report.ok:

@@ -50,6 +50,7 @@ def status(app: AppContext, as_json: bool) -> None:
         sessions = [dict(r) for r in q.recent_sessions(conn, 10)]
         jobs = [dict(r) for r in q.last_jobs(conn)]
         recorders = len(q.list_recorders(conn))
+        targets = q.replica_stats(conn, [t.name for t in station.settings.targets])
     disk = station.store.disk()
     info: dict[str, Any] = {
         "station": station.name,
@@ -63,6 +64,7 @@ def status(app: AppContext, as_json: bool) -> None:
                                      "finished_at", "files_new", "files_known", "files_failed",
                                      "error")} for s in sessions],
         "jobs": jobs,
+        "targets": targets,
     }
     if as_json:
         print_json(info)
@@ -89,6 +91,16 @@ def status(app: AppContext, as_json: bool) -> None:
                           s["docked_at"][:19], str(s["files_new"]), str(s["files_known"]),
                           str(s["files_failed"]))
         console.print(table)
+    for name, t in targets.items():
+        oldest = t["oldest_waiting"]
+        line = (f"target {esc(name)}: {t['verified']} verified, {t['queued']} queued, "
+                f"{t['in_flight']} in flight, {t['failed']} failed")
+        if oldest:
+            line += f"; oldest waiting {oldest['sha256'][:12]} (due {oldest['deadline'][:19]})"
+        console.print(line)
+        if t["last_error"]:
+            console.print(f"  [red]last error[/] {t['last_error']['at'][:19]}: "
+                          f"{esc(t['last_error']['error'])}")
     for job in jobs:
         mark = "ok" if job["ok"] else "FAILED" if job["ok"] is False else "running"
         console.print(f"job {job['job']}: {mark} at {job['started_at'][:19]} "

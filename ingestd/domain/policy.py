@@ -147,7 +147,7 @@ class RetentionPolicy:
 @dataclass(frozen=True, kw_only=True)
 class Retention:
     cls: RetentionClass
-    until: datetime | None  # None: never expires (long-term or on hold)
+    until: datetime | None  # None: never expires (long-term); a hold blocks deletion besides
     hold: bool
 
 
@@ -167,7 +167,7 @@ def retention(
     period = policy.routine
     if has_case:
         period = max(period, case_retention or policy.evidence)
-    return Retention(cls=cls, until=None if hold else recorded_at + period, hold=hold)
+    return Retention(cls=cls, until=recorded_at + period, hold=hold)
 
 
 def parse_utc_offset(text: str) -> tzinfo:

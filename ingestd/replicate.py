@@ -1,0 +1,342 @@
+"""Off-site replication: every stored item to every configured target, verified, under WORM.
+
+Items go oldest replication deadline first. Before an upload the local copy is re-hashed from
+disk (a damaged local copy is never sent); after it, the target's own answer (size and the
+whole-file SHA-256) must match, or the copy is not counted. Next to each object goes its
+signed manifest. When a label raises an item's retention class or a hold is set, the off-site
+lock is extended. Signed ledger checkpoints go to every target, so a rewritten local ledger is
+caught by ``ledger verify --offsite``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from .catalog import queries as q
+from .config import TargetSettings
+from .domain.canonical import canonical_bytes, format_time, parse_time
+from .domain.flags import Flag
+from .domain.models import EventKind
+from .errors import ObjectDamaged, TargetError
+from .ingest import set_flag
+from .integrity.ledger import Discrepancy
+from .integrity.signing import PublicKey
+from .station import Station
+from .targets import Lock, Target
+from .targets.directory import DirectoryTarget
+from .targets.s3 import S3Target
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+
+
+def build_target(spec: TargetSettings, station: Station) -> Target:
+    if spec.type == "directory":
+        assert spec.path is not None
+        return DirectoryTarget(spec.name, station.settings.path(spec.path), spec.prefix,
+                               spec.required)
+    assert spec.bucket is not None
+    return S3Target(
+        name=spec.name, bucket=spec.bucket, endpoint_url=spec.endpoint_url, prefix=spec.prefix,
+        region=spec.region, object_lock=spec.object_lock, required=spec.required,
+        credentials_file=station.settings.path(spec.credentials_file)
+        if spec.credentials_file else None,
+        profile=spec.profile,
+        ca_bundle=station.settings.path(spec.ca_bundle) if spec.ca_bundle else None,
+        sse=spec.sse, kms_key_id=spec.kms_key_id,
+        multipart_threshold=spec.multipart_threshold,
+        multipart_chunksize=spec.multipart_chunksize, max_concurrency=spec.max_concurrency,
+        bandwidth_limit=spec.bandwidth_limit, max_attempts=spec.max_attempts,
+    )
+
+
+def build_targets(station: Station) -> list[Target]:
+    return [build_target(spec, station) for spec in station.settings.targets]
+
+
+@dataclass(kw_only=True)
+class ReplicationReport:
+    verified: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    locks_extended: list[dict[str, str]] = field(default_factory=list)
+    pending: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "verified": self.verified, "failed": self.failed,
+                "locks_extended": self.locks_extended, "pending": self.pending}
+
+    def summary(self) -> str:
+        return (f"{len(self.verified)} copies verified, {len(self.failed)} failed, "
+                f"{len(self.locks_extended)} locks extended, {self.pending} still waiting")
+
+
+#: S3 COMPLIANCE retention needs a date. Footage kept long-term (never expires) is locked this
+#: long after it was recorded: longer than any rule asks, and no one can shorten it.
+LONG_TERM_LOCK = timedelta(days=365 * 100)
+
+
+def lock_for(item: Mapping[str, Any]) -> Lock:
+    """The WORM lock an item's off-site copies must carry: its retain-until date (or the
+    long-term date), and legal hold when it is held."""
+    until = item["retain_until"]
+    if until:
+        retain_until = parse_time(until)
+    else:
+        retain_until = parse_time(item["recorded_start"]) + LONG_TERM_LOCK
+    return Lock(retain_until=retain_until, legal_hold=bool(item["hold"]))
+
+
+class Replicator:
+    def __init__(self, station: Station, targets: list[Target] | None = None, *,
+                 actor: str = "ingestd", cancel: threading.Event | None = None) -> None:
+        self.station = station
+        self.targets = targets if targets is not None else build_targets(station)
+        self.actor = actor
+        self.cancel = cancel or threading.Event()
+
+    def check(self) -> None:
+        """Every target must be usable (reachable; Object Lock where it is required)."""
+        for target in self.targets:
+            target.check()
+
+    # -- manifests -----------------------------------------------------------------------
+
+    def manifest(self, sha: str) -> bytes:
+        station = self.station
+        with station.catalog.read() as conn:
+            item = dict(q.item(conn, sha) or {})
+            label = q.current_label(conn, sha)
+            acqs = q.acquisitions_of(conn, sha)
+        body = {
+            "version": 1, "item": sha, "size": item["size"], "station": item["station"],
+            "recorder": item["recorder"], "officer": item["officer"],
+            "recorded_start": item["recorded_start"], "recorded_end": item["recorded_end"],
+            "stored_at": item["stored_at"], "original_name": item["original_name"],
+            "media": json.loads(item["media"] or "{}"),
+            "label": {"case": label["case_no"], "party": label["party"],
+                      "officer": label["officer"], "by": label["by"], "at": label["at"]}
+            if label else None,
+            "retention": {"class": item["retention_class"], "until": item["retain_until"],
+                          "hold": bool(item["hold"])},
+            "acquisitions": [{"serial": a["serial"], "path": a["path"], "size": a["size"],
+                              "state": a["state"], "at": a["finished_at"],
+                              "station": a["station"]} for a in acqs],
+            "signed_at": format_time(station.clock()), "key_id": station.key.key_id,
+        }
+        data = canonical_bytes(body)
+        return canonical_bytes({"manifest": body, "signature": station.key.sign(data)})
+
+    # -- one copy ------------------------------------------------------------------------
+
+    def _replicate_one(self, target: Target, item: dict[str, Any],
+                       report: ReplicationReport) -> bool:
+        sha = item["sha256"]
+        station = self.station
+        now = station.clock()
+        lock = lock_for(item)
+        with station.catalog.write() as conn:
+            prior = q.replica(conn, sha, target.name)
+            q.upsert_replica(conn, sha, target.name, state="uploading", updated_at=format_time(now),
+                             attempts=(prior["attempts"] if prior else 0) + 1)
+        try:
+            station.store.verify(sha, item["size"])
+            remote = target.put_item(sha, station.store.path_of(sha), item["size"], lock)
+            if remote.sha256 != sha or remote.size != item["size"]:
+                raise TargetError(
+                    f"target {target.name}: replica mismatch for {sha}: it reports "
+                    f"{remote.size} bytes, SHA-256 {remote.sha256}")
+            target.put_manifest(sha, self.manifest(sha), lock)
+        except ObjectDamaged as exc:
+            self._failed(target, sha, exc.message, report)
+            with station.custody.transaction() as conn:
+                set_flag(station, conn, sha, Flag.FIXITY_FAILED, at=station.clock(),
+                         actor=self.actor, detail=exc.message)
+            return True
+        except TargetError as exc:
+            self._failed(target, sha, exc.message, report)
+            if "mismatch" in exc.message:
+                with station.custody.transaction() as conn:
+                    set_flag(station, conn, sha, Flag.REPLICA_MISMATCH, at=station.clock(),
+                             actor=self.actor, detail=exc.message)
+                return True
+            return False
+        done = station.clock()
+        with station.custody.transaction() as conn:
+            entry = station.custody.record(
+                conn, kind=EventKind.REPLICATED, actor=self.actor, item=sha, at=done,
+                data={"target": target.name, "key": remote.key, "size": remote.size,
+                      "sha256": remote.sha256, "version_id": remote.version_id,
+                      "retain_until": format_time(remote.retain_until)
+                      if remote.retain_until else None, "legal_hold": remote.legal_hold},
+            )
+            q.upsert_replica(
+                conn, sha, target.name, state="verified", key=remote.key, size=remote.size,
+                remote_sha256=remote.sha256, last_error="", updated_at=format_time(done),
+                verified_at=format_time(done), ledger_seq=entry.seq,
+                retain_until=format_time(lock.retain_until) if lock.retain_until else None,
+                hold=lock.legal_hold,
+            )
+        report.verified.append({"sha256": sha, "target": target.name})
+        return True
+
+    def _failed(self, target: Target, sha: str, error: str, report: ReplicationReport) -> None:
+        with self.station.catalog.write() as conn:
+            q.upsert_replica(conn, sha, target.name, state="failed", last_error=error[:2000],
+                             updated_at=format_time(self.station.clock()))
+        report.failed.append({"sha256": sha, "target": target.name, "error": error})
+        log.error("replication of %s to %s failed: %s", sha[:12], target.name, error,
+                  extra={"event": "replication_failed"})
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self, *, limit: int | None = None) -> ReplicationReport:
+        report = ReplicationReport()
+        station = self.station
+        with station.catalog.write() as conn:
+            q.interrupt_uploads(conn, station.clock())
+        names = [t.name for t in self.targets]
+        with station.catalog.read() as conn:
+            queue = [dict(r) for r in q.replication_queue(conn, names, limit=limit)]
+        down: set[str] = set()
+        for item in queue:
+            if self.cancel.is_set():
+                break
+            with station.catalog.read() as conn:
+                have = q.verified_targets(conn, item["sha256"])
+            for target in self.targets:
+                if target.name in have or target.name in down:
+                    continue
+                if not self._replicate_one(target, item, report):
+                    down.add(target.name)  # unreachable: try it again at the next run
+        report.locks_extended = self.extend_locks()
+        with station.catalog.read() as conn:
+            report.pending = len(q.replication_queue(conn, names))
+        return report
+
+    def extend_locks(self) -> list[dict[str, str]]:
+        """Raise the off-site lock wherever an item's retention grew or its hold changed."""
+        station = self.station
+        by_name = {t.name: t for t in self.targets}
+        done: list[dict[str, str]] = []
+        with station.catalog.read() as conn:
+            rows = [dict(r) for r in q.locks_behind(conn)]
+        for row in rows:
+            target = by_name.get(row["target"])
+            if target is None:
+                continue
+            until = row["item_retain_until"]
+            lock = lock_for({"retain_until": until, "recorded_start": row["recorded_start"],
+                             "hold": row["item_hold"]})
+            try:
+                remote = target.set_lock(row["item"], lock)
+            except TargetError as exc:
+                log.error("cannot extend lock of %s on %s: %s", row["item"][:12],
+                          target.name, exc.message)
+                continue
+            now = station.clock()
+            with station.custody.transaction() as conn:
+                station.custody.record(
+                    conn, kind=EventKind.RETENTION, actor=self.actor, item=row["item"], at=now,
+                    data={"target": target.name, "class": row["retention_class"],
+                          "retain_until": format_time(remote.retain_until)
+                          if remote.retain_until else None, "legal_hold": remote.legal_hold},
+                )
+                q.upsert_replica(conn, row["item"], target.name,
+                                 retain_until=format_time(lock.retain_until)
+                                 if lock.retain_until else None,
+                                 hold=bool(row["item_hold"]), updated_at=format_time(now))
+            done.append({"sha256": row["item"], "target": target.name,
+                         "retain_until": format_time(lock.retain_until)
+                         if lock.retain_until else "", "hold": str(bool(row["item_hold"]))})
+        return done
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Sign the ledger head and send it to every target."""
+        station = self.station
+        station.custody.sync_mirror()
+        with station.catalog.read() as conn:
+            seq, head = q.ledger_head(conn)
+        body = {"version": CHECKPOINT_VERSION, "station": station.name, "seq": seq,
+                "head_hash": head, "at": format_time(station.clock()),
+                "key_id": station.key.key_id}
+        data = canonical_bytes(body)
+        signed = canonical_bytes({"checkpoint": body, "signature": station.key.sign(data),
+                                  "public_key": station.key.public.hex})
+        name = f"{station.name}-{seq:012d}.json"
+        sent: list[str] = []
+        errors: list[str] = []
+        for target in self.targets:
+            try:
+                target.put_checkpoint(name, signed)
+            except TargetError as exc:
+                errors.append(exc.message)
+                continue
+            with station.catalog.write() as conn:
+                q.add_checkpoint(conn, target=target.name, name=name, seq=seq,
+                                 head_hash=head or "", at=body["at"])
+            sent.append(target.name)
+        return {"name": name, "seq": seq, "head_hash": head, "sent": sent, "errors": errors}
+
+
+def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]:
+    """Compare the local ledger with every signed checkpoint the targets hold."""
+    problems: list[Discrepancy] = []
+    with station.catalog.read() as conn:
+        trusted = station.custody.trusted_keys(conn)
+        hashes = {e.seq: e.entry_hash for e in q.iter_entries(conn)}
+    head = max(hashes, default=0)
+    for target in targets:
+        try:
+            names = target.list_checkpoints()
+        except TargetError as exc:
+            problems.append(Discrepancy(kind="offsite_unreachable", seq=None,
+                                        detail=exc.message))
+            continue
+        for name in names:
+            try:
+                raw = json.loads(target.get_checkpoint(name))
+                body = raw["checkpoint"]
+                signature = raw["signature"]
+            except (TargetError, ValueError, KeyError, TypeError) as exc:
+                problems.append(Discrepancy(kind="checkpoint_unreadable", seq=None,
+                                            detail=f"{target.name}/{name}: {exc}"))
+                continue
+            if body.get("station") != station.name:
+                continue  # another station's checkpoint on a shared target
+            key: PublicKey | None = trusted.get(str(body.get("key_id")))
+            if key is None or not key.verify(str(signature), canonical_bytes(body)):
+                problems.append(Discrepancy(
+                    kind="checkpoint_bad_signature", seq=body.get("seq"),
+                    detail=f"{target.name}/{name} is not signed by a trusted station key"))
+                continue
+            seq = int(body["seq"])
+            if seq > head:
+                problems.append(Discrepancy(
+                    kind="ledger_truncated", seq=seq,
+                    detail=f"{target.name}/{name} vouches for entry {seq}, but the local "
+                           f"ledger ends at {head}"))
+            elif seq and hashes.get(seq) != body["head_hash"]:
+                problems.append(Discrepancy(
+                    kind="ledger_rewritten", seq=seq,
+                    detail=f"entry {seq} differs from what {target.name}/{name} vouches for"))
+    return problems
+
+
+def replicate_once(station: Station, *, limit: int | None = None) -> ReplicationReport:
+    replicator = Replicator(station)
+    replicator.check()
+    return replicator.run(limit=limit)
+

@@ -74,6 +74,8 @@ def standard_jobs(station: Station) -> list[Job]:
         result = Replicator(st).checkpoint()
         if result["errors"]:
             raise TargetError("; ".join(result["errors"]))
+        if not result["sent"]:
+            return f"ledger unchanged since the last checkpoint (entry {result['seq']})"
         return f"checkpoint at entry {result['seq']} sent to {', '.join(result['sent'])}"
 
     def spot_check(st: Station) -> str:

@@ -1,7 +1,7 @@
 """Off-site replication: every stored item to every configured target, verified, under WORM.
 
-Items go oldest replication deadline first. Before an upload the local copy is re-hashed from
-disk (a damaged local copy is never sent); after it, the target's own answer (size and the
+Items go oldest replication deadline first. During an upload the local copy is re-hashed as it
+is read (a damaged local copy is never sent); after it, the target's own answer (size and the
 whole-file SHA-256) must match, or the copy is not counted. Next to each object goes its
 signed manifest. When a label raises an item's retention class or a hold is set, the off-site
 lock is extended. Signed ledger checkpoints go to every target, so a rewritten local ledger is
@@ -150,7 +150,7 @@ class Replicator:
             q.upsert_replica(conn, sha, target.name, state="uploading", updated_at=format_time(now),
                              attempts=(prior["attempts"] if prior else 0) + 1)
         try:
-            station.store.verify(sha, item["size"])
+            # The target re-hashes the local copy as it reads it: a damaged one is never sent.
             remote = target.put_item(sha, station.store.path_of(sha), item["size"], lock)
             if remote.sha256 != sha or remote.size != item["size"]:
                 raise TargetError(
@@ -279,6 +279,10 @@ class Replicator:
         sent: list[str] = []
         errors: list[str] = []
         for target in self.targets:
+            with station.catalog.read() as conn:
+                last = q.last_checkpoint(conn, target.name)
+            if last is not None and last["seq"] == seq:
+                continue  # nothing new since the last one: a checkpoint is never rewritten
             try:
                 target.put_checkpoint(name, signed)
             except TargetError as exc:
@@ -288,7 +292,9 @@ class Replicator:
                 q.add_checkpoint(conn, target=target.name, name=name, seq=seq,
                                  head_hash=head or "", at=body["at"])
             sent.append(target.name)
-        return {"name": name, "seq": seq, "head_hash": head, "sent": sent, "errors": errors}
+        return {"name": name, "seq": seq, "head_hash": head, "sent": sent, "errors": errors,
+                "unchanged": [t.name for t in self.targets if t.name not in sent
+                              and not any(t.name in e for e in errors)]}
 
 
 def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]:

@@ -49,6 +49,9 @@ def checkpoint(app: AppContext, as_json: bool) -> None:
     else:
         console.print(f"checkpoint {result['name']} (entry {result['seq']}) sent to "
                       f"{', '.join(result['sent']) or 'no target'}")
+        if result["unchanged"]:
+            console.print(f"  unchanged since the last checkpoint on "
+                          f"{', '.join(result['unchanged'])}")
         for err in result["errors"]:
             console.print(f"  [red]{esc(err)}[/]")
     if result["errors"]:

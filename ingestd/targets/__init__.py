@@ -16,7 +16,13 @@ from typing import Protocol
 
 @dataclass(frozen=True, kw_only=True)
 class RemoteObject:
-    """What a target says it holds for an item."""
+    """What a target says it holds for an item.
+
+    ``sha256`` equals the item's hash only when every hash the target reports agrees with it;
+    it comes from metadata (or a file name), which whoever can write the target could forge:
+    only ``Target.rehash_item`` proves the bytes. ``retain_until`` is the COMPLIANCE retention
+    in force (a directory target only records it and cannot enforce it).
+    """
 
     key: str
     size: int
@@ -28,7 +34,12 @@ class RemoteObject:
 
 @dataclass(frozen=True, kw_only=True)
 class Lock:
-    """WORM protection wanted for an object: COMPLIANCE until ``retain_until``, and legal hold."""
+    """WORM protection wanted for an object: COMPLIANCE until ``retain_until``, and legal hold.
+
+    ``retain_until`` must be timezone-aware; targets round it up to a whole second and only
+    ever extend an existing retention (``None`` asks for none and keeps what is there).
+    ``legal_hold`` is the wanted state: a target sets or clears it to match.
+    """
 
     retain_until: datetime | None
     legal_hold: bool = False
@@ -43,7 +54,13 @@ class Target(Protocol):
         required, not writable)."""
 
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock) -> RemoteObject:
-        """Upload (or resume) the item's bytes and return what the target then reports."""
+        """Upload (or resume) the item's bytes and return what the target then reports.
+
+        A good copy already there is not uploaded again (its lock is still brought up to
+        ``lock``). Raises ``ObjectDamaged`` if ``source`` does not have ``size`` bytes hashing
+        to ``sha256``, and ``TargetError`` if the copy cannot be made or does not verify
+        (``replica mismatch``).
+        """
 
     def head_item(self, sha256: str) -> RemoteObject | None:
         """What the target holds for this item, or None."""

@@ -225,7 +225,10 @@ class DirectoryTarget:
 
     def _write_item(self, dest: Path, source: Path, sha256: str, size: int) -> None:
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-        src_fd = os.open(source, os.O_RDONLY | _OPEN_FLAGS)
+        try:
+            src_fd = os.open(source, os.O_RDONLY | _OPEN_FLAGS)
+        except OSError as exc:
+            raise ObjectDamaged(f"cannot read {source} for replication: {exc.strerror}") from exc
         try:
             dst_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
             try:

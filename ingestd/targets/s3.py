@@ -57,7 +57,11 @@ from ingestd.targets import Lock, RemoteObject
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
+    from mypy_boto3_s3.type_defs import (
+        HeadObjectOutputTypeDef,
+        PutObjectLegalHoldRequestTypeDef,
+        PutObjectRetentionRequestTypeDef,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +162,8 @@ class S3Target:
             addressing_style = "path" if endpoint_url else "auto"
         config = Config(
             region_name=region or "us-east-1",
-            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            # total attempts, as in the AWS config file (botocore's "max_attempts" counts retries)
+            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max(10, max_concurrency + 2),
@@ -268,7 +273,7 @@ class S3Target:
                     return
                 raise self._error("refusing to overwrite a checkpoint with different content", key)
             self._put_bytes(key, body, digest, None, content_type="application/json")
-            self._verify_replica(key, self._head(key), digest, len(body))
+            self._verified(key, self._head(key), digest, len(body))
 
         self._retrying("put checkpoint", key, once)
 
@@ -311,7 +316,7 @@ class S3Target:
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
-            if _status(exc) is not None and _status(exc) in (301, 403, 404):
+            if _status(exc) in (301, 403, 404):
                 raise self._error("bucket missing or not accessible", None, exc) from exc
             raise
         if not self.object_lock:
@@ -352,15 +357,13 @@ class S3Target:
                 )
             self._abort_stale_uploads(key)
             upload()
-            head = self._head(key)
-            self._verify_replica(key, head, sha256, size)
+            head = self._verified(key, self._head(key), sha256, size)
             if self._readback:
                 # the server's word (metadata, a checksum it may not have checked) is not the
                 # bytes: read them back, at the cost of a second transfer
                 back = self._rehash_once(key)
                 if back != sha256:
                     raise self._error(f"replica mismatch: object reads back as {back}", key)
-        assert head is not None
         return self._lock_and_verify(key, head, lock, sha256)
 
     def _upload_file(self, key: str, source: Path, size: int, sha256: str, lock: Lock) -> None:
@@ -376,7 +379,8 @@ class S3Target:
             extra["ChecksumAlgorithm"] = "SHA256"
             extra["ChecksumSHA256"] = _b64(sha256)
         elif self._request_checksums == "when_supported":
-            # each part carries its own SHA-256, so a part damaged in transit is refused
+            # each part carries its own SHA-256, so a server that checks (AWS does) refuses a
+            # part damaged in transit
             extra["ChecksumAlgorithm"] = "SHA256"
         log.info("target %s: uploading %s (%d bytes)", self.name, key, size)
         started = time.monotonic()
@@ -446,14 +450,16 @@ class S3Target:
             return f"server checksum sha256 {computed}"
         return None
 
-    def _verify_replica(
+    def _verified(
         self, key: str, head: HeadObjectOutputTypeDef | None, sha256: str, size: int
-    ) -> None:
+    ) -> HeadObjectOutputTypeDef:
+        """``head`` if it shows a good copy of (sha256, size); else TargetError."""
         if head is None:
             raise self._error("replica mismatch: object missing after upload", key)
         problem = self._replica_problem(head, sha256, size)
         if problem is not None:
             raise self._error(f"replica mismatch: {problem}", key)
+        return head
 
     def _lock_and_verify(
         self, key: str, head: HeadObjectOutputTypeDef, lock: Lock, sha256: str
@@ -471,19 +477,21 @@ class S3Target:
         """Extend COMPLIANCE retention (never shorten) and set or clear legal hold. Also
         covers servers that ignore Object Lock headers on a multipart upload (moto)."""
         changed = False
-        version = {"VersionId": head["VersionId"]} if head.get("VersionId") else {}
+        version = head.get("VersionId")  # lock the version we verified, not a newer one
         wanted = _whole_second_up(lock.retain_until) if lock.retain_until else None
         current = _compliance_until(head)
         if wanted is not None and (current is None or wanted > current):
             held = head.get("ObjectLockRetainUntilDate")  # GOVERNANCE may already hold longer
             until = max(wanted, held) if held is not None else wanted
             log.info("target %s: retaining %s until %s", self.name, key, until.isoformat())
-            self._client.put_object_retention(
-                Bucket=self.bucket,
-                Key=key,
-                Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until},
-                **version,  # type: ignore[arg-type]
-            )
+            retention: PutObjectRetentionRequestTypeDef = {
+                "Bucket": self.bucket,
+                "Key": key,
+                "Retention": {"Mode": "COMPLIANCE", "RetainUntilDate": until},
+            }
+            if version:
+                retention["VersionId"] = version
+            self._client.put_object_retention(**retention)
             changed = True
         elif wanted is not None and current is not None and wanted < current:
             log.debug(
@@ -498,12 +506,14 @@ class S3Target:
             log.info(
                 "target %s: legal hold %s on %s", self.name, "ON" if lock.legal_hold else "OFF", key
             )
-            self._client.put_object_legal_hold(
-                Bucket=self.bucket,
-                Key=key,
-                LegalHold={"Status": "ON" if lock.legal_hold else "OFF"},
-                **version,  # type: ignore[arg-type]
-            )
+            hold: PutObjectLegalHoldRequestTypeDef = {
+                "Bucket": self.bucket,
+                "Key": key,
+                "LegalHold": {"Status": "ON" if lock.legal_hold else "OFF"},
+            }
+            if version:
+                hold["VersionId"] = version
+            self._client.put_object_legal_hold(**hold)
             changed = True
         return changed
 
@@ -566,7 +576,10 @@ class S3Target:
     def _lock_args(self, lock: Lock) -> dict[str, Any]:
         if not self.object_lock:
             return {}
-        args: dict[str, Any] = {"ObjectLockLegalHoldStatus": "ON" if lock.legal_hold else "OFF"}
+        args: dict[str, Any] = {}
+        if lock.legal_hold:
+            # only when wanted: sending OFF would need s3:PutObjectLegalHold for nothing
+            args["ObjectLockLegalHoldStatus"] = "ON"
         if lock.retain_until is not None:
             args["ObjectLockMode"] = "COMPLIANCE"
             args["ObjectLockRetainUntilDate"] = _whole_second_up(lock.retain_until)
@@ -674,6 +687,7 @@ def _read_credentials(target: str, path: Path, profile: str | None) -> tuple[str
         with path.open(encoding="utf-8") as handle:
             parser.read_file(handle)
     except (OSError, configparser.Error, UnicodeDecodeError) as exc:
+        # the exception's own text may quote a line of the file, secret included: name only
         raise TargetError(
             f"target {target!r}: cannot read credentials file {path}: {type(exc).__name__}"
         ) from exc
@@ -798,7 +812,9 @@ def _transient(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         message = exc.response.get("Error", {}).get("Message", "")
-        return f"{_error_code(exc)}, HTTP {_status(exc)}: {message}".rstrip(": ")
+        code, status = _error_code(exc), _status(exc)
+        head = f"HTTP {status}" if code in ("", str(status)) else f"{code}, HTTP {status}"
+        return f"{head}: {message}" if message else head
     if isinstance(exc, NoCredentialsError):
         return "no credentials: set credentials_file, profile or the environment"
     return f"{type(exc).__name__}: {exc}"

@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import queries as q
-from .domain.canonical import canonical_bytes, sha256_hex
+from .domain.canonical import canonical_bytes, format_time, sha256_hex
 from .domain.flags import Flag
 from .domain.models import EventKind, is_sha256
-from .errors import ObjectDamaged, UsageError
+from .errors import ObjectDamaged, TargetError, UsageError
 from .ingest import set_flag
 from .integrity.hashing import hash_file
 from .integrity.ledger import body_of
 from .media import decode_check
 from .station import Station
+from .targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -128,33 +129,75 @@ class AuditReport:
                 "failures": self.failures}
 
 
-def audit(station: Station, *, sample: int | None, decode: int = 0, actor: str = "ingestd",
+def audit(station: Station, *, sample: int | None, decode: int = 0,
+          targets: Sequence[Target] = (), actor: str = "ingestd",
           rng: random.Random | None = None) -> AuditReport:
-    """Re-hash items from disk (all, or a random sample) and decode ``decode`` of them."""
+    """Re-hash items (all, or a random sample) from the local store and, with ``targets``,
+    read their off-site copies back in full; decode ``decode`` of them end to end.
+
+    A local copy that no longer hashes to its name is flagged ``fixity_failed``; an off-site
+    copy that does not is flagged ``replica_mismatch`` and queued to be copied again.
+    """
     with station.catalog.read() as conn:
-        rows = [r for r in q.search_items(conn) if r["local_present"]]
+        rows = [dict(r) for r in q.search_items(conn) if r["local_present"] or targets]
+        damaged = {sha for sha, flags in q.flags_by_item(conn).items()
+                   if Flag.DAMAGED_MEDIA in flags or Flag.EMPTY_FILE in flags}
     picked = rows if sample is None else (rng or random.Random()).sample(
         rows, min(sample, len(rows)))
-    to_decode = {r["sha256"] for r in picked[:decode]}
+    playable = [r["sha256"] for r in picked if r["sha256"] not in damaged and r["local_present"]]
+    to_decode = set(playable[:decode])
     report = AuditReport()
     for row in picked:
-        sha = row["sha256"]
-        result: dict[str, Any] = {"fixity": "ok"}
         report.checked += 1
-        try:
-            station.store.verify(sha, row["size"])
-        except ObjectDamaged as exc:
-            result["fixity"] = exc.message
-            report.failures.append({"sha256": sha, "problem": exc.message})
-        if sha in to_decode and result["fixity"] == "ok":
-            decoded = decode_check(station.store.path_of(sha))
-            report.decoded += 1
-            result["decode"] = "ok" if decoded.ok else "; ".join(decoded.errors[-3:])
+        result, problems = _audit_one(station, row, decode=row["sha256"] in to_decode,
+                                      targets=targets)
+        report.decoded += "decode" in result
+        report.failures.extend({"sha256": row["sha256"], "problem": p} for p, _ in problems)
         now = station.clock()
         with station.custody.transaction() as conn:
-            station.custody.record(conn, kind=EventKind.AUDITED, actor=actor, item=sha,
-                                   data=result, at=now)
-            if result["fixity"] != "ok":
-                set_flag(station, conn, sha, Flag.FIXITY_FAILED, at=now, actor=actor,
-                         detail=result["fixity"])
+            station.custody.record(conn, kind=EventKind.AUDITED, actor=actor,
+                                   item=row["sha256"], data=result, at=now)
+            for problem, flag in problems:
+                set_flag(station, conn, row["sha256"], flag, at=now, actor=actor,
+                         detail=problem)
     return report
+
+
+def _audit_one(station: Station, row: dict[str, Any], *, decode: bool,
+               targets: Sequence[Target]) -> tuple[dict[str, Any], list[tuple[str, Flag]]]:
+    sha = row["sha256"]
+    result: dict[str, Any] = {}
+    problems: list[tuple[str, Flag]] = []
+    if row["local_present"]:
+        try:
+            station.store.verify(sha, row["size"])
+            result["fixity"] = "ok"
+        except ObjectDamaged as exc:
+            result["fixity"] = exc.message
+            problems.append((exc.message, Flag.FIXITY_FAILED))
+    if decode and result.get("fixity") == "ok":
+        decoded = decode_check(station.store.path_of(sha))
+        result["decode"] = "ok" if decoded.ok else "; ".join(decoded.errors[-3:])
+        if not decoded.ok:
+            problems.append((f"does not play back: {result['decode']}", Flag.DAMAGED_MEDIA))
+    if targets:
+        with station.catalog.read() as conn:
+            held = q.verified_targets(conn, sha)
+        offsite: dict[str, str] = {}
+        for target in targets:
+            if target.name not in held:
+                continue
+            try:
+                remote = target.rehash_item(sha)
+                offsite[target.name] = "ok" if remote == sha else f"hashes to {remote}"
+            except TargetError as exc:
+                offsite[target.name] = exc.message
+            if offsite[target.name] != "ok":
+                problems.append((f"off-site copy on {target.name}: {offsite[target.name]}",
+                                 Flag.REPLICA_MISMATCH))
+                with station.catalog.write() as conn:  # copied again at the next replicate
+                    q.upsert_replica(conn, sha, target.name, state="failed",
+                                     last_error=offsite[target.name][:2000],
+                                     updated_at=format_time(station.clock()))
+        result["offsite"] = offsite
+    return result, problems

@@ -25,7 +25,8 @@ from .base import cli, err_console
 
 def main() -> None:
     try:
-        cli.main(prog_name="ingestd", standalone_mode=False)
+        # Not standalone: click returns the code of an Exit raised by a command.
+        code = cli.main(prog_name="ingestd", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -44,3 +45,4 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

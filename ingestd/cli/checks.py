@@ -93,14 +93,21 @@ def ledger_verify(app: AppContext, offsite: bool, as_json: bool) -> None:
 @click.option("--all", "everything", is_flag=True, help="Re-hash every local item.")
 @click.option("--decode", type=click.IntRange(min=0), default=1, show_default=True,
               help="Also decode this many of them end to end (spot-check playback).")
+@click.option("--offsite", is_flag=True,
+              help="Also read the off-site copies back in full and hash them.")
 @json_option
 @pass_app
 def audit_cmd(app: AppContext, sample: int | None, everything: bool, decode: int,
-              as_json: bool) -> None:
-    """Re-hash stored items from disk and decode a sample; record the results."""
+              offsite: bool, as_json: bool) -> None:
+    """Re-hash stored items from disk (and off-site) and decode a sample; record the results."""
     if bool(sample) == everything:
         raise UsageError("give --sample N or --all")
-    report = audit(app.station(), sample=None if everything else sample, decode=decode)
+    station = app.station()
+    if offsite and not station.settings.targets:
+        raise UsageError("--offsite: no [[targets]] are configured")
+    targets = build_targets(station) if offsite else []
+    report = audit(station, sample=None if everything else sample, decode=decode,
+                   targets=targets)
     if as_json:
         print_json(report.as_dict())
     else:

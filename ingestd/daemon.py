@@ -89,9 +89,11 @@ class Daemon:
             from .docks.udev import UdevDockSource
 
             udev = UdevDockSource()
+            # Listen first, then enumerate: a recorder plugged in between is not missed (the
+            # coordinator serves a device once per plug, however many times it is announced).
+            udev.start(self.coordinator.device)
             for device in udev.enumerate():
                 self.coordinator.device(DockEvent.added(device))
-            udev.start(self.coordinator.device)
             self._sources.append(udev)
             log.info("watching udev for USB recorders")
 

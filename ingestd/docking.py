@@ -106,6 +106,7 @@ class DockCoordinator:
         self._lock = threading.Lock()
         self._active: dict[str, _Job] = {}
         self._futures: set[Future[None]] = set()
+        self._plugged: set[str] = set()
         self.outcomes: list[Outcome] = []
         self._idle = threading.Condition(self._lock)
 
@@ -123,12 +124,19 @@ class DockCoordinator:
     def device(self, event: DockEvent) -> None:
         """A udev block device was added (or became readable) or removed."""
         dev = event.device
+        plug = f"udev:{dev.devnode}:{dev.serial}:{dev.fs_uuid}"
         if event.action == "remove":
+            with self._lock:
+                self._plugged.discard(plug)
             log.warning("recorder %s (%s) removed", dev.serial or "?", dev.devnode,
                         extra={"event": "recorder_removed"})
             return
         if event.action != "add":
             return
+        with self._lock:
+            if plug in self._plugged:
+                return  # announced twice (enumeration and event): served once per plug
+            self._plugged.add(plug)
         self._submit(_Job(key=f"udev:{dev.devnode}", serial=dev.serial,
                           run=lambda: self._ingest_device(event)))
 

@@ -278,7 +278,10 @@ def writable(mount: Mount) -> Iterator[Mount]:
 
 
 def usage(path: Path) -> DiskUsage:
-    """Total, free and available bytes of the file system holding ``path`` (statvfs)."""
+    """Total, free and available bytes of the file system holding ``path`` (statvfs).
+
+    All three are 0 when the driver does not report them: fusefat does not implement statfs.
+    """
     try:
         st = os.statvfs(path)
     except OSError as exc:
@@ -371,7 +374,7 @@ def unmount_stale(runtime_dir: Path, *, timeout: float = 30.0) -> list[Path]:
     done: list[Path] = []
     for entry in reversed(stale):  # deepest (latest) first
         if entry.fs_type.startswith("fuse"):
-            args = ["fusermount", "-u", "-z", entry.mount_point]
+            args = _fuse_unmount(entry.mount_point, lazy=True)
         else:
             args = ["umount", entry.mount_point]
         result = _run(args, devnode=entry.source, timeout=timeout)
@@ -423,11 +426,11 @@ def _choose_driver(devnode: str, fs_type: str, wanted: Driver | Literal["auto"])
 def _mount(mount: Mount, *, read_only: bool) -> None:
     mode = "ro" if read_only else "rw"
     if mount.driver == "fusefat":
-        options = [mode, *SAFE_OPTIONS]
-        if not read_only:
-            options.append("rw+")  # fusefat's own switch; without it, it never writes
+        # fusefat's own switches: "ro", or "rw+" to write at all ("rw" alone it refuses).
+        options = ["ro" if read_only else "rw+", *SAFE_OPTIONS]
         if re.fullmatch(r"[/A-Za-z0-9._-]+", mount.devnode):  # commas would split the option
-            options.append(f"fsname={mount.devnode}")
+            # Shown as source and type in mountinfo (findmnt, our own checks, unmount_stale).
+            options += [f"fsname={mount.devnode}", "subtype=fusefat"]
         mount._fuse = _FuseProcess.start(mount, ",".join(options))
     else:
         kernel_type = "vfat" if mount.fs_type in FAT_TYPES else mount.fs_type
@@ -525,7 +528,7 @@ class _FuseProcess:
     def stop(self, mount: Mount) -> None:
         if find_mount(mount.path) is not None:
             result = _run(
-                ["fusermount", "-u", str(mount.path)], devnode=mount.devnode, timeout=mount.timeout
+                _fuse_unmount(str(mount.path)), devnode=mount.devnode, timeout=mount.timeout
             )
             if result.returncode != 0 and self.process.poll() is None:
                 raise RecorderError(
@@ -533,7 +536,7 @@ class _FuseProcess:
                     f"{_output(result)}"
                 )
             if result.returncode != 0:  # fusefat died: the mount is dead, detach it lazily
-                lazy = ["fusermount", "-u", "-z", str(mount.path)]
+                lazy = _fuse_unmount(str(mount.path), lazy=True)
                 _run(lazy, devnode=mount.devnode, timeout=mount.timeout)
         try:
             # It may still be writing (after rw+); the next mount must not race it.
@@ -542,13 +545,16 @@ class _FuseProcess:
             log.error("fusefat for %s did not exit after unmount; killing it", mount.devnode)
             self._kill()
         self._reader.join(1.0)
-        if self.process.returncode not in (0, None):
-            log.warning(
-                "fusefat for %s ended with %s: %s",
-                mount.devnode,
-                _describe_exit(self.process.returncode),
-                self.stderr(),
-            )
+        code = self.process.returncode
+        # fusefat ends with 255 and "Bad file descriptor" on every unmount; only a signal is news.
+        level = logging.WARNING if code is None or code < 0 else logging.DEBUG
+        log.log(
+            level,
+            "fusefat for %s ended (%s): %s",
+            mount.devnode,
+            _describe_exit(code),
+            self.stderr()[-1000:],
+        )
 
     def stderr(self) -> str:
         text = bytes(self._head)
@@ -703,6 +709,15 @@ def _run(args: Sequence[str], *, devnode: str, timeout: float) -> subprocess.Com
         ) from None
     log.debug("%s exited %d", " ".join(args), process.returncode)
     return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+
+def _fuse_unmount(mount_point: str, *, lazy: bool = False) -> list[str]:
+    """The command that unmounts a FUSE mount: fusermount (fuse 2, what fusefat's Debian package
+    pulls in), fusermount3 (where fuse3 replaced it), else plain umount (we are root)."""
+    for tool in ("fusermount", "fusermount3"):
+        if shutil.which(tool):
+            return [tool, "-u", *(["-z"] if lazy else []), mount_point]
+    return ["umount", *(["-l"] if lazy else []), mount_point]
 
 
 def _output(result: subprocess.CompletedProcess[str]) -> str:

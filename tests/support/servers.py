@@ -3,15 +3,15 @@
 Each service is a plain context manager (the project's ``conftest.py`` wraps them in fixtures):
 
 * :func:`moto_server` -- moto's S3 emulation in a thread of this process, on 127.0.0.1.
-* :func:`ceph_rgw` -- a throwaway Ceph cluster (one mon, one in-memory OSD, one radosgw) on
-  127.0.0.1 with an S3 user, the S3 server that real deployments run.
+* :func:`ceph_rgw` -- a throwaway Ceph cluster (one monitor, one in-memory OSD, one radosgw)
+  on 127.0.0.1 with an S3 user: the S3 server that real deployments run.
 * :func:`postgres` -- a throwaway PostgreSQL server listening on a unix socket only.
 
-Everything listens on loopback or unix sockets only. Every wait is bounded; a service that does
-not come up raises :class:`ServiceStartError` carrying the tail of the relevant log, and a
+Everything listens on 127.0.0.1 or unix sockets. Every wait is bounded: a service that does not
+come up in time raises :class:`ServiceStartError` carrying the tail of the relevant log, and a
 service whose programs are not installed raises :class:`ServiceUnavailable` naming what is
-missing (and the Debian package that provides it), so a test run reports it instead of hanging.
-On exit -- also when the body raised -- the daemons are stopped and the files removed.
+missing and the Debian package that provides it, so that a test run reports it instead of
+hanging. On exit -- also when the body raised -- the daemons are stopped and their files removed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -31,9 +32,10 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -51,9 +53,9 @@ POSTGRES_PACKAGES = ("postgresql",)
 #: Where Debian installs the server programs of each PostgreSQL major version.
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
-# Which Debian package provides each program we run (for ServiceUnavailable messages).
+# The programs run for Ceph, and the Debian package that provides each.
 _CEPH_PROGRAMS = {
-    "monmaptool": "ceph-base (pulled in by ceph-mon)",
+    "monmaptool": "ceph-base, a dependency of ceph-mon",
     "ceph-mon": "ceph-mon",
     "ceph-osd": "ceph-osd",
     "radosgw": "radosgw",
@@ -61,8 +63,11 @@ _CEPH_PROGRAMS = {
     "ceph": "ceph-common",
 }
 
-# AF_UNIX socket paths are limited to 108 bytes (sun_path), including the NUL.
+# AF_UNIX socket paths hold at most 107 bytes (sun_path is 108 including the NUL).
 _SUN_PATH_MAX = 107
+_PG_SOCKET_NAME = ".s.PGSQL.5432"
+# Ceph startups tried when a picked port was taken before the daemon could bind it.
+_PORT_ATTEMPTS = 3
 
 _T = TypeVar("_T")
 
@@ -72,16 +77,19 @@ class ServiceError(RuntimeError):
 
 
 class ServiceUnavailable(ServiceError):
-    """The programs (or user) a service needs are not installed on this machine."""
+    """The programs (or the user) that a service needs are not installed on this machine."""
 
 
 class ServiceStartError(ServiceError):
-    """A service was started but did not come up (or did not stop) in time."""
+    """A service did not come up (or a step of starting or stopping it failed) in time.
+
+    The message holds the failing step's output and the tail of the relevant daemon logs.
+    """
 
 
 @dataclass(frozen=True)
 class S3Endpoint:
-    """Where an S3 server answers and the credentials of a user on it."""
+    """Where an S3 server answers, and the credentials of a user on it."""
 
     url: str
     access_key: str
@@ -89,9 +97,11 @@ class S3Endpoint:
     region: str = REGION
 
     def client(self) -> S3Client:
-        """A boto3 S3 client for this endpoint (path-style addressing, bounded timeouts).
+        """A boto3 S3 client for this endpoint: path-style addressing, bounded timeouts.
 
-        A fresh boto3 session is used, so the caller's ``AWS_*`` profile settings do not leak in.
+        It is made from a fresh boto3 session with explicit credentials, so the caller's
+        ``AWS_*`` profile or credentials do not leak in. boto3's own defaults are kept otherwise
+        (including its default request checksums), as the project's code would use them.
         """
         import boto3
         from botocore.config import Config
@@ -116,26 +126,35 @@ class S3Endpoint:
 # helpers
 
 
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that are free right now (picked by the kernel).
+
+    They are free only until someone else binds them: callers retry on "Address already in use".
+    """
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def _tail(path: Path, lines: int = 40) -> str:
-    """The last ``lines`` lines of a log file, for error messages."""
+    """The last ``lines`` lines of a log file, headed by its name, for error messages."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
+            fh.seek(max(0, fh.tell() - 64 * 1024))
             data = fh.read().decode("utf-8", "replace")
     except OSError as exc:
-        return f"(no log at {path}: {exc})"
+        return f"--- no log at {path}: {exc}"
     text = "\n".join(data.splitlines()[-lines:])
-    return f"--- last {lines} lines of {path} ---\n{text}"
+    return f"--- last {lines} lines of {path}:\n{text}"
+
+
+def _tails(paths: Sequence[Path]) -> str:
+    return "".join("\n" + _tail(p) for p in paths)
 
 
 def _run(
@@ -145,9 +164,15 @@ def _run(
     timeout: float,
     logs: Sequence[Path] = (),
     cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
-    """Run a short command; raise ServiceStartError with its output and ``logs`` if it fails."""
-    log.debug("running %s", " ".join(cmd))
+    """Run a short command and return its stdout.
+
+    Raises ServiceStartError with its output and the tails of ``logs`` if it fails or does not
+    finish within ``timeout`` seconds (it is then killed).
+    """
+    shown = " ".join(cmd)
+    log.debug("running %s", shown)
     try:
         proc = subprocess.run(
             list(cmd),
@@ -156,18 +181,18 @@ def _run(
             text=True,
             timeout=timeout,
             cwd=cwd,
+            env=None if env is None else dict(env),
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise ServiceStartError(
-            f"{what}: `{' '.join(cmd)}` did not finish in {timeout:.0f} s\n"
-            + "\n".join(_tail(p) for p in logs)
+            f"{what}: `{shown}` did not finish in {timeout:.0f} s{_tails(logs)}"
         ) from exc
     if proc.returncode != 0:
         raise ServiceStartError(
-            f"{what}: `{' '.join(cmd)}` exited {proc.returncode}\n"
-            f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}\n"
-            + "\n".join(_tail(p) for p in logs)
+            f"{what}: `{shown}` exited with status {proc.returncode}\n"
+            f"stdout: {proc.stdout[-2000:].strip()}\nstderr: {proc.stderr[-2000:].strip()}"
+            f"{_tails(logs)}"
         )
     return proc.stdout
 
@@ -178,60 +203,76 @@ def _wait_until(
     what: str,
     deadline: float,
     logs: Sequence[Path],
-    alive: Callable[[], str | None] = lambda: None,
+    dead: Callable[[], str | None] = lambda: None,
     interval: float = 0.1,
 ) -> _T:
-    """Call ``probe`` until it returns non-None, or raise ServiceStartError at ``deadline``.
+    """Call ``probe`` until it returns something other than None, and return that.
 
-    ``alive`` returns a description of a dead daemon (or None while all live), so that a daemon
-    that died stops the wait at once instead of at the deadline.
+    A probe that raises counts as "not yet". ``dead`` names a daemon that has exited (or returns
+    None while all live), which ends the wait at once rather than at ``deadline`` (a
+    ``time.monotonic()`` value). Raises ServiceStartError with the tails of ``logs``.
     """
-    last_error = "never probed"
+    last = "never probed"
     while True:
-        dead = alive()
-        if dead is not None:
-            raise ServiceStartError(
-                f"{what}: {dead}\n" + "\n".join(_tail(p) for p in logs)
-            )
+        died = dead()
+        if died is not None:
+            raise ServiceStartError(f"{what}: {died}{_tails(logs)}")
         try:
             result = probe()
         except Exception as exc:  # noqa: BLE001 - any failure of the probe means "not yet"
-            last_error = f"{type(exc).__name__}: {exc}"
+            last = f"{type(exc).__name__}: {exc}"
         else:
             if result is not None:
                 return result
-            last_error = "not ready"
+            last = "not ready"
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ServiceStartError(
-                f"{what}: timed out (last probe: {last_error})\n"
-                + "\n".join(_tail(p) for p in logs)
-            )
+            raise ServiceStartError(f"{what}: timed out; last probe: {last}{_tails(logs)}")
         time.sleep(min(interval, remaining))
         interval = min(interval * 1.5, 1.0)
+
+
+def processes_mentioning(needle: str) -> list[str]:
+    """Command lines of live processes that mention ``needle`` (zombies have none)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().split(b"\0")
+            text = " ".join(a.decode("utf-8", "replace") for a in args if a)
+            if needle in text:
+                found.append(f"{cmdline.parent.name}: {text}")
+    return found
 
 
 # --------------------------------------------------------------------------------------------
 # moto
 
 
+# How many moto_server() contexts are alive in this process (they share moto's state).
+_moto_lock = threading.Lock()
+_moto_alive = [0]
+
+
 @contextlib.contextmanager
 def moto_server(*, timeout: float = 30.0) -> Iterator[S3Endpoint]:
     """moto's S3 server in a thread of this process, on 127.0.0.1 and a free port.
 
-    moto keeps its state in process-wide backends: the server is reset on entry so that it
-    starts empty, but two moto servers (or ``mock_aws``) alive at once in one process share
-    their buckets.
+    moto keeps its state in process-wide backends, so two moto servers (or ``moto.mock_aws``)
+    alive at once in one process share their buckets. The first one entered resets that state,
+    so that it starts empty; one entered while another is alive leaves it alone. Any
+    credentials are accepted.
     """
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:
-        raise ServiceUnavailable(f"moto's server is not installed ({exc}): pip install "
-                                 "'moto[server]'") from exc
+        raise ServiceUnavailable(
+            f"moto's server is not installed ({exc}); pip install 'moto[server]'"
+        ) from exc
 
     started = time.monotonic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    # start() waits without a bound for the server thread; bound it from the outside.
+    # start() waits for its server thread without a bound (forever if the server cannot bind),
+    # so it is called from a helper thread whose wait is bounded.
     starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
     starter.start()
     starter.join(timeout)
@@ -240,11 +281,19 @@ def moto_server(*, timeout: float = 30.0) -> Iterator[S3Endpoint]:
     try:
         host, port = server.get_host_and_port()
         url = f"http://{host}:{port}"
-        reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(reset, timeout=timeout) as response:
-            response.read()
-        log.info("moto server at %s (%.2f s)", url, time.monotonic() - started)
-        yield S3Endpoint(url=url, access_key="testing", secret_key="testing")
+        with _moto_lock:
+            first = _moto_alive[0] == 0
+            _moto_alive[0] += 1
+        try:
+            if first:
+                reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+                with urllib.request.urlopen(reset, timeout=timeout) as response:
+                    response.read()
+            log.info("moto server at %s (%.2f s)", url, time.monotonic() - started)
+            yield S3Endpoint(url=url, access_key="testing", secret_key="testing")
+        finally:
+            with _moto_lock:
+                _moto_alive[0] -= 1
     finally:
         stopping = time.monotonic()
         server.stop()
@@ -256,15 +305,19 @@ def moto_server(*, timeout: float = 30.0) -> Iterator[S3Endpoint]:
 
 
 class _Daemon:
-    """A Ceph daemon run in the foreground (``-f``) as our child, so we hold its pid."""
+    """A Ceph daemon run in the foreground (``-f``) as our child, so that we hold its pid."""
 
-    def __init__(self, name: str, cmd: Sequence[str], log_file: Path, out_file: Path) -> None:
+    def __init__(
+        self, name: str, cmd: Sequence[str], out_file: Path, env: Mapping[str, str]
+    ) -> None:
         self.name = name
-        self.log_file = log_file
-        self.out_file = out_file
         with out_file.open("ab") as out:
             self.proc = subprocess.Popen(
-                list(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                list(cmd),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
             )
         log.debug("started %s (pid %d): %s", name, self.proc.pid, " ".join(cmd))
 
@@ -273,17 +326,21 @@ class _Daemon:
         return None if code is None else f"{self.name} exited with status {code}"
 
     def stop(self, grace: float) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps the process."""
+        """SIGTERM, then SIGKILL after ``grace`` seconds; the process is reaped either way."""
         if self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
-            log.warning("%s (pid %d) ignored SIGTERM for %.0f s; killing it",
-                        self.name, self.proc.pid, grace)
+            log.warning(
+                "%s (pid %d) ignored SIGTERM for %.0f s; killing it",
+                self.name,
+                self.proc.pid,
+                grace,
+            )
             self.proc.kill()
-            self.proc.wait(10)
+            self.proc.wait()
 
 
 def _ceph_conf(root: Path, fsid: str, mon_port: int, rgw_port: int, memstore_bytes: int) -> str:
@@ -302,11 +359,11 @@ ms_mon_client_mode = crc
 run_dir = {root}/run
 pid_file = {root}/run/$name.pid
 log_file = {root}/log/$name.log
-# Admin sockets are not used, and pytest's temporary paths can exceed the 107-byte limit.
-admin_socket =
+mon_cluster_log_file = {root}/log/cluster.log
 crash_dir = {root}/crash
 keyring = {root}/keyring
-mon_cluster_log_file = {root}/log/cluster.log
+# Admin sockets are not used, and pytest's temporary paths can exceed the 107-byte limit.
+admin_socket =
 osd_pool_default_size = 1
 osd_pool_default_min_size = 1
 osd_pool_default_pg_num = 1
@@ -316,9 +373,12 @@ mon_allow_pool_size_one = true
 mon_max_pg_per_osd = 1000
 mon_warn_on_pool_no_redundancy = false
 osd_crush_chooseleaf_type = 0
-# The monitor batches map changes for up to a second; pools are created one at a time.
+# The monitor batches map changes for up to a second, and the gateway creates its pools one
+# after another, each waiting for a new map: the default made startup take 17 s instead of 1 s.
 paxos_propose_interval = 0.01
 paxos_min_wait = 0.01
+# A taken port fails in 3 s rather than 15 s (then ceph_rgw starts over on other ports).
+ms_bind_retry_delay = 1
 
 [mon.a]
 mon_data = {root}/mon
@@ -332,14 +392,13 @@ memstore_device_bytes = {memstore_bytes}
 rgw_frontends = beast endpoint=127.0.0.1:{rgw_port}
 rgw_data = {root}/rgw
 rgw_thread_pool_size = 32
-rgw_enable_usage_log = false
 rgw_rados_pool_pg_num_min = 1
 """
 
 
-def _ceph_missing() -> list[str]:
-    return [f"{prog} (Debian package {pkg})" for prog, pkg in _CEPH_PROGRAMS.items()
-            if shutil.which(prog) is None]
+def _ceph_env() -> dict[str, str]:
+    """Our environment without CEPH_ARGS / CEPH_CONF, which would change what the tools do."""
+    return {k: v for k, v in os.environ.items() if k not in ("CEPH_ARGS", "CEPH_CONF")}
 
 
 @contextlib.contextmanager
@@ -349,51 +408,88 @@ def ceph_rgw(
     timeout: float = 120.0,
     memstore_bytes: int = 4 << 30,
 ) -> Iterator[S3Endpoint]:
-    """A one-node Ceph cluster with a RADOS Gateway on 127.0.0.1 and an S3 user.
+    """A one-node Ceph cluster with a RADOS Gateway on 127.0.0.1, and an S3 user on it.
 
-    One monitor and one OSD keeping its objects in memory (``memstore``, at most
-    ``memstore_bytes``), no cephx, everything under a new directory in ``workdir``. Yields once a
-    bucket can be created and written (the gateway creates its pools on first use). Startup
-    waits at most ``timeout`` seconds in all. On exit the gateway, then the OSD, then the
-    monitor are stopped and the directory is removed.
+    One monitor and one OSD that keeps its objects in memory (``memstore``, at most
+    ``memstore_bytes``), no cephx, all files in a new directory in ``workdir``; the monitor and
+    the gateway listen on free loopback ports. Yields once a bucket can be created and written
+    (the gateway creates its pools on first use); startup waits at most ``timeout`` seconds in
+    all. On exit the gateway, then the OSD, then the monitor are stopped and the directory is
+    removed.
     """
-    missing = _ceph_missing()
+    missing = [
+        f"{prog} (Debian package {pkg})"
+        for prog, pkg in _CEPH_PROGRAMS.items()
+        if shutil.which(prog) is None
+    ]
     if missing:
         raise ServiceUnavailable(
-            "Ceph is not installed; missing " + ", ".join(missing)
-            + "; install with: apt-get install --no-install-recommends " + " ".join(CEPH_PACKAGES)
+            "Ceph is not installed: missing " + ", ".join(missing) + ". Install with: "
+            "apt-get install --no-install-recommends " + " ".join(CEPH_PACKAGES)
         )
     started = time.monotonic()
     deadline = started + timeout
     workdir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="ceph-", dir=workdir)).resolve()
-    daemons: list[_Daemon] = []
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        root = Path(tempfile.mkdtemp(prefix="ceph-", dir=workdir)).resolve()
+        daemons: list[_Daemon] = []
+        try:
+            endpoint = _ceph_start(root, daemons, deadline, memstore_bytes)
+            break
+        except ServiceStartError:
+            _ceph_stop(root, daemons, remove=False)
+            # The free ports were picked before the daemons bound them, and another process
+            # can take one in between. Rare, but then start over on new ports.
+            taken = _port_was_taken(root / "log")
+            shutil.rmtree(root, ignore_errors=True)
+            if not taken or attempt == _PORT_ATTEMPTS:
+                raise
+            log.warning("ceph: a port was taken before a daemon could bind it; starting over")
+        except BaseException:
+            _ceph_stop(root, daemons)
+            raise
+    log.info("ceph rgw at %s (%.2f s, files in %s)", endpoint.url, time.monotonic() - started, root)
     try:
-        endpoint = _ceph_start(root, daemons, deadline, memstore_bytes)
-        log.info("ceph rgw at %s (%.1f s, in %s)", endpoint.url, time.monotonic() - started, root)
         yield endpoint
     finally:
-        stopping = time.monotonic()
-        # Gateway first, then the OSD, then the monitor (reverse order of start).
-        for daemon in reversed(daemons):
-            try:
-                daemon.stop(grace=15)
-            except Exception:  # noqa: BLE001 - keep stopping the others
-                log.exception("could not stop %s", daemon.name)
+        _ceph_stop(root, daemons)
+
+
+def _ceph_stop(root: Path, daemons: list[_Daemon], *, remove: bool = True) -> None:
+    """Stop the daemons in reverse order of start (gateway, OSD, monitor); remove ``root``."""
+    stopping = time.monotonic()
+    for daemon in reversed(daemons):
+        try:
+            daemon.stop(grace=15)
+        except Exception:  # noqa: BLE001 - stop the others all the same
+            log.exception("could not stop %s", daemon.name)
+    if remove:
         shutil.rmtree(root, ignore_errors=True)
-        log.info("ceph stopped and removed (%.1f s)", time.monotonic() - stopping)
+    log.info("ceph stopped (%.2f s)", time.monotonic() - stopping)
 
 
-def _ceph_start(root: Path, daemons: list[_Daemon], deadline: float,
-                memstore_bytes: int) -> S3Endpoint:
+def _port_was_taken(logdir: Path) -> bool:
+    """Whether the monitor or the gateway (now stopped, logs complete) failed to bind its port.
+
+    (The OSD picks its own ports and logs taken ones as it goes: its log does not count.)
+    """
+    for path in [*logdir.glob("mon.*"), *logdir.glob("client.rgw.*")]:
+        with contextlib.suppress(OSError):
+            if b"Address already in use" in path.read_bytes():
+                return True
+    return False
+
+
+def _ceph_start(
+    root: Path, daemons: list[_Daemon], deadline: float, memstore_bytes: int
+) -> S3Endpoint:
+    """Start monitor, OSD and gateway (appending each to ``daemons`` as it starts)."""
     for sub in ("run", "log", "crash", "mon", "rgw"):
         (root / sub).mkdir()
-    logs = root / "log"
+    logdir = root / "log"
+    env = _ceph_env()
     fsid = str(uuid.uuid4())
-    mon_port = _free_port()
-    rgw_port = _free_port()
-    while rgw_port == mon_port:
-        rgw_port = _free_port()
+    mon_port, rgw_port = _free_ports(2)
     conf = root / "ceph.conf"
     conf.write_text(_ceph_conf(root, fsid, mon_port, rgw_port, memstore_bytes))
     base = ["-c", str(conf)]
@@ -401,51 +497,106 @@ def _ceph_start(root: Path, daemons: list[_Daemon], deadline: float,
     def left() -> float:
         return max(1.0, deadline - time.monotonic())
 
-    def alive() -> str | None:
+    def dead() -> str | None:
         return next((d for d in (x.dead() for x in daemons) if d is not None), None)
 
-    def ceph(*args: str, what: str, daemon_logs: Sequence[Path]) -> str:
-        return _run(["ceph", *base, "--connect-timeout", "10", *args],
-                    what=what, timeout=min(left(), 20.0), logs=daemon_logs, env=env)
+    def run(
+        cmd: Sequence[str], what: str, logs: Sequence[Path] = (), timeout: float | None = None
+    ) -> str:
+        return _run(cmd, what=what, timeout=min(left(), timeout or left()), logs=logs, env=env)
 
     # Monitor.
-    mon_log = logs / "mon.a.log"
+    mon_log = logdir / "mon.a.log"
     monmap = root / "monmap"
-    _run(["monmaptool", "--create", "--addv", "a", f"[v2:127.0.0.1:{mon_port}]",
-          "--fsid", fsid, str(monmap)], what="ceph monmaptool", timeout=left())
-    _run(["ceph-mon", *base, "--mkfs", "-i", "a", "--monmap", str(monmap)],
-         what="ceph-mon --mkfs", timeout=left(), logs=[mon_log])
-    daemons.append(_Daemon("ceph-mon", ["ceph-mon", *base, "-f", "-i", "a"], mon_log,
-                           logs / "mon.a.out"))
+    run(
+        [
+            "monmaptool",
+            "--create",
+            "--addv",
+            "a",
+            f"[v2:127.0.0.1:{mon_port}]",
+            "--fsid",
+            fsid,
+            str(monmap),
+        ],
+        "ceph monmaptool",
+    )
+    run(
+        ["ceph-mon", *base, "--mkfs", "-i", "a", "--monmap", str(monmap)],
+        "ceph-mon --mkfs",
+        [mon_log],
+    )
+    daemons.append(
+        _Daemon("ceph-mon", ["ceph-mon", *base, "-f", "-i", "a"], logdir / "mon.a.out", env)
+    )
 
-    # OSD: register it with the monitor. `osd new UUID` is idempotent, so it is retried until
-    # the monitor answers (each try bounded by --connect-timeout; a dead monitor stops the wait).
+    def mon_listens() -> bool | None:
+        with socket.create_connection(("127.0.0.1", mon_port), timeout=2):
+            return True
+
+    _wait_until(
+        mon_listens, what="ceph-mon listening", deadline=deadline, logs=[mon_log], dead=dead
+    )
+
+    # OSD. `osd new UUID` is idempotent, so it is retried until the monitor answers; each try is
+    # bounded, and a monitor that died ends the wait.
     osd_uuid = str(uuid.uuid4())
 
     def osd_new() -> str | None:
-        return ceph("osd", "new", osd_uuid, what="ceph osd new", daemon_logs=[]).strip() or None
+        out = run(
+            ["ceph", *base, "--connect-timeout", "10", "osd", "new", osd_uuid],
+            "ceph osd new",
+            timeout=20,
+        )
+        return out.strip() or None
 
-    osd_id = _wait_until(osd_new, what="ceph monitor registering the OSD", deadline=deadline,
-                         logs=[mon_log], alive=alive)
-    osd_log = logs / f"osd.{osd_id}.log"
+    osd_id = _wait_until(
+        osd_new,
+        what="ceph monitor registering the OSD",
+        deadline=deadline,
+        logs=[mon_log],
+        dead=dead,
+    )
+    osd_log = logdir / f"osd.{osd_id}.log"
     (root / f"osd.{osd_id}").mkdir()
-    _run(["ceph-osd", *base, "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid],
-         what="ceph-osd --mkfs", timeout=left(), logs=[osd_log])
-    daemons.append(_Daemon(f"ceph-osd.{osd_id}", ["ceph-osd", *base, "-f", "-i", osd_id],
-                           osd_log, logs / f"osd.{osd_id}.out"))
+    run(
+        ["ceph-osd", *base, "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid],
+        "ceph-osd --mkfs",
+        [osd_log],
+    )
+    daemons.append(
+        _Daemon(
+            f"ceph-osd.{osd_id}",
+            ["ceph-osd", *base, "-f", "-i", osd_id],
+            logdir / f"osd.{osd_id}.out",
+            env,
+        )
+    )
 
     def osd_up() -> bool | None:
-        out = ceph("osd", "stat", "-f", "json", what="ceph osd stat",
-                   daemon_logs=[mon_log, osd_log])
+        out = run(
+            ["ceph", *base, "--connect-timeout", "10", "osd", "stat", "-f", "json"],
+            "ceph osd stat",
+            timeout=20,
+        )
         return True if json.loads(out).get("num_up_osds", 0) >= 1 else None
 
-    _wait_until(osd_up, what="ceph OSD coming up", deadline=deadline,
-                logs=[osd_log, mon_log], alive=alive, interval=0.2)
+    _wait_until(
+        osd_up,
+        what="ceph OSD coming up",
+        deadline=deadline,
+        logs=[osd_log, mon_log],
+        dead=dead,
+        interval=0.2,
+    )
 
     # Gateway.
-    rgw_log = logs / "client.rgw.log"
-    daemons.append(_Daemon("radosgw", ["radosgw", *base, "-f", "-n", "client.rgw"], rgw_log,
-                           logs / "client.rgw.out"))
+    rgw_log = logdir / "client.rgw.log"
+    daemons.append(
+        _Daemon(
+            "radosgw", ["radosgw", *base, "-f", "-n", "client.rgw"], logdir / "client.rgw.out", env
+        )
+    )
     url = f"http://127.0.0.1:{rgw_port}"
 
     def http_answers() -> bool | None:
@@ -453,33 +604,68 @@ def _ceph_start(root: Path, daemons: list[_Daemon], deadline: float,
             with urllib.request.urlopen(url + "/", timeout=2) as response:
                 response.read()
         except urllib.error.HTTPError:
-            pass  # any HTTP answer means the frontend is serving
+            pass  # any HTTP answer means that the frontend serves
         return True
 
-    _wait_until(http_answers, what="radosgw answering HTTP", deadline=deadline,
-                logs=[rgw_log, osd_log], alive=alive)
+    _wait_until(
+        http_answers,
+        what="radosgw answering HTTP",
+        deadline=deadline,
+        logs=[rgw_log, osd_log],
+        dead=dead,
+    )
 
-    endpoint = S3Endpoint(url=url, access_key=secrets.token_hex(10).upper(),
-                          secret_key=secrets.token_urlsafe(30))
-    _run(["radosgw-admin", *base, "-n", "client.admin", "user", "create", "--uid=ingestd-test",
-          "--display-name=ingestd test", f"--access-key={endpoint.access_key}",
-          f"--secret-key={endpoint.secret_key}"],
-         what="radosgw-admin user create", timeout=left(), logs=[rgw_log])
+    endpoint = S3Endpoint(
+        url=url, access_key=secrets.token_hex(10).upper(), secret_key=secrets.token_urlsafe(30)
+    )
+    run(
+        [
+            "radosgw-admin",
+            *base,
+            "-n",
+            "client.admin",
+            "user",
+            "create",
+            "--uid=ingestd-test",
+            "--display-name=ingestd test",
+            f"--access-key={endpoint.access_key}",
+            f"--secret-key={endpoint.secret_key}",
+        ],
+        "radosgw-admin user create",
+        [rgw_log],
+    )
 
     # The first bucket and object make the gateway create its index and data pools.
-    client = endpoint.client()
-    probe_bucket = f"probe-{uuid.uuid4().hex[:12]}"
+    _wait_until(
+        _bucket_probe(endpoint),
+        what="radosgw creating a bucket",
+        deadline=deadline,
+        logs=[rgw_log, osd_log],
+        dead=dead,
+        interval=0.5,
+    )
+    return endpoint
 
-    def bucket_works() -> bool | None:
-        client.create_bucket(Bucket=probe_bucket)
-        client.put_object(Bucket=probe_bucket, Key="probe", Body=b"probe")
-        client.delete_object(Bucket=probe_bucket, Key="probe")
-        client.delete_bucket(Bucket=probe_bucket)
+
+def _bucket_probe(endpoint: S3Endpoint) -> Callable[[], bool | None]:
+    """A probe that creates a bucket, writes and deletes an object, and deletes the bucket."""
+    from botocore.exceptions import ClientError
+
+    client = endpoint.client()
+    bucket = f"probe-{uuid.uuid4().hex[:12]}"
+
+    def probe() -> bool | None:
+        try:
+            client.create_bucket(Bucket=bucket)
+        except ClientError as exc:  # an earlier try got this far
+            if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                raise
+        client.put_object(Bucket=bucket, Key="probe", Body=b"probe")
+        client.delete_object(Bucket=bucket, Key="probe")
+        client.delete_bucket(Bucket=bucket)
         return True
 
-    _wait_until(bucket_works, what="radosgw creating a bucket", deadline=deadline,
-                logs=[rgw_log, osd_log], alive=alive, interval=0.5)
-    return endpoint
+    return probe
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,7 +673,7 @@ def _ceph_start(root: Path, daemons: list[_Daemon], deadline: float,
 
 
 def _postgres_bin() -> Path:
-    """The newest ``/usr/lib/postgresql/N/bin`` that has initdb and pg_ctl."""
+    """The newest ``/usr/lib/postgresql/N/bin`` that has initdb, pg_ctl and createdb."""
     candidates: list[tuple[int, Path]] = []
     for entry in glob.glob(POSTGRES_BIN_GLOB):
         path = Path(entry)
@@ -496,8 +682,8 @@ def _postgres_bin() -> Path:
             candidates.append((int(version) if version.isdigit() else 0, path))
     if not candidates:
         raise ServiceUnavailable(
-            f"PostgreSQL server programs (initdb, pg_ctl) not found under {POSTGRES_BIN_GLOB}; "
-            "install with: apt-get install " + " ".join(POSTGRES_PACKAGES)
+            f"PostgreSQL is not installed: no initdb and pg_ctl under {POSTGRES_BIN_GLOB}. "
+            "Install with: apt-get install " + " ".join(POSTGRES_PACKAGES)
         )
     return max(candidates)[1]
 
@@ -509,28 +695,36 @@ def postgres(
     dbname: str = "ingestd_test",
     timeout: float = 60.0,
 ) -> Iterator[str]:
-    """A throwaway PostgreSQL server on a unix socket (no TCP); yields an SQLAlchemy URL.
+    """A throwaway PostgreSQL server on a unix socket (no TCP), with database ``dbname``.
 
-    The URL is ``postgresql+psycopg://postgres@/DBNAME?host=SOCKETDIR`` (psycopg 3). When run as
-    root the server runs as the ``postgres`` user (``runuser``), since PostgreSQL refuses root.
-    The cluster lives in a new directory in ``workdir`` owned by that user -- unless that user
-    cannot reach it (pytest's own temporary root is mode 0700) or the socket path would be too
-    long, in which case a private directory under the system temporary directory is used.
-    The server is tuned for tests (fsync off: a crash loses data, which is fine here). On exit
-    it is stopped and the directory removed.
+    Yields an SQLAlchemy URL for psycopg 3:
+    ``postgresql+psycopg://postgres@/DBNAME?host=SOCKETDIR``, trust authentication.
+
+    Run as root, the server runs as the ``postgres`` user (through ``runuser``), since PostgreSQL
+    refuses root. The cluster lives in a new directory in ``workdir``, owned by the server's
+    user -- unless that user cannot reach it (pytest's temporary root is mode 0700) or the
+    socket's path would be too long, in which case a private directory under the system
+    temporary directory is used instead. The server is tuned for tests (fsync off: a crash of
+    the machine loses its data). On exit it is stopped and the directory removed.
     """
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", dbname):
+        raise ValueError(f"unsupported database name {dbname!r}")
     bindir = _postgres_bin()
     run_as: list[str] = []
     owner: pwd.struct_passwd | None = None
     if os.geteuid() == 0:
         if shutil.which("runuser") is None:
-            raise ServiceUnavailable("runuser not found (Debian package util-linux); needed to "
-                                     "run PostgreSQL as a non-root user")
+            raise ServiceUnavailable(
+                "runuser (Debian package util-linux) not found: needed to "
+                "run PostgreSQL as a user other than root"
+            )
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError as exc:
-            raise ServiceUnavailable("no `postgres` user to run PostgreSQL as; install with: "
-                                     "apt-get install " + " ".join(POSTGRES_PACKAGES)) from exc
+            raise ServiceUnavailable(
+                "no user `postgres` to run PostgreSQL as. Install with: "
+                "apt-get install " + " ".join(POSTGRES_PACKAGES)
+            ) from exc
         run_as = ["runuser", "-u", "postgres", "--"]
 
     started = time.monotonic()
@@ -539,10 +733,13 @@ def postgres(
     data = base / "data"
     server_log = base / "postgres.log"
     try:
-        _postgres_start(bindir, run_as, base, data, server_log, dbname, timeout)
-        url = f"postgresql+psycopg://postgres@/{dbname}?host={base}"
-        log.info("postgres at %s (%.2f s)", url, time.monotonic() - started)
         try:
+            _postgres_start(bindir, run_as, base, data, server_log, dbname, timeout)
+            url = (
+                f"postgresql+psycopg://postgres@/{dbname}"
+                f"?host={urllib.parse.quote(str(base), safe='/')}"
+            )
+            log.info("postgres at %s (%.2f s)", url, time.monotonic() - started)
             yield url
         finally:
             stopping = time.monotonic()
@@ -553,37 +750,70 @@ def postgres(
 
 
 def _postgres_dir(workdir: Path, owner: pwd.struct_passwd | None, run_as: list[str]) -> Path:
-    """A new directory for the cluster that the server's user can use, with a short path."""
-    socket_name_len = len("/.s.PGSQL.5432")
+    """A new directory for the cluster and its socket, owned by the server's user."""
+
+    def usable(path: Path) -> bool:
+        if len(f"{path}/{_PG_SOCKET_NAME}") > _SUN_PATH_MAX:
+            return False
+        if not run_as:
+            return True
+        check = [*run_as, "test", "-w", str(path), "-a", "-x", str(path)]
+        return (
+            subprocess.run(check, stdin=subprocess.DEVNULL, timeout=30, check=False).returncode == 0
+        )
+
     base = Path(tempfile.mkdtemp(prefix="pg-", dir=workdir)).resolve()
     if owner is not None:
         os.chown(base, owner.pw_uid, owner.pw_gid)
-    usable = len(str(base)) + socket_name_len <= _SUN_PATH_MAX and (
-        not run_as or subprocess.run([*run_as, "test", "-w", str(base), "-a", "-x", str(base)],
-                                     stdin=subprocess.DEVNULL, timeout=30,
-                                     check=False).returncode == 0
-    )
-    if usable:
+    if usable(base):
         return base
     base.rmdir()
     fallback = Path(tempfile.mkdtemp(prefix="ingestd-pg-")).resolve()
-    log.info("postgres cannot use %s (unreachable for its user or socket path too long); "
-             "using %s", workdir, fallback)
+    log.info(
+        "postgres cannot use %s (not reachable for its user, or the socket path would be "
+        "too long); using %s",
+        workdir,
+        fallback,
+    )
     if owner is not None:
         os.chown(fallback, owner.pw_uid, owner.pw_gid)
     return fallback
 
 
-def _postgres_start(bindir: Path, run_as: list[str], base: Path, data: Path, server_log: Path,
-                    dbname: str, timeout: float) -> None:
+def _postgres_start(
+    bindir: Path,
+    run_as: list[str],
+    base: Path,
+    data: Path,
+    server_log: Path,
+    dbname: str,
+    timeout: float,
+) -> None:
     deadline = time.monotonic() + timeout
 
     def left() -> float:
         return max(1.0, deadline - time.monotonic())
 
-    _run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-          "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"],
-         what="postgres initdb", timeout=left(), cwd=base)
+    _run(
+        [
+            *run_as,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+            "--no-instructions",
+        ],
+        what="postgres initdb",
+        timeout=left(),
+        cwd=base,
+    )
     settings = {
         "listen_addresses": "''",
         "unix_socket_directories": "'" + str(base).replace("'", "''") + "'",
@@ -596,37 +826,86 @@ def _postgres_start(bindir: Path, run_as: list[str], base: Path, data: Path, ser
     with (data / "postgresql.conf").open("a", encoding="utf-8") as conf:
         conf.write("\n# ingestd test harness\n")
         conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
-    _run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(server_log), "-w",
-          "-t", str(int(left())), "start"],
-         what="postgres pg_ctl start", timeout=left() + 5, logs=[server_log], cwd=base)
-    _run([*run_as, str(bindir / "createdb"), "-h", str(base), "-U", "postgres", dbname],
-         what="postgres createdb", timeout=left(), logs=[server_log], cwd=base)
+    wait = int(left())
+    _run(
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(server_log),
+            "-w",
+            "-t",
+            str(wait),
+            "start",
+        ],
+        what="postgres pg_ctl start",
+        timeout=wait + 10,
+        logs=[server_log],
+        cwd=base,
+    )
+    _run(
+        [*run_as, str(bindir / "createdb"), "-h", str(base), "-U", "postgres", dbname],
+        what="postgres createdb",
+        timeout=left(),
+        logs=[server_log],
+        cwd=base,
+    )
 
 
-def _postgres_stop(bindir: Path, run_as: list[str], base: Path, data: Path,
-                   server_log: Path) -> None:
-    pg_ctl = [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "30"]
-    try:
-        _run([*pg_ctl, "-m", "fast", "stop"], what="postgres pg_ctl stop", timeout=40,
-             logs=[server_log], cwd=base)
-        return
-    except ServiceStartError:
-        log.exception("postgres did not stop cleanly; stopping it immediately")
+def _postgres_stop(
+    bindir: Path, run_as: list[str], base: Path, data: Path, server_log: Path
+) -> None:
+    """pg_ctl stop: fast mode (disconnects clients), then immediate, then SIGKILL."""
+    if not (data / "postmaster.pid").exists():
+        return  # not started, or already stopped
+    for mode in ("fast", "immediate"):
+        try:
+            _run(
+                [
+                    *run_as,
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    "30",
+                    "stop",
+                ],
+                what=f"postgres pg_ctl stop -m {mode}",
+                timeout=40,
+                logs=[server_log],
+                cwd=base,
+            )
+            return
+        except ServiceStartError:
+            log.exception("postgres did not stop in %s mode", mode)
     _kill_postmaster(data)
 
 
 def _kill_postmaster(data: Path) -> None:
-    """Last resort: SIGKILL the postmaster named in postmaster.pid (its children follow)."""
+    """SIGKILL the postmaster of ``data`` (its backends exit when it is gone), if it still runs.
+
+    The pid comes from postmaster.pid, and is killed only if that process runs on ``data``:
+    a stale pid file may name an unrelated process by now.
+    """
     try:
         pid = int((data / "postmaster.pid").read_text().split()[0])
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError, IndexError):
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    if str(data).encode() in args:
+        log.warning("killing postmaster %d of %s", pid, data)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 __all__ = [
     "CEPH_PACKAGES",
+    "POSTGRES_BIN_GLOB",
     "POSTGRES_PACKAGES",
     "REGION",
     "S3Endpoint",
@@ -636,4 +915,5 @@ __all__ = [
     "ceph_rgw",
     "moto_server",
     "postgres",
+    "processes_mentioning",
 ]

@@ -33,9 +33,11 @@ def _retention_update(station: Station, item: dict[str, Any], *, has_case: bool,
     # The longest retention wins: never shorten what was granted before.
     if until is not None and old_until is not None and str(old_until) > until:
         until = str(old_until)
+    cls = str(keep.cls)
     if old_until is None and item["retention_class"] == "long-term":
         until = None
-    return {"retention_class": str(keep.cls), "retain_until": until, "hold": keep.hold}
+        cls = "long-term"  # the class that never expires stays, as its date does
+    return {"retention_class": cls, "retain_until": until, "hold": keep.hold}
 
 
 def label(station: Station, refs: Sequence[str], *, case: str, party: str,

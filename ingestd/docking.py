@@ -66,10 +66,23 @@ def folder_health(path: Path) -> dict[str, Any]:
         health.update(total_bytes=use.total_bytes, free_bytes=use.free_bytes)
     except RecorderError as exc:
         health["faults"] = [exc.message]
-    entry = mounts.find_mount(path)
+    entry = _mount_holding(path)
     if entry is not None:
         health["fs_type"] = entry.fs_type
     return health
+
+
+def _mount_holding(path: Path) -> mounts.MountEntry | None:
+    """The mount whose file system holds ``path``: the recorder's own mount when the OS mounted
+    it at the folder, else the one the folder lives on (the topmost, if stacked)."""
+    target = os.path.realpath(path)
+    found: mounts.MountEntry | None = None
+    for entry in mounts.mount_entries():
+        point = entry.mount_point
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and (found is None or len(point) >= len(found.mount_point)):
+            found = entry
+    return found
 
 
 def faults_of(health: dict[str, Any]) -> list[str]:
@@ -219,12 +232,12 @@ class DockCoordinator:
             self.ingestor.admit(serial, mountpoint=where, ctx=probe_ctx)
         except RecorderNotRegistered as exc:  # recorded already; never mounted
             return Outcome(serial=serial, state="refused", error=exc.message)
-        wait_ready(dev.devnode, self.settings.docks.ready_timeout.total_seconds())
-        if self.settings.docks.fs_check:
-            check = mounts.fs_check(dev.devnode, dev.fs_type)
-            base_health["fs_check"] = {"clean": check.clean, "tool": check.tool,
-                                       "message": check.message[-500:]}
-        with mounts.mount_readonly(dev.devnode, dev.fs_type, where) as mount:
+        try:
+            mount = self._prepare_device(dev.devnode, dev.fs_type, where, base_health)
+        except RecorderError as exc:
+            self.ingestor.dock_failed(serial, mountpoint=where, ctx=probe_ctx, reason=exc.message)
+            return Outcome(serial=serial, state="failed", error=exc.message)
+        with mount:
             use = mounts.usage(mount.path)
             base_health.update(total_bytes=use.total_bytes, free_bytes=use.free_bytes)
             ctx = DockContext(source="udev", health=base_health,
@@ -237,6 +250,16 @@ class DockCoordinator:
                     yield mount
 
             return self._session(serial, mount.path, ctx, writable=rw)
+
+    def _prepare_device(self, devnode: str, fs_type: str, where: Path,
+                        health: dict[str, Any]) -> mounts.Mount:
+        """Wait until the device reads, check its file system (read-only), mount it."""
+        wait_ready(devnode, self.settings.docks.ready_timeout.total_seconds())
+        if self.settings.docks.fs_check:
+            check = mounts.fs_check(devnode, fs_type)
+            health["fs_check"] = {"clean": check.clean, "tool": check.tool,
+                                  "message": check.message[-500:]}
+        return mounts.mount_readonly(devnode, fs_type, where)
 
     # -- the session, whatever the source ------------------------------------------------
 

@@ -82,6 +82,10 @@ class RecorderNotRegistered(RecorderError):
     """The recorder is not in the registry."""
 
 
+class SourceReadError(RecorderError):
+    """A recorder file could not be read (a bad sector, or the recorder was pulled out)."""
+
+
 class RecorderGone(RecorderError):
     """The recorder was removed while it was being read."""
 

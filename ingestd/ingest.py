@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -122,21 +123,32 @@ class Ingestor:
 
     def refuse(self, serial: str, *, mountpoint: Path, ctx: DockContext, reason: str) -> None:
         """Record (ledger and dock sessions) that a recorder was turned away, and why."""
+        self._unserved(serial, mountpoint=mountpoint, ctx=ctx, reason=reason, state="refused")
+
+    def dock_failed(self, serial: str, *, mountpoint: Path, ctx: DockContext,
+                    reason: str) -> None:
+        """Record that a registered recorder could not be read at all (never ready, file
+        system check impossible, mount refused): visible in status and the ledger."""
+        self._unserved(serial, mountpoint=mountpoint, ctx=ctx, reason=reason, state="failed")
+
+    def _unserved(self, serial: str, *, mountpoint: Path, ctx: DockContext, reason: str,
+                  state: str) -> None:
         now = self.station.clock()
+        kind = EventKind.RECORDER_REFUSED if state == "refused" else EventKind.DOCKED
         with self.station.custody.transaction() as conn:
             entry = self.station.custody.record(
-                conn, kind=EventKind.RECORDER_REFUSED, actor=ctx.actor,
+                conn, kind=kind, actor=ctx.actor,
                 data={"serial": serial, "mountpoint": str(mountpoint), "source": ctx.source,
-                      "health": ctx.health, "reason": reason},
+                      "health": ctx.health, "reason": reason, "state": state},
             )
             q.open_session(
                 conn, serial=serial, station=self.station.name, source=ctx.source,
-                mountpoint=str(mountpoint), state="refused", docked_at=format_time(now),
+                mountpoint=str(mountpoint), state=state, docked_at=format_time(now),
                 finished_at=format_time(now), health=_json(ctx.health),
                 error=reason, ledger_seq=entry.seq,
             )
-        log.warning("refused recorder %r at %s: %s", serial, mountpoint, reason,
-                    extra={"event": "recorder_refused"})
+        log.warning("%s recorder %r at %s: %s", state, serial, mountpoint, reason,
+                    extra={"event": f"recorder_{state}"})
 
     def ingest(
         self,
@@ -151,6 +163,9 @@ class Ingestor:
         if not mountpoint.is_dir():
             raise RecorderError(f"{mountpoint} is not a folder (is the recorder mounted?)")
         rec = self.admit(serial, mountpoint=mountpoint, ctx=ctx)
+        # Temp files of a copy that was killed were never stored: remove them (copies running
+        # right now, in other sessions or processes, hold theirs locked and keep them).
+        self.station.store.clean_tmp()
         report = IngestReport(serial=serial)
         docked_at = self.station.clock()
         with self.station.custody.transaction() as conn:
@@ -233,7 +248,7 @@ class Ingestor:
         except (OSError, RecorderError) as exc:
             reason = exc.message if isinstance(exc, RecorderError) else (
                 f"cannot read: {exc.strerror or exc}")
-            if ctx.present is not None and not ctx.present():
+            if self._gone(ctx):
                 self._end_acquisition(acq_id, AcquisitionState.INTERRUPTED,
                                       "recorder removed during copy")
                 raise RecorderGone(f"recorder {serial} was removed while {src.display} was "
@@ -256,6 +271,20 @@ class Ingestor:
         if progress:
             progress("done", src, size)
 
+    @staticmethod
+    def _gone(ctx: DockContext, *, wait: float = 2.0) -> bool:
+        """After a read error: was the recorder pulled out? The kernel fails reads a moment
+        before it removes the device, so look again for a short while before answering no."""
+        if ctx.present is None:
+            return False
+        deadline = time.monotonic() + wait
+        while True:
+            if not ctx.present():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
     def _end_acquisition(self, acq_id: int, state: AcquisitionState, error: str) -> None:
         with self.station.catalog.write() as conn:
             q.finish_acquisition(conn, acq_id, state=state, error=error,
@@ -274,8 +303,12 @@ class Ingestor:
                     digest = hash_fd(fd, buffer_size=store.buffer_size)
                     new = False
                     if digest.sha256 != known:
-                        known = None  # different bytes under the same name: copy them
-                        continue
+                        # Different bytes under the same name, size and time: copy them now
+                        # (moving on to the next attempt could leave none to copy them in).
+                        known = None
+                        os.lseek(fd, 0, os.SEEK_SET)
+                        written = store.put_from_fd(fd, abort=abort)
+                        digest, new = written.digest, written.new
                 else:
                     written = store.put_from_fd(fd, abort=abort)
                     digest, new = written.digest, written.new
@@ -329,7 +362,9 @@ class Ingestor:
                 recorded_at = existing["recorded_start"]
                 if not existing["local_present"]:
                     q.update_item(conn, sha, local_present=True)
-            q.finish_acquisition(conn, acq_id, state=state, item=sha,
+            # The size acquired, as the ledger entry states it (a file that grew while it was
+            # copied differs from the size seen when the recorder was walked).
+            q.finish_acquisition(conn, acq_id, state=state, item=sha, size=size,
                                  finished_at=format_time(now), ledger_seq=acquired.seq)
             all_flags = [row["flag"] for row in q.item_flags(conn, sha)]
         return FileResult(sha256=sha, path=src.display, size=size, state=str(state),

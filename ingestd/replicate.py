@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .catalog import queries as q
@@ -85,16 +85,33 @@ class ReplicationReport:
 #: long after it was recorded: longer than any rule asks, and no one can shorten it.
 LONG_TERM_LOCK = timedelta(days=365 * 100)
 
+#: The latest retain-until date asked of a server. Ceph RGW (16.2 at least) keeps the date in
+#: 32-bit seconds: a later one wraps round to the 1970s or 1980s, which it accepts even under
+#: COMPLIANCE, leaving the object deletable. 2^32 s after the epoch is 2106-02-07T06:28:16Z.
+MAX_RETAIN_UNTIL = datetime(2106, 1, 1, tzinfo=UTC)
+
 
 def lock_for(item: Mapping[str, Any]) -> Lock:
     """The WORM lock an item's off-site copies must carry: its retain-until date (or the
-    long-term date), and legal hold when it is held."""
+    long-term date), at most ``MAX_RETAIN_UNTIL``, and legal hold when it is held."""
     until = item["retain_until"]
     if until:
         retain_until = parse_time(until)
     else:
         retain_until = parse_time(item["recorded_start"]) + LONG_TERM_LOCK
-    return Lock(retain_until=retain_until, legal_hold=bool(item["hold"]))
+    return Lock(retain_until=min(retain_until, MAX_RETAIN_UNTIL),
+                legal_hold=bool(item["hold"]))
+
+
+def _lock_in_place(replica: Mapping[str, Any], lock: Lock) -> bool:
+    """Whether the replica row already records ``lock`` (retention at least as long, same
+    hold)."""
+    if bool(replica["hold"]) != lock.legal_hold:
+        return False
+    have = replica["retain_until"]
+    if lock.retain_until is None:
+        return True
+    return bool(have) and parse_time(str(have)) >= lock.retain_until
 
 
 class Replicator:
@@ -207,7 +224,8 @@ class Replicator:
             q.interrupt_uploads(conn, station.clock())
         names = [t.name for t in self.targets]
         with station.catalog.read() as conn:
-            queue = [dict(r) for r in q.replication_queue(conn, names, limit=limit)]
+            queue = [dict(r) for r in q.replication_queue(conn, names, limit=limit,
+                                                              station=station.name)]
         down: set[str] = set()
         for item in queue:
             if self.cancel.is_set():
@@ -219,18 +237,21 @@ class Replicator:
                     continue
                 if not self._replicate_one(target, item, report):
                     down.add(target.name)  # unreachable: try it again at the next run
-        report.locks_extended = self.extend_locks()
+        report.locks_extended = self.extend_locks(report)
         with station.catalog.read() as conn:
-            report.pending = len(q.replication_queue(conn, names))
+            report.pending = len(q.replication_queue(conn, names, station=station.name))
         return report
 
-    def extend_locks(self) -> list[dict[str, str]]:
-        """Raise the off-site lock wherever an item's retention grew or its hold changed."""
+    def extend_locks(self, report: ReplicationReport | None = None) -> list[dict[str, str]]:
+        """Raise the off-site lock wherever an item's retention grew or its hold changed.
+
+        A lock that cannot be set is kept as the replica's last error (``status`` shows it),
+        added to ``report.failed`` and tried again at the next run."""
         station = self.station
         by_name = {t.name: t for t in self.targets}
         done: list[dict[str, str]] = []
         with station.catalog.read() as conn:
-            rows = [dict(r) for r in q.locks_behind(conn)]
+            rows = [dict(r) for r in q.locks_behind(conn, station=station.name)]
         for row in rows:
             target = by_name.get(row["target"])
             if target is None:
@@ -238,11 +259,22 @@ class Replicator:
             until = row["item_retain_until"]
             lock = lock_for({"retain_until": until, "recorded_start": row["recorded_start"],
                              "hold": row["item_hold"]})
+            if _lock_in_place(row, lock):
+                # already as wanted: a long-term item (no retain-until in the catalog) or a
+                # date capped at MAX_RETAIN_UNTIL, which locks_behind cannot see in SQL
+                continue
             try:
                 remote = target.set_lock(row["item"], lock)
             except TargetError as exc:
                 log.error("cannot extend lock of %s on %s: %s", row["item"][:12],
-                          target.name, exc.message)
+                          target.name, exc.message, extra={"event": "lock_failed"})
+                with station.catalog.write() as conn:
+                    q.upsert_replica(conn, row["item"], target.name,
+                                     last_error=exc.message[:2000],
+                                     updated_at=format_time(station.clock()))
+                if report is not None:
+                    report.failed.append({"sha256": row["item"], "target": target.name,
+                                          "error": exc.message})
                 continue
             now = station.clock()
             with station.custody.transaction() as conn:
@@ -255,7 +287,8 @@ class Replicator:
                 q.upsert_replica(conn, row["item"], target.name,
                                  retain_until=format_time(lock.retain_until)
                                  if lock.retain_until else None,
-                                 hold=bool(row["item_hold"]), updated_at=format_time(now))
+                                 hold=bool(row["item_hold"]), last_error="",
+                                 updated_at=format_time(now))
             done.append({"sha256": row["item"], "target": target.name,
                          "retain_until": format_time(lock.retain_until)
                          if lock.retain_until else "", "hold": str(bool(row["item_hold"]))})

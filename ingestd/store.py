@@ -7,6 +7,7 @@ object that passed that read-back is *stored*.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -79,24 +80,27 @@ class Store:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
             try:
+                # Held until the temp file is renamed or removed: clean_tmp (run by every
+                # ingest, and at daemon start) leaves a locked temp file alone.
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 digest = copy_and_hash(src_fd, fd, buffer_size=self.buffer_size, abort=abort)
                 os.fsync(fd)
+                final = self.path_of(digest.sha256)
+                if final.exists():
+                    try:
+                        self.verify(digest.sha256, digest.size)
+                    except ObjectDamaged as exc:
+                        # The fresh copy is good and the old one is not: it replaces the old.
+                        log.error("repairing stored object from a new copy: %s", exc)
+                    else:
+                        tmp.unlink()
+                        return Written(digest=digest, new=False)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.fchmod(fd, 0o440)
+                os.replace(tmp, final)
+                fsync_dir(final.parent)
             finally:
                 os.close(fd)
-            final = self.path_of(digest.sha256)
-            if final.exists():
-                try:
-                    self.verify(digest.sha256, digest.size)
-                except ObjectDamaged as exc:
-                    # The fresh copy is good and the old one is not: the fresh one replaces it.
-                    log.error("repairing stored object from a new copy: %s", exc)
-                else:
-                    tmp.unlink()
-                    return Written(digest=digest, new=False)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(tmp, 0o440)
-            os.replace(tmp, final)
-            fsync_dir(final.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if is_disk_full(exc):
@@ -140,13 +144,28 @@ class Store:
     # -- housekeeping ----------------------------------------------------------------------
 
     def clean_tmp(self) -> list[Path]:
-        """Remove temp files left by a crash. They were never marked stored."""
+        """Remove temp files left by a crash. They were never marked stored.
+
+        A temp file that a live copy (in this or another process) holds locked is left alone.
+        """
         removed = []
         if self.tmp.is_dir():
             for entry in self.tmp.iterdir():
-                if entry.name.endswith(TMP_SUFFIX) and entry.is_file():
-                    entry.unlink()
+                if not entry.name.endswith(TMP_SUFFIX) or not entry.is_file():
+                    continue
+                try:
+                    fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue  # its copy finished meanwhile
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # being written right now
+                else:
+                    entry.unlink(missing_ok=True)
                     removed.append(entry)
+                finally:
+                    os.close(fd)
         return removed
 
     def iter_objects(self) -> Iterator[str]:

@@ -421,9 +421,12 @@ def last_jobs(conn: Connection) -> list[RowMapping]:
 # -- replication -------------------------------------------------------------------------------
 
 
-def replication_queue(conn: Connection, targets: Sequence[str], *,
-                      limit: int | None = None) -> list[RowMapping]:
-    """Local items that some of ``targets`` do not yet hold verified, oldest deadline first."""
+def replication_queue(conn: Connection, targets: Sequence[str], *, limit: int | None = None,
+                      station: str | None = None) -> list[RowMapping]:
+    """Local items that some of ``targets`` do not yet hold verified, oldest deadline first.
+
+    ``station``: only that station's items (a catalog shared by many stations holds items
+    that are in other stations' stores, not in this one's)."""
     if not targets:
         return []
     verified_everywhere = (
@@ -437,6 +440,8 @@ def replication_queue(conn: Connection, targets: Sequence[str], *,
         .where(items.c.local_present.is_(True), items.c.sha256.not_in(verified_everywhere))
         .order_by(items.c.replication_deadline, items.c.sha256)
     )
+    if station is not None:
+        query = query.where(items.c.station == station)
     if limit is not None:
         query = query.limit(limit)
     return list(conn.execute(query).mappings())
@@ -465,9 +470,9 @@ def interrupt_uploads(conn: Connection, at: datetime) -> int:
     ).rowcount
 
 
-def locks_behind(conn: Connection) -> list[RowMapping]:
+def locks_behind(conn: Connection, *, station: str | None = None) -> list[RowMapping]:
     """Verified replicas whose lock is shorter than the item's retention, or whose hold
-    differs from the item's."""
+    differs from the item's (``station``: of that station's items only)."""
     query = (
         select(replicas, items.c.retain_until.label("item_retain_until"),
                items.c.hold.label("item_hold"), items.c.retention_class,
@@ -481,6 +486,8 @@ def locks_behind(conn: Connection) -> list[RowMapping]:
                  items.c.retain_until > replicas.c.retain_until),
         ))
     )
+    if station is not None:
+        query = query.where(items.c.station == station)
     return list(conn.execute(query).mappings())
 
 

@@ -159,6 +159,12 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return  # reads (our own ingest) are not changes
+        if event.event_type == "modified" and event.is_directory:
+            return  # a folder's listing changed: the entry that changed has its own event
+        if event.event_type == "deleted" and self._inside_recorder(event.src_path):
+            # Nothing new to take (and a wipe's own deletions must not look like a new dock);
+            # a recorder folder that goes away as a whole is still reported below.
+            return
         for path in (event.src_path, getattr(event, "dest_path", "")):
             if isinstance(path, bytes):
                 path = os.fsdecode(path)
@@ -166,3 +172,9 @@ class _Handler(FileSystemEventHandler):
                 rel = os.path.relpath(path, self.root)
                 if rel != ".":
                     self.source.touched(rel)
+
+    def _inside_recorder(self, path: str | bytes) -> bool:
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        rel = os.path.relpath(path, self.root)
+        return not rel.startswith("..") and os.sep in rel

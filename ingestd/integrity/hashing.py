@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ShutdownRequested
+from ..errors import ShutdownRequested, SourceReadError
 
 DEFAULT_BUFFER = 4 * 2**20
 _POOL = 3  # buffers in flight: one being read and hashed, up to two waiting to be written
@@ -67,7 +67,13 @@ def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER
                 if abort is not None and abort.is_set():
                     raise ShutdownRequested(0, abort=True)
                 buf = free.get()
-                n = src.readinto(buf)
+                try:
+                    n = src.readinto(buf)
+                except OSError as exc:
+                    # The source's fault, not the store's: say so, so the caller can tell a
+                    # pulled recorder or a bad sector from a full or broken store.
+                    raise SourceReadError(f"cannot read at byte {total}: {exc.strerror or exc}") \
+                        from exc
                 if not n:
                     free.put(buf)
                     break

@@ -199,6 +199,7 @@ def compare_mirror(
     """Every mirror line must equal the catalog's entry; every catalog entry must be mirrored."""
     problems: list[Discrepancy] = []
     seen: set[int] = set()
+    last = 0
     for lineno, obj, err in mirror.read():
         if obj is None:
             problems.append(_d("mirror_unreadable", None, f"{mirror.path}: {err}"))
@@ -209,6 +210,13 @@ def compare_mirror(
             problems.append(_d("mirror_unreadable", None,
                                f"{mirror.path} line {lineno}: missing or bad field {exc}"))
             continue
+        if entry.seq <= last:
+            # An append-only copy has rising sequence numbers; a line moved or repeated also
+            # misleads the next append, which starts after the last line's number.
+            problems.append(_d("mirror_out_of_order", entry.seq,
+                               f"{mirror.path} line {lineno}: entry {entry.seq} comes after "
+                               f"entry {last}"))
+        last = max(last, entry.seq)
         seen.add(entry.seq)
         ours = db_entries.get(entry.seq)
         if ours is None:

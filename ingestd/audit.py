@@ -196,7 +196,7 @@ def _audit_one(station: Station, row: dict[str, Any], *, decode: bool,
                 problems.append((f"off-site copy on {target.name}: {offsite[target.name]}",
                                  Flag.REPLICA_MISMATCH))
                 with station.catalog.write() as conn:  # copied again at the next replicate
-                    q.upsert_replica(conn, sha, target.name, state="failed",
+                    q.upsert_replica(conn, sha, target.name, state="mismatch",
                                      last_error=offsite[target.name][:2000],
                                      updated_at=format_time(station.clock()))
         result["offsite"] = offsite

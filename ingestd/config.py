@@ -195,6 +195,7 @@ class TargetSettings(_Section):
     max_concurrency: int = Field(default=4, ge=1, le=64)
     bandwidth_limit: Size | None = None
     max_attempts: int = Field(default=5, ge=1, le=50)
+    readback: bool = False  # read every upload back in full and hash it before counting it
     # directory
     path: Path | None = None
 

@@ -10,8 +10,10 @@ caught by ``ledger verify --offsite``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ def build_target(spec: TargetSettings, station: Station) -> Target:
         multipart_threshold=spec.multipart_threshold,
         multipart_chunksize=spec.multipart_chunksize, max_concurrency=spec.max_concurrency,
         bandwidth_limit=spec.bandwidth_limit, max_attempts=spec.max_attempts,
+        readback=spec.readback,
     )
 
 
@@ -168,7 +171,8 @@ class Replicator:
                              attempts=(prior["attempts"] if prior else 0) + 1)
         try:
             # The target re-hashes the local copy as it reads it: a damaged one is never sent.
-            remote = target.put_item(sha, station.store.path_of(sha), item["size"], lock)
+            remote = target.put_item(sha, station.store.path_of(sha), item["size"], lock,
+                                     rewrite=bool(prior and prior["state"] == "mismatch"))
             if remote.sha256 != sha or remote.size != item["size"]:
                 raise TargetError(
                     f"target {target.name}: replica mismatch for {sha}: it reports "
@@ -218,6 +222,21 @@ class Replicator:
     # -- the run -------------------------------------------------------------------------
 
     def run(self, *, limit: int | None = None) -> ReplicationReport:
+        """One pass over the queue. Only one pass runs at a time on a station (the daemon's
+        job and an operator's command would otherwise abort each other's uploads)."""
+        lock_path = self.station.settings.home / ".replicate.lock"
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o640)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TargetError("another replication is running on this station; "
+                                  "try again when it has finished") from None
+            return self._run(limit=limit)
+        finally:
+            os.close(fd)
+
+    def _run(self, *, limit: int | None) -> ReplicationReport:
         report = ReplicationReport()
         station = self.station
         with station.catalog.write() as conn:

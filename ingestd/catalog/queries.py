@@ -517,9 +517,9 @@ def replica_stats(conn: Connection, targets: Sequence[str]) -> dict[str, dict[st
         out[name] = {
             "verified": verified,
             "in_flight": by_state.get("uploading", 0),
-            "failed": by_state.get("failed", 0),
+            "failed": by_state.get("failed", 0) + by_state.get("mismatch", 0),
             "queued": max(0, int(local) - verified - by_state.get("uploading", 0)
-                          - by_state.get("failed", 0)),
+                          - by_state.get("failed", 0) - by_state.get("mismatch", 0)),
             "oldest_waiting": ({"sha256": oldest.sha256, "deadline": oldest.replication_deadline}
                                if oldest else None),
             "last_error": ({"error": last_error.last_error, "at": last_error.updated_at}

@@ -184,7 +184,8 @@ replicas = Table(
     metadata,
     Column("item", Sha, ForeignKey("items.sha256"), primary_key=True),
     Column("target", String(64), primary_key=True),
-    Column("state", String(16), nullable=False),  # queued | uploading | verified | failed
+    # queued | uploading | verified | failed | mismatch (found not to hash to the item)
+    Column("state", String(16), nullable=False),
     Column("key", Text, nullable=False, default=""),
     Column("size", BigInteger, nullable=True),
     Column("remote_sha256", Sha, nullable=True),

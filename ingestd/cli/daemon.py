@@ -7,6 +7,7 @@ import click
 from ..daemon import Daemon
 from ..docking import scan_once
 from ..jobs import run_job, standard_jobs
+from ..replicate import Replicator
 from .base import AppContext, cli, console, esc, pass_app, setup_logging
 
 
@@ -23,6 +24,8 @@ def run(app: AppContext, once: bool) -> None:
     daemon = Daemon(station)
     if not once:
         raise click.exceptions.Exit(daemon.run())
+    if settings.targets:
+        Replicator(station).check()  # as `run` does: a target that cannot serve stops it here
     daemon.recover()
     outcomes = scan_once(station)
     for outcome in outcomes:

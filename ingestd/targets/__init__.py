@@ -53,13 +53,15 @@ class Target(Protocol):
         """Raise TargetError if the target cannot serve (unreachable, no Object Lock when
         required, not writable)."""
 
-    def put_item(self, sha256: str, source: Path, size: int, lock: Lock) -> RemoteObject:
+    def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
+                 rewrite: bool = False) -> RemoteObject:
         """Upload (or resume) the item's bytes and return what the target then reports.
 
         A good copy already there is not uploaded again (its lock is still brought up to
-        ``lock``). Raises ``ObjectDamaged`` if ``source`` does not have ``size`` bytes hashing
-        to ``sha256``, and ``TargetError`` if the copy cannot be made or does not verify
-        (``replica mismatch``).
+        ``lock``), unless ``rewrite``: the copy there was found not to hash to the item, even
+        if what the target says of it looks right. Raises ``ObjectDamaged`` if ``source`` does
+        not have ``size`` bytes hashing to ``sha256``, and ``TargetError`` if the copy cannot
+        be made or does not verify (``replica mismatch``).
         """
 
     def head_item(self, sha256: str) -> RemoteObject | None:

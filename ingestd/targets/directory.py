@@ -115,7 +115,9 @@ class DirectoryTarget:
         except OSError as exc:
             raise self._error("not writable", self.root, exc) from exc
 
-    def put_item(self, sha256: str, source: Path, size: int, lock: Lock) -> RemoteObject:
+    def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
+                 rewrite: bool = False) -> RemoteObject:
+        # ``rewrite`` needs no special path here: an existing file is always re-hashed.
         _require_sha256(sha256)
         dest = self.item_path(sha256)
         try:

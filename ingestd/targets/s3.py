@@ -207,7 +207,8 @@ class S3Target:
         self._warn_if_plain_http()
         self._retrying("reach bucket", None, self._check_once)
 
-    def put_item(self, sha256: str, source: Path, size: int, lock: Lock) -> RemoteObject:
+    def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
+                 rewrite: bool = False) -> RemoteObject:
         _require_sha256(sha256)
         key = self.item_key(sha256)
         source_checked = False
@@ -221,7 +222,8 @@ class S3Target:
             self._upload_file(key, source, size, sha256, lock)
 
         return self._retrying(
-            "replicate item", key, lambda: self._put_once(key, sha256, size, lock, upload)
+            "replicate item", key,
+            lambda: self._put_once(key, sha256, size, lock, upload, rewrite=rewrite),
         )
 
     def head_item(self, sha256: str) -> RemoteObject | None:
@@ -338,15 +340,27 @@ class S3Target:
             )
 
     def _put_once(
-        self, key: str, sha256: str, size: int, lock: Lock, upload: Callable[[], None]
+        self, key: str, sha256: str, size: int, lock: Lock, upload: Callable[[], None], *,
+        rewrite: bool = False,
     ) -> RemoteObject:
         """Upload unless a good copy is already there, verify, lock. Safe to run again after a
         crash or failure at any point: it starts from what the server holds."""
         head = self._head(key)
-        if head is not None and self._replica_problem(head, sha256, size) is None:
+        good = head is not None and self._replica_problem(head, sha256, size) is None
+        if good and rewrite:
+            log.warning("target %s: %s was found not to hash to %s; uploading a good copy",
+                        self.name, key, sha256)
+            good = False
+        elif good and self._readback and self._rehash_once(key) != sha256:
+            # metadata can be forged by whoever can write the bucket; the bytes cannot
+            log.warning("target %s: %s claims to be %s but its bytes differ; uploading a good "
+                        "copy", self.name, key, sha256)
+            good = False
+        if good:
+            assert head is not None
             log.info("target %s: %s already holds a good copy; not uploading", self.name, key)
         else:
-            if head is not None:
+            if head is not None and self._replica_problem(head, sha256, size) is not None:
                 # not ours (or damaged): put a good copy on top; in a versioned bucket the
                 # other version stays for investigation
                 log.warning(

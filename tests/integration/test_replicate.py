@@ -1,0 +1,1181 @@
+"""Replication end to end, as a docking station uses it: a real station home, a registered
+recorder with real clips, ``ingestd ingest``, then ``ingestd replicate`` / ``run`` / ``status`` /
+``ledger verify --offsite`` against moto's S3 server (Object Lock buckets), and a directory
+target on a real folder.
+
+The command line is run in this process through ``ingestd.cli.main`` (exit codes and messages
+exactly as a user gets them) and, where a process must be killed or must exit on its own, as the
+installed console script in a subprocess. Faults come from a small HTTP proxy on 127.0.0.1
+between ingestd and moto that answers 500 or drops connections on demand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from botocore.exceptions import ClientError
+from click.testing import CliRunner
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ingestd import config as config_mod
+from ingestd.simulate import make_clip
+from ingestd.station import Station
+from tests.support.servers import S3Endpoint, moto_server
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
+PREFIX = "station-01"
+SERIAL = "BWC-0001"
+OFFICER = "Wang Fang"
+RECORDED = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)  # when the first clip was recorded
+ROUTINE = timedelta(days=365)
+EVIDENCE = timedelta(days=365 * 30)
+#: Long-term footage is locked about a century, but never past 2106-01-01: Ceph RGW keeps
+#: retain-until dates in 32-bit seconds (they wrap after 2106-02-07T06:28:16Z).
+LONG_TERM = timedelta(days=365 * 100)
+LATEST_LOCK = datetime(2106, 1, 1, tzinfo=UTC)
+INGESTD = Path(sys.executable).with_name("ingestd")
+
+
+# -- media (made once per session) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    sha256: str
+    size: int
+    recorded: datetime
+
+
+def long_term_until(recorded: datetime) -> datetime:
+    return min(recorded + LONG_TERM, LATEST_LOCK)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(MiB), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _clip(path: Path, recorded: datetime, seconds: float) -> Clip:
+    make_clip(path, seconds=seconds, recorded=recorded, size="320x240", rate=10)
+    return Clip(path=path, sha256=sha256_file(path), size=path.stat().st_size, recorded=recorded)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
+    """Three small real clips, recorded an hour apart."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is needed (Debian package ffmpeg; scripts/setup --test)")
+    folder = tmp_path_factory.mktemp("replicate-clips")
+    return [
+        _clip(folder / f"20260301_{10 + i:02d}0000_{i + 1:04d}.MP4",
+              RECORDED + timedelta(hours=i), seconds=1 + (i == 1))
+        for i in range(3)
+    ]
+
+
+@pytest.fixture(scope="session")
+def big_clip(tmp_path_factory: pytest.TempPathFactory) -> Clip:
+    """A real clip of about 9 MiB (lossless H.264 of noise does not compress): two parts of a
+    multipart upload at the 5 MiB part size S3 allows."""
+    path = tmp_path_factory.mktemp("replicate-big") / "20260301_140000_0009.MP4"
+    recorded = RECORDED + timedelta(hours=4)
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
+         "-i", "nullsrc=s=320x240:r=25,geq=lum='random(1)*255':cb=128:cr=128",
+         "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0",
+         "-metadata", f"creation_time={recorded:%Y-%m-%dT%H:%M:%S}.000000Z", str(path)],
+        check=True, capture_output=True, timeout=120,
+    )
+    clip = Clip(path=path, sha256=sha256_file(path), size=path.stat().st_size, recorded=recorded)
+    assert 5 * MiB < clip.size < 10 * MiB, clip.size
+    return clip
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def cli(home: Path, *args: object) -> Result:
+    """``ingestd --home HOME ARGS...`` through ``ingestd.cli.main``, in this process."""
+    from ingestd.cli import main
+
+    argv = ["ingestd", "--home", str(home), *map(str, args)]
+    old_argv = sys.argv
+    with CliRunner().isolation() as (out, err, _):
+        sys.argv = argv
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.argv = old_argv
+            sys.stdout.flush()  # print_json writes through a buffered text wrapper
+            sys.stderr.flush()
+            logger = logging.getLogger("ingestd")
+            for handler in list(logger.handlers):
+                if handler.get_name() == "ingestd":
+                    logger.removeHandler(handler)
+            logger.propagate = True
+            logger.setLevel(logging.NOTSET)
+        stdout = out.getvalue().decode("utf-8", "replace")
+        stderr = err.getvalue().decode("utf-8", "replace")
+    return Result(code=code, stdout=stdout, stderr=stderr)
+
+
+def ok(home: Path, *args: object) -> Any:
+    """Run a ``--json`` command that must succeed; its JSON answer."""
+    result = cli(home, *args, "--json")
+    assert result.code == 0, f"ingestd {' '.join(map(str, args))}: {result}"
+    return result.json()
+
+
+def subprocess_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("INGESTD_", "AWS_"))}
+    env.update(INGESTD_ACTOR="tester", PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+# -- a station with ingested clips ---------------------------------------------------------------
+
+
+@dataclass
+class Home:
+    home: Path
+    recorder: Path
+    clips: list[Clip]
+
+    @property
+    def shas(self) -> list[str]:
+        return [c.sha256 for c in self.clips]
+
+    def add_target(self, toml: str) -> None:
+        with (self.home / "ingestd.toml").open("a", encoding="utf-8") as fh:
+            fh.write("\n" + toml)
+
+    def edit_config(self, old: str, new: str) -> None:
+        path = self.home / "ingestd.toml"
+        text = path.read_text(encoding="utf-8")
+        assert old in text
+        path.write_text(text.replace(old, new), encoding="utf-8")
+
+    def open(self) -> Station:
+        return Station.open(config_mod.load(self.home / "ingestd.toml"))
+
+    def rows(self, query: str, *params: object) -> list[dict[str, Any]]:
+        return sql(self.home, query, *params)
+
+    def history(self, sha: str, kind: str | None = None) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = ok(self.home, "show", sha)["history"]
+        return [e for e in entries if kind is None or e["kind"] == kind]
+
+    def flags(self, sha: str) -> list[str]:
+        return [f["flag"] for f in ok(self.home, "show", sha)["flags"]]
+
+    def target_status(self, name: str = "offsite") -> dict[str, Any]:
+        status: dict[str, Any] = ok(self.home, "status")["targets"][name]
+        return status
+
+
+def make_home(root: Path, clips: Sequence[Clip], *, config: str = "",
+              recorder: Path | None = None) -> Home:
+    """``init`` a station (with extra configuration), register the recorder, build it with
+    ``clips`` under DCIM/100MEDIA (file times kept), and ``ingest`` it."""
+    home = root / "home"
+    home.mkdir(parents=True)
+    (home / "ingestd.toml").write_text(
+        'station = "station-01"\n\n[docks]\nwatch_root = "docks"\n' + config, encoding="utf-8")
+    assert cli(home, "init").code == 0
+    added = cli(home, "devices", "add", SERIAL, "--officer", OFFICER, "--officer-id", "PS-1001")
+    assert added.code == 0, added
+    recorder = recorder or root / "recorder" / SERIAL
+    media = recorder / "DCIM" / "100MEDIA"
+    media.mkdir(parents=True)
+    for clip in clips:
+        shutil.copy2(clip.path, media / clip.path.name)
+    report = ok(home, "ingest", recorder, "--serial", SERIAL)
+    stored = {i["sha256"] for i in report["items"] if i["state"] == "stored"}
+    assert stored == {c.sha256 for c in clips}, report
+    return Home(home=home, recorder=recorder, clips=list(clips))
+
+
+def sql(home: Path, query: str, *params: object) -> list[dict[str, Any]]:
+    con = sqlite3.connect(home / "catalog.sqlite")
+    try:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute(query, params)]
+    finally:
+        con.close()
+
+
+def sql_exec(home: Path, query: str, *params: object) -> int:
+    con = sqlite3.connect(home / "catalog.sqlite")
+    try:
+        cur = con.execute(query, params)
+        con.commit()
+        return cur.rowcount
+    finally:
+        con.close()
+
+
+def s3_target(url: str, bucket: str, credentials: Path, *, name: str = "offsite",
+              **extra: object) -> str:
+    """A ``[[targets]]`` table. botocore's own retries are off unless asked (``max_attempts``):
+    its sleeps would slow the tests; ingestd's retries around each operation stay."""
+    fields: dict[str, object] = {
+        "name": name, "type": "s3", "bucket": bucket, "endpoint_url": url, "prefix": PREFIX,
+        "object_lock": True, "credentials_file": str(credentials), "max_attempts": 1, **extra,
+    }
+    lines = ["[[targets]]"]
+    for key, value in fields.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_credentials(folder: Path, endpoint: S3Endpoint) -> Path:
+    path = folder / f"s3-credentials-{uuid.uuid4().hex[:8]}"
+    path.write_text(f"[default]\naws_access_key_id = {endpoint.access_key}\n"
+                    f"aws_secret_access_key = {endpoint.secret_key}\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def new_bucket(client: S3Client, *, lock: bool = True) -> str:
+    name = f"rx-{uuid.uuid4().hex[:16]}"
+    if lock:
+        client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    else:
+        client.create_bucket(Bucket=name)
+    return name
+
+
+def item_key(sha: str) -> str:
+    return f"{PREFIX}/sha256/{sha}"
+
+
+def manifest_key(sha: str) -> str:
+    return f"{PREFIX}/manifests/{sha}.json"
+
+
+def versions(client: S3Client, bucket: str, key: str) -> list[dict[str, Any]]:
+    answer = client.list_object_versions(Bucket=bucket, Prefix=key)
+    return [dict(v) for v in answer.get("Versions", []) if v["Key"] == key]
+
+
+def download_sha(client: S3Client, bucket: str, key: str) -> str:
+    return hashlib.sha256(client.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
+
+
+def canonical(value: Any) -> bytes:
+    """The signed serialisation, written out independently of ingestd's own code."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+def check_signed(document: dict[str, Any], body_key: str, public_hex: str) -> dict[str, Any]:
+    """Verify ``document[body_key]`` against its Ed25519 ``signature`` with the station's
+    public key, and that a changed body would not verify."""
+    public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
+    body: dict[str, Any] = document[body_key]
+    signature = bytes.fromhex(document["signature"])
+    public.verify(signature, canonical(body))  # raises InvalidSignature
+    with pytest.raises(InvalidSignature):
+        public.verify(signature, canonical({**body, "station": "forged"}))
+    return body
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# -- a fault-injecting proxy ----------------------------------------------------------------------
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection"}
+Rule = Callable[[str, str], str | None]  # (method, unquoted path) -> None | "500" | "drop"
+
+
+class FaultProxy:
+    """Relays HTTP on 127.0.0.1 to moto; ``rule`` decides per request whether to answer 500
+    or to close the connection without an answer instead."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        assert parts.hostname and parts.port
+        self._upstream = (parts.hostname, parts.port)
+        self._guard = threading.Lock()
+        self.rule: Rule = lambda method, path: None
+        self.seen: list[tuple[str, str, str]] = []  # method, path, what happened
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                proxy._relay(self)
+
+            do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def puts(self, needle: str) -> list[tuple[str, str, str]]:
+        return [s for s in self.seen if s[0] == "PUT" and needle in s[1]]
+
+    def _relay(self, handler: BaseHTTPRequestHandler) -> None:
+        method, path = handler.command, unquote(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        with self._guard:
+            fault = self.rule(method, path)
+            self.seen.append((method, path, fault or "passed"))
+        if fault == "drop":
+            handler.close_connection = True
+            return
+        if fault == "500":
+            error = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+            _answer(handler, 500, error, {"Content-Type": "application/xml"})
+            return
+        headers = {k: v for k, v in handler.headers.items()
+                   if k.lower() not in _HOP_BY_HOP | {"content-length"}}
+        if body or method in ("PUT", "POST"):
+            headers["Content-Length"] = str(len(body))
+        upstream = http.client.HTTPConnection(*self._upstream, timeout=30)
+        try:
+            upstream.request(method, handler.path, body=body, headers=headers)
+            answer = upstream.getresponse()
+            data = answer.read()
+        finally:
+            upstream.close()
+        passed = {k: v for k, v in answer.getheaders()
+                  if k.lower() not in _HOP_BY_HOP | {"content-length", "server", "date"}}
+        if method == "HEAD":
+            passed["Content-Length"] = answer.getheader("Content-Length") or "0"
+        _answer(handler, answer.status, data, passed)
+
+
+def _answer(handler: BaseHTTPRequestHandler, status: int, body: bytes,
+            headers: dict[str, str]) -> None:
+    handler.send_response(status)
+    for key, value in headers.items():
+        handler.send_header(key, value)
+    if "Content-Length" not in headers:
+        handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[S3Endpoint]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def s3(moto: S3Endpoint) -> S3Client:
+    return moto.client()
+
+
+@pytest.fixture(scope="module")
+def credentials(moto: S3Endpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_credentials(tmp_path_factory.mktemp("creds"), moto)
+
+
+@pytest.fixture
+def bucket(s3: S3Client) -> str:
+    return new_bucket(s3)
+
+
+@pytest.fixture
+def proxy(moto: S3Endpoint) -> Iterator[FaultProxy]:
+    relay = FaultProxy(moto.url)
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
+def station(tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str,
+            credentials: Path) -> Home:
+    """Three clips ingested; an Object Lock bucket on moto as the one required target."""
+    home = make_home(tmp_path, clips)
+    home.add_target(s3_target(moto.url, bucket, credentials))
+    return home
+
+
+# -- copies, locks, manifests, ledger events, status ----------------------------------------------
+
+
+def test_replicate_copies_every_item_verified_locked_and_signed(
+    station: Home, s3: S3Client, bucket: str
+) -> None:
+    before = station.target_status()
+    assert before["queued"] == 3 and before["verified"] == 0 and before["failed"] == 0
+
+    report = ok(station.home, "replicate")
+
+    assert report["ok"] is True and report["failed"] == [] and report["pending"] == 0
+    assert sorted(v["sha256"] for v in report["verified"]) == sorted(station.shas)
+    assert {v["target"] for v in report["verified"]} == {"offsite"}
+    key = ok(station.home, "keys", "show")
+    for clip in station.clips:
+        sha = clip.sha256
+        head = s3.head_object(Bucket=bucket, Key=item_key(sha))
+        assert head["ContentLength"] == clip.size
+        assert head["Metadata"]["sha256"] == sha
+        assert download_sha(s3, bucket, item_key(sha)) == sha
+        # routine footage: COMPLIANCE until a year after it was recorded
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert head["ObjectLockRetainUntilDate"] == clip.recorded + ROUTINE
+        assert head.get("ObjectLockLegalHoldStatus", "OFF") == "OFF"
+        with pytest.raises(ClientError) as refused:
+            s3.delete_object(Bucket=bucket, Key=item_key(sha), VersionId=head["VersionId"])
+        assert refused.value.response["Error"]["Code"] == "AccessDenied"
+
+        # the signed manifest next to it
+        raw = s3.get_object(Bucket=bucket, Key=manifest_key(sha))["Body"].read()
+        manifest = check_signed(json.loads(raw), "manifest", key["public_key"])
+        assert manifest["item"] == sha and manifest["size"] == clip.size
+        assert manifest["key_id"] == key["key_id"] and manifest["station"] == "station-01"
+        assert manifest["recorder"] == SERIAL and manifest["officer"] == OFFICER
+        assert manifest["label"] is None
+        assert manifest["retention"] == {
+            "class": "routine", "hold": False,
+            "until": (clip.recorded + ROUTINE).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        assert [(a["serial"], a["path"], a["size"]) for a in manifest["acquisitions"]] == [
+            (SERIAL, f"DCIM/100MEDIA/{clip.path.name}", clip.size)]
+        manifest_head = s3.head_object(Bucket=bucket, Key=manifest_key(sha))
+        assert manifest_head["ObjectLockMode"] == "COMPLIANCE"
+
+        # one signed ledger event per verified copy, naming what the server holds
+        events = station.history(sha, "replicated")
+        assert len(events) == 1
+        data = events[0]["data"]
+        assert data["target"] == "offsite" and data["key"] == item_key(sha)
+        assert data["sha256"] == sha and data["size"] == clip.size
+        assert data["version_id"] == head["VersionId"]
+        assert events[0]["key_id"] == key["key_id"]
+
+    after = station.target_status()
+    assert after == {"verified": 3, "in_flight": 0, "failed": 0, "queued": 0,
+                     "oldest_waiting": None, "last_error": None}
+    assert cli(station.home, "ledger", "verify").code == 0
+
+
+def test_items_go_oldest_deadline_first_and_a_second_run_uploads_nothing(
+    station: Home, s3: S3Client, bucket: str
+) -> None:
+    a, b, c = station.shas
+    deadlines = {c: "2026-11-20T00:00:00.000000Z", a: "2026-11-21T00:00:00.000000Z",
+                 b: "2026-11-22T00:00:00.000000Z"}
+    for sha, deadline in deadlines.items():
+        sql_exec(station.home, "UPDATE items SET replication_deadline = ? WHERE sha256 = ?",
+                 deadline, sha)
+    waiting = station.target_status()
+    assert waiting["oldest_waiting"] == {"sha256": c, "deadline": deadlines[c]}
+
+    first = ok(station.home, "replicate", "--limit", "1")
+    assert [v["sha256"] for v in first["verified"]] == [c]
+    assert first["pending"] == 2
+    status = station.target_status()
+    assert (status["verified"], status["queued"]) == (1, 2)
+    assert status["oldest_waiting"] == {"sha256": a, "deadline": deadlines[a]}
+
+    rest = ok(station.home, "replicate")
+    assert [v["sha256"] for v in rest["verified"]] == [a, b]
+    seqs = [station.history(sha, "replicated")[0]["seq"] for sha in (c, a, b)]
+    assert seqs == sorted(seqs), "ledger order follows the deadlines"
+
+    stamps = {sha: versions(s3, bucket, item_key(sha)) for sha in station.shas}
+    again = ok(station.home, "replicate")
+    assert again == {"ok": True, "verified": [], "failed": [], "locks_extended": [],
+                     "pending": 0}
+    for sha in station.shas:
+        now = versions(s3, bucket, item_key(sha))
+        assert len(now) == 1 and now == stamps[sha], "no new object version"
+        assert len(station.history(sha, "replicated")) == 1
+
+
+def test_multipart_upload_of_a_big_clip_keeps_the_whole_file_hash(
+    tmp_path: Path, big_clip: Clip, moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    home = make_home(tmp_path, [big_clip])
+    home.add_target(s3_target(moto.url, bucket, credentials, multipart_threshold="1MiB",
+                              multipart_chunksize="5MiB", max_concurrency=2))
+
+    report = ok(home.home, "replicate")
+
+    assert [v["sha256"] for v in report["verified"]] == [big_clip.sha256]
+    key = item_key(big_clip.sha256)
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert head["ETag"].endswith('-2"'), "two parts"
+    assert head["ContentLength"] == big_clip.size
+    assert head["Metadata"]["sha256"] == big_clip.sha256
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"] == big_clip.recorded + ROUTINE
+    assert download_sha(s3, bucket, key) == big_clip.sha256
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_replication_killed_mid_upload_resumes_cleanly(
+    tmp_path: Path, big_clip: Clip, moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    home = make_home(tmp_path, [big_clip])
+    home.add_target(s3_target(moto.url, bucket, credentials, multipart_threshold="1MiB",
+                              multipart_chunksize="5MiB", bandwidth_limit="1MiB"))
+    key = item_key(big_clip.sha256)
+    proc = subprocess.Popen([str(INGESTD), "--home", str(home.home), "replicate", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=subprocess_env())
+    try:
+        wait_for("the multipart upload to start", lambda: proc.poll() is not None or [
+            u for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+            if u["Key"] == key])
+        assert proc.poll() is None, proc.communicate()
+        assert home.rows("SELECT state FROM replicas") == [{"state": "uploading"}]
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert versions(s3, bucket, key) == [], "the killed upload was never completed"
+    assert home.target_status()["in_flight"] == 1
+
+    home.edit_config('bandwidth_limit = "1MiB"\n', "")
+    report = ok(home.home, "replicate")
+
+    assert [v["sha256"] for v in report["verified"]] == [big_clip.sha256]
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], "stale aborted"
+    assert len(versions(s3, bucket, key)) == 1
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert head["ETag"].endswith('-2"') and head["Metadata"]["sha256"] == big_clip.sha256
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert download_sha(s3, bucket, key) == big_clip.sha256
+    assert len(home.history(big_clip.sha256, "replicated")) == 1
+    status = home.target_status()
+    assert (status["verified"], status["in_flight"], status["failed"]) == (1, 0, 0)
+    verified = cli(home.home, "ledger", "verify", "--json")
+    assert verified.code == 0, verified.stdout
+
+
+# -- a server that fails --------------------------------------------------------------------------
+
+
+def _item_puts(proxy: FaultProxy, sha: str) -> list[tuple[str, str, str]]:
+    return proxy.puts(f"/sha256/{sha}")
+
+
+def test_a_server_answering_500_fails_the_item_flags_it_late_then_recovers(
+    tmp_path: Path, clips: list[Clip], proxy: FaultProxy, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    home = make_home(tmp_path, clips, config='\n[windows]\nreplication = "1s"\n')
+    home.add_target(s3_target(proxy.url, bucket, credentials))
+    proxy.rule = lambda method, path: "500" if method == "PUT" and "/sha256/" in path else None
+    first = min(home.rows("SELECT sha256, replication_deadline FROM items"),
+                key=lambda r: r["replication_deadline"])
+
+    failed = cli(home.home, "replicate", "--json")
+
+    assert failed.code == 1, failed
+    report = failed.json()
+    assert report["ok"] is False and report["verified"] == []
+    assert [f["sha256"] for f in report["failed"]] == [first["sha256"]]
+    assert "HTTP 500" in report["failed"][0]["error"]
+    tries = _item_puts(proxy, first["sha256"])
+    assert len(tries) >= 2 and {t[2] for t in tries} == {"500"}, "retried, every try refused"
+    others = [s for s in home.shas if s != first["sha256"]]
+    assert not any(_item_puts(proxy, s) for s in others), "the target was left for this run"
+    status = home.target_status()
+    assert (status["verified"], status["failed"], status["queued"]) == (0, 1, 2)
+    assert status["oldest_waiting"] == {"sha256": first["sha256"],
+                                        "deadline": first["replication_deadline"]}
+    assert "HTTP 500" in status["last_error"]["error"]
+    assert bucket in status["last_error"]["error"] and "testing" not in status["last_error"][
+        "error"].replace("'offsite'", "")
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+    # the replication window (1 s after storage) passes
+    wait_for("the replication window to pass", lambda: all(
+        datetime.now(UTC) > datetime.fromisoformat(r["replication_deadline"])
+        for r in home.rows("SELECT replication_deadline FROM items")), timeout=5)
+    flagged = ok(home.home, "check-windows")["flagged"]
+    assert sorted(f["sha256"] for f in flagged if f["flag"] == "late_replication") == sorted(
+        home.shas)
+    overdue = {e["sha256"]: e["flags"] for e in ok(home.home, "overdue")}
+    assert all("late_replication" in overdue[s] for s in home.shas)
+
+    proxy.rule = lambda method, path: None  # the server is healthy again
+    recovered = ok(home.home, "replicate")
+
+    assert sorted(v["sha256"] for v in recovered["verified"]) == sorted(home.shas)
+    assert home.target_status() == {"verified": 3, "in_flight": 0, "failed": 0, "queued": 0,
+                                    "oldest_waiting": None, "last_error": None}
+    for sha in home.shas:
+        assert download_sha(s3, bucket, item_key(sha)) == sha
+        assert "late_replication" in home.flags(sha), "a missed deadline stays flagged"
+    assert ok(home.home, "check-windows")["flagged"] == []
+
+
+def test_a_server_that_disappears_mid_run_then_comes_back(
+    tmp_path: Path, clips: list[Clip], proxy: FaultProxy, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    """Through the Replicator API, as the daemon's replication job calls it."""
+    from ingestd.replicate import Replicator
+
+    home = make_home(tmp_path, clips, config='\n[windows]\nreplication = "1s"\n')
+    home.add_target(s3_target(proxy.url, bucket, credentials))
+    seen: list[str] = []
+
+    def gone_after_the_first_item(method: str, path: str) -> str | None:
+        found = re.search(r"/sha256/([0-9a-f]{64})", path)
+        if found and found.group(1) not in seen:
+            seen.append(found.group(1))
+        return "drop" if len(seen) > 1 else None  # from the second item on: nobody answers
+
+    proxy.rule = gone_after_the_first_item
+    station = home.open()
+    try:
+        replicator = Replicator(station)
+        replicator.check()
+        report = replicator.run()
+    finally:
+        station.close()
+
+    assert not report.ok
+    assert [v["sha256"] for v in report.verified] == seen[:1]
+    assert [f["sha256"] for f in report.failed] == seen[1:2]
+    assert "cannot replicate item" in report.failed[0]["error"]
+    assert report.pending == 2
+    dropped = [s for s in proxy.seen if s[2] == "drop" and seen[1] in s[1]]
+    assert len(dropped) >= 2, "retried before giving up"
+    status = home.target_status()
+    assert (status["verified"], status["failed"], status["queued"]) == (1, 1, 1)
+    assert seen[1] in status["last_error"]["error"]
+    replica = home.rows("SELECT state, attempts, last_error FROM replicas WHERE item = ?",
+                        seen[1])[0]
+    assert replica["state"] == "failed" and replica["attempts"] == 1 and replica["last_error"]
+
+    # meanwhile `replicate` by hand refuses at once: the target cannot serve
+    refused = cli(home.home, "replicate")
+    assert refused.code == 9 and "cannot reach bucket" in refused.stderr
+
+    wait_for("the replication window to pass", lambda: all(
+        datetime.now(UTC) > datetime.fromisoformat(r["replication_deadline"])
+        for r in home.rows("SELECT replication_deadline FROM items")), timeout=5)
+    flagged = {f["sha256"] for f in ok(home.home, "check-windows")["flagged"]
+               if f["flag"] == "late_replication"}
+    assert flagged == set(home.shas) - set(seen[:1]), "only the copies still missing are late"
+
+    proxy.rule = lambda method, path: None
+    recovered = ok(home.home, "replicate")
+    assert sorted(v["sha256"] for v in recovered["verified"]) == sorted(
+        set(home.shas) - set(seen[:1]))
+    assert home.rows("SELECT DISTINCT state, last_error FROM replicas") == [
+        {"state": "verified", "last_error": ""}]
+    assert home.target_status()["failed"] == 0
+
+
+# -- copies changed behind ingestd's back --------------------------------------------------------
+
+
+def test_an_object_planted_at_the_key_is_not_taken_for_the_copy(
+    station: Home, s3: S3Client, bucket: str
+) -> None:
+    sha = station.shas[0]
+    planted = s3.put_object(Bucket=bucket, Key=item_key(sha), Body=b"not the evidence")
+
+    report = ok(station.home, "replicate")
+
+    assert sha in {v["sha256"] for v in report["verified"]}
+    assert download_sha(s3, bucket, item_key(sha)) == sha, "a good copy was put on top"
+    event = station.history(sha, "replicated")[0]["data"]
+    current = s3.head_object(Bucket=bucket, Key=item_key(sha))
+    assert event["version_id"] == current["VersionId"] != planted["VersionId"]
+    assert {v["VersionId"] for v in versions(s3, bucket, item_key(sha))} == {
+        planted["VersionId"], current["VersionId"]}, "the planted version is kept to investigate"
+
+
+def test_a_verified_copy_replaced_behind_our_back_is_caught_and_copied_again(
+    station: Home, s3: S3Client, bucket: str
+) -> None:
+    ok(station.home, "replicate")
+    sha = station.shas[0]
+    s3.put_object(Bucket=bucket, Key=item_key(sha), Body=b"not the evidence")
+
+    audit = cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+
+    assert audit.code == 1
+    failures = json.loads(audit.stdout)["failures"]
+    assert [f["sha256"] for f in failures] == [sha]
+    assert "off-site copy on offsite" in failures[0]["problem"]
+    assert "replica_mismatch" in station.flags(sha)
+    report = ok(station.home, "replicate")
+    assert report["verified"] == [{"sha256": sha, "target": "offsite"}]
+    assert download_sha(s3, bucket, item_key(sha)) == sha
+    again = cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+    assert again.code == 0, again.stdout
+
+
+def test_forged_metadata_at_the_key_is_caught_by_readback(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    home = make_home(tmp_path, clips)
+    home.add_target(s3_target(moto.url, bucket, credentials, readback=True))
+    clip = home.clips[0]
+    s3.put_object(Bucket=bucket, Key=item_key(clip.sha256), Body=os.urandom(clip.size),
+                  Metadata={"sha256": clip.sha256})
+
+    report = ok(home.home, "replicate")
+
+    assert clip.sha256 in {v["sha256"] for v in report["verified"]}
+    assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
+
+
+def test_forged_metadata_at_the_key_is_caught_by_the_offsite_audit(
+    station: Home, s3: S3Client, bucket: str
+) -> None:
+    clip = station.clips[0]
+    s3.put_object(Bucket=bucket, Key=item_key(clip.sha256), Body=os.urandom(clip.size),
+                  Metadata={"sha256": clip.sha256})
+    ok(station.home, "replicate")  # without readback the forged object passes the head check
+
+    audit = cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+
+    assert audit.code == 1
+    assert "replica_mismatch" in station.flags(clip.sha256)
+    ok(station.home, "replicate")
+    assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
+
+
+# -- retention classes and holds raise the off-site lock ------------------------------------------
+
+
+def test_a_case_label_extends_the_offsite_retention(
+    station: Home, s3: S3Client, bucket: str
+) -> None:
+    ok(station.home, "replicate")
+    labelled, untouched = station.clips[0], station.clips[1]
+
+    done = ok(station.home, "label", labelled.sha256[:12], "--case", "2026-XZ-0042",
+              "--party", "Li Lei")["labelled"][0]
+    assert done["retention_class"] == "evidence"
+    report = ok(station.home, "replicate")
+
+    assert report["verified"] == []
+    assert [e["sha256"] for e in report["locks_extended"]] == [labelled.sha256]
+    head = s3.head_object(Bucket=bucket, Key=item_key(labelled.sha256))
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"] == labelled.recorded + EVIDENCE
+    assert len(versions(s3, bucket, item_key(labelled.sha256))) == 1, "locked, not re-uploaded"
+    other = s3.head_object(Bucket=bucket, Key=item_key(untouched.sha256))
+    assert other["ObjectLockRetainUntilDate"] == untouched.recorded + ROUTINE
+    retention = station.history(labelled.sha256, "retention")
+    assert len(retention) == 1 and retention[0]["data"]["class"] == "evidence"
+    assert ok(station.home, "replicate")["locks_extended"] == [], "done once"
+
+
+def test_hold_sets_legal_hold_and_a_long_term_label_locks_for_decades(
+    station: Home, s3: S3Client, bucket: str
+) -> None:
+    ok(station.home, "replicate")
+    held, disputed = station.clips[1], station.clips[2]
+
+    ok(station.home, "hold", held.sha256, "--reason", "court order 17")
+    ok(station.home, "label", disputed.sha256, "--case", "2026-XZ-0043", "--party", "Han Mei",
+       "--category", "dispute")
+    report = ok(station.home, "replicate")
+
+    assert sorted(e["sha256"] for e in report["locks_extended"]) == sorted(
+        [held.sha256, disputed.sha256])
+    head = s3.head_object(Bucket=bucket, Key=item_key(held.sha256))
+    assert head["ObjectLockLegalHoldStatus"] == "ON"
+    assert head["ObjectLockRetainUntilDate"] == held.recorded + ROUTINE
+    with pytest.raises(ClientError) as refused:
+        s3.delete_object(Bucket=bucket, Key=item_key(held.sha256), VersionId=head["VersionId"])
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    long_term = s3.head_object(Bucket=bucket, Key=item_key(disputed.sha256))
+    assert long_term["ObjectLockMode"] == "COMPLIANCE"
+    assert long_term["ObjectLockRetainUntilDate"] == long_term_until(disputed.recorded)
+    assert long_term["ObjectLockRetainUntilDate"] > disputed.recorded + timedelta(days=365 * 75)
+    # locked once: later runs neither touch it again nor add ledger entries about it
+    assert ok(station.home, "replicate")["locks_extended"] == []
+    assert len(station.history(disputed.sha256, "retention")) == 1
+
+    ok(station.home, "release", held.sha256, "--reason", "case closed")
+    released = ok(station.home, "replicate")
+    assert [e["sha256"] for e in released["locks_extended"]] == [held.sha256]
+    head = s3.head_object(Bucket=bucket, Key=item_key(held.sha256))
+    assert head.get("ObjectLockLegalHoldStatus", "OFF") == "OFF"
+    assert head["ObjectLockRetainUntilDate"] == held.recorded + ROUTINE, "retention stays"
+
+
+def test_a_lock_the_server_will_not_extend_is_reported_and_retried(
+    tmp_path: Path, clips: list[Clip], proxy: FaultProxy, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    home = make_home(tmp_path, clips)
+    home.add_target(s3_target(proxy.url, bucket, credentials))
+    ok(home.home, "replicate")
+    labelled = home.clips[0]
+    ok(home.home, "label", labelled.sha256, "--case", "2026-XZ-0042", "--party", "Li Lei")
+    proxy.rule = lambda method, path: "500" if method == "PUT" and "?retention" in path else None
+
+    failed = cli(home.home, "replicate", "--json")
+
+    assert failed.code == 1, "a copy kept shorter than its retention is not a success"
+    report = failed.json()
+    assert report["locks_extended"] == []
+    assert [(f["sha256"], f["target"]) for f in report["failed"]] == [
+        (labelled.sha256, "offsite")]
+    head = s3.head_object(Bucket=bucket, Key=item_key(labelled.sha256))
+    assert head["ObjectLockRetainUntilDate"] == labelled.recorded + ROUTINE
+    status = home.target_status()
+    assert status["verified"] == 3, "the copy itself is good"
+    assert labelled.sha256 in status["last_error"]["error"]
+    assert home.history(labelled.sha256, "retention") == []
+
+    proxy.rule = lambda method, path: None
+    retried = ok(home.home, "replicate")
+
+    assert [e["sha256"] for e in retried["locks_extended"]] == [labelled.sha256]
+    head = s3.head_object(Bucket=bucket, Key=item_key(labelled.sha256))
+    assert head["ObjectLockRetainUntilDate"] == labelled.recorded + EVIDENCE
+    assert home.target_status()["last_error"] is None
+    assert len(home.history(labelled.sha256, "retention")) == 1
+
+
+# -- a bucket without Object Lock -----------------------------------------------------------------
+
+
+def test_object_lock_target_on_a_bucket_without_it_is_refused(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, credentials: Path
+) -> None:
+    plain = new_bucket(s3, lock=False)
+    home = make_home(tmp_path, clips)
+    home.add_target(s3_target(moto.url, plain, credentials))
+
+    refused = cli(home.home, "replicate")
+    assert refused.code == 9
+    message = " ".join(refused.stderr.split())
+    assert "object_lock is required" in message and "no Object Lock" in message
+    assert "'offsite'" in message and plain in message
+
+    daemon = subprocess.run([str(INGESTD), "--home", str(home.home), "run"], env=subprocess_env(),
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert daemon.returncode == 9, daemon.stderr
+    assert "no Object Lock" in " ".join(daemon.stderr.split())
+
+    assert s3.list_objects_v2(Bucket=plain).get("KeyCount", 0) == 0, "nothing was sent"
+    assert home.rows("SELECT * FROM replicas") == []
+
+    # the same bucket serves a target that does not ask for Object Lock
+    home.edit_config("object_lock = true", "object_lock = false")
+    assert len(ok(home.home, "replicate")["verified"]) == 3
+
+
+def test_run_once_is_refused_on_a_bucket_without_object_lock(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, credentials: Path
+) -> None:
+    plain = new_bucket(s3, lock=False)
+    home = make_home(tmp_path, clips)
+    home.add_target(s3_target(moto.url, plain, credentials))
+
+    once = cli(home.home, "run", "--once")
+
+    assert once.code == 9 and "no Object Lock" in " ".join(once.stderr.split())
+    assert home.rows("SELECT * FROM replicas") == []
+
+
+# -- signed checkpoints and the off-site check of the ledger --------------------------------------
+
+
+def _checkpoint_and_verify(home: Home, s3: S3Client, bucket: str) -> dict[str, Any]:
+    ok(home.home, "replicate")
+    sent = ok(home.home, "checkpoint")
+    assert sent["sent"] == ["offsite"] and sent["errors"] == []
+    ledger = ok(home.home, "ledger", "verify", "--offsite")
+    assert ledger["ok"] is True and ledger["problems"] == []
+    assert sent["seq"] == ledger["head_seq"] and sent["head_hash"] == ledger["head_hash"]
+    key = ok(home.home, "keys", "show")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/checkpoints/")["Contents"]
+    assert [o["Key"] for o in listed] == [f"{PREFIX}/checkpoints/{sent['name']}"]
+    raw = s3.get_object(Bucket=bucket, Key=listed[0]["Key"])["Body"].read()
+    body = check_signed(json.loads(raw), "checkpoint", key["public_key"])
+    assert body["seq"] == ledger["head_seq"] and body["head_hash"] == ledger["head_hash"]
+    assert body["station"] == "station-01" and body["key_id"] == key["key_id"]
+    again = ok(home.home, "checkpoint")
+    assert again["sent"] == [] and again["unchanged"] == ["offsite"], "nothing new to vouch for"
+    return body
+
+
+def _problems(home: Home) -> tuple[int, list[str]]:
+    result = cli(home.home, "ledger", "verify", "--offsite", "--json")
+    return result.code, [p["kind"] for p in result.json()["problems"]]
+
+
+def _rewrite_mirror(home: Home) -> None:
+    """Make the JSON-lines mirror agree with the (tampered) catalog, as a careful forger would."""
+    from ingestd.catalog import queries as q
+    from ingestd.integrity.ledger import to_json
+
+    station = home.open()
+    try:
+        with station.catalog.read() as conn:
+            entries = list(q.iter_entries(conn))
+    finally:
+        station.close()
+    lines = [json.dumps(to_json(e), ensure_ascii=False, sort_keys=True) + "\n" for e in entries]
+    (home.home / "ledger.jsonl").write_text("".join(lines), encoding="utf-8")
+
+
+def test_a_truncated_local_ledger_is_caught_by_the_offsite_checkpoint(
+    station: Home, s3: S3Client, bucket: str
+) -> None:
+    body = _checkpoint_and_verify(station, s3, bucket)
+
+    # drop the last two entries (two `replicated` events) from the catalog and the mirror
+    assert sql_exec(station.home, "DELETE FROM ledger WHERE seq > ?", body["seq"] - 2) == 2
+    _rewrite_mirror(station)
+    assert cli(station.home, "ledger", "verify").code == 0, "consistent locally"
+
+    code, kinds = _problems(station)
+    assert code == 1 and kinds == ["ledger_truncated"]
+
+
+def test_a_rewritten_local_ledger_is_caught_by_the_offsite_checkpoint(
+    station: Home, s3: S3Client, bucket: str
+) -> None:
+    from ingestd.catalog import queries as q
+    from ingestd.integrity.ledger import seal
+    from ingestd.integrity.signing import StationKey
+
+    _checkpoint_and_verify(station, s3, bucket)
+
+    # an insider rewrites history: the recorder's registration names another officer id, and
+    # every entry from there on is sealed again with a key of their own, made "trusted"
+    rogue = StationKey.generate()
+    sql_exec(station.home, "INSERT INTO keys (key_id, station, public_key, created_at) "
+             "VALUES (?, ?, ?, ?)", rogue.key_id, "station-01", rogue.public.hex,
+             "2026-01-01T00:00:00.000000Z")
+    st = station.open()
+    try:
+        with st.catalog.read() as conn:
+            entries = list(q.iter_entries(conn))
+    finally:
+        st.close()
+    start = next(e.seq for e in entries if e.kind == "registry")
+    prev = entries[start - 2].entry_hash
+    con = sqlite3.connect(station.home / "catalog.sqlite")
+    try:
+        for entry in entries[start - 1:]:
+            data = dict(entry.data)
+            if entry.seq == start:
+                data["officer_id"] = "PS-9999"
+            forged = seal(seq=entry.seq, at=entry.at, station=entry.station, actor=entry.actor,
+                          kind=entry.kind, item=entry.item, data=data, prev_hash=prev, key=rogue)
+            con.execute("UPDATE ledger SET data = ?, prev_hash = ?, key_id = ?, entry_hash = ?, "
+                        "signature = ? WHERE seq = ?",
+                        (json.dumps(forged.data, sort_keys=True, ensure_ascii=False),
+                         forged.prev_hash, forged.key_id, forged.entry_hash, forged.signature,
+                         forged.seq))
+            prev = forged.entry_hash
+        con.commit()
+    finally:
+        con.close()
+    _rewrite_mirror(station)
+    assert cli(station.home, "ledger", "verify").code == 0, "consistent locally"
+
+    code, kinds = _problems(station)
+    assert code == 1 and kinds == ["ledger_rewritten"]
+
+
+def test_stations_sharing_a_catalog_replicate_only_their_own_items(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    """A fleet puts many stations on one catalog (PostgreSQL in production; one SQLite file
+    here, which runs the same queries): each station holds only its own items in its store."""
+    shared = tmp_path / "fleet.sqlite"
+    homes: dict[str, Path] = {}
+    for name, clip in (("station-a", clips[0]), ("station-b", clips[1])):
+        home = tmp_path / name
+        home.mkdir()
+        (home / "ingestd.toml").write_text(
+            f'station = "{name}"\ncatalog = "sqlite:///{shared}"\n', encoding="utf-8")
+        assert cli(home, "init").code == 0
+        if name == "station-a":
+            assert cli(home, "devices", "add", SERIAL, "--officer", OFFICER,
+                       "--officer-id", "PS-1001").code == 0
+        media = tmp_path / f"recorder-{name}" / "DCIM" / "100MEDIA"
+        media.mkdir(parents=True)
+        shutil.copy2(clip.path, media / clip.path.name)
+        ok(home, "ingest", media.parent.parent, "--serial", SERIAL)
+        with (home / "ingestd.toml").open("a", encoding="utf-8") as fh:
+            fh.write("\n" + s3_target(moto.url, bucket, credentials, prefix=name))
+        homes[name] = home
+
+    a = ok(homes["station-a"], "replicate")
+
+    assert a["ok"] is True and a["failed"] == [] and a["pending"] == 0
+    assert [v["sha256"] for v in a["verified"]] == [clips[0].sha256]
+    b_item = ok(homes["station-b"], "show", clips[1].sha256)
+    assert [f["flag"] for f in b_item["flags"] if f["flag"] != "late_ingest"] == [], (
+        "another station's item is not ours to copy, nor damaged")
+    with contextlib.closing(sqlite3.connect(shared)) as con:
+        rows = con.execute("SELECT target, state FROM replicas WHERE item = ?",
+                           (clips[1].sha256,)).fetchall()
+    assert rows == [], "station-a left station-b's item alone"
+    b = ok(homes["station-b"], "replicate")
+    assert [v["sha256"] for v in b["verified"]] == [clips[1].sha256]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="station-")["Contents"]}
+    assert {f"station-a/sha256/{clips[0].sha256}",
+            f"station-b/sha256/{clips[1].sha256}"} <= keys
+    assert not any(k.startswith("station-a/sha256/" + clips[1].sha256) for k in keys)
+
+
+# -- wipe after off-site verification -------------------------------------------------------------
+
+
+def test_redock_wipes_only_files_verified_offsite(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path
+) -> None:
+    home_dir = tmp_path / "home"
+    home = make_home(tmp_path, clips, config='wipe = "after-offsite-verify"\n',
+                     recorder=home_dir / "docks" / SERIAL)
+    home.add_target(s3_target(moto.url, bucket, credentials))
+    media = home.recorder / "DCIM" / "100MEDIA"
+    by_sha = {c.sha256: media / c.path.name for c in clips}
+
+    copied = [v["sha256"] for v in ok(home.home, "replicate", "--limit", "2")["verified"]]
+    assert len(copied) == 2
+    waiting = next(s for s in home.shas if s not in copied)
+
+    redock = cli(home.home, "run", "--once")  # the scan (and its wipe) comes before the jobs
+    assert redock.code == 0, redock
+
+    assert [p.exists() for p in (by_sha[s] for s in copied)] == [False, False]
+    assert by_sha[waiting].exists() and sha256_file(by_sha[waiting]) == waiting
+    for sha in copied:
+        wiped = home.history(sha, "wiped")
+        assert len(wiped) == 1 and wiped[0]["data"]["policy"] == "after-offsite-verify"
+    assert home.history(waiting, "wiped") == []
+
+    # that run's replication job copied the last one: the next dock wipes it too
+    assert home.target_status()["verified"] == 3
+    assert cli(home.home, "run", "--once").code == 0
+    assert not by_sha[waiting].exists()
+    assert len(home.history(waiting, "wiped")) == 1
+    assert cli(home.home, "ledger", "verify").code == 0
+
+
+# -- a directory target on a real folder ----------------------------------------------------------
+
+
+def test_directory_target_replicates_verifies_and_reports(
+    tmp_path: Path, clips: list[Clip]
+) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    home = make_home(tmp_path, clips)
+    home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+                    f'prefix = "{PREFIX}"\nobject_lock = false\n')
+    assert home.target_status("nas")["queued"] == 3
+
+    report = ok(home.home, "replicate")
+
+    assert sorted(v["sha256"] for v in report["verified"]) == sorted(home.shas)
+    key = ok(home.home, "keys", "show")
+    for clip in clips:
+        copy = nas / PREFIX / "sha256" / clip.sha256
+        assert sha256_file(copy) == clip.sha256 and copy.stat().st_size == clip.size
+        assert copy.stat().st_mode & 0o222 == 0, "read-only"
+        verdict = ok(home.home, "verify", copy)["results"][0]
+        assert verdict["match"] is True and verdict["item"]["recorder"] == SERIAL
+        manifest = json.loads((nas / PREFIX / "manifests" / f"{clip.sha256}.json").read_bytes())
+        assert check_signed(manifest, "manifest", key["public_key"])["item"] == clip.sha256
+        lock = json.loads((nas / PREFIX / "locks" / "sha256" / f"{clip.sha256}.json").read_text())
+        assert datetime.fromisoformat(lock["retain_until"]) == clip.recorded + ROUTINE
+        assert home.history(clip.sha256, "replicated")[0]["data"]["target"] == "nas"
+    assert home.target_status("nas") == {"verified": 3, "in_flight": 0, "failed": 0,
+                                         "queued": 0, "oldest_waiting": None,
+                                         "last_error": None}
+    mtimes = {p: p.stat().st_mtime_ns for p in (nas / PREFIX / "sha256").iterdir()}
+    assert ok(home.home, "replicate")["verified"] == []
+    assert {p: p.stat().st_mtime_ns for p in (nas / PREFIX / "sha256").iterdir()} == mtimes
+
+    assert ok(home.home, "checkpoint")["sent"] == ["nas"]
+    assert ok(home.home, "ledger", "verify", "--offsite")["ok"] is True
+    # a share that is not mounted is an error, never a silent copy to the local disk
+    shutil.rmtree(nas)
+    gone = cli(home.home, "replicate")
+    assert gone.code == 9 and "not a directory" in " ".join(gone.stderr.split())

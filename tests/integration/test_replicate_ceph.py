@@ -1,0 +1,192 @@
+"""Replication end to end against a real Ceph RADOS Gateway (one throwaway node for this
+module): what a bureau's own S3 server does with ingestd's WORM copies.
+
+The station side is the same as in ``test_replicate.py`` (real clips, ``ingestd ingest``,
+``ingestd replicate``); the server is Ceph, which enforces Object Lock itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.integration.test_replicate import (
+    EVIDENCE,
+    PREFIX,
+    ROUTINE,
+    Clip,
+    Home,
+    check_signed,
+    cli,
+    clips,  # noqa: F401 - the session's clips fixture
+    download_sha,
+    item_key,
+    long_term_until,
+    make_home,
+    manifest_key,
+    new_bucket,
+    ok,
+    s3_target,
+    versions,
+    write_credentials,
+)
+from tests.support.servers import S3Endpoint, ServiceUnavailable, ceph_rgw
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    stack = contextlib.ExitStack()
+    try:
+        endpoint = stack.enter_context(ceph_rgw(tmp_path_factory.mktemp("ceph")))
+    except ServiceUnavailable as exc:  # not installed: skip; installed but failing: an error
+        pytest.skip(f"Ceph RGW not installed: {exc}")
+    with stack:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def rgw(ceph: S3Endpoint) -> S3Client:
+    return ceph.client()
+
+
+@pytest.fixture(scope="module")
+def rgw_credentials(ceph: S3Endpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_credentials(tmp_path_factory.mktemp("ceph-creds"), ceph)
+
+
+@pytest.fixture
+def bucket(rgw: S3Client) -> str:
+    return new_bucket(rgw)
+
+
+@pytest.fixture
+def station(tmp_path: Path, clips: list[Clip], ceph: S3Endpoint,  # noqa: F811
+            bucket: str, rgw_credentials: Path) -> Home:
+    home = make_home(tmp_path, clips)
+    home.add_target(s3_target(ceph.url, bucket, rgw_credentials))
+    return home
+
+
+def _refused_delete(rgw: S3Client, bucket: str, sha: str, version: str) -> None:
+    with pytest.raises(ClientError) as refused:
+        rgw.delete_object(Bucket=bucket, Key=item_key(sha), VersionId=version)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert download_sha(rgw, bucket, item_key(sha)) == sha, "still there, intact"
+
+
+def test_ceph_copies_are_verified_locked_and_cannot_be_deleted(
+    station: Home, rgw: S3Client, bucket: str
+) -> None:
+    report = ok(station.home, "replicate")
+
+    assert sorted(v["sha256"] for v in report["verified"]) == sorted(station.shas)
+    key = ok(station.home, "keys", "show")
+    for clip in station.clips:
+        head = rgw.head_object(Bucket=bucket, Key=item_key(clip.sha256))
+        assert head["ContentLength"] == clip.size
+        assert head["Metadata"]["sha256"] == clip.sha256
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert head["ObjectLockRetainUntilDate"] == clip.recorded + ROUTINE
+        retention = rgw.get_object_retention(Bucket=bucket, Key=item_key(clip.sha256))
+        assert retention["Retention"]["Mode"] == "COMPLIANCE"
+        assert download_sha(rgw, bucket, item_key(clip.sha256)) == clip.sha256
+        manifest = json.loads(
+            rgw.get_object(Bucket=bucket, Key=manifest_key(clip.sha256))["Body"].read())
+        assert check_signed(manifest, "manifest", key["public_key"])["item"] == clip.sha256
+        event = station.history(clip.sha256, "replicated")
+        assert len(event) == 1 and event[0]["data"]["version_id"] == head["VersionId"]
+        # COMPLIANCE: not even the bucket's owner can delete the version
+        _refused_delete(rgw, bucket, clip.sha256, head["VersionId"])
+
+    assert station.target_status() == {"verified": 3, "in_flight": 0, "failed": 0,
+                                       "queued": 0, "oldest_waiting": None,
+                                       "last_error": None}
+    assert ok(station.home, "replicate")["verified"] == []
+    assert all(len(versions(rgw, bucket, item_key(s))) == 1 for s in station.shas)
+
+    assert ok(station.home, "checkpoint")["sent"] == ["offsite"]
+    assert rgw.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/checkpoints/")["KeyCount"] == 1
+    assert ok(station.home, "ledger", "verify", "--offsite")["ok"] is True
+
+
+def test_ceph_hold_sets_a_legal_hold_that_refuses_deleting(
+    station: Home, rgw: S3Client, bucket: str
+) -> None:
+    ok(station.home, "replicate")
+    held = station.clips[0]
+
+    ok(station.home, "hold", held.sha256, "--reason", "court order 17")
+    report = ok(station.home, "replicate")
+
+    assert [e["sha256"] for e in report["locks_extended"]] == [held.sha256]
+    legal = rgw.get_object_legal_hold(Bucket=bucket, Key=item_key(held.sha256))
+    assert legal["LegalHold"]["Status"] == "ON"
+    head = rgw.head_object(Bucket=bucket, Key=item_key(held.sha256))
+    assert head["ObjectLockLegalHoldStatus"] == "ON"
+    _refused_delete(rgw, bucket, held.sha256, head["VersionId"])
+    for other in station.clips[1:]:
+        # (Ceph answers get_object_legal_hold with an error for a version never held)
+        other_head = rgw.head_object(Bucket=bucket, Key=item_key(other.sha256))
+        assert other_head.get("ObjectLockLegalHoldStatus", "OFF") == "OFF"
+
+    ok(station.home, "release", held.sha256, "--reason", "case closed")
+    ok(station.home, "replicate")
+    legal = rgw.get_object_legal_hold(Bucket=bucket, Key=item_key(held.sha256))
+    assert legal["LegalHold"]["Status"] == "OFF"
+    _refused_delete(rgw, bucket, held.sha256, head["VersionId"])  # COMPLIANCE still holds
+
+
+def test_ceph_a_raised_class_extends_the_retention(
+    station: Home, rgw: S3Client, bucket: str
+) -> None:
+    ok(station.home, "replicate")
+    evidence, disputed, routine = station.clips
+
+    ok(station.home, "label", evidence.sha256, "--case", "2026-XZ-0042", "--party", "Li Lei")
+    ok(station.home, "label", disputed.sha256, "--case", "2026-XZ-0043", "--party", "Han Mei",
+       "--category", "obstruction")
+    report = ok(station.home, "replicate")
+
+    assert sorted(e["sha256"] for e in report["locks_extended"]) == sorted(
+        [evidence.sha256, disputed.sha256])
+    expected = {evidence: evidence.recorded + EVIDENCE,
+                disputed: long_term_until(disputed.recorded),
+                routine: routine.recorded + ROUTINE}
+    for clip, until in expected.items():
+        retention = rgw.get_object_retention(Bucket=bucket, Key=item_key(clip.sha256))
+        assert retention["Retention"]["Mode"] == "COMPLIANCE"
+        assert retention["Retention"]["RetainUntilDate"] == until
+        head = rgw.head_object(Bucket=bucket, Key=item_key(clip.sha256))
+        assert head["ObjectLockRetainUntilDate"] == until
+        assert len(versions(rgw, bucket, item_key(clip.sha256))) == 1
+        # the longer lock still refuses deletion (a date Ceph cannot hold would wrap round to
+        # the past and leave the version deletable)
+        _refused_delete(rgw, bucket, clip.sha256, head["VersionId"])
+    assert ok(station.home, "replicate")["locks_extended"] == []
+    assert cli(station.home, "ledger", "verify").code == 0
+
+
+def test_ceph_bucket_without_object_lock_is_refused(
+    tmp_path: Path, clips: list[Clip], ceph: S3Endpoint, rgw: S3Client,  # noqa: F811
+    rgw_credentials: Path
+) -> None:
+    plain = new_bucket(rgw, lock=False)
+    home = make_home(tmp_path, clips)
+    home.add_target(s3_target(ceph.url, plain, rgw_credentials))
+
+    refused = cli(home.home, "replicate")
+
+    assert refused.code == 9
+    assert "no Object Lock" in " ".join(refused.stderr.split())
+    assert rgw.list_objects_v2(Bucket=plain)["KeyCount"] == 0

@@ -1,0 +1,416 @@
+"""Shared fixtures: a fake clock, real clips made by ffmpeg (once per session), simulated
+recorders, initialised stations, and the command line run as a user runs it.
+
+Two ways to run the CLI:
+
+* :func:`run_cli` runs ``ingestd.cli.main`` in this process (click's ``CliRunner`` isolation), so
+  exit codes and messages are exactly what ``main`` produces, at in-process speed;
+* :func:`run_ingestd` runs the installed console script in a subprocess, for kills and
+  concurrency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from ingestd import config as config_mod
+from ingestd.media import probe
+from ingestd.simulate import make_clip
+from ingestd.station import Station, init_home
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The console script installed next to the interpreter running the tests (.venv/bin/ingestd).
+INGESTD = Path(sys.executable).with_name("ingestd")
+
+#: When the simulated recorders' clips were recorded (UTC): half a day before the tests run, so
+#: that the CLI (which runs on the real clock) ingests them within the 24 h window. Tests that
+#: need exact times use the Python API with a FakeClock, starting at STATION_T0.
+RECORDED_T0 = (datetime.now(UTC) - timedelta(hours=12)).replace(microsecond=0)
+STATION_T0 = RECORDED_T0 + timedelta(hours=6)
+
+SERIAL = "BWC-0001"
+OFFICER = "Wang Fang"
+OFFICER_ID = "PS-1001"
+
+
+# -- environment -----------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' own settings only: no INGESTD_* from the caller's shell."""
+    for name in list(os.environ):
+        if name.startswith("INGESTD_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("INGESTD_ACTOR", "tester")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (loop devices, mounts)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+# -- time ------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A station clock that moves only when a test moves it."""
+
+    def __init__(self, start: datetime = STATION_T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, moment: datetime) -> datetime:
+        self.now = moment
+        return moment
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+# -- media -----------------------------------------------------------------------------------
+
+
+def sha256_of(path: Path | bytes) -> str:
+    if isinstance(path, bytes | bytearray):
+        return hashlib.sha256(path).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ClipFile:
+    """A real MP4 made by ffmpeg, with the facts a test compares against."""
+
+    path: Path
+    sha256: str
+    size: int
+    recorded: datetime | None  # creation_time written into the file, if any
+    duration: float  # as ffprobe reports it
+
+    @property
+    def recorded_end(self) -> datetime:
+        assert self.recorded is not None
+        return self.recorded + timedelta(seconds=self.duration)
+
+
+def _clip(path: Path, *, seconds: float, recorded: datetime | None) -> ClipFile:
+    make_clip(path, seconds=seconds, recorded=recorded, size="320x240", rate=10)
+    info = probe(path)
+    assert info.ok and info.duration, f"ffmpeg made an unreadable clip {path}: {info.error}"
+    return ClipFile(path=path, sha256=sha256_of(path), size=path.stat().st_size,
+                    recorded=recorded, duration=info.duration)
+
+
+def make_noise_clip(path: Path, *, seconds: float, tag: str,
+                    recorded: datetime | None = None) -> ClipFile:
+    """A clip of a few MiB: lossless H.264 of random noise does not compress. ``tag`` (written
+    as metadata) makes each clip's bytes distinct."""
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
+            "-i", "nullsrc=s=320x240:r=25,geq=lum='random(1)*255':cb=128:cr=128",
+            "-t", f"{seconds}", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0",
+            "-metadata", f"comment={tag}"]
+    if recorded is not None:
+        args += ["-metadata", f"creation_time={recorded.strftime('%Y-%m-%dT%H:%M:%S.000000Z')}"]
+    subprocess.run([*args, str(path)], check=True, capture_output=True, timeout=120)
+    info = probe(path)
+    assert info.ok and info.duration, info.error
+    return ClipFile(path=path, sha256=sha256_of(path), size=path.stat().st_size,
+                    recorded=recorded, duration=info.duration)
+
+
+@dataclass(frozen=True)
+class Clips:
+    a: ClipFile  # 1 s, recorded RECORDED_T0
+    b: ClipFile  # 2 s, recorded RECORDED_T0 + 1 h
+    c: ClipFile  # 1 s, recorded RECORDED_T0 + 2 h
+    plain: ClipFile  # 1 s, no creation_time: time comes from the name or the file
+    truncated: bytes  # the first half of ``b``: an MP4 ffprobe cannot read
+
+    def all(self) -> list[ClipFile]:
+        return [self.a, self.b, self.c]
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Clips:
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        pytest.fail("ffmpeg and ffprobe are needed (Debian package ffmpeg; scripts/setup --test)")
+    folder = tmp_path_factory.mktemp("clips")
+    a = _clip(folder / "a.mp4", seconds=1, recorded=RECORDED_T0)
+    b = _clip(folder / "b.mp4", seconds=2, recorded=RECORDED_T0 + timedelta(hours=1))
+    c = _clip(folder / "c.mp4", seconds=1, recorded=RECORDED_T0 + timedelta(hours=2))
+    plain = _clip(folder / "plain.mp4", seconds=1, recorded=None)
+    data = b.path.read_bytes()
+    return Clips(a=a, b=b, c=c, plain=plain, truncated=data[: len(data) // 2])
+
+
+@pytest.fixture(scope="session")
+def big_clips(tmp_path_factory: pytest.TempPathFactory) -> list[ClipFile]:
+    """Five distinct clips of about 3 MiB each, for kills and disk-full tests."""
+    folder = tmp_path_factory.mktemp("bigclips")
+    return [make_noise_clip(folder / f"big{i}.mp4", seconds=1, tag=f"big-{i}",
+                            recorded=RECORDED_T0 + timedelta(minutes=10 * i)) for i in range(5)]
+
+
+# -- recorders -------------------------------------------------------------------------------
+
+
+def build_recorder(root: Path, files: Mapping[str | bytes, ClipFile | bytes | Path]) -> Path:
+    """A recorder folder: each relative path gets a clip (copied with its times), raw bytes,
+    or a copy of a file."""
+    root.mkdir(parents=True, exist_ok=True)
+    base = os.fsencode(root)
+    for rel, content in files.items():
+        target = os.path.join(base, os.fsencode(rel))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if isinstance(content, ClipFile):
+            shutil.copy2(content.path, target)
+        elif isinstance(content, Path):
+            shutil.copy2(content, target)
+        else:
+            with open(target, "wb") as fh:
+                fh.write(content)
+    return root
+
+
+def snapshot_tree(root: Path) -> dict[bytes, tuple[str, int, int]]:
+    """Every entry under ``root`` (not following links): kind, size or link text hash, mtime."""
+    out: dict[bytes, tuple[str, int, int]] = {}
+    base = os.fsencode(root)
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        for name in [*dirnames, *filenames]:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            rel = os.path.relpath(full, base)
+            if os.path.islink(full):
+                out[rel] = ("link", hash(os.readlink(full)), st.st_mtime_ns)
+            elif os.path.isdir(full):
+                out[rel] = ("dir", 0, 0)
+            else:
+                with open(full, "rb") as fh:
+                    out[rel] = (hashlib.sha256(fh.read()).hexdigest(), st.st_size, st.st_mtime_ns)
+    return out
+
+
+# -- stations --------------------------------------------------------------------------------
+
+
+def write_config(home: Path, body: str) -> None:
+    """Write HOME/ingestd.toml before ``init`` so that init keeps it."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / config_mod.CONFIG_NAME).write_text(body, encoding="utf-8")
+
+
+def init_station(home: Path, *, config: str = "", clock: Callable[[], datetime] | None = None,
+                 register: Mapping[str, tuple[str, str]] | None = None) -> Path:
+    """Initialise a station in ``home`` (with extra configuration lines), register recorders
+    (serial -> (officer, officer id)) through the CLI, and return ``home``."""
+    if config:
+        write_config(home, 'station = "station-01"\n' + config)
+    station, _ = init_home(home, clock=clock or FakeClock())
+    station.close()
+    for serial, (officer, officer_id) in (register or {}).items():
+        result = run_cli(home, "devices", "add", serial, "--officer", officer,
+                         "--officer-id", officer_id)
+        assert result.exit_code == 0, result.stderr
+    return home
+
+
+def open_station(home: Path, clock: Callable[[], datetime] | None = None) -> Station:
+    settings = config_mod.load(home / config_mod.CONFIG_NAME)
+    return Station.open(settings, clock=clock or FakeClock())
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A station with one registered recorder (SERIAL, carried by OFFICER)."""
+    return init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+
+
+@pytest.fixture
+def station(home: Path, clock: FakeClock) -> Iterator[Station]:
+    st = open_station(home, clock)
+    yield st
+    st.close()
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def _reset_ingestd_logging() -> None:
+    # main() attaches a handler to the captured stderr and stops propagation; undo both so later
+    # tests (and pytest's log capture) are not affected.
+    logger = logging.getLogger("ingestd")
+    for handler in list(logger.handlers):
+        if handler.get_name() == "ingestd":
+            logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
+def run_cli(home: Path | None, *args: object, env: Mapping[str, str | None] | None = None,
+            input: str | None = None) -> CliResult:
+    """``ingestd --home HOME ARGS...`` through ``ingestd.cli.main``, in this process."""
+    from ingestd.cli import main
+
+    argv = ["ingestd", *(["--home", str(home)] if home is not None else []),
+            *(os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args)]
+    runner = CliRunner()
+    old_argv = sys.argv
+    with runner.isolation(input=input, env=dict(env or {})) as (out, err, _mixed):
+        sys.argv = argv
+        code: int
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.argv = old_argv
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _reset_ingestd_logging()
+        stdout = out.getvalue().decode("utf-8", "replace")
+        stderr = err.getvalue().decode("utf-8", "replace")
+    return CliResult(exit_code=code, stdout=stdout, stderr=stderr)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTD_")}
+    env.update({"INGESTD_ACTOR": "tester", "PYTHONDONTWRITEBYTECODE": "1", **extra})
+    return env
+
+
+def run_ingestd(home: Path, *args: object,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The installed console script, in a subprocess, as a user or a script runs it."""
+    return subprocess.run(
+        [str(INGESTD), "--home", str(home), *map(str, args)], capture_output=True, text=True,
+        timeout=timeout, env=subprocess_env(), check=False,
+    )
+
+
+def start_ingestd(home: Path, *args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(INGESTD), "--home", str(home), *map(str, args)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+    )
+
+
+# -- what a test checks after ingest ---------------------------------------------------------
+
+
+def store_objects(home: Path) -> dict[str, Path]:
+    """Every file under the store's objects folder, by name."""
+    objects = home / "store" / "objects" / "sha256"
+    return {p.name: p for p in objects.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def catalog_rows(home: Path, sql: str, *params: object) -> list[dict[str, Any]]:
+    """Read the SQLite catalog directly (what a person with sqlite3 would see)."""
+    import sqlite3
+
+    con = sqlite3.connect(home / "catalog.sqlite")
+    try:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute(sql, params)]
+    finally:
+        con.close()
+
+
+def catalog_execute(home: Path, sql: str, *params: object) -> int:
+    """Change the SQLite catalog behind ingestd's back (tampering tests)."""
+    import sqlite3
+
+    con = sqlite3.connect(home / "catalog.sqlite")
+    try:
+        cur = con.execute(sql, params)
+        con.commit()
+        return cur.rowcount
+    finally:
+        con.close()
+
+
+def partial_files(home: Path) -> list[Path]:
+    return sorted(p for p in home.rglob("*.partial"))
+
+
+# -- services --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (tests/support/servers.py); yields the
+    SQLAlchemy URL of its first database. Missing PostgreSQL skips, or fails when CI is set."""
+    from tests.support.servers import ServiceUnavailable, postgres
+
+    try:
+        server = postgres(tmp_path_factory.mktemp("pg"))
+        url = server.__enter__()
+    except ServiceUnavailable as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"PostgreSQL missing on CI: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL is not available: {exc}")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
+    """A new, empty database on the session's PostgreSQL server, for one test."""
+    import re
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+    name = f"{name}_{os.getpid()}"
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return make_url(postgres_server).set(database=name).render_as_string(hide_password=False)

@@ -1,0 +1,165 @@
+"""A PostgreSQL catalog (a fleet's): init, ingest, label, verify and ledger verify work as on
+SQLite; two ingest processes appending to one ledger at once keep the chain valid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import (
+    SERIAL,
+    ClipFile,
+    Clips,
+    build_recorder,
+    partial_files,
+    run_cli,
+    run_ingestd,
+    sha256_of,
+    start_ingestd,
+    store_objects,
+)
+
+pytestmark = pytest.mark.integration
+
+MEDIA = "DCIM/100MEDIA"
+
+
+def pg_station(home: Path, url: str, *, station: str = "station-01",
+               register: dict[str, str] | None = None) -> Path:
+    result = run_cli(home, "init", "--station", station, "--catalog", url)
+    assert result.exit_code == 0, result.stderr
+    for serial, officer in (register or {}).items():
+        added = run_cli(home, "devices", "add", serial, "--officer", officer,
+                        "--officer-id", serial)
+        assert added.exit_code == 0, added.stderr
+    return home
+
+
+def ledger_rows(url: str) -> list[dict]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [dict(r) for r in conn.execute(
+                sa.text("SELECT seq, kind, station, prev_hash, entry_hash FROM ledger "
+                        "ORDER BY seq")).mappings()]
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, sql: str, **params: object) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            return conn.execute(sa.text(sql), params).rowcount
+    finally:
+        engine.dispose()
+
+
+def test_init_ingest_label_verify_on_postgresql(tmp_path: Path, postgres_url: str,
+                                                clips: Clips) -> None:
+    home = pg_station(tmp_path / "home", postgres_url, register={SERIAL: "Wang Fang"})
+    assert not (home / "catalog.sqlite").exists()
+    assert "postgresql" in (home / "ingestd.toml").read_text()
+
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a, f"{MEDIA}/B.MP4": clips.b,
+                                            f"{MEDIA}/E.MP4": b""})
+    first = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json")
+    assert first.exit_code == 0, first.stderr
+    assert {i["sha256"] for i in first.json()["items"]} == {
+        clips.a.sha256, clips.b.sha256, sha256_of(b"")}
+    again = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json").json()
+    assert again["bytes_copied"] == 0
+
+    labelled = run_cli(home, "label", clips.a.sha256[:8], "--case", "C-PG-1", "--party", "Li")
+    assert labelled.exit_code == 0, labelled.stderr
+    shown = run_cli(home, "show", clips.a.sha256[:8], "--json").json()
+    assert shown["item"]["case"] == "C-PG-1" and shown["item"]["officer"] == "Wang Fang"
+    assert [a["state"] for a in shown["acquisitions"]] == ["stored", "known"]
+    assert run_cli(home, "items", "--case", "C-PG-1", "--json").json()["items"][0][
+        "sha256"] == clips.a.sha256
+    assert run_cli(home, "verify", rec / MEDIA / "B.MP4").exit_code == 0
+    status = run_cli(home, "status", "--json").json()
+    assert status["items"]["total"] == 3 and status["acquisitions"] == {"stored": 3, "known": 3}
+
+    verified = run_cli(home, "ledger", "verify", "--json")
+    assert verified.exit_code == 0, verified.stdout
+    assert verified.json()["entries"] == len(ledger_rows(postgres_url))
+
+    # Tampering with the PostgreSQL ledger is found as on SQLite.
+    assert execute(postgres_url, "UPDATE ledger SET actor = 'mallory' WHERE kind = 'labelled'") == 1
+    assert execute(postgres_url, "UPDATE items SET recorder = 'X' WHERE sha256 = :s",
+                   s=clips.b.sha256) == 1
+    tampered = run_cli(home, "ledger", "verify", "--json")
+    assert tampered.exit_code == 1
+    kinds = {p["kind"] for p in tampered.json()["problems"]}
+    assert {"edited", "bad_signature", "mirror_differs", "row_differs"} <= kinds
+
+
+def test_unregistered_recorder_refused_on_postgresql(tmp_path: Path, postgres_url: str,
+                                                     clips: Clips) -> None:
+    home = pg_station(tmp_path / "home", postgres_url)
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    result = run_cli(home, "ingest", rec, "--serial", "NOBODY")
+    assert result.exit_code == 6
+    assert [r["kind"] for r in ledger_rows(postgres_url)][-1] == "recorder_refused"
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_two_ingests_at_once_keep_one_valid_chain(tmp_path: Path, postgres_url: str,
+                                                  big_clips: list[ClipFile],
+                                                  clips: Clips) -> None:
+    home = pg_station(tmp_path / "home", postgres_url,
+                      register={"R-1": "Li Na", "R-2": "Zhao Lei"})
+    rec1 = build_recorder(tmp_path / "r1", {f"{MEDIA}/{i}.MP4": c for i, c in
+                                            enumerate(big_clips[:3])} | {
+        f"{MEDIA}/SHARED.MP4": clips.a})
+    rec2 = build_recorder(tmp_path / "r2", {f"{MEDIA}/{i}.MP4": c for i, c in
+                                            enumerate(big_clips[3:])} | {
+        f"{MEDIA}/SHARED.MP4": clips.a, f"{MEDIA}/C.MP4": clips.c})
+    procs = [start_ingestd(home, "ingest", rec1, "--serial", "R-1", "--json"),
+             start_ingestd(home, "ingest", rec2, "--serial", "R-2", "--json")]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        reports.append(json.loads(out))
+    assert [len(r["items"]) for r in reports] == [4, 4]
+
+    distinct = {c.sha256 for c in big_clips} | {clips.a.sha256, clips.c.sha256}
+    assert set(store_objects(home)) == distinct
+    assert partial_files(home) == []
+    rows = ledger_rows(postgres_url)
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert all(b["prev_hash"] == a["entry_hash"] for a, b in zip(rows, rows[1:], strict=False))
+    stored = [r for r in rows if r["kind"] == "stored"]
+    assert len(stored) == len(distinct), "the shared clip is stored once"
+    # Both processes' entries are interleaved in one chain, and the mirror has them in order.
+    mirror = [json.loads(line) for line in (home / "ledger.jsonl").read_text().splitlines()]
+    assert [e["seq"] for e in mirror] == [r["seq"] for r in rows]
+    verified = run_ingestd(home, "ledger", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+    shared = run_cli(home, "show", clips.a.sha256, "--json").json()
+    assert sorted(a["serial"] for a in shared["acquisitions"]) == ["R-1", "R-2"]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a station's mirror lags the entries other "
+                   "stations append to a shared catalog, and ledger verify reports them "
+                   "missing_in_mirror (see the report)")
+def test_two_stations_on_one_catalog_both_verify(tmp_path: Path, postgres_url: str,
+                                                 clips: Clips) -> None:
+    one = pg_station(tmp_path / "one", postgres_url, station="dock-1",
+                     register={"R-1": "Li Na"})
+    two = pg_station(tmp_path / "two", postgres_url, station="dock-2")
+    assert run_cli(two, "devices", "add", "R-2", "--officer", "Zhao", "--officer-id", "2"
+                   ).exit_code == 0
+    rec1 = build_recorder(tmp_path / "r1", {f"{MEDIA}/A.MP4": clips.a})
+    rec2 = build_recorder(tmp_path / "r2", {f"{MEDIA}/B.MP4": clips.b})
+    assert run_cli(one, "ingest", rec1, "--serial", "R-1").exit_code == 0
+    assert run_cli(two, "ingest", rec2, "--serial", "R-2").exit_code == 0
+    # Both stations' keys are trusted; each station's entries are signed by its own key.
+    stations = {r["station"] for r in ledger_rows(postgres_url)}
+    assert stations == {"dock-1", "dock-2"}
+    assert run_cli(two, "ledger", "verify").exit_code == 0
+    assert run_cli(one, "ledger", "verify").exit_code == 0

@@ -1,0 +1,255 @@
+"""``ledger verify`` on a real station: every kind of tampering with the mirror or the catalog
+is found, typed, and all of them at once; key rotation keeps the chain valid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import (
+    SERIAL,
+    Clips,
+    build_recorder,
+    catalog_execute,
+    catalog_rows,
+    run_cli,
+)
+
+from ingestd.integrity.signing import StationKey
+
+pytestmark = pytest.mark.integration
+
+MEDIA = "DCIM/100MEDIA"
+
+
+@pytest.fixture
+def busy_home(home: Path, tmp_path: Path, clips: Clips) -> Path:
+    """A station with two items, a label and a flag: every kind of catalog row."""
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a, f"{MEDIA}/B.MP4": clips.b,
+                                            f"{MEDIA}/EMPTY.MP4": b""})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    labelled = run_cli(home, "label", clips.a.sha256[:10], "--case", "C-2026-1", "--party", "Li")
+    assert labelled.exit_code == 0, labelled.stderr
+    ok = run_cli(home, "ledger", "verify", "--json")
+    assert ok.exit_code == 0 and ok.json()["ok"] is True, ok.stdout
+    return home
+
+
+def mirror_lines(home: Path) -> list[str]:
+    return (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def write_mirror(home: Path, lines: list[str]) -> None:
+    (home / "ledger.jsonl").write_text("".join(lines), encoding="utf-8")
+
+
+def seq_of(home: Path, kind: str, nth: int = 0) -> int:
+    entries = [json.loads(line) for line in mirror_lines(home)]
+    return [e["seq"] for e in entries if e["kind"] == kind][nth]
+
+
+def problems(home: Path) -> tuple[int, list[tuple[str, int | None]]]:
+    result = run_cli(home, "ledger", "verify", "--json")
+    report = result.json()
+    assert report["ok"] is (result.exit_code == 0)
+    return result.exit_code, [(p["kind"], p["seq"]) for p in report["problems"]]
+
+
+def edit_mirror_line(home: Path, seq: int) -> None:
+    lines = mirror_lines(home)
+    entry = json.loads(lines[seq - 1])
+    assert entry["seq"] == seq
+    entry["actor"] = "mallory"
+    lines[seq - 1] = json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n"
+    write_mirror(home, lines)
+
+
+def delete_mirror_line(home: Path, seq: int) -> None:
+    lines = mirror_lines(home)
+    assert json.loads(lines[seq - 1])["seq"] == seq
+    del lines[seq - 1]
+    write_mirror(home, lines)
+
+
+def edit_catalog_entry(home: Path, seq: int) -> None:
+    (row,) = catalog_rows(home, "SELECT data FROM ledger WHERE seq = ?", seq)
+    data = json.loads(row["data"])
+    data["path"] = "DCIM/100MEDIA/OTHER.MP4"
+    assert catalog_execute(home, "UPDATE ledger SET data = ? WHERE seq = ?",
+                           json.dumps(data, sort_keys=True), seq) == 1
+
+
+def delete_catalog_entry(home: Path, seq: int) -> None:
+    assert catalog_execute(home, "DELETE FROM ledger WHERE seq = ?", seq) == 1
+
+
+def test_intact_ledger_verifies_with_a_summary(busy_home: Path) -> None:
+    result = run_cli(busy_home, "ledger", "verify")
+    assert result.exit_code == 0
+    assert "ledger intact" in result.stdout
+    report = run_cli(busy_home, "ledger", "verify", "--json").json()
+    assert report["entries"] == report["head_seq"] == len(mirror_lines(busy_home))
+    assert report["head_hash"] == json.loads(mirror_lines(busy_home)[-1])["entry_hash"]
+
+
+def test_edited_mirror_line_is_found(busy_home: Path) -> None:
+    seq = seq_of(busy_home, "stored")
+    edit_mirror_line(busy_home, seq)
+    code, found = problems(busy_home)
+    assert code == 1
+    assert found == [("mirror_differs", seq)]
+
+
+@pytest.mark.parametrize("which", ["first", "middle", "last"])
+def test_deleted_mirror_line_is_found(busy_home: Path, which: str) -> None:
+    count = len(mirror_lines(busy_home))
+    seq = {"first": 1, "middle": count // 2, "last": count}[which]
+    delete_mirror_line(busy_home, seq)
+    code, found = problems(busy_home)
+    assert code == 1
+    assert found == [("missing_in_mirror", seq)]
+
+
+def test_reordered_mirror_lines_are_found(busy_home: Path) -> None:
+    lines = mirror_lines(busy_home)
+    lines[3], lines[4] = lines[4], lines[3]
+    write_mirror(busy_home, lines)
+    code, found = problems(busy_home)
+    assert code == 1
+    assert found == [("mirror_out_of_order", 4)]
+
+
+def test_edited_catalog_ledger_row_is_found(busy_home: Path) -> None:
+    seq = seq_of(busy_home, "acquired")
+    edit_catalog_entry(busy_home, seq)
+    code, found = problems(busy_home)
+    assert code == 1
+    assert ("edited", seq) in found
+    assert ("bad_signature", seq) in found
+    assert ("mirror_differs", seq) in found
+
+
+@pytest.mark.parametrize("kind", ["stored", "labelled"])
+def test_deleted_catalog_ledger_row_is_found(busy_home: Path, kind: str) -> None:
+    seq = seq_of(busy_home, kind)
+    last = seq == len(mirror_lines(busy_home))
+    delete_catalog_entry(busy_home, seq)
+    code, found = problems(busy_home)
+    assert code == 1
+    assert ("missing_in_catalog", seq) in found  # the mirror still has it
+    assert ("unbacked_row", seq) in found  # a catalog row names an entry that is gone
+    if not last:
+        assert ("missing", seq) in found
+        assert ("broken_link", seq + 1) in found
+
+
+def test_changed_item_row_is_found(busy_home: Path, clips: Clips) -> None:
+    assert catalog_execute(busy_home, "UPDATE items SET recorder = 'BWC-9999' WHERE sha256 = ?",
+                           clips.b.sha256) == 1
+    code, found = problems(busy_home)
+    assert code == 1
+    (stored_seq,) = [r["ledger_seq"] for r in catalog_rows(
+        busy_home, "SELECT ledger_seq FROM items WHERE sha256 = ?", clips.b.sha256)]
+    assert found == [("row_differs", stored_seq)]
+    detail = run_cli(busy_home, "ledger", "verify", "--json").json()["problems"][0]["detail"]
+    assert "recorder" in detail and "BWC-9999" in detail
+
+
+def test_changed_label_row_is_found(busy_home: Path) -> None:
+    assert catalog_execute(busy_home, "UPDATE labels SET case_no = 'C-OTHER'") == 1
+    code, found = problems(busy_home)
+    assert code == 1
+    assert found == [("row_differs", seq_of(busy_home, "labelled"))]
+
+
+def test_deleted_item_row_is_found(busy_home: Path, clips: Clips) -> None:
+    catalog_execute(busy_home, "DELETE FROM flags WHERE item = ?", clips.b.sha256)
+    assert catalog_execute(busy_home, "DELETE FROM items WHERE sha256 = ?", clips.b.sha256) == 1
+    code, found = problems(busy_home)
+    assert code == 1
+    assert ("missing_row", None) in found
+
+
+def test_a_catalog_row_no_entry_backs_is_found(busy_home: Path, clips: Clips) -> None:
+    # A label slipped into the catalog, pointing at an entry that is not a label.
+    catalog_execute(
+        busy_home, "INSERT INTO labels (item, case_no, party, officer, categories, by, at, "
+        "ledger_seq) VALUES (?, 'C-FAKE', 'X', 'Y', '[]', 'mallory', '2026-01-01', ?)",
+        clips.b.sha256, seq_of(busy_home, "stored"))
+    code, found = problems(busy_home)
+    assert code == 1
+    assert found == [("unbacked_row", seq_of(busy_home, "stored"))]
+
+
+def test_every_discrepancy_is_reported_at_once(busy_home: Path, clips: Clips) -> None:
+    count = len(mirror_lines(busy_home))
+    acquired = seq_of(busy_home, "acquired", 1)
+    stored = seq_of(busy_home, "stored", 0)
+    edit_mirror_line(busy_home, 2)
+    edit_catalog_entry(busy_home, acquired)
+    delete_mirror_line(busy_home, count)  # the last line: indexes above are unchanged
+    delete_catalog_entry(busy_home, stored)
+    catalog_execute(busy_home, "UPDATE items SET size = size + 1 WHERE sha256 = ?",
+                    clips.b.sha256)
+    (b_stored,) = [r["ledger_seq"] for r in catalog_rows(
+        busy_home, "SELECT ledger_seq FROM items WHERE sha256 = ?", clips.b.sha256)]
+    assert b_stored != stored
+
+    code, found = problems(busy_home)
+    assert code == 1
+    kinds = {k for k, _ in found}
+    assert {"mirror_differs", "edited", "bad_signature", "missing_in_mirror", "missing",
+            "broken_link", "missing_in_catalog", "unbacked_row", "row_differs"} <= kinds
+    assert ("mirror_differs", 2) in found
+    assert ("edited", acquired) in found
+    assert ("missing", stored) in found
+    assert ("unbacked_row", stored) in found
+    assert ("row_differs", b_stored) in found
+
+    text = run_cli(busy_home, "ledger", "verify")
+    assert text.exit_code == 1
+    assert f"ledger has {len(found)} problems" in text.stdout
+    for kind in kinds:
+        assert kind in text.stdout
+
+
+def test_wrong_public_key_in_the_catalog_is_found(busy_home: Path) -> None:
+    impostor = StationKey.generate()
+    assert catalog_execute(busy_home, "UPDATE keys SET public_key = ?", impostor.public.hex) == 1
+    code, found = problems(busy_home)
+    assert code == 1
+    assert ("wrong_key", None) in found
+    assert ("bad_signature", 1) in found
+    assert sum(1 for k, _ in found if k == "bad_signature") == len(mirror_lines(busy_home))
+
+
+def test_a_station_key_the_catalog_does_not_know_is_found(busy_home: Path) -> None:
+    keys = busy_home / "keys"
+    (keys / "station.key").rename(keys / "station.key.orig")
+    StationKey.generate().save(keys)
+    code, found = problems(busy_home)
+    assert code == 1
+    assert found == [("unknown_key", None)]
+
+
+def test_key_rotation_keeps_the_chain_valid(busy_home: Path, tmp_path: Path,
+                                            clips: Clips) -> None:
+    old = run_cli(busy_home, "keys", "show", "--json").json()["key_id"]
+    rotated = run_cli(busy_home, "keys", "rotate")
+    assert rotated.exit_code == 0, rotated.stderr
+    shown = run_cli(busy_home, "keys", "show", "--json").json()
+    assert shown["key_id"] != old
+    assert {k["key_id"] for k in shown["trusted"]} == {old, shown["key_id"]}
+    assert [k["retired_at"] is not None for k in shown["trusted"]
+            if k["key_id"] == old] == [True]
+    rotation = json.loads(mirror_lines(busy_home)[-1])
+    assert rotation["kind"] == "key_rotated" and rotation["key_id"] == old
+
+    rec = build_recorder(tmp_path / "rec2", {f"{MEDIA}/C.MP4": clips.c})
+    assert run_cli(busy_home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    after = json.loads(mirror_lines(busy_home)[-1])
+    assert after["key_id"] == shown["key_id"]
+    assert problems(busy_home) == (0, [])
+    assert run_cli(busy_home, "verify", "--hash", clips.c.sha256).exit_code == 0
+    assert run_cli(busy_home, "verify", "--hash", clips.a.sha256).exit_code == 0

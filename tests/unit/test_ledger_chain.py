@@ -1,0 +1,249 @@
+"""The custody ledger's chain: seal, verify_chain, key rotation, the JSON-lines mirror."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ingestd.domain.models import LedgerEntry
+from ingestd.integrity.ledger import (
+    GENESIS_HASH,
+    Mirror,
+    compare_mirror,
+    from_json,
+    seal,
+    to_json,
+    verify_chain,
+)
+from ingestd.integrity.signing import PublicKey, StationKey
+
+T = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+ITEM = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def key() -> StationKey:
+    return StationKey.generate()
+
+
+def chain(key: StationKey, n: int = 5, *, start: int = 1, prev: str = GENESIS_HASH,
+          kinds: list[str] | None = None) -> list[LedgerEntry]:
+    out = []
+    for i in range(n):
+        entry = seal(seq=start + i, at=T + timedelta(seconds=i), station="station-01",
+                     actor="tester", kind=(kinds or [])[i] if kinds else "acquired", item=ITEM,
+                     data={"n": i, "path": f"DCIM/{i}.MP4"}, prev_hash=prev, key=key)
+        out.append(entry)
+        prev = entry.entry_hash
+    return out
+
+
+def trusted(*keys: StationKey) -> dict[str, PublicKey]:
+    return {k.key_id: k.public for k in keys}
+
+
+def kinds_of(problems: list) -> list[tuple[str, int | None]]:
+    return [(p.kind, p.seq) for p in problems]
+
+
+def test_an_intact_chain_verifies(key: StationKey) -> None:
+    entries = chain(key)
+    problems, count, head = verify_chain(entries, trusted(key))
+    assert problems == []
+    assert count == 5
+    assert head == entries[-1].entry_hash
+    assert entries[0].prev_hash == GENESIS_HASH
+    assert all(b.prev_hash == a.entry_hash for a, b in zip(entries, entries[1:], strict=False))
+
+
+def test_empty_chain() -> None:
+    assert verify_chain([], {}) == ([], 0, GENESIS_HASH)
+
+
+def test_edited_entry_is_found(key: StationKey) -> None:
+    entries = chain(key)
+    entries[2] = dataclasses.replace(entries[2], data={**entries[2].data, "path": "other.MP4"})
+    problems, _, _ = verify_chain(entries, trusted(key))
+    found = kinds_of(problems)
+    assert ("edited", 3) in found
+    assert ("bad_signature", 3) in found
+    # Only entry 3 is wrong: the next one still links to the hash entry 3 was sealed with.
+    assert {seq for _, seq in found} == {3}
+
+
+def test_edited_entry_with_recomputed_hash_breaks_signature_and_link(key: StationKey) -> None:
+    from ingestd.domain.canonical import canonical_bytes, sha256_hex
+    from ingestd.integrity.ledger import body_of
+
+    entries = chain(key)
+    forged = dataclasses.replace(entries[1], actor="mallory")
+    forged = dataclasses.replace(forged, entry_hash=sha256_hex(canonical_bytes(body_of(forged))))
+    entries[1] = forged
+    problems, _, _ = verify_chain(entries, trusted(key))
+    found = kinds_of(problems)
+    assert ("bad_signature", 2) in found
+    assert ("broken_link", 3) in found
+    assert ("edited", 2) not in found
+
+
+@pytest.mark.parametrize("index", [0, 2, 4])
+def test_deleted_entry_is_found(key: StationKey, index: int) -> None:
+    entries = chain(key)
+    del entries[index]
+    problems, count, _ = verify_chain(entries, trusted(key))
+    found = kinds_of(problems)
+    assert count == 4
+    if index < 4:
+        assert ("missing", index + 1) in found
+        assert ("broken_link", index + 2) in found
+    else:
+        # The last entry gone leaves a valid shorter chain: only a checkpoint or the mirror
+        # can tell (see compare_mirror below).
+        assert found == []
+
+
+def test_reordered_entries_are_found(key: StationKey) -> None:
+    entries = chain(key)
+    entries[1], entries[2] = entries[2], entries[1]
+    problems, _, _ = verify_chain(entries, trusted(key))
+    found = kinds_of(problems)
+    assert ("missing", 2) in found  # 3 came where 2 was expected
+    assert ("out_of_order", 2) in found
+    assert ("broken_link", 3) in found
+    assert ("broken_link", 2) in found
+
+
+def test_wrong_key_is_found(key: StationKey) -> None:
+    other = StationKey.generate()
+    entries = chain(key)
+    # The catalog claims the station's key id belongs to another public key.
+    problems, _, _ = verify_chain(entries, {key.key_id: other.public})
+    assert kinds_of(problems) == [("bad_signature", n) for n in range(1, 6)]
+
+
+def test_unknown_key_is_found(key: StationKey) -> None:
+    entries = chain(key)
+    problems, _, _ = verify_chain(entries, trusted(StationKey.generate()))
+    assert kinds_of(problems) == [("unknown_key", n) for n in range(1, 6)]
+
+
+def test_every_discrepancy_is_reported_not_just_the_first(key: StationKey) -> None:
+    entries = chain(key, 8)
+    entries[1] = dataclasses.replace(entries[1], actor="mallory")
+    del entries[4]
+    problems, _, _ = verify_chain(entries, trusted(key))
+    found = kinds_of(problems)
+    assert ("edited", 2) in found
+    assert ("missing", 5) in found
+    assert ("broken_link", 6) in found
+
+
+def rotation(old: StationKey, new: StationKey, *, seq: int, prev: str,
+             signer: StationKey | None = None) -> LedgerEntry:
+    return seal(seq=seq, at=T + timedelta(minutes=seq), station="station-01", actor="ingestd",
+                kind="key_rotated", item=None,
+                data={"old_key_id": old.key_id, "new_key_id": new.key_id,
+                      "new_public_key": new.public.hex},
+                prev_hash=prev, key=signer or old)
+
+
+def test_key_rotation_entry_signed_by_the_old_key_makes_the_new_key_trusted(
+        key: StationKey) -> None:
+    new = StationKey.generate()
+    before = chain(key, 3)
+    rotated = rotation(key, new, seq=4, prev=before[-1].entry_hash)
+    after = chain(new, 3, start=5, prev=rotated.entry_hash)
+    problems, count, _ = verify_chain([*before, rotated, *after], trusted(key))
+    assert problems == []
+    assert count == 7
+
+
+def test_new_key_is_not_trusted_before_its_rotation_entry(key: StationKey) -> None:
+    new = StationKey.generate()
+    first = chain(key, 2)
+    early = chain(new, 1, start=3, prev=first[-1].entry_hash)
+    rotated = rotation(key, new, seq=4, prev=early[-1].entry_hash)
+    problems, _, _ = verify_chain([*first, *early, rotated], trusted(key))
+    assert kinds_of(problems) == [("unknown_key", 3)]
+
+
+def test_rotation_signed_by_an_untrusted_key_grants_nothing(key: StationKey) -> None:
+    intruder, new = StationKey.generate(), StationKey.generate()
+    first = chain(key, 2)
+    forged = rotation(key, new, seq=3, prev=first[-1].entry_hash, signer=intruder)
+    after = chain(new, 2, start=4, prev=forged.entry_hash)
+    problems, _, _ = verify_chain([*first, forged, *after], trusted(key))
+    assert kinds_of(problems) == [("unknown_key", 3), ("unknown_key", 4), ("unknown_key", 5)]
+
+
+def test_edited_rotation_entry_grants_nothing(key: StationKey) -> None:
+    new, swapped = StationKey.generate(), StationKey.generate()
+    first = chain(key, 1)
+    rotated = rotation(key, new, seq=2, prev=first[-1].entry_hash)
+    tampered = dataclasses.replace(
+        rotated, data={**rotated.data, "new_public_key": swapped.public.hex})
+    after = chain(swapped, 1, start=3, prev=tampered.entry_hash)
+    problems, _, _ = verify_chain([*first, tampered, *after], trusted(key))
+    found = kinds_of(problems)
+    assert ("bad_signature", 2) in found
+    assert ("unknown_key", 3) in found
+
+
+def test_json_round_trip_keeps_the_signature_valid(key: StationKey) -> None:
+    entries = [from_json(json.loads(json.dumps(to_json(e)))) for e in chain(key)]
+    assert verify_chain(entries, trusted(key))[0] == []
+
+
+# -- the mirror ------------------------------------------------------------------------------
+
+
+def test_mirror_matches_and_catches_edited_missing_and_extra_lines(
+        key: StationKey, tmp_path: Path) -> None:
+    entries = chain(key, 5)
+    mirror = Mirror(tmp_path / "ledger.jsonl")
+    assert mirror.append(entries) == 5
+    db = {e.seq: e for e in entries}
+    assert compare_mirror(db, mirror) == []
+    assert mirror.last_seq() == 5
+
+    lines = mirror.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    edited = json.loads(lines[1])
+    edited["actor"] = "mallory"
+    lines[1] = json.dumps(edited) + "\n"
+    del lines[3]
+    lines.append("not json\n")
+    mirror.path.write_text("".join(lines), encoding="utf-8")
+    extra = chain(key, 1, start=6, prev=entries[-1].entry_hash)[0]
+    with mirror.path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(to_json(extra)) + "\n")
+
+    found = kinds_of(compare_mirror(db, mirror))
+    assert ("mirror_differs", 2) in found
+    assert ("missing_in_mirror", 4) in found
+    assert ("mirror_unreadable", None) in found
+    assert ("missing_in_catalog", 6) in found
+
+
+def test_mirror_lines_out_of_order_or_repeated_are_found(key: StationKey, tmp_path: Path) -> None:
+    entries = chain(key, 4)
+    mirror = Mirror(tmp_path / "ledger.jsonl")
+    mirror.append([entries[0], entries[2], entries[1], entries[3], entries[3]])
+    found = kinds_of(compare_mirror({e.seq: e for e in entries}, mirror))
+    assert found == [("mirror_out_of_order", 2), ("mirror_out_of_order", 4)]
+
+
+def test_mirror_drops_only_a_torn_last_line(key: StationKey, tmp_path: Path) -> None:
+    entries = chain(key, 3)
+    mirror = Mirror(tmp_path / "ledger.jsonl")
+    mirror.append(entries[:2])
+    whole = mirror.path.read_bytes()
+    torn = json.dumps(to_json(entries[2])).encode()[:40]  # a crash in the middle of a write
+    mirror.path.write_bytes(whole + torn)
+    mirror.truncate_partial_tail()
+    assert mirror.path.read_bytes() == whole
+    mirror.append(entries[2:])
+    assert compare_mirror({e.seq: e for e in entries}, mirror) == []

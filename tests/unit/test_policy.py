@@ -1,0 +1,241 @@
+"""Domain policy, to the second: recorded time, ingest lateness, recorder clocks, deadlines,
+retention."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from ingestd.domain import policy
+from ingestd.domain.flags import Flag
+from ingestd.domain.models import MediaInfo, RecordedTime, RetentionClass, TimeSource
+from ingestd.domain.policy import FilenameTime, RetentionPolicy, Windows
+
+T = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
+CST = timezone(timedelta(hours=8))
+CONVENTIONS = (
+    FilenameTime.of(r"(\d{8}_\d{6})", "%Y%m%d_%H%M%S"),
+    FilenameTime.of(r"(\d{14})", "%Y%m%d%H%M%S"),
+)
+SECOND = timedelta(seconds=1)
+MICRO = timedelta(microseconds=1)
+
+
+def media(*, created: datetime | None, duration: float | None = 30.0) -> MediaInfo:
+    return MediaInfo(ok=True, duration=duration, creation_time=created)
+
+
+# -- recorded time ---------------------------------------------------------------------------
+
+
+def test_recorded_time_comes_from_media_first() -> None:
+    got = policy.recorded_time(media=media(created=T, duration=90.5),
+                               name="20200101_000000.MP4", file_mtime=T + timedelta(days=3),
+                               conventions=CONVENTIONS, tz=CST)
+    assert got == RecordedTime(start=T, end=T + timedelta(seconds=90.5), source=TimeSource.MEDIA)
+
+
+def test_media_time_with_an_offset_is_taken_as_utc() -> None:
+    local = datetime(2026, 3, 1, 10, 0, tzinfo=CST)
+    got = policy.recorded_time(media=media(created=local), name="x.mp4", file_mtime=T,
+                               conventions=CONVENTIONS)
+    assert got.start == T and got.start.tzinfo == UTC
+
+
+def test_recorded_time_from_file_name_in_the_recorder_timezone() -> None:
+    # The recorder names files in local time (+08:00): 10:00 local is 02:00 UTC.
+    got = policy.recorded_time(media=media(created=None, duration=60),
+                               name="20260301_100000_0007.MP4", file_mtime=T + timedelta(days=3),
+                               conventions=CONVENTIONS, tz=CST)
+    assert got.source == TimeSource.FILENAME
+    assert got.start == T
+    assert got.end == T + timedelta(seconds=60)
+
+
+def test_second_file_name_convention_is_tried() -> None:
+    got = policy.recorded_time(media=None, name="REC20260301100000.mp4", file_mtime=T,
+                               conventions=CONVENTIONS, tz=CST)
+    assert got.source == TimeSource.FILENAME and got.start == T
+
+
+def test_a_name_that_looks_like_a_date_but_is_not_falls_through_to_file_time() -> None:
+    mtime = T + timedelta(hours=5)
+    got = policy.recorded_time(media=None, name="20261399_996099.MP4", file_mtime=mtime,
+                               conventions=CONVENTIONS, tz=CST)
+    assert got.source == TimeSource.FILE_TIME
+    assert got.end == mtime
+
+
+def test_file_time_is_the_end_of_the_recording() -> None:
+    mtime = T + timedelta(minutes=10)
+    got = policy.recorded_time(media=media(created=None, duration=120), name="clip.mp4",
+                               file_mtime=mtime, conventions=CONVENTIONS, tz=CST)
+    assert got == RecordedTime(start=mtime - timedelta(seconds=120), end=mtime,
+                               source=TimeSource.FILE_TIME)
+
+
+def test_unreadable_media_uses_name_then_file_time() -> None:
+    got = policy.recorded_time(media=None, name="broken.mp4", file_mtime=T,
+                               conventions=CONVENTIONS, tz=CST)
+    assert got == RecordedTime(start=T, end=T, source=TimeSource.FILE_TIME)
+
+
+# -- late ingest, clocks ---------------------------------------------------------------------
+
+
+def flags_at(stored_at: datetime, *, start: datetime = T, end: datetime | None = None,
+             docked_at: datetime | None = None, tolerance: timedelta = timedelta(minutes=10),
+             windows: Windows | None = None) -> set[Flag]:
+    recorded = RecordedTime(start=start, end=end or start + timedelta(minutes=5),
+                            source=TimeSource.MEDIA)
+    return policy.ingest_flags(recorded=recorded, stored_at=stored_at,
+                               docked_at=docked_at or stored_at, windows=windows or Windows(),
+                               clock_tolerance=tolerance)
+
+
+def test_late_ingest_exactly_at_the_boundary() -> None:
+    end = T + timedelta(minutes=5)
+    deadline = end + timedelta(hours=24)
+    assert flags_at(deadline, end=end) == set()
+    assert flags_at(deadline + MICRO, end=end) == {Flag.LATE_INGEST}
+    assert flags_at(deadline + SECOND, end=end) == {Flag.LATE_INGEST}
+    assert flags_at(deadline - SECOND, end=end) == set()
+
+
+def test_ingest_window_is_configurable() -> None:
+    end = T + timedelta(minutes=5)
+    two_days = Windows(ingest=timedelta(days=2))
+    assert flags_at(end + timedelta(days=2), end=end, windows=two_days) == set()
+    assert flags_at(end + timedelta(days=2) + SECOND, end=end, windows=two_days) == {
+        Flag.LATE_INGEST}
+
+
+def test_clock_unset_before_2000() -> None:
+    docked = T
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    assert flags_at(docked, start=epoch - SECOND, docked_at=docked) == {Flag.CLOCK_UNSET}
+    assert flags_at(docked, start=datetime(1970, 1, 1, tzinfo=UTC), docked_at=docked) == {
+        Flag.CLOCK_UNSET}
+    # 2000-01-01 itself is a plausible time (very late, so flagged late instead).
+    assert flags_at(docked, start=epoch, docked_at=docked) == {Flag.LATE_INGEST}
+
+
+def test_clock_skew_beyond_tolerance_only() -> None:
+    docked = T
+    tolerance = timedelta(minutes=10)
+    assert flags_at(docked, start=docked + tolerance, docked_at=docked) == set()
+    assert flags_at(docked, start=docked + tolerance + SECOND, docked_at=docked) == {
+        Flag.CLOCK_SKEW}
+    assert flags_at(docked, start=docked + timedelta(days=400), docked_at=docked,
+                    tolerance=tolerance) == {Flag.CLOCK_SKEW}
+
+
+def test_a_wrong_clock_is_flagged_instead_of_lateness() -> None:
+    # A 1980 time would make every item "late"; the clock is what is wrong.
+    stored = T
+    assert flags_at(stored, start=datetime(1980, 1, 1, tzinfo=UTC)) == {Flag.CLOCK_UNSET}
+
+
+def test_deadlines() -> None:
+    end = T + timedelta(minutes=5)
+    stored = T + timedelta(hours=3)
+    got = policy.deadlines(recorded_end=end, stored_at=stored, windows=Windows())
+    assert got.ingest == end + timedelta(hours=24)
+    assert got.label == stored + timedelta(hours=48)
+    assert got.replication == stored + timedelta(hours=24)
+
+
+def test_window_flags_at_the_label_and_replication_boundaries() -> None:
+    stored = T
+    w = Windows()
+
+    def at(now: datetime, *, labelled: bool = False, replicated: bool = False,
+           required: bool = True) -> set[Flag]:
+        return policy.window_flags(stored_at=stored, now=now, windows=w, labelled=labelled,
+                                   replicated=replicated, replication_required=required)
+
+    assert at(stored + w.replication) == set()
+    assert at(stored + w.replication + SECOND) == {Flag.LATE_REPLICATION}
+    assert at(stored + w.label) == {Flag.LATE_REPLICATION}
+    assert at(stored + w.label + SECOND) == {Flag.LATE_REPLICATION, Flag.LATE_LABEL}
+    assert at(stored + w.label + SECOND, labelled=True, replicated=True) == set()
+    assert at(stored + w.label + SECOND, required=False) == {Flag.LATE_LABEL}
+
+
+# -- retention -------------------------------------------------------------------------------
+
+P = RetentionPolicy()
+
+
+def keep(**kw: object) -> policy.Retention:
+    args: dict[str, object] = {"recorded_at": T, "has_case": False, "categories": (),
+                               "hold": False, "policy": P}
+    args.update(kw)
+    return policy.retention(**args)  # type: ignore[arg-type]
+
+
+def test_routine_footage_is_kept_one_year() -> None:
+    got = keep()
+    assert got.cls == RetentionClass.ROUTINE
+    assert got.until == T + timedelta(days=365)
+    assert not got.hold
+
+
+def test_evidence_takes_the_case_retention() -> None:
+    got = keep(has_case=True, case_retention=timedelta(days=365 * 10))
+    assert got.cls == RetentionClass.EVIDENCE
+    assert got.until == T + timedelta(days=365 * 10)
+    # Without a case-specific retention, the policy's evidence period.
+    assert keep(has_case=True).until == T + P.evidence
+
+
+def test_longest_retention_wins_over_a_short_case() -> None:
+    got = keep(has_case=True, case_retention=timedelta(days=30))
+    assert got.cls == RetentionClass.EVIDENCE
+    assert got.until == T + timedelta(days=365)
+
+
+@pytest.mark.parametrize("category", sorted(P.long_term_categories))
+def test_long_term_categories_never_expire(category: str) -> None:
+    got = keep(has_case=True, categories=[category], case_retention=timedelta(days=30))
+    assert got.cls == RetentionClass.LONG_TERM
+    assert got.until is None
+
+
+def test_unknown_category_does_not_make_long_term() -> None:
+    assert keep(categories=["birthday"]).cls == RetentionClass.ROUTINE
+
+
+def test_hold_is_carried_beside_the_class_and_never_shortens_retention() -> None:
+    # A legal hold blocks every deletion on its own; the class's retention keeps running
+    # beside it (so releasing the hold later falls back to the right date).
+    for kw in ({}, {"has_case": True}, {"categories": ["assault"]}):
+        held, free = keep(hold=True, **kw), keep(hold=False, **kw)
+        assert held.hold and not free.hold
+        assert held.cls == free.cls
+        assert held.until == free.until
+
+
+def test_routine_retention_follows_policy() -> None:
+    two_years = RetentionPolicy(routine=timedelta(days=730))
+    assert keep(policy=two_years).until == T + timedelta(days=730)
+    # A case shorter than routine still gets routine.
+    assert keep(policy=two_years, has_case=True,
+                case_retention=timedelta(days=400)).until == T + timedelta(days=730)
+
+
+# -- offsets ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "hours"), [
+    ("+08:00", 8), ("-0500", -5), ("UTC", 0), ("Z", 0), ("+05:30", 5.5)])
+def test_utc_offsets(text: str, hours: float) -> None:
+    tz = policy.parse_utc_offset(text)
+    assert tz.utcoffset(None) == timedelta(hours=hours)
+
+
+@pytest.mark.parametrize("text", ["CET", "8", "+8", "Asia/Shanghai", ""])
+def test_bad_utc_offsets(text: str) -> None:
+    with pytest.raises(ValueError, match="not a UTC offset"):
+        policy.parse_utc_offset(text)

@@ -46,9 +46,8 @@ class Daemon:
 
     def recover(self) -> dict[str, int]:
         removed = self.station.store.clean_tmp()
+        sessions, acqs = self.coordinator.ingestor.interrupt_abandoned()
         with self.station.catalog.write() as conn:
-            sessions, acqs = q.interrupt_running(conn, station=self.station.name,
-                                                 at=self.station.clock())
             uploads = q.interrupt_uploads(conn, self.station.clock())
         stale = mounts.unmount_stale(self.settings.runtime_dir) if \
             self.settings.runtime_dir.is_dir() else []

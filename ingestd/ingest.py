@@ -8,9 +8,11 @@ hashed but not copied again. Nothing on the recorder is ever written.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +43,7 @@ from .errors import (
     SourceChanged,
     StoreError,
 )
-from .integrity.hashing import hash_fd
+from .integrity.hashing import Digest, hash_fd
 from .media import probe
 from .station import Station
 
@@ -121,6 +123,11 @@ class Ingestor:
             "ingest.unregistered = \"unassigned\""
         )
 
+    def interrupt_abandoned(self) -> tuple[int, int]:
+        with self.station.catalog.write() as conn:
+            return q.interrupt_abandoned(conn, station=self.station.name, host=HOST,
+                                         at=self.station.clock(), alive=process_alive)
+
     def refuse(self, serial: str, *, mountpoint: Path, ctx: DockContext, reason: str) -> None:
         """Record (ledger and dock sessions) that a recorder was turned away, and why."""
         self._unserved(serial, mountpoint=mountpoint, ctx=ctx, reason=reason, state="refused")
@@ -163,9 +170,11 @@ class Ingestor:
         if not mountpoint.is_dir():
             raise RecorderError(f"{mountpoint} is not a folder (is the recorder mounted?)")
         rec = self.admit(serial, mountpoint=mountpoint, ctx=ctx)
-        # Temp files of a copy that was killed were never stored: remove them (copies running
-        # right now, in other sessions or processes, hold theirs locked and keep them).
+        # Work a killed process left behind: its temp files were never stored (copies running
+        # now, in other sessions or processes, hold theirs locked and keep them), and its
+        # sessions are interrupted (those of live processes are left alone).
         self.station.store.clean_tmp()
+        self.interrupt_abandoned()
         report = IngestReport(serial=serial)
         docked_at = self.station.clock()
         with self.station.custody.transaction() as conn:
@@ -179,6 +188,7 @@ class Ingestor:
             report.session_id = q.open_session(
                 conn, serial=serial, station=self.station.name, source=ctx.source,
                 mountpoint=str(mountpoint), state="running", docked_at=format_time(docked_at),
+                pid=os.getpid(), host=HOST,
                 officer=rec.officer if rec else "", health=_json(ctx.health),
                 ledger_seq=entry.seq,
             )
@@ -299,6 +309,10 @@ class Ingestor:
             fd = open_source(src.path)
             try:
                 before = os.fstat(fd)
+                # An unstable read enters the store only on the last attempt (flagged then):
+                # earlier ones are discarded, so no object is left that no item names.
+                keep = functools.partial(_keep_copy, fd, before, last=attempt == attempts)
+
                 if known is not None and store.has(known):
                     digest = hash_fd(fd, buffer_size=store.buffer_size)
                     new = False
@@ -307,18 +321,14 @@ class Ingestor:
                         # (moving on to the next attempt could leave none to copy them in).
                         known = None
                         os.lseek(fd, 0, os.SEEK_SET)
-                        written = store.put_from_fd(fd, abort=abort)
+                        written = store.put_from_fd(fd, abort=abort, accept=keep)
                         digest, new = written.digest, written.new
                 else:
-                    written = store.put_from_fd(fd, abort=abort)
+                    written = store.put_from_fd(fd, abort=abort, accept=keep)
                     digest, new = written.digest, written.new
-                after = os.fstat(fd)
+                stable = _unchanged(fd, before, digest)
             finally:
                 os.close(fd)
-            stable = (
-                before.st_size == after.st_size == digest.size
-                and before.st_mtime_ns == after.st_mtime_ns
-            )
             if stable:
                 return digest.sha256, digest.size, new, False
             log.warning("%s changed while being copied (attempt %d of %d)",
@@ -422,6 +432,31 @@ class Ingestor:
             set_flag(self.station, conn, sha, flag, at=now, actor=ctx.actor,
                      detail=_flag_detail(flag, recorded, deadlines.ingest, media, docked_at))
         return recorded, flags
+
+
+HOST = socket.gethostname()
+
+
+def process_alive(pid: int) -> bool:
+    """Is ``pid`` a running ingestd process (not a reused number)?"""
+    if pid == os.getpid():
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"ingestd" in fh.read()
+    except OSError:
+        return False
+
+
+def _unchanged(fd: int, before: os.stat_result, digest: Digest) -> bool:
+    """Did the open source keep its size and time while ``digest`` was read from it?"""
+    after = os.fstat(fd)
+    return (before.st_size == after.st_size == digest.size
+            and before.st_mtime_ns == after.st_mtime_ns)
+
+
+def _keep_copy(fd: int, before: os.stat_result, digest: Digest, *, last: bool) -> bool:
+    return last or _unchanged(fd, before, digest)
 
 
 def set_flag(station: Station, conn: Connection, sha: str, flag: Flag, *, at: datetime,

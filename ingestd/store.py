@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,8 @@ class Usage:
 @dataclass(frozen=True, kw_only=True)
 class Written:
     digest: Digest
-    new: bool  # False: the object was there already (and was verified again)
+    new: bool  # False: the object was there already (and was verified again), or not kept
+    kept: bool = True  # False: ``accept`` turned the copy down; nothing entered the store
 
 
 class Store:
@@ -73,8 +74,12 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def put_from_fd(self, src_fd: int, *, abort: threading.Event | None = None) -> Written:
-        """Copy an open source into the store, hashing as it goes; verify by read-back."""
+    def put_from_fd(self, src_fd: int, *, abort: threading.Event | None = None,
+                    accept: Callable[[Digest], bool] | None = None) -> Written:
+        """Copy an open source into the store, hashing as it goes; verify by read-back.
+
+        ``accept`` is asked once the copy is complete and before it enters the store (is the
+        source still the same file?); a copy it turns down is discarded, leaving no object."""
         self.tmp.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
         try:
@@ -84,6 +89,9 @@ class Store:
                 # ingest, and at daemon start) leaves a locked temp file alone.
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 digest = copy_and_hash(src_fd, fd, buffer_size=self.buffer_size, abort=abort)
+                if accept is not None and not accept(digest):
+                    tmp.unlink()
+                    return Written(digest=digest, new=False, kept=False)
                 os.fsync(fd)
                 final = self.path_of(digest.sha256)
                 if final.exists():

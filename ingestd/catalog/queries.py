@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -182,20 +182,28 @@ def known_source(conn: Connection, *, serial: str, path_hex: str, size: int,
     return str(row.item) if row else None
 
 
-def interrupt_running(conn: Connection, *, station: str, at: datetime) -> tuple[int, int]:
-    """At start: work left running by a crash is marked interrupted (and resumed at next dock)."""
+def interrupt_abandoned(conn: Connection, *, station: str, host: str, at: datetime,
+                        alive: Callable[[int], bool]) -> tuple[int, int]:
+    """Sessions left ``running`` by a process that is gone (killed, crashed) are marked
+    interrupted, with their copies in flight; they are resumed at the next dock. Sessions of
+    live processes on this host are left alone."""
     stamp = format_time(at)
-    running = select(dock_sessions.c.id).where(
-        dock_sessions.c.station == station, dock_sessions.c.state == "running"
-    )
+    abandoned = [
+        row.id for row in conn.execute(
+            select(dock_sessions.c.id, dock_sessions.c.pid, dock_sessions.c.host).where(
+                dock_sessions.c.station == station, dock_sessions.c.state == "running")
+        )
+        if row.pid is None or row.host != host or not alive(int(row.pid))
+    ]
+    if not abandoned:
+        return 0, 0
     acqs = conn.execute(
         update(acquisitions)
-        .where(acquisitions.c.state == "copying", acquisitions.c.session_id.in_(running))
+        .where(acquisitions.c.state == "copying", acquisitions.c.session_id.in_(abandoned))
         .values(state="interrupted", finished_at=stamp, error="interrupted (process stopped)")
     ).rowcount
     sessions = conn.execute(
-        update(dock_sessions)
-        .where(dock_sessions.c.station == station, dock_sessions.c.state == "running")
+        update(dock_sessions).where(dock_sessions.c.id.in_(abandoned))
         .values(state="interrupted", finished_at=stamp)
     ).rowcount
     return sessions, acqs

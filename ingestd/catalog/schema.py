@@ -94,6 +94,9 @@ dock_sessions = Table(
     Column("bytes_copied", BigInteger, nullable=False, default=0),
     Column("error", Text, nullable=False, default=""),
     Column("ledger_seq", BigInteger, nullable=True),
+    # Which process serves the session: a session whose process is gone was interrupted.
+    Column("pid", Integer, nullable=True),
+    Column("host", String(255), nullable=True),
 )
 
 items = Table(

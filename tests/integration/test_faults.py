@@ -389,8 +389,6 @@ def test_a_file_that_keeps_changing_is_kept_and_flagged(tmp_path: Path, clips: C
     assert run_cli(home, "ledger", "verify").exit_code == 0
 
 
-@pytest.mark.xfail(strict=True, reason="bug: each unstable attempt leaves its object in the "
-                   "store with no catalog item (see the report)")
 def test_unstable_reads_leave_no_objects_behind(tmp_path: Path, clips: Clips,
                                                 append_during_copy: list[Path]) -> None:
     clock = FakeClock()

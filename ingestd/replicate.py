@@ -32,7 +32,6 @@ from .integrity.signing import PublicKey
 from .station import Station
 from .targets import Lock, Target
 from .targets.directory import DirectoryTarget
-from .targets.s3 import S3Target
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,8 @@ def build_target(spec: TargetSettings, station: Station) -> Target:
         return DirectoryTarget(spec.name, station.settings.path(spec.path), spec.prefix,
                                spec.required)
     assert spec.bucket is not None
+    from .targets.s3 import S3Target  # boto3 is heavy to import: only when a bucket is used
+
     return S3Target(
         name=spec.name, bucket=spec.bucket, endpoint_url=spec.endpoint_url, prefix=spec.prefix,
         region=spec.region, object_lock=spec.object_lock, required=spec.required,

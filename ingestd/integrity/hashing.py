@@ -22,6 +22,19 @@ class Digest:
     size: int
 
 
+_local = threading.local()
+
+
+def _buffers(size: int, count: int) -> list[bytearray]:
+    """This thread's reusable buffers: allocating (and zeroing) megabytes for every file costs
+    more than copying a small photo."""
+    pool: dict[tuple[int, int], list[bytearray]] = _local.__dict__.setdefault("pools", {})
+    key = (size, count)
+    if key not in pool:
+        pool[key] = [bytearray(size) for _ in range(count)]
+    return pool[key]
+
+
 def _write_all(fd: int, view: memoryview) -> None:
     while view:
         written = os.write(fd, view)
@@ -39,8 +52,8 @@ def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER
     """
     digest = hashlib.sha256()
     free: queue.Queue[bytearray] = queue.Queue()
-    for _ in range(_POOL):
-        free.put(bytearray(buffer_size))
+    for buf in _buffers(buffer_size, _POOL):
+        free.put(buf)
     pending: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
     failure: list[BaseException] = []
 
@@ -98,7 +111,7 @@ def drop_cache(fd: int) -> None:
 
 def hash_fd(fd: int, *, buffer_size: int = DEFAULT_BUFFER) -> Digest:
     digest = hashlib.sha256()
-    buf = bytearray(buffer_size)
+    buf = _buffers(buffer_size, 1)[0]
     view = memoryview(buf)
     total = 0
     os.lseek(fd, 0, os.SEEK_SET)

@@ -135,11 +135,12 @@ class RetentionSettings(_Section):
     )
     local_keep: Duration = timedelta(days=30)
 
-    @model_validator(mode="after")
-    def _minimum(self) -> RetentionSettings:
-        if self.routine < timedelta(days=365):
-            raise ValueError("routine retention must be at least 365d (rules keep footage a year)")
-        return self
+    @field_validator("routine")
+    @classmethod
+    def _minimum(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=365):
+            raise ValueError("must be at least 365d (the rules keep footage a year)")
+        return value
 
     def policy(self) -> RetentionPolicy:
         return RetentionPolicy(
@@ -234,8 +235,9 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _unique_targets(self) -> Settings:
         names = [t.name for t in self.targets]
-        if len(names) != len(set(names)):
-            raise ValueError("target names must be unique")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"targets: names must be unique ({', '.join(twice)} more than once)")
         return self
 
     def path(self, value: Path) -> Path:
@@ -309,13 +311,14 @@ def load(path: Path) -> Settings:
 
 
 def locate(config: Path | None, home: Path | None) -> Path:
-    """Which configuration file to read: --config, INGESTD_CONFIG, --home / INGESTD_HOME, /etc."""
+    """Which configuration file to read: what the command line says first (--config, then
+    --home), then the environment (INGESTD_CONFIG, then INGESTD_HOME), then /etc."""
     if config is not None:
         return config
-    if env := os.environ.get("INGESTD_CONFIG"):
-        return Path(env)
     if home is not None:
         return home / CONFIG_NAME
+    if env := os.environ.get("INGESTD_CONFIG"):
+        return Path(env)
     if env := os.environ.get("INGESTD_HOME"):
         return Path(env) / CONFIG_NAME
     return SYSTEM_CONFIG

@@ -142,7 +142,7 @@ class Custody:
             report.head_seq = max(entries, default=0)
             report.head_hash = head
             report.problems.extend(_unbacked_rows(conn, entries))
-        report.problems.extend(compare_mirror(entries, self.mirror))
+        report.problems.extend(compare_mirror(entries, self.mirror, station=self.station))
         return report
 
 

@@ -20,7 +20,7 @@ from ..config import Settings
 from ..station import Station
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,7 +61,7 @@ def setup_logging(verbose: int, fmt: str = "text", level: str | None = None) -> 
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Configuration file (default: HOME/ingestd.toml, $INGESTD_CONFIG, "
                    "or /etc/ingestd/ingestd.toml).")
-@click.option("--home", type=click.Path(path_type=Path, file_okay=False), envvar="INGESTD_HOME",
+@click.option("--home", type=click.Path(path_type=Path, file_okay=False),
               help="Folder holding an embedded station: config, store, catalog, keys, logs.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.version_option(package_name="ingestd")
@@ -69,8 +69,11 @@ def setup_logging(verbose: int, fmt: str = "text", level: str | None = None) -> 
 def cli(ctx: click.Context, config_path: Path | None, home: Path | None, verbose: int) -> None:
     """Evidence-grade ingestion and integrity for body-worn recorder docking stations."""
     setup_logging(verbose)
-    app = AppContext(config_path=config_mod.locate(config_path, home), home=home,
-                     verbose=verbose)
+    located = config_mod.locate(config_path, home)
+    env_home = os.environ.get("INGESTD_HOME")
+    if home is None and env_home and located == Path(env_home) / config_mod.CONFIG_NAME:
+        home = Path(env_home)  # the home that `init` creates when only the variable names it
+    app = AppContext(config_path=located, home=home, verbose=verbose)
     ctx.obj = app
     ctx.call_on_close(app.close)
 

@@ -82,8 +82,8 @@ def walk(root: Path, patterns: Sequence[str]) -> Iterator[SourceFile | Skipped]:
                 yield Skipped(rel=rel, reason=f"cannot stat: {exc.strerror}")
                 continue
             if stat.S_ISLNK(st.st_mode):
-                if matches(entry.name, wanted):
-                    yield Skipped(rel=rel, reason="symbolic link (not followed)")
+                # Reported whatever its name: a link may stand for a folder of recordings.
+                yield Skipped(rel=rel, reason="symbolic link (not followed)")
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if (st.st_dev, st.st_ino) in seen:

@@ -144,9 +144,6 @@ def test_two_ingests_at_once_keep_one_valid_chain(tmp_path: Path, postgres_url: 
     assert sorted(a["serial"] for a in shared["acquisitions"]) == ["R-1", "R-2"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a station's mirror lags the entries other "
-                   "stations append to a shared catalog, and ledger verify reports them "
-                   "missing_in_mirror (see the report)")
 def test_two_stations_on_one_catalog_both_verify(tmp_path: Path, postgres_url: str,
                                                  clips: Clips) -> None:
     one = pg_station(tmp_path / "one", postgres_url, station="dock-1",

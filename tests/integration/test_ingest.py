@@ -367,7 +367,9 @@ def test_hostile_names_are_data_and_nothing_escapes_the_store(home: Path, tmp_pa
     # Symbolic links are reported and not followed.
     assert {s["path"]: s["reason"] for s in report["skipped"]} == {
         f"{MEDIA}/abs.mp4": "symbolic link (not followed)",
-        f"{MEDIA}/link.mp4": "symbolic link (not followed)"}
+        f"{MEDIA}/link.mp4": "symbolic link (not followed)",
+        "DCIM/outside": "symbolic link (not followed)",
+        "DCIM/up": "symbolic link (not followed)"}
     stored = {i["sha256"] for i in report["items"]}
     assert sha256_of(tmp_path / "outside" / "secret.mp4") not in stored
     assert sha256_of(Path("/etc/passwd")) not in stored

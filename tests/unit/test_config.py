@@ -88,7 +88,7 @@ def test_unknown_key_is_an_error_naming_its_path(tmp_path: Path, body: str, path
     ("[docks]\nwipe = 'always'\n", "docks.wipe", "'never'"),
     ("station = 'has space'\n", "station", "pattern"),
     ("[[targets]]\nname = 'offsite'\ntype = 's3'\n", "targets.0", "needs bucket"),
-    ("[retention]\nroutine = '30d'\n", "retention", "at least 365d"),
+    ("[retention]\nroutine = '30d'\n", "retention.routine", "at least 365d"),
 ])
 def test_bad_value_is_an_error_naming_key_and_reason(tmp_path: Path, body: str, path: str,
                                                      reason: str) -> None:
@@ -115,7 +115,7 @@ name = "nas"
 type = "directory"
 path = "/b"
 """)
-    assert "target names must be unique" in message
+    assert "targets: names must be unique (nas more than once)" in message
 
 
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:

@@ -173,18 +173,26 @@ class DockCoordinator:
             self._idle.notify_all()
 
     def _drive(self, job: _Job) -> None:
-        while True:
-            try:
-                outcome = job.run()
-            except Exception as exc:  # one recorder's failure must not stop the station
-                log.exception("dock %s failed", job.key)
-                outcome = Outcome(serial=job.serial, state="failed", error=str(exc))
+        try:
+            while True:
+                try:
+                    outcome = job.run()
+                except Exception as exc:  # one recorder's failure must not stop the station
+                    log.exception("dock %s failed", job.key)
+                    outcome = Outcome(serial=job.serial, state="failed", error=str(exc))
+                with self._lock:
+                    self.outcomes.append(outcome)
+                    if not job.again or self.stop.is_set():
+                        return
+                    job.again = False
+        except BaseException:  # an abort (second stop signal): the session says interrupted
             with self._lock:
-                self.outcomes.append(outcome)
-                if not job.again or self.stop.is_set():
-                    del self._active[job.key]
-                    return
-                job.again = False
+                self.outcomes.append(Outcome(serial=job.serial, state="interrupted",
+                                             error="aborted"))
+            raise
+        finally:
+            with self._lock:
+                self._active.pop(job.key, None)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no recorder is being served (for ``--once`` runs and tests)."""

@@ -1,0 +1,960 @@
+"""Docking through the watched mount root, as the daemon wires it: ``WatchDockSource`` feeding a
+``DockCoordinator``, on a real station (SQLite catalog, evidence store, signed ledger), with real
+clips made by ffmpeg and real folders appearing, growing, leaving and coming back.
+
+What a docking station relies on, and what these tests check:
+
+* a recorder folder is taken once, after it settled, never half-written, and a clip added later
+  is taken without copying the old ones again;
+* the recorder is named by its folder or by its identity file, and one that cannot be named, or
+  is not registered, is refused, recorded, and nothing of it copied;
+* eight recorders at once are all served, in parallel up to ``max_parallel_recorders`` and never
+  more, and a huge one does not hold back the small ones;
+* a recorder pulled out mid-copy leaves nothing marked stored that was not verified, and is
+  resumed when docked again;
+* the wipe policy deletes only files whose bytes are stored, each a ledger event;
+* every dock session records the recorder's health (space, file system, faults).
+
+The daemon as a process (signals, restart, sd_notify) is tested in ``test_daemon.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from ingestd import config as config_mod
+from ingestd.catalog import queries as q
+from ingestd.docking import DockCoordinator, faults_of, scan_once
+from ingestd.docks.watch import FolderDock, WatchDockSource
+from ingestd.domain.models import EventKind, Recorder
+from ingestd.ingest import DockContext
+from ingestd.simulate import make_clip
+from ingestd.station import Station, init_home, system_clock
+
+pytestmark = [
+    pytest.mark.integration,
+    # watchdog re-adds the watches of a folder moved back into the root, and says so.
+    pytest.mark.filterwarnings("ignore:Callback with id .* already exists:RuntimeWarning"),
+]
+
+INGESTD = Path(sys.executable).with_name("ingestd")
+SETTLE = 0.5  # seconds a folder must stay unchanged before it is taken (fast, for tests)
+TIMEOUT = 90.0  # generous upper bound for anything to happen on a busy 2-core machine
+BIG_MIB = 384  # the "huge recorder": one file of random bytes named .MP4
+
+T = TypeVar("T")
+
+
+# -- waiting -----------------------------------------------------------------------------------
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = TIMEOUT, interval: float = 0.05,
+             what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def holds_for(check: Callable[[], bool], seconds: float, *, what: str) -> None:
+    """Assert that ``check`` stays true for ``seconds`` (a quiet period, polled)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert check(), what
+        time.sleep(0.05)
+    assert check(), what
+
+
+# -- media and big files (made once per test session) -----------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(4 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    sha256: str
+    size: int
+
+
+class ClipBank:
+    """Distinct real MP4 clips (each with its own creation_time), made on first use."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        # Recorded a few hours ago: no late-ingest or clock flags on a real-clock station.
+        self.base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+        self._made: dict[int, Clip] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, index: int) -> Clip:
+        with self._lock:
+            if index not in self._made:
+                path = self.folder / f"clip{index:03d}.mp4"
+                make_clip(path, seconds=1, recorded=self.base + timedelta(minutes=index),
+                          size="320x240", rate=10)
+                self._made[index] = Clip(path=path, sha256=sha256_file(path),
+                                         size=path.stat().st_size)
+            return self._made[index]
+
+
+@pytest.fixture(scope="session")
+def clip_bank(tmp_path_factory: pytest.TempPathFactory) -> ClipBank:
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        pytest.fail("ffmpeg and ffprobe are needed (Debian package ffmpeg; scripts/setup --test)")
+    return ClipBank(tmp_path_factory.mktemp("docking-clips"))
+
+
+def shared_random_file(tmp_path_factory: pytest.TempPathFactory, mib: int) -> Clip:
+    """``mib`` MiB of random bytes, written once per test session (shared across modules)."""
+    path = tmp_path_factory.getbasetemp() / f"random-{mib}MiB.bin"
+    if not path.exists():
+        tmp = path.with_suffix(".part")
+        with open(tmp, "wb") as fh:
+            for _ in range(mib // 4):
+                fh.write(os.urandom(4 << 20))
+        os.replace(tmp, path)
+    return Clip(path=path, sha256=sha256_file(path), size=path.stat().st_size)
+
+
+@pytest.fixture(scope="session")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Clip:
+    return shared_random_file(tmp_path_factory, BIG_MIB)
+
+
+def place(source: Path, dest: Path) -> None:
+    """Put a file on a recorder: a hard link when possible (instant, same bytes and times)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+
+
+# -- stations ----------------------------------------------------------------------------------
+
+OFFICER = "Li Na"
+
+
+def new_home(tmp_path: Path, *, docks: str = "", extra: str = "",
+             register: tuple[str, ...] = ()) -> Path:
+    """An initialised station in tmp_path/home with a watched root HOME/docks and the given
+    ``[docks]`` lines and extra tables; registers ``register`` serials to OFFICER."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "ingestd.toml").write_text(
+        'station = "station-01"\n'
+        "[docks]\n"
+        'watch_root = "docks"\n'
+        + (docks if "settle" in docks else f'settle = "{SETTLE}s"\n' + docks)
+        + "\n[scheduler]\naudit_sample = 0\n" + extra,
+        encoding="utf-8",
+    )
+    station, _ = init_home(home)
+    try:
+        for serial in register:
+            register_recorder(station, serial)
+    finally:
+        station.close()
+    return home
+
+
+def register_recorder(station: Station, serial: str, officer: str = OFFICER) -> None:
+    """What ``ingestd devices add`` does: a signed registry entry and the registry row."""
+    rec = Recorder(serial=serial, officer=officer, officer_id=f"ID-{serial}", unit="patrol")
+    with station.custody.transaction() as conn:
+        entry = station.custody.record(
+            conn, kind=EventKind.REGISTRY, actor="tester",
+            data={"serial": serial, "officer": rec.officer, "officer_id": rec.officer_id,
+                  "unit": rec.unit, "vendor": "", "model": "", "active": True})
+        q.upsert_recorder(conn, rec, at=station.clock(), ledger_seq=entry.seq)
+
+
+def open_station(home: Path, clock: Callable[[], datetime] = system_clock) -> Station:
+    return Station.open(config_mod.load(home / "ingestd.toml"), clock=clock)
+
+
+class Dockyard:
+    """A station served exactly as ``Daemon.start_sources`` wires it (watched root only)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.station = open_station(home)
+        self.coordinator = DockCoordinator(self.station)
+        docks = self.station.settings.docks
+        root = self.station.settings.watch_root
+        assert root is not None
+        self.root = root
+        self.source = WatchDockSource(root, identity=docks.identity,
+                                      identity_file=docks.identity_file,
+                                      settle=docks.settle.total_seconds())
+        self.offers: list[tuple[float, FolderDock]] = []
+
+    def _offer(self, dock: FolderDock) -> None:
+        self.offers.append((time.time(), dock))
+        self.coordinator.folder(dock)
+
+    def start(self) -> Dockyard:
+        self.source.start(self._offer)
+        return self
+
+    def close(self) -> None:
+        self.source.stop()
+        self.coordinator.shutdown(wait=True)
+        self.station.close()
+
+    # what the catalog says (read as a person with sqlite3 would)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return catalog(self.home, "SELECT * FROM dock_sessions ORDER BY id")
+
+    def finished_sessions(self, count: int) -> list[dict[str, Any]] | None:
+        rows = self.sessions()
+        done = [r for r in rows if r["state"] != "running"]
+        return rows if len(done) >= count and len(done) == len(rows) else None
+
+    def wait_sessions(self, count: int, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        return wait_for(lambda: self.finished_sessions(count), timeout=timeout,
+                        what=f"{count} finished dock sessions")
+
+
+@pytest.fixture
+def dockyard_factory() -> Iterator[Callable[[Path], Dockyard]]:
+    yards: list[Dockyard] = []
+
+    def make(home: Path) -> Dockyard:
+        yard = Dockyard(home)
+        yards.append(yard)
+        return yard
+
+    yield make
+    for yard in yards:
+        yard.close()
+
+
+def catalog(home: Path, sql: str, *params: object) -> list[dict[str, Any]]:
+    con = sqlite3.connect(f"file:{home / 'catalog.sqlite'}?mode=ro", uri=True, timeout=30)
+    try:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute(sql, params)]
+    finally:
+        con.close()
+
+
+def ledger_lines(home: Path) -> list[dict[str, Any]]:
+    """The JSON-lines mirror of the custody ledger, as an auditor reads it."""
+    text = (home / "ledger.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def store_objects(home: Path) -> dict[str, Path]:
+    root = home / "store" / "objects" / "sha256"
+    return {p.name: p for p in root.rglob("*") if p.is_file()}
+
+
+def partial_files(home: Path) -> list[Path]:
+    return sorted((home / "store").rglob("*.partial"))
+
+
+def ingestd(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTD_")}
+    return subprocess.run([str(INGESTD), "--home", str(home), *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, check=False)
+
+
+def status_json(home: Path) -> dict[str, Any]:
+    result = ingestd(home, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def interval(session: Mapping[str, Any]) -> tuple[datetime, datetime]:
+    return stamp(session["docked_at"]), stamp(session["finished_at"])
+
+
+def peak_overlap(sessions: list[dict[str, Any]]) -> int:
+    """The most dock sessions that were running at the same instant."""
+    events = []
+    for s in sessions:
+        start, end = interval(s)
+        events += [(start, 1), (end, -1)]
+    events.sort(key=lambda e: (e[0], e[1]))  # an end before a start at the same instant
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def stage(root: Path, name: str, files: Mapping[str, Clip | bytes]) -> Path:
+    """Build a recorder out of sight, beside the watched root (on the same file system)."""
+    staging = root.parent / "staging" / name
+    for rel, content in files.items():
+        dest = staging / rel
+        if isinstance(content, Clip):
+            place(content.path, dest)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(content)
+    (staging / "SYSTEM").mkdir(parents=True, exist_ok=True)
+    (staging / "SYSTEM" / "DEVICE.TXT").write_text(f"serial={name}\n", encoding="ascii")
+    return staging
+
+
+def dock(root: Path, name: str, files: Mapping[str, Clip | bytes]) -> Path:
+    """A recorder appears whole, as a plugged-in recorder does: rename from staging."""
+    target = root / name
+    os.rename(stage(root, name, files), target)
+    return target
+
+
+def media(*clips: Clip, start: int = 1) -> dict[str, Clip]:
+    return {f"DCIM/100MEDIA/{i:04d}.MP4": c for i, c in enumerate(clips, start)}
+
+
+def tree(root: Path) -> dict[str, tuple[str, int, int]]:
+    """Every file under a recorder folder: hash, size, mtime (to prove it was not altered)."""
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = path.stat()
+        out[str(path.relative_to(root))] = (sha256_file(path), st.st_size, st.st_mtime_ns)
+    return out
+
+
+# -- the watched root --------------------------------------------------------------------------
+
+
+def test_folder_appearing_whole_is_ingested_once_after_settle(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    home = new_home(tmp_path, register=("BWC-0001",))
+    yard = dockyard_factory(home).start()
+    clips = [clip_bank[0], clip_bank[1]]
+    docked_at = time.time()
+    folder = dock(yard.root, "BWC-0001", media(*clips))
+    before = tree(folder)
+
+    [session] = yard.wait_sessions(1)
+    assert session["state"] == "done", session
+    assert session["serial"] == "BWC-0001" and session["source"] == "watch"
+    assert session["officer"] == OFFICER
+    assert (session["files_new"], session["files_known"], session["files_failed"]) == (2, 0, 0)
+    # Not before the folder had been quiet for `settle`.
+    assert stamp(session["docked_at"]).timestamp() >= docked_at + SETTLE - 0.05
+
+    # Nothing more happens to a folder that does not change: no second session.
+    holds_for(lambda: len(yard.sessions()) == 1, 3 * SETTLE,
+              what="a settled, unchanged folder was ingested again")
+    assert len(yard.offers) == 1
+
+    acqs = catalog(home, "SELECT * FROM acquisitions ORDER BY id")
+    assert [(a["path"], a["state"], a["item"]) for a in acqs] == [
+        ("DCIM/100MEDIA/0001.MP4", "stored", clips[0].sha256),
+        ("DCIM/100MEDIA/0002.MP4", "stored", clips[1].sha256),
+    ]
+    objects = store_objects(home)
+    assert set(objects) == {c.sha256 for c in clips}
+    for sha, path in objects.items():
+        assert sha256_file(path) == sha
+    assert tree(folder) == before, "the recorder folder was altered"
+    assert ingestd(home, "ledger", "verify").returncode == 0
+
+
+def test_file_still_being_written_is_not_taken_before_it_settles(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    settle = 1.0
+    home = new_home(tmp_path, docks=f'settle = "{settle}s"\n', register=("BWC-0002",))
+    yard = dockyard_factory(home).start()
+    clip = clip_bank[0]
+    data = clip.path.read_bytes()
+    target = yard.root / "BWC-0002" / "DCIM" / "100MEDIA" / "0001.MP4"
+    target.parent.mkdir(parents=True)
+    pieces = 25  # one piece every 0.1 s: 2.5 s of writing, far longer than settle
+    step = -(-len(data) // pieces)
+    last_write = 0.0
+    with open(target, "wb") as fh:
+        for start in range(0, len(data), step):
+            fh.write(data[start:start + step])
+            fh.flush()
+            last_write = time.time()
+            assert not yard.sessions(), "a folder was taken while a file in it was growing"
+            time.sleep(0.1)
+
+    [session] = yard.wait_sessions(1)
+    assert session["state"] == "done", session
+    assert stamp(session["docked_at"]).timestamp() >= last_write + settle - 0.05
+    holds_for(lambda: len(yard.sessions()) == 1, 2 * settle,
+              what="the grown file was ingested more than once")
+    items = catalog(home, "SELECT sha256, size FROM items")
+    assert items == [{"sha256": clip.sha256, "size": clip.size}], "stored bytes are not final"
+    assert set(store_objects(home)) == {clip.sha256}
+
+
+def test_clip_added_later_is_taken_without_copying_old_ones(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    home = new_home(tmp_path, register=("BWC-0003",))
+    yard = dockyard_factory(home).start()
+    first, second, later = clip_bank[0], clip_bank[1], clip_bank[2]
+    folder = dock(yard.root, "BWC-0003", media(first, second))
+    yard.wait_sessions(1)
+
+    # The officer records again and docks: one more clip appears in the same folder.
+    incoming = folder / "DCIM" / "100MEDIA" / ".0003.MP4.tmp"
+    shutil.copy2(later.path, incoming)
+    os.rename(incoming, folder / "DCIM" / "100MEDIA" / "0003.MP4")
+
+    one, two = yard.wait_sessions(2)
+    assert (one["state"], two["state"]) == ("done", "done")
+    assert (two["files_new"], two["files_known"], two["files_failed"]) == (1, 2, 0)
+    assert two["bytes_copied"] == later.size, "old clips were copied again"
+    acqs = catalog(home, "SELECT path, state, item FROM acquisitions WHERE session_id = ? "
+                         "ORDER BY path", two["id"])
+    assert acqs == [
+        {"path": "DCIM/100MEDIA/0001.MP4", "state": "known", "item": first.sha256},
+        {"path": "DCIM/100MEDIA/0002.MP4", "state": "known", "item": second.sha256},
+        {"path": "DCIM/100MEDIA/0003.MP4", "state": "stored", "item": later.sha256},
+    ]
+    assert set(store_objects(home)) == {first.sha256, second.sha256, later.sha256}
+    stored = [e["item"] for e in ledger_lines(home) if e["kind"] == "stored"]
+    assert sorted(stored) == sorted({first.sha256, second.sha256, later.sha256})
+
+
+@pytest.mark.slow
+def test_clip_arriving_while_the_recorder_is_served_is_taken_next(
+        tmp_path: Path, clip_bank: ClipBank, big_file: Clip,
+        dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    """The recorder changes while its session runs (the last clip is still being closed):
+    the change is remembered and served once the running session ends, not lost."""
+    home = new_home(tmp_path, register=("BWC-0014",))
+    yard = dockyard_factory(home).start()
+    folder = dock(yard.root, "BWC-0014", {"DCIM/100MEDIA/0001.MP4": big_file})
+    wait_for(lambda: catalog(home, "SELECT 1 FROM acquisitions WHERE state = 'copying'"),
+             what="the big file being copied")
+    place(clip_bank[0].path, folder / "DCIM" / "100MEDIA" / "0002.MP4")
+
+    one, two = yard.wait_sessions(2)
+    assert (one["files_new"], two["files_new"], two["files_known"]) == (1, 1, 1)
+    assert two["bytes_copied"] == clip_bank[0].size
+    assert stamp(two["docked_at"]) >= stamp(one["finished_at"]), "one recorder served twice"
+    assert set(store_objects(home)) == {big_file.sha256, clip_bank[0].sha256}
+
+
+# -- identity ----------------------------------------------------------------------------------
+
+
+def test_identity_from_identity_file(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    home = new_home(tmp_path, docks='identity = "file"\n', register=("BWC-0042",))
+    yard = dockyard_factory(home).start()
+    files: dict[str, Clip | bytes] = {**media(clip_bank[0]), "RECORDER.ID": b"BWC-0042\r\nv2.1\n"}
+    dock(yard.root, "usb-sdb1", files)  # the OS names the mount, not the recorder
+
+    [session] = yard.wait_sessions(1)
+    assert (session["serial"], session["state"], session["officer"]) == ("BWC-0042", "done",
+                                                                          OFFICER)
+    items = catalog(home, "SELECT sha256, recorder, officer FROM items")
+    assert items == [{"sha256": clip_bank[0].sha256, "recorder": "BWC-0042",
+                      "officer": OFFICER}]
+
+
+@pytest.mark.parametrize(("identity", "folder_name", "identity_text", "reason"), [
+    ("file", "usb-sdc1", b"", "RECORDER.ID holds no usable serial"),
+    ("file", "usb-sde1", None, "no readable RECORDER.ID"),
+    ("folder", "BWC\\0001", None, "is not a usable serial"),
+    ("folder", "BWC\t0001", None, "is not a usable serial"),
+], ids=["empty-file", "no-file", "backslash", "control-character"])
+def test_unusable_identity_is_refused_and_recorded(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard],
+        identity: str, folder_name: str, identity_text: bytes | None, reason: str) -> None:
+    # Even a registered serial in the folder's content does not help: the identity is unusable.
+    home = new_home(tmp_path, docks=f'identity = "{identity}"\n', register=("BWC-0001",))
+    yard = dockyard_factory(home).start()
+    files: dict[str, Clip | bytes] = dict(media(clip_bank[0]))
+    if identity_text is not None:
+        files["RECORDER.ID"] = identity_text
+    folder = dock(yard.root, folder_name, files)
+    before = tree(folder)
+
+    [session] = yard.wait_sessions(1)
+    assert session["state"] == "refused"
+    assert session["serial"] == ""
+    assert reason in session["error"]
+
+    docks = status_json(home)["docks"]
+    assert [(d["state"], d["serial"]) for d in docks] == [("refused", "")]
+    assert reason in docks[0]["error"]
+    [refusal] = [e for e in ledger_lines(home) if e["kind"] == "recorder_refused"]
+    assert reason in refusal["data"]["reason"]
+    assert refusal["data"]["mountpoint"] == str(folder)
+    assert not catalog(home, "SELECT * FROM acquisitions"), "something was read off it"
+    assert not store_objects(home)
+    assert tree(folder) == before
+
+
+def test_unregistered_recorder_is_refused_not_copied(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ingestd")
+    home = new_home(tmp_path, register=("BWC-0001",))
+    yard = dockyard_factory(home).start()
+    folder = dock(yard.root, "BWC-9999", media(clip_bank[0]))
+    before = tree(folder)
+
+    [session] = yard.wait_sessions(1)
+    assert (session["serial"], session["state"]) == ("BWC-9999", "refused")
+    assert "not registered" in session["error"]
+    assert not catalog(home, "SELECT * FROM acquisitions")
+    assert not catalog(home, "SELECT * FROM items")
+    assert not store_objects(home) and not partial_files(home)
+    assert tree(folder) == before
+    [refusal] = [e for e in ledger_lines(home) if e["kind"] == "recorder_refused"]
+    assert refusal["data"]["serial"] == "BWC-9999"
+    assert not [e for e in ledger_lines(home) if e["kind"] == "docked"]
+    docks = status_json(home)["docks"]
+    assert [(d["serial"], d["state"]) for d in docks] == [("BWC-9999", "refused")]
+    assert any("refused recorder 'BWC-9999'" in r.getMessage() for r in caplog.records)
+
+
+# -- many at once ------------------------------------------------------------------------------
+
+
+def test_eight_recorders_docked_at_once_are_all_ingested_in_parallel(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    serials = tuple(f"BWC-01{i:02d}" for i in range(8))
+    home = new_home(tmp_path, docks="max_parallel_recorders = 8\n", register=serials)
+    yard = dockyard_factory(home).start()
+    wanted = {}
+    staged = []
+    for n, serial in enumerate(serials):
+        clips = [clip_bank[3 * n + k] for k in range(3)]
+        wanted[serial] = {c.sha256 for c in clips}
+        staged.append((stage(yard.root, serial, media(*clips)), serial))
+    for staging, serial in staged:  # all eight plugged in at the same moment
+        os.rename(staging, yard.root / serial)
+
+    sessions = yard.wait_sessions(8)
+    assert len(sessions) == 8
+    assert sorted(s["serial"] for s in sessions) == sorted(serials)
+    assert {s["state"] for s in sessions} == {"done"}
+    for serial, shas in wanted.items():
+        rows = catalog(home, "SELECT sha256 FROM items WHERE recorder = ?", serial)
+        assert {r["sha256"] for r in rows} == shas, serial
+    assert len(store_objects(home)) == 24
+    # All eight were being served at the same time: some instant lies in every interval.
+    latest_start = max(interval(s)[0] for s in sessions)
+    earliest_end = min(interval(s)[1] for s in sessions)
+    assert latest_start < earliest_end, [(s["serial"], s["docked_at"], s["finished_at"])
+                                         for s in sessions]
+    assert peak_overlap(sessions) == 8
+
+
+@pytest.mark.slow
+def test_huge_recorder_does_not_hold_back_small_ones(
+        tmp_path: Path, clip_bank: ClipBank, big_file: Clip,
+        dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    small = tuple(f"BWC-02{i:02d}" for i in range(7))
+    home = new_home(tmp_path, docks="max_parallel_recorders = 8\n",
+                    register=("BWC-HUGE", *small))
+    yard = dockyard_factory(home).start()
+    # The huge one arrives first: served in arrival order alone, it would finish first.
+    staged = [(stage(yard.root, "BWC-HUGE", {"DCIM/100MEDIA/0001.MP4": big_file}), "BWC-HUGE")]
+    for n, serial in enumerate(small):
+        staged.append((stage(yard.root, serial, media(clip_bank[n])), serial))
+    for staging, serial in staged:
+        os.rename(staging, yard.root / serial)
+
+    sessions = {s["serial"]: s for s in yard.wait_sessions(8)}
+    assert {s["state"] for s in sessions.values()} == {"done"}
+    huge_end = interval(sessions["BWC-HUGE"])[1]
+    for serial in small:
+        assert interval(sessions[serial])[1] < huge_end, f"{serial} waited for the huge recorder"
+    [big] = catalog(home, "SELECT sha256, size FROM items WHERE recorder = 'BWC-HUGE'")
+    assert (big["sha256"], big["size"]) == (big_file.sha256, big_file.size)
+    flags = catalog(home, "SELECT flag FROM flags WHERE item = ?", big_file.sha256)
+    assert flags == [{"flag": "damaged_media"}]  # random bytes: kept, and flagged
+    assert sha256_file(store_objects(home)[big_file.sha256]) == big_file.sha256
+
+
+def test_never_more_sessions_than_max_parallel_recorders(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    serials = tuple(f"BWC-03{i:02d}" for i in range(8))
+    home = new_home(tmp_path, docks="max_parallel_recorders = 2\n", register=serials)
+    yard = dockyard_factory(home).start()
+    staged = [(stage(yard.root, s, media(clip_bank[2 * n], clip_bank[2 * n + 1])), s)
+              for n, s in enumerate(serials)]
+    for staging, serial in staged:
+        os.rename(staging, yard.root / serial)
+
+    sessions = yard.wait_sessions(8)
+    assert {s["state"] for s in sessions} == {"done"}
+    assert sorted(s["serial"] for s in sessions) == sorted(serials)
+    assert len(store_objects(home)) == 16
+    assert peak_overlap(sessions) == 2, [(s["serial"], s["docked_at"], s["finished_at"])
+                                         for s in sessions]
+
+
+# -- pulled out mid-copy -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_recorder_pulled_out_mid_copy_is_resumed_when_docked_again(
+        tmp_path: Path, clip_bank: ClipBank, big_file: Clip,
+        dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    home = new_home(tmp_path, register=("BWC-0004",))
+    yard = dockyard_factory(home).start()
+    small = [clip_bank[0], clip_bank[1]]
+    files: dict[str, Clip | bytes] = {"DCIM/100MEDIA/0001.MP4": big_file,
+                                      **media(*small, start=2)}
+    folder = dock(yard.root, "BWC-0004", files)
+    pocket = tmp_path / "pocket"
+    pulled: list[str] = []
+
+    def pull_out() -> None:
+        wait_for(lambda: catalog(home, "SELECT 1 FROM acquisitions WHERE state = 'copying'"),
+                 what="the big file being copied")
+        os.rename(folder, pocket)  # the officer pulls the recorder out
+        pulled.append("yes")
+
+    puller = threading.Thread(target=pull_out, daemon=True)
+    puller.start()
+    [first] = yard.wait_sessions(1)
+    puller.join(TIMEOUT)
+    assert pulled, "the recorder was not pulled out"
+    assert first["state"] == "interrupted", first
+    assert "removed" in first["error"]
+    acqs = catalog(home, "SELECT * FROM acquisitions ORDER BY id")
+    # A local file stays readable through its open handle, so the file in flight may complete;
+    # if it is marked stored, its bytes are verified in the store. Nothing after it is.
+    for acq in acqs:
+        assert acq["state"] in ("stored", "interrupted"), acq
+        if acq["state"] == "stored":
+            assert sha256_file(store_objects(home)[acq["item"]]) == acq["item"]
+        else:
+            assert acq["item"] is None
+    assert acqs[-1]["state"] == "interrupted"
+    assert "recorder removed" in acqs[-1]["error"]
+    stored = {a["item"] for a in acqs if a["state"] == "stored"}
+    assert {r["sha256"] for r in catalog(home, "SELECT sha256 FROM items")} == stored
+    assert set(store_objects(home)) == stored
+    assert not partial_files(home)
+
+    os.rename(pocket, folder)  # docked again
+    sessions = yard.wait_sessions(2)
+    assert sessions[-1]["state"] == "done"
+    everything = {big_file.sha256, *(c.sha256 for c in small)}
+    assert {r["sha256"] for r in catalog(home, "SELECT sha256 FROM items")} == everything
+    assert set(store_objects(home)) == everything
+    for sha in everything:  # stored exactly once; a re-dock only finds it known
+        states = [a["state"] for a in catalog(
+            home, "SELECT state FROM acquisitions WHERE item = ?", sha)]
+        assert states.count("stored") == 1, (sha, states)
+    copied_again = sessions[-1]["bytes_copied"]
+    assert copied_again == sum(big_file.size if sha == big_file.sha256 else
+                               next(c.size for c in small if c.sha256 == sha)
+                               for sha in everything - stored)
+    assert not partial_files(home)
+    assert ingestd(home, "ledger", "verify").returncode == 0
+
+
+# -- wipe policy -------------------------------------------------------------------------------
+
+
+def test_wipe_after_local_verify_deletes_stored_files_each_a_ledger_event(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    home = new_home(tmp_path, docks='wipe = "after-local-verify"\n', register=("BWC-0005",))
+    yard = dockyard_factory(home).start()
+    clips = [clip_bank[0], clip_bank[1]]
+    folder = dock(yard.root, "BWC-0005", media(*clips))
+    clip_paths = [folder / rel for rel in media(*clips)]
+
+    wait_for(lambda: not any(p.exists() for p in clip_paths), what="the recorder wiped")
+    sessions = yard.wait_sessions(1)
+    assert sessions[0]["state"] == "done"
+    assert (folder / "SYSTEM" / "DEVICE.TXT").exists(), "a file that is not evidence was wiped"
+    holds_for(lambda: len(yard.sessions()) == 1, 3 * SETTLE,
+              what="the daemon's own wipe was taken for a new dock")
+
+    for clip, rel in zip(clips, media(*clips), strict=True):
+        assert sha256_file(store_objects(home)[clip.sha256]) == clip.sha256
+        shown = ingestd(home, "show", clip.sha256, "--json")
+        assert shown.returncode == 0, shown.stderr
+        history = json.loads(shown.stdout)["history"]
+        kinds = [h["kind"] for h in history]
+        assert kinds.index("stored") < kinds.index("wiped")
+        [wiped] = [h for h in history if h["kind"] == "wiped"]
+        assert wiped["data"]["path"] == rel
+        assert wiped["data"]["policy"] == "after-local-verify"
+        assert wiped["data"]["serial"] == "BWC-0005"
+    acqs = catalog(home, "SELECT state, wiped_at FROM acquisitions")
+    assert all(a["wiped_at"] for a in acqs) and len(acqs) == 2
+    assert ingestd(home, "ledger", "verify").returncode == 0
+
+
+def test_file_changed_after_ingest_is_not_wiped(
+        tmp_path: Path, clip_bank: ClipBank, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ingestd")
+    home = new_home(tmp_path, docks='wipe = "after-local-verify"\n', register=("BWC-0006",))
+    keep, changed = clip_bank[0], clip_bank[1]
+    folder = stage(tmp_path, "BWC-0006", media(keep, changed))
+    station = open_station(home)
+    coordinator = DockCoordinator(station)
+    try:
+        report = coordinator.ingestor.ingest(folder, serial="BWC-0006",
+                                             ctx=DockContext(source="watch"))
+        assert report.state == "done" and len(report.items) == 2
+        # Between ingest and wipe the second file is rewritten: same size, same times,
+        # different bytes (only hashing again can tell).
+        victim = folder / "DCIM" / "100MEDIA" / "0002.MP4"
+        st = victim.stat()
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        victim.unlink()  # a new file: the hard link to the shared clip stays intact
+        victim.write_bytes(bytes(data))
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+        wiped = coordinator.wipe(report, folder, contextlib.nullcontext)
+    finally:
+        coordinator.shutdown()
+        station.close()
+
+    assert wiped == 1
+    assert not (folder / "DCIM" / "100MEDIA" / "0001.MP4").exists()
+    assert victim.read_bytes() == bytes(data), "a file whose bytes changed was deleted"
+    wipes = [e for e in ledger_lines(home) if e["kind"] == "wiped"]
+    assert [e["item"] for e in wipes] == [keep.sha256]
+    assert any("not wiping DCIM/100MEDIA/0002.MP4" in r.getMessage() for r in caplog.records)
+    rows = catalog(home, "SELECT item, wiped_at FROM acquisitions ORDER BY id")
+    assert rows[0]["wiped_at"] and rows[1]["wiped_at"] is None
+
+
+@pytest.mark.parametrize("policy", ["never", "after-offsite-verify"])
+def test_wipe_policy_that_does_not_allow_it_deletes_nothing(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard],
+        caplog: pytest.LogCaptureFixture, policy: str) -> None:
+    caplog.set_level(logging.ERROR, logger="ingestd")
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    # after-offsite-verify with a target that is not required: nothing proves an off-site copy.
+    extra = (f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\nrequired = false\n'
+             if policy == "after-offsite-verify" else "")
+    home = new_home(tmp_path, docks=f'wipe = "{policy}"\n', extra=extra, register=("BWC-0007",))
+    yard = dockyard_factory(home).start()
+    folder = dock(yard.root, "BWC-0007", media(clip_bank[0], clip_bank[1]))
+    before = tree(folder)
+
+    [session] = yard.wait_sessions(1)
+    assert session["state"] == "done"
+    assert len(catalog(home, "SELECT * FROM items")) == 2
+    assert tree(folder) == before
+    assert not [e for e in ledger_lines(home) if e["kind"] == "wiped"]
+    assert all(a["wiped_at"] is None for a in catalog(home, "SELECT wiped_at FROM acquisitions"))
+    if policy == "after-offsite-verify":
+        assert any("no required target" in r.getMessage() for r in caplog.records)
+
+
+# -- device health -----------------------------------------------------------------------------
+
+
+def test_dock_session_records_space_and_file_system(
+        tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard]) -> None:
+    home = new_home(tmp_path, register=("BWC-0008",))
+    yard = dockyard_factory(home).start()
+    folder = dock(yard.root, "BWC-0008", media(clip_bank[0]))
+
+    [session] = yard.wait_sessions(1)
+    health = json.loads(session["health"])
+    vfs = os.statvfs(folder)
+    assert health["total_bytes"] == vfs.f_blocks * vfs.f_frsize
+    assert 0 < health["free_bytes"] <= health["total_bytes"]
+    fs_type = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", str(folder)],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert health["fs_type"] == fs_type
+    assert health["read_errors"] == 0 and health["faults"] == []
+    # The same health is signed into the ledger with the dock.
+    [docked] = [e for e in ledger_lines(home) if e["kind"] == "docked"]
+    assert docked["data"]["health"]["total_bytes"] == health["total_bytes"]
+    assert docked["data"]["health"]["fs_type"] == fs_type
+
+
+@pytest.mark.slow
+def test_unreadable_file_is_a_fault_in_session_health_and_a_log_line(
+        tmp_path: Path, clip_bank: ClipBank, big_file: Clip,
+        dockyard_factory: Callable[[Path], Dockyard], caplog: pytest.LogCaptureFixture) -> None:
+    """As root nothing on a local disk is unreadable by permission; a file that was listed but
+    is gone when its turn comes (the recorder itself still there) is a read error all the same."""
+    caplog.set_level(logging.WARNING, logger="ingestd")
+    home = new_home(tmp_path, register=("BWC-0009",))
+    yard = dockyard_factory(home).start()
+    files: dict[str, Clip | bytes] = {"DCIM/100MEDIA/0001.MP4": big_file,
+                                      "DCIM/100MEDIA/0002.MP4": clip_bank[0]}
+    folder = dock(yard.root, "BWC-0009", files)
+    doomed = folder / "DCIM" / "100MEDIA" / "0002.MP4"
+
+    def lose_second_file() -> None:
+        wait_for(lambda: catalog(home, "SELECT 1 FROM acquisitions WHERE state = 'copying'"),
+                 what="the first file being copied")
+        doomed.unlink()
+
+    thread = threading.Thread(target=lose_second_file, daemon=True)
+    thread.start()
+    sessions = yard.wait_sessions(1)
+    thread.join(TIMEOUT)
+    session = sessions[0]
+    assert session["state"] == "done" and session["files_failed"] == 1
+    health = json.loads(session["health"])
+    assert health["read_errors"] == 1
+    assert "1 files could not be read" in health["faults"]
+    failed = catalog(home, "SELECT path, state, error FROM acquisitions WHERE state = 'failed'")
+    assert failed == [{"path": "DCIM/100MEDIA/0002.MP4", "state": "failed",
+                       "error": "cannot read: No such file or directory"}]
+    assert any(r.getMessage() == "recorder BWC-0009 fault: 1 files could not be read"
+               for r in caplog.records)
+
+
+@contextlib.contextmanager
+def unreadable_file(path: Path) -> Iterator[Path]:
+    """A regular file that opens but fails to read (EINVAL), whoever reads it, even root: a
+    /proc file of this process bind-mounted over ``path``. A read error on a recorder that is
+    still there, as a failing flash cell gives."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    source = f"/proc/{os.getpid()}/clear_refs"
+    done = subprocess.run(["mount", "--bind", source, str(path)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount {source}: {done.stderr.strip()}")
+    try:
+        try:
+            path.read_bytes()
+        except OSError:
+            pass
+        else:
+            pytest.skip(f"{source} reads on this kernel: no read error to be had from it")
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+@pytest.mark.root
+def test_read_error_on_one_file_is_a_fault_and_the_rest_is_taken(
+        tmp_path: Path, clip_bank: ClipBank, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ingestd")
+    home = new_home(tmp_path, register=("BWC-0013",))
+    folder = stage(tmp_path, "BWC-0013", {"DCIM/100MEDIA/0001.MP4": clip_bank[0],
+                                          "DCIM/100MEDIA/0003.MP4": clip_bank[1]})
+    station = open_station(home)
+    coordinator = DockCoordinator(station)
+    try:
+        with unreadable_file(folder / "DCIM" / "100MEDIA" / "0002.MP4"):
+            coordinator.folder(FolderDock(action="add", path=folder, serial="BWC-0013"))
+            assert coordinator.wait_idle(TIMEOUT)
+    finally:
+        coordinator.shutdown()
+        station.close()
+    [session] = catalog(home, "SELECT * FROM dock_sessions")
+    acqs = catalog(home, "SELECT path, state, error FROM acquisitions ORDER BY path")
+    assert [(a["path"], a["state"]) for a in acqs] == [
+        ("DCIM/100MEDIA/0001.MP4", "stored"), ("DCIM/100MEDIA/0002.MP4", "failed"),
+        ("DCIM/100MEDIA/0003.MP4", "stored")]
+    # The recorder's fault, not the store's (a read error used to be reported as
+    # "cannot write to evidence store" and fail the whole session).
+    assert acqs[1]["error"].startswith("cannot read"), acqs[1]
+    assert "evidence store" not in session["error"]
+    assert (session["state"], session["files_failed"]) == ("done", 1), session
+    health = json.loads(session["health"])
+    assert health["read_errors"] == 1 and "1 files could not be read" in health["faults"]
+    assert any("fault: 1 files could not be read" in r.getMessage() for r in caplog.records)
+
+
+def test_recorder_clock_ahead_of_station_is_a_fault(
+        tmp_path: Path, clip_bank: ClipBank, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ingestd")
+    home = new_home(tmp_path, register=("BWC-0010",))
+    clip = clip_bank[0]  # creation_time: clip_bank.base
+    station_now = clip_bank.base - timedelta(hours=2)  # the recorder's clock runs 2 h fast
+    station = open_station(home, clock=lambda: station_now)
+    coordinator = DockCoordinator(station)
+    try:
+        folder = stage(tmp_path, "BWC-0010", media(clip))
+        coordinator.folder(FolderDock(action="add", path=folder, serial="BWC-0010"))
+        assert coordinator.wait_idle(TIMEOUT)
+    finally:
+        coordinator.shutdown()
+        station.close()
+    [session] = catalog(home, "SELECT * FROM dock_sessions")
+    health = json.loads(session["health"])
+    assert health["clock_ahead_seconds"] == 2 * 3600  # newest recording's start - dock time
+    assert "recorder clock ahead of the station by about 7200s" in health["faults"]
+    assert catalog(home, "SELECT flag FROM flags WHERE item = ?", clip.sha256) == [
+        {"flag": "clock_skew"}]
+    assert any("recorder clock ahead" in r.getMessage() for r in caplog.records)
+
+
+def test_faults_of_health_reports_every_problem() -> None:
+    """Health a udev dock can carry but a folder cannot (battery, fsck), crafted."""
+    assert faults_of({"total_bytes": 100, "free_bytes": 50, "read_errors": 0}) == []
+    faults = faults_of({
+        "faults": ["cannot read file system usage"], "battery_percent": 12,
+        "total_bytes": 1000, "free_bytes": 10, "fs_check": {"clean": False, "message": "bad FAT"},
+        "read_errors": 3, "clock_ahead_seconds": 3600.0,
+    })
+    assert faults == [
+        "cannot read file system usage",
+        "battery low: 12%",
+        "storage nearly full: 10 of 1000 bytes free",
+        "file system errors: bad FAT",
+        "3 files could not be read",
+        "recorder clock ahead of the station by about 3600s",
+    ]
+    assert faults_of({"battery_percent": 20, "fs_check": {"clean": True}}) == []
+
+
+# -- serving once ------------------------------------------------------------------------------
+
+
+def test_scan_once_serves_every_folder_docked_now(tmp_path: Path, clip_bank: ClipBank) -> None:
+    home = new_home(tmp_path, register=("BWC-0011", "BWC-0012"))
+    root = home / "docks"
+    dock(root, "BWC-0011", media(clip_bank[0]))
+    dock(root, "BWC-0012", media(clip_bank[1], clip_bank[2]))
+    dock(root, "BWC-7777", media(clip_bank[3]))  # not registered
+    (root / ".hidden").mkdir()  # staging folders are not recorders
+    station = open_station(home)
+    try:
+        outcomes = scan_once(station)
+    finally:
+        station.close()
+    assert sorted((o.serial, o.state) for o in outcomes) == [
+        ("BWC-0011", "done"), ("BWC-0012", "done"), ("BWC-7777", "refused")]
+    assert len(store_objects(home)) == 3

@@ -7,13 +7,14 @@ import hashlib
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ShutdownRequested, SourceReadError
 
 DEFAULT_BUFFER = 4 * 2**20
-_POOL = 3  # buffers in flight: one being read and hashed, up to two waiting to be written
+_POOL = 4  # buffers in flight: being read, being hashed, being written, one spare
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,19 +42,104 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[written:]
 
 
+class _ReadAhead:
+    """Reads a file on a helper thread into a small pool of buffers, so the next read overlaps
+    hashing (and writing) of the last one. Iterate for ``(buffer, length)``; hand every buffer
+    back with :meth:`release`. Read errors surface as :class:`SourceReadError`."""
+
+    def __init__(self, fd: int, buffers: list[bytearray],
+                 abort: threading.Event | None = None) -> None:
+        self._fd = fd
+        self._abort = abort
+        self._free: queue.Queue[bytearray | None] = queue.Queue()
+        self._full: queue.Queue[tuple[bytearray, int] | BaseException] = queue.Queue()
+        for buf in buffers:
+            self._free.put(buf)
+        self._thread = threading.Thread(target=self._run, name="ingestd-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        offset = 0
+        try:
+            while True:
+                if self._abort is not None and self._abort.is_set():
+                    raise ShutdownRequested(0, abort=True)
+                buf = self._free.get()
+                if buf is None:
+                    return
+                try:
+                    n = os.readv(self._fd, [buf])
+                except OSError as exc:
+                    # The source's fault, not the store's: say so, so the caller can tell a
+                    # pulled recorder or a bad sector from a full or broken store.
+                    raise SourceReadError(
+                        f"cannot read at byte {offset}: {exc.strerror or exc}") from exc
+                self._full.put((buf, n))
+                if not n:
+                    return
+                offset += n
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            self._full.put(exc)
+
+    def __iter__(self) -> Iterator[tuple[bytearray, int]]:
+        while True:
+            got = self._full.get()
+            if isinstance(got, BaseException):
+                raise got
+            if not got[1]:
+                return
+            yield got
+
+    def release(self, buf: bytearray) -> None:
+        self._free.put(buf)
+
+    def close(self) -> None:
+        self._free.put(None)  # wakes the reader if it waits for a buffer
+        self._thread.join()
+
+
+def _small(fd: int, buffer_size: int) -> bool:
+    try:
+        return os.fstat(fd).st_size < buffer_size
+    except OSError:
+        return False
+
+
+def _copy_in_place(src_fd: int, dst_fd: int, *, buffer_size: int,
+                   abort: threading.Event | None) -> Digest:
+    """The same for a file smaller than one buffer: threads would cost more than they save."""
+    digest = hashlib.sha256()
+    buf = _buffers(buffer_size, 1)[0]
+    total = 0
+    while True:
+        if abort is not None and abort.is_set():
+            raise ShutdownRequested(0, abort=True)
+        try:
+            n = os.readv(src_fd, [buf])
+        except OSError as exc:
+            raise SourceReadError(f"cannot read at byte {total}: {exc.strerror or exc}") from exc
+        if not n:
+            return Digest(sha256=digest.hexdigest(), size=total)
+        view = memoryview(buf)[:n]
+        digest.update(view)
+        _write_all(dst_fd, view)
+        total += n
+
+
 def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER,
                   abort: threading.Event | None = None) -> Digest:
     """Read ``src_fd`` to its end, writing every byte to ``dst_fd`` and hashing it, in one pass.
 
-    The hash is taken of exactly the bytes handed to the writer. Reading and hashing run on the
-    calling thread and writing on a helper thread; both release the GIL, so they overlap. Memory
+    The hash is taken of exactly the bytes handed to the writer. Reading, hashing and writing
+    run on three threads (all three release the GIL), so a large file costs about the slowest
+    of the three rather than their sum; a file smaller than one buffer is done in place. Memory
     stays at ``_POOL`` buffers whatever the file size. Setting ``abort`` stops the copy between
     two buffers with :class:`ShutdownRequested`.
     """
+    if _small(src_fd, buffer_size):
+        return _copy_in_place(src_fd, dst_fd, buffer_size=buffer_size, abort=abort)
     digest = hashlib.sha256()
-    free: queue.Queue[bytearray] = queue.Queue()
-    for buf in _buffers(buffer_size, _POOL):
-        free.put(buf)
+    reader = _ReadAhead(src_fd, _buffers(buffer_size, _POOL), abort)
     pending: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
     failure: list[BaseException] = []
 
@@ -66,36 +152,25 @@ def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER
             try:
                 if not failure:
                     _write_all(dst_fd, memoryview(buf)[:n])
-            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            except BaseException as exc:  # noqa: BLE001 - handed to the hashing thread
                 failure.append(exc)
             finally:
-                free.put(buf)
+                reader.release(buf)
 
-    thread = threading.Thread(target=writer, name="ingestd-copy-writer", daemon=True)
+    thread = threading.Thread(target=writer, name="ingestd-write", daemon=True)
     thread.start()
     total = 0
     try:
-        with os.fdopen(os.dup(src_fd), "rb", buffering=0) as src:
-            while not failure:
-                if abort is not None and abort.is_set():
-                    raise ShutdownRequested(0, abort=True)
-                buf = free.get()
-                try:
-                    n = src.readinto(buf)
-                except OSError as exc:
-                    # The source's fault, not the store's: say so, so the caller can tell a
-                    # pulled recorder or a bad sector from a full or broken store.
-                    raise SourceReadError(f"cannot read at byte {total}: {exc.strerror or exc}") \
-                        from exc
-                if not n:
-                    free.put(buf)
-                    break
-                digest.update(memoryview(buf)[:n])
-                total += n
-                pending.put((buf, n))
+        for buf, n in reader:
+            if failure:
+                break
+            digest.update(memoryview(buf)[:n])
+            total += n
+            pending.put((buf, n))
     finally:
         pending.put(None)
         thread.join()
+        reader.close()
     if failure:
         raise failure[0]
     return Digest(sha256=digest.hexdigest(), size=total)
@@ -110,17 +185,24 @@ def drop_cache(fd: int) -> None:
 
 
 def hash_fd(fd: int, *, buffer_size: int = DEFAULT_BUFFER) -> Digest:
+    """Hash a file from its start, reading ahead on a helper thread for large files."""
     digest = hashlib.sha256()
-    buf = _buffers(buffer_size, 1)[0]
-    view = memoryview(buf)
     total = 0
     os.lseek(fd, 0, os.SEEK_SET)
-    while True:
-        n = os.readv(fd, [buf])
-        if not n:
-            break
-        digest.update(view[:n])
-        total += n
+    if _small(fd, buffer_size):
+        buf = _buffers(buffer_size, 1)[0]
+        while n := os.readv(fd, [buf]):
+            digest.update(memoryview(buf)[:n])
+            total += n
+        return Digest(sha256=digest.hexdigest(), size=total)
+    reader = _ReadAhead(fd, _buffers(buffer_size, 2))
+    try:
+        for buf, n in reader:
+            digest.update(memoryview(buf)[:n])
+            total += n
+            reader.release(buf)
+    finally:
+        reader.close()
     return Digest(sha256=digest.hexdigest(), size=total)
 
 

@@ -196,6 +196,8 @@ class Ingestor:
         for found in walk(mountpoint, self.settings.ingest.patterns):
             if isinstance(found, Skipped):
                 report.skipped.append({"path": found.display, "reason": found.reason})
+                log.warning("recorder %s: skipped %s: %s", serial, found.display, found.reason,
+                            extra={"event": "file_skipped"})
             else:
                 files.append(found)
         if progress:

@@ -69,7 +69,7 @@ def build_targets(station: Station) -> list[Target]:
 class ReplicationReport:
     verified: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
-    locks_extended: list[dict[str, str]] = field(default_factory=list)
+    locks_extended: list[dict[str, Any]] = field(default_factory=list)
     pending: int = 0
 
     @property
@@ -262,14 +262,14 @@ class Replicator:
             report.pending = len(q.replication_queue(conn, names, station=station.name))
         return report
 
-    def extend_locks(self, report: ReplicationReport | None = None) -> list[dict[str, str]]:
+    def extend_locks(self, report: ReplicationReport | None = None) -> list[dict[str, Any]]:
         """Raise the off-site lock wherever an item's retention grew or its hold changed.
 
         A lock that cannot be set is kept as the replica's last error (``status`` shows it),
         added to ``report.failed`` and tried again at the next run."""
         station = self.station
         by_name = {t.name: t for t in self.targets}
-        done: list[dict[str, str]] = []
+        done: list[dict[str, Any]] = []
         with station.catalog.read() as conn:
             rows = [dict(r) for r in q.locks_behind(conn, station=station.name)]
         for row in rows:
@@ -311,7 +311,7 @@ class Replicator:
                                  updated_at=format_time(now))
             done.append({"sha256": row["item"], "target": target.name,
                          "retain_until": format_time(lock.retain_until)
-                         if lock.retain_until else "", "hold": str(bool(row["item_hold"]))})
+                         if lock.retain_until else "", "hold": bool(row["item_hold"])})
         return done
 
     # -- checkpoints ---------------------------------------------------------------------

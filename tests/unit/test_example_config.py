@@ -1,0 +1,43 @@
+"""config/ingestd.toml is the documentation of every key: it must load, and name them all."""
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from ingestd import config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "ingestd.toml"
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Every leaf key, with its section: ``windows.ingest``, ``station``."""
+    out = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out |= _keys(annotation, f"{prefix}{name}.")
+        else:
+            out.add(prefix + name)
+    return out
+
+
+def test_the_example_configuration_loads_with_the_documented_defaults() -> None:
+    settings = config.load(EXAMPLE)
+    defaults = config.from_mapping({}, home=EXAMPLE.parent)
+    assert settings.model_dump(exclude={"home"}) == defaults.model_dump(exclude={"home"})
+
+
+def test_every_key_is_documented_in_the_example() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    written = set(re.findall(r"^#?\s*([a-z_]+)\s*=", text, flags=re.MULTILINE))
+    sections = set(re.findall(r"^#?\s*\[\[?([a-z_]+)\]\]?", text, flags=re.MULTILINE))
+    keys = (_keys(config.Settings) - {"targets", "home"}) | _keys(config.TargetSettings,
+                                                                   "targets.")
+    assert "windows.ingest" in keys and "targets.bucket" in keys
+    assert "home" in written  # documented, commented out: it defaults to the file's folder
+    for key in keys:
+        *section, name = key.split(".")
+        assert name in written, f"{key} is not documented in {EXAMPLE}"
+        if section:
+            assert section[0] in sections, f"[{section[0]}] is not documented in {EXAMPLE}"

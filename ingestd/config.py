@@ -174,6 +174,7 @@ class SchedulerSettings(_Section):
     checkpoint: Duration = timedelta(hours=1)
     audit: Duration = timedelta(hours=6)
     audit_sample: int = Field(default=20, ge=0)
+    retention: Duration = timedelta(hours=24)
 
 
 class TargetSettings(_Section):

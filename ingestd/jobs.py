@@ -19,6 +19,7 @@ from .audit import audit
 from .catalog import queries as q
 from .errors import IngestdError, IntegrityError, TargetError
 from .replicate import Replicator
+from .retention import sweep
 from .station import Station
 from .windows import check_windows
 
@@ -85,10 +86,16 @@ def standard_jobs(station: Station) -> list[Job]:
                                  "their fixity check")
         return f"{report.checked} items re-hashed, {report.decoded} decoded: all intact"
 
+    def retention(st: Station) -> str:
+        report = sweep(st)
+        return f"{len(report.evicted)} items left the local store, {report.kept} kept"
+
     jobs = [Job(name="check-windows", every=sched.window_check, func=windows,
                 first_delay=timedelta(seconds=1))]
     if station.settings.targets:
         jobs.append(Job(name="replicate", every=sched.replication, func=replicate))
+        jobs.append(Job(name="retention", every=sched.retention, func=retention,
+                        first_delay=timedelta(minutes=10)))
         jobs.append(Job(name="checkpoint", every=sched.checkpoint, func=checkpoint,
                         first_delay=timedelta(minutes=1)))
     if sched.audit_sample:

@@ -1,0 +1,75 @@
+"""The retention sweep: the local store is a cache of what is safe off-site.
+
+An item leaves the local store only when every required target holds a verified copy, it was
+stored longer ago than ``retention.local_keep``, and it is not on legal hold. Off-site copies
+are never deleted by ingestd: their WORM lock runs out on its own at the retain-until date.
+Each eviction is a signed ledger event; ``verify`` and ``show`` still find the item, and the
+manifest off-site still describes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import queries as q
+from .domain.canonical import format_time, parse_time
+from .domain.models import EventKind
+from .errors import ObjectDamaged
+from .station import Station
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class SweepReport:
+    evicted: list[dict[str, Any]] = field(default_factory=list)
+    kept: int = 0
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"evicted": self.evicted, "kept": self.kept, "dry_run": self.dry_run}
+
+
+def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") -> SweepReport:
+    report = SweepReport(dry_run=dry_run)
+    required = {t.name for t in station.settings.targets if t.required}
+    with station.catalog.read() as conn:
+        rows = [dict(r) for r in q.search_items(conn) if r["local_present"]]
+    if not required:
+        report.kept = len(rows)  # nothing is safe off-site: everything stays
+        return report
+    now = station.clock()
+    keep_for = station.settings.retention.local_keep
+    for row in rows:
+        sha = row["sha256"]
+        with station.catalog.read() as conn:
+            held_offsite = q.verified_targets(conn, sha)
+        if (row["hold"] or not required <= held_offsite
+                or parse_time(row["stored_at"]) + keep_for > now
+                or row["station"] != station.name):
+            report.kept += 1
+            continue
+        entry = {"sha256": sha, "size": row["size"], "targets": sorted(held_offsite)}
+        if not dry_run:
+            try:
+                station.store.verify(sha, row["size"])
+            except ObjectDamaged as exc:
+                # A damaged local copy is not evicted silently: the audit will flag it.
+                log.error("not evicting %s: %s", sha[:12], exc.message)
+                report.kept += 1
+                continue
+            with station.custody.transaction() as conn:
+                station.custody.record(
+                    conn, kind=EventKind.EVICTED, actor=actor, item=sha, at=now,
+                    data={"targets": sorted(held_offsite), "stored_at": row["stored_at"],
+                          "local_keep": keep_for.total_seconds()},
+                )
+                q.update_item(conn, sha, local_present=False)
+            station.store.remove(sha)
+            log.info("evicted %s from the local store (verified on %s)", sha[:12],
+                     ", ".join(sorted(held_offsite)), extra={"event": "evicted"})
+        entry["at"] = format_time(now)
+        report.evicted.append(entry)
+    return report

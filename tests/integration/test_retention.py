@@ -1,0 +1,93 @@
+"""The retention sweep: the local store keeps only what is not yet safe off-site."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import (
+    OFFICER,
+    OFFICER_ID,
+    SERIAL,
+    Clips,
+    build_recorder,
+    init_station,
+    run_cli,
+    store_objects,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _station(tmp_path: Path, clips: Clips, *, local_keep: str = "0s",
+             target: bool = True) -> tuple[Path, list[str]]:
+    nas = tmp_path / "nas"
+    nas.mkdir(parents=True)
+    config = f'[retention]\nlocal_keep = "{local_keep}"\n'
+    if target:
+        config += f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+    home = init_station(tmp_path / "home", config=config,
+                        register={SERIAL: (OFFICER, OFFICER_ID)})
+    rec = build_recorder(tmp_path / "rec", {"DCIM/a.mp4": clips.a, "DCIM/b.mp4": clips.b,
+                                            "DCIM/c.mp4": clips.c})
+    ingest = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json")
+    assert ingest.exit_code == 0, ingest.stderr
+    return home, [i["sha256"] for i in ingest.json()["items"]]
+
+
+def test_only_items_verified_offsite_and_past_local_keep_leave_the_store(
+        tmp_path: Path, clips: Clips) -> None:
+    home, shas = _station(tmp_path, clips)
+    replicate = run_cli(home, "replicate", "--limit", "2", "--json")
+    assert replicate.exit_code == 0, replicate.stderr
+    copied = {v["sha256"] for v in replicate.json()["verified"]}
+    held = sorted(copied)[0]
+    assert run_cli(home, "hold", held[:12], "--reason", "complaint").exit_code == 0
+
+    dry = run_cli(home, "retention", "--dry-run", "--json")
+    assert dry.exit_code == 0
+    assert set(store_objects(home)) == set(shas), "a dry run removes nothing"
+
+    swept = run_cli(home, "retention", "--json").json()
+
+    gone = {e["sha256"] for e in swept["evicted"]}
+    assert gone == copied - {held}
+    assert swept["kept"] == 2  # the held one and the one not yet off-site
+    assert set(store_objects(home)) == set(shas) - gone
+    for sha in gone:
+        shown = run_cli(home, "show", sha, "--json").json()
+        assert shown["item"]["local"] is False
+        assert [h["kind"] for h in shown["history"]][-1] == "evicted"
+        # Still our evidence: verify by hash finds it signed, and the off-site copy is whole.
+        assert run_cli(home, "verify", "--hash", sha).exit_code == 0
+        assert (tmp_path / "nas" / "sha256" / sha).exists()
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_nothing_leaves_without_a_required_target_or_before_local_keep(
+        tmp_path: Path, clips: Clips) -> None:
+    home, shas = _station(tmp_path / "no-target", clips, target=False)
+    assert run_cli(home, "retention", "--json").json() == {
+        "evicted": [], "kept": 3, "dry_run": False}
+    assert set(store_objects(home)) == set(shas)
+
+    home, shas = _station(tmp_path / "young", clips, local_keep="30d")
+    assert run_cli(home, "replicate").exit_code == 0
+    assert run_cli(home, "retention", "--json").json()["evicted"] == []
+    assert set(store_objects(home)) == set(shas)
+
+
+def test_a_redocked_recording_comes_back_into_the_local_store(
+        tmp_path: Path, clips: Clips) -> None:
+    home, shas = _station(tmp_path, clips)
+    assert run_cli(home, "replicate").exit_code == 0
+    assert len(run_cli(home, "retention", "--json").json()["evicted"]) == 3
+    assert store_objects(home) == {}
+
+    again = run_cli(home, "ingest", tmp_path / "rec", "--serial", SERIAL, "--json")
+
+    assert again.exit_code == 0, again.stderr
+    assert set(store_objects(home)) == set(shas)
+    for sha in shas:
+        assert run_cli(home, "show", sha, "--json").json()["item"]["local"] is True
+    assert run_cli(home, "audit", "--all", "--decode", "0").exit_code == 0

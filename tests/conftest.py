@@ -18,11 +18,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner
@@ -179,6 +180,27 @@ def big_clips(tmp_path_factory: pytest.TempPathFactory) -> list[ClipFile]:
     folder = tmp_path_factory.mktemp("bigclips")
     return [make_noise_clip(folder / f"big{i}.mp4", seconds=1, tag=f"big-{i}",
                             recorded=RECORDED_T0 + timedelta(minutes=10 * i)) for i in range(5)]
+
+
+# -- waiting ---------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+#: A generous bound for anything to happen on a busy 2-core machine.
+WAIT = 90.0
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = WAIT, interval: float = 0.05,
+             what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
 
 
 # -- recorders -------------------------------------------------------------------------------

@@ -8,10 +8,27 @@ what the server answers, and report a mismatch rather than count the copy.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+
+from ..domain.models import is_sha256
+
+CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def require_sha256(sha256: str) -> None:
+    if not is_sha256(sha256):
+        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+
+
+def require_checkpoint_name(name: str) -> str:
+    """A checkpoint name is one plain file name: it never becomes a path that escapes."""
+    if not CHECKPOINT_NAME.match(name):
+        raise ValueError(f"not a valid checkpoint name: {name!r}")
+    return name
 
 
 @dataclass(frozen=True, kw_only=True)

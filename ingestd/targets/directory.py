@@ -25,14 +25,12 @@ import glob
 import json
 import logging
 import os
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingestd.domain.models import is_sha256
 from ingestd.errors import IngestdError, ObjectDamaged, TargetError
 from ingestd.integrity.hashing import (
     atomic_write,
@@ -42,11 +40,16 @@ from ingestd.integrity.hashing import (
     hash_fd,
     hash_file,
 )
-from ingestd.targets import Lock, RemoteObject
+from ingestd.targets import (
+    CHECKPOINT_NAME,
+    Lock,
+    RemoteObject,
+    require_checkpoint_name,
+    require_sha256,
+)
 
 log = logging.getLogger(__name__)
 
-_CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _DIR_MODE = 0o750
 _OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -118,7 +121,7 @@ class DirectoryTarget:
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
                  rewrite: bool = False) -> RemoteObject:
         # ``rewrite`` needs no special path here: an existing file is always re-hashed.
-        _require_sha256(sha256)
+        require_sha256(sha256)
         dest = self.item_path(sha256)
         try:
             self._ensure_dir(dest.parent)
@@ -143,7 +146,7 @@ class DirectoryTarget:
         return self._lock(sha256, lock)
 
     def head_item(self, sha256: str) -> RemoteObject | None:
-        _require_sha256(sha256)
+        require_sha256(sha256)
         dest = self.item_path(sha256)
         try:
             size = dest.stat().st_size
@@ -161,7 +164,7 @@ class DirectoryTarget:
         )
 
     def rehash_item(self, sha256: str) -> str:
-        _require_sha256(sha256)
+        require_sha256(sha256)
         dest = self.item_path(sha256)
         try:
             return hash_file(dest, from_disk=True).sha256
@@ -171,13 +174,13 @@ class DirectoryTarget:
             raise self._error("cannot rehash item", dest, exc) from exc
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
-        _require_sha256(sha256)
+        require_sha256(sha256)
         if not self.item_path(sha256).is_file():
             raise self._error("cannot lock: no such item", self.item_path(sha256))
         return self._lock(sha256, lock)
 
     def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None:
-        _require_sha256(sha256)
+        require_sha256(sha256)
         dest = self.manifest_path(sha256)
         try:
             if _read_if_exists(dest) != manifest:
@@ -189,7 +192,7 @@ class DirectoryTarget:
     def put_checkpoint(self, name: str, body: bytes) -> None:
         """Store a ledger checkpoint. The same bytes again are a no-op; different bytes under an
         existing name are refused (checkpoints witness the ledger and are never rewritten)."""
-        dest = self.checkpoint_path(_require_checkpoint_name(name))
+        dest = self.checkpoint_path(require_checkpoint_name(name))
         try:
             existing = _read_if_exists(dest)
             if existing == body:
@@ -206,7 +209,7 @@ class DirectoryTarget:
             return sorted(
                 entry.name
                 for entry in os.scandir(folder)
-                if entry.is_file(follow_symlinks=False) and _CHECKPOINT_NAME.match(entry.name)
+                if entry.is_file(follow_symlinks=False) and CHECKPOINT_NAME.match(entry.name)
             )
         except FileNotFoundError:
             return []
@@ -214,7 +217,7 @@ class DirectoryTarget:
             raise self._error("cannot list checkpoints", folder, exc) from exc
 
     def get_checkpoint(self, name: str) -> bytes:
-        dest = self.checkpoint_path(_require_checkpoint_name(name))
+        dest = self.checkpoint_path(require_checkpoint_name(name))
         try:
             body = _read_if_exists(dest)
         except OSError as exc:
@@ -383,13 +386,3 @@ def _aware(moment: datetime) -> datetime:
         raise ValueError("retain_until must be timezone-aware")
     return moment.astimezone(UTC)
 
-
-def _require_sha256(sha256: str) -> None:
-    if not is_sha256(sha256):
-        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
-
-
-def _require_checkpoint_name(name: str) -> str:
-    if not _CHECKPOINT_NAME.match(name):
-        raise ValueError(f"not a valid checkpoint name: {name!r}")
-    return name

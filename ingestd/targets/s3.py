@@ -25,7 +25,6 @@ import hashlib
 import ipaddress
 import logging
 import random
-import re
 import stat
 import time
 from collections.abc import Callable, Mapping
@@ -50,10 +49,15 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import RetriesExceededError
 
-from ingestd.domain.models import is_sha256
 from ingestd.errors import IngestdError, ObjectDamaged, TargetError
 from ingestd.integrity.hashing import hash_file
-from ingestd.targets import Lock, RemoteObject
+from ingestd.targets import (
+    CHECKPOINT_NAME,
+    Lock,
+    RemoteObject,
+    require_checkpoint_name,
+    require_sha256,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -69,7 +73,6 @@ T = TypeVar("T")
 
 MiB = 1024 * 1024
 _META_SHA256 = "sha256"  # sent as x-amz-meta-sha256
-_CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
 _TRANSIENT_CODES = frozenset(
     {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
@@ -209,7 +212,7 @@ class S3Target:
 
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
                  rewrite: bool = False) -> RemoteObject:
-        _require_sha256(sha256)
+        require_sha256(sha256)
         key = self.item_key(sha256)
         source_checked = False
 
@@ -227,18 +230,18 @@ class S3Target:
         )
 
     def head_item(self, sha256: str) -> RemoteObject | None:
-        _require_sha256(sha256)
+        require_sha256(sha256)
         key = self.item_key(sha256)
         head = self._retrying("head item", key, lambda: self._head(key))
         return None if head is None else self._remote(key, head, sha256)
 
     def rehash_item(self, sha256: str) -> str:
-        _require_sha256(sha256)
+        require_sha256(sha256)
         key = self.item_key(sha256)
         return self._retrying("rehash item", key, lambda: self._rehash_once(key))
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
-        _require_sha256(sha256)
+        require_sha256(sha256)
         key = self.item_key(sha256)
 
         def once() -> RemoteObject:
@@ -250,7 +253,7 @@ class S3Target:
         return self._retrying("set lock", key, once)
 
     def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None:
-        _require_sha256(sha256)
+        require_sha256(sha256)
         key = self.manifest_key(sha256)
         digest = hashlib.sha256(manifest).hexdigest()
 
@@ -265,7 +268,7 @@ class S3Target:
         """Store a ledger checkpoint. A checkpoint is never overwritten: the same bytes again
         are a no-op, different bytes under an existing name are refused (a rewritten ledger
         must not be able to rewrite its off-site witness)."""
-        key = self.checkpoint_key(_require_checkpoint_name(name))
+        key = self.checkpoint_key(require_checkpoint_name(name))
         digest = hashlib.sha256(body).hexdigest()
 
         def once() -> None:
@@ -288,14 +291,14 @@ class S3Target:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
                 for entry in page.get("Contents", []):
                     name = entry["Key"][len(folder) :]
-                    if _CHECKPOINT_NAME.match(name):
+                    if CHECKPOINT_NAME.match(name):
                         names.append(name)
             return sorted(names)
 
         return self._retrying("list checkpoints", folder, once)
 
     def get_checkpoint(self, name: str) -> bytes:
-        key = self.checkpoint_key(_require_checkpoint_name(name))
+        key = self.checkpoint_key(require_checkpoint_name(name))
 
         def once() -> bytes:
             try:
@@ -736,16 +739,6 @@ def _check_source(source: Path, sha256: str, size: int) -> None:
             f"with {sha256}: not replicating a damaged copy"
         )
 
-
-def _require_sha256(sha256: str) -> None:
-    if not is_sha256(sha256):
-        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
-
-
-def _require_checkpoint_name(name: str) -> str:
-    if not _CHECKPOINT_NAME.match(name):
-        raise ValueError(f"not a valid checkpoint name: {name!r}")
-    return name
 
 
 def _b64(sha256: str) -> str:

@@ -34,9 +34,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from conftest import wait_for
 
 from ingestd.catalog import queries as q
 from ingestd.domain.models import EventKind, Recorder
@@ -50,22 +51,9 @@ TIMEOUT = 90.0  # generous upper bound for anything to happen on a busy 2-core m
 BIG_MIB = 384  # a big recorder file of random bytes (shared with test_docking.py's)
 SERIAL = "BWC-0100"
 
-T = TypeVar("T")
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], T], *, timeout: float = TIMEOUT, interval: float = 0.02,
-             what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def sha256_file(path: Path) -> str:

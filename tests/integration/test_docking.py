@@ -35,9 +35,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from conftest import wait_for
 
 from ingestd import config as config_mod
 from ingestd.catalog import queries as q
@@ -59,23 +60,9 @@ SETTLE = 0.5  # seconds a folder must stay unchanged before it is taken (fast, f
 TIMEOUT = 90.0  # generous upper bound for anything to happen on a busy 2-core machine
 BIG_MIB = 384  # the "huge recorder": one file of random bytes named .MP4
 
-T = TypeVar("T")
 
 
 # -- waiting -----------------------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], T], *, timeout: float = TIMEOUT, interval: float = 0.05,
-             what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def holds_for(check: Callable[[], bool], seconds: float, *, what: str) -> None:

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 _HANDLER_NAME = "ingestd"
 
@@ -29,13 +30,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
-def configure(*, level: str = "WARNING", fmt: str = "text") -> None:
+def configure(*, level: str = "WARNING", fmt: str = "text", stream: TextIO | None = None) -> None:
+    """Log on the package logger to ``stream`` (default stderr; the daemon logs to stdout,
+    which journald collects, while one-shot commands keep stdout for their report)."""
     logger = logging.getLogger("ingestd")
     logger.setLevel(level.upper())
     for handler in list(logger.handlers):
         if handler.get_name() == _HANDLER_NAME:
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 from rich.console import Console
@@ -49,12 +49,13 @@ class AppContext:
             self._station.close()
 
 
-def setup_logging(verbose: int, fmt: str = "text", level: str | None = None) -> None:
+def setup_logging(verbose: int, fmt: str = "text", level: str | None = None,
+                  stream: TextIO | None = None) -> None:
     name = level or os.environ.get("INGESTD_LOG_LEVEL") or (
         "DEBUG" if verbose > 1 else "INFO" if verbose == 1 else "WARNING")
     from ..logs import configure
 
-    configure(level=name, fmt=fmt)
+    configure(level=name, fmt=fmt, stream=stream)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..daemon import Daemon
@@ -18,8 +20,10 @@ from .base import AppContext, cli, console, esc, pass_app, setup_logging
 def run(app: AppContext, once: bool) -> None:
     """Run the docking-station daemon in the foreground."""
     settings = app.settings
-    setup_logging(max(app.verbose, 1), fmt=settings.log.format, level=None if app.verbose else
-                  settings.log.level)
+    # The daemon logs to stdout (journald); --once keeps stdout for its report.
+    setup_logging(max(app.verbose, 1), fmt=settings.log.format,
+                  level=None if app.verbose else settings.log.level,
+                  stream=None if once else sys.stdout)
     station = app.station()
     daemon = Daemon(station)
     if not once:

@@ -8,6 +8,7 @@ that ``--json`` leaves stdout to the machine-readable result.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import shutil
@@ -16,9 +17,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
@@ -113,18 +116,21 @@ class Measured:
 
 
 def run_timed(argv: Sequence[str | os.PathLike[str]], *, stdout: Path,
-              cwd: Path | None = None) -> tuple[float, int]:
+              cwd: Path | None = None,
+              env: Mapping[str, str] | None = None) -> tuple[float, int]:
     """Run a command to its end; return wall seconds and its peak RSS in bytes.
 
     The peak is ``ru_maxrss`` from ``wait4`` (what ``/usr/bin/time -v`` reports): the
     high-water mark of the command or of the largest of the children it waited for.
-    stdout goes to the file given; stderr to ``<stdout>.err``, quoted on failure.
+    stdout goes to the file given; stderr to ``<stdout>.err``, quoted on failure. ``env``
+    replaces the environment (default: this process's).
     """
     err_path = stdout.with_name(stdout.name + ".err")
     with stdout.open("wb") as out, err_path.open("wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen([os.fspath(a) for a in argv], stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
+                                stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True,
+                                env=None if env is None else dict(env))
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:  # Ctrl-C or TERM: stop the command and what it started
@@ -137,6 +143,47 @@ def run_timed(argv: Sequence[str | os.PathLike[str]], *, stdout: Path,
         tail = err_path.read_text(encoding="utf-8", errors="replace").strip()[-1500:]
         raise BenchError(f"{' '.join(map(str, argv))} exited {proc.returncode}:\n{tail}")
     return seconds, usage.ru_maxrss * 1024
+
+
+# A launcher whose own memory is small (python -I -S: about 8 MiB): it forks the command,
+# times it and reports the wait4 peak. Needed because a forked child's ru_maxrss starts at its
+# parent's resident size (Linux records the old image's high-water mark at exec): a command
+# started straight from a benchmark that holds a server (moto) or boto3 would seem to use
+# what the benchmark uses.
+_LEAN_LAUNCHER = """
+import os, sys, time
+out, argv = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(out, "w") as fh:
+    fh.write(f"{seconds!r} {usage.ru_maxrss}")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def run_measured(argv: Sequence[str | os.PathLike[str]], *, stdout: Path,
+                 cwd: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> tuple[float, int]:
+    """As ``run_timed``, with the peak RSS the command's own: it is started by a small
+    launcher rather than forked from this (possibly large) process. The launcher's floor,
+    about 8 MiB, stays: a command smaller than that reads as that."""
+    report = stdout.with_name(stdout.name + ".measured")
+    try:
+        run_timed([sys.executable, "-I", "-S", "-c", _LEAN_LAUNCHER, report, *argv],
+                  stdout=stdout, cwd=cwd, env=env)
+    except BenchError as exc:  # name the command, not the launcher
+        text, marker = str(exc), f"{report} "
+        raise BenchError(text.split(marker, 1)[1] if marker in text else text) from None
+    seconds, maxrss_kib = report.read_text(encoding="ascii").split()
+    return float(seconds), int(maxrss_kib) * 1024
 
 
 def run_quiet(argv: Sequence[str | os.PathLike[str]]) -> None:
@@ -190,3 +237,138 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
 def free_bytes(path: Path) -> int:
     path.mkdir(parents=True, exist_ok=True)
     return shutil.disk_usage(path).free
+
+
+# -- generated recorders (shared by `bench docks` and `bench replicate`) -----------------------
+# (bench_ingest keeps its own copies of these: it relies on them as they are.)
+
+
+def write_padded(path: Path, head: bytes, size: int, mtime: float, *, tail: bytes = b"",
+                 chunk: int = 4 * MiB) -> str:
+    """``head``, random bytes, then ``tail``, ``size`` bytes in all; returns their SHA-256.
+
+    Every file so made is distinct content (no deduplication) whose first bytes are real media
+    (and whose last, with ``tail``, can be the end marker a whole photo has).
+    """
+    if size < len(head) + len(tail) + 4096:
+        raise BenchError(f"{path.name}: {fmt_bytes(size)} leaves no room for random bytes "
+                         f"after its {fmt_bytes(len(head))} of real media: choose larger sizes")
+    digest = hashlib.sha256()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        out.write(head)
+        digest.update(head)
+        left = size - len(head) - len(tail)
+        while left:
+            block = os.urandom(min(chunk, left))
+            out.write(block)
+            digest.update(block)
+            left -= len(block)
+        out.write(tail)
+        digest.update(tail)
+    os.utime(path, (mtime, mtime))
+    return digest.hexdigest()
+
+
+JPEG_END = b"\xff\xd9"  # a JPEG's end-of-image marker: ingestd flags a photo without it
+
+
+def seed_media(folder: Path, recorded: datetime, seconds: float = 10) -> tuple[bytes, bytes]:
+    """The bytes of one real 720p H.264/AAC clip (10 s: 9 MiB) and one real 1080p JPEG
+    (114 KiB), made by ffmpeg."""
+    from ingestd.simulate import make_clip  # only when data is built
+
+    clip = make_clip(folder / "seed.mp4", seconds=seconds, size="1280x720", rate=30,
+                     recorded=recorded)
+    photo = folder / "seed.jpg"
+    run_quiet(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+               "testsrc2=size=1920x1080", "-frames:v", "1", "-q:v", "2", photo])
+    return clip.read_bytes(), photo.read_bytes()
+
+
+def cached_build(base: Path, name: str, need: int, build: Callable[[Path], None],
+                 valid: Callable[[Path], bool]) -> Path:
+    """``base/name``, built by ``build(folder)`` when missing or not ``valid``.
+
+    ``base`` belongs to one benchmark: older entries in it (other sizes, formats) are removed
+    before a build, nothing outside it. The build happens in ``name.partial`` and is renamed
+    into place only when complete, so an interrupted build is never taken for a cache.
+    """
+    folder = base / name
+    if folder.is_dir() and valid(folder):
+        say(f"using the cached data in {folder}")
+        return folder
+    base.mkdir(parents=True, exist_ok=True)
+    for other in base.iterdir():
+        say(f"removing older cached data: {other}")
+        shutil.rmtree(other)
+    if free_bytes(base) < need:
+        raise BenchError(f"not enough free space in {base}: needs about {fmt_bytes(need)}, "
+                         f"has {fmt_bytes(free_bytes(base))}")
+    partial = base / (name + ".partial")
+    say(f"building {folder} (once; cached)")
+    start = time.perf_counter()
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        build(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    partial.rename(folder)
+    os.sync()
+    say(f"built in {time.perf_counter() - start:.1f} s")
+    return folder
+
+
+def machine_info(load_start: float) -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "load_average_start": load_start,
+            "load_average_end": os.getloadavg()[0]}
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    return (f"machine: {machine['cpus']} CPUs, 1-minute load average "
+            f"{machine['load_average_start']:.2f} at the start, "
+            f"{machine['load_average_end']:.2f} at the end (other work skews times; compare "
+            "ratios within one run)")
+
+
+def code_state() -> str:
+    """Which ingestd was measured: the commit, and files of ingestd/ changed since it."""
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                              check=False)
+        return proc.stdout.rstrip() if proc.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    changed = git("status", "--porcelain", "--", "ingestd").splitlines()
+    if not changed:
+        return f"ingestd at commit {commit}, unmodified"
+    names = ", ".join(line[3:] for line in changed)
+    return f"ingestd at commit {commit} WITH uncommitted changes to {names}"
+
+
+def other_benchmarks() -> list[str]:
+    """Other `scripts/bench` runs on this machine now (they drop the page cache and load the
+    disk too): ``pid: command`` of each."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        pid = int(cmdline.parent.name)
+        if pid in (os.getpid(), os.getppid()):
+            continue
+        try:
+            args = [a.decode("utf-8", "replace") for a in cmdline.read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if any(Path(a).name.startswith("bench_") and a.endswith(".py") for a in args[:3]):
+            found.append(f"{pid}: {' '.join(args)[:120]}")
+    return sorted(found)
+
+
+def concurrency_note(seen: Iterable[str]) -> str | None:
+    """A note for the report when other benchmarks ran during this one, else None."""
+    seen = sorted(set(seen))
+    if not seen:
+        return None
+    return ("OTHER BENCHMARKS RAN DURING THIS ONE (they drop the page cache and load the disk "
+            "and CPUs: times are skewed, compare ratios with care): " + "; ".join(seen))

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from .. import config as config_mod
 from ..config import Settings
+from ..logs import configure
 from ..station import Station
 
 console = Console(highlight=False)
@@ -53,8 +54,6 @@ def setup_logging(verbose: int, fmt: str = "text", level: str | None = None,
                   stream: TextIO | None = None) -> None:
     name = level or os.environ.get("INGESTD_LOG_LEVEL") or (
         "DEBUG" if verbose > 1 else "INFO" if verbose == 1 else "WARNING")
-    from ..logs import configure
-
     configure(level=name, fmt=fmt, stream=stream)
 
 

@@ -8,6 +8,7 @@ that ``--json`` leaves stdout to the machine-readable result.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import resource
@@ -16,6 +17,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,30 +117,52 @@ class Measured:
     sync_seconds: float  # the `sync` right after the run: dirty data the tool left behind
 
 
+class BenchTimeout(BenchError):
+    """A command did not finish within the time it was given, and was killed."""
+
+
 def run_timed(argv: Sequence[str | os.PathLike[str]], *, stdout: Path,
-              cwd: Path | None = None,
-              env: Mapping[str, str] | None = None) -> tuple[float, int]:
+              cwd: Path | None = None, env: Mapping[str, str] | None = None,
+              timeout: float | None = None) -> tuple[float, int]:
     """Run a command to its end; return wall seconds and its peak RSS in bytes.
 
     The peak is ``ru_maxrss`` from ``wait4`` (what ``/usr/bin/time -v`` reports): the
     high-water mark of the command or of the largest of the children it waited for.
     stdout goes to the file given; stderr to ``<stdout>.err``, quoted on failure. ``env``
-    replaces the environment (default: this process's).
+    replaces the environment (default: this process's). After ``timeout`` seconds the command
+    and what it started are killed and BenchTimeout is raised.
     """
     err_path = stdout.with_name(stdout.name + ".err")
+    expired = threading.Event()
     with stdout.open("wb") as out, err_path.open("wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen([os.fspath(a) for a in argv], stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True,
                                 env=None if env is None else dict(env))
+
+        def expire() -> None:
+            expired.set()
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, expire) if timeout is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:  # Ctrl-C or TERM: stop the command and what it started
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    if expired.is_set() and proc.returncode == -signal.SIGKILL:
+        raise BenchTimeout(f"{' '.join(map(str, argv))} did not finish in {timeout:.0f} s "
+                           "and was killed")
     if proc.returncode != 0:
         tail = err_path.read_text(encoding="utf-8", errors="replace").strip()[-1500:]
         raise BenchError(f"{' '.join(map(str, argv))} exited {proc.returncode}:\n{tail}")
@@ -170,18 +194,19 @@ sys.exit(code if code >= 0 else 128 - code)
 
 
 def run_measured(argv: Sequence[str | os.PathLike[str]], *, stdout: Path,
-                 cwd: Path | None = None,
-                 env: Mapping[str, str] | None = None) -> tuple[float, int]:
+                 cwd: Path | None = None, env: Mapping[str, str] | None = None,
+                 timeout: float | None = None) -> tuple[float, int]:
     """As ``run_timed``, with the peak RSS the command's own: it is started by a small
     launcher rather than forked from this (possibly large) process. The launcher's floor,
     about 8 MiB, stays: a command smaller than that reads as that."""
     report = stdout.with_name(stdout.name + ".measured")
     try:
         run_timed([sys.executable, "-I", "-S", "-c", _LEAN_LAUNCHER, report, *argv],
-                  stdout=stdout, cwd=cwd, env=env)
+                  stdout=stdout, cwd=cwd, env=env, timeout=timeout)
     except BenchError as exc:  # name the command, not the launcher
         text, marker = str(exc), f"{report} "
-        raise BenchError(text.split(marker, 1)[1] if marker in text else text) from None
+        text = text.split(marker, 1)[1] if marker in text else text
+        raise type(exc)(text) from None
     seconds, maxrss_kib = report.read_text(encoding="ascii").split()
     return float(seconds), int(maxrss_kib) * 1024
 

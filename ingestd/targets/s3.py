@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -372,7 +372,9 @@ class S3Target:
                     key,
                     self._replica_problem(head, sha256, size),
                 )
-            self._abort_stale_uploads(key)
+            if size >= self._multipart_threshold:
+                # only a multipart upload can leave parts behind (a single PUT cannot)
+                self._abort_stale_uploads(key)
             upload()
             head = self._verified(key, self._head(key), sha256, size)
             if self._readback:
@@ -551,11 +553,17 @@ class S3Target:
             )
 
     def _rehash_once(self, key: str) -> str:
+        # One streamed GET, hashed as it arrives. (s3transfer's ranged download into a
+        # non-seekable sink stalls on objects of more than ten parts.)
         sink = _HashingSink()
         started = time.monotonic()
         try:
-            with create_transfer_manager(self._client, self._transfer_config) as manager:
-                manager.download(self.bucket, key, cast(IO[Any], sink)).result()
+            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                for chunk in body.iter_chunks(chunk_size=_READ_CHUNK):
+                    sink.write(chunk)
+            finally:
+                body.close()
         except ClientError as exc:
             if _error_code(exc) in _NOT_FOUND_CODES:
                 raise self._error("cannot rehash: no such object", key) from exc
@@ -671,6 +679,9 @@ class S3Target:
             )
         except ProfileNotFound as exc:
             raise TargetError(f"target {self.name!r}: profile {profile!r} not found") from exc
+
+
+_READ_CHUNK = 1 << 20
 
 
 class _HashingSink:

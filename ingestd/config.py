@@ -175,6 +175,7 @@ class SchedulerSettings(_Section):
     audit: Duration = timedelta(hours=6)
     audit_sample: int = Field(default=20, ge=0)
     retention: Duration = timedelta(hours=24)
+    replication_parallel: int = Field(default=4, ge=1, le=32)
 
 
 class TargetSettings(_Section):

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +31,7 @@ from .ingest import set_flag
 from .integrity.ledger import Discrepancy
 from .integrity.signing import PublicKey
 from .station import Station
-from .targets import Lock, Target
+from .targets import Lock, RemoteObject, Target
 from .targets.directory import DirectoryTarget
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,18 @@ def _lock_in_place(replica: Mapping[str, Any], lock: Lock) -> bool:
     return bool(have) and parse_time(str(have)) >= lock.retain_until
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Sent:
+    """One upload's outcome, before it is recorded."""
+
+    target: Target
+    lock: Lock
+    remote: RemoteObject | None = None
+    error: str = ""
+    flag: Flag | None = None
+    unreachable: bool = False
+
+
 class Replicator:
     def __init__(self, station: Station, targets: list[Target] | None = None, *,
                  actor: str = "ingestd", cancel: threading.Event | None = None) -> None:
@@ -160,15 +173,15 @@ class Replicator:
 
     # -- one copy ------------------------------------------------------------------------
 
-    def _replicate_one(self, target: Target, item: dict[str, Any],
-                       report: ReplicationReport) -> bool:
+    def _send(self, target: Target, item: dict[str, Any]) -> _Sent:
+        """Upload one copy and check it (I/O only: what it means is recorded by _settle)."""
         sha = item["sha256"]
         station = self.station
-        now = station.clock()
         lock = lock_for(item)
         with station.catalog.write() as conn:
             prior = q.replica(conn, sha, target.name)
-            q.upsert_replica(conn, sha, target.name, state="uploading", updated_at=format_time(now),
+            q.upsert_replica(conn, sha, target.name, state="uploading",
+                             updated_at=format_time(station.clock()),
                              attempts=(prior["attempts"] if prior else 0) + 1)
         try:
             # The target re-hashes the local copy as it reads it: a damaged one is never sent.
@@ -180,19 +193,26 @@ class Replicator:
                     f"{remote.size} bytes, SHA-256 {remote.sha256}")
             target.put_manifest(sha, self.manifest(sha), lock)
         except ObjectDamaged as exc:
-            self._failed(target, sha, exc.message, report)
-            with station.custody.transaction() as conn:
-                set_flag(station, conn, sha, Flag.FIXITY_FAILED, at=station.clock(),
-                         actor=self.actor, detail=exc.message)
-            return True
+            return _Sent(target=target, lock=lock, error=exc.message, flag=Flag.FIXITY_FAILED)
         except TargetError as exc:
-            self._failed(target, sha, exc.message, report)
-            if "mismatch" in exc.message:
+            mismatch = "mismatch" in exc.message
+            return _Sent(target=target, lock=lock, error=exc.message,
+                         flag=Flag.REPLICA_MISMATCH if mismatch else None,
+                         unreachable=not mismatch)
+        return _Sent(target=target, lock=lock, remote=remote)
+
+    def _settle(self, item: dict[str, Any], sent: _Sent, report: ReplicationReport) -> None:
+        """Record one copy's outcome: a signed ``replicated`` entry, or the failure."""
+        sha = item["sha256"]
+        station = self.station
+        target, lock, remote = sent.target, sent.lock, sent.remote
+        if remote is None:
+            self._failed(target, sha, sent.error, report)
+            if sent.flag is not None:
                 with station.custody.transaction() as conn:
-                    set_flag(station, conn, sha, Flag.REPLICA_MISMATCH, at=station.clock(),
-                             actor=self.actor, detail=exc.message)
-                return True
-            return False
+                    set_flag(station, conn, sha, sent.flag, at=station.clock(),
+                             actor=self.actor, detail=sent.error)
+            return
         done = station.clock()
         with station.custody.transaction() as conn:
             entry = station.custody.record(
@@ -210,7 +230,6 @@ class Replicator:
                 hold=lock.legal_hold,
             )
         report.verified.append({"sha256": sha, "target": target.name})
-        return True
 
     def _failed(self, target: Target, sha: str, error: str, report: ReplicationReport) -> None:
         with self.station.catalog.write() as conn:
@@ -246,17 +265,38 @@ class Replicator:
         with station.catalog.read() as conn:
             queue = [dict(r) for r in q.replication_queue(conn, names, limit=limit,
                                                               station=station.name)]
-        down: set[str] = set()
-        for item in queue:
+        down: set[str] = set()  # unreachable this run: tried again at the next one
+        guard = threading.Lock()
+
+        def send_all(item: dict[str, Any]) -> list[_Sent]:
             if self.cancel.is_set():
-                break
+                return []
             with station.catalog.read() as conn:
                 have = q.verified_targets(conn, item["sha256"])
+            out = []
             for target in self.targets:
-                if target.name in have or target.name in down:
-                    continue
-                if not self._replicate_one(target, item, report):
-                    down.add(target.name)  # unreachable: try it again at the next run
+                with guard:
+                    if target.name in have or target.name in down:
+                        continue
+                sent = self._send(target, item)
+                if sent.unreachable:
+                    with guard:
+                        down.add(target.name)
+                out.append(sent)
+            return out
+
+        # The first item goes alone: a target that is down is found with one item, not with
+        # as many as run at once. Then several travel at once (small ones are mostly round
+        # trips); each starts in deadline order and is recorded in that order, so the ledger
+        # follows the deadlines.
+        for one in send_all(queue[0]) if queue else []:
+            self._settle(queue[0], one, report)
+        parallel = station.settings.scheduler.replication_parallel
+        with ThreadPoolExecutor(max_workers=parallel,
+                                thread_name_prefix="ingestd-replicate") as pool:
+            for item, sent in zip(queue[1:], pool.map(send_all, queue[1:]), strict=True):
+                for one in sent:
+                    self._settle(item, one, report)
         report.locks_extended = self.extend_locks(report)
         with station.catalog.read() as conn:
             report.pending = len(q.replication_queue(conn, names, station=station.name))

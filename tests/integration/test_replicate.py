@@ -688,10 +688,13 @@ def test_a_server_that_disappears_mid_run_then_comes_back(
     tmp_path: Path, clips: list[Clip], proxy: FaultProxy, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
-    """Through the Replicator API, as the daemon's replication job calls it."""
+    """Through the Replicator API, as the daemon's replication job calls it. One item at a time
+    here, so that exactly one is in flight when the server goes (with replication_parallel = N,
+    up to N in flight fail together; none after them is tried)."""
     from ingestd.replicate import Replicator
 
-    home = make_home(tmp_path, clips, config='\n[windows]\nreplication = "1s"\n')
+    home = make_home(tmp_path, clips, config='\n[windows]\nreplication = "1s"\n'
+                     '[scheduler]\nreplication_parallel = 1\n')
     home.add_target(s3_target(proxy.url, bucket, credentials))
     seen: list[str] = []
 

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sqlite3
 import sys
 import time
@@ -37,6 +36,7 @@ from benchlib import (
     CacheDropper,
     Measured,
     MiB,
+    bench_main,
     cached_build,
     code_state,
     concurrency_note,
@@ -562,16 +562,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    # A TERM (like Ctrl-C) unwinds, so that the running command is stopped and work folders go.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        report = run(args)
-    except BenchError as exc:
-        print(f"bench docks: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(report, indent=2) if args.json else render(report))
-    return 0
+    return bench_main("docks", argv, parse_args, run, render)
 
 
 if __name__ == "__main__":

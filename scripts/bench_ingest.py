@@ -17,7 +17,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from benchlib import (
     GiB,
     Measured,
     MiB,
+    bench_main,
     ensure_debian_packages,
     fmt_bytes,
     free_bytes,
@@ -630,16 +630,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    # A TERM (like Ctrl-C) unwinds, so that the running tool is stopped and work folders go.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        report = run(args)
-    except BenchError as exc:
-        print(f"bench ingest: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(report, indent=2) if args.json else render(report))
-    return 0
+    return bench_main("ingest", argv, parse_args, run, render)
 
 
 if __name__ == "__main__":

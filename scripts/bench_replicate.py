@@ -22,7 +22,6 @@ import logging
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from benchlib import (
     BenchTimeout,
     CacheDropper,
     MiB,
+    bench_main,
     cached_build,
     code_state,
     concurrency_note,
@@ -755,16 +755,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    # A TERM (like Ctrl-C) unwinds, so that the running tool and the server are stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        report = run(args)
-    except BenchError as exc:
-        print(f"bench replicate: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(report, indent=2) if args.json else render(report))
-    return 0
+    return bench_main("replicate", argv, parse_args, run, render)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import resource
 import shutil
@@ -397,3 +398,20 @@ def concurrency_note(seen: Iterable[str]) -> str | None:
         return None
     return ("OTHER BENCHMARKS RAN DURING THIS ONE (they drop the page cache and load the disk "
             "and CPUs: times are skewed, compare ratios with care): " + "; ".join(seen))
+
+
+def bench_main(name: str, argv: list[str], parse_args: Callable[[list[str]], Any],
+               run: Callable[[Any], dict[str, Any]],
+               render: Callable[[dict[str, Any]], str]) -> int:
+    """A benchmark's entry point: parse, run, print the report (text or ``--json``)."""
+    args = parse_args(argv)
+    # A TERM (like Ctrl-C) unwinds, so that the running tool (and any server) is stopped and
+    # the work folders go.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        report = run(args)
+    except BenchError as exc:
+        print(f"bench {name}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0

@@ -17,6 +17,7 @@ skip with a useful reason instead of failing obscurely.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import subprocess
@@ -202,6 +203,10 @@ class MockUdev:
     def close(self) -> None:
         self.testbed.clear()
         self.testbed = None
+        # Free now, between tests, whatever a reference cycle still holds (pyudev monitors,
+        # contexts): freed later by a collection on another thread, a monitor's socket can
+        # vanish while umockdev is sending to it, and umockdev aborts the process on that.
+        gc.collect()
 
     def __enter__(self) -> MockUdev:
         return self

@@ -160,7 +160,9 @@ class DockCoordinator:
                 return
             running = self._active.get(job.key)
             if running is not None:
-                running.again = True  # served once the running session ends
+                # Served once the running session ends, as what was docked last: the same
+                # device node may now hold another recorder.
+                running.run, running.serial, running.again = job.run, job.serial, True
                 return
             self._active[job.key] = job
             future = self._pool.submit(self._drive, job)

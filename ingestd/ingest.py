@@ -372,7 +372,9 @@ class Ingestor:
                 recorded_at = format_time(recorded.start)
             else:
                 recorded_at = existing["recorded_start"]
-                if not existing["local_present"]:
+                # Back in the local store only if the object really is there: the retention
+                # sweep may have removed it since this copy found it.
+                if not existing["local_present"] and self.station.store.has(sha):
                     q.update_item(conn, sha, local_present=True)
             # The size acquired, as the ledger entry states it (a file that grew while it was
             # copied differs from the size seen when the recorder was walked).

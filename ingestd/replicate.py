@@ -178,6 +178,11 @@ class Replicator:
         sha = item["sha256"]
         station = self.station
         lock = lock_for(item)
+        if not station.store.has(sha):
+            # Left the local store (retention) since the queue was read: nothing to send, and
+            # nothing wrong with the item.
+            return _Sent(target=target, lock=lock,
+                         error=f"{sha[:12]} is no longer in the local store")
         with station.catalog.write() as conn:
             prior = q.replica(conn, sha, target.name)
             q.upsert_replica(conn, sha, target.name, state="uploading",

@@ -61,13 +61,22 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
                 report.kept += 1
                 continue
             with station.custody.transaction() as conn:
+                # Decided again under the write lock: a hold set, or a copy found bad, while
+                # the object was being re-hashed keeps it here.
+                now_row = q.item(conn, sha)
+                if (now_row is None or now_row["hold"] or not now_row["local_present"]
+                        or not required <= q.verified_targets(conn, sha)):
+                    report.kept += 1
+                    continue
                 station.custody.record(
                     conn, kind=EventKind.EVICTED, actor=actor, item=sha, at=now,
                     data={"targets": sorted(held_offsite), "stored_at": row["stored_at"],
                           "local_keep": keep_for.total_seconds()},
                 )
                 q.update_item(conn, sha, local_present=False)
-            station.store.remove(sha)
+                # Inside the transaction, so an ingest recording the same bytes at this moment
+                # sees either the object and local_present, or neither.
+                station.store.remove(sha)
             log.info("evicted %s from the local store (verified on %s)", sha[:12],
                      ", ".join(sorted(held_offsite)), extra={"event": "evicted"})
         entry["at"] = format_time(now)

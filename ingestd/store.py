@@ -81,13 +81,10 @@ class Store:
         ``accept`` is asked once the copy is complete and before it enters the store (is the
         source still the same file?); a copy it turns down is discarded, leaving no object."""
         self.tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
+        tmp: Path | None = None
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+            tmp, fd = self._locked_temp()
             try:
-                # Held until the temp file is renamed or removed: clean_tmp (run by every
-                # ingest, and at daemon start) leaves a locked temp file alone.
-                fcntl.flock(fd, fcntl.LOCK_EX)
                 digest = copy_and_hash(src_fd, fd, buffer_size=self.buffer_size, abort=abort)
                 if accept is not None and not accept(digest):
                     tmp.unlink()
@@ -110,14 +107,16 @@ class Store:
             finally:
                 os.close(fd)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             if is_disk_full(exc):
                 raise StoreFull(
                     f"evidence store {self.root} is full ({exc.strerror}); nothing partial was kept"
                 ) from None
             raise StoreError(f"cannot write to evidence store {self.root}: {exc}") from None
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             raise
         try:
             self.verify(digest.sha256, digest.size)
@@ -126,6 +125,22 @@ class Store:
             final.unlink(missing_ok=True)
             raise
         return Written(digest=digest, new=True)
+
+    def _locked_temp(self) -> tuple[Path, int]:
+        """A new temp file, locked: clean_tmp (run by every ingest, and at daemon start) leaves
+        a locked temp file alone. Another process's clean_tmp may remove it in the instant
+        before the lock is taken: then take another."""
+        for _ in range(10):
+            tmp = self.tmp / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                    return tmp, fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        raise StoreError(f"cannot keep a temp file in {self.tmp}: something removes them")
 
     def verify(self, sha256: str, size: int | None = None) -> Digest:
         """Hash the stored object from disk; raise ObjectDamaged if it no longer matches."""

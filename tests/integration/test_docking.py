@@ -945,3 +945,35 @@ def test_scan_once_serves_every_folder_docked_now(tmp_path: Path, clip_bank: Cli
     assert sorted((o.serial, o.state) for o in outcomes) == [
         ("BWC-0011", "done"), ("BWC-0012", "done"), ("BWC-7777", "refused")]
     assert len(store_objects(home)) == 3
+
+
+def test_a_dock_on_a_busy_device_node_is_served_as_what_was_docked_last(
+        tmp_path: Path) -> None:
+    """A recorder pulled out and another plugged in on the same device node while the first
+    session still finishes: the next session must serve the new recorder, not the old one."""
+    from ingestd.docking import DockCoordinator, Outcome, _Job
+
+    home = tmp_path / "home"
+    station, _ = init_home(home)
+    coordinator = DockCoordinator(station)
+    release = threading.Event()
+    served: list[str] = []
+
+    def session(serial: str, block: bool) -> Outcome:
+        if block:
+            release.wait(30)
+        served.append(serial)
+        return Outcome(serial=serial, state="done")
+
+    try:
+        coordinator._submit(_Job(key="udev:/dev/sdb", serial="OLD",
+                                 run=lambda: session("OLD", True)))
+        wait_for(lambda: coordinator.busy() == ["OLD"], what="the first session to start")
+        coordinator._submit(_Job(key="udev:/dev/sdb", serial="NEW",
+                                 run=lambda: session("NEW", False)))
+        release.set()
+        assert coordinator.wait_idle(30)
+    finally:
+        coordinator.shutdown()
+        station.close()
+    assert served == ["OLD", "NEW"]

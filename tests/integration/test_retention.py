@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from conftest import (
     Clips,
     build_recorder,
     init_station,
+    open_station,
     run_cli,
     store_objects,
 )
@@ -91,3 +93,32 @@ def test_a_redocked_recording_comes_back_into_the_local_store(
     for sha in shas:
         assert run_cli(home, "show", sha, "--json").json()["item"]["local"] is True
     assert run_cli(home, "audit", "--all", "--decode", "0").exit_code == 0
+
+
+def test_a_hold_set_while_the_sweep_rehashes_keeps_the_item(
+        tmp_path: Path, clips: Clips, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingestd import casework, retention
+    from ingestd.store import Store
+
+    home, shas = _station(tmp_path, clips)
+    assert run_cli(home, "replicate").exit_code == 0
+    station = open_station(home, clock=lambda: datetime.now(UTC))
+    held = shas[0]
+    real_verify = Store.verify
+
+    def verify_then_hold(self: Store, sha: str, size: int | None = None):  # type: ignore[no-untyped-def]
+        digest = real_verify(self, sha, size)
+        if sha == held:  # a supervisor's hold lands while the sweep is busy with this item
+            casework.set_hold(station, [held], hold=True, reason="complaint", actor="supervisor")
+        return digest
+
+    monkeypatch.setattr(Store, "verify", verify_then_hold)
+    try:
+        report = retention.sweep(station)
+    finally:
+        station.close()
+
+    assert {e["sha256"] for e in report.evicted} == set(shas) - {held}
+    assert held in store_objects(home)
+    assert run_cli(home, "show", held, "--json").json()["item"]["local"] is True
+    assert run_cli(home, "ledger", "verify").exit_code == 0

@@ -11,7 +11,7 @@ once: a dock event for a busy recorder is remembered and served when it finishes
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import logging
 import os
 import threading
@@ -275,6 +275,19 @@ class DockCoordinator:
 
     def _session(self, serial: str, path: Path, ctx: DockContext,
                  writable: Callable[[], contextlib.AbstractContextManager[object]]) -> Outcome:
+        finished: dict[str, Any] = {}
+
+        def health_after(report: IngestReport) -> dict[str, Any]:
+            health = dict(ctx.health)
+            health["read_errors"] = len(report.errors)
+            ahead = self._clock_ahead(report)
+            if ahead is not None:
+                health["clock_ahead_seconds"] = ahead
+            health["faults"] = faults_of(health)
+            finished.update(health)
+            return health
+
+        ctx = dataclasses.replace(ctx, health_after=health_after)
         try:
             report = self.ingestor.ingest(path, serial=serial, ctx=ctx, cancel=self.stop)
         except RecorderNotRegistered as exc:
@@ -282,15 +295,7 @@ class DockCoordinator:
         except IngestdError as exc:
             log.error("recorder %s: %s", serial, exc.message, extra={"event": "ingest_failed"})
             return Outcome(serial=serial, state="failed", error=exc.message)
-        health = dict(ctx.health)
-        health["read_errors"] = len(report.errors)
-        ahead = self._clock_ahead(report)
-        if ahead is not None:
-            health["clock_ahead_seconds"] = ahead
-        faults = faults_of(health)
-        health["faults"] = faults
-        self._save_health(report, health)
-        for fault in faults:
+        for fault in finished.get("faults", []):
             log.warning("recorder %s fault: %s", serial, fault, extra={"event": "recorder_fault"})
         outcome = Outcome(serial=serial, state=report.state, report=report)
         if report.state == "done" and self.settings.docks.wipe != "never":
@@ -310,13 +315,6 @@ class DockCoordinator:
                      for i in report.items)
         ahead = (newest - docked).total_seconds()
         return ahead if ahead > self.settings.ingest.clock_tolerance.total_seconds() else None
-
-    def _save_health(self, report: IngestReport, health: dict[str, Any]) -> None:
-        if report.session_id is None:
-            return
-        with self.station.catalog.write() as conn:
-            q.update_session(conn, report.session_id,
-                             health=json.dumps(health, sort_keys=True, default=str))
 
     # -- wipe ----------------------------------------------------------------------------
 

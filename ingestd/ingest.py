@@ -96,6 +96,9 @@ class DockContext:
     present: Callable[[], bool] | None = None
     #: Set on a second stop signal: stop even in the middle of a file.
     abort: threading.Event | None = None
+    #: The dock's health once the files are read (read errors, clock, faults): saved with the
+    #: session's end, so no one sees a finished session without it.
+    health_after: Callable[[IngestReport], dict[str, Any]] | None = None
 
 
 class Ingestor:
@@ -218,17 +221,20 @@ class Ingestor:
         except StoreError as exc:
             report.state = "failed"
             report.errors.append({"path": "", "error": exc.message})
-            self._close(report)
+            self._close(report, ctx)
             raise
         except BaseException:
             report.state = "interrupted"
-            self._close(report)
+            self._close(report, ctx)
             raise
-        self._close(report)
+        self._close(report, ctx)
         return report
 
-    def _close(self, report: IngestReport) -> None:
+    def _close(self, report: IngestReport, ctx: DockContext) -> None:
         assert report.session_id is not None
+        extra: dict[str, Any] = {}
+        if ctx.health_after is not None:
+            extra["health"] = _json(ctx.health_after(report))
         with self.station.catalog.write() as conn:
             q.update_session(
                 conn, report.session_id, state=report.state,
@@ -237,7 +243,7 @@ class Ingestor:
                 files_new=sum(1 for i in report.items if i.new),
                 files_known=sum(1 for i in report.items if not i.new),
                 files_failed=len(report.errors), bytes_copied=report.bytes_copied,
-                error="; ".join(e["error"] for e in report.errors)[:2000],
+                error="; ".join(e["error"] for e in report.errors)[:2000], **extra,
             )
 
     # -- one file --------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from benchlib import (
     run_quiet,
     run_timed,
     say,
+    split_sizes,
     table,
     timed_sync,
 )
@@ -117,16 +117,9 @@ class Dataset:
 
 def plan_sizes(total: int, small_count: int) -> tuple[list[int], list[int]]:
     """(clip sizes, photo sizes) adding up to ``total``; the same for the same arguments."""
-    rng = random.Random(f"ingestd-bench-{FORMAT}-{small_count}")
-    photos = [rng.randint(SMALL_MIN, SMALL_MAX) for _ in range(small_count)]
-    clips_total = total - sum(photos)
-    if clips_total < 64 * MiB:
-        raise BenchError(f"{fmt_bytes(total)} is too small for {small_count} photos and "
-                         "the clips: raise --size-gib or lower --small-files")
-    unit = clips_total // sum(CLIP_WEIGHTS)
-    clips = [unit * w for w in CLIP_WEIGHTS]
-    clips[0] += clips_total - sum(clips)
-    return clips, photos
+    return split_sizes(total, small_count, seed=f"ingestd-bench-{FORMAT}-{small_count}",
+                       small=(SMALL_MIN, SMALL_MAX), weights=CLIP_WEIGHTS,
+                       too_small=f"raise --size-gib or lower --small-files ({small_count})")
 
 
 def _write_padded(path: Path, head: bytes, size: int, mtime: float) -> str:

@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from benchlib import (
     run_timed,
     say,
     seed_media,
+    split_sizes,
     table,
     write_padded,
 )
@@ -137,16 +137,10 @@ class Dataset:
 
 
 def plan_sizes(total: int, small_count: int) -> tuple[list[int], list[int]]:
-    rng = random.Random(f"ingestd-bench-replicate-{FORMAT}-{small_count}")
-    small = [rng.randint(SMALL_MIN, SMALL_MAX) for _ in range(small_count)]
-    large_total = total - sum(small)
-    if large_total < 64 * MiB:
-        raise BenchError(f"{fmt_bytes(total)} is too small for {small_count} small clips "
-                         "and the large ones: raise --size-mib or lower --small-clips")
-    unit = large_total // sum(LARGE_WEIGHTS)
-    large = [unit * w for w in LARGE_WEIGHTS]
-    large[0] += large_total - sum(large)
-    return large, small
+    return split_sizes(total, small_count,
+                       seed=f"ingestd-bench-replicate-{FORMAT}-{small_count}",
+                       small=(SMALL_MIN, SMALL_MAX), weights=LARGE_WEIGHTS,
+                       too_small=f"raise --size-mib or lower --small-clips ({small_count})")
 
 
 def _build(folder: Path, large: list[int], small: list[int]) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -415,3 +416,18 @@ def bench_main(name: str, argv: list[str], parse_args: Callable[[list[str]], Any
         return 1
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
+
+
+def split_sizes(total: int, small_count: int, *, seed: str, small: tuple[int, int],
+                weights: Sequence[int], too_small: str) -> tuple[list[int], list[int]]:
+    """(large sizes in proportion to ``weights``, ``small_count`` random small sizes) adding up
+    to ``total``; the same for the same arguments, so cached data can be reused."""
+    rng = random.Random(seed)
+    smalls = [rng.randint(*small) for _ in range(small_count)]
+    large_total = total - sum(smalls)
+    if large_total < 64 * MiB:
+        raise BenchError(f"{fmt_bytes(total)} is too small: {too_small}")
+    unit = large_total // sum(weights)
+    large = [unit * w for w in weights]
+    large[0] += large_total - sum(large)
+    return large, smalls

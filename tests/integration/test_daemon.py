@@ -17,7 +17,6 @@ The watched root as such, and docking through the Python API, are in ``test_dock
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import sha256_of, wait_for
 
 from ingestd.catalog import queries as q
 from ingestd.domain.models import EventKind, Recorder
@@ -54,14 +53,6 @@ SERIAL = "BWC-0100"
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(4 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -82,7 +73,7 @@ def small_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
     for i in range(3):
         path = make_clip(folder / f"clip{i}.mp4", seconds=1, recorded=base + timedelta(minutes=i),
                          size="320x240", rate=10)
-        clips.append(Clip(path=path, sha256=sha256_file(path), size=path.stat().st_size))
+        clips.append(Clip(path=path, sha256=sha256_of(path), size=path.stat().st_size))
     return clips
 
 
@@ -96,7 +87,7 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Clip:
             for _ in range(BIG_MIB // 4):
                 fh.write(os.urandom(4 << 20))
         os.replace(tmp, path)
-    return Clip(path=path, sha256=sha256_file(path), size=path.stat().st_size)
+    return Clip(path=path, sha256=sha256_of(path), size=path.stat().st_size)
 
 
 def place(source: Path, dest: Path) -> None:
@@ -340,7 +331,7 @@ def test_first_sigterm_finishes_the_current_file_then_stops_and_resumes_at_resta
     assert acqs == [{"path": "DCIM/100MEDIA/0001.MP4", "state": "stored",
                      "item": big_file.sha256}]
     assert set(store_objects(home)) == {big_file.sha256}
-    assert sha256_file(store_objects(home)[big_file.sha256]) == big_file.sha256
+    assert sha256_of(store_objects(home)[big_file.sha256]) == big_file.sha256
     assert not partial_files(home)
     assert status_json(home)["docks"][0]["state"] == "interrupted"
 
@@ -414,7 +405,7 @@ def medium_file(tmp_path_factory: pytest.TempPathFactory) -> Clip:
     with open(path, "wb") as fh:
         for _ in range(32):
             fh.write(os.urandom(4 << 20))
-    return Clip(path=path, sha256=sha256_file(path), size=path.stat().st_size)
+    return Clip(path=path, sha256=sha256_of(path), size=path.stat().st_size)
 
 
 BIG_REL = "DCIM/100MEDIA/0004.MP4"  # copied last, and wiped last
@@ -493,7 +484,7 @@ def test_sigkill_then_restart_recovers_and_every_file_ends_stored_once(
     assert {r["sha256"] for r in catalog(home, "SELECT sha256 FROM items")} == everything
     assert set(store_objects(home)) == everything
     for sha, path in store_objects(home).items():
-        assert sha256_file(path) == sha
+        assert sha256_of(path) == sha
     for sha in everything:
         states_ = [r["state"] for r in catalog(home, "SELECT state FROM acquisitions "
                                                      "WHERE item = ?", sha)]

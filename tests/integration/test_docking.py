@@ -21,7 +21,6 @@ The daemon as a process (signals, restart, sd_notify) is tested in ``test_daemon
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import sha256_of, wait_for
 
 from ingestd import config as config_mod
 from ingestd.catalog import queries as q
@@ -77,14 +76,6 @@ def holds_for(check: Callable[[], bool], seconds: float, *, what: str) -> None:
 # -- media and big files (made once per test session) -----------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(4 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class Clip:
     path: Path
@@ -108,7 +99,7 @@ class ClipBank:
                 path = self.folder / f"clip{index:03d}.mp4"
                 make_clip(path, seconds=1, recorded=self.base + timedelta(minutes=index),
                           size="320x240", rate=10)
-                self._made[index] = Clip(path=path, sha256=sha256_file(path),
+                self._made[index] = Clip(path=path, sha256=sha256_of(path),
                                          size=path.stat().st_size)
             return self._made[index]
 
@@ -129,7 +120,7 @@ def shared_random_file(tmp_path_factory: pytest.TempPathFactory, mib: int) -> Cl
             for _ in range(mib // 4):
                 fh.write(os.urandom(4 << 20))
         os.replace(tmp, path)
-    return Clip(path=path, sha256=sha256_file(path), size=path.stat().st_size)
+    return Clip(path=path, sha256=sha256_of(path), size=path.stat().st_size)
 
 
 @pytest.fixture(scope="session")
@@ -336,7 +327,7 @@ def tree(root: Path) -> dict[str, tuple[str, int, int]]:
     out = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         st = path.stat()
-        out[str(path.relative_to(root))] = (sha256_file(path), st.st_size, st.st_mtime_ns)
+        out[str(path.relative_to(root))] = (sha256_of(path), st.st_size, st.st_mtime_ns)
     return out
 
 
@@ -373,7 +364,7 @@ def test_folder_appearing_whole_is_ingested_once_after_settle(
     objects = store_objects(home)
     assert set(objects) == {c.sha256 for c in clips}
     for sha, path in objects.items():
-        assert sha256_file(path) == sha
+        assert sha256_of(path) == sha
     assert tree(folder) == before, "the recorder folder was altered"
     assert ingestd(home, "ledger", "verify").returncode == 0
 
@@ -590,7 +581,7 @@ def test_huge_recorder_does_not_hold_back_small_ones(
     assert (big["sha256"], big["size"]) == (big_file.sha256, big_file.size)
     flags = catalog(home, "SELECT flag FROM flags WHERE item = ?", big_file.sha256)
     assert flags == [{"flag": "damaged_media"}]  # random bytes: kept, and flagged
-    assert sha256_file(store_objects(home)[big_file.sha256]) == big_file.sha256
+    assert sha256_of(store_objects(home)[big_file.sha256]) == big_file.sha256
 
 
 def test_never_more_sessions_than_max_parallel_recorders(
@@ -646,7 +637,7 @@ def test_recorder_pulled_out_mid_copy_is_resumed_when_docked_again(
     for acq in acqs:
         assert acq["state"] in ("stored", "interrupted"), acq
         if acq["state"] == "stored":
-            assert sha256_file(store_objects(home)[acq["item"]]) == acq["item"]
+            assert sha256_of(store_objects(home)[acq["item"]]) == acq["item"]
         else:
             assert acq["item"] is None
     assert acqs[-1]["state"] == "interrupted"
@@ -693,7 +684,7 @@ def test_wipe_after_local_verify_deletes_stored_files_each_a_ledger_event(
               what="the daemon's own wipe was taken for a new dock")
 
     for clip, rel in zip(clips, media(*clips), strict=True):
-        assert sha256_file(store_objects(home)[clip.sha256]) == clip.sha256
+        assert sha256_of(store_objects(home)[clip.sha256]) == clip.sha256
         shown = ingestd(home, "show", clip.sha256, "--json")
         assert shown.returncode == 0, shown.stderr
         history = json.loads(shown.stdout)["history"]

@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
+from conftest import catalog_execute, catalog_rows
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -241,23 +242,8 @@ def make_home(root: Path, clips: Sequence[Clip], *, config: str = "",
     return Home(home=home, recorder=recorder, clips=list(clips))
 
 
-def sql(home: Path, query: str, *params: object) -> list[dict[str, Any]]:
-    con = sqlite3.connect(home / "catalog.sqlite")
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute(query, params)]
-    finally:
-        con.close()
-
-
-def sql_exec(home: Path, query: str, *params: object) -> int:
-    con = sqlite3.connect(home / "catalog.sqlite")
-    try:
-        cur = con.execute(query, params)
-        con.commit()
-        return cur.rowcount
-    finally:
-        con.close()
+sql = catalog_rows  # read the catalog as a person with sqlite3 would
+sql_exec = catalog_execute  # change it behind ingestd's back
 
 
 def s3_target(url: str, bucket: str, credentials: Path, *, name: str = "offsite",

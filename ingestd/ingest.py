@@ -262,7 +262,9 @@ class Ingestor:
         if progress:
             progress("file", src, 0)
         try:
-            sha, size, new, changed = self._copy(src, known=known, abort=ctx.abort)
+            on_bytes = (lambda n: progress("bytes", src, n)) if progress else None
+            sha, size, new, changed = self._copy(src, known=known, abort=ctx.abort,
+                                                 on_bytes=on_bytes)
         except (OSError, RecorderError) as exc:
             reason = exc.message if isinstance(exc, RecorderError) else (
                 f"cannot read: {exc.strerror or exc}")
@@ -309,7 +311,8 @@ class Ingestor:
                                  finished_at=format_time(self.station.clock()))
 
     def _copy(self, src: SourceFile, *, known: str | None,
-              abort: threading.Event | None = None) -> tuple[str, int, bool, bool]:
+              abort: threading.Event | None = None,
+              on_bytes: Callable[[int], None] | None = None) -> tuple[str, int, bool, bool]:
         """Returns (sha256, size, bytes were written, the source kept changing)."""
         store = self.station.store
         attempts = self.settings.ingest.changed_retries + 1
@@ -322,17 +325,17 @@ class Ingestor:
                 keep = functools.partial(_keep_copy, fd, before, last=attempt == attempts)
 
                 if known is not None and store.has(known):
-                    digest = hash_fd(fd, buffer_size=store.buffer_size)
+                    digest = hash_fd(fd, buffer_size=store.buffer_size, on_bytes=on_bytes)
                     new = False
                     if digest.sha256 != known:
                         # Different bytes under the same name, size and time: copy them now
                         # (moving on to the next attempt could leave none to copy them in).
                         known = None
                         os.lseek(fd, 0, os.SEEK_SET)
-                        written = store.put_from_fd(fd, abort=abort, accept=keep)
+                        written = store.put_from_fd(fd, abort=abort, accept=keep, on_bytes=on_bytes)
                         digest, new = written.digest, written.new
                 else:
-                    written = store.put_from_fd(fd, abort=abort, accept=keep)
+                    written = store.put_from_fd(fd, abort=abort, accept=keep, on_bytes=on_bytes)
                     digest, new = written.digest, written.new
                 stable = _unchanged(fd, before, digest)
             finally:

@@ -75,7 +75,8 @@ class Store:
     # -- writing ---------------------------------------------------------------------------
 
     def put_from_fd(self, src_fd: int, *, abort: threading.Event | None = None,
-                    accept: Callable[[Digest], bool] | None = None) -> Written:
+                    accept: Callable[[Digest], bool] | None = None,
+                    on_bytes: Callable[[int], None] | None = None) -> Written:
         """Copy an open source into the store, hashing as it goes; verify by read-back.
 
         ``accept`` is asked once the copy is complete and before it enters the store (is the
@@ -85,7 +86,8 @@ class Store:
         try:
             tmp, fd = self._locked_temp()
             try:
-                digest = copy_and_hash(src_fd, fd, buffer_size=self.buffer_size, abort=abort)
+                digest = copy_and_hash(src_fd, fd, buffer_size=self.buffer_size, abort=abort,
+                                       on_bytes=on_bytes)
                 if accept is not None and not accept(digest):
                     tmp.unlink()
                     return Written(digest=digest, new=False, kept=False)

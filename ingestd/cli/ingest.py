@@ -53,7 +53,7 @@ def _with_progress(ingestor: Ingestor, mountpoint: Path, serial: str,
                 bar.update(task, total=n)
             elif event == "file" and src is not None:
                 bar.update(task, description=f"{serial}: {src.display[-40:]}")
-            elif event == "done":
+            elif event == "bytes":
                 bar.advance(task, n)
 
         return ingestor.ingest(mountpoint, serial=serial, ctx=ctx, progress=progress)

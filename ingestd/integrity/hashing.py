@@ -7,7 +7,7 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,8 +105,11 @@ def _small(fd: int, buffer_size: int) -> bool:
         return False
 
 
+OnBytes = Callable[[int], None]
+
+
 def _copy_in_place(src_fd: int, dst_fd: int, *, buffer_size: int,
-                   abort: threading.Event | None) -> Digest:
+                   abort: threading.Event | None, on_bytes: OnBytes | None) -> Digest:
     """The same for a file smaller than one buffer: threads would cost more than they save."""
     digest = hashlib.sha256()
     buf = _buffers(buffer_size, 1)[0]
@@ -124,20 +127,25 @@ def _copy_in_place(src_fd: int, dst_fd: int, *, buffer_size: int,
         digest.update(view)
         _write_all(dst_fd, view)
         total += n
+        if on_bytes is not None:
+            on_bytes(n)
 
 
 def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER,
-                  abort: threading.Event | None = None) -> Digest:
+                  abort: threading.Event | None = None,
+                  on_bytes: OnBytes | None = None) -> Digest:
     """Read ``src_fd`` to its end, writing every byte to ``dst_fd`` and hashing it, in one pass.
 
     The hash is taken of exactly the bytes handed to the writer. Reading, hashing and writing
     run on three threads (all three release the GIL), so a large file costs about the slowest
     of the three rather than their sum; a file smaller than one buffer is done in place. Memory
     stays at ``_POOL`` buffers whatever the file size. Setting ``abort`` stops the copy between
-    two buffers with :class:`ShutdownRequested`.
+    two buffers with :class:`ShutdownRequested`. ``on_bytes`` hears of every buffer hashed
+    (a progress bar).
     """
     if _small(src_fd, buffer_size):
-        return _copy_in_place(src_fd, dst_fd, buffer_size=buffer_size, abort=abort)
+        return _copy_in_place(src_fd, dst_fd, buffer_size=buffer_size, abort=abort,
+                              on_bytes=on_bytes)
     digest = hashlib.sha256()
     reader = _ReadAhead(src_fd, _buffers(buffer_size, _POOL), abort)
     pending: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
@@ -167,6 +175,8 @@ def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER
             digest.update(memoryview(buf)[:n])
             total += n
             pending.put((buf, n))
+            if on_bytes is not None:
+                on_bytes(n)
     finally:
         pending.put(None)
         thread.join()
@@ -184,7 +194,8 @@ def drop_cache(fd: int) -> None:
         pass
 
 
-def hash_fd(fd: int, *, buffer_size: int = DEFAULT_BUFFER) -> Digest:
+def hash_fd(fd: int, *, buffer_size: int = DEFAULT_BUFFER,
+            on_bytes: OnBytes | None = None) -> Digest:
     """Hash a file from its start, reading ahead on a helper thread for large files."""
     digest = hashlib.sha256()
     total = 0
@@ -194,6 +205,8 @@ def hash_fd(fd: int, *, buffer_size: int = DEFAULT_BUFFER) -> Digest:
         while n := os.readv(fd, [buf]):
             digest.update(memoryview(buf)[:n])
             total += n
+            if on_bytes is not None:
+                on_bytes(n)
         return Digest(sha256=digest.hexdigest(), size=total)
     reader = _ReadAhead(fd, _buffers(buffer_size, 2))
     try:
@@ -201,6 +214,8 @@ def hash_fd(fd: int, *, buffer_size: int = DEFAULT_BUFFER) -> Digest:
             digest.update(memoryview(buf)[:n])
             total += n
             reader.release(buf)
+            if on_bytes is not None:
+                on_bytes(n)
     finally:
         reader.close()
     return Digest(sha256=digest.hexdigest(), size=total)

@@ -84,8 +84,7 @@ class Custody:
         data: Mapping[str, Any] | None = None,
         at: datetime | None = None,
     ) -> LedgerEntry:
-        """Append one signed entry; call inside :meth:`transaction`."""
-        q.lock_ledger(conn)
+        """Append one signed entry; call inside :meth:`transaction` (one writer at a time)."""
         seq, head = q.ledger_head(conn)
         entry = seal(
             seq=seq + 1, at=at or self.clock(), station=self.station, actor=actor,

@@ -1,9 +1,11 @@
 """Engine, connection discipline and migrations.
 
 SQLite (WAL, synchronous FULL) is the embedded default; a PostgreSQL URL puts many stations on one
-catalog. Writes go through :meth:`Catalog.write`, which on SQLite takes the write lock at BEGIN
-(``BEGIN IMMEDIATE``) so that two writers never deadlock upgrading a read lock; on PostgreSQL the
-ledger head is serialised with a row lock (see ``ledger.py``).
+catalog. Writes go through :meth:`Catalog.write`, and there is one writer at a time on both:
+SQLite takes its write lock at BEGIN (``BEGIN IMMEDIATE``), so two writers never deadlock
+upgrading a read lock; PostgreSQL takes a transaction-scoped advisory lock first thing. Every
+write transaction therefore reads what all earlier ones committed, so "is this item new?"
+and "what is the ledger's head?" have one answer across processes and stations.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+#: An arbitrary constant: the PostgreSQL advisory lock that serialises write transactions.
+WRITE_LOCK = 0x1D6E57D
+#: How long a writer waits for another's transaction (SQLite: busy_timeout, the same).
+WRITE_WAIT_MS = 60_000
 
 #: The newest migration. Every command checks the catalog is at it without loading Alembic
 #: (a unit test keeps this equal to the migrations' head).
@@ -105,6 +112,9 @@ class Catalog:
             with self.engine.connect() as raw:
                 conn = raw.execution_options(ingestd_write=True)
                 with conn.begin():
+                    if not self.is_sqlite:
+                        conn.execute(text(f"SET LOCAL lock_timeout = {WRITE_WAIT_MS}"))
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK})
                     yield conn
         except OperationalError as exc:
             raise CatalogError(f"catalog {self.safe_url}: {exc.orig}") from None

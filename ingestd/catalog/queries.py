@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 
 from ..domain.canonical import format_time, parse_time
@@ -28,16 +28,7 @@ from .schema import (
     replicas,
 )
 
-# An arbitrary constant: the PostgreSQL advisory lock that serialises ledger appends.
-LEDGER_LOCK = 0x1D6E57D
-
-
 # -- ledger ------------------------------------------------------------------------------------
-
-
-def lock_ledger(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK})
 
 
 def ledger_head(conn: Connection) -> tuple[int, str | None]:

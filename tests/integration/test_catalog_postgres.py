@@ -160,3 +160,41 @@ def test_two_stations_on_one_catalog_both_verify(tmp_path: Path, postgres_url: s
     assert stations == {"dock-1", "dock-2"}
     assert run_cli(two, "ledger", "verify").exit_code == 0
     assert run_cli(one, "ledger", "verify").exit_code == 0
+
+
+def test_a_writer_waits_for_the_one_before_and_reads_what_it_committed(
+        tmp_path: Path, postgres_url: str) -> None:
+    """Two stations (or two ingest processes) may find the same clip new at once; the second
+    must see the first one's item, not insert it again. One writer at a time guarantees it."""
+    import threading
+
+    from ingestd.catalog.db import open_catalog
+
+    first, second = open_catalog(postgres_url), open_catalog(postgres_url)
+    inside, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def hold() -> None:
+        with first.write() as conn:
+            conn.execute(sa.text("INSERT INTO keys (key_id, station, public_key, created_at) "
+                                 "VALUES ('k1', 's', 'aa', '2026-01-01T00:00:00Z')"))
+            inside.set()
+            release.wait(30)
+
+    def follow() -> None:
+        with second.write() as conn:
+            seen.append(conn.execute(sa.text("SELECT count(*) FROM keys")).scalar_one())
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(30)
+    follower = threading.Thread(target=follow)
+    follower.start()
+    follower.join(1.0)
+    assert follower.is_alive(), "the second writer went ahead while the first was open"
+    release.set()
+    holder.join(30)
+    follower.join(30)
+    assert seen == [1], "the second writer did not see the first one's commit"
+    first.dispose()
+    second.dispose()

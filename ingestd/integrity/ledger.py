@@ -169,14 +169,31 @@ class Mirror:
 
     def truncate_partial_tail(self) -> None:
         """A crash mid-append can leave a last line without its newline: drop only that."""
-        if not self.path.exists():
+        try:
+            fh = self.path.open("r+b")
+        except FileNotFoundError:
             return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            with self.path.open("r+b") as fh:
-                fh.truncate(keep)
-                os.fsync(fh.fileno())
+        with fh:
+            # Only the tail is read: this runs before every append, and the ledger only grows.
+            end = fh.seek(0, os.SEEK_END)
+            if not end:
+                return
+            fh.seek(end - 1)
+            if fh.read(1) == b"\n":
+                return
+            keep, chunk = 0, 1 << 16
+            while True:
+                start = max(0, end - chunk)
+                fh.seek(start)
+                newline = fh.read(end - start).rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                if not start:
+                    break
+                chunk *= 4
+            fh.truncate(keep)
+            os.fsync(fh.fileno())
 
     def read(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
         if not self.path.exists():

@@ -247,3 +247,19 @@ def test_mirror_drops_only_a_torn_last_line(key: StationKey, tmp_path: Path) -> 
     assert mirror.path.read_bytes() == whole
     mirror.append(entries[2:])
     assert compare_mirror({e.seq: e for e in entries}, mirror) == []
+
+
+@pytest.mark.parametrize("torn_size", [1, 70_000, 300_000])
+def test_a_torn_line_longer_than_the_tail_read_is_dropped_whole(
+        key: StationKey, tmp_path: Path, torn_size: int) -> None:
+    entries = chain(key, 2)
+    mirror = Mirror(tmp_path / "ledger.jsonl")
+    mirror.append(entries[:1])
+    whole = mirror.path.read_bytes()
+    mirror.path.write_bytes(whole + b"{" + b"x" * torn_size)
+    mirror.truncate_partial_tail()
+    assert mirror.path.read_bytes() == whole
+    # A mirror that is nothing but a torn first line is emptied, not left half-written.
+    mirror.path.write_bytes(b'{"seq": 1, "kind"' + b"y" * torn_size)
+    mirror.truncate_partial_tail()
+    assert mirror.path.read_bytes() == b""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Column, Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 
 from ..domain.canonical import format_time, parse_time
@@ -28,6 +28,13 @@ from .schema import (
     replicas,
 )
 
+
+def _update(conn: Connection, key: Column[Any], value: Any, values: dict[str, Any]) -> None:
+    """UPDATE one row by its key. The values go as parameters (they name the columns set), so
+    SQLAlchemy reuses one compiled statement per set of columns instead of building it anew."""
+    conn.execute(update(key.table).where(key == bindparam("_key")), {"_key": value, **values})
+
+
 # -- ledger ------------------------------------------------------------------------------------
 
 
@@ -39,15 +46,13 @@ def ledger_head(conn: Connection) -> tuple[int, str | None]:
 
 
 def insert_entry(conn: Connection, entry: LedgerEntry) -> None:
-    conn.execute(
-        insert(ledger).values(
-            seq=entry.seq, at=format_time(entry.at), station=entry.station, actor=entry.actor,
-            kind=entry.kind, item=entry.item,
-            data=json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
-            prev_hash=entry.prev_hash, key_id=entry.key_id, entry_hash=entry.entry_hash,
-            signature=entry.signature,
-        )
-    )
+    conn.execute(insert(ledger), {
+        "seq": entry.seq, "at": format_time(entry.at), "station": entry.station,
+        "actor": entry.actor, "kind": entry.kind, "item": entry.item,
+        "data": json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
+        "prev_hash": entry.prev_hash, "key_id": entry.key_id, "entry_hash": entry.entry_hash,
+        "signature": entry.signature,
+    })
 
 
 def _entry(row: RowMapping) -> LedgerEntry:
@@ -133,14 +138,14 @@ def list_recorders(conn: Connection, *, include_removed: bool = False) -> list[R
 
 
 def open_session(conn: Connection, **values: Any) -> int:
-    result = conn.execute(insert(dock_sessions).values(**values))
+    result = conn.execute(insert(dock_sessions), values)
     key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
 
 
 def update_session(conn: Connection, session_id: int, **values: Any) -> None:
-    conn.execute(update(dock_sessions).where(dock_sessions.c.id == session_id).values(**values))
+    _update(conn, dock_sessions.c.id, session_id, values)
 
 
 def session(conn: Connection, session_id: int) -> RowMapping | None:
@@ -150,14 +155,14 @@ def session(conn: Connection, session_id: int) -> RowMapping | None:
 
 
 def start_acquisition(conn: Connection, **values: Any) -> int:
-    result = conn.execute(insert(acquisitions).values(**values))
+    result = conn.execute(insert(acquisitions), values)
     key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
 
 
 def finish_acquisition(conn: Connection, acq_id: int, **values: Any) -> None:
-    conn.execute(update(acquisitions).where(acquisitions.c.id == acq_id).values(**values))
+    _update(conn, acquisitions.c.id, acq_id, values)
 
 
 def known_source(conn: Connection, *, serial: str, path_hex: str, size: int,
@@ -234,11 +239,11 @@ def item(conn: Connection, sha256: str) -> RowMapping | None:
 
 
 def insert_item(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(items).values(**values))
+    conn.execute(insert(items), values)
 
 
 def update_item(conn: Connection, sha256: str, **values: Any) -> None:
-    conn.execute(update(items).where(items.c.sha256 == sha256).values(**values))
+    _update(conn, items.c.sha256, sha256, values)
 
 
 def resolve(conn: Connection, ref: str) -> str:
@@ -269,7 +274,7 @@ def has_flag(conn: Connection, sha256: str, flag: str) -> bool:
 
 
 def insert_flag(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(flags).values(**values))
+    conn.execute(insert(flags), values)
 
 
 def current_label(conn: Connection, sha256: str) -> RowMapping | None:
@@ -285,11 +290,11 @@ def label_history(conn: Connection, sha256: str) -> list[RowMapping]:
 
 
 def insert_label(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(labels).values(**values))
+    conn.execute(insert(labels), values)
 
 
 def insert_justification(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(justifications).values(**values))
+    conn.execute(insert(justifications), values)
 
 
 def justifications_of(conn: Connection, sha256: str) -> list[RowMapping]:
@@ -528,7 +533,7 @@ def replica_stats(conn: Connection, targets: Sequence[str]) -> dict[str, dict[st
 
 
 def add_checkpoint(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(checkpoints).values(**values))
+    conn.execute(insert(checkpoints), values)
 
 
 def last_checkpoint(conn: Connection, target: str) -> RowMapping | None:

@@ -99,6 +99,7 @@ class IngestSettings(_Section):
     clock_tolerance: Duration = timedelta(minutes=10)
     buffer_size: Size = 4 * 2**20
     changed_retries: int = Field(default=3, ge=0, le=20)
+    parallel_files: int = Field(default=2, ge=1, le=16)
     probe_timeout: Duration = timedelta(seconds=60)
 
     @field_validator("recorder_timezone")

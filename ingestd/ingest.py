@@ -108,6 +108,7 @@ class Ingestor:
         self.windows = station.settings.windows.policy()
         self.tz = policy.parse_utc_offset(station.settings.ingest.recorder_timezone)
         self.conventions = station.settings.ingest.conventions()
+        self._tally = threading.Lock()  # the report's byte count, added to by file threads
 
     # -- the session -----------------------------------------------------------------------
 
@@ -206,14 +207,8 @@ class Ingestor:
         if progress:
             progress("start", None, sum(f.size for f in files))
         try:
-            for src in files:
-                if cancel is not None and cancel.is_set():
-                    report.state = "interrupted"
-                    break
-                self._one(src, rec=rec, serial=serial, report=report, docked_at=docked_at,
-                          ctx=ctx, progress=progress)
-            else:
-                report.state = "done"
+            self._files(files, rec=rec, serial=serial, report=report, docked_at=docked_at,
+                        ctx=ctx, cancel=cancel, progress=progress)
         except RecorderGone as exc:
             report.state = "interrupted"
             report.errors.append({"path": "", "error": exc.message})
@@ -229,6 +224,48 @@ class Ingestor:
             raise
         self._close(report, ctx)
         return report
+
+    def _files(self, files: list[SourceFile], *, rec: Recorder | None, serial: str,
+               report: IngestReport, docked_at: datetime, ctx: DockContext,
+               cancel: threading.Event | None, progress: Progress | None) -> None:
+        """Take ``files`` on up to ``ingest.parallel_files`` threads, so that one file's fsync,
+        read-back and catalog commit overlap the next one's copy. A stop (``cancel``) lets the
+        files in hand finish; a recorder pulled out, a store failure or an abort ends the
+        session once the files in hand have ended. The report lists files in walk order."""
+        batch = _Batch(files, cancel)
+        # Ctrl-C on `ingestd ingest` reaches only this thread: abort the copies in hand too.
+        abort = ctx.abort if ctx.abort is not None else threading.Event()
+
+        def work() -> None:
+            while (taken := batch.take()) is not None:
+                index, src = taken
+                try:
+                    batch.results[index] = self._one(
+                        src, rec=rec, serial=serial, report=report, docked_at=docked_at,
+                        ctx=ctx, abort=abort, progress=progress)
+                except BaseException as exc:  # noqa: BLE001 - raised again by the session
+                    batch.fail(exc)
+
+        workers = [threading.Thread(target=work, name=f"ingestd-file-{n}", daemon=True)
+                   for n in range(min(self.settings.ingest.parallel_files, len(files)))]
+        for worker in workers:
+            worker.start()
+        try:
+            for worker in workers:
+                worker.join()
+        except BaseException:
+            batch.halt.set()
+            abort.set()
+            for worker in workers:
+                worker.join()
+            raise
+        finally:
+            batch.report_into(report)
+        if batch.failures:
+            # A recorder pulled out is what the user must hear of, whatever else failed with it.
+            gone = [exc for exc in batch.failures if isinstance(exc, RecorderGone)]
+            raise (gone or batch.failures)[0]
+        report.state = "interrupted" if batch.stopped else "done"
 
     def _close(self, report: IngestReport, ctx: DockContext) -> None:
         assert report.session_id is not None
@@ -249,7 +286,9 @@ class Ingestor:
     # -- one file --------------------------------------------------------------------------
 
     def _one(self, src: SourceFile, *, rec: Recorder | None, serial: str, report: IngestReport,
-             docked_at: datetime, ctx: DockContext, progress: Progress | None) -> None:
+             docked_at: datetime, ctx: DockContext, abort: threading.Event,
+             progress: Progress | None) -> FileResult | dict[str, str]:
+        """One file, stored or found known (its result), or not readable (its error)."""
         assert report.session_id is not None
         with self.station.catalog.write() as conn:
             acq_id = q.start_acquisition(
@@ -263,7 +302,7 @@ class Ingestor:
             progress("file", src, 0)
         try:
             on_bytes = (lambda n: progress("bytes", src, n)) if progress else None
-            sha, size, new, changed = self._copy(src, known=known, abort=ctx.abort,
+            sha, size, new, changed = self._copy(src, known=known, abort=abort,
                                                  on_bytes=on_bytes)
         except (OSError, RecorderError) as exc:
             reason = exc.message if isinstance(exc, RecorderError) else (
@@ -274,9 +313,8 @@ class Ingestor:
                 raise RecorderGone(f"recorder {serial} was removed while {src.display} was "
                                    "copied; it is resumed when docked again") from None
             self._end_acquisition(acq_id, AcquisitionState.FAILED, reason)
-            report.errors.append({"path": src.display, "error": reason})
             log.error("recorder %s: %s: %s", serial, src.display, reason)
-            return
+            return {"path": src.display, "error": reason}
         except StoreError as exc:
             self._end_acquisition(acq_id, AcquisitionState.FAILED, exc.message)
             raise
@@ -284,12 +322,13 @@ class Ingestor:
             self._end_acquisition(acq_id, AcquisitionState.INTERRUPTED, "stopped during copy")
             raise
         if new:
-            report.bytes_copied += size
+            with self._tally:
+                report.bytes_copied += size
         result = self._record(src, acq_id=acq_id, sha=sha, size=size, rec=rec, serial=serial,
                               docked_at=docked_at, ctx=ctx, changed=changed, copied=new)
-        report.items.append(result)
         if progress:
             progress("done", src, size)
+        return result
 
     @staticmethod
     def _gone(ctx: DockContext, *, wait: float = 2.0) -> bool:
@@ -448,6 +487,42 @@ class Ingestor:
 
 
 HOST = socket.gethostname()
+
+
+class _Batch:
+    """One session's files, handed out in walk order to its file threads, and what became of
+    each."""
+
+    def __init__(self, files: list[SourceFile], cancel: threading.Event | None) -> None:
+        self.results: list[FileResult | dict[str, str] | None] = [None] * len(files)
+        self.failures: list[BaseException] = []
+        self.halt = threading.Event()  # stop handing out files: something ended the session
+        self.stopped = False  # a stop was asked for with files left
+        self._cancel = cancel
+        self._next = iter(enumerate(files))
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[int, SourceFile] | None:
+        with self._lock:
+            if self.halt.is_set():
+                return None
+            taken = next(self._next, None)
+            if taken is not None and self._cancel is not None and self._cancel.is_set():
+                self.stopped = True
+                return None
+            return taken
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self.failures.append(exc)
+            self.halt.set()
+
+    def report_into(self, report: IngestReport) -> None:
+        for result in self.results:
+            if isinstance(result, FileResult):
+                report.items.append(result)
+            elif result is not None:
+                report.errors.append(result)
 
 
 def process_alive(pid: int) -> bool:

@@ -314,7 +314,9 @@ def test_daemon_notifies_systemd_and_logs_json_lines(
 def test_first_sigterm_finishes_the_current_file_then_stops_and_resumes_at_restart(
         tmp_path: Path, small_clips: list[Clip], big_file: Clip,
         daemons: Callable[..., Daemon]) -> None:
-    home = new_home(tmp_path)
+    # One file at a time, so that "the current file" is one; with more, each file thread
+    # finishes its own the same way (tests/integration/test_ingest.py).
+    home = new_home(tmp_path, extra="[ingest]\nparallel_files = 1\n")
     folder = recorder(home, {"DCIM/100MEDIA/0001.MP4": big_file.path,
                              "DCIM/100MEDIA/0002.MP4": small_clips[0].path,
                              "DCIM/100MEDIA/0003.MP4": small_clips[1].path})

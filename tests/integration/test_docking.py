@@ -792,7 +792,8 @@ def test_unreadable_file_is_a_fault_in_session_health_and_a_log_line(
     """As root nothing on a local disk is unreadable by permission; a file that was listed but
     is gone when its turn comes (the recorder itself still there) is a read error all the same."""
     caplog.set_level(logging.WARNING, logger="ingestd")
-    home = new_home(tmp_path, register=("BWC-0009",))
+    # One file at a time: the second must still be waiting when the first is being copied.
+    home = new_home(tmp_path, register=("BWC-0009",), extra="[ingest]\nparallel_files = 1\n")
     yard = dockyard_factory(home).start()
     files: dict[str, Clip | bytes] = {"DCIM/100MEDIA/0001.MP4": big_file,
                                       "DCIM/100MEDIA/0002.MP4": clip_bank[0]}

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from conftest import (
     OFFICER,
     SERIAL,
+    ClipFile,
     Clips,
     FakeClock,
     build_recorder,
@@ -499,3 +501,62 @@ def test_unregistered_recorder_taken_in_unassigned_when_configured(tmp_path: Pat
     done = run_cli(home, "label", clips.a.sha256[:12], "--case", "C-1", "--party", "P",
                    "--officer", "Sun Li")
     assert done.exit_code == 0, done.stderr
+
+
+# -- several files of one recorder at once ----------------------------------------------------
+
+
+def many_files(count: int) -> dict[str | bytes, ClipFile | bytes | Path]:
+    """Distinct photo-sized files (the many-small-files case where file threads help most)."""
+    return {f"{MEDIA}/IMG_{n:04d}.JPG": os.urandom(200_000 + n) for n in range(count)}
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_files_taken_in_parallel_are_each_stored_once_and_reported_in_walk_order(
+        tmp_path: Path, threads: int) -> None:
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, "1")},
+                        config=f"[ingest]\nparallel_files = {threads}\n")
+    files = many_files(24)
+    rec = build_recorder(tmp_path / "rec", files)
+    result = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json")
+    assert result.exit_code == 0, result.stderr
+    items = result.json()["items"]
+    assert [i["path"] for i in items] == sorted(str(p) for p in files)
+    assert all(i["new"] for i in items)
+    expected = {sha256_of(rec / str(p)) for p in files}
+    assert_store_holds_exactly(home, expected)
+    assert len(ledger_entries(home, "stored")) == len(expected)
+    rows = catalog_rows(home, "SELECT state, COUNT(*) AS n FROM acquisitions GROUP BY state")
+    assert rows == [{"state": "stored", "n": len(files)}]
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_a_stop_lets_the_files_in_hand_finish_and_starts_no_other(tmp_path: Path) -> None:
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, "1")},
+                        config="[ingest]\nparallel_files = 3\n")
+    rec = build_recorder(tmp_path / "rec", many_files(12))
+    cancel = threading.Event()
+
+    def progress(event: str, src: object, n: int) -> None:
+        if event == "file":
+            cancel.set()  # the first stop signal, as soon as a file is in hand
+
+    station = open_station(home)
+    try:
+        report = Ingestor(station).ingest(rec, serial=SERIAL, cancel=cancel, progress=progress)
+    finally:
+        station.close()
+    assert report.state == "interrupted"
+    assert 1 <= len(report.items) <= 3, "more files were started than there are file threads"
+    assert not report.errors
+    # Every file started was finished and stored; none was left half-way.
+    states = [r["state"] for r in catalog_rows(home, "SELECT state FROM acquisitions")]
+    assert states == ["stored"] * len(report.items)
+    assert_store_holds_exactly(home, {i.sha256 for i in report.items})
+    (session,) = catalog_rows(home, "SELECT state, files_new FROM dock_sessions")
+    assert session == {"state": "interrupted", "files_new": len(report.items)}
+    # Docked again, the rest is taken.
+    done = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json")
+    assert done.exit_code == 0, done.stderr
+    assert len(done.json()["items"]) == 12
+    assert len(store_objects(home)) == 12

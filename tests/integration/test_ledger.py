@@ -44,9 +44,10 @@ def write_mirror(home: Path, lines: list[str]) -> None:
     (home / "ledger.jsonl").write_text("".join(lines), encoding="utf-8")
 
 
-def seq_of(home: Path, kind: str, nth: int = 0) -> int:
+def seq_of(home: Path, kind: str, nth: int = 0, *, item: str | None = None) -> int:
     entries = [json.loads(line) for line in mirror_lines(home)]
-    return [e["seq"] for e in entries if e["kind"] == kind][nth]
+    return [e["seq"] for e in entries
+            if e["kind"] == kind and item in (None, e["item"])][nth]
 
 
 def problems(home: Path) -> tuple[int, list[tuple[str, int | None]]]:
@@ -185,7 +186,7 @@ def test_a_catalog_row_no_entry_backs_is_found(busy_home: Path, clips: Clips) ->
 def test_every_discrepancy_is_reported_at_once(busy_home: Path, clips: Clips) -> None:
     count = len(mirror_lines(busy_home))
     acquired = seq_of(busy_home, "acquired", 1)
-    stored = seq_of(busy_home, "stored", 0)
+    stored = seq_of(busy_home, "stored", item=clips.a.sha256)  # files go in parallel
     edit_mirror_line(busy_home, 2)
     edit_catalog_entry(busy_home, acquired)
     delete_mirror_line(busy_home, count)  # the last line: indexes above are unchanged

@@ -246,8 +246,11 @@ class Ingestor:
                 except BaseException as exc:  # noqa: BLE001 - raised again by the session
                     batch.fail(exc)
 
+        count = min(self.settings.ingest.parallel_files, len(files))
+        if count <= 1:
+            work()  # one at a time: in this thread
         workers = [threading.Thread(target=work, name=f"ingestd-file-{n}", daemon=True)
-                   for n in range(min(self.settings.ingest.parallel_files, len(files)))]
+                   for n in range(count if count > 1 else 0)]
         for worker in workers:
             worker.start()
         try:

@@ -38,10 +38,24 @@ def _update(conn: Connection, key: Column[Any], value: Any, values: dict[str, An
 # -- ledger ------------------------------------------------------------------------------------
 
 
+# The statements run for every file ingested are built once: building one costs SQLAlchemy
+# more than running it on SQLite.
+_HEAD = select(ledger.c.seq, ledger.c.entry_hash).order_by(ledger.c.seq.desc()).limit(1)
+_ENTRIES_AFTER = (select(ledger).where(ledger.c.seq > bindparam("after"))
+                  .order_by(ledger.c.seq).limit(bindparam("batch")))
+_ITEM = select(items).where(items.c.sha256 == bindparam("sha"))
+_ITEM_FLAGS = select(flags).where(flags.c.item == bindparam("sha")).order_by(flags.c.id)
+_HAS_FLAG = select(flags.c.id).where(flags.c.item == bindparam("sha"),
+                                     flags.c.flag == bindparam("flag"))
+_KNOWN_SOURCE = select(acquisitions.c.item).where(
+    acquisitions.c.serial == bindparam("serial"), acquisitions.c.path_hex == bindparam("path_hex"),
+    acquisitions.c.size == bindparam("size"), acquisitions.c.mtime_ns == bindparam("mtime_ns"),
+    acquisitions.c.state.in_(("stored", "known")), acquisitions.c.item.is_not(None),
+).limit(1)
+
+
 def ledger_head(conn: Connection) -> tuple[int, str | None]:
-    row = conn.execute(
-        select(ledger.c.seq, ledger.c.entry_hash).order_by(ledger.c.seq.desc()).limit(1)
-    ).first()
+    row = conn.execute(_HEAD).first()
     return (int(row.seq), str(row.entry_hash)) if row else (0, None)
 
 
@@ -67,15 +81,13 @@ def _entry(row: RowMapping) -> LedgerEntry:
 def iter_entries(conn: Connection, *, after: int = 0, item: str | None = None,
                  batch: int = 5000) -> Iterator[LedgerEntry]:
     last = after
+    query = _ENTRIES_AFTER if item is None else _ENTRIES_AFTER.where(ledger.c.item == item)
     while True:
-        query = select(ledger).where(ledger.c.seq > last).order_by(ledger.c.seq).limit(batch)
-        if item is not None:
-            query = query.where(ledger.c.item == item)
-        rows = conn.execute(query).mappings().all()
-        if not rows:
-            return
+        rows = conn.execute(query, {"after": last, "batch": batch}).mappings().all()
         for row in rows:
             yield _entry(row)
+        if len(rows) < batch:
+            return
         last = int(rows[-1]["seq"])
 
 
@@ -168,13 +180,8 @@ def finish_acquisition(conn: Connection, acq_id: int, **values: Any) -> None:
 def known_source(conn: Connection, *, serial: str, path_hex: str, size: int,
                  mtime_ns: int) -> str | None:
     """The item an identical source file (same recorder, path, size, time) was stored as."""
-    row = conn.execute(
-        select(acquisitions.c.item).where(
-            acquisitions.c.serial == serial, acquisitions.c.path_hex == path_hex,
-            acquisitions.c.size == size, acquisitions.c.mtime_ns == mtime_ns,
-            acquisitions.c.state.in_(("stored", "known")), acquisitions.c.item.is_not(None),
-        ).limit(1)
-    ).first()
+    row = conn.execute(_KNOWN_SOURCE, {"serial": serial, "path_hex": path_hex, "size": size,
+                                       "mtime_ns": mtime_ns}).first()
     return str(row.item) if row else None
 
 
@@ -235,7 +242,7 @@ def recent_sessions(conn: Connection, limit: int = 20) -> list[RowMapping]:
 
 
 def item(conn: Connection, sha256: str) -> RowMapping | None:
-    return conn.execute(select(items).where(items.c.sha256 == sha256)).mappings().first()
+    return conn.execute(_ITEM, {"sha": sha256}).mappings().first()
 
 
 def insert_item(conn: Connection, **values: Any) -> None:
@@ -262,15 +269,11 @@ def resolve(conn: Connection, ref: str) -> str:
 
 
 def item_flags(conn: Connection, sha256: str) -> list[RowMapping]:
-    return list(conn.execute(
-        select(flags).where(flags.c.item == sha256).order_by(flags.c.id)
-    ).mappings())
+    return list(conn.execute(_ITEM_FLAGS, {"sha": sha256}).mappings())
 
 
 def has_flag(conn: Connection, sha256: str, flag: str) -> bool:
-    return conn.execute(
-        select(flags.c.id).where(flags.c.item == sha256, flags.c.flag == flag)
-    ).first() is not None
+    return conn.execute(_HAS_FLAG, {"sha": sha256, "flag": flag}).first() is not None
 
 
 def insert_flag(conn: Connection, **values: Any) -> None:

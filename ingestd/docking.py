@@ -361,18 +361,29 @@ class DockCoordinator:
             if digest.sha256 != sha or st.st_size != row["size"]:
                 log.warning("not wiping %s: its bytes changed since ingest", row["path"])
                 return 0
-            os.unlink(full)
         except (OSError, IngestdError) as exc:
             log.error("not wiping %s: %s", row["path"], exc)
             return 0
+        # The ledger says so before the file goes: a stop between the two leaves a file that
+        # the ledger calls wiped but that is still there (taken again at the next dock), never
+        # a file gone from the recorder without an entry.
         now = self.station.clock()
+        facts = {"serial": row["serial"], "path": row["path"], "size": row["size"]}
         with self.station.custody.transaction() as conn:
             self.station.custody.record(
                 conn, kind=EventKind.WIPED, actor="ingestd", item=sha, at=now,
-                data={"serial": row["serial"], "path": row["path"], "size": row["size"],
-                      "policy": self.settings.docks.wipe},
-            )
+                data={**facts, "policy": self.settings.docks.wipe})
             q.finish_acquisition(conn, row["id"], wiped_at=format_time(now))
+        try:
+            os.unlink(full)
+        except OSError as exc:
+            log.error("could not wipe %s: %s", row["path"], exc.strerror or exc)
+            with self.station.custody.transaction() as conn:
+                self.station.custody.record(
+                    conn, kind=EventKind.WIPE_FAILED, actor="ingestd", item=sha,
+                    data={**facts, "error": str(exc.strerror or exc)})
+                q.finish_acquisition(conn, row["id"], wiped_at=None)
+            return 0
         return 1
 
 

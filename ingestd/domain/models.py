@@ -29,7 +29,8 @@ class EventKind(StrEnum):
     REPLICATED = "replicated"
     AUDITED = "audited"
     EXPORTED = "exported"
-    WIPED = "wiped"
+    WIPED = "wiped"  # recorded before the file is deleted from the recorder
+    WIPE_FAILED = "wipe_failed"  # the deletion a ``wiped`` entry announced did not happen
     RETENTION = "retention"
     EVICTED = "evicted"  # left the local cache after verified off-site copies
     RECORDER_REFUSED = "recorder_refused"

@@ -736,6 +736,41 @@ def test_file_changed_after_ingest_is_not_wiped(
     assert rows[0]["wiped_at"] and rows[1]["wiped_at"] is None
 
 
+@pytest.mark.root
+def test_a_wipe_is_in_the_ledger_before_the_file_goes_and_a_failed_one_says_so(
+        tmp_path: Path, clip_bank: ClipBank, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="ingestd")
+    home = new_home(tmp_path, docks='wipe = "after-local-verify"\n', register=("BWC-0016",))
+    folder = stage(tmp_path, "BWC-0016", media(clip_bank[0]))
+    media_dir = folder / "DCIM" / "100MEDIA"
+    station = open_station(home)
+    coordinator = DockCoordinator(station)
+    try:
+        report = coordinator.ingestor.ingest(folder, serial="BWC-0016",
+                                             ctx=DockContext(source="watch"))
+        assert report.state == "done"
+        # The recorder's folder refuses the deletion (as a card's write-protect switch would).
+        subprocess.run(["chattr", "+i", str(media_dir)], check=True)
+        try:
+            wiped = coordinator.wipe(report, folder, contextlib.nullcontext)
+        finally:
+            subprocess.run(["chattr", "-i", str(media_dir)], check=True)
+    finally:
+        coordinator.shutdown()
+        station.close()
+
+    assert wiped == 0
+    assert (media_dir / "0001.MP4").read_bytes() == clip_bank[0].path.read_bytes()
+    kinds = [e["kind"] for e in ledger_lines(home) if e["kind"].startswith("wipe")]
+    assert kinds == ["wiped", "wipe_failed"]
+    [failed] = [e for e in ledger_lines(home) if e["kind"] == "wipe_failed"]
+    assert failed["data"]["path"] == "DCIM/100MEDIA/0001.MP4"
+    assert "not permitted" in failed["data"]["error"]
+    assert any("could not wipe DCIM/100MEDIA/0001.MP4" in r.getMessage() for r in caplog.records)
+    assert catalog(home, "SELECT wiped_at FROM acquisitions") == [{"wiped_at": None}]
+    assert ingestd(home, "ledger", "verify").returncode == 0
+
+
 @pytest.mark.parametrize("policy", ["never", "after-offsite-verify"])
 def test_wipe_policy_that_does_not_allow_it_deletes_nothing(
         tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard],

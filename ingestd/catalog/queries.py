@@ -232,10 +232,12 @@ def acquisitions_of(conn: Connection, sha256: str) -> list[RowMapping]:
     ).mappings())
 
 
-def recent_sessions(conn: Connection, limit: int = 20) -> list[RowMapping]:
-    return list(conn.execute(
-        select(dock_sessions).order_by(dock_sessions.c.id.desc()).limit(limit)
-    ).mappings())
+def recent_sessions(conn: Connection, limit: int = 20, *,
+                    station: str | None = None) -> list[RowMapping]:
+    query = select(dock_sessions).order_by(dock_sessions.c.id.desc()).limit(limit)
+    if station is not None:
+        query = query.where(dock_sessions.c.station == station)
+    return list(conn.execute(query).mappings())
 
 
 # -- items -------------------------------------------------------------------------------------
@@ -367,19 +369,29 @@ def flagged_items(conn: Connection, wanted: Sequence[str]) -> list[RowMapping]:
     ).mappings())
 
 
-def counts(conn: Connection) -> dict[str, Any]:
-    total = conn.execute(select(func.count(), func.coalesce(func.sum(items.c.size), 0))).one()
+def counts(conn: Connection, *, station: str) -> dict[str, Any]:
+    """This station's items (those it stored first), flags and acquisitions: a catalog shared
+    by many stations holds the others' too."""
+    mine = items.c.station == station
+    total = conn.execute(
+        select(func.count(), func.coalesce(func.sum(items.c.size), 0)).where(mine)).one()
     local = conn.execute(
         select(func.count(), func.coalesce(func.sum(items.c.size), 0))
-        .where(items.c.local_present.is_(True))
+        .where(items.c.local_present.is_(True), mine)
     ).one()
     by_flag = {row.flag: int(row.n) for row in conn.execute(
-        select(flags.c.flag, func.count().label("n")).group_by(flags.c.flag)
+        select(flags.c.flag, func.count().label("n"))
+        .join(items, items.c.sha256 == flags.c.item).where(mine).group_by(flags.c.flag)
     )}
     by_state = {row.state: int(row.n) for row in conn.execute(
-        select(acquisitions.c.state, func.count().label("n")).group_by(acquisitions.c.state)
+        select(acquisitions.c.state, func.count().label("n"))
+        .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
+        .where(dock_sessions.c.station == station).group_by(acquisitions.c.state)
     )}
-    labelled = conn.execute(select(func.count(func.distinct(labels.c.item)))).scalar_one()
+    labelled = conn.execute(
+        select(func.count(func.distinct(labels.c.item)))
+        .join(items, items.c.sha256 == labels.c.item).where(mine)
+    ).scalar_one()
     return {
         "items": int(total[0]), "bytes": int(total[1]),
         "local_items": int(local[0]), "local_bytes": int(local[1]),
@@ -418,8 +430,9 @@ def job_finished(conn: Connection, run_id: int, *, at: datetime, ok: bool, summa
         finished_at=format_time(at), ok=ok, summary=summary))
 
 
-def last_jobs(conn: Connection) -> list[RowMapping]:
-    latest = select(func.max(job_runs.c.id)).group_by(job_runs.c.job).scalar_subquery()
+def last_jobs(conn: Connection, *, station: str) -> list[RowMapping]:
+    latest = (select(func.max(job_runs.c.id)).where(job_runs.c.station == station)
+              .group_by(job_runs.c.job).scalar_subquery())
     return list(conn.execute(
         select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)
     ).mappings())
@@ -498,27 +511,33 @@ def locks_behind(conn: Connection, *, station: str | None = None) -> list[RowMap
     return list(conn.execute(query).mappings())
 
 
-def replica_stats(conn: Connection, targets: Sequence[str]) -> dict[str, dict[str, Any]]:
+def replica_stats(conn: Connection, targets: Sequence[str], *,
+                  station: str) -> dict[str, dict[str, Any]]:
+    """Per target: the replicas of this station's items by state (a catalog shared by many
+    stations holds theirs too, replicated by them), the oldest waiting, the last error."""
+    mine = items.c.station == station
     local = conn.execute(
-        select(func.count()).where(items.c.local_present.is_(True))
+        select(func.count()).where(items.c.local_present.is_(True), mine)
     ).scalar_one()
     out: dict[str, dict[str, Any]] = {}
     for name in targets:
         by_state = {row.state: int(row.n) for row in conn.execute(
             select(replicas.c.state, func.count().label("n"))
-            .where(replicas.c.target == name).group_by(replicas.c.state)
+            .join(items, items.c.sha256 == replicas.c.item)
+            .where(replicas.c.target == name, mine).group_by(replicas.c.state)
         )}
         verified = by_state.get("verified", 0)
         oldest = conn.execute(
             select(items.c.sha256, items.c.replication_deadline)
-            .where(items.c.local_present.is_(True), items.c.sha256.not_in(
+            .where(items.c.local_present.is_(True), mine, items.c.sha256.not_in(
                 select(replicas.c.item).where(replicas.c.target == name,
                                               replicas.c.state == "verified")))
             .order_by(items.c.replication_deadline).limit(1)
         ).first()
         last_error = conn.execute(
             select(replicas.c.last_error, replicas.c.updated_at)
-            .where(replicas.c.target == name, replicas.c.last_error != "")
+            .join(items, items.c.sha256 == replicas.c.item)
+            .where(replicas.c.target == name, replicas.c.last_error != "", mine)
             .order_by(replicas.c.updated_at.desc()).limit(1)
         ).first()
         out[name] = {

@@ -46,11 +46,12 @@ def status(app: AppContext, as_json: bool) -> None:
     """Storage, items by state and flag, recent docks, last jobs."""
     station = app.station()
     with station.catalog.read() as conn:
-        counts = q.counts(conn)
-        sessions = [dict(r) for r in q.recent_sessions(conn, 10)]
-        jobs = [dict(r) for r in q.last_jobs(conn)]
+        counts = q.counts(conn, station=station.name)
+        sessions = [dict(r) for r in q.recent_sessions(conn, 10, station=station.name)]
+        jobs = [dict(r) for r in q.last_jobs(conn, station=station.name)]
         recorders = len(q.list_recorders(conn))
-        targets = q.replica_stats(conn, [t.name for t in station.settings.targets])
+        targets = q.replica_stats(conn, [t.name for t in station.settings.targets],
+                                  station=station.name)
     disk = station.store.disk()
     info: dict[str, Any] = {
         "station": station.name,

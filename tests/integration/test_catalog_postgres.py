@@ -160,6 +160,13 @@ def test_two_stations_on_one_catalog_both_verify(tmp_path: Path, postgres_url: s
     assert stations == {"dock-1", "dock-2"}
     assert run_cli(two, "ledger", "verify").exit_code == 0
     assert run_cli(one, "ledger", "verify").exit_code == 0
+    # Each station's status is its own: its items, its store, its docks.
+    for home, serial, clip in ((one, "R-1", clips.a), (two, "R-2", clips.b)):
+        status = run_cli(home, "status", "--json").json()
+        assert status["items"]["total"] == 1 and status["store"]["items"] == 1, status
+        assert status["items"]["bytes"] == clip.size
+        assert status["acquisitions"] == {"stored": 1}
+        assert [d["serial"] for d in status["docks"]] == [serial]
 
 
 def test_a_writer_waits_for_the_one_before_and_reads_what_it_committed(

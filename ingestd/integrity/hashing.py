@@ -29,12 +29,13 @@ _local = threading.local()
 
 def _buffers(size: int, count: int) -> list[bytearray]:
     """This thread's reusable buffers: allocating (and zeroing) megabytes for every file costs
-    more than copying a small photo."""
-    pool: dict[tuple[int, int], list[bytearray]] = _local.__dict__.setdefault("pools", {})
-    key = (size, count)
-    if key not in pool:
-        pool[key] = [bytearray(size) for _ in range(count)]
-    return pool[key]
+    more than copying a small photo. A thread does one copy or one hash at a time, so they
+    all draw on one set: a file thread holds ``_POOL`` buffers at most."""
+    pools: dict[int, list[bytearray]] = _local.__dict__.setdefault("pools", {})
+    pool = pools.setdefault(size, [])
+    while len(pool) < count:
+        pool.append(bytearray(size))
+    return pool[:count]
 
 
 def _write_all(fd: int, view: memoryview) -> None:

@@ -247,10 +247,10 @@ class Ingestor:
                     batch.fail(exc)
 
         count = min(self.settings.ingest.parallel_files, len(files))
-        if count <= 1:
-            work()  # one at a time: in this thread
         workers = [threading.Thread(target=work, name=f"ingestd-file-{n}", daemon=True)
-                   for n in range(count if count > 1 else 0)]
+                   for n in range(count)] if count > 1 else []
+        if not workers:
+            work()  # one at a time: in this thread
         for worker in workers:
             worker.start()
         try:

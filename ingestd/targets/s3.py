@@ -4,9 +4,11 @@ Layout under ``prefix``: ``sha256/<hash>`` (item bytes), ``manifests/<hash>.json
 ``checkpoints/<name>``. Every object carries the SHA-256 of its own bytes as user metadata
 (``x-amz-meta-sha256``): multipart SHA-256 checksums are composite (a hash of the part hashes),
 and neither moto nor Ceph RGW rejects a wrong ``ChecksumSHA256``, so the server's checksum alone
-proves nothing. After every upload the object is read back with ``head_object`` and its size,
-metadata hash (and, where the server reports one, its full-object checksum) and Object Lock state
-are compared with what was meant; anything else is a ``TargetError``, never a success.
+proves nothing. The local copy is hashed as it is read for the upload, and the upload cannot
+finish unless it hashes to the item (``_VerifyingReader``). After every upload the object is
+read back with ``head_object`` and its size, metadata hash (and, where the server reports one,
+its full-object checksum) and Object Lock state are compared with what was meant; anything else
+is a ``TargetError``, never a success.
 
 Metadata can be forged by whoever can write the bucket, so only ``rehash_item`` (which streams
 the object back and hashes it) proves the bytes; audits use it.
@@ -21,16 +23,18 @@ from __future__ import annotations
 
 import base64
 import configparser
+import contextlib
 import hashlib
 import ipaddress
 import logging
+import os
 import random
 import stat
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 import boto3
@@ -48,9 +52,10 @@ from botocore.exceptions import (
     SSLError,
 )
 from s3transfer.exceptions import RetriesExceededError
+from s3transfer.futures import TransferFuture
+from s3transfer.subscribers import BaseSubscriber
 
 from ingestd.errors import IngestdError, ObjectDamaged, TargetError
-from ingestd.integrity.hashing import hash_file
 from ingestd.targets import (
     CHECKPOINT_NAME,
     Lock,
@@ -150,6 +155,11 @@ class S3Target:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._request_checksums = request_checksums
+        # Over plain HTTP botocore signs the SHA-256 of every request body, and the server must
+        # check it to accept the signature (Ceph refuses a damaged part with
+        # XAmzContentSHA256Mismatch): a flexible checksum of each part would be the same hash
+        # computed once more. Over HTTPS the body is not signed; its checksum protects it.
+        self._signed_payload = urlsplit(endpoint_url).scheme == "http" if endpoint_url else False
         self._readback = readback
         self._transfer_config = TransferConfig(
             multipart_threshold=multipart_threshold,
@@ -160,6 +170,10 @@ class S3Target:
             # the CRT manager ignores parts of TransferConfig (bandwidth among them)
             preferred_transfer_client="classic",
         )
+        # An upload reads its source in order into memory, a part at a time (see
+        # _VerifyingReader): at most the parts being sent and one being read are held, not
+        # s3transfer's default of ten (160 MiB an item with 16 MiB parts).
+        self._transfer_config.max_in_memory_upload_chunks = max_concurrency
         if addressing_style is None:
             # a private endpoint rarely has wildcard DNS for virtual-host buckets
             addressing_style = "path" if endpoint_url else "auto"
@@ -171,7 +185,8 @@ class S3Target:
             read_timeout=read_timeout,
             max_pool_connections=max(10, max_concurrency + 2),
             s3={"addressing_style": addressing_style},
-            request_checksum_calculation=request_checksums,
+            request_checksum_calculation="when_required" if self._signed_payload
+            else request_checksums,
             response_checksum_validation="when_required",
         )
         if ca_bundle is not None and not ca_bundle.is_file():
@@ -214,14 +229,8 @@ class S3Target:
                  rewrite: bool = False) -> RemoteObject:
         require_sha256(sha256)
         key = self.item_key(sha256)
-        source_checked = False
 
         def upload() -> None:
-            nonlocal source_checked
-            if not source_checked:
-                # the metadata we attach claims this hash: make sure the bytes we send have it
-                _check_source(source, sha256, size)
-                source_checked = True
             self._upload_file(key, source, size, sha256, lock)
 
         return self._retrying(
@@ -397,14 +406,17 @@ class S3Target:
             # do not, hence the metadata check afterwards)
             extra["ChecksumAlgorithm"] = "SHA256"
             extra["ChecksumSHA256"] = _b64(sha256)
-        elif self._request_checksums == "when_supported":
+        elif self._request_checksums == "when_supported" and not self._signed_payload:
             # each part carries its own SHA-256, so a server that checks (AWS does) refuses a
-            # part damaged in transit
+            # part damaged in transit (over plain HTTP the signature does that already)
             extra["ChecksumAlgorithm"] = "SHA256"
         log.info("target %s: uploading %s (%d bytes)", self.name, key, size)
         started = time.monotonic()
-        with create_transfer_manager(self._client, self._transfer_config) as manager:
-            manager.upload(str(source), self.bucket, key, extra_args=extra).result()
+        # the metadata we attach claims this hash: the reader proves the bytes we send have it
+        with _VerifyingReader(source, sha256, size) as reader, \
+                create_transfer_manager(self._client, self._transfer_config) as manager:
+            manager.upload(cast("IO[bytes]", reader), self.bucket, key, extra_args=extra,
+                           subscribers=[cast(BaseSubscriber, _KnownSize(size))]).result()
         log.info("target %s: uploaded %s in %.1f s", self.name, key, time.monotonic() - started)
 
     def _put_bytes(
@@ -739,16 +751,95 @@ def _read_credentials(target: str, path: Path, profile: str | None) -> tuple[str
     return key_id, secret, token
 
 
-def _check_source(source: Path, sha256: str, size: int) -> None:
-    try:
-        found = hash_file(source)
-    except OSError as exc:
-        raise ObjectDamaged(f"cannot read {source} for replication: {exc}") from exc
-    if found.size != size or found.sha256 != sha256:
-        raise ObjectDamaged(
-            f"{source} is {found.size} bytes with SHA-256 {found.sha256}, expected {size} bytes "
-            f"with {sha256}: not replicating a damaged copy"
+class _VerifyingReader:
+    """The local copy of an item as s3transfer reads it for an upload, hashed as it is read.
+
+    It says it cannot seek, so s3transfer reads it in order, from one thread, into the parts it
+    sends (or the body of the one PUT): the hash covers exactly the bytes handed over to be
+    sent, and the file is read once. The read that would hand over the last bytes first checks
+    that the file is ``size`` bytes hashing to ``sha256``, and raises ``ObjectDamaged`` instead
+    if not: the last part is then never sent, so a multipart upload is never completed
+    (s3transfer aborts it) and a single PUT never starts. No object, let alone one under
+    COMPLIANCE retention claiming the item's hash, is ever made from a damaged copy.
+    """
+
+    def __init__(self, path: Path, sha256: str, size: int) -> None:
+        self._path = path
+        self._sha256 = sha256
+        self._size = size
+        self._left = size
+        self._hash = hashlib.sha256()
+        self._done = False
+        try:
+            self._file = path.open("rb", buffering=0)
+        except OSError as exc:
+            raise ObjectDamaged(f"cannot read {path} for replication: {exc}") from exc
+        with contextlib.suppress(OSError, AttributeError):
+            # a larger kernel read-ahead: the file is read once, start to end
+            os.posix_fadvise(self._file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+    def __enter__(self) -> _VerifyingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, amount: int | None = -1) -> bytes:
+        if self._done:
+            return b""
+        want = self._left if amount is None or amount < 0 else min(amount, self._left)
+        data = self._read(want)
+        self._hash.update(data)
+        self._left -= len(data)
+        if len(data) < want:
+            raise self._damaged(f"ends after {self._size - self._left} bytes")
+        if not self._left:
+            self._finish()
+        return data
+
+    def _read(self, amount: int) -> bytes:
+        try:
+            data = self._file.read(amount)
+            # a regular file gives all that is asked in one read, but past 2 GiB or at its end
+            while len(data) < amount and (more := self._file.read(amount - len(data))):
+                data += more
+        except OSError as exc:
+            raise ObjectDamaged(f"cannot read {self._path} for replication: {exc}") from exc
+        return data
+
+    def _finish(self) -> None:
+        """All ``size`` bytes are read: the file must end here and hash to the item."""
+        self._done = True
+        if self._read(1):
+            raise self._damaged(f"has more than {self._size} bytes")
+        found = self._hash.hexdigest()
+        if found != self._sha256:
+            raise self._damaged(f"is {self._size} bytes with SHA-256 {found}")
+
+    def _damaged(self, what: str) -> ObjectDamaged:
+        self._done = True
+        return ObjectDamaged(
+            f"{self._path} {what}, expected {self._size} bytes with {self._sha256}: "
+            "not replicating a damaged copy"
         )
+
+
+class _KnownSize:
+    """Tells s3transfer the size of a source it cannot seek in, so that it chooses between one
+    PUT and a multipart upload without first reading ``multipart_threshold`` bytes. Not a
+    ``BaseSubscriber``: its no-op ``on_progress`` would be called for every 8 KiB sent."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+
+    def on_queued(self, future: TransferFuture, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self._size)
 
 
 

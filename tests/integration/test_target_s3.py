@@ -418,16 +418,77 @@ def test_reput_restarts_cleanly_after_a_killed_multipart_upload(
 
 
 def test_damaged_source_is_not_replicated(
-    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tmp_path: Path, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tmp_path: Path, small: Blob,
+    proxy: FaultProxy
 ) -> None:
     damaged = tmp_path / "damaged"
     data = bytearray(small.path.read_bytes())
     data[10] ^= 0x01
     damaged.write_bytes(bytes(data))
-    target = make_target(moto.url, lock_bucket, moto_credentials)
-    with pytest.raises(ObjectDamaged):
+    target = make_target(proxy.url, lock_bucket, moto_credentials)
+    with pytest.raises(ObjectDamaged) as caught:
         target.put_item(small.sha256, damaged, small.size, Lock(retain_until=days(1)))
+    found = hashlib.sha256(data).hexdigest()
+    assert str(caught.value) == (
+        f"{damaged} is {small.size} bytes with SHA-256 {found}, expected {small.size} bytes "
+        f"with {small.sha256}: not replicating a damaged copy")
+    assert proxy.writes(small.sha256) == [], "the bytes are checked before the PUT is sent"
     assert target.head_item(small.sha256) is None
+
+
+@pytest.mark.parametrize("where", ["first part", "last part"])
+def test_a_damaged_source_never_completes_a_multipart_upload(
+    moto_credentials: Path, moto_client: S3Client, lock_bucket: str, tmp_path: Path,
+    blobs: dict[str, Blob], proxy: FaultProxy, where: str
+) -> None:
+    """The file is hashed as its parts are read, in order: the damage is only known once the
+    last part has been read, after earlier parts were sent. The upload must still never be
+    completed, and nothing may be left that could pass for a copy."""
+    big = blobs["big"]
+    damaged = tmp_path / "damaged"
+    data = bytearray(big.path.read_bytes())
+    data[10 if where == "first part" else big.size - 10] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    target = make_target(proxy.url, lock_bucket, moto_credentials)
+
+    with pytest.raises(ObjectDamaged, match="not replicating a damaged copy") as caught:
+        target.put_item(big.sha256, damaged, big.size, Lock(retain_until=days(1)))
+
+    assert f"SHA-256 {hashlib.sha256(data).hexdigest()}" in str(caught.value)
+    key = f"station-1/sha256/{big.sha256}"
+    assert [r for r in proxy.requests if r[0] == "POST" and "uploadId=" in r[1]] == [], (
+        "no CompleteMultipartUpload")
+    assert target.head_item(big.sha256) is None
+    assert moto_client.list_object_versions(Bucket=lock_bucket, Prefix=key).get(
+        "Versions", []) == []
+    assert moto_client.list_multipart_uploads(Bucket=lock_bucket).get("Uploads", []) == [], (
+        "the upload is aborted")
+    # the good bytes go through afterwards
+    remote = target.put_item(big.sha256, big.path, big.size, Lock(retain_until=days(1)))
+    assert remote.sha256 == big.sha256 and target.rehash_item(big.sha256) == big.sha256
+
+
+@pytest.mark.parametrize("change", ["one byte short", "one byte more", "missing"])
+def test_a_source_of_the_wrong_size_is_not_replicated(
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tmp_path: Path,
+    blobs: dict[str, Blob], change: str
+) -> None:
+    big = blobs["big"]
+    source = tmp_path / "source"
+    data = big.path.read_bytes()
+    if change == "one byte short":
+        source.write_bytes(data[:-1])
+    elif change == "one byte more":
+        source.write_bytes(data + b"\0")
+    target = make_target(moto.url, lock_bucket, moto_credentials)
+    with pytest.raises(ObjectDamaged) as caught:
+        target.put_item(big.sha256, source, big.size, Lock(retain_until=days(1)))
+    message = str(caught.value)
+    assert str(source) in message
+    assert {"one byte short": f"ends after {big.size - 1} bytes",
+            "one byte more": f"has more than {big.size} bytes",
+            "missing": "cannot read"}[change] in message
+    assert target.head_item(big.sha256) is None
 
 
 # -- objects replaced or damaged behind our back -------------------------------------------------
@@ -537,6 +598,35 @@ def test_bytes_damaged_in_transit_are_caught_by_readback(
     )
     with pytest.raises(TargetError, match="replica mismatch: object reads back as"):
         careful.put_item(small.sha256, small.path, small.size, Lock(retain_until=None))
+
+
+def test_every_request_body_is_signed_with_its_own_sha256_over_http(
+    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: Blob,
+    blobs: dict[str, Blob]
+) -> None:
+    """Over plain HTTP each PUT and each part carries the SHA-256 of its body in its
+    signature, which a SigV4 server checks before accepting it: parts need no second
+    checksum for the server to refuse one damaged in transit."""
+    sent: list[tuple[str, str, bytes]] = []
+
+    def record(
+        method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[dict[str, str], bytes]:
+        if method == "PUT" and "/sha256/" in path and ("?" not in path or "partNumber=" in path):
+            signed = {k.lower(): v for k, v in headers.items()}["x-amz-content-sha256"]
+            sent.append((path, signed, body))
+        return headers, body
+
+    proxy.tamper = record
+    target = make_target(proxy.url, lock_bucket, moto_credentials)
+    for blob in (small, blobs["big"]):
+        target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=days(1)))
+
+    assert [p for p, _, _ in sent if "partNumber=" not in p] == [
+        f"/{lock_bucket}/station-1/sha256/{small.sha256}"]
+    assert len([p for p, _, _ in sent if "partNumber=" in p]) == 3
+    for path, signed, body in sent:
+        assert signed == hashlib.sha256(body).hexdigest(), path
 
 
 # -- retries ----------------------------------------------------------------------------------
@@ -990,6 +1080,28 @@ def test_ceph_uploads_verify_and_rehash(
     target.put_checkpoint(f"{small.sha256[:12]}.json", b'{"seq": 1}')
     assert f"{small.sha256[:12]}.json" in target.list_checkpoints()
     assert target.get_checkpoint(f"{small.sha256[:12]}.json") == b'{"seq": 1}'
+
+
+@pytest.mark.slow
+def test_ceph_refuses_a_part_damaged_in_transit(
+    ceph_setup: tuple[S3Endpoint, Path, str], blobs: dict[str, Blob]
+) -> None:
+    """What lets a part go without a checksum of its own over plain HTTP: Ceph checks the
+    signed SHA-256 of every part and refuses one that does not match."""
+    ceph, credentials, bucket = ceph_setup
+    big = blobs["big"]
+    relay = FaultProxy(ceph.url)
+    try:
+        relay.tamper = _flip_a_byte("partNumber=2")
+        target = make_target(relay.url, bucket, credentials, prefix="transit")
+        with pytest.raises(TargetError, match="XAmzContentSHA256Mismatch") as caught:
+            target.put_item(big.sha256, big.path, big.size, Lock(retain_until=days(1)))
+        assert big.sha256 in str(caught.value)
+        assert target.head_item(big.sha256) is None
+        uploads = ceph.client().list_multipart_uploads(Bucket=bucket, Prefix="transit/")
+        assert uploads.get("Uploads", []) == [], "the upload is aborted"
+    finally:
+        relay.close()
 
 
 @pytest.mark.slow

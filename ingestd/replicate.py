@@ -1,11 +1,11 @@
 """Off-site replication: every stored item to every configured target, verified, under WORM.
 
-Items go oldest replication deadline first. During an upload the local copy is re-hashed as it
-is read (a damaged local copy is never sent); after it, the target's own answer (size and the
-whole-file SHA-256) must match, or the copy is not counted. Next to each object goes its
-signed manifest. When a label raises an item's retention class or a hold is set, the off-site
-lock is extended. Signed ledger checkpoints go to every target, so a rewritten local ledger is
-caught by ``ledger verify --offsite``.
+Items go oldest replication deadline first. During an upload the local copy is hashed as it
+is read (a damaged local copy never becomes a copy off-site); after it, the target's own answer
+(size and the whole-file SHA-256) must match, or the copy is not counted. Next to each object
+goes its signed manifest. When a label raises an item's retention class or a hold is set, the
+off-site lock is extended. Signed ledger checkpoints go to every target, so a rewritten local
+ledger is caught by ``ledger verify --offsite``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -189,7 +190,7 @@ class Replicator:
                              updated_at=format_time(station.clock()),
                              attempts=(prior["attempts"] if prior else 0) + 1)
         try:
-            # The target re-hashes the local copy as it reads it: a damaged one is never sent.
+            # The target hashes the local copy as it reads it: a damaged one is never copied.
             remote = target.put_item(sha, station.store.path_of(sha), item["size"], lock,
                                      rewrite=bool(prior and prior["state"] == "mismatch"))
             if remote.sha256 != sha or remote.size != item["size"]:
@@ -206,35 +207,56 @@ class Replicator:
                          unreachable=not mismatch)
         return _Sent(target=target, lock=lock, remote=remote)
 
-    def _settle(self, item: dict[str, Any], sent: _Sent, report: ReplicationReport) -> None:
-        """Record one copy's outcome: a signed ``replicated`` entry, or the failure."""
-        sha = item["sha256"]
+    def _settle(self, outcomes: list[tuple[dict[str, Any], _Sent]],
+                report: ReplicationReport) -> None:
+        """Record copies' outcomes, in the order given: a signed ``replicated`` entry for each
+        verified copy, or the failure. Verified copies next to each other share one
+        transaction: one commit and one mirror sync for several entries, not one each."""
+        verified: list[tuple[dict[str, Any], _Sent]] = []
+        for item, sent in outcomes:
+            if sent.remote is not None:
+                verified.append((item, sent))
+                continue
+            self._record_verified(verified, report)
+            verified = []
+            self._record_failure(item["sha256"], sent, report)
+        self._record_verified(verified, report)
+
+    def _record_failure(self, sha: str, sent: _Sent, report: ReplicationReport) -> None:
         station = self.station
-        target, lock, remote = sent.target, sent.lock, sent.remote
-        if remote is None:
-            self._failed(target, sha, sent.error, report)
-            if sent.flag is not None:
-                with station.custody.transaction() as conn:
-                    set_flag(station, conn, sha, sent.flag, at=station.clock(),
-                             actor=self.actor, detail=sent.error)
+        self._failed(sent.target, sha, sent.error, report)
+        if sent.flag is not None:
+            with station.custody.transaction() as conn:
+                set_flag(station, conn, sha, sent.flag, at=station.clock(),
+                         actor=self.actor, detail=sent.error)
+
+    def _record_verified(self, verified: list[tuple[dict[str, Any], _Sent]],
+                         report: ReplicationReport) -> None:
+        if not verified:
             return
-        done = station.clock()
+        station = self.station
         with station.custody.transaction() as conn:
-            entry = station.custody.record(
-                conn, kind=EventKind.REPLICATED, actor=self.actor, item=sha, at=done,
-                data={"target": target.name, "key": remote.key, "size": remote.size,
-                      "sha256": remote.sha256, "version_id": remote.version_id,
-                      "retain_until": format_time(remote.retain_until)
-                      if remote.retain_until else None, "legal_hold": remote.legal_hold},
-            )
-            q.upsert_replica(
-                conn, sha, target.name, state="verified", key=remote.key, size=remote.size,
-                remote_sha256=remote.sha256, last_error="", updated_at=format_time(done),
-                verified_at=format_time(done), ledger_seq=entry.seq,
-                retain_until=format_time(lock.retain_until) if lock.retain_until else None,
-                hold=lock.legal_hold,
-            )
-        report.verified.append({"sha256": sha, "target": target.name})
+            for item, sent in verified:
+                sha, target, lock, remote = item["sha256"], sent.target, sent.lock, sent.remote
+                assert remote is not None
+                done = station.clock()
+                entry = station.custody.record(
+                    conn, kind=EventKind.REPLICATED, actor=self.actor, item=sha, at=done,
+                    data={"target": target.name, "key": remote.key, "size": remote.size,
+                          "sha256": remote.sha256, "version_id": remote.version_id,
+                          "retain_until": format_time(remote.retain_until)
+                          if remote.retain_until else None, "legal_hold": remote.legal_hold},
+                )
+                q.upsert_replica(
+                    conn, sha, target.name, state="verified", key=remote.key, size=remote.size,
+                    remote_sha256=remote.sha256, last_error="", updated_at=format_time(done),
+                    verified_at=format_time(done), ledger_seq=entry.seq,
+                    retain_until=format_time(lock.retain_until) if lock.retain_until else None,
+                    hold=lock.legal_hold,
+                )
+        # only once committed: the report never claims a copy the catalog does not record
+        report.verified.extend({"sha256": item["sha256"], "target": sent.target.name}
+                               for item, sent in verified)
 
     def _failed(self, target: Target, sha: str, error: str, report: ReplicationReport) -> None:
         with self.station.catalog.write() as conn:
@@ -293,15 +315,21 @@ class Replicator:
         # The first item goes alone: a target that is down is found with one item, not with
         # as many as run at once. Then several travel at once (small ones are mostly round
         # trips); each starts in deadline order and is recorded in that order, so the ledger
-        # follows the deadlines.
-        for one in send_all(queue[0]) if queue else []:
-            self._settle(queue[0], one, report)
+        # follows the deadlines. What has finished by the time the next in line is recorded
+        # is recorded with it, in one transaction.
+        if queue:
+            self._settle([(queue[0], one) for one in send_all(queue[0])], report)
         parallel = station.settings.scheduler.replication_parallel
         with ThreadPoolExecutor(max_workers=parallel,
                                 thread_name_prefix="ingestd-replicate") as pool:
-            for item, sent in zip(queue[1:], pool.map(send_all, queue[1:]), strict=True):
-                for one in sent:
-                    self._settle(item, one, report)
+            waiting = deque((item, pool.submit(send_all, item)) for item in queue[1:])
+            while waiting:
+                waiting[0][1].result()  # the next in deadline order; its error ends the run
+                ready: list[tuple[dict[str, Any], _Sent]] = []
+                while waiting and waiting[0][1].done():
+                    item, future = waiting.popleft()
+                    ready.extend((item, one) for one in future.result())
+                self._settle(ready, report)
         report.locks_extended = self.extend_locks(report)
         with station.catalog.read() as conn:
             report.pending = len(q.replication_queue(conn, names, station=station.name))

@@ -567,6 +567,73 @@ def test_multipart_upload_of_a_big_clip_keeps_the_whole_file_hash(
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def _flip_a_bit(path: Path, offset: int) -> None:
+    """Damage a stored object (read-only, as the store keeps them) the way a bad disk would."""
+    mode = path.stat().st_mode
+    path.chmod(0o640)
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)[0]
+        fh.seek(offset)
+        fh.write(bytes([byte ^ 0x01]))
+    path.chmod(mode)
+
+
+def test_a_stored_object_that_no_longer_hashes_to_its_item_is_never_counted_as_replicated(
+    tmp_path: Path, clips: list[Clip], big_clip: Clip, proxy: FaultProxy, s3: S3Client,
+    bucket: str, credentials: Path
+) -> None:
+    """The local copy is hashed as it is read for the upload, not before: a flipped bit must
+    still stop the copy, whether it is one PUT or a multipart upload whose first part has
+    already gone when the hash is known."""
+    small = clips[0]
+    home = make_home(tmp_path, [small, big_clip])
+    home.add_target(s3_target(proxy.url, bucket, credentials, multipart_threshold="1MiB",
+                              multipart_chunksize="5MiB", max_concurrency=2))
+    station = home.open()
+    try:
+        stored = {c.sha256: station.store.path_of(c.sha256) for c in (small, big_clip)}
+    finally:
+        station.close()
+    assert all(oct(p.stat().st_mode & 0o777) == "0o440" for p in stored.values())
+    _flip_a_bit(stored[small.sha256], small.size // 2)
+    _flip_a_bit(stored[big_clip.sha256], 100)  # in the first of two parts
+
+    failed = cli(home.home, "replicate", "--json")
+
+    assert failed.code == 1, failed
+    report = failed.json()
+    assert report["ok"] is False and report["verified"] == [] and report["pending"] == 2
+    errors = {f["sha256"]: f["error"] for f in report["failed"]}
+    assert set(errors) == {small.sha256, big_clip.sha256}
+    for clip in (small, big_clip):
+        found = sha256_file(stored[clip.sha256])
+        assert errors[clip.sha256] == (
+            f"{stored[clip.sha256]} is {clip.size} bytes with SHA-256 {found}, expected "
+            f"{clip.size} bytes with {clip.sha256}: not replicating a damaged copy")
+        # nothing off-site that could pass for a copy, and nothing recorded as one
+        assert versions(s3, bucket, item_key(clip.sha256)) == []
+        assert versions(s3, bucket, manifest_key(clip.sha256)) == []
+        assert home.history(clip.sha256, "replicated") == []
+        assert "fixity_failed" in home.flags(clip.sha256)
+    assert not proxy.puts(item_key(small.sha256)), "the damaged small clip was never sent"
+    assert [s for s in proxy.seen if s[0] == "POST" and "uploadId=" in s[1]] == [], (
+        "the multipart upload was never completed")
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    status = home.target_status()
+    assert (status["verified"], status["failed"], status["queued"]) == (0, 2, 0)
+    assert home.rows("SELECT DISTINCT state FROM replicas") == [{"state": "failed"}]
+    assert cli(home.home, "ledger", "verify").code == 0
+
+    # the damage undone (say, the object restored from the recorder): copied and verified
+    _flip_a_bit(stored[small.sha256], small.size // 2)
+    _flip_a_bit(stored[big_clip.sha256], 100)
+    recovered = ok(home.home, "replicate")
+    assert sorted(v["sha256"] for v in recovered["verified"]) == sorted(stored)
+    for sha in stored:
+        assert download_sha(s3, bucket, item_key(sha)) == sha
+
+
 def test_replication_killed_mid_upload_resumes_cleanly(
     tmp_path: Path, big_clip: Clip, moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path

@@ -88,10 +88,11 @@ DATA_NOTE = ("data: each clip is a real 1 s 720p H.264/AAC MP4 (ffmpeg) followed
              "bytes: valid headers, distinct content, not valid media throughout")
 
 VERIFIES = {
-    "ingestd": "re-hashes its local copy (SHA-256) before sending; then HEAD: size, the "
-               "x-amz-meta-sha256 it sent, the server's full-object SHA-256 where reported, "
-               "COMPLIANCE retention and legal hold as wanted; signed manifest next to it; "
-               "ledger entry",
+    "ingestd": "hashes its local copy (SHA-256) as it reads it to send, and sends the last "
+               "bytes only if it matches the item; each request's payload SHA-256 signed (SigV4 "
+               "over http); then HEAD: size, the x-amz-meta-sha256 it sent, the server's "
+               "full-object SHA-256 where reported, COMPLIANCE retention and legal hold as "
+               "wanted; signed manifest next to it; ledger entry",
     "ingestd_readback": "as ingestd, and streams every object back and hashes it "
                         "(readback = true): the only check of the bytes the server holds",
     "ingestd_readback_chunks": "as the row above",
@@ -663,8 +664,8 @@ NOTES = [
     "ingestd is timed as a user runs it: `ingestd --home H replicate --json`, Python start-up, "
     "target check (bucket, Object Lock) and catalog included, from a fresh copy of a station "
     "into which the clips were ingested once before any timing; credentials from a "
-    "credentials_file; target settings at their defaults (multipart from 64 MiB in 16 MiB "
-    "parts, 4 at a time, one item after another)",
+    "credentials_file; settings at their defaults (4 items at a time, multipart from 64 MiB in "
+    "16 MiB parts, 4 parts of an item at a time)",
     "aws and rclone run with their defaults (aws: multipart from 8 MiB in 8 MiB parts, 10 "
     "requests at a time; rclone: 4 files at a time, multipart from 200 MiB in 5 MiB parts, 4 "
     "at a time), credentials from the environment, no user configuration; they upload the "

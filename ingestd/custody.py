@@ -5,7 +5,6 @@ the catalog rows it backs; the JSON-lines mirror follows each commit; verificati
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -102,7 +101,7 @@ class Custody:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # other ingestd processes on this station
                 self.mirror.truncate_partial_tail()
-                last = _tail_seq(self.mirror.path)
+                last = self.mirror.last_seq()
                 with self.catalog.read() as conn:
                     new = list(q.iter_entries(conn, after=last))
                 return self.mirror.append(new)
@@ -143,27 +142,6 @@ class Custody:
             report.problems.extend(_unbacked_rows(conn, entries))
         report.problems.extend(compare_mirror(entries, self.mirror, station=self.station))
         return report
-
-
-def _tail_seq(path: Path) -> int:
-    """The sequence number on the mirror's last line, reading only the file's tail."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            chunk = min(size, 1 << 16)
-            while True:
-                fh.seek(size - chunk)
-                lines = fh.read(chunk).splitlines()
-                complete = lines[1:] if chunk < size else lines
-                for raw in reversed(complete):
-                    if raw.strip():
-                        return int(json.loads(raw)["seq"])
-                if chunk >= size:
-                    return 0
-                chunk = min(size, chunk * 4)
-    except FileNotFoundError:
-        return 0
 
 
 def _problem(kind: str, seq: int | None, detail: str) -> Discrepancy:

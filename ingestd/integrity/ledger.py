@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..domain.canonical import canonical_bytes, format_time, parse_time, sha256_hex
 from ..domain.models import LedgerEntry
@@ -160,12 +160,26 @@ class Mirror:
         return len(lines)
 
     def last_seq(self) -> int:
-        """The sequence number of the last complete line (0 for none)."""
-        last = 0
-        for _lineno, obj, _err in self.read():
-            if obj is not None:
-                last = int(obj.get("seq", last))
-        return last
+        """The sequence number on the last complete line (0 for none). Only the tail is read:
+        this runs after every commit, and the mirror only grows."""
+        try:
+            fh = self.path.open("rb")
+        except FileNotFoundError:
+            return 0
+        with fh:
+            end = fh.seek(0, os.SEEK_END)
+            lines = 2
+            while True:
+                start, data = _tail(fh, end, lines)
+                complete = data.split(b"\n")[:-1]  # what follows the last newline is torn
+                if start:
+                    complete = complete[1:]  # the first line may start before the tail
+                for raw in reversed(complete):
+                    if raw.strip():
+                        return int(json.loads(raw)["seq"])
+                if not start:
+                    return 0
+                lines *= 4
 
     def truncate_partial_tail(self) -> None:
         """A crash mid-append can leave a last line without its newline: drop only that."""
@@ -174,25 +188,11 @@ class Mirror:
         except FileNotFoundError:
             return
         with fh:
-            # Only the tail is read: this runs before every append, and the ledger only grows.
             end = fh.seek(0, os.SEEK_END)
-            if not end:
+            start, data = _tail(fh, end, 1)
+            if not data or data.endswith(b"\n"):
                 return
-            fh.seek(end - 1)
-            if fh.read(1) == b"\n":
-                return
-            keep, chunk = 0, 1 << 16
-            while True:
-                start = max(0, end - chunk)
-                fh.seek(start)
-                newline = fh.read(end - start).rfind(b"\n")
-                if newline >= 0:
-                    keep = start + newline + 1
-                    break
-                if not start:
-                    break
-                chunk *= 4
-            fh.truncate(keep)
+            fh.truncate(start + data.rfind(b"\n") + 1)
             os.fsync(fh.fileno())
 
     def read(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -208,6 +208,19 @@ class Mirror:
                     yield lineno, None, f"line {lineno} is not a JSON object: {exc}"
                     continue
                 yield lineno, obj, ""
+
+
+def _tail(fh: BinaryIO, end: int, newlines: int) -> tuple[int, bytes]:
+    """The last bytes of a file up to ``end`` that hold ``newlines`` newlines (or the whole
+    file), and the offset where they start: read backwards in growing chunks."""
+    chunk = 1 << 16
+    while True:
+        start = max(0, end - chunk)
+        fh.seek(start)
+        data = fh.read(end - start)
+        if not start or data.count(b"\n") >= newlines:
+            return start, data
+        chunk *= 4
 
 
 def compare_mirror(

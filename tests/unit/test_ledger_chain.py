@@ -263,3 +263,20 @@ def test_a_torn_line_longer_than_the_tail_read_is_dropped_whole(
     mirror.path.write_bytes(b'{"seq": 1, "kind"' + b"y" * torn_size)
     mirror.truncate_partial_tail()
     assert mirror.path.read_bytes() == b""
+
+
+def test_last_seq_reads_the_last_complete_line_of_a_long_mirror(
+        key: StationKey, tmp_path: Path) -> None:
+    entries = chain(key, 400)  # well over the 64 KiB first read of the tail
+    mirror = Mirror(tmp_path / "ledger.jsonl")
+    assert mirror.last_seq() == 0  # no mirror yet
+    mirror.append(entries)
+    assert mirror.path.stat().st_size > 1 << 17
+    assert mirror.last_seq() == 400
+    whole = mirror.path.read_bytes()
+    mirror.path.write_bytes(whole + b'{"seq": 401, "ki')  # a torn last line is not counted
+    assert mirror.last_seq() == 400
+    mirror.path.write_bytes(whole + b"\n\n")  # nor are blank lines
+    assert mirror.last_seq() == 400
+    mirror.path.write_bytes(b'{"seq": 1, "kind": "gen')  # nothing complete at all
+    assert mirror.last_seq() == 0

@@ -361,6 +361,19 @@ def start_ingestd(home: Path, *args: object) -> subprocess.Popen[str]:
 # -- what a test checks after ingest ---------------------------------------------------------
 
 
+def flip_bit(path: Path, offset: int) -> None:
+    """Damage a stored object (read-only, as the store keeps them) the way a bad disk would;
+    flipping the same bit again undoes it."""
+    mode = path.stat().st_mode
+    path.chmod(0o640)
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)[0]
+        fh.seek(offset)
+        fh.write(bytes([byte ^ 0x10]))
+    path.chmod(mode)
+
+
 def store_objects(home: Path) -> dict[str, Path]:
     """Every file under the store's objects folder, by name."""
     objects = home / "store" / "objects" / "sha256"

@@ -31,7 +31,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 #: An arbitrary constant: the PostgreSQL advisory lock that serialises write transactions.
 WRITE_LOCK = 0x1D6E57D
-#: How long a writer waits for another's transaction (SQLite: busy_timeout, the same).
+#: How long a writer waits for another's transaction (SQLite's busy_timeout, PostgreSQL's
+#: lock_timeout).
 WRITE_WAIT_MS = 60_000
 
 #: The newest migration. Every command checks the catalog is at it without loading Alembic
@@ -59,7 +60,7 @@ def _sqlite_engine(url: str) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA busy_timeout={WRITE_WAIT_MS}")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -31,7 +31,7 @@ from .schema import (
 
 def _update(conn: Connection, key: Column[Any], value: Any, values: dict[str, Any]) -> None:
     """UPDATE one row by its key. The values go as parameters (they name the columns set), so
-    SQLAlchemy reuses one compiled statement per set of columns instead of building it anew."""
+    SQLAlchemy compiles one statement per set of columns and reuses it."""
     conn.execute(update(key.table).where(key == bindparam("_key")), {"_key": value, **values})
 
 
@@ -232,12 +232,11 @@ def acquisitions_of(conn: Connection, sha256: str) -> list[RowMapping]:
     ).mappings())
 
 
-def recent_sessions(conn: Connection, limit: int = 20, *,
-                    station: str | None = None) -> list[RowMapping]:
-    query = select(dock_sessions).order_by(dock_sessions.c.id.desc()).limit(limit)
-    if station is not None:
-        query = query.where(dock_sessions.c.station == station)
-    return list(conn.execute(query).mappings())
+def recent_sessions(conn: Connection, limit: int = 20, *, station: str) -> list[RowMapping]:
+    return list(conn.execute(
+        select(dock_sessions).where(dock_sessions.c.station == station)
+        .order_by(dock_sessions.c.id.desc()).limit(limit)
+    ).mappings())
 
 
 # -- items -------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from conftest import (
     FakeClock,
     build_recorder,
     catalog_rows,
+    flip_bit,
     init_station,
     open_station,
     partial_files,
@@ -42,16 +43,6 @@ MEDIA = "DCIM/100MEDIA"
 def object_path(home: Path, sha: str, store: Path | None = None) -> Path:
     root = store or home / "store"
     return root / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
-
-
-def flip_bit(path: Path, offset: int) -> None:
-    os.chmod(path, 0o640)
-    with path.open("r+b") as fh:
-        fh.seek(offset)
-        byte = fh.read(1)[0]
-        fh.seek(offset)
-        fh.write(bytes([byte ^ 0x10]))
-    os.chmod(path, 0o440)
 
 
 def assert_catalog_items_intact(home: Path, store: Path | None = None) -> set[str]:

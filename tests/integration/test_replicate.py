@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
-from conftest import catalog_execute, catalog_rows
+from conftest import catalog_execute, catalog_rows, flip_bit
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -567,18 +567,6 @@ def test_multipart_upload_of_a_big_clip_keeps_the_whole_file_hash(
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-def _flip_a_bit(path: Path, offset: int) -> None:
-    """Damage a stored object (read-only, as the store keeps them) the way a bad disk would."""
-    mode = path.stat().st_mode
-    path.chmod(0o640)
-    with path.open("r+b") as fh:
-        fh.seek(offset)
-        byte = fh.read(1)[0]
-        fh.seek(offset)
-        fh.write(bytes([byte ^ 0x01]))
-    path.chmod(mode)
-
-
 def test_a_stored_object_that_no_longer_hashes_to_its_item_is_never_counted_as_replicated(
     tmp_path: Path, clips: list[Clip], big_clip: Clip, proxy: FaultProxy, s3: S3Client,
     bucket: str, credentials: Path
@@ -596,8 +584,8 @@ def test_a_stored_object_that_no_longer_hashes_to_its_item_is_never_counted_as_r
     finally:
         station.close()
     assert all(oct(p.stat().st_mode & 0o777) == "0o440" for p in stored.values())
-    _flip_a_bit(stored[small.sha256], small.size // 2)
-    _flip_a_bit(stored[big_clip.sha256], 100)  # in the first of two parts
+    flip_bit(stored[small.sha256], small.size // 2)
+    flip_bit(stored[big_clip.sha256], 100)  # in the first of two parts
 
     failed = cli(home.home, "replicate", "--json")
 
@@ -626,8 +614,8 @@ def test_a_stored_object_that_no_longer_hashes_to_its_item_is_never_counted_as_r
     assert cli(home.home, "ledger", "verify").code == 0
 
     # the damage undone (say, the object restored from the recorder): copied and verified
-    _flip_a_bit(stored[small.sha256], small.size // 2)
-    _flip_a_bit(stored[big_clip.sha256], 100)
+    flip_bit(stored[small.sha256], small.size // 2)
+    flip_bit(stored[big_clip.sha256], 100)
     recovered = ok(home.home, "replicate")
     assert sorted(v["sha256"] for v in recovered["verified"]) == sorted(stored)
     for sha in stored:

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
+from .domain.text import json_printable, printable
+
 _HANDLER_NAME = "ingestd"
 
 
@@ -27,7 +29,16 @@ class JsonFormatter(logging.Formatter):
             doc.update(fields)
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        return json_printable(json.dumps(doc, ensure_ascii=False, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """One line a record: the message (which may quote a recorder's file name, serial or
+    label) with anything a terminal would act on escaped; a traceback stays as it is."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 def configure(*, level: str = "WARNING", fmt: str = "text", stream: TextIO | None = None) -> None:
@@ -43,6 +54,6 @@ def configure(*, level: str = "WARNING", fmt: str = "text", stream: TextIO | Non
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.propagate = False

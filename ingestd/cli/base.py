@@ -93,7 +93,8 @@ _json_printed = False
 
 def print_json(data: Any) -> None:
     global _json_printed
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    out = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write(text.json_printable(out) + "\n")
     _json_printed = True
 
 

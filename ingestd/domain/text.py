@@ -61,6 +61,24 @@ def printable(value: str) -> str:
     return "".join(out)
 
 
+def json_printable(document: str) -> str:
+    """A JSON document from ``json.dumps(ensure_ascii=False)`` with every character a terminal
+    would act on (C1 controls, bidi overrides, separators; json already escapes C0) written as
+    a ``\\uXXXX`` escape: the same JSON values, safe to show."""
+    if document.isprintable():
+        return document
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else _json_escape(ch)
+                   for ch in document)
+
+
+def _json_escape(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # beyond the BMP: a UTF-16 surrogate pair, as JSON writes it
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
 def _without_secrets(parts: SplitResult) -> str:
     host = parts.hostname or ""
     if ":" in host:

@@ -401,6 +401,8 @@ def _describe(exc: ValidationError, source: str) -> str:
         # into the location (targets.0.directory.bucket); people know it as targets.0.bucket
         if len(parts) >= 3 and parts[0] == "targets" and parts[2] in TARGET_TYPES:
             kind = str(parts.pop(2))
+        if err["type"] == "union_tag_invalid":
+            parts.append("type")
         loc = ".".join(str(part) for part in parts) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

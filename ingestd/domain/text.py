@@ -104,7 +104,7 @@ def redact_url(url: str) -> str:
     return _without_secrets(parts)
 
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"`<>]+")
 
 
 def redact_urls(text: str) -> str:

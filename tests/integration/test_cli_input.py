@@ -318,3 +318,14 @@ def test_a_report_with_discrepancies_stays_one_json_document(home: Path) -> None
     result = run_cli(home, "ledger", "verify", "--json")
     assert result.exit_code == 1
     assert "error" not in result.json()
+
+
+def test_an_error_deep_in_ingest_is_json_with_json(home: Path, tmp_path: Path,
+                                                   clips: Clips) -> None:
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA_DIR}/A.MP4": clips.a})
+    result = run_cli(home, "ingest", rec, "--serial", "NOBODY", "--json")
+    assert result.exit_code == 6
+    error = json_error(result)
+    assert error["type"] == "RecorderNotRegistered" and error["exit_code"] == 6
+    assert "NOBODY is not registered" in error["message"]
+    assert catalog_rows(home, "SELECT * FROM acquisitions") == []

@@ -329,3 +329,29 @@ def test_an_error_deep_in_ingest_is_json_with_json(home: Path, tmp_path: Path,
     assert error["type"] == "RecorderNotRegistered" and error["exit_code"] == 6
     assert "NOBODY is not registered" in error["message"]
     assert catalog_rows(home, "SELECT * FROM acquisitions") == []
+
+
+def test_on_postgresql_too_long_is_a_clear_error_and_the_longest_fits(
+        tmp_path: Path, postgres_url: str, clips: Clips) -> None:
+    home = tmp_path / "home"
+    assert run_cli(home, "init", "--catalog", postgres_url).exit_code == 0
+    serial = "S" * 128  # the longest serial the column takes
+    added = run_cli(home, "devices", "add", serial, "--officer", "O" * 200, "--officer-id",
+                    "I" * 64)
+    assert added.exit_code == 0, added.stderr
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA_DIR}/A.MP4": clips.a})
+    assert run_cli(home, "ingest", rec, "--serial", serial).exit_code == 0
+    before = mirror(home)
+    for args in (["label", clips.a.sha256, "--case", "C" * 201, "--party", "P"],
+                 ["label", clips.a.sha256, "--case", "C", "--party", "P", "--by", "b" * 201],
+                 ["devices", "add", "S" * 129, "--officer", "O", "--officer-id", "1"],
+                 ["hold", clips.a.sha256, "--reason", "r" * 2001]):
+        result = run_cli(home, *args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert "at most" in result.stderr and "Traceback" not in result.stderr
+    assert mirror(home) == before
+    longest = run_cli(home, "label", clips.a.sha256, "--case", "C" * 200, "--party", "张" * 200,
+                      "--by", "b" * 200)
+    assert longest.exit_code == 0, longest.stderr
+    assert current(home, clips.a.sha256) == ("C" * 200, "张" * 200, "O" * 200)
+    assert run_cli(home, "ledger", "verify").exit_code == 0

@@ -368,7 +368,8 @@ class Settings(_Section):
 
 
 def _resolved(path: Path) -> Path:
-    return Path(os.path.normpath(path.expanduser().absolute()))
+    # links followed: a NAS mount point that is a link into the store is the store
+    return Path(os.path.realpath(path.expanduser()))
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -121,8 +121,8 @@ class TextParam(click.ParamType[str, Any]):
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> str:
         given = str(value).strip()
-        field = param.get_error_hint(ctx) if param is not None and ctx is not None else "value"
-        problem = text.text_problem(field, given, limit=self.limit, empty_ok=self.empty_ok)
+        # click's message starts with the option's name: "Invalid value for '--reason': it ..."
+        problem = text.text_problem("it", given, limit=self.limit, empty_ok=self.empty_ok)
         if problem:
             self.fail(problem, param, ctx)
         return given

@@ -43,7 +43,7 @@ def text_problem(field: str, value: str, *, limit: int, empty_ok: bool = False) 
         return f"{field} is {len(value)} characters long; at most {limit} are allowed"
     bad = next((ch for ch in value if _refused(ch)), None)
     if bad is not None:
-        return f"{field} contains a control character (U+{ord(bad):04X}); it is not allowed"
+        return f"{field} contains a control character (U+{ord(bad):04X}), which is not allowed"
     return None
 
 

@@ -357,3 +357,10 @@ def test_an_endpoint_url_with_a_secret_is_refused_without_echoing_it(
     message = config_error(tmp_path, S3 + f"endpoint_url = '{url}'\n")
     assert f"targets.0.endpoint_url: {reason}" in message
     assert "SuperSecret99" not in message
+
+
+def test_a_directory_target_linked_into_the_store_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
+    (tmp_path / "nas").symlink_to(tmp_path / "store")
+    message = config_error(tmp_path, _dir("nas", str(tmp_path / "nas")))
+    assert "targets: 'nas'" in message and "overlaps the store" in message

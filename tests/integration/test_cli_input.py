@@ -22,6 +22,8 @@ from conftest import (
 )
 
 from ingestd.cli.base import setup_logging
+from ingestd.docking import DockCoordinator
+from ingestd.domain.docks import DockedDevice, DockEvent
 from ingestd.ingest import DockContext, Ingestor
 
 pytestmark = pytest.mark.integration
@@ -354,4 +356,26 @@ def test_on_postgresql_too_long_is_a_clear_error_and_the_longest_fits(
                       "--by", "b" * 200)
     assert longest.exit_code == 0, longest.stderr
     assert current(home, clips.a.sha256) == ("C" * 200, "张" * 200, "O" * 200)
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+@pytest.mark.parametrize("serial", ["D" * 129, "D01\x1b]0;owned\x07", "D01\u202e"])
+def test_a_udev_serial_that_cannot_be_stored_is_refused_and_never_stored(
+        home: Path, serial: str) -> None:
+    station = open_station(home)
+    coordinator = DockCoordinator(station)
+    try:
+        coordinator.device(DockEvent.added(DockedDevice.with_properties(
+            serial=serial, devnode="/dev/ingestd-test-none", fs_type="ext4",
+            sys_path="/sys/devices/ingestd-test-none")))
+    finally:
+        coordinator.shutdown(wait=True)
+        station.close()
+    (outcome,) = coordinator.outcomes
+    assert (outcome.serial, outcome.state) == ("", "refused")
+    (session,) = catalog_rows(home, "SELECT serial, state, error FROM dock_sessions")
+    assert (session["serial"], session["state"]) == ("", "refused")
+    assert "its USB serial number" in session["error"]
+    assert serial not in mirror(home) and not any(
+        serial in str(r) for r in catalog_rows(home, "SELECT * FROM ledger"))
     assert run_cli(home, "ledger", "verify").exit_code == 0

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .catalog import queries as q
-from .domain import policy
+from .domain import policy, text
 from .domain.canonical import format_time, parse_time
 from .domain.flags import Flag
 from .domain.models import EventKind
@@ -40,12 +41,63 @@ def _retention_update(station: Station, item: dict[str, Any], *, has_case: bool,
     return {"retention_class": cls, "retain_until": until, "hold": keep.hold}
 
 
-def label(station: Station, refs: Sequence[str], *, case: str, party: str,
-          officer: str | None, categories: Sequence[str], actor: str) -> list[dict[str, Any]]:
-    case, party = case.strip(), party.strip()
-    if not case or not party:
-        raise UsageError("a label needs a non-empty --case and --party")
-    unknown = set(categories) - set(station.settings.retention.long_term_categories) - {
+def require_text(field: str, value: str, *, limit: int) -> str:
+    """``value`` stripped, or a UsageError naming ``field`` when it cannot be stored."""
+    problem = text.text_problem(field, value.strip(), limit=limit)
+    if problem:
+        raise UsageError(problem)
+    return value.strip()
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Label:
+    case: str
+    party: str
+    officer: str
+    categories: tuple[str, ...]
+
+
+def _next_label(sha: str, item: Mapping[str, Any], current: Mapping[Any, Any] | None, *,
+                case: str | None, party: str | None, officer: str | None,
+                categories: Sequence[str] | None) -> _Label:
+    """The label an item gets: what was given, and for the rest the current label's fields.
+    The registry's officer is used only by the first label, so a later one never puts it back
+    over an officer set by hand."""
+    if current is None:
+        missing = [name for name, value in (("--case", case), ("--party", party))
+                   if value is None]
+        if missing:
+            raise UsageError(f"item {sha[:12]} has no label yet: its first label needs "
+                             + " and ".join(missing))
+        who = officer or str(item["officer"] or "")
+        if not who:
+            raise UsageError(
+                f"item {sha[:12]} came from an unregistered recorder: give --officer")
+        assert case is not None and party is not None
+        return _Label(case=case, party=party, officer=who,
+                      categories=tuple(sorted(categories or ())))
+    kept = json.loads(current["categories"]) if current["categories"] else []
+    return _Label(case=case if case is not None else str(current["case_no"]),
+                  party=party if party is not None else str(current["party"]),
+                  officer=officer if officer is not None else str(current["officer"]),
+                  categories=tuple(sorted(categories if categories is not None else kept)))
+
+
+def label(station: Station, refs: Sequence[str], *, case: str | None = None,
+          party: str | None = None, officer: str | None = None,
+          categories: Sequence[str] | None = None, actor: str) -> list[dict[str, Any]]:
+    """Label items. A label changes only the fields it is given; the others carry over from
+    the item's current label. An item's first label needs a case and a party; its officer
+    defaults to the registry's officer for the recorder."""
+    if case is None and party is None and officer is None and not categories:
+        raise UsageError("a label needs at least one of --case, --party, --officer, --category")
+    case = None if case is None else require_text("--case", case, limit=text.CASE_MAX)
+    party = None if party is None else require_text("--party", party, limit=text.PARTY_MAX)
+    officer = None if officer is None else require_text("--officer", officer,
+                                                         limit=text.OFFICER_MAX)
+    actor = require_text("--by", actor, limit=text.ACTOR_MAX)
+    categories = list(categories) if categories else None
+    unknown = set(categories or ()) - set(station.settings.retention.long_term_categories) - {
         "routine"}
     if unknown:
         raise UsageError(
@@ -56,24 +108,23 @@ def label(station: Station, refs: Sequence[str], *, case: str, party: str,
         shas = [q.resolve(conn, ref) for ref in refs]
         for sha in shas:
             item = dict(q.item(conn, sha) or {})
-            who = officer or str(item["officer"] or "")
-            if not who:
-                raise UsageError(
-                    f"item {sha[:12]} came from an unregistered recorder: give --officer")
+            new = _next_label(sha, item, q.current_label(conn, sha), case=case, party=party,
+                              officer=officer, categories=categories)
             now = station.clock()
             hold = bool(item["hold"])
-            retention = _retention_update(station, item, has_case=True, categories=categories,
-                                          hold=hold)
+            retention = _retention_update(station, item, has_case=True,
+                                          categories=new.categories, hold=hold)
             entry = station.custody.record(
                 conn, kind=EventKind.LABELLED, actor=actor, item=sha, at=now,
-                data={"case": case, "party": party, "officer": who,
-                      "categories": sorted(categories), "retention": retention},
+                data={"case": new.case, "party": new.party, "officer": new.officer,
+                      "categories": list(new.categories), "retention": retention},
             )
-            q.insert_label(conn, item=sha, case_no=case, party=party, officer=who,
-                           categories=json.dumps(sorted(categories)), by=actor,
-                           at=format_time(now), ledger_seq=entry.seq)
+            q.insert_label(conn, item=sha, case_no=new.case, party=new.party,
+                           officer=new.officer, categories=json.dumps(list(new.categories)),
+                           by=actor, at=format_time(now), ledger_seq=entry.seq)
             q.update_item(conn, sha, **retention)
-            out.append({"sha256": sha, "case": case, "party": party, "officer": who,
+            out.append({"sha256": sha, "case": new.case, "party": new.party,
+                        "officer": new.officer, "categories": list(new.categories),
                         **retention})
     return out
 
@@ -82,6 +133,8 @@ def set_hold(station: Station, refs: Sequence[str], *, hold: bool, reason: str,
              actor: str) -> list[dict[str, Any]]:
     if not reason.strip():
         raise UsageError("a hold or release needs --reason")
+    reason = require_text("--reason", reason, limit=text.REASON_MAX)
+    actor = require_text("--by", actor, limit=text.ACTOR_MAX)
     out = []
     with station.custody.transaction() as conn:
         for sha in [q.resolve(conn, ref) for ref in refs]:
@@ -104,6 +157,8 @@ def justify(station: Station, refs: Sequence[str], *, flag: str, reason: str,
     """Record why an item is late. The flag stays; the reason is kept beside it."""
     if not reason.strip():
         raise UsageError("a justification needs --reason")
+    reason = require_text("--reason", reason, limit=text.REASON_MAX)
+    actor = require_text("--by", actor, limit=text.ACTOR_MAX)
     try:
         wanted = Flag(flag)
     except ValueError:

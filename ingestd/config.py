@@ -13,8 +13,10 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from .domain import text
 from .domain.policy import FilenameTime, RetentionPolicy, Windows, parse_utc_offset
 from .errors import ConfigError
 
@@ -39,27 +42,49 @@ _SIZE_UNITS = {
 }
 
 
+#: The longest duration a key takes: a time this far ahead is still a date the clock, the
+#: catalog and an S3 server can hold, and no rule asks for longer.
+MAX_DURATION = timedelta(days=1000 * 365)
+#: The largest size a key takes (8 EiB, a signed 64-bit byte count).
+MAX_SIZE = 2**63 - 1
+
+
 def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, str):
         match = _DURATION_RE.match(value)
         if match:
-            return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2)])
+            seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            if seconds > MAX_DURATION.total_seconds():
+                raise ValueError(f"too long: {value!r} (at most {MAX_DURATION.days}d)")
+            return timedelta(seconds=seconds)
     raise ValueError(f"not a duration: {value!r} (write like \"30s\", \"15m\", \"24h\", \"2d\")")
 
 
 def parse_size(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        match = _SIZE_RE.match(value)
-        if match:
-            return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
-    raise ValueError(f"not a size: {value!r} (write like \"4MiB\", \"10GB\")")
+        size = value
+    elif isinstance(value, str) and (match := _SIZE_RE.match(value)):
+        number = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+        size = int(number) if number <= MAX_SIZE else MAX_SIZE + 1
+    else:
+        raise ValueError(f"not a size: {value!r} (write like \"4MiB\", \"10GB\")")
+    if size > MAX_SIZE:
+        raise ValueError(f"too large: {value!r} (at most {MAX_SIZE} bytes)")
+    return size
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+#: A window or an interval: zero would make every item late at once, or a job run unceasingly.
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration),
+                             AfterValidator(_positive)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
@@ -100,7 +125,14 @@ class IngestSettings(_Section):
     buffer_size: Size = 4 * 2**20
     changed_retries: int = Field(default=3, ge=0, le=20)
     parallel_files: int = Field(default=2, ge=1, le=16)
-    probe_timeout: Duration = timedelta(seconds=60)
+    probe_timeout: PositiveDuration = timedelta(seconds=60)
+
+    @field_validator("patterns")
+    @classmethod
+    def _some_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or not all(p.strip() for p in value):
+            raise ValueError("needs at least one non-empty pattern (no file would be taken)")
+        return value
 
     @field_validator("recorder_timezone")
     @classmethod
@@ -120,9 +152,9 @@ class IngestSettings(_Section):
 
 
 class WindowSettings(_Section):
-    ingest: Duration = timedelta(hours=24)
-    label: Duration = timedelta(hours=48)
-    replication: Duration = timedelta(hours=24)
+    ingest: PositiveDuration = timedelta(hours=24)
+    label: PositiveDuration = timedelta(hours=48)
+    replication: PositiveDuration = timedelta(hours=24)
 
     def policy(self) -> Windows:
         return Windows(ingest=self.ingest, label=self.label, replication=self.replication)
@@ -160,7 +192,7 @@ class DockSettings(_Section):
     runtime_dir: Path = Path("run")
     max_parallel_recorders: int = Field(default=8, ge=1, le=64)
     wipe: Literal["never", "after-local-verify", "after-offsite-verify"] = "never"
-    ready_timeout: Duration = timedelta(seconds=30)
+    ready_timeout: PositiveDuration = timedelta(seconds=30)
     fs_check: bool = True  # read-only file system check of a udev recorder before mounting
 
     @field_validator("watch_root", mode="before")
@@ -170,21 +202,23 @@ class DockSettings(_Section):
 
 
 class SchedulerSettings(_Section):
-    window_check: Duration = timedelta(minutes=10)
-    replication: Duration = timedelta(minutes=15)
-    checkpoint: Duration = timedelta(hours=1)
-    audit: Duration = timedelta(hours=6)
+    window_check: PositiveDuration = timedelta(minutes=10)
+    replication: PositiveDuration = timedelta(minutes=15)
+    checkpoint: PositiveDuration = timedelta(hours=1)
+    audit: PositiveDuration = timedelta(hours=6)
     audit_sample: int = Field(default=20, ge=0)
-    retention: Duration = timedelta(hours=24)
+    retention: PositiveDuration = timedelta(hours=24)
     replication_parallel: int = Field(default=4, ge=1, le=32)
 
 
-class TargetSettings(_Section):
+class _TargetBase(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    type: Literal["s3", "directory"]
     required: bool = True
     prefix: str = ""
-    # s3
+
+
+class S3TargetSettings(_TargetBase):
+    type: Literal["s3"]
     bucket: str | None = None
     endpoint_url: str | None = None
     region: str = "us-east-1"
@@ -200,18 +234,58 @@ class TargetSettings(_Section):
     bandwidth_limit: Size | None = None
     max_attempts: int = Field(default=5, ge=1, le=50)
     readback: bool = False  # read every upload back in full and hash it before counting it
-    # directory
-    path: Path | None = None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _no_secrets(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            # the value may hold a secret: say what is wrong, never echo it
+            raise ValueError("not a URL (write like \"https://rgw.example.org\")") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http(s) URL (write like \"https://rgw.example.org\")")
+        if text.url_has_userinfo(value):
+            raise ValueError("must not hold a user name or password; put the keys in "
+                             "credentials_file")
+        if parts.query or parts.fragment:
+            raise ValueError("must not hold a query string or fragment")
+        return value
 
     @model_validator(mode="after")
-    def _shape(self) -> TargetSettings:
-        if self.type == "s3" and not self.bucket:
+    def _shape(self) -> S3TargetSettings:
+        if not self.bucket:
             raise ValueError("an s3 target needs bucket")
-        if self.type == "directory" and self.path is None:
-            raise ValueError("a directory target needs path")
         if self.sse == "aws:kms" and not self.kms_key_id:
             raise ValueError("sse = \"aws:kms\" needs kms_key_id")
         return self
+
+    def place(self) -> str:
+        """Where its objects go, to tell two targets at the same place apart (no secrets)."""
+        where = self.endpoint_url.rstrip("/").lower() if self.endpoint_url else "aws"
+        return f"{where} bucket {self.bucket}"
+
+
+class DirectoryTargetSettings(_TargetBase):
+    type: Literal["directory"]
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> DirectoryTargetSettings:
+        if self.path is None:
+            raise ValueError("a directory target needs path")
+        return self
+
+
+#: One ``[[targets]]`` table: its ``type`` says which settings it takes; any other key is an
+#: error, so a bucket setting on a directory target is not silently ignored.
+TargetSettings = Annotated[S3TargetSettings | DirectoryTargetSettings,
+                           Field(discriminator="type")]
+TARGET_TYPES: dict[str, type[_TargetBase]] = {
+    "s3": S3TargetSettings, "directory": DirectoryTargetSettings}
 
 
 class LogSettings(_Section):
@@ -241,6 +315,24 @@ class Settings(_Section):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"targets: names must be unique ({', '.join(twice)} more than once)")
+        return self
+
+    @model_validator(mode="after")
+    def _separate_targets(self) -> Settings:
+        # Two targets at one place would count one copy twice: an item would be "replicated"
+        # with a single off-site copy. A folder inside the store is not off-site at all.
+        problems = [f"targets: {a.name!r} and {b.name!r} {why}"
+                    for i, a in enumerate(self.targets) for b in self.targets[i + 1:]
+                    if (why := _overlap(a, b, self))]
+        store = _resolved(self.store_path)
+        for t in self.targets:
+            if isinstance(t, DirectoryTargetSettings) and t.path is not None:
+                where = _resolved(self.path(t.path))
+                if _inside(where, store) or _inside(store, where):
+                    problems.append(f"targets: {t.name!r} ({where}) overlaps the store "
+                                    f"({store}): it would not be an off-site copy")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def path(self, value: Path) -> Path:
@@ -275,13 +367,52 @@ class Settings(_Section):
         return self.path(self.docks.runtime_dir)
 
 
+def _resolved(path: Path) -> Path:
+    # links followed: a NAS mount point that is a link into the store is the store
+    return Path(os.path.realpath(path.expanduser()))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _overlap(a: _TargetBase, b: _TargetBase, settings: Settings) -> str:
+    """Why targets ``a`` and ``b`` are at the same place, or "" when they are not."""
+    if isinstance(a, DirectoryTargetSettings) and isinstance(b, DirectoryTargetSettings):
+        assert a.path is not None and b.path is not None
+        pa = _resolved(settings.path(a.path) / a.prefix.strip("/"))
+        pb = _resolved(settings.path(b.path) / b.prefix.strip("/"))
+        if _inside(pa, pb) or _inside(pb, pa):
+            return f"are at the same place ({pa} and {pb}): one copy would count twice"
+    if isinstance(a, S3TargetSettings) and isinstance(b, S3TargetSettings) and (
+            a.place() == b.place()):
+        ka, kb = a.prefix.strip("/"), b.prefix.strip("/")
+        if ka == kb or ka.startswith(kb + "/") or kb.startswith(ka + "/") or not (ka and kb):
+            return (f"are at the same place ({text.redact_url(a.place())}, prefixes "
+                    f"{ka or '(none)'!r} and {kb or '(none)'!r}): one copy would count twice")
+    return ""
+
+
 def _describe(exc: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        parts = list(err["loc"])
+        kind = ""
+        # a [[targets]] table is checked as the settings of its type: pydantic puts the type
+        # into the location (targets.0.directory.bucket); people know it as targets.0.bucket
+        if len(parts) >= 3 and parts[0] == "targets" and parts[2] in TARGET_TYPES:
+            kind = str(parts.pop(2))
+        if err["type"] == "union_tag_invalid":
+            parts.append("type")
+        loc = ".".join(str(part) for part in parts) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = f"unknown key for {'an' if kind == 's3' else 'a'} {kind} target" if kind else (
+                "unknown key")
+        elif err["type"] == "union_tag_invalid":
+            msg = "type must be one of " + ", ".join(repr(t) for t in TARGET_TYPES)
+        elif err["type"] == "union_tag_not_found":
+            msg = "needs type (" + " or ".join(repr(t) for t in TARGET_TYPES) + ")"
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 

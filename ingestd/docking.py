@@ -27,6 +27,7 @@ from .docks import mounts
 from .docks.udev import wait_ready
 from .docks.walk import open_source
 from .docks.watch import FolderDock, WatchDockSource
+from .domain import text
 from .domain.canonical import format_time
 from .domain.docks import DockEvent
 from .domain.models import EventKind
@@ -238,6 +239,14 @@ class DockCoordinator:
             self.ingestor.refuse("", mountpoint=where, ctx=probe_ctx,
                                  reason=f"{dev.devnode} reports no USB serial number")
             return Outcome(serial="", state="refused", error="no serial")
+        # A serial is the device's own word: one that cannot be stored as it is (too long, or
+        # with control characters) is refused, shown escaped and cut short, never stored.
+        problem = text.text_problem("its USB serial number", serial, limit=text.SERIAL_MAX)
+        if problem:
+            shown = text.printable(serial[:text.SERIAL_MAX])
+            self.ingestor.refuse("", mountpoint=where, ctx=probe_ctx,
+                                 reason=f"{dev.devnode}: {problem} ({shown})")
+            return Outcome(serial="", state="refused", error=problem)
         try:
             self.ingestor.admit(serial, mountpoint=where, ctx=probe_ctx)
         except RecorderNotRegistered as exc:  # recorded already; never mounted

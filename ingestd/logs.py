@@ -6,7 +6,9 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
+
+from .domain.text import json_printable, printable, redact_urls
 
 _HANDLER_NAME = "ingestd"
 
@@ -20,14 +22,27 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": getattr(record, "event", record.name.rsplit(".", 1)[-1]),
-            "message": record.getMessage(),
+            "message": redact_urls(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             doc.update(fields)
         if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False, default=str)
+            doc["exception"] = redact_urls(self.formatException(record.exc_info))
+        return json_printable(json.dumps(doc, ensure_ascii=False, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """One line a record: the message (which may quote a recorder's file name, serial or
+    label) with anything a terminal would act on escaped; a traceback stays as it is. URLs in
+    either lose their user name, password and query (a library's error may quote them)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(redact_urls(record.message))
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return redact_urls(super().formatException(ei))
 
 
 def configure(*, level: str = "WARNING", fmt: str = "text", stream: TextIO | None = None) -> None:
@@ -43,6 +58,6 @@ def configure(*, level: str = "WARNING", fmt: str = "text", stream: TextIO | Non
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.propagate = False

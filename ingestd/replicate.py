@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .catalog import queries as q
-from .config import TargetSettings
+from .config import DirectoryTargetSettings, S3TargetSettings
 from .domain.canonical import canonical_bytes, format_time, parse_time
 from .domain.flags import Flag
 from .domain.models import EventKind
@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
 
 
-def build_target(spec: TargetSettings, station: Station) -> Target:
-    if spec.type == "directory":
+def build_target(spec: S3TargetSettings | DirectoryTargetSettings, station: Station) -> Target:
+    if isinstance(spec, DirectoryTargetSettings):
         assert spec.path is not None
         return DirectoryTarget(spec.name, station.settings.path(spec.path), spec.prefix,
                                spec.required)

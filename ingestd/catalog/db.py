@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from ..domain.text import redact_url, redact_urls
 from ..errors import CatalogError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ WRITE_WAIT_MS = 60_000
 #: The newest migration. Every command checks the catalog is at it without loading Alembic
 #: (a unit test keeps this equal to the migrations' head).
 SCHEMA_HEAD = "0002"
+
+
+def _why(exc: BaseException | None) -> str:
+    """A driver's error for a message: it may quote the URL, password included."""
+    return redact_urls(str(exc))
 
 
 def _alembic_config(url: str) -> AlembicConfig:
@@ -83,18 +89,13 @@ class Catalog:
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise CatalogError(f"cannot use catalog {self.safe_url}: {exc}") from None
+            raise CatalogError(f"cannot use catalog {self.safe_url}: {_why(exc)}") from None
         # SQLite allows one writer; serialising writers in-process avoids busy waits.
         self._write_lock = threading.RLock() if self.is_sqlite else None
 
     @property
     def safe_url(self) -> str:
-        from sqlalchemy.engine import make_url
-
-        try:
-            return make_url(self.url).render_as_string(hide_password=True)
-        except Exception:  # noqa: BLE001 - only for messages
-            return "<catalog url>"
+        return redact_url(self.url)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -102,7 +103,7 @@ class Catalog:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
         except OperationalError as exc:
-            raise CatalogError(f"catalog {self.safe_url}: {exc.orig}") from None
+            raise CatalogError(f"catalog {self.safe_url}: {_why(exc.orig)}") from None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -118,7 +119,7 @@ class Catalog:
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK})
                     yield conn
         except OperationalError as exc:
-            raise CatalogError(f"catalog {self.safe_url}: {exc.orig}") from None
+            raise CatalogError(f"catalog {self.safe_url}: {_why(exc.orig)}") from None
         finally:
             if lock is not None:
                 lock.release()
@@ -148,13 +149,13 @@ class Catalog:
                 command.upgrade(cfg, "head")
                 conn.commit()
         except SQLAlchemyError as exc:
-            raise CatalogError(f"cannot migrate catalog {self.safe_url}: {exc}") from None
+            raise CatalogError(f"cannot migrate catalog {self.safe_url}: {_why(exc)}") from None
 
     def check_current(self) -> None:
         try:
             current = self.current_revision()
         except SQLAlchemyError as exc:
-            raise CatalogError(f"cannot open catalog {self.safe_url}: {exc}") from None
+            raise CatalogError(f"cannot open catalog {self.safe_url}: {_why(exc)}") from None
         head = SCHEMA_HEAD
         if current != head:
             raise CatalogError(

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from .. import config as config_mod
 from ..config import Settings
+from ..domain import text
 from ..logs import configure
 from ..station import Station
 
@@ -85,19 +86,74 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
 
 
+#: Whether this process has printed its JSON answer: an error after it must not add a second
+#: document to stdout (the exit code and stderr still tell).
+_json_printed = False
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    global _json_printed
+    out = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write(text.json_printable(out) + "\n")
+    _json_printed = True
+
+
+def json_printed() -> bool:
+    return _json_printed
+
+
+def begin_output() -> None:
+    """A new command line starts with nothing printed (tests run many in one process)."""
+    global _json_printed
+    _json_printed = False
+
+
+class TextParam(click.ParamType[str, Any]):
+    """A string option that goes into the ledger or the catalog: trimmed, at most ``limit``
+    characters, no control characters; a bad one is a usage error naming the option."""
+
+    name = "text"
+
+    def __init__(self, limit: int, *, empty_ok: bool = False) -> None:
+        self.limit = limit
+        self.empty_ok = empty_ok
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        given = str(value).strip()
+        # click's message starts with the option's name: "Invalid value for '--reason': it ..."
+        problem = text.text_problem("it", given, limit=self.limit, empty_ok=self.empty_ok)
+        if problem:
+            self.fail(problem, param, ctx)
+        return given
+
+
+def _default_actor() -> str:
+    return os.environ.get("INGESTD_ACTOR") or getpass.getuser()
+
+
+def _check_actor(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    value = value.strip()
+    field = "INGESTD_ACTOR" if (ctx.get_parameter_source(param.name or "")
+                                == click.core.ParameterSource.DEFAULT
+                                and os.environ.get("INGESTD_ACTOR")) else "--by"
+    problem = text.text_problem(field, value, limit=text.ACTOR_MAX)
+    if problem:
+        raise click.BadParameter(problem, ctx=ctx, param=param)
+    return value
 
 
 def actor_option(func: F) -> F:
     return click.option(
-        "--by", "actor", default=lambda: os.environ.get("INGESTD_ACTOR") or getpass.getuser(),
+        "--by", "actor", default=_default_actor, callback=_check_actor,
         show_default="the login name", help="Who does this (recorded in the ledger).",
     )(func)
 
 
 def esc(value: Any) -> str:
-    return escape(str(value)) if value is not None else ""
+    """A value for rich markup, printed as it is: markup escaped, and anything a terminal
+    would act on (escape sequences, carriage returns) written as an escape."""
+    return escape(text.printable(str(value))) if value is not None else ""
 
 
 def human_size(n: int | None) -> str:

@@ -6,9 +6,20 @@ import click
 from rich.table import Table
 
 from ..catalog import queries as q
+from ..domain import text
 from ..domain.models import EventKind, Recorder
 from ..errors import NotFound, UsageError
-from .base import AppContext, actor_option, cli, console, esc, json_option, pass_app, print_json
+from .base import (
+    AppContext,
+    TextParam,
+    actor_option,
+    cli,
+    console,
+    esc,
+    json_option,
+    pass_app,
+    print_json,
+)
 
 
 @cli.group()
@@ -17,22 +28,24 @@ def devices() -> None:
 
 
 @devices.command("add")
-@click.argument("serial")
-@click.option("--officer", required=True, help="Officer's name (承办人).")
-@click.option("--officer-id", required=True, help="Officer's badge or staff number.")
-@click.option("--unit", default="", help="Unit or team.")
-@click.option("--vendor", default="", help="Recorder maker.")
-@click.option("--model", default="", help="Recorder model.")
+@click.argument("serial", type=TextParam(text.SERIAL_MAX))
+@click.option("--officer", required=True, type=TextParam(text.OFFICER_MAX),
+              help="Officer's name (承办人).")
+@click.option("--officer-id", required=True, type=TextParam(text.OFFICER_ID_MAX),
+              help="Officer's badge or staff number.")
+@click.option("--unit", default="", type=TextParam(text.UNIT_MAX, empty_ok=True),
+              help="Unit or team.")
+@click.option("--vendor", default="", type=TextParam(text.VENDOR_MAX, empty_ok=True),
+              help="Recorder maker.")
+@click.option("--model", default="", type=TextParam(text.MODEL_MAX, empty_ok=True),
+              help="Recorder model.")
 @actor_option
 @pass_app
 def devices_add(app: AppContext, serial: str, officer: str, officer_id: str, unit: str,
                 vendor: str, model: str, actor: str) -> None:
     """Register a recorder (or reassign it to another officer)."""
-    serial = serial.strip()
-    if not serial or any(not ch.isprintable() for ch in serial) or len(serial) > 128:
-        raise UsageError("SERIAL must be 1 to 128 printable characters")
-    if not officer.strip() or not officer_id.strip():
-        raise UsageError("--officer and --officer-id must not be empty")
+    if any(not ch.isprintable() for ch in serial):
+        raise UsageError("SERIAL must be printable characters")
     station = app.station()
     rec = Recorder(serial=serial, officer=officer.strip(), officer_id=officer_id.strip(),
                    unit=unit, vendor=vendor, model=model)
@@ -47,7 +60,7 @@ def devices_add(app: AppContext, serial: str, officer: str, officer_id: str, uni
 
 
 @devices.command("remove")
-@click.argument("serial")
+@click.argument("serial", type=TextParam(text.SERIAL_MAX))
 @actor_option
 @pass_app
 def devices_remove(app: AppContext, serial: str, actor: str) -> None:

@@ -15,13 +15,25 @@ from rich.progress import (
 )
 
 from ..docks.walk import SourceFile
+from ..domain import text
 from ..ingest import DockContext, Ingestor, IngestReport
-from .base import AppContext, cli, console, err_console, esc, json_option, pass_app, print_json
+from .base import (
+    AppContext,
+    TextParam,
+    cli,
+    console,
+    err_console,
+    esc,
+    json_option,
+    pass_app,
+    print_json,
+)
 
 
 @cli.command("ingest")
 @click.argument("mountpoint", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.option("--serial", required=True, help="The recorder's serial number.")
+@click.option("--serial", required=True, type=TextParam(text.SERIAL_MAX),
+              help="The recorder's serial number.")
 @json_option
 @pass_app
 def ingest_cmd(app: AppContext, mountpoint: Path, serial: str, as_json: bool) -> None:
@@ -46,13 +58,13 @@ def _with_progress(ingestor: Ingestor, mountpoint: Path, serial: str,
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(f"recorder {serial}", total=None)
+        task = bar.add_task(f"recorder {esc(serial)}", total=None)
 
         def progress(event: str, src: SourceFile | None, n: int) -> None:
             if event == "start":
                 bar.update(task, total=n)
             elif event == "file" and src is not None:
-                bar.update(task, description=f"{serial}: {src.display[-40:]}")
+                bar.update(task, description=f"{esc(serial)}: {esc(src.display[-40:])}")
             elif event == "bytes":
                 bar.advance(task, n)
 

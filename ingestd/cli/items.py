@@ -13,10 +13,12 @@ from rich.table import Table
 from .. import casework
 from ..audit import describe_item
 from ..catalog import queries as q
+from ..domain import text
 from ..domain.flags import REASONS, WINDOW_FLAGS, Flag
 from ..errors import UsageError
 from .base import (
     AppContext,
+    TextParam,
     actor_option,
     cli,
     console,
@@ -247,19 +249,24 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
 
 @cli.command()
 @click.argument("refs", metavar="ITEM...", nargs=-1, required=True)
-@click.option("--case", required=True, help="Case number (案号).")
-@click.option("--party", required=True, help="Party name (当事人).")
-@click.option("--officer", help="Officer (承办人); default: the recorder's officer.")
+@click.option("--case", help="Case number (案号); needed by an item's first label.")
+@click.option("--party", help="Party name (当事人); needed by an item's first label.")
+@click.option("--officer", help="Officer (承办人); first label: the recorder's officer.")
 @click.option("--category", "categories", multiple=True,
-              help="Footage category, e.g. dispute, obstruction, incident (kept long-term).")
+              help="Footage category, e.g. dispute, obstruction, incident (kept long-term); "
+                   "default: the current label's.")
 @actor_option
 @json_option
 @pass_app
-def label(app: AppContext, refs: tuple[str, ...], case: str, party: str, officer: str | None,
-          categories: tuple[str, ...], actor: str, as_json: bool) -> None:
-    """Label items with case number, party and officer (a signed ledger event)."""
+def label(app: AppContext, refs: tuple[str, ...], case: str | None, party: str | None,
+          officer: str | None, categories: tuple[str, ...], actor: str, as_json: bool) -> None:
+    """Label items with case number, party and officer (a signed ledger event).
+
+    A label changes only what it is given: the other fields carry over from the item's
+    current label. An item's first label needs --case and --party.
+    """
     done = casework.label(app.station(), refs, case=case, party=party, officer=officer,
-                          categories=categories, actor=actor)
+                          categories=categories or None, actor=actor)
     if as_json:
         print_json({"labelled": done})
         return
@@ -272,7 +279,8 @@ def label(app: AppContext, refs: tuple[str, ...], case: str, party: str, officer
 def _hold_command(name: str, hold: bool, doc: str) -> None:
     @cli.command(name, help=doc)
     @click.argument("refs", metavar="ITEM...", nargs=-1, required=True)
-    @click.option("--reason", required=True, help="Why (recorded in the ledger).")
+    @click.option("--reason", required=True, type=TextParam(text.REASON_MAX),
+                  help="Why (recorded in the ledger).")
     @actor_option
     @json_option
     @pass_app
@@ -294,7 +302,8 @@ _hold_command("release", False, "Release a legal hold (retention rules apply aga
 @click.argument("refs", metavar="ITEM...", nargs=-1, required=True)
 @click.option("--flag", default=Flag.LATE_INGEST.value, show_default=True,
               type=click.Choice([f.value for f in Flag]), help="The flag being explained.")
-@click.option("--reason", required=True, help="Why it was late (e.g. remote duty until ...).")
+@click.option("--reason", required=True, type=TextParam(text.REASON_MAX),
+              help="Why it was late (e.g. remote duty until ...).")
 @actor_option
 @json_option
 @pass_app

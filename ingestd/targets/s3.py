@@ -55,6 +55,7 @@ from s3transfer.exceptions import RetriesExceededError
 from s3transfer.futures import TransferFuture
 from s3transfer.subscribers import BaseSubscriber
 
+from ingestd.domain.text import redact_url, redact_urls
 from ingestd.errors import IngestdError, ObjectDamaged, TargetError
 from ingestd.targets import (
     CHECKPOINT_NAME,
@@ -146,6 +147,8 @@ class S3Target:
         self.required = required
         self.bucket = bucket
         self.endpoint_url = endpoint_url
+        # what logs, messages and ledger entries may show of it (never a key or signature)
+        self.shown_endpoint = redact_url(endpoint_url) if endpoint_url else None
         self.prefix = prefix.strip("/")
         self.object_lock = object_lock
         self._sse = sse
@@ -200,7 +203,9 @@ class S3Target:
                 config=config,
             )
         except BotoCoreError as exc:
-            raise TargetError(f"target {name!r}: cannot set up the S3 client: {exc}") from exc
+            raise TargetError(
+                f"target {name!r}: cannot set up the S3 client: {redact_urls(str(exc))}"
+            ) from exc
 
     def __repr__(self) -> str:
         return f"S3Target(name={self.name!r}, bucket={self.bucket!r}, prefix={self.prefix!r})"
@@ -652,8 +657,8 @@ class S3Target:
 
     def _error(self, what: str, key: str | None, exc: BaseException | None = None) -> TargetError:
         where = f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}"
-        if self.endpoint_url:
-            where += f" at {self.endpoint_url}"
+        if self.shown_endpoint:
+            where += f" at {self.shown_endpoint}"
         detail = f" ({_describe(exc)})" if exc is not None else ""
         return TargetError(f"target {self.name!r}: {what}: {where}{detail}")
 
@@ -673,7 +678,7 @@ class S3Target:
             log.warning(
                 "target %s: endpoint %s is plain HTTP; evidence travels unencrypted",
                 self.name,
-                self.endpoint_url,
+                self.shown_endpoint,
             )
 
     def _session(
@@ -923,7 +928,8 @@ def _describe(exc: BaseException) -> str:
         message = exc.response.get("Error", {}).get("Message", "")
         code, status = _error_code(exc), _status(exc)
         head = f"HTTP {status}" if code in ("", str(status)) else f"{code}, HTTP {status}"
-        return f"{head}: {message}" if message else head
+        return redact_urls(f"{head}: {message}" if message else head)
     if isinstance(exc, NoCredentialsError):
         return "no credentials: set credentials_file, profile or the environment"
-    return f"{type(exc).__name__}: {exc}"
+    # botocore quotes the endpoint URL in its errors, with whatever it holds
+    return f"{type(exc).__name__}: {redact_urls(str(exc))}"

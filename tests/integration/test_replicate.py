@@ -1192,7 +1192,7 @@ def test_directory_target_replicates_verifies_and_reports(
     nas.mkdir()
     home = make_home(tmp_path, clips)
     home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
-                    f'prefix = "{PREFIX}"\nobject_lock = false\n')
+                    f'prefix = "{PREFIX}"\n')
     assert home.target_status("nas")["queued"] == 3
 
     report = ok(home.home, "replicate")

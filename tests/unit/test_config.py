@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from ingestd import config
 from ingestd.config import parse_duration, parse_size
@@ -183,3 +184,183 @@ def test_locate_prefers_explicit_config(tmp_path: Path, monkeypatch: pytest.Monk
     assert config.locate(tmp_path / "x.toml", tmp_path / "home") == tmp_path / "x.toml"
     assert config.locate(None, tmp_path / "home") == tmp_path / "home" / "ingestd.toml"
     assert config.locate(None, None) == tmp_path / "env-home" / "ingestd.toml"
+
+
+# -- durations and sizes that no clock or disk can hold ----------------------------------------
+
+
+def _typed_keys(model: type[BaseModel], parser: object, prefix: str = "") -> list[str]:
+    """Every key of ``model`` (and its sections) whose value goes through ``parser``."""
+    out = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out += _typed_keys(annotation, parser, f"{prefix}{name}.")
+        elif any(getattr(m, "func", None) is parser for m in field.metadata):
+            out.append(prefix + name)
+    return out
+
+
+DURATION_KEYS = _typed_keys(config.Settings, parse_duration)
+SIZE_KEYS = _typed_keys(config.Settings, parse_size)
+S3_SIZE_KEYS = _typed_keys(config.S3TargetSettings, parse_size)
+
+
+def _body(key: str, value: str) -> str:
+    *section, name = key.split(".")
+    return (f"[{section[0]}]\n" if section else "") + f"{name} = {value}\n"
+
+
+def test_the_typed_keys_are_found() -> None:
+    assert {"windows.ingest", "docks.settle", "scheduler.audit", "retention.routine"} <= set(
+        DURATION_KEYS)
+    assert "ingest.buffer_size" in SIZE_KEYS
+    assert {"multipart_threshold", "multipart_chunksize"} <= set(S3_SIZE_KEYS)
+
+
+@pytest.mark.parametrize("key", DURATION_KEYS)
+@pytest.mark.parametrize("value", ["'99999999999d'", "'9999999999999999999999y'",
+                                   "'" + "9" * 400 + "s'"])
+def test_a_duration_too_long_for_the_clock_names_the_key(tmp_path: Path, key: str,
+                                                         value: str) -> None:
+    message = config_error(tmp_path, _body(key, value))
+    assert f"{key}: too long" in message
+    assert "at most 365000d" in message
+
+
+@pytest.mark.parametrize("key", SIZE_KEYS)
+def test_a_size_too_large_names_the_key(tmp_path: Path, key: str) -> None:
+    message = config_error(tmp_path, _body(key, "'99999999999999999999TiB'"))
+    assert f"{key}: too large" in message
+
+
+@pytest.mark.parametrize("key", [*S3_SIZE_KEYS, "bandwidth_limit"])
+def test_a_target_size_too_large_names_the_key(tmp_path: Path, key: str) -> None:
+    message = config_error(tmp_path, S3 + f"{key} = '{'9' * 400}GiB'\n")
+    assert f"targets.0.{key}: too large" in message
+
+
+@pytest.mark.parametrize("key", ["windows.ingest", "windows.label", "windows.replication",
+                                 "scheduler.window_check", "scheduler.replication",
+                                 "scheduler.checkpoint", "scheduler.audit",
+                                 "scheduler.retention", "ingest.probe_timeout",
+                                 "docks.ready_timeout"])
+def test_a_zero_window_or_interval_is_refused(tmp_path: Path, key: str) -> None:
+    message = config_error(tmp_path, _body(key, "'0s'"))
+    assert f"{key}: must be longer than 0s" in message
+
+
+@pytest.mark.parametrize("value", ["[]", "['']", "['*.mp4', ' ']"])
+def test_no_patterns_is_refused(tmp_path: Path, value: str) -> None:
+    message = config_error(tmp_path, f"[ingest]\npatterns = {value}\n")
+    assert "ingest.patterns: needs at least one non-empty pattern" in message
+
+
+# -- targets take their own keys -----------------------------------------------------------------
+
+
+S3 = "[[targets]]\nname = 'offsite'\ntype = 's3'\nbucket = 'evidence'\n"
+NAS = "[[targets]]\nname = 'nas'\ntype = 'directory'\npath = '/mnt/nas'\n"
+
+
+@pytest.mark.parametrize("line", ["bucket = 'x'", "sse = 'AES256'", "object_lock = false",
+                                  "readback = true", "bandwidth_limit = '5MB'",
+                                  "endpoint_url = 'https://rgw.example.org'",
+                                  "max_concurrency = 2", "region = 'eu-west-1'"])
+def test_a_directory_target_refuses_s3_keys(tmp_path: Path, line: str) -> None:
+    key = line.split(" ")[0]
+    message = config_error(tmp_path, NAS + line + "\n")
+    assert f"targets.0.{key}: unknown key for a directory target" in message
+
+
+def test_an_s3_target_refuses_a_path(tmp_path: Path) -> None:
+    message = config_error(tmp_path, S3 + "path = '/mnt/nas'\n")
+    assert "targets.0.path: unknown key for an s3 target" in message
+
+
+def test_a_target_needs_a_known_type(tmp_path: Path) -> None:
+    assert "targets.0.type: type must be one of 's3', 'directory'" in config_error(
+        tmp_path, "[[targets]]\nname = 'x'\ntype = 'ftp'\n")
+    assert "targets.0: needs type" in config_error(tmp_path, "[[targets]]\nname = 'x'\n")
+
+
+def test_each_target_gets_its_own_settings(tmp_path: Path) -> None:
+    settings = load(tmp_path, S3 + "readback = true\n" + NAS.replace("'nas'", "'nas'", 1))
+    s3, nas = settings.targets
+    assert isinstance(s3, config.S3TargetSettings) and s3.readback and s3.bucket == "evidence"
+    assert isinstance(nas, config.DirectoryTargetSettings) and nas.path == Path("/mnt/nas")
+    assert not hasattr(nas, "bucket")
+
+
+# -- overlapping targets --------------------------------------------------------------------
+
+
+def _dir(name: str, path: str, prefix: str = "") -> str:
+    return (f"[[targets]]\nname = '{name}'\ntype = 'directory'\npath = '{path}'\n"
+            + (f"prefix = '{prefix}'\n" if prefix else ""))
+
+
+def _s3(name: str, bucket: str, url: str | None = None, prefix: str = "") -> str:
+    return (f"[[targets]]\nname = '{name}'\ntype = 's3'\nbucket = '{bucket}'\n"
+            + (f"endpoint_url = '{url}'\n" if url else "")
+            + (f"prefix = '{prefix}'\n" if prefix else ""))
+
+
+@pytest.mark.parametrize("body", [
+    _dir("a", "/mnt/nas") + _dir("b", "/mnt/nas"),
+    _dir("a", "/mnt/nas") + _dir("b", "/mnt/nas/sub"),
+    _dir("a", "/mnt/nas/sub") + _dir("b", "/mnt/nas/./sub/"),
+    _dir("a", "/mnt/nas", prefix="x") + _dir("b", "/mnt/nas/x/y"),
+    _s3("a", "ev") + _s3("b", "ev"),
+    _s3("a", "ev", "https://rgw.example.org") + _s3("b", "ev", "https://RGW.example.org/"),
+    _s3("a", "ev", "https://rgw.example.org", "st1") + _s3("b", "ev",
+                                                         "https://rgw.example.org", "st1/x"),
+])
+def test_two_targets_at_the_same_place_are_refused(tmp_path: Path, body: str) -> None:
+    message = config_error(tmp_path, body)
+    assert "targets: 'a' and 'b' are at the same place" in message
+
+
+@pytest.mark.parametrize("body", [
+    _dir("a", "/mnt/nas1") + _dir("b", "/mnt/nas2"),
+    _dir("a", "/mnt/nas", prefix="one") + _dir("b", "/mnt/nas", prefix="two"),
+    _s3("a", "ev") + _s3("b", "ev2"),
+    _s3("a", "ev", "https://rgw1.example.org") + _s3("b", "ev", "https://rgw2.example.org"),
+    _s3("a", "ev", prefix="st1") + _s3("b", "ev", prefix="st10"),
+])
+def test_targets_at_different_places_are_fine(tmp_path: Path, body: str) -> None:
+    assert len(load(tmp_path, body).targets) == 2
+
+
+@pytest.mark.parametrize(("store", "path"), [
+    ("store", "store/offsite"), ("store", "store"), ("/srv/ev/store", "/srv/ev"),
+    ("/srv/store", "/srv/store/x"),
+])
+def test_a_directory_target_in_the_store_is_refused(tmp_path: Path, store: str,
+                                                    path: str) -> None:
+    message = config_error(tmp_path, f"store = '{store}'\n" + _dir("nas", path))
+    assert "targets: 'nas'" in message and "overlaps the store" in message
+
+
+# -- no secrets in endpoint URLs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("http://AKIAKEY:SuperSecret99@rgw.example.org", "must not hold a user name or password"),
+    ("https://SuperSecret99@rgw.example.org:7480", "must not hold a user name or password"),
+    ("https://rgw.example.org/?X-Amz-Credential=SuperSecret99", "must not hold a query"),
+    ("rgw.example.org", "not an http(s) URL"),
+    ("http://rgw.example.org:SuperSecret99", "not a URL"),
+])
+def test_an_endpoint_url_with_a_secret_is_refused_without_echoing_it(
+        tmp_path: Path, url: str, reason: str) -> None:
+    message = config_error(tmp_path, S3 + f"endpoint_url = '{url}'\n")
+    assert f"targets.0.endpoint_url: {reason}" in message
+    assert "SuperSecret99" not in message
+
+
+def test_a_directory_target_linked_into_the_store_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
+    (tmp_path / "nas").symlink_to(tmp_path / "store")
+    message = config_error(tmp_path, _dir("nas", str(tmp_path / "nas")))
+    assert "targets: 'nas'" in message and "overlaps the store" in message

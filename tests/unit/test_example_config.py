@@ -32,8 +32,8 @@ def test_every_key_is_documented_in_the_example() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     written = set(re.findall(r"^#?\s*([a-z_]+)\s*=", text, flags=re.MULTILINE))
     sections = set(re.findall(r"^#?\s*\[\[?([a-z_]+)\]\]?", text, flags=re.MULTILINE))
-    keys = (_keys(config.Settings) - {"targets", "home"}) | _keys(config.TargetSettings,
-                                                                   "targets.")
+    keys = (_keys(config.Settings) - {"targets", "home"}) | _keys(
+        config.S3TargetSettings, "targets.") | _keys(config.DirectoryTargetSettings, "targets.")
     assert "windows.ingest" in keys and "targets.bucket" in keys
     assert "home" in written  # documented, commented out: it defaults to the file's folder
     for key in keys:

@@ -26,7 +26,8 @@ from .catalog import queries as q
 from .config import TargetSettings
 from .domain.canonical import canonical_bytes, format_time, parse_time
 from .domain.flags import Flag
-from .domain.models import EventKind
+from .domain.models import EventKind, RetentionClass
+from .domain.policy import RetentionPolicy, class_period
 from .errors import ObjectDamaged, TargetError
 from .ingest import set_flag
 from .integrity.ledger import Discrepancy
@@ -97,14 +98,23 @@ LONG_TERM_LOCK = timedelta(days=365 * 100)
 MAX_RETAIN_UNTIL = datetime(2106, 1, 1, tzinfo=UTC)
 
 
-def lock_for(item: Mapping[str, Any]) -> Lock:
-    """The WORM lock an item's off-site copies must carry: its retain-until date (or the
-    long-term date), at most ``MAX_RETAIN_UNTIL``, and legal hold when it is held."""
+def long_term_until(now: datetime) -> datetime:
+    """The COMPLIANCE date for what is kept long-term (and for checkpoints)."""
+    return min(now + LONG_TERM_LOCK, MAX_RETAIN_UNTIL)
+
+
+def lock_for(item: Mapping[str, Any], *, now: datetime, policy: RetentionPolicy) -> Lock:
+    """The WORM lock an item's off-site copies must carry: its retain-until date, and never
+    less than its class's whole period from ``now`` (a date counted from a wrong recorder
+    clock may already be past); long-term footage gets the long-term date. At most
+    ``MAX_RETAIN_UNTIL``, and legal hold when it is held."""
     until = item["retain_until"]
     if until:
-        retain_until = parse_time(until)
+        cls = RetentionClass(item["retention_class"] or RetentionClass.ROUTINE)
+        retain_until = max(parse_time(until), now + class_period(cls, policy))
     else:
-        retain_until = parse_time(item["recorded_start"]) + LONG_TERM_LOCK
+        # never expires: counted from the later of the recorder's clock and ours
+        retain_until = long_term_until(max(parse_time(item["recorded_start"]), now))
     return Lock(retain_until=min(retain_until, MAX_RETAIN_UNTIL),
                 legal_hold=bool(item["hold"]))
 
@@ -178,7 +188,7 @@ class Replicator:
         """Upload one copy and check it (I/O only: what it means is recorded by _settle)."""
         sha = item["sha256"]
         station = self.station
-        lock = lock_for(item)
+        lock = lock_for(item, now=station.clock(), policy=station.settings.retention.policy())
         if not station.store.has(sha):
             # Left the local store (retention) since the queue was read: nothing to send, and
             # nothing wrong with the item.
@@ -351,7 +361,9 @@ class Replicator:
                 continue
             until = row["item_retain_until"]
             lock = lock_for({"retain_until": until, "recorded_start": row["recorded_start"],
-                             "hold": row["item_hold"]})
+                             "retention_class": row["retention_class"],
+                             "hold": row["item_hold"]},
+                            now=station.clock(), policy=station.settings.retention.policy())
             if _lock_in_place(row, lock):
                 # already as wanted: a long-term item (no retain-until in the catalog) or a
                 # date capped at MAX_RETAIN_UNTIL, which locks_behind cannot see in SQL

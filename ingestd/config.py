@@ -175,6 +175,9 @@ class SchedulerSettings(_Section):
     checkpoint: Duration = timedelta(hours=1)
     audit: Duration = timedelta(hours=6)
     audit_sample: int = Field(default=20, ge=0)
+    ledger_verify: Duration = timedelta(hours=6)
+    audit_offsite: Duration = timedelta(hours=24)
+    audit_offsite_sample: int = Field(default=5, ge=0)
     retention: Duration = timedelta(hours=24)
     replication_parallel: int = Field(default=4, ge=1, le=32)
 

@@ -144,6 +144,7 @@ def _item_rows(conn: Any, **filters: Any) -> list[dict[str, Any]]:
         "party": r["party"], "recorded_at": r["recorded_start"], "stored_at": r["stored_at"],
         "name": r["original_name"], "flags": flags.get(r["sha256"], []),
         "retention_class": r["retention_class"], "local": bool(r["local_present"]),
+        "station": r["station"],
     } for r in rows]
 
 
@@ -169,9 +170,11 @@ def items(app: AppContext, case: str | None, officer: str | None,
     if as_json:
         print_json({"items": rows})
         return
-    table = Table("item", "recorded", "officer", "case", "party", "size", "flags", "name")
+    table = Table("item", "station", "recorded", "officer", "case", "party", "size", "flags",
+                  "name")
     for r in rows:
-        table.add_row(r["sha256"][:16], r["recorded_at"][:19], esc(r["officer"]),
+        table.add_row(r["sha256"][:16], esc(r["station"]), r["recorded_at"][:19],
+                      esc(r["officer"]),
                       esc(r["case"] or ""), esc(r["party"] or ""), human_size(r["size"]),
                       ", ".join(r["flags"]), esc(r["name"]))
     console.print(table)

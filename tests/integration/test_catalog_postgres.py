@@ -244,6 +244,10 @@ def test_a_station_that_does_not_hold_an_item_never_calls_it_damaged(
     verdict = offsite.json()["results"][0]
     assert verdict["held"]["targets"] == ["nas"] and verdict["held"]["checked"] == "offsite:nas"
     assert any("read back in full: intact" in n for n in verdict["notes"])
+    # each station's checkpoints on the shared target, remembered per station
+    for home in (one, two):
+        assert run_cli(home, "checkpoint").exit_code == 0
+        assert run_cli(home, "ledger", "verify", "--offsite").exit_code == 0
     # at the station that holds it, its own store is read, as before
     home_verdict = run_cli(one, "verify", "--hash", sha, "--json").json()["results"][0]
     assert home_verdict["match"] is True and home_verdict["held"]["checked"] == "here"

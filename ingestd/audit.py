@@ -200,7 +200,10 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
     copy that does not is flagged ``replica_mismatch`` and queued to be copied again.
     """
     with station.catalog.read() as conn:
-        rows = [dict(r) for r in q.search_items(conn) if r["local_present"] or targets]
+        # This station's items only: on a shared catalog another station's items are in
+        # that station's store, and their absence here is no damage.
+        rows = [dict(r) for r in q.search_items(conn) if r["station"] == station.name
+                and (r["local_present"] or targets)]
         damaged = {sha for sha, flags in q.flags_by_item(conn).items()
                    if Flag.DAMAGED_MEDIA in flags or Flag.EMPTY_FILE in flags}
     picked = rows if sample is None else (rng or random.Random()).sample(

@@ -264,6 +264,11 @@ def test_a_station_that_does_not_hold_an_item_never_calls_it_damaged(
     assert damaged.exit_code == 1
     assert "off-site copy on nas is damaged" in damaged.json()["results"][0]["problems"][0]
 
+    # nor does an audit at the other station flag what it does not hold
+    audited = run_cli(two, "audit", "--all", "--json")
+    assert audited.exit_code == 0 and audited.json()["checked"] == 0, audited.stdout
+    assert run_cli(two, "show", sha, "--json").json()["flags"] == []
+
     # items and show name the station that holds each item
     listed = run_cli(two, "items", "--json").json()["items"]
     assert [(i["sha256"], i["station"]) for i in listed] == [(sha, "dock-1")]

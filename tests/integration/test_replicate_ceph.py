@@ -23,6 +23,7 @@ from tests.integration.test_replicate import (
     ROUTINE,
     Clip,
     Home,
+    _rewrite_mirror,
     check_signed,
     cli,
     clips,  # noqa: F401 - the session's clips fixture
@@ -35,6 +36,7 @@ from tests.integration.test_replicate import (
     ok,
     s3_target,
     set_for,
+    sql_exec,
     versions,
     write_credentials,
 )
@@ -194,3 +196,27 @@ def test_ceph_bucket_without_object_lock_is_refused(
     assert refused.code == 9
     assert "no Object Lock" in " ".join(refused.stderr.split())
     assert rgw.list_objects_v2(Bucket=plain)["KeyCount"] == 0
+
+
+def test_ceph_checkpoints_are_locked_and_a_hidden_one_is_still_read(
+    station: Home, rgw: S3Client, bucket: str
+) -> None:
+    ok(station.home, "replicate")
+    first = ok(station.home, "checkpoint")
+    key = f"{PREFIX}/checkpoints/{first['name']}"
+    head = rgw.head_object(Bucket=bucket, Key=key)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"] == long_term_until(datetime.now(UTC))
+    with pytest.raises(ClientError) as refused:
+        rgw.delete_object(Bucket=bucket, Key=key, VersionId=head["VersionId"])
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+
+    # the local ledger cut back to before the checkpoint, and the checkpoint hidden behind a
+    # delete marker: its locked version is still read
+    rgw.delete_object(Bucket=bucket, Key=key)
+    assert rgw.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/checkpoints/")["KeyCount"] == 0
+    assert sql_exec(station.home, "DELETE FROM ledger WHERE seq > ?", first["seq"] - 1) == 1
+    _rewrite_mirror(station)
+    result = cli(station.home, "ledger", "verify", "--offsite", "--json")
+    assert result.code == 1
+    assert "ledger_truncated" in [p["kind"] for p in result.json()["problems"]]

@@ -7,6 +7,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,14 @@ from .targets import Target
 log = logging.getLogger(__name__)
 
 
+class BytesChecked(StrEnum):
+    """Where ``verify`` re-read the item's stored bytes."""
+
+    HERE = "here"  # this station's local store
+    OFFSITE = "offsite"  # a target holding a verified copy, read back in full
+    NOT_HERE = "not-checked-here"  # neither is within reach: nothing said about the bytes
+
+
 @dataclass(kw_only=True)
 class Verdict:
     path: str | None
@@ -32,10 +41,15 @@ class Verdict:
     match: bool = False
     item: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
+    #: Where the stored bytes are (the station that stored the item, the targets holding
+    #: verified copies) and where they were checked.
+    held: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "match": self.match,
-                "item": self.item, "problems": self.problems}
+                "item": self.item, "problems": self.problems, "held": self.held,
+                "notes": self.notes}
 
 
 def describe_item(station: Station, sha: str) -> dict[str, Any] | None:
@@ -76,7 +90,10 @@ def _signature_problems(station: Station, sha: str) -> list[str]:
 
 
 def verify_digest(station: Station, sha: str, *, path: str | None = None,
-                  size: int | None = None) -> Verdict:
+                  size: int | None = None, targets: Sequence[Target] = ()) -> Verdict:
+    """Is ``sha`` our evidence, intact and signed? Its stored bytes are re-read where they
+    are: this station's store when it holds them, else a target holding a verified copy (of
+    ``targets``); where neither can be reached, the verdict says so and claims nothing."""
     verdict = Verdict(path=path, sha256=sha)
     verdict.item = describe_item(station, sha)
     if verdict.item is None:
@@ -84,17 +101,60 @@ def verify_digest(station: Station, sha: str, *, path: str | None = None,
         return verdict
     if size is not None and size != verdict.item["size"]:
         verdict.problems.append(f"size {size} differs from the item's {verdict.item['size']}")
-    if verdict.item["local"]:
+    with station.catalog.read() as conn:
+        copies = sorted(q.verified_targets(conn, sha))
+    stored_by = str(verdict.item["station"])
+    here = stored_by == station.name and bool(verdict.item["local"])
+    verdict.held = {"station": stored_by, "local": bool(verdict.item["local"]),
+                    "targets": copies, "checked": str(BytesChecked.HERE)}
+    if here:
         try:
             station.store.verify(sha, verdict.item["size"])
         except ObjectDamaged as exc:
             verdict.problems.append(f"the stored copy is damaged: {exc.message}")
+    else:
+        _check_elsewhere(verdict, station, sha, copies, targets)
     verdict.problems.extend(_signature_problems(station, sha))
     verdict.match = not verdict.problems
     return verdict
 
 
-def verify_files(station: Station, paths: Sequence[Path]) -> list[Verdict]:
+def _check_elsewhere(verdict: Verdict, station: Station, sha: str, copies: Sequence[str],
+                     targets: Sequence[Target]) -> None:
+    """The stored bytes are not in this station's store: re-read a verified off-site copy,
+    or say plainly that they cannot be checked from here."""
+    assert verdict.held is not None
+    stored_by = verdict.held["station"]
+    if stored_by != station.name:
+        verdict.notes.append(f"stored at station {stored_by}, which holds its bytes; this "
+                             f"station ({station.name}) does not")
+    else:
+        verdict.notes.append("no longer in this station's local store (kept off-site)")
+    if copies:
+        verdict.notes.append("verified copies on " + ", ".join(copies))
+    for target in targets:
+        if target.name not in copies:
+            continue
+        try:
+            remote = target.rehash_item(sha)
+        except TargetError as exc:
+            verdict.notes.append(f"cannot read the copy on {target.name}: {exc.message}")
+            continue
+        verdict.held["checked"] = f"{BytesChecked.OFFSITE}:{target.name}"
+        if remote == sha:
+            verdict.notes.append(f"the copy on {target.name} was read back in full: intact")
+        else:
+            verdict.problems.append(f"the off-site copy on {target.name} is damaged: it "
+                                    f"hashes to {remote}")
+        return
+    verdict.held["checked"] = str(BytesChecked.NOT_HERE)
+    verdict.notes.append("its stored bytes cannot be checked from this station"
+                         + (f" (check them at station {stored_by})"
+                            if stored_by != station.name else ""))
+
+
+def verify_files(station: Station, paths: Sequence[Path],
+                 targets: Sequence[Target] = ()) -> list[Verdict]:
     out = []
     for path in paths:
         try:
@@ -103,15 +163,16 @@ def verify_files(station: Station, paths: Sequence[Path]) -> list[Verdict]:
             out.append(Verdict(path=str(path), sha256="",
                                problems=[f"cannot read {path}: {exc.strerror or exc}"]))
             continue
-        out.append(verify_digest(station, digest.sha256, path=str(path), size=digest.size))
+        out.append(verify_digest(station, digest.sha256, path=str(path), size=digest.size,
+                                 targets=targets))
     return out
 
 
-def verify_hash(station: Station, text: str) -> Verdict:
+def verify_hash(station: Station, text: str, targets: Sequence[Target] = ()) -> Verdict:
     sha = text.strip().lower()
     if not is_sha256(sha):
         raise UsageError(f"--hash needs a full SHA-256 (64 hex digits), not {text!r}")
-    return verify_digest(station, sha)
+    return verify_digest(station, sha, targets=targets)
 
 
 @dataclass(kw_only=True)
@@ -139,7 +200,10 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
     copy that does not is flagged ``replica_mismatch`` and queued to be copied again.
     """
     with station.catalog.read() as conn:
-        rows = [dict(r) for r in q.search_items(conn) if r["local_present"] or targets]
+        # This station's items only: on a shared catalog another station's items are in
+        # that station's store, and their absence here is no damage.
+        rows = [dict(r) for r in q.search_items(conn) if r["station"] == station.name
+                and (r["local_present"] or targets)]
         damaged = {sha for sha, flags in q.flags_by_item(conn).items()
                    if Flag.DAMAGED_MEDIA in flags or Flag.EMPTY_FILE in flags}
     picked = rows if sample is None else (rng or random.Random()).sample(

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 def _retention_update(station: Station, item: dict[str, Any], *, has_case: bool,
                       categories: Sequence[str], hold: bool) -> dict[str, Any]:
     keep = policy.retention(
-        recorded_at=parse_time(str(item["recorded_start"])), has_case=has_case,
+        recorded_end=parse_time(str(item["recorded_end"])),
+        stored_at=parse_time(str(item["stored_at"])), has_case=has_case,
         categories=categories, hold=hold, policy=station.settings.retention.policy(),
     )
     old_until = item["retain_until"]

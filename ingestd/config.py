@@ -207,6 +207,9 @@ class SchedulerSettings(_Section):
     checkpoint: PositiveDuration = timedelta(hours=1)
     audit: PositiveDuration = timedelta(hours=6)
     audit_sample: int = Field(default=20, ge=0)
+    ledger_verify: PositiveDuration = timedelta(hours=6)
+    audit_offsite: PositiveDuration = timedelta(hours=24)
+    audit_offsite_sample: int = Field(default=5, ge=0)
     retention: PositiveDuration = timedelta(hours=24)
     replication_parallel: int = Field(default=4, ge=1, le=32)
 

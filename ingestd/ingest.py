@@ -34,7 +34,6 @@ from .domain.models import (
     MediaInfo,
     RecordedTime,
     Recorder,
-    RetentionClass,
 )
 from .errors import (
     RecorderError,
@@ -459,8 +458,10 @@ class Ingestor:
             flags.add(Flag.UNREGISTERED_RECORDER)
         deadlines = policy.deadlines(recorded_end=recorded.end, stored_at=now,
                                      windows=self.windows)
-        keep = policy.retention(recorded_at=recorded.start, has_case=False, categories=(),
-                                hold=False, policy=self.settings.retention.policy())
+        keep = policy.retention(recorded_end=recorded.end, stored_at=now, has_case=False,
+                                categories=(), hold=False,
+                                policy=self.settings.retention.policy())
+        retain_until = format_time(keep.until) if keep.until else None
         officer = rec.officer if rec else ""
         stored = custody.record(
             conn, kind=EventKind.STORED, actor=ctx.actor, item=sha,
@@ -468,7 +469,9 @@ class Ingestor:
                   "officer_id": rec.officer_id if rec else "",
                   "recorded_start": format_time(recorded.start),
                   "recorded_end": format_time(recorded.end), "time_source": recorded.source,
-                  "media": media.as_dict(), "original_name": src.display},
+                  "media": media.as_dict(), "original_name": src.display,
+                  "retention": {"retention_class": str(keep.cls), "retain_until": retain_until,
+                                "hold": keep.hold}},
             at=now,
         )
         q.insert_item(
@@ -479,8 +482,7 @@ class Ingestor:
             media=_json(media.as_dict()), ingest_deadline=format_time(deadlines.ingest),
             label_deadline=format_time(deadlines.label),
             replication_deadline=format_time(deadlines.replication),
-            retention_class=str(RetentionClass.ROUTINE),
-            retain_until=format_time(keep.until) if keep.until else None,
+            retention_class=str(keep.cls), retain_until=retain_until,
             hold=False, local_present=True, ledger_seq=stored.seq,
         )
         for flag in sorted(flags):

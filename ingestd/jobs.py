@@ -18,7 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from .audit import audit
 from .catalog import queries as q
 from .errors import IngestdError, IntegrityError, TargetError
-from .replicate import Replicator
+from .replicate import Replicator, build_targets, verify_offsite
 from .retention import sweep
 from .station import Station
 from .windows import check_windows
@@ -26,6 +26,11 @@ from .windows import check_windows
 log = logging.getLogger(__name__)
 
 JobFunc = Callable[[Station], str]
+
+#: The jobs that check what is kept: ``status`` shows the last run of each.
+LEDGER_JOB = "ledger-verify"
+AUDIT_JOB = "audit"
+AUDIT_OFFSITE_JOB = "audit-offsite"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,50 +62,84 @@ def run_job(station: Station, job: Job) -> bool:
     return ok
 
 
+def _windows(st: Station) -> str:
+    report = check_windows(st)
+    return f"checked {report.checked} items, {len(report.flagged)} new flags"
+
+
+def _replicate(st: Station) -> str:
+    report = Replicator(st).run()
+    if not report.ok:
+        raise TargetError(report.summary() + ": " + report.failed[0]["error"])
+    return report.summary()
+
+
+def _checkpoint(st: Station) -> str:
+    result = Replicator(st).checkpoint()
+    if result["errors"]:
+        raise TargetError("; ".join(result["errors"]))
+    if not result["sent"]:
+        return f"ledger unchanged since the last checkpoint (entry {result['seq']})"
+    return f"checkpoint at entry {result['seq']} sent to {', '.join(result['sent'])}"
+
+
+def _spot_check(st: Station) -> str:
+    report = audit(st, sample=st.settings.scheduler.audit_sample, decode=1)
+    if not report.ok:
+        raise IntegrityError(f"{len(report.failures)} of {report.checked} items failed "
+                             "their fixity check")
+    return f"{report.checked} items re-hashed, {report.decoded} decoded: all intact"
+
+
+def _ledger_check(st: Station) -> str:
+    """What ``ledger verify`` checks (with ``--offsite`` when there are targets)."""
+    report = st.custody.verify()
+    where = "the ledger"
+    if st.settings.targets:
+        report.problems.extend(verify_offsite(st, build_targets(st)))
+        where = "the ledger and the off-site checkpoints"
+    if not report.ok:
+        shown = "; ".join(f"{p.kind}: {p.detail}" for p in report.problems[:3])
+        raise IntegrityError(f"{len(report.problems)} problems in {where}: {shown}")
+    return (f"{where}: intact, {report.entries} entries, head {report.head_seq} "
+            f"{report.head_hash[:16]}")
+
+
+def _offsite_audit(st: Station) -> str:
+    """What ``audit --offsite --sample N`` checks: copies read back in full and hashed."""
+    report = audit(st, sample=st.settings.scheduler.audit_offsite_sample,
+                   targets=build_targets(st))
+    if not report.ok:
+        shown = "; ".join(f"{f['sha256'][:12]}: {f['problem']}" for f in report.failures[:3])
+        raise IntegrityError(f"{len(report.failures)} problems in {report.checked} items "
+                             f"audited off-site: {shown}")
+    return f"{report.checked} items re-read from every target that holds them: all intact"
+
+
+def _retention(st: Station) -> str:
+    report = sweep(st)
+    return f"{len(report.evicted)} items left the local store, {report.kept} kept"
+
+
 def standard_jobs(station: Station) -> list[Job]:
     """The jobs this station runs, the window check first."""
     sched = station.settings.scheduler
-
-    def windows(st: Station) -> str:
-        report = check_windows(st)
-        return f"checked {report.checked} items, {len(report.flagged)} new flags"
-
-    def replicate(st: Station) -> str:
-        report = Replicator(st).run()
-        if not report.ok:
-            raise TargetError(report.summary() + ": " + report.failed[0]["error"])
-        return report.summary()
-
-    def checkpoint(st: Station) -> str:
-        result = Replicator(st).checkpoint()
-        if result["errors"]:
-            raise TargetError("; ".join(result["errors"]))
-        if not result["sent"]:
-            return f"ledger unchanged since the last checkpoint (entry {result['seq']})"
-        return f"checkpoint at entry {result['seq']} sent to {', '.join(result['sent'])}"
-
-    def spot_check(st: Station) -> str:
-        report = audit(st, sample=sched.audit_sample, decode=1)
-        if not report.ok:
-            raise IntegrityError(f"{len(report.failures)} of {report.checked} items failed "
-                                 "their fixity check")
-        return f"{report.checked} items re-hashed, {report.decoded} decoded: all intact"
-
-    def retention(st: Station) -> str:
-        report = sweep(st)
-        return f"{len(report.evicted)} items left the local store, {report.kept} kept"
-
-    jobs = [Job(name="check-windows", every=sched.window_check, func=windows,
+    jobs = [Job(name="check-windows", every=sched.window_check, func=_windows,
                 first_delay=timedelta(seconds=1))]
     if station.settings.targets:
-        jobs.append(Job(name="replicate", every=sched.replication, func=replicate))
-        jobs.append(Job(name="retention", every=sched.retention, func=retention,
+        jobs.append(Job(name="replicate", every=sched.replication, func=_replicate))
+        jobs.append(Job(name="retention", every=sched.retention, func=_retention,
                         first_delay=timedelta(minutes=10)))
-        jobs.append(Job(name="checkpoint", every=sched.checkpoint, func=checkpoint,
+        jobs.append(Job(name="checkpoint", every=sched.checkpoint, func=_checkpoint,
                         first_delay=timedelta(minutes=1)))
+        if sched.audit_offsite_sample:
+            jobs.append(Job(name=AUDIT_OFFSITE_JOB, every=sched.audit_offsite,
+                            func=_offsite_audit, first_delay=timedelta(minutes=20)))
     if sched.audit_sample:
-        jobs.append(Job(name="audit", every=sched.audit, func=spot_check,
+        jobs.append(Job(name=AUDIT_JOB, every=sched.audit, func=_spot_check,
                         first_delay=timedelta(minutes=5)))
+    jobs.append(Job(name=LEDGER_JOB, every=sched.ledger_verify, func=_ledger_check,
+                    first_delay=timedelta(minutes=2)))
     return jobs
 
 

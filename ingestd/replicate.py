@@ -20,19 +20,21 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from .catalog import queries as q
 from .config import DirectoryTargetSettings, S3TargetSettings
 from .domain.canonical import canonical_bytes, format_time, parse_time
 from .domain.flags import Flag
-from .domain.models import EventKind
+from .domain.models import EventKind, RetentionClass
+from .domain.policy import RetentionPolicy, class_period
 from .errors import ObjectDamaged, TargetError
 from .ingest import set_flag
 from .integrity.ledger import Discrepancy
 from .integrity.signing import PublicKey
 from .station import Station
-from .targets import Lock, RemoteObject, Target
+from .targets import CheckpointVersion, Lock, RemoteObject, Target
 from .targets.directory import DirectoryTarget
 
 log = logging.getLogger(__name__)
@@ -97,14 +99,23 @@ LONG_TERM_LOCK = timedelta(days=365 * 100)
 MAX_RETAIN_UNTIL = datetime(2106, 1, 1, tzinfo=UTC)
 
 
-def lock_for(item: Mapping[str, Any]) -> Lock:
-    """The WORM lock an item's off-site copies must carry: its retain-until date (or the
-    long-term date), at most ``MAX_RETAIN_UNTIL``, and legal hold when it is held."""
+def long_term_until(now: datetime) -> datetime:
+    """The COMPLIANCE date for what is kept long-term (and for checkpoints)."""
+    return min(now + LONG_TERM_LOCK, MAX_RETAIN_UNTIL)
+
+
+def lock_for(item: Mapping[str, Any], *, now: datetime, policy: RetentionPolicy) -> Lock:
+    """The WORM lock an item's off-site copies must carry: its retain-until date, and never
+    less than its class's whole period from ``now`` (a date counted from a wrong recorder
+    clock may already be past); long-term footage gets the long-term date. At most
+    ``MAX_RETAIN_UNTIL``, and legal hold when it is held."""
     until = item["retain_until"]
     if until:
-        retain_until = parse_time(until)
+        cls = RetentionClass(item["retention_class"] or RetentionClass.ROUTINE)
+        retain_until = max(parse_time(until), now + class_period(cls, policy))
     else:
-        retain_until = parse_time(item["recorded_start"]) + LONG_TERM_LOCK
+        # never expires: counted from the later of the recorder's clock and ours
+        retain_until = long_term_until(max(parse_time(item["recorded_start"]), now))
     return Lock(retain_until=min(retain_until, MAX_RETAIN_UNTIL),
                 legal_hold=bool(item["hold"]))
 
@@ -178,7 +189,7 @@ class Replicator:
         """Upload one copy and check it (I/O only: what it means is recorded by _settle)."""
         sha = item["sha256"]
         station = self.station
-        lock = lock_for(item)
+        lock = lock_for(item, now=station.clock(), policy=station.settings.retention.policy())
         if not station.store.has(sha):
             # Left the local store (retention) since the queue was read: nothing to send, and
             # nothing wrong with the item.
@@ -351,7 +362,9 @@ class Replicator:
                 continue
             until = row["item_retain_until"]
             lock = lock_for({"retain_until": until, "recorded_start": row["recorded_start"],
-                             "hold": row["item_hold"]})
+                             "retention_class": row["retention_class"],
+                             "hold": row["item_hold"]},
+                            now=station.clock(), policy=station.settings.retention.policy())
             if _lock_in_place(row, lock):
                 # already as wanted: a long-term item (no retain-until in the catalog) or a
                 # date capped at MAX_RETAIN_UNTIL, which locks_behind cannot see in SQL
@@ -390,81 +403,210 @@ class Replicator:
     # -- checkpoints ---------------------------------------------------------------------
 
     def checkpoint(self) -> dict[str, Any]:
-        """Sign the ledger head and send it to every target."""
+        """Sign the ledger head and send it to every target, locked like evidence.
+
+        A target whose newest checkpoint vouches for a head this ledger does not have (a
+        fork, or entries this ledger lacks: a home restored from an older copy) gets none: we
+        would publish a history that contradicts what the target already witnesses."""
         station = self.station
         station.custody.sync_mirror()
         with station.catalog.read() as conn:
             seq, head = q.ledger_head(conn)
+            trusted = station.custody.trusted_keys(conn)
+        now = station.clock()
         body = {"version": CHECKPOINT_VERSION, "station": station.name, "seq": seq,
-                "head_hash": head, "at": format_time(station.clock()),
-                "key_id": station.key.key_id}
+                "head_hash": head, "at": format_time(now), "key_id": station.key.key_id}
         data = canonical_bytes(body)
         signed = canonical_bytes({"checkpoint": body, "signature": station.key.sign(data),
                                   "public_key": station.key.public.hex})
-        name = f"{station.name}-{seq:012d}.json"
+        name = checkpoint_name(station.name, seq)
+        lock = Lock(retain_until=long_term_until(now))
         sent: list[str] = []
         errors: list[str] = []
         for target in self.targets:
             with station.catalog.read() as conn:
                 last = q.last_checkpoint(conn, target.name)
-            if last is not None and last["seq"] == seq:
-                continue  # nothing new since the last one: a checkpoint is never rewritten
             try:
-                target.put_checkpoint(name, signed)
+                # asked even with nothing new: a home put back from an older copy is found at
+                # the next run, not only once it has grown
+                fork = self._fork_on(target, trusted, seq)
+                if fork is not None:
+                    log.error("ALARM: %s", fork, extra={"event": "checkpoint_fork"})
+                    errors.append(fork)
+                    continue
+                if last is not None and last["seq"] == seq:
+                    continue  # nothing new since the last one: a checkpoint is never rewritten
+                target.put_checkpoint(name, signed, lock)
             except TargetError as exc:
                 errors.append(exc.message)
                 continue
             with station.catalog.write() as conn:
                 q.add_checkpoint(conn, target=target.name, name=name, seq=seq,
                                  head_hash=head or "", at=body["at"])
+                q.remember_checkpoint(conn, station=station.name, target=target.name,
+                                      name=name, seq=seq, head_hash=head or "", at=now)
             sent.append(target.name)
         return {"name": name, "seq": seq, "head_hash": head, "sent": sent, "errors": errors,
                 "unchanged": [t.name for t in self.targets if t.name not in sent
                               and not any(t.name in e for e in errors)]}
 
+    def _fork_on(self, target: Target, trusted: Mapping[str, PublicKey],
+                 head_seq: int) -> str | None:
+        """Why publishing on ``target`` would fork its history, or None. Its newest checkpoint
+        (of every version, a misnamed copy skipped) must name an entry of this ledger."""
+        station = self.station
+        mine = [v for v in target.checkpoint_versions()
+                if v.name.startswith(f"{station.name}-")]
+        for version in sorted(mine, key=lambda v: (v.name, v.latest), reverse=True):
+            found, _ = _read_checkpoints(target, [version], station.name, trusted)
+            if not found or found[0].misnamed:
+                continue
+            newest = found[0]
+            with station.catalog.read() as conn:
+                entry = next(q.iter_entries(conn, after=newest.seq - 1, batch=1), None)
+            if newest.seq > head_seq or entry is None or entry.seq != newest.seq:
+                return (f"target {target.name} holds checkpoint {newest.where} of entry "
+                        f"{newest.seq}, but this ledger ends at {head_seq}: not publishing "
+                        "(was the home restored from an older copy?)")
+            if newest.seq and entry.entry_hash != newest.head_hash:
+                return (f"target {target.name} holds checkpoint {newest.where} whose entry "
+                        f"{newest.seq} differs from this ledger's: not publishing a forked "
+                        "history")
+            return None
+        return None
+
+
+class OffsiteProblem(StrEnum):
+    """What ``ledger verify --offsite`` finds wrong between the ledger and its witnesses."""
+
+    UNREACHABLE = "offsite_unreachable"
+    UNREADABLE = "checkpoint_unreadable"
+    BAD_SIGNATURE = "checkpoint_bad_signature"
+    MISNAMED = "checkpoint_misnamed"  # a body whose seq is not its name's: a copy over a name
+    MISSING = "checkpoint_missing"  # a checkpoint once seen on the target is gone from it
+    ROLLED_BACK = "ledger_truncated"  # a checkpoint vouches for entries this ledger lacks
+    FORKED = "ledger_rewritten"  # a checkpoint's head differs from this ledger's entry
+
+
+def checkpoint_name(station: str, seq: int) -> str:
+    return f"{station}-{seq:012d}.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Witness:
+    """One signed checkpoint of this station, as a target holds it."""
+
+    name: str
+    where: str
+    seq: int
+    head_hash: str
+    misnamed: bool
+
+
+def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station: str,
+                      trusted: Mapping[str, PublicKey]
+                      ) -> tuple[list[_Witness], list[Discrepancy]]:
+    """This station's signed checkpoints among ``versions``, and what is wrong with others."""
+    found: list[_Witness] = []
+    problems: list[Discrepancy] = []
+    for version in versions:
+        where = f"{target.name}/{version.name}"
+        if version.version_id and not version.latest:
+            where += f" (earlier version {version.version_id})"
+        try:
+            raw = json.loads(target.get_checkpoint(version.name, version.version_id))
+            body = raw["checkpoint"]
+            signature = raw["signature"]
+            seq = int(body["seq"])
+        except (TargetError, ValueError, KeyError, TypeError) as exc:
+            problems.append(Discrepancy(kind=OffsiteProblem.UNREADABLE, seq=None,
+                                        detail=f"{where}: {exc}"))
+            continue
+        if body.get("station") != station:
+            continue  # another station's checkpoint on a shared target
+        key: PublicKey | None = trusted.get(str(body.get("key_id")))
+        if key is None or not key.verify(str(signature), canonical_bytes(body)):
+            problems.append(Discrepancy(
+                kind=OffsiteProblem.BAD_SIGNATURE, seq=seq,
+                detail=f"{where} is not signed by a trusted station key"))
+            continue
+        misnamed = version.name != checkpoint_name(station, seq)
+        if misnamed:
+            problems.append(Discrepancy(
+                kind=OffsiteProblem.MISNAMED, seq=seq,
+                detail=f"{where} holds the checkpoint of entry {seq}, not the one its name "
+                       "says: a checkpoint copied over another"))
+        found.append(_Witness(name=version.name, where=where, seq=seq,
+                              head_hash=str(body.get("head_hash") or ""), misnamed=misnamed))
+    return found, problems
+
+
+def _against_ledger(witness: _Witness, hashes: Mapping[int, str],
+                    head: int) -> Discrepancy | None:
+    if witness.seq > head:
+        return Discrepancy(
+            kind=OffsiteProblem.ROLLED_BACK, seq=witness.seq,
+            detail=f"{witness.where} vouches for entry {witness.seq}, but the local ledger "
+                   f"ends at {head}")
+    if witness.seq and hashes.get(witness.seq) != witness.head_hash:
+        return Discrepancy(
+            kind=OffsiteProblem.FORKED, seq=witness.seq,
+            detail=f"entry {witness.seq} differs from what {witness.where} vouches for")
+    return None
+
 
 def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]:
-    """Compare the local ledger with every signed checkpoint the targets hold."""
+    """Compare the local ledger with every version of every signed checkpoint the targets
+    hold, and with the newest one each target was ever seen to hold."""
     problems: list[Discrepancy] = []
     with station.catalog.read() as conn:
         trusted = station.custody.trusted_keys(conn)
         hashes = {e.seq: e.entry_hash for e in q.iter_entries(conn)}
+        known: dict[str, dict[str, Any] | None] = {}
+        for t in targets:
+            row = q.newest_checkpoint_seen(conn, station=station.name, target=t.name)
+            known[t.name] = dict(row) if row is not None else None
     head = max(hashes, default=0)
     for target in targets:
         try:
-            names = target.list_checkpoints()
+            versions = target.checkpoint_versions()
         except TargetError as exc:
-            problems.append(Discrepancy(kind="offsite_unreachable", seq=None,
+            problems.append(Discrepancy(kind=OffsiteProblem.UNREACHABLE, seq=None,
                                         detail=exc.message))
             continue
-        for name in names:
-            try:
-                raw = json.loads(target.get_checkpoint(name))
-                body = raw["checkpoint"]
-                signature = raw["signature"]
-            except (TargetError, ValueError, KeyError, TypeError) as exc:
-                problems.append(Discrepancy(kind="checkpoint_unreadable", seq=None,
-                                            detail=f"{target.name}/{name}: {exc}"))
-                continue
-            if body.get("station") != station.name:
-                continue  # another station's checkpoint on a shared target
-            key: PublicKey | None = trusted.get(str(body.get("key_id")))
-            if key is None or not key.verify(str(signature), canonical_bytes(body)):
-                problems.append(Discrepancy(
-                    kind="checkpoint_bad_signature", seq=body.get("seq"),
-                    detail=f"{target.name}/{name} is not signed by a trusted station key"))
-                continue
-            seq = int(body["seq"])
-            if seq > head:
-                problems.append(Discrepancy(
-                    kind="ledger_truncated", seq=seq,
-                    detail=f"{target.name}/{name} vouches for entry {seq}, but the local "
-                           f"ledger ends at {head}"))
-            elif seq and hashes.get(seq) != body["head_hash"]:
-                problems.append(Discrepancy(
-                    kind="ledger_rewritten", seq=seq,
-                    detail=f"entry {seq} differs from what {target.name}/{name} vouches for"))
+        found, unreadable = _read_checkpoints(target, versions, station.name, trusted)
+        problems.extend(unreadable)
+        problems.extend(p for p in (_against_ledger(w, hashes, head) for w in found) if p)
+        problems.extend(_lost(target.name, found, known[target.name], hashes, head))
+        named = [w for w in found if not w.misnamed]
+        newest = max(named, key=lambda w: w.seq, default=None)
+        if newest is not None:
+            with station.catalog.write() as conn:
+                q.remember_checkpoint(conn, station=station.name, target=target.name,
+                                      name=newest.name, seq=newest.seq,
+                                      head_hash=newest.head_hash, at=station.clock())
     return problems
+
+
+def _lost(target: str, found: list[_Witness], known: Mapping[str, Any] | None,
+          hashes: Mapping[int, str], head: int) -> list[Discrepancy]:
+    """A target that holds less than it was once seen to hold was cut (or rolled back)."""
+    if known is None:
+        return []
+    newest = max((w.seq for w in found if not w.misnamed), default=0)
+    if newest >= int(known["seq"]):
+        return []
+    remembered = _Witness(name=str(known["name"]), seq=int(known["seq"]),
+                          where=f"{target}/{known['name']} (seen there {known['at']})",
+                          head_hash=str(known["head_hash"]), misnamed=False)
+    out = [Discrepancy(
+        kind=OffsiteProblem.MISSING, seq=remembered.seq,
+        detail=f"{target} no longer holds {remembered.name} (entry {remembered.seq}, seen there "
+               f"{known['at']}); the newest it holds is entry {newest or 'none'}")]
+    behind = _against_ledger(remembered, hashes, head)
+    if behind is not None:
+        out.append(behind)
+    return out
 
 
 def replicate_once(station: Station, *, limit: int | None = None) -> ReplicationReport:

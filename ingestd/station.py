@@ -96,4 +96,10 @@ def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_
                 data={"station": settings.station, "public_key": station_.key.public.hex},
             )
             done.append("started the custody ledger")
+    from .redating import redate  # it works on a Station: imported once one exists
+
+    redated = redate(station_)
+    if redated:
+        done.append(f"re-dated the retention of {len(redated)} items (counted from the later "
+                    "of recording end and storage)")
     return station_, done

@@ -16,6 +16,7 @@ from ..errors import Ambiguous, NotFound, UsageError
 from .schema import (
     acquisitions,
     checkpoints,
+    checkpoints_seen,
     dock_sessions,
     flags,
     items,
@@ -562,3 +563,24 @@ def last_checkpoint(conn: Connection, target: str) -> RowMapping | None:
         select(checkpoints).where(checkpoints.c.target == target)
         .order_by(checkpoints.c.id.desc()).limit(1)
     ).mappings().first()
+
+
+def newest_checkpoint_seen(conn: Connection, *, station: str,
+                           target: str) -> RowMapping | None:
+    return conn.execute(
+        select(checkpoints_seen).where(checkpoints_seen.c.station == station,
+                                       checkpoints_seen.c.target == target)
+    ).mappings().first()
+
+
+def remember_checkpoint(conn: Connection, *, station: str, target: str, name: str, seq: int,
+                        head_hash: str, at: datetime) -> None:
+    """Keep the newest checkpoint known to be on ``target``; an older one changes nothing."""
+    known = newest_checkpoint_seen(conn, station=station, target=target)
+    values = {"name": name, "seq": seq, "head_hash": head_hash, "at": format_time(at)}
+    if known is None:
+        conn.execute(insert(checkpoints_seen), {"station": station, "target": target, **values})
+    elif seq > int(known["seq"]):
+        conn.execute(update(checkpoints_seen).where(
+            checkpoints_seen.c.station == station, checkpoints_seen.c.target == target
+        ).values(**values))

@@ -212,6 +212,19 @@ checkpoints = Table(
     Column("at", Time, nullable=False),
 )
 
+#: Per station and target, the newest checkpoint known to be on the target (sent by this
+#: station or seen by ``ledger verify --offsite``): a target that later holds less was cut.
+checkpoints_seen = Table(
+    "checkpoints_seen",
+    metadata,
+    Column("station", String(64), primary_key=True),
+    Column("target", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("head_hash", Sha, nullable=False),
+    Column("at", Time, nullable=False),
+)
+
 job_runs = Table(
     "job_runs",
     metadata,

@@ -30,8 +30,10 @@ def verify(app: AppContext, files: tuple[Path, ...], sha: str | None, as_json: b
     if bool(files) == bool(sha):
         raise UsageError("give FILE... or --hash HEX (one of the two)")
     station = app.station()
-    verdicts: list[Verdict] = [verify_hash(station, sha)] if sha else verify_files(
-        station, list(files))
+    # Built, not contacted: a target is read only for an item whose bytes are not here.
+    targets = build_targets(station)
+    verdicts: list[Verdict] = [verify_hash(station, sha, targets)] if sha else verify_files(
+        station, list(files), targets)
     if as_json:
         print_json({"results": [v.as_dict() for v in verdicts]})
     else:
@@ -46,10 +48,14 @@ def verify(app: AppContext, files: tuple[Path, ...], sha: str | None, as_json: b
                     f"{esc(it['station'])}, recorder {esc(it['recorder'])}")
                 if it["flags"]:
                     console.print(f"  flags: {', '.join(it['flags'])}")
+                for note in v.notes:
+                    console.print(f"  {esc(note)}")
             else:
                 console.print(f"[red]NO MATCH[/] {name} ({v.sha256 or 'unread'})")
                 for p in v.problems:
                     console.print(f"  - {esc(p)}")
+                for note in v.notes:
+                    console.print(f"  {esc(note)}")
     if not all(v.match for v in verdicts):
         raise click.exceptions.Exit(DiscrepancyFound.exit_code)
 

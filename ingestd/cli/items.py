@@ -16,6 +16,7 @@ from ..catalog import queries as q
 from ..domain import text
 from ..domain.flags import REASONS, WINDOW_FLAGS, Flag
 from ..errors import UsageError
+from ..jobs import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB
 from .base import (
     AppContext,
     TextParam,
@@ -67,6 +68,7 @@ def status(app: AppContext, as_json: bool) -> None:
                                      "finished_at", "files_new", "files_known", "files_failed",
                                      "error")} for s in sessions],
         "jobs": jobs,
+        "checks": _last_checks(jobs),
         "targets": targets,
     }
     if as_json:
@@ -104,10 +106,35 @@ def status(app: AppContext, as_json: bool) -> None:
         if t["last_error"]:
             console.print(f"  [red]last error[/] {t['last_error']['at'][:19]}: "
                           f"{esc(t['last_error']['error'])}")
+    for key, check in info["checks"].items():
+        name = _CHECK_LABELS[key]
+        if check is None:
+            console.print(f"last {name}: never run")
+            continue
+        mark = ("[green]ok[/]" if check["ok"] else "[red]FAILED[/]" if check["ok"] is False
+                else "running")
+        console.print(f"last {name}: {mark} at {check['at'][:19]}: {esc(check['summary'])}")
     for job in jobs:
         mark = "ok" if job["ok"] else "FAILED" if job["ok"] is False else "running"
         console.print(f"job {job['job']}: {mark} at {job['started_at'][:19]} "
                       f"{esc(job['summary'])}")
+
+
+_CHECK_LABELS = {"ledger": "ledger check", "audit": "audit", "audit_offsite": "off-site audit"}
+
+
+def _last_checks(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
+    """The last check of the ledger and the last audits (local and off-site), by the daemon
+    on schedule: when, whether all was intact, and what was found."""
+    by_name = {j["job"]: j for j in jobs}
+    out: dict[str, dict[str, Any] | None] = {}
+    for key, name in (("ledger", LEDGER_JOB), ("audit", AUDIT_JOB),
+                      ("audit_offsite", AUDIT_OFFSITE_JOB)):
+        job = by_name.get(name)
+        out[key] = None if job is None else {
+            "job": name, "at": job["finished_at"] or job["started_at"], "ok": job["ok"],
+            "summary": job["summary"]}
+    return out
 
 
 def _item_rows(conn: Any, **filters: Any) -> list[dict[str, Any]]:
@@ -119,6 +146,7 @@ def _item_rows(conn: Any, **filters: Any) -> list[dict[str, Any]]:
         "party": r["party"], "recorded_at": r["recorded_start"], "stored_at": r["stored_at"],
         "name": r["original_name"], "flags": flags.get(r["sha256"], []),
         "retention_class": r["retention_class"], "local": bool(r["local_present"]),
+        "station": r["station"],
     } for r in rows]
 
 
@@ -144,9 +172,11 @@ def items(app: AppContext, case: str | None, officer: str | None,
     if as_json:
         print_json({"items": rows})
         return
-    table = Table("item", "recorded", "officer", "case", "party", "size", "flags", "name")
+    table = Table("item", "station", "recorded", "officer", "case", "party", "size", "flags",
+                  "name")
     for r in rows:
-        table.add_row(r["sha256"][:16], r["recorded_at"][:19], esc(r["officer"]),
+        table.add_row(r["sha256"][:16], esc(r["station"]), r["recorded_at"][:19],
+                      esc(r["officer"]),
                       esc(r["case"] or ""), esc(r["party"] or ""), human_size(r["size"]),
                       ", ".join(r["flags"]), esc(r["name"]))
     console.print(table)

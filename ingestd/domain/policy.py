@@ -151,9 +151,16 @@ class Retention:
     hold: bool
 
 
+def retention_start(*, recorded_end: datetime, stored_at: datetime) -> datetime:
+    """When a retention period starts: the later of the recording's end and its storage, so a
+    recorder clock that is behind (or unset) never shortens how long footage is kept."""
+    return max(recorded_end, stored_at)
+
+
 def retention(
     *,
-    recorded_at: datetime,
+    recorded_end: datetime,
+    stored_at: datetime,
     has_case: bool,
     categories: Iterable[str],
     hold: bool,
@@ -164,10 +171,23 @@ def retention(
     if set(categories) & policy.long_term_categories:
         return Retention(cls=RetentionClass.LONG_TERM, until=None, hold=hold)
     cls = RetentionClass.EVIDENCE if has_case else RetentionClass.ROUTINE
-    period = policy.routine
-    if has_case:
-        period = max(period, case_retention or policy.evidence)
-    return Retention(cls=cls, until=recorded_at + period, hold=hold)
+    start = retention_start(recorded_end=recorded_end, stored_at=stored_at)
+    return Retention(cls=cls, until=start + class_period(cls, policy, case_retention), hold=hold)
+
+
+def class_period(cls: RetentionClass, policy: RetentionPolicy,
+                 case_retention: timedelta | None = None) -> timedelta:
+    """How long a class keeps footage (long-term: as long as evidence, at the least)."""
+    if cls == RetentionClass.ROUTINE:
+        return policy.routine
+    return max(policy.routine, case_retention or policy.evidence)
+
+
+def longer_retention(a: datetime | None, b: datetime | None) -> bool:
+    """Whether retain-until ``a`` keeps footage longer than ``b`` (None: never expires)."""
+    if b is None:
+        return False
+    return a is None or a > b
 
 
 def parse_utc_offset(text: str) -> tzinfo:

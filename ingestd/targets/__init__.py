@@ -62,6 +62,17 @@ class Lock:
     legal_hold: bool = False
 
 
+@dataclass(frozen=True, kw_only=True)
+class CheckpointVersion:
+    """One stored version of a checkpoint object. A bucket with versioning keeps every body
+    ever written under a name (a delete only hides them behind a marker); a directory holds
+    one version a name (``version_id`` None)."""
+
+    name: str
+    version_id: str | None = None
+    latest: bool = True
+
+
 class Target(Protocol):
     name: str
     required: bool
@@ -92,8 +103,13 @@ class Target(Protocol):
 
     def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None: ...
 
-    def put_checkpoint(self, name: str, body: bytes) -> None: ...
+    def put_checkpoint(self, name: str, body: bytes, lock: Lock | None = None) -> None:
+        """Store a checkpoint, never over different bytes; under ``lock`` (COMPLIANCE), like
+        evidence, so it can be neither deleted nor replaced before its date."""
 
     def list_checkpoints(self) -> list[str]: ...
 
-    def get_checkpoint(self, name: str) -> bytes: ...
+    def checkpoint_versions(self) -> list[CheckpointVersion]:
+        """Every version of every checkpoint object, hidden (deleted) ones included."""
+
+    def get_checkpoint(self, name: str, version_id: str | None = None) -> bytes: ...

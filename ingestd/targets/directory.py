@@ -42,6 +42,7 @@ from ingestd.integrity.hashing import (
 )
 from ingestd.targets import (
     CHECKPOINT_NAME,
+    CheckpointVersion,
     Lock,
     RemoteObject,
     require_checkpoint_name,
@@ -189,19 +190,23 @@ class DirectoryTarget:
             raise self._error("cannot write manifest", dest, exc) from exc
         self._record_lock("manifests", sha256, lock)
 
-    def put_checkpoint(self, name: str, body: bytes) -> None:
+    def put_checkpoint(self, name: str, body: bytes, lock: Lock | None = None) -> None:
         """Store a ledger checkpoint. The same bytes again are a no-op; different bytes under an
         existing name are refused (checkpoints witness the ledger and are never rewritten)."""
         dest = self.checkpoint_path(require_checkpoint_name(name))
         try:
             existing = _read_if_exists(dest)
-            if existing == body:
-                return
-            if existing is not None:
+            if existing is not None and existing != body:
                 raise self._error("refusing to overwrite a checkpoint with different content", dest)
-            self._write_small(dest, body)
+            if existing is None:
+                self._write_small(dest, body)
         except OSError as exc:
             raise self._error("cannot write checkpoint", dest, exc) from exc
+        if lock is not None:
+            self._record_lock("checkpoints", name.removesuffix(".json"), lock)
+
+    def checkpoint_versions(self) -> list[CheckpointVersion]:
+        return [CheckpointVersion(name=name) for name in self.list_checkpoints()]
 
     def list_checkpoints(self) -> list[str]:
         folder = self.root / "checkpoints"
@@ -216,7 +221,7 @@ class DirectoryTarget:
         except OSError as exc:
             raise self._error("cannot list checkpoints", folder, exc) from exc
 
-    def get_checkpoint(self, name: str) -> bytes:
+    def get_checkpoint(self, name: str, version_id: str | None = None) -> bytes:
         dest = self.checkpoint_path(require_checkpoint_name(name))
         try:
             body = _read_if_exists(dest)

@@ -59,6 +59,7 @@ from ingestd.domain.text import redact_url, redact_urls
 from ingestd.errors import IngestdError, ObjectDamaged, TargetError
 from ingestd.targets import (
     CHECKPOINT_NAME,
+    CheckpointVersion,
     Lock,
     RemoteObject,
     require_checkpoint_name,
@@ -278,21 +279,26 @@ class S3Target:
             "put manifest", key, lambda: self._put_once(key, digest, len(manifest), lock, upload)
         )
 
-    def put_checkpoint(self, name: str, body: bytes) -> None:
+    def put_checkpoint(self, name: str, body: bytes, lock: Lock | None = None) -> None:
         """Store a ledger checkpoint. A checkpoint is never overwritten: the same bytes again
-        are a no-op, different bytes under an existing name are refused (a rewritten ledger
-        must not be able to rewrite its off-site witness)."""
+        are a no-op (bar bringing its lock up), different bytes under an existing name are
+        refused (a rewritten ledger must not be able to rewrite its off-site witness). Under
+        ``lock`` it is COMPLIANCE-locked like evidence: not even the bucket's owner can delete
+        or replace the version."""
         key = self.checkpoint_key(require_checkpoint_name(name))
         digest = hashlib.sha256(body).hexdigest()
 
         def once() -> None:
             head = self._head(key)
             if head is not None:
-                if _metadata_sha256(head) == digest and head.get("ContentLength") == len(body):
-                    return
-                raise self._error("refusing to overwrite a checkpoint with different content", key)
-            self._put_bytes(key, body, digest, None, content_type="application/json")
-            self._verified(key, self._head(key), digest, len(body))
+                if _metadata_sha256(head) != digest or head.get("ContentLength") != len(body):
+                    raise self._error(
+                        "refusing to overwrite a checkpoint with different content", key)
+            else:
+                self._put_bytes(key, body, digest, lock, content_type="application/json")
+                head = self._verified(key, self._head(key), digest, len(body))
+            if lock is not None and self.object_lock:
+                self._lock_and_verify(key, head, lock, digest)
 
         self._retrying("put checkpoint", key, once)
 
@@ -311,12 +317,36 @@ class S3Target:
 
         return self._retrying("list checkpoints", folder, once)
 
-    def get_checkpoint(self, name: str) -> bytes:
+    def checkpoint_versions(self) -> list[CheckpointVersion]:
+        """Every version under ``checkpoints/``: a plain DELETE leaves a marker in front of a
+        version, and a copy over a name adds one; neither hides what was there before."""
+        folder = self.checkpoint_key("")
+
+        def once() -> list[CheckpointVersion]:
+            found: list[CheckpointVersion] = []
+            paginator = self._client.get_paginator("list_object_versions")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
+                for entry in page.get("Versions", []):
+                    name = entry["Key"][len(folder) :]
+                    if CHECKPOINT_NAME.match(name):
+                        version = entry.get("VersionId")
+                        found.append(CheckpointVersion(
+                            name=name, version_id=None if version in (None, "null") else version,
+                            latest=bool(entry.get("IsLatest"))))
+            return sorted(found, key=lambda v: (v.name, v.version_id or ""))
+
+        return self._retrying("list checkpoint versions", folder, once)
+
+    def get_checkpoint(self, name: str, version_id: str | None = None) -> bytes:
         key = self.checkpoint_key(require_checkpoint_name(name))
 
         def once() -> bytes:
             try:
-                answer = self._client.get_object(Bucket=self.bucket, Key=key)
+                if version_id:
+                    answer = self._client.get_object(Bucket=self.bucket, Key=key,
+                                                     VersionId=version_id)
+                else:
+                    answer = self._client.get_object(Bucket=self.bucket, Key=key)
             except ClientError as exc:
                 if _error_code(exc) in _NOT_FOUND_CODES:
                     raise self._error("no such checkpoint", key) from exc

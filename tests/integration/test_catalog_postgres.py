@@ -205,3 +205,72 @@ def test_a_writer_waits_for_the_one_before_and_reads_what_it_committed(
     assert seen == [1], "the second writer did not see the first one's commit"
     first.dispose()
     second.dispose()
+
+
+def _add_nas(home: Path, nas: Path) -> None:
+    with (home / "ingestd.toml").open("a", encoding="utf-8") as fh:
+        fh.write(f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n')
+
+
+def test_a_station_that_does_not_hold_an_item_never_calls_it_damaged(
+        tmp_path: Path, postgres_url: str, clips: Clips) -> None:
+    one = pg_station(tmp_path / "one", postgres_url, station="dock-1", register={"R-1": "Li Na"})
+    two = pg_station(tmp_path / "two", postgres_url, station="dock-2")
+    rec1 = build_recorder(tmp_path / "r1", {f"{MEDIA}/A.MP4": clips.a})
+    assert run_cli(one, "ingest", rec1, "--serial", "R-1").exit_code == 0
+    sha = clips.a.sha256
+
+    # Without targets, the other station says where the bytes are and that it cannot check
+    # them; the file a user brings is still proven to be the evidence.
+    plain = run_cli(two, "verify", "--hash", sha, "--json")
+    assert plain.exit_code == 0, plain.stdout
+    verdict = plain.json()["results"][0]
+    assert verdict["match"] is True and verdict["problems"] == []
+    assert verdict["held"] == {"station": "dock-1", "local": True, "targets": [],
+                               "checked": "not-checked-here"}
+    assert any("cannot be checked from this station" in n for n in verdict["notes"])
+    text = " ".join(run_cli(two, "verify", clips.a.path).stdout.split())
+    assert "MATCH" in text and "NO MATCH" not in text and "damaged" not in text
+    assert "stored at station dock-1" in text
+
+    # With a target holding a verified copy, it checks the copy there.
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    _add_nas(one, nas)
+    _add_nas(two, nas)
+    assert run_cli(one, "replicate").exit_code == 0
+    offsite = run_cli(two, "verify", "--hash", sha, "--json")
+    assert offsite.exit_code == 0, offsite.stdout
+    verdict = offsite.json()["results"][0]
+    assert verdict["held"]["targets"] == ["nas"] and verdict["held"]["checked"] == "offsite:nas"
+    assert any("read back in full: intact" in n for n in verdict["notes"])
+    # each station's checkpoints on the shared target, remembered per station
+    for home in (one, two):
+        assert run_cli(home, "checkpoint").exit_code == 0
+        assert run_cli(home, "ledger", "verify", "--offsite").exit_code == 0
+    # at the station that holds it, its own store is read, as before
+    home_verdict = run_cli(one, "verify", "--hash", sha, "--json").json()["results"][0]
+    assert home_verdict["match"] is True and home_verdict["held"]["checked"] == "here"
+
+    # Damage it has seen, it reports.
+    copy = nas / "sha256" / sha
+    copy.chmod(0o644)
+    with copy.open("r+b") as fh:
+        fh.seek(1000)
+        byte = fh.read(1)[0]
+        fh.seek(1000)
+        fh.write(bytes([byte ^ 0x10]))
+    damaged = run_cli(two, "verify", "--hash", sha, "--json")
+    assert damaged.exit_code == 1
+    assert "off-site copy on nas is damaged" in damaged.json()["results"][0]["problems"][0]
+
+    # nor does an audit at the other station flag what it does not hold
+    audited = run_cli(two, "audit", "--all", "--json")
+    assert audited.exit_code == 0 and audited.json()["checked"] == 0, audited.stdout
+    assert run_cli(two, "show", sha, "--json").json()["flags"] == []
+
+    # items and show name the station that holds each item
+    listed = run_cli(two, "items", "--json").json()["items"]
+    assert [(i["sha256"], i["station"]) for i in listed] == [(sha, "dock-1")]
+    assert "dock-1" in run_cli(two, "items").stdout
+    assert run_cli(two, "show", sha[:12], "--json").json()["item"]["station"] == "dock-1"

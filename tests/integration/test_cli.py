@@ -24,7 +24,7 @@ from conftest import (
     write_config,
 )
 
-from ingestd.domain.canonical import format_time
+from ingestd.domain.canonical import format_time, parse_time
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +165,9 @@ def test_routine_items_are_kept_a_year_and_labels_extend_it(two_recorders: Path,
     item = run_cli(home, "show", clips.a.sha256, "--json").json()["item"]
     assert item["retention_class"] == "routine"
     assert clips.a.recorded is not None
-    assert item["retain_until"] == format_time(clips.a.recorded + timedelta(days=365))
+    # a year from when it was stored (its recording ended earlier)
+    assert item["retain_until"] == format_time(parse_time(item["stored_at"])
+                                               + timedelta(days=365))
     done = run_cli(home, "label", clips.a.sha256, "--case", "C", "--party", "P", "--json")
     assert done.json()["labelled"][0]["retain_until"] > item["retain_until"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from tests.integration.test_replicate import (
     ROUTINE,
     Clip,
     Home,
+    _rewrite_mirror,
     check_signed,
     cli,
     clips,  # noqa: F401 - the session's clips fixture
@@ -33,6 +35,8 @@ from tests.integration.test_replicate import (
     new_bucket,
     ok,
     s3_target,
+    set_for,
+    sql_exec,
     versions,
     write_credentials,
 )
@@ -97,7 +101,7 @@ def test_ceph_copies_are_verified_locked_and_cannot_be_deleted(
         assert head["ContentLength"] == clip.size
         assert head["Metadata"]["sha256"] == clip.sha256
         assert head["ObjectLockMode"] == "COMPLIANCE"
-        assert head["ObjectLockRetainUntilDate"] == clip.recorded + ROUTINE
+        assert set_for(head["ObjectLockRetainUntilDate"], ROUTINE)
         retention = rgw.get_object_retention(Bucket=bucket, Key=item_key(clip.sha256))
         assert retention["Retention"]["Mode"] == "COMPLIANCE"
         assert download_sha(rgw, bucket, item_key(clip.sha256)) == clip.sha256
@@ -160,13 +164,15 @@ def test_ceph_a_raised_class_extends_the_retention(
 
     assert sorted(e["sha256"] for e in report["locks_extended"]) == sorted(
         [evidence.sha256, disputed.sha256])
-    expected = {evidence: evidence.recorded + EVIDENCE,
-                disputed: long_term_until(disputed.recorded),
-                routine: routine.recorded + ROUTINE}
-    for clip, until in expected.items():
+    periods = {evidence: EVIDENCE, routine: ROUTINE}
+    for clip in (evidence, disputed, routine):
         retention = rgw.get_object_retention(Bucket=bucket, Key=item_key(clip.sha256))
         assert retention["Retention"]["Mode"] == "COMPLIANCE"
-        assert retention["Retention"]["RetainUntilDate"] == until
+        until = retention["Retention"]["RetainUntilDate"]
+        if clip is disputed:
+            assert until == long_term_until(datetime.now(UTC))
+        else:
+            assert set_for(until, periods[clip])
         head = rgw.head_object(Bucket=bucket, Key=item_key(clip.sha256))
         assert head["ObjectLockRetainUntilDate"] == until
         assert len(versions(rgw, bucket, item_key(clip.sha256))) == 1
@@ -190,3 +196,27 @@ def test_ceph_bucket_without_object_lock_is_refused(
     assert refused.code == 9
     assert "no Object Lock" in " ".join(refused.stderr.split())
     assert rgw.list_objects_v2(Bucket=plain)["KeyCount"] == 0
+
+
+def test_ceph_checkpoints_are_locked_and_a_hidden_one_is_still_read(
+    station: Home, rgw: S3Client, bucket: str
+) -> None:
+    ok(station.home, "replicate")
+    first = ok(station.home, "checkpoint")
+    key = f"{PREFIX}/checkpoints/{first['name']}"
+    head = rgw.head_object(Bucket=bucket, Key=key)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"] == long_term_until(datetime.now(UTC))
+    with pytest.raises(ClientError) as refused:
+        rgw.delete_object(Bucket=bucket, Key=key, VersionId=head["VersionId"])
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+
+    # the local ledger cut back to before the checkpoint, and the checkpoint hidden behind a
+    # delete marker: its locked version is still read
+    rgw.delete_object(Bucket=bucket, Key=key)
+    assert rgw.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/checkpoints/")["KeyCount"] == 0
+    assert sql_exec(station.home, "DELETE FROM ledger WHERE seq > ?", first["seq"] - 1) == 1
+    _rewrite_mirror(station)
+    result = cli(station.home, "ledger", "verify", "--offsite", "--json")
+    assert result.code == 1
+    assert "ledger_truncated" in [p["kind"] for p in result.json()["problems"]]

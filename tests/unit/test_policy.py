@@ -169,8 +169,8 @@ P = RetentionPolicy()
 
 
 def keep(**kw: object) -> policy.Retention:
-    args: dict[str, object] = {"recorded_at": T, "has_case": False, "categories": (),
-                               "hold": False, "policy": P}
+    args: dict[str, object] = {"recorded_end": T, "stored_at": T, "has_case": False,
+                               "categories": (), "hold": False, "policy": P}
     args.update(kw)
     return policy.retention(**args)  # type: ignore[arg-type]
 
@@ -223,6 +223,38 @@ def test_routine_retention_follows_policy() -> None:
     # A case shorter than routine still gets routine.
     assert keep(policy=two_years, has_case=True,
                 case_retention=timedelta(days=400)).until == T + timedelta(days=730)
+
+
+def test_retention_runs_from_storage_when_the_recorder_clock_is_behind() -> None:
+    # A recorder two and a half years behind: its clip is stored today and kept a full
+    # year from today, not until a date already past.
+    stored = T + timedelta(days=913, hours=5, seconds=7)
+    got = keep(recorded_end=T, stored_at=stored)
+    assert got.until == stored + timedelta(days=365)
+    assert keep(recorded_end=T, stored_at=stored, has_case=True).until == stored + P.evidence
+
+
+def test_retention_runs_from_an_unset_clock_to_a_full_period_after_storage() -> None:
+    unset = datetime(1999, 12, 31, 16, 0, 1, tzinfo=UTC)
+    got = keep(recorded_end=unset, stored_at=T)
+    assert got.until == T + timedelta(days=365)
+
+
+def test_retention_runs_from_the_recording_end_when_it_is_later() -> None:
+    # A recorder clock ahead of the station's: the later of the two still wins, so a wrong
+    # clock can only lengthen retention.
+    ahead = T + timedelta(hours=3, seconds=1)
+    assert keep(recorded_end=ahead, stored_at=T).until == ahead + timedelta(days=365)
+    assert keep(recorded_end=T, stored_at=T + SECOND).until == T + SECOND + timedelta(days=365)
+
+
+def test_longer_retention_treats_never_as_the_longest() -> None:
+    assert policy.longer_retention(T + SECOND, T)
+    assert not policy.longer_retention(T, T)
+    assert not policy.longer_retention(T - SECOND, T)
+    assert policy.longer_retention(None, T)
+    assert not policy.longer_retention(None, None)
+    assert not policy.longer_retention(T, None)
 
 
 # -- offsets ---------------------------------------------------------------------------------

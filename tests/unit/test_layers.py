@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("daemon", ("daemon", "jobs")),
     ("use cases", ("ingest", "docking", "replicate", "audit", "windows", "retention",
                    "casework")),
-    ("wiring", ("station", "custody", "config")),
+    ("wiring", ("station", "custody", "config", "redating")),
     ("adapters", ("catalog", "store", "docks", "targets", "media", "simulate", "logs")),
     ("integrity", ("integrity",)),
     ("domain", ("domain",)),

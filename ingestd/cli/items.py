@@ -85,19 +85,7 @@ def status(app: AppContext, as_json: bool) -> None:
     else:
         console.print("flags: none")
     if sessions:
-        table = Table("dock", "recorder", "via", "state", "docked", "new", "known", "failed",
-                      "not taken", title="recent docks")
-        for d in info["docks"]:
-            table.add_row(str(d["id"]), esc(d["serial"]), d["source"], d["state"],
-                          d["docked_at"][:19], str(d["files_new"]), str(d["files_known"]),
-                          str(d["files_failed"]), str(d["files_skipped"]))
-        console.print(table)
-        # Files left on a recorder may be footage: each dock that left some says what.
-        for d in info["docks"]:
-            if d["files_skipped"]:
-                console.print(f"dock {d['id']} ({esc(d['serial'])}): [yellow]"
-                              f"{d['files_skipped']} files not taken[/]: " + ", ".join(
-                                  f"{k} {n}" for k, n in d["skipped"].items()))
+        _print_docks(info["docks"])
     for name, t in targets.items():
         oldest = t["oldest_waiting"]
         line = (f"target {esc(name)}: {t['verified']} verified, {t['queued']} queued, "
@@ -112,6 +100,25 @@ def status(app: AppContext, as_json: bool) -> None:
         mark = "ok" if job["ok"] else "FAILED" if job["ok"] is False else "running"
         console.print(f"job {job['job']}: {mark} at {job['started_at'][:19]} "
                       f"{esc(job['summary'])}")
+
+
+def _print_docks(docks: list[dict[str, Any]]) -> None:
+    table = Table("dock", "recorder", "via", "state", "docked", "new", "known", "failed",
+                  "not taken", title="recent docks")
+    for d in docks:
+        table.add_row(str(d["id"]), esc(d["serial"]), d["source"], d["state"],
+                      d["docked_at"][:19], str(d["files_new"]), str(d["files_known"]),
+                      str(d["files_failed"]), str(d["files_skipped"]))
+    console.print(table)
+    for d in docks:
+        if d["process_gone"]:
+            console.print(f"dock {d['id']} ({esc(d['serial'])}): [red]interrupted[/]: its "
+                          "process is gone; the recorder's files are taken at its next dock")
+        # Files left on a recorder may be footage: each dock that left some says what.
+        if d["files_skipped"]:
+            console.print(f"dock {d['id']} ({esc(d['serial'])}): [yellow]"
+                          f"{d['files_skipped']} files not taken[/]: " + ", ".join(
+                              f"{k} {n}" for k, n in d["skipped"].items()))
 
 
 def _resolution(flag: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -136,8 +143,10 @@ def _dock(session: dict[str, Any]) -> dict[str, Any]:
                                     "finished_at", "files_new", "files_known", "files_failed",
                                     "files_skipped", "error")}
     dock["skipped"] = json.loads(session["skipped"] or "{}")
+    dock["process_gone"] = False
     if dock["state"] == "running" and session_abandoned(session["pid"], session["host"]):
         dock["state"] = "interrupted"
+        dock["process_gone"] = True
     return dock
 
 

@@ -222,3 +222,30 @@ def test_a_recorder_with_nothing_left_behind_records_no_skipped_entry(
     assert ledger_entries(home, "skipped") == []
     (dock,) = run_cli(home, "status", "--json").json()["docks"]
     assert dock["files_skipped"] == 0 and dock["skipped"] == {}
+
+
+def test_a_home_from_before_the_count_migrates_with_nothing_lost(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    from alembic import command
+
+    from ingestd.catalog.db import _alembic_config
+
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a, "SYSTEM/log.txt": b"x"})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    url = f"sqlite:///{home / 'catalog.sqlite'}"
+    command.downgrade(_alembic_config(url), "0002")  # the catalog as the last release left it
+    before = catalog_rows(home, "SELECT * FROM dock_sessions")
+    assert "files_skipped" not in before[0]
+    refused = run_cli(home, "status")
+    assert refused.exit_code == 4 and "ingestd init" in refused.stderr
+
+    assert run_cli(home, "init").exit_code == 0
+    (after,) = catalog_rows(home, "SELECT * FROM dock_sessions")
+    assert {k: v for k, v in after.items() if k not in ("files_skipped", "skipped")} == before[0]
+    assert after["files_skipped"] == 0 and after["skipped"] == "{}"
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+    (dock,) = run_cli(home, "status", "--json").json()["docks"]
+    assert dock["files_skipped"] == 0 and dock["skipped"] == {}
+    again = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json").json()
+    assert again["skipped_by_kind"] == {"unmatched": 1}
+    assert [i["sha256"] for i in again["items"]] == [clips.a.sha256]

@@ -462,11 +462,12 @@ def test_status_shows_a_live_ingest_running(tmp_path: Path,
     try:
         wait_for_dock(home, proc)
         states = [d["state"] for d in run_cli(home, "status", "--json").json()["docks"]]
-        finished = proc.poll() is not None
+        alive_after = proc.poll() is None
     finally:
         proc.communicate(timeout=120)
     assert proc.returncode == 0
-    assert states == (["done"] if finished else ["running"])
+    # A live process's session is never shown interrupted.
+    assert states in ([["running"]] if alive_after else [["running"], ["done"]])
 
 
 # -- orphans: bytes in the store that no item names -------------------------------------------

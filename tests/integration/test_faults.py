@@ -28,6 +28,7 @@ from conftest import (
     open_station,
     partial_files,
     run_cli,
+    run_ingestd,
     sha256_of,
     start_ingestd,
     store_objects,
@@ -536,6 +537,32 @@ def test_audit_keeps_an_intact_orphan_and_quarantines_a_damaged_one(
     final = run_cli(home, "audit", "--all", "--json").json()
     assert final["ok"] is True and final["orphans"] == [] and final["checked"] == 2
     assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_a_fifo_in_the_store_does_not_hang_audit_and_is_quarantined(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    name = sha256_of(b"a name with a pipe behind it")
+    fifo = object_path(home, name)
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+    try:
+        # In its own process with a timeout: a hang fails the test instead of the suite.
+        result = run_ingestd(home, "audit", "--all", "--json", timeout=60)
+    finally:
+        for path in (fifo, *(home / "store" / "quarantine").glob(f"{name}.*")):
+            try:  # should a reader be blocked on it after all, a writer frees it
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+    assert result.returncode == 1, result.stderr
+    (orphan,) = json.loads(result.stdout)["orphans"]
+    assert orphan["sha256"] == name and orphan["action"] == "quarantined"
+    assert "not a regular file" in orphan["problem"]
+    assert stat.S_ISFIFO((home / "store" / orphan["quarantined_to"]).lstat().st_mode)
+    assert not fifo.exists()
+    assert assert_catalog_items_intact(home) == {clips.a.sha256}
 
 
 # -- damaged copies repaired by a later dock --------------------------------------------------

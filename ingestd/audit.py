@@ -218,6 +218,31 @@ def audit_orphans(station: Station, named: set[str], *, report: AuditReport,
         report.orphans.append(found)
         log.warning("object %s is named by no item; kept (its bytes hash to its name)",
                     name[:12], extra={"event": "orphan_kept"})
+    _unrecorded_quarantine(station, report=report, actor=actor)
+
+
+def _unrecorded_quarantine(station: Station, *, report: AuditReport, actor: str) -> None:
+    """Bytes moved to quarantine are recorded with the move (``repaired``, ``orphan``); a
+    process stopped between the two leaves some unrecorded. They are recorded now."""
+    folder = station.store.quarantine_dir
+    if not folder.is_dir():
+        return
+    with station.custody.transaction() as conn:
+        recorded = {e.data.get("quarantined_to") for e in q.entries_of_kinds(
+            conn, [EventKind.REPAIRED, EventKind.ORPHAN])}
+        for path in sorted(folder.iterdir()):
+            rel = str(path.relative_to(station.store.root))
+            if rel in recorded:
+                continue
+            name = path.name.split(".")[0]
+            found = {"sha256": name, "size": path.lstat().st_size,
+                     "action": str(OrphanAction.QUARANTINED), "quarantined_to": rel,
+                     "problem": "found in quarantine with no record of its move"}
+            station.custody.record(conn, kind=EventKind.ORPHAN, actor=actor, item=None,
+                                   data=found, at=station.clock())
+            report.orphans.append(found)
+            log.warning("quarantined bytes %s had no record; recorded now", rel,
+                        extra={"event": "quarantine_recorded"})
 
 
 def _quarantine_orphan(station: Station, name: str, size: int, problem: str, *,

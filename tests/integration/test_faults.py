@@ -539,6 +539,28 @@ def test_audit_keeps_an_intact_orphan_and_quarantines_a_damaged_one(
     assert run_cli(home, "ledger", "verify").exit_code == 0
 
 
+def test_bytes_found_in_quarantine_without_a_record_are_recorded_once(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    """As a process stopped between moving damaged bytes aside and recording it leaves them."""
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    folder = home / "store" / "quarantine"
+    folder.mkdir()
+    (folder / f"{clips.a.sha256}.0123456789ab").write_bytes(b"damaged bytes")
+
+    report = run_cli(home, "audit", "--all", "--json").json()
+    assert report["ok"] is True  # the item itself is intact
+    (found,) = report["orphans"]
+    assert found["quarantined_to"] == f"quarantine/{clips.a.sha256}.0123456789ab"
+    assert found["sha256"] == clips.a.sha256 and found["size"] == len(b"damaged bytes")
+    assert "no record" in found["problem"]
+    assert (folder / f"{clips.a.sha256}.0123456789ab").read_bytes() == b"damaged bytes"
+    # Recorded once: the next audit finds the record.
+    assert run_cli(home, "audit", "--all", "--json").json()["orphans"] == []
+    assert (home / "ledger.jsonl").read_text(encoding="utf-8").count('"kind": "orphan"') == 1
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
 def test_a_fifo_in_the_store_does_not_hang_audit_and_is_quarantined(
         home: Path, tmp_path: Path, clips: Clips) -> None:
     rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})

@@ -104,7 +104,7 @@ def status(app: AppContext, as_json: bool) -> None:
 
 def _print_docks(docks: list[dict[str, Any]]) -> None:
     table = Table("dock", "recorder", "via", "state", "docked", "new", "known", "failed",
-                  "not taken", title="recent docks")
+                  "skip", title="recent docks")
     for d in docks:
         table.add_row(str(d["id"]), esc(d["serial"]), d["source"], d["state"],
                       d["docked_at"][:19], str(d["files_new"]), str(d["files_known"]),

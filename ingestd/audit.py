@@ -4,6 +4,7 @@ ledger; audit the store by re-hashing items from disk and decoding a sample end 
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import queries as q
+from .docks.walk import open_regular
 from .domain.canonical import canonical_bytes, format_time, sha256_hex
 from .domain.flags import Flag
 from .domain.models import EventKind, is_sha256
-from .errors import ObjectDamaged, TargetError, UsageError
+from .errors import NotRegularFile, ObjectDamaged, TargetError, UsageError
 from .ingest import set_flag
-from .integrity.hashing import hash_file
+from .integrity.hashing import hash_fd
 from .integrity.ledger import body_of
 from .media import decode_check
 from .station import Station
@@ -158,11 +160,22 @@ def verify_files(station: Station, paths: Sequence[Path],
     out = []
     for path in paths:
         try:
-            digest = hash_file(path, buffer_size=station.store.buffer_size)
+            fd = open_regular(path)
+        except NotRegularFile as exc:
+            out.append(Verdict(path=str(path), sha256="", problems=[exc.message]))
+            continue
         except OSError as exc:
             out.append(Verdict(path=str(path), sha256="",
                                problems=[f"cannot read {path}: {exc.strerror or exc}"]))
             continue
+        try:
+            digest = hash_fd(fd, buffer_size=station.store.buffer_size)
+        except OSError as exc:
+            out.append(Verdict(path=str(path), sha256="",
+                               problems=[f"cannot read {path}: {exc.strerror or exc}"]))
+            continue
+        finally:
+            os.close(fd)
         out.append(verify_digest(station, digest.sha256, path=str(path), size=digest.size,
                                  targets=targets))
     return out
@@ -175,11 +188,17 @@ def verify_hash(station: Station, text: str, targets: Sequence[Target] = ()) -> 
     return verify_digest(station, sha, targets=targets)
 
 
+class OrphanAction(StrEnum):
+    KEPT = "kept"  # its bytes hash to its name: kept, and an item when a dock brings them
+    QUARANTINED = "quarantined"  # they do not: moved out of the objects, never deleted
+
+
 @dataclass(kw_only=True)
 class AuditReport:
     checked: int = 0
     decoded: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    orphans: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -187,7 +206,7 @@ class AuditReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "decoded": self.decoded,
-                "failures": self.failures}
+                "failures": self.failures, "orphans": self.orphans}
 
 
 def audit(station: Station, *, sample: int | None, decode: int = 0,
@@ -197,12 +216,18 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
     read their off-site copies back in full; decode ``decode`` of them end to end.
 
     A local copy that no longer hashes to its name is flagged ``fixity_failed``; an off-site
-    copy that does not is flagged ``replica_mismatch`` and queued to be copied again.
+    copy that does not is flagged ``replica_mismatch`` and queued to be copied again. Objects
+    in the store that no item names are reported too (see :func:`audit_orphans`).
     """
+    with station.catalog.read() as conn:
+        every = [dict(r) for r in q.search_items(conn)]
+    report = AuditReport()
+    # Any item of the catalog names its object (on a shared catalog too): the rest are orphans.
+    audit_orphans(station, {r["sha256"] for r in every}, report=report, actor=actor)
     with station.catalog.read() as conn:
         # This station's items only: on a shared catalog another station's items are in
         # that station's store, and their absence here is no damage.
-        rows = [dict(r) for r in q.search_items(conn) if r["station"] == station.name
+        rows = [r for r in every if r["station"] == station.name
                 and (r["local_present"] or targets)]
         damaged = {sha for sha, flags in q.flags_by_item(conn).items()
                    if Flag.DAMAGED_MEDIA in flags or Flag.EMPTY_FILE in flags}
@@ -210,7 +235,6 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
         rows, min(sample, len(rows)))
     playable = [r["sha256"] for r in picked if r["sha256"] not in damaged and r["local_present"]]
     to_decode = set(playable[:decode])
-    report = AuditReport()
     for row in picked:
         report.checked += 1
         result, problems = _audit_one(station, row, decode=row["sha256"] in to_decode,
@@ -225,6 +249,82 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
                 set_flag(station, conn, row["sha256"], flag, at=now, actor=actor,
                          detail=problem)
     return report
+
+
+def audit_orphans(station: Station, named: set[str], *, report: AuditReport,
+                  actor: str) -> None:
+    """Objects in the store that no item names: bytes stored by a process killed before it
+    recorded them, or put there by hand. One that hashes to its name is kept and recorded once
+    (the next dock that brings those bytes makes it an item); one that does not is moved to
+    quarantine and recorded, and is an audit failure."""
+    store = station.store
+    for name in store.iter_objects():
+        if name in named:
+            continue
+        try:
+            size = store.path_of(name).stat().st_size
+            store.verify(name)
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        except ObjectDamaged as exc:
+            with station.catalog.read() as conn:
+                if q.item(conn, name) is not None:
+                    continue  # stored as an item meanwhile: its own audit sees the damage
+            _quarantine_orphan(station, name, size, exc.message, report=report, actor=actor)
+            continue
+        with station.custody.transaction() as conn:
+            if q.item(conn, name) is not None:
+                continue  # stored as an item meanwhile: not an orphan after all
+            found = {"sha256": name, "size": size, "action": str(OrphanAction.KEPT)}
+            if not any(e.kind == EventKind.ORPHAN for e in q.iter_entries(conn, item=name)):
+                station.custody.record(conn, kind=EventKind.ORPHAN, actor=actor, item=name,
+                                       data=found, at=station.clock())
+        report.orphans.append(found)
+        log.warning("object %s is named by no item; kept (its bytes hash to its name)",
+                    name[:12], extra={"event": "orphan_kept"})
+    _unrecorded_quarantine(station, report=report, actor=actor)
+
+
+def _unrecorded_quarantine(station: Station, *, report: AuditReport, actor: str) -> None:
+    """Bytes moved to quarantine are recorded with the move (``repaired``, ``orphan``); a
+    process stopped between the two leaves some unrecorded. They are recorded now."""
+    folder = station.store.quarantine_dir
+    if not folder.is_dir():
+        return
+    with station.custody.transaction() as conn:
+        recorded = {e.data.get("quarantined_to") for e in q.entries_of_kinds(
+            conn, [EventKind.REPAIRED, EventKind.ORPHAN])}
+        for path in sorted(folder.iterdir()):
+            rel = str(path.relative_to(station.store.root))
+            if rel in recorded:
+                continue
+            name = path.name.split(".")[0]
+            found = {"sha256": name, "size": path.lstat().st_size,
+                     "action": str(OrphanAction.QUARANTINED), "quarantined_to": rel,
+                     "problem": "found in quarantine with no record of its move"}
+            station.custody.record(conn, kind=EventKind.ORPHAN, actor=actor, item=None,
+                                   data=found, at=station.clock())
+            report.orphans.append(found)
+            log.warning("quarantined bytes %s had no record; recorded now", rel,
+                        extra={"event": "quarantine_recorded"})
+
+
+def _quarantine_orphan(station: Station, name: str, size: int, problem: str, *,
+                       report: AuditReport, actor: str) -> None:
+    moved = station.store.quarantine(name)
+    if moved is None:
+        return
+    found = {"sha256": name, "size": size, "action": str(OrphanAction.QUARANTINED),
+             "problem": problem, "quarantined_to": moved}
+    report.orphans.append(found)
+    report.failures.append({"sha256": name, "problem": f"object named by no item: {problem}; "
+                                                       f"moved to {moved}"})
+    with station.custody.transaction() as conn:
+        # Not an item: the name is not what the bytes are, so the entry names no item.
+        station.custody.record(conn, kind=EventKind.ORPHAN, actor=actor, item=None,
+                               data=found, at=station.clock())
+    log.error("object %s is named by no item and is damaged; moved to %s", name[:12], moved,
+              extra={"event": "orphan_quarantined"})
 
 
 def _audit_one(station: Station, row: dict[str, Any], *, decode: bool,

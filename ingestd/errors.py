@@ -86,6 +86,10 @@ class SourceReadError(RecorderError):
     """A recorder file could not be read (a bad sector, or the recorder was pulled out)."""
 
 
+class NotRegularFile(RecorderError):
+    """Not a regular file (a FIFO, device, socket or folder): it is never read."""
+
+
 class RecorderGone(RecorderError):
     """The recorder was removed while it was being read."""
 

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from .catalog import queries as q
-from .docks.walk import Skipped, SourceFile, open_source, walk
+from .docks.walk import SkipKind, Skipped, SourceFile, open_source, walk
 from .domain import policy
 from .domain.canonical import format_time
 from .domain.flags import REASONS, Flag
@@ -36,6 +36,7 @@ from .domain.models import (
     Recorder,
 )
 from .errors import (
+    NotRegularFile,
     RecorderError,
     RecorderGone,
     RecorderNotRegistered,
@@ -45,10 +46,27 @@ from .errors import (
 from .integrity.hashing import Digest, hash_fd
 from .media import probe
 from .station import Station
+from .store import Repair
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, "SourceFile | None", int], None]
+
+#: How much of a session's skipped list its ``skipped`` ledger entry names (all are counted):
+#: a recorder full of stray files must not make one entry megabytes long.
+SKIPPED_LISTED = 200
+SKIPPED_LISTED_CHARS = 32_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Copied:
+    """What copying one file gave: its bytes' digest, and what the store did with them."""
+
+    sha256: str
+    size: int
+    new: bool  # bytes were written to the store
+    changed: bool  # the source kept changing while it was read
+    repaired: Repair | None = None  # the bytes replaced a damaged object
 
 
 @dataclass(kw_only=True)
@@ -82,8 +100,15 @@ class IngestReport:
         return {
             "serial": self.serial, "session": self.session_id, "state": self.state,
             "items": [i.as_dict() for i in self.items], "errors": self.errors,
-            "skipped": self.skipped, "bytes_copied": self.bytes_copied,
+            "skipped": self.skipped, "skipped_by_kind": self.skipped_by_kind(),
+            "bytes_copied": self.bytes_copied,
         }
+
+    def skipped_by_kind(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for skip in self.skipped:
+            counts[skip["kind"]] = counts.get(skip["kind"], 0) + 1
+        return dict(sorted(counts.items()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,7 +152,7 @@ class Ingestor:
         )
 
     def interrupt_abandoned(self) -> tuple[int, int]:
-        with self.station.catalog.write() as conn:
+        with self.station.catalog.write() as conn:  # the rule of ``session_abandoned``
             return q.interrupt_abandoned(conn, station=self.station.name, host=HOST,
                                          at=self.station.clock(), alive=process_alive)
 
@@ -198,11 +223,16 @@ class Ingestor:
         files: list[SourceFile] = []
         for found in walk(mountpoint, self.settings.ingest.patterns):
             if isinstance(found, Skipped):
-                report.skipped.append({"path": found.display, "reason": found.reason})
-                log.warning("recorder %s: skipped %s: %s", serial, found.display, found.reason,
-                            extra={"event": "file_skipped"})
+                report.skipped.append({"path": found.display, "kind": str(found.kind),
+                                       "reason": found.reason})
+                # Stray names are many on some recorders: one line each only when asked.
+                level = logging.INFO if found.kind == SkipKind.UNMATCHED else logging.WARNING
+                log.log(level, "recorder %s: skipped %s: %s", serial, found.display,
+                        found.reason, extra={"event": "file_skipped"})
             else:
                 files.append(found)
+        if report.skipped:
+            self._record_skipped(report, ctx)
         if progress:
             progress("start", None, sum(f.size for f in files))
         try:
@@ -223,6 +253,32 @@ class Ingestor:
             raise
         self._close(report, ctx)
         return report
+
+    def _record_skipped(self, report: IngestReport, ctx: DockContext) -> None:
+        """What the walk did not take, counted by kind in the session and in the ledger (with
+        the first paths): footage left on a recorder must be seen before a window is missed."""
+        assert report.session_id is not None
+        by_kind = report.skipped_by_kind()
+        listed: list[dict[str, str]] = []
+        chars = 0
+        for skip in report.skipped[:SKIPPED_LISTED]:
+            chars += len(skip["path"]) + len(skip["kind"])
+            if chars > SKIPPED_LISTED_CHARS:
+                break
+            listed.append({"path": skip["path"], "kind": skip["kind"]})
+        with self.station.custody.transaction() as conn:
+            self.station.custody.record(
+                conn, kind=EventKind.SKIPPED, actor=ctx.actor,
+                data={"session": report.session_id, "serial": report.serial,
+                      "count": len(report.skipped), "by_kind": by_kind, "paths": listed,
+                      "unlisted": len(report.skipped) - len(listed)},
+                at=self.station.clock(),
+            )
+            q.update_session(conn, report.session_id, files_skipped=len(report.skipped),
+                             skipped=_json(by_kind))
+        log.warning("recorder %s: %d files not taken (%s)", report.serial,
+                    len(report.skipped), ", ".join(f"{k} {n}" for k, n in by_kind.items()),
+                    extra={"event": "files_skipped"})
 
     def _files(self, files: list[SourceFile], *, rec: Recorder | None, serial: str,
                report: IngestReport, docked_at: datetime, ctx: DockContext,
@@ -300,16 +356,19 @@ class Ingestor:
             )
             known = q.known_source(conn, serial=serial, path_hex=src.rel.hex(), size=src.size,
                                    mtime_ns=src.mtime_ns)
+            if known is not None and q.has_flag(conn, known, Flag.FIXITY_FAILED):
+                # The stored copy was found damaged: copy these bytes again, so that intact
+                # ones can take its place (the store verifies it and keeps the bad bytes).
+                known = None
         if progress:
             progress("file", src, 0)
         try:
             on_bytes = (lambda n: progress("bytes", src, n)) if progress else None
-            sha, size, new, changed = self._copy(src, known=known, abort=abort,
-                                                 on_bytes=on_bytes)
+            copied = self._copy(src, known=known, abort=abort, on_bytes=on_bytes)
         except (OSError, RecorderError) as exc:
             reason = exc.message if isinstance(exc, RecorderError) else (
                 f"cannot read: {exc.strerror or exc}")
-            if self._gone(ctx):
+            if not isinstance(exc, NotRegularFile) and self._gone(ctx):
                 self._end_acquisition(acq_id, AcquisitionState.INTERRUPTED,
                                       "recorder removed during copy")
                 raise RecorderGone(f"recorder {serial} was removed while {src.display} was "
@@ -323,13 +382,13 @@ class Ingestor:
         except BaseException:
             self._end_acquisition(acq_id, AcquisitionState.INTERRUPTED, "stopped during copy")
             raise
-        if new:
+        if copied.new:
             with self._tally:
-                report.bytes_copied += size
-        result = self._record(src, acq_id=acq_id, sha=sha, size=size, rec=rec, serial=serial,
-                              docked_at=docked_at, ctx=ctx, changed=changed, copied=new)
+                report.bytes_copied += copied.size
+        result = self._record(src, acq_id=acq_id, copied=copied, rec=rec, serial=serial,
+                              docked_at=docked_at, ctx=ctx)
         if progress:
-            progress("done", src, size)
+            progress("done", src, copied.size)
         return result
 
     @staticmethod
@@ -353,8 +412,7 @@ class Ingestor:
 
     def _copy(self, src: SourceFile, *, known: str | None,
               abort: threading.Event | None = None,
-              on_bytes: Callable[[int], None] | None = None) -> tuple[str, int, bool, bool]:
-        """Returns (sha256, size, bytes were written, the source kept changing)."""
+              on_bytes: Callable[[int], None] | None = None) -> Copied:
         store = self.station.store
         attempts = self.settings.ingest.changed_retries + 1
         for attempt in range(1, attempts + 1):
@@ -365,6 +423,7 @@ class Ingestor:
                 # earlier ones are discarded, so no object is left that no item names.
                 keep = functools.partial(_keep_copy, fd, before, last=attempt == attempts)
 
+                repaired: Repair | None = None
                 if known is not None and store.has(known):
                     digest = hash_fd(fd, buffer_size=store.buffer_size, on_bytes=on_bytes)
                     new = False
@@ -374,26 +433,30 @@ class Ingestor:
                         known = None
                         os.lseek(fd, 0, os.SEEK_SET)
                         written = store.put_from_fd(fd, abort=abort, accept=keep, on_bytes=on_bytes)
-                        digest, new = written.digest, written.new
+                        digest, new, repaired = written.digest, written.new, written.repaired
                 else:
                     written = store.put_from_fd(fd, abort=abort, accept=keep, on_bytes=on_bytes)
-                    digest, new = written.digest, written.new
+                    digest, new, repaired = written.digest, written.new, written.repaired
                 stable = _unchanged(fd, before, digest)
             finally:
                 os.close(fd)
+            # A copy that replaced a damaged object was accepted, so this attempt is the one
+            # returned: its repair is recorded with the acquisition.
             if stable:
-                return digest.sha256, digest.size, new, False
+                return Copied(sha256=digest.sha256, size=digest.size, new=new, changed=False,
+                              repaired=repaired)
             log.warning("%s changed while being copied (attempt %d of %d)",
                         src.display, attempt, attempts)
         # Still changing: keep what was read (it is verified in the store) and flag it; the
         # recorder's file is untouched and is read again at the next dock.
         if known is None:
-            return digest.sha256, digest.size, new, True
+            return Copied(sha256=digest.sha256, size=digest.size, new=new, changed=True,
+                          repaired=repaired)
         raise SourceChanged(f"{src.display} keeps changing while it is read")
 
-    def _record(self, src: SourceFile, *, acq_id: int, sha: str, size: int,
-                rec: Recorder | None, serial: str, docked_at: datetime, ctx: DockContext,
-                changed: bool, copied: bool) -> FileResult:
+    def _record(self, src: SourceFile, *, acq_id: int, copied: Copied, rec: Recorder | None,
+                serial: str, docked_at: datetime, ctx: DockContext) -> FileResult:
+        sha, size, changed = copied.sha256, copied.size, copied.changed
         custody = self.station.custody
         with self.station.catalog.read() as conn:
             existing = q.item(conn, sha)
@@ -408,7 +471,7 @@ class Ingestor:
                 conn, kind=EventKind.ACQUIRED, actor=ctx.actor, item=sha,
                 data={"serial": serial, "path": src.display, "path_hex": src.rel.hex(),
                       "size": size, "mtime_ns": src.mtime_ns, "acquisition": acq_id,
-                      "copied": copied},
+                      "copied": copied.new},
                 at=now,
             )
             state = AcquisitionState.STORED if existing is None else AcquisitionState.KNOWN
@@ -426,6 +489,17 @@ class Ingestor:
                 # sweep may have removed it since this copy found it.
                 if not existing["local_present"] and self.station.store.has(sha):
                     q.update_item(conn, sha, local_present=True)
+            if copied.repaired is not None:
+                custody.record(
+                    conn, kind=EventKind.REPAIRED, actor=ctx.actor, item=sha,
+                    data={"problem": copied.repaired.problem,
+                          "quarantined_to": copied.repaired.quarantined_to,
+                          "serial": serial, "path": src.display, "acquisition": acq_id},
+                    at=now,
+                )
+                log.warning("item %s repaired from %s %s; damaged bytes kept at %s", sha[:12],
+                            serial, src.display, copied.repaired.quarantined_to,
+                            extra={"event": "object_repaired"})
             # The size acquired, as the ledger entry states it (a file that grew while it was
             # copied differs from the size seen when the recorder was walked).
             q.finish_acquisition(conn, acq_id, state=state, item=sha, size=size,
@@ -539,6 +613,12 @@ def process_alive(pid: int) -> bool:
             return b"ingestd" in fh.read()
     except OSError:
         return False
+
+
+def session_abandoned(pid: int | None, host: str | None) -> bool:
+    """Is the process that serves a ``running`` session gone? The same rule as
+    ``interrupt_abandoned``, so that a reader can show the truth without writing."""
+    return pid is None or host != HOST or not process_alive(int(pid))
 
 
 def _unchanged(fd: int, before: os.stat_result, digest: Digest) -> bool:

@@ -3,6 +3,10 @@
 An object is written to ``tmp/`` while it is hashed, fsynced, renamed into place, its directory
 fsynced, and then read back from disk (not from the page cache) and hashed again. Only an
 object that passed that read-back is *stored*.
+
+Bytes are never destroyed to make room for others: a stored object found damaged when intact
+bytes arrive, and an object that no item names and that does not hash to its name, are moved
+to ``quarantine/`` (kept, read-only) before anything takes their place.
 """
 
 from __future__ import annotations
@@ -40,10 +44,19 @@ class Usage:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Repair:
+    """A damaged stored object that a fresh, verified copy replaced."""
+
+    problem: str  # what verification found
+    quarantined_to: str  # where the damaged bytes are kept, relative to the store's root
+
+
+@dataclass(frozen=True, kw_only=True)
 class Written:
     digest: Digest
     new: bool  # False: the object was there already (and was verified again), or not kept
     kept: bool = True  # False: ``accept`` turned the copy down; nothing entered the store
+    repaired: Repair | None = None  # the copy replaced a damaged object (kept in quarantine)
 
 
 class Store:
@@ -51,6 +64,7 @@ class Store:
         self.root = root
         self.objects = root / "objects" / "sha256"
         self.tmp = root / "tmp"
+        self.quarantine_dir = root / "quarantine"
         self.buffer_size = buffer_size
 
     def create(self) -> None:
@@ -83,6 +97,7 @@ class Store:
         source still the same file?); a copy it turns down is discarded, leaving no object."""
         self.tmp.mkdir(parents=True, exist_ok=True)
         tmp: Path | None = None
+        repaired: Repair | None = None
         try:
             tmp, fd = self._locked_temp()
             try:
@@ -97,8 +112,12 @@ class Store:
                     try:
                         self.verify(digest.sha256, digest.size)
                     except ObjectDamaged as exc:
-                        # The fresh copy is good and the old one is not: it replaces the old.
+                        # The fresh copy is good and the old one is not: it takes the old
+                        # one's place, and the damaged bytes are kept, never overwritten.
                         log.error("repairing stored object from a new copy: %s", exc)
+                        moved = self.quarantine(digest.sha256)
+                        if moved is not None:
+                            repaired = Repair(problem=exc.message, quarantined_to=moved)
                     else:
                         tmp.unlink()
                         return Written(digest=digest, new=False)
@@ -126,7 +145,7 @@ class Store:
             # The copy on disk is not what we hashed (a bad disk): do not keep a wrong object.
             final.unlink(missing_ok=True)
             raise
-        return Written(digest=digest, new=True)
+        return Written(digest=digest, new=True, repaired=repaired)
 
     def _locked_temp(self) -> tuple[Path, int]:
         """A new temp file, locked: clean_tmp (run by every ingest, and at daemon start) leaves
@@ -159,6 +178,21 @@ class Store:
                 f"({digest.size} bytes)"
             )
         return digest
+
+    def quarantine(self, name: str) -> str | None:
+        """Move the object stored under ``name`` to ``quarantine/`` (kept, never deleted).
+        Returns where it went, relative to the store's root; None if it was not there."""
+        source = self.path_of(name)
+        self.quarantine_dir.mkdir(mode=0o750, exist_ok=True)
+        target = self.quarantine_dir / f"{name}.{uuid.uuid4().hex[:12]}"
+        try:
+            os.rename(source, target)
+        except FileNotFoundError:
+            return None
+        fsync_dir(self.quarantine_dir)
+        fsync_dir(source.parent)
+        log.warning("object %s moved to quarantine as %s", name, target.name)
+        return str(target.relative_to(self.root))
 
     def remove(self, sha256: str) -> None:
         """Only for retention: the caller has checked that off-site copies are verified."""

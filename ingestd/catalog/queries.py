@@ -92,6 +92,13 @@ def iter_entries(conn: Connection, *, after: int = 0, item: str | None = None,
         last = int(rows[-1]["seq"])
 
 
+def entries_of_kinds(conn: Connection, kinds: Sequence[str]) -> list[LedgerEntry]:
+    """Every entry of these kinds, in order (for kinds that are few, such as repairs)."""
+    rows = conn.execute(select(ledger).where(ledger.c.kind.in_(list(kinds)))
+                        .order_by(ledger.c.seq)).mappings()
+    return [_entry(row) for row in rows]
+
+
 def add_key(conn: Connection, *, key_id: str, station: str, public_hex: str, at: datetime) -> None:
     exists = conn.execute(select(keys.c.key_id).where(keys.c.key_id == key_id)).first()
     if not exists:

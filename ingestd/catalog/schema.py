@@ -94,6 +94,9 @@ dock_sessions = Table(
     Column("bytes_copied", BigInteger, nullable=False, default=0),
     Column("error", Text, nullable=False, default=""),
     Column("ledger_seq", BigInteger, nullable=True),
+    # What the walk saw and did not take: how many, and a JSON count by kind.
+    Column("files_skipped", Integer, nullable=False, default=0, server_default="0"),
+    Column("skipped", Text, nullable=False, default="{}", server_default="{}"),
     # Which process serves the session: a session whose process is gone was interrupted.
     Column("pid", Integer, nullable=True),
     Column("host", String(255), nullable=True),

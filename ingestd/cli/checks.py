@@ -121,6 +121,10 @@ def audit_cmd(app: AppContext, sample: int | None, everything: bool, decode: int
                       f"{'[green]all intact[/]' if report.ok else '[red]FAILURES[/]'}")
         for f in report.failures:
             console.print(f"  {f['sha256'][:16]}: {esc(f['problem'])}")
+        for o in report.orphans:
+            where = f" (moved to {esc(o['quarantined_to'])})" if "quarantined_to" in o else ""
+            console.print(f"  orphan object {o['sha256'][:16]}, {o['size']} bytes, named by no "
+                          f"item: {o['action']}{where}")
     if not report.ok:
         raise click.exceptions.Exit(DiscrepancyFound.exit_code)
 

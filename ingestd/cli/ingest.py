@@ -74,7 +74,8 @@ def _with_progress(ingestor: Ingestor, mountpoint: Path, serial: str,
 def _print(report: IngestReport) -> None:
     new = sum(1 for i in report.items if i.new)
     console.print(f"recorder {esc(report.serial)}: {len(report.items)} files, {new} new, "
-                  f"{len(report.items) - new} already stored, {len(report.errors)} errors "
+                  f"{len(report.items) - new} already stored, {len(report.errors)} errors, "
+                  f"{len(report.skipped)} not taken "
                   f"(session {report.session_id}, {report.state})")
     for item in report.items:
         flags = f"  [yellow]{', '.join(item.flags)}[/]" if item.flags else ""
@@ -82,5 +83,9 @@ def _print(report: IngestReport) -> None:
                       f"{esc(item.path)}{flags}")
     for err in report.errors:
         console.print(f"  [red]error[/] {esc(err['path'])}: {esc(err['error'])}")
+    # Left on the recorder: each one is shown, since it may be footage under another name.
     for skip in report.skipped:
-        console.print(f"  [dim]skipped {esc(skip['path'])}: {esc(skip['reason'])}[/]")
+        console.print(f"  [yellow]not taken[/] {esc(skip['path'])}: {esc(skip['reason'])}")
+    if report.skipped:
+        console.print("  not taken, by kind: " + ", ".join(
+            f"{k} {n}" for k, n in report.skipped_by_kind().items()))

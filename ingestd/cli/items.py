@@ -15,7 +15,9 @@ from ..audit import describe_item
 from ..catalog import queries as q
 from ..domain import text
 from ..domain.flags import REASONS, WINDOW_FLAGS, Flag
+from ..domain.models import EventKind
 from ..errors import UsageError
+from ..ingest import session_abandoned
 from ..jobs import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB
 from .base import (
     AppContext,
@@ -64,9 +66,7 @@ def status(app: AppContext, as_json: bool) -> None:
                   "labelled": counts["labelled"], "flags": counts["flags"]},
         "acquisitions": counts["acquisitions"],
         "recorders": recorders,
-        "docks": [{k: s[k] for k in ("id", "serial", "source", "state", "docked_at",
-                                     "finished_at", "files_new", "files_known", "files_failed",
-                                     "error")} for s in sessions],
+        "docks": [_dock(s) for s in sessions],
         "jobs": jobs,
         "checks": _last_checks(jobs),
         "targets": targets,
@@ -89,13 +89,7 @@ def status(app: AppContext, as_json: bool) -> None:
     else:
         console.print("flags: none")
     if sessions:
-        table = Table("dock", "recorder", "via", "state", "docked", "new", "known", "failed",
-                      title="recent docks")
-        for s in sessions:
-            table.add_row(str(s["id"]), esc(s["serial"]), s["source"], s["state"],
-                          s["docked_at"][:19], str(s["files_new"]), str(s["files_known"]),
-                          str(s["files_failed"]))
-        console.print(table)
+        _print_docks(info["docks"])
     for name, t in targets.items():
         oldest = t["oldest_waiting"]
         line = (f"target {esc(name)}: {t['verified']} verified, {t['queued']} queued, "
@@ -135,6 +129,52 @@ def _last_checks(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]
             "job": name, "at": job["finished_at"] or job["started_at"], "ok": job["ok"],
             "summary": job["summary"]}
     return out
+def _print_docks(docks: list[dict[str, Any]]) -> None:
+    table = Table("dock", "recorder", "via", "state", "docked", "new", "known", "failed",
+                  "skip", title="recent docks")
+    for d in docks:
+        table.add_row(str(d["id"]), esc(d["serial"]), d["source"], d["state"],
+                      d["docked_at"][:19], str(d["files_new"]), str(d["files_known"]),
+                      str(d["files_failed"]), str(d["files_skipped"]))
+    console.print(table)
+    for d in docks:
+        if d["process_gone"]:
+            console.print(f"dock {d['id']} ({esc(d['serial'])}): [red]interrupted[/]: its "
+                          "process is gone; the recorder's files are taken at its next dock")
+        # Files left on a recorder may be footage: each dock that left some says what.
+        if d["files_skipped"]:
+            console.print(f"dock {d['id']} ({esc(d['serial'])}): [yellow]"
+                          f"{d['files_skipped']} files not taken[/]: " + ", ".join(
+                              f"{k} {n}" for k, n in d["skipped"].items()))
+
+
+def _resolution(flag: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A flag stays; what resolved it is read from the ledger: for a damaged stored copy, the
+    last ``repaired`` entry after the flag."""
+    if flag["flag"] != Flag.FIXITY_FAILED:
+        return None
+    repairs = [h for h in history
+               if h["kind"] == EventKind.REPAIRED and h["seq"] > flag["ledger_seq"]]
+    if not repairs:
+        return None
+    last = repairs[-1]
+    return {"seq": last["seq"], "at": last["at"], "by": last["actor"],
+            "serial": last["data"].get("serial", ""), "path": last["data"].get("path", ""),
+            "quarantined_to": last["data"].get("quarantined_to", "")}
+
+
+def _dock(session: dict[str, Any]) -> dict[str, Any]:
+    """A recent dock as status shows it. A session still marked running whose process is gone
+    is shown interrupted at once (the next ingest records it so); nothing is written here."""
+    dock = {k: session[k] for k in ("id", "serial", "source", "state", "docked_at",
+                                    "finished_at", "files_new", "files_known", "files_failed",
+                                    "files_skipped", "error")}
+    dock["skipped"] = json.loads(session["skipped"] or "{}")
+    dock["process_gone"] = False
+    if dock["state"] == "running" and session_abandoned(session["pid"], session["host"]):
+        dock["state"] = "interrupted"
+        dock["process_gone"] = True
+    return dock
 
 
 def _item_rows(conn: Any, **filters: Any) -> list[dict[str, Any]]:
@@ -202,6 +242,8 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
                     "station": e.station, "data": e.data, "entry_hash": e.entry_hash,
                     "key_id": e.key_id} for e in q.iter_entries(conn, item=sha)]
     summary = describe_item(station, sha)
+    for f in flags:
+        f["resolution"] = _resolution(f, history)
     row["media"] = json.loads(row.get("media") or "{}")
     info = {"item": summary, "record": row, "labels": labels, "flags": flags,
             "acquisitions": acqs, "justifications": justs, "history": history}
@@ -221,6 +263,11 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
     for f in flags:
         console.print(f"  [yellow]flag {f['flag']}[/] since {f['set_at'][:19]}: "
                       f"{esc(f['detail'])}")
+        if f["resolution"]:
+            r = f["resolution"]
+            console.print(f"    [green]repaired[/] {r['at'][:19]} (entry {r['seq']}) from "
+                          f"{esc(r['serial'])} {esc(r['path'])}; damaged bytes kept at "
+                          f"{esc(r['quarantined_to'])}")
     for j in justs:
         console.print(f"  justified {j['flag']} by {esc(j['by'])}: {esc(j['reason'])}")
     table = Table("seq", "time", "event", "actor", "station", "details", title="custody")

@@ -1,8 +1,10 @@
 """Walking a recorder's files: names are data, never paths to follow.
 
 Paths are kept as the exact bytes the file system holds. Symbolic links are not followed,
-a directory reached twice (a bind-mount or file-system loop) is walked once, and only regular
-files whose names match the configured patterns are offered.
+a directory reached twice (a bind-mount or file-system loop) is walked once, folders deeper
+than ``MAX_DEPTH`` are not entered, and only regular files whose names match the configured
+patterns are offered. Everything else the walk meets is yielded as :class:`Skipped` with its
+kind, so that a session can account for every file it did not take.
 """
 
 from __future__ import annotations
@@ -13,11 +15,30 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from ..domain.canonical import display_path
+from ..errors import NotRegularFile
 
 log = logging.getLogger(__name__)
+
+#: Folders nested deeper than this are not entered (recorders use two or three levels; a
+#: deeper tree is a fault or a trap, and is reported rather than walked).
+MAX_DEPTH = 16
+
+
+class SkipKind(StrEnum):
+    """Why the walk did not take something it saw."""
+
+    SYMLINK = "symlink"
+    FIFO = "fifo"
+    DEVICE = "device"
+    SOCKET = "socket"
+    UNREADABLE = "unreadable"
+    LOOP = "loop"
+    TOO_DEEP = "too_deep"
+    UNMATCHED = "unmatched"  # a name no pattern matches: perhaps footage with another extension
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +58,7 @@ class SourceFile:
 @dataclass(frozen=True, kw_only=True)
 class Skipped:
     rel: bytes
+    kind: SkipKind
     reason: str
 
     @property
@@ -53,25 +75,28 @@ def matches(name: bytes, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(text, p) for p in patterns)
 
 
-def walk(root: Path, patterns: Sequence[str]) -> Iterator[SourceFile | Skipped]:
+def walk(root: Path, patterns: Sequence[str], *,
+         max_depth: int = MAX_DEPTH) -> Iterator[SourceFile | Skipped]:
     """Yield matching regular files under ``root`` in a stable order, and what was skipped."""
     wanted = _matcher(patterns)
     base = os.fsencode(root)
     try:
         top = os.stat(base)
     except OSError as exc:
-        yield Skipped(rel=b".", reason=f"cannot open recorder root: {exc.strerror}")
+        yield Skipped(rel=b".", kind=SkipKind.UNREADABLE,
+                      reason=f"cannot open recorder root: {exc.strerror}")
         return
     seen: set[tuple[int, int]] = {(top.st_dev, top.st_ino)}
-    stack: list[bytes] = [b""]
+    stack: list[tuple[bytes, int]] = [(b"", 0)]
     while stack:
-        rel_dir = stack.pop()
+        rel_dir, depth = stack.pop()
         here = os.path.join(base, rel_dir) if rel_dir else base
         try:
             with os.scandir(here) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            yield Skipped(rel=rel_dir or b".", reason=f"cannot list folder: {exc.strerror}")
+            yield Skipped(rel=rel_dir or b".", kind=SkipKind.UNREADABLE,
+                          reason=f"cannot list folder: {exc.strerror}")
             continue
         subdirs = []
         for entry in entries:
@@ -79,33 +104,86 @@ def walk(root: Path, patterns: Sequence[str]) -> Iterator[SourceFile | Skipped]:
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
-                yield Skipped(rel=rel, reason=f"cannot stat: {exc.strerror}")
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                # Reported whatever its name: a link may stand for a folder of recordings.
-                yield Skipped(rel=rel, reason="symbolic link (not followed)")
+                yield Skipped(rel=rel, kind=SkipKind.UNREADABLE,
+                              reason=f"cannot stat: {exc.strerror}")
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if (st.st_dev, st.st_ino) in seen:
-                    yield Skipped(rel=rel, reason="folder already walked (loop)")
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-                subdirs.append(rel)
+                    yield Skipped(rel=rel, kind=SkipKind.LOOP,
+                                  reason="folder already walked (loop)")
+                elif depth + 1 > max_depth:
+                    yield Skipped(rel=rel, kind=SkipKind.TOO_DEEP,
+                                  reason=f"folder nested deeper than {max_depth} levels "
+                                         "(not walked)")
+                else:
+                    seen.add((st.st_dev, st.st_ino))
+                    subdirs.append((rel, depth + 1))
                 continue
-            if not matches(entry.name, wanted):
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                yield Skipped(rel=rel, reason="not a regular file")
+            skipped = _not_taken(rel, entry.name, st.st_mode, wanted)
+            if skipped is not None:
+                yield skipped
                 continue
             yield SourceFile(path=os.path.join(base, rel), rel=rel, size=st.st_size,
                              mtime_ns=st.st_mtime_ns, ino=st.st_ino, dev=st.st_dev)
         stack.extend(reversed(subdirs))
 
 
+def _not_taken(rel: bytes, name: bytes, mode: int, wanted: Sequence[str]) -> Skipped | None:
+    """Why a non-folder entry is not offered, or None when it is. The type comes first,
+    whatever the name: a link or a pipe may stand for recordings."""
+    if stat.S_ISLNK(mode):
+        return Skipped(rel=rel, kind=SkipKind.SYMLINK, reason="symbolic link (not followed)")
+    if not stat.S_ISREG(mode):
+        kind, what = special_kind(mode)
+        return Skipped(rel=rel, kind=kind, reason=f"{what}, not a regular file (not read)")
+    if not matches(name, wanted):
+        return Skipped(rel=rel, kind=SkipKind.UNMATCHED,
+                       reason="name matches no configured pattern")
+    return None
+
+
+def special_kind(mode: int) -> tuple[SkipKind, str]:
+    """The kind and a name for a file that is not a regular file, a folder or a link."""
+    if stat.S_ISFIFO(mode):
+        return SkipKind.FIFO, "FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return SkipKind.SOCKET, "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return SkipKind.DEVICE, "device"
+    return SkipKind.UNREADABLE, f"file of unknown type {stat.S_IFMT(mode):o}"
+
+
 def open_source(path: bytes) -> int:
-    """Open a recorder file read-only, never through a symbolic link, without touching atime."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+    """Open a recorder file read-only, never through a symbolic link, without touching atime.
+
+    The file may have been replaced since the walk saw it: it is opened without blocking (a
+    FIFO would otherwise wait for a writer for ever) and its type is checked on the open
+    descriptor; anything but a regular file is refused with :class:`NotRegularFile`."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
     try:
-        return os.open(path, flags | os.O_NOATIME)
+        fd = os.open(path, flags | os.O_NOATIME)
     except PermissionError:
-        return os.open(path, flags)  # O_NOATIME needs ownership; the mount is read-only anyway
+        fd = os.open(path, flags)  # O_NOATIME needs ownership; the mount is read-only anyway
+    return regular_or_refuse(fd, display_path(path))
+
+
+def regular_or_refuse(fd: int, shown: str) -> int:
+    """``fd`` in blocking mode if it is a regular file; otherwise closed, and refused."""
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = special_kind(mode)[1] if not stat.S_ISDIR(mode) else "folder"
+            raise NotRegularFile(f"{shown} is a {what}, not a regular file: not read")
+        os.set_blocking(fd, True)  # reads of a regular file wait for the disk, as they should
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular(path: Path | bytes) -> int:
+    """Open any file to be hashed (``verify FILE``) the same careful way: without blocking on
+    a FIFO, and refused unless it is a regular file."""
+    raw = os.fsencode(path)
+    fd = os.open(raw, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    return regular_or_refuse(fd, display_path(raw))

@@ -35,6 +35,9 @@ class EventKind(StrEnum):
     EVICTED = "evicted"  # left the local cache after verified off-site copies
     RECORDER_REFUSED = "recorder_refused"
     DOCKED = "docked"  # a dock session with device health
+    SKIPPED = "skipped"  # what a dock session's walk saw and did not take, counted by kind
+    ORPHAN = "orphan"  # an object in the store that no item names, kept or quarantined
+    REPAIRED = "repaired"  # a damaged stored object replaced by intact bytes, the bad ones kept
     REGISTRY = "registry"  # recorder registry changed
     KEY_ROTATED = "key_rotated"
     GENESIS = "genesis"

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import queue
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -242,8 +243,12 @@ def hash_fd(fd: int, *, buffer_size: int = DEFAULT_BUFFER,
 
 
 def hash_file(path: Path, *, buffer_size: int = DEFAULT_BUFFER, from_disk: bool = False) -> Digest:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # Not blocking on open: a FIFO put where a file should be must not hang the reader.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
         if from_disk:
             drop_cache(fd)
         return hash_fd(fd, buffer_size=buffer_size)

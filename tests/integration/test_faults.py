@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -27,6 +28,7 @@ from conftest import (
     open_station,
     partial_files,
     run_cli,
+    run_ingestd,
     sha256_of,
     start_ingestd,
     store_objects,
@@ -422,3 +424,239 @@ def test_different_bytes_under_the_same_name_size_and_time_are_stored(
     assert new.new is True
     assert assert_catalog_items_intact(home) == {old.sha256, new.sha256}
     assert run_cli(home, "verify", source).exit_code == 0
+
+
+# -- a killed ingest, as status shows it ------------------------------------------------------
+
+
+def test_status_shows_a_killed_ingest_interrupted_at_once_without_writing(
+        tmp_path: Path, crash_recorder: tuple[Path, dict[str, str]]) -> None:
+    rec, _ = crash_recorder
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, "1")})
+    proc = start_ingestd(home, "ingest", rec, "--serial", SERIAL, "--json")
+    wait_for_dock(home, proc)
+    kill_when(home, proc, "copying", 1, 0)
+    assert proc.returncode == -signal.SIGKILL
+
+    (dock,) = run_cli(home, "status", "--json").json()["docks"]
+    assert dock["state"] == "interrupted" and dock["process_gone"] is True
+    text = run_cli(home, "status")
+    assert text.exit_code == 0
+    assert f"dock {dock['id']} ({SERIAL}): interrupted: its process is gone" in text.stdout
+    assert "running" not in text.stdout
+    # Derived when read: the catalog still holds what the killed process left; the next
+    # command that writes records it.
+    (row,) = catalog_rows(home, "SELECT state FROM dock_sessions")
+    assert row["state"] == "running"
+    again = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json")
+    assert again.exit_code == 0, again.stderr
+    states = [r["state"] for r in catalog_rows(home, "SELECT state FROM dock_sessions "
+                                                     "ORDER BY id")]
+    assert states == ["interrupted", "done"]
+
+
+def test_status_shows_a_live_ingest_running(tmp_path: Path,
+                                            crash_recorder: tuple[Path, dict[str, str]]) -> None:
+    rec, _ = crash_recorder
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, "1")})
+    proc = start_ingestd(home, "ingest", rec, "--serial", SERIAL, "--json")
+    try:
+        wait_for_dock(home, proc)
+        states = [d["state"] for d in run_cli(home, "status", "--json").json()["docks"]]
+        alive_after = proc.poll() is None
+    finally:
+        proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    # A live process's session is never shown interrupted.
+    assert states in ([["running"]] if alive_after else [["running"], ["done"]])
+
+
+# -- orphans: bytes in the store that no item names -------------------------------------------
+
+
+def plant(home: Path, name: str, data: bytes) -> Path:
+    """An object left in the store behind the catalog's back (a process killed between the
+    store's rename and the catalog's commit, or a hand)."""
+    path = object_path(home, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(0o440)
+    return path
+
+
+def test_audit_keeps_an_intact_orphan_and_quarantines_a_damaged_one(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    good = plant(home, clips.b.sha256, clips.b.path.read_bytes())
+    bad_bytes = b"not what the name says" * 100
+    bad_name = sha256_of(b"some other bytes")
+    plant(home, bad_name, bad_bytes)
+
+    result = run_cli(home, "audit", "--all", "--json")
+    assert result.exit_code == 1  # a damaged object is a failure, even when no item names it
+    report = result.json()
+    orphans = {o["sha256"]: o for o in report["orphans"]}
+    assert set(orphans) == {clips.b.sha256, bad_name}
+    assert orphans[clips.b.sha256] == {"sha256": clips.b.sha256, "size": clips.b.size,
+                                       "action": "kept"}
+    moved = orphans[bad_name]
+    assert moved["action"] == "quarantined" and "damaged" in moved["problem"]
+    assert [f["sha256"] for f in report["failures"]] == [bad_name]
+    assert report["checked"] == 1  # the one item, intact
+
+    # The intact orphan stays where it is; the damaged one is kept in quarantine, not deleted.
+    assert sha256_of(good) == clips.b.sha256
+    assert not object_path(home, bad_name).exists()
+    quarantined = home / "store" / moved["quarantined_to"]
+    assert quarantined.parent == home / "store" / "quarantine"
+    assert quarantined.read_bytes() == bad_bytes
+
+    entries = [json.loads(line) for line in
+               (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
+    recorded = {e["data"]["action"]: e for e in entries if e["kind"] == "orphan"}
+    assert set(recorded) == {"kept", "quarantined"}
+    assert recorded["kept"]["item"] == clips.b.sha256
+    assert recorded["kept"]["data"]["size"] == clips.b.size
+    assert recorded["quarantined"]["item"] is None  # its name is not what its bytes are
+    assert recorded["quarantined"]["data"]["sha256"] == bad_name
+    assert recorded["quarantined"]["data"]["quarantined_to"] == moved["quarantined_to"]
+
+    # Audited again: still reported, recorded once; nothing more is quarantined.
+    again = run_cli(home, "audit", "--all")
+    assert again.exit_code == 0, again.stdout
+    assert f"orphan object {clips.b.sha256[:16]}" in again.stdout and "kept" in again.stdout
+    assert (home / "ledger.jsonl").read_text(encoding="utf-8").count('"kind": "orphan"') == 2
+
+    # The next dock that brings those bytes makes the orphan an item, as any first copy.
+    rec_b = build_recorder(tmp_path / "rec_b", {f"{MEDIA}/B.MP4": clips.b})
+    ingest = run_cli(home, "ingest", rec_b, "--serial", SERIAL, "--json").json()
+    assert [(i["sha256"], i["new"]) for i in ingest["items"]] == [(clips.b.sha256, True)]
+    shown = run_cli(home, "show", clips.b.sha256, "--json").json()
+    assert [h["kind"] for h in shown["history"]][:3] == ["orphan", "acquired", "stored"]
+    final = run_cli(home, "audit", "--all", "--json").json()
+    assert final["ok"] is True and final["orphans"] == [] and final["checked"] == 2
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_bytes_found_in_quarantine_without_a_record_are_recorded_once(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    """As a process stopped between moving damaged bytes aside and recording it leaves them."""
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    folder = home / "store" / "quarantine"
+    folder.mkdir()
+    (folder / f"{clips.a.sha256}.0123456789ab").write_bytes(b"damaged bytes")
+
+    report = run_cli(home, "audit", "--all", "--json").json()
+    assert report["ok"] is True  # the item itself is intact
+    (found,) = report["orphans"]
+    assert found["quarantined_to"] == f"quarantine/{clips.a.sha256}.0123456789ab"
+    assert found["sha256"] == clips.a.sha256 and found["size"] == len(b"damaged bytes")
+    assert "no record" in found["problem"]
+    assert (folder / f"{clips.a.sha256}.0123456789ab").read_bytes() == b"damaged bytes"
+    # Recorded once: the next audit finds the record.
+    assert run_cli(home, "audit", "--all", "--json").json()["orphans"] == []
+    assert (home / "ledger.jsonl").read_text(encoding="utf-8").count('"kind": "orphan"') == 1
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_a_fifo_in_the_store_does_not_hang_audit_and_is_quarantined(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    name = sha256_of(b"a name with a pipe behind it")
+    fifo = object_path(home, name)
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+    try:
+        # In its own process with a timeout: a hang fails the test instead of the suite.
+        result = run_ingestd(home, "audit", "--all", "--json", timeout=60)
+    finally:
+        for path in (fifo, *(home / "store" / "quarantine").glob(f"{name}.*")):
+            try:  # should a reader be blocked on it after all, a writer frees it
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+    assert result.returncode == 1, result.stderr
+    (orphan,) = json.loads(result.stdout)["orphans"]
+    assert orphan["sha256"] == name and orphan["action"] == "quarantined"
+    assert "not a regular file" in orphan["problem"]
+    assert stat.S_ISFIFO((home / "store" / orphan["quarantined_to"]).lstat().st_mode)
+    assert not fifo.exists()
+    assert assert_catalog_items_intact(home) == {clips.a.sha256}
+
+
+# -- damaged copies repaired by a later dock --------------------------------------------------
+
+
+def quarantine_of(home: Path) -> dict[str, bytes]:
+    folder = home / "store" / "quarantine"
+    return {p.name: p.read_bytes() for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+def test_a_damaged_copy_is_repaired_by_the_next_dock_and_the_bad_bytes_are_kept(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a, f"{MEDIA}/B.MP4": clips.b})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    stored = object_path(home, clips.a.sha256)
+    flip_bit(stored, offset=clips.a.size // 2)
+    damaged = stored.read_bytes()
+    assert run_cli(home, "audit", "--all").exit_code == 1  # flagged fixity_failed
+
+    # The same recorder docks again, still holding the intact file.
+    again = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json")
+    assert again.exit_code == 0, again.stderr
+    items = {i["path"]: i for i in again.json()["items"]}
+    assert items[f"{MEDIA}/A.MP4"]["new"] is False and items[f"{MEDIA}/B.MP4"]["new"] is False
+    assert sha256_of(stored) == clips.a.sha256
+    assert stat.S_IMODE(stored.stat().st_mode) & 0o222 == 0
+    (kept,) = quarantine_of(home).values()
+    assert kept == damaged  # the bad bytes are kept, never destroyed
+
+    entries = [json.loads(line) for line in
+               (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
+    (repaired,) = [e for e in entries if e["kind"] == "repaired"]
+    assert repaired["item"] == clips.a.sha256
+    assert repaired["data"]["quarantined_to"].startswith("quarantine/")
+    assert (home / "store" / repaired["data"]["quarantined_to"]).read_bytes() == damaged
+    assert "damaged" in repaired["data"]["problem"]
+    assert repaired["data"]["path"] == f"{MEDIA}/A.MP4" and repaired["data"]["serial"] == SERIAL
+
+    # The flag stays, with its resolution.
+    shown = run_cli(home, "show", clips.a.sha256, "--json").json()
+    (flag,) = [f for f in shown["flags"] if f["flag"] == "fixity_failed"]
+    assert flag["resolution"]["seq"] == repaired["seq"]
+    assert flag["resolution"]["quarantined_to"] == repaired["data"]["quarantined_to"]
+    text = run_cli(home, "show", clips.a.sha256).stdout
+    assert "repaired" in text and "damaged bytes kept at" in text
+    assert run_cli(home, "verify", "--hash", clips.a.sha256).exit_code == 0
+    assert run_cli(home, "audit", "--all").exit_code == 0
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+    # An intact copy is not replaced again: a further dock repairs nothing.
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    assert len(quarantine_of(home)) == 1
+    assert (home / "ledger.jsonl").read_text(encoding="utf-8").count('"kind": "repaired"') == 1
+
+
+def test_a_damaged_object_replaced_by_other_bytes_of_the_same_content_leaves_a_trace(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    """No audit has seen the damage: the copy that finds it (another recorder, another name)
+    still keeps the bad bytes and records the repair."""
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    stored = object_path(home, clips.a.sha256)
+    flip_bit(stored, offset=100)
+    damaged = stored.read_bytes()
+
+    other = build_recorder(tmp_path / "other", {f"{MEDIA}/COPY.MP4": clips.a})
+    report = run_cli(home, "ingest", other, "--serial", SERIAL, "--json")
+    assert report.exit_code == 0, report.stderr
+    assert sha256_of(stored) == clips.a.sha256
+    assert list(quarantine_of(home).values()) == [damaged]
+    entries = [json.loads(line) for line in
+               (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
+    (repaired,) = [e for e in entries if e["kind"] == "repaired"]
+    assert repaired["item"] == clips.a.sha256 and repaired["data"]["path"] == f"{MEDIA}/COPY.MP4"
+    assert run_cli(home, "ledger", "verify").exit_code == 0

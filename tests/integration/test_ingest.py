@@ -443,7 +443,8 @@ def test_a_directory_loop_is_walked_once(home: Path, tmp_path: Path, clips: Clip
     assert result.exit_code == 0, result.stderr
     report = result.json()
     assert [i["path"] for i in report["items"]] == [f"{MEDIA}/A.MP4"]
-    assert {"path": "DCIM/loop", "reason": "folder already walked (loop)"} in report["skipped"]
+    assert {"path": "DCIM/loop", "kind": "loop",
+            "reason": "folder already walked (loop)"} in report["skipped"]
 
 
 @pytest.mark.root

@@ -1,17 +1,30 @@
 """Walking a recorder: names are data; symbolic links are not followed; a folder reached twice
-is walked once; patterns ignore case."""
+is walked once; patterns ignore case; everything not taken is yielded with its kind."""
 
 from __future__ import annotations
 
 import os
+import socket
+import stat
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from ingestd.config import DEFAULT_PATTERNS
-from ingestd.docks.walk import Skipped, SourceFile, matches, open_source, walk
+from ingestd.docks.walk import (
+    MAX_DEPTH,
+    SkipKind,
+    Skipped,
+    SourceFile,
+    matches,
+    open_regular,
+    open_source,
+    walk,
+)
+from ingestd.errors import NotRegularFile
 
 
 def found(root: Path, patterns: tuple[str, ...] = DEFAULT_PATTERNS
@@ -24,6 +37,13 @@ def found(root: Path, patterns: tuple[str, ...] = DEFAULT_PATTERNS
             assert isinstance(entry, SourceFile)
             files.append(entry.rel)
     return files, skipped
+
+
+def kinds(root: Path, patterns: tuple[str, ...] = DEFAULT_PATTERNS) -> dict[bytes, SkipKind]:
+    return {e.rel: e.kind for e in walk(root, patterns) if isinstance(e, Skipped)}
+
+
+UNMATCHED = "name matches no configured pattern"
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -42,7 +62,7 @@ def test_walks_matching_regular_files_in_a_stable_order(tmp_path: Path) -> None:
     files, skipped = found(tmp_path)
     assert files == [b"AUDIO/r.wav", b"DCIM/100MEDIA/A.MP4", b"DCIM/100MEDIA/B.MP4",
                      b"DCIM/101MEDIA/C.mov"]
-    assert skipped == {}
+    assert skipped == {b"SYSTEM/DEVICE.TXT": UNMATCHED, b"SYSTEM/firmware.bin": UNMATCHED}
 
 
 def test_source_file_facts(tmp_path: Path) -> None:
@@ -63,11 +83,14 @@ def test_patterns_ignore_case(tmp_path: Path, name: str) -> None:
     assert found(tmp_path, ("*.MP4", "*.JPG", "*.WAV"))[0] == [name.encode()]
 
 
-def test_non_matching_names_are_left_alone(tmp_path: Path) -> None:
+def test_non_matching_names_are_not_taken_but_reported(tmp_path: Path) -> None:
+    # Perhaps footage under an unexpected extension: never silently passed over.
     touch(tmp_path / "clip.mp4.tmp")
     touch(tmp_path / "mp4")
     touch(tmp_path / "notes.txt")
-    assert found(tmp_path) == ([], {})
+    assert found(tmp_path) == ([], {b"clip.mp4.tmp": UNMATCHED, b"mp4": UNMATCHED,
+                                    b"notes.txt": UNMATCHED})
+    assert set(kinds(tmp_path).values()) == {SkipKind.UNMATCHED}
 
 
 def test_matches_undecodable_names() -> None:
@@ -106,11 +129,86 @@ def test_open_source_refuses_a_symlink(tmp_path: Path) -> None:
         os.close(fd)
 
 
-def test_special_files_with_media_names_are_skipped_not_opened(tmp_path: Path) -> None:
+def test_special_files_are_skipped_by_kind_not_opened(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.mp4")  # opening it would block forever
-    files, skipped = found(tmp_path)
+    os.mkfifo(tmp_path / "pipe")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock.mp4"))
+        files, skipped = found(tmp_path)
+        found_kinds = kinds(tmp_path)
     assert files == []
-    assert skipped == {b"pipe.mp4": "not a regular file"}
+    assert skipped[b"pipe.mp4"] == "FIFO (named pipe), not a regular file (not read)"
+    assert found_kinds == {b"pipe.mp4": SkipKind.FIFO, b"pipe": SkipKind.FIFO,
+                           b"sock.mp4": SkipKind.SOCKET}
+
+
+@pytest.mark.root
+def test_a_device_node_is_skipped_as_a_device(tmp_path: Path) -> None:
+    os.mknod(tmp_path / "null.mp4", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    assert kinds(tmp_path) == {b"null.mp4": SkipKind.DEVICE}
+    with pytest.raises(NotRegularFile, match="device, not a regular file"):
+        open_source(os.fsencode(tmp_path / "null.mp4"))
+
+
+def test_folders_deeper_than_the_limit_are_reported_not_walked(tmp_path: Path) -> None:
+    deep = tmp_path
+    for level in range(MAX_DEPTH + 2):
+        deep = deep / f"d{level}"
+    touch(deep / "lost.mp4")
+    touch(tmp_path / "d0" / "kept.mp4")
+    files, skipped = found(tmp_path)
+    assert files == [b"d0/kept.mp4"]
+    too_deep = b"/".join(b"d%d" % n for n in range(MAX_DEPTH + 1))
+    assert kinds(tmp_path) == {too_deep: SkipKind.TOO_DEEP}
+    assert f"deeper than {MAX_DEPTH} levels" in skipped[too_deep]
+    # The limit is the walk's parameter: a shallower one cuts higher.
+    assert {e.rel: e.kind for e in walk(tmp_path, DEFAULT_PATTERNS, max_depth=1)
+            if isinstance(e, Skipped)} == {b"d0/d1": SkipKind.TOO_DEEP}
+
+
+def _within(seconds: float, call: Callable[[], object]) -> object:
+    """Run ``call`` on a thread; fail (instead of hanging the suite) if it does not return."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("opener", [open_source, open_regular])
+def test_opening_a_fifo_is_refused_at_once(tmp_path: Path,
+                                           opener: Callable[[bytes], int]) -> None:
+    fifo = tmp_path / "clip.mp4"
+    os.mkfifo(fifo)
+    try:
+        got = _within(10, lambda: opener(os.fsencode(fifo)))
+    finally:
+        # Should the open be blocked after all, a writer releases it.
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    assert isinstance(got, NotRegularFile)
+    assert "FIFO (named pipe), not a regular file" in got.message
+    assert "clip.mp4" in got.message
+
+
+def test_open_source_reads_a_regular_file_in_blocking_mode(tmp_path: Path) -> None:
+    path = touch(tmp_path / "a.mp4", b"12345")
+    fd = open_source(os.fsencode(path))
+    try:
+        assert os.get_blocking(fd)
+        assert os.read(fd, 10) == b"12345"
+    finally:
+        os.close(fd)
 
 
 def test_hostile_names_are_kept_as_bytes(tmp_path: Path) -> None:

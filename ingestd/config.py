@@ -202,6 +202,8 @@ class TargetSettings(_Section):
     readback: bool = False  # read every upload back in full and hash it before counting it
     # directory
     path: Path | None = None
+    mount_point: Path | None = None  # path must be on the file system mounted here
+    same_filesystem_ok: bool = False  # allow path on the store's own file system (tests, demos)
 
     @model_validator(mode="after")
     def _shape(self) -> TargetSettings:

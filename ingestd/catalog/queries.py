@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 
 from ..domain.canonical import format_time, parse_time
@@ -26,6 +37,7 @@ from .schema import (
     ledger,
     recorders,
     replicas,
+    target_identities,
 )
 
 
@@ -408,9 +420,22 @@ def items_needing_window_check(conn: Connection) -> list[RowMapping]:
 
 
 def verified_targets(conn: Connection, sha256: str) -> set[str]:
+    """Targets that hold a copy counted as sent (its bytes may not have been read back)."""
     return {row.target for row in conn.execute(
         select(replicas.c.target).where(replicas.c.item == sha256, replicas.c.state == "verified")
     )}
+
+
+def proven_targets(conn: Connection, sha256: str, locations: Mapping[str, str]) -> set[str]:
+    """Targets whose copy was read back and hashed to the item, at the location the target
+    now has (``locations``: target name to location): only these let a copy elsewhere go."""
+    rows = conn.execute(
+        select(replicas.c.target, replicas.c.location).where(
+            replicas.c.item == sha256, replicas.c.state == "verified",
+            replicas.c.proven_at.is_not(None), replicas.c.rewrite.is_(False))
+    )
+    return {row.target for row in rows
+            if row.location and locations.get(row.target) == row.location}
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -472,6 +497,12 @@ def replica(conn: Connection, sha256: str, target: str) -> RowMapping | None:
     ).mappings().first()
 
 
+def replicas_of(conn: Connection, sha256: str) -> dict[str, RowMapping]:
+    """The item's replica rows, by target."""
+    return {row["target"]: row for row in conn.execute(
+        select(replicas).where(replicas.c.item == sha256)).mappings()}
+
+
 def upsert_replica(conn: Connection, sha256: str, target: str, **values: Any) -> None:
     done = conn.execute(
         update(replicas).where(replicas.c.item == sha256, replicas.c.target == target)
@@ -489,15 +520,58 @@ def interrupt_uploads(conn: Connection, at: datetime) -> int:
     ).rowcount
 
 
+def relocate_replicas(conn: Connection, target: str, location: str, at: datetime) -> int:
+    """The target now points at ``location``: copies recorded elsewhere (or before locations
+    were recorded) no longer count; they are copied, or found, there at the next run."""
+    moved = and_(replicas.c.target == target, replicas.c.location != location)
+    # what was found bad at another place says nothing of the objects at this one
+    conn.execute(update(replicas).where(moved, replicas.c.location != "")
+                 .values(rewrite=False, bad_versions=""))
+    return conn.execute(
+        update(replicas).where(moved).values(
+            state=case((replicas.c.state == "verified", "queued"), else_=replicas.c.state),
+            location=location, proven_at=None, updated_at=format_time(at),
+            last_error=f"not yet checked at {location}"[:2000])
+    ).rowcount
+
+
+def replica_found_bad(conn: Connection, sha256: str, target: str, *, version_id: str | None,
+                      error: str, at: datetime) -> None:
+    """The copy does not hash to the item: it needs a new object, read back before it counts
+    again; the bad version is remembered (its lock keeps it for investigation)."""
+    row = replica(conn, sha256, target)
+    bad = (row["bad_versions"] if row else "").split()
+    if version_id and version_id not in bad:
+        bad.append(version_id)
+    upsert_replica(conn, sha256, target, state="mismatch", rewrite=True, proven_at=None,
+                   bad_versions=" ".join(bad), last_error=error[:2000],
+                   updated_at=format_time(at))
+
+
+def target_identity(conn: Connection, target: str, location: str) -> str | None:
+    return conn.execute(
+        select(target_identities.c.identity).where(target_identities.c.target == target,
+                                                   target_identities.c.location == location)
+    ).scalar()
+
+
+def record_target_identity(conn: Connection, target: str, location: str, identity: str,
+                           at: datetime) -> None:
+    conn.execute(insert(target_identities).values(target=target, location=location,
+                                                  identity=identity,
+                                                  recorded_at=format_time(at)))
+
+
 def locks_behind(conn: Connection, *, station: str | None = None) -> list[RowMapping]:
-    """Verified replicas whose lock is shorter than the item's retention, or whose hold
-    differs from the item's (``station``: of that station's items only)."""
+    """Replicas with an object off-site (verified once, whatever happened since) whose lock
+    is shorter than the item's retention, or whose hold differs from the item's
+    (``station``: of that station's items only)."""
     query = (
         select(replicas, items.c.retain_until.label("item_retain_until"),
                items.c.hold.label("item_hold"), items.c.retention_class,
                items.c.recorded_start)
         .join(items, items.c.sha256 == replicas.c.item)
-        .where(replicas.c.state == "verified")
+        .where(replicas.c.verified_at.is_not(None))
         .where(or_(
             replicas.c.hold != items.c.hold,
             and_(items.c.retain_until.is_(None), replicas.c.retain_until.is_not(None)),

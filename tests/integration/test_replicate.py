@@ -1156,7 +1156,8 @@ def test_redock_wipes_only_files_verified_offsite(
     home_dir = tmp_path / "home"
     home = make_home(tmp_path, clips, config='wipe = "after-offsite-verify"\n',
                      recorder=home_dir / "docks" / SERIAL)
-    home.add_target(s3_target(moto.url, bucket, credentials))
+    # read back at upload: only a copy whose bytes were hashed lets a recorder file go
+    home.add_target(s3_target(moto.url, bucket, credentials, readback=True))
     media = home.recorder / "DCIM" / "100MEDIA"
     by_sha = {c.sha256: media / c.path.name for c in clips}
 
@@ -1192,7 +1193,7 @@ def test_directory_target_replicates_verifies_and_reports(
     nas.mkdir()
     home = make_home(tmp_path, clips)
     home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
-                    f'prefix = "{PREFIX}"\nobject_lock = false\n')
+                    f'prefix = "{PREFIX}"\nobject_lock = false\nsame_filesystem_ok = true\n')
     assert home.target_status("nas")["queued"] == 3
 
     report = ok(home.home, "replicate")

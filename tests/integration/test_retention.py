@@ -27,7 +27,8 @@ def _station(tmp_path: Path, clips: Clips, *, local_keep: str = "0s",
     nas.mkdir(parents=True)
     config = f'[retention]\nlocal_keep = "{local_keep}"\n'
     if target:
-        config += f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+        config += (f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+                   'same_filesystem_ok = true\n')
     home = init_station(tmp_path / "home", config=config,
                         register={SERIAL: (OFFICER, OFFICER_ID)})
     rec = build_recorder(tmp_path / "rec", {"DCIM/a.mp4": clips.a, "DCIM/b.mp4": clips.b,

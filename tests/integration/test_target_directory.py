@@ -3,6 +3,7 @@ read-only share."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -81,7 +82,8 @@ def test_put_head_rehash(target: DirectoryTarget, share: Path, blob: Blob) -> No
     assert remote.key == f"station-1/sha256/{blob.sha256}"
     assert remote.size == blob.size and remote.sha256 == blob.sha256
     assert remote.retain_until == until and remote.legal_hold is False
-    assert target.head_item(blob.sha256) == remote
+    assert remote.read_back is True  # hashed from the share, the cache dropped
+    assert target.head_item(blob.sha256) == dataclasses.replace(remote, read_back=False)
     assert target.rehash_item(blob.sha256) == blob.sha256
     assert temp_files(share) == []
 

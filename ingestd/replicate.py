@@ -87,11 +87,12 @@ def prove_place(station: Station, target: Target) -> None:
     """The target can serve and is the place first used under its name: a directory target
     must hold the identity it was given then (recorded in the catalog at its first use).
     Raises TargetError (TargetUnreachable when it is not that place now)."""
-    target.check()
     with station.catalog.read() as conn:
         known = q.target_identity(conn, target.name, target.location)
-    identity = target.identify(known)
-    if known is None and identity:
+    if known is not None:
+        target.identify(known)  # only reads: nothing is written to a place not proven
+    target.check()
+    if known is None and (identity := target.identify(None)):
         with station.catalog.write() as conn:
             q.record_target_identity(conn, target.name, target.location, identity,
                                      station.clock())

@@ -143,6 +143,11 @@ class DirectoryTarget:
             raise self._error("not writable", self.root, exc) from exc
 
     def identify(self, known: str | None) -> str:
+        if not self.path.is_dir():
+            raise TargetUnreachable(
+                f"target {self.name!r}: {self.path} is not a directory (share not mounted?)"
+            )
+        self._check_file_system()
         marker = self.root / IDENTITY_FILE
         try:
             raw = _read_if_exists(marker)

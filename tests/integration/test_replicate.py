@@ -1267,16 +1267,16 @@ def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder
         sent = ok(home.home, "replicate")
         assert sorted(v["sha256"] for v in sent["verified"]) == sorted(home.shas)  # as sent
         assert len(proxy.flipped()) == 3
-        for clip in clips:
-            [entry] = home.history(clip.sha256, "replicated")
-            assert entry["data"]["read_back"] is False
-            assert stored_sha(moto, bucket, item_key(clip.sha256)) != clip.sha256
 
         # the server's word alone lets nothing go: not the local copy, not the recorder's
         assert ok(home.home, "retention")["evicted"] == []
         assert cli(home.home, "run", "--once").code == 0  # a redock, then the jobs
         assert sorted(p.name for p in media.iterdir()) == sorted(c.path.name for c in clips)
         assert all(row["local_present"] for row in home.rows("SELECT * FROM items"))
+        for clip in clips:
+            [entry] = home.history(clip.sha256, "replicated")
+            assert entry["data"]["read_back"] is False
+            assert stored_sha(moto, bucket, item_key(clip.sha256)) != clip.sha256
 
         # reading back finds every copy bad; each bad version is remembered
         audit = cli(home.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
@@ -1386,3 +1386,61 @@ def test_a_target_pointed_at_another_bucket_under_the_same_name_starts_again(
             f"s3:{moto.url}/{other}/{PREFIX}")
     assert sorted(e["sha256"] for e in ok(home.home, "retention")["evicted"]) == sorted(
         home.shas)
+
+
+@contextlib.contextmanager
+def mounted(mountpoint: Path, *source: str) -> Iterator[Path]:
+    """``mount SOURCE... MOUNTPOINT`` for the block (a tmpfs of its own, or a bind mount)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting needs root")
+    subprocess.run(["mount", *source, str(mountpoint)], check=True, capture_output=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
+
+
+TMPFS = ("-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs")
+
+
+@pytest.mark.root
+def test_a_nas_that_did_not_mount_gets_no_copies_and_lets_nothing_go(
+    tmp_path: Path, clips: list[Clip]
+) -> None:
+    share, nas = tmp_path / "share", tmp_path / "nas"  # the NAS's export; its mount point
+    share.mkdir()
+    nas.mkdir()
+    home = make_home(tmp_path, clips, recorder=tmp_path / "home" / "docks" / SERIAL,
+                     config='wipe = "after-offsite-verify"\n\n[retention]\nlocal_keep = "0s"\n')
+    home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+                    f'prefix = "{PREFIX}"\nobject_lock = false\n')
+    media = home.recorder / "DCIM" / "100MEDIA"
+    with mounted(share, *TMPFS):
+        with mounted(nas, "--bind", str(share)):
+            first = {v["sha256"] for v in ok(home.home, "replicate", "--limit", "2")["verified"]}
+        assert len(first) == 2
+        [waiting] = [s for s in home.shas if s not in first]
+
+        # the share did not mount: its mount point is an empty folder on the local disk
+        down = cli(home.home, "replicate")
+        assert down.code == 9, down
+        assert "same file system as the local store" in " ".join(down.stderr.split())
+        # another share mounted there: it is not the share first used
+        with mounted(nas, *TMPFS):
+            other = cli(home.home, "replicate")
+            assert other.code == 9, other
+            assert "no identity file" in " ".join(other.stderr.split())
+            assert list(nas.iterdir()) == []
+        # nor does the daemon start on it; the waiting clip stays in the store and on the
+        # recorder
+        assert cli(home.home, "run", "--once").code == 9
+        assert list(nas.iterdir()) == [], "nothing was copied to the local disk"
+        [row] = home.rows("SELECT local_present FROM items WHERE sha256 = ?", waiting)
+        assert row["local_present"]
+        assert next(c.path.name for c in clips if c.sha256 == waiting) in {
+            p.name for p in media.iterdir()}
+
+        # the share back: the last clip goes there
+        with mounted(nas, "--bind", str(share)):
+            assert [v["sha256"] for v in ok(home.home, "replicate")["verified"]] == [waiting]
+            assert sha256_file(nas / PREFIX / "sha256" / waiting) == waiting

@@ -123,3 +123,42 @@ def test_a_hold_set_while_the_sweep_rehashes_keeps_the_item(
     assert held in store_objects(home)
     assert run_cli(home, "show", held, "--json").json()["item"]["local"] is True
     assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_an_upload_that_races_the_sweep_flags_nothing(
+        tmp_path: Path, clips: Clips, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep takes a local copy proven on the required target while another (optional)
+    target is about to read it: that upload fails, and nothing was damaged."""
+    from ingestd import retention
+    from ingestd.replicate import Replicator, build_targets
+    from ingestd.targets.directory import DirectoryTarget
+
+    home, shas = _station(tmp_path, clips)
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    with (home / "ingestd.toml").open("a", encoding="utf-8") as fh:
+        fh.write(f'\n[[targets]]\nname = "spare"\ntype = "directory"\npath = "{spare}"\n'
+                 'required = false\nsame_filesystem_ok = true\n')
+    station = open_station(home, clock=lambda: datetime.now(UTC))
+    try:
+        nas, spare_target = build_targets(station)
+        assert Replicator(station, [nas]).run().ok  # proven on the required target
+        real_put = DirectoryTarget.put_item
+
+        def sweep_then_put(self: DirectoryTarget, sha256: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if self.name == "spare":  # the daily sweep runs as this upload starts
+                retention.sweep(station)
+            return real_put(self, sha256, *args, **kwargs)
+
+        monkeypatch.setattr(DirectoryTarget, "put_item", sweep_then_put)
+        report = Replicator(station, [nas, spare_target]).run(limit=1)
+    finally:
+        station.close()
+
+    [failure] = report.failed
+    assert "left the local store while it was being sent" in failure["error"]
+    for sha in shas:
+        shown = run_cli(home, "show", sha, "--json").json()
+        assert "fixity_failed" not in [f["flag"] for f in shown["flags"]]
+        assert (tmp_path / "nas" / "sha256" / sha).exists()  # safe where it was proven
+    assert run_cli(home, "ledger", "verify").exit_code == 0

@@ -12,6 +12,8 @@ from conftest import (
     SERIAL,
     Clips,
     build_recorder,
+    catalog_execute,
+    catalog_rows,
     init_station,
     open_station,
     run_cli,
@@ -162,3 +164,39 @@ def test_an_upload_that_races_the_sweep_flags_nothing(
         assert "fixity_failed" not in [f["flag"] for f in shown["flags"]]
         assert (tmp_path / "nas" / "sha256" / sha).exists()  # safe where it was proven
     assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_a_home_from_before_read_back_proofs_migrates_and_proves_its_copies_again(
+        tmp_path: Path, clips: Clips) -> None:
+    """A catalog at the schema before replicas recorded proofs: nothing lost, the ledger
+    still verifies, a copy found bad still needs rewriting, and the copies count for
+    eviction once read back at the target's location."""
+    from alembic import command
+
+    from ingestd.catalog.db import _alembic_config
+
+    home, shas = _station(tmp_path, clips)
+    assert run_cli(home, "replicate").exit_code == 0
+    url = f"sqlite:///{home / 'catalog.sqlite'}"
+    command.downgrade(_alembic_config(url), "0002")
+    catalog_execute(home, "UPDATE replicas SET state = 'mismatch' WHERE item = ?", shas[0])
+    before = catalog_rows(home, "SELECT item, target, state, key, ledger_seq FROM replicas "
+                                "ORDER BY item")
+    ledger = catalog_rows(home, "SELECT seq, entry_hash FROM ledger ORDER BY seq")
+
+    assert run_cli(home, "init").exit_code == 0  # migrates
+
+    after = catalog_rows(home, "SELECT * FROM replicas ORDER BY item")
+    assert [{k: r[k] for k in before[0]} for r in after] == before
+    assert {r["item"]: r["rewrite"] for r in after} == {s: int(s == shas[0]) for s in shas}
+    assert all(r["proven_at"] is None and r["location"] == "" for r in after)
+    assert catalog_rows(home, "SELECT seq, entry_hash FROM ledger ORDER BY seq") == ledger
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+    assert run_cli(home, "retention", "--json").json()["evicted"] == []
+
+    # the next run checks each copy at the target's location (the directory reads it back)
+    again = run_cli(home, "replicate", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert sorted(v["sha256"] for v in again.json()["verified"]) == sorted(shas)
+    evicted = run_cli(home, "retention", "--json").json()["evicted"]
+    assert sorted(e["sha256"] for e in evicted) == sorted(shas)

@@ -1444,3 +1444,34 @@ def test_a_nas_that_did_not_mount_gets_no_copies_and_lets_nothing_go(
         with mounted(nas, "--bind", str(share)):
             assert [v["sha256"] for v in ok(home.home, "replicate")["verified"]] == [waiting]
             assert sha256_file(nas / PREFIX / "sha256" / waiting) == waiting
+
+
+def test_a_copy_found_bad_keeps_its_lock_in_step_with_the_label_while_its_repair_fails(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    clip = clips[0]
+    with FlippingProxy(moto.url) as flipping:
+        fault = FaultProxy(flipping.url)
+        try:
+            home = _proof_home(tmp_path, [clip], fault.url, bucket, credentials)
+            flipping.flip_request = object_puts("/sha256/")
+            ok(home.home, "replicate")
+            flipping.flip_request = never
+            assert cli(home.home, "audit", "--all", "--offsite", "--json").code == 1
+            [bad] = versions(s3, bucket, item_key(clip.sha256))
+
+            ok(home.home, "label", clip.sha256, "--case", "2026-0042", "--party", "Li Wei")
+            # uploads of the item are refused; everything else reaches the server
+            fault.rule = lambda method, path: ("500" if method == "PUT" and "/sha256/" in path
+                                               and "?" not in path else None)
+            report = cli(home.home, "replicate", "--json")
+        finally:
+            fault.close()
+    assert report.code == 1 and report.json()["failed"]
+    # the bad version is evidence of what happened: it stays locked as long as the case
+    assert [e["sha256"] for e in report.json()["locks_extended"]] == [clip.sha256]
+    head = s3.head_object(Bucket=bucket, Key=item_key(clip.sha256), VersionId=bad["VersionId"])
+    assert head["ObjectLockRetainUntilDate"] >= clip.recorded + EVIDENCE
+    [row] = home.rows("SELECT * FROM replicas")
+    assert row["rewrite"] == 1 and row["state"] != "verified"

@@ -362,7 +362,8 @@ class Replicator:
             q.interrupt_uploads(conn, station.clock())
             for target in self.targets:
                 if target.name not in down:
-                    q.relocate_replicas(conn, target.name, target.location, station.clock())
+                    q.relocate_replicas(conn, target.name, target.location, station.clock(),
+                                        station=station.name)
         return down
 
     def _run(self, *, limit: int | None) -> ReplicationReport:

@@ -520,10 +520,14 @@ def interrupt_uploads(conn: Connection, at: datetime) -> int:
     ).rowcount
 
 
-def relocate_replicas(conn: Connection, target: str, location: str, at: datetime) -> int:
-    """The target now points at ``location``: copies recorded elsewhere (or before locations
-    were recorded) no longer count; they are copied, or found, there at the next run."""
-    moved = and_(replicas.c.target == target, replicas.c.location != location)
+def relocate_replicas(conn: Connection, target: str, location: str, at: datetime, *,
+                      station: str) -> int:
+    """``station``'s target now points at ``location``: copies of its items recorded
+    elsewhere (or before locations were recorded) no longer count; they are copied, or found,
+    there at the next run. (Stations sharing a catalog may give one name other places.)"""
+    mine = select(items.c.sha256).where(items.c.station == station)
+    moved = and_(replicas.c.target == target, replicas.c.location != location,
+                 replicas.c.item.in_(mine))
     # what was found bad at another place says nothing of the objects at this one
     conn.execute(update(replicas).where(moved, replicas.c.location != "")
                  .values(rewrite=False, bad_versions=""))

@@ -1146,6 +1146,13 @@ def test_stations_sharing_a_catalog_replicate_only_their_own_items(
     assert {f"station-a/sha256/{clips[0].sha256}",
             f"station-b/sha256/{clips[1].sha256}"} <= keys
     assert not any(k.startswith("station-a/sha256/" + clips[1].sha256) for k in keys)
+    # one target name, a prefix each: neither station's run unsettles the other's copies
+    assert ok(homes["station-a"], "replicate")["verified"] == []
+    with contextlib.closing(sqlite3.connect(shared)) as con:
+        rows = con.execute("SELECT item, state, location FROM replicas ORDER BY location"
+                           ).fetchall()
+    assert rows == [(clips[0].sha256, "verified", f"s3:{moto.url}/{bucket}/station-a"),
+                    (clips[1].sha256, "verified", f"s3:{moto.url}/{bucket}/station-b")]
 
 
 # -- wipe after off-site verification -------------------------------------------------------------

@@ -591,7 +591,8 @@ def locks_behind(conn: Connection, *, station: str | None = None) -> list[RowMap
 def replica_stats(conn: Connection, targets: Sequence[str], *,
                   station: str) -> dict[str, dict[str, Any]]:
     """Per target: the replicas of this station's items by state (a catalog shared by many
-    stations holds theirs too, replicated by them), the oldest waiting, the last error."""
+    stations holds theirs too, replicated by them), how many of the verified ones are proven
+    (read back), the oldest waiting, the last error."""
     mine = items.c.station == station
     local = conn.execute(
         select(func.count()).where(items.c.local_present.is_(True), mine)
@@ -604,6 +605,12 @@ def replica_stats(conn: Connection, targets: Sequence[str], *,
             .where(replicas.c.target == name, mine).group_by(replicas.c.state)
         )}
         verified = by_state.get("verified", 0)
+        proven = conn.execute(
+            select(func.count()).select_from(replicas)
+            .join(items, items.c.sha256 == replicas.c.item)
+            .where(replicas.c.target == name, mine, replicas.c.state == "verified",
+                   replicas.c.proven_at.is_not(None), replicas.c.rewrite.is_(False))
+        ).scalar_one()
         oldest = conn.execute(
             select(items.c.sha256, items.c.replication_deadline)
             .where(items.c.local_present.is_(True), mine, items.c.sha256.not_in(
@@ -619,6 +626,7 @@ def replica_stats(conn: Connection, targets: Sequence[str], *,
         ).first()
         out[name] = {
             "verified": verified,
+            "proven": int(proven),  # of the verified: read back since, so they let copies go
             "in_flight": by_state.get("uploading", 0),
             "failed": by_state.get("failed", 0) + by_state.get("mismatch", 0),
             "queued": max(0, int(local) - verified - by_state.get("uploading", 0)

@@ -507,8 +507,8 @@ def test_replicate_copies_every_item_verified_locked_and_signed(
         assert events[0]["key_id"] == key["key_id"]
 
     after = station.target_status()
-    assert after == {"verified": 3, "in_flight": 0, "failed": 0, "queued": 0,
-                     "oldest_waiting": None, "last_error": None}
+    assert after == {"verified": 3, "proven": 0, "in_flight": 0, "failed": 0, "queued": 0,
+                     "oldest_waiting": None, "last_error": None}  # sent, not read back
     assert cli(station.home, "ledger", "verify").code == 0
 
 
@@ -718,8 +718,8 @@ def test_a_server_answering_500_fails_the_item_flags_it_late_then_recovers(
     recovered = ok(home.home, "replicate")
 
     assert sorted(v["sha256"] for v in recovered["verified"]) == sorted(home.shas)
-    assert home.target_status() == {"verified": 3, "in_flight": 0, "failed": 0, "queued": 0,
-                                    "oldest_waiting": None, "last_error": None}
+    assert home.target_status() == {"verified": 3, "proven": 0, "in_flight": 0, "failed": 0,
+                                    "queued": 0, "oldest_waiting": None, "last_error": None}
     for sha in home.shas:
         assert download_sha(s3, bucket, item_key(sha)) == sha
         assert "late_replication" in home.flags(sha), "a missed deadline stays flagged"
@@ -1219,9 +1219,9 @@ def test_directory_target_replicates_verifies_and_reports(
         lock = json.loads((nas / PREFIX / "locks" / "sha256" / f"{clip.sha256}.json").read_text())
         assert datetime.fromisoformat(lock["retain_until"]) == clip.recorded + ROUTINE
         assert home.history(clip.sha256, "replicated")[0]["data"]["target"] == "nas"
-    assert home.target_status("nas") == {"verified": 3, "in_flight": 0, "failed": 0,
-                                         "queued": 0, "oldest_waiting": None,
-                                         "last_error": None}
+    assert home.target_status("nas") == {"verified": 3, "proven": 3, "in_flight": 0,
+                                         "failed": 0, "queued": 0, "oldest_waiting": None,
+                                         "last_error": None}  # a directory reads back
     mtimes = {p: p.stat().st_mtime_ns for p in (nas / PREFIX / "sha256").iterdir()}
     assert ok(home.home, "replicate")["verified"] == []
     assert {p: p.stat().st_mtime_ns for p in (nas / PREFIX / "sha256").iterdir()} == mtimes
@@ -1274,6 +1274,7 @@ def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder
         sent = ok(home.home, "replicate")
         assert sorted(v["sha256"] for v in sent["verified"]) == sorted(home.shas)  # as sent
         assert len(proxy.flipped()) == 3
+        assert home.target_status()["proven"] == 0
 
         # the server's word alone lets nothing go: not the local copy, not the recorder's
         assert ok(home.home, "retention")["evicted"] == []
@@ -1305,6 +1306,7 @@ def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder
             assert entry["data"]["read_back"] is True
             assert len(versions(s3, bucket, item_key(clip.sha256))) == 2  # the bad one kept
             assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
+        assert home.target_status()["proven"] == 3
         evicted = ok(home.home, "retention")["evicted"]
         assert sorted(e["sha256"] for e in evicted) == sorted(home.shas)
         assert ok(home.home, "ledger", "verify")["ok"] is True

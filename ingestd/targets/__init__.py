@@ -3,7 +3,9 @@
 A target stores each item's bytes under ``<prefix>/sha256/<hash>``, its signed manifest under
 ``<prefix>/manifests/<hash>.json`` and ledger checkpoints under ``<prefix>/checkpoints/``.
 Targets never trust the server: after an upload they check size and whole-file SHA-256 from
-what the server answers, and report a mismatch rather than count the copy.
+what the server answers, and report a mismatch rather than count the copy. Such a copy is only
+*sent*; it is *proven* once its bytes were read back and hashed (``RemoteObject.read_back``,
+``Target.rehash_item``), at the place the target proved it is (``location``, ``identify``).
 """
 
 from __future__ import annotations

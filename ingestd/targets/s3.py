@@ -8,10 +8,13 @@ proves nothing. The local copy is hashed as it is read for the upload, and the u
 finish unless it hashes to the item (``_VerifyingReader``). After every upload the object is
 read back with ``head_object`` and its size, metadata hash (and, where the server reports one,
 its full-object checksum) and Object Lock state are compared with what was meant; anything else
-is a ``TargetError``, never a success.
+is a ``TargetError``, never a success (``ReplicaMismatch`` when the copy is wrong,
+``TargetUnreachable`` when the server could not be asked). Every PUT and part also carries its
+``Content-MD5``, which Ceph RGW checks, so a body damaged on the way is refused, not stored.
 
-Metadata can be forged by whoever can write the bucket, so only ``rehash_item`` (which streams
-the object back and hashes it) proves the bytes; audits use it.
+Metadata can be forged by whoever can write the bucket, so only reading the bytes back proves
+them: ``rehash_item`` (audits), and ``put_item`` with ``readback`` or ``rewrite`` (the answer's
+``read_back`` says so). Reading back is plain ranged GETs of one version, in bounded memory.
 
 Two layers of retries: botocore's own (``retry_mode``, ``max_attempts``, per HTTP request) and,
 around each whole-object operation, ``operation_attempts`` with exponential backoff and jitter for

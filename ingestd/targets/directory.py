@@ -103,6 +103,7 @@ class DirectoryTarget:
         self._mount_point = Path(mount_point) if mount_point is not None else None
         self._local = Path(local) if local is not None else None
         self._same_filesystem_ok = same_filesystem_ok
+        self._identity: str | None = None  # once identified: checked again before each write
 
     def __repr__(self) -> str:
         return f"DirectoryTarget(name={self.name!r}, root={str(self.root)!r})"
@@ -159,6 +160,7 @@ class DirectoryTarget:
                              mode=self._file_mode)
                 log.info("target %s: first use of %s, identity %s", self.name, self.root,
                          identity)
+                self._identity = identity
                 return identity
         except OSError as exc:
             raise self._error("cannot read or write the identity file", marker, exc) from exc
@@ -166,6 +168,7 @@ class DirectoryTarget:
         if known is None:
             if found is None:
                 raise self._error("identity file unreadable", marker)
+            self._identity = found
             return found  # made by an earlier use whose record is gone: adopted
         if found is None:
             raise TargetUnreachable(
@@ -175,7 +178,15 @@ class DirectoryTarget:
             raise TargetUnreachable(
                 f"target {self.name!r}: {self.root} is identity {found}, not {known}: another "
                 "share than the one first used")
+        self._identity = found
         return found
+
+    def _require_place(self) -> None:
+        """Before any write: still on the share (it may have gone since the run began, and
+        its mount point is then a folder on the local disk)."""
+        self._check_file_system()
+        if self._identity is not None:
+            self.identify(self._identity)
 
     def _check_file_system(self) -> None:
         """Refuse a path that is not on the share: on the store's own file system, or (with
@@ -204,6 +215,7 @@ class DirectoryTarget:
                  rewrite: bool = False) -> RemoteObject:
         # ``rewrite`` needs no special path here: an existing file is always re-hashed.
         require_sha256(sha256)
+        self._require_place()
         dest = self.item_path(sha256)
         try:
             self._ensure_dir(dest.parent)
@@ -276,12 +288,14 @@ class DirectoryTarget:
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
         require_sha256(sha256)
+        self._require_place()
         if not self.item_path(sha256).is_file():
             raise self._error("cannot lock: no such item", self.item_path(sha256))
         return self._lock(sha256, lock)
 
     def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None:
         require_sha256(sha256)
+        self._require_place()
         dest = self.manifest_path(sha256)
         try:
             if _read_if_exists(dest) != manifest:
@@ -294,6 +308,7 @@ class DirectoryTarget:
         """Store a ledger checkpoint. The same bytes again are a no-op; different bytes under an
         existing name are refused (checkpoints witness the ledger and are never rewritten)."""
         dest = self.checkpoint_path(require_checkpoint_name(name))
+        self._require_place()
         try:
             existing = _read_if_exists(dest)
             if existing == body:

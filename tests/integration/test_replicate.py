@@ -1440,9 +1440,17 @@ def test_a_nas_that_did_not_mount_gets_no_copies_and_lets_nothing_go(
             assert other.code == 9, other
             assert "no identity file" in " ".join(other.stderr.split())
             assert list(nas.iterdir()) == []
-        # nor does the daemon start on it; the waiting clip stays in the store and on the
-        # recorder
+        # nor does the daemon start on it, nor a checkpoint land there; the waiting clip
+        # stays in the store and on the recorder
         assert cli(home.home, "run", "--once").code == 9
+        assert cli(home.home, "checkpoint").code != 0
+        station = home.open()  # the daemon's checkpoint job, on a share gone since its start
+        try:
+            from ingestd.replicate import Replicator
+
+            assert Replicator(station).checkpoint()["errors"]
+        finally:
+            station.close()
         assert list(nas.iterdir()) == [], "nothing was copied to the local disk"
         [row] = home.rows("SELECT local_present FROM items WHERE sha256 = ?", waiting)
         assert row["local_present"]

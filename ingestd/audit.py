@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -17,11 +17,12 @@ from .docks.walk import open_regular
 from .domain.canonical import canonical_bytes, format_time, sha256_hex
 from .domain.flags import Flag
 from .domain.models import EventKind, is_sha256
-from .errors import NotRegularFile, ObjectDamaged, TargetError, UsageError
+from .errors import NotRegularFile, ObjectDamaged, ReplicaMismatch, TargetError, UsageError
 from .ingest import set_flag
 from .integrity.hashing import hash_fd
 from .integrity.ledger import body_of
 from .media import decode_check
+from .replicate import prove_place, version_at
 from .station import Station
 from .targets import Target
 
@@ -216,9 +217,18 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
     read their off-site copies back in full; decode ``decode`` of them end to end.
 
     A local copy that no longer hashes to its name is flagged ``fixity_failed``; an off-site
-    copy that does not is flagged ``replica_mismatch`` and queued to be copied again. Objects
+    copy that does not is flagged ``replica_mismatch``, its version remembered as bad, and
+    queued to be written again; one that does is recorded as proven. A target that cannot be
+    reached, or is not the place it was, is reported as not checked: that says nothing of its
+    copies, which keep their state. Objects
     in the store that no item names are reported too (see :func:`audit_orphans`).
     """
+    unusable: dict[str, str] = {}
+    for target in targets:
+        try:
+            prove_place(station, target)
+        except TargetError as exc:
+            unusable[target.name] = exc.message
     with station.catalog.read() as conn:
         every = [dict(r) for r in q.search_items(conn)]
     report = AuditReport()
@@ -238,7 +248,7 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
     for row in picked:
         report.checked += 1
         result, problems = _audit_one(station, row, decode=row["sha256"] in to_decode,
-                                      targets=targets)
+                                      targets=targets, unusable=unusable)
         report.decoded += "decode" in result
         report.failures.extend({"sha256": row["sha256"], "problem": p} for p, _ in problems)
         now = station.clock()
@@ -246,8 +256,9 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
             station.custody.record(conn, kind=EventKind.AUDITED, actor=actor,
                                    item=row["sha256"], data=result, at=now)
             for problem, flag in problems:
-                set_flag(station, conn, row["sha256"], flag, at=now, actor=actor,
-                         detail=problem)
+                if flag is not None:
+                    set_flag(station, conn, row["sha256"], flag, at=now, actor=actor,
+                             detail=problem)
     return report
 
 
@@ -327,11 +338,15 @@ def _quarantine_orphan(station: Station, name: str, size: int, problem: str, *,
               extra={"event": "orphan_quarantined"})
 
 
+Problems = list[tuple[str, Flag | None]]  # what is wrong, and the flag it sets (if any)
+
+
 def _audit_one(station: Station, row: dict[str, Any], *, decode: bool,
-               targets: Sequence[Target]) -> tuple[dict[str, Any], list[tuple[str, Flag]]]:
+               targets: Sequence[Target], unusable: Mapping[str, str] | None = None,
+               ) -> tuple[dict[str, Any], Problems]:
     sha = row["sha256"]
     result: dict[str, Any] = {}
-    problems: list[tuple[str, Flag]] = []
+    problems: Problems = []
     if row["local_present"]:
         try:
             station.store.verify(sha, row["size"])
@@ -345,23 +360,43 @@ def _audit_one(station: Station, row: dict[str, Any], *, decode: bool,
         if not decoded.ok:
             problems.append((f"does not play back: {result['decode']}", Flag.DAMAGED_MEDIA))
     if targets:
-        with station.catalog.read() as conn:
-            held = q.verified_targets(conn, sha)
-        offsite: dict[str, str] = {}
-        for target in targets:
-            if target.name not in held:
-                continue
-            try:
-                remote = target.rehash_item(sha)
-                offsite[target.name] = "ok" if remote == sha else f"hashes to {remote}"
-            except TargetError as exc:
-                offsite[target.name] = exc.message
-            if offsite[target.name] != "ok":
-                problems.append((f"off-site copy on {target.name}: {offsite[target.name]}",
-                                 Flag.REPLICA_MISMATCH))
-                with station.catalog.write() as conn:  # copied again at the next replicate
-                    q.upsert_replica(conn, sha, target.name, state="mismatch",
-                                     last_error=offsite[target.name][:2000],
-                                     updated_at=format_time(station.clock()))
-        result["offsite"] = offsite
+        result["offsite"] = _audit_offsite(station, sha, targets, unusable or {}, problems)
     return result, problems
+
+
+def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
+                   unusable: Mapping[str, str], problems: Problems) -> dict[str, str]:
+    """Read back every copy counted at a target's present location."""
+    with station.catalog.read() as conn:
+        rows = q.replicas_of(conn, sha)
+    offsite: dict[str, str] = {}
+    for target in targets:
+        row = rows.get(target.name)
+        if row is None or row["state"] != "verified" or row["location"] != target.location:
+            continue
+        try:
+            if target.name in unusable:
+                raise TargetError(unusable[target.name])
+            remote = target.rehash_item(sha)
+            found = None if remote == sha else f"hashes to {remote}"
+        except ReplicaMismatch as exc:
+            found = exc.message
+        except TargetError as exc:
+            # unreachable, or not the place it was: nothing learnt about the copy
+            offsite[target.name] = f"not checked: {exc.message}"
+            problems.append((f"off-site copy on {target.name} {offsite[target.name]}", None))
+            continue
+        now = format_time(station.clock())
+        if found is None:
+            offsite[target.name] = "ok"
+            with station.catalog.write() as conn:  # its bytes were read back: proven
+                q.upsert_replica(conn, sha, target.name, proven_at=now, updated_at=now)
+            continue
+        version = version_at(target, sha)
+        offsite[target.name] = found + (f" (version {version})" if version else "")
+        problems.append((f"off-site copy on {target.name}: {offsite[target.name]}",
+                         Flag.REPLICA_MISMATCH))
+        with station.catalog.write() as conn:  # written again, and read back, at the next run
+            q.replica_found_bad(conn, sha, target.name, version_id=version,
+                                error=offsite[target.name], at=station.clock())
+    return offsite

@@ -275,6 +275,8 @@ class S3TargetSettings(_TargetBase):
 class DirectoryTargetSettings(_TargetBase):
     type: Literal["directory"]
     path: Path | None = None
+    mount_point: Path | None = None  # path must be on the file system mounted here
+    same_filesystem_ok: bool = False  # allow path on the store's own file system (tests, demos)
 
     @model_validator(mode="after")
     def _shape(self) -> DirectoryTargetSettings:

@@ -34,6 +34,7 @@ from .domain.models import EventKind
 from .errors import IngestdError, RecorderError, RecorderNotRegistered
 from .ingest import DockContext, Ingestor, IngestReport
 from .integrity.hashing import hash_fd
+from .replicate import target_locations
 from .station import Station
 
 log = logging.getLogger(__name__)
@@ -340,8 +341,8 @@ class DockCoordinator:
         with self.station.catalog.read() as conn:
             eligible: list[dict[str, Any]] = []
             for row in q.wipe_candidates(conn, report.session_id):
-                if policy == "after-offsite-verify" and not required <= q.verified_targets(
-                        conn, row["item"]):
+                if policy == "after-offsite-verify" and not required <= q.proven_targets(
+                        conn, row["item"], target_locations(self.settings)):
                     continue
                 eligible.append(dict(row))
         if not eligible:

@@ -116,6 +116,15 @@ class TargetError(IngestdError):
     exit_code = 9
 
 
+class TargetUnreachable(TargetError):
+    """An off-site target cannot be reached or used now (network, credentials, share gone):
+    nothing is known about the copies it holds."""
+
+
+class ReplicaMismatch(TargetError):
+    """An off-site copy is missing or does not hold the item's bytes."""
+
+
 class NotFound(IngestdError):
     """Not found."""
 

@@ -24,17 +24,24 @@ from enum import StrEnum
 from typing import Any
 
 from .catalog import queries as q
-from .config import DirectoryTargetSettings, S3TargetSettings
+from .config import DirectoryTargetSettings, S3TargetSettings, Settings
 from .domain.canonical import canonical_bytes, format_time, parse_time
 from .domain.flags import Flag
 from .domain.models import EventKind, RetentionClass
 from .domain.policy import RetentionPolicy, class_period
-from .errors import ObjectDamaged, TargetError
+from .errors import ObjectDamaged, ReplicaMismatch, TargetError
 from .ingest import set_flag
 from .integrity.ledger import Discrepancy
 from .integrity.signing import PublicKey
 from .station import Station
-from .targets import CheckpointVersion, Lock, RemoteObject, Target
+from .targets import (
+    CheckpointVersion,
+    Lock,
+    RemoteObject,
+    Target,
+    directory_location,
+    s3_location,
+)
 from .targets.directory import DirectoryTarget
 
 log = logging.getLogger(__name__)
@@ -45,8 +52,10 @@ CHECKPOINT_VERSION = 1
 def build_target(spec: S3TargetSettings | DirectoryTargetSettings, station: Station) -> Target:
     if isinstance(spec, DirectoryTargetSettings):
         assert spec.path is not None
-        return DirectoryTarget(spec.name, station.settings.path(spec.path), spec.prefix,
-                               spec.required)
+        return DirectoryTarget(
+            spec.name, station.settings.path(spec.path), spec.prefix, spec.required,
+            mount_point=station.settings.path(spec.mount_point) if spec.mount_point else None,
+            local=station.store.root, same_filesystem_ok=spec.same_filesystem_ok)
     assert spec.bucket is not None
     from .targets.s3 import S3Target  # boto3 is heavy to import: only when a bucket is used
 
@@ -67,6 +76,35 @@ def build_target(spec: S3TargetSettings | DirectoryTargetSettings, station: Stat
 
 def build_targets(station: Station) -> list[Target]:
     return [build_target(spec, station) for spec in station.settings.targets]
+
+
+def target_locations(settings: Settings) -> dict[str, str]:
+    """Where each configured target keeps its copies (what ``Target.location`` says), from
+    the configuration alone: a copy counts only at the location its target has now."""
+    out = {}
+    for spec in settings.targets:
+        if spec.type == "directory":
+            assert spec.path is not None
+            out[spec.name] = directory_location(settings.path(spec.path), spec.prefix)
+        else:
+            assert spec.bucket is not None
+            out[spec.name] = s3_location(spec.endpoint_url, spec.bucket, spec.prefix)
+    return out
+
+
+def prove_place(station: Station, target: Target) -> None:
+    """The target can serve and is the place first used under its name: a directory target
+    must hold the identity it was given then (recorded in the catalog at its first use).
+    Raises TargetError (TargetUnreachable when it is not that place now)."""
+    with station.catalog.read() as conn:
+        known = q.target_identity(conn, target.name, target.location)
+    if known is not None:
+        target.identify(known)  # only reads: nothing is written to a place not proven
+    target.check()
+    if known is None and (identity := target.identify(None)):
+        with station.catalog.write() as conn:
+            q.record_target_identity(conn, target.name, target.location, identity,
+                                     station.clock())
 
 
 @dataclass(kw_only=True)
@@ -141,6 +179,9 @@ class _Sent:
     error: str = ""
     flag: Flag | None = None
     unreachable: bool = False
+    #: the copy at the key was found not to be the item: it needs a new one, read back
+    bad: bool = False
+    bad_version: str | None = None
 
 
 class Replicator:
@@ -152,9 +193,10 @@ class Replicator:
         self.cancel = cancel or threading.Event()
 
     def check(self) -> None:
-        """Every target must be usable (reachable; Object Lock where it is required)."""
+        """Every target must be usable (reachable; Object Lock where it is required) and be
+        the place first used under its name."""
         for target in self.targets:
-            target.check()
+            prove_place(self.station, target)
 
     # -- manifests -----------------------------------------------------------------------
 
@@ -200,22 +242,35 @@ class Replicator:
             q.upsert_replica(conn, sha, target.name, state="uploading",
                              updated_at=format_time(station.clock()),
                              attempts=(prior["attempts"] if prior else 0) + 1)
+        # Known bad until a new object is read back: a failed or interrupted repair does not
+        # make the bad object good on its metadata.
+        rewrite = bool(prior and (prior["rewrite"] or prior["state"] == "mismatch"))
         try:
             # The target hashes the local copy as it reads it: a damaged one is never copied.
             remote = target.put_item(sha, station.store.path_of(sha), item["size"], lock,
-                                     rewrite=bool(prior and prior["state"] == "mismatch"))
+                                     rewrite=rewrite)
             if remote.sha256 != sha or remote.size != item["size"]:
-                raise TargetError(
+                raise ReplicaMismatch(
                     f"target {target.name}: replica mismatch for {sha}: it reports "
                     f"{remote.size} bytes, SHA-256 {remote.sha256}")
+            if rewrite and not remote.read_back:
+                raise ReplicaMismatch(f"target {target.name}: the copy of {sha} that replaces "
+                                      "a bad one was not read back")
             target.put_manifest(sha, self.manifest(sha), lock)
         except ObjectDamaged as exc:
+            if not station.store.has(sha):
+                # the retention sweep took the local copy while this upload was opening it:
+                # nothing is damaged, the item is safe where the sweep found it proven
+                return _Sent(target=target, lock=lock,
+                             error=f"{sha[:12]} left the local store while it was being sent")
             return _Sent(target=target, lock=lock, error=exc.message, flag=Flag.FIXITY_FAILED)
-        except TargetError as exc:
-            mismatch = "mismatch" in exc.message
+        except ReplicaMismatch as exc:
             return _Sent(target=target, lock=lock, error=exc.message,
-                         flag=Flag.REPLICA_MISMATCH if mismatch else None,
-                         unreachable=not mismatch)
+                         flag=Flag.REPLICA_MISMATCH, bad=True,
+                         bad_version=version_at(target, sha))
+        except TargetError as exc:
+            # cannot be used now (down, refused, full): tried again at the next run
+            return _Sent(target=target, lock=lock, error=exc.message, unreachable=True)
         return _Sent(target=target, lock=lock, remote=remote)
 
     def _settle(self, outcomes: list[tuple[dict[str, Any], _Sent]],
@@ -235,7 +290,8 @@ class Replicator:
 
     def _record_failure(self, sha: str, sent: _Sent, report: ReplicationReport) -> None:
         station = self.station
-        self._failed(sent.target, sha, sent.error, report)
+        self._failed(sent.target, sha, sent.error, report, bad=sent.bad,
+                     bad_version=sent.bad_version)
         if sent.flag is not None:
             with station.custody.transaction() as conn:
                 set_flag(station, conn, sha, sent.flag, at=station.clock(),
@@ -256,23 +312,34 @@ class Replicator:
                     data={"target": target.name, "key": remote.key, "size": remote.size,
                           "sha256": remote.sha256, "version_id": remote.version_id,
                           "retain_until": format_time(remote.retain_until)
-                          if remote.retain_until else None, "legal_hold": remote.legal_hold},
+                          if remote.retain_until else None, "legal_hold": remote.legal_hold,
+                          "location": target.location, "read_back": remote.read_back,
+                          **({"set_aside": remote.set_aside} if remote.set_aside else {})},
                 )
+                # counted as sent; proven (so that copies elsewhere may go) only if read back
+                proof: dict[str, Any] = ({"proven_at": format_time(done), "rewrite": False}
+                                         if remote.read_back else {"proven_at": None})
                 q.upsert_replica(
                     conn, sha, target.name, state="verified", key=remote.key, size=remote.size,
                     remote_sha256=remote.sha256, last_error="", updated_at=format_time(done),
                     verified_at=format_time(done), ledger_seq=entry.seq,
                     retain_until=format_time(lock.retain_until) if lock.retain_until else None,
-                    hold=lock.legal_hold,
+                    hold=lock.legal_hold, location=target.location, **proof,
                 )
         # only once committed: the report never claims a copy the catalog does not record
         report.verified.extend({"sha256": item["sha256"], "target": sent.target.name}
                                for item, sent in verified)
 
-    def _failed(self, target: Target, sha: str, error: str, report: ReplicationReport) -> None:
+    def _failed(self, target: Target, sha: str, error: str, report: ReplicationReport, *,
+                bad: bool = False, bad_version: str | None = None) -> None:
         with self.station.catalog.write() as conn:
-            q.upsert_replica(conn, sha, target.name, state="failed", last_error=error[:2000],
-                             updated_at=format_time(self.station.clock()))
+            if bad:
+                q.replica_found_bad(conn, sha, target.name, version_id=bad_version,
+                                    error=error, at=self.station.clock())
+            else:
+                q.upsert_replica(conn, sha, target.name, state="failed",
+                                 last_error=error[:2000],
+                                 updated_at=format_time(self.station.clock()))
         report.failed.append({"sha256": sha, "target": target.name, "error": error})
         log.error("replication of %s to %s failed: %s", sha[:12], target.name, error,
                   extra={"event": "replication_failed"})
@@ -294,16 +361,37 @@ class Replicator:
         finally:
             os.close(fd)
 
+    def _prepare(self, report: ReplicationReport) -> set[str]:
+        """Before a run: each target proven the place it was (else left out of this run, and
+        its name returned), interrupted uploads queued again, and copies recorded at another
+        location than a target's present one no longer counted."""
+        station = self.station
+        down: set[str] = set()
+        for target in self.targets:
+            try:
+                prove_place(station, target)
+            except TargetError as exc:
+                down.add(target.name)
+                report.failed.append({"sha256": "", "target": target.name,
+                                      "error": exc.message})
+                log.error("target %s cannot be used: %s", target.name, exc.message,
+                          extra={"event": "target_unusable"})
+        with station.catalog.write() as conn:
+            q.interrupt_uploads(conn, station.clock())
+            for target in self.targets:
+                if target.name not in down:
+                    q.relocate_replicas(conn, target.name, target.location, station.clock(),
+                                        station=station.name)
+        return down
+
     def _run(self, *, limit: int | None) -> ReplicationReport:
         report = ReplicationReport()
         station = self.station
-        with station.catalog.write() as conn:
-            q.interrupt_uploads(conn, station.clock())
+        down = self._prepare(report)  # unreachable this run: tried again at the next one
         names = [t.name for t in self.targets]
         with station.catalog.read() as conn:
             queue = [dict(r) for r in q.replication_queue(conn, names, limit=limit,
                                                               station=station.name)]
-        down: set[str] = set()  # unreachable this run: tried again at the next one
         guard = threading.Lock()
 
         def send_all(item: dict[str, Any]) -> list[_Sent]:
@@ -553,6 +641,15 @@ def _against_ledger(witness: _Witness, hashes: Mapping[int, str],
             kind=OffsiteProblem.FORKED, seq=witness.seq,
             detail=f"entry {witness.seq} differs from what {witness.where} vouches for")
     return None
+
+
+def version_at(target: Target, sha: str) -> str | None:
+    """The version of the object now at the item's key (to remember a bad one), if known."""
+    try:
+        remote = target.head_item(sha)
+    except TargetError:
+        return None
+    return remote.version_id if remote else None
 
 
 def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]:

@@ -1,8 +1,11 @@
 """The retention sweep: the local store is a cache of what is safe off-site.
 
-An item leaves the local store only when every required target holds a verified copy, it was
-stored longer ago than ``retention.local_keep``, and it is not on legal hold. Off-site copies
-are never deleted by ingestd: their WORM lock runs out on its own at the retain-until date.
+An item leaves the local store only when every required target holds a proven copy (its bytes
+read back and hashed to the item, at upload with ``readback`` or by an off-site audit since, at
+the location the target has now), it was stored longer ago than ``retention.local_keep``, and
+it is not on legal hold. A copy only counted as sent (the server's word) is not enough.
+Off-site copies are never deleted by ingestd: their WORM lock runs out on its own at the
+retain-until date.
 Each eviction is a signed ledger event; ``verify`` and ``show`` still find the item, and the
 manifest off-site still describes it.
 """
@@ -17,6 +20,7 @@ from .catalog import queries as q
 from .domain.canonical import format_time, parse_time
 from .domain.models import EventKind
 from .errors import ObjectDamaged
+from .replicate import target_locations
 from .station import Station
 
 log = logging.getLogger(__name__)
@@ -42,10 +46,11 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
         return report
     now = station.clock()
     keep_for = station.settings.retention.local_keep
+    locations = target_locations(station.settings)
     for row in rows:
         sha = row["sha256"]
         with station.catalog.read() as conn:
-            held_offsite = q.verified_targets(conn, sha)
+            held_offsite = q.proven_targets(conn, sha, locations)
         if (row["hold"] or not required <= held_offsite
                 or parse_time(row["stored_at"]) + keep_for > now
                 or row["station"] != station.name):
@@ -65,7 +70,7 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
                 # the object was being re-hashed keeps it here.
                 now_row = q.item(conn, sha)
                 if (now_row is None or now_row["hold"] or not now_row["local_present"]
-                        or not required <= q.verified_targets(conn, sha)):
+                        or not required <= q.proven_targets(conn, sha, locations)):
                     report.kept += 1
                     continue
                 station.custody.record(
@@ -77,7 +82,7 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
                 # Inside the transaction, so an ingest recording the same bytes at this moment
                 # sees either the object and local_present, or neither.
                 station.store.remove(sha)
-            log.info("evicted %s from the local store (verified on %s)", sha[:12],
+            log.info("evicted %s from the local store (proven on %s)", sha[:12],
                      ", ".join(sorted(held_offsite)), extra={"event": "evicted"})
         entry["at"] = format_time(now)
         report.evicted.append(entry)

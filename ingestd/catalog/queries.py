@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 
 from ..domain.canonical import format_time, parse_time
@@ -27,6 +38,7 @@ from .schema import (
     ledger,
     recorders,
     replicas,
+    target_identities,
 )
 
 
@@ -416,9 +428,22 @@ def items_needing_window_check(conn: Connection) -> list[RowMapping]:
 
 
 def verified_targets(conn: Connection, sha256: str) -> set[str]:
+    """Targets that hold a copy counted as sent (its bytes may not have been read back)."""
     return {row.target for row in conn.execute(
         select(replicas.c.target).where(replicas.c.item == sha256, replicas.c.state == "verified")
     )}
+
+
+def proven_targets(conn: Connection, sha256: str, locations: Mapping[str, str]) -> set[str]:
+    """Targets whose copy was read back and hashed to the item, at the location the target
+    now has (``locations``: target name to location): only these let a copy elsewhere go."""
+    rows = conn.execute(
+        select(replicas.c.target, replicas.c.location).where(
+            replicas.c.item == sha256, replicas.c.state == "verified",
+            replicas.c.proven_at.is_not(None), replicas.c.rewrite.is_(False))
+    )
+    return {row.target for row in rows
+            if row.location and locations.get(row.target) == row.location}
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -480,6 +505,12 @@ def replica(conn: Connection, sha256: str, target: str) -> RowMapping | None:
     ).mappings().first()
 
 
+def replicas_of(conn: Connection, sha256: str) -> dict[str, RowMapping]:
+    """The item's replica rows, by target."""
+    return {row["target"]: row for row in conn.execute(
+        select(replicas).where(replicas.c.item == sha256)).mappings()}
+
+
 def upsert_replica(conn: Connection, sha256: str, target: str, **values: Any) -> None:
     done = conn.execute(
         update(replicas).where(replicas.c.item == sha256, replicas.c.target == target)
@@ -497,15 +528,62 @@ def interrupt_uploads(conn: Connection, at: datetime) -> int:
     ).rowcount
 
 
+def relocate_replicas(conn: Connection, target: str, location: str, at: datetime, *,
+                      station: str) -> int:
+    """``station``'s target now points at ``location``: copies of its items recorded
+    elsewhere (or before locations were recorded) no longer count; they are copied, or found,
+    there at the next run. (Stations sharing a catalog may give one name other places.)"""
+    mine = select(items.c.sha256).where(items.c.station == station)
+    moved = and_(replicas.c.target == target, replicas.c.location != location,
+                 replicas.c.item.in_(mine))
+    # what was found bad at another place says nothing of the objects at this one
+    conn.execute(update(replicas).where(moved, replicas.c.location != "")
+                 .values(rewrite=False, bad_versions=""))
+    return conn.execute(
+        update(replicas).where(moved).values(
+            state=case((replicas.c.state == "verified", "queued"), else_=replicas.c.state),
+            location=location, proven_at=None, updated_at=format_time(at),
+            last_error=f"not yet checked at {location}"[:2000])
+    ).rowcount
+
+
+def replica_found_bad(conn: Connection, sha256: str, target: str, *, version_id: str | None,
+                      error: str, at: datetime) -> None:
+    """The copy does not hash to the item: it needs a new object, read back before it counts
+    again; the bad version is remembered (its lock keeps it for investigation)."""
+    row = replica(conn, sha256, target)
+    bad = (row["bad_versions"] if row else "").split()
+    if version_id and version_id not in bad:
+        bad.append(version_id)
+    upsert_replica(conn, sha256, target, state="mismatch", rewrite=True, proven_at=None,
+                   bad_versions=" ".join(bad), last_error=error[:2000],
+                   updated_at=format_time(at))
+
+
+def target_identity(conn: Connection, target: str, location: str) -> str | None:
+    return conn.execute(
+        select(target_identities.c.identity).where(target_identities.c.target == target,
+                                                   target_identities.c.location == location)
+    ).scalar()
+
+
+def record_target_identity(conn: Connection, target: str, location: str, identity: str,
+                           at: datetime) -> None:
+    conn.execute(insert(target_identities).values(target=target, location=location,
+                                                  identity=identity,
+                                                  recorded_at=format_time(at)))
+
+
 def locks_behind(conn: Connection, *, station: str | None = None) -> list[RowMapping]:
-    """Verified replicas whose lock is shorter than the item's retention, or whose hold
-    differs from the item's (``station``: of that station's items only)."""
+    """Replicas with an object off-site (verified once, whatever happened since) whose lock
+    is shorter than the item's retention, or whose hold differs from the item's
+    (``station``: of that station's items only)."""
     query = (
         select(replicas, items.c.retain_until.label("item_retain_until"),
                items.c.hold.label("item_hold"), items.c.retention_class,
                items.c.recorded_start)
         .join(items, items.c.sha256 == replicas.c.item)
-        .where(replicas.c.state == "verified")
+        .where(replicas.c.verified_at.is_not(None))
         .where(or_(
             replicas.c.hold != items.c.hold,
             and_(items.c.retain_until.is_(None), replicas.c.retain_until.is_not(None)),
@@ -521,7 +599,8 @@ def locks_behind(conn: Connection, *, station: str | None = None) -> list[RowMap
 def replica_stats(conn: Connection, targets: Sequence[str], *,
                   station: str) -> dict[str, dict[str, Any]]:
     """Per target: the replicas of this station's items by state (a catalog shared by many
-    stations holds theirs too, replicated by them), the oldest waiting, the last error."""
+    stations holds theirs too, replicated by them), how many of the verified ones are proven
+    (read back), the oldest waiting, the last error."""
     mine = items.c.station == station
     local = conn.execute(
         select(func.count()).where(items.c.local_present.is_(True), mine)
@@ -534,6 +613,12 @@ def replica_stats(conn: Connection, targets: Sequence[str], *,
             .where(replicas.c.target == name, mine).group_by(replicas.c.state)
         )}
         verified = by_state.get("verified", 0)
+        proven = conn.execute(
+            select(func.count()).select_from(replicas)
+            .join(items, items.c.sha256 == replicas.c.item)
+            .where(replicas.c.target == name, mine, replicas.c.state == "verified",
+                   replicas.c.proven_at.is_not(None), replicas.c.rewrite.is_(False))
+        ).scalar_one()
         oldest = conn.execute(
             select(items.c.sha256, items.c.replication_deadline)
             .where(items.c.local_present.is_(True), mine, items.c.sha256.not_in(
@@ -549,6 +634,7 @@ def replica_stats(conn: Connection, targets: Sequence[str], *,
         ).first()
         out[name] = {
             "verified": verified,
+            "proven": int(proven),  # of the verified: read back since, so they let copies go
             "in_flight": by_state.get("uploading", 0),
             "failed": by_state.get("failed", 0) + by_state.get("mismatch", 0),
             "queued": max(0, int(local) - verified - by_state.get("uploading", 0)

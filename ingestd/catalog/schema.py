@@ -202,6 +202,28 @@ replicas = Table(
     Column("updated_at", Time, nullable=False),
     Column("verified_at", Time, nullable=True),
     Column("ledger_seq", BigInteger, nullable=True),
+    # when ingestd last read the copy's bytes back and hashed them to the item: only such a
+    # copy lets a local copy or a recorder file go
+    Column("proven_at", Time, nullable=True),
+    # where the copy was made (targets.*_location): a target re-pointed elsewhere under the
+    # same name does not inherit it
+    Column("location", Text, nullable=False, default=""),
+    # the object at the key was found not to hash to the item: a new one is written and read
+    # back before the copy counts again, however its metadata looks
+    Column("rewrite", Boolean, nullable=False, default=False),
+    # versions found bad, space separated: kept by their lock, never counted again
+    Column("bad_versions", Text, nullable=False, default=""),
+)
+
+target_identities = Table(
+    "target_identities",
+    metadata,
+    # the random id a directory target wrote at its first use, so that a share that is not
+    # mounted (an empty folder on the local disk) is told from the share itself
+    Column("target", String(64), primary_key=True),
+    Column("location", Text, primary_key=True),
+    Column("identity", String(64), nullable=False),
+    Column("recorded_at", Time, nullable=False),
 )
 
 checkpoints = Table(

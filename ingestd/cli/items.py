@@ -92,7 +92,8 @@ def status(app: AppContext, as_json: bool) -> None:
         _print_docks(info["docks"])
     for name, t in targets.items():
         oldest = t["oldest_waiting"]
-        line = (f"target {esc(name)}: {t['verified']} verified, {t['queued']} queued, "
+        line = (f"target {esc(name)}: {t['verified']} verified ({t['proven']} read back), "
+                f"{t['queued']} queued, "
                 f"{t['in_flight']} in flight, {t['failed']} failed")
         if oldest:
             line += f"; oldest waiting {oldest['sha256'][:12]} (due {oldest['deadline'][:19]})"

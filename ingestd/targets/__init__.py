@@ -3,7 +3,9 @@
 A target stores each item's bytes under ``<prefix>/sha256/<hash>``, its signed manifest under
 ``<prefix>/manifests/<hash>.json`` and ledger checkpoints under ``<prefix>/checkpoints/``.
 Targets never trust the server: after an upload they check size and whole-file SHA-256 from
-what the server answers, and report a mismatch rather than count the copy.
+what the server answers, and report a mismatch rather than count the copy. Such a copy is only
+*sent*; it is *proven* once its bytes were read back and hashed (``RemoteObject.read_back``,
+``Target.rehash_item``), at the place the target proved it is (``location``, ``identify``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class RemoteObject:
     retain_until: datetime | None = None
     legal_hold: bool = False
     version_id: str | None = None
+    #: the target read the stored bytes back and hashed them to the item before answering
+    read_back: bool = False
+    #: where a bad copy found at the key was kept (directory targets move it aside)
+    set_aside: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,9 +79,28 @@ class CheckpointVersion:
     latest: bool = True
 
 
+def s3_location(endpoint_url: str | None, bucket: str, prefix: str) -> str:
+    """Where an S3 target keeps its copies, as recorded with each replica."""
+    return f"s3:{(endpoint_url or 'aws').rstrip('/')}/{bucket}/{prefix.strip('/')}"
+
+
+def directory_location(path: Path, prefix: str) -> str:
+    """Where a directory target keeps its copies, as recorded with each replica."""
+    parts = [p for p in prefix.split("/") if p]
+    return f"dir:{Path(path).joinpath(*parts)}"
+
+
 class Target(Protocol):
     name: str
     required: bool
+    #: where the copies are (``s3_location`` / ``directory_location``): a replica counts only
+    #: at the location it was made at
+    location: str
+
+    def identify(self, known: str | None) -> str:
+        """Prove this is the place first used: ``known`` is the identity recorded then (None at
+        first use, when one is made if the target keeps one). Returns the identity ("" if the
+        target keeps none); raises TargetUnreachable if the place is not the one known."""
 
     def check(self) -> None:
         """Raise TargetError if the target cannot serve (unreachable, no Object Lock when
@@ -89,14 +114,17 @@ class Target(Protocol):
         ``lock``), unless ``rewrite``: the copy there was found not to hash to the item, even
         if what the target says of it looks right. Raises ``ObjectDamaged`` if ``source`` does
         not have ``size`` bytes hashing to ``sha256``, and ``TargetError`` if the copy cannot
-        be made or does not verify (``replica mismatch``).
+        be made (``TargetUnreachable`` when the target cannot be used now) or does not verify
+        (``ReplicaMismatch``). ``read_back`` in the answer says whether the stored bytes were
+        read back and hashed; with ``rewrite`` they always are.
         """
 
     def head_item(self, sha256: str) -> RemoteObject | None:
         """What the target holds for this item, or None."""
 
     def rehash_item(self, sha256: str) -> str:
-        """Read the remote copy back in full and return its SHA-256 (for audits)."""
+        """Read the remote copy back in full and return its SHA-256 (for audits). Raises
+        ReplicaMismatch if there is no copy, TargetUnreachable if it cannot be read now."""
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
         """Extend retention (never shorten) and set or clear legal hold."""

@@ -20,6 +20,7 @@ NAS's own snapshot or WORM feature, or an S3 target with Object Lock.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import glob
 import json
@@ -31,7 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingestd.errors import IngestdError, ObjectDamaged, TargetError
+from ingestd.errors import (
+    IngestdError,
+    ObjectDamaged,
+    ReplicaMismatch,
+    TargetError,
+    TargetUnreachable,
+)
 from ingestd.integrity.hashing import (
     atomic_write,
     copy_and_hash,
@@ -45,6 +52,7 @@ from ingestd.targets import (
     CheckpointVersion,
     Lock,
     RemoteObject,
+    directory_location,
     require_checkpoint_name,
     require_sha256,
 )
@@ -53,14 +61,22 @@ log = logging.getLogger(__name__)
 
 _DIR_MODE = 0o750
 _OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+IDENTITY_FILE = ".ingestd-target.json"
 
 
 class DirectoryTarget:
     """A folder (typically an NFS or SMB mount) holding off-site copies.
 
     ``path`` must already exist (it is the mount point or a folder on the share): this target
-    never creates it, so an unmounted share is not silently replaced by the local disk. The
-    ``prefix`` folders below it are created as needed.
+    never creates it. The ``prefix`` folders below it are created as needed.
+
+    A share that did not mount leaves its mount point as an empty folder on the local disk,
+    where copies would land, count, and later vanish under the share. So ``path`` is refused
+    when it is on the same file system as ``local`` (the store) unless ``same_filesystem_ok``
+    (tests and demos), and, with ``mount_point``, unless it is on the file system mounted
+    there. At first use an identity file with a random id is written at the root
+    (``identify``); the caller records the id and gives it back at every later use, and a root
+    without it, or with another, is not the share first used.
     """
 
     def __init__(
@@ -71,6 +87,9 @@ class DirectoryTarget:
         required: bool = True,
         *,
         file_mode: int = 0o444,
+        mount_point: Path | None = None,
+        local: Path | None = None,
+        same_filesystem_ok: bool = False,
     ) -> None:
         parts = [p for p in prefix.split("/") if p]
         if any(p in (".", "..") for p in parts):
@@ -80,7 +99,12 @@ class DirectoryTarget:
         self.path = Path(path)
         self.prefix = "/".join(parts)
         self.root = self.path.joinpath(*parts)
+        self.location = directory_location(self.path, self.prefix)
         self._file_mode = file_mode
+        self._mount_point = Path(mount_point) if mount_point is not None else None
+        self._local = Path(local) if local is not None else None
+        self._same_filesystem_ok = same_filesystem_ok
+        self._identity: str | None = None  # once identified: checked again before each write
 
     def __repr__(self) -> str:
         return f"DirectoryTarget(name={self.name!r}, root={str(self.root)!r})"
@@ -103,9 +127,10 @@ class DirectoryTarget:
 
     def check(self) -> None:
         if not self.path.is_dir():
-            raise TargetError(
+            raise TargetUnreachable(
                 f"target {self.name!r}: {self.path} is not a directory (share not mounted?)"
             )
+        self._check_file_system()
         try:
             self._ensure_dir(self.root)
             probe = self.root / f".probe.{uuid.uuid4().hex}.tmp"
@@ -119,10 +144,79 @@ class DirectoryTarget:
         except OSError as exc:
             raise self._error("not writable", self.root, exc) from exc
 
+    def identify(self, known: str | None) -> str:
+        if not self.path.is_dir():
+            raise TargetUnreachable(
+                f"target {self.name!r}: {self.path} is not a directory (share not mounted?)"
+            )
+        self._check_file_system()
+        marker = self.root / IDENTITY_FILE
+        try:
+            raw = _read_if_exists(marker)
+            if raw is None and known is None:
+                self._ensure_dir(self.root)
+                identity = uuid.uuid4().hex
+                atomic_write(marker, json.dumps({"identity": identity, "target": self.name},
+                                                sort_keys=True).encode() + b"\n",
+                             mode=self._file_mode)
+                log.info("target %s: first use of %s, identity %s", self.name, self.root,
+                         identity)
+                self._identity = identity
+                return identity
+        except OSError as exc:
+            raise self._error("cannot read or write the identity file", marker, exc) from exc
+        found = _identity_of(raw)
+        if known is None:
+            if found is None:
+                raise self._error("identity file unreadable", marker)
+            self._identity = found
+            return found  # made by an earlier use whose record is gone: adopted
+        if found is None:
+            raise TargetUnreachable(
+                f"target {self.name!r}: {self.root} has no identity file {IDENTITY_FILE}: not "
+                f"the share first used here (not mounted?); expected identity {known}")
+        if found != known:
+            raise TargetUnreachable(
+                f"target {self.name!r}: {self.root} is identity {found}, not {known}: another "
+                "share than the one first used")
+        self._identity = found
+        return found
+
+    def _require_place(self) -> None:
+        """Before any write: still on the share (it may have gone since the run began, and
+        its mount point is then a folder on the local disk)."""
+        self._check_file_system()
+        if self._identity is not None:
+            self.identify(self._identity)
+
+    def _check_file_system(self) -> None:
+        """Refuse a path that is not on the share: on the store's own file system, or (with
+        ``mount_point``) not on the file system mounted there."""
+        try:
+            device = self.path.stat().st_dev
+            if self._mount_point is not None:
+                if not self.path.resolve().is_relative_to(self._mount_point.resolve()):
+                    raise TargetError(f"target {self.name!r}: {self.path} is not under "
+                                      f"mount_point {self._mount_point}")
+                if (not os.path.ismount(self._mount_point)
+                        or self._mount_point.stat().st_dev != device):
+                    raise TargetUnreachable(
+                        f"target {self.name!r}: {self.path} is not on a file system mounted "
+                        f"at {self._mount_point} (share not mounted?)")
+            if (self._local is not None and not self._same_filesystem_ok
+                    and self._local.stat().st_dev == device):
+                raise TargetUnreachable(
+                    f"target {self.name!r}: {self.path} is on the same file system as the "
+                    f"local store {self._local} (share not mounted?); same_filesystem_ok = "
+                    "true allows it, for a test or a demo only")
+        except OSError as exc:
+            raise self._error("cannot check the file system", self.path, exc) from exc
+
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
                  rewrite: bool = False) -> RemoteObject:
         # ``rewrite`` needs no special path here: an existing file is always re-hashed.
         require_sha256(sha256)
+        self._require_place()
         dest = self.item_path(sha256)
         try:
             self._ensure_dir(dest.parent)
@@ -131,20 +225,38 @@ class DirectoryTarget:
                 found = hash_file(dest, from_disk=True)
                 if found.size == size and found.sha256 == sha256:
                     log.info("target %s: %s already holds a good copy", self.name, dest)
-                    return self._lock(sha256, lock)
+                    return dataclasses.replace(self._lock(sha256, lock), read_back=True)
+                set_aside = self._set_aside(dest, sha256)
                 log.warning(
-                    "target %s: %s is damaged (%d bytes, sha256 %s); writing a good copy",
+                    "target %s: %s is damaged (%d bytes, sha256 %s); kept as %s, writing a "
+                    "good copy",
                     self.name,
                     dest,
                     found.size,
                     found.sha256,
+                    set_aside,
                 )
+            else:
+                set_aside = None
             self._write_item(dest, source, sha256, size)
         except IngestdError:
             raise
         except OSError as exc:
             raise self._error("cannot replicate item", dest, exc) from exc
-        return self._lock(sha256, lock)
+        # the file was read back from the share (cache dropped) before it got its name
+        return dataclasses.replace(self._lock(sha256, lock), read_back=True,
+                                   set_aside=set_aside)
+
+    def _set_aside(self, dest: Path, sha256: str) -> str:
+        """Move a bad copy out of the way, never delete it: it is kept for investigation."""
+        folder = self.root / "damaged"
+        self._ensure_dir(folder)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = folder / f"{sha256}.{stamp}.{uuid.uuid4().hex[:8]}"
+        os.rename(dest, aside)
+        fsync_dir(folder)
+        fsync_dir(dest.parent)
+        return self._key(aside)
 
     def head_item(self, sha256: str) -> RemoteObject | None:
         require_sha256(sha256)
@@ -170,18 +282,21 @@ class DirectoryTarget:
         try:
             return hash_file(dest, from_disk=True).sha256
         except FileNotFoundError as exc:
-            raise self._error("cannot rehash: no such item", dest, exc) from exc
+            raise self._error("cannot rehash: no such item", dest, exc,
+                              kind=ReplicaMismatch) from exc
         except OSError as exc:
             raise self._error("cannot rehash item", dest, exc) from exc
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
         require_sha256(sha256)
+        self._require_place()
         if not self.item_path(sha256).is_file():
             raise self._error("cannot lock: no such item", self.item_path(sha256))
         return self._lock(sha256, lock)
 
     def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None:
         require_sha256(sha256)
+        self._require_place()
         dest = self.manifest_path(sha256)
         try:
             if _read_if_exists(dest) != manifest:
@@ -194,6 +309,7 @@ class DirectoryTarget:
         """Store a ledger checkpoint. The same bytes again are a no-op; different bytes under an
         existing name are refused (checkpoints witness the ledger and are never rewritten)."""
         dest = self.checkpoint_path(require_checkpoint_name(name))
+        self._require_place()
         try:
             existing = _read_if_exists(dest)
             if existing is not None and existing != body:
@@ -257,6 +373,7 @@ class DirectoryTarget:
                         f"replica mismatch: written file reads back as {back.size} bytes with "
                         f"SHA-256 {back.sha256}",
                         tmp,
+                        kind=ReplicaMismatch,
                     )
                 os.fchmod(dst_fd, self._file_mode)
             finally:
@@ -359,7 +476,8 @@ class DirectoryTarget:
     def _key(self, path: Path) -> str:
         return path.relative_to(self.path).as_posix()
 
-    def _error(self, what: str, path: Path, exc: BaseException | None = None) -> TargetError:
+    def _error(self, what: str, path: Path, exc: BaseException | None = None, *,
+               kind: type[TargetError] | None = None) -> TargetError:
         detail = ""
         if isinstance(exc, OSError):
             detail = f" ({exc.strerror or type(exc).__name__})"
@@ -367,7 +485,10 @@ class DirectoryTarget:
                 detail = " (target full)"
         elif exc is not None:
             detail = f" ({type(exc).__name__}: {exc})"
-        return TargetError(f"target {self.name!r}: {what}: {path}{detail}")
+        if kind is None:
+            # the share could not be used (gone, full, read-only): nothing known of its copies
+            kind = TargetUnreachable if isinstance(exc, OSError) else TargetError
+        return kind(f"target {self.name!r}: {what}: {path}{detail}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -384,6 +505,16 @@ def _read_if_exists(path: Path) -> bytes | None:
         return None
     with os.fdopen(fd, "rb") as handle:
         return handle.read()
+
+
+def _identity_of(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        identity = json.loads(raw).get("identity")
+    except (ValueError, AttributeError):
+        return None
+    return identity if isinstance(identity, str) and identity else None
 
 
 def _aware(moment: datetime) -> datetime:

@@ -8,10 +8,13 @@ proves nothing. The local copy is hashed as it is read for the upload, and the u
 finish unless it hashes to the item (``_VerifyingReader``). After every upload the object is
 read back with ``head_object`` and its size, metadata hash (and, where the server reports one,
 its full-object checksum) and Object Lock state are compared with what was meant; anything else
-is a ``TargetError``, never a success.
+is a ``TargetError``, never a success (``ReplicaMismatch`` when the copy is wrong,
+``TargetUnreachable`` when the server could not be asked). Every PUT and part also carries its
+``Content-MD5``, which Ceph RGW checks, so a body damaged on the way is refused, not stored.
 
-Metadata can be forged by whoever can write the bucket, so only ``rehash_item`` (which streams
-the object back and hashes it) proves the bytes; audits use it.
+Metadata can be forged by whoever can write the bucket, so only reading the bytes back proves
+them: ``rehash_item`` (audits), and ``put_item`` with ``readback`` or ``rewrite`` (the answer's
+``read_back`` says so). Reading back is plain ranged GETs of one version, in bounded memory.
 
 Two layers of retries: botocore's own (``retry_mode``, ``max_attempts``, per HTTP request) and,
 around each whole-object operation, ``operation_attempts`` with exponential backoff and jitter for
@@ -24,6 +27,7 @@ from __future__ import annotations
 import base64
 import configparser
 import contextlib
+import dataclasses
 import hashlib
 import ipaddress
 import logging
@@ -56,7 +60,13 @@ from s3transfer.futures import TransferFuture
 from s3transfer.subscribers import BaseSubscriber
 
 from ingestd.domain.text import redact_url, redact_urls
-from ingestd.errors import IngestdError, ObjectDamaged, TargetError
+from ingestd.errors import (
+    IngestdError,
+    ObjectDamaged,
+    ReplicaMismatch,
+    TargetError,
+    TargetUnreachable,
+)
 from ingestd.targets import (
     CHECKPOINT_NAME,
     CheckpointVersion,
@@ -64,6 +74,7 @@ from ingestd.targets import (
     RemoteObject,
     require_checkpoint_name,
     require_sha256,
+    s3_location,
 )
 
 if TYPE_CHECKING:
@@ -151,6 +162,7 @@ class S3Target:
         # what logs, messages and ledger entries may show of it (never a key or signature)
         self.shown_endpoint = redact_url(endpoint_url) if endpoint_url else None
         self.prefix = prefix.strip("/")
+        self.location = s3_location(endpoint_url, bucket, self.prefix)
         self.object_lock = object_lock
         self._sse = sse
         self._kms_key_id = kms_key_id
@@ -165,6 +177,7 @@ class S3Target:
         # computed once more. Over HTTPS the body is not signed; its checksum protects it.
         self._signed_payload = urlsplit(endpoint_url).scheme == "http" if endpoint_url else False
         self._readback = readback
+        self._readback_range = max(multipart_chunksize, 8 * MiB)
         self._transfer_config = TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=multipart_chunksize,
@@ -207,6 +220,11 @@ class S3Target:
             raise TargetError(
                 f"target {name!r}: cannot set up the S3 client: {redact_urls(str(exc))}"
             ) from exc
+        # Ceph RGW checks Content-MD5 (it ignores x-amz-checksum-*), and over HTTPS nothing
+        # else covers the body: every PUT and part carries it, so a body damaged on the way
+        # is refused rather than stored
+        for operation in ("PutObject", "UploadPart"):
+            self._client.meta.events.register(f"before-call.s3.{operation}", _add_content_md5)
 
     def __repr__(self) -> str:
         return f"S3Target(name={self.name!r}, bucket={self.bucket!r}, prefix={self.prefix!r})"
@@ -231,6 +249,10 @@ class S3Target:
         self._warn_if_plain_http()
         self._retrying("reach bucket", None, self._check_once)
 
+    def identify(self, known: str | None) -> str:
+        # a bucket is named by its endpoint, name and prefix (``location``): nothing to keep
+        return ""
+
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
                  rewrite: bool = False) -> RemoteObject:
         require_sha256(sha256)
@@ -253,7 +275,7 @@ class S3Target:
     def rehash_item(self, sha256: str) -> str:
         require_sha256(sha256)
         key = self.item_key(sha256)
-        return self._retrying("rehash item", key, lambda: self._rehash_once(key))
+        return self._retrying("rehash item", key, lambda: self._rehash_once(key))[0]
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
         require_sha256(sha256)
@@ -394,15 +416,22 @@ class S3Target:
         crash or failure at any point: it starts from what the server holds."""
         head = self._head(key)
         good = head is not None and self._replica_problem(head, sha256, size) is None
+        # a copy that was found bad is only counted again once its bytes are read back
+        readback = self._readback or rewrite
+        read_back = False
         if good and rewrite:
             log.warning("target %s: %s was found not to hash to %s; uploading a good copy",
                         self.name, key, sha256)
             good = False
-        elif good and self._readback and self._rehash_once(key) != sha256:
-            # metadata can be forged by whoever can write the bucket; the bytes cannot
-            log.warning("target %s: %s claims to be %s but its bytes differ; uploading a good "
-                        "copy", self.name, key, sha256)
-            good = False
+        elif good and readback:
+            back, version = self._rehash_once(key)
+            if back == sha256 and head is not None and version == head.get("VersionId"):
+                read_back = True
+            else:
+                # metadata can be forged by whoever can write the bucket; the bytes cannot
+                log.warning("target %s: %s claims to be %s but its bytes differ; uploading a "
+                            "good copy", self.name, key, sha256)
+                good = False
         if good:
             assert head is not None
             log.info("target %s: %s already holds a good copy; not uploading", self.name, key)
@@ -421,13 +450,17 @@ class S3Target:
                 self._abort_stale_uploads(key)
             upload()
             head = self._verified(key, self._head(key), sha256, size)
-            if self._readback:
+            if readback:
                 # the server's word (metadata, a checksum it may not have checked) is not the
-                # bytes: read them back, at the cost of a second transfer
-                back = self._rehash_once(key)
+                # bytes: read them back (the version just verified), at the cost of a second
+                # transfer
+                back, _ = self._rehash_once(key, head.get("VersionId"))
                 if back != sha256:
-                    raise self._error(f"replica mismatch: object reads back as {back}", key)
-        return self._lock_and_verify(key, head, lock, sha256)
+                    raise self._error(f"replica mismatch: object reads back as {back}", key,
+                                      kind=ReplicaMismatch)
+                read_back = True
+        remote = self._lock_and_verify(key, head, lock, sha256)
+        return dataclasses.replace(remote, read_back=read_back)
 
     def _upload_file(self, key: str, source: Path, size: int, sha256: str, lock: Lock) -> None:
         extra: dict[str, Any] = {
@@ -521,10 +554,11 @@ class S3Target:
     ) -> HeadObjectOutputTypeDef:
         """``head`` if it shows a good copy of (sha256, size); else TargetError."""
         if head is None:
-            raise self._error("replica mismatch: object missing after upload", key)
+            raise self._error("replica mismatch: object missing after upload", key,
+                              kind=ReplicaMismatch)
         problem = self._replica_problem(head, sha256, size)
         if problem is not None:
-            raise self._error(f"replica mismatch: {problem}", key)
+            raise self._error(f"replica mismatch: {problem}", key, kind=ReplicaMismatch)
         return head
 
     def _lock_and_verify(
@@ -599,31 +633,46 @@ class S3Target:
                 key,
             )
 
-    def _rehash_once(self, key: str) -> str:
-        # One streamed GET, hashed as it arrives. (s3transfer's ranged download into a
-        # non-seekable sink stalls on objects of more than ten parts.)
-        sink = _HashingSink()
-        started = time.monotonic()
+    def _rehash_once(self, key: str, version: str | None = None) -> tuple[str, str | None]:
+        """Read one version (the current one unless given) back with plain ranged GETs, a
+        range at a time, hashed as it arrives: bounded memory whatever the size, and no
+        s3transfer download window (which stalls past ten parts into a non-seekable sink).
+        Returns the SHA-256 and the version read."""
+        args: dict[str, Any] = {"VersionId": version} if version else {}
         try:
-            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            try:
-                for chunk in body.iter_chunks(chunk_size=_READ_CHUNK):
-                    sink.write(chunk)
-            finally:
-                body.close()
+            head = self._client.head_object(Bucket=self.bucket, Key=key, **args)
         except ClientError as exc:
             if _error_code(exc) in _NOT_FOUND_CODES:
-                raise self._error("cannot rehash: no such object", key) from exc
+                raise self._error("cannot rehash: no such object", key,
+                                  kind=ReplicaMismatch) from exc
             raise
-        digest = sink.hexdigest()
+        size = head.get("ContentLength", 0)
+        version = head.get("VersionId") or version
+        if version:
+            args = {"VersionId": version}  # every range from the same object
+        digest = hashlib.sha256()
+        started = time.monotonic()
+        done = 0
+        while done < size:
+            last = min(size, done + self._readback_range) - 1
+            body = self._client.get_object(Bucket=self.bucket, Key=key,
+                                           Range=f"bytes={done}-{last}", **args)["Body"]
+            try:
+                for chunk in body.iter_chunks(chunk_size=_READ_CHUNK):
+                    digest.update(chunk)
+                    done += len(chunk)
+            finally:
+                body.close()
+            if done != last + 1:
+                raise self._error(f"range read back as {done} bytes, expected {last + 1}", key)
         log.info(
             "target %s: rehashed %s (%d bytes) in %.1f s",
             self.name,
             key,
-            sink.size,
+            size,
             time.monotonic() - started,
         )
-        return digest
+        return digest.hexdigest(), version
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -665,7 +714,10 @@ class S3Target:
                 raise  # already judged (replica mismatch, damaged source...): not transient
             except Exception as exc:
                 if not _transient(exc) or attempt == self._operation_attempts:
-                    raise self._error(f"cannot {what}", key, exc) from exc
+                    # the server could not be asked, or refused to answer: says nothing of
+                    # the copies it holds
+                    raise self._error(f"cannot {what}", key, exc,
+                                      kind=TargetUnreachable) from exc
                 delay = self._backoff(attempt)
                 log.warning(
                     "target %s: %s %s failed (%s); attempt %d of %d in %.2f s",
@@ -685,12 +737,13 @@ class S3Target:
         step = min(self._backoff_max, self._backoff_base * 2.0 ** (attempt - 1))
         return step / 2 + random.uniform(0, step / 2)
 
-    def _error(self, what: str, key: str | None, exc: BaseException | None = None) -> TargetError:
+    def _error(self, what: str, key: str | None, exc: BaseException | None = None, *,
+               kind: type[TargetError] = TargetError) -> TargetError:
         where = f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}"
         if self.shown_endpoint:
             where += f" at {self.shown_endpoint}"
         detail = f" ({_describe(exc)})" if exc is not None else ""
-        return TargetError(f"target {self.name!r}: {what}: {where}{detail}")
+        return kind(f"target {self.name!r}: {what}: {where}{detail}")
 
     def _warn_if_plain_http(self) -> None:
         if not self.endpoint_url:
@@ -729,29 +782,6 @@ class S3Target:
 
 
 _READ_CHUNK = 1 << 20
-
-
-class _HashingSink:
-    """A write-only, non-seekable file for s3transfer's download: parts arrive in order, are
-    hashed, and are not kept (an audit needs the hash, not a second copy on disk)."""
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._hash.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def seekable(self) -> bool:
-        return False  # makes s3transfer write the ranges in order
-
-    def flush(self) -> None:
-        pass
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
 
 def _read_credentials(target: str, path: Path, profile: str | None) -> tuple[str, str, str | None]:
@@ -876,6 +906,23 @@ class _KnownSize:
     def on_queued(self, future: TransferFuture, **kwargs: Any) -> None:
         future.meta.provide_transfer_size(self._size)
 
+
+
+def _add_content_md5(params: dict[str, Any], **kwargs: Any) -> None:
+    """botocore ``before-call`` hook: the MD5 of the request body as ``Content-MD5``."""
+    headers = params.setdefault("headers", {})
+    body = params.get("body")
+    if body is None or "Content-MD5" in headers:
+        return
+    md5 = hashlib.md5(usedforsecurity=False)
+    if isinstance(body, bytes | bytearray):
+        md5.update(body)
+    else:
+        start = body.tell()
+        for chunk in iter(lambda: body.read(_READ_CHUNK), b""):
+            md5.update(chunk)
+        body.seek(start)
+    headers["Content-MD5"] = base64.b64encode(md5.digest()).decode("ascii")
 
 
 def _b64(sha256: str) -> str:

@@ -209,7 +209,8 @@ def test_a_writer_waits_for_the_one_before_and_reads_what_it_committed(
 
 def _add_nas(home: Path, nas: Path) -> None:
     with (home / "ingestd.toml").open("a", encoding="utf-8") as fh:
-        fh.write(f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n')
+        fh.write(f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+                 'same_filesystem_ok = true\n')
 
 
 def test_a_station_that_does_not_hold_an_item_never_calls_it_damaged(
@@ -274,3 +275,30 @@ def test_a_station_that_does_not_hold_an_item_never_calls_it_damaged(
     assert [(i["sha256"], i["station"]) for i in listed] == [(sha, "dock-1")]
     assert "dock-1" in run_cli(two, "items").stdout
     assert run_cli(two, "show", sha[:12], "--json").json()["item"]["station"] == "dock-1"
+
+
+def test_copies_proven_relocated_and_evicted_on_postgresql(tmp_path: Path, postgres_url: str,
+                                                          clips: Clips) -> None:
+    home = pg_station(tmp_path / "home", postgres_url, register={SERIAL: "Wang Fang"})
+    first, second = tmp_path / "nas-1", tmp_path / "nas-2"
+    first.mkdir()
+    second.mkdir()
+    with (home / "ingestd.toml").open("a", encoding="utf-8") as fh:
+        fh.write(f'\n[retention]\nlocal_keep = "0s"\n\n[[targets]]\nname = "nas"\n'
+                 f'type = "directory"\npath = "{first}"\nsame_filesystem_ok = true\n')
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    assert run_cli(home, "replicate").exit_code == 0
+    assert run_cli(home, "status", "--json").json()["targets"]["nas"]["proven"] == 1
+
+    # re-pointed before the sweep: the copy on the first share does not count for the second
+    text = (home / "ingestd.toml").read_text(encoding="utf-8")
+    (home / "ingestd.toml").write_text(text.replace(str(first), str(second)), encoding="utf-8")
+    assert run_cli(home, "retention", "--json").json()["evicted"] == []
+    assert run_cli(home, "replicate").exit_code == 0
+    assert (second / "sha256" / clips.a.sha256).exists()
+    audit = run_cli(home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+    assert audit.exit_code == 0, audit.stdout
+    assert [e["sha256"] for e in run_cli(home, "retention", "--json").json()["evicted"]] == [
+        clips.a.sha256]
+    assert run_cli(home, "ledger", "verify").exit_code == 0

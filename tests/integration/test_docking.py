@@ -780,6 +780,7 @@ def test_wipe_policy_that_does_not_allow_it_deletes_nothing(
     nas.mkdir()
     # after-offsite-verify with a target that is not required: nothing proves an off-site copy.
     extra = (f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\nrequired = false\n'
+             'same_filesystem_ok = true\n'
              if policy == "after-offsite-verify" else "")
     home = new_home(tmp_path, docks=f'wipe = "{policy}"\n', extra=extra, register=("BWC-0007",))
     yard = dockyard_factory(home).start()

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ingestd import config as config_mod
 from ingestd.simulate import make_clip
 from ingestd.station import Station
+from tests.support.flipping_proxy import FlippingProxy, never, object_puts
 from tests.support.servers import S3Endpoint, moto_server
 
 if TYPE_CHECKING:
@@ -518,8 +519,8 @@ def test_replicate_copies_every_item_verified_locked_and_signed(
         assert events[0]["key_id"] == key["key_id"]
 
     after = station.target_status()
-    assert after == {"verified": 3, "in_flight": 0, "failed": 0, "queued": 0,
-                     "oldest_waiting": None, "last_error": None}
+    assert after == {"verified": 3, "proven": 0, "in_flight": 0, "failed": 0, "queued": 0,
+                     "oldest_waiting": None, "last_error": None}  # sent, not read back
     assert cli(station.home, "ledger", "verify").code == 0
 
 
@@ -729,8 +730,8 @@ def test_a_server_answering_500_fails_the_item_flags_it_late_then_recovers(
     recovered = ok(home.home, "replicate")
 
     assert sorted(v["sha256"] for v in recovered["verified"]) == sorted(home.shas)
-    assert home.target_status() == {"verified": 3, "in_flight": 0, "failed": 0, "queued": 0,
-                                    "oldest_waiting": None, "last_error": None}
+    assert home.target_status() == {"verified": 3, "proven": 0, "in_flight": 0, "failed": 0,
+                                    "queued": 0, "oldest_waiting": None, "last_error": None}
     for sha in home.shas:
         assert download_sha(s3, bucket, item_key(sha)) == sha
         assert "late_replication" in home.flags(sha), "a missed deadline stays flagged"
@@ -1158,6 +1159,13 @@ def test_stations_sharing_a_catalog_replicate_only_their_own_items(
     assert {f"station-a/sha256/{clips[0].sha256}",
             f"station-b/sha256/{clips[1].sha256}"} <= keys
     assert not any(k.startswith("station-a/sha256/" + clips[1].sha256) for k in keys)
+    # one target name, a prefix each: neither station's run unsettles the other's copies
+    assert ok(homes["station-a"], "replicate")["verified"] == []
+    with contextlib.closing(sqlite3.connect(shared)) as con:
+        rows = con.execute("SELECT item, state, location FROM replicas ORDER BY location"
+                           ).fetchall()
+    assert rows == [(clips[0].sha256, "verified", f"s3:{moto.url}/{bucket}/station-a"),
+                    (clips[1].sha256, "verified", f"s3:{moto.url}/{bucket}/station-b")]
 
 
 # -- wipe after off-site verification -------------------------------------------------------------
@@ -1169,7 +1177,8 @@ def test_redock_wipes_only_files_verified_offsite(
     home_dir = tmp_path / "home"
     home = make_home(tmp_path, clips, config='wipe = "after-offsite-verify"\n',
                      recorder=home_dir / "docks" / SERIAL)
-    home.add_target(s3_target(moto.url, bucket, credentials))
+    # read back at upload: only a copy whose bytes were hashed lets a recorder file go
+    home.add_target(s3_target(moto.url, bucket, credentials, readback=True))
     media = home.recorder / "DCIM" / "100MEDIA"
     by_sha = {c.sha256: media / c.path.name for c in clips}
 
@@ -1205,7 +1214,7 @@ def test_directory_target_replicates_verifies_and_reports(
     nas.mkdir()
     home = make_home(tmp_path, clips)
     home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
-                    f'prefix = "{PREFIX}"\n')
+                    f'prefix = "{PREFIX}"\nsame_filesystem_ok = true\n')
     assert home.target_status("nas")["queued"] == 3
 
     report = ok(home.home, "replicate")
@@ -1223,9 +1232,9 @@ def test_directory_target_replicates_verifies_and_reports(
         lock = json.loads((nas / PREFIX / "locks" / "sha256" / f"{clip.sha256}.json").read_text())
         assert set_for(datetime.fromisoformat(lock["retain_until"]), ROUTINE)
         assert home.history(clip.sha256, "replicated")[0]["data"]["target"] == "nas"
-    assert home.target_status("nas") == {"verified": 3, "in_flight": 0, "failed": 0,
-                                         "queued": 0, "oldest_waiting": None,
-                                         "last_error": None}
+    assert home.target_status("nas") == {"verified": 3, "proven": 3, "in_flight": 0,
+                                         "failed": 0, "queued": 0, "oldest_waiting": None,
+                                         "last_error": None}  # a directory reads back
     mtimes = {p: p.stat().st_mtime_ns for p in (nas / PREFIX / "sha256").iterdir()}
     assert ok(home.home, "replicate")["verified"] == []
     assert {p: p.stat().st_mtime_ns for p in (nas / PREFIX / "sha256").iterdir()} == mtimes
@@ -1236,3 +1245,263 @@ def test_directory_target_replicates_verifies_and_reports(
     shutil.rmtree(nas)
     gone = cli(home.home, "replicate")
     assert gone.code == 9 and "not a directory" in " ".join(gone.stderr.split())
+
+
+# -- a copy counts as safe only once its bytes were read back, where it was made -------------------
+
+
+def stored_sha(endpoint: S3Endpoint, bucket: str, key: str) -> str:
+    """The SHA-256 of the bytes the server holds, whatever checksum it stored with them (it
+    keeps the one it was sent, and boto3 would refuse to hand over bytes that differ)."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.session.Session(
+        aws_access_key_id=endpoint.access_key, aws_secret_access_key=endpoint.secret_key,
+        region_name=endpoint.region,
+    ).client("s3", endpoint_url=endpoint.url, config=Config(
+        s3={"addressing_style": "path"}, response_checksum_validation="when_required"))
+    return hashlib.sha256(client.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
+
+
+def _proof_home(tmp_path: Path, clips: Sequence[Clip], url: str, bucket: str,
+                credentials: Path, **target: object) -> Home:
+    """Clips ingested from a recorder in the dock folder; wipe after off-site verification,
+    local copies evicted as soon as they are safe off-site."""
+    home = make_home(tmp_path, clips, recorder=tmp_path / "home" / "docks" / SERIAL,
+                     config='wipe = "after-offsite-verify"\n\n[retention]\nlocal_keep = "0s"\n')
+    home.add_target(s3_target(url, bucket, credentials, **target))
+    return home
+
+
+def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder_file_go(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    with FlippingProxy(moto.url) as proxy:
+        home = _proof_home(tmp_path, clips, proxy.url, bucket, credentials)
+        media = home.recorder / "DCIM" / "100MEDIA"
+        # every object the server stores has one byte other than it was sent
+        proxy.flip_request = object_puts("/sha256/")
+
+        sent = ok(home.home, "replicate")
+        assert sorted(v["sha256"] for v in sent["verified"]) == sorted(home.shas)  # as sent
+        assert len(proxy.flipped()) == 3
+        assert home.target_status()["proven"] == 0
+
+        # the server's word alone lets nothing go: not the local copy, not the recorder's
+        assert ok(home.home, "retention")["evicted"] == []
+        assert cli(home.home, "run", "--once").code == 0  # a redock, then the jobs
+        assert sorted(p.name for p in media.iterdir()) == sorted(c.path.name for c in clips)
+        assert all(row["local_present"] for row in home.rows("SELECT * FROM items"))
+        for clip in clips:
+            [entry] = home.history(clip.sha256, "replicated")
+            assert entry["data"]["read_back"] is False
+            assert stored_sha(moto, bucket, item_key(clip.sha256)) != clip.sha256
+
+        # reading back finds every copy bad; each bad version is remembered
+        audit = cli(home.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+        assert audit.code == 1, audit
+        for clip in clips:
+            assert "replica_mismatch" in home.flags(clip.sha256)
+        bad = {r["item"]: r for r in home.rows("SELECT * FROM replicas")}
+        for clip in clips:
+            [version] = versions(s3, bucket, item_key(clip.sha256))
+            assert bad[clip.sha256]["state"] == "mismatch"
+            assert bad[clip.sha256]["bad_versions"] == version["VersionId"]
+
+        # the network heals: new objects, read back, and only then the local copies go
+        proxy.flip_request = never
+        fixed = ok(home.home, "replicate")
+        assert sorted(v["sha256"] for v in fixed["verified"]) == sorted(home.shas)
+        for clip in clips:
+            entry = home.history(clip.sha256, "replicated")[-1]
+            assert entry["data"]["read_back"] is True
+            assert len(versions(s3, bucket, item_key(clip.sha256))) == 2  # the bad one kept
+            assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
+        assert home.target_status()["proven"] == 3
+        evicted = ok(home.home, "retention")["evicted"]
+        assert sorted(e["sha256"] for e in evicted) == sorted(home.shas)
+        assert ok(home.home, "ledger", "verify")["ok"] is True
+
+
+def test_a_repair_that_failed_or_was_killed_does_not_make_the_bad_object_good(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    clip = clips[0]
+    with FlippingProxy(moto.url) as flipping:
+        fault = FaultProxy(flipping.url)
+        try:
+            home = _proof_home(tmp_path, [clip], fault.url, bucket, credentials)
+            flipping.flip_request = object_puts("/sha256/")
+            ok(home.home, "replicate")
+            flipping.flip_request = never
+            assert cli(home.home, "audit", "--all", "--offsite", "--json").code == 1
+
+            # the repair fails: the server answers 500 to every upload of the item
+            fault.rule = lambda method, path: ("500" if method == "PUT" and "/sha256/" in path
+                                               else None)
+            failed = cli(home.home, "replicate", "--json")
+            assert failed.code == 1 and failed.json()["failed"]
+            fault.rule = lambda method, path: None
+            # ...and a second one is killed half-way (what a crash leaves in the catalog)
+            sql_exec(home.home, "UPDATE replicas SET state = 'uploading'")
+
+            repaired = ok(home.home, "replicate")
+        finally:
+            fault.close()
+    assert [v["sha256"] for v in repaired["verified"]] == [clip.sha256]
+    assert len(versions(s3, bucket, item_key(clip.sha256))) == 2, "a new object was written"
+    assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
+    assert home.history(clip.sha256, "replicated")[-1]["data"]["read_back"] is True
+    [row] = home.rows("SELECT * FROM replicas")
+    assert row["rewrite"] == 0 and row["proven_at"] is not None
+
+
+def test_an_audit_during_an_outage_marks_nothing_bad_and_locks_still_follow_the_label(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path, proxy: FaultProxy
+) -> None:
+    clip = clips[0]
+    home = _proof_home(tmp_path, [clip], proxy.url, bucket, credentials)
+    ok(home.home, "replicate")
+
+    proxy.rule = lambda method, path: "500"  # the server is down
+    audit = cli(home.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+    proxy.rule = lambda method, path: None
+
+    assert audit.code == 1, "an audit that could not read the copy back says so"
+    [failure] = audit.json()["failures"]
+    assert "not checked" in failure["problem"] and "mismatch" not in failure["problem"]
+    assert "replica_mismatch" not in home.flags(clip.sha256)
+    [row] = home.rows("SELECT * FROM replicas")
+    assert row["state"] == "verified" and row["rewrite"] == 0
+
+    # a later audit reads it back and proves it; a case label then locks it for 30 years
+    assert ok(home.home, "audit", "--all", "--offsite", "--decode", "0")["ok"] is True
+    assert home.rows("SELECT proven_at FROM replicas")[0]["proven_at"] is not None
+    ok(home.home, "label", clip.sha256, "--case", "2026-0042", "--party", "Li Wei")
+    report = ok(home.home, "replicate")
+    assert [e["sha256"] for e in report["locks_extended"]] == [clip.sha256]
+    head = s3.head_object(Bucket=bucket, Key=item_key(clip.sha256))
+    assert head["ObjectLockRetainUntilDate"] >= clip.recorded + EVIDENCE
+
+
+def test_a_target_pointed_at_another_bucket_under_the_same_name_starts_again(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    home = _proof_home(tmp_path, clips[:2], moto.url, bucket, credentials, readback=True)
+    assert len(ok(home.home, "replicate", "--limit", "1")["verified"]) == 1
+    other = new_bucket(s3)
+    home.edit_config(f'bucket = "{bucket}"', f'bucket = "{other}"')
+
+    # the copy in the old bucket says nothing of the new one: nothing leaves the store
+    assert ok(home.home, "retention")["evicted"] == []
+    report = ok(home.home, "replicate")
+
+    assert sorted(v["sha256"] for v in report["verified"]) == sorted(home.shas)
+    for clip in clips[:2]:
+        assert download_sha(s3, other, item_key(clip.sha256)) == clip.sha256
+        assert home.history(clip.sha256, "replicated")[-1]["data"]["location"] == (
+            f"s3:{moto.url}/{other}/{PREFIX}")
+    assert sorted(e["sha256"] for e in ok(home.home, "retention")["evicted"]) == sorted(
+        home.shas)
+
+
+@contextlib.contextmanager
+def mounted(mountpoint: Path, *source: str) -> Iterator[Path]:
+    """``mount SOURCE... MOUNTPOINT`` for the block (a tmpfs of its own, or a bind mount)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting needs root")
+    subprocess.run(["mount", *source, str(mountpoint)], check=True, capture_output=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
+
+
+TMPFS = ("-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs")
+
+
+@pytest.mark.root
+def test_a_nas_that_did_not_mount_gets_no_copies_and_lets_nothing_go(
+    tmp_path: Path, clips: list[Clip]
+) -> None:
+    share, nas = tmp_path / "share", tmp_path / "nas"  # the NAS's export; its mount point
+    share.mkdir()
+    nas.mkdir()
+    home = make_home(tmp_path, clips, recorder=tmp_path / "home" / "docks" / SERIAL,
+                     config='wipe = "after-offsite-verify"\n\n[retention]\nlocal_keep = "0s"\n')
+    home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+                    f'prefix = "{PREFIX}"\nobject_lock = false\n')
+    media = home.recorder / "DCIM" / "100MEDIA"
+    with mounted(share, *TMPFS):
+        with mounted(nas, "--bind", str(share)):
+            first = {v["sha256"] for v in ok(home.home, "replicate", "--limit", "2")["verified"]}
+        assert len(first) == 2
+        [waiting] = [s for s in home.shas if s not in first]
+
+        # the share did not mount: its mount point is an empty folder on the local disk
+        down = cli(home.home, "replicate")
+        assert down.code == 9, down
+        assert "same file system as the local store" in " ".join(down.stderr.split())
+        # another share mounted there: it is not the share first used
+        with mounted(nas, *TMPFS):
+            other = cli(home.home, "replicate")
+            assert other.code == 9, other
+            assert "no identity file" in " ".join(other.stderr.split())
+            assert list(nas.iterdir()) == []
+        # nor does the daemon start on it, nor a checkpoint land there; the waiting clip
+        # stays in the store and on the recorder
+        assert cli(home.home, "run", "--once").code == 9
+        assert cli(home.home, "checkpoint").code != 0
+        station = home.open()  # the daemon's checkpoint job, on a share gone since its start
+        try:
+            from ingestd.replicate import Replicator
+
+            assert Replicator(station).checkpoint()["errors"]
+        finally:
+            station.close()
+        assert list(nas.iterdir()) == [], "nothing was copied to the local disk"
+        [row] = home.rows("SELECT local_present FROM items WHERE sha256 = ?", waiting)
+        assert row["local_present"]
+        assert next(c.path.name for c in clips if c.sha256 == waiting) in {
+            p.name for p in media.iterdir()}
+
+        # the share back: the last clip goes there
+        with mounted(nas, "--bind", str(share)):
+            assert [v["sha256"] for v in ok(home.home, "replicate")["verified"]] == [waiting]
+            assert sha256_file(nas / PREFIX / "sha256" / waiting) == waiting
+
+
+def test_a_copy_found_bad_keeps_its_lock_in_step_with_the_label_while_its_repair_fails(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    clip = clips[0]
+    with FlippingProxy(moto.url) as flipping:
+        fault = FaultProxy(flipping.url)
+        try:
+            home = _proof_home(tmp_path, [clip], fault.url, bucket, credentials)
+            flipping.flip_request = object_puts("/sha256/")
+            ok(home.home, "replicate")
+            flipping.flip_request = never
+            assert cli(home.home, "audit", "--all", "--offsite", "--json").code == 1
+            [bad] = versions(s3, bucket, item_key(clip.sha256))
+
+            ok(home.home, "label", clip.sha256, "--case", "2026-0042", "--party", "Li Wei")
+            # uploads of the item are refused; everything else reaches the server
+            fault.rule = lambda method, path: ("500" if method == "PUT" and "/sha256/" in path
+                                               and "?" not in path else None)
+            report = cli(home.home, "replicate", "--json")
+        finally:
+            fault.close()
+    assert report.code == 1 and report.json()["failed"]
+    # the bad version is evidence of what happened: it stays locked as long as the case
+    assert [e["sha256"] for e in report.json()["locks_extended"]] == [clip.sha256]
+    head = s3.head_object(Bucket=bucket, Key=item_key(clip.sha256), VersionId=bad["VersionId"])
+    assert head["ObjectLockRetainUntilDate"] >= clip.recorded + EVIDENCE
+    [row] = home.rows("SELECT * FROM replicas")
+    assert row["rewrite"] == 1 and row["state"] != "verified"

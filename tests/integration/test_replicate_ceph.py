@@ -113,8 +113,8 @@ def test_ceph_copies_are_verified_locked_and_cannot_be_deleted(
         # COMPLIANCE: not even the bucket's owner can delete the version
         _refused_delete(rgw, bucket, clip.sha256, head["VersionId"])
 
-    assert station.target_status() == {"verified": 3, "in_flight": 0, "failed": 0,
-                                       "queued": 0, "oldest_waiting": None,
+    assert station.target_status() == {"verified": 3, "proven": 0, "in_flight": 0,
+                                       "failed": 0, "queued": 0, "oldest_waiting": None,
                                        "last_error": None}
     assert ok(station.home, "replicate")["verified"] == []
     assert all(len(versions(rgw, bucket, item_key(s))) == 1 for s in station.shas)

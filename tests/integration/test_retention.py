@@ -12,6 +12,8 @@ from conftest import (
     SERIAL,
     Clips,
     build_recorder,
+    catalog_execute,
+    catalog_rows,
     init_station,
     open_station,
     run_cli,
@@ -27,7 +29,8 @@ def _station(tmp_path: Path, clips: Clips, *, local_keep: str = "0s",
     nas.mkdir(parents=True)
     config = f'[retention]\nlocal_keep = "{local_keep}"\n'
     if target:
-        config += f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+        config += (f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+                   'same_filesystem_ok = true\n')
     home = init_station(tmp_path / "home", config=config,
                         register={SERIAL: (OFFICER, OFFICER_ID)})
     rec = build_recorder(tmp_path / "rec", {"DCIM/a.mp4": clips.a, "DCIM/b.mp4": clips.b,
@@ -122,3 +125,78 @@ def test_a_hold_set_while_the_sweep_rehashes_keeps_the_item(
     assert held in store_objects(home)
     assert run_cli(home, "show", held, "--json").json()["item"]["local"] is True
     assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_an_upload_that_races_the_sweep_flags_nothing(
+        tmp_path: Path, clips: Clips, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep takes a local copy proven on the required target while another (optional)
+    target is about to read it: that upload fails, and nothing was damaged."""
+    from ingestd import retention
+    from ingestd.replicate import Replicator, build_targets
+    from ingestd.targets.directory import DirectoryTarget
+
+    home, shas = _station(tmp_path, clips)
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    with (home / "ingestd.toml").open("a", encoding="utf-8") as fh:
+        fh.write(f'\n[[targets]]\nname = "spare"\ntype = "directory"\npath = "{spare}"\n'
+                 'required = false\nsame_filesystem_ok = true\n')
+    station = open_station(home, clock=lambda: datetime.now(UTC))
+    try:
+        nas, spare_target = build_targets(station)
+        assert Replicator(station, [nas]).run().ok  # proven on the required target
+        real_put = DirectoryTarget.put_item
+
+        def sweep_then_put(self: DirectoryTarget, sha256: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if self.name == "spare":  # the daily sweep runs as this upload starts
+                retention.sweep(station)
+            return real_put(self, sha256, *args, **kwargs)
+
+        monkeypatch.setattr(DirectoryTarget, "put_item", sweep_then_put)
+        report = Replicator(station, [nas, spare_target]).run(limit=1)
+    finally:
+        station.close()
+
+    [failure] = report.failed
+    assert "left the local store while it was being sent" in failure["error"]
+    for sha in shas:
+        shown = run_cli(home, "show", sha, "--json").json()
+        assert "fixity_failed" not in [f["flag"] for f in shown["flags"]]
+        assert (tmp_path / "nas" / "sha256" / sha).exists()  # safe where it was proven
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_a_home_from_before_read_back_proofs_migrates_and_proves_its_copies_again(
+        tmp_path: Path, clips: Clips) -> None:
+    """A catalog at the schema before replicas recorded proofs: nothing lost, the ledger
+    still verifies, a copy found bad still needs rewriting, and the copies count for
+    eviction once read back at the target's location."""
+    from alembic import command
+
+    from ingestd.catalog.db import _alembic_config
+
+    home, shas = _station(tmp_path, clips)
+    assert run_cli(home, "replicate").exit_code == 0
+    url = f"sqlite:///{home / 'catalog.sqlite'}"
+    command.downgrade(_alembic_config(url), "0002")
+    catalog_execute(home, "UPDATE replicas SET state = 'mismatch' WHERE item = ?", shas[0])
+    before = catalog_rows(home, "SELECT item, target, state, key, ledger_seq FROM replicas "
+                                "ORDER BY item")
+    ledger = catalog_rows(home, "SELECT seq, entry_hash FROM ledger ORDER BY seq")
+
+    assert run_cli(home, "init").exit_code == 0  # migrates
+
+    after = catalog_rows(home, "SELECT * FROM replicas ORDER BY item")
+    assert [{k: r[k] for k in before[0]} for r in after] == before
+    assert {r["item"]: r["rewrite"] for r in after} == {s: int(s == shas[0]) for s in shas}
+    assert all(r["proven_at"] is None and r["location"] == "" for r in after)
+    assert catalog_rows(home, "SELECT seq, entry_hash FROM ledger ORDER BY seq") == ledger
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+    assert run_cli(home, "retention", "--json").json()["evicted"] == []
+
+    # the next run checks each copy at the target's location (the directory reads it back)
+    again = run_cli(home, "replicate", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert sorted(v["sha256"] for v in again.json()["verified"]) == sorted(shas)
+    evicted = run_cli(home, "retention", "--json").json()["evicted"]
+    assert sorted(e["sha256"] for e in evicted) == sorted(shas)

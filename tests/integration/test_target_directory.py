@@ -3,6 +3,7 @@ read-only share."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestd.errors import ObjectDamaged, TargetError
+from ingestd.errors import ObjectDamaged, ReplicaMismatch, TargetError, TargetUnreachable
 from ingestd.targets import Lock, Target
 from ingestd.targets.directory import DirectoryTarget
 
@@ -81,7 +82,8 @@ def test_put_head_rehash(target: DirectoryTarget, share: Path, blob: Blob) -> No
     assert remote.key == f"station-1/sha256/{blob.sha256}"
     assert remote.size == blob.size and remote.sha256 == blob.sha256
     assert remote.retain_until == until and remote.legal_hold is False
-    assert target.head_item(blob.sha256) == remote
+    assert remote.read_back is True  # hashed from the share, the cache dropped
+    assert target.head_item(blob.sha256) == dataclasses.replace(remote, read_back=False)
     assert target.rehash_item(blob.sha256) == blob.sha256
     assert temp_files(share) == []
 
@@ -120,10 +122,16 @@ def test_damaged_copy_is_detected_and_replaced(
 
     assert target.rehash_item(blob.sha256) != blob.sha256
     inode = stored.stat().st_ino
+    damaged = stored.read_bytes()
     repaired = target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=None))
-    assert repaired.sha256 == blob.sha256
+    assert repaired.sha256 == blob.sha256 and repaired.read_back is True
     assert stored.stat().st_ino != inode, "a new file took the damaged one's place"
     assert target.rehash_item(blob.sha256) == blob.sha256
+    # the bad copy is kept for investigation, not destroyed
+    assert repaired.set_aside is not None
+    assert repaired.set_aside.startswith(f"station-1/damaged/{blob.sha256}.")
+    kept = share / repaired.set_aside
+    assert kept.stat().st_ino == inode and kept.read_bytes() == damaged
 
     with stored.open("r+b") as handle:
         handle.truncate(10)
@@ -270,3 +278,61 @@ def test_read_only_share_is_refused_by_check(tmpfs: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
     with pytest.raises(TargetError, match="not writable"):
         DirectoryTarget("nas", tmpfs, "station-1", True).check()
+
+
+# -- proving the share is the share ------------------------------------------------------------
+
+
+def test_the_share_is_known_by_the_identity_it_was_given_at_first_use(
+    target: DirectoryTarget, share: Path, tmp_path: Path
+) -> None:
+    identity = target.identify(None)
+    marker = share / "station-1" / ".ingestd-target.json"
+    assert json.loads(marker.read_text())["identity"] == identity
+    assert target.identify(identity) == identity
+    assert target.identify(None) == identity, "a marker already there is adopted, not replaced"
+
+    # the share did not mount: its mount point is an empty folder
+    share.rename(tmp_path / "elsewhere")
+    share.mkdir()
+    with pytest.raises(TargetUnreachable, match="no identity file") as caught:
+        target.identify(identity)
+    assert "not mounted" in str(caught.value)
+    assert list(share.iterdir()) == [], "nothing is written to the empty folder"
+
+    # another share mounted there
+    other = DirectoryTarget("nas", share, "station-1", True)
+    other.identify(None)
+    with pytest.raises(TargetUnreachable, match="another share"):
+        target.identify(identity)
+
+
+def test_a_path_on_the_stores_own_file_system_is_refused_unless_allowed(
+    share: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    with pytest.raises(TargetUnreachable, match="same file system as the local store"):
+        DirectoryTarget("nas", share, "", True, local=store).check()
+    DirectoryTarget("nas", share, "", True, local=store, same_filesystem_ok=True).check()
+
+
+def test_rehash_of_a_missing_copy_is_a_mismatch_not_an_outage(
+    target: DirectoryTarget, blob: Blob
+) -> None:
+    with pytest.raises(ReplicaMismatch):
+        target.rehash_item(blob.sha256)
+
+
+@pytest.mark.root
+def test_a_path_not_on_the_file_system_mounted_at_mount_point_is_refused(
+    tmpfs: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    mounted = DirectoryTarget("nas", tmpfs, "", True, mount_point=tmpfs, local=store)
+    mounted.check()  # a tmpfs of its own: another file system than the store's
+    subprocess.run(["umount", str(tmpfs)], check=True)
+    with pytest.raises(TargetUnreachable, match=f"not on a file system mounted at {tmpfs}"):
+        mounted.check()
+    assert list(tmpfs.iterdir()) == []

@@ -462,13 +462,17 @@ class Ingestor:
         keep = policy.retention(recorded_at=recorded.start, has_case=False, categories=(),
                                 hold=False, policy=self.settings.retention.policy())
         officer = rec.officer if rec else ""
+        retention = {"retention_class": str(RetentionClass.ROUTINE),
+                     "retain_until": format_time(keep.until) if keep.until else None,
+                     "hold": False}
         stored = custody.record(
             conn, kind=EventKind.STORED, actor=ctx.actor, item=sha,
             data={"size": size, "recorder": serial, "officer": officer,
                   "officer_id": rec.officer_id if rec else "",
                   "recorded_start": format_time(recorded.start),
                   "recorded_end": format_time(recorded.end), "time_source": recorded.source,
-                  "media": media.as_dict(), "original_name": src.display},
+                  "media": media.as_dict(), "original_name": src.display,
+                  "retention": retention},
             at=now,
         )
         q.insert_item(
@@ -479,9 +483,7 @@ class Ingestor:
             media=_json(media.as_dict()), ingest_deadline=format_time(deadlines.ingest),
             label_deadline=format_time(deadlines.label),
             replication_deadline=format_time(deadlines.replication),
-            retention_class=str(RetentionClass.ROUTINE),
-            retain_until=format_time(keep.until) if keep.until else None,
-            hold=False, local_present=True, ledger_seq=stored.seq,
+            **retention, local_present=True, ledger_seq=stored.seq,
         )
         for flag in sorted(flags):
             set_flag(self.station, conn, sha, flag, at=now, actor=ctx.actor,

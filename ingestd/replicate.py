@@ -29,15 +29,15 @@ from .domain.flags import Flag
 from .domain.models import EventKind
 from .errors import ObjectDamaged, TargetError
 from .ingest import set_flag
-from .integrity.ledger import Discrepancy
-from .integrity.signing import PublicKey
+from .integrity.ledger import Discrepancy, DiscrepancyKind, KeyChain
 from .station import Station
 from .targets import Lock, RemoteObject, Target
 from .targets.directory import DirectoryTarget
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
+K = DiscrepancyKind
+CHECKPOINT_VERSION = 2  # 2: carries the pinned fingerprint of the ledger's first key
 
 
 def build_target(spec: TargetSettings, station: Station) -> Target:
@@ -397,7 +397,8 @@ class Replicator:
             seq, head = q.ledger_head(conn)
         body = {"version": CHECKPOINT_VERSION, "station": station.name, "seq": seq,
                 "head_hash": head, "at": format_time(station.clock()),
-                "key_id": station.key.key_id}
+                "key_id": station.key.key_id,
+                "genesis_fingerprint": station.custody.pin}
         data = canonical_bytes(body)
         signed = canonical_bytes({"checkpoint": body, "signature": station.key.sign(data),
                                   "public_key": station.key.public.hex})
@@ -426,15 +427,15 @@ class Replicator:
 def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]:
     """Compare the local ledger with every signed checkpoint the targets hold."""
     problems: list[Discrepancy] = []
-    with station.catalog.read() as conn:
-        trusted = station.custody.trusted_keys(conn)
+    with station.catalog.read(snapshot=True) as conn:
+        keys = station.custody.trusted_keys(conn)
         hashes = {e.seq: e.entry_hash for e in q.iter_entries(conn)}
     head = max(hashes, default=0)
     for target in targets:
         try:
             names = target.list_checkpoints()
         except TargetError as exc:
-            problems.append(Discrepancy(kind="offsite_unreachable", seq=None,
+            problems.append(Discrepancy(kind=K.OFFSITE_UNREACHABLE, seq=None,
                                         detail=exc.message))
             continue
         for name in names:
@@ -443,27 +444,43 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
                 body = raw["checkpoint"]
                 signature = raw["signature"]
             except (TargetError, ValueError, KeyError, TypeError) as exc:
-                problems.append(Discrepancy(kind="checkpoint_unreadable", seq=None,
+                problems.append(Discrepancy(kind=K.CHECKPOINT_UNREADABLE, seq=None,
                                             detail=f"{target.name}/{name}: {exc}"))
                 continue
             if body.get("station") != station.name:
                 continue  # another station's checkpoint on a shared target
-            key: PublicKey | None = trusted.get(str(body.get("key_id")))
-            if key is None or not key.verify(str(signature), canonical_bytes(body)):
-                problems.append(Discrepancy(
-                    kind="checkpoint_bad_signature", seq=body.get("seq"),
-                    detail=f"{target.name}/{name} is not signed by a trusted station key"))
-                continue
-            seq = int(body["seq"])
-            if seq > head:
-                problems.append(Discrepancy(
-                    kind="ledger_truncated", seq=seq,
-                    detail=f"{target.name}/{name} vouches for entry {seq}, but the local "
-                           f"ledger ends at {head}"))
-            elif seq and hashes.get(seq) != body["head_hash"]:
-                problems.append(Discrepancy(
-                    kind="ledger_rewritten", seq=seq,
-                    detail=f"entry {seq} differs from what {target.name}/{name} vouches for"))
+            problems.extend(_checkpoint_problems(station, keys, hashes, head,
+                                                 f"{target.name}/{name}", body, signature))
+    return problems
+
+
+def _checkpoint_problems(station: Station, keys: KeyChain, hashes: Mapping[int, str],
+                         head: int, where: str, body: dict[str, Any],
+                         signature: Any) -> list[Discrepancy]:
+    problems = []
+    # Checkpoints before version 2 carry no fingerprint; those that do must carry ours. A
+    # home rewritten with a key of its own, pin included, differs here first.
+    if "genesis_fingerprint" in body and body["genesis_fingerprint"] != station.custody.pin:
+        problems.append(Discrepancy(
+            kind=K.PIN_MISMATCH, seq=body.get("seq"),
+            detail=f"{where} pins the first key {body['genesis_fingerprint']}, this home "
+                   f"pins {station.custody.pin or 'none'}"))
+    key = keys.keys.get(str(body.get("key_id")))
+    if key is None or key.station not in (None, station.name) or not key.public.verify(
+            str(signature), canonical_bytes(body)):
+        problems.append(Discrepancy(
+            kind=K.CHECKPOINT_BAD_SIGNATURE, seq=body.get("seq"),
+            detail=f"{where} is not signed by a key the ledger vouches for"))
+        return problems
+    seq = int(body["seq"])
+    if seq > head:
+        problems.append(Discrepancy(
+            kind=K.LEDGER_TRUNCATED, seq=seq,
+            detail=f"{where} vouches for entry {seq}, but the local ledger ends at {head}"))
+    elif seq and hashes.get(seq) != body["head_hash"]:
+        problems.append(Discrepancy(
+            kind=K.LEDGER_REWRITTEN, seq=seq,
+            detail=f"entry {seq} differs from what {where} vouches for"))
     return problems
 
 

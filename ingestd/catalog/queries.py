@@ -41,6 +41,7 @@ def _update(conn: Connection, key: Column[Any], value: Any, values: dict[str, An
 # The statements run for every file ingested are built once: building one costs SQLAlchemy
 # more than running it on SQLite.
 _HEAD = select(ledger.c.seq, ledger.c.entry_hash).order_by(ledger.c.seq.desc()).limit(1)
+_HEAD_AT = select(ledger.c.at).order_by(ledger.c.seq.desc()).limit(1)
 _ENTRIES_AFTER = (select(ledger).where(ledger.c.seq > bindparam("after"))
                   .order_by(ledger.c.seq).limit(bindparam("batch")))
 _ITEM = select(items).where(items.c.sha256 == bindparam("sha"))
@@ -57,6 +58,12 @@ _KNOWN_SOURCE = select(acquisitions.c.item).where(
 def ledger_head(conn: Connection) -> tuple[int, str | None]:
     row = conn.execute(_HEAD).first()
     return (int(row.seq), str(row.entry_hash)) if row else (0, None)
+
+
+def ledger_head_time(conn: Connection) -> datetime | None:
+    """When the ledger's last entry was made (None for an empty ledger)."""
+    at = conn.execute(_HEAD_AT).scalar()
+    return parse_time(at) if at is not None else None
 
 
 def insert_entry(conn: Connection, entry: LedgerEntry) -> None:
@@ -79,9 +86,14 @@ def _entry(row: RowMapping) -> LedgerEntry:
 
 
 def iter_entries(conn: Connection, *, after: int = 0, item: str | None = None,
+                 kinds: Sequence[str] | None = None, upto: int | None = None,
                  batch: int = 5000) -> Iterator[LedgerEntry]:
     last = after
     query = _ENTRIES_AFTER if item is None else _ENTRIES_AFTER.where(ledger.c.item == item)
+    if kinds is not None:
+        query = query.where(ledger.c.kind.in_(list(kinds)))
+    if upto is not None:
+        query = query.where(ledger.c.seq <= upto)
     while True:
         rows = conn.execute(query, {"after": last, "batch": batch}).mappings().all()
         for row in rows:

@@ -169,7 +169,7 @@ def test_deleted_item_row_is_found(busy_home: Path, clips: Clips) -> None:
     assert catalog_execute(busy_home, "DELETE FROM items WHERE sha256 = ?", clips.b.sha256) == 1
     code, found = problems(busy_home)
     assert code == 1
-    assert ("missing_row", None) in found
+    assert ("missing_row", seq_of(busy_home, "stored", item=clips.b.sha256)) in found
 
 
 def test_a_catalog_row_no_entry_backs_is_found(busy_home: Path, clips: Clips) -> None:
@@ -220,9 +220,8 @@ def test_wrong_public_key_in_the_catalog_is_found(busy_home: Path) -> None:
     assert catalog_execute(busy_home, "UPDATE keys SET public_key = ?", impostor.public.hex) == 1
     code, found = problems(busy_home)
     assert code == 1
-    assert ("wrong_key", None) in found
-    assert ("bad_signature", 1) in found
-    assert sum(1 for k, _ in found if k == "bad_signature") == len(mirror_lines(busy_home))
+    # The keys table is only a cache: the entries still verify with the keys the chain proves.
+    assert found == [("wrong_key", None)]
 
 
 def test_a_station_key_the_catalog_does_not_know_is_found(busy_home: Path) -> None:

@@ -87,6 +87,7 @@ class Custody:
         # entries only: checking the signing key costs one short query per entry.
         self._keys: KeyChain | None = None
         self._keys_seen = 0
+        self._keys_lock = threading.Lock()
 
     @property
     def pins(self) -> dict[str, str]:
@@ -128,7 +129,8 @@ class Custody:
                 with self.catalog.write() as conn:
                     yield conn
             except BaseException:
-                self._keys = None  # what it learnt of the keys may have been rolled back
+                with self._keys_lock:
+                    self._keys = None  # what it learnt of the keys may have been rolled back
                 raise
             self._sync()
 
@@ -146,18 +148,27 @@ class Custody:
 
         Refuses to sign with a key the ledger does not vouch for this station."""
         seq, head = q.ledger_head(conn)
-        keys = self._signing_keys(conn, seq)
-        self._check_signing_key(keys, str(kind))
+        with self._keys_lock:
+            keys = self._signing_keys(conn, seq)
+            self._check_signing_key(keys, str(kind))
         entry = seal(
             seq=seq + 1, at=at or self.clock(), station=self.station, actor=actor,
             kind=str(kind), item=item, data=dict(data or {}), prev_hash=head or GENESIS_HASH,
             key=self.key,
         )
         q.insert_entry(conn, entry)
-        if entry.kind in KEY_KINDS:
-            keys.admit(entry, canonical_bytes(body_of(entry)))
-        self._keys_seen = entry.seq
+        with self._keys_lock:
+            if entry.kind in KEY_KINDS:
+                keys.admit(entry, canonical_bytes(body_of(entry)))
+            self._keys_seen = entry.seq
         return entry
+
+    def check_signing_key(self) -> None:
+        """Refuse (IntegrityError) unless the ledger vouches for the key this station would
+        sign with: for what is signed outside the ledger (manifests, checkpoints)."""
+        with self.catalog.read() as conn, self._keys_lock:
+            seq, _ = q.ledger_head(conn)
+            self._check_signing_key(self._signing_keys(conn, seq), "")
 
     def _signing_keys(self, conn: Connection, head_seq: int) -> KeyChain:
         if self._keys is None:

@@ -149,6 +149,7 @@ class Replicator:
 
     def manifest(self, sha: str) -> bytes:
         station = self.station
+        station.custody.check_signing_key()
         with station.catalog.read() as conn:
             item = dict(q.item(conn, sha) or {})
             label = q.current_label(conn, sha)
@@ -286,6 +287,7 @@ class Replicator:
     def _run(self, *, limit: int | None) -> ReplicationReport:
         report = ReplicationReport()
         station = self.station
+        station.custody.check_signing_key()  # before any copy leaves unsigned
         with station.catalog.write() as conn:
             q.interrupt_uploads(conn, station.clock())
         names = [t.name for t in self.targets]
@@ -392,6 +394,7 @@ class Replicator:
     def checkpoint(self) -> dict[str, Any]:
         """Sign the ledger head and send it to every target."""
         station = self.station
+        station.custody.check_signing_key()
         station.custody.sync_mirror()
         with station.catalog.read() as conn:
             seq, head = q.ledger_head(conn)

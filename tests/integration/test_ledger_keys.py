@@ -170,7 +170,13 @@ def test_an_old_home_is_pinned_by_init_from_its_genesis_entry(busy_home: Path) -
     assert "everything was in place" in run_cli(busy_home, "init").stdout
 
 
-def test_a_replaced_station_key_refuses_to_sign(busy_home: Path, clips: Clips) -> None:
+def test_a_replaced_station_key_refuses_to_sign(busy_home: Path, clips: Clips,
+                                                tmp_path: Path) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    with (busy_home / "ingestd.toml").open("a", encoding="utf-8") as fh:
+        fh.write(f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+                 'prefix = "bwc"\nobject_lock = false\n')
     keys = busy_home / "keys"
     (keys / "station.key").unlink()
     StationKey.generate().save(keys)
@@ -185,6 +191,13 @@ def test_a_replaced_station_key_refuses_to_sign(busy_home: Path, clips: Clips) -
     assert entries_of(busy_home) == before
     assert (busy_home / "ledger.jsonl").read_bytes() == mirror
     assert catalog_rows(busy_home, "SELECT count(*) AS n FROM labels") == [{"n": 1}]
+    # Nor is anything signed outside the ledger: no checkpoint, no copy with its manifest.
+    for command in ("checkpoint", "replicate"):
+        refused = run_cli(busy_home, command)
+        assert refused.exit_code == 7, (command, refused.stdout, refused.stderr)
+        assert "refusing to sign" in " ".join(refused.stderr.split())
+    assert [p for p in nas.rglob("*") if p.is_file()] == []
+    assert entries_of(busy_home) == before
 
     # Reading still works: what the ledger proves is shown, nothing is signed.
     shown = run_cli(busy_home, "show", clips.a.sha256, "--json")

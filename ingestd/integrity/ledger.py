@@ -8,6 +8,7 @@ discrepancy it finds, typed, never just the first.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -20,6 +21,8 @@ from ..domain.canonical import canonical_bytes, format_time, parse_time, sha256_
 from ..domain.models import EventKind, LedgerEntry
 from .hashing import fsync_dir
 from .signing import PublicKey, StationKey
+
+log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 
@@ -330,7 +333,9 @@ class Mirror:
                 lines *= 4
 
     def truncate_partial_tail(self) -> None:
-        """A crash mid-append can leave a last line without its newline: drop only that."""
+        """A crash mid-append can leave a last line without its newline. A line whole but for
+        it (it parses, its hash matches, and it links to the line before as the next entry)
+        is kept and given its newline; anything else is cut, and the cut is logged."""
         try:
             fh = self.path.open("r+b")
         except FileNotFoundError:
@@ -340,7 +345,19 @@ class Mirror:
             start, data = _tail(fh, end, 1)
             if not data or data.endswith(b"\n"):
                 return
-            fh.truncate(start + data.rfind(b"\n") + 1)
+            cut = start + data.rfind(b"\n") + 1
+            fh.seek(cut)
+            torn = fh.read(end - cut)
+            seq = _next_entry(torn, _last_line(fh, cut))
+            if seq is not None:
+                fh.seek(end)
+                fh.write(b"\n")
+                log.warning("%s: entry %d was whole but for its newline; kept", self.path, seq)
+            else:
+                fh.truncate(cut)
+                # The bytes may hold personal data: where and how much, never what.
+                log.warning("%s: cut a torn last line of %d bytes at offset %d", self.path,
+                            end - cut, cut, extra={"event": "mirror_tail_cut"})
             os.fsync(fh.fileno())
 
     def size(self) -> int:
@@ -364,6 +381,29 @@ class Mirror:
                     yield lineno, None, f"line {lineno} is not a JSON object: {exc}"
                     continue
                 yield lineno, obj, ""
+
+
+def _last_line(fh: BinaryIO, end: int) -> bytes | None:
+    """The last complete line before offset ``end`` (which follows a newline)."""
+    if end == 0:
+        return None
+    start, data = _tail(fh, end, 2)
+    lines = data.split(b"\n")[:-1]
+    return lines[-1] if lines and (start == 0 or len(lines) > 1) else None
+
+
+def _next_entry(raw: bytes, before: bytes | None) -> int | None:
+    """The sequence number of the entry ``raw`` holds, if it is whole and follows ``before``
+    (None when it is not)."""
+    try:
+        entry = from_json(json.loads(raw))
+        prev = from_json(json.loads(before)) if before is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if sha256_hex(canonical_bytes(body_of(entry))) != entry.entry_hash:
+        return None
+    expected = (1, GENESIS_HASH) if prev is None else (prev.seq + 1, prev.entry_hash)
+    return entry.seq if (entry.seq, entry.prev_hash) == expected else None
 
 
 def _lines_upto(fh: BinaryIO, upto: int) -> Iterator[bytes]:

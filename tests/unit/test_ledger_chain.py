@@ -313,6 +313,35 @@ def test_mirror_drops_only_a_torn_last_line(key: StationKey, tmp_path: Path) -> 
     assert compare_mirror({e.seq: e for e in entries}, mirror) == []
 
 
+@pytest.mark.parametrize("lines_before", [0, 2])
+def test_a_last_line_whole_but_for_its_newline_is_kept(
+        key: StationKey, tmp_path: Path, lines_before: int) -> None:
+    entries = chain(key, lines_before + 1)
+    mirror = Mirror(tmp_path / "ledger.jsonl")
+    mirror.append(entries)
+    whole = mirror.path.read_bytes()
+    mirror.path.write_bytes(whole[:-1])  # a crash just before the newline reached the disk
+    mirror.truncate_partial_tail()
+    assert mirror.path.read_bytes() == whole
+    assert mirror.last_seq() == lines_before + 1
+    assert compare_mirror({e.seq: e for e in entries}, mirror) == []
+
+
+def test_a_whole_last_line_that_is_not_the_next_entry_is_cut_and_logged(
+        key: StationKey, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    entries = chain(key, 3)
+    mirror = Mirror(tmp_path / "ledger.jsonl")
+    mirror.append(entries[:1])
+    whole = mirror.path.read_bytes()
+    skipped = json.dumps(to_json(entries[2]), sort_keys=True).encode()  # entry 2 is not there
+    mirror.path.write_bytes(whole + skipped)
+    with caplog.at_level("WARNING", logger="ingestd.integrity.ledger"):
+        mirror.truncate_partial_tail()
+    assert mirror.path.read_bytes() == whole
+    assert f"cut a torn last line of {len(skipped)} bytes at offset {len(whole)}" in caplog.text
+    assert "DCIM" not in caplog.text  # where and how much, never what
+
+
 @pytest.mark.parametrize("torn_size", [1, 70_000, 300_000])
 def test_a_torn_line_longer_than_the_tail_read_is_dropped_whole(
         key: StationKey, tmp_path: Path, torn_size: int) -> None:

@@ -174,7 +174,8 @@ class Custody:
         if self._keys is None:
             self._keys, self._keys_seen = KeyChain(pins=self.pins), 0
         if head_seq > self._keys_seen:
-            for entry in q.iter_entries(conn, after=self._keys_seen, kinds=KEY_KINDS):
+            for entry in q.iter_entries(conn, after=self._keys_seen, kinds=KEY_KINDS,
+                                        upto=head_seq):
                 self._keys.admit(entry, canonical_bytes(body_of(entry)))
             self._keys_seen = head_seq
         return self._keys

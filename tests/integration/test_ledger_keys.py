@@ -278,3 +278,19 @@ def test_every_checkpoint_carries_the_pin_and_a_different_one_is_found(
     (busy_home / "keys" / "station.pin").write_text(rogue.public.fingerprint + "\n")
     found = run_cli(busy_home, "ledger", "verify", "--offsite", "--json").json()["problems"]
     assert "pin_mismatch" in [p["kind"] for p in found if p["detail"].startswith("nas/")]
+
+
+def test_an_item_whose_retention_no_entry_states_is_found(busy_home: Path,
+                                                          clips: Clips) -> None:
+    """As in a home from before `stored` entries carried the retention they set: the
+    station's own key seals the chain again with B's `stored` entry lacking it."""
+    key = StationKey.load(busy_home / "keys")
+    entries = entries_of(busy_home)
+    stored = next(e for e in entries if e.kind == "stored" and e.item == clips.b.sha256)
+    out = entries[:stored.seq - 1]
+    for e in entries[stored.seq - 1:]:
+        data = {k: v for k, v in e.data.items() if not (e is stored and k == "retention")}
+        out.append(seal(seq=e.seq, at=e.at, station=e.station, actor=e.actor, kind=e.kind,
+                        item=e.item, data=data, prev_hash=out[-1].entry_hash, key=key))
+    write_entries(busy_home, out)
+    assert problems(busy_home) == (1, [("unbacked_retention", None)])

@@ -5,10 +5,10 @@ the catalog rows it backs; the JSON-lines mirror follows each commit; verificati
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from .catalog import queries as q
 from .catalog.db import Catalog
@@ -26,23 +26,24 @@ from .catalog.schema import (
     items,
     justifications,
     labels,
+    ledger,
     recorders,
     replicas,
 )
-from .domain.canonical import canonical_bytes, format_time
+from .domain.canonical import canonical_bytes
 from .domain.models import EventKind, LedgerEntry
 from .errors import IntegrityError
 from .integrity.ledger import (
     GENESIS_HASH,
     KEY_KINDS,
+    ChainCheck,
     Discrepancy,
     DiscrepancyKind,
     KeyChain,
     Mirror,
     body_of,
-    compare_mirror,
+    compare_mirror_in_step,
     seal,
-    verify_chain,
 )
 from .integrity.signing import PublicKey, StationKey
 
@@ -249,13 +250,25 @@ class Custody:
                 upto = self.mirror.size()
                 conn = stack.enter_context(self.catalog.read(snapshot=True))
                 head_seq, _ = q.ledger_head(conn)  # the first read fixes the snapshot
-            entries = {e.seq: e for e in q.iter_entries(conn, upto=head_seq)}
-            problems, count, head = verify_chain(entries.values(), keys=keys)
-            report.problems.extend(problems)
+            # One pass over the entries, in constant memory: the chain is checked, the mirror
+            # compared line by line, and what the row checks need gathered per item.
+            chain = ChainCheck(keys)
+            facts = _Facts()
+
+            def each() -> Iterator[LedgerEntry]:
+                for entry in q.iter_entries(conn, upto=head_seq, batch=1000):
+                    chain.step(entry)
+                    facts.add(entry)
+                    report.head_seq = entry.seq
+                    yield entry
+
+            mirrored = compare_mirror_in_step(
+                each(), self.mirror, station=self.station, upto=upto,
+                lookup=lambda seq: next(q.iter_entries(conn, after=seq - 1, upto=seq), None))
+            report.problems.extend(chain.problems)
             report.problems.extend(keys.unmet_pins())
-            report.entries = count
-            report.head_seq = max(entries, default=0)
-            report.head_hash = head
+            report.entries = chain.count
+            report.head_hash = chain.head
             current = keys.current(self.station)
             if current is None or current.key_id != self.key.key_id:
                 report.problems.append(Discrepancy(
@@ -264,9 +277,8 @@ class Custody:
                            f"vouches for station {self.station} "
                            f"({current.key_id if current else 'none'})"))
             report.problems.extend(_key_rows(conn, keys))
-            report.problems.extend(_unbacked_rows(conn, entries))
-        report.problems.extend(compare_mirror(entries, self.mirror, station=self.station,
-                                              upto=upto))
+            report.problems.extend(_unbacked_rows(conn, facts))
+        report.problems.extend(mirrored)
         return report
 
 
@@ -304,161 +316,180 @@ def _key_rows(conn: Connection, keys: KeyChain) -> list[Discrepancy]:
     return problems
 
 
+class _Facts:
+    """What the row checks need from the entries, gathered as they stream by: per item and
+    per recorder, never per entry."""
+
+    def __init__(self) -> None:
+        self.retention: dict[str, tuple[int, dict[str, Any]]] = {}  # item -> latest setter
+        self.evicted: set[str] = set()
+        self.serials: dict[str, int] = {}  # serial -> its latest registry entry
+        self.replicated: dict[tuple[str, str], int] = {}  # (item, target) -> latest entry
+
+    def add(self, entry: LedgerEntry) -> None:
+        retention = entry.data.get("retention")
+        if entry.item and isinstance(retention, dict):  # lock extensions set none
+            self.retention[entry.item] = (entry.seq, retention)
+        if entry.kind == EventKind.EVICTED and entry.item:
+            self.evicted.add(entry.item)
+        elif entry.kind == EventKind.REGISTRY:
+            self.serials[str(entry.data.get("serial"))] = entry.seq
+        elif entry.kind == EventKind.REPLICATED and entry.item:
+            self.replicated[(entry.item, str(entry.data.get("target")))] = entry.seq
+
+
+_E = ledger.alias("e")
+
+
+def _with_entry(table: Table, *where: Any) -> Any:
+    """A table's rows, each with the entry its ``ledger_seq`` names (or none)."""
+    return (select(table, _E.c.kind.label("e_kind"), _E.c.item.label("e_item"),
+                   _E.c.data.label("e_data"), _E.c.station.label("e_station"),
+                   _E.c.at.label("e_at"))
+            .select_from(table.outerjoin(_E, _E.c.seq == table.c.ledger_seq)).where(*where))
+
+
+def _rowless(conn: Connection, kind: str, table: Table) -> Iterator[Any]:
+    """The ``kind`` entries whose row (the one naming them) is gone."""
+    return iter(conn.execute(
+        select(ledger.c.seq, ledger.c.item)
+        .select_from(ledger.outerjoin(table, table.c.ledger_seq == ledger.c.seq))
+        .where(ledger.c.kind == kind, table.c.ledger_seq.is_(None))
+        .order_by(ledger.c.seq)))
+
+
 class _Backing:
     """Checks catalog rows against the entries they name, and collects every difference."""
 
-    def __init__(self, entries: Mapping[int, LedgerEntry]) -> None:
-        self.entries = entries
+    def __init__(self) -> None:
         self.problems: list[Discrepancy] = []
-        self.by_kind: dict[str, list[LedgerEntry]] = defaultdict(list)
-        for entry in entries.values():
-            self.by_kind[entry.kind].append(entry)
 
-    def check(self, table: str, key: str, seq: int | None, kind: str, item: str | None,
-              expect: Mapping[str, Any]) -> LedgerEntry | None:
-        """The row's entry, when it is the entry the row names and says what the row says."""
-        entry = self.entries.get(seq) if seq is not None else None
-        if entry is None or entry.kind != kind or (item is not None and entry.item != item):
+    def check(self, table: str, key: str, row: Any, kind: str, item: str | None,
+              expect: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The data of the row's entry, when it is the entry the row names and says what the
+        row says."""
+        seq = row["ledger_seq"]
+        if row["e_kind"] != kind or (item is not None and row["e_item"] != item):
             self.problems.append(_problem(K.UNBACKED_ROW, seq,
                                           f"{table} row {key} is not backed by a {kind} entry"))
             return None
-        self.differs(table, key, entry, {name: (value, entry.data.get(name))
-                                         for name, value in expect.items()})
-        return entry
+        data: dict[str, Any] = json.loads(row["e_data"])
+        self.differs(table, key, seq, {name: (value, data.get(name))
+                                       for name, value in expect.items()})
+        return data
 
-    def differs(self, table: str, key: str, entry: LedgerEntry,
+    def differs(self, table: str, key: str, seq: int,
                 pairs: Mapping[str, tuple[Any, Any]]) -> None:
         for name, (ours, theirs) in pairs.items():
             if ours != theirs:
                 self.problems.append(_problem(
-                    K.ROW_DIFFERS, entry.seq,
+                    K.ROW_DIFFERS, seq,
                     f"{table} row {key}: {name} is {ours!r} but the ledger says {theirs!r}"))
 
-    def rows_present(self, kind: str, table: str, seqs: set[int]) -> None:
+    def rows_present(self, conn: Connection, kind: str, table: Table) -> None:
         """Every ``kind`` entry must still have the row it made."""
-        for entry in self.by_kind.get(kind, []):
-            if entry.seq not in seqs:
-                self.problems.append(_problem(
-                    K.MISSING_ROW, entry.seq,
-                    f"{kind} entry {entry.seq} (item {(entry.item or '-')[:16]}) has no "
-                    f"{table} row"))
+        for entry in _rowless(conn, kind, table):
+            self.problems.append(_problem(
+                K.MISSING_ROW, entry.seq,
+                f"{kind} entry {entry.seq} (item {(entry.item or '-')[:16]}) has no "
+                f"{table.name} row"))
 
 
-def _unbacked_rows(conn: Connection, entries: Mapping[int, LedgerEntry]) -> list[Discrepancy]:
+def _unbacked_rows(conn: Connection, facts: _Facts) -> list[Discrepancy]:
     """Every catalog fact must be stated by the ledger entry it names, word for word, and
     every entry's row must be there."""
-    backing = _Backing(entries)
-    _item_rows(conn, backing)
+    backing = _Backing()
+    _item_rows(conn, backing, facts)
     _event_rows(conn, backing)
-    _replica_rows(conn, backing)
-    for row in conn.execute(select(recorders)).mappings():
-        backing.check("recorders", row["serial"], row["ledger_seq"], EventKind.REGISTRY, None,
+    _replica_rows(conn, backing, facts)
+    serials = set()
+    for row in conn.execute(_with_entry(recorders)).mappings():
+        serials.add(row["serial"])
+        backing.check("recorders", row["serial"], row, EventKind.REGISTRY, None,
                       {"serial": row["serial"],
                        "officer": row["officer"] if row["active"] else None,
                        "active": bool(row["active"])})
-    serials = {r.serial for r in conn.execute(select(recorders.c.serial))}
-    for entry in backing.by_kind.get(EventKind.REGISTRY, []):
-        if entry.data.get("serial") not in serials:
+    for serial, seq in sorted(facts.serials.items(), key=lambda kv: kv[1]):
+        if serial not in serials:
             backing.problems.append(_problem(
-                K.MISSING_ROW, entry.seq,
-                f"recorder {entry.data.get('serial')!r} is in the ledger but not in the "
-                "catalog"))
+                K.MISSING_ROW, seq,
+                f"recorder {serial!r} is in the ledger but not in the catalog"))
     return backing.problems
 
 
-def _retention_of(entries: Mapping[int, LedgerEntry]) -> dict[str, LedgerEntry]:
-    """Each item's latest entry that sets its retention (lock extensions set none)."""
-    latest: dict[str, LedgerEntry] = {}
-    for seq in sorted(entries):
-        entry = entries[seq]
-        if entry.item and isinstance(entry.data.get("retention"), dict):
-            latest[entry.item] = entry
-    return latest
-
-
-def _item_rows(conn: Connection, backing: _Backing) -> None:
-    retention = _retention_of(backing.entries)
-    evicted = {e.item for e in backing.by_kind.get(EventKind.EVICTED, [])}
-    present: set[str] = set()
-    for row in conn.execute(select(items)).mappings():
+def _item_rows(conn: Connection, backing: _Backing, facts: _Facts) -> None:
+    for row in conn.execute(_with_entry(items)).mappings():
         sha = row["sha256"]
-        present.add(sha)
         key = sha[:16]
         stored = backing.check(
-            "items", key, row["ledger_seq"], EventKind.STORED, sha,
+            "items", key, row, EventKind.STORED, sha,
             {name: row[name] for name in ("size", "recorder", "officer", "original_name",
                                           "recorded_start", "recorded_end", "time_source")})
         if stored is not None:
-            backing.differs("items", key, stored, {
-                "station": (row["station"], stored.station),
-                "stored_at": (row["stored_at"], format_time(stored.at))})
+            backing.differs("items", key, row["ledger_seq"], {
+                "station": (row["station"], row["e_station"]),
+                "stored_at": (row["stored_at"], row["e_at"])})
         ours = {"retention_class": row["retention_class"], "retain_until": row["retain_until"],
                 "hold": bool(row["hold"])}
-        setter = retention.get(sha)
+        setter = facts.retention.get(sha)
         if setter is None:
             backing.problems.append(_problem(
                 K.UNBACKED_RETENTION, None,
                 f"items row {key}: no ledger entry states its retention {ours}"))
         else:
-            said = setter.data["retention"]
-            backing.differs("items", key, setter,
+            seq, said = setter
+            backing.differs("items", key, seq,
                             {name: (value, said.get(name)) for name, value in ours.items()})
-        if not row["local_present"] and sha not in evicted:
+        if not row["local_present"] and sha not in facts.evicted:
             backing.problems.append(_problem(
                 K.UNBACKED_ROW, None,
                 f"items row {key} says the local copy is gone, but no evicted entry records "
                 "its eviction"))
-    for entry in backing.by_kind.get(EventKind.STORED, []):
-        if entry.item and entry.item not in present:
-            backing.problems.append(_problem(
-                K.MISSING_ROW, entry.seq,
-                f"item {entry.item[:16]} is in the ledger but not in the catalog"))
+    rowless = conn.execute(
+        select(ledger.c.seq, ledger.c.item)
+        .select_from(ledger.outerjoin(items, items.c.sha256 == ledger.c.item))
+        .where(ledger.c.kind == str(EventKind.STORED), items.c.sha256.is_(None))
+        .order_by(ledger.c.seq))
+    for entry in rowless:
+        backing.problems.append(_problem(
+            K.MISSING_ROW, entry.seq,
+            f"item {(entry.item or '-')[:16]} is in the ledger but not in the catalog"))
 
 
 def _event_rows(conn: Connection, backing: _Backing) -> None:
-    seqs: set[int] = set()
-    for row in conn.execute(select(labels)).mappings():
-        seqs.add(row["ledger_seq"])
-        backing.check("labels", str(row["id"]), row["ledger_seq"], EventKind.LABELLED,
-                      row["item"], {"case": row["case_no"], "party": row["party"],
-                                    "officer": row["officer"]})
-    backing.rows_present(EventKind.LABELLED, "labels", seqs)
-    seqs = set()
-    for row in conn.execute(select(flags)).mappings():
-        seqs.add(row["ledger_seq"])
-        backing.check("flags", f"{row['item'][:16]}/{row['flag']}", row["ledger_seq"],
-                      EventKind.FLAGGED, row["item"], {"flag": row["flag"]})
-    backing.rows_present(EventKind.FLAGGED, "flags", seqs)
-    seqs = set()
-    for row in conn.execute(select(justifications)).mappings():
-        seqs.add(row["ledger_seq"])
-        backing.check("justifications", str(row["id"]), row["ledger_seq"],
-                      EventKind.JUSTIFIED, row["item"],
-                      {"flag": row["flag"], "reason": row["reason"]})
-    backing.rows_present(EventKind.JUSTIFIED, "justifications", seqs)
-    seqs = set()
+    for row in conn.execute(_with_entry(labels)).mappings():
+        backing.check("labels", str(row["id"]), row, EventKind.LABELLED, row["item"],
+                      {"case": row["case_no"], "party": row["party"],
+                       "officer": row["officer"]})
+    backing.rows_present(conn, EventKind.LABELLED, labels)
+    for row in conn.execute(_with_entry(flags)).mappings():
+        backing.check("flags", f"{row['item'][:16]}/{row['flag']}", row, EventKind.FLAGGED,
+                      row["item"], {"flag": row["flag"]})
+    backing.rows_present(conn, EventKind.FLAGGED, flags)
+    for row in conn.execute(_with_entry(justifications)).mappings():
+        backing.check("justifications", str(row["id"]), row, EventKind.JUSTIFIED,
+                      row["item"], {"flag": row["flag"], "reason": row["reason"]})
+    backing.rows_present(conn, EventKind.JUSTIFIED, justifications)
     for row in conn.execute(
-        select(acquisitions).where(acquisitions.c.ledger_seq.is_not(None))
+        _with_entry(acquisitions, acquisitions.c.ledger_seq.is_not(None))
     ).mappings():
-        seqs.add(row["ledger_seq"])
-        backing.check("acquisitions", str(row["id"]), row["ledger_seq"], EventKind.ACQUIRED,
-                      row["item"], {"path": row["path"], "size": row["size"]})
-    backing.rows_present(EventKind.ACQUIRED, "acquisitions", seqs)
+        backing.check("acquisitions", str(row["id"]), row, EventKind.ACQUIRED, row["item"],
+                      {"path": row["path"], "size": row["size"]})
+    backing.rows_present(conn, EventKind.ACQUIRED, acquisitions)
 
 
-def _replica_rows(conn: Connection, backing: _Backing) -> None:
+def _replica_rows(conn: Connection, backing: _Backing, facts: _Facts) -> None:
     held: set[tuple[str, str]] = set()
-    for row in conn.execute(select(replicas)).mappings():
+    for row in conn.execute(_with_entry(replicas)).mappings():
         held.add((row["item"], row["target"]))
         if row["state"] != "verified":
             continue  # queued, failed or found bad: it claims no copy
-        backing.check("replicas", f"{row['item'][:16]}/{row['target']}", row["ledger_seq"],
+        backing.check("replicas", f"{row['item'][:16]}/{row['target']}", row,
                       EventKind.REPLICATED, row["item"],
                       {"target": row["target"], "key": row["key"], "size": row["size"],
                        "sha256": row["remote_sha256"]})
-    for entry in backing.by_kind.get(EventKind.REPLICATED, []):
-        if (entry.item, entry.data.get("target")) not in held:
+    for (item, target), seq in sorted(facts.replicated.items(), key=lambda kv: kv[1]):
+        if (item, target) not in held:
             backing.problems.append(_problem(
-                K.MISSING_ROW, entry.seq,
-                f"replicated entry {entry.seq}: item {(entry.item or '-')[:16]} on "
-                f"{entry.data.get('target')} has no replicas row"))
+                K.MISSING_ROW, seq,
+                f"replicated entry {seq}: item {item[:16]} on {target} has no replicas row"))

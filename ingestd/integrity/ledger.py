@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -245,6 +245,40 @@ class KeyChain:
                 for station, pin in sorted(self.pins.items()) if station not in self.genesis]
 
 
+class ChainCheck:
+    """Checks hashes, links, sequence and signatures one entry at a time, in sequence order,
+    holding nothing of the entries but the last one's hash: a ledger of any length is checked
+    in constant memory."""
+
+    def __init__(self, keys: KeyChain) -> None:
+        self.keys = keys
+        self.problems: list[Discrepancy] = []
+        self.count = 0
+        self.head = GENESIS_HASH
+        self._expected = 1
+
+    def step(self, entry: LedgerEntry) -> None:
+        self.count += 1
+        body = canonical_bytes(body_of(entry))
+        if entry.seq != self._expected:
+            if entry.seq > self._expected:
+                self.problems.append(_d(K.MISSING, self._expected,
+                                        f"entries {self._expected}..{entry.seq - 1} are "
+                                        "missing"))
+            else:
+                self.problems.append(_d(K.OUT_OF_ORDER, entry.seq,
+                                        f"entry {entry.seq} comes after {self._expected - 1}"))
+        if sha256_hex(body) != entry.entry_hash:
+            self.problems.append(_d(K.EDITED, entry.seq,
+                                    "the entry's content does not match its recorded hash"))
+        if entry.prev_hash != self.head:
+            self.problems.append(_d(K.BROKEN_LINK, entry.seq,
+                                    "previous-hash link does not match the entry before it"))
+        self.problems.extend(self.keys.admit(entry, body))
+        self._expected = max(self._expected, entry.seq) + 1
+        self.head = entry.entry_hash
+
+
 def verify_chain(
     entries: Iterable[LedgerEntry], trusted: Mapping[str, PublicKey] | None = None, *,
     keys: KeyChain | None = None,
@@ -255,34 +289,13 @@ def verify_chain(
     Signatures are checked against the keys the chain itself proves (``keys``, which the walk
     fills in; see :class:`KeyChain`), plus ``trusted``: keys vouched for from outside.
     """
-    problems: list[Discrepancy] = []
     chain = keys if keys is not None else KeyChain(trusted=trusted)
     if keys is not None and trusted:
         chain.keys.update(KeyChain(trusted=trusted).keys)
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
-    count = 0
+    check = ChainCheck(chain)
     for entry in entries:
-        count += 1
-        body = canonical_bytes(body_of(entry))
-        actual_hash = sha256_hex(body)
-        if entry.seq != expected_seq:
-            if entry.seq > expected_seq:
-                problems.append(_d(K.MISSING, expected_seq,
-                                   f"entries {expected_seq}..{entry.seq - 1} are missing"))
-            else:
-                problems.append(_d(K.OUT_OF_ORDER, entry.seq,
-                                   f"entry {entry.seq} comes after {expected_seq - 1}"))
-        if actual_hash != entry.entry_hash:
-            problems.append(_d(K.EDITED, entry.seq,
-                               "the entry's content does not match its recorded hash"))
-        if entry.prev_hash != prev_hash:
-            problems.append(_d(K.BROKEN_LINK, entry.seq,
-                               "previous-hash link does not match the entry before it"))
-        problems.extend(chain.admit(entry, body))
-        expected_seq = max(expected_seq, entry.seq) + 1
-        prev_hash = entry.entry_hash
-    return problems, count, prev_hash
+        check.step(entry)
+    return check.problems, check.count, check.head
 
 
 # -- the JSON-lines mirror -------------------------------------------------------------------
@@ -438,37 +451,64 @@ def compare_mirror(
     this mirror's last line are not yet expected in it: they are mirrored at this station's
     next write. This station's own entries must all be there. With ``upto``, only the first
     ``upto`` bytes of the mirror are read: what it held when the catalog was read."""
+    return compare_mirror_in_step(
+        (db_entries[seq] for seq in sorted(db_entries)), mirror, station=station, upto=upto,
+        lookup=db_entries.get)
+
+
+def compare_mirror_in_step(
+    db_entries: Iterable[LedgerEntry], mirror: Mirror, *, station: str | None = None,
+    upto: int | None = None, lookup: Callable[[int], LedgerEntry | None],
+) -> list[Discrepancy]:
+    """:func:`compare_mirror` over the catalog's entries in rising sequence order, read in
+    step with the mirror's lines. Only catalog entries that a later mirror line has passed
+    (missing from the mirror, or moved) are held; ``lookup`` fetches an entry again for a
+    line that repeats or comes back after a later one."""
     problems: list[Discrepancy] = []
-    seen: set[int] = set()
+    pending: dict[int, LedgerEntry] = {}
+    db = iter(db_entries)
+    nxt = next(db, None)
     last = 0
-    for lineno, obj, err in mirror.read(upto=upto):
-        if obj is None:
-            problems.append(_d(K.MIRROR_UNREADABLE, None, f"{mirror.path}: {err}"))
-            continue
-        try:
-            entry = from_json(obj)
-        except (KeyError, ValueError, TypeError) as exc:
-            problems.append(_d(K.MIRROR_UNREADABLE, None,
-                               f"{mirror.path} line {lineno}: missing or bad field {exc}"))
-            continue
-        if entry.seq <= last:
+    for lineno, entry in _mirror_entries(mirror, upto, problems):
+        moved = entry.seq <= last
+        if moved:
             # An append-only copy has rising sequence numbers; a line moved or repeated also
             # misleads the next append, which starts after the last line's number.
             problems.append(_d(K.MIRROR_OUT_OF_ORDER, entry.seq,
                                f"{mirror.path} line {lineno}: entry {entry.seq} comes after "
                                f"entry {last}"))
         last = max(last, entry.seq)
-        seen.add(entry.seq)
-        ours = db_entries.get(entry.seq)
+        while nxt is not None and nxt.seq <= entry.seq:
+            pending[nxt.seq] = nxt
+            nxt = next(db, None)
+        ours = pending.pop(entry.seq, None)
+        if ours is None and moved:
+            ours = lookup(entry.seq)
         if ours is None:
             problems.append(_d(K.MISSING_IN_CATALOG, entry.seq,
                                f"entry {entry.seq} is in the mirror but not in the catalog"))
         elif to_json(ours) != to_json(entry):
             problems.append(_d(K.MIRROR_DIFFERS, entry.seq,
                                f"{mirror.path} line {lineno} differs from the catalog's entry"))
-    for seq in sorted(set(db_entries) - seen):
-        if station is not None and seq > last and db_entries[seq].station != station:
-            continue
+    for seq in sorted(pending):
         problems.append(_d(K.MISSING_IN_MIRROR, seq,
                            f"entry {seq} is in the catalog but not in {mirror.path}"))
+    while nxt is not None:
+        if station is None or nxt.station == station:
+            problems.append(_d(K.MISSING_IN_MIRROR, nxt.seq,
+                               f"entry {nxt.seq} is in the catalog but not in {mirror.path}"))
+        nxt = next(db, None)
     return problems
+
+
+def _mirror_entries(mirror: Mirror, upto: int | None,
+                    problems: list[Discrepancy]) -> Iterator[tuple[int, LedgerEntry]]:
+    for lineno, obj, err in mirror.read(upto=upto):
+        if obj is None:
+            problems.append(_d(K.MIRROR_UNREADABLE, None, f"{mirror.path}: {err}"))
+            continue
+        try:
+            yield lineno, from_json(obj)
+        except (KeyError, ValueError, TypeError) as exc:
+            problems.append(_d(K.MIRROR_UNREADABLE, None,
+                               f"{mirror.path} line {lineno}: missing or bad field {exc}"))

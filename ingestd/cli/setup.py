@@ -96,7 +96,9 @@ def keys_show(app: AppContext, as_json: bool) -> None:
     console.print(f"public key (Ed25519, hex): {station.key.public.hex}")
     if station.custody.pin:
         console.print("pinned fingerprint of the ledger's first key (SHA-256; write it down):")
-        console.print(f"  [bold]{_grouped(station.custody.pin)}[/]")
+        groups = _grouped(station.custody.pin).split()
+        for half in (groups[:8], groups[8:]):  # two short lines: read out and copied by hand
+            console.print(f"  [bold]{' '.join(half)}[/]")
     else:
         console.print("[red]no pinned fingerprint[/]: run `ingestd init` to pin one")
     console.print("keys the ledger vouches for:")

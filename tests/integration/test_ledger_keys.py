@@ -142,8 +142,10 @@ def test_init_pins_the_first_key_and_keys_show_prints_it(tmp_path: Path) -> None
     assert shown["vouched"] is True
     assert [(k["key_id"], k["since_seq"], k["retired_seq"]) for k in shown["trusted"]] == [
         (shown["key_id"], 1, None)]
-    text = " ".join(run_cli(home, "keys", "show").stdout.split())
+    raw = run_cli(home, "keys", "show").stdout
+    text = " ".join(raw.split())
     assert " ".join(pin[i:i + 4] for i in range(0, 64, 4)) in text
+    assert f"  {' '.join(pin[i:i + 4] for i in range(0, 32, 4))}\n" in raw
     assert "write it down" in text
 
 

@@ -41,7 +41,6 @@ def _update(conn: Connection, key: Column[Any], value: Any, values: dict[str, An
 # The statements run for every file ingested are built once: building one costs SQLAlchemy
 # more than running it on SQLite.
 _HEAD = select(ledger.c.seq, ledger.c.entry_hash).order_by(ledger.c.seq.desc()).limit(1)
-_HEAD_AT = select(ledger.c.at).order_by(ledger.c.seq.desc()).limit(1)
 _ENTRIES_AFTER = (select(ledger).where(ledger.c.seq > bindparam("after"))
                   .order_by(ledger.c.seq).limit(bindparam("batch")))
 _ITEM = select(items).where(items.c.sha256 == bindparam("sha"))
@@ -58,12 +57,6 @@ _KNOWN_SOURCE = select(acquisitions.c.item).where(
 def ledger_head(conn: Connection) -> tuple[int, str | None]:
     row = conn.execute(_HEAD).first()
     return (int(row.seq), str(row.entry_hash)) if row else (0, None)
-
-
-def ledger_head_time(conn: Connection) -> datetime | None:
-    """When the ledger's last entry was made (None for an empty ledger)."""
-    at = conn.execute(_HEAD_AT).scalar()
-    return parse_time(at) if at is not None else None
 
 
 def insert_entry(conn: Connection, entry: LedgerEntry) -> None:

@@ -77,18 +77,20 @@ def describe_item(station: Station, sha: str) -> dict[str, Any] | None:
 
 def _signature_problems(station: Station, sha: str) -> list[str]:
     problems = []
-    with station.catalog.read() as conn:
-        trusted = station.custody.trusted_keys(conn)
+    with station.catalog.read(snapshot=True) as conn:
+        keys = station.custody.trusted_keys(conn)  # proven by the chain, not the catalog
         entries = list(q.iter_entries(conn, item=sha))
     if not any(e.kind == EventKind.STORED for e in entries):
         problems.append("no signed 'stored' entry in the ledger")
     for entry in entries:
         body = canonical_bytes(body_of(entry))
-        key = trusted.get(entry.key_id)
         if sha256_hex(body) != entry.entry_hash:
             problems.append(f"ledger entry {entry.seq} ({entry.kind}) was altered")
-        elif key is None or not key.verify(entry.signature, body):
-            problems.append(f"ledger entry {entry.seq} ({entry.kind}) has no valid signature")
+            continue
+        wrong = keys.signature_problem(entry, body)
+        if wrong is not None:
+            problems.append(f"ledger entry {entry.seq} ({entry.kind}) has no valid signature: "
+                            f"{wrong[1]}")
     return problems
 
 

@@ -5,35 +5,52 @@ the catalog rows it backs; the JSON-lines mirror follows each commit; verificati
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from .catalog import queries as q
 from .catalog.db import Catalog
-from .catalog.schema import acquisitions, flags, items, labels, recorders
+from .catalog.schema import (
+    acquisitions,
+    flags,
+    items,
+    justifications,
+    labels,
+    ledger,
+    recorders,
+    replicas,
+)
+from .domain.canonical import canonical_bytes
 from .domain.models import EventKind, LedgerEntry
+from .errors import IntegrityError
 from .integrity.ledger import (
     GENESIS_HASH,
+    KEY_KINDS,
+    ChainCheck,
     Discrepancy,
+    DiscrepancyKind,
+    KeyChain,
     Mirror,
-    compare_mirror,
+    body_of,
+    compare_mirror_in_step,
     seal,
-    verify_chain,
 )
 from .integrity.signing import PublicKey, StationKey
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+K = DiscrepancyKind
 
 
 @dataclass(kw_only=True)
@@ -55,23 +72,68 @@ class LedgerReport:
 
 
 class Custody:
+    """``pin`` is the fingerprint of this station's first key, kept outside the catalog."""
+
     def __init__(self, *, catalog: Catalog, key: StationKey, station: str, mirror: Path,
-                 clock: Clock) -> None:
+                 clock: Clock, pin: str | None = None) -> None:
         self.catalog = catalog
         self.key = key
         self.station = station
         self.mirror = Mirror(mirror)
         self.clock = clock
-        self._mirror_lock = threading.Lock()
+        self.pin = pin
+        self._mirror_lock = threading.RLock()
+        self._held = threading.local()
+        # What the chain proves about the keys, learnt once and then from the new key
+        # entries only: checking the signing key costs one short query per entry.
+        self._keys: KeyChain | None = None
+        self._keys_seen = 0
+        self._keys_lock = threading.Lock()
+
+    @property
+    def pins(self) -> dict[str, str]:
+        return {self.station: self.pin} if self.pin else {}
 
     # -- writing ---------------------------------------------------------------------------
 
     @contextmanager
+    def _locked(self, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
+        """The mirror's lock, shared by every ingestd process of this station. A writer holds
+        it from its catalog transaction until the mirror has the entries, so a reader holding
+        it sees a catalog and a mirror that agree."""
+        with self._mirror_lock:
+            if getattr(self._held, "depth", 0):
+                self._held.depth += 1
+                try:
+                    yield
+                finally:
+                    self._held.depth -= 1
+                return
+            self.mirror.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.mirror.path.with_suffix(".lock"),
+                         os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o640)
+            try:
+                fcntl.flock(fd, mode)
+                self._held.depth = 1
+                try:
+                    yield
+                finally:
+                    self._held.depth = 0
+            finally:
+                os.close(fd)
+
+    @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A catalog write transaction whose ledger entries are mirrored once it commits."""
-        with self.catalog.write() as conn:
-            yield conn
-        self.sync_mirror()
+        with self._locked():
+            try:
+                with self.catalog.write() as conn:
+                    yield conn
+            except BaseException:
+                with self._keys_lock:
+                    self._keys = None  # what it learnt of the keys may have been rolled back
+                raise
+            self._sync()
 
     def record(
         self,
@@ -83,112 +145,351 @@ class Custody:
         data: Mapping[str, Any] | None = None,
         at: datetime | None = None,
     ) -> LedgerEntry:
-        """Append one signed entry; call inside :meth:`transaction` (one writer at a time)."""
+        """Append one signed entry; call inside :meth:`transaction` (one writer at a time).
+
+        Refuses to sign with a key the ledger does not vouch for this station."""
         seq, head = q.ledger_head(conn)
+        with self._keys_lock:
+            keys = self._signing_keys(conn, seq)
+            self._check_signing_key(keys, str(kind))
         entry = seal(
             seq=seq + 1, at=at or self.clock(), station=self.station, actor=actor,
             kind=str(kind), item=item, data=dict(data or {}), prev_hash=head or GENESIS_HASH,
             key=self.key,
         )
         q.insert_entry(conn, entry)
+        with self._keys_lock:
+            if entry.kind in KEY_KINDS:
+                keys.admit(entry, canonical_bytes(body_of(entry)))
+            self._keys_seen = entry.seq
         return entry
+
+    def check_signing_key(self) -> None:
+        """Refuse (IntegrityError) unless the ledger vouches for the key this station would
+        sign with: for what is signed outside the ledger (manifests, checkpoints)."""
+        with self.catalog.read() as conn, self._keys_lock:
+            seq, _ = q.ledger_head(conn)
+            self._check_signing_key(self._signing_keys(conn, seq), "")
+
+    def _signing_keys(self, conn: Connection, head_seq: int) -> KeyChain:
+        if self._keys is None:
+            self._keys, self._keys_seen = KeyChain(pins=self.pins), 0
+        if head_seq > self._keys_seen:
+            for entry in q.iter_entries(conn, after=self._keys_seen, kinds=KEY_KINDS,
+                                        upto=head_seq):
+                self._keys.admit(entry, canonical_bytes(body_of(entry)))
+            self._keys_seen = head_seq
+        return self._keys
+
+    def _check_signing_key(self, keys: KeyChain, kind: str) -> None:
+        current = keys.current(self.station)
+        if kind == EventKind.GENESIS:
+            if current is not None or self.station in keys.started:
+                raise IntegrityError(f"the ledger has a genesis entry for station "
+                                     f"{self.station} already; refusing to write another")
+            if self.pin is not None and self.key.public.fingerprint != self.pin:
+                raise IntegrityError(
+                    f"station key {self.key.key_id} is not the pinned key "
+                    f"({self.pin[:16]}...); refusing to sign with it")
+            return
+        if current is None or current.key_id != self.key.key_id:
+            vouched = current.key_id if current else "none"
+            log.error("refusing to sign with station key %s: the ledger vouches for %s",
+                      self.key.key_id, vouched, extra={"event": "unvouched_key"})
+            raise IntegrityError(
+                f"station key {self.key.key_id} is not the key the ledger vouches for station "
+                f"{self.station} ({vouched}); refusing to sign with it. Was the station key "
+                "replaced? `ingestd ledger verify` shows what the ledger proves")
 
     def sync_mirror(self) -> int:
         """Append to the mirror every committed entry it does not have yet."""
-        with self._mirror_lock:
-            self.mirror.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.mirror.path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o640)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # other ingestd processes on this station
-                self.mirror.truncate_partial_tail()
-                last = self.mirror.last_seq()
-                with self.catalog.read() as conn:
-                    new = list(q.iter_entries(conn, after=last))
-                return self.mirror.append(new)
-            finally:
-                os.close(fd)
+        with self._locked():
+            return self._sync()
+
+    def _sync(self) -> int:
+        self.mirror.truncate_partial_tail()
+        last = self.mirror.last_seq()
+        with self.catalog.read() as conn:
+            new = list(q.iter_entries(conn, after=last))
+        return self.mirror.append(new)
 
     # -- keys ------------------------------------------------------------------------------
 
-    def register_key(self, conn: Connection) -> None:
-        q.add_key(conn, key_id=self.key.key_id, station=self.station,
-                  public_hex=self.key.public.hex, at=self.clock())
+    def trusted_keys(self, conn: Connection) -> KeyChain:
+        """The keys the ledger proves, from its genesis and rotation entries (each checked
+        against the key before it and the pin), not from the catalog's ``keys`` cache."""
+        keys = KeyChain(pins=self.pins)
+        for entry in q.iter_entries(conn, kinds=KEY_KINDS):
+            keys.admit(entry, canonical_bytes(body_of(entry)))
+        return keys
 
-    def trusted_keys(self, conn: Connection) -> dict[str, PublicKey]:
-        return {row["key_id"]: PublicKey.from_hex(row["public_key"]) for row in q.all_keys(conn)}
+    def cache_keys(self, conn: Connection, keys: KeyChain) -> None:
+        """Bring the catalog's ``keys`` table up to what the chain proves."""
+        rows = {row["key_id"] for row in q.all_keys(conn)}
+        for key in keys.keys.values():
+            if key.station is not None and key.key_id not in rows:
+                q.add_key(conn, key_id=key.key_id, station=key.station,
+                          public_hex=key.public.hex, at=self.clock())
+                if key.retired_at is not None:
+                    q.retire_key(conn, key.key_id, key.retired_at)
 
     # -- verification ----------------------------------------------------------------------
 
     def verify(self) -> LedgerReport:
+        """Check the chain, the keys, every catalog row and the mirror, all as of one moment:
+        entries committed while the check runs are neither missing nor extra."""
         report = LedgerReport()
-        with self.catalog.read() as conn:
-            trusted = self.trusted_keys(conn)
-            if self.key.key_id not in trusted:
+        keys = KeyChain(pins=self.pins)
+        if self.pin is None:
+            report.problems.append(Discrepancy(
+                kind=K.NOT_PINNED, seq=None,
+                detail="this home pins no key fingerprint: run `ingestd init` to pin the "
+                       "ledger's first key"))
+        with ExitStack() as stack:
+            with self._locked(fcntl.LOCK_SH):
+                upto = self.mirror.size()
+                conn = stack.enter_context(self.catalog.read(snapshot=True))
+                head_seq, _ = q.ledger_head(conn)  # the first read fixes the snapshot
+            # One pass over the entries, in constant memory: the chain is checked, the mirror
+            # compared line by line, and what the row checks need gathered per item.
+            chain = ChainCheck(keys)
+            facts = _Facts()
+
+            def each() -> Iterator[LedgerEntry]:
+                for entry in q.iter_entries(conn, upto=head_seq, batch=1000):
+                    chain.step(entry)
+                    facts.add(entry)
+                    report.head_seq = entry.seq
+                    yield entry
+
+            mirrored = compare_mirror_in_step(
+                each(), self.mirror, station=self.station, upto=upto,
+                lookup=lambda seq: next(q.iter_entries(conn, after=seq - 1, upto=seq), None))
+            report.problems.extend(chain.problems)
+            report.problems.extend(keys.unmet_pins())
+            report.entries = chain.count
+            report.head_hash = chain.head
+            current = keys.current(self.station)
+            if current is None or current.key_id != self.key.key_id:
                 report.problems.append(Discrepancy(
-                    kind="unknown_key", seq=None,
-                    detail=f"this station's key {self.key.key_id} is not in the catalog"))
-            for row in q.all_keys(conn):
-                pub = PublicKey.from_hex(row["public_key"])
-                if pub.key_id != row["key_id"]:
-                    report.problems.append(Discrepancy(
-                        kind="wrong_key", seq=None,
-                        detail=f"catalog key {row['key_id']} does not match its public key"))
-            entries = {e.seq: e for e in q.iter_entries(conn)}
-            problems, count, head = verify_chain(entries.values(), trusted)
-            report.problems.extend(problems)
-            report.entries = count
-            report.head_seq = max(entries, default=0)
-            report.head_hash = head
-            report.problems.extend(_unbacked_rows(conn, entries))
-        report.problems.extend(compare_mirror(entries, self.mirror, station=self.station))
+                    kind=K.UNKNOWN_KEY, seq=None,
+                    detail=f"this station's key {self.key.key_id} is not the key the ledger "
+                           f"vouches for station {self.station} "
+                           f"({current.key_id if current else 'none'})"))
+            report.problems.extend(_key_rows(conn, keys))
+            report.problems.extend(_unbacked_rows(conn, facts))
+        report.problems.extend(mirrored)
         return report
 
 
-def _problem(kind: str, seq: int | None, detail: str) -> Discrepancy:
+def _problem(kind: DiscrepancyKind, seq: int | None, detail: str) -> Discrepancy:
     return Discrepancy(kind=kind, seq=seq, detail=detail)
 
 
-def _unbacked_rows(conn: Connection, entries: Mapping[int, LedgerEntry]) -> list[Discrepancy]:
-    """Every catalog fact must be stated by the ledger entry it names, word for word."""
+def _key_rows(conn: Connection, keys: KeyChain) -> list[Discrepancy]:
+    """The catalog's ``keys`` table is a cache of what the chain proves: check it is one."""
     problems: list[Discrepancy] = []
-
-    def check(table: str, key: str, seq: int | None, kind: str, item: str | None,
-              expect: Mapping[str, Any]) -> None:
-        entry = entries.get(seq) if seq is not None else None
-        if entry is None or entry.kind != kind or (item is not None and entry.item != item):
-            problems.append(_problem("unbacked_row", seq,
-                                     f"{table} row {key} is not backed by a {kind} entry"))
-            return
-        for name, value in expect.items():
-            if entry.data.get(name) != value:
-                problems.append(_problem(
-                    "row_differs", seq,
-                    f"{table} row {key}: {name} is {value!r} but the ledger says "
-                    f"{entry.data.get(name)!r}"))
-
-    for row in conn.execute(select(items)).mappings():
-        check("items", row["sha256"][:16], row["ledger_seq"], EventKind.STORED, row["sha256"],
-              {"size": row["size"], "recorder": row["recorder"],
-               "recorded_start": row["recorded_start"]})
-    for row in conn.execute(select(labels)).mappings():
-        check("labels", str(row["id"]), row["ledger_seq"], EventKind.LABELLED, row["item"],
-              {"case": row["case_no"], "party": row["party"], "officer": row["officer"]})
-    for row in conn.execute(select(flags)).mappings():
-        check("flags", f"{row['item'][:16]}/{row['flag']}", row["ledger_seq"], EventKind.FLAGGED,
-              row["item"], {"flag": row["flag"]})
-    for row in conn.execute(
-        select(acquisitions).where(acquisitions.c.ledger_seq.is_not(None))
-    ).mappings():
-        check("acquisitions", str(row["id"]), row["ledger_seq"], EventKind.ACQUIRED, row["item"],
-              {"path": row["path"], "size": row["size"]})
-    for row in conn.execute(select(recorders)).mappings():
-        check("recorders", row["serial"], row["ledger_seq"], EventKind.REGISTRY, None,
-              {"serial": row["serial"], "officer": row["officer"] if row["active"] else None,
-               "active": bool(row["active"])})
-    # Each item's ``stored`` entry must have its catalog row: a deleted row is caught too.
-    stored = {e.item for e in entries.values() if e.kind == EventKind.STORED}
-    present = {r.sha256 for r in conn.execute(select(items.c.sha256))}
-    for sha in sorted(s for s in stored - present if s):
-        problems.append(_problem("missing_row", None,
-                                 f"item {sha[:16]} is in the ledger but not in the catalog"))
+    cached: set[str] = set()
+    for row in q.all_keys(conn):
+        kid = row["key_id"]
+        cached.add(kid)
+        pub = PublicKey.from_hex(row["public_key"])
+        proven = keys.keys.get(kid)
+        if pub.key_id != kid:
+            problems.append(_problem(K.WRONG_KEY, None,
+                                     f"catalog key {kid} does not match its public key"))
+        elif proven is None or proven.station is None:
+            problems.append(_problem(K.UNBACKED_ROW, None,
+                                     f"keys row {kid}: the ledger does not vouch for this key"))
+        elif proven.station != row["station"] or (
+                (proven.until is None) != (row["retired_at"] is None)):
+            state = "in use" if proven.until is None else f"retired by entry {proven.until}"
+            problems.append(_problem(
+                K.ROW_DIFFERS, proven.since,
+                f"keys row {kid} ({row['station']}, "
+                f"{'retired' if row['retired_at'] else 'in use'}) but the ledger says "
+                f"{proven.station}, {state}"))
+    for kid, proven in sorted(keys.keys.items()):
+        if proven.station is not None and kid not in cached:
+            problems.append(_problem(K.MISSING_ROW, proven.since,
+                                     f"key {kid} is in the ledger but not in the keys table"))
     return problems
+
+
+class _Facts:
+    """What the row checks need from the entries, gathered as they stream by: per item and
+    per recorder, never per entry."""
+
+    def __init__(self) -> None:
+        self.retention: dict[str, tuple[int, dict[str, Any]]] = {}  # item -> latest setter
+        self.evicted: set[str] = set()
+        self.serials: dict[str, int] = {}  # serial -> its latest registry entry
+        self.replicated: dict[tuple[str, str], int] = {}  # (item, target) -> latest entry
+
+    def add(self, entry: LedgerEntry) -> None:
+        retention = entry.data.get("retention")
+        if entry.item and isinstance(retention, dict):  # lock extensions set none
+            self.retention[entry.item] = (entry.seq, retention)
+        if entry.kind == EventKind.EVICTED and entry.item:
+            self.evicted.add(entry.item)
+        elif entry.kind == EventKind.REGISTRY:
+            self.serials[str(entry.data.get("serial"))] = entry.seq
+        elif entry.kind == EventKind.REPLICATED and entry.item:
+            self.replicated[(entry.item, str(entry.data.get("target")))] = entry.seq
+
+
+_E = ledger.alias("e")
+
+
+def _with_entry(table: Table, *where: Any) -> Any:
+    """A table's rows, each with the entry its ``ledger_seq`` names (or none)."""
+    return (select(table, _E.c.kind.label("e_kind"), _E.c.item.label("e_item"),
+                   _E.c.data.label("e_data"), _E.c.station.label("e_station"),
+                   _E.c.at.label("e_at"))
+            .select_from(table.outerjoin(_E, _E.c.seq == table.c.ledger_seq)).where(*where))
+
+
+def _rowless(conn: Connection, kind: str, table: Table) -> Iterator[Any]:
+    """The ``kind`` entries whose row (the one naming them) is gone."""
+    return iter(conn.execute(
+        select(ledger.c.seq, ledger.c.item)
+        .select_from(ledger.outerjoin(table, table.c.ledger_seq == ledger.c.seq))
+        .where(ledger.c.kind == kind, table.c.ledger_seq.is_(None))
+        .order_by(ledger.c.seq)))
+
+
+class _Backing:
+    """Checks catalog rows against the entries they name, and collects every difference."""
+
+    def __init__(self) -> None:
+        self.problems: list[Discrepancy] = []
+
+    def check(self, table: str, key: str, row: Any, kind: str, item: str | None,
+              expect: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The data of the row's entry, when it is the entry the row names and says what the
+        row says."""
+        seq = row["ledger_seq"]
+        if row["e_kind"] != kind or (item is not None and row["e_item"] != item):
+            self.problems.append(_problem(K.UNBACKED_ROW, seq,
+                                          f"{table} row {key} is not backed by a {kind} entry"))
+            return None
+        data: dict[str, Any] = json.loads(row["e_data"])
+        self.differs(table, key, seq, {name: (value, data.get(name))
+                                       for name, value in expect.items()})
+        return data
+
+    def differs(self, table: str, key: str, seq: int,
+                pairs: Mapping[str, tuple[Any, Any]]) -> None:
+        for name, (ours, theirs) in pairs.items():
+            if ours != theirs:
+                self.problems.append(_problem(
+                    K.ROW_DIFFERS, seq,
+                    f"{table} row {key}: {name} is {ours!r} but the ledger says {theirs!r}"))
+
+    def rows_present(self, conn: Connection, kind: str, table: Table) -> None:
+        """Every ``kind`` entry must still have the row it made."""
+        for entry in _rowless(conn, kind, table):
+            self.problems.append(_problem(
+                K.MISSING_ROW, entry.seq,
+                f"{kind} entry {entry.seq} (item {(entry.item or '-')[:16]}) has no "
+                f"{table.name} row"))
+
+
+def _unbacked_rows(conn: Connection, facts: _Facts) -> list[Discrepancy]:
+    """Every catalog fact must be stated by the ledger entry it names, word for word, and
+    every entry's row must be there."""
+    backing = _Backing()
+    _item_rows(conn, backing, facts)
+    _event_rows(conn, backing)
+    _replica_rows(conn, backing, facts)
+    serials = set()
+    for row in conn.execute(_with_entry(recorders)).mappings():
+        serials.add(row["serial"])
+        backing.check("recorders", row["serial"], row, EventKind.REGISTRY, None,
+                      {"serial": row["serial"],
+                       "officer": row["officer"] if row["active"] else None,
+                       "active": bool(row["active"])})
+    for serial, seq in sorted(facts.serials.items(), key=lambda kv: kv[1]):
+        if serial not in serials:
+            backing.problems.append(_problem(
+                K.MISSING_ROW, seq,
+                f"recorder {serial!r} is in the ledger but not in the catalog"))
+    return backing.problems
+
+
+def _item_rows(conn: Connection, backing: _Backing, facts: _Facts) -> None:
+    for row in conn.execute(_with_entry(items)).mappings():
+        sha = row["sha256"]
+        key = sha[:16]
+        stored = backing.check(
+            "items", key, row, EventKind.STORED, sha,
+            {name: row[name] for name in ("size", "recorder", "officer", "original_name",
+                                          "recorded_start", "recorded_end", "time_source")})
+        if stored is not None:
+            backing.differs("items", key, row["ledger_seq"], {
+                "station": (row["station"], row["e_station"]),
+                "stored_at": (row["stored_at"], row["e_at"])})
+        ours = {"retention_class": row["retention_class"], "retain_until": row["retain_until"],
+                "hold": bool(row["hold"])}
+        setter = facts.retention.get(sha)
+        if setter is None:
+            backing.problems.append(_problem(
+                K.UNBACKED_RETENTION, None,
+                f"items row {key}: no ledger entry states its retention {ours}"))
+        else:
+            seq, said = setter
+            backing.differs("items", key, seq,
+                            {name: (value, said.get(name)) for name, value in ours.items()})
+        if not row["local_present"] and sha not in facts.evicted:
+            backing.problems.append(_problem(
+                K.UNBACKED_ROW, None,
+                f"items row {key} says the local copy is gone, but no evicted entry records "
+                "its eviction"))
+    rowless = conn.execute(
+        select(ledger.c.seq, ledger.c.item)
+        .select_from(ledger.outerjoin(items, items.c.sha256 == ledger.c.item))
+        .where(ledger.c.kind == str(EventKind.STORED), items.c.sha256.is_(None))
+        .order_by(ledger.c.seq))
+    for entry in rowless:
+        backing.problems.append(_problem(
+            K.MISSING_ROW, entry.seq,
+            f"item {(entry.item or '-')[:16]} is in the ledger but not in the catalog"))
+
+
+def _event_rows(conn: Connection, backing: _Backing) -> None:
+    for row in conn.execute(_with_entry(labels)).mappings():
+        backing.check("labels", str(row["id"]), row, EventKind.LABELLED, row["item"],
+                      {"case": row["case_no"], "party": row["party"],
+                       "officer": row["officer"]})
+    backing.rows_present(conn, EventKind.LABELLED, labels)
+    for row in conn.execute(_with_entry(flags)).mappings():
+        backing.check("flags", f"{row['item'][:16]}/{row['flag']}", row, EventKind.FLAGGED,
+                      row["item"], {"flag": row["flag"]})
+    backing.rows_present(conn, EventKind.FLAGGED, flags)
+    for row in conn.execute(_with_entry(justifications)).mappings():
+        backing.check("justifications", str(row["id"]), row, EventKind.JUSTIFIED,
+                      row["item"], {"flag": row["flag"], "reason": row["reason"]})
+    backing.rows_present(conn, EventKind.JUSTIFIED, justifications)
+    for row in conn.execute(
+        _with_entry(acquisitions, acquisitions.c.ledger_seq.is_not(None))
+    ).mappings():
+        backing.check("acquisitions", str(row["id"]), row, EventKind.ACQUIRED, row["item"],
+                      {"path": row["path"], "size": row["size"]})
+    backing.rows_present(conn, EventKind.ACQUIRED, acquisitions)
+
+
+def _replica_rows(conn: Connection, backing: _Backing, facts: _Facts) -> None:
+    held: set[tuple[str, str]] = set()
+    for row in conn.execute(_with_entry(replicas)).mappings():
+        held.add((row["item"], row["target"]))
+        if row["state"] != "verified":
+            continue  # queued, failed or found bad: it claims no copy
+        backing.check("replicas", f"{row['item'][:16]}/{row['target']}", row,
+                      EventKind.REPLICATED, row["item"],
+                      {"target": row["target"], "key": row["key"], "size": row["size"],
+                       "sha256": row["remote_sha256"]})
+    for (item, target), seq in sorted(facts.replicated.items(), key=lambda kv: kv[1]):
+        if (item, target) not in held:
+            backing.problems.append(_problem(
+                K.MISSING_ROW, seq,
+                f"replicated entry {seq}: item {item[:16]} on {target} has no replicas row"))

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from .catalog import queries as q
@@ -31,8 +30,7 @@ from .domain.models import EventKind, RetentionClass
 from .domain.policy import RetentionPolicy, class_period
 from .errors import ObjectDamaged, ReplicaMismatch, TargetError
 from .ingest import set_flag
-from .integrity.ledger import Discrepancy
-from .integrity.signing import PublicKey
+from .integrity.ledger import Discrepancy, DiscrepancyKind, KeyChain
 from .station import Station
 from .targets import (
     CheckpointVersion,
@@ -46,7 +44,8 @@ from .targets.directory import DirectoryTarget
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
+K = DiscrepancyKind
+CHECKPOINT_VERSION = 2  # 2: carries the pinned fingerprint of the ledger's first key
 
 
 def build_target(spec: S3TargetSettings | DirectoryTargetSettings, station: Station) -> Target:
@@ -202,6 +201,7 @@ class Replicator:
 
     def manifest(self, sha: str) -> bytes:
         station = self.station
+        station.custody.check_signing_key()
         with station.catalog.read() as conn:
             item = dict(q.item(conn, sha) or {})
             label = q.current_label(conn, sha)
@@ -387,6 +387,7 @@ class Replicator:
     def _run(self, *, limit: int | None) -> ReplicationReport:
         report = ReplicationReport()
         station = self.station
+        station.custody.check_signing_key()  # before any copy leaves unsigned
         down = self._prepare(report)  # unreachable this run: tried again at the next one
         names = [t.name for t in self.targets]
         with station.catalog.read() as conn:
@@ -497,13 +498,15 @@ class Replicator:
         fork, or entries this ledger lacks: a home restored from an older copy) gets none: we
         would publish a history that contradicts what the target already witnesses."""
         station = self.station
+        station.custody.check_signing_key()
         station.custody.sync_mirror()
         with station.catalog.read() as conn:
             seq, head = q.ledger_head(conn)
-            trusted = station.custody.trusted_keys(conn)
+            keys = station.custody.trusted_keys(conn)
         now = station.clock()
         body = {"version": CHECKPOINT_VERSION, "station": station.name, "seq": seq,
-                "head_hash": head, "at": format_time(now), "key_id": station.key.key_id}
+                "head_hash": head, "at": format_time(now), "key_id": station.key.key_id,
+                "genesis_fingerprint": station.custody.pin}
         data = canonical_bytes(body)
         signed = canonical_bytes({"checkpoint": body, "signature": station.key.sign(data),
                                   "public_key": station.key.public.hex})
@@ -517,7 +520,7 @@ class Replicator:
             try:
                 # asked even with nothing new: a home put back from an older copy is found at
                 # the next run, not only once it has grown
-                fork = self._fork_on(target, trusted, seq)
+                fork = self._fork_on(target, keys, seq)
                 if fork is not None:
                     log.error("ALARM: %s", fork, extra={"event": "checkpoint_fork"})
                     errors.append(fork)
@@ -538,7 +541,7 @@ class Replicator:
                 "unchanged": [t.name for t in self.targets if t.name not in sent
                               and not any(t.name in e for e in errors)]}
 
-    def _fork_on(self, target: Target, trusted: Mapping[str, PublicKey],
+    def _fork_on(self, target: Target, keys: KeyChain,
                  head_seq: int) -> str | None:
         """Why publishing on ``target`` would fork its history, or None. Its newest checkpoint
         (of every version, a misnamed copy skipped) must name an entry of this ledger."""
@@ -546,7 +549,7 @@ class Replicator:
         mine = [v for v in target.checkpoint_versions()
                 if v.name.startswith(f"{station.name}-")]
         for version in sorted(mine, key=lambda v: (v.name, v.latest), reverse=True):
-            found, _ = _read_checkpoints(target, [version], station.name, trusted)
+            found, _ = _read_checkpoints(target, [version], station, keys)
             if not found or found[0].misnamed:
                 continue
             newest = found[0]
@@ -564,18 +567,6 @@ class Replicator:
         return None
 
 
-class OffsiteProblem(StrEnum):
-    """What ``ledger verify --offsite`` finds wrong between the ledger and its witnesses."""
-
-    UNREACHABLE = "offsite_unreachable"
-    UNREADABLE = "checkpoint_unreadable"
-    BAD_SIGNATURE = "checkpoint_bad_signature"
-    MISNAMED = "checkpoint_misnamed"  # a body whose seq is not its name's: a copy over a name
-    MISSING = "checkpoint_missing"  # a checkpoint once seen on the target is gone from it
-    ROLLED_BACK = "ledger_truncated"  # a checkpoint vouches for entries this ledger lacks
-    FORKED = "ledger_rewritten"  # a checkpoint's head differs from this ledger's entry
-
-
 def checkpoint_name(station: str, seq: int) -> str:
     return f"{station}-{seq:012d}.json"
 
@@ -591,9 +582,8 @@ class _Witness:
     misnamed: bool
 
 
-def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station: str,
-                      trusted: Mapping[str, PublicKey]
-                      ) -> tuple[list[_Witness], list[Discrepancy]]:
+def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station: Station,
+                      keys: KeyChain) -> tuple[list[_Witness], list[Discrepancy]]:
     """This station's signed checkpoints among ``versions``, and what is wrong with others."""
     found: list[_Witness] = []
     problems: list[Discrepancy] = []
@@ -607,21 +597,30 @@ def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station
             signature = raw["signature"]
             seq = int(body["seq"])
         except (TargetError, ValueError, KeyError, TypeError) as exc:
-            problems.append(Discrepancy(kind=OffsiteProblem.UNREADABLE, seq=None,
+            problems.append(Discrepancy(kind=K.CHECKPOINT_UNREADABLE, seq=None,
                                         detail=f"{where}: {exc}"))
             continue
-        if body.get("station") != station:
+        if body.get("station") != station.name:
             continue  # another station's checkpoint on a shared target
-        key: PublicKey | None = trusted.get(str(body.get("key_id")))
-        if key is None or not key.verify(str(signature), canonical_bytes(body)):
+        # Checkpoints before version 2 carry no fingerprint; those that do must carry ours. A
+        # home rewritten with a key of its own, pin included, differs here first.
+        pinned = body.get("genesis_fingerprint")
+        if pinned is not None and pinned != station.custody.pin:
             problems.append(Discrepancy(
-                kind=OffsiteProblem.BAD_SIGNATURE, seq=seq,
-                detail=f"{where} is not signed by a trusted station key"))
+                kind=K.PIN_MISMATCH, seq=seq,
+                detail=f"{where} pins the first key {pinned}, this home pins "
+                       f"{station.custody.pin or 'none'}"))
+        key = keys.keys.get(str(body.get("key_id")))
+        if key is None or key.station not in (None, station.name) or not key.public.verify(
+                str(signature), canonical_bytes(body)):
+            problems.append(Discrepancy(
+                kind=K.CHECKPOINT_BAD_SIGNATURE, seq=seq,
+                detail=f"{where} is not signed by a key the ledger vouches for"))
             continue
-        misnamed = version.name != checkpoint_name(station, seq)
+        misnamed = version.name != checkpoint_name(station.name, seq)
         if misnamed:
             problems.append(Discrepancy(
-                kind=OffsiteProblem.MISNAMED, seq=seq,
+                kind=K.CHECKPOINT_MISNAMED, seq=seq,
                 detail=f"{where} holds the checkpoint of entry {seq}, not the one its name "
                        "says: a checkpoint copied over another"))
         found.append(_Witness(name=version.name, where=where, seq=seq,
@@ -633,12 +632,12 @@ def _against_ledger(witness: _Witness, hashes: Mapping[int, str],
                     head: int) -> Discrepancy | None:
     if witness.seq > head:
         return Discrepancy(
-            kind=OffsiteProblem.ROLLED_BACK, seq=witness.seq,
+            kind=K.LEDGER_TRUNCATED, seq=witness.seq,
             detail=f"{witness.where} vouches for entry {witness.seq}, but the local ledger "
                    f"ends at {head}")
     if witness.seq and hashes.get(witness.seq) != witness.head_hash:
         return Discrepancy(
-            kind=OffsiteProblem.FORKED, seq=witness.seq,
+            kind=K.LEDGER_REWRITTEN, seq=witness.seq,
             detail=f"entry {witness.seq} differs from what {witness.where} vouches for")
     return None
 
@@ -656,8 +655,8 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
     """Compare the local ledger with every version of every signed checkpoint the targets
     hold, and with the newest one each target was ever seen to hold."""
     problems: list[Discrepancy] = []
-    with station.catalog.read() as conn:
-        trusted = station.custody.trusted_keys(conn)
+    with station.catalog.read(snapshot=True) as conn:
+        keys = station.custody.trusted_keys(conn)
         hashes = {e.seq: e.entry_hash for e in q.iter_entries(conn)}
         known: dict[str, dict[str, Any] | None] = {}
         for t in targets:
@@ -666,12 +665,14 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
     head = max(hashes, default=0)
     for target in targets:
         try:
+            # A share that did not mount lists no checkpoints: that must not read as intact.
+            prove_place(station, target)
             versions = target.checkpoint_versions()
         except TargetError as exc:
-            problems.append(Discrepancy(kind=OffsiteProblem.UNREACHABLE, seq=None,
+            problems.append(Discrepancy(kind=K.OFFSITE_UNREACHABLE, seq=None,
                                         detail=exc.message))
             continue
-        found, unreadable = _read_checkpoints(target, versions, station.name, trusted)
+        found, unreadable = _read_checkpoints(target, versions, station, keys)
         problems.extend(unreadable)
         problems.extend(p for p in (_against_ledger(w, hashes, head) for w in found) if p)
         problems.extend(_lost(target.name, found, known[target.name], hashes, head))
@@ -697,7 +698,7 @@ def _lost(target: str, found: list[_Witness], known: Mapping[str, Any] | None,
                           where=f"{target}/{known['name']} (seen there {known['at']})",
                           head_hash=str(known["head_hash"]), misnamed=False)
     out = [Discrepancy(
-        kind=OffsiteProblem.MISSING, seq=remembered.seq,
+        kind=K.CHECKPOINT_MISSING, seq=remembered.seq,
         detail=f"{target} no longer holds {remembered.name} (entry {remembered.seq}, seen there "
                f"{known['at']}); the newest it holds is entry {newest or 'none'}")]
     behind = _against_ledger(remembered, hashes, head)

@@ -13,7 +13,10 @@ from .catalog.db import Catalog, open_catalog
 from .config import Settings
 from .custody import Clock, Custody
 from .domain.models import EventKind
-from .integrity.signing import StationKey
+from .errors import IntegrityError
+from .integrity.hashing import fsync_dir
+from .integrity.ledger import KeyChain
+from .integrity.signing import PIN_NAME, PRIVATE_NAME, StationKey, read_pin, write_pin
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,8 @@ class Station:
         key = StationKey.load(settings.keys_path)
         catalog = open_catalog(settings.catalog_url, migrate=migrate)
         custody = Custody(catalog=catalog, key=key, station=settings.station,
-                          mirror=settings.ledger_mirror_path, clock=clock)
+                          mirror=settings.ledger_mirror_path, clock=clock,
+                          pin=read_pin(settings.keys_path))
         return cls(settings=settings, catalog=catalog, store=store, key=key, custody=custody,
                    clock=clock)
 
@@ -86,16 +90,34 @@ def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_
         StationKey.generate().save(settings.keys_path)
         done.append(f"created station key in {settings.keys_path}")
     station_ = Station.open(settings, clock=clock, migrate=True)
-    with station_.custody.transaction() as conn:
-        station_.custody.register_key(conn)
-
-        seq, _ = q.ledger_head(conn)
-        if seq == 0:
-            station_.custody.record(
+    custody = station_.custody
+    with custody.transaction() as conn:
+        keys = custody.trusted_keys(conn)
+        if settings.station not in keys.started:
+            # This station's first entry brings its key into the chain (on a shared catalog,
+            # other stations' entries may come before it).
+            seq, _ = q.ledger_head(conn)
+            custody.record(
                 conn, kind=EventKind.GENESIS, actor="ingestd",
                 data={"station": settings.station, "public_key": station_.key.public.hex},
             )
-            done.append("started the custody ledger")
+            done.append("started the custody ledger" if seq == 0
+                        else f"brought station {settings.station}'s key into the ledger")
+            keys = custody.trusted_keys(conn)
+        custody.cache_keys(conn, keys)
+    if custody.pin is None:
+        # Taken from the ledger's genesis entry, not from the key file: an existing home pins
+        # the key its ledger started with.
+        genesis = keys.genesis.get(settings.station)
+        if genesis is None:
+            raise IntegrityError(f"the ledger's genesis entry for station {settings.station} "
+                                 "does not verify: there is no first key to pin")
+        fingerprint = genesis.fingerprint
+        write_pin(settings.keys_path, fingerprint)
+        custody.pin = fingerprint
+        done.append(f"pinned the ledger's first key in {settings.keys_path / PIN_NAME}: "
+                    f"fingerprint {fingerprint} (write it down)")
+    done.extend(_remove_retired_keys(settings.keys_path, keys))
     from .redating import redate  # it works on a Station: imported once one exists
 
     redated = redate(station_)
@@ -103,3 +125,17 @@ def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_
         done.append(f"re-dated the retention of {len(redated)} items (counted from the later "
                     "of recording end and storage)")
     return station_, done
+
+
+def _remove_retired_keys(folder: Path, keys: KeyChain) -> list[str]:
+    """A retired private key must not stay on the station: earlier rotations kept one."""
+    done = []
+    for path in sorted(folder.glob(f"{PRIVATE_NAME}.retired-*")):
+        key_id = path.name.rsplit("-", 1)[-1]
+        proven = keys.keys.get(key_id)
+        if proven is not None and proven.until is not None:
+            path.unlink()
+            done.append(f"deleted the retired private key {key_id}")
+    if done:
+        fsync_dir(folder)
+    return done

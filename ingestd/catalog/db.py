@@ -98,10 +98,16 @@ class Catalog:
         return redact_url(self.url)
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
+    def read(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """A read transaction. With ``snapshot``, every statement in it sees the catalog as of
+        its first one (SQLite does so anyway; PostgreSQL needs REPEATABLE READ)."""
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
+            with self.engine.connect() as raw:
+                conn = raw
+                if snapshot and not self.is_sqlite:
+                    conn = raw.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
         except OperationalError as exc:
             raise CatalogError(f"catalog {self.safe_url}: {_why(exc.orig)}") from None
 

@@ -92,9 +92,14 @@ def _entry(row: RowMapping) -> LedgerEntry:
 
 
 def iter_entries(conn: Connection, *, after: int = 0, item: str | None = None,
+                 kinds: Sequence[str] | None = None, upto: int | None = None,
                  batch: int = 5000) -> Iterator[LedgerEntry]:
     last = after
     query = _ENTRIES_AFTER if item is None else _ENTRIES_AFTER.where(ledger.c.item == item)
+    if kinds is not None:
+        query = query.where(ledger.c.kind.in_(list(kinds)))
+    if upto is not None:
+        query = query.where(ledger.c.seq <= upto)
     while True:
         rows = conn.execute(query, {"after": last, "batch": batch}).mappings().all()
         for row in rows:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from ..catalog import queries as q
+from ..domain.canonical import format_time
 from ..domain.models import EventKind
 from ..errors import IntegrityError, UsageError
-from ..integrity.signing import StationKey
+from ..integrity.hashing import fsync_dir
+from ..integrity.signing import PRIVATE_NAME, PUBLIC_NAME, StationKey
 from ..station import init_home
 from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
 
@@ -65,41 +68,79 @@ def keys_init(app: AppContext) -> None:
 @json_option
 @pass_app
 def keys_show(app: AppContext, as_json: bool) -> None:
-    """The station's public key and every key the catalog trusts."""
+    """The station's public key, the pinned fingerprint, and every key the ledger vouches for.
+
+    Write the pinned fingerprint down: it proves the ledger's first key, and through it every
+    later one, whatever the catalog says.
+    """
     station = app.station()
-    with station.catalog.read() as conn:
-        rows = [dict(r) for r in q.all_keys(conn)]
+    with station.catalog.read(snapshot=True) as conn:
+        keys = station.custody.trusted_keys(conn)
+    current = keys.current(station.name)
+    proven = [{"key_id": k.key_id, "station": k.station, "public_key": k.public.hex,
+               "fingerprint": k.public.fingerprint, "since_seq": k.since,
+               "retired_seq": k.until,
+               "retired_at": format_time(k.retired_at) if k.retired_at else None}
+              for k in sorted(keys.keys.values(), key=lambda k: (k.station or "", k.since))]
     info = {"station": station.name, "key_id": station.key.key_id,
-            "public_key": station.key.public.hex, "trusted": rows}
+            "public_key": station.key.public.hex,
+            "fingerprint": station.key.public.fingerprint,
+            "pinned_fingerprint": station.custody.pin,
+            "vouched": current is not None and current.key_id == station.key.key_id,
+            "trusted": proven}
     if as_json:
         print_json(info)
         return
-    console.print(f"station {esc(station.name)}: key [bold]{station.key.key_id}[/]")
+    console.print(f"station {esc(station.name)}: key [bold]{station.key.key_id}[/]"
+                  + ("" if info["vouched"] else " [red](not vouched for by the ledger)[/]"))
     console.print(f"public key (Ed25519, hex): {station.key.public.hex}")
-    for row in rows:
-        state = f"retired {row['retired_at']}" if row["retired_at"] else "in use"
-        console.print(f"  {row['key_id']}  {esc(row['station'])}  since {row['created_at']}  "
-                      f"{state}")
+    if station.custody.pin:
+        console.print("pinned fingerprint of the ledger's first key (SHA-256; write it down):")
+        groups = _grouped(station.custody.pin).split()
+        for half in (groups[:8], groups[8:]):  # two short lines: read out and copied by hand
+            console.print(f"  [bold]{' '.join(half)}[/]")
+    else:
+        console.print("[red]no pinned fingerprint[/]: run `ingestd init` to pin one")
+    console.print("keys the ledger vouches for:")
+    for k in proven:
+        span = (f"entries {k['since_seq']}..{k['retired_seq']}, retired {k['retired_at']}"
+                if k["retired_seq"] else f"from entry {k['since_seq']}, in use")
+        console.print(f"  {k['key_id']}  {esc(k['station'] or '-')}  {span}")
+
+
+def _grouped(fingerprint: str) -> str:
+    """Groups of four hex digits, easier to read out and copy by hand."""
+    return " ".join(fingerprint[i:i + 4] for i in range(0, len(fingerprint), 4))
 
 
 @keys.command("rotate")
 @pass_app
 def keys_rotate(app: AppContext) -> None:
-    """Replace the station key. The change is a ledger entry signed by the old key."""
+    """Replace the station key. The change is a ledger entry signed by the old key; the old
+    private key is deleted, and an entry signed with it afterwards is a discrepancy."""
     station = app.station()
     folder = app.settings.keys_path
+    staged = folder / f"{PRIVATE_NAME}.new"
+    staged.unlink(missing_ok=True)  # from a rotation that never reached the ledger
     new = StationKey.generate()
-    new.save(folder, name="station.key.new")
-    with station.custody.transaction() as conn:
-        station.custody.record(conn, kind=EventKind.KEY_ROTATED, actor="ingestd",
-                               data={"old_key_id": station.key.key_id,
-                                     "new_key_id": new.key_id,
-                                     "new_public_key": new.public.hex})
-        q.add_key(conn, key_id=new.key_id, station=station.name, public_hex=new.public.hex,
-                  at=station.clock())
-        q.retire_key(conn, station.key.key_id, station.clock())
-    old = folder / "station.key"
-    old.rename(folder / f"station.key.retired-{station.key.key_id}")
-    (folder / "station.key.new").rename(old)
-    (folder / "station.key.pub").replace(folder / "station.pub")
-    console.print(f"rotated: {station.key.key_id} -> {new.key_id}")
+    new.save(folder, name=staged.name)
+    try:
+        with station.custody.transaction() as conn:
+            station.custody.record(conn, kind=EventKind.KEY_ROTATED, actor="ingestd",
+                                   data={"old_key_id": station.key.key_id,
+                                         "new_key_id": new.key_id,
+                                         "new_public_key": new.public.hex})
+            q.add_key(conn, key_id=new.key_id, station=station.name,
+                      public_hex=new.public.hex, at=station.clock())
+            q.retire_key(conn, station.key.key_id, station.clock())
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        staged.with_suffix(".pub").unlink(missing_ok=True)
+        raise
+    # One rename puts the new key in place and drops the old one: no retired private key
+    # stays on the station.
+    os.replace(staged, folder / PRIVATE_NAME)
+    os.replace(staged.with_suffix(".pub"), folder / PUBLIC_NAME)
+    fsync_dir(folder)
+    console.print(f"rotated: {station.key.key_id} -> {new.key_id} (the old private key is "
+                  "deleted)")

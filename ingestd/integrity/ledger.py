@@ -8,17 +8,21 @@ discrepancy it finds, typed, never just the first.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.canonical import canonical_bytes, format_time, parse_time, sha256_hex
-from ..domain.models import LedgerEntry
+from ..domain.models import EventKind, LedgerEntry
 from .hashing import fsync_dir
 from .signing import PublicKey, StationKey
+
+log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 
@@ -75,63 +79,225 @@ def from_json(obj: Mapping[str, Any]) -> LedgerEntry:
 # -- discrepancies ---------------------------------------------------------------------------
 
 
+class DiscrepancyKind(StrEnum):
+    """Every kind of discrepancy a check reports."""
+
+    # the chain
+    MISSING = "missing"
+    OUT_OF_ORDER = "out_of_order"
+    EDITED = "edited"
+    BROKEN_LINK = "broken_link"
+    # the keys
+    UNKNOWN_KEY = "unknown_key"  # signed by a key the chain does not vouch for
+    BAD_SIGNATURE = "bad_signature"
+    RETIRED_KEY = "retired_key"  # signed by a key after the entry that retired it
+    UNVOUCHED_KEY = "unvouched_key"  # a key brought in other than by genesis or rotation
+    PIN_MISMATCH = "pin_mismatch"  # the first key is not the one pinned outside the catalog
+    NOT_PINNED = "not_pinned"  # no pinned fingerprint to prove the first key against
+    WRONG_KEY = "wrong_key"  # a catalog key row whose id does not match its public key
+    # the mirror
+    MIRROR_UNREADABLE = "mirror_unreadable"
+    MIRROR_OUT_OF_ORDER = "mirror_out_of_order"
+    MIRROR_DIFFERS = "mirror_differs"
+    MISSING_IN_CATALOG = "missing_in_catalog"
+    MISSING_IN_MIRROR = "missing_in_mirror"
+    # catalog rows against the entries
+    UNBACKED_ROW = "unbacked_row"  # a row whose entry is missing or of another kind
+    ROW_DIFFERS = "row_differs"  # a row that says other than its entry
+    MISSING_ROW = "missing_row"  # an entry whose row is gone
+    UNBACKED_RETENTION = "unbacked_retention"  # an item's retention no entry states
+    # off-site checkpoints
+    OFFSITE_UNREACHABLE = "offsite_unreachable"
+    CHECKPOINT_UNREADABLE = "checkpoint_unreadable"
+    CHECKPOINT_BAD_SIGNATURE = "checkpoint_bad_signature"
+    CHECKPOINT_MISNAMED = "checkpoint_misnamed"  # a body whose seq is not its name's
+    CHECKPOINT_MISSING = "checkpoint_missing"  # a checkpoint once seen on a target is gone
+    LEDGER_TRUNCATED = "ledger_truncated"  # a checkpoint vouches for entries this ledger lacks
+    LEDGER_REWRITTEN = "ledger_rewritten"  # a checkpoint's head differs from this ledger's
+
+
 @dataclass(frozen=True, kw_only=True)
 class Discrepancy:
-    kind: str
+    kind: DiscrepancyKind
     seq: int | None
     detail: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "seq": self.seq, "detail": self.detail}
+        return {"kind": str(self.kind), "seq": self.seq, "detail": self.detail}
 
 
-def _d(kind: str, seq: int | None, detail: str) -> Discrepancy:
+def _d(kind: DiscrepancyKind, seq: int | None, detail: str) -> Discrepancy:
     return Discrepancy(kind=kind, seq=seq, detail=detail)
 
 
-def verify_chain(
-    entries: Iterable[LedgerEntry], trusted: Mapping[str, PublicKey]
-) -> tuple[list[Discrepancy], int, str]:
-    """Check hashes, links, sequence and signatures. Returns (problems, count, head hash).
+K = DiscrepancyKind
 
-    ``trusted`` maps key ids to public keys. A key introduced by a ``key_rotated`` entry that a
-    trusted key signed becomes trusted from the next entry on.
+#: The entries that bring keys into the chain.
+KEY_KINDS = (str(EventKind.GENESIS), str(EventKind.KEY_ROTATED))
+
+
+# -- the keys the ledger vouches for ---------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProvenKey:
+    """A key and the entries it may sign: those of ``station`` from ``since`` up to and
+    including ``until``, the entry that retires it (None: still in use). ``station`` None is a
+    key trusted from outside the ledger, for any station."""
+
+    public: PublicKey
+    station: str | None
+    since: int
+    until: int | None = None
+    retired_at: datetime | None = None
+
+    @property
+    def key_id(self) -> str:
+        return self.public.key_id
+
+    def covers(self, entry: LedgerEntry) -> bool:
+        return (self.station in (None, entry.station) and entry.seq >= self.since
+                and (self.until is None or entry.seq <= self.until))
+
+
+class KeyChain:
+    """The keys the ledger itself proves, learnt entry by entry in sequence order.
+
+    A station's first key comes from its ``genesis`` entry, whose public key must have the
+    fingerprint pinned outside the catalog (``pins``: station -> fingerprint); each later key
+    from a ``key_rotated`` entry signed with the key before it, which it retires.
     """
-    problems: list[Discrepancy] = []
-    keys = dict(trusted)
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
-    count = 0
-    for entry in entries:
-        count += 1
+
+    def __init__(self, *, pins: Mapping[str, str] | None = None,
+                 trusted: Mapping[str, PublicKey] | None = None) -> None:
+        self.pins = dict(pins or {})
+        self.keys: dict[str, ProvenKey] = {
+            kid: ProvenKey(public=pub, station=None, since=0)
+            for kid, pub in (trusted or {}).items()}
+        self.genesis: dict[str, PublicKey] = {}  # station -> the key its genesis entry carries
+        self.started: set[str] = set()  # stations with a genesis entry, verified or not
+        self._current: dict[str, str] = {}  # station -> key id in use
+
+    def current(self, station: str) -> ProvenKey | None:
+        kid = self._current.get(station)
+        return self.keys[kid] if kid is not None else None
+
+    def signature_problem(self, entry: LedgerEntry, body: bytes) -> tuple[K, str] | None:
+        """Why ``entry`` is not signed by a key vouched for it (None: it is)."""
+        key = self.keys.get(entry.key_id)
+        if key is None or key.station not in (None, entry.station) or entry.seq < key.since:
+            return K.UNKNOWN_KEY, (f"signed with key {entry.key_id}, which the ledger does not "
+                                   f"vouch for at station {entry.station}")
+        if key.until is not None and entry.seq > key.until:
+            return K.RETIRED_KEY, (f"signed with key {entry.key_id}, retired by entry "
+                                   f"{key.until}")
+        if not key.public.verify(entry.signature, body):
+            return K.BAD_SIGNATURE, f"signature does not verify with key {entry.key_id}"
+        return None
+
+    def admit(self, entry: LedgerEntry, body: bytes) -> list[Discrepancy]:
+        """Check ``entry``'s signature and learn the key it brings in, if it brings one."""
+        if entry.kind == EventKind.GENESIS:
+            return self._genesis(entry, body)
+        problem = self.signature_problem(entry, body)
+        if problem is not None:
+            return [_d(problem[0], entry.seq, problem[1])]
+        if entry.kind == EventKind.KEY_ROTATED:
+            try:
+                new = PublicKey.from_hex(str(entry.data["new_public_key"]))
+            except (KeyError, ValueError):
+                return [_d(K.UNVOUCHED_KEY, entry.seq,
+                           "key rotation entry carries no valid new public key")]
+            old = self.keys[entry.key_id]
+            self.keys[old.key_id] = replace(old, until=entry.seq, retired_at=entry.at)
+            self.keys[new.key_id] = ProvenKey(public=new, station=entry.station,
+                                              since=entry.seq + 1)
+            self._current[entry.station] = new.key_id
+        return []
+
+    def _genesis(self, entry: LedgerEntry, body: bytes) -> list[Discrepancy]:
+        station = entry.station
+        first = station not in self.started
+        self.started.add(station)
+        try:
+            pub = PublicKey.from_hex(str(entry.data["public_key"]))
+        except (KeyError, ValueError):
+            return [_d(K.UNKNOWN_KEY, entry.seq, "genesis entry carries no valid public key")]
+        if pub.key_id != entry.key_id or not pub.verify(entry.signature, body):
+            return [_d(K.BAD_SIGNATURE, entry.seq,
+                       "genesis entry is not signed by the key it carries")]
+        if not first:
+            return [_d(K.UNVOUCHED_KEY, entry.seq,
+                       f"a second genesis entry for station {station} brings in key "
+                       f"{pub.key_id} outside a rotation")]
+        self.genesis[station] = pub
+        pin = self.pins.get(station)
+        if pin is not None and pub.fingerprint != pin:
+            return [_d(K.PIN_MISMATCH, entry.seq,
+                       f"the genesis key of station {station} has fingerprint "
+                       f"{pub.fingerprint}, not the pinned {pin}")]
+        self.keys[pub.key_id] = ProvenKey(public=pub, station=station, since=entry.seq)
+        self._current[station] = pub.key_id
+        return []
+
+    def unmet_pins(self) -> list[Discrepancy]:
+        """Pinned stations whose genesis entry was never seen."""
+        return [_d(K.PIN_MISMATCH, None,
+                   f"no genesis entry of station {station} carries the pinned key {pin}")
+                for station, pin in sorted(self.pins.items()) if station not in self.genesis]
+
+
+class ChainCheck:
+    """Checks hashes, links, sequence and signatures one entry at a time, in sequence order,
+    holding nothing of the entries but the last one's hash: a ledger of any length is checked
+    in constant memory."""
+
+    def __init__(self, keys: KeyChain) -> None:
+        self.keys = keys
+        self.problems: list[Discrepancy] = []
+        self.count = 0
+        self.head = GENESIS_HASH
+        self._expected = 1
+
+    def step(self, entry: LedgerEntry) -> None:
+        self.count += 1
         body = canonical_bytes(body_of(entry))
-        actual_hash = sha256_hex(body)
-        if entry.seq != expected_seq:
-            if entry.seq > expected_seq:
-                problems.append(_d("missing", expected_seq,
-                                   f"entries {expected_seq}..{entry.seq - 1} are missing"))
+        if entry.seq != self._expected:
+            if entry.seq > self._expected:
+                self.problems.append(_d(K.MISSING, self._expected,
+                                        f"entries {self._expected}..{entry.seq - 1} are "
+                                        "missing"))
             else:
-                problems.append(_d("out_of_order", entry.seq,
-                                   f"entry {entry.seq} comes after {expected_seq - 1}"))
-        if actual_hash != entry.entry_hash:
-            problems.append(_d("edited", entry.seq,
-                               "the entry's content does not match its recorded hash"))
-        if entry.prev_hash != prev_hash:
-            problems.append(_d("broken_link", entry.seq,
-                               "previous-hash link does not match the entry before it"))
-        key = keys.get(entry.key_id)
-        if key is None:
-            problems.append(_d("unknown_key", entry.seq,
-                               f"signed with key {entry.key_id}, which is not trusted"))
-        elif not key.verify(entry.signature, body):
-            problems.append(_d("bad_signature", entry.seq,
-                               f"signature does not verify with key {entry.key_id}"))
-        elif entry.kind == "key_rotated" and "new_public_key" in entry.data:
-            new = PublicKey.from_hex(str(entry.data["new_public_key"]))
-            keys[new.key_id] = new
-        expected_seq = max(expected_seq, entry.seq) + 1
-        prev_hash = entry.entry_hash
-    return problems, count, prev_hash
+                self.problems.append(_d(K.OUT_OF_ORDER, entry.seq,
+                                        f"entry {entry.seq} comes after {self._expected - 1}"))
+        if sha256_hex(body) != entry.entry_hash:
+            self.problems.append(_d(K.EDITED, entry.seq,
+                                    "the entry's content does not match its recorded hash"))
+        if entry.prev_hash != self.head:
+            self.problems.append(_d(K.BROKEN_LINK, entry.seq,
+                                    "previous-hash link does not match the entry before it"))
+        self.problems.extend(self.keys.admit(entry, body))
+        self._expected = max(self._expected, entry.seq) + 1
+        self.head = entry.entry_hash
+
+
+def verify_chain(
+    entries: Iterable[LedgerEntry], trusted: Mapping[str, PublicKey] | None = None, *,
+    keys: KeyChain | None = None,
+) -> tuple[list[Discrepancy], int, str]:
+    """Check hashes, links, sequence and signatures. Returns (problems, count, head
+    hash).
+
+    Signatures are checked against the keys the chain itself proves (``keys``, which the walk
+    fills in; see :class:`KeyChain`), plus ``trusted``: keys vouched for from outside.
+    """
+    chain = keys if keys is not None else KeyChain(trusted=trusted)
+    if keys is not None and trusted:
+        chain.keys.update(KeyChain(trusted=trusted).keys)
+    check = ChainCheck(chain)
+    for entry in entries:
+        check.step(entry)
+    return check.problems, check.count, check.head
 
 
 # -- the JSON-lines mirror -------------------------------------------------------------------
@@ -182,7 +348,9 @@ class Mirror:
                 lines *= 4
 
     def truncate_partial_tail(self) -> None:
-        """A crash mid-append can leave a last line without its newline: drop only that."""
+        """A crash mid-append can leave a last line without its newline. A line whole but for
+        it (it parses, its hash matches, and it links to the line before as the next entry)
+        is kept and given its newline; anything else is cut, and the cut is logged."""
         try:
             fh = self.path.open("r+b")
         except FileNotFoundError:
@@ -192,14 +360,34 @@ class Mirror:
             start, data = _tail(fh, end, 1)
             if not data or data.endswith(b"\n"):
                 return
-            fh.truncate(start + data.rfind(b"\n") + 1)
+            cut = start + data.rfind(b"\n") + 1
+            fh.seek(cut)
+            torn = fh.read(end - cut)
+            seq = _next_entry(torn, _last_line(fh, cut))
+            if seq is not None:
+                fh.seek(end)
+                fh.write(b"\n")
+                log.warning("%s: entry %d was whole but for its newline; kept", self.path, seq)
+            else:
+                fh.truncate(cut)
+                # The bytes may hold personal data: where and how much, never what.
+                log.warning("%s: cut a torn last line of %d bytes at offset %d", self.path,
+                            end - cut, cut, extra={"event": "mirror_tail_cut"})
             os.fsync(fh.fileno())
 
-    def read(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def read(self, *, upto: int | None = None) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+        """Every line, or those within the first ``upto`` bytes (what was there at a moment)."""
         if not self.path.exists():
             return
         with self.path.open("rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
+            lines: Iterable[bytes] = fh if upto is None else _lines_upto(fh, upto)
+            for lineno, raw in enumerate(lines, start=1):
                 try:
                     obj = json.loads(raw)
                     if not isinstance(obj, dict):
@@ -208,6 +396,38 @@ class Mirror:
                     yield lineno, None, f"line {lineno} is not a JSON object: {exc}"
                     continue
                 yield lineno, obj, ""
+
+
+def _last_line(fh: BinaryIO, end: int) -> bytes | None:
+    """The last complete line before offset ``end`` (which follows a newline)."""
+    if end == 0:
+        return None
+    start, data = _tail(fh, end, 2)
+    lines = data.split(b"\n")[:-1]
+    return lines[-1] if lines and (start == 0 or len(lines) > 1) else None
+
+
+def _next_entry(raw: bytes, before: bytes | None) -> int | None:
+    """The sequence number of the entry ``raw`` holds, if it is whole and follows ``before``
+    (None when it is not)."""
+    try:
+        entry = from_json(json.loads(raw))
+        prev = from_json(json.loads(before)) if before is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if sha256_hex(canonical_bytes(body_of(entry))) != entry.entry_hash:
+        return None
+    expected = (1, GENESIS_HASH) if prev is None else (prev.seq + 1, prev.entry_hash)
+    return entry.seq if (entry.seq, entry.prev_hash) == expected else None
+
+
+def _lines_upto(fh: BinaryIO, upto: int) -> Iterator[bytes]:
+    left = upto
+    for raw in fh:
+        if left <= 0:
+            return
+        yield raw[:left]
+        left -= len(raw)
 
 
 def _tail(fh: BinaryIO, end: int, newlines: int) -> tuple[int, bytes]:
@@ -224,44 +444,73 @@ def _tail(fh: BinaryIO, end: int, newlines: int) -> tuple[int, bytes]:
 
 
 def compare_mirror(
-    db_entries: Mapping[int, LedgerEntry], mirror: Mirror, *, station: str | None = None
+    db_entries: Mapping[int, LedgerEntry], mirror: Mirror, *, station: str | None = None,
+    upto: int | None = None,
 ) -> list[Discrepancy]:
     """Every mirror line must equal the catalog's entry; every catalog entry must be mirrored.
 
     With ``station`` (many stations on one catalog), entries other stations appended after
     this mirror's last line are not yet expected in it: they are mirrored at this station's
-    next write. This station's own entries must all be there."""
+    next write. This station's own entries must all be there. With ``upto``, only the first
+    ``upto`` bytes of the mirror are read: what it held when the catalog was read."""
+    return compare_mirror_in_step(
+        (db_entries[seq] for seq in sorted(db_entries)), mirror, station=station, upto=upto,
+        lookup=db_entries.get)
+
+
+def compare_mirror_in_step(
+    db_entries: Iterable[LedgerEntry], mirror: Mirror, *, station: str | None = None,
+    upto: int | None = None, lookup: Callable[[int], LedgerEntry | None],
+) -> list[Discrepancy]:
+    """:func:`compare_mirror` over the catalog's entries in rising sequence order, read in
+    step with the mirror's lines. Only catalog entries that a later mirror line has passed
+    (missing from the mirror, or moved) are held; ``lookup`` fetches an entry again for a
+    line that repeats or comes back after a later one."""
     problems: list[Discrepancy] = []
-    seen: set[int] = set()
+    pending: dict[int, LedgerEntry] = {}
+    db = iter(db_entries)
+    nxt = next(db, None)
     last = 0
-    for lineno, obj, err in mirror.read():
-        if obj is None:
-            problems.append(_d("mirror_unreadable", None, f"{mirror.path}: {err}"))
-            continue
-        try:
-            entry = from_json(obj)
-        except (KeyError, ValueError, TypeError) as exc:
-            problems.append(_d("mirror_unreadable", None,
-                               f"{mirror.path} line {lineno}: missing or bad field {exc}"))
-            continue
-        if entry.seq <= last:
+    for lineno, entry in _mirror_entries(mirror, upto, problems):
+        moved = entry.seq <= last
+        if moved:
             # An append-only copy has rising sequence numbers; a line moved or repeated also
             # misleads the next append, which starts after the last line's number.
-            problems.append(_d("mirror_out_of_order", entry.seq,
+            problems.append(_d(K.MIRROR_OUT_OF_ORDER, entry.seq,
                                f"{mirror.path} line {lineno}: entry {entry.seq} comes after "
                                f"entry {last}"))
         last = max(last, entry.seq)
-        seen.add(entry.seq)
-        ours = db_entries.get(entry.seq)
+        while nxt is not None and nxt.seq <= entry.seq:
+            pending[nxt.seq] = nxt
+            nxt = next(db, None)
+        ours = pending.pop(entry.seq, None)
+        if ours is None and moved:
+            ours = lookup(entry.seq)
         if ours is None:
-            problems.append(_d("missing_in_catalog", entry.seq,
+            problems.append(_d(K.MISSING_IN_CATALOG, entry.seq,
                                f"entry {entry.seq} is in the mirror but not in the catalog"))
         elif to_json(ours) != to_json(entry):
-            problems.append(_d("mirror_differs", entry.seq,
+            problems.append(_d(K.MIRROR_DIFFERS, entry.seq,
                                f"{mirror.path} line {lineno} differs from the catalog's entry"))
-    for seq in sorted(set(db_entries) - seen):
-        if station is not None and seq > last and db_entries[seq].station != station:
-            continue
-        problems.append(_d("missing_in_mirror", seq,
+    for seq in sorted(pending):
+        problems.append(_d(K.MISSING_IN_MIRROR, seq,
                            f"entry {seq} is in the catalog but not in {mirror.path}"))
+    while nxt is not None:
+        if station is None or nxt.station == station:
+            problems.append(_d(K.MISSING_IN_MIRROR, nxt.seq,
+                               f"entry {nxt.seq} is in the catalog but not in {mirror.path}"))
+        nxt = next(db, None)
     return problems
+
+
+def _mirror_entries(mirror: Mirror, upto: int | None,
+                    problems: list[Discrepancy]) -> Iterator[tuple[int, LedgerEntry]]:
+    for lineno, obj, err in mirror.read(upto=upto):
+        if obj is None:
+            problems.append(_d(K.MIRROR_UNREADABLE, None, f"{mirror.path}: {err}"))
+            continue
+        try:
+            yield lineno, from_json(obj)
+        except (KeyError, ValueError, TypeError) as exc:
+            problems.append(_d(K.MIRROR_UNREADABLE, None,
+                               f"{mirror.path} line {lineno}: missing or bad field {exc}"))

@@ -16,10 +16,43 @@ from .hashing import atomic_write
 
 PRIVATE_NAME = "station.key"
 PUBLIC_NAME = "station.pub"
+#: The fingerprint of the ledger's first key, kept beside the key and outside the catalog: the
+#: anchor from which every key the ledger uses is proven.
+PIN_NAME = "station.pin"
+
+
+def fingerprint_of(public_raw: bytes) -> str:
+    """The SHA-256 of a raw public key, in hex: what a bureau writes down."""
+    return hashlib.sha256(public_raw).hexdigest()
 
 
 def key_id_of(public_raw: bytes) -> str:
-    return hashlib.sha256(public_raw).hexdigest()[:16]
+    return fingerprint_of(public_raw)[:16]
+
+
+def read_pin(folder: Path) -> str | None:
+    """The pinned fingerprint in ``folder``, or None when this home has none yet."""
+    path = folder / PIN_NAME
+    try:
+        text = path.read_text(encoding="ascii").strip().lower()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"cannot read the pinned key fingerprint {path}: {exc}") from None
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise IntegrityError(f"{path} does not hold a SHA-256 fingerprint (64 hex digits)")
+    return text
+
+
+def write_pin(folder: Path, fingerprint: str) -> Path:
+    """Pin ``fingerprint``; a pin is never replaced by another."""
+    path = folder / PIN_NAME
+    existing = read_pin(folder)
+    if existing is not None and existing != fingerprint:
+        raise IntegrityError(f"{path} pins {existing} already; refusing to replace it")
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(path, (fingerprint + "\n").encode("ascii"), mode=0o644)
+    return path
 
 
 @dataclass(frozen=True)
@@ -35,6 +68,10 @@ class PublicKey:
     @property
     def hex(self) -> str:
         return self.raw.hex()
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.raw)
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
         try:

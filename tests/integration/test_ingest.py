@@ -395,7 +395,7 @@ def test_hostile_names_are_data_and_nothing_escapes_the_store(home: Path, tmp_pa
         if rel[0] in {"logs", "run", "docks"}:
             assert path.is_dir(), path
         if rel[0] == "keys" and len(rel) > 1:
-            assert rel[1:] in {("station.key",), ("station.pub",)}, path
+            assert rel[1:] in {("station.key",), ("station.pub",), ("station.pin",)}, path
     assert snapshot_tree(rec) == before
     assert snapshot_tree(tmp_path / "outside") == outside_before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "outside", "rec"]

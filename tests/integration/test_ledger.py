@@ -169,7 +169,7 @@ def test_deleted_item_row_is_found(busy_home: Path, clips: Clips) -> None:
     assert catalog_execute(busy_home, "DELETE FROM items WHERE sha256 = ?", clips.b.sha256) == 1
     code, found = problems(busy_home)
     assert code == 1
-    assert ("missing_row", None) in found
+    assert ("missing_row", seq_of(busy_home, "stored", item=clips.b.sha256)) in found
 
 
 def test_a_catalog_row_no_entry_backs_is_found(busy_home: Path, clips: Clips) -> None:
@@ -220,9 +220,8 @@ def test_wrong_public_key_in_the_catalog_is_found(busy_home: Path) -> None:
     assert catalog_execute(busy_home, "UPDATE keys SET public_key = ?", impostor.public.hex) == 1
     code, found = problems(busy_home)
     assert code == 1
-    assert ("wrong_key", None) in found
-    assert ("bad_signature", 1) in found
-    assert sum(1 for k, _ in found if k == "bad_signature") == len(mirror_lines(busy_home))
+    # The keys table is only a cache: the entries still verify with the keys the chain proves.
+    assert found == [("wrong_key", None)]
 
 
 def test_a_station_key_the_catalog_does_not_know_is_found(busy_home: Path) -> None:
@@ -254,3 +253,101 @@ def test_key_rotation_keeps_the_chain_valid(busy_home: Path, tmp_path: Path,
     assert problems(busy_home) == (0, [])
     assert run_cli(busy_home, "verify", "--hash", clips.c.sha256).exit_code == 0
     assert run_cli(busy_home, "verify", "--hash", clips.a.sha256).exit_code == 0
+
+
+# -- every row that says something about evidence is backed, both ways ---------------------------
+
+
+def empty_sha(home: Path) -> str:
+    (row,) = catalog_rows(home, "SELECT sha256 FROM items WHERE size = 0")
+    return str(row["sha256"])
+
+
+def latest_retention_seq(home: Path, sha: str) -> int:
+    entries = [json.loads(line) for line in mirror_lines(home)]
+    return max(e["seq"] for e in entries
+               if e["item"] == sha and isinstance(e["data"].get("retention"), dict))
+
+
+@pytest.mark.parametrize("column,value", [
+    ("retain_until", "2099-01-01T00:00:00.000000Z"), ("hold", 1),
+    ("retention_class", "long-term")])
+def test_a_changed_retention_is_found(busy_home: Path, clips: Clips, column: str,
+                                      value: object) -> None:
+    for sha in (clips.a.sha256, clips.b.sha256):  # labelled, and only stored
+        assert catalog_execute(busy_home, f"UPDATE items SET {column} = ? WHERE sha256 = ?",
+                               value, sha) == 1
+    code, found = problems(busy_home)
+    assert code == 1
+    assert sorted(found) == sorted(("row_differs", latest_retention_seq(busy_home, sha))
+                                   for sha in (clips.a.sha256, clips.b.sha256))
+    assert seq_of(busy_home, "labelled") == latest_retention_seq(busy_home, clips.a.sha256)
+    assert seq_of(busy_home, "stored", item=clips.b.sha256) == latest_retention_seq(
+        busy_home, clips.b.sha256)
+
+
+@pytest.mark.parametrize("column", ["officer", "original_name"])
+def test_a_changed_officer_or_original_name_is_found(busy_home: Path, clips: Clips,
+                                                     column: str) -> None:
+    assert catalog_execute(busy_home, f"UPDATE items SET {column} = 'forged' WHERE sha256 = ?",
+                           clips.b.sha256) == 1
+    code, found = problems(busy_home)
+    assert code == 1
+    assert found == [("row_differs", seq_of(busy_home, "stored", item=clips.b.sha256))]
+    detail = run_cli(busy_home, "ledger", "verify", "--json").json()["problems"][0]["detail"]
+    assert column in detail and "forged" in detail
+
+
+def test_a_deleted_flag_is_found_and_stays_flagged_in_the_ledger(busy_home: Path) -> None:
+    sha = empty_sha(busy_home)
+    flagged = [r["ledger_seq"] for r in catalog_rows(
+        busy_home, "SELECT ledger_seq FROM flags WHERE item = ? ORDER BY ledger_seq", sha)]
+    assert flagged
+    assert catalog_execute(busy_home, "DELETE FROM flags WHERE item = ?", sha) == len(flagged)
+    code, found = problems(busy_home)
+    assert code == 1
+    assert found == [("missing_row", seq) for seq in flagged]
+
+
+def test_deleted_label_justification_and_acquisition_rows_are_found(busy_home: Path) -> None:
+    sha = empty_sha(busy_home)
+    justified = run_cli(busy_home, "justify", sha[:12], "--flag", "empty_file",
+                        "--reason", "recorder fault")
+    assert justified.exit_code == 0, justified.stderr
+    assert problems(busy_home) == (0, [])
+    (acq,) = catalog_rows(busy_home, "SELECT id, ledger_seq FROM acquisitions WHERE item = ?",
+                          sha)
+    assert catalog_execute(busy_home, "DELETE FROM labels") == 1
+    assert catalog_execute(busy_home, "DELETE FROM justifications") == 1
+    assert catalog_execute(busy_home, "DELETE FROM acquisitions WHERE id = ?", acq["id"]) == 1
+    code, found = problems(busy_home)
+    assert code == 1
+    assert sorted(found) == sorted([
+        ("missing_row", seq_of(busy_home, "labelled")),
+        ("missing_row", seq_of(busy_home, "justified")),
+        ("missing_row", acq["ledger_seq"])])
+
+
+def test_replica_rows_and_evictions_are_backed(busy_home: Path, clips: Clips,
+                                               tmp_path: Path) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    with (busy_home / "ingestd.toml").open("a", encoding="utf-8") as fh:
+        fh.write(f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
+                 'prefix = "bwc"\nobject_lock = false\n')
+    assert run_cli(busy_home, "replicate").exit_code == 0
+    assert problems(busy_home) == (0, [])
+    replicated = {json.loads(line)["item"]: json.loads(line)["seq"]
+                  for line in mirror_lines(busy_home) if json.loads(line)["kind"] == "replicated"}
+    a, b = clips.a.sha256, clips.b.sha256
+    assert catalog_execute(busy_home, "UPDATE replicas SET key = 'elsewhere' WHERE item = ?",
+                           a) == 1
+    assert catalog_execute(busy_home, "DELETE FROM replicas WHERE item = ?", b) == 1
+    # a local copy said gone that no eviction entry records
+    assert catalog_execute(busy_home, "UPDATE items SET local_present = 0 WHERE sha256 = ?",
+                           b) == 1
+    code, found = problems(busy_home)
+    assert code == 1
+    assert sorted(found, key=str) == sorted(
+        [("row_differs", replicated[a]), ("missing_row", replicated[b]),
+         ("unbacked_row", None)], key=str)

@@ -12,6 +12,7 @@ import pytest
 from ingestd.domain.models import LedgerEntry
 from ingestd.integrity.ledger import (
     GENESIS_HASH,
+    KeyChain,
     Mirror,
     compare_mirror,
     from_json,
@@ -193,6 +194,69 @@ def test_edited_rotation_entry_grants_nothing(key: StationKey) -> None:
     assert ("unknown_key", 3) in found
 
 
+def genesis(key: StationKey, *, seq: int = 1, prev: str = GENESIS_HASH,
+            station: str = "station-01", signer: StationKey | None = None) -> LedgerEntry:
+    return seal(seq=seq, at=T, station=station, actor="ingestd", kind="genesis", item=None,
+                data={"station": station, "public_key": key.public.hex}, prev_hash=prev,
+                key=signer or key)
+
+
+def pins(key: StationKey) -> dict[str, str]:
+    return {"station-01": key.public.fingerprint}
+
+
+def test_the_genesis_key_with_the_pinned_fingerprint_is_proven(key: StationKey) -> None:
+    start = genesis(key)
+    entries = [start, *chain(key, 3, start=2, prev=start.entry_hash)]
+    keys = KeyChain(pins=pins(key))
+    assert verify_chain(entries, keys=keys)[0] == []
+    current = keys.current("station-01")
+    assert current is not None and current.key_id == key.key_id and current.since == 1
+
+
+def test_a_genesis_key_other_than_the_pinned_one_proves_nothing(key: StationKey) -> None:
+    rogue = StationKey.generate()
+    start = genesis(rogue)
+    entries = [start, *chain(rogue, 2, start=2, prev=start.entry_hash)]
+    keys = KeyChain(pins=pins(key))
+    problems, _, _ = verify_chain(entries, keys=keys)
+    assert kinds_of(problems) == [("pin_mismatch", 1), ("unknown_key", 2), ("unknown_key", 3)]
+    assert keys.current("station-01") is None
+    assert kinds_of(KeyChain(pins=pins(key)).unmet_pins()) == [("pin_mismatch", None)]
+
+
+def test_a_second_genesis_brings_in_no_key(key: StationKey) -> None:
+    rogue = StationKey.generate()
+    start = genesis(key)
+    again = genesis(rogue, seq=2, prev=start.entry_hash)
+    after = chain(rogue, 1, start=3, prev=again.entry_hash)
+    problems, _, _ = verify_chain([start, again, *after], keys=KeyChain(pins=pins(key)))
+    assert kinds_of(problems) == [("unvouched_key", 2), ("unknown_key", 3)]
+
+
+def test_a_key_signs_only_for_its_own_station(key: StationKey) -> None:
+    other = StationKey.generate()
+    one = genesis(key)
+    two = genesis(other, seq=2, prev=one.entry_hash, station="station-02")
+    # station-02's key signing an entry of station-01
+    forged = chain(other, 1, start=3, prev=two.entry_hash)
+    problems, _, _ = verify_chain([one, two, *forged], keys=KeyChain(pins=pins(key)))
+    assert kinds_of(problems) == [("unknown_key", 3)]
+
+
+def test_a_retired_key_signs_nothing_after_its_rotation(key: StationKey) -> None:
+    new = StationKey.generate()
+    start = genesis(key)
+    rotated = rotation(key, new, seq=2, prev=start.entry_hash)
+    late = chain(key, 1, start=3, prev=rotated.entry_hash)
+    keys = KeyChain(pins=pins(key))
+    problems, _, _ = verify_chain([start, rotated, *late], keys=keys)
+    assert kinds_of(problems) == [("retired_key", 3)]
+    old = keys.keys[key.key_id]
+    assert (old.since, old.until) == (1, 2)
+    assert keys.keys[new.key_id].since == 3
+
+
 def test_json_round_trip_keeps_the_signature_valid(key: StationKey) -> None:
     entries = [from_json(json.loads(json.dumps(to_json(e)))) for e in chain(key)]
     assert verify_chain(entries, trusted(key))[0] == []
@@ -247,6 +311,35 @@ def test_mirror_drops_only_a_torn_last_line(key: StationKey, tmp_path: Path) -> 
     assert mirror.path.read_bytes() == whole
     mirror.append(entries[2:])
     assert compare_mirror({e.seq: e for e in entries}, mirror) == []
+
+
+@pytest.mark.parametrize("lines_before", [0, 2])
+def test_a_last_line_whole_but_for_its_newline_is_kept(
+        key: StationKey, tmp_path: Path, lines_before: int) -> None:
+    entries = chain(key, lines_before + 1)
+    mirror = Mirror(tmp_path / "ledger.jsonl")
+    mirror.append(entries)
+    whole = mirror.path.read_bytes()
+    mirror.path.write_bytes(whole[:-1])  # a crash just before the newline reached the disk
+    mirror.truncate_partial_tail()
+    assert mirror.path.read_bytes() == whole
+    assert mirror.last_seq() == lines_before + 1
+    assert compare_mirror({e.seq: e for e in entries}, mirror) == []
+
+
+def test_a_whole_last_line_that_is_not_the_next_entry_is_cut_and_logged(
+        key: StationKey, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    entries = chain(key, 3)
+    mirror = Mirror(tmp_path / "ledger.jsonl")
+    mirror.append(entries[:1])
+    whole = mirror.path.read_bytes()
+    skipped = json.dumps(to_json(entries[2]), sort_keys=True).encode()  # entry 2 is not there
+    mirror.path.write_bytes(whole + skipped)
+    with caplog.at_level("WARNING", logger="ingestd.integrity.ledger"):
+        mirror.truncate_partial_tail()
+    assert mirror.path.read_bytes() == whole
+    assert f"cut a torn last line of {len(skipped)} bytes at offset {len(whole)}" in caplog.text
+    assert "DCIM" not in caplog.text  # where and how much, never what
 
 
 @pytest.mark.parametrize("torn_size", [1, 70_000, 300_000])

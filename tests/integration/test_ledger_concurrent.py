@@ -1,0 +1,82 @@
+"""``ledger verify`` while another process writes: the catalog and the mirror are read as of
+one moment, so entries committed during the check are neither missing nor extra, and a real
+change is still caught."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import (
+    ROOT,
+    SERIAL,
+    Clips,
+    build_recorder,
+    catalog_execute,
+    catalog_rows,
+    open_station,
+    run_cli,
+    subprocess_env,
+)
+
+pytestmark = pytest.mark.integration
+
+# A second process labelling one item again and again, as investigators at another desk would.
+WRITER = """
+import sys
+from pathlib import Path
+from ingestd import config
+from ingestd.casework import label
+from ingestd.station import Station
+home, sha, stop = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+station = Station.open(config.load(home / "ingestd.toml"))
+n = 0
+while not stop.exists():
+    label(station, [sha], case=f"C-{n}", party="Li", officer=None, categories=(),
+          actor="writer")
+    n += 1
+    print(n, flush=True)
+station.close()
+"""
+
+
+def label_count(home: Path) -> int:
+    return int(catalog_rows(home, "SELECT count(*) AS n FROM labels")[0]["n"])
+
+
+def test_verify_raises_no_false_alarm_while_another_process_writes(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    rec = build_recorder(tmp_path / "rec", {"DCIM/A.MP4": clips.a, "DCIM/B.MP4": clips.b})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    stop = tmp_path / "stop"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(home), clips.a.sha256, str(stop)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=subprocess_env(PYTHONPATH=str(ROOT)))
+    station = open_station(home)
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "1", writer.stderr  # it is writing
+        before = label_count(home)
+        alarms = []
+        for _ in range(80):
+            alarms.extend(p.as_dict() for p in station.custody.verify().problems)
+        during = label_count(home) - before
+        # A real change made meanwhile is found, and only it, while the writer goes on.
+        assert catalog_execute(home, "UPDATE items SET officer = 'forged' WHERE sha256 = ?",
+                               clips.b.sha256) == 1
+        found = [[(p.kind, p.detail) for p in station.custody.verify().problems]
+                 for _ in range(10)]
+    finally:
+        stop.touch()
+        _, err = writer.communicate(timeout=60)
+        station.close()
+    assert writer.returncode == 0, err
+    assert alarms == []
+    assert during >= 20, f"only {during} labels were written while verify ran"
+    for problems in found:
+        assert [kind for kind, _ in problems] == ["row_differs"]
+        assert "officer is 'forged'" in problems[0][1]
+    assert run_cli(home, "ledger", "verify").exit_code == 1

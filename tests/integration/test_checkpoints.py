@@ -159,7 +159,7 @@ def nas_home(tmp_path: Path, clips: list[Clip]) -> tuple[Home, Path]:  # noqa: F
     nas.mkdir()
     home = make_home(tmp_path, clips)
     home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
-                    f'prefix = "{PREFIX}"\n')
+                    f'prefix = "{PREFIX}"\nsame_filesystem_ok = true\n')
     ok(home.home, "replicate")
     return home, nas
 

@@ -334,7 +334,7 @@ def test_replica_rows_and_evictions_are_backed(busy_home: Path, clips: Clips,
     nas.mkdir()
     with (busy_home / "ingestd.toml").open("a", encoding="utf-8") as fh:
         fh.write(f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
-                 'prefix = "bwc"\nobject_lock = false\n')
+                 'prefix = "bwc"\nsame_filesystem_ok = true\n')
     assert run_cli(busy_home, "replicate").exit_code == 0
     assert problems(busy_home) == (0, [])
     replicated = {json.loads(line)["item"]: json.loads(line)["seq"]

@@ -178,7 +178,7 @@ def test_a_replaced_station_key_refuses_to_sign(busy_home: Path, clips: Clips,
     nas.mkdir()
     with (busy_home / "ingestd.toml").open("a", encoding="utf-8") as fh:
         fh.write(f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
-                 'prefix = "bwc"\nobject_lock = false\n')
+                 'prefix = "bwc"\nsame_filesystem_ok = true\n')
     keys = busy_home / "keys"
     (keys / "station.key").unlink()
     StationKey.generate().save(keys)
@@ -264,7 +264,7 @@ def test_every_checkpoint_carries_the_pin_and_a_different_one_is_found(
     nas.mkdir()
     with (busy_home / "ingestd.toml").open("a", encoding="utf-8") as fh:
         fh.write(f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
-                 'prefix = "bwc"\nobject_lock = false\n')
+                 'prefix = "bwc"\nsame_filesystem_ok = true\n')
     sent = run_cli(busy_home, "checkpoint", "--json")
     assert sent.exit_code == 0, sent.stderr
     (checkpoint,) = (nas / "bwc" / "checkpoints").iterdir()

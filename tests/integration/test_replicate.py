@@ -1441,7 +1441,7 @@ def test_a_nas_that_did_not_mount_gets_no_copies_and_lets_nothing_go(
     home = make_home(tmp_path, clips, recorder=tmp_path / "home" / "docks" / SERIAL,
                      config='wipe = "after-offsite-verify"\n\n[retention]\nlocal_keep = "0s"\n')
     home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
-                    f'prefix = "{PREFIX}"\nobject_lock = false\n')
+                    f'prefix = "{PREFIX}"\nsame_filesystem_ok = true\n')
     media = home.recorder / "DCIM" / "100MEDIA"
     with mounted(share, *TMPFS):
         with mounted(nas, "--bind", str(share)):

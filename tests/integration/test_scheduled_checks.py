@@ -28,7 +28,7 @@ def nas_station(tmp_path: Path, clips: list[Clip]) -> tuple[Home, Path]:  # noqa
     nas.mkdir()
     home = make_home(tmp_path, clips)
     home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
-                    f'prefix = "{PREFIX}"\n')
+                    f'prefix = "{PREFIX}"\nsame_filesystem_ok = true\n')
     return home, nas
 
 

@@ -193,7 +193,9 @@ class Replicator:
 
     def check(self) -> None:
         """Every target must be usable (reachable; Object Lock where it is required) and be
-        the place first used under its name."""
+        the place first used under its name. Nothing is asked of a target before the ledger
+        vouches for the key this station signs with."""
+        self.station.custody.check_signing_key()
         for target in self.targets:
             prove_place(self.station, target)
 

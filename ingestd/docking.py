@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import threading
@@ -23,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import queries as q
-from .docks import mounts
+from .docks import mounts, wipe
 from .docks.udev import wait_ready
-from .docks.walk import open_source
 from .docks.watch import FolderDock, WatchDockSource
 from .domain.canonical import format_time
 from .domain.docks import DockEvent
@@ -347,44 +347,87 @@ class DockCoordinator:
         return wiped
 
     def _wipe_one(self, root: Path, row: dict[str, Any]) -> int:
-        rel = bytes.fromhex(row["path_hex"])
-        full = os.path.join(os.fsencode(root), rel)
+        """Delete one file if what is there still hashes to its verified item.
+
+        The file is renamed aside first and only the file at the aside name is hashed and
+        deleted (see :mod:`ingestd.docks.wipe`): a file replaced or appended to after ingest,
+        or reached through a folder swapped for a symbolic link, is never the one deleted."""
         sha = row["item"]
         try:
             self.station.store.verify(sha)
-            fd = open_source(full)
-            try:
-                st = os.fstat(fd)
-                digest = hash_fd(fd, buffer_size=self.station.store.buffer_size)
-            finally:
-                os.close(fd)
-            if digest.sha256 != sha or st.st_size != row["size"]:
-                log.warning("not wiping %s: its bytes changed since ingest", row["path"])
-                return 0
+            with wipe.folder_of(os.fsencode(root), bytes.fromhex(row["path_hex"])) as (dir_fd,
+                                                                                       name):
+                return self._wipe_in(dir_fd, name, row)
+        except wipe.WipeRefused as exc:
+            log.warning("not wiping %s: %s", row["path"], exc)
         except (OSError, IngestdError) as exc:
             log.error("not wiping %s: %s", row["path"], exc)
+        return 0
+
+    def _wipe_in(self, dir_fd: int, name: bytes, row: dict[str, Any]) -> int:
+        sha = row["item"]
+        facts = {"serial": row["serial"], "path": row["path"], "size": row["size"]}
+        try:
+            aside = wipe.set_aside(dir_fd, name)
+        except FileNotFoundError:
+            log.warning("not wiping %s: it is no longer on the recorder", row["path"])
+            return 0
+        except OSError as exc:  # the recorder refuses changes (write-protected, read-only)
+            self._wipe_failed(row, facts, str(exc.strerror or exc))
+            return 0
+        try:
+            fd = wipe.open_file(dir_fd, aside)
+            try:
+                before = os.fstat(fd)
+                digest = hash_fd(fd, buffer_size=self.station.store.buffer_size)
+                after = os.fstat(fd)
+            finally:
+                os.close(fd)
+            unchanged = (digest.sha256 == sha and after.st_size == row["size"]
+                         and wipe.same_file(before, after))
+        except BaseException:
+            self._put_back(dir_fd, aside, name, row)
+            raise
+        if not unchanged:
+            self._put_back(dir_fd, aside, name, row)
+            log.warning("not wiping %s: its bytes changed since ingest", row["path"])
             return 0
         # The ledger says so before the file goes: a stop between the two leaves a file that
-        # the ledger calls wiped but that is still there (taken again at the next dock), never
-        # a file gone from the recorder without an entry.
+        # the ledger calls wiped but that is still there (at its aside name, taken again at the
+        # next dock), never a file gone from the recorder without an entry.
         now = self.station.clock()
-        facts = {"serial": row["serial"], "path": row["path"], "size": row["size"]}
         with self.station.custody.transaction() as conn:
             self.station.custody.record(
                 conn, kind=EventKind.WIPED, actor="ingestd", item=sha, at=now,
                 data={**facts, "policy": self.settings.docks.wipe})
             q.finish_acquisition(conn, row["id"], wiped_at=format_time(now))
         try:
-            os.unlink(full)
+            current = os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
+            if not wipe.same_file(current, after):
+                raise OSError(errno.ESTALE, "the file changed while it was being wiped")
+            wipe.unlink(dir_fd, aside)
         except OSError as exc:
-            log.error("could not wipe %s: %s", row["path"], exc.strerror or exc)
-            with self.station.custody.transaction() as conn:
-                self.station.custody.record(
-                    conn, kind=EventKind.WIPE_FAILED, actor="ingestd", item=sha,
-                    data={**facts, "error": str(exc.strerror or exc)})
-                q.finish_acquisition(conn, row["id"], wiped_at=None)
+            self._put_back(dir_fd, aside, name, row)
+            self._wipe_failed(row, facts, str(exc.strerror or exc))
             return 0
         return 1
+
+    def _put_back(self, dir_fd: int, aside: bytes, name: bytes, row: dict[str, Any]) -> None:
+        try:
+            if wipe.put_back(dir_fd, aside, name):
+                return
+            log.error("recorder file %s stays at %s: its name was taken meanwhile", row["path"],
+                      os.fsdecode(aside))
+        except OSError as exc:
+            log.error("recorder file %s stays at %s: %s", row["path"], os.fsdecode(aside), exc)
+
+    def _wipe_failed(self, row: dict[str, Any], facts: dict[str, Any], error: str) -> None:
+        log.error("could not wipe %s: %s", row["path"], error)
+        with self.station.custody.transaction() as conn:
+            self.station.custody.record(
+                conn, kind=EventKind.WIPE_FAILED, actor="ingestd", item=row["item"],
+                data={**facts, "error": error})
+            q.finish_acquisition(conn, row["id"], wiped_at=None)
 
 
 def scan_once(station: Station, *, root: Path | None = None) -> list[Outcome]:

@@ -20,6 +20,8 @@ from typing import Literal
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from .wipe import ASIDE_PREFIX
+
 log = logging.getLogger(__name__)
 
 MAX_SERIAL = 128
@@ -165,6 +167,8 @@ class _Handler(FileSystemEventHandler):
             # Nothing new to take (and a wipe's own deletions must not look like a new dock);
             # a recorder folder that goes away as a whole is still reported below.
             return
+        if event.event_type == "moved" and self._set_aside(event):
+            return  # a wipe at work: the file leaves, nothing new arrives
         for path in (event.src_path, getattr(event, "dest_path", "")):
             if isinstance(path, bytes):
                 path = os.fsdecode(path)
@@ -172,6 +176,13 @@ class _Handler(FileSystemEventHandler):
                 rel = os.path.relpath(path, self.root)
                 if rel != ".":
                     self.source.touched(rel)
+
+    def _set_aside(self, event: FileSystemEvent) -> bool:
+        dest = getattr(event, "dest_path", "")
+        if isinstance(dest, bytes):
+            dest = os.fsdecode(dest)
+        return bool(dest) and os.path.basename(dest).startswith(ASIDE_PREFIX) \
+            and self._inside_recorder(dest)
 
     def _inside_recorder(self, path: str | bytes) -> bool:
         if isinstance(path, bytes):

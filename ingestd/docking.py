@@ -96,6 +96,8 @@ def faults_of(health: dict[str, Any]) -> list[str]:
     check = health.get("fs_check")
     if isinstance(check, dict) and not check.get("clean", True):
         faults.append(f"file system errors: {check.get('message', '')[:200]}")
+    if health.get("wipe_blocked"):
+        faults.append(f"not wiped: {health['wipe_blocked']}")
     if health.get("read_errors"):
         faults.append(f"{health['read_errors']} files could not be read")
     ahead = health.get("clock_ahead_seconds")
@@ -250,6 +252,9 @@ class DockCoordinator:
         with mount:
             use = mounts.usage(mount.path)
             base_health.update(total_bytes=use.total_bytes, free_bytes=use.free_bytes)
+            blocked = self._wipe_blocked(base_health, mount)
+            if blocked:
+                base_health["wipe_blocked"] = blocked
             ctx = DockContext(source="udev", health=base_health,
                               present=lambda: os.path.exists(dev.devnode) and mount.mounted,
                               abort=self.abort)
@@ -260,6 +265,23 @@ class DockCoordinator:
                     yield mount
 
             return self._session(serial, mount.path, ctx, writable=rw)
+
+    def _wipe_blocked(self, health: dict[str, Any], mount: mounts.Mount) -> str:
+        """Why this recorder must not be made writable for a wipe ("" if nothing forbids it).
+
+        Deleting on a damaged file system (a cross-linked FAT, a bad ext4 bitmap) can free the
+        blocks of a file that was never ingested, so only a check that ran and was clean lets
+        a wipe happen; fusefat's rw+ is an experimental writer, used only when asked for."""
+        if self.settings.docks.wipe == "never":
+            return ""
+        check = health.get("fs_check")
+        if not isinstance(check, dict):
+            return "its file system was not checked (docks.fs_check = false)"
+        if not check.get("clean"):
+            return f"{check.get('tool', 'the check')} found file system errors"
+        if mount.driver == "fusefat" and not self.settings.docks.fusefat_write:
+            return "FAT through fusefat is written only with docks.fusefat_write = true"
+        return ""
 
     def _prepare_device(self, devnode: str, fs_type: str, where: Path,
                         health: dict[str, Any]) -> mounts.Mount:
@@ -298,8 +320,14 @@ class DockCoordinator:
         for fault in finished.get("faults", []):
             log.warning("recorder %s fault: %s", serial, fault, extra={"event": "recorder_fault"})
         outcome = Outcome(serial=serial, state=report.state, report=report)
-        if report.state == "done" and self.settings.docks.wipe != "never":
-            outcome.wiped = self.wipe(report, path, writable)
+        if report.state != "done" or self.settings.docks.wipe == "never":
+            return outcome
+        blocked = ctx.health.get("wipe_blocked")
+        if blocked:
+            log.warning("recorder %s: nothing wiped: %s", serial, blocked,
+                        extra={"event": "wipe_blocked"})
+            return outcome
+        outcome.wiped = self.wipe(report, path, writable)
         return outcome
 
     def _clock_ahead(self, report: IngestReport) -> float | None:

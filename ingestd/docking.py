@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import logging
 import os
 import threading
@@ -26,11 +27,11 @@ from typing import Any
 from .catalog import queries as q
 from .docks import mounts, wipe
 from .docks.udev import wait_ready
-from .docks.watch import FolderDock, WatchDockSource
+from .docks.watch import FolderDock, WatchDockSource, clean_serial, read_identity
 from .domain.canonical import format_time
 from .domain.docks import DockEvent
 from .domain.models import EventKind
-from .errors import IngestdError, RecorderError, RecorderNotRegistered
+from .errors import IngestdError, RecorderError, RecorderNotRegistered, RecorderRefused
 from .ingest import DockContext, Ingestor, IngestReport
 from .integrity.hashing import hash_fd
 from .station import Station
@@ -83,6 +84,70 @@ def _mount_holding(path: Path) -> mounts.MountEntry | None:
         if inside and (found is None or len(point) >= len(found.mount_point)):
             found = entry
     return found
+
+
+def identity_mismatch(station: Station, path: Path, serial: str) -> str:
+    """Why the recorder at ``path`` may not be taken as ``serial`` ("" when its names agree).
+
+    A recorder is named by its folder (or device), and may also carry an identity file; a
+    folder named after one registered recorder holding another's files must not be taken
+    silently as either: the officer it would be filed under could be the wrong one."""
+    identity_file = station.settings.docks.identity_file
+    try:
+        claimed: str | None = read_identity(path, identity_file)
+    except FileNotFoundError:
+        claimed = None
+    except OSError as exc:
+        return f"its {identity_file} cannot be read: {exc.strerror}"
+    if claimed is not None and claimed != serial:
+        return (f"its {identity_file} names recorder {claimed or '(none)'!r}, "
+                f"but it docked as {serial!r}")
+    name = path.name
+    if name != serial and clean_serial(name) == name:
+        with station.catalog.read() as conn:
+            other = q.recorder(conn, name)
+        if other is not None:
+            return f"its folder is named after recorder {name!r}, but it docked as {serial!r}"
+    return ""
+
+
+@contextlib.contextmanager
+def serving(station: Station, serial: str, path: Path) -> Iterator[None]:
+    """Hold ``serial`` for one session, across every ingestd process of this station.
+
+    A lock file per serial in the runtime folder (``flock``, so a killed holder lets go);
+    :class:`RecorderRefused` if another session holds it. The file is removed while still
+    locked, and a lock taken on a file no longer at its name is taken again."""
+    runtime = station.settings.runtime_dir
+    lock = runtime / f".{mounts.mount_point_for(runtime, serial).name}.serving"
+    runtime.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise RecorderRefused(
+                f"recorder {serial} is being served already ({holder or 'by another session'})"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock, follow_symlinks=False).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder removed it as we locked it: try the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} from {path}".encode())
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
 
 
 def faults_of(health: dict[str, Any]) -> list[str]:
@@ -297,6 +362,18 @@ class DockCoordinator:
 
     def _session(self, serial: str, path: Path, ctx: DockContext,
                  writable: Callable[[], contextlib.AbstractContextManager[object]]) -> Outcome:
+        reason = identity_mismatch(self.station, path, serial)
+        try:
+            if reason:
+                raise RecorderRefused(reason)
+            with serving(self.station, serial, path):
+                return self._serve(serial, path, ctx, writable)
+        except RecorderRefused as exc:
+            self.ingestor.refuse(serial, mountpoint=path, ctx=ctx, reason=exc.message)
+            return Outcome(serial=serial, state="refused", error=exc.message)
+
+    def _serve(self, serial: str, path: Path, ctx: DockContext,
+               writable: Callable[[], contextlib.AbstractContextManager[object]]) -> Outcome:
         finished: dict[str, Any] = {}
 
         def health_after(report: IngestReport) -> dict[str, Any]:

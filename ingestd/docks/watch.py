@@ -45,6 +45,17 @@ def clean_serial(text: str) -> str:
     return text
 
 
+def read_identity(folder: Path, identity_file: str) -> str:
+    """The serial a recorder's identity file names ("" if it names none usable); OSError
+    (FileNotFoundError when there is none) if it cannot be read. Never through a link."""
+    fd = os.open(folder / identity_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        text = os.read(fd, 4096).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    return clean_serial(text.splitlines()[0] if text.strip() else "")
+
+
 class WatchDockSource:
     def __init__(self, root: Path, *, identity: Literal["folder", "file"] = "folder",
                  identity_file: str = "RECORDER.ID", settle: float = 2.0,
@@ -69,17 +80,11 @@ class WatchDockSource:
             serial = clean_serial(folder.name)
             problem = "" if serial else f"folder name {folder.name!r} is not a usable serial"
             return FolderDock(action="add", path=folder, serial=serial, problem=problem)
-        marker = folder / self.identity_file
         try:
-            fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                text = os.read(fd, 4096).decode("utf-8", "replace")
-            finally:
-                os.close(fd)
+            serial = read_identity(folder, self.identity_file)
         except OSError as exc:
             return FolderDock(action="add", path=folder, serial="",
                               problem=f"no readable {self.identity_file}: {exc.strerror}")
-        serial = clean_serial(text.splitlines()[0] if text.strip() else "")
         problem = "" if serial else f"{self.identity_file} holds no usable serial"
         return FolderDock(action="add", path=folder, serial=serial, problem=problem)
 

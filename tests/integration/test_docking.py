@@ -524,6 +524,146 @@ def test_unregistered_recorder_is_refused_not_copied(
     assert any("refused recorder 'BWC-9999'" in r.getMessage() for r in caplog.records)
 
 
+# -- recorders cannot claim each other's serial --------------------------------------------------
+
+
+def _two_officers(tmp_path: Path, docks: str = "") -> Path:
+    home = new_home(tmp_path, docks=docks)
+    station = open_station(home)
+    try:
+        register_recorder(station, "BWC-0101", officer="Ana Silva")
+        register_recorder(station, "BWC-0102", officer="Ben Okafor")
+    finally:
+        station.close()
+    return home
+
+
+def _assert_refused(home: Path, folder: Path, before: dict[str, tuple[str, int, int]],
+                    serial: str, reason: str) -> None:
+    """Refused with ``reason``: in the ledger, in status, and nothing of it read or stored."""
+    [refusal] = [e for e in ledger_lines(home) if e["kind"] == "recorder_refused"]
+    assert refusal["data"]["serial"] == serial
+    assert reason in refusal["data"]["reason"], refusal["data"]["reason"]
+    docks = [d for d in status_json(home)["docks"] if d["state"] == "refused"]
+    assert [d["serial"] for d in docks] == [serial] and reason in docks[0]["error"]
+    assert not catalog(home, "SELECT * FROM acquisitions"), "something was read off it"
+    assert not catalog(home, "SELECT * FROM items") and not store_objects(home)
+    assert not [e for e in ledger_lines(home) if e["kind"] == "docked"]
+    assert tree(folder) == before
+    assert ingestd(home, "ledger", "verify").returncode == 0
+
+
+@pytest.mark.parametrize(("identity", "folder_name", "file_serial", "serial", "reason"), [
+    ("folder", "BWC-0101", "BWC-0102", "BWC-0101",
+     "its RECORDER.ID names recorder 'BWC-0102', but it docked as 'BWC-0101'"),
+    ("file", "BWC-0101", "BWC-0102", "BWC-0102",
+     "its folder is named after recorder 'BWC-0101', but it docked as 'BWC-0102'"),
+], ids=["folder-names-A-file-says-B", "file-says-B-folder-names-A"])
+def test_a_folder_and_its_identity_file_that_disagree_are_refused(
+        tmp_path: Path, clip_bank: ClipBank, identity: str, folder_name: str, file_serial: str,
+        serial: str, reason: str) -> None:
+    home = _two_officers(tmp_path, docks=f'identity = "{identity}"\n')
+    files: dict[str, Clip | bytes] = {**media(clip_bank[0]),
+                                      "RECORDER.ID": f"{file_serial}\n".encode()}
+    folder = dock(home / "docks", folder_name, files)
+    before = tree(folder)
+    station = open_station(home)
+    try:
+        [outcome] = scan_once(station)
+    finally:
+        station.close()
+    assert (outcome.serial, outcome.state) == (serial, "refused")
+    assert reason in outcome.error
+    _assert_refused(home, folder, before, serial, reason)
+
+
+def test_manual_ingest_of_another_recorders_files_is_refused(
+        tmp_path: Path, clip_bank: ClipBank) -> None:
+    home = _two_officers(tmp_path)
+    # B's card, mounted by hand where the officer thinks A's is.
+    files: dict[str, Clip | bytes] = {**media(clip_bank[0]), "RECORDER.ID": b"BWC-0102\n"}
+    folder = stage(tmp_path, "card", files)
+    before = tree(folder)
+    result = ingestd(home, "ingest", str(folder), "--serial", "BWC-0101", "--by", "Sgt. Mills")
+    assert result.returncode == 6, result.stdout + result.stderr
+    reason = "its RECORDER.ID names recorder 'BWC-0102', but it docked as 'BWC-0101'"
+    assert f"recorder BWC-0101 refused: {reason}; nothing was copied" in result.stderr
+    _assert_refused(home, folder, before, "BWC-0101", reason)
+    [refusal] = [e for e in ledger_lines(home) if e["kind"] == "recorder_refused"]
+    assert refusal["actor"] == "Sgt. Mills"
+
+
+def test_manual_ingest_records_who_ran_it(tmp_path: Path, clip_bank: ClipBank) -> None:
+    home = _two_officers(tmp_path)
+    folder = stage(tmp_path, "BWC-0101", media(clip_bank[0]))
+    by_option = ingestd(home, "ingest", str(folder), "--serial", "BWC-0101", "--json",
+                        "--by", "Sgt. Mills")
+    assert by_option.returncode == 0, by_option.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTD_")}
+    by_env = subprocess.run(
+        [str(INGESTD), "--home", str(home), "ingest", str(stage(tmp_path, "again", media(
+            clip_bank[1]))), "--serial", "BWC-0101", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**env, "INGESTD_ACTOR": "Det. Rao"})
+    assert by_env.returncode == 0, by_env.stderr
+    sessions = catalog(home, "SELECT id, source, actor FROM dock_sessions ORDER BY id")
+    assert [(s["source"], s["actor"]) for s in sessions] == [("manual", "Sgt. Mills"),
+                                                             ("manual", "Det. Rao")]
+    ingest_kinds = {"docked", "acquired", "stored"}
+    entries = [e for e in ledger_lines(home) if e["kind"] in ingest_kinds]
+    assert {e["kind"] for e in entries} == ingest_kinds
+    first = [e for e in entries if e["item"] in (None, clip_bank[0].sha256)
+             and e["data"].get("serial", "BWC-0101") == "BWC-0101"]
+    assert {e["actor"] for e in entries} == {"Sgt. Mills", "Det. Rao"}
+    assert any(e["actor"] == "Sgt. Mills" and e["kind"] == "stored" for e in first)
+
+
+def test_one_serial_is_never_in_two_sessions_at_once(
+        tmp_path: Path, clip_bank: ClipBank, big_file: Clip) -> None:
+    # A manual ingest of the recorder runs in another process; meanwhile two folders whose
+    # identity files both claim it are docked; later they are docked again, together.
+    home = new_home(tmp_path, docks='identity = "file"\n', register=("BWC-0110",))
+    for n, slot in enumerate(("usb-sdb1", "usb-sdc1")):
+        dock(home / "docks", slot, {**media(clip_bank[3 + n]), "RECORDER.ID": b"BWC-0110\n"})
+    manual = stage(tmp_path, "manual", {"DCIM/100MEDIA/0001.MP4": big_file,
+                                        "RECORDER.ID": b"BWC-0110\n"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTD_")}
+    other = subprocess.Popen([str(INGESTD), "--home", str(home), "ingest", str(manual),
+                              "--serial", "BWC-0110", "--json"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    station = open_station(home)
+    coordinator = DockCoordinator(station)
+    source = WatchDockSource(home / "docks", identity="file")
+    try:
+        wait_for(lambda: catalog(home, "SELECT 1 FROM dock_sessions WHERE state = 'running'"),
+                 what="the manual session running")
+        for found in source.enumerate():
+            coordinator.folder(found)
+        assert coordinator.wait_idle(TIMEOUT)
+        out, err = other.communicate(timeout=TIMEOUT)
+        assert other.returncode == 0, out + err
+        refused = [(o.state, o.error) for o in coordinator.outcomes]
+        for found in source.enumerate():  # docked again, together, nothing else running
+            coordinator.folder(found)
+        assert coordinator.wait_idle(TIMEOUT)
+    finally:
+        coordinator.shutdown()
+        station.close()
+        if other.poll() is None:
+            other.kill()
+    assert [state for state, _ in refused] == ["refused", "refused"]
+    assert all(error.startswith("recorder BWC-0110 is being served already (process "
+                                f"{other.pid} from {manual})") for _, error in refused)
+    sessions = catalog(home, "SELECT * FROM dock_sessions ORDER BY id")
+    served = [s for s in sessions if s["state"] != "refused"]
+    assert served and all(s["state"] == "done" for s in served)
+    assert peak_overlap(served) == 1, "one recorder was served twice at the same time"
+    assert [s["source"] for s in sessions if s["state"] == "refused"][:2] == ["watch", "watch"]
+    assert [e["kind"] for e in ledger_lines(home)].count("recorder_refused") == len(
+        sessions) - len(served)
+    assert [p for p in (home / "run").iterdir() if p.name.endswith(".serving")] == []
+
+
 # -- many at once ------------------------------------------------------------------------------
 
 

@@ -564,6 +564,27 @@ def test_an_unregistered_recorder_is_refused_and_never_mounted(
     assert_ledger_intact(home)
 
 
+@under_umockdev
+def test_a_device_whose_identity_file_names_another_recorder_is_refused(
+        bench: Bench, clips: Clips) -> None:
+    home = bench.home(register={SERIAL: (OFFICER, OFFICER_ID), "BWC-OTHER": ("Ben Okafor", "B2")})
+    station = bench.station(home)
+    rec = bench.recorder(SERIAL, "ext4", {**recorder_files(clips), "RECORDER.ID": b"BWC-OTHER\n"})
+    with docking(station) as daemon:
+        bench.dock(rec)
+        [outcome] = wait_outcomes(daemon, 1)
+    reason = f"its RECORDER.ID names recorder 'BWC-OTHER', but it docked as '{SERIAL}'"
+    assert (outcome.serial, outcome.state, outcome.error) == (SERIAL, "refused", reason)
+    assert catalog_rows(home, "SELECT * FROM items") == []
+    assert catalog_rows(home, "SELECT * FROM acquisitions") == []
+    [refusal] = ledger(home, "recorder_refused")
+    assert (refusal["data"]["serial"], refusal["data"]["reason"]) == (SERIAL, reason)
+    docks = run_cli(home, "status", "--json").json()["docks"]
+    assert [(d["serial"], d["state"], d["error"]) for d in docks] == [(SERIAL, "refused", reason)]
+    assert mounts_below(home / "run") == [] and read_only_flag(rec.node) == 0
+    assert_ledger_intact(home)
+
+
 # -- present at start ------------------------------------------------------------------------
 
 

@@ -53,7 +53,8 @@ def test_demo_serials_and_an_explicit_into_registered_still_dock(tmp_path: Path)
     assert first.exit_code == 0, first.stderr
     again = run_cli(home, "simulate-recorder", "DEMO-0002", "--clips", "1")  # its demo officer
     assert again.exit_code == 0, again.stderr
-    assert len(list((docks / "DEMO-0002" / "DCIM" / "100MEDIA").iterdir())) == 2
+    assert "docked simulated recorder DEMO-0002 with 1 clips" in again.stdout
+    assert list((docks / "DEMO-0002" / "DCIM" / "100MEDIA").iterdir())
 
     forced = run_cli(home, "simulate-recorder", REAL, "--clips", "1", "--into-registered")
     assert forced.exit_code == 0, forced.stderr

@@ -194,6 +194,7 @@ class DockSettings(_Section):
     wipe: Literal["never", "after-local-verify", "after-offsite-verify"] = "never"
     ready_timeout: PositiveDuration = timedelta(seconds=30)
     fs_check: bool = True  # read-only file system check of a udev recorder before mounting
+    fusefat_write: bool = False  # wipe FAT recorders through fusefat's experimental rw+ mode
 
     @field_validator("watch_root", mode="before")
     @classmethod

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import fcntl
 import logging
 import os
 import threading
@@ -23,15 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import queries as q
-from .docks import mounts
+from .docks import mounts, wipe
 from .docks.udev import wait_ready
-from .docks.walk import open_source
-from .docks.watch import FolderDock, WatchDockSource
+from .docks.watch import FolderDock, WatchDockSource, clean_serial, read_identity
 from .domain import text
 from .domain.canonical import format_time
 from .domain.docks import DockEvent
 from .domain.models import EventKind
-from .errors import IngestdError, RecorderError, RecorderNotRegistered
+from .errors import IngestdError, RecorderError, RecorderNotRegistered, RecorderRefused
 from .ingest import DockContext, Ingestor, IngestReport
 from .integrity.hashing import hash_fd
 from .replicate import target_locations
@@ -87,6 +88,70 @@ def _mount_holding(path: Path) -> mounts.MountEntry | None:
     return found
 
 
+def identity_mismatch(station: Station, path: Path, serial: str) -> str:
+    """Why the recorder at ``path`` may not be taken as ``serial`` ("" when its names agree).
+
+    A recorder is named by its folder (or device), and may also carry an identity file; a
+    folder named after one registered recorder holding another's files must not be taken
+    silently as either: the officer it would be filed under could be the wrong one."""
+    identity_file = station.settings.docks.identity_file
+    try:
+        claimed: str | None = read_identity(path, identity_file)
+    except FileNotFoundError:
+        claimed = None
+    except OSError as exc:
+        return f"its {identity_file} cannot be read: {exc.strerror}"
+    if claimed is not None and claimed != serial:
+        return (f"its {identity_file} names recorder {claimed or '(none)'!r}, "
+                f"but it docked as {serial!r}")
+    name = path.name
+    if name != serial and clean_serial(name) == name:
+        with station.catalog.read() as conn:
+            other = q.recorder(conn, name)
+        if other is not None:
+            return f"its folder is named after recorder {name!r}, but it docked as {serial!r}"
+    return ""
+
+
+@contextlib.contextmanager
+def serving(station: Station, serial: str, path: Path) -> Iterator[None]:
+    """Hold ``serial`` for one session, across every ingestd process of this station.
+
+    A lock file per serial in the runtime folder (``flock``, so a killed holder lets go);
+    :class:`RecorderRefused` if another session holds it. The file is removed while still
+    locked, and a lock taken on a file no longer at its name is taken again."""
+    runtime = station.settings.runtime_dir
+    lock = runtime / f".{mounts.mount_point_for(runtime, serial).name}.serving"
+    runtime.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise RecorderRefused(
+                f"recorder {serial} is being served already ({holder or 'by another session'})"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock, follow_symlinks=False).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder removed it as we locked it: try the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} from {path}".encode())
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
+
+
 def faults_of(health: dict[str, Any]) -> list[str]:
     faults = list(health.get("faults", []))
     battery = health.get("battery_percent")
@@ -98,6 +163,8 @@ def faults_of(health: dict[str, Any]) -> list[str]:
     check = health.get("fs_check")
     if isinstance(check, dict) and not check.get("clean", True):
         faults.append(f"file system errors: {check.get('message', '')[:200]}")
+    if health.get("wipe_blocked"):
+        faults.append(f"not wiped: {health['wipe_blocked']}")
     if health.get("read_errors"):
         faults.append(f"{health['read_errors']} files could not be read")
     ahead = health.get("clock_ahead_seconds")
@@ -260,6 +327,9 @@ class DockCoordinator:
         with mount:
             use = mounts.usage(mount.path)
             base_health.update(total_bytes=use.total_bytes, free_bytes=use.free_bytes)
+            blocked = self._wipe_blocked(base_health, mount)
+            if blocked:
+                base_health["wipe_blocked"] = blocked
             ctx = DockContext(source="udev", health=base_health,
                               present=lambda: os.path.exists(dev.devnode) and mount.mounted,
                               abort=self.abort)
@@ -270,6 +340,23 @@ class DockCoordinator:
                     yield mount
 
             return self._session(serial, mount.path, ctx, writable=rw)
+
+    def _wipe_blocked(self, health: dict[str, Any], mount: mounts.Mount) -> str:
+        """Why this recorder must not be made writable for a wipe ("" if nothing forbids it).
+
+        Deleting on a damaged file system (a cross-linked FAT, a bad ext4 bitmap) can free the
+        blocks of a file that was never ingested, so only a check that ran and was clean lets
+        a wipe happen; fusefat's rw+ is an experimental writer, used only when asked for."""
+        if self.settings.docks.wipe == "never":
+            return ""
+        check = health.get("fs_check")
+        if not isinstance(check, dict):
+            return "its file system was not checked (docks.fs_check = false)"
+        if not check.get("clean"):
+            return f"{check.get('tool', 'the check')} found file system errors"
+        if mount.driver == "fusefat" and not self.settings.docks.fusefat_write:
+            return "FAT through fusefat is written only with docks.fusefat_write = true"
+        return ""
 
     def _prepare_device(self, devnode: str, fs_type: str, where: Path,
                         health: dict[str, Any]) -> mounts.Mount:
@@ -285,6 +372,18 @@ class DockCoordinator:
 
     def _session(self, serial: str, path: Path, ctx: DockContext,
                  writable: Callable[[], contextlib.AbstractContextManager[object]]) -> Outcome:
+        reason = identity_mismatch(self.station, path, serial)
+        try:
+            if reason:
+                raise RecorderRefused(reason)
+            with serving(self.station, serial, path):
+                return self._serve(serial, path, ctx, writable)
+        except RecorderRefused as exc:
+            self.ingestor.refuse(serial, mountpoint=path, ctx=ctx, reason=exc.message)
+            return Outcome(serial=serial, state="refused", error=exc.message)
+
+    def _serve(self, serial: str, path: Path, ctx: DockContext,
+               writable: Callable[[], contextlib.AbstractContextManager[object]]) -> Outcome:
         finished: dict[str, Any] = {}
 
         def health_after(report: IngestReport) -> dict[str, Any]:
@@ -308,8 +407,14 @@ class DockCoordinator:
         for fault in finished.get("faults", []):
             log.warning("recorder %s fault: %s", serial, fault, extra={"event": "recorder_fault"})
         outcome = Outcome(serial=serial, state=report.state, report=report)
-        if report.state == "done" and self.settings.docks.wipe != "never":
-            outcome.wiped = self.wipe(report, path, writable)
+        if report.state != "done" or self.settings.docks.wipe == "never":
+            return outcome
+        blocked = ctx.health.get("wipe_blocked")
+        if blocked:
+            log.warning("recorder %s: nothing wiped: %s", serial, blocked,
+                        extra={"event": "wipe_blocked"})
+            return outcome
+        outcome.wiped = self.wipe(report, path, writable)
         return outcome
 
     def _clock_ahead(self, report: IngestReport) -> float | None:
@@ -357,44 +462,87 @@ class DockCoordinator:
         return wiped
 
     def _wipe_one(self, root: Path, row: dict[str, Any]) -> int:
-        rel = bytes.fromhex(row["path_hex"])
-        full = os.path.join(os.fsencode(root), rel)
+        """Delete one file if what is there still hashes to its verified item.
+
+        The file is renamed aside first and only the file at the aside name is hashed and
+        deleted (see :mod:`ingestd.docks.wipe`): a file replaced or appended to after ingest,
+        or reached through a folder swapped for a symbolic link, is never the one deleted."""
         sha = row["item"]
         try:
             self.station.store.verify(sha)
-            fd = open_source(full)
-            try:
-                st = os.fstat(fd)
-                digest = hash_fd(fd, buffer_size=self.station.store.buffer_size)
-            finally:
-                os.close(fd)
-            if digest.sha256 != sha or st.st_size != row["size"]:
-                log.warning("not wiping %s: its bytes changed since ingest", row["path"])
-                return 0
+            with wipe.folder_of(os.fsencode(root), bytes.fromhex(row["path_hex"])) as (dir_fd,
+                                                                                       name):
+                return self._wipe_in(dir_fd, name, row)
+        except wipe.WipeRefused as exc:
+            log.warning("not wiping %s: %s", row["path"], exc)
         except (OSError, IngestdError) as exc:
             log.error("not wiping %s: %s", row["path"], exc)
+        return 0
+
+    def _wipe_in(self, dir_fd: int, name: bytes, row: dict[str, Any]) -> int:
+        sha = row["item"]
+        facts = {"serial": row["serial"], "path": row["path"], "size": row["size"]}
+        try:
+            aside = wipe.set_aside(dir_fd, name)
+        except FileNotFoundError:
+            log.warning("not wiping %s: it is no longer on the recorder", row["path"])
+            return 0
+        except OSError as exc:  # the recorder refuses changes (write-protected, read-only)
+            self._wipe_failed(row, facts, str(exc.strerror or exc))
+            return 0
+        try:
+            fd = wipe.open_file(dir_fd, aside)
+            try:
+                before = os.fstat(fd)
+                digest = hash_fd(fd, buffer_size=self.station.store.buffer_size)
+                after = os.fstat(fd)
+            finally:
+                os.close(fd)
+            unchanged = (digest.sha256 == sha and after.st_size == row["size"]
+                         and wipe.same_file(before, after))
+        except BaseException:
+            self._put_back(dir_fd, aside, name, row)
+            raise
+        if not unchanged:
+            self._put_back(dir_fd, aside, name, row)
+            log.warning("not wiping %s: its bytes changed since ingest", row["path"])
             return 0
         # The ledger says so before the file goes: a stop between the two leaves a file that
-        # the ledger calls wiped but that is still there (taken again at the next dock), never
-        # a file gone from the recorder without an entry.
+        # the ledger calls wiped but that is still there (at its aside name, taken again at the
+        # next dock), never a file gone from the recorder without an entry.
         now = self.station.clock()
-        facts = {"serial": row["serial"], "path": row["path"], "size": row["size"]}
         with self.station.custody.transaction() as conn:
             self.station.custody.record(
                 conn, kind=EventKind.WIPED, actor="ingestd", item=sha, at=now,
                 data={**facts, "policy": self.settings.docks.wipe})
             q.finish_acquisition(conn, row["id"], wiped_at=format_time(now))
         try:
-            os.unlink(full)
+            current = os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
+            if not wipe.same_file(current, after):
+                raise OSError(errno.ESTALE, "the file changed while it was being wiped")
+            wipe.unlink(dir_fd, aside)
         except OSError as exc:
-            log.error("could not wipe %s: %s", row["path"], exc.strerror or exc)
-            with self.station.custody.transaction() as conn:
-                self.station.custody.record(
-                    conn, kind=EventKind.WIPE_FAILED, actor="ingestd", item=sha,
-                    data={**facts, "error": str(exc.strerror or exc)})
-                q.finish_acquisition(conn, row["id"], wiped_at=None)
+            self._put_back(dir_fd, aside, name, row)
+            self._wipe_failed(row, facts, str(exc.strerror or exc))
             return 0
         return 1
+
+    def _put_back(self, dir_fd: int, aside: bytes, name: bytes, row: dict[str, Any]) -> None:
+        try:
+            if wipe.put_back(dir_fd, aside, name):
+                return
+            log.error("recorder file %s stays at %s: its name was taken meanwhile", row["path"],
+                      os.fsdecode(aside))
+        except OSError as exc:
+            log.error("recorder file %s stays at %s: %s", row["path"], os.fsdecode(aside), exc)
+
+    def _wipe_failed(self, row: dict[str, Any], facts: dict[str, Any], error: str) -> None:
+        log.error("could not wipe %s: %s", row["path"], error)
+        with self.station.custody.transaction() as conn:
+            self.station.custody.record(
+                conn, kind=EventKind.WIPE_FAILED, actor="ingestd", item=row["item"],
+                data={**facts, "error": error})
+            q.finish_acquisition(conn, row["id"], wiped_at=None)
 
 
 def scan_once(station: Station, *, root: Path | None = None) -> list[Outcome]:

@@ -82,6 +82,10 @@ class RecorderNotRegistered(RecorderError):
     """The recorder is not in the registry."""
 
 
+class RecorderRefused(RecorderError):
+    """The recorder was turned away (its names disagree, or it is being served already)."""
+
+
 class SourceReadError(RecorderError):
     """A recorder file could not be read (a bad sector, or the recorder was pulled out)."""
 

@@ -180,7 +180,7 @@ class Ingestor:
                 conn, serial=serial, station=self.station.name, source=ctx.source,
                 mountpoint=str(mountpoint), state=state, docked_at=format_time(now),
                 finished_at=format_time(now), health=_json(ctx.health),
-                error=reason, ledger_seq=entry.seq,
+                error=reason, ledger_seq=entry.seq, actor=ctx.actor,
             )
         log.warning("%s recorder %r at %s: %s", state, serial, mountpoint, reason,
                     extra={"event": f"recorder_{state}"})
@@ -218,7 +218,7 @@ class Ingestor:
                 mountpoint=str(mountpoint), state="running", docked_at=format_time(docked_at),
                 pid=os.getpid(), host=HOST,
                 officer=rec.officer if rec else "", health=_json(ctx.health),
-                ledger_seq=entry.seq,
+                ledger_seq=entry.seq, actor=ctx.actor,
             )
         files: list[SourceFile] = []
         for found in walk(mountpoint, self.settings.ingest.patterns):

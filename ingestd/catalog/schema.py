@@ -100,6 +100,8 @@ dock_sessions = Table(
     # Which process serves the session: a session whose process is gone was interrupted.
     Column("pid", Integer, nullable=True),
     Column("host", String(255), nullable=True),
+    # Who started it: "ingestd" for a dock, the person for a manual `ingestd ingest`.
+    Column("actor", String(200), nullable=False, default="ingestd", server_default="ingestd"),
 )
 
 items = Table(

@@ -14,12 +14,15 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from ..docking import identity_mismatch, serving
 from ..docks.walk import SourceFile
 from ..domain import text
+from ..errors import RecorderRefused
 from ..ingest import DockContext, Ingestor, IngestReport
 from .base import (
     AppContext,
     TextParam,
+    actor_option,
     cli,
     console,
     err_console,
@@ -33,18 +36,29 @@ from .base import (
 @cli.command("ingest")
 @click.argument("mountpoint", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--serial", required=True, type=TextParam(text.SERIAL_MAX),
-              help="The recorder's serial number.")
+              help="The recorder's serial number (must agree with its identity file, if any).")
+@actor_option
 @json_option
 @pass_app
-def ingest_cmd(app: AppContext, mountpoint: Path, serial: str, as_json: bool) -> None:
+def ingest_cmd(app: AppContext, mountpoint: Path, serial: str, actor: str,
+               as_json: bool) -> None:
     """Ingest one mounted recorder now: copy, hash, verify, sign, catalog."""
     station = app.station()
     ingestor = Ingestor(station)
-    ctx = DockContext(source="manual", actor="ingestd")
-    if as_json or not err_console.is_terminal:
-        report = ingestor.ingest(mountpoint, serial=serial, ctx=ctx)
-    else:
-        report = _with_progress(ingestor, mountpoint, serial, ctx)
+    ctx = DockContext(source="manual", actor=actor)
+    try:
+        reason = identity_mismatch(station, mountpoint, serial)
+        if reason:
+            raise RecorderRefused(reason)
+        with serving(station, serial, mountpoint):
+            if as_json or not err_console.is_terminal:
+                report = ingestor.ingest(mountpoint, serial=serial, ctx=ctx)
+            else:
+                report = _with_progress(ingestor, mountpoint, serial, ctx)
+    except RecorderRefused as exc:
+        ingestor.refuse(serial, mountpoint=mountpoint, ctx=ctx, reason=exc.message)
+        raise RecorderRefused(f"recorder {serial} refused: {exc.message}; nothing was "
+                              "copied") from None
     if as_json:
         print_json(report.as_dict())
     else:

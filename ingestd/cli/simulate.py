@@ -13,24 +13,39 @@ from ..simulate import demo_clips, make_recorder
 from ..station import system_clock
 from .base import AppContext, cli, console, esc, pass_app
 
+#: The unit simulated recorders are registered to: what tells them from real ones.
+DEMO_UNIT = "demo"
+
 
 @cli.command("simulate-recorder")
 @click.argument("serial", default="DEMO-0001")
 @click.option("--clips", type=click.IntRange(1, 50), default=3, show_default=True)
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the recorder (to a demo officer) if it is not registered.")
+@click.option("--into-registered", is_flag=True,
+              help="Dock it even though SERIAL is registered to a real officer: the generated "
+                   "clips become that officer's evidence.")
 @pass_app
-def simulate_recorder(app: AppContext, serial: str, clips: int, register: bool) -> None:
+def simulate_recorder(app: AppContext, serial: str, clips: int, register: bool,
+                      into_registered: bool) -> None:
     """Dock a simulated recorder under the watched mount root (HOME/docks/SERIAL)."""
     root = app.settings.watch_root
     if root is None:
         raise UsageError("docks.watch_root is not configured: nowhere to dock a folder")
     station = app.station()
+    with station.catalog.read() as conn:
+        known = q.recorder(conn, serial)
+    if known is not None and known.unit != DEMO_UNIT and not into_registered:
+        # Generated clips in a real recorder's folder would be taken as its officer's evidence.
+        raise UsageError(
+            f"recorder {serial} is registered to {known.officer} ({known.officer_id}), not to a "
+            "demo officer; nothing was written. Use another serial, or --into-registered to "
+            "dock simulated clips as theirs")
     if register:
         with station.custody.transaction() as conn:
             if q.recorder(conn, serial) is None:
                 rec = Recorder(serial=serial, officer="Demo Officer", officer_id="D001",
-                               unit="demo")
+                               unit=DEMO_UNIT)
                 entry = station.custody.record(
                     conn, kind=EventKind.REGISTRY, actor="simulate-recorder",
                     data={"serial": serial, "officer": rec.officer,

@@ -22,6 +22,11 @@ Read-write (the wipe step, when policy allows) is a full unmount and mount ``rw,
 noexec``, not ``mount -o remount``: a remount would keep ``noload`` and write an ext4 without its
 journal, and fusefat cannot change mode at all. :func:`writable` returns to read-only afterwards.
 
+Each mount ingestd makes has a record beside its mount point (``.NAME.ingestd-mount``, naming
+the device), written before mounting and removed after unmounting: after a crash,
+:func:`unmount_stale` unmounts only what a record names, never another mount that happens to live
+below the runtime folder.
+
 Every program is run with an argument list, never a shell, ``LC_ALL=C`` (messages are quoted in
 errors), and a timeout; failures raise :class:`RecorderError` naming the device and quoting the
 program's stderr.
@@ -34,6 +39,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
@@ -74,6 +80,8 @@ _BLKROGET = 0x125E
 
 _KILL_GRACE = 5.0  # seconds to wait for a killed program before giving up on it
 _STDERR_KEEP = 4096  # bytes kept from each end of a FUSE driver's stderr
+#: A mount record's name is ``.<mount point name><RECORD_SUFFIX>``, beside the mount point.
+RECORD_SUFFIX = ".ingestd-mount"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _ENV = {**os.environ, "LC_ALL": "C"}
 
@@ -157,6 +165,7 @@ class Mount:
         """Unmount, restore the device's read-only setting, remove the mount point we made."""
         if self._mounted:
             _unmount(self)
+        _remove_record(self.path)
         _set_device_read_only(self.devnode, self._device_was_read_only, missing_ok=True)
         if self._created_path:
             with contextlib.suppress(FileNotFoundError):
@@ -215,6 +224,13 @@ def mount_readonly(
     if chosen == "fusefat":
         _check_fat_boot_sector(devnode)
     created = _prepare_mount_point(devnode, where)
+    try:
+        _write_record(Path(os.path.realpath(where)), devnode, chosen)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                where.rmdir()
+        raise
     was_read_only = _device_read_only(devnode)
     mount = Mount(
         devnode=devnode,
@@ -364,13 +380,24 @@ def find_mount(path: Path) -> MountEntry | None:
 
 
 def unmount_stale(runtime_dir: Path, *, timeout: float = 30.0) -> list[Path]:
-    """Unmount whatever is still mounted below ``runtime_dir`` (a previous run that died).
+    """Unmount what a previous run of ingestd mounted below ``runtime_dir`` and left behind.
 
-    For restart recovery: returns the mount points that were unmounted. Devices' read-only
-    settings are left as they are (the original value died with the previous run).
+    For restart recovery: returns the mount points that were unmounted. Only mounts that
+    ingestd made are touched -- those with a mount record (written before mounting, removed
+    after unmounting) naming the same device: ``runtime_dir`` may be a folder other mounts live
+    under (``/mnt``), and they are left alone. Devices' read-only settings are left as they are
+    (the original value died with the previous run).
     """
     root = os.path.realpath(runtime_dir).rstrip("/") + "/"
-    stale = [e for e in mount_entries() if e.mount_point.startswith(root)]
+    stale = []
+    for entry in mount_entries():
+        if not entry.mount_point.startswith(root):
+            continue
+        if _recorded(entry):
+            stale.append(entry)
+        else:
+            log.info("leaving %s on %s mounted: ingestd did not mount it", entry.source,
+                     entry.mount_point)
     done: list[Path] = []
     for entry in reversed(stale):  # deepest (latest) first
         if entry.fs_type.startswith("fuse"):
@@ -384,6 +411,8 @@ def unmount_stale(runtime_dir: Path, *, timeout: float = 30.0) -> list[Path]:
                 f"{_output(result)}"
             )
         log.warning("unmounted stale recorder %s from %s", entry.source, entry.mount_point)
+        if find_mount(Path(entry.mount_point)) is None:  # nothing of ours stacked below it
+            _remove_record(Path(entry.mount_point))
         done.append(Path(entry.mount_point))
     return done
 
@@ -581,6 +610,60 @@ class _FuseProcess:
                     self._tail_size += len(rest)
                     while self._tail_size - len(self._tail[0]) >= _STDERR_KEEP:
                         self._tail_size -= len(self._tail.popleft())
+
+
+# -- mount records ---------------------------------------------------------------------------
+
+
+def _record_path(where: Path) -> Path:
+    """Beside the mount point (a hidden file in its parent): inside it, the mount would hide it."""
+    return where.parent / f".{where.name}{RECORD_SUFFIX}"
+
+
+def _write_record(where: Path, devnode: str, driver: Driver) -> None:
+    """Say that ingestd mounts ``devnode`` at ``where``, before it does (so a crash in between
+    still leaves the record). Written whole: a temp file, fsync, rename."""
+    # What mountinfo will show as the source: the device, unless fusefat could not be told it.
+    named = driver == "kernel" or re.fullmatch(r"[/A-Za-z0-9._-]+", devnode) is not None
+    body = json.dumps({"mount_point": str(where), "device": devnode, "driver": driver,
+                       "source": devnode if named else None, "pid": os.getpid()})
+    path = _record_path(where)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o600)
+        try:
+            os.write(fd, body.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RecorderError(
+            f"recorder device {devnode}: cannot write the mount record {path}: {exc.strerror}"
+        ) from exc
+
+
+def _remove_record(where: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _record_path(where).unlink()
+
+
+def _recorded(entry: MountEntry) -> bool:
+    """Did ingestd make this mount: is there a record for its mount point, naming its device?"""
+    point = Path(entry.mount_point)
+    try:
+        fd = os.open(_record_path(point), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            record = json.loads(os.read(fd, 65536))
+        finally:
+            os.close(fd)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or record.get("mount_point") != entry.mount_point:
+        return False
+    source = record.get("source")
+    return source is None or source == entry.source
 
 
 # -- devices and mount points ----------------------------------------------------------------

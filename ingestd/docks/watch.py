@@ -20,6 +20,8 @@ from typing import Literal
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from .wipe import ASIDE_PREFIX
+
 log = logging.getLogger(__name__)
 
 MAX_SERIAL = 128
@@ -41,6 +43,17 @@ def clean_serial(text: str) -> str:
     if not text or len(text) > MAX_SERIAL or any(not c.isprintable() or c in "/\\" for c in text):
         return ""
     return text
+
+
+def read_identity(folder: Path, identity_file: str) -> str:
+    """The serial a recorder's identity file names ("" if it names none usable); OSError
+    (FileNotFoundError when there is none) if it cannot be read. Never through a link."""
+    fd = os.open(folder / identity_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        text = os.read(fd, 4096).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    return clean_serial(text.splitlines()[0] if text.strip() else "")
 
 
 class WatchDockSource:
@@ -67,17 +80,11 @@ class WatchDockSource:
             serial = clean_serial(folder.name)
             problem = "" if serial else f"folder name {folder.name!r} is not a usable serial"
             return FolderDock(action="add", path=folder, serial=serial, problem=problem)
-        marker = folder / self.identity_file
         try:
-            fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                text = os.read(fd, 4096).decode("utf-8", "replace")
-            finally:
-                os.close(fd)
+            serial = read_identity(folder, self.identity_file)
         except OSError as exc:
             return FolderDock(action="add", path=folder, serial="",
                               problem=f"no readable {self.identity_file}: {exc.strerror}")
-        serial = clean_serial(text.splitlines()[0] if text.strip() else "")
         problem = "" if serial else f"{self.identity_file} holds no usable serial"
         return FolderDock(action="add", path=folder, serial=serial, problem=problem)
 
@@ -165,6 +172,8 @@ class _Handler(FileSystemEventHandler):
             # Nothing new to take (and a wipe's own deletions must not look like a new dock);
             # a recorder folder that goes away as a whole is still reported below.
             return
+        if event.event_type == "moved" and self._set_aside(event):
+            return  # a wipe at work: the file leaves, nothing new arrives
         for path in (event.src_path, getattr(event, "dest_path", "")):
             if isinstance(path, bytes):
                 path = os.fsdecode(path)
@@ -172,6 +181,13 @@ class _Handler(FileSystemEventHandler):
                 rel = os.path.relpath(path, self.root)
                 if rel != ".":
                     self.source.touched(rel)
+
+    def _set_aside(self, event: FileSystemEvent) -> bool:
+        dest = getattr(event, "dest_path", "")
+        if isinstance(dest, bytes):
+            dest = os.fsdecode(dest)
+        return bool(dest) and os.path.basename(dest).startswith(ASIDE_PREFIX) \
+            and self._inside_recorder(dest)
 
     def _inside_recorder(self, path: str | bytes) -> bool:
         if isinstance(path, bytes):

@@ -524,6 +524,146 @@ def test_unregistered_recorder_is_refused_not_copied(
     assert any("refused recorder 'BWC-9999'" in r.getMessage() for r in caplog.records)
 
 
+# -- recorders cannot claim each other's serial --------------------------------------------------
+
+
+def _two_officers(tmp_path: Path, docks: str = "") -> Path:
+    home = new_home(tmp_path, docks=docks)
+    station = open_station(home)
+    try:
+        register_recorder(station, "BWC-0101", officer="Ana Silva")
+        register_recorder(station, "BWC-0102", officer="Ben Okafor")
+    finally:
+        station.close()
+    return home
+
+
+def _assert_refused(home: Path, folder: Path, before: dict[str, tuple[str, int, int]],
+                    serial: str, reason: str) -> None:
+    """Refused with ``reason``: in the ledger, in status, and nothing of it read or stored."""
+    [refusal] = [e for e in ledger_lines(home) if e["kind"] == "recorder_refused"]
+    assert refusal["data"]["serial"] == serial
+    assert reason in refusal["data"]["reason"], refusal["data"]["reason"]
+    docks = [d for d in status_json(home)["docks"] if d["state"] == "refused"]
+    assert [d["serial"] for d in docks] == [serial] and reason in docks[0]["error"]
+    assert not catalog(home, "SELECT * FROM acquisitions"), "something was read off it"
+    assert not catalog(home, "SELECT * FROM items") and not store_objects(home)
+    assert not [e for e in ledger_lines(home) if e["kind"] == "docked"]
+    assert tree(folder) == before
+    assert ingestd(home, "ledger", "verify").returncode == 0
+
+
+@pytest.mark.parametrize(("identity", "folder_name", "file_serial", "serial", "reason"), [
+    ("folder", "BWC-0101", "BWC-0102", "BWC-0101",
+     "its RECORDER.ID names recorder 'BWC-0102', but it docked as 'BWC-0101'"),
+    ("file", "BWC-0101", "BWC-0102", "BWC-0102",
+     "its folder is named after recorder 'BWC-0101', but it docked as 'BWC-0102'"),
+], ids=["folder-names-A-file-says-B", "file-says-B-folder-names-A"])
+def test_a_folder_and_its_identity_file_that_disagree_are_refused(
+        tmp_path: Path, clip_bank: ClipBank, identity: str, folder_name: str, file_serial: str,
+        serial: str, reason: str) -> None:
+    home = _two_officers(tmp_path, docks=f'identity = "{identity}"\n')
+    files: dict[str, Clip | bytes] = {**media(clip_bank[0]),
+                                      "RECORDER.ID": f"{file_serial}\n".encode()}
+    folder = dock(home / "docks", folder_name, files)
+    before = tree(folder)
+    station = open_station(home)
+    try:
+        [outcome] = scan_once(station)
+    finally:
+        station.close()
+    assert (outcome.serial, outcome.state) == (serial, "refused")
+    assert reason in outcome.error
+    _assert_refused(home, folder, before, serial, reason)
+
+
+def test_manual_ingest_of_another_recorders_files_is_refused(
+        tmp_path: Path, clip_bank: ClipBank) -> None:
+    home = _two_officers(tmp_path)
+    # B's card, mounted by hand where the officer thinks A's is.
+    files: dict[str, Clip | bytes] = {**media(clip_bank[0]), "RECORDER.ID": b"BWC-0102\n"}
+    folder = stage(tmp_path, "card", files)
+    before = tree(folder)
+    result = ingestd(home, "ingest", str(folder), "--serial", "BWC-0101", "--by", "Sgt. Mills")
+    assert result.returncode == 6, result.stdout + result.stderr
+    reason = "its RECORDER.ID names recorder 'BWC-0102', but it docked as 'BWC-0101'"
+    assert f"recorder BWC-0101 refused: {reason}; nothing was copied" in result.stderr
+    _assert_refused(home, folder, before, "BWC-0101", reason)
+    [refusal] = [e for e in ledger_lines(home) if e["kind"] == "recorder_refused"]
+    assert refusal["actor"] == "Sgt. Mills"
+
+
+def test_manual_ingest_records_who_ran_it(tmp_path: Path, clip_bank: ClipBank) -> None:
+    home = _two_officers(tmp_path)
+    folder = stage(tmp_path, "BWC-0101", media(clip_bank[0]))
+    by_option = ingestd(home, "ingest", str(folder), "--serial", "BWC-0101", "--json",
+                        "--by", "Sgt. Mills")
+    assert by_option.returncode == 0, by_option.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTD_")}
+    by_env = subprocess.run(
+        [str(INGESTD), "--home", str(home), "ingest", str(stage(tmp_path, "again", media(
+            clip_bank[1]))), "--serial", "BWC-0101", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**env, "INGESTD_ACTOR": "Det. Rao"})
+    assert by_env.returncode == 0, by_env.stderr
+    sessions = catalog(home, "SELECT id, source, actor FROM dock_sessions ORDER BY id")
+    assert [(s["source"], s["actor"]) for s in sessions] == [("manual", "Sgt. Mills"),
+                                                             ("manual", "Det. Rao")]
+    ingest_kinds = {"docked", "acquired", "stored"}
+    entries = [e for e in ledger_lines(home) if e["kind"] in ingest_kinds]
+    assert {e["kind"] for e in entries} == ingest_kinds
+    first = [e for e in entries if e["item"] in (None, clip_bank[0].sha256)
+             and e["data"].get("serial", "BWC-0101") == "BWC-0101"]
+    assert {e["actor"] for e in entries} == {"Sgt. Mills", "Det. Rao"}
+    assert any(e["actor"] == "Sgt. Mills" and e["kind"] == "stored" for e in first)
+
+
+def test_one_serial_is_never_in_two_sessions_at_once(
+        tmp_path: Path, clip_bank: ClipBank, big_file: Clip) -> None:
+    # A manual ingest of the recorder runs in another process; meanwhile two folders whose
+    # identity files both claim it are docked; later they are docked again, together.
+    home = new_home(tmp_path, docks='identity = "file"\n', register=("BWC-0110",))
+    for n, slot in enumerate(("usb-sdb1", "usb-sdc1")):
+        dock(home / "docks", slot, {**media(clip_bank[3 + n]), "RECORDER.ID": b"BWC-0110\n"})
+    manual = stage(tmp_path, "manual", {"DCIM/100MEDIA/0001.MP4": big_file,
+                                        "RECORDER.ID": b"BWC-0110\n"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTD_")}
+    other = subprocess.Popen([str(INGESTD), "--home", str(home), "ingest", str(manual),
+                              "--serial", "BWC-0110", "--json"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    station = open_station(home)
+    coordinator = DockCoordinator(station)
+    source = WatchDockSource(home / "docks", identity="file")
+    try:
+        wait_for(lambda: catalog(home, "SELECT 1 FROM dock_sessions WHERE state = 'running'"),
+                 what="the manual session running")
+        for found in source.enumerate():
+            coordinator.folder(found)
+        assert coordinator.wait_idle(TIMEOUT)
+        out, err = other.communicate(timeout=TIMEOUT)
+        assert other.returncode == 0, out + err
+        refused = [(o.state, o.error) for o in coordinator.outcomes]
+        for found in source.enumerate():  # docked again, together, nothing else running
+            coordinator.folder(found)
+        assert coordinator.wait_idle(TIMEOUT)
+    finally:
+        coordinator.shutdown()
+        station.close()
+        if other.poll() is None:
+            other.kill()
+    assert [state for state, _ in refused] == ["refused", "refused"]
+    assert all(error.startswith("recorder BWC-0110 is being served already (process "
+                                f"{other.pid} from {manual})") for _, error in refused)
+    sessions = catalog(home, "SELECT * FROM dock_sessions ORDER BY id")
+    served = [s for s in sessions if s["state"] != "refused"]
+    assert served and all(s["state"] == "done" for s in served)
+    assert peak_overlap(served) == 1, "one recorder was served twice at the same time"
+    assert [s["source"] for s in sessions if s["state"] == "refused"][:2] == ["watch", "watch"]
+    assert [e["kind"] for e in ledger_lines(home)].count("recorder_refused") == len(
+        sessions) - len(served)
+    assert [p for p in (home / "run").iterdir() if p.name.endswith(".serving")] == []
+
+
 # -- many at once ------------------------------------------------------------------------------
 
 
@@ -762,13 +902,175 @@ def test_a_wipe_is_in_the_ledger_before_the_file_goes_and_a_failed_one_says_so(
     assert wiped == 0
     assert (media_dir / "0001.MP4").read_bytes() == clip_bank[0].path.read_bytes()
     kinds = [e["kind"] for e in ledger_lines(home) if e["kind"].startswith("wipe")]
-    assert kinds == ["wiped", "wipe_failed"]
+    assert kinds == ["wipe_failed"]  # refused at the first step: nothing was announced
     [failed] = [e for e in ledger_lines(home) if e["kind"] == "wipe_failed"]
     assert failed["data"]["path"] == "DCIM/100MEDIA/0001.MP4"
     assert "not permitted" in failed["data"]["error"]
     assert any("could not wipe DCIM/100MEDIA/0001.MP4" in r.getMessage() for r in caplog.records)
     assert catalog(home, "SELECT wiped_at FROM acquisitions") == [{"wiped_at": None}]
     assert ingestd(home, "ledger", "verify").returncode == 0
+
+
+# A program that keeps changing a recorder folder while ingestd wipes it (see _race_wipe).
+HAMMER = r'''
+import ctypes, os, random, signal, sys, time
+
+folder, mode, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+libc = ctypes.CDLL(None, use_errno=True)
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+log = open(os.environ["HAMMER_LOG"], "w")
+
+def move(src, dst):  # never over an existing name: the hammer must not lose files itself
+    return libc.renameat2(dir_fd, src.encode(), dir_fd, dst.encode(), 1) == 0
+
+def replace(name):  # the name holds the stored file and another one, in turn
+    if move(name, name + ".tmp"):
+        move(name + ".hold", name)
+        move(name + ".tmp", name + ".hold")
+
+def append(name):  # each file grows by a byte once, at its own moment during the wipe
+    if time.monotonic() < due.get(name, float("inf")):
+        return
+    del due[name]
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_APPEND, dir_fd=dir_fd)
+    except OSError:
+        return  # wiped already (or set aside for it this instant)
+    try:
+        os.write(fd, b"\0")
+        log.write(f"grew {os.fstat(fd).st_ino}\n")
+    finally:
+        os.close(fd)
+
+def swap(name):  # the folder is, in turn, itself and a link to a folder off the recorder
+    if move(name, name + ".real"):
+        os.symlink(sys.argv[-1], name, dir_fd=dir_fd)
+        time.sleep(0.002)
+        os.unlink(name, dir_fd=dir_fd)
+        move(name + ".real", name)
+        time.sleep(0.002)
+
+step = {"replace": replace, "append": append, "swap": swap}[mode]
+targets = names[:-1] if mode == "swap" else names
+due = {}
+print("ready", flush=True)
+if mode == "append":
+    # Once the wipe has taken its first file, the others grow while it works on them.
+    while not stop and set(os.listdir(dir_fd)) == set(targets):
+        time.sleep(0.0002)
+    start = time.monotonic()
+    due = {name: start + random.uniform(0, 0.05) for name in targets}
+while not stop:
+    for name in targets:
+        step(name)
+    if mode == "append":
+        time.sleep(0.0002)
+log.close()
+'''
+
+
+def _race_wipe(tmp_path: Path, clip_bank: ClipBank, mode: str, *, rounds: int = 8,
+               files: int = 4) -> None:
+    """Wipe recorder folders while a separate process keeps changing them (``mode``), round
+    after round, and prove that nothing was lost: every file that left the recorder held the
+    stored bytes and has its ``wiped`` entry, every other file is still there, and nothing off
+    the recorder was touched."""
+    home = new_home(tmp_path, docks='wipe = "after-local-verify"\n', register=("BWC-0030",))
+    clip = clip_bank[30]
+    outside = tmp_path / "elsewhere" / "100MEDIA"
+    station = open_station(home)
+    coordinator = DockCoordinator(station)
+    total_wiped = 0
+    try:
+        n = -1
+        # At least ``rounds``, and more until some file was wiped: a race the wipe always
+        # lost (every file changed when it came) would prove nothing.
+        while (n := n + 1) < rounds or (total_wiped == 0 and n < 5 * rounds):
+            folder = tmp_path / f"round{n}" / "BWC-0030"
+            media_dir = folder / "DCIM" / "100MEDIA"
+            media_dir.mkdir(parents=True)
+            names = [f"{i:04d}.MP4" for i in range(1, files + 1)]
+            for name in names:
+                shutil.copy2(clip.path, media_dir / name)  # a copy: the clip itself is shared
+            report = coordinator.ingestor.ingest(folder, serial="BWC-0030",
+                                                 ctx=DockContext(source="watch"))
+            assert report.state == "done" and len(report.items) == files
+            others = {}
+            if mode == "replace":
+                for name in names:
+                    other = f"not stored: {n} {name}".encode() * 100
+                    (media_dir / f"{name}.hold").write_bytes(other)
+                    others[name] = sha256_of(media_dir / f"{name}.hold")
+            if mode == "swap":
+                outside.mkdir(parents=True, exist_ok=True)
+                for name in names:
+                    shutil.copy2(clip.path, outside / name)  # the same bytes, off the recorder
+            off_recorder = tree(outside.parent) if mode == "swap" else {}
+            where, args = ((folder / "DCIM", ["100MEDIA", str(outside)]) if mode == "swap"
+                           else (media_dir, names))
+            hammer_log = tmp_path / f"round{n}" / "hammer.log"
+            hammer = subprocess.Popen([sys.executable, "-c", HAMMER, str(where), mode, *args],
+                                      stdout=subprocess.PIPE, text=True,
+                                      env={**os.environ, "HAMMER_LOG": str(hammer_log)})
+            try:
+                assert hammer.stdout is not None and hammer.stdout.readline() == "ready\n"
+                wiped = coordinator.wipe(report, folder, contextlib.nullcontext)
+            finally:
+                hammer.terminate()
+                assert hammer.wait(30) == 0
+            total_wiped += wiped
+
+            # What is on the recorder now, by content, whatever its name.
+            present: dict[str, list[Path]] = {}
+            for path in folder.rglob("*"):
+                if path.is_file() and not path.is_symlink():
+                    present.setdefault(sha256_of(path), []).append(path)
+            entries = [e for e in ledger_lines(home) if e["kind"] == "wiped"
+                       and e["data"]["path"].startswith("DCIM/")]
+            session_rows = catalog(home, "SELECT path, wiped_at FROM acquisitions "
+                                   "WHERE session_id = ?", report.session_id)
+            gone = [r["path"] for r in session_rows if r["wiped_at"]]
+            assert len(gone) == wiped
+            # Nothing went that was not stored: not the other files, not what was appended to.
+            for name, sha in others.items():
+                assert sha in present, f"round {n}: a file never stored ({name}'s twin) is gone"
+            if mode == "append":
+                grown = _grown(hammer_log)
+                inodes = {p.stat().st_ino for paths in present.values() for p in paths}
+                assert grown <= inodes, f"round {n}: a file was deleted after it had grown"
+            if mode == "swap":
+                assert tree(outside.parent) == off_recorder, f"round {n}: a file off the " \
+                                                              "recorder was touched"
+                assert (media_dir).is_dir() and not media_dir.is_symlink()
+            # Each file that left the recorder: the stored bytes, verified, with its entry.
+            left = sum(map(len, present.values())) if mode == "append" else \
+                len(present.get(clip.sha256, []))
+            assert left == files - wiped
+            assert sum(1 for e in entries if e["item"] == clip.sha256) >= wiped
+            station.store.verify(clip.sha256)
+            # A wipe's hidden name never outlives the wipe.
+            assert not [p for p in folder.rglob(".ingestd-wipe-*")]
+    finally:
+        coordinator.shutdown()
+        station.close()
+    assert total_wiped > 0, "the wipe never got to delete anything: the race was not run"
+    assert ingestd(home, "ledger", "verify").returncode == 0
+
+
+def _grown(log: Path) -> set[int]:
+    """Inodes of the files the hammer appended to (their bytes are no longer the stored ones)."""
+    return {int(line.split()[1]) for line in log.read_text(encoding="ascii").splitlines()}
+
+
+@pytest.mark.parametrize("mode", ["replace", "append", "swap"])
+def test_a_wipe_racing_changes_to_the_recorder_never_loses_a_file(
+        tmp_path: Path, clip_bank: ClipBank, mode: str) -> None:
+    # replace: the file's name holds the stored file and an unstored one in turn;
+    # append: each file grows by a byte at some moment; swap: its folder is replaced by a
+    # symbolic link to a folder off the recorder holding the same bytes, and back.
+    _race_wipe(tmp_path, clip_bank, mode)
 
 
 @pytest.mark.parametrize("policy", ["never", "after-offsite-verify"])

@@ -303,6 +303,35 @@ def test_stale_mounts_of_a_dead_run_are_unmounted(ext4_device: str, tmp_path: Pa
     assert _device_ro_flag(ext4_device) == "1"
 
 
+@root
+def test_only_what_ingestd_mounted_is_unmounted_as_stale(ext4_device: str, tmp_path: Path,
+                                                        ) -> None:
+    # The runtime folder is shared (as /mnt would be): a file system someone else mounted
+    # below it, with a file on it, and one left behind by a run of ingestd that died.
+    runtime = tmp_path / "run"
+    nas = runtime / "nas"
+    nas.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "nas-share", str(nas)], check=True)
+    try:
+        (nas / "case-files.txt").write_bytes(b"not a recorder\n")
+        where = mount_point_for(runtime, "STALE2")
+        mount_readonly(ext4_device, "ext4", where)  # and then "crash": no unmount
+
+        assert unmount_stale(runtime) == [where]
+        assert _mounted_at(where) is None
+        assert _mounted_at(nas) is not None, "a mount ingestd did not make was unmounted"
+        assert (nas / "case-files.txt").read_bytes() == b"not a recorder\n"
+        assert unmount_stale(runtime) == []
+        assert _mounted_at(nas) is not None
+        # A record copied beside a foreign mount, naming another device, is not believed.
+        (runtime / f".nas{mounts.RECORD_SUFFIX}").write_text(
+            f'{{"mount_point": "{os.path.realpath(nas)}", "source": "{ext4_device}"}}')
+        assert unmount_stale(runtime) == []
+        assert _mounted_at(nas) is not None
+    finally:
+        subprocess.run(["umount", str(nas)], check=False)
+
+
 # -- file system checks ----------------------------------------------------------------------
 
 

@@ -90,6 +90,7 @@ from tests.support.devices import (
     MockRecorder,
     MockUdev,
     attach_loop,
+    corrupt_ext4_links,
     make_image,
     missing_programs,
     run,
@@ -563,6 +564,27 @@ def test_an_unregistered_recorder_is_refused_and_never_mounted(
     assert_ledger_intact(home)
 
 
+@under_umockdev
+def test_a_device_whose_identity_file_names_another_recorder_is_refused(
+        bench: Bench, clips: Clips) -> None:
+    home = bench.home(register={SERIAL: (OFFICER, OFFICER_ID), "BWC-OTHER": ("Ben Okafor", "B2")})
+    station = bench.station(home)
+    rec = bench.recorder(SERIAL, "ext4", {**recorder_files(clips), "RECORDER.ID": b"BWC-OTHER\n"})
+    with docking(station) as daemon:
+        bench.dock(rec)
+        [outcome] = wait_outcomes(daemon, 1)
+    reason = f"its RECORDER.ID names recorder 'BWC-OTHER', but it docked as '{SERIAL}'"
+    assert (outcome.serial, outcome.state, outcome.error) == (SERIAL, "refused", reason)
+    assert catalog_rows(home, "SELECT * FROM items") == []
+    assert catalog_rows(home, "SELECT * FROM acquisitions") == []
+    [refusal] = ledger(home, "recorder_refused")
+    assert (refusal["data"]["serial"], refusal["data"]["reason"]) == (SERIAL, reason)
+    docks = run_cli(home, "status", "--json").json()["docks"]
+    assert [(d["serial"], d["state"], d["error"]) for d in docks] == [(SERIAL, "refused", reason)]
+    assert mounts_below(home / "run") == [] and read_only_flag(rec.node) == 0
+    assert_ledger_intact(home)
+
+
 # -- present at start ------------------------------------------------------------------------
 
 
@@ -599,7 +621,7 @@ def test_a_recorder_plugged_in_before_start_is_found_and_served_once(
 
 
 def _wipe(bench: Bench, clips: Clips, kind: ImageType, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = bench.home('wipe = "after-local-verify"\n')
+    home = bench.home('wipe = "after-local-verify"\nfusefat_write = true\n')
     station = bench.station(home)
     rec = bench.recorder(SERIAL, kind, recorder_files(clips))
     spy = Spy()
@@ -664,6 +686,80 @@ def test_wipe_after_local_verify_deletes_exactly_the_stored_clips_ext4(
 def test_wipe_after_local_verify_deletes_exactly_the_stored_clips_fat32(
         bench: Bench, clips: Clips, monkeypatch: pytest.MonkeyPatch) -> None:
     _wipe(bench, clips, "fat32", monkeypatch)
+
+
+def _not_wiped(bench: Bench, clips: Clips, monkeypatch: pytest.MonkeyPatch,
+               caplog: pytest.LogCaptureFixture, case: str) -> None:
+    """Docked with wipe = "after-local-verify", ingested, and yet nothing deleted (``case``)."""
+    kind: ImageType = "fat32" if case == "fat32-fusefat" else "ext4"
+    if kind == "fat32" and mounts.kernel_supports("vfat"):
+        pytest.skip("this kernel has vfat: ingestd would not use fusefat")
+    extra = "fs_check = false\n" if case == "ext4-unchecked" else ""
+    home = bench.home('wipe = "after-local-verify"\n' + extra)
+    station = bench.station(home)
+    rec = bench.recorder(SERIAL, kind, recorder_files(clips))
+    if case == "ext4-damaged":
+        corrupt_ext4_links(rec.image, "notes.txt", links=7)
+    made_writable: list[str] = []
+    real_writable = mounts.writable
+
+    @contextlib.contextmanager
+    def writable(mount: mounts.Mount) -> Iterator[mounts.Mount]:
+        made_writable.append(mount.devnode)
+        with real_writable(mount) as m:
+            yield m
+
+    monkeypatch.setattr(mounts, "writable", writable)
+    with docking(station) as daemon:
+        bench.dock(rec)
+        [outcome] = wait_outcomes(daemon, 1)
+
+    # Ingested as usual, but nothing deleted, and the recorder never made writable.
+    assert (outcome.state, outcome.wiped) == ("done", 0)
+    assert_ingested(home, rec)
+    assert made_writable == []
+    assert ledger(home, "wiped") == []
+    assert all(r["wiped_at"] is None for r in catalog_rows(home, "SELECT * FROM acquisitions"))
+    reason = {
+        "ext4-damaged": "e2fsck found file system errors",
+        "ext4-unchecked": "its file system was not checked (docks.fs_check = false)",
+        "fat32-fusefat": "FAT through fusefat is written only with docks.fusefat_write = true",
+    }[case]
+    # Why, where people look: the session's health and faults, the docked entry, the log.
+    [session] = sessions(home, SERIAL)
+    assert session["health"]["wipe_blocked"] == reason
+    assert f"not wiped: {reason}" in session["health"]["faults"]
+    [docked] = ledger(home, "docked")
+    assert docked["data"]["health"]["wipe_blocked"] == reason
+    assert any(getattr(r, "event", None) == "wipe_blocked" and reason in r.getMessage()
+               for r in caplog.records)
+    # The recorder still holds every file, bytes unchanged.
+    with mounts.mount_readonly(rec.node, rec.fs_type, bench.root / "look") as look:
+        for name, data in rec.files.items():
+            if name.endswith(".MP4"):
+                assert (look.path / name).read_bytes() == data
+    assert_ledger_intact(home)
+
+
+@under_umockdev
+def test_no_wipe_on_a_file_system_the_check_found_damaged(
+        bench: Bench, clips: Clips, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _not_wiped(bench, clips, monkeypatch, caplog, "ext4-damaged")  # a wrong link count
+
+
+@under_umockdev
+def test_no_wipe_when_the_file_system_was_not_checked(
+        bench: Bench, clips: Clips, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _not_wiped(bench, clips, monkeypatch, caplog, "ext4-unchecked")
+
+
+@under_umockdev
+def test_no_wipe_through_fusefat_unless_configured(
+        bench: Bench, clips: Clips, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _not_wiped(bench, clips, monkeypatch, caplog, "fat32-fusefat")
 
 
 # -- pulled out mid-copy ---------------------------------------------------------------------

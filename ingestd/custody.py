@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from .catalog import queries as q
-from .catalog.db import Catalog
+from .catalog.db import Catalog, damage_advice
 from .catalog.schema import acquisitions, flags, items, labels, recorders
 from .domain.models import EventKind, LedgerEntry
+from .errors import CatalogError
 from .integrity.ledger import (
     GENESIS_HASH,
     Discrepancy,
@@ -34,6 +35,10 @@ from .integrity.signing import PublicKey, StationKey
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+#: SQLite's own check of the catalog's pages found damage (the kinds of the chain's checks are
+#: in ``integrity.ledger``).
+CATALOG_DAMAGED = "catalog_damaged"
 
 
 @dataclass(kw_only=True)
@@ -121,6 +126,22 @@ class Custody:
 
     def verify(self) -> LedgerReport:
         report = LedgerReport()
+        damage = self.catalog.damage()
+        if damage:
+            report.problems.append(_problem(CATALOG_DAMAGED, None, damage_advice(
+                self.catalog.safe_url, "; ".join(damage[:5]), damaged=True)))
+        entries: dict[int, LedgerEntry] = {}
+        try:
+            self._verify_catalog(report, entries)
+        except CatalogError as exc:
+            if not damage:
+                raise
+            # Named above already; the mirror is still compared with what could be read.
+            log.warning("ledger verify: %s", exc.message)
+        report.problems.extend(compare_mirror(entries, self.mirror, station=self.station))
+        return report
+
+    def _verify_catalog(self, report: LedgerReport, entries: dict[int, LedgerEntry]) -> None:
         with self.catalog.read() as conn:
             trusted = self.trusted_keys(conn)
             if self.key.key_id not in trusted:
@@ -133,15 +154,13 @@ class Custody:
                     report.problems.append(Discrepancy(
                         kind="wrong_key", seq=None,
                         detail=f"catalog key {row['key_id']} does not match its public key"))
-            entries = {e.seq: e for e in q.iter_entries(conn)}
+            entries.update((e.seq, e) for e in q.iter_entries(conn))
             problems, count, head = verify_chain(entries.values(), trusted)
             report.problems.extend(problems)
             report.entries = count
             report.head_seq = max(entries, default=0)
             report.head_hash = head
             report.problems.extend(_unbacked_rows(conn, entries))
-        report.problems.extend(compare_mirror(entries, self.mirror, station=self.station))
-        return report
 
 
 def _problem(kind: str, seq: int | None, detail: str) -> Discrepancy:

@@ -38,11 +38,13 @@ class Station:
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock = system_clock,
-             migrate: bool = False) -> Station:
+             migrate: bool = False, read_only: bool = False) -> Station:
+        """``read_only``: for the reporting commands, which then work on a read-only mount or
+        a full disk; the catalog is opened read-only and nothing is written anywhere."""
         store = Store(settings.store_path, buffer_size=settings.ingest.buffer_size)
-        store.check()
+        store.check(writable=not read_only)
         key = StationKey.load(settings.keys_path)
-        catalog = open_catalog(settings.catalog_url, migrate=migrate)
+        catalog = open_catalog(settings.catalog_url, migrate=migrate, read_only=read_only)
         custody = Custody(catalog=catalog, key=key, station=settings.station,
                           mirror=settings.ledger_mirror_path, clock=clock)
         return cls(settings=settings, catalog=catalog, store=store, key=key, custody=custody,

@@ -58,10 +58,10 @@ class Store:
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, 0o750)
 
-    def check(self) -> None:
+    def check(self, *, writable: bool = True) -> None:
         if not self.objects.is_dir() or not self.tmp.is_dir():
             raise StoreError(f"no evidence store at {self.root}: run `ingestd init`")
-        if not os.access(self.tmp, os.W_OK):
+        if writable and not os.access(self.tmp, os.W_OK):
             raise StoreError(f"evidence store {self.root} is not writable by this user")
 
     def path_of(self, sha256: str) -> Path:

@@ -40,9 +40,11 @@ class AppContext:
             self._settings = config_mod.load(self.config_path)
         return self._settings
 
-    def station(self) -> Station:
+    def station(self, *, read_only: bool = False) -> Station:
+        """The station, opened once. ``read_only`` for commands that only report: they then
+        work on a read-only home or a full disk, and write nothing."""
         if self._station is None:
-            self._station = Station.open(self.settings)
+            self._station = Station.open(self.settings, read_only=read_only)
         return self._station
 
     def close(self) -> None:

@@ -44,7 +44,7 @@ def _date(text: str | None, name: str) -> datetime | None:
 @pass_app
 def status(app: AppContext, as_json: bool) -> None:
     """Storage, items by state and flag, recent docks, last jobs."""
-    station = app.station()
+    station = app.station(read_only=True)
     with station.catalog.read() as conn:
         counts = q.counts(conn, station=station.name)
         sessions = [dict(r) for r in q.recent_sessions(conn, 10, station=station.name)]
@@ -134,7 +134,7 @@ def items(app: AppContext, case: str | None, officer: str | None,
           recorder_serial: str | None, flag: str | None, since: str | None, until: str | None,
           limit: int | None, as_json: bool) -> None:
     """List items, filtered by case, officer, recorder, flag or recording date."""
-    station = app.station()
+    station = app.station(read_only=True)
     with station.catalog.read() as conn:
         rows = _item_rows(conn, case=case, officer=officer, recorder_serial=recorder_serial,
                           flag=flag, since=_date(since, "--since"), until=_date(until, "--until"),
@@ -157,7 +157,7 @@ def items(app: AppContext, case: str | None, officer: str | None,
 @pass_app
 def show(app: AppContext, item: str, as_json: bool) -> None:
     """One item: what it is, its labels, flags, acquisitions and whole custody history."""
-    station = app.station()
+    station = app.station(read_only=True)
     with station.catalog.read() as conn:
         sha = q.resolve(conn, item)
         row = dict(q.item(conn, sha) or {})
@@ -209,7 +209,7 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
 @pass_app
 def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -> None:
     """Items that missed a window (ingest, label, replication) or whose time is doubtful."""
-    station = app.station()
+    station = app.station(read_only=True)
     wanted = [only] if only else [f.value for f in Flag] if all_flags else [
         f.value for f in (*WINDOW_FLAGS, Flag.CLOCK_UNSET, Flag.CLOCK_SKEW)]
     with station.catalog.read() as conn:

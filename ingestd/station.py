@@ -14,6 +14,7 @@ from .config import Settings
 from .custody import Clock, Custody
 from .domain.models import EventKind
 from .integrity.signing import StationKey
+from .modes import DIR_MODE, FILE_MODE, make_dir, tighten, write_private
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -68,25 +69,33 @@ def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_
     """
     done: list[str] = []
     home = home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    make_dir(home)
+    tighten(home, DIR_MODE)
     config_path = home / config_mod.CONFIG_NAME
     if not config_path.exists():
         body = EXAMPLE_HEADER + f'station = "{station}"\n'
         if catalog_url:
             body += f'catalog = "{catalog_url}"\n'
         body += '\n[docks]\nwatch_root = "docks"\n'
-        config_path.write_text(body, encoding="utf-8")
+        write_private(config_path, body)
         done.append(f"wrote {config_path}")
+    tighten(config_path, FILE_MODE)
     settings = config_mod.load(config_path)
     store = Store(settings.store_path)
     store.create()
-    for folder in (settings.logs_path, settings.runtime_dir):
-        folder.mkdir(parents=True, exist_ok=True)
+    folders = [settings.logs_path, settings.runtime_dir]
     if settings.watch_root is not None:
-        settings.watch_root.mkdir(parents=True, exist_ok=True)
+        folders.append(settings.watch_root)
+    for folder in folders:
+        make_dir(folder)
+        tighten(folder, DIR_MODE)
     if not (settings.keys_path / "station.key").exists():
         StationKey.generate().save(settings.keys_path)
         done.append(f"created station key in {settings.keys_path}")
+    tighten(settings.keys_path / "station.pub", FILE_MODE)
+    mirror = settings.ledger_mirror_path
+    for path in (mirror, mirror.with_suffix(".lock")):
+        tighten(path, FILE_MODE)
     station_ = Station.open(settings, clock=clock, migrate=True)
     with station_.custody.transaction() as conn:
         station_.custody.register_key(conn)

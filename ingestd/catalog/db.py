@@ -32,6 +32,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from ..errors import CatalogError
+from ..modes import make_dir
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def sqlite_path(url: str) -> Path | None:
 def create_catalog_file(path: Path) -> None:
     """Create an empty catalog file with :data:`CATALOG_MODE` whatever the umask, before SQLite
     creates it with 0644 less the umask; tighten an existing one (and its -wal, -shm)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, CATALOG_MODE)
     except FileExistsError:

@@ -6,7 +6,8 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -89,6 +90,20 @@ def json_option(func: F) -> F:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def print_json_list(key: str, records: Iterable[Any]) -> int:
+    """``{key: [records...]}`` exactly as :func:`print_json` writes it, one record at a time,
+    so a listing of any length is written in constant memory. Returns the count."""
+    out = sys.stdout
+    out.write("{\n  " + json.dumps(key) + ": [")
+    count = 0
+    for record in records:
+        text = json.dumps(record, indent=2, ensure_ascii=False, default=str)
+        out.write(("\n" if count == 0 else ",\n") + textwrap.indent(text, "    "))
+        count += 1
+    out.write("\n  ]\n}\n" if count else "]\n}\n")
+    return count
 
 
 def actor_option(func: F) -> F:

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.table import Table
+from rich import box
+from rich.table import Column, Table
 
 from .. import casework
 from ..audit import describe_item
@@ -25,6 +27,7 @@ from .base import (
     json_option,
     pass_app,
     print_json,
+    print_json_list,
 )
 
 
@@ -108,16 +111,30 @@ def status(app: AppContext, as_json: bool) -> None:
                       f"{esc(job['summary'])}")
 
 
-def _item_rows(conn: Any, **filters: Any) -> list[dict[str, Any]]:
-    rows = [dict(r) for r in q.search_items(conn, **filters)]
-    flags = q.flags_by_item(conn, [r["sha256"] for r in rows]) if rows else {}
-    return [{
-        "sha256": r["sha256"], "size": r["size"], "recorder": r["recorder"],
-        "officer": r["label_officer"] or r["officer"], "case": r["case_no"],
-        "party": r["party"], "recorded_at": r["recorded_start"], "stored_at": r["stored_at"],
-        "name": r["original_name"], "flags": flags.get(r["sha256"], []),
-        "retention_class": r["retention_class"], "local": bool(r["local_present"]),
-    } for r in rows]
+def _item_records(conn: Any, **filters: Any) -> Iterator[list[dict[str, Any]]]:
+    """The listing's records, a batch at a time, each batch with its flags."""
+    for rows in q.iter_item_batches(conn, **filters):
+        flags = q.flags_by_item(conn, [r["sha256"] for r in rows])
+        yield [{
+            "sha256": r["sha256"], "size": r["size"], "recorder": r["recorder"],
+            "officer": r["label_officer"] or r["officer"], "case": r["case_no"],
+            "party": r["party"], "recorded_at": r["recorded_start"], "stored_at": r["stored_at"],
+            "name": r["original_name"], "flags": flags.get(r["sha256"], []),
+            "retention_class": r["retention_class"], "local": bool(r["local_present"]),
+        } for r in rows]
+
+
+def _item_page(records: list[dict[str, Any]], *, header: bool) -> Table:
+    """One page of the listing; the pages of a long one follow each other as one table (a
+    table of every row would be held whole in memory to measure its columns)."""
+    table = Table(Column("item", min_width=16, no_wrap=True), "recorded", "officer", "case",
+                  "party", "size", "flags", "name", box=box.SIMPLE, show_header=header,
+                  pad_edge=False)
+    for r in records:
+        table.add_row(r["sha256"][:16], r["recorded_at"][:19], esc(r["officer"]),
+                      esc(r["case"] or ""), esc(r["party"] or ""), human_size(r["size"]),
+                      ", ".join(r["flags"]), esc(r["name"]))
+    return table
 
 
 @cli.command()
@@ -133,22 +150,25 @@ def _item_rows(conn: Any, **filters: Any) -> list[dict[str, Any]]:
 def items(app: AppContext, case: str | None, officer: str | None,
           recorder_serial: str | None, flag: str | None, since: str | None, until: str | None,
           limit: int | None, as_json: bool) -> None:
-    """List items, filtered by case, officer, recorder, flag or recording date."""
+    """List items, filtered by case, officer, recorder, flag or recording date.
+
+    The list is read and written a page at a time: any number of items, in constant memory.
+    """
     station = app.station(read_only=True)
+    filters = dict(case=case, officer=officer, recorder_serial=recorder_serial, flag=flag,
+                   since=_date(since, "--since"), until=_date(until, "--until"), limit=limit)
     with station.catalog.read() as conn:
-        rows = _item_rows(conn, case=case, officer=officer, recorder_serial=recorder_serial,
-                          flag=flag, since=_date(since, "--since"), until=_date(until, "--until"),
-                          limit=limit)
-    if as_json:
-        print_json({"items": rows})
-        return
-    table = Table("item", "recorded", "officer", "case", "party", "size", "flags", "name")
-    for r in rows:
-        table.add_row(r["sha256"][:16], r["recorded_at"][:19], esc(r["officer"]),
-                      esc(r["case"] or ""), esc(r["party"] or ""), human_size(r["size"]),
-                      ", ".join(r["flags"]), esc(r["name"]))
-    console.print(table)
-    console.print(f"{len(rows)} items")
+        pages = _item_records(conn, **filters)
+        if as_json:
+            print_json_list("items", (r for page in pages for r in page))
+            return
+        count = 0
+        for page in pages:
+            console.print(_item_page(page, header=count == 0))
+            count += len(page)
+    if not count:
+        console.print(_item_page([], header=True))
+    console.print(f"{count} items")
 
 
 @cli.command()
@@ -214,11 +234,8 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
         f.value for f in (*WINDOW_FLAGS, Flag.CLOCK_UNSET, Flag.CLOCK_SKEW)]
     with station.catalog.read() as conn:
         rows = [dict(r) for r in q.flagged_items(conn, wanted)]
-        justs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for r in rows:
-            for j in q.justifications_of(conn, r["item"]):
-                justs.setdefault((r["item"], j["flag"]), []).append(
-                    {"by": j["by"], "reason": j["reason"], "at": j["at"]})
+        justs = {key: [{"by": j["by"], "reason": j["reason"], "at": j["at"]} for j in found]
+                 for key, found in q.justifications_by_flag(conn, wanted).items()}
     grouped: dict[str, dict[str, Any]] = {}
     for r in rows:
         entry = grouped.setdefault(r["item"], {

@@ -67,7 +67,10 @@ class Store:
         if not self.objects.is_dir() or not self.tmp.is_dir():
             raise StoreError(f"no evidence store at {self.root}: run `ingestd init`")
         if writable and not os.access(self.tmp, os.W_OK):
-            raise StoreError(f"evidence store {self.root} is not writable by this user")
+            raise StoreError(
+                f"evidence store {self.root} is not writable by this user (or its file system "
+                "is mounted read-only): this command changes the station; status, items, show, "
+                "overdue, verify and ledger verify work without writing")
 
     def path_of(self, sha256: str) -> Path:
         if not is_sha256(sha256):

@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich import box
-from rich.table import Column, Table
+from rich.table import Table
 
 from .. import casework
 from ..audit import describe_item
@@ -28,6 +27,7 @@ from .base import (
     pass_app,
     print_json,
     print_json_list,
+    print_rows,
 )
 
 
@@ -124,17 +124,12 @@ def _item_records(conn: Any, **filters: Any) -> Iterator[list[dict[str, Any]]]:
         } for r in rows]
 
 
-def _item_page(records: list[dict[str, Any]], *, header: bool) -> Table:
-    """One page of the listing; the pages of a long one follow each other as one table (a
-    table of every row would be held whole in memory to measure its columns)."""
-    table = Table(Column("item", min_width=16, no_wrap=True), "recorded", "officer", "case",
-                  "party", "size", "flags", "name", box=box.SIMPLE, show_header=header,
-                  pad_edge=False)
-    for r in records:
-        table.add_row(r["sha256"][:16], r["recorded_at"][:19], esc(r["officer"]),
-                      esc(r["case"] or ""), esc(r["party"] or ""), human_size(r["size"]),
-                      ", ".join(r["flags"]), esc(r["name"]))
-    return table
+_ITEM_HEADER = ("item", "recorded", "officer", "case", "party", "size", "flags", "name")
+
+
+def _item_cells(r: dict[str, Any]) -> list[str]:
+    return [r["sha256"][:16], r["recorded_at"][:19], r["officer"] or "", r["case"] or "",
+            r["party"] or "", human_size(r["size"]), ", ".join(r["flags"]), r["name"]]
 
 
 @cli.command()
@@ -162,12 +157,7 @@ def items(app: AppContext, case: str | None, officer: str | None,
         if as_json:
             print_json_list("items", (r for page in pages for r in page))
             return
-        count = 0
-        for page in pages:
-            console.print(_item_page(page, header=count == 0))
-            count += len(page)
-    if not count:
-        console.print(_item_page([], header=True))
+        count = print_rows(_ITEM_HEADER, ([_item_cells(r) for r in page] for page in pages))
     console.print(f"{count} items")
 
 

@@ -9,7 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import INGESTD, init_station, run_cli, subprocess_env
+from conftest import (
+    INGESTD,
+    OFFICER,
+    OFFICER_ID,
+    SERIAL,
+    Clips,
+    build_recorder,
+    init_station,
+    run_cli,
+    subprocess_env,
+)
 from sqlalchemy import event
 
 from ingestd.catalog.db import Catalog
@@ -110,3 +120,31 @@ def test_overdue_asks_the_same_questions_for_10_or_300_late_items(tmp_path: Path
     justified = [e for e in report if e["justifications"]]
     assert len(justified) == 100
     assert justified[0]["justifications"][0]["reason"] == "remote duty"
+
+
+def test_a_home_at_the_previous_schema_gains_the_indexes_and_keeps_everything(
+        tmp_path: Path, clips: Clips) -> None:
+    from alembic import command
+
+    from ingestd.catalog.db import _alembic_config
+
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+    rec = build_recorder(tmp_path / "rec", {"DCIM/a.mp4": clips.a, "DCIM/b.mp4": clips.b})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    url = f"sqlite:///{home / 'catalog.sqlite'}"
+    command.downgrade(_alembic_config(url), "0002")
+    assert run_cli(home, "items").exit_code == 4  # too old: `init` migrates it
+    result = run_cli(home, "init")
+    assert result.exit_code == 0, result.stderr
+    catalog = Catalog(url)
+    try:
+        with catalog.read() as conn:
+            names = {r[0] for r in conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    finally:
+        catalog.dispose()
+    assert {"ix_items_recorded", "ix_flags_flag_set_at", "ix_justifications_item_flag"} <= names
+    assert {i["sha256"] for i in run_cli(home, "items", "--json").json()["items"]} == {
+        clips.a.sha256, clips.b.sha256}
+    verify = run_cli(home, "ledger", "verify", "--json")
+    assert verify.exit_code == 0 and verify.json()["ok"] is True, verify.stdout

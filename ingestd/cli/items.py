@@ -241,14 +241,16 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
     if as_json:
         print_json(result)
         return
-    table = Table("item", "flags", "why", "officer", "name")
-    for e in result:
+    def cells(e: dict[str, Any]) -> list[str]:
         why = "; ".join(f"{x['reason']} ({x['detail']})" for x in e["reasons"])
         if e["justifications"]:
             why += " — justified: " + "; ".join(j["reason"] for j in e["justifications"])
-        table.add_row(e["sha256"][:16], ", ".join(e["flags"]), esc(why), esc(e["officer"]),
-                      esc(e["name"]))
-    console.print(table)
+        return [e["sha256"][:16], ", ".join(e["flags"]), e["officer"] or "", e["name"], why]
+
+    # Plain rows, a page at a time, the reasons last and whole: a bureau's backlog is long.
+    print_rows(("item", "flags", "officer", "name", "why"),
+               ([cells(e) for e in result[i:i + q.LIST_BATCH]]
+                for i in range(0, len(result), q.LIST_BATCH)))
     console.print(f"{len(result)} items")
 
 

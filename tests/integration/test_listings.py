@@ -148,3 +148,16 @@ def test_a_home_at_the_previous_schema_gains_the_indexes_and_keeps_everything(
         clips.a.sha256, clips.b.sha256}
     verify = run_cli(home, "ledger", "verify", "--json")
     assert verify.exit_code == 0 and verify.json()["ok"] is True, verify.stdout
+
+
+def test_overdue_table_lists_every_late_item_with_its_reasons(tmp_path: Path) -> None:
+    home = init_station(tmp_path / "home")
+    shas = add_items(home, 1_500)
+    table = run_cli(home, "overdue")
+    assert table.exit_code == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[-1] == "150 items"
+    rows = [line for line in lines if line[:16] in {s[:16] for s in shas}]
+    assert len(rows) == 150
+    assert rows[0].startswith(shas[0][:16]) and "justified: remote duty" in rows[0]
+    assert "stored after the ingest window" in rows[1] and "justified" not in rows[1]

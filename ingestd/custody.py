@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 
 from .catalog import queries as q
-from .catalog.db import Catalog
+from .catalog.db import Catalog, damage_advice
 from .catalog.schema import (
     acquisitions,
     flags,
@@ -32,7 +32,7 @@ from .catalog.schema import (
 )
 from .domain.canonical import canonical_bytes
 from .domain.models import EventKind, LedgerEntry
-from .errors import IntegrityError
+from .errors import CatalogError, IntegrityError
 from .integrity.ledger import (
     GENESIS_HASH,
     KEY_KINDS,
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 K = DiscrepancyKind
+
+#: SQLite's own check of the catalog's pages found damage (the kinds of the chain's checks are
+#: in ``integrity.ledger``).
 
 
 @dataclass(kw_only=True)
@@ -239,6 +242,21 @@ class Custody:
         """Check the chain, the keys, every catalog row and the mirror, all as of one moment:
         entries committed while the check runs are neither missing nor extra."""
         report = LedgerReport()
+        damage = self.catalog.damage()
+        if damage:
+            report.problems.append(Discrepancy(
+                kind=K.CATALOG_DAMAGED, seq=None, detail=damage_advice(
+                    self.catalog.safe_url, "; ".join(damage[:5]), damaged=True)))
+        try:
+            self._verify_ledger(report)
+        except CatalogError as exc:
+            if not damage:
+                raise
+            # Named above already: what cannot be read is not reported again, entry by entry.
+            log.warning("ledger verify: %s", exc.message)
+        return report
+
+    def _verify_ledger(self, report: LedgerReport) -> None:
         keys = KeyChain(pins=self.pins)
         if self.pin is None:
             report.problems.append(Discrepancy(
@@ -279,7 +297,6 @@ class Custody:
             report.problems.extend(_key_rows(conn, keys))
             report.problems.extend(_unbacked_rows(conn, facts))
         report.problems.extend(mirrored)
-        return report
 
 
 def _problem(kind: DiscrepancyKind, seq: int | None, detail: str) -> Discrepancy:

@@ -17,6 +17,7 @@ from .errors import IntegrityError
 from .integrity.hashing import fsync_dir
 from .integrity.ledger import KeyChain
 from .integrity.signing import PIN_NAME, PRIVATE_NAME, StationKey, read_pin, write_pin
+from .modes import DIR_MODE, FILE_MODE, make_dir, tighten, write_private
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,13 @@ class Station:
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock = system_clock,
-             migrate: bool = False) -> Station:
+             migrate: bool = False, read_only: bool = False) -> Station:
+        """``read_only``: for the reporting commands, which then work on a read-only mount or
+        a full disk; the catalog is opened read-only and nothing is written anywhere."""
         store = Store(settings.store_path, buffer_size=settings.ingest.buffer_size)
-        store.check()
+        store.check(writable=not read_only)
         key = StationKey.load(settings.keys_path)
-        catalog = open_catalog(settings.catalog_url, migrate=migrate)
+        catalog = open_catalog(settings.catalog_url, migrate=migrate, read_only=read_only)
         custody = Custody(catalog=catalog, key=key, station=settings.station,
                           mirror=settings.ledger_mirror_path, clock=clock,
                           pin=read_pin(settings.keys_path))
@@ -70,25 +73,33 @@ def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_
     """
     done: list[str] = []
     home = home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    make_dir(home)
+    tighten(home, DIR_MODE)
     config_path = home / config_mod.CONFIG_NAME
     if not config_path.exists():
         body = EXAMPLE_HEADER + f'station = "{station}"\n'
         if catalog_url:
             body += f'catalog = "{catalog_url}"\n'
         body += '\n[docks]\nwatch_root = "docks"\n'
-        config_path.write_text(body, encoding="utf-8")
+        write_private(config_path, body)
         done.append(f"wrote {config_path}")
+    tighten(config_path, FILE_MODE)
     settings = config_mod.load(config_path)
     store = Store(settings.store_path)
     store.create()
-    for folder in (settings.logs_path, settings.runtime_dir):
-        folder.mkdir(parents=True, exist_ok=True)
+    folders = [settings.logs_path, settings.runtime_dir]
     if settings.watch_root is not None:
-        settings.watch_root.mkdir(parents=True, exist_ok=True)
+        folders.append(settings.watch_root)
+    for folder in folders:
+        make_dir(folder)
+        tighten(folder, DIR_MODE)
     if not (settings.keys_path / "station.key").exists():
         StationKey.generate().save(settings.keys_path)
         done.append(f"created station key in {settings.keys_path}")
+    tighten(settings.keys_path / "station.pub", FILE_MODE)
+    mirror = settings.ledger_mirror_path
+    for path in (mirror, mirror.with_suffix(".lock")):
+        tighten(path, FILE_MODE)
     station_ = Station.open(settings, clock=clock, migrate=True)
     custody = station_.custody
     with custody.transaction() as conn:

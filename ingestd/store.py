@@ -31,6 +31,7 @@ from .integrity.hashing import (
     hash_file,
     is_disk_full,
 )
+from .modes import DIR_MODE, make_dir, tighten
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,22 @@ class Store:
         self.buffer_size = buffer_size
 
     def create(self) -> None:
+        """Make the store's folders (owner and group only), and take other users' bits off
+        every folder of an existing one."""
         for folder in (self.root, self.objects, self.tmp):
-            folder.mkdir(parents=True, exist_ok=True)
-            os.chmod(folder, 0o750)
+            make_dir(folder)
+            os.chmod(folder, DIR_MODE)
+        for dirpath, _dirs, _files in os.walk(self.root):
+            tighten(Path(dirpath), DIR_MODE)
 
-    def check(self) -> None:
+    def check(self, *, writable: bool = True) -> None:
         if not self.objects.is_dir() or not self.tmp.is_dir():
             raise StoreError(f"no evidence store at {self.root}: run `ingestd init`")
-        if not os.access(self.tmp, os.W_OK):
-            raise StoreError(f"evidence store {self.root} is not writable by this user")
+        if writable and not os.access(self.tmp, os.W_OK):
+            raise StoreError(
+                f"evidence store {self.root} is not writable by this user (or its file system "
+                "is mounted read-only): this command changes the station; status, items, show, "
+                "overdue, verify and ledger verify work without writing")
 
     def path_of(self, sha256: str) -> Path:
         if not is_sha256(sha256):
@@ -95,7 +103,7 @@ class Store:
 
         ``accept`` is asked once the copy is complete and before it enters the store (is the
         source still the same file?); a copy it turns down is discarded, leaving no object."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        make_dir(self.tmp)
         tmp: Path | None = None
         repaired: Repair | None = None
         try:
@@ -121,7 +129,7 @@ class Store:
                     else:
                         tmp.unlink()
                         return Written(digest=digest, new=False)
-                final.parent.mkdir(parents=True, exist_ok=True)
+                make_dir(final.parent)
                 os.fchmod(fd, 0o440)
                 os.replace(tmp, final)
                 fsync_dir(final.parent)

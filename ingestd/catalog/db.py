@@ -6,22 +6,34 @@ SQLite takes its write lock at BEGIN (``BEGIN IMMEDIATE``), so two writers never
 upgrading a read lock; PostgreSQL takes a transaction-scoped advisory lock first thing. Every
 write transaction therefore reads what all earlier ones committed, so "is this item new?"
 and "what is the ledger's head?" have one answer across processes and stations.
+
+A catalog opened ``read_only`` (the reporting commands) never writes: SQLite opens it with
+``mode=ro``, or ``immutable=1`` where its folder or disk cannot take the shared-memory file
+(a read-only mount, a full disk). Whatever the driver raises about the file itself (damaged
+pages, a file that is not a database, a disk that fails) becomes a :class:`CatalogError`
+naming the file and what to do.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from ..domain.text import redact_url, redact_urls
 from ..errors import CatalogError
+from ..modes import make_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +50,7 @@ WRITE_WAIT_MS = 60_000
 
 #: The newest migration. Every command checks the catalog is at it without loading Alembic
 #: (a unit test keeps this equal to the migrations' head).
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 
 def _why(exc: BaseException | None) -> str:
@@ -55,16 +67,91 @@ def _alembic_config(url: str) -> AlembicConfig:
     return cfg
 
 
-def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+#: The catalog file's mode: it holds party names and case numbers. SQLite gives its -wal and
+#: -shm files the main file's mode.
+CATALOG_MODE = 0o640
+
+#: Phrases of SQLite's messages that mean the file itself is damaged.
+_DAMAGED = ("malformed", "not a database", "corrupt")
+#: ... that the file, its folder or its disk cannot be used as asked.
+_UNUSABLE = ("readonly database", "read-only", "unable to open", "disk i/o error",
+             "database or disk is full", "access permission")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for a PostgreSQL one, or SQLite in memory)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def create_catalog_file(path: Path) -> None:
+    """Create an empty catalog file with :data:`CATALOG_MODE` whatever the umask, before SQLite
+    creates it with 0644 less the umask; tighten an existing one (and its -wal, -shm)."""
+    make_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, CATALOG_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if name.stat().st_mode & 0o777 & ~CATALOG_MODE:
+                os.chmod(name, CATALOG_MODE)
+        except FileNotFoundError:
+            continue
+
+
+def damage_advice(where: str, problem: str, *, damaged: bool = False) -> str:
+    """The message for a fault of the catalog file itself (SQLite's words), with what to do.
+    ``damaged``: the problem is what ``quick_check`` found, in whatever words."""
+    text_ = problem
+    low = text_.lower()
+    if damaged or any(p in low for p in _DAMAGED):
+        return (f"catalog {where} is damaged ({text_}): stop ingestd, keep this file for "
+                "examination, restore the catalog from its latest backup, then run `ingestd "
+                "ledger verify --offsite` to compare it with the ledger mirror (ledger.jsonl) "
+                "and the signed off-site checkpoints")
+    if "full" in low:
+        return (f"catalog {where}: {text_}: free space on its file system; nothing was "
+                "changed by the command that failed")
+    return (f"catalog {where} cannot be used ({text_}): check that the file and its folder "
+            "exist, are readable (and writable, for a command that changes anything) by this "
+            "user, and that the disk is mounted and healthy")
+
+
+def _is_file_fault(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(
+            exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return False
+    low = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(p in low for p in _DAMAGED + _UNUSABLE)
+    return True  # a plain DatabaseError is SQLite's word for a damaged file
+
+
+def _sqlite_engine(url: str, *, read_only: bool) -> Engine:
+    path = sqlite_path(url)
+    where = str(path) if path is not None else url
+    if read_only and path is not None:
+        # Checked per connection: a folder that becomes writable again is used normally.
+        def connect() -> sqlite3.Connection:
+            return _connect_read_only(path)
+
+        engine = create_engine("sqlite://", creator=connect, poolclass=NullPool)
+    else:
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control away from the driver so BEGIN is ours (SQLAlchemy recipe).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
+        if not read_only:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={WRITE_WAIT_MS}")
         cur.close()
@@ -74,18 +161,50 @@ def _sqlite_engine(url: str) -> Engine:
         mode = "IMMEDIATE" if conn.get_execution_options().get("ingestd_write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        # At connect and mid-query alike: a damaged or unusable file is named, never a
+        # traceback. Constraint and schema errors stay the driver's, for callers that expect
+        # them.
+        exc = context.original_exception
+        if _is_file_fault(exc):
+            raise CatalogError(damage_advice(where, str(exc))) from exc
+
     return engine
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open for reading only. ``mode=ro`` sees what a live writer committed to the WAL, but
+    needs the -shm file, which a read-only folder or a full disk cannot give when no writer
+    has it open: then ``immutable=1``, which reads the main file alone (no writer can have
+    left anything in a WAL that does not exist)."""
+    if not path.exists():
+        raise sqlite3.OperationalError("unable to open database file (it does not exist)")
+    base = "file:" + quote(str(path.resolve()))
+    kw: dict[str, Any] = {"uri": True, "timeout": 60, "check_same_thread": False}
+    conn: sqlite3.Connection = sqlite3.connect(base + "?mode=ro", **kw)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise  # committed data waits in the WAL: reading the main file alone would lie
+        log.debug("catalog %s: read-only open failed (%s); opening it immutable", path, exc)
+        conn = sqlite3.connect(base + "?mode=ro&immutable=1", **kw)
+    return conn
 
 
 class Catalog:
     """A handle on the catalog database. Thread-safe: each call takes its own connection."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.read_only = read_only
         try:
             if self.is_sqlite:
-                self.engine = _sqlite_engine(url)
+                self.engine = _sqlite_engine(url, read_only=read_only)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
@@ -113,6 +232,9 @@ class Catalog:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        if self.read_only:
+            raise CatalogError(f"catalog {self.safe_url} was opened read-only: this command "
+                               "cannot change it")
         lock = self._write_lock
         if lock is not None:
             lock.acquire()
@@ -169,15 +291,33 @@ class Catalog:
                 f"{head}: run `ingestd init`, which migrates it (nothing stored is changed)"
             )
 
+    def damage(self) -> list[str]:
+        """What SQLite's ``quick_check`` finds wrong in the catalog's pages (nothing: [])."""
+        if not self.is_sqlite:
+            return []
+        try:
+            with self.engine.connect() as conn:
+                rows = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check")]
+        except CatalogError as exc:
+            return [str(exc.__cause__ or exc)]
+        return [] if rows == ["ok"] else rows
+
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def open_catalog(url: str, *, migrate: bool = True) -> Catalog:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog(url)
+def open_catalog(url: str, *, migrate: bool = True, read_only: bool = False) -> Catalog:
+    """Open the catalog; ``migrate`` (what ``init`` does) checks its pages first and brings
+    its schema to the head, otherwise it must be at the head already."""
+    path = sqlite_path(url)
+    if path is not None and not read_only:
+        create_catalog_file(path)
+    catalog = Catalog(url, read_only=read_only)
     if migrate:
+        problems = catalog.damage()
+        if problems:
+            raise CatalogError(damage_advice(catalog.safe_url, "; ".join(problems[:5]),
+                                             damaged=True))
         catalog.upgrade()
     else:
         catalog.check_current()

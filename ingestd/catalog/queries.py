@@ -17,6 +17,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import RowMapping
@@ -333,12 +334,7 @@ def justifications_of(conn: Connection, sha256: str) -> list[RowMapping]:
     ).mappings())
 
 
-def _latest_label_ids() -> Any:
-    return select(func.max(labels.c.id)).group_by(labels.c.item).scalar_subquery()
-
-
-def search_items(
-    conn: Connection,
+def _item_search(
     *,
     case: str | None = None,
     officer: str | None = None,
@@ -346,13 +342,16 @@ def search_items(
     flag: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    limit: int | None = None,
-) -> list[RowMapping]:
-    """Items with their current label. Dates filter on the recorded start."""
-    current = select(labels).where(labels.c.id.in_(_latest_label_ids())).subquery("current")
+) -> Any:
+    # The current label, looked up per item on its index: a list of every item's latest
+    # label in an IN (...) is built again for every row SQLite joins.
+    current = labels.alias("current")
+    earlier = labels.alias("earlier")
+    latest = (select(func.max(earlier.c.id)).where(earlier.c.item == items.c.sha256)
+              .scalar_subquery())
     query = (
         select(items, current.c.case_no, current.c.party, current.c.officer.label("label_officer"))
-        .select_from(items.outerjoin(current, current.c.item == items.c.sha256))
+        .select_from(items.outerjoin(current, current.c.id == latest))
         .order_by(items.c.recorded_start, items.c.sha256)
     )
     if case is not None:
@@ -368,9 +367,44 @@ def search_items(
         query = query.where(items.c.recorded_start >= format_time(since))
     if until is not None:
         query = query.where(items.c.recorded_start < format_time(until))
+    return query
+
+
+def search_items(conn: Connection, *, limit: int | None = None,
+                 **filters: Any) -> list[RowMapping]:
+    """Items with their current label. Dates filter on the recorded start."""
+    query = _item_search(**filters)
     if limit is not None:
         query = query.limit(limit)
     return list(conn.execute(query).mappings())
+
+
+#: Rows an item listing holds at a time.
+LIST_BATCH = 1000
+
+
+def iter_item_batches(conn: Connection, *, limit: int | None = None, batch: int = LIST_BATCH,
+                      **filters: Any) -> Iterator[list[RowMapping]]:
+    """:func:`search_items` in batches, in the same order, in constant memory: each batch
+    starts after the last (recorded_start, sha256) of the one before (keyset pagination, on
+    an index), so no batch costs more than the first."""
+    base = _item_search(**filters)
+    after: tuple[str, str] | None = None
+    left = limit
+    while left is None or left > 0:
+        size = batch if left is None else min(batch, left)
+        query = base
+        if after is not None:
+            # A row-value comparison: SQLite and PostgreSQL seek it on the index.
+            query = query.where(tuple_(items.c.recorded_start, items.c.sha256) > tuple_(*after))
+        rows = list(conn.execute(query.limit(size)).mappings())
+        if rows:
+            yield rows
+        if len(rows) < size:
+            return
+        after = (rows[-1]["recorded_start"], rows[-1]["sha256"])
+        if left is not None:
+            left -= len(rows)
 
 
 def flags_by_item(conn: Connection, shas: Sequence[str] | None = None) -> dict[str, list[str]]:
@@ -391,6 +425,20 @@ def flagged_items(conn: Connection, wanted: Sequence[str]) -> list[RowMapping]:
         .join(items, items.c.sha256 == flags.c.item)
         .where(flags.c.flag.in_(list(wanted))).order_by(flags.c.set_at, flags.c.item)
     ).mappings())
+
+
+def justifications_by_flag(conn: Connection,
+                           wanted: Sequence[str]) -> dict[tuple[str, str], list[RowMapping]]:
+    """Every justification of an item for a flag it has, among ``wanted``, in one query."""
+    out: dict[tuple[str, str], list[RowMapping]] = {}
+    for row in conn.execute(
+        select(justifications)
+        .join(flags, and_(flags.c.item == justifications.c.item,
+                          flags.c.flag == justifications.c.flag))
+        .where(flags.c.flag.in_(list(wanted))).order_by(justifications.c.id)
+    ).mappings():
+        out.setdefault((row["item"], row["flag"]), []).append(row)
+    return out
 
 
 def counts(conn: Connection, *, station: str) -> dict[str, Any]:

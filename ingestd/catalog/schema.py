@@ -127,6 +127,7 @@ items = Table(
     Column("hold", Boolean, nullable=False, default=False),
     Column("local_present", Boolean, nullable=False, default=True),
     Column("ledger_seq", BigInteger, nullable=False),
+    Index("ix_items_recorded", "recorded_start", "sha256"),  # listings page through this
 )
 
 acquisitions = Table(
@@ -159,6 +160,7 @@ flags = Table(
     Column("detail", Text, nullable=False, default=""),
     Column("ledger_seq", BigInteger, nullable=False),
     UniqueConstraint("item", "flag", name="uq_flags_item_flag"),
+    Index("ix_flags_flag_set_at", "flag", "set_at"),
 )
 
 labels = Table(
@@ -185,6 +187,7 @@ justifications = Table(
     Column("by", String(200), nullable=False),
     Column("at", Time, nullable=False),
     Column("ledger_seq", BigInteger, nullable=False),
+    Index("ix_justifications_item_flag", "item", "flag"),
 )
 
 replicas = Table(

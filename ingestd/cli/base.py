@@ -6,12 +6,14 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import click
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console
 from rich.markup import escape
 
@@ -41,9 +43,11 @@ class AppContext:
             self._settings = config_mod.load(self.config_path)
         return self._settings
 
-    def station(self) -> Station:
+    def station(self, *, read_only: bool = False) -> Station:
+        """The station, opened once. ``read_only`` for commands that only report: they then
+        work on a read-only home or a full disk, and write nothing."""
         if self._station is None:
-            self._station = Station.open(self.settings)
+            self._station = Station.open(self.settings, read_only=read_only)
         return self._station
 
     def close(self) -> None:
@@ -141,6 +145,68 @@ def _check_actor(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if problem:
         raise click.BadParameter(problem, ctx=ctx, param=param)
     return value
+
+
+def print_json_list(key: str, records: Iterable[Any]) -> int:
+    """``{key: [records...]}`` exactly as :func:`print_json` writes it, one record at a time,
+    so a listing of any length is written in constant memory. Returns the count."""
+    out = sys.stdout
+    out.write("{\n  " + json.dumps(key) + ": [")
+    count = 0
+    for record in records:
+        text = json.dumps(record, indent=2, ensure_ascii=False, default=str)
+        out.write(("\n" if count == 0 else ",\n") + textwrap.indent(text, "    "))
+        count += 1
+    out.write("\n  ]\n}\n" if count else "]\n}\n")
+    return count
+
+
+#: The widest a column of :func:`print_rows` gets (the last one is never cut).
+ROW_CELL_MAX = 40
+
+
+def _cell(value: str) -> str:
+    # Names come from recorders: never let one send control characters to a terminal.
+    return value if value.isprintable() else "".join(
+        c if c.isprintable() else "\ufffd" for c in value)
+
+
+def print_rows(header: Sequence[str], pages: Iterable[Sequence[Sequence[str]]]) -> int:
+    """A plain table written page by page as the pages come: the first page sets the column
+    widths (cells beyond them are cut with an ellipsis, the last column never is). For
+    listings of any length, which a rich Table would hold whole to measure. Returns the
+    number of rows."""
+    out = sys.stdout
+    widths: list[int] | None = None
+    count = 0
+    for page in pages:
+        rows = [[_cell(v) for v in row] for row in page]
+        if widths is None:
+            widths = [min(ROW_CELL_MAX, max([cell_len(h), *(cell_len(r[i]) for r in rows)]))
+                      for i, h in enumerate(header)]
+            out.write(_row_line(header, widths) + "\n")
+            out.write("  ".join("─" * w for w in widths) + "\n")
+        out.write("".join(_row_line(r, widths) + "\n" for r in rows))
+        count += len(rows)
+    if widths is None:
+        out.write("  ".join(header) + "\n")
+    return count
+
+
+def _row_line(row: Sequence[str], widths: Sequence[int]) -> str:
+    cells = []
+    last = len(widths) - 1
+    for i, (value, width) in enumerate(zip(row, widths, strict=True)):
+        if i == last:
+            cells.append(value)
+            continue
+        size = cell_len(value)
+        if size > width:
+            value = set_cell_size(value, width - 1) + "…"
+        elif size < width:
+            value += " " * (width - size)
+        cells.append(value)
+    return "  ".join(cells).rstrip()
 
 
 def actor_option(func: F) -> F:

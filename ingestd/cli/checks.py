@@ -29,7 +29,7 @@ def verify(app: AppContext, files: tuple[Path, ...], sha: str | None, as_json: b
     """
     if bool(files) == bool(sha):
         raise UsageError("give FILE... or --hash HEX (one of the two)")
-    station = app.station()
+    station = app.station(read_only=True)
     # Built, not contacted: a target is read only for an item whose bytes are not here.
     targets = build_targets(station)
     verdicts: list[Verdict] = [verify_hash(station, sha, targets)] if sha else verify_files(
@@ -72,7 +72,7 @@ def ledger() -> None:
 @pass_app
 def ledger_verify(app: AppContext, offsite: bool, as_json: bool) -> None:
     """Check the whole chain, every signature, the mirror, and every catalog row."""
-    station = app.station()
+    station = app.station(read_only=True)
     report = station.custody.verify()
     if offsite:
         if not station.settings.targets:

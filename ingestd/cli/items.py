@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,8 @@ from .base import (
     json_option,
     pass_app,
     print_json,
+    print_json_list,
+    print_rows,
 )
 
 
@@ -49,7 +52,7 @@ def _date(text: str | None, name: str) -> datetime | None:
 @pass_app
 def status(app: AppContext, as_json: bool) -> None:
     """Storage, items by state and flag, recent docks, last jobs."""
-    station = app.station()
+    station = app.station(read_only=True)
     with station.catalog.read() as conn:
         counts = q.counts(conn, station=station.name)
         sessions = [dict(r) for r in q.recent_sessions(conn, 10, station=station.name)]
@@ -130,6 +133,8 @@ def _last_checks(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]
             "job": name, "at": job["finished_at"] or job["started_at"], "ok": job["ok"],
             "summary": job["summary"]}
     return out
+
+
 def _print_docks(docks: list[dict[str, Any]]) -> None:
     table = Table("dock", "recorder", "via", "state", "docked", "new", "known", "failed",
                   "skip", title="recent docks")
@@ -178,17 +183,27 @@ def _dock(session: dict[str, Any]) -> dict[str, Any]:
     return dock
 
 
-def _item_rows(conn: Any, **filters: Any) -> list[dict[str, Any]]:
-    rows = [dict(r) for r in q.search_items(conn, **filters)]
-    flags = q.flags_by_item(conn, [r["sha256"] for r in rows]) if rows else {}
-    return [{
-        "sha256": r["sha256"], "size": r["size"], "recorder": r["recorder"],
-        "officer": r["label_officer"] or r["officer"], "case": r["case_no"],
-        "party": r["party"], "recorded_at": r["recorded_start"], "stored_at": r["stored_at"],
-        "name": r["original_name"], "flags": flags.get(r["sha256"], []),
-        "retention_class": r["retention_class"], "local": bool(r["local_present"]),
-        "station": r["station"],
-    } for r in rows]
+def _item_records(conn: Any, **filters: Any) -> Iterator[list[dict[str, Any]]]:
+    """The listing's records, a batch at a time, each batch with its flags."""
+    for rows in q.iter_item_batches(conn, **filters):
+        flags = q.flags_by_item(conn, [r["sha256"] for r in rows])
+        yield [{
+            "sha256": r["sha256"], "size": r["size"], "recorder": r["recorder"],
+            "officer": r["label_officer"] or r["officer"], "case": r["case_no"],
+            "party": r["party"], "recorded_at": r["recorded_start"], "stored_at": r["stored_at"],
+            "name": r["original_name"], "flags": flags.get(r["sha256"], []),
+            "retention_class": r["retention_class"], "local": bool(r["local_present"]),
+            "station": r["station"],
+        } for r in rows]
+
+
+_ITEM_HEADER = ("item", "station", "recorded", "officer", "case", "party", "size", "flags", "name")
+
+
+def _item_cells(r: dict[str, Any]) -> list[str]:
+    return [r["sha256"][:16], r["station"], r["recorded_at"][:19], r["officer"] or "",
+            r["case"] or "", r["party"] or "", human_size(r["size"]), ", ".join(r["flags"]),
+            r["name"]]
 
 
 @cli.command()
@@ -204,24 +219,20 @@ def _item_rows(conn: Any, **filters: Any) -> list[dict[str, Any]]:
 def items(app: AppContext, case: str | None, officer: str | None,
           recorder_serial: str | None, flag: str | None, since: str | None, until: str | None,
           limit: int | None, as_json: bool) -> None:
-    """List items, filtered by case, officer, recorder, flag or recording date."""
-    station = app.station()
+    """List items, filtered by case, officer, recorder, flag or recording date.
+
+    The list is read and written a page at a time: any number of items, in constant memory.
+    """
+    station = app.station(read_only=True)
+    filters = dict(case=case, officer=officer, recorder_serial=recorder_serial, flag=flag,
+                   since=_date(since, "--since"), until=_date(until, "--until"), limit=limit)
     with station.catalog.read() as conn:
-        rows = _item_rows(conn, case=case, officer=officer, recorder_serial=recorder_serial,
-                          flag=flag, since=_date(since, "--since"), until=_date(until, "--until"),
-                          limit=limit)
-    if as_json:
-        print_json({"items": rows})
-        return
-    table = Table("item", "station", "recorded", "officer", "case", "party", "size", "flags",
-                  "name")
-    for r in rows:
-        table.add_row(r["sha256"][:16], esc(r["station"]), r["recorded_at"][:19],
-                      esc(r["officer"]),
-                      esc(r["case"] or ""), esc(r["party"] or ""), human_size(r["size"]),
-                      ", ".join(r["flags"]), esc(r["name"]))
-    console.print(table)
-    console.print(f"{len(rows)} items")
+        pages = _item_records(conn, **filters)
+        if as_json:
+            print_json_list("items", (r for page in pages for r in page))
+            return
+        count = print_rows(_ITEM_HEADER, ([_item_cells(r) for r in page] for page in pages))
+    console.print(f"{count} items")
 
 
 @cli.command()
@@ -230,7 +241,7 @@ def items(app: AppContext, case: str | None, officer: str | None,
 @pass_app
 def show(app: AppContext, item: str, as_json: bool) -> None:
     """One item: what it is, its labels, flags, acquisitions and whole custody history."""
-    station = app.station()
+    station = app.station(read_only=True)
     with station.catalog.read() as conn:
         sha = q.resolve(conn, item)
         row = dict(q.item(conn, sha) or {})
@@ -289,16 +300,13 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
 @pass_app
 def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -> None:
     """Items that missed a window (ingest, label, replication) or whose time is doubtful."""
-    station = app.station()
+    station = app.station(read_only=True)
     wanted = [only] if only else [f.value for f in Flag] if all_flags else [
         f.value for f in (*WINDOW_FLAGS, Flag.CLOCK_UNSET, Flag.CLOCK_SKEW)]
     with station.catalog.read() as conn:
         rows = [dict(r) for r in q.flagged_items(conn, wanted)]
-        justs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for r in rows:
-            for j in q.justifications_of(conn, r["item"]):
-                justs.setdefault((r["item"], j["flag"]), []).append(
-                    {"by": j["by"], "reason": j["reason"], "at": j["at"]})
+        justs = {key: [{"by": j["by"], "reason": j["reason"], "at": j["at"]} for j in found]
+                 for key, found in q.justifications_by_flag(conn, wanted).items()}
     grouped: dict[str, dict[str, Any]] = {}
     for r in rows:
         entry = grouped.setdefault(r["item"], {
@@ -314,14 +322,16 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
     if as_json:
         print_json(result)
         return
-    table = Table("item", "flags", "why", "officer", "name")
-    for e in result:
+    def cells(e: dict[str, Any]) -> list[str]:
         why = "; ".join(f"{x['reason']} ({x['detail']})" for x in e["reasons"])
         if e["justifications"]:
             why += " — justified: " + "; ".join(j["reason"] for j in e["justifications"])
-        table.add_row(e["sha256"][:16], ", ".join(e["flags"]), esc(why), esc(e["officer"]),
-                      esc(e["name"]))
-    console.print(table)
+        return [e["sha256"][:16], ", ".join(e["flags"]), e["officer"] or "", e["name"], why]
+
+    # Plain rows, a page at a time, the reasons last and whole: a bureau's backlog is long.
+    print_rows(("item", "flags", "officer", "name", "why"),
+               ([cells(e) for e in result[i:i + q.LIST_BATCH]]
+                for i in range(0, len(result), q.LIST_BATCH)))
     console.print(f"{len(result)} items")
 
 

@@ -95,6 +95,8 @@ class DiscrepancyKind(StrEnum):
     PIN_MISMATCH = "pin_mismatch"  # the first key is not the one pinned outside the catalog
     NOT_PINNED = "not_pinned"  # no pinned fingerprint to prove the first key against
     WRONG_KEY = "wrong_key"  # a catalog key row whose id does not match its public key
+    # the catalog itself
+    CATALOG_DAMAGED = "catalog_damaged"  # its file fails the database's own integrity check
     # the mirror
     MIRROR_UNREADABLE = "mirror_unreadable"
     MIRROR_OUT_OF_ORDER = "mirror_out_of_order"

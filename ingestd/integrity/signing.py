@@ -115,7 +115,7 @@ class StationKey:
             serialization.NoEncryption(),
         )
         atomic_write(private, pem, mode=0o600)
-        atomic_write(private.with_suffix(".pub"), (self.public.hex + "\n").encode(), mode=0o644)
+        atomic_write(private.with_suffix(".pub"), (self.public.hex + "\n").encode(), mode=0o640)
         return private
 
     @classmethod

@@ -22,6 +22,10 @@ Read-write (the wipe step, when policy allows) is a full unmount and mount ``rw,
 noexec``, not ``mount -o remount``: a remount would keep ``noload`` and write an ext4 without its
 journal, and fusefat cannot change mode at all. :func:`writable` returns to read-only afterwards.
 
+The daemon may run as its own user with ``CAP_SYS_ADMIN`` (see ``systemd/ingestd.service``):
+mount(8), umount(8) and fusermount then work because ``NoNewPrivileges`` keeps them from running
+setuid, so libmount does not restrict them and the kernel checks the capability.
+
 Every program is run with an argument list, never a shell, ``LC_ALL=C`` (messages are quoted in
 errors), and a timeout; failures raise :class:`RecorderError` naming the device and quoting the
 program's stderr.
@@ -157,11 +161,13 @@ class Mount:
         """Unmount, restore the device's read-only setting, remove the mount point we made."""
         if self._mounted:
             _unmount(self)
-        _set_device_read_only(self.devnode, self._device_was_read_only, missing_ok=True)
-        if self._created_path:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.rmdir()
-            self._created_path = False
+        try:
+            _set_device_read_only(self.devnode, self._device_was_read_only, missing_ok=True)
+        finally:  # unmounted: the mount point goes even if the flag could not be restored
+            if self._created_path:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.rmdir()
+                self._created_path = False
 
     def __enter__(self) -> Mount:
         return self
@@ -667,9 +673,12 @@ def _set_device_read_only(devnode: str, read_only: bool, *, missing_ok: bool = F
     except OSError as exc:
         if missing_ok and exc.errno in (errno.ENOENT, errno.ENXIO, errno.ENODEV):
             return  # unplugged: there is nothing left to protect or restore
+        why = exc.strerror or str(exc)
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            why += " (needs root or CAP_SYS_ADMIN)"
         raise RecorderError(
             f"recorder device {devnode}: cannot set it {'read-only' if read_only else 'writable'}"
-            f": {exc.strerror}"
+            f": {why}"
         ) from exc
 
 

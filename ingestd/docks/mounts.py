@@ -22,9 +22,11 @@ Read-write (the wipe step, when policy allows) is a full unmount and mount ``rw,
 noexec``, not ``mount -o remount``: a remount would keep ``noload`` and write an ext4 without its
 journal, and fusefat cannot change mode at all. :func:`writable` returns to read-only afterwards.
 
-The daemon may run as its own user with ``CAP_SYS_ADMIN`` (see ``systemd/ingestd.service``):
-mount(8), umount(8) and fusermount then work because ``NoNewPrivileges`` keeps them from running
-setuid, so libmount does not restrict them and the kernel checks the capability.
+The daemon may run as its own user with ``CAP_SYS_ADMIN`` (see ``systemd/ingestd.service``).
+mount(8) then works because ``NoNewPrivileges`` keeps it from running setuid, so libmount does
+not restrict it and the kernel checks the capability. Unmounting calls umount2(2) itself, for
+kernel and FUSE mounts alike: umount(8) run by a user other than root forks a child that calls
+setuid(2), and fusermount calls setfsuid(2), both refused by the unit's system call filter.
 
 Every program is run with an argument list, never a shell, ``LC_ALL=C`` (messages are quoted in
 errors), and a timeout; failures raise :class:`RecorderError` naming the device and quoting the
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -75,6 +78,7 @@ _READ_ONLY_EXTRA: dict[str, tuple[str, ...]] = {
 # <linux/fs.h>: _IO(0x12, 93) and _IO(0x12, 94).
 _BLKROSET = 0x125D
 _BLKROGET = 0x125E
+_MNT_DETACH = 0x2  # <sys/mount.h>: umount2's lazy unmount
 
 _KILL_GRACE = 5.0  # seconds to wait for a killed program before giving up on it
 _STDERR_KEEP = 4096  # bytes kept from each end of a FUSE driver's stderr
@@ -379,16 +383,14 @@ def unmount_stale(runtime_dir: Path, *, timeout: float = 30.0) -> list[Path]:
     stale = [e for e in mount_entries() if e.mount_point.startswith(root)]
     done: list[Path] = []
     for entry in reversed(stale):  # deepest (latest) first
-        if entry.fs_type.startswith("fuse"):
-            args = _fuse_unmount(entry.mount_point, lazy=True)
-        else:
-            args = ["umount", entry.mount_point]
-        result = _run(args, devnode=entry.source, timeout=timeout)
-        if result.returncode != 0:
+        try:
+            # A FUSE mount whose driver died with the previous run can only be detached.
+            _umount(entry.mount_point, timeout=timeout, lazy=entry.fs_type.startswith("fuse"))
+        except OSError as exc:
             raise RecorderError(
                 f"recorder device {entry.source}: cannot unmount stale {entry.mount_point}: "
-                f"{_output(result)}"
-            )
+                f"{_why(exc)}"
+            ) from exc
         log.warning("unmounted stale recorder %s from %s", entry.source, entry.mount_point)
         done.append(Path(entry.mount_point))
     return done
@@ -475,12 +477,12 @@ def _unmount(mount: Mount) -> None:
         fuse.stop(mount)
         mount._fuse = None
     elif find_mount(mount.path) is not None:
-        result = _run(["umount", str(mount.path)], devnode=mount.devnode, timeout=mount.timeout)
-        if result.returncode != 0:
+        try:
+            _umount(str(mount.path), timeout=mount.timeout)
+        except OSError as exc:
             raise RecorderError(
-                f"recorder device {mount.devnode}: cannot unmount {mount.path} "
-                f"(exit {result.returncode}): {_output(result)}"
-            )
+                f"recorder device {mount.devnode}: cannot unmount {mount.path}: {_why(exc)}"
+            ) from exc
     mount._mounted = False
     mount._read_only = True
     log.info("unmounted %s from %s", mount.devnode, mount.path)
@@ -533,17 +535,17 @@ class _FuseProcess:
 
     def stop(self, mount: Mount) -> None:
         if find_mount(mount.path) is not None:
-            result = _run(
-                _fuse_unmount(str(mount.path)), devnode=mount.devnode, timeout=mount.timeout
-            )
-            if result.returncode != 0 and self.process.poll() is None:
-                raise RecorderError(
-                    f"recorder device {mount.devnode}: cannot unmount {mount.path}: "
-                    f"{_output(result)}"
-                )
-            if result.returncode != 0:  # fusefat died: the mount is dead, detach it lazily
-                lazy = _fuse_unmount(str(mount.path), lazy=True)
-                _run(lazy, devnode=mount.devnode, timeout=mount.timeout)
+            try:
+                _umount(str(mount.path), timeout=mount.timeout)
+            except OSError as exc:
+                if self.process.poll() is None:
+                    raise RecorderError(
+                        f"recorder device {mount.devnode}: cannot unmount {mount.path}: "
+                        f"{_why(exc)}"
+                    ) from exc
+                # fusefat died: the mount is dead, detach it lazily.
+                with contextlib.suppress(OSError):
+                    _umount(str(mount.path), timeout=mount.timeout, lazy=True)
         try:
             # It may still be writing (after rw+); the next mount must not race it.
             self.process.wait(mount.timeout)
@@ -720,13 +722,31 @@ def _run(args: Sequence[str], *, devnode: str, timeout: float) -> subprocess.Com
     return subprocess.CompletedProcess(args, process.returncode, out, err)
 
 
-def _fuse_unmount(mount_point: str, *, lazy: bool = False) -> list[str]:
-    """The command that unmounts a FUSE mount: fusermount (fuse 2, what fusefat's Debian package
-    pulls in), fusermount3 (where fuse3 replaced it), else plain umount (we are root)."""
-    for tool in ("fusermount", "fusermount3"):
-        if shutil.which(tool):
-            return [tool, "-u", *(["-z"] if lazy else []), mount_point]
-    return ["umount", *(["-l"] if lazy else []), mount_point]
+def _umount(mount_point: str, *, timeout: float, lazy: bool = False) -> None:
+    """umount2(2) (``MNT_DETACH`` if ``lazy``); fusefat exits once its mount is gone. Made in a
+    thread so that a call stuck on a failing device holds us at most ``timeout``; OSError
+    (ETIMEDOUT for that) if it fails."""
+    outcome: list[int] = []
+
+    def call() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        done = libc.umount2(os.fsencode(mount_point), _MNT_DETACH if lazy else 0)
+        outcome.append(0 if done == 0 else ctypes.get_errno() or errno.EIO)
+
+    worker = threading.Thread(target=call, name="umount2", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:  # in uninterruptible I/O: it cannot be cancelled, only left behind
+        raise OSError(errno.ETIMEDOUT, f"umount2 did not return within {timeout:g} s")
+    if outcome[0]:
+        raise OSError(outcome[0], os.strerror(outcome[0]))
+
+
+def _why(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    if exc.errno == errno.EPERM:
+        text += " (unmounting needs root or CAP_SYS_ADMIN)"
+    return text
 
 
 def _output(result: subprocess.CompletedProcess[str]) -> str:

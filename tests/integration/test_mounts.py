@@ -35,6 +35,8 @@ from ingestd.docks.mounts import (
     writable,
 )
 from ingestd.errors import RecorderError
+from tests.support import confine
+from tests.support.confine import PRELUDE, write_syscalls
 from tests.support.devices import (
     ImageType,
     attach_loop,
@@ -314,15 +316,18 @@ def test_stale_mounts_of_a_dead_run_are_unmounted(ext4_device: str, tmp_path: Pa
 
 # -- as the daemon's own user, with the unit's capabilities ----------------------------------
 
-# Run as the unit runs the daemon: mount, read every file, (FAT) wipe one in writable(), unmount.
-_AS_DAEMON = """
+# Run as the unit runs the daemon, under its system call filter, MemoryDenyWriteExecute and
+# umask: check the file system, mount, read every file, (FAT) wipe one in writable(), unmount.
+_AS_DAEMON = PRELUDE + """
 import json, os, sys
 from pathlib import Path
-from ingestd.docks.mounts import find_mount, mount_readonly, writable
+from ingestd.docks.mounts import find_mount, fs_check, mount_readonly, writable
 from ingestd.errors import RecorderError
+confine(int(os.environ["CONFINE_UMASK"], 8))
 devnode, fs_type, where, wipe = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
 out = {"uid": os.geteuid()}
 try:
+    out["clean"] = fs_check(devnode, fs_type).clean
     with mount_readonly(devnode, fs_type, where) as mount:
         out["driver"] = mount.driver
         out["options"] = sorted(find_mount(where).options)
@@ -348,8 +353,9 @@ def _unit_service() -> configparser.SectionProxy:
 def _as_daemon_user(
     devnode: str, fs_type: str, where: Path, *, caps: list[str], wipe: str = ""
 ) -> dict[str, object]:
-    """Run _AS_DAEMON as ``nobody`` (standing in for the ingestd user) with only ``caps``, in
-    a mount namespace of its own (a mount left behind dies with it), and return its report."""
+    """Run _AS_DAEMON as ``nobody`` (standing in for the ingestd user) with only ``caps``,
+    confined as the udev unit confines the daemon, in a mount namespace of its own (a mount left
+    behind dies with it), and return its report."""
     setpriv = ["setpriv", "--reuid=nobody", "--regid=nogroup",
                f"--groups={grp.getgrnam('disk').gr_gid}", "--no-new-privs"]
     names = ",".join("+" + cap.lower().removeprefix("cap_") for cap in caps)
@@ -365,7 +371,9 @@ def _as_daemon_user(
         fuse = f"mount --bind {node} /dev/fuse && "
     command = " ".join([*setpriv, sys.executable, "-c", '"$0"', devnode, fs_type, str(where),
                         f"'{wipe}'"])
-    env = {**os.environ, "PYTHONPATH": str(UNIT.parents[1]), "PYTHONDONTWRITEBYTECODE": "1"}
+    syscalls = write_syscalls(where.parent / "syscalls", UNIT)
+    env = {**os.environ, "PYTHONPATH": str(UNIT.parents[1]), "PYTHONDONTWRITEBYTECODE": "1",
+           "CONFINE_SYSCALLS": str(syscalls), "CONFINE_UMASK": f"{confine.umask(UNIT):o}"}
     done = subprocess.run(["unshare", "--mount", "sh", "-c", fuse + "exec " + command,
                            _AS_DAEMON], capture_output=True, text=True, timeout=120, env=env,
                           check=False)
@@ -418,6 +426,7 @@ def test_the_daemon_user_mounts_recorders_with_only_the_units_capabilities(
     with loop_device(tmp_path, kind, FILES, modes=modes) as devnode, _udev_modes(devnode):
         report = _as_daemon_user(devnode, fs_type, where, caps=caps, wipe=wipe)
         assert report.get("error") is None and report["uid"] == pwd.getpwnam("nobody").pw_uid
+        assert report["clean"] is True
         assert {"ro", "nosuid", "nodev", "noexec"} <= set(report["options"])  # type: ignore[arg-type]
         files = report["files"]
         assert isinstance(files, dict)

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import OFFICER, OFFICER_ID, SERIAL, Clips, subprocess_env
 
+from tests.support.confine import PRELUDE, umask, write_syscalls
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "ingestd.service"
 DROPIN = ROOT / "systemd" / "ingestd.service.d" / "watch-only.conf"
@@ -139,19 +141,16 @@ def test_udev_rule_marks_usb_block_devices_and_keeps_automounters_off() -> None:
 
 # -- the watch-only daemon as its own user, confined as the drop-in confines it ---------------
 
-# Exec a command with memory that is never both writable and executable (the kernel's own
-# MemoryDenyWriteExecute, inherited across exec) and the unit's umask, after checking that the
-# /proc it sees is ProcSubset=pid's (no /proc/filesystems) and that it holds no capability.
-_CONFINE = """
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(65, 1, 0, 0, 0) != 0 or libc.prctl(66, 0, 0, 0, 0) != 1:  # PR_SET/GET_MDWE
-    sys.exit("this kernel cannot refuse writable+executable memory (PR_SET_MDWE)")
+# Exec a command confined as the units confine the daemon (tests/support/confine.py: system call
+# filter, no writable+executable memory, umask), after checking that the /proc it sees is
+# ProcSubset=pid's (no /proc/filesystems) and that it holds no capability.
+_CONFINE = PRELUDE + """
+import os, sys
 assert not os.path.exists("/proc/filesystems"), "not ProcSubset=pid"
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == 0, "capabilities left"
-os.umask(0o027)
-os.execv(sys.argv[1], sys.argv[1:])
+confine(int(sys.argv[1], 8))
+os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
@@ -176,14 +175,19 @@ def user_home() -> Iterator[Path]:
 
 
 def _confined(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``ingestd --home HOME ARGS`` as nobody, without capabilities or new privileges, in its
-    own PID namespace whose /proc is mounted as ProtectProc=invisible and ProcSubset=pid."""
+    """``ingestd --home HOME ARGS`` as nobody, without capabilities or new privileges, under
+    the watch-only units' system call filter, MemoryDenyWriteExecute and umask, in its own PID
+    namespace whose /proc is mounted as ProtectProc=invisible and ProcSubset=pid."""
     ingestd = Path(sys.executable).with_name("ingestd")
+    units = (UNIT, DROPIN)
+    syscalls = write_syscalls(home.parent / "syscalls", *units)
     command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
-               sys.executable, "-c", _CONFINE, str(ingestd), "--home", str(home), *args]
+               sys.executable, "-c", _CONFINE, f"{umask(*units):o}", str(ingestd),
+               "--home", str(home), *args]
     proc_mount = 'mount -t proc -o hidepid=invisible,subset=pid proc /proc && exec "$@"'
-    env = subprocess_env(PYTHONPATH=str(ROOT), HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
+    env = subprocess_env(PYTHONPATH=str(ROOT), HOME=str(home), PYTHONDONTWRITEBYTECODE="1",
+                         CONFINE_SYSCALLS=str(syscalls))
     return subprocess.run(["unshare", "--mount", "--pid", "--fork", "sh", "-c", proc_mount,
                            "sh", *command], capture_output=True, text=True, timeout=180,
                           env=env, check=False)

@@ -234,3 +234,30 @@ def test_watch_only_daemon_ingests_as_its_own_user_without_privileges(
     assert not [p for p in made if p.lstat().st_mode & 0o002]
     # The recorder was only read.
     assert (recorder / "DCIM" / "CLIP0001.MP4").read_bytes() == clips.a.path.read_bytes()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+@pytest.mark.skipif(shutil.which("setpriv") is None or shutil.which("unshare") is None,
+                    reason="setpriv, unshare missing (Debian package util-linux)")
+def test_root_is_refused_in_a_home_the_daemon_user_owns_and_changes_nothing(
+    user_home: Path,
+) -> None:
+    home = user_home
+    init = _confined(home, "init")
+    assert init.returncode == 0, init.stderr
+
+    def snapshot() -> dict[Path, tuple[int, int, int]]:
+        return {p: (p.lstat().st_uid, p.lstat().st_size, p.lstat().st_mtime_ns)
+                for p in [home, *home.rglob("*")]}
+
+    before = snapshot()
+    for args in (["status", "--json"], ["init"],
+                 ["devices", "add", SERIAL, "--officer", OFFICER, "--officer-id", OFFICER_ID]):
+        done = subprocess.run([str(Path(sys.executable).with_name("ingestd")), "--home",
+                               str(home), *args], capture_output=True, text=True, timeout=120,
+                              env=subprocess_env(PYTHONPATH=str(ROOT)), check=False)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert f"{home} belongs to user nobody" in done.stderr, done.stderr
+        assert "sudo -u nobody ingestd" in done.stderr
+    assert snapshot() == before

@@ -374,7 +374,8 @@ def _as_daemon_user(
     syscalls = write_syscalls(where.parent / "syscalls", UNIT)
     env = {**os.environ, "PYTHONPATH": str(UNIT.parents[1]), "PYTHONDONTWRITEBYTECODE": "1",
            "CONFINE_SYSCALLS": str(syscalls), "CONFINE_UMASK": f"{confine.umask(UNIT):o}"}
-    done = subprocess.run(["unshare", "--mount", "sh", "-c", fuse + "exec " + command,
+    done = subprocess.run(["unshare", "--mount", "sh", "-c",
+                           confine.RELEASE_COPIED_MOUNTS + fuse + "exec " + command,
                            _AS_DAEMON], capture_output=True, text=True, timeout=120, env=env,
                           check=False)
     assert done.returncode == 0, done.stderr

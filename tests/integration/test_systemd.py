@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import OFFICER, OFFICER_ID, SERIAL, Clips, subprocess_env
 
-from tests.support.confine import PRELUDE, umask, write_syscalls
+from tests.support.confine import PRELUDE, RELEASE_COPIED_MOUNTS, umask, write_syscalls
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "ingestd.service"
@@ -185,7 +185,8 @@ def _confined(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
                sys.executable, "-c", _CONFINE, f"{umask(*units):o}", str(ingestd),
                "--home", str(home), *args]
-    proc_mount = 'mount -t proc -o hidepid=invisible,subset=pid proc /proc && exec "$@"'
+    proc_mount = (RELEASE_COPIED_MOUNTS
+                  + 'mount -t proc -o hidepid=invisible,subset=pid proc /proc && exec "$@"')
     env = subprocess_env(PYTHONPATH=str(ROOT), HOME=str(home), PYTHONDONTWRITEBYTECODE="1",
                          CONFINE_SYSCALLS=str(syscalls))
     return subprocess.run(["unshare", "--mount", "--pid", "--fork", "sh", "-c", proc_mount,

@@ -110,3 +110,12 @@ def confine(umask):
     os.umask(umask)
 '''
 
+
+
+#: Shell commands for the first thing a test's new mount namespace does: detach its copies of
+#: the mounts under /tmp (other tests' recorders), which would otherwise keep their file systems
+#: alive and make a read-write mount of the same device, elsewhere, fail as busy.
+RELEASE_COPIED_MOUNTS = (
+    "awk '$5 ~ \"^/tmp/\" {print $5}' /proc/self/mountinfo | sort -r"
+    " | while read -r m; do umount -l \"$m\" 2>/dev/null; done; "
+)

@@ -262,3 +262,23 @@ def test_root_is_refused_in_a_home_the_daemon_user_owns_and_changes_nothing(
         assert f"{home} belongs to user nobody" in done.stderr, done.stderr
         assert "sudo -u nobody ingestd" in done.stderr
     assert snapshot() == before
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+@pytest.mark.skipif(shutil.which("setpriv") is None or shutil.which("unshare") is None,
+                    reason="setpriv, unshare missing (Debian package util-linux)")
+def test_a_session_of_a_process_hidden_by_protect_proc_is_not_taken_for_dead() -> None:
+    # In a PID namespace whose /proc is ProtectProc=invisible's: a live process of root, which
+    # nobody cannot see there, and a number that no process has.
+    check = ("from ingestd.ingest import process_alive; import sys; "
+             "print(process_alive(int(sys.argv[1])), process_alive(int(sys.argv[2])))")
+    script = (RELEASE_COPIED_MOUNTS + "mount -t proc -o hidepid=invisible proc /proc && "
+              "sleep 60 & hidden=$!; "
+              f"setpriv --reuid=nobody --regid=nogroup --clear-groups {sys.executable} "
+              f"-c '{check}' $hidden 4000000; status=$?; kill $hidden; exit $status")
+    done = subprocess.run(["unshare", "--mount", "--pid", "--fork", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env=subprocess_env(PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False"]

@@ -356,8 +356,8 @@ def _as_daemon_user(
     """Run _AS_DAEMON as ``nobody`` (standing in for the ingestd user) with only ``caps``,
     confined as the udev unit confines the daemon, in a mount namespace of its own (a mount left
     behind dies with it), and return its report."""
-    setpriv = ["setpriv", "--reuid=nobody", "--regid=nogroup",
-               f"--groups={grp.getgrnam('disk').gr_gid}", "--no-new-privs"]
+    setpriv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+               "--no-new-privs"]
     names = ",".join("+" + cap.lower().removeprefix("cap_") for cap in caps)
     setpriv += [f"--inh-caps=-all{',' + names if names else ''}",
                 f"--ambient-caps={names or '-all'}",
@@ -397,9 +397,12 @@ def daemon_runtime() -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _udev_modes(devnode: str) -> Iterator[None]:
-    """root:disk 0660, as udev leaves a docked USB disk (a bare loop device is root's 0600)."""
+    """Group the daemon's, 0660, as 99-ingestd.rules leaves a docked recorder (a bare loop
+    device is root's 0600)."""
+    rule = (UNIT.parent / "99-ingestd.rules").read_text(encoding="utf-8")
+    assert '\nGROUP="ingestd", MODE="0660"\n' in rule
     before = os.stat(devnode)
-    os.chown(devnode, -1, grp.getgrnam("disk").gr_gid)
+    os.chown(devnode, -1, grp.getgrnam("nogroup").gr_gid)
     os.chmod(devnode, 0o660)
     try:
         yield

@@ -136,6 +136,7 @@ def test_udev_rule_marks_usb_block_devices_and_keeps_automounters_off() -> None:
     assert 'ENV{ID_BUS}!="usb", GOTO="ingestd_end"' in text
     assert 'ENV{UDISKS_IGNORE}="1"' in text
     assert 'ENV{INGESTD_RECORDER}="1"' in text
+    assert 'GROUP="ingestd", MODE="0660"' in text  # the daemon's user needs no disk group
     assert lines[-1] == 'LABEL="ingestd_end"'
 
 

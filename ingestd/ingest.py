@@ -605,14 +605,25 @@ class _Batch:
 
 
 def process_alive(pid: int) -> bool:
-    """Is ``pid`` a running ingestd process (not a reused number)?"""
+    """Is ``pid`` a running ingestd process (not a reused number)?
+
+    Under ProtectProc=invisible (and PrivateUsers=) a process of another user, or of the same
+    user outside our user namespace, has no /proc entry for us to read; a signal 0 still says
+    whether it exists, and such a process is taken as alive rather than its session as dead."""
     if pid == os.getpid():
         return True
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             return b"ingestd" in fh.read()
     except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # it exists, and is not ours to signal
+    except OSError:
         return False
+    return True
 
 
 def session_abandoned(pid: int | None, host: str | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import pwd
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +21,7 @@ from rich.markup import escape
 from .. import config as config_mod
 from ..config import Settings
 from ..domain import text
+from ..errors import UsageError
 from ..logs import configure
 from ..station import Station
 
@@ -47,12 +49,33 @@ class AppContext:
         """The station, opened once. ``read_only`` for commands that only report: they then
         work on a read-only home or a full disk, and write nothing."""
         if self._station is None:
+            # Reads too: a read-only open of a WAL catalog may still create its -shm.
+            refuse_root_in_foreign_home(self.settings.home)
             self._station = Station.open(self.settings, read_only=read_only)
         return self._station
 
     def close(self) -> None:
         if self._station is not None:
             self._station.close()
+
+
+def refuse_root_in_foreign_home(home: Path) -> None:
+    """Root must not work in a home that the daemon's own user owns: a catalog journal, a lock
+    or an object it created would be root's, and the daemon could no longer write or remove it."""
+    try:
+        owner = home.stat().st_uid
+    except OSError:
+        return  # no home yet: opening the station reports that
+    if os.geteuid() != 0 or owner == 0:
+        return
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    raise UsageError(
+        f"{home} belongs to user {name}; run ingestd as that user "
+        f"(sudo -u {name} ingestd ...), so that every file in it stays {name}'s"
+    )
 
 
 def setup_logging(verbose: int, fmt: str = "text", level: str | None = None,

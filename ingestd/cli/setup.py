@@ -14,7 +14,16 @@ from ..errors import IntegrityError, UsageError
 from ..integrity.hashing import fsync_dir
 from ..integrity.signing import PRIVATE_NAME, PUBLIC_NAME, StationKey
 from ..station import init_home
-from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
+from .base import (
+    AppContext,
+    cli,
+    console,
+    esc,
+    json_option,
+    pass_app,
+    print_json,
+    refuse_root_in_foreign_home,
+)
 
 
 @cli.command()
@@ -34,6 +43,7 @@ def init(app: AppContext, station_name: str, catalog_url: str, as_json: bool) ->
     if app.home is None and app.config_path == Path("/etc/ingestd/ingestd.toml") and not \
             app.config_path.exists():
         raise UsageError("give --home DIR (or INGESTD_HOME) for the station to create")
+    refuse_root_in_foreign_home(home)
     station, done = init_home(home, station=station_name, catalog_url=catalog_url)
     app._station = station
     info = {"home": str(home.resolve()), "config": str(home.resolve() / "ingestd.toml"),

@@ -27,6 +27,12 @@ the device), written before mounting and removed after unmounting: after a crash
 :func:`unmount_stale` unmounts only what a record names, never another mount that happens to live
 below the runtime folder.
 
+The daemon may run as its own user with ``CAP_SYS_ADMIN`` (see ``systemd/ingestd.service``).
+mount(8) then works because ``NoNewPrivileges`` keeps it from running setuid, so libmount does
+not restrict it and the kernel checks the capability. Unmounting calls umount2(2) itself, for
+kernel and FUSE mounts alike: umount(8) run by a user other than root forks a child that calls
+setuid(2), and fusermount calls setfsuid(2), both refused by the unit's system call filter.
+
 Every program is run with an argument list, never a shell, ``LC_ALL=C`` (messages are quoted in
 errors), and a timeout; failures raise :class:`RecorderError` naming the device and quoting the
 program's stderr.
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -77,6 +84,7 @@ _READ_ONLY_EXTRA: dict[str, tuple[str, ...]] = {
 # <linux/fs.h>: _IO(0x12, 93) and _IO(0x12, 94).
 _BLKROSET = 0x125D
 _BLKROGET = 0x125E
+_MNT_DETACH = 0x2  # <sys/mount.h>: umount2's lazy unmount
 
 _KILL_GRACE = 5.0  # seconds to wait for a killed program before giving up on it
 _STDERR_KEEP = 4096  # bytes kept from each end of a FUSE driver's stderr
@@ -166,11 +174,13 @@ class Mount:
         if self._mounted:
             _unmount(self)
         _remove_record(self.path)
-        _set_device_read_only(self.devnode, self._device_was_read_only, missing_ok=True)
-        if self._created_path:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.rmdir()
-            self._created_path = False
+        try:
+            _set_device_read_only(self.devnode, self._device_was_read_only, missing_ok=True)
+        finally:  # unmounted: the mount point goes even if the flag could not be restored
+            if self._created_path:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.rmdir()
+                self._created_path = False
 
     def __enter__(self) -> Mount:
         return self
@@ -400,16 +410,14 @@ def unmount_stale(runtime_dir: Path, *, timeout: float = 30.0) -> list[Path]:
                      entry.mount_point)
     done: list[Path] = []
     for entry in reversed(stale):  # deepest (latest) first
-        if entry.fs_type.startswith("fuse"):
-            args = _fuse_unmount(entry.mount_point, lazy=True)
-        else:
-            args = ["umount", entry.mount_point]
-        result = _run(args, devnode=entry.source, timeout=timeout)
-        if result.returncode != 0:
+        try:
+            # A FUSE mount whose driver died with the previous run can only be detached.
+            _umount(entry.mount_point, timeout=timeout, lazy=entry.fs_type.startswith("fuse"))
+        except OSError as exc:
             raise RecorderError(
                 f"recorder device {entry.source}: cannot unmount stale {entry.mount_point}: "
-                f"{_output(result)}"
-            )
+                f"{_why(exc)}"
+            ) from exc
         log.warning("unmounted stale recorder %s from %s", entry.source, entry.mount_point)
         if find_mount(Path(entry.mount_point)) is None:  # nothing of ours stacked below it
             _remove_record(Path(entry.mount_point))
@@ -498,12 +506,12 @@ def _unmount(mount: Mount) -> None:
         fuse.stop(mount)
         mount._fuse = None
     elif find_mount(mount.path) is not None:
-        result = _run(["umount", str(mount.path)], devnode=mount.devnode, timeout=mount.timeout)
-        if result.returncode != 0:
+        try:
+            _umount(str(mount.path), timeout=mount.timeout)
+        except OSError as exc:
             raise RecorderError(
-                f"recorder device {mount.devnode}: cannot unmount {mount.path} "
-                f"(exit {result.returncode}): {_output(result)}"
-            )
+                f"recorder device {mount.devnode}: cannot unmount {mount.path}: {_why(exc)}"
+            ) from exc
     mount._mounted = False
     mount._read_only = True
     log.info("unmounted %s from %s", mount.devnode, mount.path)
@@ -556,17 +564,17 @@ class _FuseProcess:
 
     def stop(self, mount: Mount) -> None:
         if find_mount(mount.path) is not None:
-            result = _run(
-                _fuse_unmount(str(mount.path)), devnode=mount.devnode, timeout=mount.timeout
-            )
-            if result.returncode != 0 and self.process.poll() is None:
-                raise RecorderError(
-                    f"recorder device {mount.devnode}: cannot unmount {mount.path}: "
-                    f"{_output(result)}"
-                )
-            if result.returncode != 0:  # fusefat died: the mount is dead, detach it lazily
-                lazy = _fuse_unmount(str(mount.path), lazy=True)
-                _run(lazy, devnode=mount.devnode, timeout=mount.timeout)
+            try:
+                _umount(str(mount.path), timeout=mount.timeout)
+            except OSError as exc:
+                if self.process.poll() is None:
+                    raise RecorderError(
+                        f"recorder device {mount.devnode}: cannot unmount {mount.path}: "
+                        f"{_why(exc)}"
+                    ) from exc
+                # fusefat died: the mount is dead, detach it lazily.
+                with contextlib.suppress(OSError):
+                    _umount(str(mount.path), timeout=mount.timeout, lazy=True)
         try:
             # It may still be writing (after rw+); the next mount must not race it.
             self.process.wait(mount.timeout)
@@ -750,9 +758,12 @@ def _set_device_read_only(devnode: str, read_only: bool, *, missing_ok: bool = F
     except OSError as exc:
         if missing_ok and exc.errno in (errno.ENOENT, errno.ENXIO, errno.ENODEV):
             return  # unplugged: there is nothing left to protect or restore
+        why = exc.strerror or str(exc)
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            why += " (needs root or CAP_SYS_ADMIN)"
         raise RecorderError(
             f"recorder device {devnode}: cannot set it {'read-only' if read_only else 'writable'}"
-            f": {exc.strerror}"
+            f": {why}"
         ) from exc
 
 
@@ -794,13 +805,31 @@ def _run(args: Sequence[str], *, devnode: str, timeout: float) -> subprocess.Com
     return subprocess.CompletedProcess(args, process.returncode, out, err)
 
 
-def _fuse_unmount(mount_point: str, *, lazy: bool = False) -> list[str]:
-    """The command that unmounts a FUSE mount: fusermount (fuse 2, what fusefat's Debian package
-    pulls in), fusermount3 (where fuse3 replaced it), else plain umount (we are root)."""
-    for tool in ("fusermount", "fusermount3"):
-        if shutil.which(tool):
-            return [tool, "-u", *(["-z"] if lazy else []), mount_point]
-    return ["umount", *(["-l"] if lazy else []), mount_point]
+def _umount(mount_point: str, *, timeout: float, lazy: bool = False) -> None:
+    """umount2(2) (``MNT_DETACH`` if ``lazy``); fusefat exits once its mount is gone. Made in a
+    thread so that a call stuck on a failing device holds us at most ``timeout``; OSError
+    (ETIMEDOUT for that) if it fails."""
+    outcome: list[int] = []
+
+    def call() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        done = libc.umount2(os.fsencode(mount_point), _MNT_DETACH if lazy else 0)
+        outcome.append(0 if done == 0 else ctypes.get_errno() or errno.EIO)
+
+    worker = threading.Thread(target=call, name="umount2", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:  # in uninterruptible I/O: it cannot be cancelled, only left behind
+        raise OSError(errno.ETIMEDOUT, f"umount2 did not return within {timeout:g} s")
+    if outcome[0]:
+        raise OSError(outcome[0], os.strerror(outcome[0]))
+
+
+def _why(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    if exc.errno == errno.EPERM:
+        text += " (unmounting needs root or CAP_SYS_ADMIN)"
+    return text
 
 
 def _output(result: subprocess.CompletedProcess[str]) -> str:

@@ -5,9 +5,17 @@ Root only (loop devices, mount, BLKROSET). Images are made at test time with a f
 
 from __future__ import annotations
 
+import configparser
+import contextlib
 import errno
+import grp
+import json
 import os
+import pwd
+import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -27,6 +35,8 @@ from ingestd.docks.mounts import (
     writable,
 )
 from ingestd.errors import RecorderError
+from tests.support import confine
+from tests.support.confine import PRELUDE, write_syscalls
 from tests.support.devices import (
     ImageType,
     attach_loop,
@@ -55,6 +65,7 @@ FILES = {
 }
 SCRIPT = "bin/run.sh"
 REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "ingestd.service"
 
 
 def _require(*programs: str) -> None:
@@ -330,6 +341,155 @@ def test_only_what_ingestd_mounted_is_unmounted_as_stale(ext4_device: str, tmp_p
         assert _mounted_at(nas) is not None
     finally:
         subprocess.run(["umount", str(nas)], check=False)
+
+
+# -- as the daemon's own user, with the unit's capabilities ----------------------------------
+
+# Run as the unit runs the daemon, under its system call filter, MemoryDenyWriteExecute and
+# umask: check the file system, mount, read every file, (FAT) wipe one in writable(), unmount.
+_AS_DAEMON = PRELUDE + """
+import json, os, sys
+from pathlib import Path
+from ingestd.docks.mounts import find_mount, fs_check, mount_readonly, writable
+from ingestd.errors import RecorderError
+confine(int(os.environ["CONFINE_UMASK"], 8))
+devnode, fs_type, where, wipe = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+out = {"uid": os.geteuid()}
+try:
+    out["clean"] = fs_check(devnode, fs_type).clean
+    with mount_readonly(devnode, fs_type, where) as mount:
+        out["driver"] = mount.driver
+        out["options"] = sorted(find_mount(where).options)
+        out["files"] = {str(p.relative_to(where)).lower(): p.read_bytes().hex()
+                        for p in sorted(where.rglob("*")) if p.is_file()}
+        if wipe:
+            with writable(mount):
+                (where / wipe).unlink()
+    out["mounted_after"] = find_mount(where) is not None
+except RecorderError as exc:
+    out["error"] = exc.message
+print(json.dumps(out))
+"""
+
+
+def _unit_service() -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNIT)
+    return parser["Service"]
+
+
+def _as_daemon_user(
+    devnode: str, fs_type: str, where: Path, *, caps: list[str], wipe: str = ""
+) -> dict[str, object]:
+    """Run _AS_DAEMON as ``nobody`` (standing in for the ingestd user) with only ``caps``,
+    confined as the udev unit confines the daemon, in a mount namespace of its own (a mount left
+    behind dies with it), and return its report."""
+    setpriv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+               "--no-new-privs"]
+    names = ",".join("+" + cap.lower().removeprefix("cap_") for cap in caps)
+    setpriv += [f"--inh-caps=-all{',' + names if names else ''}",
+                f"--ambient-caps={names or '-all'}",
+                f"--bounding-set=-all{',' + names if names else ''}"]
+    # /dev/fuse is 0666 on a station; where it is not, a 0666 node of it is bound over it.
+    fuse = ""
+    if os.stat("/dev/fuse").st_mode & 0o006 != 0o006:
+        node = where.parent / "fuse"
+        os.mknod(node, 0o666 | 0o020000, os.stat("/dev/fuse").st_rdev)
+        os.chmod(node, 0o666)
+        fuse = f"mount --bind {node} /dev/fuse && "
+    command = " ".join([*setpriv, sys.executable, "-c", '"$0"', devnode, fs_type, str(where),
+                        f"'{wipe}'"])
+    syscalls = write_syscalls(where.parent / "syscalls", UNIT)
+    env = {**os.environ, "PYTHONPATH": str(UNIT.parents[1]), "PYTHONDONTWRITEBYTECODE": "1",
+           "CONFINE_SYSCALLS": str(syscalls), "CONFINE_UMASK": f"{confine.umask(UNIT):o}"}
+    done = subprocess.run(["unshare", "--mount", "sh", "-c",
+                           confine.RELEASE_COPIED_MOUNTS + fuse + "exec " + command,
+                           _AS_DAEMON], capture_output=True, text=True, timeout=120, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    report: dict[str, object] = json.loads(done.stdout)
+    return report
+
+
+@pytest.fixture
+def daemon_runtime() -> Iterator[Path]:
+    """A runtime folder the daemon's user owns (pytest's own tmp is root's, 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="ingestd-run-"))
+    nobody = pwd.getpwnam("nobody")
+    os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _udev_modes(devnode: str) -> Iterator[None]:
+    """Group the daemon's, 0660, as 99-ingestd.rules leaves a docked recorder (a bare loop
+    device is root's 0600)."""
+    rule = (UNIT.parent / "99-ingestd.rules").read_text(encoding="utf-8")
+    assert '\nGROUP="ingestd", MODE="0660"\n' in rule
+    before = os.stat(devnode)
+    os.chown(devnode, -1, grp.getgrnam("nogroup").gr_gid)
+    os.chmod(devnode, 0o660)
+    try:
+        yield
+    finally:
+        os.chown(devnode, -1, before.st_gid)
+        os.chmod(devnode, before.st_mode & 0o7777)
+
+
+@root
+@pytest.mark.parametrize("kind", ["ext4", "fat32"])
+def test_the_daemon_user_mounts_recorders_with_only_the_units_capabilities(
+    kind: ImageType, tmp_path: Path, daemon_runtime: Path
+) -> None:
+    _require("mkfs.ext4", "mkfs.fat", "mcopy", "mmd", "mdir", "losetup", "fusefat", "setpriv",
+             "unshare")
+    caps = _unit_service()["AmbientCapabilities"].split()
+    assert "CAP_SYS_ADMIN" in caps and _unit_service()["User"] == "ingestd"
+    if kind == "fat32":  # FAT has no owners: mounting is all it needs, even for the wipe
+        caps = ["CAP_SYS_ADMIN"]
+    fs_type = "ext4" if kind == "ext4" else "vfat"
+    # Recorder files are root's and private on ext4; FAT has no owners at all.
+    modes = {"notes.txt": 0o600} if kind == "ext4" else None
+    wipe = "" if kind == "ext4" else "DCIM/100AXON/Clip_0002.MP4"
+    where = daemon_runtime / "recorder"
+    with loop_device(tmp_path, kind, FILES, modes=modes) as devnode, _udev_modes(devnode):
+        report = _as_daemon_user(devnode, fs_type, where, caps=caps, wipe=wipe)
+        assert report.get("error") is None and report["uid"] == pwd.getpwnam("nobody").pw_uid
+        assert report["clean"] is True
+        assert {"ro", "nosuid", "nodev", "noexec"} <= set(report["options"])  # type: ignore[arg-type]
+        files = report["files"]
+        assert isinstance(files, dict)
+        assert files["dcim/100axon/clip_0001.mp4"] == CLIP.hex()
+        assert files["notes.txt"] == FILES["notes.txt"].hex()
+        assert report["mounted_after"] is False
+        assert _device_ro_flag(devnode) == "0"  # restored as found
+    assert not where.exists()
+    if wipe:  # the wipe step really wrote the recorder, and only what it was told to
+        names = subprocess.run(["mdir", "-b", "-i", str(tmp_path / "recorder-fat32.img"),
+                                "::/DCIM/100AXON"], capture_output=True, text=True,
+                               env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}, check=True)
+        assert "CLIP_0001.MP4" in names.stdout.upper()
+        assert "CLIP_0002.MP4" not in names.stdout.upper()
+
+
+@root
+def test_without_cap_sys_admin_the_daemon_user_is_refused_and_nothing_changes(
+    ext4_device: str, daemon_runtime: Path
+) -> None:
+    _require("setpriv", "unshare")
+    where = daemon_runtime / "recorder"
+    with _udev_modes(ext4_device):
+        report = _as_daemon_user(ext4_device, "ext4", where, caps=[])
+        message = report["error"]
+        assert isinstance(message, str) and ext4_device in message
+        assert "CAP_SYS_ADMIN" in message
+        assert "files" not in report
+        assert _device_ro_flag(ext4_device) == "0"
+    assert not where.exists()
 
 
 # -- file system checks ----------------------------------------------------------------------

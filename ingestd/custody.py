@@ -4,6 +4,7 @@ the catalog rows it backs; the JSON-lines mirror follows each commit; verificati
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -99,6 +100,16 @@ class Custody:
 
     # -- writing ---------------------------------------------------------------------------
 
+    def _open_lock(self, *, shared: bool) -> int | None:
+        try:
+            self.mirror.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.mirror.path.with_suffix(".lock"),
+                           os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            if shared and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+                return None
+            raise
+
     @contextmanager
     def _locked(self, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
         """The mirror's lock, shared by every ingestd process of this station. A writer holds
@@ -112,9 +123,12 @@ class Custody:
                 finally:
                     self._held.depth -= 1
                 return
-            self.mirror.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.mirror.path.with_suffix(".lock"),
-                         os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o640)
+            fd = self._open_lock(shared=mode == fcntl.LOCK_SH)
+            if fd is None:
+                # A reader on a home it cannot write (a read-only mount, another user's home):
+                # no one writes there either, so there is nothing to wait for.
+                yield
+                return
             try:
                 fcntl.flock(fd, mode)
                 self._held.depth = 1

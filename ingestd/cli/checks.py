@@ -72,7 +72,8 @@ def ledger() -> None:
 @pass_app
 def ledger_verify(app: AppContext, offsite: bool, as_json: bool) -> None:
     """Check the whole chain, every signature, the mirror, and every catalog row."""
-    station = app.station(read_only=True)
+    # --offsite remembers the newest checkpoint each target holds: that one writes.
+    station = app.station(read_only=not offsite)
     report = station.custody.verify()
     if offsite:
         if not station.settings.targets:

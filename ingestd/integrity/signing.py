@@ -51,7 +51,8 @@ def write_pin(folder: Path, fingerprint: str) -> Path:
     if existing is not None and existing != fingerprint:
         raise IntegrityError(f"{path} pins {existing} already; refusing to replace it")
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write(path, (fingerprint + "\n").encode("ascii"), mode=0o644)
+    # Not secret, but nothing in a home is for other users (R11); the bureau keeps its copy.
+    atomic_write(path, (fingerprint + "\n").encode("ascii"), mode=0o640)
     return path
 
 

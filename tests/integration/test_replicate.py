@@ -1297,7 +1297,9 @@ def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder
 
         # the server's word alone lets nothing go: not the local copy, not the recorder's
         assert ok(home.home, "retention")["evicted"] == []
-        assert cli(home.home, "run", "--once").code == 0  # a redock, then the jobs
+        # a redock, then the jobs: the off-site audit among them reads the copies back
+        once = cli(home.home, "run", "--once")
+        assert once.code == 1 and "job audit-offsite failed" in once.stderr, once
         assert sorted(p.name for p in media.iterdir()) == sorted(c.path.name for c in clips)
         assert all(row["local_present"] for row in home.rows("SELECT * FROM items"))
         for clip in clips:
@@ -1305,9 +1307,8 @@ def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder
             assert entry["data"]["read_back"] is False
             assert stored_sha(moto, bucket, item_key(clip.sha256)) != clip.sha256
 
-        # reading back finds every copy bad; each bad version is remembered
-        audit = cli(home.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
-        assert audit.code == 1, audit
+        # reading back (the daemon's off-site audit, above) found every copy bad; each bad
+        # version is remembered
         for clip in clips:
             assert "replica_mismatch" in home.flags(clip.sha256)
         bad = {r["item"]: r for r in home.rows("SELECT * FROM replicas")}
@@ -1441,7 +1442,7 @@ def test_a_nas_that_did_not_mount_gets_no_copies_and_lets_nothing_go(
     home = make_home(tmp_path, clips, recorder=tmp_path / "home" / "docks" / SERIAL,
                      config='wipe = "after-offsite-verify"\n\n[retention]\nlocal_keep = "0s"\n')
     home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
-                    f'prefix = "{PREFIX}"\nsame_filesystem_ok = true\n')
+                    f'prefix = "{PREFIX}"\n')
     media = home.recorder / "DCIM" / "100MEDIA"
     with mounted(share, *TMPFS):
         with mounted(nas, "--bind", str(share)):

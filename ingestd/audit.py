@@ -253,8 +253,8 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
                                       targets=targets, unusable=unusable)
         report.decoded += "decode" in result
         report.failures.extend({"sha256": row["sha256"], "problem": p} for p, _ in problems)
-        now = station.clock()
         with station.custody.transaction() as conn:
+            now = station.custody.now(conn)
             station.custody.record(conn, kind=EventKind.AUDITED, actor=actor,
                                    item=row["sha256"], data=result, at=now)
             for problem, flag in problems:

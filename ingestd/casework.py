@@ -111,18 +111,17 @@ def label(station: Station, refs: Sequence[str], *, case: str | None = None,
             item = dict(q.item(conn, sha) or {})
             new = _next_label(sha, item, q.current_label(conn, sha), case=case, party=party,
                               officer=officer, categories=categories)
-            now = station.clock()
             hold = bool(item["hold"])
             retention = _retention_update(station, item, has_case=True,
                                           categories=new.categories, hold=hold)
             entry = station.custody.record(
-                conn, kind=EventKind.LABELLED, actor=actor, item=sha, at=now,
+                conn, kind=EventKind.LABELLED, actor=actor, item=sha,
                 data={"case": new.case, "party": new.party, "officer": new.officer,
                       "categories": list(new.categories), "retention": retention},
             )
             q.insert_label(conn, item=sha, case_no=new.case, party=new.party,
                            officer=new.officer, categories=json.dumps(list(new.categories)),
-                           by=actor, at=format_time(now), ledger_seq=entry.seq)
+                           by=actor, at=format_time(entry.at), ledger_seq=entry.seq)
             q.update_item(conn, sha, **retention)
             out.append({"sha256": sha, "case": new.case, "party": new.party,
                         "officer": new.officer, "categories": list(new.categories),
@@ -169,10 +168,9 @@ def justify(station: Station, refs: Sequence[str], *, flag: str, reason: str,
         for sha in [q.resolve(conn, ref) for ref in refs]:
             if not q.has_flag(conn, sha, wanted):
                 raise UsageError(f"item {sha[:12]} is not flagged {wanted}")
-            now = station.clock()
             entry = station.custody.record(conn, kind=EventKind.JUSTIFIED, actor=actor, item=sha,
-                                           data={"flag": str(wanted), "reason": reason}, at=now)
+                                           data={"flag": str(wanted), "reason": reason})
             q.insert_justification(conn, item=sha, flag=str(wanted), reason=reason, by=actor,
-                                   at=format_time(now), ledger_seq=entry.seq)
+                                   at=format_time(entry.at), ledger_seq=entry.seq)
             out.append({"sha256": sha, "flag": str(wanted), "reason": reason, "by": actor})
     return out

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from .catalog.schema import (
     recorders,
     replicas,
 )
-from .domain.canonical import canonical_bytes
+from .domain.canonical import canonical_bytes, format_time
 from .domain.models import EventKind, LedgerEntry
 from .errors import CatalogError, IntegrityError
 from .integrity.ledger import (
@@ -53,8 +53,9 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 K = DiscrepancyKind
 
-#: SQLite's own check of the catalog's pages found damage (the kinds of the chain's checks are
-#: in ``integrity.ledger``).
+#: A station clock this far behind the ledger's last entry is an alarm (less is the ordinary
+#: spread of clocks on a shared catalog, or of times taken just before a write).
+CLOCK_BEHIND_ALARM = timedelta(seconds=5)
 
 
 @dataclass(kw_only=True)
@@ -93,12 +94,35 @@ class Custody:
         self._keys: KeyChain | None = None
         self._keys_seen = 0
         self._keys_lock = threading.Lock()
+        self._behind_logged: datetime | None = None
 
     @property
     def pins(self) -> dict[str, str]:
         return {self.station: self.pin} if self.pin else {}
 
     # -- writing ---------------------------------------------------------------------------
+
+    def now(self, conn: Connection | None = None) -> datetime:
+        """The time to date what happens now: the station's clock, but never earlier than the
+        ledger's last entry. A clock set back (by hand, a dead RTC battery, a bad time server)
+        therefore never dates an entry before the one it follows, never makes a late dock
+        look on time, and never dates a label before the item was stored; it is an alarm in
+        the log. Inside a write transaction (``conn``) the answer holds for what it records."""
+        clock = self.clock()
+        if conn is None:
+            with self.catalog.read() as reading:
+                last = q.ledger_last_time(reading)
+        else:
+            last = q.ledger_last_time(conn)
+        if last is None or clock >= last:
+            return clock
+        if clock < last - CLOCK_BEHIND_ALARM and self._behind_logged != last:
+            self._behind_logged = last  # once per entry it lags, not on every call
+            log.error("ALARM: the station clock reads %s, earlier than the ledger's last entry "
+                      "(%s): entries are dated at the ledger's time until the clock is set "
+                      "right", format_time(clock), format_time(last),
+                      extra={"event": "clock_went_back"})
+        return last
 
     def _open_lock(self, *, shared: bool) -> int | None:
         try:
@@ -163,14 +187,19 @@ class Custody:
         at: datetime | None = None,
     ) -> LedgerEntry:
         """Append one signed entry; call inside :meth:`transaction` (one writer at a time).
+        Its time is ``at`` (default: :meth:`now`), raised to the last entry's if earlier.
 
         Refuses to sign with a key the ledger does not vouch for this station."""
         seq, head = q.ledger_head(conn)
         with self._keys_lock:
             keys = self._signing_keys(conn, seq)
             self._check_signing_key(keys, str(kind))
+        # Never dated before the entry it follows: a time taken before this writer got the
+        # catalog (or a clock set back since) is brought up to the ledger's last one. What a
+        # caller writes into rows beside the entry is the entry's own ``at``.
+        stamp = self.now(conn) if at is None else max(at, q.ledger_last_time(conn) or at)
         entry = seal(
-            seq=seq + 1, at=at or self.clock(), station=self.station, actor=actor,
+            seq=seq + 1, at=stamp, station=self.station, actor=actor,
             kind=str(kind), item=item, data=dict(data or {}), prev_hash=head or GENESIS_HASH,
             key=self.key,
         )

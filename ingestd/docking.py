@@ -510,12 +510,11 @@ class DockCoordinator:
         # The ledger says so before the file goes: a stop between the two leaves a file that
         # the ledger calls wiped but that is still there (at its aside name, taken again at the
         # next dock), never a file gone from the recorder without an entry.
-        now = self.station.clock()
         with self.station.custody.transaction() as conn:
-            self.station.custody.record(
-                conn, kind=EventKind.WIPED, actor="ingestd", item=sha, at=now,
+            wiped = self.station.custody.record(
+                conn, kind=EventKind.WIPED, actor="ingestd", item=sha,
                 data={**facts, "policy": self.settings.docks.wipe})
-            q.finish_acquisition(conn, row["id"], wiped_at=format_time(now))
+            q.finish_acquisition(conn, row["id"], wiped_at=format_time(wiped.at))
         try:
             current = os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
             if not wipe.same_file(current, after):

@@ -168,7 +168,6 @@ class Ingestor:
 
     def _unserved(self, serial: str, *, mountpoint: Path, ctx: DockContext, reason: str,
                   state: str) -> None:
-        now = self.station.clock()
         kind = EventKind.RECORDER_REFUSED if state == "refused" else EventKind.DOCKED
         with self.station.custody.transaction() as conn:
             entry = self.station.custody.record(
@@ -176,6 +175,7 @@ class Ingestor:
                 data={"serial": serial, "mountpoint": str(mountpoint), "source": ctx.source,
                       "health": ctx.health, "reason": reason, "state": state},
             )
+            now = entry.at
             q.open_session(
                 conn, serial=serial, station=self.station.name, source=ctx.source,
                 mountpoint=str(mountpoint), state=state, docked_at=format_time(now),
@@ -204,15 +204,14 @@ class Ingestor:
         self.station.store.clean_tmp()
         self.interrupt_abandoned()
         report = IngestReport(serial=serial)
-        docked_at = self.station.clock()
         with self.station.custody.transaction() as conn:
             entry = self.station.custody.record(
                 conn, kind=EventKind.DOCKED, actor=ctx.actor,
                 data={"serial": serial, "officer": rec.officer if rec else "",
                       "source": ctx.source, "health": ctx.health,
                       "mountpoint": str(mountpoint)},
-                at=docked_at,
             )
+            docked_at = entry.at
             report.session_id = q.open_session(
                 conn, serial=serial, station=self.station.name, source=ctx.source,
                 mountpoint=str(mountpoint), state="running", docked_at=format_time(docked_at),
@@ -464,8 +463,9 @@ class Ingestor:
         if existing is None:
             media = probe(self.station.store.path_of(sha),
                           timeout=self.settings.ingest.probe_timeout.total_seconds())
-        now = self.station.clock()
         with custody.transaction() as conn:
+            # Taken with the catalog in hand, so the entries it dates follow the ledger's.
+            now = custody.now(conn)
             existing = q.item(conn, sha)  # another recorder may have stored it meanwhile
             acquired = custody.record(
                 conn, kind=EventKind.ACQUIRED, actor=ctx.actor, item=sha,
@@ -650,7 +650,7 @@ def set_flag(station: Station, conn: Connection, sha: str, flag: Flag, *, at: da
         return False
     entry = station.custody.record(conn, kind=EventKind.FLAGGED, actor=actor, item=sha,
                                    data={"flag": str(flag), "detail": detail}, at=at)
-    q.insert_flag(conn, item=sha, flag=str(flag), set_at=format_time(at), detail=detail,
+    q.insert_flag(conn, item=sha, flag=str(flag), set_at=format_time(entry.at), detail=detail,
                   ledger_seq=entry.seq)
     log.warning("item %s flagged %s: %s", sha[:12], flag, detail)
     return True

@@ -473,8 +473,8 @@ class Replicator:
                     report.failed.append({"sha256": row["item"], "target": target.name,
                                           "error": exc.message})
                 continue
-            now = station.clock()
             with station.custody.transaction() as conn:
+                now = station.custody.now(conn)
                 station.custody.record(
                     conn, kind=EventKind.RETENTION, actor=self.actor, item=row["item"], at=now,
                     data={"target": target.name, "class": row["retention_class"],

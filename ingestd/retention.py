@@ -74,7 +74,7 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
                     report.kept += 1
                     continue
                 station.custody.record(
-                    conn, kind=EventKind.EVICTED, actor=actor, item=sha, at=now,
+                    conn, kind=EventKind.EVICTED, actor=actor, item=sha,
                     data={"targets": sorted(held_offsite), "stored_at": row["stored_at"],
                           "local_keep": keep_for.total_seconds()},
                 )

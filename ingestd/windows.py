@@ -22,7 +22,8 @@ class WindowReport:
 
 
 def check_windows(station: Station, *, actor: str = "ingestd") -> WindowReport:
-    now = station.clock()
+    # The later of the clock and the ledger's last entry: a clock set back hides no deadline.
+    now = station.custody.now()
     windows = station.settings.windows.policy()
     required = [t.name for t in station.settings.targets if t.required]
     report = WindowReport()

@@ -68,6 +68,15 @@ _KNOWN_SOURCE = select(acquisitions.c.item).where(
 ).limit(1)
 
 
+_LAST_AT = select(ledger.c.at).order_by(ledger.c.seq.desc()).limit(1)
+
+
+def ledger_last_time(conn: Connection) -> datetime | None:
+    """When the ledger's last entry is dated (None for an empty ledger)."""
+    at = conn.execute(_LAST_AT).scalar()
+    return parse_time(str(at)) if at is not None else None
+
+
 def ledger_head(conn: Connection) -> tuple[int, str | None]:
     row = conn.execute(_HEAD).first()
     return (int(row.seq), str(row.entry_hash)) if row else (0, None)

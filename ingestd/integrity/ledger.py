@@ -85,6 +85,7 @@ class DiscrepancyKind(StrEnum):
     # the chain
     MISSING = "missing"
     OUT_OF_ORDER = "out_of_order"
+    TIME_WENT_BACK = "time_went_back"  # an entry dated before the entry before it
     EDITED = "edited"
     BROKEN_LINK = "broken_link"
     # the keys
@@ -260,6 +261,7 @@ class ChainCheck:
         self.count = 0
         self.head = GENESIS_HASH
         self._expected = 1
+        self._last_at: datetime | None = None
 
     def step(self, entry: LedgerEntry) -> None:
         self.count += 1
@@ -278,6 +280,14 @@ class ChainCheck:
         if entry.prev_hash != self.head:
             self.problems.append(_d(K.BROKEN_LINK, entry.seq,
                                     "previous-hash link does not match the entry before it"))
+        if self._last_at is not None and entry.at < self._last_at:
+            # ingestd never dates an entry before the one it follows (see Custody.now): a
+            # clock set back, or entries written by something else, show here.
+            self.problems.append(_d(K.TIME_WENT_BACK, entry.seq,
+                                    f"entry {entry.seq} is dated {format_time(entry.at)}, "
+                                    f"before the entry it follows "
+                                    f"({format_time(self._last_at)})"))
+        self._last_at = entry.at if self._last_at is None else max(self._last_at, entry.at)
         self.problems.extend(self.keys.admit(entry, body))
         self._expected = max(self._expected, entry.seq) + 1
         self.head = entry.entry_hash

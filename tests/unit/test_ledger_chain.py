@@ -35,7 +35,7 @@ def chain(key: StationKey, n: int = 5, *, start: int = 1, prev: str = GENESIS_HA
           kinds: list[str] | None = None) -> list[LedgerEntry]:
     out = []
     for i in range(n):
-        entry = seal(seq=start + i, at=T + timedelta(seconds=i), station="station-01",
+        entry = seal(seq=start + i, at=T + timedelta(minutes=start + i), station="station-01",
                      actor="tester", kind=(kinds or [])[i] if kinds else "acquired", item=ITEM,
                      data={"n": i, "path": f"DCIM/{i}.MP4"}, prev_hash=prev, key=key)
         out.append(entry)
@@ -59,6 +59,25 @@ def test_an_intact_chain_verifies(key: StationKey) -> None:
     assert head == entries[-1].entry_hash
     assert entries[0].prev_hash == GENESIS_HASH
     assert all(b.prev_hash == a.entry_hash for a, b in zip(entries, entries[1:], strict=False))
+
+
+def test_an_entry_dated_before_the_one_it_follows_is_found(key: StationKey) -> None:
+    # Signed and linked as it should be, but dated a day before its predecessor: a clock set
+    # back (or a forger) shows in the times alone. The same time twice is no discrepancy.
+    times = [T, T + timedelta(hours=1), T + timedelta(hours=1), T - timedelta(days=1),
+             T + timedelta(hours=2)]
+    entries: list[LedgerEntry] = []
+    prev = GENESIS_HASH
+    for seq, at in enumerate(times, start=1):
+        entries.append(seal(seq=seq, at=at, station="station-01", actor="tester",
+                            kind="acquired", item=ITEM, data={"n": seq}, prev_hash=prev,
+                            key=key))
+        prev = entries[-1].entry_hash
+    problems, count, _ = verify_chain(entries, trusted(key))
+    assert count == 5
+    assert kinds_of(problems) == [("time_went_back", 4)]
+    assert "2026-02-28T02:00:00" in problems[0].detail and "2026-03-01T03:00:00" in \
+        problems[0].detail
 
 
 def test_empty_chain() -> None:
@@ -196,7 +215,8 @@ def test_edited_rotation_entry_grants_nothing(key: StationKey) -> None:
 
 def genesis(key: StationKey, *, seq: int = 1, prev: str = GENESIS_HASH,
             station: str = "station-01", signer: StationKey | None = None) -> LedgerEntry:
-    return seal(seq=seq, at=T, station=station, actor="ingestd", kind="genesis", item=None,
+    return seal(seq=seq, at=T + timedelta(minutes=seq), station=station, actor="ingestd",
+                kind="genesis", item=None,
                 data={"station": station, "public_key": key.public.hex}, prev_hash=prev,
                 key=signer or key)
 

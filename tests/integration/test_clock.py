@@ -1,0 +1,82 @@
+"""A station clock set back (by hand, a dead clock battery, a wrong time server) never dates a
+ledger entry before the one it follows: entries take the later of the clock and the ledger's
+last time, so a late dock is still late and a label is never older than its item; the log says
+so as an alarm. Run for real under libfaketime, which sets the clock of one command back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import (
+    INGESTD,
+    OFFICER,
+    OFFICER_ID,
+    SERIAL,
+    Clips,
+    build_recorder,
+    init_station,
+    run_ingestd,
+    subprocess_env,
+)
+
+from ingestd.domain.canonical import parse_time
+
+pytestmark = pytest.mark.integration
+
+MEDIA = "DCIM/100MEDIA"
+
+
+def faked(home: Path, offset: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """``ingestd ARGS`` with its clock moved by ``offset`` (libfaketime, e.g. ``-10h``)."""
+    faketime = shutil.which("faketime")
+    if faketime is None:
+        pytest.fail("faketime is needed (Debian package faketime; scripts/setup --test)")
+    return subprocess.run([faketime, "-f", offset, str(INGESTD), "--home", str(home),
+                           *map(str, args)], capture_output=True, text=True, timeout=120,
+                          env=subprocess_env(), check=False)
+
+
+def entries(home: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in
+            (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_clock_set_back_dates_no_entry_before_the_ledger(tmp_path: Path, clips: Clips) -> None:
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    assert run_ingestd(home, "ingest", rec, "--serial", SERIAL).returncode == 0
+    stored = next(e for e in entries(home) if e["kind"] == "stored")
+
+    done = faked(home, "-400d", "label", clips.a.sha256[:12], "--case", "C-1", "--party", "Li")
+    assert done.returncode == 0, done.stderr
+    assert "ALARM" in done.stderr and "clock" in done.stderr, done.stderr
+    labelled = entries(home)[-1]
+    assert labelled["kind"] == "labelled"
+    assert parse_time(labelled["at"]) >= parse_time(stored["at"])
+    shown = json.loads(run_ingestd(home, "show", clips.a.sha256, "--json").stdout)
+    assert shown["labels"][0]["at"] >= shown["record"]["stored_at"]
+    times = [parse_time(e["at"]) for e in entries(home)]
+    assert times == sorted(times), "every entry at or after the one before it"
+    verified = run_ingestd(home, "ledger", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+
+
+def test_a_late_dock_under_a_clock_set_back_is_still_late(tmp_path: Path, clips: Clips) -> None:
+    # Recorded 12 h ago, due within 6 h: late. A clock set back 10 h would make it look on
+    # time (2 h after the recording), but the ledger already holds entries of today.
+    home = init_station(tmp_path / "home", config='[windows]\ningest = "6h"\n',
+                        register={SERIAL: (OFFICER, OFFICER_ID)})
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    done = faked(home, "-10h", "ingest", rec, "--serial", SERIAL, "--json")
+    assert done.returncode == 0, done.stderr
+    [item] = json.loads(done.stdout)["items"]
+    assert "late_ingest" in item["flags"]
+    assert "clock_skew" not in item["flags"]  # the recording is not in the station's future
+    times = [parse_time(e["at"]) for e in entries(home)]
+    assert times == sorted(times)
+    assert run_ingestd(home, "ledger", "verify").returncode == 0

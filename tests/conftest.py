@@ -29,6 +29,8 @@ import pytest
 from click.testing import CliRunner
 
 from ingestd import config as config_mod
+from ingestd import registry
+from ingestd.domain.models import Recorder
 from ingestd.media import probe
 from ingestd.simulate import make_clip
 from ingestd.station import Station, init_home
@@ -259,11 +261,12 @@ def init_station(home: Path, *, config: str = "", clock: Callable[[], datetime] 
     if config:
         write_config(home, 'station = "station-01"\n' + config)
     station, _ = init_home(home, clock=clock or FakeClock())
-    station.close()
+    # Registered on the station's own clock, as `devices add` would on that station: a test
+    # clock behind the entries would date what follows at the ledger's time instead.
     for serial, (officer, officer_id) in (register or {}).items():
-        result = run_cli(home, "devices", "add", serial, "--officer", officer,
-                         "--officer-id", officer_id)
-        assert result.exit_code == 0, result.stderr
+        registry.register(station, Recorder(serial=serial, officer=officer,
+                                            officer_id=officer_id), actor="tester")
+    station.close()
     return home
 
 

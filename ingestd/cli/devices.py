@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from .. import registry
 from ..catalog import queries as q
 from ..domain import text
-from ..domain.models import EventKind, Recorder
-from ..errors import NotFound, UsageError
+from ..domain.models import Recorder
+from ..errors import UsageError
 from .base import (
     AppContext,
     TextParam,
@@ -49,13 +50,7 @@ def devices_add(app: AppContext, serial: str, officer: str, officer_id: str, uni
     station = app.station()
     rec = Recorder(serial=serial, officer=officer.strip(), officer_id=officer_id.strip(),
                    unit=unit, vendor=vendor, model=model)
-    with station.custody.transaction() as conn:
-        entry = station.custody.record(
-            conn, kind=EventKind.REGISTRY, actor=actor,
-            data={"serial": serial, "officer": rec.officer, "officer_id": rec.officer_id,
-                  "unit": unit, "vendor": vendor, "model": model, "active": True},
-        )
-        q.upsert_recorder(conn, rec, at=station.clock(), ledger_seq=entry.seq)
+    registry.register(station, rec, actor=actor)
     console.print(f"registered {esc(serial)} → {esc(rec.officer)} ({esc(rec.officer_id)})")
 
 
@@ -65,14 +60,7 @@ def devices_add(app: AppContext, serial: str, officer: str, officer_id: str, uni
 @pass_app
 def devices_remove(app: AppContext, serial: str, actor: str) -> None:
     """Take a recorder out of the registry (its history stays)."""
-    station = app.station()
-    with station.custody.transaction() as conn:
-        if q.recorder(conn, serial) is None:
-            raise NotFound(f"recorder {serial} is not registered")
-        entry = station.custody.record(conn, kind=EventKind.REGISTRY, actor=actor,
-                                       data={"serial": serial, "officer": None,
-                                             "active": False})
-        q.deactivate_recorder(conn, serial, ledger_seq=entry.seq)
+    registry.unregister(app.station(), serial, actor=actor)
     console.print(f"removed {esc(serial)} from the registry")
 
 

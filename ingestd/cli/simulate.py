@@ -6,8 +6,9 @@ import shutil
 
 import click
 
+from .. import registry
 from ..catalog import queries as q
-from ..domain.models import EventKind, Recorder
+from ..domain.models import Recorder
 from ..errors import UsageError
 from ..simulate import demo_clips, make_recorder
 from ..station import system_clock
@@ -42,16 +43,9 @@ def simulate_recorder(app: AppContext, serial: str, clips: int, register: bool,
             "demo officer; nothing was written. Use another serial, or --into-registered to "
             "dock simulated clips as theirs")
     if register:
-        with station.custody.transaction() as conn:
-            if q.recorder(conn, serial) is None:
-                rec = Recorder(serial=serial, officer="Demo Officer", officer_id="D001",
-                               unit=DEMO_UNIT)
-                entry = station.custody.record(
-                    conn, kind=EventKind.REGISTRY, actor="simulate-recorder",
-                    data={"serial": serial, "officer": rec.officer,
-                          "officer_id": rec.officer_id, "unit": rec.unit, "vendor": "",
-                          "model": "", "active": True})
-                q.upsert_recorder(conn, rec, at=station.clock(), ledger_seq=entry.seq)
+        registry.register(station, Recorder(serial=serial, officer="Demo Officer",
+                                            officer_id="D001", unit=DEMO_UNIT),
+                          actor="simulate-recorder", only_if_new=True)
     staging = root / f".{serial}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     make_recorder(staging, serial=serial, clips=demo_clips(system_clock(), clips),

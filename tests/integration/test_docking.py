@@ -40,10 +40,10 @@ import pytest
 from conftest import sha256_of, wait_for
 
 from ingestd import config as config_mod
-from ingestd.catalog import queries as q
+from ingestd import registry
 from ingestd.docking import DockCoordinator, faults_of, scan_once
 from ingestd.docks.watch import FolderDock, WatchDockSource
-from ingestd.domain.models import EventKind, Recorder
+from ingestd.domain.models import Recorder
 from ingestd.ingest import DockContext
 from ingestd.simulate import make_clip
 from ingestd.station import Station, init_home, system_clock
@@ -143,7 +143,8 @@ OFFICER = "Li Na"
 
 
 def new_home(tmp_path: Path, *, docks: str = "", extra: str = "",
-             register: tuple[str, ...] = ()) -> Path:
+             register: tuple[str, ...] = (),
+             clock: Callable[[], datetime] | None = None) -> Path:
     """An initialised station in tmp_path/home with a watched root HOME/docks and the given
     ``[docks]`` lines and extra tables; registers ``register`` serials to OFFICER."""
     home = tmp_path / "home"
@@ -156,7 +157,7 @@ def new_home(tmp_path: Path, *, docks: str = "", extra: str = "",
         + "\n[scheduler]\naudit_sample = 0\n" + extra,
         encoding="utf-8",
     )
-    station, _ = init_home(home)
+    station, _ = init_home(home, **({"clock": clock} if clock else {}))
     try:
         for serial in register:
             register_recorder(station, serial)
@@ -167,13 +168,9 @@ def new_home(tmp_path: Path, *, docks: str = "", extra: str = "",
 
 def register_recorder(station: Station, serial: str, officer: str = OFFICER) -> None:
     """What ``ingestd devices add`` does: a signed registry entry and the registry row."""
-    rec = Recorder(serial=serial, officer=officer, officer_id=f"ID-{serial}", unit="patrol")
-    with station.custody.transaction() as conn:
-        entry = station.custody.record(
-            conn, kind=EventKind.REGISTRY, actor="tester",
-            data={"serial": serial, "officer": rec.officer, "officer_id": rec.officer_id,
-                  "unit": rec.unit, "vendor": "", "model": "", "active": True})
-        q.upsert_recorder(conn, rec, at=station.clock(), ledger_seq=entry.seq)
+    registry.register(station, Recorder(serial=serial, officer=officer,
+                                        officer_id=f"ID-{serial}", unit="patrol"),
+                      actor="tester")
 
 
 def open_station(home: Path, clock: Callable[[], datetime] = system_clock) -> Station:
@@ -1217,9 +1214,9 @@ def test_read_error_on_one_file_is_a_fault_and_the_rest_is_taken(
 def test_recorder_clock_ahead_of_station_is_a_fault(
         tmp_path: Path, clip_bank: ClipBank, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="ingestd")
-    home = new_home(tmp_path, register=("BWC-0010",))
     clip = clip_bank[0]  # creation_time: clip_bank.base
     station_now = clip_bank.base - timedelta(hours=2)  # the recorder's clock runs 2 h fast
+    home = new_home(tmp_path, register=("BWC-0010",), clock=lambda: station_now)
     station = open_station(home, clock=lambda: station_now)
     coordinator = DockCoordinator(station)
     try:

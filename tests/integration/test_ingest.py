@@ -225,13 +225,14 @@ def test_late_ingest_exactly_at_the_window(tmp_path: Path, clips: Clips,
 
 
 def test_overdue_lists_late_items_with_their_reason(tmp_path: Path, clips: Clips) -> None:
-    clock = FakeClock(clips.b.recorded_end + timedelta(days=3))
+    # On time first, then late: the clock only moves forward, as a station's does.
+    clock = FakeClock(clips.c.recorded_end + timedelta(hours=1))
     home = init_station(tmp_path / "home", clock=clock, register={SERIAL: (OFFICER, "1")})
     station = open_station(home, clock)
     try:
-        ingest(station, build_recorder(tmp_path / "late", {f"{MEDIA}/B.MP4": clips.b}))
-        clock.set(clips.c.recorded_end + timedelta(hours=1))
         ingest(station, build_recorder(tmp_path / "ontime", {f"{MEDIA}/C.MP4": clips.c}))
+        clock.set(clips.b.recorded_end + timedelta(days=3))
+        ingest(station, build_recorder(tmp_path / "late", {f"{MEDIA}/B.MP4": clips.b}))
     finally:
         station.close()
     result = run_cli(home, "overdue", "--json")

@@ -135,7 +135,7 @@ def test_init_pins_the_first_key_and_keys_show_prints_it(tmp_path: Path) -> None
     pin = (home / "keys" / "station.pin").read_text().strip()
     assert pin == genesis_fingerprint(home)
     assert "pinned the ledger's first key" in made.stdout and pin in made.stdout
-    assert oct((home / "keys" / "station.pin").stat().st_mode & 0o777) == "0o644"
+    assert oct((home / "keys" / "station.pin").stat().st_mode & 0o777) == "0o640"
 
     shown = run_cli(home, "keys", "show", "--json").json()
     assert shown["pinned_fingerprint"] == pin == shown["fingerprint"]

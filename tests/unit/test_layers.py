@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("command line", ("cli",)),
     ("daemon", ("daemon", "jobs")),
     ("use cases", ("ingest", "docking", "replicate", "audit", "windows", "retention",
-                   "casework")),
+                   "casework", "registry")),
     ("wiring", ("station", "custody", "config", "redating")),
     ("adapters", ("catalog", "store", "docks", "targets", "media", "simulate", "logs",
                   "modes")),

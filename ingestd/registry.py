@@ -1,0 +1,46 @@
+"""The recorder registry: which recorder (by serial) is carried by which officer.
+
+Every change is a signed ``registry`` entry written with the row it backs, so ``ledger
+verify`` can prove the registry; a recorder taken out keeps its history.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from .catalog import queries as q
+from .domain.models import EventKind, Recorder
+from .errors import NotFound
+from .station import Station
+
+
+def register(station: Station, rec: Recorder, *, actor: str,
+             only_if_new: bool = False) -> bool:
+    """Register ``rec`` (or give a registered serial to another officer). With
+    ``only_if_new``, a serial registered already is left as it is. Returns whether anything
+    was written."""
+    with station.custody.transaction() as conn:
+        if only_if_new and q.recorder(conn, rec.serial) is not None:
+            return False
+        _register(station, conn, rec, actor=actor)
+    return True
+
+
+def _register(station: Station, conn: Connection, rec: Recorder, *, actor: str) -> None:
+    entry = station.custody.record(
+        conn, kind=EventKind.REGISTRY, actor=actor,
+        data={"serial": rec.serial, "officer": rec.officer, "officer_id": rec.officer_id,
+              "unit": rec.unit, "vendor": rec.vendor, "model": rec.model, "active": True},
+    )
+    q.upsert_recorder(conn, rec, at=entry.at, ledger_seq=entry.seq)
+
+
+def unregister(station: Station, serial: str, *, actor: str) -> None:
+    """Take a recorder out of the registry; raises NotFound if it is not registered."""
+    with station.custody.transaction() as conn:
+        if q.recorder(conn, serial) is None:
+            raise NotFound(f"recorder {serial} is not registered")
+        entry = station.custody.record(conn, kind=EventKind.REGISTRY, actor=actor,
+                                       data={"serial": serial, "officer": None,
+                                             "active": False})
+        q.deactivate_recorder(conn, serial, ledger_seq=entry.seq)

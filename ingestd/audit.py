@@ -212,6 +212,22 @@ class AuditReport:
                 "failures": self.failures, "orphans": self.orphans}
 
 
+def _pick(station: Station, rows: list[dict[str, Any]], sample: int,
+          targets: Sequence[Target], rng: random.Random | None) -> list[dict[str, Any]]:
+    """A sample of ``rows``; off-site, every item with a copy not yet read back comes first,
+    oldest first, whatever ``sample`` says: such a copy lets nothing go (no eviction, no wipe)
+    until it is proven, so proving them is a queue to empty, not a sample to draw. The sample
+    is drawn from the rest."""
+    unproven: set[str] = set()
+    if targets:
+        with station.catalog.read() as conn:
+            unproven = q.items_with_unproven_copies(
+                conn, station=station.name, targets=[t.name for t in targets])
+    first = sorted((r for r in rows if r["sha256"] in unproven), key=lambda r: r["stored_at"])
+    rest = [r for r in rows if r["sha256"] not in unproven]
+    return first + (rng or random.Random()).sample(rest, min(sample, len(rest)))
+
+
 def audit(station: Station, *, sample: int | None, decode: int = 0,
           targets: Sequence[Target] = (), actor: str = "ingestd",
           rng: random.Random | None = None) -> AuditReport:
@@ -243,8 +259,7 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
                 and (r["local_present"] or targets)]
         damaged = {sha for sha, flags in q.flags_by_item(conn).items()
                    if Flag.DAMAGED_MEDIA in flags or Flag.EMPTY_FILE in flags}
-    picked = rows if sample is None else (rng or random.Random()).sample(
-        rows, min(sample, len(rows)))
+    picked = rows if sample is None else _pick(station, rows, sample, targets, rng)
     playable = [r["sha256"] for r in picked if r["sha256"] not in damaged and r["local_present"]]
     to_decode = set(playable[:decode])
     for row in picked:

@@ -132,9 +132,10 @@ def standard_jobs(station: Station) -> list[Job]:
                         first_delay=timedelta(minutes=10)))
         jobs.append(Job(name="checkpoint", every=sched.checkpoint, func=_checkpoint,
                         first_delay=timedelta(minutes=1)))
-        if sched.audit_offsite_sample:
-            jobs.append(Job(name=AUDIT_OFFSITE_JOB, every=sched.audit_offsite,
-                            func=_offsite_audit, first_delay=timedelta(minutes=20)))
+        # Always: besides its sample, it reads back every copy not yet proven, and only a
+        # proven copy lets the local one (or a recorder's file) go.
+        jobs.append(Job(name=AUDIT_OFFSITE_JOB, every=sched.audit_offsite,
+                        func=_offsite_audit, first_delay=timedelta(minutes=20)))
     if sched.audit_sample:
         jobs.append(Job(name=AUDIT_JOB, every=sched.audit, func=_spot_check,
                         first_delay=timedelta(minutes=5)))

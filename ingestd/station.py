@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,9 +78,10 @@ def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_
     tighten(home, DIR_MODE)
     config_path = home / config_mod.CONFIG_NAME
     if not config_path.exists():
-        body = EXAMPLE_HEADER + f'station = "{station}"\n'
+        # JSON's string escapes are TOML's: a quote or a backslash in a value cannot end it
+        body = EXAMPLE_HEADER + f"station = {json.dumps(station)}\n"
         if catalog_url:
-            body += f'catalog = "{catalog_url}"\n'
+            body += f"catalog = {json.dumps(catalog_url)}\n"
         body += '\n[docks]\nwatch_root = "docks"\n'
         write_private(config_path, body)
         done.append(f"wrote {config_path}")

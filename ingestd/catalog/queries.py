@@ -508,6 +508,18 @@ def proven_targets(conn: Connection, sha256: str, locations: Mapping[str, str]) 
             if row.location and locations.get(row.target) == row.location}
 
 
+def items_with_unproven_copies(conn: Connection, *, station: str,
+                               targets: Sequence[str]) -> set[str]:
+    """This station's items with a copy on one of ``targets`` that was sent but never read back
+    (or must be read back again)."""
+    return {row.item for row in conn.execute(
+        select(replicas.c.item).distinct()
+        .join(items, items.c.sha256 == replicas.c.item)
+        .where(items.c.station == station, replicas.c.target.in_(list(targets)),
+               replicas.c.state == "verified",
+               or_(replicas.c.proven_at.is_(None), replicas.c.rewrite.is_(True))))}
+
+
 # -- jobs ------------------------------------------------------------------------------------
 
 

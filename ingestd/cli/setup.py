@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import click
@@ -25,6 +26,9 @@ from .base import (
     refuse_root_in_foreign_home,
 )
 
+#: What configuration accepts as ``station`` (checked before a configuration is written).
+STATION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
 
 @cli.command()
 @click.option("--station", "station_name", default="station-01", show_default=True,
@@ -43,6 +47,9 @@ def init(app: AppContext, station_name: str, catalog_url: str, as_json: bool) ->
     if app.home is None and app.config_path == Path("/etc/ingestd/ingestd.toml") and not \
             app.config_path.exists():
         raise UsageError("give --home DIR (or INGESTD_HOME) for the station to create")
+    if not STATION_NAME.fullmatch(station_name):
+        raise UsageError(f"--station: {station_name!r} is not a station name (1 to 64 letters, "
+                         "digits, '.', '_' or '-'); nothing was created")
     refuse_root_in_foreign_home(home)
     station, done = init_home(home, station=station_name, catalog_url=catalog_url)
     app._station = station

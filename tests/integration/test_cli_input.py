@@ -379,3 +379,17 @@ def test_a_udev_serial_that_cannot_be_stored_is_refused_and_never_stored(
     assert serial not in mirror(home) and not any(
         serial in str(r) for r in catalog_rows(home, "SELECT * FROM ledger"))
     assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_init_refuses_a_station_name_it_could_not_read_back(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    done = run_cli(home, "init", "--station", 'dock"1\nhome = "/"')
+    assert done.exit_code == 2
+    assert "--station" in done.stderr and "nothing was created" in done.stderr
+    assert not home.exists() or list(home.iterdir()) == []
+    url = f'sqlite:///{tmp_path}/a"b.sqlite'
+    made = run_cli(home, "init", "--station", "dock-1", "--catalog", url)
+    assert made.exit_code == 0, made.stderr
+    text = (home / "ingestd.toml").read_text(encoding="utf-8")
+    assert f"catalog = {json.dumps(url)}" in text  # quoted, not cut short
+    assert (tmp_path / 'a"b.sqlite').is_file()

@@ -1280,6 +1280,29 @@ def _proof_home(tmp_path: Path, clips: Sequence[Clip], url: str, bucket: str,
     return home
 
 
+def test_the_scheduled_offsite_audit_proves_every_copy_sent_unread_whatever_its_sample(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path
+) -> None:
+    # readback = false (the default): copies are sent, not proven, and let nothing go; the
+    # daemon's off-site audit reads back all of them, not a sample of one, and then they do.
+    home = _proof_home(tmp_path, clips, moto.url, bucket, credentials)
+    with (home.home / "ingestd.toml").open("a", encoding="utf-8") as fh:
+        fh.write("\n[scheduler]\naudit_offsite_sample = 1\n")
+    assert len(ok(home.home, "replicate")["verified"]) == 3
+    assert home.target_status()["proven"] == 0
+    assert ok(home.home, "retention")["evicted"] == []
+    once = cli(home.home, "run", "--once")  # the jobs, as the daemon runs them
+    assert once.code == 0, once
+    assert "job audit-offsite: 3 items re-read" in once.stderr, once.stderr
+    assert home.target_status()["proven"] == 3
+    evicted = ok(home.home, "retention")["evicted"]
+    assert sorted(e["sha256"] for e in evicted) == sorted(home.shas)
+    for clip in clips:
+        read = [e["data"]["offsite"] for e in home.history(clip.sha256, "audited")
+                if "offsite" in e["data"]]
+        assert read == [{"offsite": "ok"}]
+
+
 def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder_file_go(
     tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path

@@ -69,8 +69,10 @@ def test_a_clock_set_back_dates_no_entry_before_the_ledger(tmp_path: Path, clips
 def test_a_late_dock_under_a_clock_set_back_is_still_late(tmp_path: Path, clips: Clips) -> None:
     # Recorded 12 h ago, due within 6 h: late. A clock set back 10 h would make it look on
     # time (2 h after the recording), but the ledger already holds entries of today.
-    home = init_station(tmp_path / "home", config='[windows]\ningest = "6h"\n',
-                        register={SERIAL: (OFFICER, OFFICER_ID)})
+    home = init_station(tmp_path / "home", config='[windows]\ningest = "6h"\n')
+    added = run_ingestd(home, "devices", "add", SERIAL, "--officer", OFFICER, "--officer-id",
+                        OFFICER_ID)  # today, on the station's true clock
+    assert added.returncode == 0, added.stderr
     rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
     done = faked(home, "-10h", "ingest", rec, "--serial", SERIAL, "--json")
     assert done.returncode == 0, done.stderr

@@ -33,7 +33,7 @@ from .catalog.schema import (
 )
 from .domain.canonical import canonical_bytes, format_time
 from .domain.models import EventKind, LedgerEntry
-from .errors import CatalogError, IntegrityError
+from .errors import CatalogError, IntegrityError, StoreError, StoreFull
 from .integrity.ledger import (
     GENESIS_HASH,
     KEY_KINDS,
@@ -56,6 +56,10 @@ K = DiscrepancyKind
 #: A station clock this far behind the ledger's last entry is an alarm (less is the ordinary
 #: spread of clocks on a shared catalog, or of times taken just before a write).
 CLOCK_BEHIND_ALARM = timedelta(seconds=5)
+#: Further behind than this, the clock is wrong, not a little slow: nothing is written (dated
+#: at the ledger's time, a long stretch of entries would all carry one time, and a forward
+#: jump would date every later entry, deadline and flag in the future).
+CLOCK_BEHIND_REFUSE = timedelta(minutes=10)
 
 
 @dataclass(kw_only=True)
@@ -107,7 +111,9 @@ class Custody:
         ledger's last entry. A clock set back (by hand, a dead RTC battery, a bad time server)
         therefore never dates an entry before the one it follows, never makes a late dock
         look on time, and never dates a label before the item was stored; it is an alarm in
-        the log. Inside a write transaction (``conn``) the answer holds for what it records."""
+        the log, and a clock more than ``CLOCK_BEHIND_REFUSE`` behind is refused
+        (IntegrityError): nothing is written until it is set right. Inside a write
+        transaction (``conn``) the answer holds for what it records."""
         clock = self.clock()
         if conn is None:
             with self.catalog.read() as reading:
@@ -116,6 +122,16 @@ class Custody:
             last = q.ledger_last_time(conn)
         if last is None or clock >= last:
             return clock
+        if clock < last - CLOCK_BEHIND_REFUSE:
+            log.error("ALARM: the station clock reads %s, %s before the ledger's last entry "
+                      "(%s): nothing is written until the clock is set right",
+                      format_time(clock), last - clock, format_time(last),
+                      extra={"event": "clock_went_back"})
+            raise IntegrityError(
+                f"the station clock reads {format_time(clock)}, {last - clock} before the "
+                f"ledger's last entry ({format_time(last)}): refusing to date anything "
+                "before it. Set the clock right (check the time server, the clock battery); "
+                "nothing was written, and a recorder's files stay on it until then")
         if clock < last - CLOCK_BEHIND_ALARM and self._behind_logged != last:
             self._behind_logged = last  # once per entry it lags, not on every call
             log.error("ALARM: the station clock reads %s, earlier than the ledger's last entry "
@@ -174,7 +190,18 @@ class Custody:
                 with self._keys_lock:
                     self._keys = None  # what it learnt of the keys may have been rolled back
                 raise
+            self._mirror_after_commit()
+
+    def _mirror_after_commit(self) -> None:
+        try:
             self._sync()
+        except OSError as exc:
+            # Committed: the catalog holds the entries, and the next write (or `ledger
+            # verify`'s report) catches the mirror up; the caller must hear it all the same.
+            error = StoreFull if exc.errno == errno.ENOSPC else StoreError
+            raise error(f"the ledger mirror {self.mirror.path} could not be written "
+                        f"({exc.strerror or exc}); the catalog holds the entries, and the "
+                        "mirror catches up at the next write once there is room") from None
 
     def record(
         self,
@@ -197,7 +224,8 @@ class Custody:
         # Never dated before the entry it follows: a time taken before this writer got the
         # catalog (or a clock set back since) is brought up to the ledger's last one. What a
         # caller writes into rows beside the entry is the entry's own ``at``.
-        stamp = self.now(conn) if at is None else max(at, q.ledger_last_time(conn) or at)
+        now = self.now(conn)  # refuses a clock far behind the ledger, whatever ``at`` says
+        stamp = now if at is None else max(at, q.ledger_last_time(conn) or at)
         entry = seal(
             seq=seq + 1, at=stamp, station=self.station, actor=actor,
             kind=str(kind), item=item, data=dict(data or {}), prev_hash=head or GENESIS_HASH,

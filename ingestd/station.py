@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import Connection
+
 from . import config as config_mod
 from .catalog import queries as q
 from .catalog.db import Catalog, open_catalog
@@ -16,7 +18,7 @@ from .custody import Clock, Custody
 from .domain.models import EventKind
 from .errors import IntegrityError
 from .integrity.hashing import fsync_dir
-from .integrity.ledger import KeyChain
+from .integrity.ledger import TIME_RULE_KEY, KeyChain
 from .integrity.signing import PIN_NAME, PRIVATE_NAME, StationKey, read_pin, write_pin
 from .modes import DIR_MODE, FILE_MODE, make_dir, tighten, write_private
 from .store import Store
@@ -112,11 +114,18 @@ def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_
             seq, _ = q.ledger_head(conn)
             custody.record(
                 conn, kind=EventKind.GENESIS, actor="ingestd",
-                data={"station": settings.station, "public_key": station_.key.public.hex},
+                data={"station": settings.station, "public_key": station_.key.public.hex,
+                      TIME_RULE_KEY: True},
             )
             done.append("started the custody ledger" if seq == 0
                         else f"brought station {settings.station}'s key into the ledger")
             keys = custody.trusted_keys(conn)
+        elif not q.entries_of_kinds(conn, [EventKind.TIME_RULE], station=settings.station) and \
+                not _genesis_has_time_rule(conn, settings.station):
+            # A ledger begun by an earlier release: times are checked from here on.
+            custody.record(conn, kind=EventKind.TIME_RULE, actor="ingestd",
+                           data={"station": settings.station})
+            done.append("from now on no ledger entry is dated before the one it follows")
         custody.cache_keys(conn, keys)
     if custody.pin is None:
         # Taken from the ledger's genesis entry, not from the key file: an existing home pins
@@ -138,6 +147,11 @@ def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_
         done.append(f"re-dated the retention of {len(redated)} items (counted from the later "
                     "of recording end and storage)")
     return station_, done
+
+
+def _genesis_has_time_rule(conn: Connection, station: str) -> bool:
+    return any(e.station == station and e.data.get(TIME_RULE_KEY)
+               for e in q.entries_of_kinds(conn, [EventKind.GENESIS]))
 
 
 def _remove_retired_keys(folder: Path, keys: KeyChain) -> list[str]:

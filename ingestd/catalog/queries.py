@@ -119,10 +119,14 @@ def iter_entries(conn: Connection, *, after: int = 0, item: str | None = None,
         last = int(rows[-1]["seq"])
 
 
-def entries_of_kinds(conn: Connection, kinds: Sequence[str]) -> list[LedgerEntry]:
-    """Every entry of these kinds, in order (for kinds that are few, such as repairs)."""
-    rows = conn.execute(select(ledger).where(ledger.c.kind.in_(list(kinds)))
-                        .order_by(ledger.c.seq)).mappings()
+def entries_of_kinds(conn: Connection, kinds: Sequence[str], *,
+                     station: str | None = None) -> list[LedgerEntry]:
+    """Every entry of these kinds (of one station), in order (for kinds that are few, such as
+    repairs)."""
+    query = select(ledger).where(ledger.c.kind.in_(list(kinds)))
+    if station is not None:
+        query = query.where(ledger.c.station == station)
+    rows = conn.execute(query.order_by(ledger.c.seq)).mappings()
     return [_entry(row) for row in rows]
 
 

@@ -14,7 +14,7 @@ from ..domain.models import EventKind
 from ..errors import IntegrityError, UsageError
 from ..integrity.hashing import fsync_dir
 from ..integrity.signing import PRIVATE_NAME, PUBLIC_NAME, StationKey
-from ..station import init_home
+from ..station import Station, init_home
 from .base import (
     AppContext,
     cli,
@@ -90,7 +90,7 @@ def keys_show(app: AppContext, as_json: bool) -> None:
     Write the pinned fingerprint down: it proves the ledger's first key, and through it every
     later one, whatever the catalog says.
     """
-    station = app.station()
+    station = app.station(read_only=True)
     with station.catalog.read(snapshot=True) as conn:
         keys = station.custody.trusted_keys(conn)
     current = keys.current(station.name)
@@ -138,7 +138,16 @@ def keys_rotate(app: AppContext) -> None:
     station = app.station()
     folder = app.settings.keys_path
     staged = folder / f"{PRIVATE_NAME}.new"
-    staged.unlink(missing_ok=True)  # from a rotation that never reached the ledger
+    if staged.exists():
+        # Left by a rotation stopped after its entry committed and before the rename: the
+        # ledger may vouch for this key already, and then it is the only one that may sign.
+        if _vouched(station, StationKey.load(folder, name=staged.name)):
+            _put_in_place(folder, staged)
+            console.print("finished a rotation that had stopped before its key was in place; "
+                          "run `keys rotate` again for a new key")
+            return
+        staged.unlink()  # from a rotation that never reached the ledger
+        staged.with_suffix(".pub").unlink(missing_ok=True)
     new = StationKey.generate()
     new.save(folder, name=staged.name)
     try:
@@ -151,13 +160,27 @@ def keys_rotate(app: AppContext) -> None:
                       public_hex=new.public.hex, at=station.clock())
             q.retire_key(conn, station.key.key_id, station.clock())
     except BaseException:
-        staged.unlink(missing_ok=True)
-        staged.with_suffix(".pub").unlink(missing_ok=True)
+        # Only a rotation that did not commit loses its new key; once committed (even if the
+        # mirror then fails), the new key is the one the ledger vouches for and must stay.
+        if not _vouched(station, new):
+            staged.unlink(missing_ok=True)
+            staged.with_suffix(".pub").unlink(missing_ok=True)
         raise
+    _put_in_place(folder, staged)
+    console.print(f"rotated: {station.key.key_id} -> {new.key_id} (the old private key is "
+                  "deleted)")
+
+
+def _vouched(station: Station, key: StationKey) -> bool:
+    """Whether the ledger's chain names ``key`` as this station's key now."""
+    with station.catalog.read() as conn:
+        current = station.custody.trusted_keys(conn).current(station.name)
+    return current is not None and current.key_id == key.key_id
+
+
+def _put_in_place(folder: Path, staged: Path) -> None:
     # One rename puts the new key in place and drops the old one: no retired private key
     # stays on the station.
     os.replace(staged, folder / PRIVATE_NAME)
     os.replace(staged.with_suffix(".pub"), folder / PUBLIC_NAME)
     fsync_dir(folder)
-    console.print(f"rotated: {station.key.key_id} -> {new.key_id} (the old private key is "
-                  "deleted)")

@@ -41,6 +41,9 @@ class EventKind(StrEnum):
     REGISTRY = "registry"  # recorder registry changed
     KEY_ROTATED = "key_rotated"
     GENESIS = "genesis"
+    #: From here on this station dates no entry before the one it follows (a ledger begun by
+    #: an earlier release took some times before its writes, a little out of order).
+    TIME_RULE = "time_rule"
 
 
 class AcquisitionState(StrEnum):

@@ -138,6 +138,10 @@ K = DiscrepancyKind
 #: The entries that bring keys into the chain.
 KEY_KINDS = (str(EventKind.GENESIS), str(EventKind.KEY_ROTATED))
 
+#: In a genesis entry's data: this station dates no entry before the one it follows (a ledger
+#: begun by an earlier release says so with a ``time_rule`` entry instead).
+TIME_RULE_KEY = "time_rule"
+
 
 # -- the keys the ledger vouches for ---------------------------------------------------------
 
@@ -262,6 +266,7 @@ class ChainCheck:
         self.head = GENESIS_HASH
         self._expected = 1
         self._last_at: datetime | None = None
+        self._ruled: set[str] = set()  # stations whose entries are dated in order from here
 
     def step(self, entry: LedgerEntry) -> None:
         self.count += 1
@@ -280,7 +285,11 @@ class ChainCheck:
         if entry.prev_hash != self.head:
             self.problems.append(_d(K.BROKEN_LINK, entry.seq,
                                     "previous-hash link does not match the entry before it"))
-        if self._last_at is not None and entry.at < self._last_at:
+        if entry.kind == EventKind.TIME_RULE or (
+                entry.kind == EventKind.GENESIS and entry.data.get(TIME_RULE_KEY)):
+            self._ruled.add(entry.station)
+        elif (entry.station in self._ruled and self._last_at is not None
+              and entry.at < self._last_at):
             # ingestd never dates an entry before the one it follows (see Custody.now): a
             # clock set back, or entries written by something else, show here.
             self.problems.append(_d(K.TIME_WENT_BACK, entry.seq,

@@ -46,13 +46,14 @@ def entries(home: Path) -> list[dict[str, Any]]:
             (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
-def test_a_clock_set_back_dates_no_entry_before_the_ledger(tmp_path: Path, clips: Clips) -> None:
+def test_a_clock_a_little_behind_dates_no_entry_before_the_ledger(
+        tmp_path: Path, clips: Clips) -> None:
     home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
     rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
     assert run_ingestd(home, "ingest", rec, "--serial", SERIAL).returncode == 0
     stored = next(e for e in entries(home) if e["kind"] == "stored")
 
-    done = faked(home, "-400d", "label", clips.a.sha256[:12], "--case", "C-1", "--party", "Li")
+    done = faked(home, "-5m", "label", clips.a.sha256[:12], "--case", "C-1", "--party", "Li")
     assert done.returncode == 0, done.stderr
     assert "ALARM" in done.stderr and "clock" in done.stderr, done.stderr
     labelled = entries(home)[-1]
@@ -66,7 +67,20 @@ def test_a_clock_set_back_dates_no_entry_before_the_ledger(tmp_path: Path, clips
     assert verified.returncode == 0, verified.stdout
 
 
-def test_a_late_dock_under_a_clock_set_back_is_still_late(tmp_path: Path, clips: Clips) -> None:
+def test_a_clock_set_back_writes_nothing(tmp_path: Path, clips: Clips) -> None:
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    assert run_ingestd(home, "ingest", rec, "--serial", SERIAL).returncode == 0
+    before = entries(home)
+    done = faked(home, "-400d", "label", clips.a.sha256[:12], "--case", "C-1", "--party", "Li")
+    assert done.returncode == 7, done.stderr
+    assert "ALARM" in done.stderr and "Set the clock right" in done.stderr, done.stderr
+    assert entries(home) == before, "nothing written under a clock set back"
+    assert run_ingestd(home, "ledger", "verify").returncode == 0
+
+
+def test_a_late_dock_under_a_clock_set_back_is_not_taken_as_on_time(
+        tmp_path: Path, clips: Clips) -> None:
     # Recorded 12 h ago, due within 6 h: late. A clock set back 10 h would make it look on
     # time (2 h after the recording), but the ledger already holds entries of today.
     home = init_station(tmp_path / "home", config='[windows]\ningest = "6h"\n')
@@ -74,7 +88,13 @@ def test_a_late_dock_under_a_clock_set_back_is_still_late(tmp_path: Path, clips:
                         OFFICER_ID)  # today, on the station's true clock
     assert added.returncode == 0, added.stderr
     rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
-    done = faked(home, "-10h", "ingest", rec, "--serial", SERIAL, "--json")
+    refused = faked(home, "-10h", "ingest", rec, "--serial", SERIAL, "--json")
+    assert refused.returncode == 7, refused.stdout
+    assert json.loads(refused.stdout)["error"]["type"] == "IntegrityError"
+    assert not [e for e in entries(home) if e["kind"] == "stored"]
+    assert (rec / MEDIA / "A.MP4").is_file()  # the recorder keeps it until the clock is right
+
+    done = faked(home, "-2m", "ingest", rec, "--serial", SERIAL, "--json")  # a little slow
     assert done.returncode == 0, done.stderr
     [item] = json.loads(done.stdout)["items"]
     assert "late_ingest" in item["flags"]

@@ -5,6 +5,7 @@ nothing more."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import sqlite3
@@ -296,3 +297,30 @@ def test_an_item_whose_retention_no_entry_states_is_found(busy_home: Path,
                         item=e.item, data=data, prev_hash=out[-1].entry_hash, key=key))
     write_entries(busy_home, out)
     assert problems(busy_home) == (1, [("unbacked_retention", None)])
+
+
+def test_a_rotation_whose_mirror_write_fails_keeps_the_key_the_ledger_vouches_for(
+        busy_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The rotation entry commits; then the mirror cannot be written (a full disk). The new key
+    # is the only one the ledger lets sign: it must not be thrown away with the error.
+    from ingestd.custody import Custody
+
+    def full(self: Custody) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Custody, "_sync", full)
+        failed = run_cli(busy_home, "keys", "rotate")
+    assert failed.exit_code != 0
+    keys = busy_home / "keys"
+    assert (keys / "station.key.new").is_file(), "the vouched-for key was deleted"
+    assert entries_of(busy_home)[-1].kind == "key_rotated"
+
+    finished = run_cli(busy_home, "keys", "rotate")  # takes up what was left, nothing new
+    assert finished.exit_code == 0, finished.stderr
+    assert "finished a rotation" in finished.stdout
+    assert sorted(p.name for p in keys.iterdir()) == ["station.key", "station.pin",
+                                                       "station.pub"]
+    signed = run_cli(busy_home, "devices", "add", "BWC-9", "--officer", "Li", "--officer-id", "9")
+    assert signed.exit_code == 0, signed.stderr  # the station signs with the vouched key
+    assert problems(busy_home) == (0, [])

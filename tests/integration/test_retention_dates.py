@@ -124,7 +124,9 @@ def test_init_re_dates_an_old_homes_items_from_its_ledger(tmp_path: Path) -> Non
     after = ledger_lines(home)
     assert after[:len(before)] == before, "every entry kept, unchanged"
     redated = [e for e in after[len(before):] if e["kind"] == "retention"]
-    assert len(redated) == 3 and len(after) == len(before) + 3
+    assert len(redated) == 3
+    # and one entry saying that from now on no entry is dated before the one it follows
+    assert sorted(e["kind"] for e in after[len(before):]) == ["retention"] * 3 + ["time_rule"]
     rows = {r["sha256"]: r for r in sql(home, "SELECT * FROM items")}
     for entry in redated:
         sha = entry["item"]

@@ -64,20 +64,43 @@ def test_an_intact_chain_verifies(key: StationKey) -> None:
 def test_an_entry_dated_before_the_one_it_follows_is_found(key: StationKey) -> None:
     # Signed and linked as it should be, but dated a day before its predecessor: a clock set
     # back (or a forger) shows in the times alone. The same time twice is no discrepancy.
-    times = [T, T + timedelta(hours=1), T + timedelta(hours=1), T - timedelta(days=1),
-             T + timedelta(hours=2)]
-    entries: list[LedgerEntry] = []
-    prev = GENESIS_HASH
-    for seq, at in enumerate(times, start=1):
-        entries.append(seal(seq=seq, at=at, station="station-01", actor="tester",
-                            kind="acquired", item=ITEM, data={"n": seq}, prev_hash=prev,
-                            key=key))
-        prev = entries[-1].entry_hash
+    entries = dated(key, [T, T + timedelta(hours=1), T + timedelta(hours=1),
+                          T - timedelta(days=1), T + timedelta(hours=2)], rule=True)
     problems, count, _ = verify_chain(entries, trusted(key))
     assert count == 5
     assert kinds_of(problems) == [("time_went_back", 4)]
     assert "2026-02-28T02:00:00" in problems[0].detail and "2026-03-01T03:00:00" in \
         problems[0].detail
+
+
+def test_times_are_checked_from_the_station_s_time_rule_on(key: StationKey) -> None:
+    # An earlier release took some times before its writes: a ledger it began may be a
+    # little out of order before the `time_rule` entry that the upgrade writes, never after.
+    times = [T + timedelta(seconds=2), T + timedelta(seconds=1), T + timedelta(seconds=3),
+             T + timedelta(seconds=2)]
+    old = dated(key, times[:2])
+    marker = seal(seq=3, at=times[2], station="station-01", actor="ingestd", kind="time_rule",
+                  item=None, data={"station": "station-01"}, prev_hash=old[-1].entry_hash,
+                  key=key)
+    after = seal(seq=4, at=times[3], station="station-01", actor="tester", kind="acquired",
+                 item=ITEM, data={}, prev_hash=marker.entry_hash, key=key)
+    problems, _, _ = verify_chain([*old, marker, after], trusted(key))
+    assert kinds_of(problems) == [("time_went_back", 4)]
+    assert verify_chain(old, trusted(key))[0] == []
+
+
+def dated(key: StationKey, times: list[datetime], *, rule: bool = False) -> list[LedgerEntry]:
+    """A chain with these times; with ``rule``, its first entry states the time rule."""
+    entries: list[LedgerEntry] = []
+    prev = GENESIS_HASH
+    for seq, at in enumerate(times, start=1):
+        first = rule and seq == 1
+        entries.append(seal(seq=seq, at=at, station="station-01", actor="tester",
+                            kind="time_rule" if first else "acquired",
+                            item=None if first else ITEM, data={"n": seq}, prev_hash=prev,
+                            key=key))
+        prev = entries[-1].entry_hash
+    return entries
 
 
 def test_empty_chain() -> None:

@@ -276,8 +276,11 @@ def test_late_label_exactly_at_the_label_window(tmp_path: Path, clips: Clips) ->
 
 def test_a_justified_late_item_stays_flagged_with_its_reason(tmp_path: Path,
                                                              clips: Clips) -> None:
-    clock = FakeClock(clips.a.recorded_end + timedelta(days=5))
-    home = init_station(tmp_path / "home", clock=clock, register={SERIAL: (OFFICER, "1")})
+    # Late by a window of one hour, docked in the past: the commands that follow, on the real
+    # clock, come after it (a station's clock only moves forward).
+    clock = FakeClock(clips.a.recorded_end + timedelta(hours=2))
+    home = init_station(tmp_path / "home", clock=clock, config='[windows]\ningest = "1h"\n',
+                        register={SERIAL: (OFFICER, "1")})
     station = open_station(home, clock)
     try:
         ingest(station, build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a}))

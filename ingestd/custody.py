@@ -141,13 +141,20 @@ class Custody:
         return last
 
     def _open_lock(self, *, shared: bool) -> int | None:
+        path = self.mirror.path.with_suffix(".lock")
+        if shared:
+            # A reader opens the lock read-only (flock needs no more): an operator of the
+            # daemon's group, who may read the home but not write it, still waits for writers.
+            try:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                pass  # no writer has run yet: make it, where the reader may
         try:
-            self.mirror.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.mirror.path.with_suffix(".lock"),
-                           os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o640)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o640)
         except OSError as exc:
             if shared and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
-                return None
+                return None  # and no writer can make it either
             raise
 
     @contextmanager

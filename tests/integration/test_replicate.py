@@ -1177,6 +1177,40 @@ def test_stations_sharing_a_catalog_replicate_only_their_own_items(
 # -- wipe after off-site verification -------------------------------------------------------------
 
 
+def test_a_copy_found_bad_while_the_recorder_is_wiped_keeps_the_recorder_file(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The files to wipe are drawn up first; an audit finds an off-site copy bad before one of
+    # them is deleted. The wipe decides again with the catalog in hand and keeps that file.
+    import sqlite3
+
+    from ingestd.docks import wipe
+
+    home = make_home(tmp_path, clips, config='wipe = "after-offsite-verify"\n',
+                     recorder=tmp_path / "home" / "docks" / SERIAL)
+    home.add_target(s3_target(moto.url, bucket, credentials, readback=True))
+    media = home.recorder / "DCIM" / "100MEDIA"
+    assert len(ok(home.home, "replicate")["verified"]) == 3
+    bad = clips[1]
+    real_set_aside = wipe.set_aside
+
+    def audit_meanwhile(dir_fd: int, name: bytes) -> bytes:
+        if name == bad.path.name.encode():
+            with sqlite3.connect(home.home / "catalog.sqlite") as db:
+                db.execute("UPDATE replicas SET state = 'mismatch' WHERE item = ?",
+                           (bad.sha256,))
+        return real_set_aside(dir_fd, name)
+
+    monkeypatch.setattr(wipe, "set_aside", audit_meanwhile)
+    assert cli(home.home, "run", "--once").code == 0
+    left = sorted(p.name for p in media.iterdir())
+    assert left == [bad.path.name], left
+    assert sha256_file(media / bad.path.name) == bad.sha256
+    assert home.history(bad.sha256, "wiped") == []
+    assert all(len(home.history(c.sha256, "wiped")) == 1 for c in clips if c is not bad)
+
+
 def test_redock_wipes_only_files_verified_offsite(
     tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path
 ) -> None:

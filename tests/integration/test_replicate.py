@@ -1211,6 +1211,31 @@ def test_a_copy_found_bad_while_the_recorder_is_wiped_keeps_the_recorder_file(
     assert all(len(home.history(c.sha256, "wiped")) == 1 for c in clips if c is not bad)
 
 
+def test_a_proof_written_into_the_catalog_by_hand_is_found(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path
+) -> None:
+    # Eviction and wipe trust `proven_at`: an insider who sets it on copies never read back
+    # would let the local copies go. The ledger says which copies were read back, and where.
+    import sqlite3
+
+    home = _proof_home(tmp_path, clips, moto.url, bucket, credentials)
+    assert len(ok(home.home, "replicate")["verified"]) == 3
+    with sqlite3.connect(home.home / "catalog.sqlite") as db:
+        db.execute("UPDATE replicas SET proven_at = '2026-01-01T00:00:00.000000Z'")
+    forged = cli(home.home, "ledger", "verify", "--json")
+    assert forged.code == 1
+    found = [p for p in forged.json()["problems"] if p["kind"] == "row_differs"]
+    assert len(found) == 3 and all("read back" in p["detail"] for p in found), found
+
+    # a real proof: the audit reads every copy back and says so in its entries
+    with sqlite3.connect(home.home / "catalog.sqlite") as db:
+        db.execute("UPDATE replicas SET proven_at = NULL")
+    audit = cli(home.home, "audit", "--all", "--offsite", "--decode", "0")
+    assert audit.code == 0, audit
+    assert home.target_status()["proven"] == 3
+    assert cli(home.home, "ledger", "verify").code == 0
+
+
 def test_redock_wipes_only_files_verified_offsite(
     tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path
 ) -> None:

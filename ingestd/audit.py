@@ -270,8 +270,13 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
         report.failures.extend({"sha256": row["sha256"], "problem": p} for p, _ in problems)
         with station.custody.transaction() as conn:
             now = station.custody.now(conn)
-            station.custody.record(conn, kind=EventKind.AUDITED, actor=actor,
-                                   item=row["sha256"], data=result, at=now)
+            audited = station.custody.record(conn, kind=EventKind.AUDITED, actor=actor,
+                                             item=row["sha256"], data=result, at=now)
+            for name, found in result.get("offsite", {}).items():
+                if found == "ok":  # read back and hashed: proven, as the entry says
+                    q.upsert_replica(conn, row["sha256"], name,
+                                     proven_at=format_time(audited.at),
+                                     updated_at=format_time(audited.at))
             for problem, flag in problems:
                 if flag is not None:
                     set_flag(station, conn, row["sha256"], flag, at=now, actor=actor,
@@ -403,11 +408,8 @@ def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
             offsite[target.name] = f"not checked: {exc.message}"
             problems.append((f"off-site copy on {target.name} {offsite[target.name]}", None))
             continue
-        now = format_time(station.clock())
         if found is None:
-            offsite[target.name] = "ok"
-            with station.catalog.write() as conn:  # its bytes were read back: proven
-                q.upsert_replica(conn, sha, target.name, proven_at=now, updated_at=now)
+            offsite[target.name] = "ok"  # proven, with the audited entry that says so
             continue
         version = version_at(target, sha)
         offsite[target.name] = found + (f" (version {version})" if version else "")

@@ -141,13 +141,20 @@ class Custody:
         return last
 
     def _open_lock(self, *, shared: bool) -> int | None:
+        path = self.mirror.path.with_suffix(".lock")
+        if shared:
+            # A reader opens the lock read-only (flock needs no more): an operator of the
+            # daemon's group, who may read the home but not write it, still waits for writers.
+            try:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                pass  # no writer has run yet: make it, where the reader may
         try:
-            self.mirror.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.mirror.path.with_suffix(".lock"),
-                           os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o640)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o640)
         except OSError as exc:
             if shared and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
-                return None
+                return None  # and no writer can make it either
             raise
 
     @contextmanager
@@ -413,6 +420,8 @@ class _Facts:
         self.evicted: set[str] = set()
         self.serials: dict[str, int] = {}  # serial -> its latest registry entry
         self.replicated: dict[tuple[str, str], int] = {}  # (item, target) -> latest entry
+        self.location: dict[tuple[str, str], str] = {}  # where that entry says the copy is
+        self.proven: dict[tuple[str, str], str] = {}  # read back there, by that or an audit
 
     def add(self, entry: LedgerEntry) -> None:
         retention = entry.data.get("retention")
@@ -423,7 +432,18 @@ class _Facts:
         elif entry.kind == EventKind.REGISTRY:
             self.serials[str(entry.data.get("serial"))] = entry.seq
         elif entry.kind == EventKind.REPLICATED and entry.item:
-            self.replicated[(entry.item, str(entry.data.get("target")))] = entry.seq
+            copy = (entry.item, str(entry.data.get("target")))
+            self.replicated[copy] = entry.seq
+            self.location[copy] = str(entry.data.get("location") or "")
+            if entry.data.get("read_back"):
+                self.proven[copy] = self.location[copy]
+            else:  # a new object, sent and not yet read back
+                self.proven.pop(copy, None)
+        elif entry.kind == EventKind.AUDITED and entry.item:
+            for target, found in dict(entry.data.get("offsite") or {}).items():
+                copy = (entry.item, str(target))
+                if found == "ok" and copy in self.location:
+                    self.proven[copy] = self.location[copy]
 
 
 _E = ledger.alias("e")
@@ -572,10 +592,17 @@ def _replica_rows(conn: Connection, backing: _Backing, facts: _Facts) -> None:
         held.add((row["item"], row["target"]))
         if row["state"] != "verified":
             continue  # queued, failed or found bad: it claims no copy
-        backing.check("replicas", f"{row['item'][:16]}/{row['target']}", row,
-                      EventKind.REPLICATED, row["item"],
+        name = f"{row['item'][:16]}/{row['target']}"
+        backing.check("replicas", name, row, EventKind.REPLICATED, row["item"],
                       {"target": row["target"], "key": row["key"], "size": row["size"],
                        "sha256": row["remote_sha256"]})
+        # Eviction and wipe trust a proof and its place: the ledger must say so too.
+        copy = (row["item"], row["target"])
+        if row["proven_at"] is not None and facts.proven.get(copy) != (row["location"] or ""):
+            backing.problems.append(_problem(
+                K.ROW_DIFFERS, row["ledger_seq"],
+                f"replicas row {name} says its copy was read back at "
+                f"{row['location'] or '?'}, and no entry says so"))
     for (item, target), seq in sorted(facts.replicated.items(), key=lambda kv: kv[1]):
         if (item, target) not in held:
             backing.problems.append(_problem(

@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
 from .catalog import queries as q
 from .docks import mounts, wipe
 from .docks.udev import wait_ready
@@ -39,6 +41,10 @@ from .replicate import target_locations
 from .station import Station
 
 log = logging.getLogger(__name__)
+
+
+class _NoLongerEligible(Exception):
+    """A file found eligible for a wipe is not, once the catalog is in hand."""
 
 LOW_BATTERY = 20  # percent
 LOW_SPACE = 0.05  # fraction of the recorder's storage still free
@@ -461,6 +467,12 @@ class DockCoordinator:
         log.info("wiped %d files from recorder %s", wiped, report.serial)
         return wiped
 
+    def _still_eligible(self, conn: Connection, sha: str) -> bool:
+        if self.settings.docks.wipe != "after-offsite-verify":
+            return True
+        required = {t.name for t in self.settings.targets if t.required}
+        return required <= q.proven_targets(conn, sha, target_locations(self.settings))
+
     def _wipe_one(self, root: Path, row: dict[str, Any]) -> int:
         """Delete one file if what is there still hashes to its verified item.
 
@@ -510,11 +522,22 @@ class DockCoordinator:
         # The ledger says so before the file goes: a stop between the two leaves a file that
         # the ledger calls wiped but that is still there (at its aside name, taken again at the
         # next dock), never a file gone from the recorder without an entry.
-        with self.station.custody.transaction() as conn:
-            wiped = self.station.custody.record(
-                conn, kind=EventKind.WIPED, actor="ingestd", item=sha,
-                data={**facts, "policy": self.settings.docks.wipe})
-            q.finish_acquisition(conn, row["id"], wiped_at=format_time(wiped.at))
+        try:
+            with self.station.custody.transaction() as conn:
+                # Decided again under the write lock: an audit may have found an off-site copy
+                # bad (or a repair made it unproven) since the list of files was drawn up.
+                if not self._still_eligible(conn, sha):
+                    raise _NoLongerEligible
+                wiped = self.station.custody.record(
+                    conn, kind=EventKind.WIPED, actor="ingestd", item=sha,
+                    data={**facts, "policy": self.settings.docks.wipe})
+                q.finish_acquisition(conn, row["id"], wiped_at=format_time(wiped.at))
+        except BaseException as exc:
+            self._put_back(dir_fd, aside, name, row)
+            if isinstance(exc, _NoLongerEligible):
+                log.warning("not wiping %s: its off-site copy is no longer proven", row["path"])
+                return 0
+            raise
         try:
             current = os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
             if not wipe.same_file(current, after):

@@ -502,11 +502,18 @@ def verified_targets(conn: Connection, sha256: str) -> set[str]:
 
 def proven_targets(conn: Connection, sha256: str, locations: Mapping[str, str]) -> set[str]:
     """Targets whose copy was read back and hashed to the item, at the location the target
-    now has (``locations``: target name to location): only these let a copy elsewhere go."""
+    now has (``locations``: target name to location), and whose lock covers the item's
+    retention and hold as they are now: only these let a copy elsewhere go. (A label that
+    raised the retention leaves a copy unsafe until its lock has been extended.)"""
     rows = conn.execute(
-        select(replicas.c.target, replicas.c.location).where(
+        select(replicas.c.target, replicas.c.location)
+        .join(items, items.c.sha256 == replicas.c.item)
+        .where(
             replicas.c.item == sha256, replicas.c.state == "verified",
-            replicas.c.proven_at.is_not(None), replicas.c.rewrite.is_(False))
+            replicas.c.proven_at.is_not(None), replicas.c.rewrite.is_(False),
+            replicas.c.hold == items.c.hold,
+            or_(items.c.retain_until.is_(None),
+                replicas.c.retain_until >= items.c.retain_until))
     )
     return {row.target for row in rows
             if row.location and locations.get(row.target) == row.location}

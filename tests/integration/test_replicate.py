@@ -1177,6 +1177,65 @@ def test_stations_sharing_a_catalog_replicate_only_their_own_items(
 # -- wipe after off-site verification -------------------------------------------------------------
 
 
+def test_a_copy_found_bad_while_the_recorder_is_wiped_keeps_the_recorder_file(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The files to wipe are drawn up first; an audit finds an off-site copy bad before one of
+    # them is deleted. The wipe decides again with the catalog in hand and keeps that file.
+    import sqlite3
+
+    from ingestd.docks import wipe
+
+    home = make_home(tmp_path, clips, config='wipe = "after-offsite-verify"\n',
+                     recorder=tmp_path / "home" / "docks" / SERIAL)
+    home.add_target(s3_target(moto.url, bucket, credentials, readback=True))
+    media = home.recorder / "DCIM" / "100MEDIA"
+    assert len(ok(home.home, "replicate")["verified"]) == 3
+    bad = clips[1]
+    real_set_aside = wipe.set_aside
+
+    def audit_meanwhile(dir_fd: int, name: bytes) -> bytes:
+        if name == bad.path.name.encode():
+            with sqlite3.connect(home.home / "catalog.sqlite") as db:
+                db.execute("UPDATE replicas SET state = 'mismatch' WHERE item = ?",
+                           (bad.sha256,))
+        return real_set_aside(dir_fd, name)
+
+    monkeypatch.setattr(wipe, "set_aside", audit_meanwhile)
+    assert cli(home.home, "run", "--once").code == 0
+    left = sorted(p.name for p in media.iterdir())
+    assert left == [bad.path.name], left
+    assert sha256_file(media / bad.path.name) == bad.sha256
+    assert home.history(bad.sha256, "wiped") == []
+    assert all(len(home.history(c.sha256, "wiped")) == 1 for c in clips if c is not bad)
+
+
+def test_a_proof_written_into_the_catalog_by_hand_is_found(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path
+) -> None:
+    # Eviction and wipe trust `proven_at`: an insider who sets it on copies never read back
+    # would let the local copies go. The ledger says which copies were read back, and where.
+    import sqlite3
+
+    home = _proof_home(tmp_path, clips, moto.url, bucket, credentials)
+    assert len(ok(home.home, "replicate")["verified"]) == 3
+    with sqlite3.connect(home.home / "catalog.sqlite") as db:
+        db.execute("UPDATE replicas SET proven_at = '2026-01-01T00:00:00.000000Z'")
+    forged = cli(home.home, "ledger", "verify", "--json")
+    assert forged.code == 1
+    found = [p for p in forged.json()["problems"] if p["kind"] == "row_differs"]
+    assert len(found) == 3 and all("read back" in p["detail"] for p in found), found
+
+    # a real proof: the audit reads every copy back and says so in its entries
+    with sqlite3.connect(home.home / "catalog.sqlite") as db:
+        db.execute("UPDATE replicas SET proven_at = NULL")
+    audit = cli(home.home, "audit", "--all", "--offsite", "--decode", "0")
+    assert audit.code == 0, audit
+    assert home.target_status()["proven"] == 3
+    assert cli(home.home, "ledger", "verify").code == 0
+
+
 def test_redock_wipes_only_files_verified_offsite(
     tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path
 ) -> None:

@@ -69,6 +69,24 @@ def test_only_items_verified_offsite_and_past_local_keep_leave_the_store(
     assert run_cli(home, "ledger", "verify").exit_code == 0
 
 
+def test_a_label_that_raises_the_retention_keeps_the_item_until_its_locks_follow(
+        tmp_path: Path, clips: Clips) -> None:
+    # Copied and proven under a routine year; then labelled evidence (30 years). Until the
+    # off-site lock is extended to the new date, the off-site copy could expire before the
+    # item may: the local copy stays.
+    home, shas = _station(tmp_path, clips)
+    assert run_cli(home, "replicate").exit_code == 0
+    labelled = run_cli(home, "label", shas[0][:12], "--case", "C-1", "--party", "Li")
+    assert labelled.exit_code == 0, labelled.stderr
+    first = run_cli(home, "retention", "--json").json()
+    assert sorted(e["sha256"] for e in first["evicted"]) == sorted(shas[1:])
+    assert shas[0] in store_objects(home)
+    assert run_cli(home, "replicate", "--json").json()["locks_extended"][0]["sha256"] == shas[0]
+    assert [e["sha256"] for e in run_cli(home, "retention", "--json").json()["evicted"]] == [
+        shas[0]]
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
 def test_nothing_leaves_without_a_required_target_or_before_local_keep(
         tmp_path: Path, clips: Clips) -> None:
     home, shas = _station(tmp_path / "no-target", clips, target=False)

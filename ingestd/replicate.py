@@ -518,7 +518,7 @@ class Replicator:
         errors: list[str] = []
         for target in self.targets:
             with station.catalog.read() as conn:
-                last = q.last_checkpoint(conn, target.name)
+                last = q.last_checkpoint(conn, target.name, station=station.name)
             try:
                 # asked even with nothing new: a home put back from an older copy is found at
                 # the next run, not only once it has grown

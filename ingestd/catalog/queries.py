@@ -736,9 +736,13 @@ def add_checkpoint(conn: Connection, **values: Any) -> None:
     conn.execute(insert(checkpoints), values)
 
 
-def last_checkpoint(conn: Connection, target: str) -> RowMapping | None:
+def last_checkpoint(conn: Connection, target: str, *, station: str) -> RowMapping | None:
+    """The last checkpoint ``station`` sent to ``target`` (a shared catalog holds every
+    station's: they are named after their station)."""
     return conn.execute(
-        select(checkpoints).where(checkpoints.c.target == target)
+        select(checkpoints).where(
+            checkpoints.c.target == target,
+            checkpoints.c.name.startswith(f"{station}-", autoescape=True))
         .order_by(checkpoints.c.id.desc()).limit(1)
     ).mappings().first()
 

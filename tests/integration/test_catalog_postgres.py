@@ -246,8 +246,9 @@ def test_a_station_that_does_not_hold_an_item_never_calls_it_damaged(
     assert verdict["held"]["targets"] == ["nas"] and verdict["held"]["checked"] == "offsite:nas"
     assert any("read back in full: intact" in n for n in verdict["notes"])
     # each station's checkpoints on the shared target, remembered per station
-    for home in (one, two):
-        assert run_cli(home, "checkpoint").exit_code == 0
+    for home in (one, two):  # the same head: each station still sends its own
+        sent = run_cli(home, "checkpoint", "--json")
+        assert sent.exit_code == 0 and sent.json()["sent"] == ["nas"], sent.stdout
         assert run_cli(home, "ledger", "verify", "--offsite").exit_code == 0
     # at the station that holds it, its own store is read, as before
     home_verdict = run_cli(one, "verify", "--hash", sha, "--json").json()["results"][0]

@@ -54,7 +54,7 @@ def build_home(folder: Path, entries: int) -> None:
 
     station, _ = init_home(folder / "home", clock=clock)
     custody = station.custody
-    made = station.custody.verify().entries
+    made = shown = station.custody.verify().entries
     start = time.perf_counter()
     while made < entries:
         with custody.transaction() as conn:
@@ -66,7 +66,8 @@ def build_home(folder: Path, entries: int) -> None:
                     "health": {"battery_percent": 80, "free_bytes": 12_884_901_888,
                                "total_bytes": 34_359_738_368, "fs_type": "vfat",
                                "devnode": "/dev/sdb1", "fs_label": "RECORDER"}})
-        if made % (BATCH * 20) == 0:
+        if made >= shown + 100_000 or made == entries:
+            shown = made
             rate = made / (time.perf_counter() - start)
             say(f"  {made} entries ({rate:.0f} a second)")
     station.close()

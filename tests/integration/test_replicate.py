@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ingestd import config as config_mod
 from ingestd.simulate import make_clip
 from ingestd.station import Station
-from tests.support.flipping_proxy import FlippingProxy, never, object_puts
+from tests.support.flipping_proxy import FlippingProxy, RelayServer, never, object_puts
 from tests.support.servers import S3Endpoint, moto_server
 
 if TYPE_CHECKING:
@@ -352,30 +352,11 @@ class FaultProxy:
         self._guard = threading.Lock()
         self.rule: Rule = lambda method, path: None
         self.seen: list[tuple[str, str, str]] = []  # method, path, what happened
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                proxy._relay(self)
-
-            do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
-        self._thread.start()
+        self._relay_server = RelayServer(self._relay)
+        self.url = self._relay_server.url
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._relay_server.close()
 
     def puts(self, needle: str) -> list[tuple[str, str, str]]:
         return [s for s in self.seen if s[0] == "PUT" and needle in s[1]]

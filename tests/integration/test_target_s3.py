@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -37,7 +37,7 @@ from cryptography.x509.oid import NameOID
 from ingestd.errors import ObjectDamaged, ReplicaMismatch, TargetError, TargetUnreachable
 from ingestd.targets import Lock, Target
 from ingestd.targets.s3 import S3Target
-from tests.support.flipping_proxy import FlippingProxy, never, object_puts
+from tests.support.flipping_proxy import FlippingProxy, RelayServer, never, object_puts
 from tests.support.servers import S3Endpoint, ServiceUnavailable, ceph_rgw, moto_server
 
 if TYPE_CHECKING:
@@ -172,34 +172,11 @@ class FaultProxy:
         self.tamper: Tamper | None = None
         #: requests answered 200 without reaching the server (a server that ignores them)
         self.swallow: Callable[[str, str], bool] = lambda method, path: False
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                proxy._relay(self)
-
-            do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        if tls is not None:
-            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        port = self._server.server_address[1]
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-        self._thread.start()
+        self._relay_server = RelayServer(self._relay, tls=tls)
+        self.url = self._relay_server.url
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._relay_server.close()
 
     def writes(self, needle: str) -> list[tuple[str, str]]:
         """PUT and POST requests whose path contains ``needle``."""

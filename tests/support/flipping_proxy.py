@@ -65,24 +65,17 @@ def flip_one_byte(body: bytes) -> bytes:
     return bytes(damaged)
 
 
-class FlippingProxy:
-    """Relays HTTP (or HTTPS, with ``tls``) to ``upstream`` (plain HTTP)."""
+class RelayServer:
+    """A threaded HTTP(S) server on 127.0.0.1 that hands every request to ``relay`` (the
+    proxies of the tests forward it to an S3 server, changing what they are told to)."""
 
-    def __init__(self, upstream: str, *, tls: ssl.SSLContext | None = None) -> None:
-        parts = urlsplit(upstream)
-        assert parts.hostname and parts.port
-        self._upstream = (parts.hostname, parts.port)
-        self._guard = threading.Lock()
-        self.flip_request: Choose = never
-        self.flip_response: Choose = never
-        self.seen: list[Seen] = []
-        proxy = self
-
+    def __init__(self, relay: Callable[[BaseHTTPRequestHandler], None], *,
+                 tls: ssl.SSLContext | None = None) -> None:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
-                proxy._relay(self)
+                relay(self)
 
             do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
 
@@ -99,6 +92,26 @@ class FlippingProxy:
                                         daemon=True)
         self._thread.start()
 
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+class FlippingProxy:
+    """Relays HTTP (or HTTPS, with ``tls``) to ``upstream`` (plain HTTP)."""
+
+    def __init__(self, upstream: str, *, tls: ssl.SSLContext | None = None) -> None:
+        parts = urlsplit(upstream)
+        assert parts.hostname and parts.port
+        self._upstream = (parts.hostname, parts.port)
+        self._guard = threading.Lock()
+        self.flip_request: Choose = never
+        self.flip_response: Choose = never
+        self.seen: list[Seen] = []
+        self._relay_server = RelayServer(self._relay, tls=tls)
+        self.url = self._relay_server.url
+
     def __enter__(self) -> FlippingProxy:
         return self
 
@@ -107,9 +120,7 @@ class FlippingProxy:
         self.close()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._relay_server.close()
 
     def flipped(self) -> list[Seen]:
         with self._guard:

@@ -91,14 +91,18 @@ def target_locations(settings: Settings) -> dict[str, str]:
     return out
 
 
-def prove_place(station: Station, target: Target) -> None:
+def prove_place(station: Station, target: Target, *, adopt: bool = True) -> None:
     """The target can serve and is the place first used under its name: a directory target
     must hold the identity it was given then (recorded in the catalog at its first use).
-    Raises TargetError (TargetUnreachable when it is not that place now)."""
+    Raises TargetError (TargetUnreachable when it is not that place now). Without ``adopt``
+    (a check that only reads, such as ``ledger verify --offsite``), only a known identity is
+    checked: nothing is written to the target, and a place never used is not made one."""
     with station.catalog.read() as conn:
         known = q.target_identity(conn, target.name, target.location)
     if known is not None:
         target.identify(known)  # only reads: nothing is written to a place not proven
+    if not adopt:
+        return
     target.check()
     if known is None and (identity := target.identify(None)):
         with station.catalog.write() as conn:
@@ -668,7 +672,7 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
     for target in targets:
         try:
             # A share that did not mount lists no checkpoints: that must not read as intact.
-            prove_place(station, target)
+            prove_place(station, target, adopt=False)
             versions = target.checkpoint_versions()
         except TargetError as exc:
             problems.append(Discrepancy(kind=K.OFFSITE_UNREACHABLE, seq=None,

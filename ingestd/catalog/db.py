@@ -173,6 +173,16 @@ def _sqlite_engine(url: str, *, read_only: bool) -> Engine:
     return engine
 
 
+def _no_side_files_here(folder: Path) -> bool:
+    """Whether SQLite cannot make its -wal and -shm files in ``folder``: a read-only mount, a
+    full disk, or a folder this user may not write. Then no ingestd can write there either."""
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return True
+    return bool(fs.f_flag & os.ST_RDONLY) or fs.f_bavail == 0 or not os.access(folder, os.W_OK)
+
+
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """Open for reading only. ``mode=ro`` sees what a live writer committed to the WAL, but
     needs the -shm file, which a read-only folder or a full disk cannot give when no writer
@@ -190,6 +200,10 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         wal = Path(f"{path}-wal")
         if wal.exists() and wal.stat().st_size > 0:
             raise  # committed data waits in the WAL: reading the main file alone would lie
+        if not _no_side_files_here(path.parent):
+            # Where a writer could work, the main file alone may change under the reader:
+            # the error is the real one.
+            raise
         log.debug("catalog %s: read-only open failed (%s); opening it immutable", path, exc)
         conn = sqlite3.connect(base + "?mode=ro&immutable=1", **kw)
     return conn

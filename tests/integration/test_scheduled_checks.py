@@ -92,3 +92,14 @@ def test_a_damaged_offsite_copy_fails_the_scheduled_offsite_audit(
     assert checks["audit_offsite"]["ok"] is False
     assert checks["audit"]["ok"] is True, "the local copies are intact"
     assert "replica_mismatch" in home.flags(damaged)
+
+
+def test_the_offsite_ledger_check_writes_nothing_to_a_target(tmp_path: Path,
+                                                             clips: list[Clip]) -> None:  # noqa: F811
+    # Verifying only reads: a folder never used as the target is not made one (no identity
+    # file, no probe), so a share that is not mounted yet is not adopted by a check.
+    home, nas = nas_station(tmp_path, clips)
+    checked = cli(home.home, "ledger", "verify", "--offsite")
+    assert checked.code == 0, checked
+    assert list(nas.rglob("*")) == []
+    assert catalog_rows(home.home, "SELECT * FROM target_identities") == []

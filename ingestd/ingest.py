@@ -220,7 +220,13 @@ class Ingestor:
                 ledger_seq=entry.seq, actor=ctx.actor,
             )
         files: list[SourceFile] = []
+        # The recorder's identity file is read by ingestd itself (docks.identity_file): it is
+        # no footage left behind.
+        identity = os.fsencode(self.settings.docks.identity_file)
         for found in walk(mountpoint, self.settings.ingest.patterns):
+            if isinstance(found, Skipped) and found.kind == SkipKind.UNMATCHED \
+                    and found.rel == identity:
+                continue
             if isinstance(found, Skipped):
                 report.skipped.append({"path": found.display, "kind": str(found.kind),
                                        "reason": found.reason})

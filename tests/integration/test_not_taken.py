@@ -224,6 +224,18 @@ def test_a_recorder_with_nothing_left_behind_records_no_skipped_entry(
     assert dock["files_skipped"] == 0 and dock["skipped"] == {}
 
 
+def test_the_recorders_own_identity_file_is_not_counted_as_left_behind(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    # RECORDER.ID names the recorder (ingestd reads it); the same name deeper down, or any
+    # other stray file, is still counted.
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a,
+                                            "RECORDER.ID": f"{SERIAL}\n".encode(),
+                                            "SYSTEM/RECORDER.ID": b"x"})
+    report = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json").json()
+    assert [s["path"] for s in report["skipped"]] == ["SYSTEM/RECORDER.ID"]
+    assert report["skipped_by_kind"] == {"unmatched": 1}
+
+
 def test_a_home_from_before_the_count_migrates_with_nothing_lost(
         home: Path, tmp_path: Path, clips: Clips) -> None:
     from alembic import command

@@ -114,12 +114,13 @@ class Custody:
         the log, and a clock more than ``CLOCK_BEHIND_REFUSE`` behind is refused
         (IntegrityError): nothing is written until it is set right. Inside a write
         transaction (``conn``) the answer holds for what it records."""
-        clock = self.clock()
         if conn is None:
             with self.catalog.read() as reading:
-                last = q.ledger_last_time(reading)
-        else:
-            last = q.ledger_last_time(conn)
+                return self._now(q.ledger_last_time(reading))
+        return self._now(q.ledger_last_time(conn))
+
+    def _now(self, last: datetime | None) -> datetime:
+        clock = self.clock()
         if last is None or clock >= last:
             return clock
         if clock < last - CLOCK_BEHIND_REFUSE:
@@ -231,8 +232,9 @@ class Custody:
         # Never dated before the entry it follows: a time taken before this writer got the
         # catalog (or a clock set back since) is brought up to the ledger's last one. What a
         # caller writes into rows beside the entry is the entry's own ``at``.
-        now = self.now(conn)  # refuses a clock far behind the ledger, whatever ``at`` says
-        stamp = now if at is None else max(at, q.ledger_last_time(conn) or at)
+        last = q.ledger_last_time(conn)
+        now = self._now(last)  # refuses a clock far behind the ledger, whatever ``at`` says
+        stamp = now if at is None else max(at, last or at)
         entry = seal(
             seq=seq + 1, at=stamp, station=self.station, actor=actor,
             kind=str(kind), item=item, data=dict(data or {}), prev_hash=head or GENESIS_HASH,

@@ -1395,11 +1395,11 @@ def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder
         assert ok(home.home, "ledger", "verify")["ok"] is True
 
 
-def test_a_repair_that_failed_or_was_killed_does_not_make_the_bad_object_good(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
-    credentials: Path
-) -> None:
-    clip = clips[0]
+@contextlib.contextmanager
+def _found_bad(tmp_path: Path, clip: Clip, moto: S3Endpoint, bucket: str,
+               credentials: Path) -> Iterator[tuple[Home, FaultProxy]]:
+    """One clip whose only off-site copy the server stored damaged, and an audit that found
+    it so; uploads go through a fault proxy the test steers."""
     with FlippingProxy(moto.url) as flipping:
         fault = FaultProxy(flipping.url)
         try:
@@ -1408,19 +1408,27 @@ def test_a_repair_that_failed_or_was_killed_does_not_make_the_bad_object_good(
             ok(home.home, "replicate")
             flipping.flip_request = never
             assert cli(home.home, "audit", "--all", "--offsite", "--json").code == 1
-
-            # the repair fails: the server answers 500 to every upload of the item
-            fault.rule = lambda method, path: ("500" if method == "PUT" and "/sha256/" in path
-                                               else None)
-            failed = cli(home.home, "replicate", "--json")
-            assert failed.code == 1 and failed.json()["failed"]
-            fault.rule = lambda method, path: None
-            # ...and a second one is killed half-way (what a crash leaves in the catalog)
-            sql_exec(home.home, "UPDATE replicas SET state = 'uploading'")
-
-            repaired = ok(home.home, "replicate")
+            yield home, fault
         finally:
             fault.close()
+
+
+def test_a_repair_that_failed_or_was_killed_does_not_make_the_bad_object_good(
+    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    clip = clips[0]
+    with _found_bad(tmp_path, clip, moto, bucket, credentials) as (home, fault):
+        # the repair fails: the server answers 500 to every upload of the item
+        fault.rule = lambda method, path: ("500" if method == "PUT" and "/sha256/" in path
+                                           else None)
+        failed = cli(home.home, "replicate", "--json")
+        assert failed.code == 1 and failed.json()["failed"]
+        fault.rule = lambda method, path: None
+        # ...and a second one is killed half-way (what a crash leaves in the catalog)
+        sql_exec(home.home, "UPDATE replicas SET state = 'uploading'")
+
+        repaired = ok(home.home, "replicate")
     assert [v["sha256"] for v in repaired["verified"]] == [clip.sha256]
     assert len(versions(s3, bucket, item_key(clip.sha256))) == 2, "a new object was written"
     assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
@@ -1551,23 +1559,14 @@ def test_a_copy_found_bad_keeps_its_lock_in_step_with_the_label_while_its_repair
     credentials: Path
 ) -> None:
     clip = clips[0]
-    with FlippingProxy(moto.url) as flipping:
-        fault = FaultProxy(flipping.url)
-        try:
-            home = _proof_home(tmp_path, [clip], fault.url, bucket, credentials)
-            flipping.flip_request = object_puts("/sha256/")
-            ok(home.home, "replicate")
-            flipping.flip_request = never
-            assert cli(home.home, "audit", "--all", "--offsite", "--json").code == 1
-            [bad] = versions(s3, bucket, item_key(clip.sha256))
+    with _found_bad(tmp_path, clip, moto, bucket, credentials) as (home, fault):
+        [bad] = versions(s3, bucket, item_key(clip.sha256))
 
-            ok(home.home, "label", clip.sha256, "--case", "2026-0042", "--party", "Li Wei")
-            # uploads of the item are refused; everything else reaches the server
-            fault.rule = lambda method, path: ("500" if method == "PUT" and "/sha256/" in path
-                                               and "?" not in path else None)
-            report = cli(home.home, "replicate", "--json")
-        finally:
-            fault.close()
+        ok(home.home, "label", clip.sha256, "--case", "2026-0042", "--party", "Li Wei")
+        # uploads of the item are refused; everything else reaches the server
+        fault.rule = lambda method, path: ("500" if method == "PUT" and "/sha256/" in path
+                                           and "?" not in path else None)
+        report = cli(home.home, "replicate", "--json")
     assert report.code == 1 and report.json()["failed"]
     # the bad version is evidence of what happened: it stays locked as long as the case
     assert [e["sha256"] for e in report.json()["locks_extended"]] == [clip.sha256]

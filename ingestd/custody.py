@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Table, select
 
-from .catalog import queries as q
 from .catalog.db import Catalog, damage_advice
+from .catalog.queries import Tx
 from .catalog.schema import (
     acquisitions,
     flags,
@@ -106,18 +106,18 @@ class Custody:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def now(self, conn: Connection | None = None) -> datetime:
+    def now(self, tx: Tx | None = None) -> datetime:
         """The time to date what happens now: the station's clock, but never earlier than the
         ledger's last entry. A clock set back (by hand, a dead RTC battery, a bad time server)
         therefore never dates an entry before the one it follows, never makes a late dock
         look on time, and never dates a label before the item was stored; it is an alarm in
         the log, and a clock more than ``CLOCK_BEHIND_REFUSE`` behind is refused
         (IntegrityError): nothing is written until it is set right. Inside a write
-        transaction (``conn``) the answer holds for what it records."""
-        if conn is None:
+        transaction (``tx``) the answer holds for what it records."""
+        if tx is None:
             with self.catalog.read() as reading:
-                return self._now(q.ledger_last_time(reading))
-        return self._now(q.ledger_last_time(conn))
+                return self._now(reading.ledger_last_time())
+        return self._now(tx.ledger_last_time())
 
     def _now(self, last: datetime | None) -> datetime:
         clock = self.clock()
@@ -188,12 +188,12 @@ class Custody:
                 os.close(fd)
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Tx]:
         """A catalog write transaction whose ledger entries are mirrored once it commits."""
         with self._locked():
             try:
-                with self.catalog.write() as conn:
-                    yield conn
+                with self.catalog.write() as tx:
+                    yield tx
             except BaseException:
                 with self._keys_lock:
                     self._keys = None  # what it learnt of the keys may have been rolled back
@@ -213,7 +213,7 @@ class Custody:
 
     def record(
         self,
-        conn: Connection,
+        tx: Tx,
         *,
         kind: EventKind | str,
         actor: str,
@@ -225,14 +225,14 @@ class Custody:
         Its time is ``at`` (default: :meth:`now`), raised to the last entry's if earlier.
 
         Refuses to sign with a key the ledger does not vouch for this station."""
-        seq, head = q.ledger_head(conn)
+        seq, head = tx.ledger_head()
         with self._keys_lock:
-            keys = self._signing_keys(conn, seq)
+            keys = self._signing_keys(tx, seq)
             self._check_signing_key(keys, str(kind))
         # Never dated before the entry it follows: a time taken before this writer got the
         # catalog (or a clock set back since) is brought up to the ledger's last one. What a
         # caller writes into rows beside the entry is the entry's own ``at``.
-        last = q.ledger_last_time(conn)
+        last = tx.ledger_last_time()
         now = self._now(last)  # refuses a clock far behind the ledger, whatever ``at`` says
         stamp = now if at is None else max(at, last or at)
         entry = seal(
@@ -240,7 +240,7 @@ class Custody:
             kind=str(kind), item=item, data=dict(data or {}), prev_hash=head or GENESIS_HASH,
             key=self.key,
         )
-        q.insert_entry(conn, entry)
+        tx.insert_entry(entry)
         with self._keys_lock:
             if entry.kind in KEY_KINDS:
                 keys.admit(entry, canonical_bytes(body_of(entry)))
@@ -250,15 +250,15 @@ class Custody:
     def check_signing_key(self) -> None:
         """Refuse (IntegrityError) unless the ledger vouches for the key this station would
         sign with: for what is signed outside the ledger (manifests, checkpoints)."""
-        with self.catalog.read() as conn, self._keys_lock:
-            seq, _ = q.ledger_head(conn)
-            self._check_signing_key(self._signing_keys(conn, seq), "")
+        with self.catalog.read() as tx, self._keys_lock:
+            seq, _ = tx.ledger_head()
+            self._check_signing_key(self._signing_keys(tx, seq), "")
 
-    def _signing_keys(self, conn: Connection, head_seq: int) -> KeyChain:
+    def _signing_keys(self, tx: Tx, head_seq: int) -> KeyChain:
         if self._keys is None:
             self._keys, self._keys_seen = KeyChain(pins=self.pins), 0
         if head_seq > self._keys_seen:
-            for entry in q.iter_entries(conn, after=self._keys_seen, kinds=KEY_KINDS,
+            for entry in tx.iter_entries(after=self._keys_seen, kinds=KEY_KINDS,
                                         upto=head_seq):
                 self._keys.admit(entry, canonical_bytes(body_of(entry)))
             self._keys_seen = head_seq
@@ -292,29 +292,29 @@ class Custody:
     def _sync(self) -> int:
         self.mirror.truncate_partial_tail()
         last = self.mirror.last_seq()
-        with self.catalog.read() as conn:
-            new = list(q.iter_entries(conn, after=last))
+        with self.catalog.read() as tx:
+            new = list(tx.iter_entries(after=last))
         return self.mirror.append(new)
 
     # -- keys ------------------------------------------------------------------------------
 
-    def trusted_keys(self, conn: Connection) -> KeyChain:
+    def trusted_keys(self, tx: Tx) -> KeyChain:
         """The keys the ledger proves, from its genesis and rotation entries (each checked
         against the key before it and the pin), not from the catalog's ``keys`` cache."""
         keys = KeyChain(pins=self.pins)
-        for entry in q.iter_entries(conn, kinds=KEY_KINDS):
+        for entry in tx.iter_entries(kinds=KEY_KINDS):
             keys.admit(entry, canonical_bytes(body_of(entry)))
         return keys
 
-    def cache_keys(self, conn: Connection, keys: KeyChain) -> None:
+    def cache_keys(self, tx: Tx, keys: KeyChain) -> None:
         """Bring the catalog's ``keys`` table up to what the chain proves."""
-        rows = {row["key_id"] for row in q.all_keys(conn)}
+        rows = {row["key_id"] for row in tx.all_keys()}
         for key in keys.keys.values():
             if key.station is not None and key.key_id not in rows:
-                q.add_key(conn, key_id=key.key_id, station=key.station,
+                tx.add_key(key_id=key.key_id, station=key.station,
                           public_hex=key.public.hex, at=self.clock())
                 if key.retired_at is not None:
-                    q.retire_key(conn, key.key_id, key.retired_at)
+                    tx.retire_key(key.key_id, key.retired_at)
 
     # -- verification ----------------------------------------------------------------------
 
@@ -346,15 +346,15 @@ class Custody:
         with ExitStack() as stack:
             with self._locked(fcntl.LOCK_SH):
                 upto = self.mirror.size()
-                conn = stack.enter_context(self.catalog.read(snapshot=True))
-                head_seq, _ = q.ledger_head(conn)  # the first read fixes the snapshot
+                tx = stack.enter_context(self.catalog.read(snapshot=True))
+                head_seq, _ = tx.ledger_head()  # the first read fixes the snapshot
             # One pass over the entries, in constant memory: the chain is checked, the mirror
             # compared line by line, and what the row checks need gathered per item.
             chain = ChainCheck(keys)
             facts = _Facts()
 
             def each() -> Iterator[LedgerEntry]:
-                for entry in q.iter_entries(conn, upto=head_seq, batch=1000):
+                for entry in tx.iter_entries(upto=head_seq, batch=1000):
                     chain.step(entry)
                     facts.add(entry)
                     report.head_seq = entry.seq
@@ -362,7 +362,7 @@ class Custody:
 
             mirrored = compare_mirror_in_step(
                 each(), self.mirror, station=self.station, upto=upto,
-                lookup=lambda seq: next(q.iter_entries(conn, after=seq - 1, upto=seq), None))
+                lookup=lambda seq: next(tx.iter_entries(after=seq - 1, upto=seq), None))
             report.problems.extend(chain.problems)
             report.problems.extend(keys.unmet_pins())
             report.entries = chain.count
@@ -374,8 +374,8 @@ class Custody:
                     detail=f"this station's key {self.key.key_id} is not the key the ledger "
                            f"vouches for station {self.station} "
                            f"({current.key_id if current else 'none'})"))
-            report.problems.extend(_key_rows(conn, keys))
-            report.problems.extend(_unbacked_rows(conn, facts))
+            report.problems.extend(_key_rows(tx, keys))
+            report.problems.extend(_unbacked_rows(tx, facts))
         report.problems.extend(mirrored)
 
 
@@ -383,11 +383,11 @@ def _problem(kind: DiscrepancyKind, seq: int | None, detail: str) -> Discrepancy
     return Discrepancy(kind=kind, seq=seq, detail=detail)
 
 
-def _key_rows(conn: Connection, keys: KeyChain) -> list[Discrepancy]:
+def _key_rows(tx: Tx, keys: KeyChain) -> list[Discrepancy]:
     """The catalog's ``keys`` table is a cache of what the chain proves: check it is one."""
     problems: list[Discrepancy] = []
     cached: set[str] = set()
-    for row in q.all_keys(conn):
+    for row in tx.all_keys():
         kid = row["key_id"]
         cached.add(kid)
         pub = PublicKey.from_hex(row["public_key"])
@@ -459,9 +459,9 @@ def _with_entry(table: Table, *where: Any) -> Any:
             .select_from(table.outerjoin(_E, _E.c.seq == table.c.ledger_seq)).where(*where))
 
 
-def _rowless(conn: Connection, kind: str, table: Table) -> Iterator[Any]:
+def _rowless(tx: Tx, kind: str, table: Table) -> Iterator[Any]:
     """The ``kind`` entries whose row (the one naming them) is gone."""
-    return iter(conn.execute(
+    return iter(tx.conn.execute(
         select(ledger.c.seq, ledger.c.item)
         .select_from(ledger.outerjoin(table, table.c.ledger_seq == ledger.c.seq))
         .where(ledger.c.kind == kind, table.c.ledger_seq.is_(None))
@@ -496,24 +496,24 @@ class _Backing:
                     K.ROW_DIFFERS, seq,
                     f"{table} row {key}: {name} is {ours!r} but the ledger says {theirs!r}"))
 
-    def rows_present(self, conn: Connection, kind: str, table: Table) -> None:
+    def rows_present(self, tx: Tx, kind: str, table: Table) -> None:
         """Every ``kind`` entry must still have the row it made."""
-        for entry in _rowless(conn, kind, table):
+        for entry in _rowless(tx, kind, table):
             self.problems.append(_problem(
                 K.MISSING_ROW, entry.seq,
                 f"{kind} entry {entry.seq} (item {(entry.item or '-')[:16]}) has no "
                 f"{table.name} row"))
 
 
-def _unbacked_rows(conn: Connection, facts: _Facts) -> list[Discrepancy]:
+def _unbacked_rows(tx: Tx, facts: _Facts) -> list[Discrepancy]:
     """Every catalog fact must be stated by the ledger entry it names, word for word, and
     every entry's row must be there."""
     backing = _Backing()
-    _item_rows(conn, backing, facts)
-    _event_rows(conn, backing)
-    _replica_rows(conn, backing, facts)
+    _item_rows(tx, backing, facts)
+    _event_rows(tx, backing)
+    _replica_rows(tx, backing, facts)
     serials = set()
-    for row in conn.execute(_with_entry(recorders)).mappings():
+    for row in tx.conn.execute(_with_entry(recorders)).mappings():
         serials.add(row["serial"])
         backing.check("recorders", row["serial"], row, EventKind.REGISTRY, None,
                       {"serial": row["serial"],
@@ -527,8 +527,8 @@ def _unbacked_rows(conn: Connection, facts: _Facts) -> list[Discrepancy]:
     return backing.problems
 
 
-def _item_rows(conn: Connection, backing: _Backing, facts: _Facts) -> None:
-    for row in conn.execute(_with_entry(items)).mappings():
+def _item_rows(tx: Tx, backing: _Backing, facts: _Facts) -> None:
+    for row in tx.conn.execute(_with_entry(items)).mappings():
         sha = row["sha256"]
         key = sha[:16]
         stored = backing.check(
@@ -555,7 +555,7 @@ def _item_rows(conn: Connection, backing: _Backing, facts: _Facts) -> None:
                 K.UNBACKED_ROW, None,
                 f"items row {key} says the local copy is gone, but no evicted entry records "
                 "its eviction"))
-    rowless = conn.execute(
+    rowless = tx.conn.execute(
         select(ledger.c.seq, ledger.c.item)
         .select_from(ledger.outerjoin(items, items.c.sha256 == ledger.c.item))
         .where(ledger.c.kind == str(EventKind.STORED), items.c.sha256.is_(None))
@@ -566,31 +566,31 @@ def _item_rows(conn: Connection, backing: _Backing, facts: _Facts) -> None:
             f"item {(entry.item or '-')[:16]} is in the ledger but not in the catalog"))
 
 
-def _event_rows(conn: Connection, backing: _Backing) -> None:
-    for row in conn.execute(_with_entry(labels)).mappings():
+def _event_rows(tx: Tx, backing: _Backing) -> None:
+    for row in tx.conn.execute(_with_entry(labels)).mappings():
         backing.check("labels", str(row["id"]), row, EventKind.LABELLED, row["item"],
                       {"case": row["case_no"], "party": row["party"],
                        "officer": row["officer"]})
-    backing.rows_present(conn, EventKind.LABELLED, labels)
-    for row in conn.execute(_with_entry(flags)).mappings():
+    backing.rows_present(tx, EventKind.LABELLED, labels)
+    for row in tx.conn.execute(_with_entry(flags)).mappings():
         backing.check("flags", f"{row['item'][:16]}/{row['flag']}", row, EventKind.FLAGGED,
                       row["item"], {"flag": row["flag"]})
-    backing.rows_present(conn, EventKind.FLAGGED, flags)
-    for row in conn.execute(_with_entry(justifications)).mappings():
+    backing.rows_present(tx, EventKind.FLAGGED, flags)
+    for row in tx.conn.execute(_with_entry(justifications)).mappings():
         backing.check("justifications", str(row["id"]), row, EventKind.JUSTIFIED,
                       row["item"], {"flag": row["flag"], "reason": row["reason"]})
-    backing.rows_present(conn, EventKind.JUSTIFIED, justifications)
-    for row in conn.execute(
+    backing.rows_present(tx, EventKind.JUSTIFIED, justifications)
+    for row in tx.conn.execute(
         _with_entry(acquisitions, acquisitions.c.ledger_seq.is_not(None))
     ).mappings():
         backing.check("acquisitions", str(row["id"]), row, EventKind.ACQUIRED, row["item"],
                       {"path": row["path"], "size": row["size"]})
-    backing.rows_present(conn, EventKind.ACQUIRED, acquisitions)
+    backing.rows_present(tx, EventKind.ACQUIRED, acquisitions)
 
 
-def _replica_rows(conn: Connection, backing: _Backing, facts: _Facts) -> None:
+def _replica_rows(tx: Tx, backing: _Backing, facts: _Facts) -> None:
     held: set[tuple[str, str]] = set()
-    for row in conn.execute(_with_entry(replicas)).mappings():
+    for row in tx.conn.execute(_with_entry(replicas)).mappings():
         held.add((row["item"], row["target"]))
         if row["state"] != "verified":
             continue  # queued, failed or found bad: it claims no copy

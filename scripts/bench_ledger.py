@@ -37,7 +37,7 @@ from benchlib import (  # noqa: E402
 )
 
 from ingestd.domain.models import EventKind  # noqa: E402
-from ingestd.station import init_home  # noqa: E402
+from ingestd.usecases.home import init_home  # noqa: E402
 
 BATCH = 5000  # entries a transaction while building
 

@@ -29,11 +29,12 @@ import pytest
 from click.testing import CliRunner
 
 from ingestd import config as config_mod
-from ingestd import registry
 from ingestd.domain.models import Recorder
 from ingestd.media import probe
 from ingestd.simulate import make_clip
-from ingestd.station import Station, init_home
+from ingestd.station import Station
+from ingestd.usecases import registry
+from ingestd.usecases.home import init_home
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The console script installed next to the interpreter running the tests (.venv/bin/ingestd).

@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool
 from ..domain.text import redact_url, redact_urls
 from ..errors import CatalogError
 from ..modes import make_dir
+from .queries import Tx
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ class Catalog:
         return redact_url(self.url)
 
     @contextmanager
-    def read(self, *, snapshot: bool = False) -> Iterator[Connection]:
+    def read(self, *, snapshot: bool = False) -> Iterator[Tx]:
         """A read transaction. With ``snapshot``, every statement in it sees the catalog as of
         its first one (SQLite does so anyway; PostgreSQL needs REPEATABLE READ)."""
         try:
@@ -240,12 +241,12 @@ class Catalog:
                 if snapshot and not self.is_sqlite:
                     conn = raw.execution_options(isolation_level="REPEATABLE READ")
                 with conn.begin():
-                    yield conn
+                    yield Tx(conn)
         except OperationalError as exc:
             raise CatalogError(f"catalog {self.safe_url}: {_why(exc.orig)}") from None
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self) -> Iterator[Tx]:
         if self.read_only:
             raise CatalogError(f"catalog {self.safe_url} was opened read-only: this command "
                                "cannot change it")
@@ -259,7 +260,7 @@ class Catalog:
                     if not self.is_sqlite:
                         conn.execute(text(f"SET LOCAL lock_timeout = {WRITE_WAIT_MS}"))
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK})
-                    yield conn
+                    yield Tx(conn)
         except OperationalError as exc:
             raise CatalogError(f"catalog {self.safe_url}: {_why(exc.orig)}") from None
         finally:

@@ -42,309 +42,51 @@ from .schema import (
     target_identities,
 )
 
-
-def _update(conn: Connection, key: Column[Any], value: Any, values: dict[str, Any]) -> None:
-    """UPDATE one row by its key. The values go as parameters (they name the columns set), so
-    SQLAlchemy compiles one statement per set of columns and reuses it."""
-    conn.execute(update(key.table).where(key == bindparam("_key")), {"_key": value, **values})
-
-
-# -- ledger ------------------------------------------------------------------------------------
-
-
 # The statements run for every file ingested are built once: building one costs SQLAlchemy
 # more than running it on SQLite.
 _HEAD = select(ledger.c.seq, ledger.c.entry_hash).order_by(ledger.c.seq.desc()).limit(1)
-_ENTRIES_AFTER = (select(ledger).where(ledger.c.seq > bindparam("after"))
-                  .order_by(ledger.c.seq).limit(bindparam("batch")))
+_ENTRIES_AFTER = (
+    select(ledger)
+    .where(ledger.c.seq > bindparam("after"))
+    .order_by(ledger.c.seq)
+    .limit(bindparam("batch"))
+)
 _ITEM = select(items).where(items.c.sha256 == bindparam("sha"))
 _ITEM_FLAGS = select(flags).where(flags.c.item == bindparam("sha")).order_by(flags.c.id)
-_HAS_FLAG = select(flags.c.id).where(flags.c.item == bindparam("sha"),
-                                     flags.c.flag == bindparam("flag"))
-_KNOWN_SOURCE = select(acquisitions.c.item).where(
-    acquisitions.c.serial == bindparam("serial"), acquisitions.c.path_hex == bindparam("path_hex"),
-    acquisitions.c.size == bindparam("size"), acquisitions.c.mtime_ns == bindparam("mtime_ns"),
-    acquisitions.c.state.in_(("stored", "known")), acquisitions.c.item.is_not(None),
-).limit(1)
+_HAS_FLAG = select(flags.c.id).where(
+    flags.c.item == bindparam("sha"), flags.c.flag == bindparam("flag")
+)
+_KNOWN_SOURCE = (
+    select(acquisitions.c.item)
+    .where(
+        acquisitions.c.serial == bindparam("serial"),
+        acquisitions.c.path_hex == bindparam("path_hex"),
+        acquisitions.c.size == bindparam("size"),
+        acquisitions.c.mtime_ns == bindparam("mtime_ns"),
+        acquisitions.c.state.in_(("stored", "known")),
+        acquisitions.c.item.is_not(None),
+    )
+    .limit(1)
+)
 
 
 _LAST_AT = select(ledger.c.at).order_by(ledger.c.seq.desc()).limit(1)
 
 
-def ledger_last_time(conn: Connection) -> datetime | None:
-    """When the ledger's last entry is dated (None for an empty ledger)."""
-    at = conn.execute(_LAST_AT).scalar()
-    return parse_time(str(at)) if at is not None else None
-
-
-def ledger_head(conn: Connection) -> tuple[int, str | None]:
-    row = conn.execute(_HEAD).first()
-    return (int(row.seq), str(row.entry_hash)) if row else (0, None)
-
-
-def insert_entry(conn: Connection, entry: LedgerEntry) -> None:
-    conn.execute(insert(ledger), {
-        "seq": entry.seq, "at": format_time(entry.at), "station": entry.station,
-        "actor": entry.actor, "kind": entry.kind, "item": entry.item,
-        "data": json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
-        "prev_hash": entry.prev_hash, "key_id": entry.key_id, "entry_hash": entry.entry_hash,
-        "signature": entry.signature,
-    })
-
-
 def _entry(row: RowMapping) -> LedgerEntry:
     return LedgerEntry(
-        seq=int(row["seq"]), at=parse_time(row["at"]), station=row["station"],
-        actor=row["actor"], kind=row["kind"], item=row["item"], data=json.loads(row["data"]),
-        prev_hash=row["prev_hash"], key_id=row["key_id"], entry_hash=row["entry_hash"],
+        seq=int(row["seq"]),
+        at=parse_time(row["at"]),
+        station=row["station"],
+        actor=row["actor"],
+        kind=row["kind"],
+        item=row["item"],
+        data=json.loads(row["data"]),
+        prev_hash=row["prev_hash"],
+        key_id=row["key_id"],
+        entry_hash=row["entry_hash"],
         signature=row["signature"],
     )
-
-
-def iter_entries(conn: Connection, *, after: int = 0, item: str | None = None,
-                 kinds: Sequence[str] | None = None, upto: int | None = None,
-                 batch: int = 5000) -> Iterator[LedgerEntry]:
-    last = after
-    query = _ENTRIES_AFTER if item is None else _ENTRIES_AFTER.where(ledger.c.item == item)
-    if kinds is not None:
-        query = query.where(ledger.c.kind.in_(list(kinds)))
-    if upto is not None:
-        query = query.where(ledger.c.seq <= upto)
-    while True:
-        rows = conn.execute(query, {"after": last, "batch": batch}).mappings().all()
-        for row in rows:
-            yield _entry(row)
-        if len(rows) < batch:
-            return
-        last = int(rows[-1]["seq"])
-
-
-def entries_of_kinds(conn: Connection, kinds: Sequence[str], *,
-                     station: str | None = None) -> list[LedgerEntry]:
-    """Every entry of these kinds (of one station), in order (for kinds that are few, such as
-    repairs)."""
-    query = select(ledger).where(ledger.c.kind.in_(list(kinds)))
-    if station is not None:
-        query = query.where(ledger.c.station == station)
-    rows = conn.execute(query.order_by(ledger.c.seq)).mappings()
-    return [_entry(row) for row in rows]
-
-
-def add_key(conn: Connection, *, key_id: str, station: str, public_hex: str, at: datetime) -> None:
-    exists = conn.execute(select(keys.c.key_id).where(keys.c.key_id == key_id)).first()
-    if not exists:
-        conn.execute(insert(keys).values(key_id=key_id, station=station, public_key=public_hex,
-                                         created_at=format_time(at)))
-
-
-def retire_key(conn: Connection, key_id: str, at: datetime) -> None:
-    conn.execute(update(keys).where(keys.c.key_id == key_id).values(retired_at=format_time(at)))
-
-
-def all_keys(conn: Connection) -> list[RowMapping]:
-    return list(conn.execute(select(keys).order_by(keys.c.created_at)).mappings())
-
-
-# -- recorders ---------------------------------------------------------------------------------
-
-
-def recorder(conn: Connection, serial: str, *, active_only: bool = True) -> Recorder | None:
-    query = select(recorders).where(recorders.c.serial == serial)
-    if active_only:
-        query = query.where(recorders.c.active.is_(True))
-    row = conn.execute(query).mappings().first()
-    if row is None:
-        return None
-    return Recorder(serial=row["serial"], officer=row["officer"], officer_id=row["officer_id"],
-                    unit=row["unit"], vendor=row["vendor"], model=row["model"],
-                    added_at=parse_time(row["added_at"]))
-
-
-def upsert_recorder(conn: Connection, rec: Recorder, *, at: datetime, ledger_seq: int) -> None:
-    values = dict(officer=rec.officer, officer_id=rec.officer_id, unit=rec.unit,
-                  vendor=rec.vendor, model=rec.model, active=True, ledger_seq=ledger_seq)
-    done = conn.execute(update(recorders).where(recorders.c.serial == rec.serial).values(**values))
-    if done.rowcount == 0:
-        conn.execute(
-            insert(recorders).values(serial=rec.serial, added_at=format_time(at), **values)
-        )
-
-
-def deactivate_recorder(conn: Connection, serial: str, *, ledger_seq: int) -> bool:
-    done = conn.execute(
-        update(recorders).where(recorders.c.serial == serial, recorders.c.active.is_(True))
-        .values(active=False, ledger_seq=ledger_seq)
-    )
-    return done.rowcount > 0
-
-
-def list_recorders(conn: Connection, *, include_removed: bool = False) -> list[RowMapping]:
-    query = select(recorders).order_by(recorders.c.serial)
-    if not include_removed:
-        query = query.where(recorders.c.active.is_(True))
-    return list(conn.execute(query).mappings())
-
-
-# -- dock sessions and acquisitions ---------------------------------------------------------
-
-
-def open_session(conn: Connection, **values: Any) -> int:
-    result = conn.execute(insert(dock_sessions), values)
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
-def update_session(conn: Connection, session_id: int, **values: Any) -> None:
-    _update(conn, dock_sessions.c.id, session_id, values)
-
-
-def session(conn: Connection, session_id: int) -> RowMapping | None:
-    return conn.execute(
-        select(dock_sessions).where(dock_sessions.c.id == session_id)
-    ).mappings().first()
-
-
-def start_acquisition(conn: Connection, **values: Any) -> int:
-    result = conn.execute(insert(acquisitions), values)
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
-def finish_acquisition(conn: Connection, acq_id: int, **values: Any) -> None:
-    _update(conn, acquisitions.c.id, acq_id, values)
-
-
-def known_source(conn: Connection, *, serial: str, path_hex: str, size: int,
-                 mtime_ns: int) -> str | None:
-    """The item an identical source file (same recorder, path, size, time) was stored as."""
-    row = conn.execute(_KNOWN_SOURCE, {"serial": serial, "path_hex": path_hex, "size": size,
-                                       "mtime_ns": mtime_ns}).first()
-    return str(row.item) if row else None
-
-
-def interrupt_abandoned(conn: Connection, *, station: str, host: str, at: datetime,
-                        alive: Callable[[int], bool]) -> tuple[int, int]:
-    """Sessions left ``running`` by a process that is gone (killed, crashed) are marked
-    interrupted, with their copies in flight; they are resumed at the next dock. Sessions of
-    live processes on this host are left alone."""
-    stamp = format_time(at)
-    abandoned = [
-        row.id for row in conn.execute(
-            select(dock_sessions.c.id, dock_sessions.c.pid, dock_sessions.c.host).where(
-                dock_sessions.c.station == station, dock_sessions.c.state == "running")
-        )
-        if row.pid is None or row.host != host or not alive(int(row.pid))
-    ]
-    if not abandoned:
-        return 0, 0
-    acqs = conn.execute(
-        update(acquisitions)
-        .where(acquisitions.c.state == "copying", acquisitions.c.session_id.in_(abandoned))
-        .values(state="interrupted", finished_at=stamp, error="interrupted (process stopped)")
-    ).rowcount
-    sessions = conn.execute(
-        update(dock_sessions).where(dock_sessions.c.id.in_(abandoned))
-        .values(state="interrupted", finished_at=stamp)
-    ).rowcount
-    return sessions, acqs
-
-
-def wipe_candidates(conn: Connection, session_id: int) -> list[RowMapping]:
-    """A session's acquisitions whose bytes are stored and that are still on the recorder."""
-    return list(conn.execute(
-        select(acquisitions).where(
-            acquisitions.c.session_id == session_id,
-            acquisitions.c.state.in_(("stored", "known")),
-            acquisitions.c.item.is_not(None),
-            acquisitions.c.wiped_at.is_(None),
-        ).order_by(acquisitions.c.id)
-    ).mappings())
-
-
-def acquisitions_of(conn: Connection, sha256: str) -> list[RowMapping]:
-    return list(conn.execute(
-        select(acquisitions, dock_sessions.c.station, dock_sessions.c.docked_at)
-        .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
-        .where(acquisitions.c.item == sha256).order_by(acquisitions.c.id)
-    ).mappings())
-
-
-def recent_sessions(conn: Connection, limit: int = 20, *, station: str) -> list[RowMapping]:
-    return list(conn.execute(
-        select(dock_sessions).where(dock_sessions.c.station == station)
-        .order_by(dock_sessions.c.id.desc()).limit(limit)
-    ).mappings())
-
-
-# -- items -------------------------------------------------------------------------------------
-
-
-def item(conn: Connection, sha256: str) -> RowMapping | None:
-    return conn.execute(_ITEM, {"sha": sha256}).mappings().first()
-
-
-def insert_item(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(items), values)
-
-
-def update_item(conn: Connection, sha256: str, **values: Any) -> None:
-    _update(conn, items.c.sha256, sha256, values)
-
-
-def resolve(conn: Connection, ref: str) -> str:
-    """A full SHA-256 or a unique prefix of at least 8 hex digits, to the item's SHA-256."""
-    ref = ref.strip().lower()
-    if not PREFIX_RE.match(ref):
-        raise UsageError(f"{ref!r} is not an item: give a SHA-256 or at least 8 hex digits of one")
-    rows = conn.execute(
-        select(items.c.sha256).where(items.c.sha256.like(ref + "%")).limit(2)
-    ).all()
-    if not rows:
-        raise NotFound(f"no item matches {ref}")
-    if len(rows) > 1:
-        raise Ambiguous(f"{ref} matches more than one item; give more digits")
-    return str(rows[0].sha256)
-
-
-def item_flags(conn: Connection, sha256: str) -> list[RowMapping]:
-    return list(conn.execute(_ITEM_FLAGS, {"sha": sha256}).mappings())
-
-
-def has_flag(conn: Connection, sha256: str, flag: str) -> bool:
-    return conn.execute(_HAS_FLAG, {"sha": sha256, "flag": flag}).first() is not None
-
-
-def insert_flag(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(flags), values)
-
-
-def current_label(conn: Connection, sha256: str) -> RowMapping | None:
-    return conn.execute(
-        select(labels).where(labels.c.item == sha256).order_by(labels.c.id.desc()).limit(1)
-    ).mappings().first()
-
-
-def label_history(conn: Connection, sha256: str) -> list[RowMapping]:
-    return list(conn.execute(
-        select(labels).where(labels.c.item == sha256).order_by(labels.c.id)
-    ).mappings())
-
-
-def insert_label(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(labels), values)
-
-
-def insert_justification(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(justifications), values)
-
-
-def justifications_of(conn: Connection, sha256: str) -> list[RowMapping]:
-    return list(conn.execute(
-        select(justifications).where(justifications.c.item == sha256)
-        .order_by(justifications.c.id)
-    ).mappings())
 
 
 def _item_search(
@@ -360,8 +102,9 @@ def _item_search(
     # label in an IN (...) is built again for every row SQLite joins.
     current = labels.alias("current")
     earlier = labels.alias("earlier")
-    latest = (select(func.max(earlier.c.id)).where(earlier.c.item == items.c.sha256)
-              .scalar_subquery())
+    latest = (
+        select(func.max(earlier.c.id)).where(earlier.c.item == items.c.sha256).scalar_subquery()
+    )
     query = (
         select(items, current.c.case_no, current.c.party, current.c.officer.label("label_officer"))
         .select_from(items.outerjoin(current, current.c.id == latest))
@@ -370,8 +113,12 @@ def _item_search(
     if case is not None:
         query = query.where(current.c.case_no == case)
     if officer is not None:
-        query = query.where(or_(current.c.officer == officer,
-                                and_(current.c.officer.is_(None), items.c.officer == officer)))
+        query = query.where(
+            or_(
+                current.c.officer == officer,
+                and_(current.c.officer.is_(None), items.c.officer == officer),
+            )
+        )
     if recorder_serial is not None:
         query = query.where(items.c.recorder == recorder_serial)
     if flag is not None:
@@ -383,386 +130,822 @@ def _item_search(
     return query
 
 
-def search_items(conn: Connection, *, limit: int | None = None,
-                 **filters: Any) -> list[RowMapping]:
-    """Items with their current label. Dates filter on the recorded start."""
-    query = _item_search(**filters)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(conn.execute(query).mappings())
-
-
 #: Rows an item listing holds at a time.
 LIST_BATCH = 1000
 
 
-def iter_item_batches(conn: Connection, *, limit: int | None = None, batch: int = LIST_BATCH,
-                      **filters: Any) -> Iterator[list[RowMapping]]:
-    """:func:`search_items` in batches, in the same order, in constant memory: each batch
-    starts after the last (recorded_start, sha256) of the one before (keyset pagination, on
-    an index), so no batch costs more than the first."""
-    base = _item_search(**filters)
-    after: tuple[str, str] | None = None
-    left = limit
-    while left is None or left > 0:
-        size = batch if left is None else min(batch, left)
-        query = base
-        if after is not None:
-            # A row-value comparison: SQLite and PostgreSQL seek it on the index.
-            query = query.where(tuple_(items.c.recorded_start, items.c.sha256) > tuple_(*after))
-        rows = list(conn.execute(query.limit(size)).mappings())
-        if rows:
-            yield rows
-        if len(rows) < size:
-            return
-        after = (rows[-1]["recorded_start"], rows[-1]["sha256"])
-        if left is not None:
-            left -= len(rows)
+class Tx:
+    """One catalog transaction: every query ingestd makes, typed, over one connection. Opened by
+    ``Catalog.read()`` and ``Catalog.write()``; nothing outside the catalog sees SQL."""
 
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
 
-def flags_by_item(conn: Connection, shas: Sequence[str] | None = None) -> dict[str, list[str]]:
-    query = select(flags.c.item, flags.c.flag).order_by(flags.c.id)
-    if shas is not None:
-        query = query.where(flags.c.item.in_(list(shas)))
-    out: dict[str, list[str]] = {}
-    for row in conn.execute(query):
-        out.setdefault(row.item, []).append(row.flag)
-    return out
+    def _update(self, key: Column[Any], value: Any, values: dict[str, Any]) -> None:
+        """UPDATE one row by its key. The values go as parameters (they name the columns set), so
+        SQLAlchemy compiles one statement per set of columns and reuses it."""
+        self.conn.execute(
+            update(key.table).where(key == bindparam("_key")), {"_key": value, **values}
+        )
 
+    # -- ledger ------------------------------------------------------------------------------------
 
-def flagged_items(conn: Connection, wanted: Sequence[str]) -> list[RowMapping]:
-    return list(conn.execute(
-        select(flags, items.c.recorded_start, items.c.recorded_end, items.c.stored_at,
-               items.c.recorder, items.c.officer, items.c.original_name,
-               items.c.ingest_deadline, items.c.label_deadline, items.c.replication_deadline)
-        .join(items, items.c.sha256 == flags.c.item)
-        .where(flags.c.flag.in_(list(wanted))).order_by(flags.c.set_at, flags.c.item)
-    ).mappings())
+    def ledger_last_time(self) -> datetime | None:
+        """When the ledger's last entry is dated (None for an empty ledger)."""
+        at = self.conn.execute(_LAST_AT).scalar()
+        return parse_time(str(at)) if at is not None else None
 
+    def ledger_head(self) -> tuple[int, str | None]:
+        row = self.conn.execute(_HEAD).first()
+        return (int(row.seq), str(row.entry_hash)) if row else (0, None)
 
-def justifications_by_flag(conn: Connection,
-                           wanted: Sequence[str]) -> dict[tuple[str, str], list[RowMapping]]:
-    """Every justification of an item for a flag it has, among ``wanted``, in one query."""
-    out: dict[tuple[str, str], list[RowMapping]] = {}
-    for row in conn.execute(
-        select(justifications)
-        .join(flags, and_(flags.c.item == justifications.c.item,
-                          flags.c.flag == justifications.c.flag))
-        .where(flags.c.flag.in_(list(wanted))).order_by(justifications.c.id)
-    ).mappings():
-        out.setdefault((row["item"], row["flag"]), []).append(row)
-    return out
+    def insert_entry(self, entry: LedgerEntry) -> None:
+        self.conn.execute(
+            insert(ledger),
+            {
+                "seq": entry.seq,
+                "at": format_time(entry.at),
+                "station": entry.station,
+                "actor": entry.actor,
+                "kind": entry.kind,
+                "item": entry.item,
+                "data": json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
+                "prev_hash": entry.prev_hash,
+                "key_id": entry.key_id,
+                "entry_hash": entry.entry_hash,
+                "signature": entry.signature,
+            },
+        )
 
+    def iter_entries(
+        self,
+        *,
+        after: int = 0,
+        item: str | None = None,
+        kinds: Sequence[str] | None = None,
+        upto: int | None = None,
+        batch: int = 5000,
+    ) -> Iterator[LedgerEntry]:
+        last = after
+        query = _ENTRIES_AFTER if item is None else _ENTRIES_AFTER.where(ledger.c.item == item)
+        if kinds is not None:
+            query = query.where(ledger.c.kind.in_(list(kinds)))
+        if upto is not None:
+            query = query.where(ledger.c.seq <= upto)
+        while True:
+            rows = self.conn.execute(query, {"after": last, "batch": batch}).mappings().all()
+            for row in rows:
+                yield _entry(row)
+            if len(rows) < batch:
+                return
+            last = int(rows[-1]["seq"])
 
-def counts(conn: Connection, *, station: str) -> dict[str, Any]:
-    """This station's items (those it stored first), flags and acquisitions: a catalog shared
-    by many stations holds the others' too."""
-    mine = items.c.station == station
-    total = conn.execute(
-        select(func.count(), func.coalesce(func.sum(items.c.size), 0)).where(mine)).one()
-    local = conn.execute(
-        select(func.count(), func.coalesce(func.sum(items.c.size), 0))
-        .where(items.c.local_present.is_(True), mine)
-    ).one()
-    by_flag = {row.flag: int(row.n) for row in conn.execute(
-        select(flags.c.flag, func.count().label("n"))
-        .join(items, items.c.sha256 == flags.c.item).where(mine).group_by(flags.c.flag)
-    )}
-    by_state = {row.state: int(row.n) for row in conn.execute(
-        select(acquisitions.c.state, func.count().label("n"))
-        .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
-        .where(dock_sessions.c.station == station).group_by(acquisitions.c.state)
-    )}
-    labelled = conn.execute(
-        select(func.count(func.distinct(labels.c.item)))
-        .join(items, items.c.sha256 == labels.c.item).where(mine)
-    ).scalar_one()
-    return {
-        "items": int(total[0]), "bytes": int(total[1]),
-        "local_items": int(local[0]), "local_bytes": int(local[1]),
-        "labelled": int(labelled), "flags": by_flag, "acquisitions": by_state,
-    }
+    def entries_of_kinds(
+        self, kinds: Sequence[str], *, station: str | None = None
+    ) -> list[LedgerEntry]:
+        """Every entry of these kinds (of one station), in order (for kinds that are few, such as
+        repairs)."""
+        query = select(ledger).where(ledger.c.kind.in_(list(kinds)))
+        if station is not None:
+            query = query.where(ledger.c.station == station)
+        rows = self.conn.execute(query.order_by(ledger.c.seq)).mappings()
+        return [_entry(row) for row in rows]
 
+    def add_key(self, *, key_id: str, station: str, public_hex: str, at: datetime) -> None:
+        exists = self.conn.execute(select(keys.c.key_id).where(keys.c.key_id == key_id)).first()
+        if not exists:
+            self.conn.execute(
+                insert(keys).values(
+                    key_id=key_id,
+                    station=station,
+                    public_key=public_hex,
+                    created_at=format_time(at),
+                )
+            )
 
-def items_needing_window_check(conn: Connection) -> list[RowMapping]:
-    current = select(labels.c.item).distinct().subquery()
-    return list(conn.execute(
-        select(items.c.sha256, items.c.stored_at, items.c.label_deadline,
-               items.c.replication_deadline, current.c.item.label("labelled"))
-        .select_from(items.outerjoin(current, current.c.item == items.c.sha256))
-    ).mappings())
+    def retire_key(self, key_id: str, at: datetime) -> None:
+        self.conn.execute(
+            update(keys).where(keys.c.key_id == key_id).values(retired_at=format_time(at))
+        )
 
+    def all_keys(self) -> list[RowMapping]:
+        return list(self.conn.execute(select(keys).order_by(keys.c.created_at)).mappings())
 
-def verified_targets(conn: Connection, sha256: str) -> set[str]:
-    """Targets that hold a copy counted as sent (its bytes may not have been read back)."""
-    return {row.target for row in conn.execute(
-        select(replicas.c.target).where(replicas.c.item == sha256, replicas.c.state == "verified")
-    )}
+    # -- recorders ---------------------------------------------------------------------------------
 
+    def recorder(self, serial: str, *, active_only: bool = True) -> Recorder | None:
+        query = select(recorders).where(recorders.c.serial == serial)
+        if active_only:
+            query = query.where(recorders.c.active.is_(True))
+        row = self.conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        return Recorder(
+            serial=row["serial"],
+            officer=row["officer"],
+            officer_id=row["officer_id"],
+            unit=row["unit"],
+            vendor=row["vendor"],
+            model=row["model"],
+            added_at=parse_time(row["added_at"]),
+        )
 
-def proven_targets(conn: Connection, sha256: str, locations: Mapping[str, str]) -> set[str]:
-    """Targets whose copy was read back and hashed to the item, at the location the target
-    now has (``locations``: target name to location), and whose lock covers the item's
-    retention and hold as they are now: only these let a copy elsewhere go. (A label that
-    raised the retention leaves a copy unsafe until its lock has been extended.)"""
-    rows = conn.execute(
-        select(replicas.c.target, replicas.c.location)
-        .join(items, items.c.sha256 == replicas.c.item)
-        .where(
-            replicas.c.item == sha256, replicas.c.state == "verified",
-            replicas.c.proven_at.is_not(None), replicas.c.rewrite.is_(False),
-            replicas.c.hold == items.c.hold,
-            or_(items.c.retain_until.is_(None),
-                replicas.c.retain_until >= items.c.retain_until))
-    )
-    return {row.target for row in rows
-            if row.location and locations.get(row.target) == row.location}
+    def upsert_recorder(self, rec: Recorder, *, at: datetime, ledger_seq: int) -> None:
+        values = dict(
+            officer=rec.officer,
+            officer_id=rec.officer_id,
+            unit=rec.unit,
+            vendor=rec.vendor,
+            model=rec.model,
+            active=True,
+            ledger_seq=ledger_seq,
+        )
+        done = self.conn.execute(
+            update(recorders).where(recorders.c.serial == rec.serial).values(**values)
+        )
+        if done.rowcount == 0:
+            self.conn.execute(
+                insert(recorders).values(serial=rec.serial, added_at=format_time(at), **values)
+            )
 
+    def deactivate_recorder(self, serial: str, *, ledger_seq: int) -> bool:
+        done = self.conn.execute(
+            update(recorders)
+            .where(recorders.c.serial == serial, recorders.c.active.is_(True))
+            .values(active=False, ledger_seq=ledger_seq)
+        )
+        return done.rowcount > 0
 
-def items_with_unproven_copies(conn: Connection, *, station: str,
-                               targets: Sequence[str]) -> set[str]:
-    """This station's items with a copy on one of ``targets`` that was sent but never read back
-    (or must be read back again)."""
-    return {row.item for row in conn.execute(
-        select(replicas.c.item).distinct()
-        .join(items, items.c.sha256 == replicas.c.item)
-        .where(items.c.station == station, replicas.c.target.in_(list(targets)),
-               replicas.c.state == "verified",
-               or_(replicas.c.proven_at.is_(None), replicas.c.rewrite.is_(True))))}
+    def list_recorders(self, *, include_removed: bool = False) -> list[RowMapping]:
+        query = select(recorders).order_by(recorders.c.serial)
+        if not include_removed:
+            query = query.where(recorders.c.active.is_(True))
+        return list(self.conn.execute(query).mappings())
 
+    # -- dock sessions and acquisitions ---------------------------------------------------------
 
-# -- jobs ------------------------------------------------------------------------------------
+    def open_session(self, **values: Any) -> int:
+        result = self.conn.execute(insert(dock_sessions), values)
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
+    def update_session(self, session_id: int, **values: Any) -> None:
+        self._update(dock_sessions.c.id, session_id, values)
 
-def job_started(conn: Connection, *, job: str, station: str, at: datetime) -> int:
-    result = conn.execute(insert(job_runs).values(job=job, station=station,
-                                                  started_at=format_time(at)))
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    def session(self, session_id: int) -> RowMapping | None:
+        return (
+            self.conn.execute(select(dock_sessions).where(dock_sessions.c.id == session_id))
+            .mappings()
+            .first()
+        )
 
+    def start_acquisition(self, **values: Any) -> int:
+        result = self.conn.execute(insert(acquisitions), values)
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
-def job_finished(conn: Connection, run_id: int, *, at: datetime, ok: bool, summary: str) -> None:
-    conn.execute(update(job_runs).where(job_runs.c.id == run_id).values(
-        finished_at=format_time(at), ok=ok, summary=summary))
+    def finish_acquisition(self, acq_id: int, **values: Any) -> None:
+        self._update(acquisitions.c.id, acq_id, values)
 
-
-def last_jobs(conn: Connection, *, station: str) -> list[RowMapping]:
-    latest = (select(func.max(job_runs.c.id)).where(job_runs.c.station == station)
-              .group_by(job_runs.c.job).scalar_subquery())
-    return list(conn.execute(
-        select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)
-    ).mappings())
-
-
-# -- replication -------------------------------------------------------------------------------
-
-
-def replication_queue(conn: Connection, targets: Sequence[str], *, limit: int | None = None,
-                      station: str | None = None) -> list[RowMapping]:
-    """Local items that some of ``targets`` do not yet hold verified, oldest deadline first.
-
-    ``station``: only that station's items (a catalog shared by many stations holds items
-    that are in other stations' stores, not in this one's)."""
-    if not targets:
-        return []
-    verified_everywhere = (
-        select(replicas.c.item)
-        .where(replicas.c.state == "verified", replicas.c.target.in_(list(targets)))
-        .group_by(replicas.c.item)
-        .having(func.count(func.distinct(replicas.c.target)) == len(set(targets)))
-    )
-    query = (
-        select(items)
-        .where(items.c.local_present.is_(True), items.c.sha256.not_in(verified_everywhere))
-        .order_by(items.c.replication_deadline, items.c.sha256)
-    )
-    if station is not None:
-        query = query.where(items.c.station == station)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(conn.execute(query).mappings())
-
-
-def replica(conn: Connection, sha256: str, target: str) -> RowMapping | None:
-    return conn.execute(
-        select(replicas).where(replicas.c.item == sha256, replicas.c.target == target)
-    ).mappings().first()
-
-
-def replicas_of(conn: Connection, sha256: str) -> dict[str, RowMapping]:
-    """The item's replica rows, by target."""
-    return {row["target"]: row for row in conn.execute(
-        select(replicas).where(replicas.c.item == sha256)).mappings()}
-
-
-def upsert_replica(conn: Connection, sha256: str, target: str, **values: Any) -> None:
-    done = conn.execute(
-        update(replicas).where(replicas.c.item == sha256, replicas.c.target == target)
-        .values(**values)
-    )
-    if done.rowcount == 0:
-        conn.execute(insert(replicas).values(item=sha256, target=target, **values))
-
-
-def interrupt_uploads(conn: Connection, at: datetime) -> int:
-    """At start: uploads a crash left 'uploading' are queued again (they restart cleanly)."""
-    return conn.execute(
-        update(replicas).where(replicas.c.state == "uploading")
-        .values(state="queued", last_error="interrupted", updated_at=format_time(at))
-    ).rowcount
-
-
-def relocate_replicas(conn: Connection, target: str, location: str, at: datetime, *,
-                      station: str) -> int:
-    """``station``'s target now points at ``location``: copies of its items recorded
-    elsewhere (or before locations were recorded) no longer count; they are copied, or found,
-    there at the next run. (Stations sharing a catalog may give one name other places.)"""
-    mine = select(items.c.sha256).where(items.c.station == station)
-    moved = and_(replicas.c.target == target, replicas.c.location != location,
-                 replicas.c.item.in_(mine))
-    # what was found bad at another place says nothing of the objects at this one
-    conn.execute(update(replicas).where(moved, replicas.c.location != "")
-                 .values(rewrite=False, bad_versions=""))
-    return conn.execute(
-        update(replicas).where(moved).values(
-            state=case((replicas.c.state == "verified", "queued"), else_=replicas.c.state),
-            location=location, proven_at=None, updated_at=format_time(at),
-            last_error=f"not yet checked at {location}"[:2000])
-    ).rowcount
-
-
-def replica_found_bad(conn: Connection, sha256: str, target: str, *, version_id: str | None,
-                      error: str, at: datetime) -> None:
-    """The copy does not hash to the item: it needs a new object, read back before it counts
-    again; the bad version is remembered (its lock keeps it for investigation)."""
-    row = replica(conn, sha256, target)
-    bad = (row["bad_versions"] if row else "").split()
-    if version_id and version_id not in bad:
-        bad.append(version_id)
-    upsert_replica(conn, sha256, target, state="mismatch", rewrite=True, proven_at=None,
-                   bad_versions=" ".join(bad), last_error=error[:2000],
-                   updated_at=format_time(at))
-
-
-def target_identity(conn: Connection, target: str, location: str) -> str | None:
-    return conn.execute(
-        select(target_identities.c.identity).where(target_identities.c.target == target,
-                                                   target_identities.c.location == location)
-    ).scalar()
-
-
-def record_target_identity(conn: Connection, target: str, location: str, identity: str,
-                           at: datetime) -> None:
-    conn.execute(insert(target_identities).values(target=target, location=location,
-                                                  identity=identity,
-                                                  recorded_at=format_time(at)))
-
-
-def locks_behind(conn: Connection, *, station: str | None = None) -> list[RowMapping]:
-    """Replicas with an object off-site (verified once, whatever happened since) whose lock
-    is shorter than the item's retention, or whose hold differs from the item's
-    (``station``: of that station's items only)."""
-    query = (
-        select(replicas, items.c.retain_until.label("item_retain_until"),
-               items.c.hold.label("item_hold"), items.c.retention_class,
-               items.c.recorded_start)
-        .join(items, items.c.sha256 == replicas.c.item)
-        .where(replicas.c.verified_at.is_not(None))
-        .where(or_(
-            replicas.c.hold != items.c.hold,
-            and_(items.c.retain_until.is_(None), replicas.c.retain_until.is_not(None)),
-            and_(items.c.retain_until.is_not(None), replicas.c.retain_until.is_not(None),
-                 items.c.retain_until > replicas.c.retain_until),
-        ))
-    )
-    if station is not None:
-        query = query.where(items.c.station == station)
-    return list(conn.execute(query).mappings())
-
-
-def replica_stats(conn: Connection, targets: Sequence[str], *,
-                  station: str) -> dict[str, dict[str, Any]]:
-    """Per target: the replicas of this station's items by state (a catalog shared by many
-    stations holds theirs too, replicated by them), how many of the verified ones are proven
-    (read back), the oldest waiting, the last error."""
-    mine = items.c.station == station
-    local = conn.execute(
-        select(func.count()).where(items.c.local_present.is_(True), mine)
-    ).scalar_one()
-    out: dict[str, dict[str, Any]] = {}
-    for name in targets:
-        by_state = {row.state: int(row.n) for row in conn.execute(
-            select(replicas.c.state, func.count().label("n"))
-            .join(items, items.c.sha256 == replicas.c.item)
-            .where(replicas.c.target == name, mine).group_by(replicas.c.state)
-        )}
-        verified = by_state.get("verified", 0)
-        proven = conn.execute(
-            select(func.count()).select_from(replicas)
-            .join(items, items.c.sha256 == replicas.c.item)
-            .where(replicas.c.target == name, mine, replicas.c.state == "verified",
-                   replicas.c.proven_at.is_not(None), replicas.c.rewrite.is_(False))
-        ).scalar_one()
-        oldest = conn.execute(
-            select(items.c.sha256, items.c.replication_deadline)
-            .where(items.c.local_present.is_(True), mine, items.c.sha256.not_in(
-                select(replicas.c.item).where(replicas.c.target == name,
-                                              replicas.c.state == "verified")))
-            .order_by(items.c.replication_deadline).limit(1)
+    def known_source(self, *, serial: str, path_hex: str, size: int, mtime_ns: int) -> str | None:
+        """The item an identical source file (same recorder, path, size, time) was stored as."""
+        row = self.conn.execute(
+            _KNOWN_SOURCE,
+            {"serial": serial, "path_hex": path_hex, "size": size, "mtime_ns": mtime_ns},
         ).first()
-        last_error = conn.execute(
-            select(replicas.c.last_error, replicas.c.updated_at)
-            .join(items, items.c.sha256 == replicas.c.item)
-            .where(replicas.c.target == name, replicas.c.last_error != "", mine)
-            .order_by(replicas.c.updated_at.desc()).limit(1)
-        ).first()
-        out[name] = {
-            "verified": verified,
-            "proven": int(proven),  # of the verified: read back since, so they let copies go
-            "in_flight": by_state.get("uploading", 0),
-            "failed": by_state.get("failed", 0) + by_state.get("mismatch", 0),
-            "queued": max(0, int(local) - verified - by_state.get("uploading", 0)
-                          - by_state.get("failed", 0) - by_state.get("mismatch", 0)),
-            "oldest_waiting": ({"sha256": oldest.sha256, "deadline": oldest.replication_deadline}
-                               if oldest else None),
-            "last_error": ({"error": last_error.last_error, "at": last_error.updated_at}
-                           if last_error else None),
+        return str(row.item) if row else None
+
+    def interrupt_abandoned(
+        self, *, station: str, host: str, at: datetime, alive: Callable[[int], bool]
+    ) -> tuple[int, int]:
+        """Sessions left ``running`` by a process that is gone (killed, crashed) are marked
+        interrupted, with their copies in flight; they are resumed at the next dock. Sessions of
+        live processes on this host are left alone."""
+        stamp = format_time(at)
+        abandoned = [
+            row.id
+            for row in self.conn.execute(
+                select(dock_sessions.c.id, dock_sessions.c.pid, dock_sessions.c.host).where(
+                    dock_sessions.c.station == station, dock_sessions.c.state == "running"
+                )
+            )
+            if row.pid is None or row.host != host or not alive(int(row.pid))
+        ]
+        if not abandoned:
+            return 0, 0
+        acqs = self.conn.execute(
+            update(acquisitions)
+            .where(acquisitions.c.state == "copying", acquisitions.c.session_id.in_(abandoned))
+            .values(state="interrupted", finished_at=stamp, error="interrupted (process stopped)")
+        ).rowcount
+        sessions = self.conn.execute(
+            update(dock_sessions)
+            .where(dock_sessions.c.id.in_(abandoned))
+            .values(state="interrupted", finished_at=stamp)
+        ).rowcount
+        return sessions, acqs
+
+    def wipe_candidates(self, session_id: int) -> list[RowMapping]:
+        """A session's acquisitions whose bytes are stored and that are still on the recorder."""
+        return list(
+            self.conn.execute(
+                select(acquisitions)
+                .where(
+                    acquisitions.c.session_id == session_id,
+                    acquisitions.c.state.in_(("stored", "known")),
+                    acquisitions.c.item.is_not(None),
+                    acquisitions.c.wiped_at.is_(None),
+                )
+                .order_by(acquisitions.c.id)
+            ).mappings()
+        )
+
+    def acquisitions_of(self, sha256: str) -> list[RowMapping]:
+        return list(
+            self.conn.execute(
+                select(acquisitions, dock_sessions.c.station, dock_sessions.c.docked_at)
+                .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
+                .where(acquisitions.c.item == sha256)
+                .order_by(acquisitions.c.id)
+            ).mappings()
+        )
+
+    def recent_sessions(self, limit: int = 20, *, station: str) -> list[RowMapping]:
+        return list(
+            self.conn.execute(
+                select(dock_sessions)
+                .where(dock_sessions.c.station == station)
+                .order_by(dock_sessions.c.id.desc())
+                .limit(limit)
+            ).mappings()
+        )
+
+    # -- items -------------------------------------------------------------------------------------
+
+    def item(self, sha256: str) -> RowMapping | None:
+        return self.conn.execute(_ITEM, {"sha": sha256}).mappings().first()
+
+    def insert_item(self, **values: Any) -> None:
+        self.conn.execute(insert(items), values)
+
+    def update_item(self, sha256: str, **values: Any) -> None:
+        self._update(items.c.sha256, sha256, values)
+
+    def resolve(self, ref: str) -> str:
+        """A full SHA-256 or a unique prefix of at least 8 hex digits, to the item's SHA-256."""
+        ref = ref.strip().lower()
+        if not PREFIX_RE.match(ref):
+            raise UsageError(
+                f"{ref!r} is not an item: give a SHA-256 or at least 8 hex digits of one"
+            )
+        rows = self.conn.execute(
+            select(items.c.sha256).where(items.c.sha256.like(ref + "%")).limit(2)
+        ).all()
+        if not rows:
+            raise NotFound(f"no item matches {ref}")
+        if len(rows) > 1:
+            raise Ambiguous(f"{ref} matches more than one item; give more digits")
+        return str(rows[0].sha256)
+
+    def item_flags(self, sha256: str) -> list[RowMapping]:
+        return list(self.conn.execute(_ITEM_FLAGS, {"sha": sha256}).mappings())
+
+    def has_flag(self, sha256: str, flag: str) -> bool:
+        return self.conn.execute(_HAS_FLAG, {"sha": sha256, "flag": flag}).first() is not None
+
+    def insert_flag(self, **values: Any) -> None:
+        self.conn.execute(insert(flags), values)
+
+    def current_label(self, sha256: str) -> RowMapping | None:
+        return (
+            self.conn.execute(
+                select(labels).where(labels.c.item == sha256).order_by(labels.c.id.desc()).limit(1)
+            )
+            .mappings()
+            .first()
+        )
+
+    def label_history(self, sha256: str) -> list[RowMapping]:
+        return list(
+            self.conn.execute(
+                select(labels).where(labels.c.item == sha256).order_by(labels.c.id)
+            ).mappings()
+        )
+
+    def insert_label(self, **values: Any) -> None:
+        self.conn.execute(insert(labels), values)
+
+    def insert_justification(self, **values: Any) -> None:
+        self.conn.execute(insert(justifications), values)
+
+    def justifications_of(self, sha256: str) -> list[RowMapping]:
+        return list(
+            self.conn.execute(
+                select(justifications)
+                .where(justifications.c.item == sha256)
+                .order_by(justifications.c.id)
+            ).mappings()
+        )
+
+    def search_items(self, *, limit: int | None = None, **filters: Any) -> list[RowMapping]:
+        """Items with their current label. Dates filter on the recorded start."""
+        query = _item_search(**filters)
+        if limit is not None:
+            query = query.limit(limit)
+        return list(self.conn.execute(query).mappings())
+
+    def iter_item_batches(
+        self, *, limit: int | None = None, batch: int = LIST_BATCH, **filters: Any
+    ) -> Iterator[list[RowMapping]]:
+        """:func:`search_items` in batches, in the same order, in constant memory: each batch
+        starts after the last (recorded_start, sha256) of the one before (keyset pagination, on
+        an index), so no batch costs more than the first."""
+        base = _item_search(**filters)
+        after: tuple[str, str] | None = None
+        left = limit
+        while left is None or left > 0:
+            size = batch if left is None else min(batch, left)
+            query = base
+            if after is not None:
+                # A row-value comparison: SQLite and PostgreSQL seek it on the index.
+                query = query.where(tuple_(items.c.recorded_start, items.c.sha256) > tuple_(*after))
+            rows = list(self.conn.execute(query.limit(size)).mappings())
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = (rows[-1]["recorded_start"], rows[-1]["sha256"])
+            if left is not None:
+                left -= len(rows)
+
+    def flags_by_item(self, shas: Sequence[str] | None = None) -> dict[str, list[str]]:
+        query = select(flags.c.item, flags.c.flag).order_by(flags.c.id)
+        if shas is not None:
+            query = query.where(flags.c.item.in_(list(shas)))
+        out: dict[str, list[str]] = {}
+        for row in self.conn.execute(query):
+            out.setdefault(row.item, []).append(row.flag)
+        return out
+
+    def flagged_items(self, wanted: Sequence[str]) -> list[RowMapping]:
+        return list(
+            self.conn.execute(
+                select(
+                    flags,
+                    items.c.recorded_start,
+                    items.c.recorded_end,
+                    items.c.stored_at,
+                    items.c.recorder,
+                    items.c.officer,
+                    items.c.original_name,
+                    items.c.ingest_deadline,
+                    items.c.label_deadline,
+                    items.c.replication_deadline,
+                )
+                .join(items, items.c.sha256 == flags.c.item)
+                .where(flags.c.flag.in_(list(wanted)))
+                .order_by(flags.c.set_at, flags.c.item)
+            ).mappings()
+        )
+
+    def justifications_by_flag(
+        self, wanted: Sequence[str]
+    ) -> dict[tuple[str, str], list[RowMapping]]:
+        """Every justification of an item for a flag it has, among ``wanted``, in one query."""
+        out: dict[tuple[str, str], list[RowMapping]] = {}
+        for row in self.conn.execute(
+            select(justifications)
+            .join(
+                flags,
+                and_(flags.c.item == justifications.c.item, flags.c.flag == justifications.c.flag),
+            )
+            .where(flags.c.flag.in_(list(wanted)))
+            .order_by(justifications.c.id)
+        ).mappings():
+            out.setdefault((row["item"], row["flag"]), []).append(row)
+        return out
+
+    def counts(self, *, station: str) -> dict[str, Any]:
+        """This station's items (those it stored first), flags and acquisitions: a catalog shared
+        by many stations holds the others' too."""
+        mine = items.c.station == station
+        total = self.conn.execute(
+            select(func.count(), func.coalesce(func.sum(items.c.size), 0)).where(mine)
+        ).one()
+        local = self.conn.execute(
+            select(func.count(), func.coalesce(func.sum(items.c.size), 0)).where(
+                items.c.local_present.is_(True), mine
+            )
+        ).one()
+        by_flag = {
+            row.flag: int(row.n)
+            for row in self.conn.execute(
+                select(flags.c.flag, func.count().label("n"))
+                .join(items, items.c.sha256 == flags.c.item)
+                .where(mine)
+                .group_by(flags.c.flag)
+            )
         }
-    return out
+        by_state = {
+            row.state: int(row.n)
+            for row in self.conn.execute(
+                select(acquisitions.c.state, func.count().label("n"))
+                .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
+                .where(dock_sessions.c.station == station)
+                .group_by(acquisitions.c.state)
+            )
+        }
+        labelled = self.conn.execute(
+            select(func.count(func.distinct(labels.c.item)))
+            .join(items, items.c.sha256 == labels.c.item)
+            .where(mine)
+        ).scalar_one()
+        return {
+            "items": int(total[0]),
+            "bytes": int(total[1]),
+            "local_items": int(local[0]),
+            "local_bytes": int(local[1]),
+            "labelled": int(labelled),
+            "flags": by_flag,
+            "acquisitions": by_state,
+        }
 
+    def items_needing_window_check(self) -> list[RowMapping]:
+        current = select(labels.c.item).distinct().subquery()
+        return list(
+            self.conn.execute(
+                select(
+                    items.c.sha256,
+                    items.c.stored_at,
+                    items.c.label_deadline,
+                    items.c.replication_deadline,
+                    current.c.item.label("labelled"),
+                ).select_from(items.outerjoin(current, current.c.item == items.c.sha256))
+            ).mappings()
+        )
 
-def add_checkpoint(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(checkpoints), values)
+    def verified_targets(self, sha256: str) -> set[str]:
+        """Targets that hold a copy counted as sent (its bytes may not have been read back)."""
+        return {
+            row.target
+            for row in self.conn.execute(
+                select(replicas.c.target).where(
+                    replicas.c.item == sha256, replicas.c.state == "verified"
+                )
+            )
+        }
 
+    def proven_targets(self, sha256: str, locations: Mapping[str, str]) -> set[str]:
+        """Targets whose copy was read back and hashed to the item, at the location the target
+        now has (``locations``: target name to location), and whose lock covers the item's
+        retention and hold as they are now: only these let a copy elsewhere go. (A label that
+        raised the retention leaves a copy unsafe until its lock has been extended.)"""
+        rows = self.conn.execute(
+            select(replicas.c.target, replicas.c.location)
+            .join(items, items.c.sha256 == replicas.c.item)
+            .where(
+                replicas.c.item == sha256,
+                replicas.c.state == "verified",
+                replicas.c.proven_at.is_not(None),
+                replicas.c.rewrite.is_(False),
+                replicas.c.hold == items.c.hold,
+                or_(
+                    items.c.retain_until.is_(None), replicas.c.retain_until >= items.c.retain_until
+                ),
+            )
+        )
+        return {
+            row.target for row in rows if row.location and locations.get(row.target) == row.location
+        }
 
-def last_checkpoint(conn: Connection, target: str, *, station: str) -> RowMapping | None:
-    """The last checkpoint ``station`` sent to ``target`` (a shared catalog holds every
-    station's: they are named after their station)."""
-    return conn.execute(
-        select(checkpoints).where(
-            checkpoints.c.target == target,
-            checkpoints.c.name.startswith(f"{station}-", autoescape=True))
-        .order_by(checkpoints.c.id.desc()).limit(1)
-    ).mappings().first()
+    def items_with_unproven_copies(self, *, station: str, targets: Sequence[str]) -> set[str]:
+        """This station's items with a copy on one of ``targets`` that was sent but never read back
+        (or must be read back again)."""
+        return {
+            row.item
+            for row in self.conn.execute(
+                select(replicas.c.item)
+                .distinct()
+                .join(items, items.c.sha256 == replicas.c.item)
+                .where(
+                    items.c.station == station,
+                    replicas.c.target.in_(list(targets)),
+                    replicas.c.state == "verified",
+                    or_(replicas.c.proven_at.is_(None), replicas.c.rewrite.is_(True)),
+                )
+            )
+        }
 
+    # -- jobs ------------------------------------------------------------------------------------
 
-def newest_checkpoint_seen(conn: Connection, *, station: str,
-                           target: str) -> RowMapping | None:
-    return conn.execute(
-        select(checkpoints_seen).where(checkpoints_seen.c.station == station,
-                                       checkpoints_seen.c.target == target)
-    ).mappings().first()
+    def job_started(self, *, job: str, station: str, at: datetime) -> int:
+        result = self.conn.execute(
+            insert(job_runs).values(job=job, station=station, started_at=format_time(at))
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
+    def job_finished(self, run_id: int, *, at: datetime, ok: bool, summary: str) -> None:
+        self.conn.execute(
+            update(job_runs)
+            .where(job_runs.c.id == run_id)
+            .values(finished_at=format_time(at), ok=ok, summary=summary)
+        )
 
-def remember_checkpoint(conn: Connection, *, station: str, target: str, name: str, seq: int,
-                        head_hash: str, at: datetime) -> None:
-    """Keep the newest checkpoint known to be on ``target``; an older one changes nothing."""
-    known = newest_checkpoint_seen(conn, station=station, target=target)
-    values = {"name": name, "seq": seq, "head_hash": head_hash, "at": format_time(at)}
-    if known is None:
-        conn.execute(insert(checkpoints_seen), {"station": station, "target": target, **values})
-    elif seq > int(known["seq"]):
-        conn.execute(update(checkpoints_seen).where(
-            checkpoints_seen.c.station == station, checkpoints_seen.c.target == target
-        ).values(**values))
+    def last_jobs(self, *, station: str) -> list[RowMapping]:
+        latest = (
+            select(func.max(job_runs.c.id))
+            .where(job_runs.c.station == station)
+            .group_by(job_runs.c.job)
+            .scalar_subquery()
+        )
+        return list(
+            self.conn.execute(
+                select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)
+            ).mappings()
+        )
+
+    # -- replication -------------------------------------------------------------------------------
+
+    def replication_queue(
+        self, targets: Sequence[str], *, limit: int | None = None, station: str | None = None
+    ) -> list[RowMapping]:
+        """Local items that some of ``targets`` do not yet hold verified, oldest deadline first.
+
+        ``station``: only that station's items (a catalog shared by many stations holds items
+        that are in other stations' stores, not in this one's)."""
+        if not targets:
+            return []
+        verified_everywhere = (
+            select(replicas.c.item)
+            .where(replicas.c.state == "verified", replicas.c.target.in_(list(targets)))
+            .group_by(replicas.c.item)
+            .having(func.count(func.distinct(replicas.c.target)) == len(set(targets)))
+        )
+        query = (
+            select(items)
+            .where(items.c.local_present.is_(True), items.c.sha256.not_in(verified_everywhere))
+            .order_by(items.c.replication_deadline, items.c.sha256)
+        )
+        if station is not None:
+            query = query.where(items.c.station == station)
+        if limit is not None:
+            query = query.limit(limit)
+        return list(self.conn.execute(query).mappings())
+
+    def replica(self, sha256: str, target: str) -> RowMapping | None:
+        return (
+            self.conn.execute(
+                select(replicas).where(replicas.c.item == sha256, replicas.c.target == target)
+            )
+            .mappings()
+            .first()
+        )
+
+    def replicas_of(self, sha256: str) -> dict[str, RowMapping]:
+        """The item's replica rows, by target."""
+        return {
+            row["target"]: row
+            for row in self.conn.execute(
+                select(replicas).where(replicas.c.item == sha256)
+            ).mappings()
+        }
+
+    def upsert_replica(self, sha256: str, target: str, **values: Any) -> None:
+        done = self.conn.execute(
+            update(replicas)
+            .where(replicas.c.item == sha256, replicas.c.target == target)
+            .values(**values)
+        )
+        if done.rowcount == 0:
+            self.conn.execute(insert(replicas).values(item=sha256, target=target, **values))
+
+    def interrupt_uploads(self, at: datetime) -> int:
+        """At start: uploads a crash left 'uploading' are queued again (they restart cleanly)."""
+        return self.conn.execute(
+            update(replicas)
+            .where(replicas.c.state == "uploading")
+            .values(state="queued", last_error="interrupted", updated_at=format_time(at))
+        ).rowcount
+
+    def relocate_replicas(self, target: str, location: str, at: datetime, *, station: str) -> int:
+        """``station``'s target now points at ``location``: copies of its items recorded
+        elsewhere (or before locations were recorded) no longer count; they are copied, or found,
+        there at the next run. (Stations sharing a catalog may give one name other places.)"""
+        mine = select(items.c.sha256).where(items.c.station == station)
+        moved = and_(
+            replicas.c.target == target, replicas.c.location != location, replicas.c.item.in_(mine)
+        )
+        # what was found bad at another place says nothing of the objects at this one
+        self.conn.execute(
+            update(replicas)
+            .where(moved, replicas.c.location != "")
+            .values(rewrite=False, bad_versions="")
+        )
+        return self.conn.execute(
+            update(replicas)
+            .where(moved)
+            .values(
+                state=case((replicas.c.state == "verified", "queued"), else_=replicas.c.state),
+                location=location,
+                proven_at=None,
+                updated_at=format_time(at),
+                last_error=f"not yet checked at {location}"[:2000],
+            )
+        ).rowcount
+
+    def replica_found_bad(
+        self, sha256: str, target: str, *, version_id: str | None, error: str, at: datetime
+    ) -> None:
+        """The copy does not hash to the item: it needs a new object, read back before it counts
+        again; the bad version is remembered (its lock keeps it for investigation)."""
+        row = self.replica(sha256, target)
+        bad = (row["bad_versions"] if row else "").split()
+        if version_id and version_id not in bad:
+            bad.append(version_id)
+        self.upsert_replica(
+            sha256,
+            target,
+            state="mismatch",
+            rewrite=True,
+            proven_at=None,
+            bad_versions=" ".join(bad),
+            last_error=error[:2000],
+            updated_at=format_time(at),
+        )
+
+    def target_identity(self, target: str, location: str) -> str | None:
+        return self.conn.execute(
+            select(target_identities.c.identity).where(
+                target_identities.c.target == target, target_identities.c.location == location
+            )
+        ).scalar()
+
+    def record_target_identity(
+        self, target: str, location: str, identity: str, at: datetime
+    ) -> None:
+        self.conn.execute(
+            insert(target_identities).values(
+                target=target, location=location, identity=identity, recorded_at=format_time(at)
+            )
+        )
+
+    def locks_behind(self, *, station: str | None = None) -> list[RowMapping]:
+        """Replicas with an object off-site (verified once, whatever happened since) whose lock
+        is shorter than the item's retention, or whose hold differs from the item's
+        (``station``: of that station's items only)."""
+        query = (
+            select(
+                replicas,
+                items.c.retain_until.label("item_retain_until"),
+                items.c.hold.label("item_hold"),
+                items.c.retention_class,
+                items.c.recorded_start,
+            )
+            .join(items, items.c.sha256 == replicas.c.item)
+            .where(replicas.c.verified_at.is_not(None))
+            .where(
+                or_(
+                    replicas.c.hold != items.c.hold,
+                    and_(items.c.retain_until.is_(None), replicas.c.retain_until.is_not(None)),
+                    and_(
+                        items.c.retain_until.is_not(None),
+                        replicas.c.retain_until.is_not(None),
+                        items.c.retain_until > replicas.c.retain_until,
+                    ),
+                )
+            )
+        )
+        if station is not None:
+            query = query.where(items.c.station == station)
+        return list(self.conn.execute(query).mappings())
+
+    def replica_stats(self, targets: Sequence[str], *, station: str) -> dict[str, dict[str, Any]]:
+        """Per target: the replicas of this station's items by state (a catalog shared by many
+        stations holds theirs too, replicated by them), how many of the verified ones are proven
+        (read back), the oldest waiting, the last error."""
+        mine = items.c.station == station
+        local = self.conn.execute(
+            select(func.count()).where(items.c.local_present.is_(True), mine)
+        ).scalar_one()
+        out: dict[str, dict[str, Any]] = {}
+        for name in targets:
+            by_state = {
+                row.state: int(row.n)
+                for row in self.conn.execute(
+                    select(replicas.c.state, func.count().label("n"))
+                    .join(items, items.c.sha256 == replicas.c.item)
+                    .where(replicas.c.target == name, mine)
+                    .group_by(replicas.c.state)
+                )
+            }
+            verified = by_state.get("verified", 0)
+            proven = self.conn.execute(
+                select(func.count())
+                .select_from(replicas)
+                .join(items, items.c.sha256 == replicas.c.item)
+                .where(
+                    replicas.c.target == name,
+                    mine,
+                    replicas.c.state == "verified",
+                    replicas.c.proven_at.is_not(None),
+                    replicas.c.rewrite.is_(False),
+                )
+            ).scalar_one()
+            oldest = self.conn.execute(
+                select(items.c.sha256, items.c.replication_deadline)
+                .where(
+                    items.c.local_present.is_(True),
+                    mine,
+                    items.c.sha256.not_in(
+                        select(replicas.c.item).where(
+                            replicas.c.target == name, replicas.c.state == "verified"
+                        )
+                    ),
+                )
+                .order_by(items.c.replication_deadline)
+                .limit(1)
+            ).first()
+            last_error = self.conn.execute(
+                select(replicas.c.last_error, replicas.c.updated_at)
+                .join(items, items.c.sha256 == replicas.c.item)
+                .where(replicas.c.target == name, replicas.c.last_error != "", mine)
+                .order_by(replicas.c.updated_at.desc())
+                .limit(1)
+            ).first()
+            out[name] = {
+                "verified": verified,
+                "proven": int(proven),  # of the verified: read back since, so they let copies go
+                "in_flight": by_state.get("uploading", 0),
+                "failed": by_state.get("failed", 0) + by_state.get("mismatch", 0),
+                "queued": max(
+                    0,
+                    int(local)
+                    - verified
+                    - by_state.get("uploading", 0)
+                    - by_state.get("failed", 0)
+                    - by_state.get("mismatch", 0),
+                ),
+                "oldest_waiting": (
+                    {"sha256": oldest.sha256, "deadline": oldest.replication_deadline}
+                    if oldest
+                    else None
+                ),
+                "last_error": (
+                    {"error": last_error.last_error, "at": last_error.updated_at}
+                    if last_error
+                    else None
+                ),
+            }
+        return out
+
+    def add_checkpoint(self, **values: Any) -> None:
+        self.conn.execute(insert(checkpoints), values)
+
+    def last_checkpoint(self, target: str, *, station: str) -> RowMapping | None:
+        """The last checkpoint ``station`` sent to ``target`` (a shared catalog holds every
+        station's: they are named after their station)."""
+        return (
+            self.conn.execute(
+                select(checkpoints)
+                .where(
+                    checkpoints.c.target == target,
+                    checkpoints.c.name.startswith(f"{station}-", autoescape=True),
+                )
+                .order_by(checkpoints.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+
+    def newest_checkpoint_seen(self, *, station: str, target: str) -> RowMapping | None:
+        return (
+            self.conn.execute(
+                select(checkpoints_seen).where(
+                    checkpoints_seen.c.station == station, checkpoints_seen.c.target == target
+                )
+            )
+            .mappings()
+            .first()
+        )
+
+    def remember_checkpoint(
+        self, *, station: str, target: str, name: str, seq: int, head_hash: str, at: datetime
+    ) -> None:
+        """Keep the newest checkpoint known to be on ``target``; an older one changes nothing."""
+        known = self.newest_checkpoint_seen(station=station, target=target)
+        values = {"name": name, "seq": seq, "head_hash": head_hash, "at": format_time(at)}
+        if known is None:
+            self.conn.execute(
+                insert(checkpoints_seen), {"station": station, "target": target, **values}
+            )
+        elif seq > int(known["seq"]):
+            self.conn.execute(
+                update(checkpoints_seen)
+                .where(checkpoints_seen.c.station == station, checkpoints_seen.c.target == target)
+                .values(**values)
+            )

@@ -12,7 +12,7 @@ from typing import NoReturn
 import click
 
 from ..errors import IngestdError, ShutdownRequested
-from . import (  # noqa: F401,E402 - importing registers the commands
+from . import (  # noqa: F401, E402 - importing registers the commands
     checks,
     daemon,
     devices,

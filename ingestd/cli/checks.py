@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from ..audit import Verdict, audit, verify_files, verify_hash
 from ..errors import DiscrepancyFound, UsageError
-from ..replicate import build_targets, verify_offsite
-from ..windows import check_windows
+from ..usecases.audit import Verdict, audit, verify_files, verify_hash
+from ..usecases.replicate import build_targets, verify_offsite
+from ..usecases.windows import check_windows
 from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
 
 

@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from ..daemon import Daemon
-from ..docking import scan_once
-from ..jobs import run_job, standard_jobs
-from ..replicate import Replicator
+from ..app.daemon import Daemon
+from ..app.jobs import run_job, standard_jobs
+from ..usecases.docking import scan_once
+from ..usecases.replicate import Replicator
 from .base import AppContext, cli, console, esc, pass_app, setup_logging
 
 

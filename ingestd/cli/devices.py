@@ -5,11 +5,10 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from .. import registry
-from ..catalog import queries as q
 from ..domain import text
 from ..domain.models import Recorder
 from ..errors import UsageError
+from ..usecases import registry
 from .base import (
     AppContext,
     TextParam,
@@ -71,8 +70,8 @@ def devices_remove(app: AppContext, serial: str, actor: str) -> None:
 def devices_list(app: AppContext, include_removed: bool, as_json: bool) -> None:
     """Registered recorders."""
     station = app.station()
-    with station.catalog.read() as conn:
-        rows = [dict(r) for r in q.list_recorders(conn, include_removed=include_removed)]
+    with station.catalog.read() as tx:
+        rows = [dict(r) for r in tx.list_recorders(include_removed=include_removed)]
     if as_json:
         print_json({"recorders": rows})
         return

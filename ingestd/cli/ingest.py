@@ -14,11 +14,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ..docking import identity_mismatch, serving
 from ..docks.walk import SourceFile
 from ..domain import text
 from ..errors import RecorderRefused
-from ..ingest import DockContext, Ingestor, IngestReport
+from ..usecases.docking import identity_mismatch, serving
+from ..usecases.ingest import DockContext, Ingestor, IngestReport
 from .base import (
     AppContext,
     TextParam,

@@ -11,15 +11,15 @@ from typing import Any
 import click
 from rich.table import Table
 
-from .. import casework
-from ..audit import describe_item
+from ..app.jobs import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB
 from ..catalog import queries as q
 from ..domain import text
 from ..domain.flags import REASONS, WINDOW_FLAGS, Flag
 from ..domain.models import EventKind
 from ..errors import UsageError
-from ..ingest import session_abandoned
-from ..jobs import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB
+from ..usecases import casework
+from ..usecases.audit import describe_item
+from ..usecases.ingest import session_abandoned
 from .base import (
     AppContext,
     TextParam,
@@ -53,12 +53,12 @@ def _date(text: str | None, name: str) -> datetime | None:
 def status(app: AppContext, as_json: bool) -> None:
     """Storage, items by state and flag, recent docks, last jobs."""
     station = app.station(read_only=True)
-    with station.catalog.read() as conn:
-        counts = q.counts(conn, station=station.name)
-        sessions = [dict(r) for r in q.recent_sessions(conn, 10, station=station.name)]
-        jobs = [dict(r) for r in q.last_jobs(conn, station=station.name)]
-        recorders = len(q.list_recorders(conn))
-        targets = q.replica_stats(conn, [t.name for t in station.settings.targets],
+    with station.catalog.read() as tx:
+        counts = tx.counts(station=station.name)
+        sessions = [dict(r) for r in tx.recent_sessions(10, station=station.name)]
+        jobs = [dict(r) for r in tx.last_jobs(station=station.name)]
+        recorders = len(tx.list_recorders())
+        targets = tx.replica_stats([t.name for t in station.settings.targets],
                                   station=station.name)
     disk = station.store.disk()
     info: dict[str, Any] = {
@@ -183,10 +183,10 @@ def _dock(session: dict[str, Any]) -> dict[str, Any]:
     return dock
 
 
-def _item_records(conn: Any, **filters: Any) -> Iterator[list[dict[str, Any]]]:
+def _item_records(tx: Any, **filters: Any) -> Iterator[list[dict[str, Any]]]:
     """The listing's records, a batch at a time, each batch with its flags."""
-    for rows in q.iter_item_batches(conn, **filters):
-        flags = q.flags_by_item(conn, [r["sha256"] for r in rows])
+    for rows in tx.iter_item_batches(**filters):
+        flags = tx.flags_by_item([r["sha256"] for r in rows])
         yield [{
             "sha256": r["sha256"], "size": r["size"], "recorder": r["recorder"],
             "officer": r["label_officer"] or r["officer"], "case": r["case_no"],
@@ -226,8 +226,8 @@ def items(app: AppContext, case: str | None, officer: str | None,
     station = app.station(read_only=True)
     filters = dict(case=case, officer=officer, recorder_serial=recorder_serial, flag=flag,
                    since=_date(since, "--since"), until=_date(until, "--until"), limit=limit)
-    with station.catalog.read() as conn:
-        pages = _item_records(conn, **filters)
+    with station.catalog.read() as tx:
+        pages = _item_records(tx, **filters)
         if as_json:
             print_json_list("items", (r for page in pages for r in page))
             return
@@ -242,17 +242,17 @@ def items(app: AppContext, case: str | None, officer: str | None,
 def show(app: AppContext, item: str, as_json: bool) -> None:
     """One item: what it is, its labels, flags, acquisitions and whole custody history."""
     station = app.station(read_only=True)
-    with station.catalog.read() as conn:
-        sha = q.resolve(conn, item)
-        row = dict(q.item(conn, sha) or {})
-        labels = [dict(r) for r in q.label_history(conn, sha)]
-        flags = [dict(r) for r in q.item_flags(conn, sha)]
-        acqs = [dict(r) for r in q.acquisitions_of(conn, sha)]
-        justs = [dict(r) for r in q.justifications_of(conn, sha)]
+    with station.catalog.read() as tx:
+        sha = tx.resolve(item)
+        row = dict(tx.item(sha) or {})
+        labels = [dict(r) for r in tx.label_history(sha)]
+        flags = [dict(r) for r in tx.item_flags(sha)]
+        acqs = [dict(r) for r in tx.acquisitions_of(sha)]
+        justs = [dict(r) for r in tx.justifications_of(sha)]
         history: list[dict[str, Any]] = [
                    {"seq": e.seq, "at": e.at.isoformat(), "kind": e.kind, "actor": e.actor,
                     "station": e.station, "data": e.data, "entry_hash": e.entry_hash,
-                    "key_id": e.key_id} for e in q.iter_entries(conn, item=sha)]
+                    "key_id": e.key_id} for e in tx.iter_entries(item=sha)]
     summary = describe_item(station, sha)
     for f in flags:
         f["resolution"] = _resolution(f, history)
@@ -303,10 +303,10 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
     station = app.station(read_only=True)
     wanted = [only] if only else [f.value for f in Flag] if all_flags else [
         f.value for f in (*WINDOW_FLAGS, Flag.CLOCK_UNSET, Flag.CLOCK_SKEW)]
-    with station.catalog.read() as conn:
-        rows = [dict(r) for r in q.flagged_items(conn, wanted)]
+    with station.catalog.read() as tx:
+        rows = [dict(r) for r in tx.flagged_items(wanted)]
         justs = {key: [{"by": j["by"], "reason": j["reason"], "at": j["at"]} for j in found]
-                 for key, found in q.justifications_by_flag(conn, wanted).items()}
+                 for key, found in tx.justifications_by_flag(wanted).items()}
     grouped: dict[str, dict[str, Any]] = {}
     for r in rows:
         entry = grouped.setdefault(r["item"], {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..errors import DiscrepancyFound, UsageError
-from ..replicate import Replicator
-from ..retention import sweep
+from ..usecases.replicate import Replicator
+from ..usecases.retention import sweep
 from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from ..catalog import queries as q
 from ..domain.canonical import format_time
 from ..domain.models import EventKind
 from ..errors import IntegrityError, UsageError
 from ..integrity.hashing import fsync_dir
 from ..integrity.signing import PRIVATE_NAME, PUBLIC_NAME, StationKey
-from ..station import Station, init_home
+from ..station import Station
+from ..usecases.home import init_home
 from .base import (
     AppContext,
     cli,
@@ -91,8 +91,8 @@ def keys_show(app: AppContext, as_json: bool) -> None:
     later one, whatever the catalog says.
     """
     station = app.station(read_only=True)
-    with station.catalog.read(snapshot=True) as conn:
-        keys = station.custody.trusted_keys(conn)
+    with station.catalog.read(snapshot=True) as tx:
+        keys = station.custody.trusted_keys(tx)
     current = keys.current(station.name)
     proven = [{"key_id": k.key_id, "station": k.station, "public_key": k.public.hex,
                "fingerprint": k.public.fingerprint, "since_seq": k.since,
@@ -151,14 +151,14 @@ def keys_rotate(app: AppContext) -> None:
     new = StationKey.generate()
     new.save(folder, name=staged.name)
     try:
-        with station.custody.transaction() as conn:
-            station.custody.record(conn, kind=EventKind.KEY_ROTATED, actor="ingestd",
+        with station.custody.transaction() as tx:
+            station.custody.record(tx, kind=EventKind.KEY_ROTATED, actor="ingestd",
                                    data={"old_key_id": station.key.key_id,
                                          "new_key_id": new.key_id,
                                          "new_public_key": new.public.hex})
-            q.add_key(conn, key_id=new.key_id, station=station.name,
+            tx.add_key(key_id=new.key_id, station=station.name,
                       public_hex=new.public.hex, at=station.clock())
-            q.retire_key(conn, station.key.key_id, station.clock())
+            tx.retire_key(station.key.key_id, station.clock())
     except BaseException:
         # Only a rotation that did not commit loses its new key; once committed (even if the
         # mirror then fails), the new key is the one the ledger vouches for and must stay.
@@ -173,8 +173,8 @@ def keys_rotate(app: AppContext) -> None:
 
 def _vouched(station: Station, key: StationKey) -> bool:
     """Whether the ledger's chain names ``key`` as this station's key now."""
-    with station.catalog.read() as conn:
-        current = station.custody.trusted_keys(conn).current(station.name)
+    with station.catalog.read() as tx:
+        current = station.custody.trusted_keys(tx).current(station.name)
     return current is not None and current.key_id == key.key_id
 
 

@@ -6,12 +6,11 @@ import shutil
 
 import click
 
-from .. import registry
-from ..catalog import queries as q
 from ..domain.models import Recorder
 from ..errors import UsageError
 from ..simulate import demo_clips, make_recorder
 from ..station import system_clock
+from ..usecases import registry
 from .base import AppContext, cli, console, esc, pass_app
 
 #: The unit simulated recorders are registered to: what tells them from real ones.
@@ -34,8 +33,8 @@ def simulate_recorder(app: AppContext, serial: str, clips: int, register: bool,
     if root is None:
         raise UsageError("docks.watch_root is not configured: nowhere to dock a folder")
     station = app.station()
-    with station.catalog.read() as conn:
-        known = q.recorder(conn, serial)
+    with station.catalog.read() as tx:
+        known = tx.recorder(serial)
     if known is not None and known.unit != DEMO_UNIT and not into_registered:
         # Generated clips in a real recorder's folder would be taken as its officer's evidence.
         raise UsageError(

@@ -183,14 +183,14 @@ def test_a_writer_waits_for_the_one_before_and_reads_what_it_committed(
 
     def hold() -> None:
         with first.write() as conn:
-            conn.execute(sa.text("INSERT INTO keys (key_id, station, public_key, created_at) "
+            conn.conn.execute(sa.text("INSERT INTO keys (key_id, station, public_key, created_at) "
                                  "VALUES ('k1', 's', 'aa', '2026-01-01T00:00:00Z')"))
             inside.set()
             release.wait(30)
 
     def follow() -> None:
         with second.write() as conn:
-            seen.append(conn.execute(sa.text("SELECT count(*) FROM keys")).scalar_one())
+            seen.append(conn.conn.execute(sa.text("SELECT count(*) FROM keys")).scalar_one())
 
     holder = threading.Thread(target=hold)
     holder.start()

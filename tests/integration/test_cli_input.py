@@ -22,9 +22,9 @@ from conftest import (
 )
 
 from ingestd.cli.base import setup_logging
-from ingestd.docking import DockCoordinator
 from ingestd.domain.docks import DockedDevice, DockEvent
-from ingestd.ingest import DockContext, Ingestor
+from ingestd.usecases.docking import DockCoordinator
+from ingestd.usecases.ingest import DockContext, Ingestor
 
 pytestmark = pytest.mark.integration
 

@@ -38,10 +38,9 @@ from typing import Any
 import pytest
 from conftest import sha256_of, wait_for
 
-from ingestd.catalog import queries as q
 from ingestd.domain.models import EventKind, Recorder
 from ingestd.simulate import make_clip
-from ingestd.station import init_home
+from ingestd.usecases.home import init_home
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +112,7 @@ def new_home(tmp_path: Path, *, docks: str = "", extra: str = "") -> Path:
                 conn, kind=EventKind.REGISTRY, actor="tester",
                 data={"serial": SERIAL, "officer": rec.officer, "officer_id": rec.officer_id,
                       "unit": rec.unit, "vendor": "", "model": "", "active": True})
-            q.upsert_recorder(conn, rec, at=station.clock(), ledger_seq=entry.seq)
+            conn.upsert_recorder(rec, at=station.clock(), ledger_seq=entry.seq)
     finally:
         station.close()
     return home

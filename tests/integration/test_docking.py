@@ -40,13 +40,14 @@ import pytest
 from conftest import sha256_of, wait_for
 
 from ingestd import config as config_mod
-from ingestd import registry
-from ingestd.docking import DockCoordinator, faults_of, scan_once
 from ingestd.docks.watch import FolderDock, WatchDockSource
 from ingestd.domain.models import Recorder
-from ingestd.ingest import DockContext
 from ingestd.simulate import make_clip
-from ingestd.station import Station, init_home, system_clock
+from ingestd.station import Station, system_clock
+from ingestd.usecases import registry
+from ingestd.usecases.docking import DockCoordinator, faults_of, scan_once
+from ingestd.usecases.home import init_home
+from ingestd.usecases.ingest import DockContext
 
 pytestmark = [
     pytest.mark.integration,
@@ -1278,7 +1279,7 @@ def test_a_dock_on_a_busy_device_node_is_served_as_what_was_docked_last(
         tmp_path: Path) -> None:
     """A recorder pulled out and another plugged in on the same device node while the first
     session still finishes: the next session must serve the new recorder, not the old one."""
-    from ingestd.docking import DockCoordinator, Outcome, _Job
+    from ingestd.usecases.docking import DockCoordinator, Outcome, _Job
 
     home = tmp_path / "home"
     station, _ = init_home(home)

@@ -35,7 +35,7 @@ from conftest import (
 )
 
 from ingestd.docks.walk import SourceFile
-from ingestd.ingest import Ingestor
+from ingestd.usecases.ingest import Ingestor
 
 pytestmark = pytest.mark.integration
 

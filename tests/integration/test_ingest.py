@@ -30,9 +30,9 @@ from conftest import (
 )
 
 from ingestd.domain.canonical import format_time
-from ingestd.ingest import Ingestor, IngestReport
 from ingestd.station import Station
-from ingestd.windows import check_windows
+from ingestd.usecases.ingest import Ingestor, IngestReport
+from ingestd.usecases.windows import check_windows
 
 pytestmark = pytest.mark.integration
 

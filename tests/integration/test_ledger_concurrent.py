@@ -28,7 +28,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from ingestd import config
-from ingestd.casework import label
+from ingestd.usecases.casework import label
 from ingestd.station import Station
 home, sha, stop = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 station = Station.open(config.load(home / "ingestd.toml"))

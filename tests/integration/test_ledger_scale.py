@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 # while it ran (KiB), imports aside.
 VERIFY = """
 import re, sys
-import ingestd.cli.checks, ingestd.replicate, sqlalchemy.dialects.sqlite
+import ingestd.cli.checks, ingestd.usecases.replicate, sqlalchemy.dialects.sqlite
 from ingestd.cli import main
 def status(field):  # this process's own (ru_maxrss would count the parent's, across exec)
     text = open("/proc/self/status").read()

@@ -139,7 +139,7 @@ def test_a_home_at_the_previous_schema_gains_the_indexes_and_keeps_everything(
     catalog = Catalog(url)
     try:
         with catalog.read() as conn:
-            names = {r[0] for r in conn.exec_driver_sql(
+            names = {r[0] for r in conn.conn.exec_driver_sql(
                 "SELECT name FROM sqlite_master WHERE type = 'index'")}
     finally:
         catalog.dispose()

@@ -25,7 +25,7 @@ from conftest import (
 )
 
 from ingestd.docks.walk import MAX_DEPTH, SourceFile
-from ingestd.ingest import SKIPPED_LISTED, Ingestor, IngestReport
+from ingestd.usecases.ingest import SKIPPED_LISTED, Ingestor, IngestReport
 
 pytestmark = pytest.mark.integration
 

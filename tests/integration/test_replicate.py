@@ -726,7 +726,7 @@ def test_a_server_that_disappears_mid_run_then_comes_back(
     """Through the Replicator API, as the daemon's replication job calls it. One item at a time
     here, so that exactly one is in flight when the server goes (with replication_parallel = N,
     up to N in flight fail together; none after them is tried)."""
-    from ingestd.replicate import Replicator
+    from ingestd.usecases.replicate import Replicator
 
     home = make_home(tmp_path, clips, config='\n[windows]\nreplication = "1s"\n'
                      '[scheduler]\nreplication_parallel = 1\n')
@@ -1024,13 +1024,12 @@ def _problems(home: Home) -> tuple[int, list[str]]:
 
 def _rewrite_mirror(home: Home) -> None:
     """Make the JSON-lines mirror agree with the (tampered) catalog, as a careful forger would."""
-    from ingestd.catalog import queries as q
     from ingestd.integrity.ledger import to_json
 
     station = home.open()
     try:
         with station.catalog.read() as conn:
-            entries = list(q.iter_entries(conn))
+            entries = list(conn.iter_entries())
     finally:
         station.close()
     lines = [json.dumps(to_json(e), ensure_ascii=False, sort_keys=True) + "\n" for e in entries]
@@ -1057,7 +1056,6 @@ def test_a_truncated_local_ledger_is_caught_by_the_offsite_checkpoint(
 def test_a_rewritten_local_ledger_is_caught_by_the_offsite_checkpoint(
     station: Home, s3: S3Client, bucket: str
 ) -> None:
-    from ingestd.catalog import queries as q
     from ingestd.integrity.ledger import seal
     from ingestd.integrity.signing import StationKey
 
@@ -1072,7 +1070,7 @@ def test_a_rewritten_local_ledger_is_caught_by_the_offsite_checkpoint(
     st = station.open()
     try:
         with st.catalog.read() as conn:
-            entries = list(q.iter_entries(conn))
+            entries = list(conn.iter_entries())
     finally:
         st.close()
     start = next(e.seq for e in entries if e.kind == "registry")
@@ -1537,7 +1535,7 @@ def test_a_nas_that_did_not_mount_gets_no_copies_and_lets_nothing_go(
         assert cli(home.home, "checkpoint").code != 0
         station = home.open()  # the daemon's checkpoint job, on a share gone since its start
         try:
-            from ingestd.replicate import Replicator
+            from ingestd.usecases.replicate import Replicator
 
             assert Replicator(station).checkpoint()["errors"]
         finally:

@@ -118,8 +118,8 @@ def test_a_redocked_recording_comes_back_into_the_local_store(
 
 def test_a_hold_set_while_the_sweep_rehashes_keeps_the_item(
         tmp_path: Path, clips: Clips, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ingestd import casework, retention
     from ingestd.store import Store
+    from ingestd.usecases import casework, retention
 
     home, shas = _station(tmp_path, clips)
     assert run_cli(home, "replicate").exit_code == 0
@@ -149,9 +149,9 @@ def test_an_upload_that_races_the_sweep_flags_nothing(
         tmp_path: Path, clips: Clips, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sweep takes a local copy proven on the required target while another (optional)
     target is about to read it: that upload fails, and nothing was damaged."""
-    from ingestd import retention
-    from ingestd.replicate import Replicator, build_targets
     from ingestd.targets.directory import DirectoryTarget
+    from ingestd.usecases import retention
+    from ingestd.usecases.replicate import Replicator, build_targets
 
     home, shas = _station(tmp_path, clips)
     spare = tmp_path / "spare"

@@ -19,8 +19,8 @@ from conftest import (
 )
 
 from ingestd.errors import TargetError
-from ingestd.replicate import Replicator
 from ingestd.targets.s3 import S3Target
+from ingestd.usecases.replicate import Replicator
 
 pytestmark = pytest.mark.integration
 

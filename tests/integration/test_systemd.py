@@ -272,7 +272,7 @@ def test_root_is_refused_in_a_home_the_daemon_user_owns_and_changes_nothing(
 def test_a_session_of_a_process_hidden_by_protect_proc_is_not_taken_for_dead() -> None:
     # In a PID namespace whose /proc is ProtectProc=invisible's: a live process of root, which
     # nobody cannot see there, and a number that no process has.
-    check = ("from ingestd.ingest import process_alive; import sys; "
+    check = ("from ingestd.usecases.ingest import process_alive; import sys; "
              "print(process_alive(int(sys.argv[1])), process_alive(int(sys.argv[2])))")
     script = (RELEASE_COPIED_MOUNTS + "mount -t proc -o hidepid=invisible proc /proc && "
               "sleep 60 & hidden=$!; "

@@ -31,7 +31,7 @@ umockdev needs ``libumockdev-preload.so`` in ``LD_PRELOAD`` from process start. 
 ``test_udev.py``, the normal run starts one child ``umockdev-wrapper python -m pytest <these
 tests>`` for the module and each test reports the child's outcome (pass, fail with the child's
 traceback, skip, xfail); under ``umockdev-wrapper`` the tests run directly, with their fixtures.
-Most tests drive :class:`ingestd.daemon.Daemon`'s dock sources (``start_sources``: listen, then
+Most tests drive :class:`ingestd.app.daemon.Daemon`'s dock sources (``start_sources``: listen, then
 enumerate) with the coordinator in this process; one runs the whole ``ingestd run`` process
 under the same testbed and stops it with SIGTERM.
 
@@ -81,8 +81,8 @@ from conftest import (
     subprocess_env,
 )
 
-import ingestd.ingest
-from ingestd.daemon import Daemon
+import ingestd.usecases.ingest
+from ingestd.app.daemon import Daemon
 from ingestd.docks import mounts, walk
 from ingestd.station import Station
 from tests.support.devices import (
@@ -839,7 +839,7 @@ def _pulled_mid_copy(bench: Bench, clips: Clips, big_clip: ClipFile,
             trigger.armed = True
         return fd
 
-    monkeypatch.setattr(ingestd.ingest, "open_source", open_source)
+    monkeypatch.setattr(ingestd.usecases.ingest, "open_source", open_source)
     with docking(station, abort=trigger) as daemon:
         bench.dock(rec)
         assert trigger.pulled.wait(_WAIT), "the big file was never copied"

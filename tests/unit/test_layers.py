@@ -17,10 +17,9 @@ PACKAGE = Path(ingestd.__file__).parent
 #: package it is in.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("command line", ("cli",)),
-    ("daemon", ("daemon", "jobs")),
-    ("use cases", ("ingest", "docking", "replicate", "audit", "windows", "retention",
-                   "casework", "registry")),
-    ("wiring", ("station", "custody", "config", "redating")),
+    ("daemon", ("app",)),
+    ("use cases", ("usecases",)),
+    ("wiring", ("station", "custody", "config")),
     ("adapters", ("catalog", "store", "docks", "targets", "media", "simulate", "logs",
                   "modes")),
     ("integrity", ("integrity",)),

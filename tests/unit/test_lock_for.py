@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from ingestd.domain.canonical import format_time
 from ingestd.domain.policy import RetentionPolicy
-from ingestd.replicate import MAX_RETAIN_UNTIL, lock_for
+from ingestd.usecases.replicate import MAX_RETAIN_UNTIL, lock_for
 
 NOW = datetime(2026, 12, 1, 9, 30, 15, tzinfo=UTC)
 P = RetentionPolicy()

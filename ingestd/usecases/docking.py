@@ -24,21 +24,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
-
-from .catalog import queries as q
-from .docks import mounts, wipe
-from .docks.udev import wait_ready
-from .docks.watch import FolderDock, WatchDockSource, clean_serial, read_identity
-from .domain import text
-from .domain.canonical import format_time
-from .domain.docks import DockEvent
-from .domain.models import EventKind
-from .errors import IngestdError, RecorderError, RecorderNotRegistered, RecorderRefused
+from ..catalog.queries import Tx
+from ..docks import mounts, wipe
+from ..docks.udev import wait_ready
+from ..docks.watch import FolderDock, WatchDockSource, clean_serial, read_identity
+from ..domain import text
+from ..domain.canonical import format_time
+from ..domain.docks import DockEvent
+from ..domain.models import EventKind
+from ..errors import IngestdError, RecorderError, RecorderNotRegistered, RecorderRefused
+from ..integrity.hashing import hash_fd
+from ..station import Station
 from .ingest import DockContext, Ingestor, IngestReport
-from .integrity.hashing import hash_fd
 from .replicate import target_locations
-from .station import Station
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +110,8 @@ def identity_mismatch(station: Station, path: Path, serial: str) -> str:
                 f"but it docked as {serial!r}")
     name = path.name
     if name != serial and clean_serial(name) == name:
-        with station.catalog.read() as conn:
-            other = q.recorder(conn, name)
+        with station.catalog.read() as tx:
+            other = tx.recorder(name)
         if other is not None:
             return f"its folder is named after recorder {name!r}, but it docked as {serial!r}"
     return ""
@@ -427,8 +425,8 @@ class DockCoordinator:
         """How far the recorder's newest recording lies in the station's future, if it does."""
         if report.session_id is None:
             return None
-        with self.station.catalog.read() as conn:
-            session = q.session(conn, report.session_id)
+        with self.station.catalog.read() as tx:
+            session = tx.session(report.session_id)
         if session is None or not report.items:
             return None
         docked = datetime.fromisoformat(session["docked_at"].replace("Z", "+00:00"))
@@ -449,11 +447,11 @@ class DockCoordinator:
                       "nothing wiped")
             return 0
         assert report.session_id is not None
-        with self.station.catalog.read() as conn:
+        with self.station.catalog.read() as tx:
             eligible: list[dict[str, Any]] = []
-            for row in q.wipe_candidates(conn, report.session_id):
-                if policy == "after-offsite-verify" and not required <= q.proven_targets(
-                        conn, row["item"], target_locations(self.settings)):
+            for row in tx.wipe_candidates(report.session_id):
+                if policy == "after-offsite-verify" and not required <= tx.proven_targets(
+                        row["item"], target_locations(self.settings)):
                     continue
                 eligible.append(dict(row))
         if not eligible:
@@ -467,11 +465,11 @@ class DockCoordinator:
         log.info("wiped %d files from recorder %s", wiped, report.serial)
         return wiped
 
-    def _still_eligible(self, conn: Connection, sha: str) -> bool:
+    def _still_eligible(self, tx: Tx, sha: str) -> bool:
         if self.settings.docks.wipe != "after-offsite-verify":
             return True
         required = {t.name for t in self.settings.targets if t.required}
-        return required <= q.proven_targets(conn, sha, target_locations(self.settings))
+        return required <= tx.proven_targets(sha, target_locations(self.settings))
 
     def _wipe_one(self, root: Path, row: dict[str, Any]) -> int:
         """Delete one file if what is there still hashes to its verified item.
@@ -523,15 +521,15 @@ class DockCoordinator:
         # the ledger calls wiped but that is still there (at its aside name, taken again at the
         # next dock), never a file gone from the recorder without an entry.
         try:
-            with self.station.custody.transaction() as conn:
+            with self.station.custody.transaction() as tx:
                 # Decided again under the write lock: an audit may have found an off-site copy
                 # bad (or a repair made it unproven) since the list of files was drawn up.
-                if not self._still_eligible(conn, sha):
+                if not self._still_eligible(tx, sha):
                     raise _NoLongerEligible
                 wiped = self.station.custody.record(
-                    conn, kind=EventKind.WIPED, actor="ingestd", item=sha,
+                    tx, kind=EventKind.WIPED, actor="ingestd", item=sha,
                     data={**facts, "policy": self.settings.docks.wipe})
-                q.finish_acquisition(conn, row["id"], wiped_at=format_time(wiped.at))
+                tx.finish_acquisition(row["id"], wiped_at=format_time(wiped.at))
         except BaseException as exc:
             self._put_back(dir_fd, aside, name, row)
             if isinstance(exc, _NoLongerEligible):
@@ -560,11 +558,11 @@ class DockCoordinator:
 
     def _wipe_failed(self, row: dict[str, Any], facts: dict[str, Any], error: str) -> None:
         log.error("could not wipe %s: %s", row["path"], error)
-        with self.station.custody.transaction() as conn:
+        with self.station.custody.transaction() as tx:
             self.station.custody.record(
-                conn, kind=EventKind.WIPE_FAILED, actor="ingestd", item=row["item"],
+                tx, kind=EventKind.WIPE_FAILED, actor="ingestd", item=row["item"],
                 data={**facts, "error": error})
-            q.finish_acquisition(conn, row["id"], wiped_at=None)
+            tx.finish_acquisition(row["id"], wiped_at=None)
 
 
 def scan_once(station: Station, *, root: Path | None = None) -> list[Outcome]:

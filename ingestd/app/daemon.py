@@ -19,14 +19,13 @@ from typing import Any
 
 import sdnotify
 
-from .catalog import queries as q
-from .docking import DockCoordinator
-from .docks import mounts
-from .docks.watch import WatchDockSource
-from .domain.docks import DockEvent
+from ..docks import mounts
+from ..docks.watch import WatchDockSource
+from ..domain.docks import DockEvent
+from ..station import Station
+from ..usecases.docking import DockCoordinator
+from ..usecases.replicate import Replicator
 from .jobs import build_scheduler, standard_jobs
-from .replicate import Replicator
-from .station import Station
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,8 @@ class Daemon:
     def recover(self) -> dict[str, int]:
         removed = self.station.store.clean_tmp()
         sessions, acqs = self.coordinator.ingestor.interrupt_abandoned()
-        with self.station.catalog.write() as conn:
-            uploads = q.interrupt_uploads(conn, self.station.clock())
+        with self.station.catalog.write() as tx:
+            uploads = tx.interrupt_uploads(self.station.clock())
         stale = mounts.unmount_stale(self.settings.runtime_dir) if \
             self.settings.runtime_dir.is_dir() else []
         mirrored = self.station.custody.sync_mirror()
@@ -85,7 +84,7 @@ class Daemon:
             self._sources.append(watch)
             log.info("watching %s for recorder folders", root)
         if docks.udev:
-            from .docks.udev import UdevDockSource
+            from ..docks.udev import UdevDockSource
 
             udev = UdevDockSource()
             # Listen first, then enumerate: a recorder plugged in between is not missed (the

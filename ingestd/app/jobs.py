@@ -15,13 +15,12 @@ from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from .audit import audit
-from .catalog import queries as q
-from .errors import IngestdError, IntegrityError, TargetError
-from .replicate import Replicator, build_targets, verify_offsite
-from .retention import sweep
-from .station import Station
-from .windows import check_windows
+from ..errors import IngestdError, IntegrityError, TargetError
+from ..station import Station
+from ..usecases.audit import audit
+from ..usecases.replicate import Replicator, build_targets, verify_offsite
+from ..usecases.retention import sweep
+from ..usecases.windows import check_windows
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,8 @@ class Job:
 
 def run_job(station: Station, job: Job) -> bool:
     """Run one job now and record the run. Returns whether it succeeded."""
-    with station.catalog.write() as conn:
-        run_id = q.job_started(conn, job=job.name, station=station.name, at=station.clock())
+    with station.catalog.write() as tx:
+        run_id = tx.job_started(job=job.name, station=station.name, at=station.clock())
     ok = False
     try:
         summary = job.func(station)
@@ -55,8 +54,8 @@ def run_job(station: Station, job: Job) -> bool:
     except Exception as exc:  # a job's bug must not take the daemon down
         summary = f"{type(exc).__name__}: {exc}"
         log.exception("job %s crashed", job.name, extra={"event": "job_failed"})
-    with station.catalog.write() as conn:
-        q.job_finished(conn, run_id, at=station.clock(), ok=ok, summary=summary[:2000])
+    with station.catalog.write() as tx:
+        tx.job_finished(run_id, at=station.clock(), ok=ok, summary=summary[:2000])
     if ok:
         log.info("job %s: %s", job.name, summary, extra={"event": "job_done"})
     return ok

@@ -6,12 +6,10 @@ verify`` can prove the registry; a recorder taken out keeps its history.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
-
-from .catalog import queries as q
-from .domain.models import EventKind, Recorder
-from .errors import NotFound
-from .station import Station
+from ..catalog.queries import Tx
+from ..domain.models import EventKind, Recorder
+from ..errors import NotFound
+from ..station import Station
 
 
 def register(station: Station, rec: Recorder, *, actor: str,
@@ -19,28 +17,28 @@ def register(station: Station, rec: Recorder, *, actor: str,
     """Register ``rec`` (or give a registered serial to another officer). With
     ``only_if_new``, a serial registered already is left as it is. Returns whether anything
     was written."""
-    with station.custody.transaction() as conn:
-        if only_if_new and q.recorder(conn, rec.serial) is not None:
+    with station.custody.transaction() as tx:
+        if only_if_new and tx.recorder(rec.serial) is not None:
             return False
-        _register(station, conn, rec, actor=actor)
+        _register(station, tx, rec, actor=actor)
     return True
 
 
-def _register(station: Station, conn: Connection, rec: Recorder, *, actor: str) -> None:
+def _register(station: Station, tx: Tx, rec: Recorder, *, actor: str) -> None:
     entry = station.custody.record(
-        conn, kind=EventKind.REGISTRY, actor=actor,
+        tx, kind=EventKind.REGISTRY, actor=actor,
         data={"serial": rec.serial, "officer": rec.officer, "officer_id": rec.officer_id,
               "unit": rec.unit, "vendor": rec.vendor, "model": rec.model, "active": True},
     )
-    q.upsert_recorder(conn, rec, at=entry.at, ledger_seq=entry.seq)
+    tx.upsert_recorder(rec, at=entry.at, ledger_seq=entry.seq)
 
 
 def unregister(station: Station, serial: str, *, actor: str) -> None:
     """Take a recorder out of the registry; raises NotFound if it is not registered."""
-    with station.custody.transaction() as conn:
-        if q.recorder(conn, serial) is None:
+    with station.custody.transaction() as tx:
+        if tx.recorder(serial) is None:
             raise NotFound(f"recorder {serial} is not registered")
-        entry = station.custody.record(conn, kind=EventKind.REGISTRY, actor=actor,
+        entry = station.custody.record(tx, kind=EventKind.REGISTRY, actor=actor,
                                        data={"serial": serial, "officer": None,
                                              "active": False})
-        q.deactivate_recorder(conn, serial, ledger_seq=entry.seq)
+        tx.deactivate_recorder(serial, ledger_seq=entry.seq)

@@ -16,13 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .catalog import queries as q
-from .domain import policy
-from .domain.canonical import format_time, parse_time
-from .domain.models import EventKind, LedgerEntry, RetentionClass
+from ..domain import policy
+from ..domain.canonical import format_time, parse_time
+from ..domain.models import EventKind, LedgerEntry, RetentionClass
 
 if TYPE_CHECKING:
-    from .station import Station
+    from ..station import Station
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +91,17 @@ def redate(station: Station, *, actor: str = "ingestd") -> list[dict[str, Any]]:
     """Record and apply every retention that the current rule makes longer."""
     rule = station.settings.retention.policy()
     done: list[dict[str, Any]] = []
-    with station.custody.transaction() as conn:
-        histories = _histories(q.iter_entries(conn), station.name)
+    with station.custody.transaction() as tx:
+        histories = _histories(tx.iter_entries(), station.name)
         for sha, history in sorted(histories.items()):
             retention = _due(history, rule)
             if retention is None:
                 continue
             station.custody.record(
-                conn, kind=EventKind.RETENTION, actor=actor, item=sha,
+                tx, kind=EventKind.RETENTION, actor=actor, item=sha,
                 data={"retention": retention, "previous": history.stated or {},
                       "reason": REASON})
-            q.update_item(conn, sha, **retention)
+            tx.update_item(sha, **retention)
             done.append({"sha256": sha, "previous": history.stated, **retention})
     for d in done:
         log.info("retention of %s now until %s (was %s)", d["sha256"][:12],

@@ -12,13 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import queries as q
-from .domain import policy, text
-from .domain.canonical import format_time, parse_time
-from .domain.flags import Flag
-from .domain.models import EventKind
-from .errors import UsageError
-from .station import Station
+from ..domain import policy, text
+from ..domain.canonical import format_time, parse_time
+from ..domain.flags import Flag
+from ..domain.models import EventKind
+from ..errors import UsageError
+from ..station import Station
 
 log = logging.getLogger(__name__)
 
@@ -105,24 +104,24 @@ def label(station: Station, refs: Sequence[str], *, case: str | None = None,
             f"unknown category {sorted(unknown)[0]!r}; known: "
             + ", ".join(station.settings.retention.long_term_categories))
     out = []
-    with station.custody.transaction() as conn:
-        shas = [q.resolve(conn, ref) for ref in refs]
+    with station.custody.transaction() as tx:
+        shas = [tx.resolve(ref) for ref in refs]
         for sha in shas:
-            item = dict(q.item(conn, sha) or {})
-            new = _next_label(sha, item, q.current_label(conn, sha), case=case, party=party,
+            item = dict(tx.item(sha) or {})
+            new = _next_label(sha, item, tx.current_label(sha), case=case, party=party,
                               officer=officer, categories=categories)
             hold = bool(item["hold"])
             retention = _retention_update(station, item, has_case=True,
                                           categories=new.categories, hold=hold)
             entry = station.custody.record(
-                conn, kind=EventKind.LABELLED, actor=actor, item=sha,
+                tx, kind=EventKind.LABELLED, actor=actor, item=sha,
                 data={"case": new.case, "party": new.party, "officer": new.officer,
                       "categories": list(new.categories), "retention": retention},
             )
-            q.insert_label(conn, item=sha, case_no=new.case, party=new.party,
+            tx.insert_label(item=sha, case_no=new.case, party=new.party,
                            officer=new.officer, categories=json.dumps(list(new.categories)),
                            by=actor, at=format_time(entry.at), ledger_seq=entry.seq)
-            q.update_item(conn, sha, **retention)
+            tx.update_item(sha, **retention)
             out.append({"sha256": sha, "case": new.case, "party": new.party,
                         "officer": new.officer, "categories": list(new.categories),
                         **retention})
@@ -136,18 +135,18 @@ def set_hold(station: Station, refs: Sequence[str], *, hold: bool, reason: str,
     reason = require_text("--reason", reason, limit=text.REASON_MAX)
     actor = require_text("--by", actor, limit=text.ACTOR_MAX)
     out = []
-    with station.custody.transaction() as conn:
-        for sha in [q.resolve(conn, ref) for ref in refs]:
-            item = dict(q.item(conn, sha) or {})
-            current = q.current_label(conn, sha)
+    with station.custody.transaction() as tx:
+        for sha in [tx.resolve(ref) for ref in refs]:
+            item = dict(tx.item(sha) or {})
+            current = tx.current_label(sha)
             categories = json.loads(current["categories"]) if current else []
             retention = _retention_update(station, item, has_case=current is not None,
                                           categories=categories, hold=hold)
             entry = station.custody.record(
-                conn, kind=EventKind.HELD if hold else EventKind.RELEASED, actor=actor,
+                tx, kind=EventKind.HELD if hold else EventKind.RELEASED, actor=actor,
                 item=sha, data={"reason": reason, "retention": retention},
             )
-            q.update_item(conn, sha, **retention)
+            tx.update_item(sha, **retention)
             out.append({"sha256": sha, "hold": hold, "seq": entry.seq, **retention})
     return out
 
@@ -164,13 +163,13 @@ def justify(station: Station, refs: Sequence[str], *, flag: str, reason: str,
     except ValueError:
         raise UsageError(f"unknown flag {flag!r}") from None
     out = []
-    with station.custody.transaction() as conn:
-        for sha in [q.resolve(conn, ref) for ref in refs]:
-            if not q.has_flag(conn, sha, wanted):
+    with station.custody.transaction() as tx:
+        for sha in [tx.resolve(ref) for ref in refs]:
+            if not tx.has_flag(sha, wanted):
                 raise UsageError(f"item {sha[:12]} is not flagged {wanted}")
-            entry = station.custody.record(conn, kind=EventKind.JUSTIFIED, actor=actor, item=sha,
+            entry = station.custody.record(tx, kind=EventKind.JUSTIFIED, actor=actor, item=sha,
                                            data={"flag": str(wanted), "reason": reason})
-            q.insert_justification(conn, item=sha, flag=str(wanted), reason=reason, by=actor,
+            tx.insert_justification(item=sha, flag=str(wanted), reason=reason, by=actor,
                                    at=format_time(entry.at), ledger_seq=entry.seq)
             out.append({"sha256": sha, "flag": str(wanted), "reason": reason, "by": actor})
     return out

@@ -21,21 +21,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
-
-from .catalog import queries as q
-from .docks.walk import SkipKind, Skipped, SourceFile, open_source, walk
-from .domain import policy
-from .domain.canonical import format_time
-from .domain.flags import REASONS, Flag
-from .domain.models import (
+from ..catalog.queries import Tx
+from ..docks.walk import SkipKind, Skipped, SourceFile, open_source, walk
+from ..domain import policy
+from ..domain.canonical import format_time
+from ..domain.flags import REASONS, Flag
+from ..domain.models import (
     AcquisitionState,
     EventKind,
     MediaInfo,
     RecordedTime,
     Recorder,
 )
-from .errors import (
+from ..errors import (
     NotRegularFile,
     RecorderError,
     RecorderGone,
@@ -43,10 +41,10 @@ from .errors import (
     SourceChanged,
     StoreError,
 )
-from .integrity.hashing import Digest, hash_fd
-from .media import probe
-from .station import Station
-from .store import Repair
+from ..integrity.hashing import Digest, hash_fd
+from ..media import probe
+from ..station import Station
+from ..store import Repair
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +136,8 @@ class Ingestor:
 
     def admit(self, serial: str, *, mountpoint: Path, ctx: DockContext) -> Recorder | None:
         """The registry's answer for a docked recorder; a refusal is recorded and raised."""
-        with self.station.catalog.read() as conn:
-            rec = q.recorder(conn, serial)
+        with self.station.catalog.read() as tx:
+            rec = tx.recorder(serial)
         if rec is not None:
             return rec
         if self.settings.ingest.unregistered == "unassigned":
@@ -152,8 +150,8 @@ class Ingestor:
         )
 
     def interrupt_abandoned(self) -> tuple[int, int]:
-        with self.station.catalog.write() as conn:  # the rule of ``session_abandoned``
-            return q.interrupt_abandoned(conn, station=self.station.name, host=HOST,
+        with self.station.catalog.write() as tx:  # the rule of ``session_abandoned``
+            return tx.interrupt_abandoned(station=self.station.name, host=HOST,
                                          at=self.station.clock(), alive=process_alive)
 
     def refuse(self, serial: str, *, mountpoint: Path, ctx: DockContext, reason: str) -> None:
@@ -169,15 +167,15 @@ class Ingestor:
     def _unserved(self, serial: str, *, mountpoint: Path, ctx: DockContext, reason: str,
                   state: str) -> None:
         kind = EventKind.RECORDER_REFUSED if state == "refused" else EventKind.DOCKED
-        with self.station.custody.transaction() as conn:
+        with self.station.custody.transaction() as tx:
             entry = self.station.custody.record(
-                conn, kind=kind, actor=ctx.actor,
+                tx, kind=kind, actor=ctx.actor,
                 data={"serial": serial, "mountpoint": str(mountpoint), "source": ctx.source,
                       "health": ctx.health, "reason": reason, "state": state},
             )
             now = entry.at
-            q.open_session(
-                conn, serial=serial, station=self.station.name, source=ctx.source,
+            tx.open_session(
+                serial=serial, station=self.station.name, source=ctx.source,
                 mountpoint=str(mountpoint), state=state, docked_at=format_time(now),
                 finished_at=format_time(now), health=_json(ctx.health),
                 error=reason, ledger_seq=entry.seq, actor=ctx.actor,
@@ -204,16 +202,16 @@ class Ingestor:
         self.station.store.clean_tmp()
         self.interrupt_abandoned()
         report = IngestReport(serial=serial)
-        with self.station.custody.transaction() as conn:
+        with self.station.custody.transaction() as tx:
             entry = self.station.custody.record(
-                conn, kind=EventKind.DOCKED, actor=ctx.actor,
+                tx, kind=EventKind.DOCKED, actor=ctx.actor,
                 data={"serial": serial, "officer": rec.officer if rec else "",
                       "source": ctx.source, "health": ctx.health,
                       "mountpoint": str(mountpoint)},
             )
             docked_at = entry.at
-            report.session_id = q.open_session(
-                conn, serial=serial, station=self.station.name, source=ctx.source,
+            report.session_id = tx.open_session(
+                serial=serial, station=self.station.name, source=ctx.source,
                 mountpoint=str(mountpoint), state="running", docked_at=format_time(docked_at),
                 pid=os.getpid(), host=HOST,
                 officer=rec.officer if rec else "", health=_json(ctx.health),
@@ -271,15 +269,15 @@ class Ingestor:
             if chars > SKIPPED_LISTED_CHARS:
                 break
             listed.append({"path": skip["path"], "kind": skip["kind"]})
-        with self.station.custody.transaction() as conn:
+        with self.station.custody.transaction() as tx:
             self.station.custody.record(
-                conn, kind=EventKind.SKIPPED, actor=ctx.actor,
+                tx, kind=EventKind.SKIPPED, actor=ctx.actor,
                 data={"session": report.session_id, "serial": report.serial,
                       "count": len(report.skipped), "by_kind": by_kind, "paths": listed,
                       "unlisted": len(report.skipped) - len(listed)},
                 at=self.station.clock(),
             )
-            q.update_session(conn, report.session_id, files_skipped=len(report.skipped),
+            tx.update_session(report.session_id, files_skipped=len(report.skipped),
                              skipped=_json(by_kind))
         log.warning("recorder %s: %d files not taken (%s)", report.serial,
                     len(report.skipped), ", ".join(f"{k} {n}" for k, n in by_kind.items()),
@@ -335,9 +333,9 @@ class Ingestor:
         extra: dict[str, Any] = {}
         if ctx.health_after is not None:
             extra["health"] = _json(ctx.health_after(report))
-        with self.station.catalog.write() as conn:
-            q.update_session(
-                conn, report.session_id, state=report.state,
+        with self.station.catalog.write() as tx:
+            tx.update_session(
+                report.session_id, state=report.state,
                 finished_at=format_time(self.station.clock()),
                 files_seen=len(report.items) + len(report.errors),
                 files_new=sum(1 for i in report.items if i.new),
@@ -353,15 +351,15 @@ class Ingestor:
              progress: Progress | None) -> FileResult | dict[str, str]:
         """One file, stored or found known (its result), or not readable (its error)."""
         assert report.session_id is not None
-        with self.station.catalog.write() as conn:
-            acq_id = q.start_acquisition(
-                conn, session_id=report.session_id, serial=serial, path=src.display,
+        with self.station.catalog.write() as tx:
+            acq_id = tx.start_acquisition(
+                session_id=report.session_id, serial=serial, path=src.display,
                 path_hex=src.rel.hex(), size=src.size, mtime_ns=src.mtime_ns,
                 state=AcquisitionState.COPYING, started_at=format_time(self.station.clock()),
             )
-            known = q.known_source(conn, serial=serial, path_hex=src.rel.hex(), size=src.size,
+            known = tx.known_source(serial=serial, path_hex=src.rel.hex(), size=src.size,
                                    mtime_ns=src.mtime_ns)
-            if known is not None and q.has_flag(conn, known, Flag.FIXITY_FAILED):
+            if known is not None and tx.has_flag(known, Flag.FIXITY_FAILED):
                 # The stored copy was found damaged: copy these bytes again, so that intact
                 # ones can take its place (the store verifies it and keeps the bad bytes).
                 known = None
@@ -411,8 +409,8 @@ class Ingestor:
             time.sleep(0.1)
 
     def _end_acquisition(self, acq_id: int, state: AcquisitionState, error: str) -> None:
-        with self.station.catalog.write() as conn:
-            q.finish_acquisition(conn, acq_id, state=state, error=error,
+        with self.station.catalog.write() as tx:
+            tx.finish_acquisition(acq_id, state=state, error=error,
                                  finished_at=format_time(self.station.clock()))
 
     def _copy(self, src: SourceFile, *, known: str | None,
@@ -463,18 +461,18 @@ class Ingestor:
                 serial: str, docked_at: datetime, ctx: DockContext) -> FileResult:
         sha, size, changed = copied.sha256, copied.size, copied.changed
         custody = self.station.custody
-        with self.station.catalog.read() as conn:
-            existing = q.item(conn, sha)
+        with self.station.catalog.read() as tx:
+            existing = tx.item(sha)
         media: MediaInfo | None = None
         if existing is None:
             media = probe(self.station.store.path_of(sha),
                           timeout=self.settings.ingest.probe_timeout.total_seconds())
-        with custody.transaction() as conn:
+        with custody.transaction() as tx:
             # Taken with the catalog in hand, so the entries it dates follow the ledger's.
-            now = custody.now(conn)
-            existing = q.item(conn, sha)  # another recorder may have stored it meanwhile
+            now = custody.now(tx)
+            existing = tx.item(sha)  # another recorder may have stored it meanwhile
             acquired = custody.record(
-                conn, kind=EventKind.ACQUIRED, actor=ctx.actor, item=sha,
+                tx, kind=EventKind.ACQUIRED, actor=ctx.actor, item=sha,
                 data={"serial": serial, "path": src.display, "path_hex": src.rel.hex(),
                       "size": size, "mtime_ns": src.mtime_ns, "acquisition": acq_id,
                       "copied": copied.new},
@@ -485,7 +483,7 @@ class Ingestor:
             if existing is None:
                 assert media is not None
                 recorded, flags = self._new_item(
-                    conn, sha=sha, size=size, src=src, rec=rec, serial=serial, media=media,
+                    tx, sha=sha, size=size, src=src, rec=rec, serial=serial, media=media,
                     docked_at=docked_at, now=now, ctx=ctx, changed=changed,
                 )
                 recorded_at = format_time(recorded.start)
@@ -494,10 +492,10 @@ class Ingestor:
                 # Back in the local store only if the object really is there: the retention
                 # sweep may have removed it since this copy found it.
                 if not existing["local_present"] and self.station.store.has(sha):
-                    q.update_item(conn, sha, local_present=True)
+                    tx.update_item(sha, local_present=True)
             if copied.repaired is not None:
                 custody.record(
-                    conn, kind=EventKind.REPAIRED, actor=ctx.actor, item=sha,
+                    tx, kind=EventKind.REPAIRED, actor=ctx.actor, item=sha,
                     data={"problem": copied.repaired.problem,
                           "quarantined_to": copied.repaired.quarantined_to,
                           "serial": serial, "path": src.display, "acquisition": acq_id},
@@ -508,13 +506,13 @@ class Ingestor:
                             extra={"event": "object_repaired"})
             # The size acquired, as the ledger entry states it (a file that grew while it was
             # copied differs from the size seen when the recorder was walked).
-            q.finish_acquisition(conn, acq_id, state=state, item=sha, size=size,
+            tx.finish_acquisition(acq_id, state=state, item=sha, size=size,
                                  finished_at=format_time(now), ledger_seq=acquired.seq)
-            all_flags = [row["flag"] for row in q.item_flags(conn, sha)]
+            all_flags = [row["flag"] for row in tx.item_flags(sha)]
         return FileResult(sha256=sha, path=src.display, size=size, state=str(state),
                           recorded_at=recorded_at, flags=all_flags, new=existing is None)
 
-    def _new_item(self, conn: Connection, *, sha: str, size: int, src: SourceFile,
+    def _new_item(self, tx: Tx, *, sha: str, size: int, src: SourceFile,
                   rec: Recorder | None, serial: str, media: MediaInfo, docked_at: datetime,
                   now: datetime, ctx: DockContext,
                   changed: bool) -> tuple[RecordedTime, set[Flag]]:
@@ -544,7 +542,7 @@ class Ingestor:
         retain_until = format_time(keep.until) if keep.until else None
         officer = rec.officer if rec else ""
         stored = custody.record(
-            conn, kind=EventKind.STORED, actor=ctx.actor, item=sha,
+            tx, kind=EventKind.STORED, actor=ctx.actor, item=sha,
             data={"size": size, "recorder": serial, "officer": officer,
                   "officer_id": rec.officer_id if rec else "",
                   "recorded_start": format_time(recorded.start),
@@ -554,8 +552,8 @@ class Ingestor:
                                 "hold": keep.hold}},
             at=now,
         )
-        q.insert_item(
-            conn, sha256=sha, size=size, stored_at=format_time(now), station=self.station.name,
+        tx.insert_item(
+            sha256=sha, size=size, stored_at=format_time(now), station=self.station.name,
             recorder=serial, officer=officer, original_name=src.display,
             recorded_start=format_time(recorded.start), recorded_end=format_time(recorded.end),
             time_source=str(recorded.source), duration=media.duration,
@@ -566,7 +564,7 @@ class Ingestor:
             hold=False, local_present=True, ledger_seq=stored.seq,
         )
         for flag in sorted(flags):
-            set_flag(self.station, conn, sha, flag, at=now, actor=ctx.actor,
+            set_flag(self.station, tx, sha, flag, at=now, actor=ctx.actor,
                      detail=_flag_detail(flag, recorded, deadlines.ingest, media, docked_at))
         return recorded, flags
 
@@ -649,14 +647,14 @@ def _keep_copy(fd: int, before: os.stat_result, digest: Digest, *, last: bool) -
     return last or _unchanged(fd, before, digest)
 
 
-def set_flag(station: Station, conn: Connection, sha: str, flag: Flag, *, at: datetime,
+def set_flag(station: Station, tx: Tx, sha: str, flag: Flag, *, at: datetime,
              actor: str, detail: str) -> bool:
     """Set a flag once (flags stay); returns False when it was already set."""
-    if q.has_flag(conn, sha, flag):
+    if tx.has_flag(sha, flag):
         return False
-    entry = station.custody.record(conn, kind=EventKind.FLAGGED, actor=actor, item=sha,
+    entry = station.custody.record(tx, kind=EventKind.FLAGGED, actor=actor, item=sha,
                                    data={"flag": str(flag), "detail": detail}, at=at)
-    q.insert_flag(conn, item=sha, flag=str(flag), set_at=format_time(entry.at), detail=detail,
+    tx.insert_flag(item=sha, flag=str(flag), set_at=format_time(entry.at), detail=detail,
                   ledger_seq=entry.seq)
     log.warning("item %s flagged %s: %s", sha[:12], flag, detail)
     return True

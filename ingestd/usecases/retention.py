@@ -16,12 +16,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import queries as q
-from .domain.canonical import format_time, parse_time
-from .domain.models import EventKind
-from .errors import ObjectDamaged
+from ..domain.canonical import format_time, parse_time
+from ..domain.models import EventKind
+from ..errors import ObjectDamaged
+from ..station import Station
 from .replicate import target_locations
-from .station import Station
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,8 @@ class SweepReport:
 def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") -> SweepReport:
     report = SweepReport(dry_run=dry_run)
     required = {t.name for t in station.settings.targets if t.required}
-    with station.catalog.read() as conn:
-        rows = [dict(r) for r in q.search_items(conn) if r["local_present"]]
+    with station.catalog.read() as tx:
+        rows = [dict(r) for r in tx.search_items() if r["local_present"]]
     if not required:
         report.kept = len(rows)  # nothing is safe off-site: everything stays
         return report
@@ -49,8 +48,8 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
     locations = target_locations(station.settings)
     for row in rows:
         sha = row["sha256"]
-        with station.catalog.read() as conn:
-            held_offsite = q.proven_targets(conn, sha, locations)
+        with station.catalog.read() as tx:
+            held_offsite = tx.proven_targets(sha, locations)
         if (row["hold"] or not required <= held_offsite
                 or parse_time(row["stored_at"]) + keep_for > now
                 or row["station"] != station.name):
@@ -65,20 +64,20 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
                 log.error("not evicting %s: %s", sha[:12], exc.message)
                 report.kept += 1
                 continue
-            with station.custody.transaction() as conn:
+            with station.custody.transaction() as tx:
                 # Decided again under the write lock: a hold set, or a copy found bad, while
                 # the object was being re-hashed keeps it here.
-                now_row = q.item(conn, sha)
+                now_row = tx.item(sha)
                 if (now_row is None or now_row["hold"] or not now_row["local_present"]
-                        or not required <= q.proven_targets(conn, sha, locations)):
+                        or not required <= tx.proven_targets(sha, locations)):
                     report.kept += 1
                     continue
                 station.custody.record(
-                    conn, kind=EventKind.EVICTED, actor=actor, item=sha,
+                    tx, kind=EventKind.EVICTED, actor=actor, item=sha,
                     data={"targets": sorted(held_offsite), "stored_at": row["stored_at"],
                           "local_keep": keep_for.total_seconds()},
                 )
-                q.update_item(conn, sha, local_present=False)
+                tx.update_item(sha, local_present=False)
                 # Inside the transaction, so an ingest recording the same bytes at this moment
                 # sees either the object and local_present, or neither.
                 station.store.remove(sha)

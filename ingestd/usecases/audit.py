@@ -12,19 +12,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .catalog import queries as q
-from .docks.walk import open_regular
-from .domain.canonical import canonical_bytes, format_time, sha256_hex
-from .domain.flags import Flag
-from .domain.models import EventKind, is_sha256
-from .errors import NotRegularFile, ObjectDamaged, ReplicaMismatch, TargetError, UsageError
+from ..docks.walk import open_regular
+from ..domain.canonical import canonical_bytes, format_time, sha256_hex
+from ..domain.flags import Flag
+from ..domain.models import EventKind, is_sha256
+from ..errors import NotRegularFile, ObjectDamaged, ReplicaMismatch, TargetError, UsageError
+from ..integrity.hashing import hash_fd
+from ..integrity.ledger import body_of
+from ..media import decode_check
+from ..station import Station
+from ..targets import Target
 from .ingest import set_flag
-from .integrity.hashing import hash_fd
-from .integrity.ledger import body_of
-from .media import decode_check
 from .replicate import prove_place, version_at
-from .station import Station
-from .targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +55,12 @@ class Verdict:
 
 
 def describe_item(station: Station, sha: str) -> dict[str, Any] | None:
-    with station.catalog.read() as conn:
-        row = q.item(conn, sha)
+    with station.catalog.read() as tx:
+        row = tx.item(sha)
         if row is None:
             return None
-        current = q.current_label(conn, sha)
-        flags = [f["flag"] for f in q.item_flags(conn, sha)]
+        current = tx.current_label(sha)
+        flags = [f["flag"] for f in tx.item_flags(sha)]
     return {
         "sha256": sha, "size": row["size"], "recorder": row["recorder"],
         "officer": current["officer"] if current else row["officer"],
@@ -77,9 +76,9 @@ def describe_item(station: Station, sha: str) -> dict[str, Any] | None:
 
 def _signature_problems(station: Station, sha: str) -> list[str]:
     problems = []
-    with station.catalog.read(snapshot=True) as conn:
-        keys = station.custody.trusted_keys(conn)  # proven by the chain, not the catalog
-        entries = list(q.iter_entries(conn, item=sha))
+    with station.catalog.read(snapshot=True) as tx:
+        keys = station.custody.trusted_keys(tx)  # proven by the chain, not the catalog
+        entries = list(tx.iter_entries(item=sha))
     if not any(e.kind == EventKind.STORED for e in entries):
         problems.append("no signed 'stored' entry in the ledger")
     for entry in entries:
@@ -106,8 +105,8 @@ def verify_digest(station: Station, sha: str, *, path: str | None = None,
         return verdict
     if size is not None and size != verdict.item["size"]:
         verdict.problems.append(f"size {size} differs from the item's {verdict.item['size']}")
-    with station.catalog.read() as conn:
-        copies = sorted(q.verified_targets(conn, sha))
+    with station.catalog.read() as tx:
+        copies = sorted(tx.verified_targets(sha))
     stored_by = str(verdict.item["station"])
     here = stored_by == station.name and bool(verdict.item["local"])
     verdict.held = {"station": stored_by, "local": bool(verdict.item["local"]),
@@ -220,9 +219,9 @@ def _pick(station: Station, rows: list[dict[str, Any]], sample: int,
     is drawn from the rest."""
     unproven: set[str] = set()
     if targets:
-        with station.catalog.read() as conn:
-            unproven = q.items_with_unproven_copies(
-                conn, station=station.name, targets=[t.name for t in targets])
+        with station.catalog.read() as tx:
+            unproven = tx.items_with_unproven_copies(
+                station=station.name, targets=[t.name for t in targets])
     first = sorted((r for r in rows if r["sha256"] in unproven), key=lambda r: r["stored_at"])
     rest = [r for r in rows if r["sha256"] not in unproven]
     return first + (rng or random.Random()).sample(rest, min(sample, len(rest)))
@@ -247,17 +246,17 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
             prove_place(station, target)
         except TargetError as exc:
             unusable[target.name] = exc.message
-    with station.catalog.read() as conn:
-        every = [dict(r) for r in q.search_items(conn)]
+    with station.catalog.read() as tx:
+        every = [dict(r) for r in tx.search_items()]
     report = AuditReport()
     # Any item of the catalog names its object (on a shared catalog too): the rest are orphans.
     audit_orphans(station, {r["sha256"] for r in every}, report=report, actor=actor)
-    with station.catalog.read() as conn:
+    with station.catalog.read() as tx:
         # This station's items only: on a shared catalog another station's items are in
         # that station's store, and their absence here is no damage.
         rows = [r for r in every if r["station"] == station.name
                 and (r["local_present"] or targets)]
-        damaged = {sha for sha, flags in q.flags_by_item(conn).items()
+        damaged = {sha for sha, flags in tx.flags_by_item().items()
                    if Flag.DAMAGED_MEDIA in flags or Flag.EMPTY_FILE in flags}
     picked = rows if sample is None else _pick(station, rows, sample, targets, rng)
     playable = [r["sha256"] for r in picked if r["sha256"] not in damaged and r["local_present"]]
@@ -268,18 +267,18 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
                                       targets=targets, unusable=unusable)
         report.decoded += "decode" in result
         report.failures.extend({"sha256": row["sha256"], "problem": p} for p, _ in problems)
-        with station.custody.transaction() as conn:
-            now = station.custody.now(conn)
-            audited = station.custody.record(conn, kind=EventKind.AUDITED, actor=actor,
+        with station.custody.transaction() as tx:
+            now = station.custody.now(tx)
+            audited = station.custody.record(tx, kind=EventKind.AUDITED, actor=actor,
                                              item=row["sha256"], data=result, at=now)
             for name, found in result.get("offsite", {}).items():
                 if found == "ok":  # read back and hashed: proven, as the entry says
-                    q.upsert_replica(conn, row["sha256"], name,
+                    tx.upsert_replica(row["sha256"], name,
                                      proven_at=format_time(audited.at),
                                      updated_at=format_time(audited.at))
             for problem, flag in problems:
                 if flag is not None:
-                    set_flag(station, conn, row["sha256"], flag, at=now, actor=actor,
+                    set_flag(station, tx, row["sha256"], flag, at=now, actor=actor,
                              detail=problem)
     return report
 
@@ -300,17 +299,17 @@ def audit_orphans(station: Station, named: set[str], *, report: AuditReport,
         except FileNotFoundError:
             continue  # removed meanwhile
         except ObjectDamaged as exc:
-            with station.catalog.read() as conn:
-                if q.item(conn, name) is not None:
+            with station.catalog.read() as tx:
+                if tx.item(name) is not None:
                     continue  # stored as an item meanwhile: its own audit sees the damage
             _quarantine_orphan(station, name, size, exc.message, report=report, actor=actor)
             continue
-        with station.custody.transaction() as conn:
-            if q.item(conn, name) is not None:
+        with station.custody.transaction() as tx:
+            if tx.item(name) is not None:
                 continue  # stored as an item meanwhile: not an orphan after all
             found = {"sha256": name, "size": size, "action": str(OrphanAction.KEPT)}
-            if not any(e.kind == EventKind.ORPHAN for e in q.iter_entries(conn, item=name)):
-                station.custody.record(conn, kind=EventKind.ORPHAN, actor=actor, item=name,
+            if not any(e.kind == EventKind.ORPHAN for e in tx.iter_entries(item=name)):
+                station.custody.record(tx, kind=EventKind.ORPHAN, actor=actor, item=name,
                                        data=found, at=station.clock())
         report.orphans.append(found)
         log.warning("object %s is named by no item; kept (its bytes hash to its name)",
@@ -324,9 +323,9 @@ def _unrecorded_quarantine(station: Station, *, report: AuditReport, actor: str)
     folder = station.store.quarantine_dir
     if not folder.is_dir():
         return
-    with station.custody.transaction() as conn:
-        recorded = {e.data.get("quarantined_to") for e in q.entries_of_kinds(
-            conn, [EventKind.REPAIRED, EventKind.ORPHAN])}
+    with station.custody.transaction() as tx:
+        recorded = {e.data.get("quarantined_to") for e in tx.entries_of_kinds(
+            [EventKind.REPAIRED, EventKind.ORPHAN])}
         for path in sorted(folder.iterdir()):
             rel = str(path.relative_to(station.store.root))
             if rel in recorded:
@@ -335,7 +334,7 @@ def _unrecorded_quarantine(station: Station, *, report: AuditReport, actor: str)
             found = {"sha256": name, "size": path.lstat().st_size,
                      "action": str(OrphanAction.QUARANTINED), "quarantined_to": rel,
                      "problem": "found in quarantine with no record of its move"}
-            station.custody.record(conn, kind=EventKind.ORPHAN, actor=actor, item=None,
+            station.custody.record(tx, kind=EventKind.ORPHAN, actor=actor, item=None,
                                    data=found, at=station.clock())
             report.orphans.append(found)
             log.warning("quarantined bytes %s had no record; recorded now", rel,
@@ -352,9 +351,9 @@ def _quarantine_orphan(station: Station, name: str, size: int, problem: str, *,
     report.orphans.append(found)
     report.failures.append({"sha256": name, "problem": f"object named by no item: {problem}; "
                                                        f"moved to {moved}"})
-    with station.custody.transaction() as conn:
+    with station.custody.transaction() as tx:
         # Not an item: the name is not what the bytes are, so the entry names no item.
-        station.custody.record(conn, kind=EventKind.ORPHAN, actor=actor, item=None,
+        station.custody.record(tx, kind=EventKind.ORPHAN, actor=actor, item=None,
                                data=found, at=station.clock())
     log.error("object %s is named by no item and is damaged; moved to %s", name[:12], moved,
               extra={"event": "orphan_quarantined"})
@@ -389,8 +388,8 @@ def _audit_one(station: Station, row: dict[str, Any], *, decode: bool,
 def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
                    unusable: Mapping[str, str], problems: Problems) -> dict[str, str]:
     """Read back every copy counted at a target's present location."""
-    with station.catalog.read() as conn:
-        rows = q.replicas_of(conn, sha)
+    with station.catalog.read() as tx:
+        rows = tx.replicas_of(sha)
     offsite: dict[str, str] = {}
     for target in targets:
         row = rows.get(target.name)
@@ -415,7 +414,7 @@ def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
         offsite[target.name] = found + (f" (version {version})" if version else "")
         problems.append((f"off-site copy on {target.name}: {offsite[target.name]}",
                          Flag.REPLICA_MISMATCH))
-        with station.catalog.write() as conn:  # written again, and read back, at the next run
-            q.replica_found_bad(conn, sha, target.name, version_id=version,
+        with station.catalog.write() as tx:  # written again, and read back, at the next run
+            tx.replica_found_bad(sha, target.name, version_id=version,
                                 error=offsite[target.name], at=station.clock())
     return offsite

@@ -22,17 +22,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .catalog import queries as q
-from .config import DirectoryTargetSettings, S3TargetSettings, Settings
-from .domain.canonical import canonical_bytes, format_time, parse_time
-from .domain.flags import Flag
-from .domain.models import EventKind, RetentionClass
-from .domain.policy import RetentionPolicy, class_period
-from .errors import ObjectDamaged, ReplicaMismatch, TargetError
-from .ingest import set_flag
-from .integrity.ledger import Discrepancy, DiscrepancyKind, KeyChain
-from .station import Station
-from .targets import (
+from ..config import DirectoryTargetSettings, S3TargetSettings, Settings
+from ..domain.canonical import canonical_bytes, format_time, parse_time
+from ..domain.flags import Flag
+from ..domain.models import EventKind, RetentionClass
+from ..domain.policy import RetentionPolicy, class_period
+from ..errors import ObjectDamaged, ReplicaMismatch, TargetError
+from ..integrity.ledger import Discrepancy, DiscrepancyKind, KeyChain
+from ..station import Station
+from ..targets import (
     CheckpointVersion,
     Lock,
     RemoteObject,
@@ -40,7 +38,8 @@ from .targets import (
     directory_location,
     s3_location,
 )
-from .targets.directory import DirectoryTarget
+from ..targets.directory import DirectoryTarget
+from .ingest import set_flag
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ def build_target(spec: S3TargetSettings | DirectoryTargetSettings, station: Stat
             mount_point=station.settings.path(spec.mount_point) if spec.mount_point else None,
             local=station.store.root, same_filesystem_ok=spec.same_filesystem_ok)
     assert spec.bucket is not None
-    from .targets.s3 import S3Target  # boto3 is heavy to import: only when a bucket is used
+    from ..targets.s3 import S3Target  # boto3 is heavy to import: only when a bucket is used
 
     return S3Target(
         name=spec.name, bucket=spec.bucket, endpoint_url=spec.endpoint_url, prefix=spec.prefix,
@@ -97,16 +96,16 @@ def prove_place(station: Station, target: Target, *, adopt: bool = True) -> None
     Raises TargetError (TargetUnreachable when it is not that place now). Without ``adopt``
     (a check that only reads, such as ``ledger verify --offsite``), only a known identity is
     checked: nothing is written to the target, and a place never used is not made one."""
-    with station.catalog.read() as conn:
-        known = q.target_identity(conn, target.name, target.location)
+    with station.catalog.read() as tx:
+        known = tx.target_identity(target.name, target.location)
     if known is not None:
         target.identify(known)  # only reads: nothing is written to a place not proven
     if not adopt:
         return
     target.check()
     if known is None and (identity := target.identify(None)):
-        with station.catalog.write() as conn:
-            q.record_target_identity(conn, target.name, target.location, identity,
+        with station.catalog.write() as tx:
+            tx.record_target_identity(target.name, target.location, identity,
                                      station.clock())
 
 
@@ -208,10 +207,10 @@ class Replicator:
     def manifest(self, sha: str) -> bytes:
         station = self.station
         station.custody.check_signing_key()
-        with station.catalog.read() as conn:
-            item = dict(q.item(conn, sha) or {})
-            label = q.current_label(conn, sha)
-            acqs = q.acquisitions_of(conn, sha)
+        with station.catalog.read() as tx:
+            item = dict(tx.item(sha) or {})
+            label = tx.current_label(sha)
+            acqs = tx.acquisitions_of(sha)
         body = {
             "version": 1, "item": sha, "size": item["size"], "station": item["station"],
             "recorder": item["recorder"], "officer": item["officer"],
@@ -243,9 +242,9 @@ class Replicator:
             # nothing wrong with the item.
             return _Sent(target=target, lock=lock,
                          error=f"{sha[:12]} is no longer in the local store")
-        with station.catalog.write() as conn:
-            prior = q.replica(conn, sha, target.name)
-            q.upsert_replica(conn, sha, target.name, state="uploading",
+        with station.catalog.write() as tx:
+            prior = tx.replica(sha, target.name)
+            tx.upsert_replica(sha, target.name, state="uploading",
                              updated_at=format_time(station.clock()),
                              attempts=(prior["attempts"] if prior else 0) + 1)
         # Known bad until a new object is read back: a failed or interrupted repair does not
@@ -299,8 +298,8 @@ class Replicator:
         self._failed(sent.target, sha, sent.error, report, bad=sent.bad,
                      bad_version=sent.bad_version)
         if sent.flag is not None:
-            with station.custody.transaction() as conn:
-                set_flag(station, conn, sha, sent.flag, at=station.clock(),
+            with station.custody.transaction() as tx:
+                set_flag(station, tx, sha, sent.flag, at=station.clock(),
                          actor=self.actor, detail=sent.error)
 
     def _record_verified(self, verified: list[tuple[dict[str, Any], _Sent]],
@@ -308,13 +307,13 @@ class Replicator:
         if not verified:
             return
         station = self.station
-        with station.custody.transaction() as conn:
+        with station.custody.transaction() as tx:
             for item, sent in verified:
                 sha, target, lock, remote = item["sha256"], sent.target, sent.lock, sent.remote
                 assert remote is not None
                 done = station.clock()
                 entry = station.custody.record(
-                    conn, kind=EventKind.REPLICATED, actor=self.actor, item=sha, at=done,
+                    tx, kind=EventKind.REPLICATED, actor=self.actor, item=sha, at=done,
                     data={"target": target.name, "key": remote.key, "size": remote.size,
                           "sha256": remote.sha256, "version_id": remote.version_id,
                           "retain_until": format_time(remote.retain_until)
@@ -325,8 +324,8 @@ class Replicator:
                 # counted as sent; proven (so that copies elsewhere may go) only if read back
                 proof: dict[str, Any] = ({"proven_at": format_time(done), "rewrite": False}
                                          if remote.read_back else {"proven_at": None})
-                q.upsert_replica(
-                    conn, sha, target.name, state="verified", key=remote.key, size=remote.size,
+                tx.upsert_replica(
+                    sha, target.name, state="verified", key=remote.key, size=remote.size,
                     remote_sha256=remote.sha256, last_error="", updated_at=format_time(done),
                     verified_at=format_time(done), ledger_seq=entry.seq,
                     retain_until=format_time(lock.retain_until) if lock.retain_until else None,
@@ -338,12 +337,12 @@ class Replicator:
 
     def _failed(self, target: Target, sha: str, error: str, report: ReplicationReport, *,
                 bad: bool = False, bad_version: str | None = None) -> None:
-        with self.station.catalog.write() as conn:
+        with self.station.catalog.write() as tx:
             if bad:
-                q.replica_found_bad(conn, sha, target.name, version_id=bad_version,
+                tx.replica_found_bad(sha, target.name, version_id=bad_version,
                                     error=error, at=self.station.clock())
             else:
-                q.upsert_replica(conn, sha, target.name, state="failed",
+                tx.upsert_replica(sha, target.name, state="failed",
                                  last_error=error[:2000],
                                  updated_at=format_time(self.station.clock()))
         report.failed.append({"sha256": sha, "target": target.name, "error": error})
@@ -382,11 +381,11 @@ class Replicator:
                                       "error": exc.message})
                 log.error("target %s cannot be used: %s", target.name, exc.message,
                           extra={"event": "target_unusable"})
-        with station.catalog.write() as conn:
-            q.interrupt_uploads(conn, station.clock())
+        with station.catalog.write() as tx:
+            tx.interrupt_uploads(station.clock())
             for target in self.targets:
                 if target.name not in down:
-                    q.relocate_replicas(conn, target.name, target.location, station.clock(),
+                    tx.relocate_replicas(target.name, target.location, station.clock(),
                                         station=station.name)
         return down
 
@@ -396,16 +395,16 @@ class Replicator:
         station.custody.check_signing_key()  # before any copy leaves unsigned
         down = self._prepare(report)  # unreachable this run: tried again at the next one
         names = [t.name for t in self.targets]
-        with station.catalog.read() as conn:
-            queue = [dict(r) for r in q.replication_queue(conn, names, limit=limit,
+        with station.catalog.read() as tx:
+            queue = [dict(r) for r in tx.replication_queue(names, limit=limit,
                                                               station=station.name)]
         guard = threading.Lock()
 
         def send_all(item: dict[str, Any]) -> list[_Sent]:
             if self.cancel.is_set():
                 return []
-            with station.catalog.read() as conn:
-                have = q.verified_targets(conn, item["sha256"])
+            with station.catalog.read() as tx:
+                have = tx.verified_targets(item["sha256"])
             out = []
             for target in self.targets:
                 with guard:
@@ -437,8 +436,8 @@ class Replicator:
                     ready.extend((item, one) for one in future.result())
                 self._settle(ready, report)
         report.locks_extended = self.extend_locks(report)
-        with station.catalog.read() as conn:
-            report.pending = len(q.replication_queue(conn, names, station=station.name))
+        with station.catalog.read() as tx:
+            report.pending = len(tx.replication_queue(names, station=station.name))
         return report
 
     def extend_locks(self, report: ReplicationReport | None = None) -> list[dict[str, Any]]:
@@ -449,8 +448,8 @@ class Replicator:
         station = self.station
         by_name = {t.name: t for t in self.targets}
         done: list[dict[str, Any]] = []
-        with station.catalog.read() as conn:
-            rows = [dict(r) for r in q.locks_behind(conn, station=station.name)]
+        with station.catalog.read() as tx:
+            rows = [dict(r) for r in tx.locks_behind(station=station.name)]
         for row in rows:
             target = by_name.get(row["target"])
             if target is None:
@@ -469,23 +468,23 @@ class Replicator:
             except TargetError as exc:
                 log.error("cannot extend lock of %s on %s: %s", row["item"][:12],
                           target.name, exc.message, extra={"event": "lock_failed"})
-                with station.catalog.write() as conn:
-                    q.upsert_replica(conn, row["item"], target.name,
+                with station.catalog.write() as tx:
+                    tx.upsert_replica(row["item"], target.name,
                                      last_error=exc.message[:2000],
                                      updated_at=format_time(station.clock()))
                 if report is not None:
                     report.failed.append({"sha256": row["item"], "target": target.name,
                                           "error": exc.message})
                 continue
-            with station.custody.transaction() as conn:
-                now = station.custody.now(conn)
+            with station.custody.transaction() as tx:
+                now = station.custody.now(tx)
                 station.custody.record(
-                    conn, kind=EventKind.RETENTION, actor=self.actor, item=row["item"], at=now,
+                    tx, kind=EventKind.RETENTION, actor=self.actor, item=row["item"], at=now,
                     data={"target": target.name, "class": row["retention_class"],
                           "retain_until": format_time(remote.retain_until)
                           if remote.retain_until else None, "legal_hold": remote.legal_hold},
                 )
-                q.upsert_replica(conn, row["item"], target.name,
+                tx.upsert_replica(row["item"], target.name,
                                  retain_until=format_time(lock.retain_until)
                                  if lock.retain_until else None,
                                  hold=bool(row["item_hold"]), last_error="",
@@ -506,9 +505,9 @@ class Replicator:
         station = self.station
         station.custody.check_signing_key()
         station.custody.sync_mirror()
-        with station.catalog.read() as conn:
-            seq, head = q.ledger_head(conn)
-            keys = station.custody.trusted_keys(conn)
+        with station.catalog.read() as tx:
+            seq, head = tx.ledger_head()
+            keys = station.custody.trusted_keys(tx)
         now = station.clock()
         body = {"version": CHECKPOINT_VERSION, "station": station.name, "seq": seq,
                 "head_hash": head, "at": format_time(now), "key_id": station.key.key_id,
@@ -521,8 +520,8 @@ class Replicator:
         sent: list[str] = []
         errors: list[str] = []
         for target in self.targets:
-            with station.catalog.read() as conn:
-                last = q.last_checkpoint(conn, target.name, station=station.name)
+            with station.catalog.read() as tx:
+                last = tx.last_checkpoint(target.name, station=station.name)
             try:
                 # asked even with nothing new: a home put back from an older copy is found at
                 # the next run, not only once it has grown
@@ -537,10 +536,10 @@ class Replicator:
             except TargetError as exc:
                 errors.append(exc.message)
                 continue
-            with station.catalog.write() as conn:
-                q.add_checkpoint(conn, target=target.name, name=name, seq=seq,
+            with station.catalog.write() as tx:
+                tx.add_checkpoint(target=target.name, name=name, seq=seq,
                                  head_hash=head or "", at=body["at"])
-                q.remember_checkpoint(conn, station=station.name, target=target.name,
+                tx.remember_checkpoint(station=station.name, target=target.name,
                                       name=name, seq=seq, head_hash=head or "", at=now)
             sent.append(target.name)
         return {"name": name, "seq": seq, "head_hash": head, "sent": sent, "errors": errors,
@@ -559,8 +558,8 @@ class Replicator:
             if not found or found[0].misnamed:
                 continue
             newest = found[0]
-            with station.catalog.read() as conn:
-                entry = next(q.iter_entries(conn, after=newest.seq - 1, batch=1), None)
+            with station.catalog.read() as tx:
+                entry = next(tx.iter_entries(after=newest.seq - 1, batch=1), None)
             if newest.seq > head_seq or entry is None or entry.seq != newest.seq:
                 return (f"target {target.name} holds checkpoint {newest.where} of entry "
                         f"{newest.seq}, but this ledger ends at {head_seq}: not publishing "
@@ -661,12 +660,12 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
     """Compare the local ledger with every version of every signed checkpoint the targets
     hold, and with the newest one each target was ever seen to hold."""
     problems: list[Discrepancy] = []
-    with station.catalog.read(snapshot=True) as conn:
-        keys = station.custody.trusted_keys(conn)
-        hashes = {e.seq: e.entry_hash for e in q.iter_entries(conn)}
+    with station.catalog.read(snapshot=True) as tx:
+        keys = station.custody.trusted_keys(tx)
+        hashes = {e.seq: e.entry_hash for e in tx.iter_entries()}
         known: dict[str, dict[str, Any] | None] = {}
         for t in targets:
-            row = q.newest_checkpoint_seen(conn, station=station.name, target=t.name)
+            row = tx.newest_checkpoint_seen(station=station.name, target=t.name)
             known[t.name] = dict(row) if row is not None else None
     head = max(hashes, default=0)
     for target in targets:
@@ -685,8 +684,8 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
         named = [w for w in found if not w.misnamed]
         newest = max(named, key=lambda w: w.seq, default=None)
         if newest is not None:
-            with station.catalog.write() as conn:
-                q.remember_checkpoint(conn, station=station.name, target=target.name,
+            with station.catalog.write() as tx:
+                tx.remember_checkpoint(station=station.name, target=target.name,
                                       name=newest.name, seq=newest.seq,
                                       head_hash=newest.head_hash, at=station.clock())
     return problems

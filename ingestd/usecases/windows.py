@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .catalog import queries as q
-from .domain import policy
-from .domain.canonical import parse_time
-from .domain.flags import Flag
+from ..domain import policy
+from ..domain.canonical import parse_time
+from ..domain.flags import Flag
+from ..station import Station
 from .ingest import set_flag
-from .station import Station
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +26,16 @@ def check_windows(station: Station, *, actor: str = "ingestd") -> WindowReport:
     windows = station.settings.windows.policy()
     required = [t.name for t in station.settings.targets if t.required]
     report = WindowReport()
-    with station.catalog.read() as conn:
-        rows = q.items_needing_window_check(conn)
-        done = q.flags_by_item(conn)
+    with station.catalog.read() as tx:
+        rows = tx.items_needing_window_check()
+        done = tx.flags_by_item()
     for row in rows:
         report.checked += 1
         sha = row["sha256"]
         replicated = False
         if required:
-            with station.catalog.read() as conn:
-                replicated = set(required) <= q.verified_targets(conn, sha)
+            with station.catalog.read() as tx:
+                replicated = set(required) <= tx.verified_targets(sha)
         wanted = policy.window_flags(
             stored_at=parse_time(row["stored_at"]), now=now, windows=windows,
             labelled=row["labelled"] is not None, replicated=replicated,
@@ -44,11 +43,11 @@ def check_windows(station: Station, *, actor: str = "ingestd") -> WindowReport:
         ) - set(done.get(sha, []))
         if not wanted:
             continue
-        with station.custody.transaction() as conn:
+        with station.custody.transaction() as tx:
             for flag in sorted(wanted):
                 deadline = row["label_deadline"] if flag == Flag.LATE_LABEL else row[
                     "replication_deadline"]
-                if set_flag(station, conn, sha, flag, at=now, actor=actor,
+                if set_flag(station, tx, sha, flag, at=now, actor=actor,
                             detail=f"deadline {deadline} passed"):
                     report.flagged.append({"sha256": sha, "flag": str(flag)})
     return report

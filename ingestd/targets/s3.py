@@ -16,10 +16,14 @@ Metadata can be forged by whoever can write the bucket, so only reading the byte
 them: ``rehash_item`` (audits), and ``put_item`` with ``readback`` or ``rewrite`` (the answer's
 ``read_back`` says so). Reading back is plain ranged GETs of one version, in bounded memory.
 
-Two layers of retries: botocore's own (``retry_mode``, ``max_attempts``, per HTTP request) and,
-around each whole-object operation, ``operation_attempts`` with exponential backoff and jitter for
-connection errors and 5xx answers, which restarts the operation from its first step (a failed
-multipart upload is aborted and started again; parts are not reused).
+One retry policy, botocore's own (standard mode): each HTTP request, every part of a multipart
+upload included, is tried at most ``max_attempts`` times in all, with exponential backoff and
+jitter, when the connection fails (a certificate refused included) or times out, the server
+throttles, or it answers 500, 502, 503 or 504. What still fails is a ``TargetUnreachable``
+naming the operation, and the next replication or audit tries again from what the server then
+holds (a failed multipart upload is aborted, a stale one before the next try). A GET whose body
+breaks off while it is read is not retried: that read-back or audit is ``TargetUnreachable``
+too, never a mismatch.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import hashlib
 import ipaddress
 import logging
 import os
-import random
 import stat
 import time
 from collections.abc import Callable, Mapping
@@ -47,15 +50,9 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError,
-    HTTPClientError,
-    IncompleteReadError,
     NoCredentialsError,
-    PartialCredentialsError,
     ProfileNotFound,
-    SSLError,
 )
-from s3transfer.exceptions import RetriesExceededError
 from s3transfer.futures import TransferFuture
 from s3transfer.subscribers import BaseSubscriber
 
@@ -92,12 +89,8 @@ T = TypeVar("T")
 MiB = 1024 * 1024
 _META_SHA256 = "sha256"  # sent as x-amz-meta-sha256
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
-_TRANSIENT_CODES = frozenset(
-    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
-)
 _NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "InvalidRequest"})
 
-RetryMode = Literal["standard", "adaptive"]
 ServerSideEncryption = Literal["AES256", "aws:kms"]
 AddressingStyle = Literal["auto", "path", "virtual"]
 ChecksumPolicy = Literal["when_supported", "when_required"]
@@ -137,10 +130,6 @@ class S3Target:
         max_concurrency: int = 4,
         bandwidth_limit: int | None = None,
         max_attempts: int = 5,
-        retry_mode: RetryMode = "standard",
-        operation_attempts: int = 3,
-        backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         addressing_style: AddressingStyle | None = None,
@@ -149,8 +138,8 @@ class S3Target:
     ) -> None:
         if multipart_threshold < 1 or multipart_chunksize < 1:
             raise ValueError("multipart_threshold and multipart_chunksize must be positive")
-        if max_concurrency < 1 or max_attempts < 1 or operation_attempts < 1:
-            raise ValueError("max_concurrency, max_attempts, operation_attempts must be >= 1")
+        if max_concurrency < 1 or max_attempts < 1:
+            raise ValueError("max_concurrency and max_attempts must be >= 1")
         if bandwidth_limit is not None and bandwidth_limit < 1:
             raise ValueError("bandwidth_limit must be positive (bytes per second) or None")
         if kms_key_id and sse != "aws:kms":
@@ -167,9 +156,6 @@ class S3Target:
         self._sse = sse
         self._kms_key_id = kms_key_id
         self._multipart_threshold = multipart_threshold
-        self._operation_attempts = operation_attempts
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
         self._request_checksums = request_checksums
         # Over plain HTTP botocore signs the SHA-256 of every request body, and the server must
         # check it to accept the signature (Ceph refuses a damaged part with
@@ -196,8 +182,9 @@ class S3Target:
             addressing_style = "path" if endpoint_url else "auto"
         config = Config(
             region_name=region or "us-east-1",
-            # total attempts, as in the AWS config file (botocore's "max_attempts" counts retries)
-            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+            # the one retry policy: total attempts of each request, as in the AWS config file
+            # (botocore's own "max_attempts" counts retries)
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max(10, max_concurrency + 2),
@@ -247,7 +234,7 @@ class S3Target:
 
     def check(self) -> None:
         self._warn_if_plain_http()
-        self._retrying("reach bucket", None, self._check_once)
+        self._asking("reach bucket", None, self._check_once)
 
     def identify(self, known: str | None) -> str:
         # a bucket is named by its endpoint, name and prefix (``location``): nothing to keep
@@ -261,7 +248,7 @@ class S3Target:
         def upload() -> None:
             self._upload_file(key, source, size, sha256, lock)
 
-        return self._retrying(
+        return self._asking(
             "replicate item", key,
             lambda: self._put_once(key, sha256, size, lock, upload, rewrite=rewrite),
         )
@@ -269,13 +256,13 @@ class S3Target:
     def head_item(self, sha256: str) -> RemoteObject | None:
         require_sha256(sha256)
         key = self.item_key(sha256)
-        head = self._retrying("head item", key, lambda: self._head(key))
+        head = self._asking("head item", key, lambda: self._head(key))
         return None if head is None else self._remote(key, head, sha256)
 
     def rehash_item(self, sha256: str) -> str:
         require_sha256(sha256)
         key = self.item_key(sha256)
-        return self._retrying("rehash item", key, lambda: self._rehash_once(key))[0]
+        return self._asking("rehash item", key, lambda: self._rehash_once(key))[0]
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
         require_sha256(sha256)
@@ -287,7 +274,7 @@ class S3Target:
                 raise self._error("cannot lock: no such object", key)
             return self._lock_and_verify(key, head, lock, sha256)
 
-        return self._retrying("set lock", key, once)
+        return self._asking("set lock", key, once)
 
     def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None:
         require_sha256(sha256)
@@ -297,7 +284,7 @@ class S3Target:
         def upload() -> None:
             self._put_bytes(key, manifest, digest, lock, content_type="application/json")
 
-        self._retrying(
+        self._asking(
             "put manifest", key, lambda: self._put_once(key, digest, len(manifest), lock, upload)
         )
 
@@ -322,7 +309,7 @@ class S3Target:
             if lock is not None and self.object_lock:
                 self._lock_and_verify(key, head, lock, digest)
 
-        self._retrying("put checkpoint", key, once)
+        self._asking("put checkpoint", key, once)
 
     def list_checkpoints(self) -> list[str]:
         folder = self.checkpoint_key("")
@@ -337,7 +324,7 @@ class S3Target:
                         names.append(name)
             return sorted(names)
 
-        return self._retrying("list checkpoints", folder, once)
+        return self._asking("list checkpoints", folder, once)
 
     def checkpoint_versions(self) -> list[CheckpointVersion]:
         """Every version under ``checkpoints/``: a plain DELETE leaves a marker in front of a
@@ -357,7 +344,7 @@ class S3Target:
                             latest=bool(entry.get("IsLatest"))))
             return sorted(found, key=lambda v: (v.name, v.version_id or ""))
 
-        return self._retrying("list checkpoint versions", folder, once)
+        return self._asking("list checkpoint versions", folder, once)
 
     def get_checkpoint(self, name: str, version_id: str | None = None) -> bytes:
         key = self.checkpoint_key(require_checkpoint_name(name))
@@ -379,7 +366,7 @@ class S3Target:
                 raise self._error("checkpoint does not hash to its recorded SHA-256", key)
             return body
 
-        return self._retrying("get checkpoint", key, once)
+        return self._asking("get checkpoint", key, once)
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -706,36 +693,17 @@ class S3Target:
             args["ObjectLockRetainUntilDate"] = _whole_second_up(lock.retain_until)
         return args
 
-    def _retrying(self, what: str, key: str | None, operation: Callable[[], T]) -> T:
-        for attempt in range(1, self._operation_attempts + 1):
-            try:
-                return operation()
-            except IngestdError:
-                raise  # already judged (replica mismatch, damaged source...): not transient
-            except Exception as exc:
-                if not _transient(exc) or attempt == self._operation_attempts:
-                    # the server could not be asked, or refused to answer: says nothing of
-                    # the copies it holds
-                    raise self._error(f"cannot {what}", key, exc,
-                                      kind=TargetUnreachable) from exc
-                delay = self._backoff(attempt)
-                log.warning(
-                    "target %s: %s %s failed (%s); attempt %d of %d in %.2f s",
-                    self.name,
-                    what,
-                    key or self.bucket,
-                    _describe(exc),
-                    attempt + 1,
-                    self._operation_attempts,
-                    delay,
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int) -> float:
-        # exponential with "equal jitter": at least half the step, so retries do not bunch up
-        step = min(self._backoff_max, self._backoff_base * 2.0 ** (attempt - 1))
-        return step / 2 + random.uniform(0, step / 2)
+    def _asking(self, what: str, key: str | None, operation: Callable[[], T]) -> T:
+        """Run one operation (its requests retried by botocore): whatever still fails, bar
+        what is already judged, is ``TargetUnreachable``."""
+        try:
+            return operation()
+        except IngestdError:
+            raise  # already judged (replica mismatch, damaged source...): not the server's state
+        except Exception as exc:
+            # the server could not be asked, or refused to answer: says nothing of the copies
+            # it holds
+            raise self._error(f"cannot {what}", key, exc, kind=TargetUnreachable) from exc
 
     def _error(self, what: str, key: str | None, exc: BaseException | None = None, *,
                kind: type[TargetError] = TargetError) -> TargetError:
@@ -982,22 +950,6 @@ def _error_code(exc: ClientError) -> str:
 
 def _status(exc: ClientError) -> int | None:
     return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-
-
-def _transient(exc: BaseException) -> bool:
-    """Worth another try: the network, a server 5xx, throttling."""
-    if isinstance(exc, RetriesExceededError):
-        return True
-    if isinstance(exc, SSLError):
-        return False  # a certificate problem does not heal by itself
-    if isinstance(exc, ClientError):
-        status = _status(exc)
-        return (status is not None and status >= 500) or _error_code(exc) in _TRANSIENT_CODES
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return False
-    return isinstance(
-        exc, ConnectionError | HTTPClientError | IncompleteReadError | OSError | TimeoutError
-    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -41,7 +41,7 @@ def leaky_target(host: str = "127.0.0.1", *, query: bool = False) -> S3Target:
     if query:
         url += f"/?X-Amz-Signature={SIGNATURE}"
     return S3Target(name="offsite", bucket="evidence", endpoint_url=url, max_attempts=1,
-                    operation_attempts=1, connect_timeout=1, read_timeout=1)
+                    connect_timeout=1, read_timeout=1)
 
 
 @pytest.fixture(autouse=True)

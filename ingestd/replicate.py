@@ -711,10 +711,3 @@ def _lost(target: str, found: list[_Witness], known: Mapping[str, Any] | None,
     if behind is not None:
         out.append(behind)
     return out
-
-
-def replicate_once(station: Station, *, limit: int | None = None) -> ReplicationReport:
-    replicator = Replicator(station)
-    replicator.check()
-    return replicator.run(limit=limit)
-

@@ -8,9 +8,8 @@ Every write is atomic: a temp file in the destination directory, fsync, ``os.rep
 the directory. Item bytes are hashed while they are copied and read back from the NAS (the page
 cache dropped first) before the file gets its final name, so a file under ``sha256/`` is named by
 a hash it was verified to have; ``head_item`` therefore reports the name as the hash, and only
-``rehash_item`` (audits) rereads the bytes. Files are made read-only (``file_mode``, 0o444 by
-default) and the directories this target creates are 0o750, so the files are not readable by
-others (R11).
+``rehash_item`` (audits) rereads the bytes. Files are made read-only (0o444) and the
+directories this target creates are 0o750, so the files are not readable by others (R11).
 
 A directory cannot enforce WORM: anyone with write access to the share can delete or replace a
 file. Retention and legal hold are therefore only recorded (never shortened) in the ``locks/``
@@ -60,6 +59,7 @@ from ingestd.targets import (
 log = logging.getLogger(__name__)
 
 _DIR_MODE = 0o750
+_FILE_MODE = 0o444
 _OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
 IDENTITY_FILE = ".ingestd-target.json"
 
@@ -86,7 +86,6 @@ class DirectoryTarget:
         prefix: str = "",
         required: bool = True,
         *,
-        file_mode: int = 0o444,
         mount_point: Path | None = None,
         local: Path | None = None,
         same_filesystem_ok: bool = False,
@@ -100,7 +99,6 @@ class DirectoryTarget:
         self.prefix = "/".join(parts)
         self.root = self.path.joinpath(*parts)
         self.location = directory_location(self.path, self.prefix)
-        self._file_mode = file_mode
         self._mount_point = Path(mount_point) if mount_point is not None else None
         self._local = Path(local) if local is not None else None
         self._same_filesystem_ok = same_filesystem_ok
@@ -158,7 +156,7 @@ class DirectoryTarget:
                 identity = uuid.uuid4().hex
                 atomic_write(marker, json.dumps({"identity": identity, "target": self.name},
                                                 sort_keys=True).encode() + b"\n",
-                             mode=self._file_mode)
+                             mode=_FILE_MODE)
                 log.info("target %s: first use of %s, identity %s", self.name, self.root,
                          identity)
                 self._identity = identity
@@ -375,7 +373,7 @@ class DirectoryTarget:
                         tmp,
                         kind=ReplicaMismatch,
                     )
-                os.fchmod(dst_fd, self._file_mode)
+                os.fchmod(dst_fd, _FILE_MODE)
             finally:
                 os.close(dst_fd)
             os.replace(tmp, dest)
@@ -390,7 +388,7 @@ class DirectoryTarget:
     def _write_small(self, dest: Path, body: bytes) -> None:
         self._ensure_dir(dest.parent)
         self._remove_stale_temps(dest)
-        atomic_write(dest, body, mode=self._file_mode)
+        atomic_write(dest, body, mode=_FILE_MODE)
 
     def _lock(self, sha256: str, lock: Lock) -> RemoteObject:
         self._record_lock("sha256", sha256, lock)

@@ -92,7 +92,6 @@ _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
 _NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "InvalidRequest"})
 
 ServerSideEncryption = Literal["AES256", "aws:kms"]
-AddressingStyle = Literal["auto", "path", "virtual"]
 ChecksumPolicy = Literal["when_supported", "when_required"]
 
 
@@ -132,7 +131,6 @@ class S3Target:
         max_attempts: int = 5,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
-        addressing_style: AddressingStyle | None = None,
         request_checksums: ChecksumPolicy = "when_supported",
         readback: bool = False,
     ) -> None:
@@ -177,9 +175,6 @@ class S3Target:
         # _VerifyingReader): at most the parts being sent and one being read are held, not
         # s3transfer's default of ten (160 MiB an item with 16 MiB parts).
         self._transfer_config.max_in_memory_upload_chunks = max_concurrency
-        if addressing_style is None:
-            # a private endpoint rarely has wildcard DNS for virtual-host buckets
-            addressing_style = "path" if endpoint_url else "auto"
         config = Config(
             region_name=region or "us-east-1",
             # the one retry policy: total attempts of each request, as in the AWS config file
@@ -188,7 +183,8 @@ class S3Target:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max(10, max_concurrency + 2),
-            s3={"addressing_style": addressing_style},
+            # a private endpoint rarely has wildcard DNS for virtual-host buckets
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
             request_checksum_calculation="when_required" if self._signed_payload
             else request_checksums,
             response_checksum_validation="when_required",

@@ -37,8 +37,8 @@ from .domain.models import EventKind
 from .errors import IngestdError, RecorderError, RecorderNotRegistered, RecorderRefused
 from .ingest import DockContext, Ingestor, IngestReport
 from .integrity.hashing import hash_fd
-from .replicate import target_locations
 from .station import Station
+from .targets.factory import target_locations
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from .catalog import queries as q
 from .domain.canonical import format_time, parse_time
 from .domain.models import EventKind
 from .errors import ObjectDamaged
-from .replicate import target_locations
 from .station import Station
+from .targets.factory import target_locations
 
 log = logging.getLogger(__name__)
 

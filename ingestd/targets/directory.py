@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingestd.errors import (
     IngestdError,
@@ -56,6 +56,9 @@ from ingestd.targets import (
     require_sha256,
 )
 
+if TYPE_CHECKING:
+    from ingestd.config import DirectoryTargetSettings
+
 log = logging.getLogger(__name__)
 
 _DIR_MODE = 0o750
@@ -65,7 +68,9 @@ IDENTITY_FILE = ".ingestd-target.json"
 
 
 class DirectoryTarget:
-    """A folder (typically an NFS or SMB mount) holding off-site copies.
+    """A folder (typically an NFS or SMB mount) holding off-site copies, as its ``[[targets]]``
+    table says (``DirectoryTargetSettings``; ``targets.factory`` gives it with its paths taken
+    from home).
 
     ``path`` must already exist (it is the mount point or a folder on the share): this target
     never creates it. The ``prefix`` folders below it are created as needed.
@@ -79,29 +84,21 @@ class DirectoryTarget:
     without it, or with another, is not the share first used.
     """
 
-    def __init__(
-        self,
-        name: str,
-        path: Path,
-        prefix: str = "",
-        required: bool = True,
-        *,
-        mount_point: Path | None = None,
-        local: Path | None = None,
-        same_filesystem_ok: bool = False,
-    ) -> None:
-        parts = [p for p in prefix.split("/") if p]
+    def __init__(self, settings: DirectoryTargetSettings, *, local: Path | None = None) -> None:
+        if settings.path is None:
+            raise ValueError(f"target {settings.name!r}: no path")
+        parts = [p for p in settings.prefix.split("/") if p]
         if any(p in (".", "..") for p in parts):
-            raise ValueError(f"prefix must not contain '.' or '..': {prefix!r}")
-        self.name = name
-        self.required = required
-        self.path = Path(path)
+            raise ValueError(f"prefix must not contain '.' or '..': {settings.prefix!r}")
+        self.name = settings.name
+        self.required = settings.required
+        self.path = Path(settings.path)
         self.prefix = "/".join(parts)
         self.root = self.path.joinpath(*parts)
         self.location = directory_location(self.path, self.prefix)
-        self._mount_point = Path(mount_point) if mount_point is not None else None
-        self._local = Path(local) if local is not None else None
-        self._same_filesystem_ok = same_filesystem_ok
+        self._mount_point = settings.mount_point
+        self._local = local
+        self._same_filesystem_ok = settings.same_filesystem_ok
         self._identity: str | None = None  # once identified: checked again before each write
 
     def __repr__(self) -> str:

@@ -82,6 +82,8 @@ if TYPE_CHECKING:
         PutObjectRetentionRequestTypeDef,
     )
 
+    from ingestd.config import S3TargetSettings
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -91,83 +93,71 @@ _META_SHA256 = "sha256"  # sent as x-amz-meta-sha256
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
 _NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "InvalidRequest"})
 
-ServerSideEncryption = Literal["AES256", "aws:kms"]
 ChecksumPolicy = Literal["when_supported", "when_required"]
 
 
 class S3Target:
-    """One bucket (and key prefix) on an S3-compatible server.
+    """One bucket (and key prefix) on an S3-compatible server, as its ``[[targets]]`` table
+    says (``S3TargetSettings``; ``targets.factory`` gives it with its paths taken from home).
 
     ``credentials_file`` is an AWS shared-credentials style file read for ``profile`` (default
     ``default``); when given it wins over the environment, so a daemon uses exactly the keys its
     configuration names. Without it boto3's usual chain applies (``profile``, environment,
     ``~/.aws``, instance roles). ``ca_bundle`` verifies the server's TLS certificate against a
-    private CA. ``request_checksums="when_required"`` stops botocore from sending aws-chunked
-    trailing checksums, which older Ceph RGW and MinIO releases reject over HTTPS.
-    ``readback`` streams every uploaded item back and hashes it before reporting success: the
-    only check that does not rely on the server having verified what it stored (moto and Ceph
-    do not), at the price of downloading each item once.
+    private CA. ``readback`` streams every uploaded item back and hashes it before reporting
+    success: the only check that does not rely on the server having verified what it stored
+    (moto and Ceph do not), at the price of downloading each item once.
+
+    Not configuration: the connect and read timeouts, and ``request_checksums``, where
+    ``"when_required"`` stops botocore from sending aws-chunked trailing checksums, which older
+    Ceph RGW and MinIO releases reject over HTTPS.
     """
 
     def __init__(
         self,
+        settings: S3TargetSettings,
         *,
-        name: str,
-        bucket: str,
-        endpoint_url: str | None = None,
-        prefix: str = "",
-        region: str | None = None,
-        object_lock: bool = False,
-        required: bool = True,
-        credentials_file: Path | None = None,
-        profile: str | None = None,
-        ca_bundle: Path | None = None,
-        sse: ServerSideEncryption | None = None,
-        kms_key_id: str | None = None,
-        multipart_threshold: int = 64 * MiB,
-        multipart_chunksize: int = 16 * MiB,
-        max_concurrency: int = 4,
-        bandwidth_limit: int | None = None,
-        max_attempts: int = 5,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         request_checksums: ChecksumPolicy = "when_supported",
-        readback: bool = False,
     ) -> None:
-        if multipart_threshold < 1 or multipart_chunksize < 1:
+        name, bucket, endpoint_url = settings.name, settings.bucket, settings.endpoint_url
+        if not bucket:
+            raise ValueError(f"target {name!r}: no bucket")
+        if settings.multipart_threshold < 1 or settings.multipart_chunksize < 1:
             raise ValueError("multipart_threshold and multipart_chunksize must be positive")
-        if max_concurrency < 1 or max_attempts < 1:
+        if settings.max_concurrency < 1 or settings.max_attempts < 1:
             raise ValueError("max_concurrency and max_attempts must be >= 1")
-        if bandwidth_limit is not None and bandwidth_limit < 1:
+        if settings.bandwidth_limit is not None and settings.bandwidth_limit < 1:
             raise ValueError("bandwidth_limit must be positive (bytes per second) or None")
-        if kms_key_id and sse != "aws:kms":
+        if settings.kms_key_id and settings.sse != "aws:kms":
             raise ValueError("kms_key_id needs sse='aws:kms'")
         self.name = name
-        self.required = required
+        self.required = settings.required
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         # what logs, messages and ledger entries may show of it (never a key or signature)
         self.shown_endpoint = redact_url(endpoint_url) if endpoint_url else None
-        self.prefix = prefix.strip("/")
+        self.prefix = settings.prefix.strip("/")
         self.location = s3_location(endpoint_url, bucket, self.prefix)
-        self.object_lock = object_lock
-        self._sse = sse
-        self._kms_key_id = kms_key_id
-        self._multipart_threshold = multipart_threshold
+        self.object_lock = settings.object_lock
+        self._sse = settings.sse
+        self._kms_key_id = settings.kms_key_id
+        self._multipart_threshold = settings.multipart_threshold
         self._request_checksums = request_checksums
         # Over plain HTTP botocore signs the SHA-256 of every request body, and the server must
         # check it to accept the signature (Ceph refuses a damaged part with
         # XAmzContentSHA256Mismatch): a flexible checksum of each part would be the same hash
         # computed once more. Over HTTPS the body is not signed; its checksum protects it.
         self._signed_payload = urlsplit(endpoint_url).scheme == "http" if endpoint_url else False
-        self._readback = readback
-        self._readback_range = max(multipart_chunksize, 8 * MiB)
+        self._readback = settings.readback
+        self._readback_range = max(settings.multipart_chunksize, 8 * MiB)
+        max_concurrency = settings.max_concurrency
         self._transfer_config = TransferConfig(
-            multipart_threshold=multipart_threshold,
-            multipart_chunksize=multipart_chunksize,
+            multipart_threshold=settings.multipart_threshold,
+            multipart_chunksize=settings.multipart_chunksize,
             max_concurrency=max_concurrency,
-            max_bandwidth=bandwidth_limit,
-            num_download_attempts=max_attempts,
+            max_bandwidth=settings.bandwidth_limit,
             # the CRT manager ignores parts of TransferConfig (bandwidth among them)
             preferred_transfer_client="classic",
         )
@@ -176,10 +166,10 @@ class S3Target:
         # s3transfer's default of ten (160 MiB an item with 16 MiB parts).
         self._transfer_config.max_in_memory_upload_chunks = max_concurrency
         config = Config(
-            region_name=region or "us-east-1",
+            region_name=settings.region or "us-east-1",
             # the one retry policy: total attempts of each request, as in the AWS config file
             # (botocore's own "max_attempts" counts retries)
-            retries={"mode": "standard", "total_max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max(10, max_concurrency + 2),
@@ -189,9 +179,10 @@ class S3Target:
             else request_checksums,
             response_checksum_validation="when_required",
         )
+        ca_bundle = settings.ca_bundle
         if ca_bundle is not None and not ca_bundle.is_file():
             raise TargetError(f"target {name!r}: CA bundle {ca_bundle} is not a readable file")
-        session = self._session(credentials_file, profile, region)
+        session = self._session(settings.credentials_file, settings.profile, settings.region)
         try:
             self._client: S3Client = session.client(
                 "s3",

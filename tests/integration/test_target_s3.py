@@ -263,9 +263,18 @@ def test_target_satisfies_the_protocol(moto: S3Endpoint, moto_credentials: Path)
 
 
 def test_check_accepts_a_bucket_with_object_lock(
-    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str, small: Blob
 ) -> None:
-    make_target(moto.url, lock_bucket, moto_credentials).check()
+    """What a passed check vouches for: copies sent now are kept under COMPLIANCE retention,
+    as the server itself reports to another client."""
+    target = make_target(moto.url, lock_bucket, moto_credentials)
+    target.check()
+    until = days(2)
+    remote = target.put_item(small.sha256, small.path, small.size, Lock(retain_until=until))
+    head = moto_client.head_object(Bucket=lock_bucket, Key=remote.key)
+    assert head.get("ObjectLockMode") == "COMPLIANCE", "not locked"
+    assert head["ObjectLockRetainUntilDate"] >= until.replace(microsecond=0)
+    assert remote.retain_until == head["ObjectLockRetainUntilDate"]
 
 
 def test_check_refuses_object_lock_target_on_a_bucket_without_it(

@@ -1,24 +1,21 @@
 """One exception tree. Each class carries its message and its exit code; only the CLI exits.
 
-Exit codes (also listed by ``scripts/exit-codes``):
+Every class has its own exit code, but for one rule that keeps scripts written for the codes of
+families working: a family's base class and the leaf that is its most common case share the
+family's code (5 the store, and a full disk; 6 a recorder, and one not registered; 9 a target,
+and one that cannot be reached now), and each other leaf has the family's code followed by one
+digit (51 a damaged object; 61 to 65 a recorder refused, unreadable, not a regular file, gone or
+changing; 91 a replica mismatch). 0 is success; 2 is also click's own code for a command line
+it cannot parse.
 
-* 0  success
-* 1  a check found discrepancies (verify, audit, ledger verify): not an error of ingestd itself
-* 2  usage error (bad command-line arguments; click's own code)
-* 3  configuration error
-* 4  catalog error
-* 5  store error (evidence store unwritable, disk full, object damaged)
-* 6  recorder error (mount, unreadable recorder, unregistered)
-* 7  integrity error (key, signature, ledger)
-* 8  media probe error
-* 9  target (off-site replication) error
-* 10 not found (item, recorder, case)
-* 11 ambiguous (an item prefix that matches several items)
-* 12 export error
-* 13 shutdown requested
+The table is ``exit_code_table()``, built from the classes below: ``ingestd --help`` ends with
+it, and README.md shows it (``tests/unit/test_exit_codes.py`` keeps the two the same).
 """
 
 from __future__ import annotations
+
+import inspect
+from typing import NamedTuple
 
 
 class IngestdError(Exception):
@@ -67,9 +64,13 @@ class StoreError(IngestdError):
 class StoreFull(StoreError):
     """The evidence store's file system is full."""
 
+    exit_code = 5  # the store's most common failure: the family's code
+
 
 class ObjectDamaged(StoreError):
     """A stored object no longer hashes to its name."""
+
+    exit_code = 51
 
 
 class RecorderError(IngestdError):
@@ -81,25 +82,37 @@ class RecorderError(IngestdError):
 class RecorderNotRegistered(RecorderError):
     """The recorder is not in the registry."""
 
+    exit_code = 6  # the recorder's most common refusal: the family's code
+
 
 class RecorderRefused(RecorderError):
     """The recorder was turned away (its names disagree, or it is being served already)."""
+
+    exit_code = 61
 
 
 class SourceReadError(RecorderError):
     """A recorder file could not be read (a bad sector, or the recorder was pulled out)."""
 
+    exit_code = 62
+
 
 class NotRegularFile(RecorderError):
     """Not a regular file (a FIFO, device, socket or folder): it is never read."""
+
+    exit_code = 63
 
 
 class RecorderGone(RecorderError):
     """The recorder was removed while it was being read."""
 
+    exit_code = 64
+
 
 class SourceChanged(RecorderError):
     """A file on the recorder changed while it was being copied."""
+
+    exit_code = 65
 
 
 class IntegrityError(IngestdError):
@@ -121,12 +134,18 @@ class TargetError(IngestdError):
 
 
 class TargetUnreachable(TargetError):
-    """An off-site target cannot be reached or used now (network, credentials, share gone):
-    nothing is known about the copies it holds."""
+    """An off-site target cannot be reached or used now (network, credentials, share gone).
+
+    Nothing is known about the copies it holds.
+    """
+
+    exit_code = 9  # a target's most common failure: the family's code
 
 
 class ReplicaMismatch(TargetError):
     """An off-site copy is missing or does not hold the item's bytes."""
+
+    exit_code = 91
 
 
 class NotFound(IngestdError):
@@ -141,12 +160,6 @@ class Ambiguous(IngestdError):
     exit_code = 11
 
 
-class ExportError(IngestdError):
-    """The export failed."""
-
-    exit_code = 12
-
-
 class ShutdownRequested(BaseException):
     """A signal asked the process to stop.
 
@@ -159,3 +172,24 @@ class ShutdownRequested(BaseException):
         self.signum = signum
         self.abort = abort
         super().__init__(f"signal {signum}: {'abort' if abort else 'finish current work'}")
+
+
+class ExitCode(NamedTuple):
+    code: int
+    error: str  # the class's name
+    meaning: str  # the first line of its docstring
+
+
+def exit_code_table() -> list[ExitCode]:
+    """Every class of the tree above with its exit code, lowest first (a family's base class
+    before its leaf)."""
+    classes: list[type[IngestdError] | type[ShutdownRequested]] = [ShutdownRequested]
+    pending = [IngestdError]
+    while pending:
+        cls = pending.pop()
+        if cls.__module__ == __name__:
+            classes.append(cls)
+            pending.extend(cls.__subclasses__())
+    return [ExitCode(code=cls.exit_code, error=cls.__name__,
+                     meaning=(inspect.getdoc(cls) or cls.__name__).splitlines()[0])
+            for cls in sorted(classes, key=lambda c: (c.exit_code, len(c.__mro__)))]

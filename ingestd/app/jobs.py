@@ -17,8 +17,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..errors import IngestdError, IntegrityError, TargetError
 from ..station import Station
+from ..targets.factory import build_targets
 from ..usecases.audit import audit
-from ..usecases.replicate import Replicator, build_targets, verify_offsite
+from ..usecases.replicate import Replicator, verify_offsite
 from ..usecases.retention import sweep
 from ..usecases.windows import check_windows
 
@@ -95,7 +96,7 @@ def _ledger_check(st: Station) -> str:
     report = st.custody.verify()
     where = "the ledger"
     if st.settings.targets:
-        report.problems.extend(verify_offsite(st, build_targets(st)))
+        report.problems.extend(verify_offsite(st, build_targets(st.settings)))
         where = "the ledger and the off-site checkpoints"
     if not report.ok:
         shown = "; ".join(f"{p.kind}: {p.detail}" for p in report.problems[:3])
@@ -107,7 +108,7 @@ def _ledger_check(st: Station) -> str:
 def _offsite_audit(st: Station) -> str:
     """What ``audit --offsite --sample N`` checks: copies read back in full and hashed."""
     report = audit(st, sample=st.settings.scheduler.audit_offsite_sample,
-                   targets=build_targets(st))
+                   targets=build_targets(st.settings))
     if not report.ok:
         shown = "; ".join(f"{f['sha256'][:12]}: {f['problem']}" for f in report.failures[:3])
         raise IntegrityError(f"{len(report.failures)} problems in {report.checked} items "

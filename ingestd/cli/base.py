@@ -21,7 +21,7 @@ from rich.markup import escape
 from .. import config as config_mod
 from ..config import Settings
 from ..domain import text
-from ..errors import UsageError
+from ..errors import UsageError, exit_code_table
 from ..logs import configure
 from ..station import Station
 
@@ -85,7 +85,21 @@ def setup_logging(verbose: int, fmt: str = "text", level: str | None = None,
     configure(level=name, fmt=fmt, stream=stream)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def exit_codes_help(width: int = 76) -> str:
+    """The exit code table (``errors.exit_code_table``) as the end of ``ingestd --help``,
+    unwrapped by click (``\\b``) and wrapped here to fit 80 columns."""
+    table = exit_code_table()
+    name_width = max(len(row.error) for row in table)
+    lines = ["Exit codes (0 on success):", "", "\b"]
+    for row in table:
+        head = f"{row.code:>3}  {row.error:<{name_width}}  "
+        lines.extend(textwrap.wrap(row.meaning, width, initial_indent=head,
+                                   subsequent_indent=" " * len(head)))
+    return "\n".join(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=exit_codes_help())
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Configuration file (default: HOME/ingestd.toml, $INGESTD_CONFIG, "
                    "or /etc/ingestd/ingestd.toml).")

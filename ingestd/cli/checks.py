@@ -11,8 +11,9 @@ import click
 from rich.table import Table
 
 from ..errors import DiscrepancyFound, UsageError
+from ..targets.factory import build_targets
 from ..usecases.audit import Verdict, audit, verify_files, verify_hash
-from ..usecases.replicate import build_targets, verify_offsite
+from ..usecases.replicate import verify_offsite
 from ..usecases.windows import check_windows
 from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
 
@@ -31,7 +32,7 @@ def verify(app: AppContext, files: tuple[Path, ...], sha: str | None, as_json: b
         raise UsageError("give FILE... or --hash HEX (one of the two)")
     station = app.station(read_only=True)
     # Built, not contacted: a target is read only for an item whose bytes are not here.
-    targets = build_targets(station)
+    targets = build_targets(station.settings)
     verdicts: list[Verdict] = [verify_hash(station, sha, targets)] if sha else verify_files(
         station, list(files), targets)
     if as_json:
@@ -78,7 +79,7 @@ def ledger_verify(app: AppContext, offsite: bool, as_json: bool) -> None:
     if offsite:
         if not station.settings.targets:
             raise UsageError("--offsite: no [[targets]] are configured")
-        report.problems.extend(verify_offsite(station, build_targets(station)))
+        report.problems.extend(verify_offsite(station, build_targets(station.settings)))
     if as_json:
         print_json(report.as_dict())
     elif report.ok:
@@ -112,7 +113,7 @@ def audit_cmd(app: AppContext, sample: int | None, everything: bool, decode: int
     station = app.station()
     if offsite and not station.settings.targets:
         raise UsageError("--offsite: no [[targets]] are configured")
-    targets = build_targets(station) if offsite else []
+    targets = build_targets(station.settings) if offsite else []
     report = audit(station, sample=None if everything else sample, decode=decode,
                    targets=targets)
     if as_json:

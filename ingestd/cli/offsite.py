@@ -20,12 +20,10 @@ def _replicator(app: AppContext) -> Replicator:
 
 
 @cli.command()
-@click.option("--once", is_flag=True, default=True, hidden=True,
-              help="One pass over the queue (the default; the daemon repeats it).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many items.")
 @json_option
 @pass_app
-def replicate(app: AppContext, once: bool, limit: int | None, as_json: bool) -> None:
+def replicate(app: AppContext, limit: int | None, as_json: bool) -> None:
     """Copy stored items to every off-site target, verify each copy, extend locks."""
     report = _replicator(app).run(limit=limit)
     if as_json:

@@ -8,9 +8,8 @@ Every write is atomic: a temp file in the destination directory, fsync, ``os.rep
 the directory. Item bytes are hashed while they are copied and read back from the NAS (the page
 cache dropped first) before the file gets its final name, so a file under ``sha256/`` is named by
 a hash it was verified to have; ``head_item`` therefore reports the name as the hash, and only
-``rehash_item`` (audits) rereads the bytes. Files are made read-only (``file_mode``, 0o444 by
-default) and the directories this target creates are 0o750, so the files are not readable by
-others (R11).
+``rehash_item`` (audits) rereads the bytes. Files are made read-only (0o444) and the
+directories this target creates are 0o750, so the files are not readable by others (R11).
 
 A directory cannot enforce WORM: anyone with write access to the share can delete or replace a
 file. Retention and legal hold are therefore only recorded (never shortened) in the ``locks/``
@@ -30,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingestd.errors import (
     IngestdError,
@@ -57,15 +56,21 @@ from ingestd.targets import (
     require_sha256,
 )
 
+if TYPE_CHECKING:
+    from ingestd.config import DirectoryTargetSettings
+
 log = logging.getLogger(__name__)
 
 _DIR_MODE = 0o750
+_FILE_MODE = 0o444
 _OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
 IDENTITY_FILE = ".ingestd-target.json"
 
 
 class DirectoryTarget:
-    """A folder (typically an NFS or SMB mount) holding off-site copies.
+    """A folder (typically an NFS or SMB mount) holding off-site copies, as its ``[[targets]]``
+    table says (``DirectoryTargetSettings``; ``targets.factory`` gives it with its paths taken
+    from home).
 
     ``path`` must already exist (it is the mount point or a folder on the share): this target
     never creates it. The ``prefix`` folders below it are created as needed.
@@ -79,31 +84,21 @@ class DirectoryTarget:
     without it, or with another, is not the share first used.
     """
 
-    def __init__(
-        self,
-        name: str,
-        path: Path,
-        prefix: str = "",
-        required: bool = True,
-        *,
-        file_mode: int = 0o444,
-        mount_point: Path | None = None,
-        local: Path | None = None,
-        same_filesystem_ok: bool = False,
-    ) -> None:
-        parts = [p for p in prefix.split("/") if p]
+    def __init__(self, settings: DirectoryTargetSettings, *, local: Path | None = None) -> None:
+        if settings.path is None:
+            raise ValueError(f"target {settings.name!r}: no path")
+        parts = [p for p in settings.prefix.split("/") if p]
         if any(p in (".", "..") for p in parts):
-            raise ValueError(f"prefix must not contain '.' or '..': {prefix!r}")
-        self.name = name
-        self.required = required
-        self.path = Path(path)
+            raise ValueError(f"prefix must not contain '.' or '..': {settings.prefix!r}")
+        self.name = settings.name
+        self.required = settings.required
+        self.path = Path(settings.path)
         self.prefix = "/".join(parts)
         self.root = self.path.joinpath(*parts)
         self.location = directory_location(self.path, self.prefix)
-        self._file_mode = file_mode
-        self._mount_point = Path(mount_point) if mount_point is not None else None
-        self._local = Path(local) if local is not None else None
-        self._same_filesystem_ok = same_filesystem_ok
+        self._mount_point = settings.mount_point
+        self._local = local
+        self._same_filesystem_ok = settings.same_filesystem_ok
         self._identity: str | None = None  # once identified: checked again before each write
 
     def __repr__(self) -> str:
@@ -158,7 +153,7 @@ class DirectoryTarget:
                 identity = uuid.uuid4().hex
                 atomic_write(marker, json.dumps({"identity": identity, "target": self.name},
                                                 sort_keys=True).encode() + b"\n",
-                             mode=self._file_mode)
+                             mode=_FILE_MODE)
                 log.info("target %s: first use of %s, identity %s", self.name, self.root,
                          identity)
                 self._identity = identity
@@ -375,7 +370,7 @@ class DirectoryTarget:
                         tmp,
                         kind=ReplicaMismatch,
                     )
-                os.fchmod(dst_fd, self._file_mode)
+                os.fchmod(dst_fd, _FILE_MODE)
             finally:
                 os.close(dst_fd)
             os.replace(tmp, dest)
@@ -390,7 +385,7 @@ class DirectoryTarget:
     def _write_small(self, dest: Path, body: bytes) -> None:
         self._ensure_dir(dest.parent)
         self._remove_stale_temps(dest)
-        atomic_write(dest, body, mode=self._file_mode)
+        atomic_write(dest, body, mode=_FILE_MODE)
 
     def _lock(self, sha256: str, lock: Lock) -> RemoteObject:
         self._record_lock("sha256", sha256, lock)

@@ -16,10 +16,14 @@ Metadata can be forged by whoever can write the bucket, so only reading the byte
 them: ``rehash_item`` (audits), and ``put_item`` with ``readback`` or ``rewrite`` (the answer's
 ``read_back`` says so). Reading back is plain ranged GETs of one version, in bounded memory.
 
-Two layers of retries: botocore's own (``retry_mode``, ``max_attempts``, per HTTP request) and,
-around each whole-object operation, ``operation_attempts`` with exponential backoff and jitter for
-connection errors and 5xx answers, which restarts the operation from its first step (a failed
-multipart upload is aborted and started again; parts are not reused).
+One retry policy, botocore's own (standard mode): each HTTP request, every part of a multipart
+upload included, is tried at most ``max_attempts`` times in all, with exponential backoff and
+jitter, when the connection fails (a certificate refused included) or times out, the server
+throttles, or it answers 500, 502, 503 or 504. What still fails is a ``TargetUnreachable``
+naming the operation, and the next replication or audit tries again from what the server then
+holds (a failed multipart upload is aborted, a stale one before the next try). A GET whose body
+breaks off while it is read is not retried: that read-back or audit is ``TargetUnreachable``
+too, never a mismatch.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import hashlib
 import ipaddress
 import logging
 import os
-import random
 import stat
 import time
 from collections.abc import Callable, Mapping
@@ -47,15 +50,9 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError,
-    HTTPClientError,
-    IncompleteReadError,
     NoCredentialsError,
-    PartialCredentialsError,
     ProfileNotFound,
-    SSLError,
 )
-from s3transfer.exceptions import RetriesExceededError
 from s3transfer.futures import TransferFuture
 from s3transfer.subscribers import BaseSubscriber
 
@@ -85,6 +82,8 @@ if TYPE_CHECKING:
         PutObjectRetentionRequestTypeDef,
     )
 
+    from ingestd.config import S3TargetSettings
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -92,98 +91,73 @@ T = TypeVar("T")
 MiB = 1024 * 1024
 _META_SHA256 = "sha256"  # sent as x-amz-meta-sha256
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
-_TRANSIENT_CODES = frozenset(
-    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
-)
 _NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "InvalidRequest"})
 
-RetryMode = Literal["standard", "adaptive"]
-ServerSideEncryption = Literal["AES256", "aws:kms"]
-AddressingStyle = Literal["auto", "path", "virtual"]
 ChecksumPolicy = Literal["when_supported", "when_required"]
 
 
 class S3Target:
-    """One bucket (and key prefix) on an S3-compatible server.
+    """One bucket (and key prefix) on an S3-compatible server, as its ``[[targets]]`` table
+    says (``S3TargetSettings``; ``targets.factory`` gives it with its paths taken from home).
 
     ``credentials_file`` is an AWS shared-credentials style file read for ``profile`` (default
     ``default``); when given it wins over the environment, so a daemon uses exactly the keys its
     configuration names. Without it boto3's usual chain applies (``profile``, environment,
     ``~/.aws``, instance roles). ``ca_bundle`` verifies the server's TLS certificate against a
-    private CA. ``request_checksums="when_required"`` stops botocore from sending aws-chunked
-    trailing checksums, which older Ceph RGW and MinIO releases reject over HTTPS.
-    ``readback`` streams every uploaded item back and hashes it before reporting success: the
-    only check that does not rely on the server having verified what it stored (moto and Ceph
-    do not), at the price of downloading each item once.
+    private CA. ``readback`` streams every uploaded item back and hashes it before reporting
+    success: the only check that does not rely on the server having verified what it stored
+    (moto and Ceph do not), at the price of downloading each item once.
+
+    Not configuration: the connect and read timeouts, and ``request_checksums``, where
+    ``"when_required"`` stops botocore from sending aws-chunked trailing checksums, which older
+    Ceph RGW and MinIO releases reject over HTTPS.
     """
 
     def __init__(
         self,
+        settings: S3TargetSettings,
         *,
-        name: str,
-        bucket: str,
-        endpoint_url: str | None = None,
-        prefix: str = "",
-        region: str | None = None,
-        object_lock: bool = False,
-        required: bool = True,
-        credentials_file: Path | None = None,
-        profile: str | None = None,
-        ca_bundle: Path | None = None,
-        sse: ServerSideEncryption | None = None,
-        kms_key_id: str | None = None,
-        multipart_threshold: int = 64 * MiB,
-        multipart_chunksize: int = 16 * MiB,
-        max_concurrency: int = 4,
-        bandwidth_limit: int | None = None,
-        max_attempts: int = 5,
-        retry_mode: RetryMode = "standard",
-        operation_attempts: int = 3,
-        backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
-        addressing_style: AddressingStyle | None = None,
         request_checksums: ChecksumPolicy = "when_supported",
-        readback: bool = False,
     ) -> None:
-        if multipart_threshold < 1 or multipart_chunksize < 1:
+        name, bucket, endpoint_url = settings.name, settings.bucket, settings.endpoint_url
+        if not bucket:
+            raise ValueError(f"target {name!r}: no bucket")
+        if settings.multipart_threshold < 1 or settings.multipart_chunksize < 1:
             raise ValueError("multipart_threshold and multipart_chunksize must be positive")
-        if max_concurrency < 1 or max_attempts < 1 or operation_attempts < 1:
-            raise ValueError("max_concurrency, max_attempts, operation_attempts must be >= 1")
-        if bandwidth_limit is not None and bandwidth_limit < 1:
+        if settings.max_concurrency < 1 or settings.max_attempts < 1:
+            raise ValueError("max_concurrency and max_attempts must be >= 1")
+        if settings.bandwidth_limit is not None and settings.bandwidth_limit < 1:
             raise ValueError("bandwidth_limit must be positive (bytes per second) or None")
-        if kms_key_id and sse != "aws:kms":
+        if settings.kms_key_id and settings.sse != "aws:kms":
             raise ValueError("kms_key_id needs sse='aws:kms'")
         self.name = name
-        self.required = required
+        self.required = settings.required
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         # what logs, messages and ledger entries may show of it (never a key or signature)
         self.shown_endpoint = redact_url(endpoint_url) if endpoint_url else None
-        self.prefix = prefix.strip("/")
+        self.prefix = settings.prefix.strip("/")
         self.location = s3_location(endpoint_url, bucket, self.prefix)
-        self.object_lock = object_lock
-        self._sse = sse
-        self._kms_key_id = kms_key_id
-        self._multipart_threshold = multipart_threshold
-        self._operation_attempts = operation_attempts
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
+        self.object_lock = settings.object_lock
+        self._sse = settings.sse
+        self._kms_key_id = settings.kms_key_id
+        self._multipart_threshold = settings.multipart_threshold
         self._request_checksums = request_checksums
         # Over plain HTTP botocore signs the SHA-256 of every request body, and the server must
         # check it to accept the signature (Ceph refuses a damaged part with
         # XAmzContentSHA256Mismatch): a flexible checksum of each part would be the same hash
         # computed once more. Over HTTPS the body is not signed; its checksum protects it.
         self._signed_payload = urlsplit(endpoint_url).scheme == "http" if endpoint_url else False
-        self._readback = readback
-        self._readback_range = max(multipart_chunksize, 8 * MiB)
+        self._readback = settings.readback
+        self._readback_range = max(settings.multipart_chunksize, 8 * MiB)
+        max_concurrency = settings.max_concurrency
         self._transfer_config = TransferConfig(
-            multipart_threshold=multipart_threshold,
-            multipart_chunksize=multipart_chunksize,
+            multipart_threshold=settings.multipart_threshold,
+            multipart_chunksize=settings.multipart_chunksize,
             max_concurrency=max_concurrency,
-            max_bandwidth=bandwidth_limit,
-            num_download_attempts=max_attempts,
+            max_bandwidth=settings.bandwidth_limit,
             # the CRT manager ignores parts of TransferConfig (bandwidth among them)
             preferred_transfer_client="classic",
         )
@@ -191,24 +165,24 @@ class S3Target:
         # _VerifyingReader): at most the parts being sent and one being read are held, not
         # s3transfer's default of ten (160 MiB an item with 16 MiB parts).
         self._transfer_config.max_in_memory_upload_chunks = max_concurrency
-        if addressing_style is None:
-            # a private endpoint rarely has wildcard DNS for virtual-host buckets
-            addressing_style = "path" if endpoint_url else "auto"
         config = Config(
-            region_name=region or "us-east-1",
-            # total attempts, as in the AWS config file (botocore's "max_attempts" counts retries)
-            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+            region_name=settings.region or "us-east-1",
+            # the one retry policy: total attempts of each request, as in the AWS config file
+            # (botocore's own "max_attempts" counts retries)
+            retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max(10, max_concurrency + 2),
-            s3={"addressing_style": addressing_style},
+            # a private endpoint rarely has wildcard DNS for virtual-host buckets
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
             request_checksum_calculation="when_required" if self._signed_payload
             else request_checksums,
             response_checksum_validation="when_required",
         )
+        ca_bundle = settings.ca_bundle
         if ca_bundle is not None and not ca_bundle.is_file():
             raise TargetError(f"target {name!r}: CA bundle {ca_bundle} is not a readable file")
-        session = self._session(credentials_file, profile, region)
+        session = self._session(settings.credentials_file, settings.profile, settings.region)
         try:
             self._client: S3Client = session.client(
                 "s3",
@@ -247,7 +221,7 @@ class S3Target:
 
     def check(self) -> None:
         self._warn_if_plain_http()
-        self._retrying("reach bucket", None, self._check_once)
+        self._asking("reach bucket", None, self._check_once)
 
     def identify(self, known: str | None) -> str:
         # a bucket is named by its endpoint, name and prefix (``location``): nothing to keep
@@ -261,7 +235,7 @@ class S3Target:
         def upload() -> None:
             self._upload_file(key, source, size, sha256, lock)
 
-        return self._retrying(
+        return self._asking(
             "replicate item", key,
             lambda: self._put_once(key, sha256, size, lock, upload, rewrite=rewrite),
         )
@@ -269,13 +243,13 @@ class S3Target:
     def head_item(self, sha256: str) -> RemoteObject | None:
         require_sha256(sha256)
         key = self.item_key(sha256)
-        head = self._retrying("head item", key, lambda: self._head(key))
+        head = self._asking("head item", key, lambda: self._head(key))
         return None if head is None else self._remote(key, head, sha256)
 
     def rehash_item(self, sha256: str) -> str:
         require_sha256(sha256)
         key = self.item_key(sha256)
-        return self._retrying("rehash item", key, lambda: self._rehash_once(key))[0]
+        return self._asking("rehash item", key, lambda: self._rehash_once(key))[0]
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
         require_sha256(sha256)
@@ -287,7 +261,7 @@ class S3Target:
                 raise self._error("cannot lock: no such object", key)
             return self._lock_and_verify(key, head, lock, sha256)
 
-        return self._retrying("set lock", key, once)
+        return self._asking("set lock", key, once)
 
     def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None:
         require_sha256(sha256)
@@ -297,7 +271,7 @@ class S3Target:
         def upload() -> None:
             self._put_bytes(key, manifest, digest, lock, content_type="application/json")
 
-        self._retrying(
+        self._asking(
             "put manifest", key, lambda: self._put_once(key, digest, len(manifest), lock, upload)
         )
 
@@ -322,7 +296,7 @@ class S3Target:
             if lock is not None and self.object_lock:
                 self._lock_and_verify(key, head, lock, digest)
 
-        self._retrying("put checkpoint", key, once)
+        self._asking("put checkpoint", key, once)
 
     def list_checkpoints(self) -> list[str]:
         folder = self.checkpoint_key("")
@@ -337,7 +311,7 @@ class S3Target:
                         names.append(name)
             return sorted(names)
 
-        return self._retrying("list checkpoints", folder, once)
+        return self._asking("list checkpoints", folder, once)
 
     def checkpoint_versions(self) -> list[CheckpointVersion]:
         """Every version under ``checkpoints/``: a plain DELETE leaves a marker in front of a
@@ -357,7 +331,7 @@ class S3Target:
                             latest=bool(entry.get("IsLatest"))))
             return sorted(found, key=lambda v: (v.name, v.version_id or ""))
 
-        return self._retrying("list checkpoint versions", folder, once)
+        return self._asking("list checkpoint versions", folder, once)
 
     def get_checkpoint(self, name: str, version_id: str | None = None) -> bytes:
         key = self.checkpoint_key(require_checkpoint_name(name))
@@ -379,7 +353,7 @@ class S3Target:
                 raise self._error("checkpoint does not hash to its recorded SHA-256", key)
             return body
 
-        return self._retrying("get checkpoint", key, once)
+        return self._asking("get checkpoint", key, once)
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -706,36 +680,17 @@ class S3Target:
             args["ObjectLockRetainUntilDate"] = _whole_second_up(lock.retain_until)
         return args
 
-    def _retrying(self, what: str, key: str | None, operation: Callable[[], T]) -> T:
-        for attempt in range(1, self._operation_attempts + 1):
-            try:
-                return operation()
-            except IngestdError:
-                raise  # already judged (replica mismatch, damaged source...): not transient
-            except Exception as exc:
-                if not _transient(exc) or attempt == self._operation_attempts:
-                    # the server could not be asked, or refused to answer: says nothing of
-                    # the copies it holds
-                    raise self._error(f"cannot {what}", key, exc,
-                                      kind=TargetUnreachable) from exc
-                delay = self._backoff(attempt)
-                log.warning(
-                    "target %s: %s %s failed (%s); attempt %d of %d in %.2f s",
-                    self.name,
-                    what,
-                    key or self.bucket,
-                    _describe(exc),
-                    attempt + 1,
-                    self._operation_attempts,
-                    delay,
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int) -> float:
-        # exponential with "equal jitter": at least half the step, so retries do not bunch up
-        step = min(self._backoff_max, self._backoff_base * 2.0 ** (attempt - 1))
-        return step / 2 + random.uniform(0, step / 2)
+    def _asking(self, what: str, key: str | None, operation: Callable[[], T]) -> T:
+        """Run one operation (its requests retried by botocore): whatever still fails, bar
+        what is already judged, is ``TargetUnreachable``."""
+        try:
+            return operation()
+        except IngestdError:
+            raise  # already judged (replica mismatch, damaged source...): not the server's state
+        except Exception as exc:
+            # the server could not be asked, or refused to answer: says nothing of the copies
+            # it holds
+            raise self._error(f"cannot {what}", key, exc, kind=TargetUnreachable) from exc
 
     def _error(self, what: str, key: str | None, exc: BaseException | None = None, *,
                kind: type[TargetError] = TargetError) -> TargetError:
@@ -982,22 +937,6 @@ def _error_code(exc: ClientError) -> str:
 
 def _status(exc: ClientError) -> int | None:
     return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-
-
-def _transient(exc: BaseException) -> bool:
-    """Worth another try: the network, a server 5xx, throttling."""
-    if isinstance(exc, RetriesExceededError):
-        return True
-    if isinstance(exc, SSLError):
-        return False  # a certificate problem does not heal by itself
-    if isinstance(exc, ClientError):
-        status = _status(exc)
-        return (status is not None and status >= 500) or _error_code(exc) in _TRANSIENT_CODES
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return False
-    return isinstance(
-        exc, ConnectionError | HTTPClientError | IncompleteReadError | OSError | TimeoutError
-    )
 
 
 def _describe(exc: BaseException) -> str:

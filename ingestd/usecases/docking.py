@@ -35,8 +35,8 @@ from ..domain.models import EventKind
 from ..errors import IngestdError, RecorderError, RecorderNotRegistered, RecorderRefused
 from ..integrity.hashing import hash_fd
 from ..station import Station
+from ..targets.factory import target_locations
 from .ingest import DockContext, Ingestor, IngestReport
-from .replicate import target_locations
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..config import DirectoryTargetSettings, S3TargetSettings, Settings
 from ..domain.canonical import canonical_bytes, format_time, parse_time
 from ..domain.flags import Flag
 from ..domain.models import EventKind, RetentionClass
@@ -30,64 +29,14 @@ from ..domain.policy import RetentionPolicy, class_period
 from ..errors import ObjectDamaged, ReplicaMismatch, TargetError
 from ..integrity.ledger import Discrepancy, DiscrepancyKind, KeyChain
 from ..station import Station
-from ..targets import (
-    CheckpointVersion,
-    Lock,
-    RemoteObject,
-    Target,
-    directory_location,
-    s3_location,
-)
-from ..targets.directory import DirectoryTarget
+from ..targets import CheckpointVersion, Lock, RemoteObject, Target
+from ..targets.factory import build_targets
 from .ingest import set_flag
 
 log = logging.getLogger(__name__)
 
 K = DiscrepancyKind
 CHECKPOINT_VERSION = 2  # 2: carries the pinned fingerprint of the ledger's first key
-
-
-def build_target(spec: S3TargetSettings | DirectoryTargetSettings, station: Station) -> Target:
-    if isinstance(spec, DirectoryTargetSettings):
-        assert spec.path is not None
-        return DirectoryTarget(
-            spec.name, station.settings.path(spec.path), spec.prefix, spec.required,
-            mount_point=station.settings.path(spec.mount_point) if spec.mount_point else None,
-            local=station.store.root, same_filesystem_ok=spec.same_filesystem_ok)
-    assert spec.bucket is not None
-    from ..targets.s3 import S3Target  # boto3 is heavy to import: only when a bucket is used
-
-    return S3Target(
-        name=spec.name, bucket=spec.bucket, endpoint_url=spec.endpoint_url, prefix=spec.prefix,
-        region=spec.region, object_lock=spec.object_lock, required=spec.required,
-        credentials_file=station.settings.path(spec.credentials_file)
-        if spec.credentials_file else None,
-        profile=spec.profile,
-        ca_bundle=station.settings.path(spec.ca_bundle) if spec.ca_bundle else None,
-        sse=spec.sse, kms_key_id=spec.kms_key_id,
-        multipart_threshold=spec.multipart_threshold,
-        multipart_chunksize=spec.multipart_chunksize, max_concurrency=spec.max_concurrency,
-        bandwidth_limit=spec.bandwidth_limit, max_attempts=spec.max_attempts,
-        readback=spec.readback,
-    )
-
-
-def build_targets(station: Station) -> list[Target]:
-    return [build_target(spec, station) for spec in station.settings.targets]
-
-
-def target_locations(settings: Settings) -> dict[str, str]:
-    """Where each configured target keeps its copies (what ``Target.location`` says), from
-    the configuration alone: a copy counts only at the location its target has now."""
-    out = {}
-    for spec in settings.targets:
-        if spec.type == "directory":
-            assert spec.path is not None
-            out[spec.name] = directory_location(settings.path(spec.path), spec.prefix)
-        else:
-            assert spec.bucket is not None
-            out[spec.name] = s3_location(spec.endpoint_url, spec.bucket, spec.prefix)
-    return out
 
 
 def prove_place(station: Station, target: Target, *, adopt: bool = True) -> None:
@@ -190,7 +139,7 @@ class Replicator:
     def __init__(self, station: Station, targets: list[Target] | None = None, *,
                  actor: str = "ingestd", cancel: threading.Event | None = None) -> None:
         self.station = station
-        self.targets = targets if targets is not None else build_targets(station)
+        self.targets = targets if targets is not None else build_targets(station.settings)
         self.actor = actor
         self.cancel = cancel or threading.Event()
 
@@ -710,10 +659,3 @@ def _lost(target: str, found: list[_Witness], known: Mapping[str, Any] | None,
     if behind is not None:
         out.append(behind)
     return out
-
-
-def replicate_once(station: Station, *, limit: int | None = None) -> ReplicationReport:
-    replicator = Replicator(station)
-    replicator.check()
-    return replicator.run(limit=limit)
-

@@ -20,7 +20,7 @@ from ..domain.canonical import format_time, parse_time
 from ..domain.models import EventKind
 from ..errors import ObjectDamaged
 from ..station import Station
-from .replicate import target_locations
+from ..targets.factory import target_locations
 
 log = logging.getLogger(__name__)
 

@@ -583,7 +583,7 @@ def test_manual_ingest_of_another_recorders_files_is_refused(
     folder = stage(tmp_path, "card", files)
     before = tree(folder)
     result = ingestd(home, "ingest", str(folder), "--serial", "BWC-0101", "--by", "Sgt. Mills")
-    assert result.returncode == 6, result.stdout + result.stderr
+    assert result.returncode == 61, result.stdout + result.stderr  # RecorderRefused
     reason = "its RECORDER.ID names recorder 'BWC-0102', but it docked as 'BWC-0101'"
     assert f"recorder BWC-0101 refused: {reason}; nothing was copied" in result.stderr
     _assert_refused(home, folder, before, "BWC-0101", reason)

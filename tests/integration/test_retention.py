@@ -150,8 +150,9 @@ def test_an_upload_that_races_the_sweep_flags_nothing(
     """The sweep takes a local copy proven on the required target while another (optional)
     target is about to read it: that upload fails, and nothing was damaged."""
     from ingestd.targets.directory import DirectoryTarget
+    from ingestd.targets.factory import build_targets
     from ingestd.usecases import retention
-    from ingestd.usecases.replicate import Replicator, build_targets
+    from ingestd.usecases.replicate import Replicator
 
     home, shas = _station(tmp_path, clips)
     spare = tmp_path / "spare"
@@ -161,7 +162,7 @@ def test_an_upload_that_races_the_sweep_flags_nothing(
                  'required = false\nsame_filesystem_ok = true\n')
     station = open_station(home, clock=lambda: datetime.now(UTC))
     try:
-        nas, spare_target = build_targets(station)
+        nas, spare_target = build_targets(station.settings)
         assert Replicator(station, [nas]).run().ok  # proven on the required target
         real_put = DirectoryTarget.put_item
 

@@ -18,6 +18,7 @@ from conftest import (
     write_config,
 )
 
+from ingestd.config import S3TargetSettings
 from ingestd.errors import TargetError
 from ingestd.targets.s3 import S3Target
 from ingestd.usecases.replicate import Replicator
@@ -36,12 +37,14 @@ def closed_port() -> int:
 
 
 def leaky_target(host: str = "127.0.0.1", *, query: bool = False) -> S3Target:
-    # Built through the API, past the configuration's check, to prove the defence behind it.
+    # Built past the configuration's check (a copy is not validated again), to prove the
+    # defence behind it.
     url = f"http://{KEY}:{SECRET}@{host}:{closed_port()}"
     if query:
         url += f"/?X-Amz-Signature={SIGNATURE}"
-    return S3Target(name="offsite", bucket="evidence", endpoint_url=url, max_attempts=1,
-                    operation_attempts=1, connect_timeout=1, read_timeout=1)
+    settings = S3TargetSettings(type="s3", name="offsite", bucket="evidence", max_attempts=1)
+    return S3Target(settings.model_copy(update={"endpoint_url": url}),
+                    connect_timeout=1, read_timeout=1)
 
 
 @pytest.fixture(autouse=True)

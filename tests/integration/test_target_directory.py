@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ingestd.config import DirectoryTargetSettings
 from ingestd.errors import ObjectDamaged, ReplicaMismatch, TargetError, TargetUnreachable
 from ingestd.targets import Lock, Target
 from ingestd.targets.directory import DirectoryTarget
@@ -52,9 +54,16 @@ def share(tmp_path: Path) -> Path:
     return folder
 
 
+def nas(path: Path, prefix: str, *, local: Path | None = None, **keys: Any) -> DirectoryTarget:
+    """A target as a ``[[targets]]`` table named "nas" makes it (``keys`` the table's others)."""
+    settings = DirectoryTargetSettings(type="directory", name="nas", path=path, prefix=prefix,
+                                       **keys)
+    return DirectoryTarget(settings, local=local)
+
+
 @pytest.fixture
 def target(share: Path) -> DirectoryTarget:
-    return DirectoryTarget("nas", share, "station-1", True)
+    return nas(share, "station-1")
 
 
 def days(n: float) -> datetime:
@@ -233,10 +242,10 @@ def test_checkpoints(target: DirectoryTarget, share: Path) -> None:
 
 def test_check_refuses_a_missing_share(tmp_path: Path) -> None:
     with pytest.raises(TargetError, match="not mounted"):
-        DirectoryTarget("nas", tmp_path / "absent", "", True).check()
+        nas(tmp_path / "absent", "").check()
     blob = _blob(tmp_path, 10)
     with pytest.raises(TargetError):
-        DirectoryTarget("nas", tmp_path / "absent", "", True).put_item(
+        nas(tmp_path / "absent", "").put_item(
             blob.sha256, blob.path, blob.size, Lock(retain_until=None)
         )
     assert not (tmp_path / "absent").exists(), "the share's folder is never created"
@@ -264,7 +273,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.root
 def test_full_share_gives_target_error_and_leaves_no_temp(tmpfs: Path, blob: Blob) -> None:
-    target = DirectoryTarget("nas", tmpfs, "", True)
+    target = nas(tmpfs, "")
     target.check()
     with pytest.raises(TargetError, match="target full") as caught:
         target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=None))
@@ -277,7 +286,7 @@ def test_full_share_gives_target_error_and_leaves_no_temp(tmpfs: Path, blob: Blo
 def test_read_only_share_is_refused_by_check(tmpfs: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
     with pytest.raises(TargetError, match="not writable"):
-        DirectoryTarget("nas", tmpfs, "station-1", True).check()
+        nas(tmpfs, "station-1").check()
 
 
 # -- proving the share is the share ------------------------------------------------------------
@@ -301,7 +310,7 @@ def test_the_share_is_known_by_the_identity_it_was_given_at_first_use(
     assert list(share.iterdir()) == [], "nothing is written to the empty folder"
 
     # another share mounted there
-    other = DirectoryTarget("nas", share, "station-1", True)
+    other = nas(share, "station-1")
     other.identify(None)
     with pytest.raises(TargetUnreachable, match="another share"):
         target.identify(identity)
@@ -313,8 +322,8 @@ def test_a_path_on_the_stores_own_file_system_is_refused_unless_allowed(
     store = tmp_path / "store"
     store.mkdir()
     with pytest.raises(TargetUnreachable, match="same file system as the local store"):
-        DirectoryTarget("nas", share, "", True, local=store).check()
-    DirectoryTarget("nas", share, "", True, local=store, same_filesystem_ok=True).check()
+        nas(share, "", local=store).check()
+    nas(share, "", local=store, same_filesystem_ok=True).check()
 
 
 def test_rehash_of_a_missing_copy_is_a_mismatch_not_an_outage(
@@ -330,7 +339,7 @@ def test_a_path_not_on_the_file_system_mounted_at_mount_point_is_refused(
 ) -> None:
     store = tmp_path / "store"
     store.mkdir()
-    mounted = DirectoryTarget("nas", tmpfs, "", True, mount_point=tmpfs, local=store)
+    mounted = nas(tmpfs, "", mount_point=tmpfs, local=store)
     mounted.check()  # a tmpfs of its own: another file system than the store's
     subprocess.run(["umount", str(tmpfs)], check=True)
     with pytest.raises(TargetUnreachable, match=f"not on a file system mounted at {tmpfs}"):

@@ -40,7 +40,7 @@ from ..targets import (
     s3_location,
 )
 from ..targets.directory import DirectoryTarget
-from .ingest import set_flag
+from .flags import set_flag
 
 log = logging.getLogger(__name__)
 

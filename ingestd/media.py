@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,10 +20,6 @@ from .domain.models import MediaInfo
 from .errors import MediaError
 
 log = logging.getLogger(__name__)
-
-
-def available() -> bool:
-    return shutil.which("ffprobe") is not None and shutil.which("ffmpeg") is not None
 
 
 def _creation_time(tags: dict[str, Any]) -> datetime | None:

@@ -16,8 +16,6 @@ from pathlib import Path
 
 from .errors import MediaError
 
-LOCAL = "+08:00"
-
 
 @dataclass(frozen=True, kw_only=True)
 class Clip:

@@ -21,16 +21,12 @@ from ..targets.factory import build_targets
 from ..usecases.audit import audit
 from ..usecases.replicate import Replicator, verify_offsite
 from ..usecases.retention import sweep
+from ..usecases.status import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB
 from ..usecases.windows import check_windows
 
 log = logging.getLogger(__name__)
 
 JobFunc = Callable[[Station], str]
-
-#: The jobs that check what is kept: ``status`` shows the last run of each.
-LEDGER_JOB = "ledger-verify"
-AUDIT_JOB = "audit"
-AUDIT_OFFSITE_JOB = "audit-offsite"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +40,7 @@ class Job:
 def run_job(station: Station, job: Job) -> bool:
     """Run one job now and record the run. Returns whether it succeeded."""
     with station.catalog.write() as tx:
-        run_id = tx.job_started(job=job.name, station=station.name, at=station.clock())
+        run = tx.job_started(job=job.name, station=station.name, at=station.clock())
     ok = False
     try:
         summary = job.func(station)
@@ -56,7 +52,7 @@ def run_job(station: Station, job: Job) -> bool:
         summary = f"{type(exc).__name__}: {exc}"
         log.exception("job %s crashed", job.name, extra={"event": "job_failed"})
     with station.catalog.write() as tx:
-        tx.job_finished(run_id, at=station.clock(), ok=ok, summary=summary[:2000])
+        tx.job_finished(run, at=station.clock(), ok=ok, summary=summary[:2000])
     if ok:
         log.info("job %s: %s", job.name, summary, extra={"event": "job_done"})
     return ok

@@ -24,6 +24,15 @@ from sqlalchemy.engine import RowMapping
 
 from ..domain.canonical import format_time, parse_time
 from ..domain.models import PREFIX_RE, LedgerEntry, Recorder
+from ..domain.status import (
+    Counts,
+    JobRun,
+    LockBehind,
+    ReplicaError,
+    ReplicaStats,
+    SessionSummary,
+    WaitingItem,
+)
 from ..errors import Ambiguous, NotFound, UsageError
 from .schema import (
     acquisitions,
@@ -71,6 +80,10 @@ _KNOWN_SOURCE = (
 
 
 _LAST_AT = select(ledger.c.at).order_by(ledger.c.seq.desc()).limit(1)
+
+
+def _time_or_none(text: str | None) -> datetime | None:
+    return parse_time(text) if text else None
 
 
 def _entry(row: RowMapping) -> LedgerEntry:
@@ -372,15 +385,33 @@ class Tx:
             ).mappings()
         )
 
-    def recent_sessions(self, limit: int = 20, *, station: str) -> list[RowMapping]:
-        return list(
-            self.conn.execute(
-                select(dock_sessions)
-                .where(dock_sessions.c.station == station)
-                .order_by(dock_sessions.c.id.desc())
-                .limit(limit)
-            ).mappings()
-        )
+    def recent_sessions(self, limit: int = 20, *, station: str) -> list[SessionSummary]:
+        """``station``'s last ``limit`` dock sessions, the newest first."""
+        rows = self.conn.execute(
+            select(dock_sessions)
+            .where(dock_sessions.c.station == station)
+            .order_by(dock_sessions.c.id.desc())
+            .limit(limit)
+        ).mappings()
+        return [
+            SessionSummary(
+                id=int(row["id"]),
+                serial=row["serial"],
+                source=row["source"],
+                state=row["state"],
+                docked_at=parse_time(row["docked_at"]),
+                finished_at=_time_or_none(row["finished_at"]),
+                files_new=int(row["files_new"]),
+                files_known=int(row["files_known"]),
+                files_failed=int(row["files_failed"]),
+                files_skipped=int(row["files_skipped"]),
+                error=row["error"],
+                skipped=json.loads(row["skipped"] or "{}"),
+                pid=None if row["pid"] is None else int(row["pid"]),
+                host=row["host"],
+            )
+            for row in rows
+        ]
 
     # -- items -------------------------------------------------------------------------------------
 
@@ -527,7 +558,7 @@ class Tx:
             out.setdefault((row["item"], row["flag"]), []).append(row)
         return out
 
-    def counts(self, *, station: str) -> dict[str, Any]:
+    def counts(self, *, station: str) -> Counts:
         """This station's items (those it stored first), flags and acquisitions: a catalog shared
         by many stations holds the others' too."""
         mine = items.c.station == station
@@ -562,15 +593,15 @@ class Tx:
             .join(items, items.c.sha256 == labels.c.item)
             .where(mine)
         ).scalar_one()
-        return {
-            "items": int(total[0]),
-            "bytes": int(total[1]),
-            "local_items": int(local[0]),
-            "local_bytes": int(local[1]),
-            "labelled": int(labelled),
-            "flags": by_flag,
-            "acquisitions": by_state,
-        }
+        return Counts(
+            items=int(total[0]),
+            bytes=int(total[1]),
+            local_items=int(local[0]),
+            local_bytes=int(local[1]),
+            labelled=int(labelled),
+            flags=by_flag,
+            acquisitions=by_state,
+        )
 
     def items_needing_window_check(self) -> list[RowMapping]:
         current = select(labels.c.item).distinct().subquery()
@@ -640,33 +671,46 @@ class Tx:
 
     # -- jobs ------------------------------------------------------------------------------------
 
-    def job_started(self, *, job: str, station: str, at: datetime) -> int:
+    def job_started(self, *, job: str, station: str, at: datetime) -> JobRun:
+        """Record that a run of ``job`` started; returns the run as recorded."""
         result = self.conn.execute(
             insert(job_runs).values(job=job, station=station, started_at=format_time(at))
         )
         key = result.inserted_primary_key
         assert key is not None
-        return int(key[0])
+        return JobRun(id=int(key[0]), job=job, station=station, started_at=at)
 
-    def job_finished(self, run_id: int, *, at: datetime, ok: bool, summary: str) -> None:
+    def job_finished(self, run: JobRun, *, at: datetime, ok: bool, summary: str) -> JobRun:
+        """Record how ``run`` ended; returns it as recorded."""
         self.conn.execute(
             update(job_runs)
-            .where(job_runs.c.id == run_id)
+            .where(job_runs.c.id == run.id)
             .values(finished_at=format_time(at), ok=ok, summary=summary)
         )
+        return run.finished(at=at, ok=ok, summary=summary)
 
-    def last_jobs(self, *, station: str) -> list[RowMapping]:
+    def last_jobs(self, *, station: str) -> list[JobRun]:
+        """The last run of each of ``station``'s jobs, by job name."""
         latest = (
             select(func.max(job_runs.c.id))
             .where(job_runs.c.station == station)
             .group_by(job_runs.c.job)
             .scalar_subquery()
         )
-        return list(
-            self.conn.execute(
+        return [
+            JobRun(
+                id=int(row["id"]),
+                job=row["job"],
+                station=row["station"],
+                started_at=parse_time(row["started_at"]),
+                finished_at=_time_or_none(row["finished_at"]),
+                ok=None if row["ok"] is None else bool(row["ok"]),
+                summary=row["summary"],
+            )
+            for row in self.conn.execute(
                 select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)
             ).mappings()
-        )
+        ]
 
     # -- replication -------------------------------------------------------------------------------
 
@@ -793,7 +837,7 @@ class Tx:
             )
         )
 
-    def locks_behind(self, *, station: str | None = None) -> list[RowMapping]:
+    def locks_behind(self, *, station: str | None = None) -> list[LockBehind]:
         """Replicas with an object off-site (verified once, whatever happened since) whose lock
         is shorter than the item's retention, or whose hold differs from the item's
         (``station``: of that station's items only)."""
@@ -821,9 +865,21 @@ class Tx:
         )
         if station is not None:
             query = query.where(items.c.station == station)
-        return list(self.conn.execute(query).mappings())
+        return [
+            LockBehind(
+                item=row["item"],
+                target=row["target"],
+                retain_until=_time_or_none(row["retain_until"]),
+                hold=bool(row["hold"]),
+                item_retain_until=_time_or_none(row["item_retain_until"]),
+                item_hold=bool(row["item_hold"]),
+                retention_class=row["retention_class"],
+                recorded_start=parse_time(row["recorded_start"]),
+            )
+            for row in self.conn.execute(query).mappings()
+        ]
 
-    def replica_stats(self, targets: Sequence[str], *, station: str) -> dict[str, dict[str, Any]]:
+    def replica_stats(self, targets: Sequence[str], *, station: str) -> dict[str, ReplicaStats]:
         """Per target: the replicas of this station's items by state (a catalog shared by many
         stations holds theirs too, replicated by them), how many of the verified ones are proven
         (read back), the oldest waiting, the last error."""
@@ -831,7 +887,7 @@ class Tx:
         local = self.conn.execute(
             select(func.count()).where(items.c.local_present.is_(True), mine)
         ).scalar_one()
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, ReplicaStats] = {}
         for name in targets:
             by_state = {
                 row.state: int(row.n)
@@ -876,12 +932,12 @@ class Tx:
                 .order_by(replicas.c.updated_at.desc())
                 .limit(1)
             ).first()
-            out[name] = {
-                "verified": verified,
-                "proven": int(proven),  # of the verified: read back since, so they let copies go
-                "in_flight": by_state.get("uploading", 0),
-                "failed": by_state.get("failed", 0) + by_state.get("mismatch", 0),
-                "queued": max(
+            out[name] = ReplicaStats(
+                verified=verified,
+                proven=int(proven),
+                in_flight=by_state.get("uploading", 0),
+                failed=by_state.get("failed", 0) + by_state.get("mismatch", 0),
+                queued=max(
                     0,
                     int(local)
                     - verified
@@ -889,17 +945,19 @@ class Tx:
                     - by_state.get("failed", 0)
                     - by_state.get("mismatch", 0),
                 ),
-                "oldest_waiting": (
-                    {"sha256": oldest.sha256, "deadline": oldest.replication_deadline}
+                oldest_waiting=(
+                    WaitingItem(
+                        sha256=oldest.sha256, deadline=parse_time(oldest.replication_deadline)
+                    )
                     if oldest
                     else None
                 ),
-                "last_error": (
-                    {"error": last_error.last_error, "at": last_error.updated_at}
+                last_error=(
+                    ReplicaError(error=last_error.last_error, at=parse_time(last_error.updated_at))
                     if last_error
                     else None
                 ),
-            }
+            )
         return out
 
     def add_checkpoint(self, **values: Any) -> None:

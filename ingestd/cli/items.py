@@ -4,22 +4,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 from rich.table import Table
 
-from ..app.jobs import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB
 from ..catalog import queries as q
 from ..domain import text
+from ..domain.canonical import format_time
 from ..domain.flags import REASONS, WINDOW_FLAGS, Flag
 from ..domain.models import EventKind
+from ..domain.status import ReplicaStats
 from ..errors import UsageError
 from ..usecases import casework
 from ..usecases.audit import describe_item
-from ..usecases.ingest import session_abandoned
+from ..usecases.status import Dock
+from ..usecases.status import status as station_status
 from .base import (
     AppContext,
     TextParam,
@@ -53,105 +55,84 @@ def _date(text: str | None, name: str) -> datetime | None:
 def status(app: AppContext, as_json: bool) -> None:
     """Storage, items by state and flag, recent docks, last jobs."""
     station = app.station(read_only=True)
-    with station.catalog.read() as tx:
-        counts = tx.counts(station=station.name)
-        sessions = [dict(r) for r in tx.recent_sessions(10, station=station.name)]
-        jobs = [dict(r) for r in tx.last_jobs(station=station.name)]
-        recorders = len(tx.list_recorders())
-        targets = tx.replica_stats([t.name for t in station.settings.targets],
-                                  station=station.name)
-    disk = station.store.disk()
-    info: dict[str, Any] = {
-        "station": station.name,
-        "store": {"path": str(station.store.root), "items": counts["local_items"],
-                  "bytes": counts["local_bytes"], "free": disk.free, "total": disk.total},
-        "items": {"total": counts["items"], "bytes": counts["bytes"],
-                  "labelled": counts["labelled"], "flags": counts["flags"]},
-        "acquisitions": counts["acquisitions"],
-        "recorders": recorders,
-        "docks": [_dock(s) for s in sessions],
-        "jobs": jobs,
-        "checks": _last_checks(jobs),
-        "targets": targets,
-    }
+    state = station_status(station)
     if as_json:
-        print_json(info)
+        print_json(state.to_json())
         return
-    console.print(f"[bold]station {esc(station.name)}[/]")
-    console.print(f"store {esc(station.store.root)}: {counts['local_items']} items, "
-                  f"{human_size(counts['local_bytes'])}; {human_size(disk.free)} free of "
-                  f"{human_size(disk.total)}")
-    console.print(f"items: {counts['items']} ({human_size(counts['bytes'])}), "
-                  f"{counts['labelled']} labelled; {recorders} recorders registered")
-    if counts["acquisitions"]:
+    counts, store = state.counts, state.store
+    console.print(f"[bold]station {esc(state.station)}[/]")
+    console.print(f"store {esc(store.path)}: {store.items} items, "
+                  f"{human_size(store.bytes)}; {human_size(store.free)} free of "
+                  f"{human_size(store.total)}")
+    console.print(f"items: {counts.items} ({human_size(counts.bytes)}), "
+                  f"{counts.labelled} labelled; {state.recorders} recorders registered")
+    if counts.acquisitions:
         console.print("acquisitions: " + ", ".join(
-            f"{k} {v}" for k, v in sorted(counts["acquisitions"].items())))
-    if counts["flags"]:
+            f"{k} {v}" for k, v in sorted(counts.acquisitions.items())))
+    if counts.flags:
         console.print("flags: " + ", ".join(
-            f"[yellow]{k}[/] {v}" for k, v in sorted(counts["flags"].items())))
+            f"[yellow]{k}[/] {v}" for k, v in sorted(counts.flags.items())))
     else:
         console.print("flags: none")
-    if sessions:
-        _print_docks(info["docks"])
-    for name, t in targets.items():
-        oldest = t["oldest_waiting"]
-        line = (f"target {esc(name)}: {t['verified']} verified ({t['proven']} read back), "
-                f"{t['queued']} queued, "
-                f"{t['in_flight']} in flight, {t['failed']} failed")
-        if oldest:
-            line += f"; oldest waiting {oldest['sha256'][:12]} (due {oldest['deadline'][:19]})"
-        console.print(line)
-        if t["last_error"]:
-            console.print(f"  [red]last error[/] {t['last_error']['at'][:19]}: "
-                          f"{esc(t['last_error']['error'])}")
-    for key, check in info["checks"].items():
-        name = _CHECK_LABELS[key]
+    if state.docks:
+        _print_docks(state.docks)
+    for name, t in state.targets.items():
+        _print_target(name, t)
+    for key, check in state.checks.named():
+        label = _CHECK_LABELS[key]
         if check is None:
-            console.print(f"last {name}: never run")
+            console.print(f"last {label}: never run")
             continue
-        mark = ("[green]ok[/]" if check["ok"] else "[red]FAILED[/]" if check["ok"] is False
-                else "running")
-        console.print(f"last {name}: {mark} at {check['at'][:19]}: {esc(check['summary'])}")
-    for job in jobs:
-        mark = "ok" if job["ok"] else "FAILED" if job["ok"] is False else "running"
-        console.print(f"job {job['job']}: {mark} at {job['started_at'][:19]} "
-                      f"{esc(job['summary'])}")
+        console.print(f"last {label}: {_outcome(check.ok, '[green]ok[/]', '[red]FAILED[/]')} "
+                      f"at {_shown(check.at)}: {esc(check.summary)}")
+    for job in state.jobs:
+        console.print(f"job {job.job}: {_outcome(job.ok, 'ok', 'FAILED')} at "
+                      f"{_shown(job.started_at)} {esc(job.summary)}")
 
 
 _CHECK_LABELS = {"ledger": "ledger check", "audit": "audit", "audit_offsite": "off-site audit"}
 
 
-def _last_checks(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
-    """The last check of the ledger and the last audits (local and off-site), by the daemon
-    on schedule: when, whether all was intact, and what was found."""
-    by_name = {j["job"]: j for j in jobs}
-    out: dict[str, dict[str, Any] | None] = {}
-    for key, name in (("ledger", LEDGER_JOB), ("audit", AUDIT_JOB),
-                      ("audit_offsite", AUDIT_OFFSITE_JOB)):
-        job = by_name.get(name)
-        out[key] = None if job is None else {
-            "job": name, "at": job["finished_at"] or job["started_at"], "ok": job["ok"],
-            "summary": job["summary"]}
-    return out
+def _shown(moment: datetime) -> str:
+    """A stored time as status prints it: to the second, UTC."""
+    return format_time(moment)[:19]
 
 
-def _print_docks(docks: list[dict[str, Any]]) -> None:
+def _outcome(ok: bool | None, good: str, bad: str) -> str:
+    return good if ok else bad if ok is False else "running"
+
+
+def _print_target(name: str, t: ReplicaStats) -> None:
+    line = (f"target {esc(name)}: {t.verified} verified ({t.proven} read back), "
+            f"{t.queued} queued, {t.in_flight} in flight, {t.failed} failed")
+    if t.oldest_waiting:
+        line += (f"; oldest waiting {t.oldest_waiting.sha256[:12]} "
+                 f"(due {_shown(t.oldest_waiting.deadline)})")
+    console.print(line)
+    if t.last_error:
+        console.print(f"  [red]last error[/] {_shown(t.last_error.at)}: "
+                      f"{esc(t.last_error.error)}")
+
+
+def _print_docks(docks: Sequence[Dock]) -> None:
     table = Table("dock", "recorder", "via", "state", "docked", "new", "known", "failed",
                   "skip", title="recent docks")
     for d in docks:
-        table.add_row(str(d["id"]), esc(d["serial"]), d["source"], d["state"],
-                      d["docked_at"][:19], str(d["files_new"]), str(d["files_known"]),
-                      str(d["files_failed"]), str(d["files_skipped"]))
+        s = d.session
+        table.add_row(str(s.id), esc(s.serial), s.source, d.state, _shown(s.docked_at),
+                      str(s.files_new), str(s.files_known), str(s.files_failed),
+                      str(s.files_skipped))
     console.print(table)
     for d in docks:
-        if d["process_gone"]:
-            console.print(f"dock {d['id']} ({esc(d['serial'])}): [red]interrupted[/]: its "
+        s = d.session
+        if d.process_gone:
+            console.print(f"dock {s.id} ({esc(s.serial)}): [red]interrupted[/]: its "
                           "process is gone; the recorder's files are taken at its next dock")
         # Files left on a recorder may be footage: each dock that left some says what.
-        if d["files_skipped"]:
-            console.print(f"dock {d['id']} ({esc(d['serial'])}): [yellow]"
-                          f"{d['files_skipped']} files not taken[/]: " + ", ".join(
-                              f"{k} {n}" for k, n in d["skipped"].items()))
+        if s.files_skipped:
+            console.print(f"dock {s.id} ({esc(s.serial)}): [yellow]"
+                          f"{s.files_skipped} files not taken[/]: " + ", ".join(
+                              f"{k} {n}" for k, n in s.skipped.items()))
 
 
 def _resolution(flag: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -167,20 +148,6 @@ def _resolution(flag: dict[str, Any], history: list[dict[str, Any]]) -> dict[str
     return {"seq": last["seq"], "at": last["at"], "by": last["actor"],
             "serial": last["data"].get("serial", ""), "path": last["data"].get("path", ""),
             "quarantined_to": last["data"].get("quarantined_to", "")}
-
-
-def _dock(session: dict[str, Any]) -> dict[str, Any]:
-    """A recent dock as status shows it. A session still marked running whose process is gone
-    is shown interrupted at once (the next ingest records it so); nothing is written here."""
-    dock = {k: session[k] for k in ("id", "serial", "source", "state", "docked_at",
-                                    "finished_at", "files_new", "files_known", "files_failed",
-                                    "files_skipped", "error")}
-    dock["skipped"] = json.loads(session["skipped"] or "{}")
-    dock["process_gone"] = False
-    if dock["state"] == "running" and session_abandoned(session["pid"], session["host"]):
-        dock["state"] = "interrupted"
-        dock["process_gone"] = True
-    return dock
 
 
 def _item_records(tx: Any, **filters: Any) -> Iterator[list[dict[str, Any]]]:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import click
 
 from ..domain.canonical import format_time
-from ..domain.models import EventKind
-from ..errors import IntegrityError, UsageError
-from ..integrity.hashing import fsync_dir
-from ..integrity.signing import PRIVATE_NAME, PUBLIC_NAME, StationKey
-from ..station import Station
+from ..errors import UsageError
 from ..usecases.home import init_home
+from ..usecases.keys import create_key, key_report, rotate_key
 from .base import (
     AppContext,
     cli,
@@ -74,10 +70,7 @@ def keys() -> None:
 def keys_init(app: AppContext) -> None:
     """Create the station key if there is none (never replaces one)."""
     folder = app.settings.keys_path
-    if (folder / "station.key").exists():
-        raise IntegrityError(f"a station key exists already in {folder}; use `keys rotate`")
-    key = StationKey.generate()
-    key.save(folder)
+    key = create_key(folder)
     console.print(f"created station key {key.key_id} in {esc(folder)}")
 
 
@@ -90,39 +83,26 @@ def keys_show(app: AppContext, as_json: bool) -> None:
     Write the pinned fingerprint down: it proves the ledger's first key, and through it every
     later one, whatever the catalog says.
     """
-    station = app.station(read_only=True)
-    with station.catalog.read(snapshot=True) as tx:
-        keys = station.custody.trusted_keys(tx)
-    current = keys.current(station.name)
-    proven = [{"key_id": k.key_id, "station": k.station, "public_key": k.public.hex,
-               "fingerprint": k.public.fingerprint, "since_seq": k.since,
-               "retired_seq": k.until,
-               "retired_at": format_time(k.retired_at) if k.retired_at else None}
-              for k in sorted(keys.keys.values(), key=lambda k: (k.station or "", k.since))]
-    info = {"station": station.name, "key_id": station.key.key_id,
-            "public_key": station.key.public.hex,
-            "fingerprint": station.key.public.fingerprint,
-            "pinned_fingerprint": station.custody.pin,
-            "vouched": current is not None and current.key_id == station.key.key_id,
-            "trusted": proven}
+    report = key_report(app.station(read_only=True))
     if as_json:
-        print_json(info)
+        print_json(report.to_json())
         return
-    console.print(f"station {esc(station.name)}: key [bold]{station.key.key_id}[/]"
-                  + ("" if info["vouched"] else " [red](not vouched for by the ledger)[/]"))
-    console.print(f"public key (Ed25519, hex): {station.key.public.hex}")
-    if station.custody.pin:
+    console.print(f"station {esc(report.station)}: key [bold]{report.key_id}[/]"
+                  + ("" if report.vouched else " [red](not vouched for by the ledger)[/]"))
+    console.print(f"public key (Ed25519, hex): {report.public_key}")
+    if report.pinned_fingerprint:
         console.print("pinned fingerprint of the ledger's first key (SHA-256; write it down):")
-        groups = _grouped(station.custody.pin).split()
+        groups = _grouped(report.pinned_fingerprint).split()
         for half in (groups[:8], groups[8:]):  # two short lines: read out and copied by hand
             console.print(f"  [bold]{' '.join(half)}[/]")
     else:
         console.print("[red]no pinned fingerprint[/]: run `ingestd init` to pin one")
     console.print("keys the ledger vouches for:")
-    for k in proven:
-        span = (f"entries {k['since_seq']}..{k['retired_seq']}, retired {k['retired_at']}"
-                if k["retired_seq"] else f"from entry {k['since_seq']}, in use")
-        console.print(f"  {k['key_id']}  {esc(k['station'] or '-')}  {span}")
+    for k in report.trusted:
+        span = (f"entries {k.since_seq}..{k.retired_seq}, retired "
+                f"{format_time(k.retired_at) if k.retired_at else None}"
+                if k.retired_seq else f"from entry {k.since_seq}, in use")
+        console.print(f"  {k.key_id}  {esc(k.station or '-')}  {span}")
 
 
 def _grouped(fingerprint: str) -> str:
@@ -135,52 +115,10 @@ def _grouped(fingerprint: str) -> str:
 def keys_rotate(app: AppContext) -> None:
     """Replace the station key. The change is a ledger entry signed by the old key; the old
     private key is deleted, and an entry signed with it afterwards is a discrepancy."""
-    station = app.station()
-    folder = app.settings.keys_path
-    staged = folder / f"{PRIVATE_NAME}.new"
-    if staged.exists():
-        # Left by a rotation stopped after its entry committed and before the rename: the
-        # ledger may vouch for this key already, and then it is the only one that may sign.
-        if _vouched(station, StationKey.load(folder, name=staged.name)):
-            _put_in_place(folder, staged)
-            console.print("finished a rotation that had stopped before its key was in place; "
-                          "run `keys rotate` again for a new key")
-            return
-        staged.unlink()  # from a rotation that never reached the ledger
-        staged.with_suffix(".pub").unlink(missing_ok=True)
-    new = StationKey.generate()
-    new.save(folder, name=staged.name)
-    try:
-        with station.custody.transaction() as tx:
-            station.custody.record(tx, kind=EventKind.KEY_ROTATED, actor="ingestd",
-                                   data={"old_key_id": station.key.key_id,
-                                         "new_key_id": new.key_id,
-                                         "new_public_key": new.public.hex})
-            tx.add_key(key_id=new.key_id, station=station.name,
-                      public_hex=new.public.hex, at=station.clock())
-            tx.retire_key(station.key.key_id, station.clock())
-    except BaseException:
-        # Only a rotation that did not commit loses its new key; once committed (even if the
-        # mirror then fails), the new key is the one the ledger vouches for and must stay.
-        if not _vouched(station, new):
-            staged.unlink(missing_ok=True)
-            staged.with_suffix(".pub").unlink(missing_ok=True)
-        raise
-    _put_in_place(folder, staged)
-    console.print(f"rotated: {station.key.key_id} -> {new.key_id} (the old private key is "
-                  "deleted)")
-
-
-def _vouched(station: Station, key: StationKey) -> bool:
-    """Whether the ledger's chain names ``key`` as this station's key now."""
-    with station.catalog.read() as tx:
-        current = station.custody.trusted_keys(tx).current(station.name)
-    return current is not None and current.key_id == key.key_id
-
-
-def _put_in_place(folder: Path, staged: Path) -> None:
-    # One rename puts the new key in place and drops the old one: no retired private key
-    # stays on the station.
-    os.replace(staged, folder / PRIVATE_NAME)
-    os.replace(staged.with_suffix(".pub"), folder / PUBLIC_NAME)
-    fsync_dir(folder)
+    rotation = rotate_key(app.station(), actor="ingestd")
+    if rotation.resumed:
+        console.print("finished a rotation that had stopped before its key was in place; "
+                      "run `keys rotate` again for a new key")
+        return
+    console.print(f"rotated: {rotation.old_key_id} -> {rotation.new_key_id} (the old private "
+                  "key is deleted)")

@@ -22,7 +22,7 @@ from ..integrity.ledger import body_of
 from ..media import decode_check
 from ..station import Station
 from ..targets import Target
-from .ingest import set_flag
+from .flags import set_flag
 from .replicate import prove_place, version_at
 
 log = logging.getLogger(__name__)

@@ -45,6 +45,7 @@ from ..integrity.hashing import Digest, hash_fd
 from ..media import probe
 from ..station import Station
 from ..store import Repair
+from .flags import set_flag
 
 log = logging.getLogger(__name__)
 
@@ -645,19 +646,6 @@ def _unchanged(fd: int, before: os.stat_result, digest: Digest) -> bool:
 
 def _keep_copy(fd: int, before: os.stat_result, digest: Digest, *, last: bool) -> bool:
     return last or _unchanged(fd, before, digest)
-
-
-def set_flag(station: Station, tx: Tx, sha: str, flag: Flag, *, at: datetime,
-             actor: str, detail: str) -> bool:
-    """Set a flag once (flags stay); returns False when it was already set."""
-    if tx.has_flag(sha, flag):
-        return False
-    entry = station.custody.record(tx, kind=EventKind.FLAGGED, actor=actor, item=sha,
-                                   data={"flag": str(flag), "detail": detail}, at=at)
-    tx.insert_flag(item=sha, flag=str(flag), set_at=format_time(entry.at), detail=detail,
-                  ledger_seq=entry.seq)
-    log.warning("item %s flagged %s: %s", sha[:12], flag, detail)
-    return True
 
 
 def _flag_detail(flag: Flag, recorded: RecordedTime, ingest_deadline: datetime,

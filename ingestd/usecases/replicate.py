@@ -26,12 +26,13 @@ from ..domain.canonical import canonical_bytes, format_time, parse_time
 from ..domain.flags import Flag
 from ..domain.models import EventKind, RetentionClass
 from ..domain.policy import RetentionPolicy, class_period
+from ..domain.status import LockBehind
 from ..errors import ObjectDamaged, ReplicaMismatch, TargetError
 from ..integrity.ledger import Discrepancy, DiscrepancyKind, KeyChain
 from ..station import Station
 from ..targets import CheckpointVersion, Lock, RemoteObject, Target
 from ..targets.factory import build_targets
-from .ingest import set_flag
+from .flags import set_flag
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +110,14 @@ def lock_for(item: Mapping[str, Any], *, now: datetime, policy: RetentionPolicy)
                 legal_hold=bool(item["hold"]))
 
 
-def _lock_in_place(replica: Mapping[str, Any], lock: Lock) -> bool:
-    """Whether the replica row already records ``lock`` (retention at least as long, same
+def _lock_in_place(replica: LockBehind, lock: Lock) -> bool:
+    """Whether the replica already records ``lock`` (retention at least as long, same
     hold)."""
-    if bool(replica["hold"]) != lock.legal_hold:
+    if replica.hold != lock.legal_hold:
         return False
-    have = replica["retain_until"]
     if lock.retain_until is None:
         return True
-    return bool(have) and parse_time(str(have)) >= lock.retain_until
+    return replica.retain_until is not None and replica.retain_until >= lock.retain_until
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -398,49 +398,49 @@ class Replicator:
         by_name = {t.name: t for t in self.targets}
         done: list[dict[str, Any]] = []
         with station.catalog.read() as tx:
-            rows = [dict(r) for r in tx.locks_behind(station=station.name)]
-        for row in rows:
-            target = by_name.get(row["target"])
+            behind = tx.locks_behind(station=station.name)
+        for replica in behind:
+            target = by_name.get(replica.target)
             if target is None:
                 continue
-            until = row["item_retain_until"]
-            lock = lock_for({"retain_until": until, "recorded_start": row["recorded_start"],
-                             "retention_class": row["retention_class"],
-                             "hold": row["item_hold"]},
+            until = replica.item_retain_until
+            lock = lock_for({"retain_until": format_time(until) if until else None,
+                             "recorded_start": format_time(replica.recorded_start),
+                             "retention_class": replica.retention_class, "hold": replica.item_hold},
                             now=station.clock(), policy=station.settings.retention.policy())
-            if _lock_in_place(row, lock):
+            if _lock_in_place(replica, lock):
                 # already as wanted: a long-term item (no retain-until in the catalog) or a
                 # date capped at MAX_RETAIN_UNTIL, which locks_behind cannot see in SQL
                 continue
             try:
-                remote = target.set_lock(row["item"], lock)
+                remote = target.set_lock(replica.item, lock)
             except TargetError as exc:
-                log.error("cannot extend lock of %s on %s: %s", row["item"][:12],
+                log.error("cannot extend lock of %s on %s: %s", replica.item[:12],
                           target.name, exc.message, extra={"event": "lock_failed"})
                 with station.catalog.write() as tx:
-                    tx.upsert_replica(row["item"], target.name,
+                    tx.upsert_replica(replica.item, target.name,
                                      last_error=exc.message[:2000],
                                      updated_at=format_time(station.clock()))
                 if report is not None:
-                    report.failed.append({"sha256": row["item"], "target": target.name,
+                    report.failed.append({"sha256": replica.item, "target": target.name,
                                           "error": exc.message})
                 continue
             with station.custody.transaction() as tx:
                 now = station.custody.now(tx)
                 station.custody.record(
-                    tx, kind=EventKind.RETENTION, actor=self.actor, item=row["item"], at=now,
-                    data={"target": target.name, "class": row["retention_class"],
+                    tx, kind=EventKind.RETENTION, actor=self.actor, item=replica.item, at=now,
+                    data={"target": target.name, "class": replica.retention_class,
                           "retain_until": format_time(remote.retain_until)
                           if remote.retain_until else None, "legal_hold": remote.legal_hold},
                 )
-                tx.upsert_replica(row["item"], target.name,
+                tx.upsert_replica(replica.item, target.name,
                                  retain_until=format_time(lock.retain_until)
                                  if lock.retain_until else None,
-                                 hold=bool(row["item_hold"]), last_error="",
+                                 hold=replica.item_hold, last_error="",
                                  updated_at=format_time(now))
-            done.append({"sha256": row["item"], "target": target.name,
+            done.append({"sha256": replica.item, "target": target.name,
                          "retain_until": format_time(lock.retain_until)
-                         if lock.retain_until else "", "hold": bool(row["item_hold"])})
+                         if lock.retain_until else "", "hold": replica.item_hold})
         return done
 
     # -- checkpoints ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ from ..domain import policy
 from ..domain.canonical import parse_time
 from ..domain.flags import Flag
 from ..station import Station
-from .ingest import set_flag
+from .flags import set_flag
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,141 @@
+"""What the catalog says of a station's state: counts, the runs of its jobs, its recent dock
+sessions, each target's replicas and the off-site locks behind the items' retention.
+
+Records read by the catalog (``catalog/queries``) and shown by ``usecases/status``. Each
+``to_json`` gives the form ``status --json`` prints: times as stored (RFC 3339 UTC).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .canonical import format_time
+
+
+def _time(moment: datetime | None) -> str | None:
+    return format_time(moment) if moment is not None else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counts:
+    """A station's items (those it stored first), flags and acquisitions."""
+
+    items: int
+    bytes: int
+    #: of those, the items whose bytes are in the local store
+    local_items: int
+    local_bytes: int
+    labelled: int
+    #: items by flag, and acquisitions by state, in the catalog's order
+    flags: Mapping[str, int]
+    acquisitions: Mapping[str, int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRun:
+    """One run of a daemon job: ``ok`` is None while it runs."""
+
+    id: int
+    job: str
+    station: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    ok: bool | None = None
+    summary: str = ""
+
+    @property
+    def at(self) -> datetime:
+        """When it ended, or started if it has not ended."""
+        return self.finished_at or self.started_at
+
+    def finished(self, *, at: datetime, ok: bool, summary: str) -> JobRun:
+        return dataclasses.replace(self, finished_at=at, ok=ok, summary=summary)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "job": self.job, "station": self.station,
+                "started_at": format_time(self.started_at),
+                "finished_at": _time(self.finished_at), "ok": self.ok, "summary": self.summary}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionSummary:
+    """A dock session as recorded: what it took, and which process serves it (``pid`` and
+    ``host``, for a session still ``running``)."""
+
+    id: int
+    serial: str
+    source: str  # manual | watch | udev
+    state: str  # running | done | refused | interrupted | failed
+    docked_at: datetime
+    finished_at: datetime | None
+    files_new: int
+    files_known: int
+    files_failed: int
+    files_skipped: int
+    error: str
+    #: the files the walk did not take, counted by kind
+    skipped: Mapping[str, int]
+    pid: int | None
+    host: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitingItem:
+    """The item that has waited longest for a copy on a target."""
+
+    sha256: str
+    deadline: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaError:
+    """The last error a target's replicas recorded."""
+
+    error: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaStats:
+    """One target's copies of a station's items."""
+
+    verified: int
+    #: of the verified: read back since, so they let copies elsewhere go
+    proven: int
+    in_flight: int
+    failed: int  # failed, or found not to hash to the item
+    queued: int
+    oldest_waiting: WaitingItem | None
+    last_error: ReplicaError | None
+
+    def to_json(self) -> dict[str, Any]:
+        oldest, error = self.oldest_waiting, self.last_error
+        return {
+            "verified": self.verified, "proven": self.proven, "in_flight": self.in_flight,
+            "failed": self.failed, "queued": self.queued,
+            "oldest_waiting": None if oldest is None else {
+                "sha256": oldest.sha256, "deadline": format_time(oldest.deadline)},
+            "last_error": None if error is None else {
+                "error": error.error, "at": format_time(error.at)},
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockBehind:
+    """A copy off-site whose lock no longer covers its item: a retention longer than the
+    lock's, or a hold that differs."""
+
+    item: str
+    target: str
+    #: the lock the replica records
+    retain_until: datetime | None
+    hold: bool
+    #: the item as it is now
+    item_retain_until: datetime | None
+    item_hold: bool
+    retention_class: str
+    recorded_start: datetime

@@ -1,0 +1,49 @@
+"""A flag is set once, with its signed entry, whichever use case sets it: setting it again
+changes nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conftest import (
+    OFFICER,
+    OFFICER_ID,
+    SERIAL,
+    FakeClock,
+    build_recorder,
+    init_station,
+    open_station,
+)
+
+from ingestd.domain.flags import Flag
+from ingestd.domain.models import EventKind
+from ingestd.usecases.flags import set_flag
+from ingestd.usecases.ingest import Ingestor
+
+
+def test_a_flag_is_set_once_with_its_entry(tmp_path: Path) -> None:
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+    station = open_station(home, FakeClock())
+    try:
+        # a whole JPEG as far as ingest checks one: no ffprobe needed
+        rec = build_recorder(tmp_path / "rec", {
+            "DCIM/20260101_080000.JPG": b"\xff\xd8\xff\xe0" + os.urandom(2000) + b"\xff\xd9"})
+        (item,) = Ingestor(station).ingest(rec, serial=SERIAL).items
+        with station.custody.transaction() as tx:
+            first = set_flag(station, tx, item.sha256, Flag.LATE_LABEL, at=station.clock(),
+                             actor="tester", detail="deadline passed")
+            again = set_flag(station, tx, item.sha256, Flag.LATE_LABEL, at=station.clock(),
+                             actor="tester", detail="deadline passed again")
+        assert (first, again) == (True, False)
+        with station.catalog.read() as tx:
+            rows = [r for r in tx.item_flags(item.sha256) if r["flag"] == Flag.LATE_LABEL]
+            flagged = [e for e in tx.entries_of_kinds([EventKind.FLAGGED])
+                       if e.data["flag"] == Flag.LATE_LABEL]
+        assert [(r["ledger_seq"], r["detail"]) for r in rows] == [
+            (flagged[0].seq, "deadline passed")]
+        assert [(e.item, e.actor, e.data["detail"]) for e in flagged] == [
+            (item.sha256, "tester", "deadline passed")]
+        assert station.custody.verify().ok
+    finally:
+        station.close()

@@ -47,6 +47,7 @@ from .integrity.ledger import (
     seal,
 )
 from .integrity.signing import PublicKey, StationKey
+from .ports import CatalogTx
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class Custody:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def now(self, tx: Tx | None = None) -> datetime:
+    def now(self, tx: CatalogTx | None = None) -> datetime:
         """The time to date what happens now: the station's clock, but never earlier than the
         ledger's last entry. A clock set back (by hand, a dead RTC battery, a bad time server)
         therefore never dates an entry before the one it follows, never makes a late dock
@@ -188,7 +189,7 @@ class Custody:
                 os.close(fd)
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self) -> Iterator[CatalogTx]:
         """A catalog write transaction whose ledger entries are mirrored once it commits."""
         with self._locked():
             try:
@@ -213,7 +214,7 @@ class Custody:
 
     def record(
         self,
-        tx: Tx,
+        tx: CatalogTx,
         *,
         kind: EventKind | str,
         actor: str,
@@ -254,7 +255,7 @@ class Custody:
             seq, _ = tx.ledger_head()
             self._check_signing_key(self._signing_keys(tx, seq), "")
 
-    def _signing_keys(self, tx: Tx, head_seq: int) -> KeyChain:
+    def _signing_keys(self, tx: CatalogTx, head_seq: int) -> KeyChain:
         if self._keys is None:
             self._keys, self._keys_seen = KeyChain(pins=self.pins), 0
         if head_seq > self._keys_seen:
@@ -298,7 +299,7 @@ class Custody:
 
     # -- keys ------------------------------------------------------------------------------
 
-    def trusted_keys(self, tx: Tx) -> KeyChain:
+    def trusted_keys(self, tx: CatalogTx) -> KeyChain:
         """The keys the ledger proves, from its genesis and rotation entries (each checked
         against the key before it and the pin), not from the catalog's ``keys`` cache."""
         keys = KeyChain(pins=self.pins)
@@ -306,9 +307,9 @@ class Custody:
             keys.admit(entry, canonical_bytes(body_of(entry)))
         return keys
 
-    def cache_keys(self, tx: Tx, keys: KeyChain) -> None:
+    def cache_keys(self, tx: CatalogTx, keys: KeyChain) -> None:
         """Bring the catalog's ``keys`` table up to what the chain proves."""
-        rows = {row["key_id"] for row in tx.all_keys()}
+        rows = {row.key_id for row in tx.all_keys()}
         for key in keys.keys.values():
             if key.station is not None and key.key_id not in rows:
                 tx.add_key(key_id=key.key_id, station=key.station,
@@ -347,6 +348,7 @@ class Custody:
             with self._locked(fcntl.LOCK_SH):
                 upto = self.mirror.size()
                 tx = stack.enter_context(self.catalog.read(snapshot=True))
+                assert isinstance(tx, Tx)  # the row checks below read the tables themselves
                 head_seq, _ = tx.ledger_head()  # the first read fixes the snapshot
             # One pass over the entries, in constant memory: the chain is checked, the mirror
             # compared line by line, and what the row checks need gathered per item.
@@ -383,14 +385,14 @@ def _problem(kind: DiscrepancyKind, seq: int | None, detail: str) -> Discrepancy
     return Discrepancy(kind=kind, seq=seq, detail=detail)
 
 
-def _key_rows(tx: Tx, keys: KeyChain) -> list[Discrepancy]:
+def _key_rows(tx: CatalogTx, keys: KeyChain) -> list[Discrepancy]:
     """The catalog's ``keys`` table is a cache of what the chain proves: check it is one."""
     problems: list[Discrepancy] = []
     cached: set[str] = set()
     for row in tx.all_keys():
-        kid = row["key_id"]
+        kid = row.key_id
         cached.add(kid)
-        pub = PublicKey.from_hex(row["public_key"])
+        pub = PublicKey.from_hex(row.public_key)
         proven = keys.keys.get(kid)
         if pub.key_id != kid:
             problems.append(_problem(K.WRONG_KEY, None,
@@ -398,13 +400,13 @@ def _key_rows(tx: Tx, keys: KeyChain) -> list[Discrepancy]:
         elif proven is None or proven.station is None:
             problems.append(_problem(K.UNBACKED_ROW, None,
                                      f"keys row {kid}: the ledger does not vouch for this key"))
-        elif proven.station != row["station"] or (
-                (proven.until is None) != (row["retired_at"] is None)):
+        elif proven.station != row.station or (
+                (proven.until is None) != (row.retired_at is None)):
             state = "in use" if proven.until is None else f"retired by entry {proven.until}"
             problems.append(_problem(
                 K.ROW_DIFFERS, proven.since,
-                f"keys row {kid} ({row['station']}, "
-                f"{'retired' if row['retired_at'] else 'in use'}) but the ledger says "
+                f"keys row {kid} ({row.station}, "
+                f"{'retired' if row.retired_at else 'in use'}) but the ledger says "
                 f"{proven.station}, {state}"))
     for kid, proven in sorted(keys.keys.items()):
         if proven.station is not None and kid not in cached:

@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool
 from ..domain.text import redact_url, redact_urls
 from ..errors import CatalogError
 from ..modes import make_dir
+from ..ports import CatalogTx
 from .queries import Tx
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ class Catalog:
         return redact_url(self.url)
 
     @contextmanager
-    def read(self, *, snapshot: bool = False) -> Iterator[Tx]:
+    def read(self, *, snapshot: bool = False) -> Iterator[CatalogTx]:
         """A read transaction. With ``snapshot``, every statement in it sees the catalog as of
         its first one (SQLite does so anyway; PostgreSQL needs REPEATABLE READ)."""
         try:
@@ -246,7 +247,7 @@ class Catalog:
             raise CatalogError(f"catalog {self.safe_url}: {_why(exc.orig)}") from None
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
+    def write(self) -> Iterator[CatalogTx]:
         if self.read_only:
             raise CatalogError(f"catalog {self.safe_url} was opened read-only: this command "
                                "cannot change it")

@@ -1,4 +1,7 @@
-"""Queries over the catalog, written in SQLAlchemy Core so SQLite and PostgreSQL share them."""
+"""Queries over the catalog, written in SQLAlchemy Core so SQLite and PostgreSQL share them.
+
+Rows are turned into the domain's records here (``domain.records``): no row, and no mapping
+of columns, leaves the catalog."""
 
 from __future__ import annotations
 
@@ -23,7 +26,30 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 
 from ..domain.canonical import format_time, parse_time
-from ..domain.models import PREFIX_RE, LedgerEntry, Recorder
+from ..domain.flags import Flag
+from ..domain.models import PREFIX_RE, LedgerEntry, Recorder, RetentionClass, TimeSource
+from ..domain.policy import Retention
+from ..domain.records import (
+    TAKEN,
+    Acquisition,
+    AcquisitionState,
+    Checkpoint,
+    DockedAcquisition,
+    DockSession,
+    DockSource,
+    FlaggedItem,
+    FlagRecord,
+    Item,
+    ItemFilter,
+    Justification,
+    KeyRecord,
+    Label,
+    ListedItem,
+    Replica,
+    ReplicaState,
+    SessionState,
+    WindowCheck,
+)
 from ..domain.status import (
     Counts,
     JobRun,
@@ -72,7 +98,7 @@ _KNOWN_SOURCE = (
         acquisitions.c.path_hex == bindparam("path_hex"),
         acquisitions.c.size == bindparam("size"),
         acquisitions.c.mtime_ns == bindparam("mtime_ns"),
-        acquisitions.c.state.in_(("stored", "known")),
+        acquisitions.c.state.in_([str(s) for s in TAKEN]),
         acquisitions.c.item.is_not(None),
     )
     .limit(1)
@@ -80,6 +106,24 @@ _KNOWN_SOURCE = (
 
 
 _LAST_AT = select(ledger.c.at).order_by(ledger.c.seq.desc()).limit(1)
+_VERIFIED = str(ReplicaState.VERIFIED)
+
+
+def _json(value: Any) -> str:
+    """A JSON column's text (health, skipped, media)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _time(value: Any) -> datetime:
+    return parse_time(str(value))
+
+
+def _maybe_time(value: Any) -> datetime | None:
+    return parse_time(str(value)) if value else None
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    return format_time(moment) if moment is not None else None
 
 
 def _time_or_none(text: str | None) -> datetime | None:
@@ -102,15 +146,177 @@ def _entry(row: RowMapping) -> LedgerEntry:
     )
 
 
-def _item_search(
-    *,
-    case: str | None = None,
-    officer: str | None = None,
-    recorder_serial: str | None = None,
-    flag: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> Any:
+def _key(row: RowMapping) -> KeyRecord:
+    return KeyRecord(
+        key_id=row["key_id"],
+        station=row["station"],
+        public_key=row["public_key"],
+        created_at=_time(row["created_at"]),
+        retired_at=_maybe_time(row["retired_at"]),
+    )
+
+
+def _recorder(row: RowMapping) -> Recorder:
+    return Recorder(
+        serial=row["serial"],
+        officer=row["officer"],
+        officer_id=row["officer_id"],
+        unit=row["unit"],
+        vendor=row["vendor"],
+        model=row["model"],
+        added_at=parse_time(row["added_at"]),
+        active=bool(row["active"]),
+        ledger_seq=int(row["ledger_seq"]),
+    )
+
+
+def _session(row: RowMapping) -> DockSession:
+    return DockSession(
+        id=int(row["id"]),
+        serial=row["serial"],
+        station=row["station"],
+        source=DockSource(row["source"]),
+        mountpoint=row["mountpoint"],
+        state=SessionState(row["state"]),
+        docked_at=_time(row["docked_at"]),
+        finished_at=_maybe_time(row["finished_at"]),
+        officer=row["officer"],
+        health=json.loads(row["health"] or "{}"),
+        files_seen=int(row["files_seen"]),
+        files_new=int(row["files_new"]),
+        files_known=int(row["files_known"]),
+        files_failed=int(row["files_failed"]),
+        bytes_copied=int(row["bytes_copied"]),
+        error=row["error"],
+        ledger_seq=row["ledger_seq"],
+        files_skipped=int(row["files_skipped"]),
+        skipped=json.loads(row["skipped"] or "{}"),
+        pid=row["pid"],
+        host=row["host"],
+        actor=row["actor"],
+    )
+
+
+def _acquisition(row: RowMapping) -> Acquisition:
+    return Acquisition(
+        id=int(row["id"]),
+        session_id=int(row["session_id"]),
+        serial=row["serial"],
+        path=row["path"],
+        path_hex=row["path_hex"],
+        size=int(row["size"]),
+        mtime_ns=int(row["mtime_ns"]),
+        state=AcquisitionState(row["state"]),
+        item=row["item"],
+        started_at=_time(row["started_at"]),
+        finished_at=_maybe_time(row["finished_at"]),
+        error=row["error"],
+        wiped_at=_maybe_time(row["wiped_at"]),
+        ledger_seq=row["ledger_seq"],
+    )
+
+
+def _item(row: RowMapping) -> Item:
+    return Item(
+        sha256=row["sha256"],
+        size=int(row["size"]),
+        stored_at=_time(row["stored_at"]),
+        station=row["station"],
+        recorder=row["recorder"],
+        officer=row["officer"],
+        original_name=row["original_name"],
+        recorded_start=_time(row["recorded_start"]),
+        recorded_end=_time(row["recorded_end"]),
+        time_source=TimeSource(row["time_source"]),
+        duration=row["duration"],
+        media=json.loads(row["media"] or "{}"),
+        ingest_deadline=_time(row["ingest_deadline"]),
+        label_deadline=_time(row["label_deadline"]),
+        replication_deadline=_time(row["replication_deadline"]),
+        retention_class=RetentionClass(row["retention_class"] or RetentionClass.ROUTINE),
+        retain_until=_maybe_time(row["retain_until"]),
+        hold=bool(row["hold"]),
+        local_present=bool(row["local_present"]),
+        ledger_seq=int(row["ledger_seq"]),
+    )
+
+
+def _listed(row: RowMapping) -> ListedItem:
+    return ListedItem(
+        item=_item(row), case=row["case_no"], party=row["party"], label_officer=row["label_officer"]
+    )
+
+
+def _label(row: RowMapping) -> Label:
+    return Label(
+        id=int(row["id"]),
+        item=row["item"],
+        case=row["case_no"],
+        party=row["party"],
+        officer=row["officer"],
+        categories=tuple(json.loads(row["categories"])) if row["categories"] else (),
+        by=row["by"],
+        at=_time(row["at"]),
+        ledger_seq=int(row["ledger_seq"]),
+    )
+
+
+def _flag(row: RowMapping) -> FlagRecord:
+    return FlagRecord(
+        id=int(row["id"]),
+        item=row["item"],
+        flag=Flag(row["flag"]),
+        set_at=_time(row["set_at"]),
+        detail=row["detail"],
+        ledger_seq=int(row["ledger_seq"]),
+    )
+
+
+def _justification(row: RowMapping) -> Justification:
+    return Justification(
+        id=int(row["id"]),
+        item=row["item"],
+        flag=Flag(row["flag"]),
+        reason=row["reason"],
+        by=row["by"],
+        at=_time(row["at"]),
+        ledger_seq=int(row["ledger_seq"]),
+    )
+
+
+def _replica(row: RowMapping) -> Replica:
+    return Replica(
+        item=row["item"],
+        target=row["target"],
+        state=ReplicaState(row["state"]),
+        key=row["key"],
+        size=row["size"],
+        remote_sha256=row["remote_sha256"],
+        retain_until=_maybe_time(row["retain_until"]),
+        hold=bool(row["hold"]),
+        attempts=int(row["attempts"]),
+        last_error=row["last_error"],
+        updated_at=_time(row["updated_at"]),
+        verified_at=_maybe_time(row["verified_at"]),
+        ledger_seq=row["ledger_seq"],
+        proven_at=_maybe_time(row["proven_at"]),
+        location=row["location"] or "",
+        rewrite=bool(row["rewrite"]),
+        bad_versions=tuple((row["bad_versions"] or "").split()),
+    )
+
+
+def _checkpoint(row: RowMapping) -> Checkpoint:
+    return Checkpoint(
+        target=row["target"],
+        name=row["name"],
+        seq=int(row["seq"]),
+        head_hash=row["head_hash"],
+        at=_time(row["at"]),
+    )
+
+
+def _item_search(wanted: ItemFilter) -> Any:
     # The current label, looked up per item on its index: a list of every item's latest
     # label in an IN (...) is built again for every row SQLite joins.
     current = labels.alias("current")
@@ -123,23 +329,25 @@ def _item_search(
         .select_from(items.outerjoin(current, current.c.id == latest))
         .order_by(items.c.recorded_start, items.c.sha256)
     )
-    if case is not None:
-        query = query.where(current.c.case_no == case)
-    if officer is not None:
+    if wanted.case is not None:
+        query = query.where(current.c.case_no == wanted.case)
+    if wanted.officer is not None:
         query = query.where(
             or_(
-                current.c.officer == officer,
-                and_(current.c.officer.is_(None), items.c.officer == officer),
+                current.c.officer == wanted.officer,
+                and_(current.c.officer.is_(None), items.c.officer == wanted.officer),
             )
         )
-    if recorder_serial is not None:
-        query = query.where(items.c.recorder == recorder_serial)
-    if flag is not None:
-        query = query.where(items.c.sha256.in_(select(flags.c.item).where(flags.c.flag == flag)))
-    if since is not None:
-        query = query.where(items.c.recorded_start >= format_time(since))
-    if until is not None:
-        query = query.where(items.c.recorded_start < format_time(until))
+    if wanted.recorder_serial is not None:
+        query = query.where(items.c.recorder == wanted.recorder_serial)
+    if wanted.flag is not None:
+        query = query.where(
+            items.c.sha256.in_(select(flags.c.item).where(flags.c.flag == str(wanted.flag)))
+        )
+    if wanted.since is not None:
+        query = query.where(items.c.recorded_start >= format_time(wanted.since))
+    if wanted.until is not None:
+        query = query.where(items.c.recorded_start < format_time(wanted.until))
     return query
 
 
@@ -149,7 +357,8 @@ LIST_BATCH = 1000
 
 class Tx:
     """One catalog transaction: every query ingestd makes, typed, over one connection. Opened by
-    ``Catalog.read()`` and ``Catalog.write()``; nothing outside the catalog sees SQL."""
+    ``Catalog.read()`` and ``Catalog.write()``, which hand it out as a ``ports.CatalogTx``;
+    nothing outside the catalog sees SQL or a row."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -241,8 +450,9 @@ class Tx:
             update(keys).where(keys.c.key_id == key_id).values(retired_at=format_time(at))
         )
 
-    def all_keys(self) -> list[RowMapping]:
-        return list(self.conn.execute(select(keys).order_by(keys.c.created_at)).mappings())
+    def all_keys(self) -> list[KeyRecord]:
+        rows = self.conn.execute(select(keys).order_by(keys.c.created_at)).mappings()
+        return [_key(row) for row in rows]
 
     # -- recorders ---------------------------------------------------------------------------------
 
@@ -251,17 +461,7 @@ class Tx:
         if active_only:
             query = query.where(recorders.c.active.is_(True))
         row = self.conn.execute(query).mappings().first()
-        if row is None:
-            return None
-        return Recorder(
-            serial=row["serial"],
-            officer=row["officer"],
-            officer_id=row["officer_id"],
-            unit=row["unit"],
-            vendor=row["vendor"],
-            model=row["model"],
-            added_at=parse_time(row["added_at"]),
-        )
+        return _recorder(row) if row is not None else None
 
     def upsert_recorder(self, rec: Recorder, *, at: datetime, ledger_seq: int) -> None:
         values = dict(
@@ -289,38 +489,166 @@ class Tx:
         )
         return done.rowcount > 0
 
-    def list_recorders(self, *, include_removed: bool = False) -> list[RowMapping]:
+    def list_recorders(self, *, include_removed: bool = False) -> list[Recorder]:
         query = select(recorders).order_by(recorders.c.serial)
         if not include_removed:
             query = query.where(recorders.c.active.is_(True))
-        return list(self.conn.execute(query).mappings())
+        return [_recorder(row) for row in self.conn.execute(query).mappings()]
 
     # -- dock sessions and acquisitions ---------------------------------------------------------
 
-    def open_session(self, **values: Any) -> int:
-        result = self.conn.execute(insert(dock_sessions), values)
+    def open_session(
+        self,
+        *,
+        serial: str,
+        station: str,
+        source: DockSource,
+        mountpoint: str,
+        state: SessionState,
+        docked_at: datetime,
+        actor: str,
+        ledger_seq: int,
+        health: Mapping[str, Any],
+        officer: str = "",
+        finished_at: datetime | None = None,
+        error: str = "",
+        pid: int | None = None,
+        host: str | None = None,
+    ) -> int:
+        """Record a dock session; returns its id. A session turned away is opened ended."""
+        result = self.conn.execute(
+            insert(dock_sessions),
+            {
+                "serial": serial,
+                "station": station,
+                "source": str(source),
+                "mountpoint": mountpoint,
+                "state": str(state),
+                "docked_at": format_time(docked_at),
+                "finished_at": _stamp(finished_at),
+                "officer": officer,
+                "health": _json(health),
+                "error": error,
+                "ledger_seq": ledger_seq,
+                "pid": pid,
+                "host": host,
+                "actor": actor,
+            },
+        )
         key = result.inserted_primary_key
         assert key is not None
         return int(key[0])
 
-    def update_session(self, session_id: int, **values: Any) -> None:
+    def session_skipped(self, session_id: int, *, by_kind: Mapping[str, int]) -> None:
+        """What the session's walk did not take, counted by kind."""
+        self._update(
+            dock_sessions.c.id,
+            session_id,
+            {"files_skipped": sum(by_kind.values()), "skipped": _json(by_kind)},
+        )
+
+    def close_session(
+        self,
+        session_id: int,
+        *,
+        state: SessionState,
+        finished_at: datetime,
+        files_seen: int,
+        files_new: int,
+        files_known: int,
+        files_failed: int,
+        bytes_copied: int,
+        error: str,
+        health: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A session's end, with what it did (and the dock's health, when it was measured)."""
+        values: dict[str, Any] = {
+            "state": str(state),
+            "finished_at": format_time(finished_at),
+            "files_seen": files_seen,
+            "files_new": files_new,
+            "files_known": files_known,
+            "files_failed": files_failed,
+            "bytes_copied": bytes_copied,
+            "error": error,
+        }
+        if health is not None:
+            values["health"] = _json(health)
         self._update(dock_sessions.c.id, session_id, values)
 
-    def session(self, session_id: int) -> RowMapping | None:
-        return (
+    def session(self, session_id: int) -> DockSession | None:
+        row = (
             self.conn.execute(select(dock_sessions).where(dock_sessions.c.id == session_id))
             .mappings()
             .first()
         )
+        return _session(row) if row is not None else None
 
-    def start_acquisition(self, **values: Any) -> int:
-        result = self.conn.execute(insert(acquisitions), values)
+    def start_acquisition(
+        self,
+        *,
+        session_id: int,
+        serial: str,
+        path: str,
+        path_hex: str,
+        size: int,
+        mtime_ns: int,
+        started_at: datetime,
+    ) -> int:
+        """A file is being copied off a recorder; returns the acquisition's id."""
+        result = self.conn.execute(
+            insert(acquisitions),
+            {
+                "session_id": session_id,
+                "serial": serial,
+                "path": path,
+                "path_hex": path_hex,
+                "size": size,
+                "mtime_ns": mtime_ns,
+                "state": str(AcquisitionState.COPYING),
+                "started_at": format_time(started_at),
+            },
+        )
         key = result.inserted_primary_key
         assert key is not None
         return int(key[0])
 
-    def finish_acquisition(self, acq_id: int, **values: Any) -> None:
-        self._update(acquisitions.c.id, acq_id, values)
+    def acquisition_stored(
+        self,
+        acq_id: int,
+        *,
+        state: AcquisitionState,
+        item: str,
+        size: int,
+        at: datetime,
+        ledger_seq: int,
+    ) -> None:
+        """The file's bytes are in the store (``stored`` or ``known``), as ``item``."""
+        self._update(
+            acquisitions.c.id,
+            acq_id,
+            {
+                "state": str(state),
+                "item": item,
+                "size": size,
+                "finished_at": format_time(at),
+                "ledger_seq": ledger_seq,
+            },
+        )
+
+    def acquisition_failed(
+        self, acq_id: int, *, state: AcquisitionState, error: str, at: datetime
+    ) -> None:
+        """The copy ended without the file's bytes stored (``failed`` or ``interrupted``)."""
+        self._update(
+            acquisitions.c.id,
+            acq_id,
+            {"state": str(state), "error": error, "finished_at": format_time(at)},
+        )
+
+    def acquisition_wiped(self, acq_id: int, at: datetime | None) -> None:
+        """When the file was wiped from the recorder (None: its wipe did not happen)."""
+        self._update(acquisitions.c.id, acq_id, {"wiped_at": _stamp(at)})
 
     def known_source(self, *, serial: str, path_hex: str, size: int, mtime_ns: int) -> str | None:
         """The item an identical source file (same recorder, path, size, time) was stored as."""
@@ -341,7 +669,8 @@ class Tx:
             row.id
             for row in self.conn.execute(
                 select(dock_sessions.c.id, dock_sessions.c.pid, dock_sessions.c.host).where(
-                    dock_sessions.c.station == station, dock_sessions.c.state == "running"
+                    dock_sessions.c.station == station,
+                    dock_sessions.c.state == str(SessionState.RUNNING),
                 )
             )
             if row.pid is None or row.host != host or not alive(int(row.pid))
@@ -350,40 +679,52 @@ class Tx:
             return 0, 0
         acqs = self.conn.execute(
             update(acquisitions)
-            .where(acquisitions.c.state == "copying", acquisitions.c.session_id.in_(abandoned))
-            .values(state="interrupted", finished_at=stamp, error="interrupted (process stopped)")
+            .where(
+                acquisitions.c.state == str(AcquisitionState.COPYING),
+                acquisitions.c.session_id.in_(abandoned),
+            )
+            .values(
+                state=str(AcquisitionState.INTERRUPTED),
+                finished_at=stamp,
+                error="interrupted (process stopped)",
+            )
         ).rowcount
         sessions = self.conn.execute(
             update(dock_sessions)
             .where(dock_sessions.c.id.in_(abandoned))
-            .values(state="interrupted", finished_at=stamp)
+            .values(state=str(SessionState.INTERRUPTED), finished_at=stamp)
         ).rowcount
         return sessions, acqs
 
-    def wipe_candidates(self, session_id: int) -> list[RowMapping]:
+    def wipe_candidates(self, session_id: int) -> list[Acquisition]:
         """A session's acquisitions whose bytes are stored and that are still on the recorder."""
-        return list(
-            self.conn.execute(
-                select(acquisitions)
-                .where(
-                    acquisitions.c.session_id == session_id,
-                    acquisitions.c.state.in_(("stored", "known")),
-                    acquisitions.c.item.is_not(None),
-                    acquisitions.c.wiped_at.is_(None),
-                )
-                .order_by(acquisitions.c.id)
-            ).mappings()
-        )
+        rows = self.conn.execute(
+            select(acquisitions)
+            .where(
+                acquisitions.c.session_id == session_id,
+                acquisitions.c.state.in_([str(s) for s in TAKEN]),
+                acquisitions.c.item.is_not(None),
+                acquisitions.c.wiped_at.is_(None),
+            )
+            .order_by(acquisitions.c.id)
+        ).mappings()
+        return [_acquisition(row) for row in rows]
 
-    def acquisitions_of(self, sha256: str) -> list[RowMapping]:
-        return list(
-            self.conn.execute(
-                select(acquisitions, dock_sessions.c.station, dock_sessions.c.docked_at)
-                .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
-                .where(acquisitions.c.item == sha256)
-                .order_by(acquisitions.c.id)
-            ).mappings()
-        )
+    def acquisitions_of(self, sha256: str) -> list[DockedAcquisition]:
+        rows = self.conn.execute(
+            select(acquisitions, dock_sessions.c.station, dock_sessions.c.docked_at)
+            .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
+            .where(acquisitions.c.item == sha256)
+            .order_by(acquisitions.c.id)
+        ).mappings()
+        return [
+            DockedAcquisition(
+                acquisition=_acquisition(row),
+                station=row["station"],
+                docked_at=_time(row["docked_at"]),
+            )
+            for row in rows
+        ]
 
     def recent_sessions(self, limit: int = 20, *, station: str) -> list[SessionSummary]:
         """``station``'s last ``limit`` dock sessions, the newest first."""
@@ -415,14 +756,52 @@ class Tx:
 
     # -- items -------------------------------------------------------------------------------------
 
-    def item(self, sha256: str) -> RowMapping | None:
-        return self.conn.execute(_ITEM, {"sha": sha256}).mappings().first()
+    def item(self, sha256: str) -> Item | None:
+        row = self.conn.execute(_ITEM, {"sha": sha256}).mappings().first()
+        return _item(row) if row is not None else None
 
-    def insert_item(self, **values: Any) -> None:
-        self.conn.execute(insert(items), values)
+    def insert_item(self, item: Item) -> None:
+        self.conn.execute(
+            insert(items),
+            {
+                "sha256": item.sha256,
+                "size": item.size,
+                "stored_at": format_time(item.stored_at),
+                "station": item.station,
+                "recorder": item.recorder,
+                "officer": item.officer,
+                "original_name": item.original_name,
+                "recorded_start": format_time(item.recorded_start),
+                "recorded_end": format_time(item.recorded_end),
+                "time_source": str(item.time_source),
+                "duration": item.duration,
+                "media": _json(item.media),
+                "ingest_deadline": format_time(item.ingest_deadline),
+                "label_deadline": format_time(item.label_deadline),
+                "replication_deadline": format_time(item.replication_deadline),
+                "retention_class": str(item.retention_class),
+                "retain_until": _stamp(item.retain_until),
+                "hold": item.hold,
+                "local_present": item.local_present,
+                "ledger_seq": item.ledger_seq,
+            },
+        )
 
-    def update_item(self, sha256: str, **values: Any) -> None:
-        self._update(items.c.sha256, sha256, values)
+    def set_retention(self, sha256: str, retention: Retention) -> None:
+        """The item's retention class, retain-until date and hold, as its entry states them."""
+        self._update(
+            items.c.sha256,
+            sha256,
+            {
+                "retention_class": str(retention.cls),
+                "retain_until": _stamp(retention.until),
+                "hold": retention.hold,
+            },
+        )
+
+    def set_local_present(self, sha256: str, present: bool) -> None:
+        """Whether the local store holds the item's bytes (False once evicted)."""
+        self._update(items.c.sha256, sha256, {"local_present": present})
 
     def resolve(self, ref: str) -> str:
         """A full SHA-256 or a unique prefix of at least 8 hex digits, to the item's SHA-256."""
@@ -440,60 +819,111 @@ class Tx:
             raise Ambiguous(f"{ref} matches more than one item; give more digits")
         return str(rows[0].sha256)
 
-    def item_flags(self, sha256: str) -> list[RowMapping]:
-        return list(self.conn.execute(_ITEM_FLAGS, {"sha": sha256}).mappings())
+    def item_flags(self, sha256: str) -> list[FlagRecord]:
+        return [_flag(row) for row in self.conn.execute(_ITEM_FLAGS, {"sha": sha256}).mappings()]
 
-    def has_flag(self, sha256: str, flag: str) -> bool:
-        return self.conn.execute(_HAS_FLAG, {"sha": sha256, "flag": flag}).first() is not None
+    def has_flag(self, sha256: str, flag: Flag) -> bool:
+        return self.conn.execute(_HAS_FLAG, {"sha": sha256, "flag": str(flag)}).first() is not None
 
-    def insert_flag(self, **values: Any) -> None:
-        self.conn.execute(insert(flags), values)
+    def insert_flag(
+        self, *, item: str, flag: Flag, set_at: datetime, detail: str, ledger_seq: int
+    ) -> None:
+        self.conn.execute(
+            insert(flags),
+            {
+                "item": item,
+                "flag": str(flag),
+                "set_at": format_time(set_at),
+                "detail": detail,
+                "ledger_seq": ledger_seq,
+            },
+        )
 
-    def current_label(self, sha256: str) -> RowMapping | None:
-        return (
+    def current_label(self, sha256: str) -> Label | None:
+        row = (
             self.conn.execute(
                 select(labels).where(labels.c.item == sha256).order_by(labels.c.id.desc()).limit(1)
             )
             .mappings()
             .first()
         )
+        return _label(row) if row is not None else None
 
-    def label_history(self, sha256: str) -> list[RowMapping]:
-        return list(
-            self.conn.execute(
-                select(labels).where(labels.c.item == sha256).order_by(labels.c.id)
-            ).mappings()
+    def label_history(self, sha256: str) -> list[Label]:
+        rows = self.conn.execute(
+            select(labels).where(labels.c.item == sha256).order_by(labels.c.id)
+        ).mappings()
+        return [_label(row) for row in rows]
+
+    def insert_label(
+        self,
+        *,
+        item: str,
+        case: str,
+        party: str,
+        officer: str,
+        categories: Sequence[str],
+        by: str,
+        at: datetime,
+        ledger_seq: int,
+    ) -> None:
+        self.conn.execute(
+            insert(labels),
+            {
+                "item": item,
+                "case_no": case,
+                "party": party,
+                "officer": officer,
+                "categories": json.dumps(list(categories)),
+                "by": by,
+                "at": format_time(at),
+                "ledger_seq": ledger_seq,
+            },
         )
 
-    def insert_label(self, **values: Any) -> None:
-        self.conn.execute(insert(labels), values)
-
-    def insert_justification(self, **values: Any) -> None:
-        self.conn.execute(insert(justifications), values)
-
-    def justifications_of(self, sha256: str) -> list[RowMapping]:
-        return list(
-            self.conn.execute(
-                select(justifications)
-                .where(justifications.c.item == sha256)
-                .order_by(justifications.c.id)
-            ).mappings()
+    def insert_justification(
+        self, *, item: str, flag: Flag, reason: str, by: str, at: datetime, ledger_seq: int
+    ) -> None:
+        self.conn.execute(
+            insert(justifications),
+            {
+                "item": item,
+                "flag": str(flag),
+                "reason": reason,
+                "by": by,
+                "at": format_time(at),
+                "ledger_seq": ledger_seq,
+            },
         )
 
-    def search_items(self, *, limit: int | None = None, **filters: Any) -> list[RowMapping]:
-        """Items with their current label. Dates filter on the recorded start."""
-        query = _item_search(**filters)
+    def justifications_of(self, sha256: str) -> list[Justification]:
+        rows = self.conn.execute(
+            select(justifications)
+            .where(justifications.c.item == sha256)
+            .order_by(justifications.c.id)
+        ).mappings()
+        return [_justification(row) for row in rows]
+
+    def search_items(
+        self, wanted: ItemFilter | None = None, *, limit: int | None = None
+    ) -> list[ListedItem]:
+        """Items with their current label, in the order of their recorded start."""
+        query = _item_search(wanted or ItemFilter())
         if limit is not None:
             query = query.limit(limit)
-        return list(self.conn.execute(query).mappings())
+        return [_listed(row) for row in self.conn.execute(query).mappings()]
 
     def iter_item_batches(
-        self, *, limit: int | None = None, batch: int = LIST_BATCH, **filters: Any
-    ) -> Iterator[list[RowMapping]]:
+        self,
+        wanted: ItemFilter | None = None,
+        *,
+        limit: int | None = None,
+        batch: int = LIST_BATCH,
+    ) -> Iterator[list[ListedItem]]:
         """:func:`search_items` in batches, in the same order, in constant memory: each batch
         starts after the last (recorded_start, sha256) of the one before (keyset pagination, on
         an index), so no batch costs more than the first."""
-        base = _item_search(**filters)
+        base = _item_search(wanted or ItemFilter())
         after: tuple[str, str] | None = None
         left = limit
         while left is None or left > 0:
@@ -504,58 +934,68 @@ class Tx:
                 query = query.where(tuple_(items.c.recorded_start, items.c.sha256) > tuple_(*after))
             rows = list(self.conn.execute(query.limit(size)).mappings())
             if rows:
-                yield rows
+                yield [_listed(row) for row in rows]
             if len(rows) < size:
                 return
             after = (rows[-1]["recorded_start"], rows[-1]["sha256"])
             if left is not None:
                 left -= len(rows)
 
-    def flags_by_item(self, shas: Sequence[str] | None = None) -> dict[str, list[str]]:
+    def flags_by_item(self, shas: Sequence[str] | None = None) -> dict[str, list[Flag]]:
         query = select(flags.c.item, flags.c.flag).order_by(flags.c.id)
         if shas is not None:
             query = query.where(flags.c.item.in_(list(shas)))
-        out: dict[str, list[str]] = {}
+        out: dict[str, list[Flag]] = {}
         for row in self.conn.execute(query):
-            out.setdefault(row.item, []).append(row.flag)
+            out.setdefault(row.item, []).append(Flag(row.flag))
         return out
 
-    def flagged_items(self, wanted: Sequence[str]) -> list[RowMapping]:
-        return list(
-            self.conn.execute(
-                select(
-                    flags,
-                    items.c.recorded_start,
-                    items.c.recorded_end,
-                    items.c.stored_at,
-                    items.c.recorder,
-                    items.c.officer,
-                    items.c.original_name,
-                    items.c.ingest_deadline,
-                    items.c.label_deadline,
-                    items.c.replication_deadline,
-                )
-                .join(items, items.c.sha256 == flags.c.item)
-                .where(flags.c.flag.in_(list(wanted)))
-                .order_by(flags.c.set_at, flags.c.item)
-            ).mappings()
-        )
+    def flagged_items(self, wanted: Sequence[Flag]) -> list[FlaggedItem]:
+        """Every flag among ``wanted``, oldest first, with what a list of late items shows."""
+        rows = self.conn.execute(
+            select(
+                flags,
+                items.c.recorded_start,
+                items.c.recorded_end,
+                items.c.stored_at,
+                items.c.recorder,
+                items.c.officer,
+                items.c.original_name,
+            )
+            .join(items, items.c.sha256 == flags.c.item)
+            .where(flags.c.flag.in_([str(f) for f in wanted]))
+            .order_by(flags.c.set_at, flags.c.item)
+        ).mappings()
+        return [
+            FlaggedItem(
+                flag=_flag(row),
+                recorder=row["recorder"],
+                officer=row["officer"],
+                original_name=row["original_name"],
+                recorded_start=_time(row["recorded_start"]),
+                recorded_end=_time(row["recorded_end"]),
+                stored_at=_time(row["stored_at"]),
+            )
+            for row in rows
+        ]
 
     def justifications_by_flag(
-        self, wanted: Sequence[str]
-    ) -> dict[tuple[str, str], list[RowMapping]]:
-        """Every justification of an item for a flag it has, among ``wanted``, in one query."""
-        out: dict[tuple[str, str], list[RowMapping]] = {}
+        self, wanted: Sequence[Flag]
+    ) -> dict[tuple[str, Flag], list[Justification]]:
+        """Every justification of an item for a flag it has, among ``wanted``, in one query:
+        by (item, flag)."""
+        out: dict[tuple[str, Flag], list[Justification]] = {}
         for row in self.conn.execute(
             select(justifications)
             .join(
                 flags,
                 and_(flags.c.item == justifications.c.item, flags.c.flag == justifications.c.flag),
             )
-            .where(flags.c.flag.in_(list(wanted)))
+            .where(flags.c.flag.in_([str(f) for f in wanted]))
             .order_by(justifications.c.id)
         ).mappings():
-            out.setdefault((row["item"], row["flag"]), []).append(row)
+            found = _justification(row)
+            out.setdefault((found.item, found.flag), []).append(found)
         return out
 
     def counts(self, *, station: str) -> Counts:
@@ -603,19 +1043,27 @@ class Tx:
             acquisitions=by_state,
         )
 
-    def items_needing_window_check(self) -> list[RowMapping]:
+    def items_needing_window_check(self) -> list[WindowCheck]:
         current = select(labels.c.item).distinct().subquery()
-        return list(
-            self.conn.execute(
-                select(
-                    items.c.sha256,
-                    items.c.stored_at,
-                    items.c.label_deadline,
-                    items.c.replication_deadline,
-                    current.c.item.label("labelled"),
-                ).select_from(items.outerjoin(current, current.c.item == items.c.sha256))
-            ).mappings()
-        )
+        rows = self.conn.execute(
+            select(
+                items.c.sha256,
+                items.c.stored_at,
+                items.c.label_deadline,
+                items.c.replication_deadline,
+                current.c.item.label("labelled"),
+            ).select_from(items.outerjoin(current, current.c.item == items.c.sha256))
+        ).mappings()
+        return [
+            WindowCheck(
+                sha256=row["sha256"],
+                stored_at=_time(row["stored_at"]),
+                label_deadline=_time(row["label_deadline"]),
+                replication_deadline=_time(row["replication_deadline"]),
+                labelled=row["labelled"] is not None,
+            )
+            for row in rows
+        ]
 
     def verified_targets(self, sha256: str) -> set[str]:
         """Targets that hold a copy counted as sent (its bytes may not have been read back)."""
@@ -623,7 +1071,7 @@ class Tx:
             row.target
             for row in self.conn.execute(
                 select(replicas.c.target).where(
-                    replicas.c.item == sha256, replicas.c.state == "verified"
+                    replicas.c.item == sha256, replicas.c.state == _VERIFIED
                 )
             )
         }
@@ -638,7 +1086,7 @@ class Tx:
             .join(items, items.c.sha256 == replicas.c.item)
             .where(
                 replicas.c.item == sha256,
-                replicas.c.state == "verified",
+                replicas.c.state == _VERIFIED,
                 replicas.c.proven_at.is_not(None),
                 replicas.c.rewrite.is_(False),
                 replicas.c.hold == items.c.hold,
@@ -663,7 +1111,7 @@ class Tx:
                 .where(
                     items.c.station == station,
                     replicas.c.target.in_(list(targets)),
-                    replicas.c.state == "verified",
+                    replicas.c.state == _VERIFIED,
                     or_(replicas.c.proven_at.is_(None), replicas.c.rewrite.is_(True)),
                 )
             )
@@ -716,7 +1164,7 @@ class Tx:
 
     def replication_queue(
         self, targets: Sequence[str], *, limit: int | None = None, station: str | None = None
-    ) -> list[RowMapping]:
+    ) -> list[Item]:
         """Local items that some of ``targets`` do not yet hold verified, oldest deadline first.
 
         ``station``: only that station's items (a catalog shared by many stations holds items
@@ -725,7 +1173,7 @@ class Tx:
             return []
         verified_everywhere = (
             select(replicas.c.item)
-            .where(replicas.c.state == "verified", replicas.c.target.in_(list(targets)))
+            .where(replicas.c.state == _VERIFIED, replicas.c.target.in_(list(targets)))
             .group_by(replicas.c.item)
             .having(func.count(func.distinct(replicas.c.target)) == len(set(targets)))
         )
@@ -738,27 +1186,28 @@ class Tx:
             query = query.where(items.c.station == station)
         if limit is not None:
             query = query.limit(limit)
-        return list(self.conn.execute(query).mappings())
+        return [_item(row) for row in self.conn.execute(query).mappings()]
 
-    def replica(self, sha256: str, target: str) -> RowMapping | None:
-        return (
+    def replica(self, sha256: str, target: str) -> Replica | None:
+        row = (
             self.conn.execute(
                 select(replicas).where(replicas.c.item == sha256, replicas.c.target == target)
             )
             .mappings()
             .first()
         )
+        return _replica(row) if row is not None else None
 
-    def replicas_of(self, sha256: str) -> dict[str, RowMapping]:
-        """The item's replica rows, by target."""
+    def replicas_of(self, sha256: str) -> dict[str, Replica]:
+        """The item's copies, by target."""
         return {
-            row["target"]: row
+            row["target"]: _replica(row)
             for row in self.conn.execute(
                 select(replicas).where(replicas.c.item == sha256)
             ).mappings()
         }
 
-    def upsert_replica(self, sha256: str, target: str, **values: Any) -> None:
+    def _upsert_replica(self, sha256: str, target: str, values: dict[str, Any]) -> None:
         done = self.conn.execute(
             update(replicas)
             .where(replicas.c.item == sha256, replicas.c.target == target)
@@ -767,12 +1216,98 @@ class Tx:
         if done.rowcount == 0:
             self.conn.execute(insert(replicas).values(item=sha256, target=target, **values))
 
+    def replica_uploading(self, sha256: str, target: str, *, attempts: int, at: datetime) -> None:
+        """A copy is being sent, for the ``attempts``-th time."""
+        self._upsert_replica(
+            sha256,
+            target,
+            {
+                "state": str(ReplicaState.UPLOADING),
+                "updated_at": format_time(at),
+                "attempts": attempts,
+            },
+        )
+
+    def replica_verified(
+        self,
+        sha256: str,
+        target: str,
+        *,
+        key: str,
+        size: int,
+        remote_sha256: str | None,
+        retain_until: datetime | None,
+        hold: bool,
+        location: str,
+        read_back: bool,
+        at: datetime,
+        ledger_seq: int,
+    ) -> None:
+        """The target's answer matched: the copy counts as sent, and as proven (so that copies
+        elsewhere may go) only if it was read back."""
+        proof: dict[str, Any] = (
+            {"proven_at": format_time(at), "rewrite": False} if read_back else {"proven_at": None}
+        )
+        self._upsert_replica(
+            sha256,
+            target,
+            {
+                "state": _VERIFIED,
+                "key": key,
+                "size": size,
+                "remote_sha256": remote_sha256,
+                "last_error": "",
+                "updated_at": format_time(at),
+                "verified_at": format_time(at),
+                "ledger_seq": ledger_seq,
+                "retain_until": _stamp(retain_until),
+                "hold": hold,
+                "location": location,
+                **proof,
+            },
+        )
+
+    def replica_failed(self, sha256: str, target: str, *, error: str, at: datetime) -> None:
+        """The copy could not be sent (it is tried again at the next run)."""
+        self._upsert_replica(
+            sha256,
+            target,
+            {"state": str(ReplicaState.FAILED), "last_error": error, "updated_at": format_time(at)},
+        )
+
+    def replica_locked(
+        self, sha256: str, target: str, *, retain_until: datetime | None, hold: bool, at: datetime
+    ) -> None:
+        """The copy's lock was raised (or its hold changed) on the target."""
+        self._upsert_replica(
+            sha256,
+            target,
+            {
+                "retain_until": _stamp(retain_until),
+                "hold": hold,
+                "last_error": "",
+                "updated_at": format_time(at),
+            },
+        )
+
+    def replica_lock_failed(self, sha256: str, target: str, *, error: str, at: datetime) -> None:
+        """The copy's lock could not be raised: kept as its last error, tried again later."""
+        self._upsert_replica(sha256, target, {"last_error": error, "updated_at": format_time(at)})
+
+    def replica_proven(self, sha256: str, target: str, *, at: datetime) -> None:
+        """The copy was read back and hashed to the item."""
+        self._upsert_replica(
+            sha256, target, {"proven_at": format_time(at), "updated_at": format_time(at)}
+        )
+
     def interrupt_uploads(self, at: datetime) -> int:
         """At start: uploads a crash left 'uploading' are queued again (they restart cleanly)."""
         return self.conn.execute(
             update(replicas)
-            .where(replicas.c.state == "uploading")
-            .values(state="queued", last_error="interrupted", updated_at=format_time(at))
+            .where(replicas.c.state == str(ReplicaState.UPLOADING))
+            .values(
+                state=str(ReplicaState.QUEUED), last_error="interrupted", updated_at=format_time(at)
+            )
         ).rowcount
 
     def relocate_replicas(self, target: str, location: str, at: datetime, *, station: str) -> int:
@@ -793,7 +1328,10 @@ class Tx:
             update(replicas)
             .where(moved)
             .values(
-                state=case((replicas.c.state == "verified", "queued"), else_=replicas.c.state),
+                state=case(
+                    (replicas.c.state == _VERIFIED, str(ReplicaState.QUEUED)),
+                    else_=replicas.c.state,
+                ),
                 location=location,
                 proven_at=None,
                 updated_at=format_time(at),
@@ -807,18 +1345,20 @@ class Tx:
         """The copy does not hash to the item: it needs a new object, read back before it counts
         again; the bad version is remembered (its lock keeps it for investigation)."""
         row = self.replica(sha256, target)
-        bad = (row["bad_versions"] if row else "").split()
+        bad = list(row.bad_versions if row else ())
         if version_id and version_id not in bad:
             bad.append(version_id)
-        self.upsert_replica(
+        self._upsert_replica(
             sha256,
             target,
-            state="mismatch",
-            rewrite=True,
-            proven_at=None,
-            bad_versions=" ".join(bad),
-            last_error=error[:2000],
-            updated_at=format_time(at),
+            {
+                "state": str(ReplicaState.MISMATCH),
+                "rewrite": True,
+                "proven_at": None,
+                "bad_versions": " ".join(bad),
+                "last_error": error[:2000],
+                "updated_at": format_time(at),
+            },
         )
 
     def target_identity(self, target: str, location: str) -> str | None:
@@ -960,13 +1500,25 @@ class Tx:
             )
         return out
 
-    def add_checkpoint(self, **values: Any) -> None:
-        self.conn.execute(insert(checkpoints), values)
+    def add_checkpoint(
+        self, *, target: str, name: str, seq: int, head_hash: str, at: datetime
+    ) -> None:
+        """A checkpoint was sent to ``target``."""
+        self.conn.execute(
+            insert(checkpoints),
+            {
+                "target": target,
+                "name": name,
+                "seq": seq,
+                "head_hash": head_hash,
+                "at": format_time(at),
+            },
+        )
 
-    def last_checkpoint(self, target: str, *, station: str) -> RowMapping | None:
+    def last_checkpoint(self, target: str, *, station: str) -> Checkpoint | None:
         """The last checkpoint ``station`` sent to ``target`` (a shared catalog holds every
         station's: they are named after their station)."""
-        return (
+        row = (
             self.conn.execute(
                 select(checkpoints)
                 .where(
@@ -979,9 +1531,11 @@ class Tx:
             .mappings()
             .first()
         )
+        return _checkpoint(row) if row is not None else None
 
-    def newest_checkpoint_seen(self, *, station: str, target: str) -> RowMapping | None:
-        return (
+    def newest_checkpoint_seen(self, *, station: str, target: str) -> Checkpoint | None:
+        """The newest checkpoint of ``station`` known to be on ``target``."""
+        row = (
             self.conn.execute(
                 select(checkpoints_seen).where(
                     checkpoints_seen.c.station == station, checkpoints_seen.c.target == target
@@ -990,6 +1544,7 @@ class Tx:
             .mappings()
             .first()
         )
+        return _checkpoint(row) if row is not None else None
 
     def remember_checkpoint(
         self, *, station: str, target: str, name: str, seq: int, head_hash: str, at: datetime
@@ -1001,7 +1556,7 @@ class Tx:
             self.conn.execute(
                 insert(checkpoints_seen), {"station": station, "target": target, **values}
             )
-        elif seq > int(known["seq"]):
+        elif seq > known.seq:
             self.conn.execute(
                 update(checkpoints_seen)
                 .where(checkpoints_seen.c.station == station, checkpoints_seen.c.target == target)

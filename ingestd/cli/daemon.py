@@ -8,6 +8,7 @@ import click
 
 from ..app.daemon import Daemon
 from ..app.jobs import run_job, standard_jobs
+from ..domain.records import SessionState
 from ..usecases.docking import scan_once
 from ..usecases.replicate import Replicator
 from .base import AppContext, cli, console, esc, pass_app, setup_logging
@@ -36,5 +37,5 @@ def run(app: AppContext, once: bool) -> None:
         console.print(f"recorder {esc(outcome.serial or '?')}: {outcome.state} "
                       f"{esc(outcome.error)}")
     failed = [j.name for j in standard_jobs(station) if not run_job(station, j)]
-    if failed or any(o.state == "failed" for o in outcomes):
+    if failed or any(o.state == SessionState.FAILED for o in outcomes):
         raise click.exceptions.Exit(1)

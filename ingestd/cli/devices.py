@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.table import Table
 
 from ..domain import text
+from ..domain.canonical import format_time
 from ..domain.models import Recorder
 from ..errors import UsageError
 from ..usecases import registry
@@ -71,7 +74,7 @@ def devices_list(app: AppContext, include_removed: bool, as_json: bool) -> None:
     """Registered recorders."""
     station = app.station()
     with station.catalog.read() as tx:
-        rows = [dict(r) for r in tx.list_recorders(include_removed=include_removed)]
+        rows = [_registered(r) for r in tx.list_recorders(include_removed=include_removed)]
     if as_json:
         print_json({"recorders": rows})
         return
@@ -81,3 +84,11 @@ def devices_list(app: AppContext, include_removed: bool, as_json: bool) -> None:
                       esc(f"{r['vendor']} {r['model']}".strip()), r["added_at"][:19],
                       "yes" if r["active"] else "no")
     console.print(table)
+
+
+def _registered(rec: Recorder) -> dict[str, Any]:
+    """A registered recorder as ``devices list --json`` shows it."""
+    return {"serial": rec.serial, "officer": rec.officer, "officer_id": rec.officer_id,
+            "unit": rec.unit, "vendor": rec.vendor, "model": rec.model,
+            "added_at": format_time(rec.added_at) if rec.added_at else None,
+            "active": rec.active, "ledger_seq": rec.ledger_seq}

@@ -16,6 +16,7 @@ from rich.progress import (
 
 from ..docks.walk import SourceFile
 from ..domain import text
+from ..domain.records import DockSource
 from ..errors import RecorderRefused
 from ..usecases.docking import identity_mismatch, serving
 from ..usecases.ingest import DockContext, Ingestor, IngestReport
@@ -45,7 +46,7 @@ def ingest_cmd(app: AppContext, mountpoint: Path, serial: str, actor: str,
     """Ingest one mounted recorder now: copy, hash, verify, sign, catalog."""
     station = app.station()
     ingestor = Ingestor(station)
-    ctx = DockContext(source="manual", actor=actor)
+    ctx = DockContext(source=DockSource.MANUAL, actor=actor)
     try:
         reason = identity_mismatch(station, mountpoint, serial)
         if reason:

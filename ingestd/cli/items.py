@@ -11,13 +11,23 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ..catalog import queries as q
+from ..catalog.queries import LIST_BATCH
 from ..domain import text
 from ..domain.canonical import format_time
 from ..domain.flags import REASONS, WINDOW_FLAGS, Flag
 from ..domain.models import EventKind
+from ..domain.records import (
+    DockedAcquisition,
+    FlagRecord,
+    Item,
+    ItemFilter,
+    Justification,
+    Label,
+    ListedItem,
+)
 from ..domain.status import ReplicaStats
 from ..errors import UsageError
+from ..ports import CatalogTx
 from ..usecases import casework
 from ..usecases.audit import describe_item
 from ..usecases.status import Dock
@@ -135,13 +145,13 @@ def _print_docks(docks: Sequence[Dock]) -> None:
                               f"{k} {n}" for k, n in s.skipped.items()))
 
 
-def _resolution(flag: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _resolution(flag: FlagRecord, history: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A flag stays; what resolved it is read from the ledger: for a damaged stored copy, the
     last ``repaired`` entry after the flag."""
-    if flag["flag"] != Flag.FIXITY_FAILED:
+    if flag.flag != Flag.FIXITY_FAILED:
         return None
     repairs = [h for h in history
-               if h["kind"] == EventKind.REPAIRED and h["seq"] > flag["ledger_seq"]]
+               if h["kind"] == EventKind.REPAIRED and h["seq"] > flag.ledger_seq]
     if not repairs:
         return None
     last = repairs[-1]
@@ -150,18 +160,74 @@ def _resolution(flag: dict[str, Any], history: list[dict[str, Any]]) -> dict[str
             "quarantined_to": last["data"].get("quarantined_to", "")}
 
 
-def _item_records(tx: Any, **filters: Any) -> Iterator[list[dict[str, Any]]]:
+def _stamp(moment: datetime | None) -> str | None:
+    return format_time(moment) if moment is not None else None
+
+
+def _listed(listed: ListedItem, flags: list[Flag]) -> dict[str, Any]:
+    """An item as ``items`` lists it."""
+    item = listed.item
+    return {
+        "sha256": item.sha256, "size": item.size, "recorder": item.recorder,
+        "officer": listed.officer, "case": listed.case, "party": listed.party,
+        "recorded_at": format_time(item.recorded_start),
+        "stored_at": format_time(item.stored_at), "name": item.original_name,
+        "flags": [str(f) for f in flags], "retention_class": str(item.retention_class),
+        "local": item.local_present, "station": item.station,
+    }
+
+
+def _item_records(tx: CatalogTx, wanted: ItemFilter, *,
+                  limit: int | None) -> Iterator[list[dict[str, Any]]]:
     """The listing's records, a batch at a time, each batch with its flags."""
-    for rows in tx.iter_item_batches(**filters):
-        flags = tx.flags_by_item([r["sha256"] for r in rows])
-        yield [{
-            "sha256": r["sha256"], "size": r["size"], "recorder": r["recorder"],
-            "officer": r["label_officer"] or r["officer"], "case": r["case_no"],
-            "party": r["party"], "recorded_at": r["recorded_start"], "stored_at": r["stored_at"],
-            "name": r["original_name"], "flags": flags.get(r["sha256"], []),
-            "retention_class": r["retention_class"], "local": bool(r["local_present"]),
-            "station": r["station"],
-        } for r in rows]
+    for page in tx.iter_item_batches(wanted, limit=limit):
+        flags = tx.flags_by_item([r.item.sha256 for r in page])
+        yield [_listed(r, flags.get(r.item.sha256, [])) for r in page]
+
+
+# What ``show --json`` says of an item's records: the catalog's own names for them.
+
+def _item_record(item: Item) -> dict[str, Any]:
+    return {
+        "sha256": item.sha256, "size": item.size, "stored_at": format_time(item.stored_at),
+        "station": item.station, "recorder": item.recorder, "officer": item.officer,
+        "original_name": item.original_name,
+        "recorded_start": format_time(item.recorded_start),
+        "recorded_end": format_time(item.recorded_end), "time_source": str(item.time_source),
+        "duration": item.duration, "media": item.media,
+        "ingest_deadline": format_time(item.ingest_deadline),
+        "label_deadline": format_time(item.label_deadline),
+        "replication_deadline": format_time(item.replication_deadline),
+        "retention_class": str(item.retention_class), "retain_until": _stamp(item.retain_until),
+        "hold": item.hold, "local_present": item.local_present, "ledger_seq": item.ledger_seq,
+    }
+
+
+def _label_record(label: Label) -> dict[str, Any]:
+    return {"id": label.id, "item": label.item, "case_no": label.case, "party": label.party,
+            "officer": label.officer, "categories": json.dumps(list(label.categories)),
+            "by": label.by, "at": format_time(label.at), "ledger_seq": label.ledger_seq}
+
+
+def _flag_record(flag: FlagRecord) -> dict[str, Any]:
+    return {"id": flag.id, "item": flag.item, "flag": str(flag.flag),
+            "set_at": format_time(flag.set_at), "detail": flag.detail,
+            "ledger_seq": flag.ledger_seq}
+
+
+def _acquisition_record(docked: DockedAcquisition) -> dict[str, Any]:
+    a = docked.acquisition
+    return {"id": a.id, "session_id": a.session_id, "serial": a.serial, "path": a.path,
+            "path_hex": a.path_hex, "size": a.size, "mtime_ns": a.mtime_ns,
+            "state": str(a.state), "item": a.item, "started_at": format_time(a.started_at),
+            "finished_at": _stamp(a.finished_at), "error": a.error,
+            "wiped_at": _stamp(a.wiped_at), "ledger_seq": a.ledger_seq,
+            "station": docked.station, "docked_at": format_time(docked.docked_at)}
+
+
+def _justification_record(just: Justification) -> dict[str, Any]:
+    return {"id": just.id, "item": just.item, "flag": str(just.flag), "reason": just.reason,
+            "by": just.by, "at": format_time(just.at), "ledger_seq": just.ledger_seq}
 
 
 _ITEM_HEADER = ("item", "station", "recorded", "officer", "case", "party", "size", "flags", "name")
@@ -191,10 +257,11 @@ def items(app: AppContext, case: str | None, officer: str | None,
     The list is read and written a page at a time: any number of items, in constant memory.
     """
     station = app.station(read_only=True)
-    filters = dict(case=case, officer=officer, recorder_serial=recorder_serial, flag=flag,
-                   since=_date(since, "--since"), until=_date(until, "--until"), limit=limit)
+    wanted = ItemFilter(case=case, officer=officer, recorder_serial=recorder_serial,
+                        flag=Flag(flag) if flag else None, since=_date(since, "--since"),
+                        until=_date(until, "--until"))
     with station.catalog.read() as tx:
-        pages = _item_records(tx, **filters)
+        pages = _item_records(tx, wanted, limit=limit)
         if as_json:
             print_json_list("items", (r for page in pages for r in page))
             return
@@ -211,19 +278,18 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
     station = app.station(read_only=True)
     with station.catalog.read() as tx:
         sha = tx.resolve(item)
-        row = dict(tx.item(sha) or {})
-        labels = [dict(r) for r in tx.label_history(sha)]
-        flags = [dict(r) for r in tx.item_flags(sha)]
-        acqs = [dict(r) for r in tx.acquisitions_of(sha)]
-        justs = [dict(r) for r in tx.justifications_of(sha)]
+        found = tx.item(sha)
+        labels = [_label_record(r) for r in tx.label_history(sha)]
+        set_flags = tx.item_flags(sha)
+        acqs = [_acquisition_record(r) for r in tx.acquisitions_of(sha)]
+        justs = [_justification_record(r) for r in tx.justifications_of(sha)]
         history: list[dict[str, Any]] = [
                    {"seq": e.seq, "at": e.at.isoformat(), "kind": e.kind, "actor": e.actor,
                     "station": e.station, "data": e.data, "entry_hash": e.entry_hash,
                     "key_id": e.key_id} for e in tx.iter_entries(item=sha)]
     summary = describe_item(station, sha)
-    for f in flags:
-        f["resolution"] = _resolution(f, history)
-    row["media"] = json.loads(row.get("media") or "{}")
+    flags = [{**_flag_record(f), "resolution": _resolution(f, history)} for f in set_flags]
+    row = _item_record(found) if found is not None else {"media": {}}
     info = {"item": summary, "record": row, "labels": labels, "flags": flags,
             "acquisitions": acqs, "justifications": justs, "history": history}
     if as_json:
@@ -268,23 +334,26 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
 def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -> None:
     """Items that missed a window (ingest, label, replication) or whose time is doubtful."""
     station = app.station(read_only=True)
-    wanted = [only] if only else [f.value for f in Flag] if all_flags else [
-        f.value for f in (*WINDOW_FLAGS, Flag.CLOCK_UNSET, Flag.CLOCK_SKEW)]
+    wanted = [Flag(only)] if only else list(Flag) if all_flags else [
+        *WINDOW_FLAGS, Flag.CLOCK_UNSET, Flag.CLOCK_SKEW]
     with station.catalog.read() as tx:
-        rows = [dict(r) for r in tx.flagged_items(wanted)]
-        justs = {key: [{"by": j["by"], "reason": j["reason"], "at": j["at"]} for j in found]
+        rows = tx.flagged_items(wanted)
+        justs = {key: [{"by": j.by, "reason": j.reason, "at": format_time(j.at)}
+                       for j in found]
                  for key, found in tx.justifications_by_flag(wanted).items()}
     grouped: dict[str, dict[str, Any]] = {}
     for r in rows:
-        entry = grouped.setdefault(r["item"], {
-            "sha256": r["item"], "recorder": r["recorder"], "officer": r["officer"],
-            "name": r["original_name"], "recorded_end": r["recorded_end"],
-            "stored_at": r["stored_at"], "flags": [], "reasons": [], "justifications": []})
-        entry["flags"].append(r["flag"])
-        entry["reasons"].append({"flag": r["flag"], "since": r["set_at"],
-                                 "reason": REASONS.get(Flag(r["flag"]), r["flag"]),
-                                 "detail": r["detail"]})
-        entry["justifications"].extend(justs.get((r["item"], r["flag"]), []))
+        flag = r.flag
+        entry = grouped.setdefault(flag.item, {
+            "sha256": flag.item, "recorder": r.recorder, "officer": r.officer,
+            "name": r.original_name, "recorded_end": format_time(r.recorded_end),
+            "stored_at": format_time(r.stored_at), "flags": [], "reasons": [],
+            "justifications": []})
+        entry["flags"].append(str(flag.flag))
+        entry["reasons"].append({"flag": str(flag.flag), "since": format_time(flag.set_at),
+                                 "reason": REASONS.get(flag.flag, str(flag.flag)),
+                                 "detail": flag.detail})
+        entry["justifications"].extend(justs.get((flag.item, flag.flag), []))
     result = list(grouped.values())
     if as_json:
         print_json(result)
@@ -297,8 +366,8 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
 
     # Plain rows, a page at a time, the reasons last and whole: a bureau's backlog is long.
     print_rows(("item", "flags", "officer", "name", "why"),
-               ([cells(e) for e in result[i:i + q.LIST_BATCH]]
-                for i in range(0, len(result), q.LIST_BATCH)))
+               ([cells(e) for e in result[i:i + LIST_BATCH]]
+                for i in range(0, len(result), LIST_BATCH)))
     console.print(f"{len(result)} items")
 
 

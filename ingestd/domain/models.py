@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -46,14 +46,6 @@ class EventKind(StrEnum):
     TIME_RULE = "time_rule"
 
 
-class AcquisitionState(StrEnum):
-    COPYING = "copying"
-    STORED = "stored"  # new bytes, verified in the store
-    KNOWN = "known"  # bytes already stored; nothing copied twice
-    INTERRUPTED = "interrupted"  # the copy did not finish (pulled out, killed); redone at next dock
-    FAILED = "failed"  # could not be read; the reason is kept
-
-
 class RetentionClass(StrEnum):
     ROUTINE = "routine"
     EVIDENCE = "evidence"
@@ -68,7 +60,9 @@ class Recorder:
     unit: str = ""
     vendor: str = ""
     model: str = ""
-    added_at: datetime | None = None
+    added_at: datetime | None = None  # set by the catalog when it is first registered
+    active: bool = True  # False: taken out of the registry (its history stays)
+    ledger_seq: int | None = None  # the registry entry that backs the catalog's row
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,15 +107,6 @@ class RecordedTime:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Label:
-    case: str
-    party: str
-    officer: str
-    by: str
-    at: datetime
-
-
-@dataclass(frozen=True, kw_only=True)
 class LedgerEntry:
     """One custody event. ``body`` is what is hashed; ``signature`` signs ``entry_hash``."""
 
@@ -136,4 +121,3 @@ class LedgerEntry:
     key_id: str
     entry_hash: str = ""
     signature: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)

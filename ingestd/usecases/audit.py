@@ -16,6 +16,7 @@ from ..docks.walk import open_regular
 from ..domain.canonical import canonical_bytes, format_time, sha256_hex
 from ..domain.flags import Flag
 from ..domain.models import EventKind, is_sha256
+from ..domain.records import Item, ReplicaState
 from ..errors import NotRegularFile, ObjectDamaged, ReplicaMismatch, TargetError, UsageError
 from ..integrity.hashing import hash_fd
 from ..integrity.ledger import body_of
@@ -55,22 +56,24 @@ class Verdict:
 
 
 def describe_item(station: Station, sha: str) -> dict[str, Any] | None:
+    """What ``verify`` and ``show`` say of an item (None: no item has this SHA-256)."""
     with station.catalog.read() as tx:
-        row = tx.item(sha)
-        if row is None:
+        item = tx.item(sha)
+        if item is None:
             return None
         current = tx.current_label(sha)
-        flags = [f["flag"] for f in tx.item_flags(sha)]
+        flags = [str(f.flag) for f in tx.item_flags(sha)]
     return {
-        "sha256": sha, "size": row["size"], "recorder": row["recorder"],
-        "officer": current["officer"] if current else row["officer"],
-        "case": current["case_no"] if current else None,
-        "party": current["party"] if current else None,
-        "recorded_start": row["recorded_start"], "recorded_end": row["recorded_end"],
-        "stored_at": row["stored_at"], "station": row["station"],
-        "original_name": row["original_name"], "retention_class": row["retention_class"],
-        "retain_until": row["retain_until"], "hold": bool(row["hold"]),
-        "local": bool(row["local_present"]), "flags": flags,
+        "sha256": sha, "size": item.size, "recorder": item.recorder,
+        "officer": current.officer if current else item.officer,
+        "case": current.case if current else None,
+        "party": current.party if current else None,
+        "recorded_start": format_time(item.recorded_start),
+        "recorded_end": format_time(item.recorded_end),
+        "stored_at": format_time(item.stored_at), "station": item.station,
+        "original_name": item.original_name, "retention_class": str(item.retention_class),
+        "retain_until": format_time(item.retain_until) if item.retain_until else None,
+        "hold": item.hold, "local": item.local_present, "flags": flags,
     }
 
 
@@ -211,8 +214,8 @@ class AuditReport:
                 "failures": self.failures, "orphans": self.orphans}
 
 
-def _pick(station: Station, rows: list[dict[str, Any]], sample: int,
-          targets: Sequence[Target], rng: random.Random | None) -> list[dict[str, Any]]:
+def _pick(station: Station, rows: list[Item], sample: int,
+          targets: Sequence[Target], rng: random.Random | None) -> list[Item]:
     """A sample of ``rows``; off-site, every item with a copy not yet read back comes first,
     oldest first, whatever ``sample`` says: such a copy lets nothing go (no eviction, no wipe)
     until it is proven, so proving them is a queue to empty, not a sample to draw. The sample
@@ -222,8 +225,8 @@ def _pick(station: Station, rows: list[dict[str, Any]], sample: int,
         with station.catalog.read() as tx:
             unproven = tx.items_with_unproven_copies(
                 station=station.name, targets=[t.name for t in targets])
-    first = sorted((r for r in rows if r["sha256"] in unproven), key=lambda r: r["stored_at"])
-    rest = [r for r in rows if r["sha256"] not in unproven]
+    first = sorted((r for r in rows if r.sha256 in unproven), key=lambda r: r.stored_at)
+    rest = [r for r in rows if r.sha256 not in unproven]
     return first + (rng or random.Random()).sample(rest, min(sample, len(rest)))
 
 
@@ -247,38 +250,35 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
         except TargetError as exc:
             unusable[target.name] = exc.message
     with station.catalog.read() as tx:
-        every = [dict(r) for r in tx.search_items()]
+        every = [listed.item for listed in tx.search_items()]
     report = AuditReport()
     # Any item of the catalog names its object (on a shared catalog too): the rest are orphans.
-    audit_orphans(station, {r["sha256"] for r in every}, report=report, actor=actor)
+    audit_orphans(station, {r.sha256 for r in every}, report=report, actor=actor)
     with station.catalog.read() as tx:
         # This station's items only: on a shared catalog another station's items are in
         # that station's store, and their absence here is no damage.
-        rows = [r for r in every if r["station"] == station.name
-                and (r["local_present"] or targets)]
+        rows = [r for r in every if r.station == station.name and (r.local_present or targets)]
         damaged = {sha for sha, flags in tx.flags_by_item().items()
                    if Flag.DAMAGED_MEDIA in flags or Flag.EMPTY_FILE in flags}
     picked = rows if sample is None else _pick(station, rows, sample, targets, rng)
-    playable = [r["sha256"] for r in picked if r["sha256"] not in damaged and r["local_present"]]
+    playable = [r.sha256 for r in picked if r.sha256 not in damaged and r.local_present]
     to_decode = set(playable[:decode])
-    for row in picked:
+    for item in picked:
         report.checked += 1
-        result, problems = _audit_one(station, row, decode=row["sha256"] in to_decode,
+        result, problems = _audit_one(station, item, decode=item.sha256 in to_decode,
                                       targets=targets, unusable=unusable)
         report.decoded += "decode" in result
-        report.failures.extend({"sha256": row["sha256"], "problem": p} for p, _ in problems)
+        report.failures.extend({"sha256": item.sha256, "problem": p} for p, _ in problems)
         with station.custody.transaction() as tx:
             now = station.custody.now(tx)
             audited = station.custody.record(tx, kind=EventKind.AUDITED, actor=actor,
-                                             item=row["sha256"], data=result, at=now)
+                                             item=item.sha256, data=result, at=now)
             for name, found in result.get("offsite", {}).items():
                 if found == "ok":  # read back and hashed: proven, as the entry says
-                    tx.upsert_replica(row["sha256"], name,
-                                     proven_at=format_time(audited.at),
-                                     updated_at=format_time(audited.at))
+                    tx.replica_proven(item.sha256, name, at=audited.at)
             for problem, flag in problems:
                 if flag is not None:
-                    set_flag(station, tx, row["sha256"], flag, at=now, actor=actor,
+                    set_flag(station, tx, item.sha256, flag, at=now, actor=actor,
                              detail=problem)
     return report
 
@@ -362,15 +362,15 @@ def _quarantine_orphan(station: Station, name: str, size: int, problem: str, *,
 Problems = list[tuple[str, Flag | None]]  # what is wrong, and the flag it sets (if any)
 
 
-def _audit_one(station: Station, row: dict[str, Any], *, decode: bool,
+def _audit_one(station: Station, item: Item, *, decode: bool,
                targets: Sequence[Target], unusable: Mapping[str, str] | None = None,
                ) -> tuple[dict[str, Any], Problems]:
-    sha = row["sha256"]
+    sha = item.sha256
     result: dict[str, Any] = {}
     problems: Problems = []
-    if row["local_present"]:
+    if item.local_present:
         try:
-            station.store.verify(sha, row["size"])
+            station.store.verify(sha, item.size)
             result["fixity"] = "ok"
         except ObjectDamaged as exc:
             result["fixity"] = exc.message
@@ -392,8 +392,8 @@ def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
         rows = tx.replicas_of(sha)
     offsite: dict[str, str] = {}
     for target in targets:
-        row = rows.get(target.name)
-        if row is None or row["state"] != "verified" or row["location"] != target.location:
+        copy = rows.get(target.name)
+        if copy is None or copy.state != ReplicaState.VERIFIED or copy.location != target.location:
             continue
         try:
             if target.name in unusable:

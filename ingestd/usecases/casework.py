@@ -6,39 +6,46 @@ added on top, and the history stays.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..domain import policy, text
-from ..domain.canonical import format_time, parse_time
 from ..domain.flags import Flag
-from ..domain.models import EventKind
-from ..errors import UsageError
+from ..domain.models import EventKind, RetentionClass
+from ..domain.policy import Retention
+from ..domain.records import Item, Label, retention_data
+from ..errors import NotFound, UsageError
+from ..ports import CatalogTx
 from ..station import Station
 
 log = logging.getLogger(__name__)
 
 
-def _retention_update(station: Station, item: dict[str, Any], *, has_case: bool,
-                      categories: Sequence[str], hold: bool) -> dict[str, Any]:
+def _retention_update(station: Station, item: Item, *, has_case: bool,
+                      categories: Sequence[str], hold: bool) -> Retention:
     keep = policy.retention(
-        recorded_end=parse_time(str(item["recorded_end"])),
-        stored_at=parse_time(str(item["stored_at"])), has_case=has_case,
+        recorded_end=item.recorded_end, stored_at=item.stored_at, has_case=has_case,
         categories=categories, hold=hold, policy=station.settings.retention.policy(),
     )
-    old_until = item["retain_until"]
-    until = format_time(keep.until) if keep.until else None
+    old_until = item.retain_until
+    until = keep.until
     # The longest retention wins: never shorten what was granted before.
-    if until is not None and old_until is not None and str(old_until) > until:
-        until = str(old_until)
-    cls = str(keep.cls)
-    if old_until is None and item["retention_class"] == "long-term":
+    if until is not None and old_until is not None and old_until > until:
+        until = old_until
+    cls = keep.cls
+    if old_until is None and item.retention_class == RetentionClass.LONG_TERM:
         until = None
-        cls = "long-term"  # the class that never expires stays, as its date does
-    return {"retention_class": cls, "retain_until": until, "hold": keep.hold}
+        cls = RetentionClass.LONG_TERM  # the class that never expires stays, as its date does
+    return Retention(cls=cls, until=until, hold=keep.hold)
+
+
+def _item(tx: CatalogTx, sha: str) -> Item:
+    item = tx.item(sha)
+    if item is None:
+        raise NotFound(f"no item matches {sha}")
+    return item
 
 
 def require_text(field: str, value: str, *, limit: int) -> str:
@@ -57,7 +64,7 @@ class _Label:
     categories: tuple[str, ...]
 
 
-def _next_label(sha: str, item: Mapping[str, Any], current: Mapping[Any, Any] | None, *,
+def _next_label(sha: str, item: Item, current: Label | None, *,
                 case: str | None, party: str | None, officer: str | None,
                 categories: Sequence[str] | None) -> _Label:
     """The label an item gets: what was given, and for the rest the current label's fields.
@@ -69,18 +76,18 @@ def _next_label(sha: str, item: Mapping[str, Any], current: Mapping[Any, Any] | 
         if missing:
             raise UsageError(f"item {sha[:12]} has no label yet: its first label needs "
                              + " and ".join(missing))
-        who = officer or str(item["officer"] or "")
+        who = officer or item.officer
         if not who:
             raise UsageError(
                 f"item {sha[:12]} came from an unregistered recorder: give --officer")
         assert case is not None and party is not None
         return _Label(case=case, party=party, officer=who,
                       categories=tuple(sorted(categories or ())))
-    kept = json.loads(current["categories"]) if current["categories"] else []
-    return _Label(case=case if case is not None else str(current["case_no"]),
-                  party=party if party is not None else str(current["party"]),
-                  officer=officer if officer is not None else str(current["officer"]),
-                  categories=tuple(sorted(categories if categories is not None else kept)))
+    return _Label(case=case if case is not None else current.case,
+                  party=party if party is not None else current.party,
+                  officer=officer if officer is not None else current.officer,
+                  categories=tuple(sorted(categories if categories is not None
+                                          else current.categories)))
 
 
 def label(station: Station, refs: Sequence[str], *, case: str | None = None,
@@ -107,24 +114,24 @@ def label(station: Station, refs: Sequence[str], *, case: str | None = None,
     with station.custody.transaction() as tx:
         shas = [tx.resolve(ref) for ref in refs]
         for sha in shas:
-            item = dict(tx.item(sha) or {})
+            item = _item(tx, sha)
             new = _next_label(sha, item, tx.current_label(sha), case=case, party=party,
                               officer=officer, categories=categories)
-            hold = bool(item["hold"])
             retention = _retention_update(station, item, has_case=True,
-                                          categories=new.categories, hold=hold)
+                                          categories=new.categories, hold=item.hold)
+            stated = retention_data(retention)
             entry = station.custody.record(
                 tx, kind=EventKind.LABELLED, actor=actor, item=sha,
                 data={"case": new.case, "party": new.party, "officer": new.officer,
-                      "categories": list(new.categories), "retention": retention},
+                      "categories": list(new.categories), "retention": stated},
             )
-            tx.insert_label(item=sha, case_no=new.case, party=new.party,
-                           officer=new.officer, categories=json.dumps(list(new.categories)),
-                           by=actor, at=format_time(entry.at), ledger_seq=entry.seq)
-            tx.update_item(sha, **retention)
+            tx.insert_label(item=sha, case=new.case, party=new.party, officer=new.officer,
+                            categories=new.categories, by=actor, at=entry.at,
+                            ledger_seq=entry.seq)
+            tx.set_retention(sha, retention)
             out.append({"sha256": sha, "case": new.case, "party": new.party,
                         "officer": new.officer, "categories": list(new.categories),
-                        **retention})
+                        **stated})
     return out
 
 
@@ -137,17 +144,18 @@ def set_hold(station: Station, refs: Sequence[str], *, hold: bool, reason: str,
     out = []
     with station.custody.transaction() as tx:
         for sha in [tx.resolve(ref) for ref in refs]:
-            item = dict(tx.item(sha) or {})
+            item = _item(tx, sha)
             current = tx.current_label(sha)
-            categories = json.loads(current["categories"]) if current else []
             retention = _retention_update(station, item, has_case=current is not None,
-                                          categories=categories, hold=hold)
+                                          categories=current.categories if current else (),
+                                          hold=hold)
+            stated = retention_data(retention)
             entry = station.custody.record(
                 tx, kind=EventKind.HELD if hold else EventKind.RELEASED, actor=actor,
-                item=sha, data={"reason": reason, "retention": retention},
+                item=sha, data={"reason": reason, "retention": stated},
             )
-            tx.update_item(sha, **retention)
-            out.append({"sha256": sha, "hold": hold, "seq": entry.seq, **retention})
+            tx.set_retention(sha, retention)
+            out.append({"sha256": sha, "hold": hold, "seq": entry.seq, **stated})
     return out
 
 
@@ -169,7 +177,7 @@ def justify(station: Station, refs: Sequence[str], *, flag: str, reason: str,
                 raise UsageError(f"item {sha[:12]} is not flagged {wanted}")
             entry = station.custody.record(tx, kind=EventKind.JUSTIFIED, actor=actor, item=sha,
                                            data={"flag": str(wanted), "reason": reason})
-            tx.insert_justification(item=sha, flag=str(wanted), reason=reason, by=actor,
-                                   at=format_time(entry.at), ledger_seq=entry.seq)
+            tx.insert_justification(item=sha, flag=wanted, reason=reason, by=actor,
+                                    at=entry.at, ledger_seq=entry.seq)
             out.append({"sha256": sha, "flag": str(wanted), "reason": reason, "by": actor})
     return out

@@ -20,20 +20,19 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..catalog.queries import Tx
 from ..docks import mounts, wipe
 from ..docks.udev import wait_ready
 from ..docks.watch import FolderDock, WatchDockSource, clean_serial, read_identity
 from ..domain import text
-from ..domain.canonical import format_time
 from ..domain.docks import DockEvent
 from ..domain.models import EventKind
+from ..domain.records import Acquisition, DockSource, SessionState
 from ..errors import IngestdError, RecorderError, RecorderNotRegistered, RecorderRefused
 from ..integrity.hashing import hash_fd
+from ..ports import CatalogTx
 from ..station import Station
 from ..targets.factory import target_locations
 from .ingest import DockContext, Ingestor, IngestReport
@@ -51,7 +50,7 @@ LOW_SPACE = 0.05  # fraction of the recorder's storage still free
 @dataclass(kw_only=True)
 class Outcome:
     serial: str
-    state: str
+    state: SessionState
     report: IngestReport | None = None
     error: str = ""
     wiped: int = 0
@@ -254,7 +253,8 @@ class DockCoordinator:
                     outcome = job.run()
                 except Exception as exc:  # one recorder's failure must not stop the station
                     log.exception("dock %s failed", job.key)
-                    outcome = Outcome(serial=job.serial, state="failed", error=str(exc))
+                    outcome = Outcome(serial=job.serial, state=SessionState.FAILED,
+                                      error=str(exc))
                 with self._lock:
                     self.outcomes.append(outcome)
                     if not job.again or self.stop.is_set():
@@ -262,7 +262,7 @@ class DockCoordinator:
                     job.again = False
         except BaseException:  # an abort (second stop signal): the session says interrupted
             with self._lock:
-                self.outcomes.append(Outcome(serial=job.serial, state="interrupted",
+                self.outcomes.append(Outcome(serial=job.serial, state=SessionState.INTERRUPTED,
                                              error="aborted"))
             raise
         finally:
@@ -286,11 +286,11 @@ class DockCoordinator:
 
     def _ingest_folder(self, dock: FolderDock) -> Outcome:
         path = dock.path
-        ctx = DockContext(source="watch", actor="ingestd", health=folder_health(path),
+        ctx = DockContext(source=DockSource.WATCH, actor="ingestd", health=folder_health(path),
                           present=path.is_dir, abort=self.abort)
         if not dock.serial:
             self.ingestor.refuse("", mountpoint=path, ctx=ctx, reason=dock.problem)
-            return Outcome(serial="", state="refused", error=dock.problem)
+            return Outcome(serial="", state=SessionState.REFUSED, error=dock.problem)
         return self._session(dock.serial, path, ctx, writable=contextlib.nullcontext)
 
     # -- one recorder: udev block device -------------------------------------------------
@@ -306,11 +306,11 @@ class DockCoordinator:
             base_health["battery_percent"] = dev.battery_percent
         where = mounts.mount_point_for(self.settings.runtime_dir, serial or dev.devnode,
                                        partition=dev.fs_uuid or dev.devnode)
-        probe_ctx = DockContext(source="udev", health=base_health)
+        probe_ctx = DockContext(source=DockSource.UDEV, health=base_health)
         if not serial:
             self.ingestor.refuse("", mountpoint=where, ctx=probe_ctx,
                                  reason=f"{dev.devnode} reports no USB serial number")
-            return Outcome(serial="", state="refused", error="no serial")
+            return Outcome(serial="", state=SessionState.REFUSED, error="no serial")
         # A serial is the device's own word: one that cannot be stored as it is (too long, or
         # with control characters) is refused, shown escaped and cut short, never stored.
         problem = text.text_problem("its USB serial number", serial, limit=text.SERIAL_MAX)
@@ -318,23 +318,23 @@ class DockCoordinator:
             shown = text.printable(serial[:text.SERIAL_MAX])
             self.ingestor.refuse("", mountpoint=where, ctx=probe_ctx,
                                  reason=f"{dev.devnode}: {problem} ({shown})")
-            return Outcome(serial="", state="refused", error=problem)
+            return Outcome(serial="", state=SessionState.REFUSED, error=problem)
         try:
             self.ingestor.admit(serial, mountpoint=where, ctx=probe_ctx)
         except RecorderNotRegistered as exc:  # recorded already; never mounted
-            return Outcome(serial=serial, state="refused", error=exc.message)
+            return Outcome(serial=serial, state=SessionState.REFUSED, error=exc.message)
         try:
             mount = self._prepare_device(dev.devnode, dev.fs_type, where, base_health)
         except RecorderError as exc:
             self.ingestor.dock_failed(serial, mountpoint=where, ctx=probe_ctx, reason=exc.message)
-            return Outcome(serial=serial, state="failed", error=exc.message)
+            return Outcome(serial=serial, state=SessionState.FAILED, error=exc.message)
         with mount:
             use = mounts.usage(mount.path)
             base_health.update(total_bytes=use.total_bytes, free_bytes=use.free_bytes)
             blocked = self._wipe_blocked(base_health, mount)
             if blocked:
                 base_health["wipe_blocked"] = blocked
-            ctx = DockContext(source="udev", health=base_health,
+            ctx = DockContext(source=DockSource.UDEV, health=base_health,
                               present=lambda: os.path.exists(dev.devnode) and mount.mounted,
                               abort=self.abort)
 
@@ -384,7 +384,7 @@ class DockCoordinator:
                 return self._serve(serial, path, ctx, writable)
         except RecorderRefused as exc:
             self.ingestor.refuse(serial, mountpoint=path, ctx=ctx, reason=exc.message)
-            return Outcome(serial=serial, state="refused", error=exc.message)
+            return Outcome(serial=serial, state=SessionState.REFUSED, error=exc.message)
 
     def _serve(self, serial: str, path: Path, ctx: DockContext,
                writable: Callable[[], contextlib.AbstractContextManager[object]]) -> Outcome:
@@ -404,14 +404,14 @@ class DockCoordinator:
         try:
             report = self.ingestor.ingest(path, serial=serial, ctx=ctx, cancel=self.stop)
         except RecorderNotRegistered as exc:
-            return Outcome(serial=serial, state="refused", error=exc.message)
+            return Outcome(serial=serial, state=SessionState.REFUSED, error=exc.message)
         except IngestdError as exc:
             log.error("recorder %s: %s", serial, exc.message, extra={"event": "ingest_failed"})
-            return Outcome(serial=serial, state="failed", error=exc.message)
+            return Outcome(serial=serial, state=SessionState.FAILED, error=exc.message)
         for fault in finished.get("faults", []):
             log.warning("recorder %s fault: %s", serial, fault, extra={"event": "recorder_fault"})
         outcome = Outcome(serial=serial, state=report.state, report=report)
-        if report.state != "done" or self.settings.docks.wipe == "never":
+        if report.state != SessionState.DONE or self.settings.docks.wipe == "never":
             return outcome
         blocked = ctx.health.get("wipe_blocked")
         if blocked:
@@ -429,10 +429,11 @@ class DockCoordinator:
             session = tx.session(report.session_id)
         if session is None or not report.items:
             return None
-        docked = datetime.fromisoformat(session["docked_at"].replace("Z", "+00:00"))
-        newest = max(datetime.fromisoformat(i.recorded_at.replace("Z", "+00:00"))
-                     for i in report.items)
-        ahead = (newest - docked).total_seconds()
+        newest = max((i.recorded_at for i in report.items if i.recorded_at is not None),
+                     default=None)
+        if newest is None:
+            return None
+        ahead = (newest - session.docked_at).total_seconds()
         return ahead if ahead > self.settings.ingest.clock_tolerance.total_seconds() else None
 
     # -- wipe ----------------------------------------------------------------------------
@@ -448,12 +449,13 @@ class DockCoordinator:
             return 0
         assert report.session_id is not None
         with self.station.catalog.read() as tx:
-            eligible: list[dict[str, Any]] = []
-            for row in tx.wipe_candidates(report.session_id):
+            eligible: list[Acquisition] = []
+            for acq in tx.wipe_candidates(report.session_id):
+                assert acq.item is not None  # a wipe candidate's bytes are stored
                 if policy == "after-offsite-verify" and not required <= tx.proven_targets(
-                        row["item"], target_locations(self.settings)):
+                        acq.item, target_locations(self.settings)):
                     continue
-                eligible.append(dict(row))
+                eligible.append(acq)
         if not eligible:
             return 0
         wiped = 0
@@ -465,40 +467,40 @@ class DockCoordinator:
         log.info("wiped %d files from recorder %s", wiped, report.serial)
         return wiped
 
-    def _still_eligible(self, tx: Tx, sha: str) -> bool:
+    def _still_eligible(self, tx: CatalogTx, sha: str) -> bool:
         if self.settings.docks.wipe != "after-offsite-verify":
             return True
         required = {t.name for t in self.settings.targets if t.required}
         return required <= tx.proven_targets(sha, target_locations(self.settings))
 
-    def _wipe_one(self, root: Path, row: dict[str, Any]) -> int:
+    def _wipe_one(self, root: Path, acq: Acquisition) -> int:
         """Delete one file if what is there still hashes to its verified item.
 
         The file is renamed aside first and only the file at the aside name is hashed and
         deleted (see :mod:`ingestd.docks.wipe`): a file replaced or appended to after ingest,
         or reached through a folder swapped for a symbolic link, is never the one deleted."""
-        sha = row["item"]
+        assert acq.item is not None
         try:
-            self.station.store.verify(sha)
-            with wipe.folder_of(os.fsencode(root), bytes.fromhex(row["path_hex"])) as (dir_fd,
-                                                                                       name):
-                return self._wipe_in(dir_fd, name, row)
+            self.station.store.verify(acq.item)
+            with wipe.folder_of(os.fsencode(root), acq.raw_path) as (dir_fd, name):
+                return self._wipe_in(dir_fd, name, acq)
         except wipe.WipeRefused as exc:
-            log.warning("not wiping %s: %s", row["path"], exc)
+            log.warning("not wiping %s: %s", acq.path, exc)
         except (OSError, IngestdError) as exc:
-            log.error("not wiping %s: %s", row["path"], exc)
+            log.error("not wiping %s: %s", acq.path, exc)
         return 0
 
-    def _wipe_in(self, dir_fd: int, name: bytes, row: dict[str, Any]) -> int:
-        sha = row["item"]
-        facts = {"serial": row["serial"], "path": row["path"], "size": row["size"]}
+    def _wipe_in(self, dir_fd: int, name: bytes, acq: Acquisition) -> int:
+        sha = acq.item
+        assert sha is not None
+        facts = {"serial": acq.serial, "path": acq.path, "size": acq.size}
         try:
             aside = wipe.set_aside(dir_fd, name)
         except FileNotFoundError:
-            log.warning("not wiping %s: it is no longer on the recorder", row["path"])
+            log.warning("not wiping %s: it is no longer on the recorder", acq.path)
             return 0
         except OSError as exc:  # the recorder refuses changes (write-protected, read-only)
-            self._wipe_failed(row, facts, str(exc.strerror or exc))
+            self._wipe_failed(acq, facts, str(exc.strerror or exc))
             return 0
         try:
             fd = wipe.open_file(dir_fd, aside)
@@ -508,14 +510,14 @@ class DockCoordinator:
                 after = os.fstat(fd)
             finally:
                 os.close(fd)
-            unchanged = (digest.sha256 == sha and after.st_size == row["size"]
+            unchanged = (digest.sha256 == sha and after.st_size == acq.size
                          and wipe.same_file(before, after))
         except BaseException:
-            self._put_back(dir_fd, aside, name, row)
+            self._put_back(dir_fd, aside, name, acq)
             raise
         if not unchanged:
-            self._put_back(dir_fd, aside, name, row)
-            log.warning("not wiping %s: its bytes changed since ingest", row["path"])
+            self._put_back(dir_fd, aside, name, acq)
+            log.warning("not wiping %s: its bytes changed since ingest", acq.path)
             return 0
         # The ledger says so before the file goes: a stop between the two leaves a file that
         # the ledger calls wiped but that is still there (at its aside name, taken again at the
@@ -529,11 +531,11 @@ class DockCoordinator:
                 wiped = self.station.custody.record(
                     tx, kind=EventKind.WIPED, actor="ingestd", item=sha,
                     data={**facts, "policy": self.settings.docks.wipe})
-                tx.finish_acquisition(row["id"], wiped_at=format_time(wiped.at))
+                tx.acquisition_wiped(acq.id, wiped.at)
         except BaseException as exc:
-            self._put_back(dir_fd, aside, name, row)
+            self._put_back(dir_fd, aside, name, acq)
             if isinstance(exc, _NoLongerEligible):
-                log.warning("not wiping %s: its off-site copy is no longer proven", row["path"])
+                log.warning("not wiping %s: its off-site copy is no longer proven", acq.path)
                 return 0
             raise
         try:
@@ -542,27 +544,27 @@ class DockCoordinator:
                 raise OSError(errno.ESTALE, "the file changed while it was being wiped")
             wipe.unlink(dir_fd, aside)
         except OSError as exc:
-            self._put_back(dir_fd, aside, name, row)
-            self._wipe_failed(row, facts, str(exc.strerror or exc))
+            self._put_back(dir_fd, aside, name, acq)
+            self._wipe_failed(acq, facts, str(exc.strerror or exc))
             return 0
         return 1
 
-    def _put_back(self, dir_fd: int, aside: bytes, name: bytes, row: dict[str, Any]) -> None:
+    def _put_back(self, dir_fd: int, aside: bytes, name: bytes, acq: Acquisition) -> None:
         try:
             if wipe.put_back(dir_fd, aside, name):
                 return
-            log.error("recorder file %s stays at %s: its name was taken meanwhile", row["path"],
+            log.error("recorder file %s stays at %s: its name was taken meanwhile", acq.path,
                       os.fsdecode(aside))
         except OSError as exc:
-            log.error("recorder file %s stays at %s: %s", row["path"], os.fsdecode(aside), exc)
+            log.error("recorder file %s stays at %s: %s", acq.path, os.fsdecode(aside), exc)
 
-    def _wipe_failed(self, row: dict[str, Any], facts: dict[str, Any], error: str) -> None:
-        log.error("could not wipe %s: %s", row["path"], error)
+    def _wipe_failed(self, acq: Acquisition, facts: dict[str, Any], error: str) -> None:
+        log.error("could not wipe %s: %s", acq.path, error)
         with self.station.custody.transaction() as tx:
             self.station.custody.record(
-                tx, kind=EventKind.WIPE_FAILED, actor="ingestd", item=row["item"],
+                tx, kind=EventKind.WIPE_FAILED, actor="ingestd", item=acq.item,
                 data={**facts, "error": error})
-            tx.finish_acquisition(row["id"], wiped_at=None)
+            tx.acquisition_wiped(acq.id, None)
 
 
 def scan_once(station: Station, *, root: Path | None = None) -> list[Outcome]:

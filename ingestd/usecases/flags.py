@@ -6,10 +6,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from ..catalog.queries import Tx
-from ..domain.canonical import format_time
 from ..domain.flags import Flag
 from ..domain.models import EventKind
+from ..ports import CatalogTx
 from ..station import Station
 
 # Flags were logged by ingest's logger, wherever they were set: the JSON log's ``event``
@@ -17,7 +16,7 @@ from ..station import Station
 log = logging.getLogger("ingestd.usecases.ingest")
 
 
-def set_flag(station: Station, tx: Tx, sha: str, flag: Flag, *, at: datetime,
+def set_flag(station: Station, tx: CatalogTx, sha: str, flag: Flag, *, at: datetime,
              actor: str, detail: str) -> bool:
     """Set a flag once, in ``tx`` (a custody transaction); returns False when it was
     already set."""
@@ -25,7 +24,6 @@ def set_flag(station: Station, tx: Tx, sha: str, flag: Flag, *, at: datetime,
         return False
     entry = station.custody.record(tx, kind=EventKind.FLAGGED, actor=actor, item=sha,
                                    data={"flag": str(flag), "detail": detail}, at=at)
-    tx.insert_flag(item=sha, flag=str(flag), set_at=format_time(entry.at), detail=detail,
-                  ledger_seq=entry.seq)
+    tx.insert_flag(item=sha, flag=flag, set_at=entry.at, detail=detail, ledger_seq=entry.seq)
     log.warning("item %s flagged %s: %s", sha[:12], flag, detail)
     return True

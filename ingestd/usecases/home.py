@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from .. import config as config_mod
-from ..catalog.queries import Tx
 from ..custody import Clock
 from ..domain.models import EventKind
 from ..errors import IntegrityError
@@ -16,6 +15,7 @@ from ..integrity.hashing import fsync_dir
 from ..integrity.ledger import TIME_RULE_KEY, KeyChain
 from ..integrity.signing import PIN_NAME, PRIVATE_NAME, StationKey, write_pin
 from ..modes import DIR_MODE, FILE_MODE, make_dir, tighten, write_private
+from ..ports import CatalogTx
 from ..station import Station, system_clock
 from ..store import Store
 from .redating import redate
@@ -105,7 +105,7 @@ def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_
     return station_, done
 
 
-def _genesis_has_time_rule(tx: Tx, station: str) -> bool:
+def _genesis_has_time_rule(tx: CatalogTx, station: str) -> bool:
     return any(e.station == station and e.data.get(TIME_RULE_KEY)
                for e in tx.entries_of_kinds([EventKind.GENESIS]))
 

@@ -9,7 +9,6 @@ hashed but not copied again. Nothing on the recorder is ever written.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import socket
@@ -21,18 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..catalog.queries import Tx
 from ..docks.walk import SkipKind, Skipped, SourceFile, open_source, walk
 from ..domain import policy
 from ..domain.canonical import format_time
 from ..domain.flags import REASONS, Flag
-from ..domain.models import (
-    AcquisitionState,
-    EventKind,
-    MediaInfo,
-    RecordedTime,
-    Recorder,
-)
+from ..domain.models import EventKind, MediaInfo, RecordedTime, Recorder
+from ..domain.records import AcquisitionState, DockSource, Item, SessionState, retention_data
 from ..errors import (
     NotRegularFile,
     RecorderError,
@@ -43,6 +36,7 @@ from ..errors import (
 )
 from ..integrity.hashing import Digest, hash_fd
 from ..media import probe
+from ..ports import CatalogTx
 from ..station import Station
 from ..store import Repair
 from .flags import set_flag
@@ -68,20 +62,31 @@ class Copied:
     repaired: Repair | None = None  # the bytes replaced a damaged object
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class FileResult:
+    """What became of one file: its bytes stored (new, or known already), or not readable
+    (``failed``, and ``error`` says why)."""
+
     sha256: str
     path: str
     size: int
-    state: str
-    recorded_at: str
-    flags: list[str]
+    state: AcquisitionState
+    recorded_at: datetime | None
+    flags: list[Flag]
     new: bool
+    error: str = ""
+
+    @classmethod
+    def failed(cls, path: str, error: str) -> FileResult:
+        return cls(sha256="", path=path, size=0, state=AcquisitionState.FAILED,
+                   recorded_at=None, flags=[], new=False, error=error)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "sha256": self.sha256, "path": self.path, "size": self.size, "state": self.state,
-            "recorded_at": self.recorded_at, "flags": self.flags, "new": self.new,
+            "sha256": self.sha256, "path": self.path, "size": self.size,
+            "state": str(self.state),
+            "recorded_at": format_time(self.recorded_at) if self.recorded_at else None,
+            "flags": [str(f) for f in self.flags], "new": self.new,
         }
 
 
@@ -89,7 +94,7 @@ class FileResult:
 class IngestReport:
     serial: str
     session_id: int | None = None
-    state: str = "running"
+    state: SessionState = SessionState.RUNNING
     items: list[FileResult] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -97,7 +102,7 @@ class IngestReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "serial": self.serial, "session": self.session_id, "state": self.state,
+            "serial": self.serial, "session": self.session_id, "state": str(self.state),
             "items": [i.as_dict() for i in self.items], "errors": self.errors,
             "skipped": self.skipped, "skipped_by_kind": self.skipped_by_kind(),
             "bytes_copied": self.bytes_copied,
@@ -112,7 +117,7 @@ class IngestReport:
 
 @dataclass(frozen=True, kw_only=True)
 class DockContext:
-    source: str = "manual"  # manual | watch | udev
+    source: DockSource = DockSource.MANUAL
     actor: str = "ingestd"
     health: dict[str, Any] = field(default_factory=dict)
     #: Is the recorder still there? Asked after a read error, to tell "pulled out" from "bad file".
@@ -122,6 +127,20 @@ class DockContext:
     #: The dock's health once the files are read (read errors, clock, faults): saved with the
     #: session's end, so no one sees a finished session without it.
     health_after: Callable[[IngestReport], dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Session:
+    """One dock session being served: what each of its files is taken with."""
+
+    serial: str
+    recorder: Recorder | None  # None: an unregistered recorder, taken in unassigned
+    session_id: int
+    docked_at: datetime
+    dock: DockContext
+    report: IngestReport  # filled in as the files are taken
+    abort: threading.Event  # set: stop even in the middle of a file
+    progress: Progress | None
 
 
 class Ingestor:
@@ -157,29 +176,30 @@ class Ingestor:
 
     def refuse(self, serial: str, *, mountpoint: Path, ctx: DockContext, reason: str) -> None:
         """Record (ledger and dock sessions) that a recorder was turned away, and why."""
-        self._unserved(serial, mountpoint=mountpoint, ctx=ctx, reason=reason, state="refused")
+        self._unserved(serial, mountpoint=mountpoint, ctx=ctx, reason=reason,
+                       state=SessionState.REFUSED)
 
     def dock_failed(self, serial: str, *, mountpoint: Path, ctx: DockContext,
                     reason: str) -> None:
         """Record that a registered recorder could not be read at all (never ready, file
         system check impossible, mount refused): visible in status and the ledger."""
-        self._unserved(serial, mountpoint=mountpoint, ctx=ctx, reason=reason, state="failed")
+        self._unserved(serial, mountpoint=mountpoint, ctx=ctx, reason=reason,
+                       state=SessionState.FAILED)
 
     def _unserved(self, serial: str, *, mountpoint: Path, ctx: DockContext, reason: str,
-                  state: str) -> None:
-        kind = EventKind.RECORDER_REFUSED if state == "refused" else EventKind.DOCKED
+                  state: SessionState) -> None:
+        kind = EventKind.RECORDER_REFUSED if state == SessionState.REFUSED else EventKind.DOCKED
         with self.station.custody.transaction() as tx:
             entry = self.station.custody.record(
                 tx, kind=kind, actor=ctx.actor,
-                data={"serial": serial, "mountpoint": str(mountpoint), "source": ctx.source,
-                      "health": ctx.health, "reason": reason, "state": state},
+                data={"serial": serial, "mountpoint": str(mountpoint), "source": str(ctx.source),
+                      "health": ctx.health, "reason": reason, "state": str(state)},
             )
-            now = entry.at
             tx.open_session(
                 serial=serial, station=self.station.name, source=ctx.source,
-                mountpoint=str(mountpoint), state=state, docked_at=format_time(now),
-                finished_at=format_time(now), health=_json(ctx.health),
-                error=reason, ledger_seq=entry.seq, actor=ctx.actor,
+                mountpoint=str(mountpoint), state=state, docked_at=entry.at,
+                finished_at=entry.at, health=ctx.health, error=reason, ledger_seq=entry.seq,
+                actor=ctx.actor,
             )
         log.warning("%s recorder %r at %s: %s", state, serial, mountpoint, reason,
                     extra={"event": f"recorder_{state}"})
@@ -207,17 +227,21 @@ class Ingestor:
             entry = self.station.custody.record(
                 tx, kind=EventKind.DOCKED, actor=ctx.actor,
                 data={"serial": serial, "officer": rec.officer if rec else "",
-                      "source": ctx.source, "health": ctx.health,
+                      "source": str(ctx.source), "health": ctx.health,
                       "mountpoint": str(mountpoint)},
             )
-            docked_at = entry.at
             report.session_id = tx.open_session(
                 serial=serial, station=self.station.name, source=ctx.source,
-                mountpoint=str(mountpoint), state="running", docked_at=format_time(docked_at),
+                mountpoint=str(mountpoint), state=SessionState.RUNNING, docked_at=entry.at,
                 pid=os.getpid(), host=HOST,
-                officer=rec.officer if rec else "", health=_json(ctx.health),
+                officer=rec.officer if rec else "", health=ctx.health,
                 ledger_seq=entry.seq, actor=ctx.actor,
             )
+        # Ctrl-C on `ingestd ingest` reaches only this thread: abort the copies in hand too.
+        session = _Session(serial=serial, recorder=rec, session_id=report.session_id,
+                           docked_at=entry.at, dock=ctx, report=report,
+                           abort=ctx.abort if ctx.abort is not None else threading.Event(),
+                           progress=progress)
         files: list[SourceFile] = []
         # The recorder's identity file is read by ingestd itself (docks.identity_file): it is
         # no footage left behind.
@@ -236,32 +260,31 @@ class Ingestor:
             else:
                 files.append(found)
         if report.skipped:
-            self._record_skipped(report, ctx)
+            self._record_skipped(session)
         if progress:
             progress("start", None, sum(f.size for f in files))
         try:
-            self._files(files, rec=rec, serial=serial, report=report, docked_at=docked_at,
-                        ctx=ctx, cancel=cancel, progress=progress)
+            self._files(files, session, cancel=cancel)
         except RecorderGone as exc:
-            report.state = "interrupted"
+            report.state = SessionState.INTERRUPTED
             report.errors.append({"path": "", "error": exc.message})
             log.warning("recorder %s: %s", serial, exc.message, extra={"event": "recorder_gone"})
         except StoreError as exc:
-            report.state = "failed"
+            report.state = SessionState.FAILED
             report.errors.append({"path": "", "error": exc.message})
-            self._close(report, ctx)
+            self._close(session)
             raise
         except BaseException:
-            report.state = "interrupted"
-            self._close(report, ctx)
+            report.state = SessionState.INTERRUPTED
+            self._close(session)
             raise
-        self._close(report, ctx)
+        self._close(session)
         return report
 
-    def _record_skipped(self, report: IngestReport, ctx: DockContext) -> None:
+    def _record_skipped(self, session: _Session) -> None:
         """What the walk did not take, counted by kind in the session and in the ledger (with
         the first paths): footage left on a recorder must be seen before a window is missed."""
-        assert report.session_id is not None
+        report = session.report
         by_kind = report.skipped_by_kind()
         listed: list[dict[str, str]] = []
         chars = 0
@@ -272,36 +295,30 @@ class Ingestor:
             listed.append({"path": skip["path"], "kind": skip["kind"]})
         with self.station.custody.transaction() as tx:
             self.station.custody.record(
-                tx, kind=EventKind.SKIPPED, actor=ctx.actor,
-                data={"session": report.session_id, "serial": report.serial,
+                tx, kind=EventKind.SKIPPED, actor=session.dock.actor,
+                data={"session": session.session_id, "serial": report.serial,
                       "count": len(report.skipped), "by_kind": by_kind, "paths": listed,
                       "unlisted": len(report.skipped) - len(listed)},
                 at=self.station.clock(),
             )
-            tx.update_session(report.session_id, files_skipped=len(report.skipped),
-                             skipped=_json(by_kind))
+            tx.session_skipped(session.session_id, by_kind=by_kind)
         log.warning("recorder %s: %d files not taken (%s)", report.serial,
                     len(report.skipped), ", ".join(f"{k} {n}" for k, n in by_kind.items()),
                     extra={"event": "files_skipped"})
 
-    def _files(self, files: list[SourceFile], *, rec: Recorder | None, serial: str,
-               report: IngestReport, docked_at: datetime, ctx: DockContext,
-               cancel: threading.Event | None, progress: Progress | None) -> None:
+    def _files(self, files: list[SourceFile], session: _Session, *,
+               cancel: threading.Event | None) -> None:
         """Take ``files`` on up to ``ingest.parallel_files`` threads, so that one file's fsync,
         read-back and catalog commit overlap the next one's copy. A stop (``cancel``) lets the
         files in hand finish; a recorder pulled out, a store failure or an abort ends the
         session once the files in hand have ended. The report lists files in walk order."""
         batch = _Batch(files, cancel)
-        # Ctrl-C on `ingestd ingest` reaches only this thread: abort the copies in hand too.
-        abort = ctx.abort if ctx.abort is not None else threading.Event()
 
         def work() -> None:
             while (taken := batch.take()) is not None:
                 index, src = taken
                 try:
-                    batch.results[index] = self._one(
-                        src, rec=rec, serial=serial, report=report, docked_at=docked_at,
-                        ctx=ctx, abort=abort, progress=progress)
+                    batch.results[index] = self._one(src, session)
                 except BaseException as exc:  # noqa: BLE001 - raised again by the session
                     batch.fail(exc)
 
@@ -317,46 +334,41 @@ class Ingestor:
                 worker.join()
         except BaseException:
             batch.halt.set()
-            abort.set()
+            session.abort.set()
             for worker in workers:
                 worker.join()
             raise
         finally:
-            batch.report_into(report)
+            batch.report_into(session.report)
         if batch.failures:
             # A recorder pulled out is what the user must hear of, whatever else failed with it.
             gone = [exc for exc in batch.failures if isinstance(exc, RecorderGone)]
             raise (gone or batch.failures)[0]
-        report.state = "interrupted" if batch.stopped else "done"
+        session.report.state = SessionState.INTERRUPTED if batch.stopped else SessionState.DONE
 
-    def _close(self, report: IngestReport, ctx: DockContext) -> None:
-        assert report.session_id is not None
-        extra: dict[str, Any] = {}
-        if ctx.health_after is not None:
-            extra["health"] = _json(ctx.health_after(report))
+    def _close(self, session: _Session) -> None:
+        report, dock = session.report, session.dock
+        health = dock.health_after(report) if dock.health_after is not None else None
         with self.station.catalog.write() as tx:
-            tx.update_session(
-                report.session_id, state=report.state,
-                finished_at=format_time(self.station.clock()),
+            tx.close_session(
+                session.session_id, state=report.state, finished_at=self.station.clock(),
                 files_seen=len(report.items) + len(report.errors),
                 files_new=sum(1 for i in report.items if i.new),
                 files_known=sum(1 for i in report.items if not i.new),
                 files_failed=len(report.errors), bytes_copied=report.bytes_copied,
-                error="; ".join(e["error"] for e in report.errors)[:2000], **extra,
+                error="; ".join(e["error"] for e in report.errors)[:2000], health=health,
             )
 
     # -- one file --------------------------------------------------------------------------
 
-    def _one(self, src: SourceFile, *, rec: Recorder | None, serial: str, report: IngestReport,
-             docked_at: datetime, ctx: DockContext, abort: threading.Event,
-             progress: Progress | None) -> FileResult | dict[str, str]:
-        """One file, stored or found known (its result), or not readable (its error)."""
-        assert report.session_id is not None
+    def _one(self, src: SourceFile, session: _Session) -> FileResult:
+        """One file: stored, found known, or not readable (a failed result saying why)."""
+        serial, progress = session.serial, session.progress
         with self.station.catalog.write() as tx:
             acq_id = tx.start_acquisition(
-                session_id=report.session_id, serial=serial, path=src.display,
+                session_id=session.session_id, serial=serial, path=src.display,
                 path_hex=src.rel.hex(), size=src.size, mtime_ns=src.mtime_ns,
-                state=AcquisitionState.COPYING, started_at=format_time(self.station.clock()),
+                started_at=self.station.clock(),
             )
             known = tx.known_source(serial=serial, path_hex=src.rel.hex(), size=src.size,
                                    mtime_ns=src.mtime_ns)
@@ -368,18 +380,18 @@ class Ingestor:
             progress("file", src, 0)
         try:
             on_bytes = (lambda n: progress("bytes", src, n)) if progress else None
-            copied = self._copy(src, known=known, abort=abort, on_bytes=on_bytes)
+            copied = self._copy(src, known=known, abort=session.abort, on_bytes=on_bytes)
         except (OSError, RecorderError) as exc:
             reason = exc.message if isinstance(exc, RecorderError) else (
                 f"cannot read: {exc.strerror or exc}")
-            if not isinstance(exc, NotRegularFile) and self._gone(ctx):
+            if not isinstance(exc, NotRegularFile) and self._gone(session.dock):
                 self._end_acquisition(acq_id, AcquisitionState.INTERRUPTED,
                                       "recorder removed during copy")
                 raise RecorderGone(f"recorder {serial} was removed while {src.display} was "
                                    "copied; it is resumed when docked again") from None
             self._end_acquisition(acq_id, AcquisitionState.FAILED, reason)
             log.error("recorder %s: %s: %s", serial, src.display, reason)
-            return {"path": src.display, "error": reason}
+            return FileResult.failed(src.display, reason)
         except StoreError as exc:
             self._end_acquisition(acq_id, AcquisitionState.FAILED, exc.message)
             raise
@@ -388,9 +400,8 @@ class Ingestor:
             raise
         if copied.new:
             with self._tally:
-                report.bytes_copied += copied.size
-        result = self._record(src, acq_id=acq_id, copied=copied, rec=rec, serial=serial,
-                              docked_at=docked_at, ctx=ctx)
+                session.report.bytes_copied += copied.size
+        result = self._record(src, session, acq_id=acq_id, copied=copied)
         if progress:
             progress("done", src, copied.size)
         return result
@@ -411,8 +422,7 @@ class Ingestor:
 
     def _end_acquisition(self, acq_id: int, state: AcquisitionState, error: str) -> None:
         with self.station.catalog.write() as tx:
-            tx.finish_acquisition(acq_id, state=state, error=error,
-                                 finished_at=format_time(self.station.clock()))
+            tx.acquisition_failed(acq_id, state=state, error=error, at=self.station.clock())
 
     def _copy(self, src: SourceFile, *, known: str | None,
               abort: threading.Event | None = None,
@@ -458,9 +468,9 @@ class Ingestor:
                           repaired=repaired)
         raise SourceChanged(f"{src.display} keeps changing while it is read")
 
-    def _record(self, src: SourceFile, *, acq_id: int, copied: Copied, rec: Recorder | None,
-                serial: str, docked_at: datetime, ctx: DockContext) -> FileResult:
-        sha, size, changed = copied.sha256, copied.size, copied.changed
+    def _record(self, src: SourceFile, session: _Session, *, acq_id: int,
+                copied: Copied) -> FileResult:
+        sha, size = copied.sha256, copied.size
         custody = self.station.custody
         with self.station.catalog.read() as tx:
             existing = tx.item(sha)
@@ -473,65 +483,61 @@ class Ingestor:
             now = custody.now(tx)
             existing = tx.item(sha)  # another recorder may have stored it meanwhile
             acquired = custody.record(
-                tx, kind=EventKind.ACQUIRED, actor=ctx.actor, item=sha,
-                data={"serial": serial, "path": src.display, "path_hex": src.rel.hex(),
-                      "size": size, "mtime_ns": src.mtime_ns, "acquisition": acq_id,
-                      "copied": copied.new},
+                tx, kind=EventKind.ACQUIRED, actor=session.dock.actor, item=sha,
+                data={"serial": session.serial, "path": src.display,
+                      "path_hex": src.rel.hex(), "size": size, "mtime_ns": src.mtime_ns,
+                      "acquisition": acq_id, "copied": copied.new},
                 at=now,
             )
             state = AcquisitionState.STORED if existing is None else AcquisitionState.KNOWN
-            flags: set[Flag] = set()
             if existing is None:
                 assert media is not None
-                recorded, flags = self._new_item(
-                    tx, sha=sha, size=size, src=src, rec=rec, serial=serial, media=media,
-                    docked_at=docked_at, now=now, ctx=ctx, changed=changed,
-                )
-                recorded_at = format_time(recorded.start)
+                recorded_at = self._new_item(tx, session, src=src, copied=copied, media=media,
+                                             now=now).start
             else:
-                recorded_at = existing["recorded_start"]
+                recorded_at = existing.recorded_start
                 # Back in the local store only if the object really is there: the retention
                 # sweep may have removed it since this copy found it.
-                if not existing["local_present"] and self.station.store.has(sha):
-                    tx.update_item(sha, local_present=True)
+                if not existing.local_present and self.station.store.has(sha):
+                    tx.set_local_present(sha, True)
             if copied.repaired is not None:
                 custody.record(
-                    tx, kind=EventKind.REPAIRED, actor=ctx.actor, item=sha,
+                    tx, kind=EventKind.REPAIRED, actor=session.dock.actor, item=sha,
                     data={"problem": copied.repaired.problem,
                           "quarantined_to": copied.repaired.quarantined_to,
-                          "serial": serial, "path": src.display, "acquisition": acq_id},
+                          "serial": session.serial, "path": src.display,
+                          "acquisition": acq_id},
                     at=now,
                 )
                 log.warning("item %s repaired from %s %s; damaged bytes kept at %s", sha[:12],
-                            serial, src.display, copied.repaired.quarantined_to,
+                            session.serial, src.display, copied.repaired.quarantined_to,
                             extra={"event": "object_repaired"})
             # The size acquired, as the ledger entry states it (a file that grew while it was
             # copied differs from the size seen when the recorder was walked).
-            tx.finish_acquisition(acq_id, state=state, item=sha, size=size,
-                                 finished_at=format_time(now), ledger_seq=acquired.seq)
-            all_flags = [row["flag"] for row in tx.item_flags(sha)]
-        return FileResult(sha256=sha, path=src.display, size=size, state=str(state),
+            tx.acquisition_stored(acq_id, state=state, item=sha, size=size, at=now,
+                                  ledger_seq=acquired.seq)
+            all_flags = [f.flag for f in tx.item_flags(sha)]
+        return FileResult(sha256=sha, path=src.display, size=size, state=state,
                           recorded_at=recorded_at, flags=all_flags, new=existing is None)
 
-    def _new_item(self, tx: Tx, *, sha: str, size: int, src: SourceFile,
-                  rec: Recorder | None, serial: str, media: MediaInfo, docked_at: datetime,
-                  now: datetime, ctx: DockContext,
-                  changed: bool) -> tuple[RecordedTime, set[Flag]]:
+    def _new_item(self, tx: CatalogTx, session: _Session, *, src: SourceFile, copied: Copied,
+                  media: MediaInfo, now: datetime) -> RecordedTime:
         custody = self.station.custody
+        sha, size, rec = copied.sha256, copied.size, session.recorder
         recorded = policy.recorded_time(
             media=media if media.ok else None, name=os.fsdecode(os.path.basename(src.rel)),
             file_mtime=datetime.fromtimestamp(src.mtime_ns / 1e9, UTC),
             conventions=self.conventions, tz=self.tz,
         )
         flags = policy.ingest_flags(
-            recorded=recorded, stored_at=now, docked_at=docked_at, windows=self.windows,
+            recorded=recorded, stored_at=now, docked_at=session.docked_at, windows=self.windows,
             clock_tolerance=self.settings.ingest.clock_tolerance,
         )
         if size == 0:
             flags.add(Flag.EMPTY_FILE)
         if not media.ok:
             flags.add(Flag.DAMAGED_MEDIA)
-        if changed:
+        if copied.changed:
             flags.add(Flag.CHANGED_DURING_COPY)
         if rec is None:
             flags.add(Flag.UNREGISTERED_RECORDER)
@@ -540,34 +546,31 @@ class Ingestor:
         keep = policy.retention(recorded_end=recorded.end, stored_at=now, has_case=False,
                                 categories=(), hold=False,
                                 policy=self.settings.retention.policy())
-        retain_until = format_time(keep.until) if keep.until else None
         officer = rec.officer if rec else ""
         stored = custody.record(
-            tx, kind=EventKind.STORED, actor=ctx.actor, item=sha,
-            data={"size": size, "recorder": serial, "officer": officer,
+            tx, kind=EventKind.STORED, actor=session.dock.actor, item=sha,
+            data={"size": size, "recorder": session.serial, "officer": officer,
                   "officer_id": rec.officer_id if rec else "",
                   "recorded_start": format_time(recorded.start),
                   "recorded_end": format_time(recorded.end), "time_source": recorded.source,
                   "media": media.as_dict(), "original_name": src.display,
-                  "retention": {"retention_class": str(keep.cls), "retain_until": retain_until,
-                                "hold": keep.hold}},
+                  "retention": retention_data(keep)},
             at=now,
         )
-        tx.insert_item(
-            sha256=sha, size=size, stored_at=format_time(now), station=self.station.name,
-            recorder=serial, officer=officer, original_name=src.display,
-            recorded_start=format_time(recorded.start), recorded_end=format_time(recorded.end),
-            time_source=str(recorded.source), duration=media.duration,
-            media=_json(media.as_dict()), ingest_deadline=format_time(deadlines.ingest),
-            label_deadline=format_time(deadlines.label),
-            replication_deadline=format_time(deadlines.replication),
-            retention_class=str(keep.cls), retain_until=retain_until,
-            hold=False, local_present=True, ledger_seq=stored.seq,
-        )
+        tx.insert_item(Item(
+            sha256=sha, size=size, stored_at=now, station=self.station.name,
+            recorder=session.serial, officer=officer, original_name=src.display,
+            recorded_start=recorded.start, recorded_end=recorded.end,
+            time_source=recorded.source, duration=media.duration, media=media.as_dict(),
+            ingest_deadline=deadlines.ingest, label_deadline=deadlines.label,
+            replication_deadline=deadlines.replication, retention_class=keep.cls,
+            retain_until=keep.until, hold=False, local_present=True, ledger_seq=stored.seq,
+        ))
         for flag in sorted(flags):
-            set_flag(self.station, tx, sha, flag, at=now, actor=ctx.actor,
-                     detail=_flag_detail(flag, recorded, deadlines.ingest, media, docked_at))
-        return recorded, flags
+            set_flag(self.station, tx, sha, flag, at=now, actor=session.dock.actor,
+                     detail=_flag_detail(flag, recorded, deadlines.ingest, media,
+                                         session.docked_at))
+        return recorded
 
 
 HOST = socket.gethostname()
@@ -578,7 +581,7 @@ class _Batch:
     each."""
 
     def __init__(self, files: list[SourceFile], cancel: threading.Event | None) -> None:
-        self.results: list[FileResult | dict[str, str] | None] = [None] * len(files)
+        self.results: list[FileResult | None] = [None] * len(files)
         self.failures: list[BaseException] = []
         self.halt = threading.Event()  # stop handing out files: something ended the session
         self.stopped = False  # a stop was asked for with files left
@@ -603,10 +606,12 @@ class _Batch:
 
     def report_into(self, report: IngestReport) -> None:
         for result in self.results:
-            if isinstance(result, FileResult):
+            if result is None:
+                continue
+            if result.state == AcquisitionState.FAILED:
+                report.errors.append({"path": result.path, "error": result.error})
+            else:
                 report.items.append(result)
-            elif result is not None:
-                report.errors.append(result)
 
 
 def process_alive(pid: int) -> bool:
@@ -660,6 +665,3 @@ def _flag_detail(flag: Flag, recorded: RecordedTime, ingest_deadline: datetime,
                 f"docked {format_time(docked_at)}")
     return REASONS[flag]
 
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..domain import policy
-from ..domain.canonical import format_time, parse_time
+from ..domain.canonical import parse_time
 from ..domain.models import EventKind, LedgerEntry, RetentionClass
+from ..domain.policy import Retention
+from ..domain.records import retention_data
 
 if TYPE_CHECKING:
     from ..station import Station
@@ -67,7 +69,7 @@ def _histories(entries: Iterable[LedgerEntry], station: str) -> dict[str, _Histo
             if h.stored is not None and h.stored.station == station}
 
 
-def _due(history: _History, rule: policy.RetentionPolicy) -> dict[str, Any] | None:
+def _due(history: _History, rule: policy.RetentionPolicy) -> Retention | None:
     """The retention the item must now state, or None when what it states is long enough."""
     stored = history.stored
     assert stored is not None
@@ -82,9 +84,7 @@ def _due(history: _History, rule: policy.RetentionPolicy) -> dict[str, Any] | No
         if stated.get("retention_class") == RetentionClass.LONG_TERM or not \
                 policy.longer_retention(keep.until, old_until):
             return None
-    return {"retention_class": str(keep.cls),
-            "retain_until": format_time(keep.until) if keep.until else None,
-            "hold": keep.hold}
+    return keep
 
 
 def redate(station: Station, *, actor: str = "ingestd") -> list[dict[str, Any]]:
@@ -97,12 +97,13 @@ def redate(station: Station, *, actor: str = "ingestd") -> list[dict[str, Any]]:
             retention = _due(history, rule)
             if retention is None:
                 continue
+            stated = retention_data(retention)
             station.custody.record(
                 tx, kind=EventKind.RETENTION, actor=actor, item=sha,
-                data={"retention": retention, "previous": history.stated or {},
+                data={"retention": stated, "previous": history.stated or {},
                       "reason": REASON})
-            tx.update_item(sha, **retention)
-            done.append({"sha256": sha, "previous": history.stated, **retention})
+            tx.set_retention(sha, retention)
+            done.append({"sha256": sha, "previous": history.stated, **stated})
     for d in done:
         log.info("retention of %s now until %s (was %s)", d["sha256"][:12],
                  d["retain_until"] or "never", (d["previous"] or {}).get("retain_until"),

@@ -6,9 +6,9 @@ verify`` can prove the registry; a recorder taken out keeps its history.
 
 from __future__ import annotations
 
-from ..catalog.queries import Tx
 from ..domain.models import EventKind, Recorder
 from ..errors import NotFound
+from ..ports import CatalogTx
 from ..station import Station
 
 
@@ -24,7 +24,7 @@ def register(station: Station, rec: Recorder, *, actor: str,
     return True
 
 
-def _register(station: Station, tx: Tx, rec: Recorder, *, actor: str) -> None:
+def _register(station: Station, tx: CatalogTx, rec: Recorder, *, actor: str) -> None:
     entry = station.custody.record(
         tx, kind=EventKind.REGISTRY, actor=actor,
         data={"serial": rec.serial, "officer": rec.officer, "officer_id": rec.officer_id,

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..domain.canonical import canonical_bytes, format_time, parse_time
+from ..domain.canonical import canonical_bytes, format_time
 from ..domain.flags import Flag
 from ..domain.models import EventKind, RetentionClass
 from ..domain.policy import RetentionPolicy, class_period
+from ..domain.records import Checkpoint, Item, ReplicaState
 from ..domain.status import LockBehind
-from ..errors import ObjectDamaged, ReplicaMismatch, TargetError
+from ..errors import NotFound, ObjectDamaged, ReplicaMismatch, TargetError
 from ..integrity.ledger import Discrepancy, DiscrepancyKind, KeyChain
 from ..station import Station
 from ..targets import CheckpointVersion, Lock, RemoteObject, Target
@@ -94,20 +95,24 @@ def long_term_until(now: datetime) -> datetime:
     return min(now + LONG_TERM_LOCK, MAX_RETAIN_UNTIL)
 
 
-def lock_for(item: Mapping[str, Any], *, now: datetime, policy: RetentionPolicy) -> Lock:
-    """The WORM lock an item's off-site copies must carry: its retain-until date, and never
-    less than its class's whole period from ``now`` (a date counted from a wrong recorder
-    clock may already be past); long-term footage gets the long-term date. At most
-    ``MAX_RETAIN_UNTIL``, and legal hold when it is held."""
-    until = item["retain_until"]
-    if until:
-        cls = RetentionClass(item["retention_class"] or RetentionClass.ROUTINE)
-        retain_until = max(parse_time(until), now + class_period(cls, policy))
+def lock_for(*, retain_until: datetime | None, retention_class: RetentionClass,
+             recorded_start: datetime, hold: bool, now: datetime,
+             policy: RetentionPolicy) -> Lock:
+    """The WORM lock an item's off-site copies must carry: its retain-until date
+    (``retain_until``, None when it never expires), and never less than its class's whole
+    period from ``now`` (a date counted from a wrong recorder clock may already be past);
+    long-term footage gets the long-term date. At most ``MAX_RETAIN_UNTIL``, and legal hold
+    when it is held."""
+    if retain_until is not None:
+        locked_until = max(retain_until, now + class_period(retention_class, policy))
     else:
         # never expires: counted from the later of the recorder's clock and ours
-        retain_until = long_term_until(max(parse_time(item["recorded_start"]), now))
-    return Lock(retain_until=min(retain_until, MAX_RETAIN_UNTIL),
-                legal_hold=bool(item["hold"]))
+        locked_until = long_term_until(max(recorded_start, now))
+    return Lock(retain_until=min(locked_until, MAX_RETAIN_UNTIL), legal_hold=hold)
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    return format_time(moment) if moment is not None else None
 
 
 def _lock_in_place(replica: LockBehind, lock: Lock) -> bool:
@@ -157,23 +162,27 @@ class Replicator:
         station = self.station
         station.custody.check_signing_key()
         with station.catalog.read() as tx:
-            item = dict(tx.item(sha) or {})
+            item = tx.item(sha)
             label = tx.current_label(sha)
             acqs = tx.acquisitions_of(sha)
+        if item is None:
+            raise NotFound(f"no item {sha}")
         body = {
-            "version": 1, "item": sha, "size": item["size"], "station": item["station"],
-            "recorder": item["recorder"], "officer": item["officer"],
-            "recorded_start": item["recorded_start"], "recorded_end": item["recorded_end"],
-            "stored_at": item["stored_at"], "original_name": item["original_name"],
-            "media": json.loads(item["media"] or "{}"),
-            "label": {"case": label["case_no"], "party": label["party"],
-                      "officer": label["officer"], "by": label["by"], "at": label["at"]}
+            "version": 1, "item": sha, "size": item.size, "station": item.station,
+            "recorder": item.recorder, "officer": item.officer,
+            "recorded_start": format_time(item.recorded_start),
+            "recorded_end": format_time(item.recorded_end),
+            "stored_at": format_time(item.stored_at), "original_name": item.original_name,
+            "media": item.media,
+            "label": {"case": label.case, "party": label.party, "officer": label.officer,
+                      "by": label.by, "at": format_time(label.at)}
             if label else None,
-            "retention": {"class": item["retention_class"], "until": item["retain_until"],
-                          "hold": bool(item["hold"])},
-            "acquisitions": [{"serial": a["serial"], "path": a["path"], "size": a["size"],
-                              "state": a["state"], "at": a["finished_at"],
-                              "station": a["station"]} for a in acqs],
+            "retention": {"class": str(item.retention_class), "until": _stamp(item.retain_until),
+                          "hold": item.hold},
+            "acquisitions": [{"serial": a.acquisition.serial, "path": a.acquisition.path,
+                              "size": a.acquisition.size, "state": str(a.acquisition.state),
+                              "at": _stamp(a.acquisition.finished_at), "station": a.station}
+                             for a in acqs],
             "signed_at": format_time(station.clock()), "key_id": station.key.key_id,
         }
         data = canonical_bytes(body)
@@ -181,11 +190,13 @@ class Replicator:
 
     # -- one copy ------------------------------------------------------------------------
 
-    def _send(self, target: Target, item: dict[str, Any]) -> _Sent:
+    def _send(self, target: Target, item: Item) -> _Sent:
         """Upload one copy and check it (I/O only: what it means is recorded by _settle)."""
-        sha = item["sha256"]
+        sha = item.sha256
         station = self.station
-        lock = lock_for(item, now=station.clock(), policy=station.settings.retention.policy())
+        lock = lock_for(retain_until=item.retain_until, retention_class=item.retention_class,
+                        recorded_start=item.recorded_start, hold=item.hold, now=station.clock(),
+                        policy=station.settings.retention.policy())
         if not station.store.has(sha):
             # Left the local store (retention) since the queue was read: nothing to send, and
             # nothing wrong with the item.
@@ -193,17 +204,16 @@ class Replicator:
                          error=f"{sha[:12]} is no longer in the local store")
         with station.catalog.write() as tx:
             prior = tx.replica(sha, target.name)
-            tx.upsert_replica(sha, target.name, state="uploading",
-                             updated_at=format_time(station.clock()),
-                             attempts=(prior["attempts"] if prior else 0) + 1)
+            tx.replica_uploading(sha, target.name, attempts=(prior.attempts if prior else 0) + 1,
+                                 at=station.clock())
         # Known bad until a new object is read back: a failed or interrupted repair does not
         # make the bad object good on its metadata.
-        rewrite = bool(prior and (prior["rewrite"] or prior["state"] == "mismatch"))
+        rewrite = bool(prior and (prior.rewrite or prior.state == ReplicaState.MISMATCH))
         try:
             # The target hashes the local copy as it reads it: a damaged one is never copied.
-            remote = target.put_item(sha, station.store.path_of(sha), item["size"], lock,
+            remote = target.put_item(sha, station.store.path_of(sha), item.size, lock,
                                      rewrite=rewrite)
-            if remote.sha256 != sha or remote.size != item["size"]:
+            if remote.sha256 != sha or remote.size != item.size:
                 raise ReplicaMismatch(
                     f"target {target.name}: replica mismatch for {sha}: it reports "
                     f"{remote.size} bytes, SHA-256 {remote.sha256}")
@@ -227,19 +237,18 @@ class Replicator:
             return _Sent(target=target, lock=lock, error=exc.message, unreachable=True)
         return _Sent(target=target, lock=lock, remote=remote)
 
-    def _settle(self, outcomes: list[tuple[dict[str, Any], _Sent]],
-                report: ReplicationReport) -> None:
+    def _settle(self, outcomes: list[tuple[Item, _Sent]], report: ReplicationReport) -> None:
         """Record copies' outcomes, in the order given: a signed ``replicated`` entry for each
         verified copy, or the failure. Verified copies next to each other share one
         transaction: one commit and one mirror sync for several entries, not one each."""
-        verified: list[tuple[dict[str, Any], _Sent]] = []
+        verified: list[tuple[Item, _Sent]] = []
         for item, sent in outcomes:
             if sent.remote is not None:
                 verified.append((item, sent))
                 continue
             self._record_verified(verified, report)
             verified = []
-            self._record_failure(item["sha256"], sent, report)
+            self._record_failure(item.sha256, sent, report)
         self._record_verified(verified, report)
 
     def _record_failure(self, sha: str, sent: _Sent, report: ReplicationReport) -> None:
@@ -251,14 +260,14 @@ class Replicator:
                 set_flag(station, tx, sha, sent.flag, at=station.clock(),
                          actor=self.actor, detail=sent.error)
 
-    def _record_verified(self, verified: list[tuple[dict[str, Any], _Sent]],
+    def _record_verified(self, verified: list[tuple[Item, _Sent]],
                          report: ReplicationReport) -> None:
         if not verified:
             return
         station = self.station
         with station.custody.transaction() as tx:
             for item, sent in verified:
-                sha, target, lock, remote = item["sha256"], sent.target, sent.lock, sent.remote
+                sha, target, lock, remote = item.sha256, sent.target, sent.lock, sent.remote
                 assert remote is not None
                 done = station.clock()
                 entry = station.custody.record(
@@ -271,17 +280,14 @@ class Replicator:
                           **({"set_aside": remote.set_aside} if remote.set_aside else {})},
                 )
                 # counted as sent; proven (so that copies elsewhere may go) only if read back
-                proof: dict[str, Any] = ({"proven_at": format_time(done), "rewrite": False}
-                                         if remote.read_back else {"proven_at": None})
-                tx.upsert_replica(
-                    sha, target.name, state="verified", key=remote.key, size=remote.size,
-                    remote_sha256=remote.sha256, last_error="", updated_at=format_time(done),
-                    verified_at=format_time(done), ledger_seq=entry.seq,
-                    retain_until=format_time(lock.retain_until) if lock.retain_until else None,
-                    hold=lock.legal_hold, location=target.location, **proof,
+                tx.replica_verified(
+                    sha, target.name, key=remote.key, size=remote.size,
+                    remote_sha256=remote.sha256, retain_until=lock.retain_until,
+                    hold=lock.legal_hold, location=target.location, read_back=remote.read_back,
+                    at=done, ledger_seq=entry.seq,
                 )
         # only once committed: the report never claims a copy the catalog does not record
-        report.verified.extend({"sha256": item["sha256"], "target": sent.target.name}
+        report.verified.extend({"sha256": item.sha256, "target": sent.target.name}
                                for item, sent in verified)
 
     def _failed(self, target: Target, sha: str, error: str, report: ReplicationReport, *,
@@ -291,9 +297,7 @@ class Replicator:
                 tx.replica_found_bad(sha, target.name, version_id=bad_version,
                                     error=error, at=self.station.clock())
             else:
-                tx.upsert_replica(sha, target.name, state="failed",
-                                 last_error=error[:2000],
-                                 updated_at=format_time(self.station.clock()))
+                tx.replica_failed(sha, target.name, error=error[:2000], at=self.station.clock())
         report.failed.append({"sha256": sha, "target": target.name, "error": error})
         log.error("replication of %s to %s failed: %s", sha[:12], target.name, error,
                   extra={"event": "replication_failed"})
@@ -345,15 +349,14 @@ class Replicator:
         down = self._prepare(report)  # unreachable this run: tried again at the next one
         names = [t.name for t in self.targets]
         with station.catalog.read() as tx:
-            queue = [dict(r) for r in tx.replication_queue(names, limit=limit,
-                                                              station=station.name)]
+            queue = tx.replication_queue(names, limit=limit, station=station.name)
         guard = threading.Lock()
 
-        def send_all(item: dict[str, Any]) -> list[_Sent]:
+        def send_all(item: Item) -> list[_Sent]:
             if self.cancel.is_set():
                 return []
             with station.catalog.read() as tx:
-                have = tx.verified_targets(item["sha256"])
+                have = tx.verified_targets(item.sha256)
             out = []
             for target in self.targets:
                 with guard:
@@ -379,7 +382,7 @@ class Replicator:
             waiting = deque((item, pool.submit(send_all, item)) for item in queue[1:])
             while waiting:
                 waiting[0][1].result()  # the next in deadline order; its error ends the run
-                ready: list[tuple[dict[str, Any], _Sent]] = []
+                ready: list[tuple[Item, _Sent]] = []
                 while waiting and waiting[0][1].done():
                     item, future = waiting.popleft()
                     ready.extend((item, one) for one in future.result())
@@ -403,11 +406,12 @@ class Replicator:
             target = by_name.get(replica.target)
             if target is None:
                 continue
-            until = replica.item_retain_until
-            lock = lock_for({"retain_until": format_time(until) if until else None,
-                             "recorded_start": format_time(replica.recorded_start),
-                             "retention_class": replica.retention_class, "hold": replica.item_hold},
-                            now=station.clock(), policy=station.settings.retention.policy())
+            lock = lock_for(retain_until=replica.item_retain_until,
+                            retention_class=RetentionClass(replica.retention_class
+                                                           or RetentionClass.ROUTINE),
+                            recorded_start=replica.recorded_start,
+                            hold=replica.item_hold, now=station.clock(),
+                            policy=station.settings.retention.policy())
             if _lock_in_place(replica, lock):
                 # already as wanted: a long-term item (no retain-until in the catalog) or a
                 # date capped at MAX_RETAIN_UNTIL, which locks_behind cannot see in SQL
@@ -418,9 +422,8 @@ class Replicator:
                 log.error("cannot extend lock of %s on %s: %s", replica.item[:12],
                           target.name, exc.message, extra={"event": "lock_failed"})
                 with station.catalog.write() as tx:
-                    tx.upsert_replica(replica.item, target.name,
-                                     last_error=exc.message[:2000],
-                                     updated_at=format_time(station.clock()))
+                    tx.replica_lock_failed(replica.item, target.name,
+                                           error=exc.message[:2000], at=station.clock())
                 if report is not None:
                     report.failed.append({"sha256": replica.item, "target": target.name,
                                           "error": exc.message})
@@ -433,11 +436,8 @@ class Replicator:
                           "retain_until": format_time(remote.retain_until)
                           if remote.retain_until else None, "legal_hold": remote.legal_hold},
                 )
-                tx.upsert_replica(replica.item, target.name,
-                                 retain_until=format_time(lock.retain_until)
-                                 if lock.retain_until else None,
-                                 hold=replica.item_hold, last_error="",
-                                 updated_at=format_time(now))
+                tx.replica_locked(replica.item, target.name, retain_until=lock.retain_until,
+                                  hold=replica.item_hold, at=now)
             done.append({"sha256": replica.item, "target": target.name,
                          "retain_until": format_time(lock.retain_until)
                          if lock.retain_until else "", "hold": replica.item_hold})
@@ -479,15 +479,15 @@ class Replicator:
                     log.error("ALARM: %s", fork, extra={"event": "checkpoint_fork"})
                     errors.append(fork)
                     continue
-                if last is not None and last["seq"] == seq:
+                if last is not None and last.seq == seq:
                     continue  # nothing new since the last one: a checkpoint is never rewritten
                 target.put_checkpoint(name, signed, lock)
             except TargetError as exc:
                 errors.append(exc.message)
                 continue
             with station.catalog.write() as tx:
-                tx.add_checkpoint(target=target.name, name=name, seq=seq,
-                                 head_hash=head or "", at=body["at"])
+                tx.add_checkpoint(target=target.name, name=name, seq=seq, head_hash=head or "",
+                                  at=now)
                 tx.remember_checkpoint(station=station.name, target=target.name,
                                       name=name, seq=seq, head_hash=head or "", at=now)
             sent.append(target.name)
@@ -612,10 +612,8 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
     with station.catalog.read(snapshot=True) as tx:
         keys = station.custody.trusted_keys(tx)
         hashes = {e.seq: e.entry_hash for e in tx.iter_entries()}
-        known: dict[str, dict[str, Any] | None] = {}
-        for t in targets:
-            row = tx.newest_checkpoint_seen(station=station.name, target=t.name)
-            known[t.name] = dict(row) if row is not None else None
+        known = {t.name: tx.newest_checkpoint_seen(station=station.name, target=t.name)
+                 for t in targets}
     head = max(hashes, default=0)
     for target in targets:
         try:
@@ -640,21 +638,22 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
     return problems
 
 
-def _lost(target: str, found: list[_Witness], known: Mapping[str, Any] | None,
+def _lost(target: str, found: list[_Witness], known: Checkpoint | None,
           hashes: Mapping[int, str], head: int) -> list[Discrepancy]:
     """A target that holds less than it was once seen to hold was cut (or rolled back)."""
     if known is None:
         return []
     newest = max((w.seq for w in found if not w.misnamed), default=0)
-    if newest >= int(known["seq"]):
+    if newest >= known.seq:
         return []
-    remembered = _Witness(name=str(known["name"]), seq=int(known["seq"]),
-                          where=f"{target}/{known['name']} (seen there {known['at']})",
-                          head_hash=str(known["head_hash"]), misnamed=False)
+    seen = format_time(known.at)
+    remembered = _Witness(name=known.name, seq=known.seq,
+                          where=f"{target}/{known.name} (seen there {seen})",
+                          head_hash=known.head_hash, misnamed=False)
     out = [Discrepancy(
         kind=K.CHECKPOINT_MISSING, seq=remembered.seq,
         detail=f"{target} no longer holds {remembered.name} (entry {remembered.seq}, seen there "
-               f"{known['at']}); the newest it holds is entry {newest or 'none'}")]
+               f"{seen}); the newest it holds is entry {newest or 'none'}")]
     behind = _against_ledger(remembered, hashes, head)
     if behind is not None:
         out.append(behind)

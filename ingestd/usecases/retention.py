@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain.canonical import format_time, parse_time
+from ..domain.canonical import format_time
 from ..domain.models import EventKind
 from ..errors import ObjectDamaged
 from ..station import Station
@@ -39,26 +39,26 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
     report = SweepReport(dry_run=dry_run)
     required = {t.name for t in station.settings.targets if t.required}
     with station.catalog.read() as tx:
-        rows = [dict(r) for r in tx.search_items() if r["local_present"]]
+        rows = [listed.item for listed in tx.search_items() if listed.item.local_present]
     if not required:
         report.kept = len(rows)  # nothing is safe off-site: everything stays
         return report
     now = station.clock()
     keep_for = station.settings.retention.local_keep
     locations = target_locations(station.settings)
-    for row in rows:
-        sha = row["sha256"]
+    for item in rows:
+        sha = item.sha256
         with station.catalog.read() as tx:
             held_offsite = tx.proven_targets(sha, locations)
-        if (row["hold"] or not required <= held_offsite
-                or parse_time(row["stored_at"]) + keep_for > now
-                or row["station"] != station.name):
+        if (item.hold or not required <= held_offsite
+                or item.stored_at + keep_for > now
+                or item.station != station.name):
             report.kept += 1
             continue
-        entry = {"sha256": sha, "size": row["size"], "targets": sorted(held_offsite)}
+        entry = {"sha256": sha, "size": item.size, "targets": sorted(held_offsite)}
         if not dry_run:
             try:
-                station.store.verify(sha, row["size"])
+                station.store.verify(sha, item.size)
             except ObjectDamaged as exc:
                 # A damaged local copy is not evicted silently: the audit will flag it.
                 log.error("not evicting %s: %s", sha[:12], exc.message)
@@ -67,17 +67,18 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
             with station.custody.transaction() as tx:
                 # Decided again under the write lock: a hold set, or a copy found bad, while
                 # the object was being re-hashed keeps it here.
-                now_row = tx.item(sha)
-                if (now_row is None or now_row["hold"] or not now_row["local_present"]
+                now_item = tx.item(sha)
+                if (now_item is None or now_item.hold or not now_item.local_present
                         or not required <= tx.proven_targets(sha, locations)):
                     report.kept += 1
                     continue
                 station.custody.record(
                     tx, kind=EventKind.EVICTED, actor=actor, item=sha,
-                    data={"targets": sorted(held_offsite), "stored_at": row["stored_at"],
+                    data={"targets": sorted(held_offsite),
+                          "stored_at": format_time(item.stored_at),
                           "local_keep": keep_for.total_seconds()},
                 )
-                tx.update_item(sha, local_present=False)
+                tx.set_local_present(sha, False)
                 # Inside the transaction, so an ingest recording the same bytes at this moment
                 # sees either the object and local_present, or neither.
                 station.store.remove(sha)

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..domain import policy
-from ..domain.canonical import parse_time
+from ..domain.canonical import format_time
 from ..domain.flags import Flag
 from ..station import Station
 from .flags import set_flag
@@ -31,23 +31,23 @@ def check_windows(station: Station, *, actor: str = "ingestd") -> WindowReport:
         done = tx.flags_by_item()
     for row in rows:
         report.checked += 1
-        sha = row["sha256"]
+        sha = row.sha256
         replicated = False
         if required:
             with station.catalog.read() as tx:
                 replicated = set(required) <= tx.verified_targets(sha)
         wanted = policy.window_flags(
-            stored_at=parse_time(row["stored_at"]), now=now, windows=windows,
-            labelled=row["labelled"] is not None, replicated=replicated,
+            stored_at=row.stored_at, now=now, windows=windows,
+            labelled=row.labelled, replicated=replicated,
             replication_required=bool(required),
         ) - set(done.get(sha, []))
         if not wanted:
             continue
         with station.custody.transaction() as tx:
             for flag in sorted(wanted):
-                deadline = row["label_deadline"] if flag == Flag.LATE_LABEL else row[
-                    "replication_deadline"]
+                deadline = (row.label_deadline if flag == Flag.LATE_LABEL
+                            else row.replication_deadline)
                 if set_flag(station, tx, sha, flag, at=now, actor=actor,
-                            detail=f"deadline {deadline} passed"):
+                            detail=f"deadline {format_time(deadline)} passed"):
                     report.flagged.append({"sha256": sha, "flag": str(flag)})
     return report

@@ -37,10 +37,10 @@ def test_a_flag_is_set_once_with_its_entry(tmp_path: Path) -> None:
                              actor="tester", detail="deadline passed again")
         assert (first, again) == (True, False)
         with station.catalog.read() as tx:
-            rows = [r for r in tx.item_flags(item.sha256) if r["flag"] == Flag.LATE_LABEL]
+            rows = [r for r in tx.item_flags(item.sha256) if r.flag == Flag.LATE_LABEL]
             flagged = [e for e in tx.entries_of_kinds([EventKind.FLAGGED])
                        if e.data["flag"] == Flag.LATE_LABEL]
-        assert [(r["ledger_seq"], r["detail"]) for r in rows] == [
+        assert [(r.ledger_seq, r.detail) for r in rows] == [
             (flagged[0].seq, "deadline passed")]
         assert [(e.item, e.actor, e.data["detail"]) for e in flagged] == [
             (item.sha256, "tester", "deadline passed")]

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("adapters", ("catalog", "store", "docks", "targets", "media", "simulate", "logs",
                   "modes")),
     ("settings", ("config",)),
+    ("ports", ("ports",)),
     ("integrity", ("integrity",)),
     ("domain", ("domain",)),
     ("errors", ("errors",)),
@@ -101,3 +102,36 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     assert internal_imports(bad) == [(2, "station")]
     assert layer_of("station") < layer_of("domain.bad")
+
+
+#: Outside the catalog, only these modules may use SQLAlchemy (custody's ledger check still
+#: reads the tables itself).
+SQL_OUTSIDE_CATALOG = {"custody"}
+
+
+def sql_imports(path: Path) -> list[int]:
+    """The lines of ``path`` that import SQLAlchemy or Alembic (inside functions too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            names.extend((node.lineno, a.name) for a in node.names)
+    return [line for line, name in names if name.split(".")[0] in ("sqlalchemy", "alembic")]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_the_catalog_speaks_sql(path: Path) -> None:
+    name = module_name(path)
+    if name.split(".")[0] == "catalog" or name in SQL_OUTSIDE_CATALOG:
+        return
+    lines = sql_imports(path)
+    assert not lines, (f"{path.relative_to(PACKAGE)} imports SQLAlchemy (lines {lines}): "
+                       "ask the catalog through ports.CatalogTx, which speaks in records")
+
+
+def test_the_sql_checker_sees_an_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from sqlalchemy.engine import RowMapping\n    return 1\n")
+    assert sql_imports(bad) == [2]

@@ -5,40 +5,41 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ingestd.domain.canonical import format_time
+from ingestd.domain.models import RetentionClass
 from ingestd.domain.policy import RetentionPolicy
+from ingestd.targets import Lock
 from ingestd.usecases.replicate import MAX_RETAIN_UNTIL, lock_for
 
 NOW = datetime(2026, 12, 1, 9, 30, 15, tzinfo=UTC)
 P = RetentionPolicy()
 
 
-def item(retain_until: datetime | None, cls: str = "routine", *,
-         recorded: datetime = datetime(2024, 6, 1, 8, 30, tzinfo=UTC),
-         hold: bool = False) -> dict[str, object]:
-    return {"retain_until": format_time(retain_until) if retain_until else None,
-            "retention_class": cls, "recorded_start": format_time(recorded), "hold": hold}
+def locked(retain_until: datetime | None, cls: str = "routine", *,
+           recorded: datetime = datetime(2024, 6, 1, 8, 30, tzinfo=UTC),
+           hold: bool = False) -> Lock:
+    """The lock of an item with this retention, recorded then."""
+    return lock_for(retain_until=retain_until, retention_class=RetentionClass(cls),
+                    recorded_start=recorded, hold=hold, now=NOW, policy=P)
 
 
 def test_a_date_already_past_is_locked_a_full_year_from_now() -> None:
-    lock = lock_for(item(datetime(2000, 12, 30, 16, tzinfo=UTC)), now=NOW, policy=P)
+    lock = locked(datetime(2000, 12, 30, 16, tzinfo=UTC))
     assert lock.retain_until == NOW + timedelta(days=365)
     assert lock.legal_hold is False
 
 
 def test_a_later_retain_until_date_is_kept() -> None:
     later = NOW + timedelta(days=400, seconds=3)
-    assert lock_for(item(later), now=NOW, policy=P).retain_until == later
+    assert locked(later).retain_until == later
 
 
 def test_evidence_is_locked_its_whole_period_from_now() -> None:
-    lock = lock_for(item(datetime(2054, 5, 25, 8, 30, tzinfo=UTC), "evidence", hold=True),
-                    now=NOW, policy=P)
+    lock = locked(datetime(2054, 5, 25, 8, 30, tzinfo=UTC), "evidence", hold=True)
     assert lock.retain_until == NOW + P.evidence
     assert lock.legal_hold is True
 
 
 def test_long_term_keeps_its_long_date_even_from_an_unset_clock() -> None:
     unset = datetime(1999, 12, 31, 16, tzinfo=UTC)
-    lock = lock_for(item(None, "long-term", recorded=unset), now=NOW, policy=P)
+    lock = locked(None, "long-term", recorded=unset)
     assert lock.retain_until == MAX_RETAIN_UNTIL

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from conftest import (
 )
 
 from ingestd.app.jobs import Job, run_job
+from ingestd.domain.records import DockSource, SessionState
 from ingestd.errors import IntegrityError
 from ingestd.station import Station
 from ingestd.usecases.ingest import DockContext, Ingestor
@@ -147,9 +148,10 @@ def test_the_last_run_of_each_check_is_shown(station: Station) -> None:
 def test_a_session_whose_process_is_gone_is_shown_interrupted_and_nothing_written(
         station: Station) -> None:
     with station.catalog.write() as tx:
-        tx.open_session(serial=SERIAL, station=station.name, source="udev", mountpoint="/m",
-                        state="running", docked_at="2026-01-01T00:00:00.000000Z",
-                        pid=os.getpid(), host="another-host")
+        tx.open_session(serial=SERIAL, station=station.name, source=DockSource.UDEV,
+                        mountpoint="/m", state=SessionState.RUNNING,
+                        docked_at=datetime(2026, 1, 1, tzinfo=UTC), actor="tester",
+                        ledger_seq=1, health={}, pid=os.getpid(), host="another-host")
     (shown,) = status(station).docks
     assert shown.process_gone and shown.state == "interrupted"
     assert shown.to_json()["state"] == "interrupted"

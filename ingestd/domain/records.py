@@ -1,0 +1,290 @@
+"""Records: what the catalog holds, as frozen values, with the states they go through.
+
+The catalog turns its rows into these and nothing else leaves it. Times are aware UTC
+datetimes; the values of the state enums are the strings stored, so the schema, the ledger and
+every JSON output keep their words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from .canonical import format_time
+from .flags import Flag
+from .models import RetentionClass, TimeSource
+from .policy import Retention
+
+
+class SessionState(StrEnum):
+    """A dock session, from the dock to its end."""
+
+    RUNNING = "running"
+    DONE = "done"
+    REFUSED = "refused"  # turned away (not registered, names that disagree, served already)
+    INTERRUPTED = "interrupted"  # pulled out, stopped, or its process died; resumed at next dock
+    FAILED = "failed"  # could not be read at all, or the store failed
+
+
+class DockSource(StrEnum):
+    """How a recorder came to be docked."""
+
+    MANUAL = "manual"  # `ingestd ingest`
+    WATCH = "watch"  # a folder under the watched root
+    UDEV = "udev"  # a block device
+
+
+class AcquisitionState(StrEnum):
+    COPYING = "copying"
+    STORED = "stored"  # new bytes, verified in the store
+    KNOWN = "known"  # bytes already stored; nothing copied twice
+    INTERRUPTED = "interrupted"  # the copy did not finish (pulled out, killed); redone at next dock
+    FAILED = "failed"  # could not be read; the reason is kept
+
+
+#: The acquisitions whose bytes are in the store.
+TAKEN = (AcquisitionState.STORED, AcquisitionState.KNOWN)
+
+
+class ReplicaState(StrEnum):
+    """An item's copy on one target."""
+
+    QUEUED = "queued"  # to be sent (again)
+    UPLOADING = "uploading"
+    VERIFIED = "verified"  # the target's answer matched: counted as sent
+    FAILED = "failed"  # could not be sent; tried again at the next run
+    MISMATCH = "mismatch"  # found not to hash to the item: written again, read back
+
+
+@dataclass(frozen=True, kw_only=True)
+class Item:
+    """One stored recording, named by the SHA-256 of its bytes."""
+
+    sha256: str
+    size: int
+    stored_at: datetime
+    station: str  # the station that stored it first, whose store holds it
+    recorder: str
+    officer: str
+    original_name: str
+    recorded_start: datetime
+    recorded_end: datetime
+    time_source: TimeSource
+    duration: float | None
+    media: dict[str, Any]  # what ffprobe said (MediaInfo.as_dict)
+    ingest_deadline: datetime
+    label_deadline: datetime
+    replication_deadline: datetime
+    retention_class: RetentionClass
+    retain_until: datetime | None  # None: never expires
+    hold: bool
+    local_present: bool
+    ledger_seq: int
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(cls=self.retention_class, until=self.retain_until, hold=self.hold)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListedItem:
+    """An item with its current label's case, party and officer (None: not labelled)."""
+
+    item: Item
+    case: str | None
+    party: str | None
+    label_officer: str | None
+
+    @property
+    def officer(self) -> str:
+        """The officer the item is filed under: its label's, else its recorder's."""
+        return self.label_officer or self.item.officer
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemFilter:
+    """Which items a listing shows. Dates filter on the recorded start."""
+
+    case: str | None = None
+    officer: str | None = None  # the current label's officer, else the recorder's
+    recorder_serial: str | None = None
+    flag: Flag | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowCheck:
+    """What the window check needs of an item."""
+
+    sha256: str
+    stored_at: datetime
+    label_deadline: datetime
+    replication_deadline: datetime
+    labelled: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockSession:
+    id: int
+    serial: str
+    station: str
+    source: DockSource
+    mountpoint: str
+    state: SessionState
+    docked_at: datetime
+    finished_at: datetime | None
+    officer: str
+    health: dict[str, Any]  # space, file system, battery, clock, faults
+    files_seen: int
+    files_new: int
+    files_known: int
+    files_failed: int
+    bytes_copied: int
+    error: str
+    ledger_seq: int | None
+    files_skipped: int
+    skipped: dict[str, int]  # what the walk did not take, by kind
+    pid: int | None  # the process serving it, on ``host``
+    host: str | None
+    actor: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Acquisition:
+    """One file read off a recorder in one dock session."""
+
+    id: int
+    session_id: int
+    serial: str
+    path: str  # display form, escaped
+    path_hex: str  # the exact bytes of the recorder path
+    size: int
+    mtime_ns: int
+    state: AcquisitionState
+    item: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    error: str
+    wiped_at: datetime | None
+    ledger_seq: int | None
+
+    @property
+    def raw_path(self) -> bytes:
+        return bytes.fromhex(self.path_hex)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockedAcquisition:
+    """An acquisition with the station and the time of the dock that made it."""
+
+    acquisition: Acquisition
+    station: str
+    docked_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Label:
+    """One label of an item; the newest is its current label, the others its history."""
+
+    id: int
+    item: str
+    case: str
+    party: str
+    officer: str
+    categories: tuple[str, ...]
+    by: str
+    at: datetime
+    ledger_seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlagRecord:
+    """A flag set on an item (flags stay)."""
+
+    id: int
+    item: str
+    flag: Flag
+    set_at: datetime
+    detail: str
+    ledger_seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlaggedItem:
+    """A flag, with what a list of late items shows of its item."""
+
+    flag: FlagRecord
+    recorder: str
+    officer: str
+    original_name: str
+    recorded_start: datetime
+    recorded_end: datetime
+    stored_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Justification:
+    """Why an item is late, kept beside its flag."""
+
+    id: int
+    item: str
+    flag: Flag
+    reason: str
+    by: str
+    at: datetime
+    ledger_seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Replica:
+    """An item's copy on one target."""
+
+    item: str
+    target: str
+    state: ReplicaState
+    key: str
+    size: int | None
+    remote_sha256: str | None
+    retain_until: datetime | None  # the lock it carries
+    hold: bool
+    attempts: int
+    last_error: str
+    updated_at: datetime
+    verified_at: datetime | None
+    ledger_seq: int | None
+    proven_at: datetime | None  # read back and hashed to the item
+    location: str  # where it was made: a target pointed elsewhere does not inherit it
+    rewrite: bool  # the object there was found bad: a new one must be read back
+    bad_versions: tuple[str, ...]  # kept by their lock, never counted again
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint:
+    """A signed ledger checkpoint on a target: one sent, or the newest seen there."""
+
+    target: str
+    name: str
+    seq: int
+    head_hash: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyRecord:
+    """A station key in the catalog's cache of the keys the ledger proves."""
+
+    key_id: str
+    station: str
+    public_key: str  # hex
+    created_at: datetime
+    retired_at: datetime | None
+
+
+def retention_data(retention: Retention) -> dict[str, Any]:
+    """An item's retention as its ledger entries state it."""
+    return {"retention_class": str(retention.cls),
+            "retain_until": format_time(retention.until) if retention.until else None,
+            "hold": retention.hold}

@@ -1,0 +1,317 @@
+"""Ports: what the use cases ask of the adapters, in the domain's words.
+
+``CatalogTx`` is one catalog transaction, handed out by ``Catalog.read()``, ``Catalog.write()``
+and ``Custody.transaction()``; the catalog's ``queries.Tx`` is the one that exists. Its methods
+take and return the domain's records (``domain.records``, ``domain.models``), plain values, or
+lists and dicts of them, never a database row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from .domain.flags import Flag
+from .domain.models import LedgerEntry, Recorder
+from .domain.policy import Retention
+from .domain.records import (
+    Acquisition,
+    AcquisitionState,
+    Checkpoint,
+    DockedAcquisition,
+    DockSession,
+    DockSource,
+    FlaggedItem,
+    FlagRecord,
+    Item,
+    ItemFilter,
+    Justification,
+    KeyRecord,
+    Label,
+    ListedItem,
+    Replica,
+    SessionState,
+    WindowCheck,
+)
+from .domain.status import Counts, JobRun, LockBehind, ReplicaStats, SessionSummary
+
+
+#: What three queries (recent sessions, last jobs, locks behind) still return, until they
+#: return records: a row, by column name.
+class CatalogTx(Protocol):
+    """One catalog transaction: every query the use cases make."""
+
+    # -- the ledger ----------------------------------------------------------------------
+
+    def ledger_last_time(self) -> datetime | None: ...
+
+    def ledger_head(self) -> tuple[int, str | None]: ...
+
+    def insert_entry(self, entry: LedgerEntry) -> None: ...
+
+    def iter_entries(
+        self,
+        *,
+        after: int = 0,
+        item: str | None = None,
+        kinds: Sequence[str] | None = None,
+        upto: int | None = None,
+        batch: int = 5000,
+    ) -> Iterator[LedgerEntry]: ...
+
+    def entries_of_kinds(
+        self, kinds: Sequence[str], *, station: str | None = None
+    ) -> list[LedgerEntry]: ...
+
+    def add_key(self, *, key_id: str, station: str, public_hex: str, at: datetime) -> None: ...
+
+    def retire_key(self, key_id: str, at: datetime) -> None: ...
+
+    def all_keys(self) -> list[KeyRecord]: ...
+
+    # -- recorders -----------------------------------------------------------------------
+
+    def recorder(self, serial: str, *, active_only: bool = True) -> Recorder | None: ...
+
+    def upsert_recorder(self, rec: Recorder, *, at: datetime, ledger_seq: int) -> None: ...
+
+    def deactivate_recorder(self, serial: str, *, ledger_seq: int) -> bool: ...
+
+    def list_recorders(self, *, include_removed: bool = False) -> list[Recorder]: ...
+
+    # -- dock sessions and acquisitions --------------------------------------------------
+
+    def open_session(
+        self,
+        *,
+        serial: str,
+        station: str,
+        source: DockSource,
+        mountpoint: str,
+        state: SessionState,
+        docked_at: datetime,
+        actor: str,
+        ledger_seq: int,
+        health: Mapping[str, Any],
+        officer: str = "",
+        finished_at: datetime | None = None,
+        error: str = "",
+        pid: int | None = None,
+        host: str | None = None,
+    ) -> int: ...
+
+    def session_skipped(self, session_id: int, *, by_kind: Mapping[str, int]) -> None: ...
+
+    def close_session(
+        self,
+        session_id: int,
+        *,
+        state: SessionState,
+        finished_at: datetime,
+        files_seen: int,
+        files_new: int,
+        files_known: int,
+        files_failed: int,
+        bytes_copied: int,
+        error: str,
+        health: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    def session(self, session_id: int) -> DockSession | None: ...
+
+    def start_acquisition(
+        self,
+        *,
+        session_id: int,
+        serial: str,
+        path: str,
+        path_hex: str,
+        size: int,
+        mtime_ns: int,
+        started_at: datetime,
+    ) -> int: ...
+
+    def acquisition_stored(
+        self,
+        acq_id: int,
+        *,
+        state: AcquisitionState,
+        item: str,
+        size: int,
+        at: datetime,
+        ledger_seq: int,
+    ) -> None: ...
+
+    def acquisition_failed(
+        self, acq_id: int, *, state: AcquisitionState, error: str, at: datetime
+    ) -> None: ...
+
+    def acquisition_wiped(self, acq_id: int, at: datetime | None) -> None: ...
+
+    def known_source(
+        self, *, serial: str, path_hex: str, size: int, mtime_ns: int
+    ) -> str | None: ...
+
+    def interrupt_abandoned(
+        self, *, station: str, host: str, at: datetime, alive: Callable[[int], bool]
+    ) -> tuple[int, int]: ...
+
+    def wipe_candidates(self, session_id: int) -> list[Acquisition]: ...
+
+    def acquisitions_of(self, sha256: str) -> list[DockedAcquisition]: ...
+
+    def recent_sessions(self, limit: int = 20, *, station: str) -> list[SessionSummary]: ...
+
+    # -- items, labels, flags ------------------------------------------------------------
+
+    def item(self, sha256: str) -> Item | None: ...
+
+    def insert_item(self, item: Item) -> None: ...
+
+    def set_retention(self, sha256: str, retention: Retention) -> None: ...
+
+    def set_local_present(self, sha256: str, present: bool) -> None: ...
+
+    def resolve(self, ref: str) -> str: ...
+
+    def item_flags(self, sha256: str) -> list[FlagRecord]: ...
+
+    def has_flag(self, sha256: str, flag: Flag) -> bool: ...
+
+    def insert_flag(
+        self, *, item: str, flag: Flag, set_at: datetime, detail: str, ledger_seq: int
+    ) -> None: ...
+
+    def current_label(self, sha256: str) -> Label | None: ...
+
+    def label_history(self, sha256: str) -> list[Label]: ...
+
+    def insert_label(
+        self,
+        *,
+        item: str,
+        case: str,
+        party: str,
+        officer: str,
+        categories: Sequence[str],
+        by: str,
+        at: datetime,
+        ledger_seq: int,
+    ) -> None: ...
+
+    def insert_justification(
+        self, *, item: str, flag: Flag, reason: str, by: str, at: datetime, ledger_seq: int
+    ) -> None: ...
+
+    def justifications_of(self, sha256: str) -> list[Justification]: ...
+
+    def search_items(
+        self, wanted: ItemFilter | None = None, *, limit: int | None = None
+    ) -> list[ListedItem]: ...
+
+    def iter_item_batches(
+        self, wanted: ItemFilter | None = None, *, limit: int | None = None, batch: int = ...
+    ) -> Iterator[list[ListedItem]]: ...
+
+    def flags_by_item(self, shas: Sequence[str] | None = None) -> dict[str, list[Flag]]: ...
+
+    def flagged_items(self, wanted: Sequence[Flag]) -> list[FlaggedItem]: ...
+
+    def justifications_by_flag(
+        self, wanted: Sequence[Flag]
+    ) -> dict[tuple[str, Flag], list[Justification]]: ...
+
+    def counts(self, *, station: str) -> Counts: ...
+
+    def items_needing_window_check(self) -> list[WindowCheck]: ...
+
+    def verified_targets(self, sha256: str) -> set[str]: ...
+
+    def proven_targets(self, sha256: str, locations: Mapping[str, str]) -> set[str]: ...
+
+    def items_with_unproven_copies(self, *, station: str, targets: Sequence[str]) -> set[str]: ...
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def job_started(self, *, job: str, station: str, at: datetime) -> JobRun: ...
+
+    def job_finished(self, run: JobRun, *, at: datetime, ok: bool, summary: str) -> JobRun: ...
+
+    def last_jobs(self, *, station: str) -> list[JobRun]: ...
+
+    # -- replication and checkpoints -----------------------------------------------------
+
+    def replication_queue(
+        self, targets: Sequence[str], *, limit: int | None = None, station: str | None = None
+    ) -> list[Item]: ...
+
+    def replica(self, sha256: str, target: str) -> Replica | None: ...
+
+    def replicas_of(self, sha256: str) -> dict[str, Replica]: ...
+
+    def replica_uploading(
+        self, sha256: str, target: str, *, attempts: int, at: datetime
+    ) -> None: ...
+
+    def replica_verified(
+        self,
+        sha256: str,
+        target: str,
+        *,
+        key: str,
+        size: int,
+        remote_sha256: str | None,
+        retain_until: datetime | None,
+        hold: bool,
+        location: str,
+        read_back: bool,
+        at: datetime,
+        ledger_seq: int,
+    ) -> None: ...
+
+    def replica_failed(self, sha256: str, target: str, *, error: str, at: datetime) -> None: ...
+
+    def replica_locked(
+        self, sha256: str, target: str, *, retain_until: datetime | None, hold: bool, at: datetime
+    ) -> None: ...
+
+    def replica_lock_failed(
+        self, sha256: str, target: str, *, error: str, at: datetime
+    ) -> None: ...
+
+    def replica_proven(self, sha256: str, target: str, *, at: datetime) -> None: ...
+
+    def interrupt_uploads(self, at: datetime) -> int: ...
+
+    def relocate_replicas(
+        self, target: str, location: str, at: datetime, *, station: str
+    ) -> int: ...
+
+    def replica_found_bad(
+        self, sha256: str, target: str, *, version_id: str | None, error: str, at: datetime
+    ) -> None: ...
+
+    def target_identity(self, target: str, location: str) -> str | None: ...
+
+    def record_target_identity(
+        self, target: str, location: str, identity: str, at: datetime
+    ) -> None: ...
+
+    def locks_behind(self, *, station: str | None = None) -> list[LockBehind]: ...
+
+    def replica_stats(
+        self, targets: Sequence[str], *, station: str
+    ) -> dict[str, ReplicaStats]: ...
+
+    def add_checkpoint(
+        self, *, target: str, name: str, seq: int, head_hash: str, at: datetime
+    ) -> None: ...
+
+    def last_checkpoint(self, target: str, *, station: str) -> Checkpoint | None: ...
+
+    def newest_checkpoint_seen(self, *, station: str, target: str) -> Checkpoint | None: ...
+
+    def remember_checkpoint(
+        self, *, station: str, target: str, name: str, seq: int, head_hash: str, at: datetime
+    ) -> None: ...

@@ -1,4 +1,5 @@
-"""Policy: deadlines, clock plausibility, recorded time, retention, wipe eligibility.
+"""Policy: deadlines, clock plausibility, recorded time, retention, WORM lock dates, eviction
+from the local store, wipe eligibility.
 
 Every function takes the time it needs as an argument, so each rule is testable to the second.
 """
@@ -6,12 +7,15 @@ Every function takes the time it needs as an argument, so each rule is testable 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 from .flags import Flag
 from .models import MediaInfo, RecordedTime, RetentionClass, TimeSource
+
+#: What tells the time: the station's clock (UTC, aware), or a fake one in tests.
+Clock = Callable[[], datetime]
 
 #: A recorder time before this means its clock was never set.
 CLOCK_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

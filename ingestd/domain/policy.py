@@ -194,6 +194,43 @@ def longer_retention(a: datetime | None, b: datetime | None) -> bool:
     return a is None or a > b
 
 
+#: S3 COMPLIANCE retention needs a date. Footage kept long-term (never expires) is locked this
+#: long after it was recorded: longer than any rule asks, and no one can shorten it.
+LONG_TERM_LOCK = timedelta(days=365 * 100)
+
+#: The latest retain-until date asked of a server. Ceph RGW (16.2 at least) keeps the date in
+#: 32-bit seconds: a later one wraps round to the 1970s or 1980s, which it accepts even under
+#: COMPLIANCE, leaving the object deletable. 2^32 s after the epoch is 2106-02-07T06:28:16Z.
+MAX_RETAIN_UNTIL = datetime(2106, 1, 1, tzinfo=UTC)
+
+
+def long_term_until(now: datetime, *, cap: datetime = MAX_RETAIN_UNTIL) -> datetime:
+    """The COMPLIANCE date for what is kept long-term (and for checkpoints)."""
+    return min(now + LONG_TERM_LOCK, cap)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WormLock:
+    """The WORM lock an item's off-site copies must carry."""
+
+    retain_until: datetime
+    legal_hold: bool
+
+
+def worm_lock(*, retain_until: datetime | None, cls: RetentionClass, hold: bool,
+              recorded_start: datetime, now: datetime, policy: RetentionPolicy,
+              cap: datetime = MAX_RETAIN_UNTIL) -> WormLock:
+    """The lock for an item's copies: its retain-until date, and never less than its class's
+    whole period from ``now`` (a date counted from a wrong recorder clock may already be past).
+    Without a date (it never expires) the long-term date, counted from the later of the
+    recorder's clock and ours. At most ``cap``; legal hold when it is held, beside the date."""
+    if retain_until is not None:
+        until = max(retain_until, now + class_period(cls, policy))
+    else:
+        until = long_term_until(max(recorded_start, now), cap=cap)
+    return WormLock(retain_until=min(until, cap), legal_hold=hold)
+
+
 def parse_utc_offset(text: str) -> tzinfo:
     """``+08:00`` / ``-0500`` / ``UTC`` as a fixed offset."""
     if text.upper() in {"UTC", "Z", "+00:00"}:

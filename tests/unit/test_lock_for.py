@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from ingestd.domain.canonical import format_time
-from ingestd.domain.policy import RetentionPolicy
-from ingestd.usecases.replicate import MAX_RETAIN_UNTIL, lock_for
+from ingestd.domain.policy import MAX_RETAIN_UNTIL, RetentionPolicy
+from ingestd.usecases.replicate import lock_for
 
 NOW = datetime(2026, 12, 1, 9, 30, 15, tzinfo=UTC)
 P = RetentionPolicy()

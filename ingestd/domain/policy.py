@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
@@ -192,6 +193,19 @@ def longer_retention(a: datetime | None, b: datetime | None) -> bool:
     if b is None:
         return False
     return a is None or a > b
+
+
+def may_evict(*, required: AbstractSet[str], proven: AbstractSet[str], stored_at: datetime,
+              now: datetime, local_keep: timedelta, hold: bool, local_present: bool,
+              ours: bool) -> bool:
+    """Whether an item may leave the local store, which is a cache of what is safe off-site.
+
+    Only when every required target holds a proven copy (``proven``: its bytes read back and
+    hashed to the item, at the location the target has now; with no required target nothing is
+    safe off-site), it was stored ``local_keep`` or longer before ``now``, it is not on legal
+    hold, it is still here, and this station stored it (``ours``)."""
+    return (bool(required) and required <= proven and stored_at + local_keep <= now
+            and not hold and local_present and ours)
 
 
 #: S3 COMPLIANCE retention needs a date. Footage kept long-term (never expires) is locked this

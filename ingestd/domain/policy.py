@@ -195,6 +195,19 @@ def longer_retention(a: datetime | None, b: datetime | None) -> bool:
     return a is None or a > b
 
 
+def kept_retention(new: Retention, *, granted_class: RetentionClass,
+                   granted_until: datetime | None) -> Retention:
+    """The retention an item keeps when it is worked out again (a label, a hold or a release,
+    a rule that grew): never less than it was granted. Long-term stays long-term, as it was
+    granted; a retain-until date never moves earlier (the class is the new one); the hold is
+    the new one. Labels, holds and releases (casework) and re-dating ask it alike."""
+    if granted_class == RetentionClass.LONG_TERM:
+        return Retention(cls=RetentionClass.LONG_TERM, until=granted_until, hold=new.hold)
+    if granted_until is not None and longer_retention(granted_until, new.until):
+        return Retention(cls=new.cls, until=granted_until, hold=new.hold)
+    return new
+
+
 def may_evict(*, required: AbstractSet[str], proven: AbstractSet[str], stored_at: datetime,
               now: datetime, local_keep: timedelta, hold: bool, local_present: bool,
               ours: bool) -> bool:

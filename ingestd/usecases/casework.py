@@ -15,7 +15,7 @@ from typing import Any
 from ..domain import policy, text
 from ..domain.canonical import format_time, parse_time
 from ..domain.flags import Flag
-from ..domain.models import EventKind
+from ..domain.models import EventKind, RetentionClass
 from ..errors import UsageError
 from ..station import Station
 
@@ -29,16 +29,12 @@ def _retention_update(station: Station, item: dict[str, Any], *, has_case: bool,
         stored_at=parse_time(str(item["stored_at"])), has_case=has_case,
         categories=categories, hold=hold, policy=station.settings.retention.policy(),
     )
-    old_until = item["retain_until"]
-    until = format_time(keep.until) if keep.until else None
     # The longest retention wins: never shorten what was granted before.
-    if until is not None and old_until is not None and str(old_until) > until:
-        until = str(old_until)
-    cls = str(keep.cls)
-    if old_until is None and item["retention_class"] == "long-term":
-        until = None
-        cls = "long-term"  # the class that never expires stays, as its date does
-    return {"retention_class": cls, "retain_until": until, "hold": keep.hold}
+    granted = item["retain_until"]
+    keep = policy.kept_retention(keep, granted_class=RetentionClass(item["retention_class"]),
+                                 granted_until=parse_time(str(granted)) if granted else None)
+    return {"retention_class": str(keep.cls),
+            "retain_until": format_time(keep.until) if keep.until else None, "hold": keep.hold}
 
 
 def require_text(field: str, value: str, *, limit: int) -> str:

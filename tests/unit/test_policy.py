@@ -257,6 +257,55 @@ def test_longer_retention_treats_never_as_the_longest() -> None:
     assert not policy.longer_retention(T, None)
 
 
+def kept(new: policy.Retention, granted_class: RetentionClass,
+         granted_until: datetime | None) -> policy.Retention:
+    return policy.kept_retention(new, granted_class=granted_class, granted_until=granted_until)
+
+
+def test_a_shorter_new_date_is_refused_to_the_second() -> None:
+    # A rule that shrank (evidence now kept for less) never moves a date granted before.
+    new = keep(has_case=True, policy=RetentionPolicy(evidence=timedelta(days=3650)))
+    assert new.until is not None
+    evidence = RetentionClass.EVIDENCE
+    later = new.until + SECOND
+    assert kept(new, evidence, later) == policy.Retention(cls=evidence, until=later, hold=False)
+    assert kept(new, evidence, new.until) == new
+    assert kept(new, evidence, new.until - SECOND) == new
+    assert kept(new, evidence, None) == new  # no date granted: nothing to keep
+
+
+def test_a_class_change_keeps_the_longer_date_and_takes_the_new_class() -> None:
+    routine = keep()
+    assert routine.until is not None
+    # Labelled: routine becomes evidence, and its longer date wins.
+    evidence = keep(has_case=True)
+    assert kept(evidence, RetentionClass.ROUTINE, routine.until) == evidence
+    # A routine date granted later than what the new class gives stays, under the new class.
+    long_granted = routine.until + P.evidence
+    got = kept(evidence, RetentionClass.ROUTINE, long_granted)
+    assert (got.cls, got.until) == (RetentionClass.EVIDENCE, long_granted)
+
+
+def test_long_term_never_expires_and_stays() -> None:
+    long_term = keep(has_case=True, categories=["assault"])
+    assert long_term.until is None
+    # Raised to long-term: no date wins over never.
+    assert kept(long_term, RetentionClass.EVIDENCE, T + P.evidence) == long_term
+    # A later label without the category, or a release, leaves it long-term.
+    for new in (keep(has_case=True), keep(), keep(has_case=True, hold=True)):
+        got = kept(new, RetentionClass.LONG_TERM, None)
+        assert (got.cls, got.until, got.hold) == (RetentionClass.LONG_TERM, None, new.hold)
+
+
+def test_the_hold_is_always_the_new_one() -> None:
+    held = keep(has_case=True, hold=True)
+    assert held.until is not None
+    assert kept(held, RetentionClass.EVIDENCE, held.until + SECOND).hold is True
+    released = keep(has_case=True, hold=False)
+    assert kept(released, RetentionClass.EVIDENCE, held.until + SECOND).hold is False
+    assert kept(released, RetentionClass.LONG_TERM, None).hold is False
+
+
 # -- offsets ---------------------------------------------------------------------------------
 
 

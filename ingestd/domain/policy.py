@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from enum import StrEnum
 
 from .flags import Flag
 from .models import MediaInfo, RecordedTime, RetentionClass, TimeSource
@@ -256,6 +257,88 @@ def worm_lock(*, retain_until: datetime | None, cls: RetentionClass, hold: bool,
     else:
         until = long_term_until(max(recorded_start, now), cap=cap)
     return WormLock(retain_until=min(until, cap), legal_hold=hold)
+
+
+class WipeMode(StrEnum):
+    """``docks.wipe``: whether a recorder's files are deleted once ingested, and after what."""
+
+    NEVER = "never"
+    AFTER_LOCAL_VERIFY = "after-local-verify"  # once its bytes are verified in the local store
+    AFTER_OFFSITE_VERIFY = "after-offsite-verify"  # ... and proven on every required target
+
+    @property
+    def needs_offsite_proof(self) -> bool:
+        return self is WipeMode.AFTER_OFFSITE_VERIFY
+
+
+class FsCheck(StrEnum):
+    """What the read-only file system check of a recorder that ingestd mounts found."""
+
+    CLEAN = "clean"
+    ERRORS = "errors"
+    NOT_RUN = "not-run"  # docks.fs_check = false
+
+
+class WipeBar(StrEnum):
+    """Why a recorder, or one file on it, is not wiped."""
+
+    NEVER = "never"  # docks.wipe = "never"
+    FS_NOT_CHECKED = "fs-not-checked"
+    FS_ERRORS = "fs-errors"
+    FUSEFAT_WRITE_OFF = "fusefat-write-off"  # only fusefat can write it, and it is not asked to
+    NO_REQUIRED_TARGET = "no-required-target"  # off-site proof asked for, and nowhere to prove
+    NOT_VERIFIED = "not-verified"  # the file's bytes are not a verified item in the store
+    NOT_PROVEN = "not-proven"  # a required target holds no proven copy of its item
+
+
+def recorder_wipe_bar(*, mode: WipeMode, fs_check: FsCheck, fusefat: bool,
+                      fusefat_write: bool) -> WipeBar | None:
+    """Why a recorder that ingestd mounts itself must not be made writable to be wiped (None:
+    nothing forbids it).
+
+    Deleting on a damaged file system (a cross-linked FAT, a bad ext4 bitmap) can free the
+    blocks of a file that was never ingested, so only a check that ran and was clean lets a
+    wipe happen; fusefat's rw+ is an experimental writer, used only when asked for
+    (``fusefat_write``). A watched folder is mounted by the system, not by ingestd, and is not
+    asked this."""
+    if mode is WipeMode.NEVER:
+        return WipeBar.NEVER
+    if fs_check is FsCheck.NOT_RUN:
+        return WipeBar.FS_NOT_CHECKED
+    if fs_check is FsCheck.ERRORS:
+        return WipeBar.FS_ERRORS
+    if fusefat and not fusefat_write:
+        return WipeBar.FUSEFAT_WRITE_OFF
+    return None
+
+
+def wipe_bar(*, mode: WipeMode, required: AbstractSet[str]) -> WipeBar | None:
+    """Why no file is wiped under ``mode`` with these required targets, whatever the file (None:
+    each file may be, as :func:`file_wipe_bar` says)."""
+    if mode is WipeMode.NEVER:
+        return WipeBar.NEVER
+    if mode.needs_offsite_proof and not required:
+        return WipeBar.NO_REQUIRED_TARGET
+    return None
+
+
+def file_wipe_bar(*, mode: WipeMode, required: AbstractSet[str], verified: bool,
+                  proven: AbstractSet[str]) -> WipeBar | None:
+    """Why one file on a recorder must not be deleted (None: it may, provided what is there
+    still hashes to its item when it is deleted).
+
+    ``verified``: the file's bytes were read back from the local store and hashed to its item
+    (the acquisition stored them, or found them stored); ``proven``: the targets that hold a
+    proven copy of the item, which only ``after-offsite-verify`` asks for (every required one,
+    as the retention sweep asks before an item leaves the local store)."""
+    bar = wipe_bar(mode=mode, required=required)
+    if bar is not None:
+        return bar
+    if not verified:
+        return WipeBar.NOT_VERIFIED
+    if mode.needs_offsite_proof and not required <= proven:
+        return WipeBar.NOT_PROVEN
+    return None
 
 
 def parse_utc_offset(text: str) -> tzinfo:

@@ -99,10 +99,19 @@ def recorded_time(
     return RecordedTime(start=end - duration, end=end, source=TimeSource.FILE_TIME)
 
 
+def clock_ahead(*, recorded_start: datetime, docked_at: datetime,
+                tolerance: timedelta) -> timedelta | None:
+    """How far a recording lies in the station's future when its recorder docked, if more than
+    ``tolerance`` (None: its clock is not ahead, or within the tolerance)."""
+    ahead = recorded_start - docked_at
+    return ahead if ahead > tolerance else None
+
+
 def clock_flags(recorded: RecordedTime, *, docked_at: datetime, tolerance: timedelta) -> set[Flag]:
     if recorded.start < CLOCK_EPOCH:
         return {Flag.CLOCK_UNSET}
-    if recorded.start > docked_at + tolerance:
+    if clock_ahead(recorded_start=recorded.start, docked_at=docked_at,
+                   tolerance=tolerance) is not None:
         return {Flag.CLOCK_SKEW}
     return set()
 
@@ -139,6 +148,13 @@ def window_flags(
     if replication_required and not replicated and now > stored_at + windows.replication:
         flags.add(Flag.LATE_REPLICATION)
     return flags
+
+
+def replication_done(*, required: AbstractSet[str], sent: AbstractSet[str]) -> bool:
+    """Whether an item is replicated, as its replication window asks: every required target
+    holds a copy it accepted and describes correctly (``sent``, read back or not: the window
+    asks for copies made in time; what lets anything go is a proven copy)."""
+    return required <= sent
 
 
 @dataclass(frozen=True, kw_only=True)

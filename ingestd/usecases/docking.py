@@ -437,8 +437,9 @@ class DockCoordinator:
         docked = datetime.fromisoformat(session["docked_at"].replace("Z", "+00:00"))
         newest = max(datetime.fromisoformat(i.recorded_at.replace("Z", "+00:00"))
                      for i in report.items)
-        ahead = (newest - docked).total_seconds()
-        return ahead if ahead > self.settings.ingest.clock_tolerance.total_seconds() else None
+        ahead = policy.clock_ahead(recorded_start=newest, docked_at=docked,
+                                   tolerance=self.settings.ingest.clock_tolerance)
+        return None if ahead is None else ahead.total_seconds()
 
     # -- wipe ----------------------------------------------------------------------------
 

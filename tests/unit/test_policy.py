@@ -1,5 +1,5 @@
 """Domain policy, to the second: recorded time, ingest lateness, recorder clocks, deadlines,
-retention."""
+windows, retention and how it is never shortened."""
 
 from __future__ import annotations
 
@@ -131,6 +131,23 @@ def test_clock_skew_beyond_tolerance_only() -> None:
                     tolerance=tolerance) == {Flag.CLOCK_SKEW}
 
 
+def test_how_far_a_clock_is_ahead_counts_only_beyond_the_tolerance() -> None:
+    docked = T
+    tolerance = timedelta(minutes=10)
+
+    def ahead(start: datetime) -> timedelta | None:
+        return policy.clock_ahead(recorded_start=start, docked_at=docked, tolerance=tolerance)
+
+    assert ahead(docked + tolerance - SECOND) is None
+    assert ahead(docked + tolerance) is None
+    assert ahead(docked + tolerance + SECOND) == tolerance + SECOND
+    assert ahead(docked + timedelta(days=400)) == timedelta(days=400)
+    assert ahead(docked) is None
+    assert ahead(docked - timedelta(days=1)) is None  # behind is not ahead
+    assert policy.clock_ahead(recorded_start=docked + SECOND, docked_at=docked,
+                              tolerance=timedelta(0)) == SECOND
+
+
 def test_a_wrong_clock_is_flagged_instead_of_lateness() -> None:
     # A 1980 time would make every item "late"; the clock is what is wrong.
     stored = T
@@ -161,6 +178,16 @@ def test_window_flags_at_the_label_and_replication_boundaries() -> None:
     assert at(stored + w.label + SECOND) == {Flag.LATE_REPLICATION, Flag.LATE_LABEL}
     assert at(stored + w.label + SECOND, labelled=True, replicated=True) == set()
     assert at(stored + w.label + SECOND, required=False) == {Flag.LATE_LABEL}
+
+
+def test_replicated_for_the_window_once_every_required_target_holds_a_sent_copy() -> None:
+    required = {"nas", "cloud"}
+    assert policy.replication_done(required=required, sent={"nas", "cloud"})
+    assert policy.replication_done(required=required, sent={"nas", "cloud", "spare"})
+    assert not policy.replication_done(required=required, sent={"nas"})
+    assert not policy.replication_done(required=required, sent={"spare"})
+    assert not policy.replication_done(required=required, sent=set())
+    assert policy.replication_done(required=set(), sent=set())  # nothing is asked for
 
 
 # -- retention -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +33,7 @@ from .catalog.schema import (
 )
 from .domain.canonical import canonical_bytes, format_time
 from .domain.models import EventKind, LedgerEntry
+from .domain.policy import Clock
 from .errors import CatalogError, IntegrityError, StoreError, StoreFull
 from .integrity.ledger import (
     GENESIS_HASH,
@@ -51,7 +52,6 @@ from .ports import CatalogTx
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 K = DiscrepancyKind
 
 #: A station clock this far behind the ledger's last entry is an alarm (less is the ordinary

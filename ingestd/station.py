@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 from .catalog.db import Catalog, open_catalog
 from .config import Settings
-from .custody import Clock, Custody
+from .custody import Custody
+from .domain.policy import Clock
 from .integrity.signing import StationKey, read_pin
 from .store import Store
 

@@ -1,4 +1,5 @@
-"""Policy: deadlines, clock plausibility, recorded time, retention, wipe eligibility.
+"""Policy: deadlines, clock plausibility, recorded time, retention, WORM lock dates, eviction
+from the local store, wipe eligibility.
 
 Every function takes the time it needs as an argument, so each rule is testable to the second.
 """
@@ -6,12 +7,17 @@ Every function takes the time it needs as an argument, so each rule is testable 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from enum import StrEnum
 
 from .flags import Flag
 from .models import MediaInfo, RecordedTime, RetentionClass, TimeSource
+
+#: What tells the time: the station's clock (UTC, aware), or a fake one in tests.
+Clock = Callable[[], datetime]
 
 #: A recorder time before this means its clock was never set.
 CLOCK_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -93,10 +99,19 @@ def recorded_time(
     return RecordedTime(start=end - duration, end=end, source=TimeSource.FILE_TIME)
 
 
+def clock_ahead(*, recorded_start: datetime, docked_at: datetime,
+                tolerance: timedelta) -> timedelta | None:
+    """How far a recording lies in the station's future when its recorder docked, if more than
+    ``tolerance`` (None: its clock is not ahead, or within the tolerance)."""
+    ahead = recorded_start - docked_at
+    return ahead if ahead > tolerance else None
+
+
 def clock_flags(recorded: RecordedTime, *, docked_at: datetime, tolerance: timedelta) -> set[Flag]:
     if recorded.start < CLOCK_EPOCH:
         return {Flag.CLOCK_UNSET}
-    if recorded.start > docked_at + tolerance:
+    if clock_ahead(recorded_start=recorded.start, docked_at=docked_at,
+                   tolerance=tolerance) is not None:
         return {Flag.CLOCK_SKEW}
     return set()
 
@@ -133,6 +148,13 @@ def window_flags(
     if replication_required and not replicated and now > stored_at + windows.replication:
         flags.add(Flag.LATE_REPLICATION)
     return flags
+
+
+def replication_done(*, required: AbstractSet[str], sent: AbstractSet[str]) -> bool:
+    """Whether an item is replicated, as its replication window asks: every required target
+    holds a copy it accepted and describes correctly (``sent``, read back or not: the window
+    asks for copies made in time; what lets anything go is a proven copy)."""
+    return required <= sent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,6 +210,151 @@ def longer_retention(a: datetime | None, b: datetime | None) -> bool:
     if b is None:
         return False
     return a is None or a > b
+
+
+def kept_retention(new: Retention, *, granted_class: RetentionClass,
+                   granted_until: datetime | None) -> Retention:
+    """The retention an item keeps when it is worked out again (a label, a hold or a release,
+    a rule that grew): never less than it was granted. Long-term stays long-term, as it was
+    granted; a retain-until date never moves earlier (the class is the new one); the hold is
+    the new one. Labels, holds and releases (casework) and re-dating ask it alike."""
+    if granted_class == RetentionClass.LONG_TERM:
+        return Retention(cls=RetentionClass.LONG_TERM, until=granted_until, hold=new.hold)
+    if granted_until is not None and longer_retention(granted_until, new.until):
+        return Retention(cls=new.cls, until=granted_until, hold=new.hold)
+    return new
+
+
+def may_evict(*, required: AbstractSet[str], proven: AbstractSet[str], stored_at: datetime,
+              now: datetime, local_keep: timedelta, hold: bool, local_present: bool,
+              ours: bool) -> bool:
+    """Whether an item may leave the local store, which is a cache of what is safe off-site.
+
+    Only when every required target holds a proven copy (``proven``: its bytes read back and
+    hashed to the item, at the location the target has now; with no required target nothing is
+    safe off-site), it was stored ``local_keep`` or longer before ``now``, it is not on legal
+    hold, it is still here, and this station stored it (``ours``)."""
+    return (bool(required) and required <= proven and stored_at + local_keep <= now
+            and not hold and local_present and ours)
+
+
+#: S3 COMPLIANCE retention needs a date. Footage kept long-term (never expires) is locked this
+#: long after it was recorded: longer than any rule asks, and no one can shorten it.
+LONG_TERM_LOCK = timedelta(days=365 * 100)
+
+#: The latest retain-until date asked of a server. Ceph RGW (16.2 at least) keeps the date in
+#: 32-bit seconds: a later one wraps round to the 1970s or 1980s, which it accepts even under
+#: COMPLIANCE, leaving the object deletable. 2^32 s after the epoch is 2106-02-07T06:28:16Z.
+MAX_RETAIN_UNTIL = datetime(2106, 1, 1, tzinfo=UTC)
+
+
+def long_term_until(now: datetime, *, cap: datetime = MAX_RETAIN_UNTIL) -> datetime:
+    """The COMPLIANCE date for what is kept long-term (and for checkpoints)."""
+    return min(now + LONG_TERM_LOCK, cap)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WormLock:
+    """The WORM lock an item's off-site copies must carry."""
+
+    retain_until: datetime
+    legal_hold: bool
+
+
+def worm_lock(*, retain_until: datetime | None, cls: RetentionClass, hold: bool,
+              recorded_start: datetime, now: datetime, policy: RetentionPolicy,
+              cap: datetime = MAX_RETAIN_UNTIL) -> WormLock:
+    """The lock for an item's copies: its retain-until date, and never less than its class's
+    whole period from ``now`` (a date counted from a wrong recorder clock may already be past).
+    Without a date (it never expires) the long-term date, counted from the later of the
+    recorder's clock and ours. At most ``cap``; legal hold when it is held, beside the date."""
+    if retain_until is not None:
+        until = max(retain_until, now + class_period(cls, policy))
+    else:
+        until = long_term_until(max(recorded_start, now), cap=cap)
+    return WormLock(retain_until=min(until, cap), legal_hold=hold)
+
+
+class WipeMode(StrEnum):
+    """``docks.wipe``: whether a recorder's files are deleted once ingested, and after what."""
+
+    NEVER = "never"
+    AFTER_LOCAL_VERIFY = "after-local-verify"  # once its bytes are verified in the local store
+    AFTER_OFFSITE_VERIFY = "after-offsite-verify"  # ... and proven on every required target
+
+    @property
+    def needs_offsite_proof(self) -> bool:
+        return self is WipeMode.AFTER_OFFSITE_VERIFY
+
+
+class FsCheck(StrEnum):
+    """What the read-only file system check of a recorder that ingestd mounts found."""
+
+    CLEAN = "clean"
+    ERRORS = "errors"
+    NOT_RUN = "not-run"  # docks.fs_check = false
+
+
+class WipeBar(StrEnum):
+    """Why a recorder, or one file on it, is not wiped."""
+
+    NEVER = "never"  # docks.wipe = "never"
+    FS_NOT_CHECKED = "fs-not-checked"
+    FS_ERRORS = "fs-errors"
+    FUSEFAT_WRITE_OFF = "fusefat-write-off"  # only fusefat can write it, and it is not asked to
+    NO_REQUIRED_TARGET = "no-required-target"  # off-site proof asked for, and nowhere to prove
+    NOT_VERIFIED = "not-verified"  # the file's bytes are not a verified item in the store
+    NOT_PROVEN = "not-proven"  # a required target holds no proven copy of its item
+
+
+def recorder_wipe_bar(*, mode: WipeMode, fs_check: FsCheck, fusefat: bool,
+                      fusefat_write: bool) -> WipeBar | None:
+    """Why a recorder that ingestd mounts itself must not be made writable to be wiped (None:
+    nothing forbids it).
+
+    Deleting on a damaged file system (a cross-linked FAT, a bad ext4 bitmap) can free the
+    blocks of a file that was never ingested, so only a check that ran and was clean lets a
+    wipe happen; fusefat's rw+ is an experimental writer, used only when asked for
+    (``fusefat_write``). A watched folder is mounted by the system, not by ingestd, and is not
+    asked this."""
+    if mode is WipeMode.NEVER:
+        return WipeBar.NEVER
+    if fs_check is FsCheck.NOT_RUN:
+        return WipeBar.FS_NOT_CHECKED
+    if fs_check is FsCheck.ERRORS:
+        return WipeBar.FS_ERRORS
+    if fusefat and not fusefat_write:
+        return WipeBar.FUSEFAT_WRITE_OFF
+    return None
+
+
+def wipe_bar(*, mode: WipeMode, required: AbstractSet[str]) -> WipeBar | None:
+    """Why no file is wiped under ``mode`` with these required targets, whatever the file (None:
+    each file may be, as :func:`file_wipe_bar` says)."""
+    if mode is WipeMode.NEVER:
+        return WipeBar.NEVER
+    if mode.needs_offsite_proof and not required:
+        return WipeBar.NO_REQUIRED_TARGET
+    return None
+
+
+def file_wipe_bar(*, mode: WipeMode, required: AbstractSet[str], verified: bool,
+                  proven: AbstractSet[str]) -> WipeBar | None:
+    """Why one file on a recorder must not be deleted (None: it may, provided what is there
+    still hashes to its item when it is deleted).
+
+    ``verified``: the file's bytes were read back from the local store and hashed to its item
+    (the acquisition stored them, or found them stored); ``proven``: the targets that hold a
+    proven copy of the item, which only ``after-offsite-verify`` asks for (every required one,
+    as the retention sweep asks before an item leaves the local store)."""
+    bar = wipe_bar(mode=mode, required=required)
+    if bar is not None:
+        return bar
+    if not verified:
+        return WipeBar.NOT_VERIFIED
+    if mode.needs_offsite_proof and not required <= proven:
+        return WipeBar.NOT_PROVEN
+    return None
 
 
 def parse_utc_offset(text: str) -> tzinfo:

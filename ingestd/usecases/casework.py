@@ -13,7 +13,7 @@ from typing import Any
 
 from ..domain import policy, text
 from ..domain.flags import Flag
-from ..domain.models import EventKind, RetentionClass
+from ..domain.models import EventKind
 from ..domain.policy import Retention
 from ..domain.records import Item, Label, retention_data
 from ..errors import NotFound, UsageError
@@ -29,16 +29,9 @@ def _retention_update(station: Station, item: Item, *, has_case: bool,
         recorded_end=item.recorded_end, stored_at=item.stored_at, has_case=has_case,
         categories=categories, hold=hold, policy=station.settings.retention.policy(),
     )
-    old_until = item.retain_until
-    until = keep.until
     # The longest retention wins: never shorten what was granted before.
-    if until is not None and old_until is not None and old_until > until:
-        until = old_until
-    cls = keep.cls
-    if old_until is None and item.retention_class == RetentionClass.LONG_TERM:
-        until = None
-        cls = RetentionClass.LONG_TERM  # the class that never expires stays, as its date does
-    return Retention(cls=cls, until=until, hold=keep.hold)
+    return policy.kept_retention(keep, granted_class=item.retention_class,
+                                 granted_until=item.retain_until)
 
 
 def _item(tx: CatalogTx, sha: str) -> Item:

@@ -26,10 +26,11 @@ from typing import Any
 from ..docks import mounts, wipe
 from ..docks.udev import wait_ready
 from ..docks.watch import FolderDock, WatchDockSource, clean_serial, read_identity
-from ..domain import text
+from ..domain import policy, text
 from ..domain.docks import DockEvent
 from ..domain.models import EventKind
-from ..domain.records import Acquisition, DockSource, SessionState
+from ..domain.policy import FsCheck, WipeBar, WipeMode
+from ..domain.records import Acquisition, AcquisitionState, DockSource, SessionState
 from ..errors import IngestdError, RecorderError, RecorderNotRegistered, RecorderRefused
 from ..integrity.hashing import hash_fd
 from ..ports import CatalogTx
@@ -346,21 +347,25 @@ class DockCoordinator:
             return self._session(serial, mount.path, ctx, writable=rw)
 
     def _wipe_blocked(self, health: dict[str, Any], mount: mounts.Mount) -> str:
-        """Why this recorder must not be made writable for a wipe ("" if nothing forbids it).
-
-        Deleting on a damaged file system (a cross-linked FAT, a bad ext4 bitmap) can free the
-        blocks of a file that was never ingested, so only a check that ran and was clean lets
-        a wipe happen; fusefat's rw+ is an experimental writer, used only when asked for."""
-        if self.settings.docks.wipe == "never":
-            return ""
+        """Why this recorder must not be made writable for a wipe ("" if nothing forbids it,
+        or if it is never wiped), as ``policy.recorder_wipe_bar`` says, in the words its
+        session's health keeps."""
         check = health.get("fs_check")
-        if not isinstance(check, dict):
+        if isinstance(check, dict):
+            fs_check = FsCheck.CLEAN if check.get("clean") else FsCheck.ERRORS
+            tool = check.get("tool", "the check")
+        else:
+            fs_check, tool = FsCheck.NOT_RUN, ""
+        bar = policy.recorder_wipe_bar(mode=self._wipe_mode, fs_check=fs_check,
+                                       fusefat=mount.driver == "fusefat",
+                                       fusefat_write=self.settings.docks.fusefat_write)
+        if bar is WipeBar.FS_NOT_CHECKED:
             return "its file system was not checked (docks.fs_check = false)"
-        if not check.get("clean"):
-            return f"{check.get('tool', 'the check')} found file system errors"
-        if mount.driver == "fusefat" and not self.settings.docks.fusefat_write:
+        if bar is WipeBar.FS_ERRORS:
+            return f"{tool} found file system errors"
+        if bar is WipeBar.FUSEFAT_WRITE_OFF:
             return "FAT through fusefat is written only with docks.fusefat_write = true"
-        return ""
+        return ""  # nothing forbids it, or it is never wiped: no fault of the recorder
 
     def _prepare_device(self, devnode: str, fs_type: str, where: Path,
                         health: dict[str, Any]) -> mounts.Mount:
@@ -411,8 +416,8 @@ class DockCoordinator:
         for fault in finished.get("faults", []):
             log.warning("recorder %s fault: %s", serial, fault, extra={"event": "recorder_fault"})
         outcome = Outcome(serial=serial, state=report.state, report=report)
-        if report.state != SessionState.DONE or self.settings.docks.wipe == "never":
-            return outcome
+        if report.state != SessionState.DONE:
+            return outcome  # a session cut short wipes nothing
         blocked = ctx.health.get("wipe_blocked")
         if blocked:
             log.warning("recorder %s: nothing wiped: %s", serial, blocked,
@@ -433,29 +438,30 @@ class DockCoordinator:
                      default=None)
         if newest is None:
             return None
-        ahead = (newest - session.docked_at).total_seconds()
-        return ahead if ahead > self.settings.ingest.clock_tolerance.total_seconds() else None
+        ahead = policy.clock_ahead(recorded_start=newest, docked_at=session.docked_at,
+                                   tolerance=self.settings.ingest.clock_tolerance)
+        return None if ahead is None else ahead.total_seconds()
 
     # -- wipe ----------------------------------------------------------------------------
 
+    @property
+    def _wipe_mode(self) -> WipeMode:
+        return WipeMode(self.settings.docks.wipe)
+
     def wipe(self, report: IngestReport, path: Path,
              writable: Callable[[], contextlib.AbstractContextManager[object]]) -> int:
-        """Delete from the recorder only files whose bytes hash again to a verified item."""
-        policy = self.settings.docks.wipe
-        required = {t.name for t in self.settings.targets if t.required}
-        if policy == "after-offsite-verify" and not required:
+        """Delete from the recorder only files whose bytes hash again to a verified item, as
+        ``policy.file_wipe_bar`` allows."""
+        bar = policy.wipe_bar(mode=self._wipe_mode, required=self._required())
+        if bar is WipeBar.NO_REQUIRED_TARGET:
             log.error("wipe = after-offsite-verify but no required target is configured; "
                       "nothing wiped")
+        if bar is not None:
             return 0
         assert report.session_id is not None
         with self.station.catalog.read() as tx:
-            eligible: list[Acquisition] = []
-            for acq in tx.wipe_candidates(report.session_id):
-                assert acq.item is not None  # a wipe candidate's bytes are stored
-                if policy == "after-offsite-verify" and not required <= tx.proven_targets(
-                        acq.item, target_locations(self.settings)):
-                    continue
-                eligible.append(acq)
+            eligible = [acq for acq in tx.wipe_candidates(report.session_id)
+                        if self._wipe_bar(tx, acq) is None]
         if not eligible:
             return 0
         wiped = 0
@@ -467,11 +473,18 @@ class DockCoordinator:
         log.info("wiped %d files from recorder %s", wiped, report.serial)
         return wiped
 
-    def _still_eligible(self, tx: CatalogTx, sha: str) -> bool:
-        if self.settings.docks.wipe != "after-offsite-verify":
-            return True
-        required = {t.name for t in self.settings.targets if t.required}
-        return required <= tx.proven_targets(sha, target_locations(self.settings))
+    def _required(self) -> set[str]:
+        return {t.name for t in self.settings.targets if t.required}
+
+    def _wipe_bar(self, tx: CatalogTx, acq: Acquisition) -> WipeBar | None:
+        """Why the file of acquisition ``acq`` must not be deleted now (None: it may)."""
+        assert acq.item is not None  # a wipe candidate's bytes are stored
+        mode = self._wipe_mode
+        proven = (tx.proven_targets(acq.item, target_locations(self.settings))
+                  if mode.needs_offsite_proof else set())
+        return policy.file_wipe_bar(
+            mode=mode, required=self._required(), proven=proven,
+            verified=acq.state in (AcquisitionState.STORED, AcquisitionState.KNOWN))
 
     def _wipe_one(self, root: Path, acq: Acquisition) -> int:
         """Delete one file if what is there still hashes to its verified item.
@@ -526,7 +539,7 @@ class DockCoordinator:
             with self.station.custody.transaction() as tx:
                 # Decided again under the write lock: an audit may have found an off-site copy
                 # bad (or a repair made it unproven) since the list of files was drawn up.
-                if not self._still_eligible(tx, sha):
+                if self._wipe_bar(tx, acq) is not None:
                     raise _NoLongerEligible
                 wiped = self.station.custody.record(
                     tx, kind=EventKind.WIPED, actor="ingestd", item=sha,

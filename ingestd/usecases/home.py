@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from .. import config as config_mod
-from ..custody import Clock
 from ..domain.models import EventKind
+from ..domain.policy import Clock
 from ..errors import IntegrityError
 from ..integrity.hashing import fsync_dir
 from ..integrity.ledger import TIME_RULE_KEY, KeyChain

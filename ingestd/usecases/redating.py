@@ -81,8 +81,11 @@ def _due(history: _History, rule: policy.RetentionPolicy) -> Retention | None:
     if stated is not None:
         old = stated.get("retain_until")
         old_until = parse_time(str(old)) if old else None
-        if stated.get("retention_class") == RetentionClass.LONG_TERM or not \
-                policy.longer_retention(keep.until, old_until):
+        keep = policy.kept_retention(
+            keep, granted_class=RetentionClass(stated.get("retention_class")
+                                               or RetentionClass.ROUTINE),
+            granted_until=old_until)
+        if not policy.longer_retention(keep.until, old_until):
             return None
     return keep
 

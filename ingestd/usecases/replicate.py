@@ -19,13 +19,13 @@ from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from ..domain.canonical import canonical_bytes, format_time
 from ..domain.flags import Flag
 from ..domain.models import EventKind, RetentionClass
-from ..domain.policy import RetentionPolicy, class_period
+from ..domain.policy import RetentionPolicy, long_term_until, worm_lock
 from ..domain.records import Checkpoint, Item, ReplicaState
 from ..domain.status import LockBehind
 from ..errors import NotFound, ObjectDamaged, ReplicaMismatch, TargetError
@@ -80,35 +80,14 @@ class ReplicationReport:
                 f"{len(self.locks_extended)} locks extended, {self.pending} still waiting")
 
 
-#: S3 COMPLIANCE retention needs a date. Footage kept long-term (never expires) is locked this
-#: long after it was recorded: longer than any rule asks, and no one can shorten it.
-LONG_TERM_LOCK = timedelta(days=365 * 100)
-
-#: The latest retain-until date asked of a server. Ceph RGW (16.2 at least) keeps the date in
-#: 32-bit seconds: a later one wraps round to the 1970s or 1980s, which it accepts even under
-#: COMPLIANCE, leaving the object deletable. 2^32 s after the epoch is 2106-02-07T06:28:16Z.
-MAX_RETAIN_UNTIL = datetime(2106, 1, 1, tzinfo=UTC)
-
-
-def long_term_until(now: datetime) -> datetime:
-    """The COMPLIANCE date for what is kept long-term (and for checkpoints)."""
-    return min(now + LONG_TERM_LOCK, MAX_RETAIN_UNTIL)
-
-
 def lock_for(*, retain_until: datetime | None, retention_class: RetentionClass,
              recorded_start: datetime, hold: bool, now: datetime,
              policy: RetentionPolicy) -> Lock:
-    """The WORM lock an item's off-site copies must carry: its retain-until date
-    (``retain_until``, None when it never expires), and never less than its class's whole
-    period from ``now`` (a date counted from a wrong recorder clock may already be past);
-    long-term footage gets the long-term date. At most ``MAX_RETAIN_UNTIL``, and legal hold
-    when it is held."""
-    if retain_until is not None:
-        locked_until = max(retain_until, now + class_period(retention_class, policy))
-    else:
-        # never expires: counted from the later of the recorder's clock and ours
-        locked_until = long_term_until(max(recorded_start, now))
-    return Lock(retain_until=min(locked_until, MAX_RETAIN_UNTIL), legal_hold=hold)
+    """The WORM lock an item's off-site copies must carry, as ``policy.worm_lock`` sets it
+    (``retain_until`` None: it never expires)."""
+    lock = worm_lock(retain_until=retain_until, cls=retention_class, hold=hold,
+                     recorded_start=recorded_start, now=now, policy=policy)
+    return Lock(retain_until=lock.retain_until, legal_hold=lock.legal_hold)
 
 
 def _stamp(moment: datetime | None) -> str | None:

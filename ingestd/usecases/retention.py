@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from ..domain import policy
 from ..domain.canonical import format_time
 from ..domain.models import EventKind
+from ..domain.records import Item
 from ..errors import ObjectDamaged
 from ..station import Station
 from ..targets.factory import target_locations
@@ -35,13 +38,22 @@ class SweepReport:
         return {"evicted": self.evicted, "kept": self.kept, "dry_run": self.dry_run}
 
 
+def _may_evict(station: Station, item: Item, *, required: set[str],
+               proven: set[str], now: datetime) -> bool:
+    """The domain's answer for one item (see the module's docstring)."""
+    return policy.may_evict(
+        required=required, proven=proven, stored_at=item.stored_at, now=now,
+        local_keep=station.settings.retention.local_keep, hold=item.hold,
+        local_present=item.local_present, ours=item.station == station.name)
+
+
 def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") -> SweepReport:
     report = SweepReport(dry_run=dry_run)
     required = {t.name for t in station.settings.targets if t.required}
     with station.catalog.read() as tx:
         rows = [listed.item for listed in tx.search_items() if listed.item.local_present]
     if not required:
-        report.kept = len(rows)  # nothing is safe off-site: everything stays
+        report.kept = len(rows)  # nothing is safe off-site (policy.may_evict): none is looked at
         return report
     now = station.clock()
     keep_for = station.settings.retention.local_keep
@@ -50,9 +62,7 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
         sha = item.sha256
         with station.catalog.read() as tx:
             held_offsite = tx.proven_targets(sha, locations)
-        if (item.hold or not required <= held_offsite
-                or item.stored_at + keep_for > now
-                or item.station != station.name):
+        if not _may_evict(station, item, required=required, proven=held_offsite, now=now):
             report.kept += 1
             continue
         entry = {"sha256": sha, "size": item.size, "targets": sorted(held_offsite)}
@@ -68,8 +78,9 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
                 # Decided again under the write lock: a hold set, or a copy found bad, while
                 # the object was being re-hashed keeps it here.
                 now_item = tx.item(sha)
-                if (now_item is None or now_item.hold or not now_item.local_present
-                        or not required <= tx.proven_targets(sha, locations)):
+                if now_item is None or not _may_evict(
+                        station, now_item, required=required,
+                        proven=tx.proven_targets(sha, locations), now=now):
                     report.kept += 1
                     continue
                 station.custody.record(

@@ -32,13 +32,14 @@ def check_windows(station: Station, *, actor: str = "ingestd") -> WindowReport:
     for row in rows:
         report.checked += 1
         sha = row.sha256
-        replicated = False
+        sent: set[str] = set()
         if required:
             with station.catalog.read() as tx:
-                replicated = set(required) <= tx.verified_targets(sha)
+                sent = tx.verified_targets(sha)
         wanted = policy.window_flags(
             stored_at=row.stored_at, now=now, windows=windows,
-            labelled=row.labelled, replicated=replicated,
+            labelled=row.labelled,
+            replicated=policy.replication_done(required=set(required), sent=sent),
             replication_required=bool(required),
         ) - set(done.get(sha, []))
         if not wanted:

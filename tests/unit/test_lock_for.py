@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from ingestd.domain.models import RetentionClass
-from ingestd.domain.policy import RetentionPolicy
+from ingestd.domain.policy import MAX_RETAIN_UNTIL, RetentionPolicy
 from ingestd.targets import Lock
-from ingestd.usecases.replicate import MAX_RETAIN_UNTIL, lock_for
+from ingestd.usecases.replicate import lock_for
 
 NOW = datetime(2026, 12, 1, 9, 30, 15, tzinfo=UTC)
 P = RetentionPolicy()

@@ -1,5 +1,5 @@
 """Domain policy, to the second: recorded time, ingest lateness, recorder clocks, deadlines,
-retention."""
+windows, retention and how it is never shortened."""
 
 from __future__ import annotations
 
@@ -131,6 +131,23 @@ def test_clock_skew_beyond_tolerance_only() -> None:
                     tolerance=tolerance) == {Flag.CLOCK_SKEW}
 
 
+def test_how_far_a_clock_is_ahead_counts_only_beyond_the_tolerance() -> None:
+    docked = T
+    tolerance = timedelta(minutes=10)
+
+    def ahead(start: datetime) -> timedelta | None:
+        return policy.clock_ahead(recorded_start=start, docked_at=docked, tolerance=tolerance)
+
+    assert ahead(docked + tolerance - SECOND) is None
+    assert ahead(docked + tolerance) is None
+    assert ahead(docked + tolerance + SECOND) == tolerance + SECOND
+    assert ahead(docked + timedelta(days=400)) == timedelta(days=400)
+    assert ahead(docked) is None
+    assert ahead(docked - timedelta(days=1)) is None  # behind is not ahead
+    assert policy.clock_ahead(recorded_start=docked + SECOND, docked_at=docked,
+                              tolerance=timedelta(0)) == SECOND
+
+
 def test_a_wrong_clock_is_flagged_instead_of_lateness() -> None:
     # A 1980 time would make every item "late"; the clock is what is wrong.
     stored = T
@@ -161,6 +178,16 @@ def test_window_flags_at_the_label_and_replication_boundaries() -> None:
     assert at(stored + w.label + SECOND) == {Flag.LATE_REPLICATION, Flag.LATE_LABEL}
     assert at(stored + w.label + SECOND, labelled=True, replicated=True) == set()
     assert at(stored + w.label + SECOND, required=False) == {Flag.LATE_LABEL}
+
+
+def test_replicated_for_the_window_once_every_required_target_holds_a_sent_copy() -> None:
+    required = {"nas", "cloud"}
+    assert policy.replication_done(required=required, sent={"nas", "cloud"})
+    assert policy.replication_done(required=required, sent={"nas", "cloud", "spare"})
+    assert not policy.replication_done(required=required, sent={"nas"})
+    assert not policy.replication_done(required=required, sent={"spare"})
+    assert not policy.replication_done(required=required, sent=set())
+    assert policy.replication_done(required=set(), sent=set())  # nothing is asked for
 
 
 # -- retention -------------------------------------------------------------------------------
@@ -255,6 +282,55 @@ def test_longer_retention_treats_never_as_the_longest() -> None:
     assert policy.longer_retention(None, T)
     assert not policy.longer_retention(None, None)
     assert not policy.longer_retention(T, None)
+
+
+def kept(new: policy.Retention, granted_class: RetentionClass,
+         granted_until: datetime | None) -> policy.Retention:
+    return policy.kept_retention(new, granted_class=granted_class, granted_until=granted_until)
+
+
+def test_a_shorter_new_date_is_refused_to_the_second() -> None:
+    # A rule that shrank (evidence now kept for less) never moves a date granted before.
+    new = keep(has_case=True, policy=RetentionPolicy(evidence=timedelta(days=3650)))
+    assert new.until is not None
+    evidence = RetentionClass.EVIDENCE
+    later = new.until + SECOND
+    assert kept(new, evidence, later) == policy.Retention(cls=evidence, until=later, hold=False)
+    assert kept(new, evidence, new.until) == new
+    assert kept(new, evidence, new.until - SECOND) == new
+    assert kept(new, evidence, None) == new  # no date granted: nothing to keep
+
+
+def test_a_class_change_keeps_the_longer_date_and_takes_the_new_class() -> None:
+    routine = keep()
+    assert routine.until is not None
+    # Labelled: routine becomes evidence, and its longer date wins.
+    evidence = keep(has_case=True)
+    assert kept(evidence, RetentionClass.ROUTINE, routine.until) == evidence
+    # A routine date granted later than what the new class gives stays, under the new class.
+    long_granted = routine.until + P.evidence
+    got = kept(evidence, RetentionClass.ROUTINE, long_granted)
+    assert (got.cls, got.until) == (RetentionClass.EVIDENCE, long_granted)
+
+
+def test_long_term_never_expires_and_stays() -> None:
+    long_term = keep(has_case=True, categories=["assault"])
+    assert long_term.until is None
+    # Raised to long-term: no date wins over never.
+    assert kept(long_term, RetentionClass.EVIDENCE, T + P.evidence) == long_term
+    # A later label without the category, or a release, leaves it long-term.
+    for new in (keep(has_case=True), keep(), keep(has_case=True, hold=True)):
+        got = kept(new, RetentionClass.LONG_TERM, None)
+        assert (got.cls, got.until, got.hold) == (RetentionClass.LONG_TERM, None, new.hold)
+
+
+def test_the_hold_is_always_the_new_one() -> None:
+    held = keep(has_case=True, hold=True)
+    assert held.until is not None
+    assert kept(held, RetentionClass.EVIDENCE, held.until + SECOND).hold is True
+    released = keep(has_case=True, hold=False)
+    assert kept(released, RetentionClass.EVIDENCE, held.until + SECOND).hold is False
+    assert kept(released, RetentionClass.LONG_TERM, None).hold is False
 
 
 # -- offsets ---------------------------------------------------------------------------------

@@ -23,6 +23,12 @@ from pathlib import Path
 
 from .domain.models import is_sha256
 from .errors import ObjectDamaged, StoreError, StoreFull
+from .integrity.discrepancy import (
+    ChecksumMismatch,
+    FileMissing,
+    ObjectDiscrepancy,
+    ObjectUnreadable,
+)
 from .integrity.hashing import (
     DEFAULT_BUFFER,
     Digest,
@@ -173,19 +179,26 @@ class Store:
 
     def verify(self, sha256: str, size: int | None = None) -> Digest:
         """Hash the stored object from disk; raise ObjectDamaged if it no longer matches."""
+        digest, found = self.examine(sha256, size)
+        if found is not None:
+            raise ObjectDamaged(found.detail)
+        assert digest is not None
+        return digest
+
+    def examine(self, sha256: str, size: int | None = None,
+                ) -> tuple[Digest | None, ObjectDiscrepancy | None]:
+        """Hash the stored object from disk (the full check): its digest, and what is wrong
+        with it (None: it still hashes to its name, at ``size`` bytes when given)."""
         path = self.path_of(sha256)
         try:
             digest = hash_file(path, buffer_size=self.buffer_size, from_disk=True)
         except FileNotFoundError:
-            raise ObjectDamaged(f"object {sha256} is missing from {self.objects}") from None
+            return None, FileMissing.of(sha256, where=self.objects)
         except OSError as exc:
-            raise ObjectDamaged(f"object {sha256} cannot be read: {exc.strerror}") from None
+            return None, ObjectUnreadable.of(sha256, why=str(exc.strerror))
         if digest.sha256 != sha256 or (size is not None and digest.size != size):
-            raise ObjectDamaged(
-                f"object {sha256} is damaged: it now hashes to {digest.sha256} "
-                f"({digest.size} bytes)"
-            )
-        return digest
+            return digest, ChecksumMismatch.of(sha256, found=digest.sha256, size=digest.size)
+        return digest, None
 
     def quarantine(self, name: str) -> str | None:
         """Move the object stored under ``name`` to ``quarantine/`` (kept, never deleted).

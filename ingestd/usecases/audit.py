@@ -12,13 +12,22 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ..catalog import backing
 from ..docks.walk import open_regular
 from ..domain.canonical import canonical_bytes, format_time, sha256_hex
 from ..domain.flags import Flag
-from ..domain.models import EventKind, is_sha256
-from ..errors import NotRegularFile, ObjectDamaged, ReplicaMismatch, TargetError, UsageError
+from ..domain.models import EventKind, LedgerEntry, is_sha256
+from ..errors import NotRegularFile, ReplicaMismatch, TargetError, UsageError
+from ..integrity.discrepancy import (
+    DiscrepancyKind,
+    DoesNotPlay,
+    FileMissing,
+    ObjectDiscrepancy,
+    ReplicaProblem,
+    UnexpectedObject,
+)
 from ..integrity.hashing import hash_fd
-from ..integrity.ledger import body_of
+from ..integrity.ledger import UnreadableEntry, body_of
 from ..media import decode_check
 from ..station import Station
 from ..targets import Target
@@ -26,6 +35,8 @@ from .ingest import set_flag
 from .replicate import prove_place, version_at
 
 log = logging.getLogger(__name__)
+
+K = DiscrepancyKind
 
 
 class BytesChecked(StrEnum):
@@ -78,18 +89,21 @@ def _signature_problems(station: Station, sha: str) -> list[str]:
     problems = []
     with station.catalog.read(snapshot=True) as tx:
         keys = station.custody.trusted_keys(tx)  # proven by the chain, not the catalog
-        entries = list(tx.iter_entries(item=sha))
+        read = list(backing.entries_to_check(tx, item=sha))
+    entries = [e for e in read if isinstance(e, LedgerEntry)]
     if not any(e.kind == EventKind.STORED for e in entries):
         problems.append("no signed 'stored' entry in the ledger")
+    for bad in read:
+        if isinstance(bad, UnreadableEntry):  # and the others are still checked
+            problems.append(f"ledger entry {bad.seq} cannot be read: {bad.why}")
     for entry in entries:
         body = canonical_bytes(body_of(entry))
         if sha256_hex(body) != entry.entry_hash:
             problems.append(f"ledger entry {entry.seq} ({entry.kind}) was altered")
             continue
-        wrong = keys.signature_problem(entry, body)
-        if wrong is not None:
+        for wrong in keys.signature_problems(entry, body):
             problems.append(f"ledger entry {entry.seq} ({entry.kind}) has no valid signature: "
-                            f"{wrong[1]}")
+                            f"{wrong.detail}")
     return problems
 
 
@@ -112,10 +126,9 @@ def verify_digest(station: Station, sha: str, *, path: str | None = None,
     verdict.held = {"station": stored_by, "local": bool(verdict.item["local"]),
                     "targets": copies, "checked": str(BytesChecked.HERE)}
     if here:
-        try:
-            station.store.verify(sha, verdict.item["size"])
-        except ObjectDamaged as exc:
-            verdict.problems.append(f"the stored copy is damaged: {exc.message}")
+        _, damage = station.store.examine(sha, verdict.item["size"])
+        if damage is not None:
+            verdict.problems.append(f"the stored copy is damaged: {damage.detail}")
     else:
         _check_elsewhere(verdict, station, sha, copies, targets)
     verdict.problems.extend(_signature_problems(station, sha))
@@ -195,16 +208,33 @@ class OrphanAction(StrEnum):
     QUARANTINED = "quarantined"  # they do not: moved out of the objects, never deleted
 
 
+#: The flag each kind of discrepancy an audit finds sets on its item. A copy not checked
+#: (its target cannot be used now) sets none: nothing was learnt of it.
+FLAG_FOR: Mapping[DiscrepancyKind, Flag] = {
+    K.OBJECT_MISSING: Flag.FIXITY_FAILED,
+    K.OBJECT_UNREADABLE: Flag.FIXITY_FAILED,
+    K.CHECKSUM_MISMATCH: Flag.FIXITY_FAILED,
+    K.SIZE_MISMATCH: Flag.FIXITY_FAILED,
+    K.DOES_NOT_PLAY: Flag.DAMAGED_MEDIA,
+    K.REPLICA_MISMATCH: Flag.REPLICA_MISMATCH,
+}
+
+
 @dataclass(kw_only=True)
 class AuditReport:
     checked: int = 0
     decoded: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
+    #: Every discrepancy found, in the order found (items' and damaged orphans' alike).
+    found: list[ObjectDiscrepancy] = field(default_factory=list)
     orphans: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def failures(self) -> list[dict[str, str]]:
+        return [{"sha256": d.item, "problem": d.detail} for d in self.found]
+
+    @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.found
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "decoded": self.decoded,
@@ -263,23 +293,23 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
     to_decode = set(playable[:decode])
     for row in picked:
         report.checked += 1
-        result, problems = _audit_one(station, row, decode=row["sha256"] in to_decode,
-                                      targets=targets, unusable=unusable)
-        report.decoded += "decode" in result
-        report.failures.extend({"sha256": row["sha256"], "problem": p} for p, _ in problems)
+        done = _audit_one(station, row, decode=row["sha256"] in to_decode,
+                          targets=targets, unusable=unusable)
+        report.decoded += done.decoded
+        report.found.extend(done.found)
         with station.custody.transaction() as tx:
             now = station.custody.now(tx)
             audited = station.custody.record(tx, kind=EventKind.AUDITED, actor=actor,
-                                             item=row["sha256"], data=result, at=now)
-            for name, found in result.get("offsite", {}).items():
-                if found == "ok":  # read back and hashed: proven, as the entry says
-                    tx.upsert_replica(row["sha256"], name,
-                                     proven_at=format_time(audited.at),
-                                     updated_at=format_time(audited.at))
-            for problem, flag in problems:
+                                             item=row["sha256"], data=done.data, at=now)
+            for name in done.proven:  # read back and hashed: proven, as the entry says
+                tx.upsert_replica(row["sha256"], name,
+                                 proven_at=format_time(audited.at),
+                                 updated_at=format_time(audited.at))
+            for problem in done.found:
+                flag = FLAG_FOR.get(problem.kind)
                 if flag is not None:
                     set_flag(station, tx, row["sha256"], flag, at=now, actor=actor,
-                             detail=problem)
+                             detail=problem.detail)
     return report
 
 
@@ -295,14 +325,16 @@ def audit_orphans(station: Station, named: set[str], *, report: AuditReport,
             continue
         try:
             size = store.path_of(name).stat().st_size
-            store.verify(name)
         except FileNotFoundError:
             continue  # removed meanwhile
-        except ObjectDamaged as exc:
+        _, damage = store.examine(name)
+        if isinstance(damage, FileMissing):
+            continue  # removed meanwhile
+        if damage is not None:
             with station.catalog.read() as tx:
                 if tx.item(name) is not None:
                     continue  # stored as an item meanwhile: its own audit sees the damage
-            _quarantine_orphan(station, name, size, exc.message, report=report, actor=actor)
+            _quarantine_orphan(station, name, size, damage.detail, report=report, actor=actor)
             continue
         with station.custody.transaction() as tx:
             if tx.item(name) is not None:
@@ -349,8 +381,9 @@ def _quarantine_orphan(station: Station, name: str, size: int, problem: str, *,
     found = {"sha256": name, "size": size, "action": str(OrphanAction.QUARANTINED),
              "problem": problem, "quarantined_to": moved}
     report.orphans.append(found)
-    report.failures.append({"sha256": name, "problem": f"object named by no item: {problem}; "
-                                                       f"moved to {moved}"})
+    report.found.append(UnexpectedObject(
+        kind=K.UNEXPECTED_OBJECT, item=name, size=size,
+        detail=f"object named by no item: {problem}; moved to {moved}"))
     with station.custody.transaction() as tx:
         # Not an item: the name is not what the bytes are, so the entry names no item.
         station.custody.record(tx, kind=EventKind.ORPHAN, actor=actor, item=None,
@@ -359,34 +392,42 @@ def _quarantine_orphan(station: Station, name: str, size: int, problem: str, *,
               extra={"event": "orphan_quarantined"})
 
 
-Problems = list[tuple[str, Flag | None]]  # what is wrong, and the flag it sets (if any)
+@dataclass(kw_only=True)
+class _Audited:
+    """One item's audit: its entry's data, what was wrong, and what was proven."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    found: list[ObjectDiscrepancy] = field(default_factory=list)
+    proven: list[str] = field(default_factory=list)  # targets whose copy was read back intact
+    decoded: bool = False
 
 
 def _audit_one(station: Station, row: dict[str, Any], *, decode: bool,
                targets: Sequence[Target], unusable: Mapping[str, str] | None = None,
-               ) -> tuple[dict[str, Any], Problems]:
+               ) -> _Audited:
     sha = row["sha256"]
-    result: dict[str, Any] = {}
-    problems: Problems = []
+    done = _Audited()
+    intact = False
     if row["local_present"]:
-        try:
-            station.store.verify(sha, row["size"])
-            result["fixity"] = "ok"
-        except ObjectDamaged as exc:
-            result["fixity"] = exc.message
-            problems.append((exc.message, Flag.FIXITY_FAILED))
-    if decode and result.get("fixity") == "ok":
+        _, damage = station.store.examine(sha, row["size"])
+        intact = damage is None
+        done.data["fixity"] = "ok" if damage is None else damage.detail
+        if damage is not None:
+            done.found.append(damage)
+    if decode and intact:
         decoded = decode_check(station.store.path_of(sha))
-        result["decode"] = "ok" if decoded.ok else "; ".join(decoded.errors[-3:])
+        done.decoded = True
+        last = tuple(decoded.errors[-3:])
+        done.data["decode"] = "ok" if decoded.ok else "; ".join(last)
         if not decoded.ok:
-            problems.append((f"does not play back: {result['decode']}", Flag.DAMAGED_MEDIA))
+            done.found.append(DoesNotPlay.of(sha, errors=last))
     if targets:
-        result["offsite"] = _audit_offsite(station, sha, targets, unusable or {}, problems)
-    return result, problems
+        done.data["offsite"] = _audit_offsite(station, sha, targets, unusable or {}, done)
+    return done
 
 
 def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
-                   unusable: Mapping[str, str], problems: Problems) -> dict[str, str]:
+                   unusable: Mapping[str, str], done: _Audited) -> dict[str, str]:
     """Read back every copy counted at a target's present location."""
     with station.catalog.read() as tx:
         rows = tx.replicas_of(sha)
@@ -405,15 +446,19 @@ def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
         except TargetError as exc:
             # unreachable, or not the place it was: nothing learnt about the copy
             offsite[target.name] = f"not checked: {exc.message}"
-            problems.append((f"off-site copy on {target.name} {offsite[target.name]}", None))
+            done.found.append(ReplicaProblem(
+                kind=K.REPLICA_NOT_CHECKED, item=sha, target=target.name,
+                detail=f"off-site copy on {target.name} {offsite[target.name]}"))
             continue
         if found is None:
             offsite[target.name] = "ok"  # proven, with the audited entry that says so
+            done.proven.append(target.name)
             continue
         version = version_at(target, sha)
         offsite[target.name] = found + (f" (version {version})" if version else "")
-        problems.append((f"off-site copy on {target.name}: {offsite[target.name]}",
-                         Flag.REPLICA_MISMATCH))
+        done.found.append(ReplicaProblem(
+            kind=K.REPLICA_MISMATCH, item=sha, target=target.name,
+            detail=f"off-site copy on {target.name}: {offsite[target.name]}"))
         with station.catalog.write() as tx:  # written again, and read back, at the next run
             tx.replica_found_bad(sha, target.name, version_id=version,
                                 error=offsite[target.name], at=station.clock())

@@ -28,7 +28,13 @@ from ..domain.flags import Flag
 from ..domain.models import EventKind, RetentionClass
 from ..domain.policy import RetentionPolicy, class_period
 from ..errors import ObjectDamaged, ReplicaMismatch, TargetError
-from ..integrity.ledger import Discrepancy, DiscrepancyKind, KeyChain
+from ..integrity.discrepancy import (
+    BadSignature,
+    CheckpointProblem,
+    Discrepancy,
+    DiscrepancyKind,
+)
+from ..integrity.ledger import KeyChain
 from ..station import Station
 from ..targets import (
     CheckpointVersion,
@@ -602,8 +608,8 @@ def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station
             signature = raw["signature"]
             seq = int(body["seq"])
         except (TargetError, ValueError, KeyError, TypeError) as exc:
-            problems.append(Discrepancy(kind=K.CHECKPOINT_UNREADABLE, seq=None,
-                                        detail=f"{where}: {exc}"))
+            problems.append(CheckpointProblem(kind=K.CHECKPOINT_UNREADABLE,
+                                              detail=f"{where}: {exc}"))
             continue
         if body.get("station") != station.name:
             continue  # another station's checkpoint on a shared target
@@ -611,20 +617,20 @@ def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station
         # home rewritten with a key of its own, pin included, differs here first.
         pinned = body.get("genesis_fingerprint")
         if pinned is not None and pinned != station.custody.pin:
-            problems.append(Discrepancy(
+            problems.append(BadSignature(
                 kind=K.PIN_MISMATCH, seq=seq,
                 detail=f"{where} pins the first key {pinned}, this home pins "
                        f"{station.custody.pin or 'none'}"))
         key = keys.keys.get(str(body.get("key_id")))
         if key is None or key.station not in (None, station.name) or not key.public.verify(
                 str(signature), canonical_bytes(body)):
-            problems.append(Discrepancy(
+            problems.append(CheckpointProblem(
                 kind=K.CHECKPOINT_BAD_SIGNATURE, seq=seq,
                 detail=f"{where} is not signed by a key the ledger vouches for"))
             continue
         misnamed = version.name != checkpoint_name(station.name, seq)
         if misnamed:
-            problems.append(Discrepancy(
+            problems.append(CheckpointProblem(
                 kind=K.CHECKPOINT_MISNAMED, seq=seq,
                 detail=f"{where} holds the checkpoint of entry {seq}, not the one its name "
                        "says: a checkpoint copied over another"))
@@ -636,12 +642,12 @@ def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station
 def _against_ledger(witness: _Witness, hashes: Mapping[int, str],
                     head: int) -> Discrepancy | None:
     if witness.seq > head:
-        return Discrepancy(
+        return CheckpointProblem(
             kind=K.LEDGER_TRUNCATED, seq=witness.seq,
             detail=f"{witness.where} vouches for entry {witness.seq}, but the local ledger "
                    f"ends at {head}")
     if witness.seq and hashes.get(witness.seq) != witness.head_hash:
-        return Discrepancy(
+        return CheckpointProblem(
             kind=K.LEDGER_REWRITTEN, seq=witness.seq,
             detail=f"entry {witness.seq} differs from what {witness.where} vouches for")
     return None
@@ -674,8 +680,7 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
             prove_place(station, target, adopt=False)
             versions = target.checkpoint_versions()
         except TargetError as exc:
-            problems.append(Discrepancy(kind=K.OFFSITE_UNREACHABLE, seq=None,
-                                        detail=exc.message))
+            problems.append(CheckpointProblem(kind=K.OFFSITE_UNREACHABLE, detail=exc.message))
             continue
         found, unreadable = _read_checkpoints(target, versions, station, keys)
         problems.extend(unreadable)
@@ -702,7 +707,7 @@ def _lost(target: str, found: list[_Witness], known: Mapping[str, Any] | None,
     remembered = _Witness(name=str(known["name"]), seq=int(known["seq"]),
                           where=f"{target}/{known['name']} (seen there {known['at']})",
                           head_hash=str(known["head_hash"]), misnamed=False)
-    out = [Discrepancy(
+    out: list[Discrepancy] = [CheckpointProblem(
         kind=K.CHECKPOINT_MISSING, seq=remembered.seq,
         detail=f"{target} no longer holds {remembered.name} (entry {remembered.seq}, seen there "
                f"{known['at']}); the newest it holds is entry {newest or 'none'}")]

@@ -525,6 +525,7 @@ class Replicator:
         lock = Lock(retain_until=long_term_until(now))
         sent: list[str] = []
         errors: list[str] = []
+        failed: set[str] = set()  # the targets those errors are about
         for target in self.targets:
             with station.catalog.read() as tx:
                 last = tx.last_checkpoint(target.name, station=station.name)
@@ -535,12 +536,14 @@ class Replicator:
                 if fork is not None:
                     log.error("ALARM: %s", fork, extra={"event": "checkpoint_fork"})
                     errors.append(fork)
+                    failed.add(target.name)
                     continue
                 if last is not None and last["seq"] == seq:
                     continue  # nothing new since the last one: a checkpoint is never rewritten
                 target.put_checkpoint(name, signed, lock)
             except TargetError as exc:
                 errors.append(exc.message)
+                failed.add(target.name)
                 continue
             with station.catalog.write() as tx:
                 tx.add_checkpoint(target=target.name, name=name, seq=seq,
@@ -549,8 +552,8 @@ class Replicator:
                                       name=name, seq=seq, head_hash=head or "", at=now)
             sent.append(target.name)
         return {"name": name, "seq": seq, "head_hash": head, "sent": sent, "errors": errors,
-                "unchanged": [t.name for t in self.targets if t.name not in sent
-                              and not any(t.name in e for e in errors)]}
+                "unchanged": [t.name for t in self.targets
+                              if t.name not in sent and t.name not in failed]}
 
     def _fork_on(self, target: Target, keys: KeyChain,
                  head_seq: int) -> str | None:

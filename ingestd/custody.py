@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import backing
-from .catalog.db import Catalog, damage_advice
+from .catalog.db import Catalog, CatalogFault, damage_advice
 from .catalog.queries import Tx
 from .domain.canonical import canonical_bytes, format_time
 from .domain.models import EventKind, LedgerEntry
@@ -323,7 +323,7 @@ class Custody:
         if damage:
             report.problems.append(CatalogDamaged(
                 kind=K.CATALOG_DAMAGED, detail=damage_advice(
-                    self.catalog.safe_url, "; ".join(damage[:5]), damaged=True)))
+                    self.catalog.safe_url, "; ".join(damage[:5]), fault=CatalogFault.DAMAGED)))
         try:
             self._verify_ledger(report)
         except CatalogError as exc:

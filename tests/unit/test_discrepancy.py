@@ -1,12 +1,15 @@
 """Typed discrepancies: every kind in one family, each family its own kinds only, the ledger's
-JSON as it was."""
+JSON as it was; a fault of the catalog file told by SQLite's code."""
 
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+from pathlib import Path
 
 import pytest
 
+from ingestd.catalog.db import CatalogFault, file_fault
 from ingestd.integrity.discrepancy import (
     FAMILIES,
     BadSignature,
@@ -57,3 +60,25 @@ def test_object_discrepancies_name_their_item() -> None:
     assert (bad.kind, bad.item, bad.expected, bad.found) == (K.CHECKSUM_MISMATCH, ITEM, ITEM,
                                                              "cd" * 32)
     assert bad.as_dict()["sha256"] == ITEM and bad.as_dict()["problem"] == bad.detail
+
+
+# -- the catalog's file faults, by SQLite's result code --------------------------------------
+
+
+def test_a_file_fault_is_told_by_its_code_not_its_words(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"x" * 8192)
+    with pytest.raises(sqlite3.DatabaseError) as not_a_db:
+        sqlite3.connect(junk).execute("SELECT * FROM sqlite_master").fetchall()
+    assert file_fault(not_a_db.value) == CatalogFault.DAMAGED
+    with pytest.raises(sqlite3.OperationalError) as cannot_open:
+        sqlite3.connect(tmp_path / "no" / "such" / "folder.sqlite")
+    assert file_fault(cannot_open.value) == CatalogFault.UNUSABLE
+    # Words alone say nothing: a busy database, or a message that merely reads like damage.
+    busy = sqlite3.OperationalError("database disk image is malformed")
+    busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+    assert file_fault(busy) is None
+    full = sqlite3.OperationalError("some words")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL
+    assert file_fault(full) == CatalogFault.FULL
+    assert file_fault(sqlite3.IntegrityError("UNIQUE constraint failed")) is None

@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import shutil
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from .integrity.discrepancy import (
     FileMissing,
     ObjectDiscrepancy,
     ObjectUnreadable,
+    SizeMismatch,
 )
 from .integrity.hashing import (
     DEFAULT_BUFFER,
@@ -42,6 +44,19 @@ from .modes import DIR_MODE, make_dir, tighten
 log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".partial"
+
+
+def presence_problem(sha256: str, size: int, found: os.stat_result | None, *,
+                     where: Path) -> ObjectDiscrepancy | None:
+    """What an object's file status says against the item (``found`` None: there is no
+    file): missing, not a regular file, or of another size than the item's."""
+    if found is None:
+        return FileMissing.of(sha256, where=where)
+    if not stat.S_ISREG(found.st_mode):
+        return ObjectUnreadable.of(sha256, why="it is not a regular file")
+    if found.st_size != size:
+        return SizeMismatch.of(sha256, expected=size, found=found.st_size)
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,6 +214,17 @@ class Store:
         if digest.sha256 != sha256 or (size is not None and digest.size != size):
             return digest, ChecksumMismatch.of(sha256, found=digest.sha256, size=digest.size)
         return digest, None
+
+    def look(self, sha256: str, size: int) -> ObjectDiscrepancy | None:
+        """The fast check: is the object there, a regular file of ``size`` bytes? Its bytes
+        are not read, so an object that passes may still be damaged inside."""
+        try:
+            found: os.stat_result | None = os.lstat(self.path_of(sha256))
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:
+            return ObjectUnreadable.of(sha256, why=str(exc.strerror))
+        return presence_problem(sha256, size, found, where=self.objects)
 
     def quarantine(self, name: str) -> str | None:
         """Move the object stored under ``name`` to ``quarantine/`` (kept, never deleted).

@@ -1,10 +1,12 @@
 """Typed discrepancies: every kind in one family, each family its own kinds only, the ledger's
-JSON as it was; a fault of the catalog file told by SQLite's code."""
+JSON as it was; the fast check's comparison of an object's file status with its item."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,13 @@ from ingestd.integrity.discrepancy import (
     ChainBroken,
     ChecksumMismatch,
     DiscrepancyKind,
+    FileMissing,
+    ObjectUnreadable,
     RowDiffers,
+    SizeMismatch,
     family_of,
 )
+from ingestd.store import Store, presence_problem
 
 K = DiscrepancyKind
 ITEM = "ab" * 32
@@ -60,6 +66,56 @@ def test_object_discrepancies_name_their_item() -> None:
     assert (bad.kind, bad.item, bad.expected, bad.found) == (K.CHECKSUM_MISMATCH, ITEM, ITEM,
                                                              "cd" * 32)
     assert bad.as_dict()["sha256"] == ITEM and bad.as_dict()["problem"] == bad.detail
+
+
+# -- the fast check's comparison -------------------------------------------------------------
+
+
+def status(size: int, mode: int = stat.S_IFREG | 0o440) -> os.stat_result:
+    return os.stat_result((mode, 1, 1, 1, 0, 0, size, 0, 0, 0))
+
+
+@pytest.mark.parametrize(("found", "family", "kind"), [
+    (None, FileMissing, K.OBJECT_MISSING),
+    (status(99), SizeMismatch, K.SIZE_MISMATCH),
+    (status(101), SizeMismatch, K.SIZE_MISMATCH),
+    (status(0), SizeMismatch, K.SIZE_MISMATCH),
+    (status(100, stat.S_IFDIR | 0o750), ObjectUnreadable, K.OBJECT_UNREADABLE),
+    (status(100, stat.S_IFLNK | 0o777), ObjectUnreadable, K.OBJECT_UNREADABLE),
+])
+def test_presence_and_size_against_the_item(found: os.stat_result | None, family: type,
+                                            kind: K) -> None:
+    problem = presence_problem(ITEM, 100, found, where=Path("/store/objects"))
+    assert isinstance(problem, family) and problem.kind == kind and problem.item == ITEM
+
+
+def test_a_size_mismatch_says_both_sizes_and_which_way() -> None:
+    short = presence_problem(ITEM, 100, status(60), where=Path("/s"))
+    grown = presence_problem(ITEM, 100, status(160), where=Path("/s"))
+    assert isinstance(short, SizeMismatch) and (short.expected, short.found) == (100, 60)
+    assert "cut short" in short.detail and "60 bytes" in short.detail
+    assert isinstance(grown, SizeMismatch) and "grown" in grown.detail
+    assert presence_problem(ITEM, 100, status(100), where=Path("/s")) is None
+
+
+def test_the_store_looks_without_reading(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.create()
+    path = store.path_of(ITEM)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x" * 100)
+    assert store.look(ITEM, 100) is None
+    # The bytes are not read: other bytes of the same size pass the fast check...
+    path.write_bytes(b"y" * 100)
+    assert store.look(ITEM, 100) is None
+    # ... and fail the full one.
+    assert isinstance(store.examine(ITEM, 100)[1], ChecksumMismatch)
+    path.write_bytes(b"y" * 40)
+    assert isinstance(store.look(ITEM, 100), SizeMismatch)
+    path.unlink()
+    missing = store.look(ITEM, 100)
+    assert isinstance(missing, FileMissing)
+    assert missing.detail == f"object {ITEM} is missing from {store.objects}"
 
 
 # -- the catalog's file faults, by SQLite's result code --------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..catalog import backing
 from ..config import DirectoryTargetSettings, S3TargetSettings, Settings
 from ..domain.canonical import canonical_bytes, format_time, parse_time
 from ..domain.flags import Flag
@@ -671,7 +672,7 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
     problems: list[Discrepancy] = []
     with station.catalog.read(snapshot=True) as tx:
         keys = station.custody.trusted_keys(tx)
-        hashes = {e.seq: e.entry_hash for e in tx.iter_entries()}
+        hashes = {e.seq: e.entry_hash for e in backing.entries_to_check(tx)}
         known: dict[str, dict[str, Any] | None] = {}
         for t in targets:
             row = tx.newest_checkpoint_seen(station=station.name, target=t.name)

@@ -18,13 +18,11 @@ from typing import Any, BinaryIO
 
 from ..domain.canonical import canonical_bytes, format_time, parse_time, sha256_hex
 from ..domain.models import EventKind, LedgerEntry
-from .discrepancy import (
-    BadSignature,
-    ChainBroken,
-    Discrepancy,
-    DiscrepancyKind,
-    MirrorMismatch,
-)
+
+# The kinds and the base are re-exported: callers of the ledger's checks name them from here.
+from .discrepancy import BadSignature, ChainBroken, MirrorMismatch
+from .discrepancy import Discrepancy as Discrepancy
+from .discrepancy import DiscrepancyKind as DiscrepancyKind
 from .hashing import fsync_dir
 from .signing import PublicKey, StationKey
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -17,32 +16,28 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, select
-
-from .catalog.db import Catalog, damage_advice
-from .catalog.queries import Tx
-from .catalog.schema import (
-    acquisitions,
-    flags,
-    items,
-    justifications,
-    labels,
-    ledger,
-    recorders,
-    replicas,
-)
+from .catalog import backing
+from .catalog.db import Catalog, CatalogFault, damage_advice
 from .domain.canonical import canonical_bytes, format_time
 from .domain.models import EventKind, LedgerEntry
 from .domain.policy import Clock
 from .errors import CatalogError, IntegrityError, StoreError, StoreFull
+from .integrity.discrepancy import (
+    BadSignature,
+    CatalogDamaged,
+    Discrepancy,
+    DiscrepancyKind,
+    MissingRow,
+    RowDiffers,
+    UnbackedRow,
+)
 from .integrity.ledger import (
     GENESIS_HASH,
     KEY_KINDS,
     ChainCheck,
-    Discrepancy,
-    DiscrepancyKind,
     KeyChain,
     Mirror,
+    UnreadableEntry,
     body_of,
     compare_mirror_in_step,
     seal,
@@ -303,8 +298,9 @@ class Custody:
         """The keys the ledger proves, from its genesis and rotation entries (each checked
         against the key before it and the pin), not from the catalog's ``keys`` cache."""
         keys = KeyChain(pins=self.pins)
-        for entry in tx.iter_entries(kinds=KEY_KINDS):
-            keys.admit(entry, canonical_bytes(body_of(entry)))
+        for entry in backing.entries_to_check(tx, kinds=KEY_KINDS):
+            if isinstance(entry, LedgerEntry):  # one that cannot be read vouches for nothing
+                keys.admit(entry, canonical_bytes(body_of(entry)))
         return keys
 
     def cache_keys(self, tx: CatalogTx, keys: KeyChain) -> None:
@@ -325,9 +321,9 @@ class Custody:
         report = LedgerReport()
         damage = self.catalog.damage()
         if damage:
-            report.problems.append(Discrepancy(
-                kind=K.CATALOG_DAMAGED, seq=None, detail=damage_advice(
-                    self.catalog.safe_url, "; ".join(damage[:5]), damaged=True)))
+            report.problems.append(CatalogDamaged(
+                kind=K.CATALOG_DAMAGED, detail=damage_advice(
+                    self.catalog.safe_url, "; ".join(damage[:5]), fault=CatalogFault.DAMAGED)))
         try:
             self._verify_ledger(report)
         except CatalogError as exc:
@@ -340,39 +336,41 @@ class Custody:
     def _verify_ledger(self, report: LedgerReport) -> None:
         keys = KeyChain(pins=self.pins)
         if self.pin is None:
-            report.problems.append(Discrepancy(
-                kind=K.NOT_PINNED, seq=None,
+            report.problems.append(BadSignature(
+                kind=K.NOT_PINNED,
                 detail="this home pins no key fingerprint: run `ingestd init` to pin the "
                        "ledger's first key"))
         with ExitStack() as stack:
             with self._locked(fcntl.LOCK_SH):
                 upto = self.mirror.size()
                 tx = stack.enter_context(self.catalog.read(snapshot=True))
-                assert isinstance(tx, Tx)  # the row checks below read the tables themselves
                 head_seq, _ = tx.ledger_head()  # the first read fixes the snapshot
             # One pass over the entries, in constant memory: the chain is checked, the mirror
             # compared line by line, and what the row checks need gathered per item.
             chain = ChainCheck(keys)
             facts = _Facts()
 
-            def each() -> Iterator[LedgerEntry]:
-                for entry in tx.iter_entries(upto=head_seq, batch=1000):
-                    chain.step(entry)
-                    facts.add(entry)
+            def each() -> Iterator[LedgerEntry | UnreadableEntry]:
+                for entry in backing.entries_to_check(tx, upto=head_seq, batch=1000):
+                    if isinstance(entry, UnreadableEntry):
+                        chain.step_unreadable(entry)
+                    else:
+                        chain.step(entry)
+                        facts.add(entry)
                     report.head_seq = entry.seq
                     yield entry
 
             mirrored = compare_mirror_in_step(
                 each(), self.mirror, station=self.station, upto=upto,
-                lookup=lambda seq: next(tx.iter_entries(after=seq - 1, upto=seq), None))
+                lookup=lambda seq: backing.entry_to_check(tx, seq))
             report.problems.extend(chain.problems)
             report.problems.extend(keys.unmet_pins())
             report.entries = chain.count
             report.head_hash = chain.head
             current = keys.current(self.station)
             if current is None or current.key_id != self.key.key_id:
-                report.problems.append(Discrepancy(
-                    kind=K.UNKNOWN_KEY, seq=None,
+                report.problems.append(BadSignature(
+                    kind=K.UNKNOWN_KEY,
                     detail=f"this station's key {self.key.key_id} is not the key the ledger "
                            f"vouches for station {self.station} "
                            f"({current.key_id if current else 'none'})"))
@@ -381,37 +379,41 @@ class Custody:
         report.problems.extend(mirrored)
 
 
-def _problem(kind: DiscrepancyKind, seq: int | None, detail: str) -> Discrepancy:
-    return Discrepancy(kind=kind, seq=seq, detail=detail)
-
-
 def _key_rows(tx: CatalogTx, keys: KeyChain) -> list[Discrepancy]:
     """The catalog's ``keys`` table is a cache of what the chain proves: check it is one."""
     problems: list[Discrepancy] = []
     cached: set[str] = set()
-    for row in tx.all_keys():
+    for row in backing.key_rows(tx):
         kid = row.key_id
         cached.add(kid)
-        pub = PublicKey.from_hex(row.public_key)
         proven = keys.keys.get(kid)
-        if pub.key_id != kid:
-            problems.append(_problem(K.WRONG_KEY, None,
-                                     f"catalog key {kid} does not match its public key"))
+        try:
+            pub: PublicKey | None = PublicKey.from_hex(row.public_key)
+        except ValueError:
+            pub = None
+        if pub is None or pub.key_id != kid:
+            problems.append(BadSignature(
+                kind=K.WRONG_KEY, detail=f"catalog key {kid} does not match its public key"
+                + ("" if pub else " (which is not a key at all)")))
         elif proven is None or proven.station is None:
-            problems.append(_problem(K.UNBACKED_ROW, None,
-                                     f"keys row {kid}: the ledger does not vouch for this key"))
+            problems.append(UnbackedRow(
+                kind=K.UNBACKED_ROW, table="keys", key=kid,
+                detail=f"keys row {kid}: the ledger does not vouch for this key"))
         elif proven.station != row.station or (
                 (proven.until is None) != (row.retired_at is None)):
             state = "in use" if proven.until is None else f"retired by entry {proven.until}"
-            problems.append(_problem(
-                K.ROW_DIFFERS, proven.since,
-                f"keys row {kid} ({row.station}, "
-                f"{'retired' if row.retired_at else 'in use'}) but the ledger says "
-                f"{proven.station}, {state}"))
+            cached_state = "retired" if row.retired_at else "in use"
+            problems.append(RowDiffers(
+                kind=K.ROW_DIFFERS, seq=proven.since, table="keys", key=kid,
+                field="station and state", found=(row.station, cached_state),
+                expected=(proven.station, state),
+                detail=f"keys row {kid} ({row.station}, {cached_state}) but the ledger says "
+                       f"{proven.station}, {state}"))
     for kid, proven in sorted(keys.keys.items()):
         if proven.station is not None and kid not in cached:
-            problems.append(_problem(K.MISSING_ROW, proven.since,
-                                     f"key {kid} is in the ledger but not in the keys table"))
+            problems.append(MissingRow(
+                kind=K.MISSING_ROW, seq=proven.since, table="keys",
+                detail=f"key {kid} is in the ledger but not in the keys table"))
     return problems
 
 
@@ -450,165 +452,145 @@ class _Facts:
                     self.proven[copy] = self.location[copy]
 
 
-_E = ledger.alias("e")
-
-
-def _with_entry(table: Table, *where: Any) -> Any:
-    """A table's rows, each with the entry its ``ledger_seq`` names (or none)."""
-    return (select(table, _E.c.kind.label("e_kind"), _E.c.item.label("e_item"),
-                   _E.c.data.label("e_data"), _E.c.station.label("e_station"),
-                   _E.c.at.label("e_at"))
-            .select_from(table.outerjoin(_E, _E.c.seq == table.c.ledger_seq)).where(*where))
-
-
-def _rowless(tx: Tx, kind: str, table: Table) -> Iterator[Any]:
-    """The ``kind`` entries whose row (the one naming them) is gone."""
-    return iter(tx.conn.execute(
-        select(ledger.c.seq, ledger.c.item)
-        .select_from(ledger.outerjoin(table, table.c.ledger_seq == ledger.c.seq))
-        .where(ledger.c.kind == kind, table.c.ledger_seq.is_(None))
-        .order_by(ledger.c.seq)))
-
-
 class _Backing:
     """Checks catalog rows against the entries they name, and collects every difference."""
 
     def __init__(self) -> None:
         self.problems: list[Discrepancy] = []
 
-    def check(self, table: str, key: str, row: Any, kind: str, item: str | None,
-              expect: Mapping[str, Any]) -> dict[str, Any] | None:
+    def check(self, table: str, key: str, backed: backing.Backed[Any], kind: str,
+              item: str | None, expect: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The data of the row's entry, when it is the entry the row names and says what the
         row says."""
-        seq = row["ledger_seq"]
-        if row["e_kind"] != kind or (item is not None and row["e_item"] != item):
-            self.problems.append(_problem(K.UNBACKED_ROW, seq,
-                                          f"{table} row {key} is not backed by a {kind} entry"))
+        entry = backed.entry
+        if entry.kind != kind or (item is not None and entry.item != item):
+            self.problems.append(UnbackedRow.wrong_entry(table=table, key=key, seq=entry.seq,
+                                                         entry_kind=kind))
             return None
-        data: dict[str, Any] = json.loads(row["e_data"])
-        self.differs(table, key, seq, {name: (value, data.get(name))
-                                       for name, value in expect.items()})
-        return data
+        if entry.data is None:
+            return None  # its entry cannot be read: the chain check reports it
+        self.differs(table, key, entry.seq, {name: (value, entry.data.get(name))
+                                             for name, value in expect.items()})
+        return entry.data
 
-    def differs(self, table: str, key: str, seq: int,
+    def differs(self, table: str, key: str, seq: int | None,
                 pairs: Mapping[str, tuple[Any, Any]]) -> None:
         for name, (ours, theirs) in pairs.items():
             if ours != theirs:
-                self.problems.append(_problem(
-                    K.ROW_DIFFERS, seq,
-                    f"{table} row {key}: {name} is {ours!r} but the ledger says {theirs!r}"))
+                self.problems.append(RowDiffers.of(table=table, key=key, seq=seq, field=name,
+                                                   found=ours, expected=theirs))
 
-    def rows_present(self, tx: Tx, kind: str, table: Table) -> None:
+    def rows_present(self, tx: CatalogTx, kind: str, table: backing.BackedTable) -> None:
         """Every ``kind`` entry must still have the row it made."""
-        for entry in _rowless(tx, kind, table):
-            self.problems.append(_problem(
-                K.MISSING_ROW, entry.seq,
-                f"{kind} entry {entry.seq} (item {(entry.item or '-')[:16]}) has no "
-                f"{table.name} row"))
+        for entry in backing.rowless_entries(tx, table, kind):
+            self.problems.append(MissingRow(
+                kind=K.MISSING_ROW, seq=entry.seq, table=str(table),
+                detail=f"{kind} entry {entry.seq} (item {(entry.item or '-')[:16]}) has no "
+                       f"{table} row"))
 
 
-def _unbacked_rows(tx: Tx, facts: _Facts) -> list[Discrepancy]:
+def _unbacked_rows(tx: CatalogTx, facts: _Facts) -> list[Discrepancy]:
     """Every catalog fact must be stated by the ledger entry it names, word for word, and
     every entry's row must be there."""
-    backing = _Backing()
-    _item_rows(tx, backing, facts)
-    _event_rows(tx, backing)
-    _replica_rows(tx, backing, facts)
+    check = _Backing()
+    _item_rows(tx, check, facts)
+    _event_rows(tx, check)
+    _replica_rows(tx, check, facts)
     serials = set()
-    for row in tx.conn.execute(_with_entry(recorders)).mappings():
-        serials.add(row["serial"])
-        backing.check("recorders", row["serial"], row, EventKind.REGISTRY, None,
-                      {"serial": row["serial"],
-                       "officer": row["officer"] if row["active"] else None,
-                       "active": bool(row["active"])})
+    for backed in backing.recorder_rows(tx):
+        rec = backed.row
+        serials.add(rec.serial)
+        check.check("recorders", rec.serial, backed, EventKind.REGISTRY, None,
+                    {"serial": rec.serial, "officer": rec.officer if rec.active else None,
+                     "active": rec.active})
     for serial, seq in sorted(facts.serials.items(), key=lambda kv: kv[1]):
         if serial not in serials:
-            backing.problems.append(_problem(
-                K.MISSING_ROW, seq,
-                f"recorder {serial!r} is in the ledger but not in the catalog"))
-    return backing.problems
+            check.problems.append(MissingRow(
+                kind=K.MISSING_ROW, seq=seq, table="recorders",
+                detail=f"recorder {serial!r} is in the ledger but not in the catalog"))
+    return check.problems
 
 
-def _item_rows(tx: Tx, backing: _Backing, facts: _Facts) -> None:
-    for row in tx.conn.execute(_with_entry(items)).mappings():
-        sha = row["sha256"]
+def _item_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
+    for backed in backing.item_rows(tx):
+        row = backed.row
+        sha = row.sha256
         key = sha[:16]
-        stored = backing.check(
-            "items", key, row, EventKind.STORED, sha,
-            {name: row[name] for name in ("size", "recorder", "officer", "original_name",
-                                          "recorded_start", "recorded_end", "time_source")})
+        stored = check.check(
+            "items", key, backed, EventKind.STORED, sha,
+            {"size": row.size, "recorder": row.recorder, "officer": row.officer,
+             "original_name": row.original_name, "recorded_start": row.recorded_start,
+             "recorded_end": row.recorded_end, "time_source": row.time_source})
         if stored is not None:
-            backing.differs("items", key, row["ledger_seq"], {
-                "station": (row["station"], row["e_station"]),
-                "stored_at": (row["stored_at"], row["e_at"])})
-        ours = {"retention_class": row["retention_class"], "retain_until": row["retain_until"],
-                "hold": bool(row["hold"])}
+            check.differs("items", key, backed.entry.seq, {
+                "station": (row.station, backed.entry.station),
+                "stored_at": (row.stored_at, backed.entry.at)})
+        ours = {"retention_class": row.retention_class, "retain_until": row.retain_until,
+                "hold": row.hold}
         setter = facts.retention.get(sha)
         if setter is None:
-            backing.problems.append(_problem(
-                K.UNBACKED_RETENTION, None,
-                f"items row {key}: no ledger entry states its retention {ours}"))
+            check.problems.append(UnbackedRow(
+                kind=K.UNBACKED_RETENTION, table="items", key=key,
+                detail=f"items row {key}: no ledger entry states its retention {ours}"))
         else:
             seq, said = setter
-            backing.differs("items", key, seq,
-                            {name: (value, said.get(name)) for name, value in ours.items()})
-        if not row["local_present"] and sha not in facts.evicted:
-            backing.problems.append(_problem(
-                K.UNBACKED_ROW, None,
-                f"items row {key} says the local copy is gone, but no evicted entry records "
-                "its eviction"))
-    rowless = tx.conn.execute(
-        select(ledger.c.seq, ledger.c.item)
-        .select_from(ledger.outerjoin(items, items.c.sha256 == ledger.c.item))
-        .where(ledger.c.kind == str(EventKind.STORED), items.c.sha256.is_(None))
-        .order_by(ledger.c.seq))
-    for entry in rowless:
-        backing.problems.append(_problem(
-            K.MISSING_ROW, entry.seq,
-            f"item {(entry.item or '-')[:16]} is in the ledger but not in the catalog"))
+            check.differs("items", key, seq,
+                          {name: (value, said.get(name)) for name, value in ours.items()})
+        if not row.local_present and sha not in facts.evicted:
+            check.problems.append(UnbackedRow(
+                kind=K.UNBACKED_ROW, table="items", key=key,
+                detail=f"items row {key} says the local copy is gone, but no evicted entry "
+                       "records its eviction"))
+    for entry in backing.itemless_entries(tx, EventKind.STORED):
+        check.problems.append(MissingRow(
+            kind=K.MISSING_ROW, seq=entry.seq, table="items",
+            detail=f"item {(entry.item or '-')[:16]} is in the ledger but not in the catalog"))
 
 
-def _event_rows(tx: Tx, backing: _Backing) -> None:
-    for row in tx.conn.execute(_with_entry(labels)).mappings():
-        backing.check("labels", str(row["id"]), row, EventKind.LABELLED, row["item"],
-                      {"case": row["case_no"], "party": row["party"],
-                       "officer": row["officer"]})
-    backing.rows_present(tx, EventKind.LABELLED, labels)
-    for row in tx.conn.execute(_with_entry(flags)).mappings():
-        backing.check("flags", f"{row['item'][:16]}/{row['flag']}", row, EventKind.FLAGGED,
-                      row["item"], {"flag": row["flag"]})
-    backing.rows_present(tx, EventKind.FLAGGED, flags)
-    for row in tx.conn.execute(_with_entry(justifications)).mappings():
-        backing.check("justifications", str(row["id"]), row, EventKind.JUSTIFIED,
-                      row["item"], {"flag": row["flag"], "reason": row["reason"]})
-    backing.rows_present(tx, EventKind.JUSTIFIED, justifications)
-    for row in tx.conn.execute(
-        _with_entry(acquisitions, acquisitions.c.ledger_seq.is_not(None))
-    ).mappings():
-        backing.check("acquisitions", str(row["id"]), row, EventKind.ACQUIRED, row["item"],
-                      {"path": row["path"], "size": row["size"]})
-    backing.rows_present(tx, EventKind.ACQUIRED, acquisitions)
+def _event_rows(tx: CatalogTx, check: _Backing) -> None:
+    table = backing.BackedTable
+    for label in backing.label_rows(tx):
+        row = label.row
+        check.check("labels", str(row.id), label, EventKind.LABELLED, row.item,
+                    {"case": row.case_no, "party": row.party, "officer": row.officer})
+    check.rows_present(tx, EventKind.LABELLED, table.LABELS)
+    for flag in backing.flag_rows(tx):
+        check.check("flags", f"{flag.row.item[:16]}/{flag.row.flag}", flag, EventKind.FLAGGED,
+                    flag.row.item, {"flag": flag.row.flag})
+    check.rows_present(tx, EventKind.FLAGGED, table.FLAGS)
+    for why in backing.justification_rows(tx):
+        check.check("justifications", str(why.row.id), why, EventKind.JUSTIFIED, why.row.item,
+                    {"flag": why.row.flag, "reason": why.row.reason})
+    check.rows_present(tx, EventKind.JUSTIFIED, table.JUSTIFICATIONS)
+    for acq in backing.acquisition_rows(tx):
+        check.check("acquisitions", str(acq.row.id), acq, EventKind.ACQUIRED, acq.row.item,
+                    {"path": acq.row.path, "size": acq.row.size})
+    check.rows_present(tx, EventKind.ACQUIRED, table.ACQUISITIONS)
 
 
-def _replica_rows(tx: Tx, backing: _Backing, facts: _Facts) -> None:
+def _replica_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
     held: set[tuple[str, str]] = set()
-    for row in tx.conn.execute(_with_entry(replicas)).mappings():
-        held.add((row["item"], row["target"]))
-        if row["state"] != "verified":
+    for backed in backing.replica_rows(tx):
+        row = backed.row
+        held.add((row.item, row.target))
+        if row.state != "verified":
             continue  # queued, failed or found bad: it claims no copy
-        name = f"{row['item'][:16]}/{row['target']}"
-        backing.check("replicas", name, row, EventKind.REPLICATED, row["item"],
-                      {"target": row["target"], "key": row["key"], "size": row["size"],
-                       "sha256": row["remote_sha256"]})
+        name = f"{row.item[:16]}/{row.target}"
+        check.check("replicas", name, backed, EventKind.REPLICATED, row.item,
+                    {"target": row.target, "key": row.key, "size": row.size,
+                     "sha256": row.remote_sha256})
         # Eviction and wipe trust a proof and its place: the ledger must say so too.
-        copy = (row["item"], row["target"])
-        if row["proven_at"] is not None and facts.proven.get(copy) != (row["location"] or ""):
-            backing.problems.append(_problem(
-                K.ROW_DIFFERS, row["ledger_seq"],
-                f"replicas row {name} says its copy was read back at "
-                f"{row['location'] or '?'}, and no entry says so"))
+        copy = (row.item, row.target)
+        said = facts.proven.get(copy)
+        if row.proven_at is not None and said != row.location:
+            check.problems.append(RowDiffers(
+                kind=K.ROW_DIFFERS, seq=backed.entry.seq, table="replicas", key=name,
+                field="read back at", found=row.location, expected=said,
+                detail=f"replicas row {name} says its copy was read back at "
+                       f"{row.location or '?'}, and no entry says so"))
     for (item, target), seq in sorted(facts.replicated.items(), key=lambda kv: kv[1]):
         if (item, target) not in held:
-            backing.problems.append(_problem(
-                K.MISSING_ROW, seq,
-                f"replicated entry {seq}: item {item[:16]} on {target} has no replicas row"))
+            check.problems.append(MissingRow(
+                kind=K.MISSING_ROW, seq=seq, table="replicas",
+                detail=f"replicated entry {seq}: item {item[:16]} on {target} has no replicas "
+                       "row"))

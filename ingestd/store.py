@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import shutil
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,13 @@ from pathlib import Path
 
 from .domain.models import is_sha256
 from .errors import ObjectDamaged, StoreError, StoreFull
+from .integrity.discrepancy import (
+    ChecksumMismatch,
+    FileMissing,
+    ObjectDiscrepancy,
+    ObjectUnreadable,
+    SizeMismatch,
+)
 from .integrity.hashing import (
     DEFAULT_BUFFER,
     Digest,
@@ -36,6 +44,19 @@ from .modes import DIR_MODE, make_dir, tighten
 log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".partial"
+
+
+def presence_problem(sha256: str, size: int, found: os.stat_result | None, *,
+                     where: Path) -> ObjectDiscrepancy | None:
+    """What an object's file status says against the item (``found`` None: there is no
+    file): missing, not a regular file, or of another size than the item's."""
+    if found is None:
+        return FileMissing.of(sha256, where=where)
+    if not stat.S_ISREG(found.st_mode):
+        return ObjectUnreadable.of(sha256, why="it is not a regular file")
+    if found.st_size != size:
+        return SizeMismatch.of(sha256, expected=size, found=found.st_size)
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,19 +194,37 @@ class Store:
 
     def verify(self, sha256: str, size: int | None = None) -> Digest:
         """Hash the stored object from disk; raise ObjectDamaged if it no longer matches."""
+        digest, found = self.examine(sha256, size)
+        if found is not None:
+            raise ObjectDamaged(found.detail)
+        assert digest is not None
+        return digest
+
+    def examine(self, sha256: str, size: int | None = None,
+                ) -> tuple[Digest | None, ObjectDiscrepancy | None]:
+        """Hash the stored object from disk (the full check): its digest, and what is wrong
+        with it (None: it still hashes to its name, at ``size`` bytes when given)."""
         path = self.path_of(sha256)
         try:
             digest = hash_file(path, buffer_size=self.buffer_size, from_disk=True)
         except FileNotFoundError:
-            raise ObjectDamaged(f"object {sha256} is missing from {self.objects}") from None
+            return None, FileMissing.of(sha256, where=self.objects)
         except OSError as exc:
-            raise ObjectDamaged(f"object {sha256} cannot be read: {exc.strerror}") from None
+            return None, ObjectUnreadable.of(sha256, why=str(exc.strerror))
         if digest.sha256 != sha256 or (size is not None and digest.size != size):
-            raise ObjectDamaged(
-                f"object {sha256} is damaged: it now hashes to {digest.sha256} "
-                f"({digest.size} bytes)"
-            )
-        return digest
+            return digest, ChecksumMismatch.of(sha256, found=digest.sha256, size=digest.size)
+        return digest, None
+
+    def look(self, sha256: str, size: int) -> ObjectDiscrepancy | None:
+        """The fast check: is the object there, a regular file of ``size`` bytes? Its bytes
+        are not read, so an object that passes may still be damaged inside."""
+        try:
+            found: os.stat_result | None = os.lstat(self.path_of(sha256))
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:
+            return ObjectUnreadable.of(sha256, why=str(exc.strerror))
+        return presence_problem(sha256, size, found, where=self.objects)
 
     def quarantine(self, name: str) -> str | None:
         """Move the object stored under ``name`` to ``quarantine/`` (kept, never deleted).

@@ -22,6 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -73,11 +74,19 @@ def _alembic_config(url: str) -> AlembicConfig:
 #: -shm files the main file's mode.
 CATALOG_MODE = 0o640
 
-#: Phrases of SQLite's messages that mean the file itself is damaged.
-_DAMAGED = ("malformed", "not a database", "corrupt")
-#: ... that the file, its folder or its disk cannot be used as asked.
-_UNUSABLE = ("readonly database", "read-only", "unable to open", "disk i/o error",
-             "database or disk is full", "access permission")
+class CatalogFault(StrEnum):
+    """What a fault of the catalog file itself means for the operator."""
+
+    DAMAGED = "damaged"  # its pages are not a sound database
+    FULL = "full"  # its file system is full
+    UNUSABLE = "unusable"  # the file, its folder or its disk cannot be used as asked
+
+
+#: SQLite's primary result codes that say the file itself is damaged...
+_DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+#: ... or that the file, its folder or its disk cannot be used as asked.
+_UNUSABLE_CODES = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN,
+                             sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PERM})
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -106,32 +115,39 @@ def create_catalog_file(path: Path) -> None:
             continue
 
 
-def damage_advice(where: str, problem: str, *, damaged: bool = False) -> str:
-    """The message for a fault of the catalog file itself (SQLite's words), with what to do.
-    ``damaged``: the problem is what ``quick_check`` found, in whatever words."""
-    text_ = problem
-    low = text_.lower()
-    if damaged or any(p in low for p in _DAMAGED):
-        return (f"catalog {where} is damaged ({text_}): stop ingestd, keep this file for "
+def damage_advice(where: str, problem: str, *, fault: CatalogFault) -> str:
+    """The message for a fault of the catalog file itself (``problem``: SQLite's words, or
+    what ``quick_check`` found), with what to do."""
+    if fault == CatalogFault.DAMAGED:
+        return (f"catalog {where} is damaged ({problem}): stop ingestd, keep this file for "
                 "examination, restore the catalog from its latest backup, then run `ingestd "
                 "ledger verify --offsite` to compare it with the ledger mirror (ledger.jsonl) "
                 "and the signed off-site checkpoints")
-    if "full" in low:
-        return (f"catalog {where}: {text_}: free space on its file system; nothing was "
+    if fault == CatalogFault.FULL:
+        return (f"catalog {where}: {problem}: free space on its file system; nothing was "
                 "changed by the command that failed")
-    return (f"catalog {where} cannot be used ({text_}): check that the file and its folder "
+    return (f"catalog {where} cannot be used ({problem}): check that the file and its folder "
             "exist, are readable (and writable, for a command that changes anything) by this "
             "user, and that the disk is mounted and healthy")
 
 
-def _is_file_fault(exc: BaseException) -> bool:
+def file_fault(exc: BaseException) -> CatalogFault | None:
+    """What a driver error says of the catalog file itself, by SQLite's result code (None:
+    nothing; constraint and schema errors, a busy database, are the caller's)."""
     if not isinstance(exc, sqlite3.DatabaseError) or isinstance(
             exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
-        return False
-    low = str(exc).lower()
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None  # extended codes add high bits
+    if primary in _DAMAGED_CODES:
+        return CatalogFault.DAMAGED
+    if primary == sqlite3.SQLITE_FULL:
+        return CatalogFault.FULL
+    if primary in _UNUSABLE_CODES:
+        return CatalogFault.UNUSABLE
     if isinstance(exc, sqlite3.OperationalError):
-        return any(p in low for p in _DAMAGED + _UNUSABLE)
-    return True  # a plain DatabaseError is SQLite's word for a damaged file
+        return None
+    return CatalogFault.UNUSABLE  # a plain DatabaseError: the file is at fault, somehow
 
 
 def _sqlite_engine(url: str, *, read_only: bool) -> Engine:
@@ -169,8 +185,9 @@ def _sqlite_engine(url: str, *, read_only: bool) -> Engine:
         # traceback. Constraint and schema errors stay the driver's, for callers that expect
         # them.
         exc = context.original_exception
-        if _is_file_fault(exc):
-            raise CatalogError(damage_advice(where, str(exc))) from exc
+        fault = file_fault(exc)
+        if fault is not None:
+            raise CatalogError(damage_advice(where, str(exc), fault=fault)) from exc
 
     return engine
 
@@ -191,7 +208,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     has it open: then ``immutable=1``, which reads the main file alone (no writer can have
     left anything in a WAL that does not exist)."""
     if not path.exists():
-        raise sqlite3.OperationalError("unable to open database file (it does not exist)")
+        missing = sqlite3.OperationalError("unable to open database file (it does not exist)")
+        missing.sqlite_errorcode = sqlite3.SQLITE_CANTOPEN  # as SQLite would say it
+        raise missing
     base = "file:" + quote(str(path.resolve()))
     kw: dict[str, Any] = {"uri": True, "timeout": 60, "check_same_thread": False}
     conn: sqlite3.Connection = sqlite3.connect(base + "?mode=ro", **kw)
@@ -333,7 +352,7 @@ def open_catalog(url: str, *, migrate: bool = True, read_only: bool = False) -> 
         problems = catalog.damage()
         if problems:
             raise CatalogError(damage_advice(catalog.safe_url, "; ".join(problems[:5]),
-                                             damaged=True))
+                                             fault=CatalogFault.DAMAGED))
         catalog.upgrade()
     else:
         catalog.check_current()

@@ -13,12 +13,16 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.canonical import canonical_bytes, format_time, parse_time, sha256_hex
 from ..domain.models import EventKind, LedgerEntry
+
+# The kinds and the base are re-exported: callers of the ledger's checks name them from here.
+from .discrepancy import BadSignature, ChainBroken, MirrorMismatch
+from .discrepancy import Discrepancy as Discrepancy
+from .discrepancy import DiscrepancyKind as DiscrepancyKind
 from .hashing import fsync_dir
 from .signing import PublicKey, StationKey
 
@@ -76,61 +80,16 @@ def from_json(obj: Mapping[str, Any]) -> LedgerEntry:
     )
 
 
-# -- discrepancies ---------------------------------------------------------------------------
-
-
-class DiscrepancyKind(StrEnum):
-    """Every kind of discrepancy a check reports."""
-
-    # the chain
-    MISSING = "missing"
-    OUT_OF_ORDER = "out_of_order"
-    TIME_WENT_BACK = "time_went_back"  # an entry dated before the entry before it
-    EDITED = "edited"
-    BROKEN_LINK = "broken_link"
-    # the keys
-    UNKNOWN_KEY = "unknown_key"  # signed by a key the chain does not vouch for
-    BAD_SIGNATURE = "bad_signature"
-    RETIRED_KEY = "retired_key"  # signed by a key after the entry that retired it
-    UNVOUCHED_KEY = "unvouched_key"  # a key brought in other than by genesis or rotation
-    PIN_MISMATCH = "pin_mismatch"  # the first key is not the one pinned outside the catalog
-    NOT_PINNED = "not_pinned"  # no pinned fingerprint to prove the first key against
-    WRONG_KEY = "wrong_key"  # a catalog key row whose id does not match its public key
-    # the catalog itself
-    CATALOG_DAMAGED = "catalog_damaged"  # its file fails the database's own integrity check
-    # the mirror
-    MIRROR_UNREADABLE = "mirror_unreadable"
-    MIRROR_OUT_OF_ORDER = "mirror_out_of_order"
-    MIRROR_DIFFERS = "mirror_differs"
-    MISSING_IN_CATALOG = "missing_in_catalog"
-    MISSING_IN_MIRROR = "missing_in_mirror"
-    # catalog rows against the entries
-    UNBACKED_ROW = "unbacked_row"  # a row whose entry is missing or of another kind
-    ROW_DIFFERS = "row_differs"  # a row that says other than its entry
-    MISSING_ROW = "missing_row"  # an entry whose row is gone
-    UNBACKED_RETENTION = "unbacked_retention"  # an item's retention no entry states
-    # off-site checkpoints
-    OFFSITE_UNREACHABLE = "offsite_unreachable"
-    CHECKPOINT_UNREADABLE = "checkpoint_unreadable"
-    CHECKPOINT_BAD_SIGNATURE = "checkpoint_bad_signature"
-    CHECKPOINT_MISNAMED = "checkpoint_misnamed"  # a body whose seq is not its name's
-    CHECKPOINT_MISSING = "checkpoint_missing"  # a checkpoint once seen on a target is gone
-    LEDGER_TRUNCATED = "ledger_truncated"  # a checkpoint vouches for entries this ledger lacks
-    LEDGER_REWRITTEN = "ledger_rewritten"  # a checkpoint's head differs from this ledger's
-
-
 @dataclass(frozen=True, kw_only=True)
-class Discrepancy:
-    kind: DiscrepancyKind
-    seq: int | None
-    detail: str
+class UnreadableEntry:
+    """A stored entry whose fields cannot be read as an entry (a time or data that does not
+    parse): what of it can be read, and why the rest cannot."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": str(self.kind), "seq": self.seq, "detail": self.detail}
-
-
-def _d(kind: DiscrepancyKind, seq: int | None, detail: str) -> Discrepancy:
-    return Discrepancy(kind=kind, seq=seq, detail=detail)
+    seq: int
+    station: str
+    prev_hash: str
+    entry_hash: str
+    why: str
 
 
 K = DiscrepancyKind
@@ -189,32 +148,39 @@ class KeyChain:
         kid = self._current.get(station)
         return self.keys[kid] if kid is not None else None
 
-    def signature_problem(self, entry: LedgerEntry, body: bytes) -> tuple[K, str] | None:
-        """Why ``entry`` is not signed by a key vouched for it (None: it is)."""
+    def signature_problems(self, entry: LedgerEntry, body: bytes) -> list[Discrepancy]:
+        """Why ``entry`` is not signed by a key vouched for it, every reason ([]: it is)."""
         key = self.keys.get(entry.key_id)
         if key is None or key.station not in (None, entry.station) or entry.seq < key.since:
-            return K.UNKNOWN_KEY, (f"signed with key {entry.key_id}, which the ledger does not "
-                                   f"vouch for at station {entry.station}")
+            return [BadSignature(
+                kind=K.UNKNOWN_KEY, seq=entry.seq,
+                detail=f"signed with key {entry.key_id}, which the ledger does not vouch for "
+                       f"at station {entry.station}")]
+        problems: list[Discrepancy] = []
         if key.until is not None and entry.seq > key.until:
-            return K.RETIRED_KEY, (f"signed with key {entry.key_id}, retired by entry "
-                                   f"{key.until}")
+            problems.append(BadSignature(
+                kind=K.RETIRED_KEY, seq=entry.seq,
+                detail=f"signed with key {entry.key_id}, retired by entry {key.until}"))
         if not key.public.verify(entry.signature, body):
-            return K.BAD_SIGNATURE, f"signature does not verify with key {entry.key_id}"
-        return None
+            problems.append(BadSignature(
+                kind=K.BAD_SIGNATURE, seq=entry.seq,
+                detail=f"signature does not verify with key {entry.key_id}"))
+        return problems
 
     def admit(self, entry: LedgerEntry, body: bytes) -> list[Discrepancy]:
         """Check ``entry``'s signature and learn the key it brings in, if it brings one."""
         if entry.kind == EventKind.GENESIS:
             return self._genesis(entry, body)
-        problem = self.signature_problem(entry, body)
-        if problem is not None:
-            return [_d(problem[0], entry.seq, problem[1])]
+        problems = self.signature_problems(entry, body)
+        if problems:
+            return problems
         if entry.kind == EventKind.KEY_ROTATED:
             try:
                 new = PublicKey.from_hex(str(entry.data["new_public_key"]))
             except (KeyError, ValueError):
-                return [_d(K.UNVOUCHED_KEY, entry.seq,
-                           "key rotation entry carries no valid new public key")]
+                return [BadSignature(kind=K.UNVOUCHED_KEY, seq=entry.seq,
+                                     detail="key rotation entry carries no valid new public "
+                                            "key")]
             old = self.keys[entry.key_id]
             self.keys[old.key_id] = replace(old, until=entry.seq, retired_at=entry.at)
             self.keys[new.key_id] = ProvenKey(public=new, station=entry.station,
@@ -229,19 +195,26 @@ class KeyChain:
         try:
             pub = PublicKey.from_hex(str(entry.data["public_key"]))
         except (KeyError, ValueError):
-            return [_d(K.UNKNOWN_KEY, entry.seq, "genesis entry carries no valid public key")]
+            return [BadSignature(kind=K.UNKNOWN_KEY, seq=entry.seq,
+                                 detail="genesis entry carries no valid public key")]
+        problems: list[Discrepancy] = []
         if pub.key_id != entry.key_id or not pub.verify(entry.signature, body):
-            return [_d(K.BAD_SIGNATURE, entry.seq,
-                       "genesis entry is not signed by the key it carries")]
+            problems.append(BadSignature(
+                kind=K.BAD_SIGNATURE, seq=entry.seq,
+                detail="genesis entry is not signed by the key it carries"))
         if not first:
-            return [_d(K.UNVOUCHED_KEY, entry.seq,
-                       f"a second genesis entry for station {station} brings in key "
-                       f"{pub.key_id} outside a rotation")]
+            problems.append(BadSignature(
+                kind=K.UNVOUCHED_KEY, seq=entry.seq,
+                detail=f"a second genesis entry for station {station} brings in key "
+                       f"{pub.key_id} outside a rotation"))
+        if problems:
+            return problems  # the key it carries is not learnt
         self.genesis[station] = pub
         pin = self.pins.get(station)
         if pin is not None and pub.fingerprint != pin:
-            return [_d(K.PIN_MISMATCH, entry.seq,
-                       f"the genesis key of station {station} has fingerprint "
+            return [BadSignature(
+                kind=K.PIN_MISMATCH, seq=entry.seq,
+                detail=f"the genesis key of station {station} has fingerprint "
                        f"{pub.fingerprint}, not the pinned {pin}")]
         self.keys[pub.key_id] = ProvenKey(public=pub, station=station, since=entry.seq)
         self._current[station] = pub.key_id
@@ -249,8 +222,9 @@ class KeyChain:
 
     def unmet_pins(self) -> list[Discrepancy]:
         """Pinned stations whose genesis entry was never seen."""
-        return [_d(K.PIN_MISMATCH, None,
-                   f"no genesis entry of station {station} carries the pinned key {pin}")
+        return [BadSignature(kind=K.PIN_MISMATCH, seq=None,
+                             detail=f"no genesis entry of station {station} carries the "
+                                    f"pinned key {pin}")
                 for station, pin in sorted(self.pins.items()) if station not in self.genesis]
 
 
@@ -271,20 +245,12 @@ class ChainCheck:
     def step(self, entry: LedgerEntry) -> None:
         self.count += 1
         body = canonical_bytes(body_of(entry))
-        if entry.seq != self._expected:
-            if entry.seq > self._expected:
-                self.problems.append(_d(K.MISSING, self._expected,
-                                        f"entries {self._expected}..{entry.seq - 1} are "
-                                        "missing"))
-            else:
-                self.problems.append(_d(K.OUT_OF_ORDER, entry.seq,
-                                        f"entry {entry.seq} comes after {self._expected - 1}"))
+        self._sequence(entry.seq)
         if sha256_hex(body) != entry.entry_hash:
-            self.problems.append(_d(K.EDITED, entry.seq,
-                                    "the entry's content does not match its recorded hash"))
-        if entry.prev_hash != self.head:
-            self.problems.append(_d(K.BROKEN_LINK, entry.seq,
-                                    "previous-hash link does not match the entry before it"))
+            self.problems.append(ChainBroken(
+                kind=K.EDITED, seq=entry.seq,
+                detail="the entry's content does not match its recorded hash"))
+        self._link(entry.seq, entry.prev_hash)
         if entry.kind == EventKind.TIME_RULE or (
                 entry.kind == EventKind.GENESIS and entry.data.get(TIME_RULE_KEY)):
             self._ruled.add(entry.station)
@@ -292,14 +258,42 @@ class ChainCheck:
               and entry.at < self._last_at):
             # ingestd never dates an entry before the one it follows (see Custody.now): a
             # clock set back, or entries written by something else, show here.
-            self.problems.append(_d(K.TIME_WENT_BACK, entry.seq,
-                                    f"entry {entry.seq} is dated {format_time(entry.at)}, "
-                                    f"before the entry it follows "
-                                    f"({format_time(self._last_at)})"))
+            self.problems.append(ChainBroken(
+                kind=K.TIME_WENT_BACK, seq=entry.seq,
+                detail=f"entry {entry.seq} is dated {format_time(entry.at)}, before the entry "
+                       f"it follows ({format_time(self._last_at)})"))
         self._last_at = entry.at if self._last_at is None else max(self._last_at, entry.at)
         self.problems.extend(self.keys.admit(entry, body))
         self._expected = max(self._expected, entry.seq) + 1
         self.head = entry.entry_hash
+
+    def step_unreadable(self, entry: UnreadableEntry) -> None:
+        """An entry whose fields cannot be read: it is reported, its place in the sequence
+        and its link still checked, and the walk goes on from its hash."""
+        self.count += 1
+        self._sequence(entry.seq)
+        self.problems.append(ChainBroken(kind=K.ENTRY_UNREADABLE, seq=entry.seq,
+                                         detail=f"entry {entry.seq} cannot be read: "
+                                                f"{entry.why}"))
+        self._link(entry.seq, entry.prev_hash)
+        self._expected = max(self._expected, entry.seq) + 1
+        self.head = entry.entry_hash
+
+    def _sequence(self, seq: int) -> None:
+        if seq > self._expected:
+            self.problems.append(ChainBroken(
+                kind=K.MISSING, seq=self._expected,
+                detail=f"entries {self._expected}..{seq - 1} are missing"))
+        elif seq < self._expected:
+            self.problems.append(ChainBroken(
+                kind=K.OUT_OF_ORDER, seq=seq, detail=f"entry {seq} comes after "
+                                                     f"{self._expected - 1}"))
+
+    def _link(self, seq: int, prev_hash: str) -> None:
+        if prev_hash != self.head:
+            self.problems.append(ChainBroken(
+                kind=K.BROKEN_LINK, seq=seq,
+                detail="previous-hash link does not match the entry before it"))
 
 
 def verify_chain(
@@ -480,15 +474,17 @@ def compare_mirror(
 
 
 def compare_mirror_in_step(
-    db_entries: Iterable[LedgerEntry], mirror: Mirror, *, station: str | None = None,
-    upto: int | None = None, lookup: Callable[[int], LedgerEntry | None],
+    db_entries: Iterable[LedgerEntry | UnreadableEntry], mirror: Mirror, *,
+    station: str | None = None, upto: int | None = None,
+    lookup: Callable[[int], LedgerEntry | UnreadableEntry | None],
 ) -> list[Discrepancy]:
     """:func:`compare_mirror` over the catalog's entries in rising sequence order, read in
     step with the mirror's lines. Only catalog entries that a later mirror line has passed
     (missing from the mirror, or moved) are held; ``lookup`` fetches an entry again for a
-    line that repeats or comes back after a later one."""
+    line that repeats or comes back after a later one. A catalog entry that cannot be read
+    differs from its line, whatever the line says."""
     problems: list[Discrepancy] = []
-    pending: dict[int, LedgerEntry] = {}
+    pending: dict[int, LedgerEntry | UnreadableEntry] = {}
     db = iter(db_entries)
     nxt = next(db, None)
     last = 0
@@ -497,9 +493,10 @@ def compare_mirror_in_step(
         if moved:
             # An append-only copy has rising sequence numbers; a line moved or repeated also
             # misleads the next append, which starts after the last line's number.
-            problems.append(_d(K.MIRROR_OUT_OF_ORDER, entry.seq,
-                               f"{mirror.path} line {lineno}: entry {entry.seq} comes after "
-                               f"entry {last}"))
+            problems.append(MirrorMismatch(
+                kind=K.MIRROR_OUT_OF_ORDER, seq=entry.seq,
+                detail=f"{mirror.path} line {lineno}: entry {entry.seq} comes after entry "
+                       f"{last}"))
         last = max(last, entry.seq)
         while nxt is not None and nxt.seq <= entry.seq:
             pending[nxt.seq] = nxt
@@ -508,30 +505,37 @@ def compare_mirror_in_step(
         if ours is None and moved:
             ours = lookup(entry.seq)
         if ours is None:
-            problems.append(_d(K.MISSING_IN_CATALOG, entry.seq,
-                               f"entry {entry.seq} is in the mirror but not in the catalog"))
-        elif to_json(ours) != to_json(entry):
-            problems.append(_d(K.MIRROR_DIFFERS, entry.seq,
-                               f"{mirror.path} line {lineno} differs from the catalog's entry"))
+            problems.append(MirrorMismatch(
+                kind=K.MISSING_IN_CATALOG, seq=entry.seq,
+                detail=f"entry {entry.seq} is in the mirror but not in the catalog"))
+        elif isinstance(ours, UnreadableEntry) or to_json(ours) != to_json(entry):
+            problems.append(MirrorMismatch(
+                kind=K.MIRROR_DIFFERS, seq=entry.seq,
+                detail=f"{mirror.path} line {lineno} differs from the catalog's entry"))
     for seq in sorted(pending):
-        problems.append(_d(K.MISSING_IN_MIRROR, seq,
-                           f"entry {seq} is in the catalog but not in {mirror.path}"))
+        problems.append(_not_mirrored(seq, mirror))
     while nxt is not None:
         if station is None or nxt.station == station:
-            problems.append(_d(K.MISSING_IN_MIRROR, nxt.seq,
-                               f"entry {nxt.seq} is in the catalog but not in {mirror.path}"))
+            problems.append(_not_mirrored(nxt.seq, mirror))
         nxt = next(db, None)
     return problems
+
+
+def _not_mirrored(seq: int, mirror: Mirror) -> Discrepancy:
+    return MirrorMismatch(kind=K.MISSING_IN_MIRROR, seq=seq,
+                          detail=f"entry {seq} is in the catalog but not in {mirror.path}")
 
 
 def _mirror_entries(mirror: Mirror, upto: int | None,
                     problems: list[Discrepancy]) -> Iterator[tuple[int, LedgerEntry]]:
     for lineno, obj, err in mirror.read(upto=upto):
         if obj is None:
-            problems.append(_d(K.MIRROR_UNREADABLE, None, f"{mirror.path}: {err}"))
+            problems.append(MirrorMismatch(kind=K.MIRROR_UNREADABLE, seq=None,
+                                           detail=f"{mirror.path}: {err}"))
             continue
         try:
             yield lineno, from_json(obj)
         except (KeyError, ValueError, TypeError) as exc:
-            problems.append(_d(K.MIRROR_UNREADABLE, None,
-                               f"{mirror.path} line {lineno}: missing or bad field {exc}"))
+            problems.append(MirrorMismatch(
+                kind=K.MIRROR_UNREADABLE, seq=None,
+                detail=f"{mirror.path} line {lineno}: missing or bad field {exc}"))

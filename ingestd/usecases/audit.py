@@ -12,14 +12,23 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ..catalog import backing
 from ..docks.walk import open_regular
 from ..domain.canonical import canonical_bytes, format_time, sha256_hex
 from ..domain.flags import Flag
-from ..domain.models import EventKind, is_sha256
+from ..domain.models import EventKind, LedgerEntry, is_sha256
 from ..domain.records import Item, ReplicaState
-from ..errors import NotRegularFile, ObjectDamaged, ReplicaMismatch, TargetError, UsageError
+from ..errors import NotRegularFile, ReplicaMismatch, TargetError, UsageError
+from ..integrity.discrepancy import (
+    DiscrepancyKind,
+    DoesNotPlay,
+    FileMissing,
+    ObjectDiscrepancy,
+    ReplicaProblem,
+    UnexpectedObject,
+)
 from ..integrity.hashing import hash_fd
-from ..integrity.ledger import body_of
+from ..integrity.ledger import UnreadableEntry, body_of
 from ..media import decode_check
 from ..station import Station
 from ..targets import Target
@@ -27,6 +36,8 @@ from .flags import set_flag
 from .replicate import prove_place, version_at
 
 log = logging.getLogger(__name__)
+
+K = DiscrepancyKind
 
 
 class BytesChecked(StrEnum):
@@ -81,18 +92,21 @@ def _signature_problems(station: Station, sha: str) -> list[str]:
     problems = []
     with station.catalog.read(snapshot=True) as tx:
         keys = station.custody.trusted_keys(tx)  # proven by the chain, not the catalog
-        entries = list(tx.iter_entries(item=sha))
+        read = list(backing.entries_to_check(tx, item=sha))
+    entries = [e for e in read if isinstance(e, LedgerEntry)]
     if not any(e.kind == EventKind.STORED for e in entries):
         problems.append("no signed 'stored' entry in the ledger")
+    for bad in read:
+        if isinstance(bad, UnreadableEntry):  # and the others are still checked
+            problems.append(f"ledger entry {bad.seq} cannot be read: {bad.why}")
     for entry in entries:
         body = canonical_bytes(body_of(entry))
         if sha256_hex(body) != entry.entry_hash:
             problems.append(f"ledger entry {entry.seq} ({entry.kind}) was altered")
             continue
-        wrong = keys.signature_problem(entry, body)
-        if wrong is not None:
+        for wrong in keys.signature_problems(entry, body):
             problems.append(f"ledger entry {entry.seq} ({entry.kind}) has no valid signature: "
-                            f"{wrong[1]}")
+                            f"{wrong.detail}")
     return problems
 
 
@@ -115,10 +129,9 @@ def verify_digest(station: Station, sha: str, *, path: str | None = None,
     verdict.held = {"station": stored_by, "local": bool(verdict.item["local"]),
                     "targets": copies, "checked": str(BytesChecked.HERE)}
     if here:
-        try:
-            station.store.verify(sha, verdict.item["size"])
-        except ObjectDamaged as exc:
-            verdict.problems.append(f"the stored copy is damaged: {exc.message}")
+        _, damage = station.store.examine(sha, verdict.item["size"])
+        if damage is not None:
+            verdict.problems.append(f"the stored copy is damaged: {damage.detail}")
     else:
         _check_elsewhere(verdict, station, sha, copies, targets)
     verdict.problems.extend(_signature_problems(station, sha))
@@ -196,18 +209,36 @@ def verify_hash(station: Station, text: str, targets: Sequence[Target] = ()) -> 
 class OrphanAction(StrEnum):
     KEPT = "kept"  # its bytes hash to its name: kept, and an item when a dock brings them
     QUARANTINED = "quarantined"  # they do not: moved out of the objects, never deleted
+    UNCHECKED = "unchecked"  # the fast check: neither hashed nor moved (``audit --all`` does)
+
+
+#: The flag each kind of discrepancy an audit finds sets on its item. A copy not checked
+#: (its target cannot be used now) sets none: nothing was learnt of it.
+FLAG_FOR: Mapping[DiscrepancyKind, Flag] = {
+    K.OBJECT_MISSING: Flag.FIXITY_FAILED,
+    K.OBJECT_UNREADABLE: Flag.FIXITY_FAILED,
+    K.CHECKSUM_MISMATCH: Flag.FIXITY_FAILED,
+    K.SIZE_MISMATCH: Flag.FIXITY_FAILED,
+    K.DOES_NOT_PLAY: Flag.DAMAGED_MEDIA,
+    K.REPLICA_MISMATCH: Flag.REPLICA_MISMATCH,
+}
 
 
 @dataclass(kw_only=True)
 class AuditReport:
     checked: int = 0
     decoded: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
+    #: Every discrepancy found, in the order found (items' and damaged orphans' alike).
+    found: list[ObjectDiscrepancy] = field(default_factory=list)
     orphans: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def failures(self) -> list[dict[str, str]]:
+        return [{"sha256": d.item, "problem": d.detail} for d in self.found]
+
+    @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.found
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "decoded": self.decoded,
@@ -265,21 +296,21 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
     to_decode = set(playable[:decode])
     for item in picked:
         report.checked += 1
-        result, problems = _audit_one(station, item, decode=item.sha256 in to_decode,
-                                      targets=targets, unusable=unusable)
-        report.decoded += "decode" in result
-        report.failures.extend({"sha256": item.sha256, "problem": p} for p, _ in problems)
+        done = _audit_one(station, item, decode=item.sha256 in to_decode,
+                          targets=targets, unusable=unusable)
+        report.decoded += done.decoded
+        report.found.extend(done.found)
         with station.custody.transaction() as tx:
             now = station.custody.now(tx)
             audited = station.custody.record(tx, kind=EventKind.AUDITED, actor=actor,
-                                             item=item.sha256, data=result, at=now)
-            for name, found in result.get("offsite", {}).items():
-                if found == "ok":  # read back and hashed: proven, as the entry says
-                    tx.replica_proven(item.sha256, name, at=audited.at)
-            for problem, flag in problems:
+                                             item=item.sha256, data=done.data, at=now)
+            for name in done.proven:  # read back and hashed: proven, as the entry says
+                tx.replica_proven(item.sha256, name, at=audited.at)
+            for problem in done.found:
+                flag = FLAG_FOR.get(problem.kind)
                 if flag is not None:
                     set_flag(station, tx, item.sha256, flag, at=now, actor=actor,
-                             detail=problem)
+                             detail=problem.detail)
     return report
 
 
@@ -295,14 +326,16 @@ def audit_orphans(station: Station, named: set[str], *, report: AuditReport,
             continue
         try:
             size = store.path_of(name).stat().st_size
-            store.verify(name)
         except FileNotFoundError:
             continue  # removed meanwhile
-        except ObjectDamaged as exc:
+        _, damage = store.examine(name)
+        if isinstance(damage, FileMissing):
+            continue  # removed meanwhile
+        if damage is not None:
             with station.catalog.read() as tx:
                 if tx.item(name) is not None:
                     continue  # stored as an item meanwhile: its own audit sees the damage
-            _quarantine_orphan(station, name, size, exc.message, report=report, actor=actor)
+            _quarantine_orphan(station, name, size, damage.detail, report=report, actor=actor)
             continue
         with station.custody.transaction() as tx:
             if tx.item(name) is not None:
@@ -315,6 +348,91 @@ def audit_orphans(station: Station, named: set[str], *, report: AuditReport,
         log.warning("object %s is named by no item; kept (its bytes hash to its name)",
                     name[:12], extra={"event": "orphan_kept"})
     _unrecorded_quarantine(station, report=report, actor=actor)
+
+
+@dataclass(kw_only=True)
+class FastAuditReport:
+    """What the fast check found: every item's object looked at (there, a regular file of the
+    item's size), none read."""
+
+    checked: int = 0
+    found: list[ObjectDiscrepancy] = field(default_factory=list)
+    unexpected: list[UnexpectedObject] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.found
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "fast": True, "checked": self.checked, "decoded": 0,
+                "failures": [d.as_dict() for d in self.found],
+                "orphans": [{"sha256": d.item, "size": d.size,
+                             "action": str(OrphanAction.UNCHECKED)} for d in self.unexpected]}
+
+
+def audit_fast(station: Station, *, actor: str = "ingestd") -> FastAuditReport:
+    """Look at every object this station's store should hold, without reading it: each item
+    kept here must have its object, a regular file of the item's size; objects no item names
+    are listed. It proves less than :func:`audit` (bytes of the right size may still be
+    wrong) and never says more: no item is recorded as re-hashed.
+
+    An object found missing or of another size cannot hash to its item: the item is flagged
+    ``fixity_failed`` (so the next dock that brings its bytes repairs it) and an ``audited``
+    entry says what the fast check found. One more ``audited`` entry, naming no item, records
+    the run. Nothing in the store is moved, changed or removed."""
+    report = FastAuditReport()
+    named: set[str] = set()
+    with station.catalog.read() as tx:
+        for rows in tx.iter_item_batches():
+            for listed in rows:
+                item = listed.item
+                named.add(item.sha256)
+                # Another station's items are in that station's store; an evicted item's
+                # object is gone on purpose.
+                if item.station != station.name or not item.local_present:
+                    continue
+                report.checked += 1
+                found = station.store.look(item.sha256, item.size)
+                if found is not None:
+                    report.found.append(found)
+    for name in station.store.iter_objects():
+        if name not in named:
+            try:
+                size = station.store.path_of(name).lstat().st_size
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            report.unexpected.append(UnexpectedObject(
+                kind=K.UNEXPECTED_OBJECT, item=name, size=size,
+                detail=f"object {name} is named by no item (not hashed: `ingestd audit --all` "
+                       "checks it and records it)"))
+    _record_fast(station, report, actor=actor)
+    return report
+
+
+def _record_fast(station: Station, report: FastAuditReport, *, actor: str) -> None:
+    with station.custody.transaction() as tx:
+        now = station.custody.now(tx)
+        kept = []
+        for first in report.found:
+            now_item = tx.item(first.item)
+            # Evicted, or found well when looked at again, while the check ran: not damage.
+            problem = (station.store.look(first.item, now_item.size)
+                       if now_item is not None and now_item.local_present else None)
+            if problem is None:
+                continue
+            kept.append(problem)
+            station.custody.record(tx, kind=EventKind.AUDITED, actor=actor, item=problem.item,
+                                   data={"check": "fast", "found": str(problem.kind),
+                                         "problem": problem.detail}, at=now)
+            set_flag(station, tx, problem.item, FLAG_FOR[problem.kind], at=now, actor=actor,
+                     detail=problem.detail)
+        report.found = kept
+        report.unexpected = [u for u in report.unexpected if tx.item(u.item) is None]
+        counts = {str(kind): sum(1 for p in kept if p.kind == kind)
+                  for kind in sorted({p.kind for p in kept})}
+        station.custody.record(tx, kind=EventKind.AUDITED, actor=actor, item=None, data={
+            "check": "fast", "checked": report.checked, "found": counts,
+            "unexpected": len(report.unexpected)}, at=now)
 
 
 def _unrecorded_quarantine(station: Station, *, report: AuditReport, actor: str) -> None:
@@ -349,8 +467,9 @@ def _quarantine_orphan(station: Station, name: str, size: int, problem: str, *,
     found = {"sha256": name, "size": size, "action": str(OrphanAction.QUARANTINED),
              "problem": problem, "quarantined_to": moved}
     report.orphans.append(found)
-    report.failures.append({"sha256": name, "problem": f"object named by no item: {problem}; "
-                                                       f"moved to {moved}"})
+    report.found.append(UnexpectedObject(
+        kind=K.UNEXPECTED_OBJECT, item=name, size=size,
+        detail=f"object named by no item: {problem}; moved to {moved}"))
     with station.custody.transaction() as tx:
         # Not an item: the name is not what the bytes are, so the entry names no item.
         station.custody.record(tx, kind=EventKind.ORPHAN, actor=actor, item=None,
@@ -359,34 +478,42 @@ def _quarantine_orphan(station: Station, name: str, size: int, problem: str, *,
               extra={"event": "orphan_quarantined"})
 
 
-Problems = list[tuple[str, Flag | None]]  # what is wrong, and the flag it sets (if any)
+@dataclass(kw_only=True)
+class _Audited:
+    """One item's audit: its entry's data, what was wrong, and what was proven."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    found: list[ObjectDiscrepancy] = field(default_factory=list)
+    proven: list[str] = field(default_factory=list)  # targets whose copy was read back intact
+    decoded: bool = False
 
 
 def _audit_one(station: Station, item: Item, *, decode: bool,
                targets: Sequence[Target], unusable: Mapping[str, str] | None = None,
-               ) -> tuple[dict[str, Any], Problems]:
+               ) -> _Audited:
     sha = item.sha256
-    result: dict[str, Any] = {}
-    problems: Problems = []
+    done = _Audited()
+    intact = False
     if item.local_present:
-        try:
-            station.store.verify(sha, item.size)
-            result["fixity"] = "ok"
-        except ObjectDamaged as exc:
-            result["fixity"] = exc.message
-            problems.append((exc.message, Flag.FIXITY_FAILED))
-    if decode and result.get("fixity") == "ok":
+        _, damage = station.store.examine(sha, item.size)
+        intact = damage is None
+        done.data["fixity"] = "ok" if damage is None else damage.detail
+        if damage is not None:
+            done.found.append(damage)
+    if decode and intact:
         decoded = decode_check(station.store.path_of(sha))
-        result["decode"] = "ok" if decoded.ok else "; ".join(decoded.errors[-3:])
+        done.decoded = True
+        last = tuple(decoded.errors[-3:])
+        done.data["decode"] = "ok" if decoded.ok else "; ".join(last)
         if not decoded.ok:
-            problems.append((f"does not play back: {result['decode']}", Flag.DAMAGED_MEDIA))
+            done.found.append(DoesNotPlay.of(sha, errors=last))
     if targets:
-        result["offsite"] = _audit_offsite(station, sha, targets, unusable or {}, problems)
-    return result, problems
+        done.data["offsite"] = _audit_offsite(station, sha, targets, unusable or {}, done)
+    return done
 
 
 def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
-                   unusable: Mapping[str, str], problems: Problems) -> dict[str, str]:
+                   unusable: Mapping[str, str], done: _Audited) -> dict[str, str]:
     """Read back every copy counted at a target's present location."""
     with station.catalog.read() as tx:
         rows = tx.replicas_of(sha)
@@ -405,15 +532,19 @@ def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
         except TargetError as exc:
             # unreachable, or not the place it was: nothing learnt about the copy
             offsite[target.name] = f"not checked: {exc.message}"
-            problems.append((f"off-site copy on {target.name} {offsite[target.name]}", None))
+            done.found.append(ReplicaProblem(
+                kind=K.REPLICA_NOT_CHECKED, item=sha, target=target.name,
+                detail=f"off-site copy on {target.name} {offsite[target.name]}"))
             continue
         if found is None:
             offsite[target.name] = "ok"  # proven, with the audited entry that says so
+            done.proven.append(target.name)
             continue
         version = version_at(target, sha)
         offsite[target.name] = found + (f" (version {version})" if version else "")
-        problems.append((f"off-site copy on {target.name}: {offsite[target.name]}",
-                         Flag.REPLICA_MISMATCH))
+        done.found.append(ReplicaProblem(
+            kind=K.REPLICA_MISMATCH, item=sha, target=target.name,
+            detail=f"off-site copy on {target.name}: {offsite[target.name]}"))
         with station.catalog.write() as tx:  # written again, and read back, at the next run
             tx.replica_found_bad(sha, target.name, version_id=version,
                                 error=offsite[target.name], at=station.clock())

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..catalog import backing
 from ..domain.canonical import canonical_bytes, format_time
 from ..domain.flags import Flag
 from ..domain.models import EventKind, RetentionClass
@@ -29,7 +30,13 @@ from ..domain.policy import RetentionPolicy, long_term_until, worm_lock
 from ..domain.records import Checkpoint, Item, ReplicaState
 from ..domain.status import LockBehind
 from ..errors import NotFound, ObjectDamaged, ReplicaMismatch, TargetError
-from ..integrity.ledger import Discrepancy, DiscrepancyKind, KeyChain
+from ..integrity.discrepancy import (
+    BadSignature,
+    CheckpointProblem,
+    Discrepancy,
+    DiscrepancyKind,
+)
+from ..integrity.ledger import KeyChain
 from ..station import Station
 from ..targets import CheckpointVersion, Lock, RemoteObject, Target
 from ..targets.factory import build_targets
@@ -447,6 +454,7 @@ class Replicator:
         lock = Lock(retain_until=long_term_until(now))
         sent: list[str] = []
         errors: list[str] = []
+        failed: set[str] = set()  # the targets those errors are about
         for target in self.targets:
             with station.catalog.read() as tx:
                 last = tx.last_checkpoint(target.name, station=station.name)
@@ -457,12 +465,14 @@ class Replicator:
                 if fork is not None:
                     log.error("ALARM: %s", fork, extra={"event": "checkpoint_fork"})
                     errors.append(fork)
+                    failed.add(target.name)
                     continue
                 if last is not None and last.seq == seq:
                     continue  # nothing new since the last one: a checkpoint is never rewritten
                 target.put_checkpoint(name, signed, lock)
             except TargetError as exc:
                 errors.append(exc.message)
+                failed.add(target.name)
                 continue
             with station.catalog.write() as tx:
                 tx.add_checkpoint(target=target.name, name=name, seq=seq, head_hash=head or "",
@@ -471,8 +481,8 @@ class Replicator:
                                       name=name, seq=seq, head_hash=head or "", at=now)
             sent.append(target.name)
         return {"name": name, "seq": seq, "head_hash": head, "sent": sent, "errors": errors,
-                "unchanged": [t.name for t in self.targets if t.name not in sent
-                              and not any(t.name in e for e in errors)]}
+                "unchanged": [t.name for t in self.targets
+                              if t.name not in sent and t.name not in failed]}
 
     def _fork_on(self, target: Target, keys: KeyChain,
                  head_seq: int) -> str | None:
@@ -530,8 +540,8 @@ def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station
             signature = raw["signature"]
             seq = int(body["seq"])
         except (TargetError, ValueError, KeyError, TypeError) as exc:
-            problems.append(Discrepancy(kind=K.CHECKPOINT_UNREADABLE, seq=None,
-                                        detail=f"{where}: {exc}"))
+            problems.append(CheckpointProblem(kind=K.CHECKPOINT_UNREADABLE,
+                                              detail=f"{where}: {exc}"))
             continue
         if body.get("station") != station.name:
             continue  # another station's checkpoint on a shared target
@@ -539,20 +549,20 @@ def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station
         # home rewritten with a key of its own, pin included, differs here first.
         pinned = body.get("genesis_fingerprint")
         if pinned is not None and pinned != station.custody.pin:
-            problems.append(Discrepancy(
+            problems.append(BadSignature(
                 kind=K.PIN_MISMATCH, seq=seq,
                 detail=f"{where} pins the first key {pinned}, this home pins "
                        f"{station.custody.pin or 'none'}"))
         key = keys.keys.get(str(body.get("key_id")))
         if key is None or key.station not in (None, station.name) or not key.public.verify(
                 str(signature), canonical_bytes(body)):
-            problems.append(Discrepancy(
+            problems.append(CheckpointProblem(
                 kind=K.CHECKPOINT_BAD_SIGNATURE, seq=seq,
                 detail=f"{where} is not signed by a key the ledger vouches for"))
             continue
         misnamed = version.name != checkpoint_name(station.name, seq)
         if misnamed:
-            problems.append(Discrepancy(
+            problems.append(CheckpointProblem(
                 kind=K.CHECKPOINT_MISNAMED, seq=seq,
                 detail=f"{where} holds the checkpoint of entry {seq}, not the one its name "
                        "says: a checkpoint copied over another"))
@@ -564,12 +574,12 @@ def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station
 def _against_ledger(witness: _Witness, hashes: Mapping[int, str],
                     head: int) -> Discrepancy | None:
     if witness.seq > head:
-        return Discrepancy(
+        return CheckpointProblem(
             kind=K.LEDGER_TRUNCATED, seq=witness.seq,
             detail=f"{witness.where} vouches for entry {witness.seq}, but the local ledger "
                    f"ends at {head}")
     if witness.seq and hashes.get(witness.seq) != witness.head_hash:
-        return Discrepancy(
+        return CheckpointProblem(
             kind=K.LEDGER_REWRITTEN, seq=witness.seq,
             detail=f"entry {witness.seq} differs from what {witness.where} vouches for")
     return None
@@ -590,7 +600,7 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
     problems: list[Discrepancy] = []
     with station.catalog.read(snapshot=True) as tx:
         keys = station.custody.trusted_keys(tx)
-        hashes = {e.seq: e.entry_hash for e in tx.iter_entries()}
+        hashes = {e.seq: e.entry_hash for e in backing.entries_to_check(tx)}
         known = {t.name: tx.newest_checkpoint_seen(station=station.name, target=t.name)
                  for t in targets}
     head = max(hashes, default=0)
@@ -600,8 +610,7 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
             prove_place(station, target, adopt=False)
             versions = target.checkpoint_versions()
         except TargetError as exc:
-            problems.append(Discrepancy(kind=K.OFFSITE_UNREACHABLE, seq=None,
-                                        detail=exc.message))
+            problems.append(CheckpointProblem(kind=K.OFFSITE_UNREACHABLE, detail=exc.message))
             continue
         found, unreadable = _read_checkpoints(target, versions, station, keys)
         problems.extend(unreadable)
@@ -629,7 +638,7 @@ def _lost(target: str, found: list[_Witness], known: Checkpoint | None,
     remembered = _Witness(name=known.name, seq=known.seq,
                           where=f"{target}/{known.name} (seen there {seen})",
                           head_hash=known.head_hash, misnamed=False)
-    out = [Discrepancy(
+    out: list[Discrepancy] = [CheckpointProblem(
         kind=K.CHECKPOINT_MISSING, seq=remembered.seq,
         detail=f"{target} no longer holds {remembered.name} (entry {remembered.seq}, seen there "
                f"{seen}); the newest it holds is entry {newest or 'none'}")]

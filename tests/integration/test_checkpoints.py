@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
+from conftest import catalog_execute
 
 from tests.integration.test_replicate import (
     LATEST_LOCK,
@@ -186,3 +187,43 @@ def test_a_directory_target_that_lost_its_newest_checkpoint_is_reported(
     code, found, problems = kinds(home.home)
     assert code == 1 and found == ["checkpoint_missing"]
     assert newest["name"] in problems[0]["detail"]
+
+
+def test_a_target_that_fails_does_not_hide_another_whose_name_it_contains(
+        tmp_path: Path, clips: list[Clip]) -> None:  # noqa: F811
+    # "nas" is in "nas-b", and in every error about it: which targets went unchanged is
+    # known by target, not read from the errors' words.
+    home, _ = nas_home(tmp_path, clips)
+    other = tmp_path / "nas-b"
+    other.mkdir()
+    home.add_target(f'[[targets]]\nname = "nas-b"\ntype = "directory"\npath = "{other}"\n'
+                    f'prefix = "{PREFIX}"\nsame_filesystem_ok = true\n')
+    ok(home.home, "replicate")
+    assert sorted(checkpoint(home)["sent"]) == ["nas", "nas-b"]
+    folder = other / PREFIX / "checkpoints"
+    shutil.rmtree(folder)
+    folder.write_bytes(b"")  # its checkpoints can no longer be listed
+
+    again = cli(home.home, "checkpoint", "--json")
+
+    assert again.code == 1
+    result = again.json()
+    assert result["sent"] == [] and len(result["errors"]) == 1
+    assert "nas-b" in result["errors"][0]
+    assert result["unchanged"] == ["nas"]
+
+
+def test_an_unreadable_entry_does_not_stop_the_offsite_check(
+        tmp_path: Path, clips: list[Clip]) -> None:  # noqa: F811
+    home, _ = nas_home(tmp_path, clips)
+    checkpoint(home)
+    (row,) = home.rows("SELECT seq FROM ledger WHERE kind = 'stored' ORDER BY seq LIMIT 1")
+    assert catalog_execute(home.home, "UPDATE ledger SET data = 'not json' WHERE seq = ?",
+                           row["seq"]) == 1
+
+    code, found, problems = kinds(home.home)
+
+    assert code == 1
+    assert "entry_unreadable" in found and "checkpoint_missing" not in found
+    # The checkpoint vouches for the stored hash, which is still the ledger's.
+    assert "ledger_rewritten" not in found

@@ -30,6 +30,7 @@ from conftest import (
     run_cli,
     run_ingestd,
     sha256_of,
+    snapshot_tree,
     start_ingestd,
     store_objects,
 )
@@ -660,3 +661,125 @@ def test_a_damaged_object_replaced_by_other_bytes_of_the_same_content_leaves_a_t
     (repaired,) = [e for e in entries if e["kind"] == "repaired"]
     assert repaired["item"] == clips.a.sha256 and repaired["data"]["path"] == f"{MEDIA}/COPY.MP4"
     assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+# -- the fast check: presence and size, no bytes read -----------------------------------------
+
+
+def ingest_three(home: Path, tmp_path: Path, clips: Clips) -> Path:
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a, f"{MEDIA}/B.MP4": clips.b,
+                                            f"{MEDIA}/C.MP4": clips.c})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    return rec
+
+
+def fast_entries(home: Path) -> list[dict]:
+    rows = catalog_rows(home, "SELECT item, data FROM ledger WHERE kind = 'audited' ORDER BY seq")
+    return [{"item": r["item"], **json.loads(r["data"])} for r in rows]
+
+
+def test_the_fast_check_of_an_intact_store_finds_nothing_and_changes_nothing(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    ingest_three(home, tmp_path, clips)
+    before = snapshot_tree(home / "store")
+
+    result = run_cli(home, "audit", "--fast", "--json")
+
+    assert result.exit_code == 0, result.stdout
+    assert result.json() == {"ok": True, "fast": True, "checked": 3, "decoded": 0,
+                             "failures": [], "orphans": []}
+    text = run_cli(home, "audit", "--fast")
+    assert text.exit_code == 0
+    assert "looked at 3 items" in text.stdout and "not re-hashed" in text.stdout
+    assert snapshot_tree(home / "store") == before
+    # Each run is one entry naming no item: no item is said to be re-hashed.
+    runs = fast_entries(home)
+    assert [(e["item"], e["check"], e["checked"], e["found"]) for e in runs] == [
+        (None, "fast", 3, {}), (None, "fast", 3, {})]
+    assert not any("fixity" in e for e in runs)
+    assert catalog_rows(home, "SELECT * FROM flags") == []
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_the_fast_check_finds_a_removed_a_cut_and_a_grown_object(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    rec = ingest_three(home, tmp_path, clips)
+    gone, cut, grown = clips.a.sha256, clips.b.sha256, clips.c.sha256
+    object_path(home, gone).unlink()
+    for sha, data in ((cut, clips.b.path.read_bytes()[:1000]),
+                      (grown, clips.c.path.read_bytes() + b"\0" * 10)):
+        path = object_path(home, sha)
+        path.chmod(0o640)
+        path.write_bytes(data)
+        path.chmod(0o440)
+    before = snapshot_tree(home / "store")
+
+    result = run_cli(home, "audit", "--fast", "--json")
+
+    assert result.exit_code == 1
+    report = result.json()
+    assert report["ok"] is False and report["fast"] is True and report["checked"] == 3
+    by_item = {f["sha256"]: f for f in report["failures"]}
+    assert set(by_item) == {gone, cut, grown}, "every one, not just the first"
+    assert by_item[gone]["kind"] == "object_missing" and "missing" in by_item[gone]["problem"]
+    assert (by_item[cut]["kind"], by_item[cut]["expected_size"], by_item[cut]["found_size"]) \
+        == ("size_mismatch", clips.b.size, 1000)
+    assert "cut short" in by_item[cut]["problem"]
+    assert (by_item[grown]["expected_size"], by_item[grown]["found_size"]) == (
+        clips.c.size, clips.c.size + 10)
+    assert "grown" in by_item[grown]["problem"]
+    # Found, flagged and recorded; nothing moved, removed or rewritten in the store.
+    assert snapshot_tree(home / "store") == before
+    for sha in (gone, cut, grown):
+        shown = run_cli(home, "show", sha, "--json").json()
+        assert "fixity_failed" in shown["item"]["flags"]
+        audited = [h for h in shown["history"] if h["kind"] == "audited"]
+        assert [h["data"]["check"] for h in audited] == ["fast"]
+        assert "fixity" not in audited[0]["data"]
+    run_entry = fast_entries(home)[-1]
+    assert run_entry["item"] is None and run_entry["found"] == {"object_missing": 1,
+                                                                "size_mismatch": 2}
+    text = run_cli(home, "audit", "--fast")
+    assert text.exit_code == 1 and "FAILURES" in text.stdout
+    assert gone[:16] in text.stdout and cut[:16] in text.stdout and grown[:16] in text.stdout
+    # The catalog lost nothing, and the ledger still proves itself.
+    assert {r["sha256"] for r in catalog_rows(home, "SELECT sha256 FROM items")} == {
+        gone, cut, grown}
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+    # A flagged item is copied again at its next dock, which repairs every object.
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    assert run_cli(home, "audit", "--fast", "--json").json()["ok"] is True
+    assert assert_catalog_items_intact(home) == {gone, cut, grown}
+
+
+def test_the_fast_check_misses_a_flipped_bit_the_full_audit_finds(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    ingest_three(home, tmp_path, clips)
+    flip_bit(object_path(home, clips.a.sha256), offset=clips.a.size // 2)
+    assert run_cli(home, "audit", "--fast").exit_code == 0  # same size: not seen
+    assert run_cli(home, "audit", "--all", "--decode", "0").exit_code == 1
+
+
+def test_the_fast_check_lists_orphans_and_moves_nothing(
+        home: Path, tmp_path: Path, clips: Clips) -> None:
+    ingest_three(home, tmp_path, clips)
+    stray = b"bytes no item names"
+    name = sha256_of(stray)
+    path = object_path(home, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(stray)
+
+    result = run_cli(home, "audit", "--fast", "--json")
+
+    assert result.exit_code == 0, "an orphan is not damage until a re-hash says so"
+    assert result.json()["orphans"] == [{"sha256": name, "size": len(stray),
+                                         "action": "unchecked"}]
+    assert path.read_bytes() == stray
+    assert not any(e["item"] == name for e in fast_entries(home))
+
+
+@pytest.mark.parametrize("args", [["--sample", "2"], ["--offsite"], ["--decode", "1"]])
+def test_the_fast_check_takes_no_option_that_reads_bytes(home: Path, args: list[str]) -> None:
+    result = run_cli(home, "audit", "--fast", *args, "--json")
+    assert result.exit_code == 2
+    assert "--fast" in result.json()["error"]["message"]

@@ -224,6 +224,44 @@ def test_wrong_public_key_in_the_catalog_is_found(busy_home: Path) -> None:
     assert found == [("wrong_key", None)]
 
 
+def test_entries_and_keys_that_cannot_be_read_do_not_stop_the_check(
+        busy_home: Path, clips: Clips) -> None:
+    # Values no parser takes, where a check that stops at the first would stop: an entry whose
+    # data is not JSON (a stored entry, whose item row names it), another whose time is not a
+    # time, a keys row whose public key is not hex, and an ordinary edit after them all.
+    stored = seq_of(busy_home, "stored", item=clips.a.sha256)
+    labelled = seq_of(busy_home, "labelled")
+    acquired = seq_of(busy_home, "acquired", 1)
+    assert catalog_execute(busy_home, "UPDATE ledger SET data = '{not json' WHERE seq = ?",
+                           stored) == 1
+    assert catalog_execute(busy_home, "UPDATE ledger SET at = 'yesterday' WHERE seq = ?",
+                           labelled) == 1
+    assert catalog_execute(busy_home, "UPDATE keys SET public_key = 'not hex'") == 1
+    edit_catalog_entry(busy_home, acquired)
+    entries = len(mirror_lines(busy_home))
+
+    result = run_cli(busy_home, "ledger", "verify", "--json")
+
+    assert result.exit_code == 1, result.stderr
+    report = result.json()
+    found = [(p["kind"], p["seq"]) for p in report["problems"]]
+    assert report["entries"] == entries, "every entry walked, the unreadable ones too"
+    assert ("entry_unreadable", stored) in found and ("entry_unreadable", labelled) in found
+    assert ("mirror_differs", stored) in found and ("mirror_differs", labelled) in found
+    assert ("edited", acquired) in found and ("mirror_differs", acquired) in found
+    assert ("wrong_key", None) in found
+    assert not any(k == "broken_link" for k, _ in found), "their stored hashes still link"
+    why = {p["seq"]: p["detail"] for p in report["problems"] if p["kind"] == "entry_unreadable"}
+    assert "not JSON" in why[stored] and "'yesterday'" in why[labelled]
+    # verify reads the item's entries the same way: it says so, and checks the rest.
+    checked = run_cli(busy_home, "verify", "--hash", clips.a.sha256, "--json")
+    assert checked.exit_code == 1
+    (verdict,) = checked.json()["results"]
+    assert any(f"entry {stored} cannot be read" in p for p in verdict["problems"])
+    text = run_cli(busy_home, "ledger", "verify")
+    assert text.exit_code == 1 and "entry_unreadable" in text.stdout
+
+
 def test_a_station_key_the_catalog_does_not_know_is_found(busy_home: Path) -> None:
     keys = busy_home / "keys"
     (keys / "station.key").rename(keys / "station.key.orig")

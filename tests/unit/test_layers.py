@@ -104,11 +104,6 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path, monkeypatch: pytest.M
     assert layer_of("station") < layer_of("domain.bad")
 
 
-#: Outside the catalog, only these modules may use SQLAlchemy (custody's ledger check still
-#: reads the tables itself).
-SQL_OUTSIDE_CATALOG = {"custody"}
-
-
 def sql_imports(path: Path) -> list[int]:
     """The lines of ``path`` that import SQLAlchemy or Alembic (inside functions too)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -124,7 +119,7 @@ def sql_imports(path: Path) -> list[int]:
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_only_the_catalog_speaks_sql(path: Path) -> None:
     name = module_name(path)
-    if name.split(".")[0] == "catalog" or name in SQL_OUTSIDE_CATALOG:
+    if name.split(".")[0] == "catalog":
         return
     lines = sql_imports(path)
     assert not lines, (f"{path.relative_to(PACKAGE)} imports SQLAlchemy (lines {lines}): "

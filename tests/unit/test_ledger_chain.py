@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from ingestd.domain.models import LedgerEntry
+from ingestd.integrity.discrepancy import BadSignature, ChainBroken
 from ingestd.integrity.ledger import (
     GENESIS_HASH,
+    ChainCheck,
     KeyChain,
     Mirror,
+    UnreadableEntry,
     compare_mirror,
     from_json,
     seal,
@@ -416,3 +419,42 @@ def test_last_seq_reads_the_last_complete_line_of_a_long_mirror(
     assert mirror.last_seq() == 400
     mirror.path.write_bytes(b'{"seq": 1, "kind": "gen')  # nothing complete at all
     assert mirror.last_seq() == 0
+
+
+def test_every_fault_of_one_entry_is_reported(key: StationKey) -> None:
+    # A second genesis that is also badly signed: both, not just the first.
+    start = genesis(key)
+    rogue = StationKey.generate()
+    again = genesis(rogue, seq=2, prev=start.entry_hash, signer=StationKey.generate())
+    problems, _, _ = verify_chain([start, again], keys=KeyChain(pins=pins(key)))
+    assert kinds_of(problems) == [("bad_signature", 2), ("unvouched_key", 2)]
+    # A retired key whose signature does not verify either.
+    new = StationKey.generate()
+    rotated = rotation(key, new, seq=2, prev=start.entry_hash)
+    (late,) = chain(key, 1, start=3, prev=rotated.entry_hash)
+    late = dataclasses.replace(late, signature=new.sign(b"something else"))
+    problems, _, _ = verify_chain([start, rotated, late], keys=KeyChain(pins=pins(key)))
+    assert kinds_of(problems) == [("retired_key", 3), ("bad_signature", 3)]
+    assert all(isinstance(p, BadSignature) for p in problems)
+
+
+def test_an_unreadable_entry_is_reported_and_the_walk_goes_on(key: StationKey) -> None:
+    entries = chain(key, 5)
+    check = ChainCheck(KeyChain(trusted=trusted(key)))
+    for entry in entries:
+        if entry.seq == 3:  # its fields do not parse: its hashes and number still count
+            check.step_unreadable(UnreadableEntry(
+                seq=3, station=entry.station, prev_hash=entry.prev_hash,
+                entry_hash=entry.entry_hash, why="its data is not JSON"))
+        else:
+            check.step(entry)
+    assert kinds_of(check.problems) == [("entry_unreadable", 3)]
+    assert isinstance(check.problems[0], ChainBroken)
+    assert check.count == 5 and check.head == entries[-1].entry_hash
+    # Its link is still checked.
+    again = ChainCheck(KeyChain(trusted=trusted(key)))
+    again.step(entries[0])
+    again.step_unreadable(UnreadableEntry(seq=2, station="station-01", prev_hash="f" * 64,
+                                          entry_hash=entries[1].entry_hash, why="bad time"))
+    again.step(entries[2])
+    assert kinds_of(again.problems) == [("entry_unreadable", 2), ("broken_link", 2)]

@@ -1,0 +1,330 @@
+"""The catalog's side of ``ledger verify``: every row that states a fact about evidence, with
+the entry its ``ledger_seq`` names; the entries whose rows are gone; and the entries
+themselves, read so that one whose fields do not parse is reported, not a stop.
+
+Each function takes the transaction a check reads in (:class:`~.queries.Tx`, opened as a
+snapshot) and yields typed records as the rows stream by: no table is held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy.engine import RowMapping
+
+from ..domain.models import LedgerEntry
+from ..integrity.ledger import UnreadableEntry
+from ..ports import CatalogTx
+from .queries import Tx, _entry
+from .schema import (
+    acquisitions,
+    flags,
+    items,
+    justifications,
+    keys,
+    labels,
+    ledger,
+    recorders,
+    replicas,
+)
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NamedEntry:
+    """The entry a row's ``ledger_seq`` names, as far as a row check needs it. ``kind`` None:
+    no entry has that number; ``data`` None: there is one, but its data is not a JSON object
+    (the chain check reports that entry)."""
+
+    seq: int | None
+    kind: str | None
+    item: str | None
+    station: str | None
+    at: str | None
+    data: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backed(Generic[R]):
+    """A row and the entry it names."""
+
+    row: R
+    entry: NamedEntry
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemRow:
+    sha256: str
+    size: int
+    station: str
+    stored_at: str
+    recorder: str
+    officer: str
+    original_name: str
+    recorded_start: str
+    recorded_end: str
+    time_source: str
+    retention_class: str
+    retain_until: str | None
+    hold: bool
+    local_present: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelRow:
+    id: int
+    item: str
+    case_no: str
+    party: str
+    officer: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlagRow:
+    item: str
+    flag: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class JustificationRow:
+    id: int
+    item: str
+    flag: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AcquisitionRow:
+    id: int
+    item: str | None
+    path: str
+    size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecorderRow:
+    serial: str
+    officer: str
+    active: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaRow:
+    item: str
+    target: str
+    state: str
+    key: str
+    size: int | None
+    remote_sha256: str | None
+    location: str
+    proven_at: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyRow:
+    key_id: str
+    station: str
+    public_key: str
+    retired_at: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowlessEntry:
+    """An entry whose row is gone."""
+
+    seq: int
+    item: str | None
+
+
+class BackedTable(StrEnum):
+    """The tables whose rows are each made by one entry that names them by ``ledger_seq``."""
+
+    LABELS = "labels"
+    FLAGS = "flags"
+    JUSTIFICATIONS = "justifications"
+    ACQUISITIONS = "acquisitions"
+
+
+_TABLES: dict[BackedTable, Table] = {
+    BackedTable.LABELS: labels, BackedTable.FLAGS: flags,
+    BackedTable.JUSTIFICATIONS: justifications, BackedTable.ACQUISITIONS: acquisitions,
+}
+
+_E = ledger.alias("e")
+
+
+def _conn(tx: CatalogTx) -> Connection:
+    """The connection under a catalog transaction: these checks read the tables themselves,
+    and every ``CatalogTx`` ingestd hands out is the catalog's own ``Tx``."""
+    assert isinstance(tx, Tx), tx
+    return tx.conn
+
+
+def _stream(tx: CatalogTx, table: Table, *where: Any) -> Iterator[tuple[RowMapping, NamedEntry]]:
+    """A table's rows, each with the entry its ``ledger_seq`` names (or none)."""
+    query = (select(table, _E.c.kind.label("e_kind"), _E.c.item.label("e_item"),
+                    _E.c.data.label("e_data"), _E.c.station.label("e_station"),
+                    _E.c.at.label("e_at"))
+             .select_from(table.outerjoin(_E, _E.c.seq == table.c.ledger_seq)).where(*where))
+    for row in _conn(tx).execute(query).mappings():
+        yield row, _named(row)
+
+
+def _named(row: RowMapping) -> NamedEntry:
+    data: Mapping[str, Any] | None = None
+    if row["e_kind"] is not None:
+        try:
+            parsed = json.loads(row["e_data"])
+        except (TypeError, ValueError):
+            parsed = None
+        data = parsed if isinstance(parsed, dict) else None
+    return NamedEntry(seq=row["ledger_seq"], kind=row["e_kind"], item=row["e_item"],
+                      station=row["e_station"], at=row["e_at"], data=data)
+
+
+# -- rows with their entries -----------------------------------------------------------------
+
+
+def item_rows(tx: CatalogTx) -> Iterator[Backed[ItemRow]]:
+    for row, entry in _stream(tx, items):
+        yield Backed(entry=entry, row=ItemRow(
+            sha256=row["sha256"], size=row["size"], station=row["station"],
+            stored_at=row["stored_at"], recorder=row["recorder"], officer=row["officer"],
+            original_name=row["original_name"], recorded_start=row["recorded_start"],
+            recorded_end=row["recorded_end"], time_source=row["time_source"],
+            retention_class=row["retention_class"], retain_until=row["retain_until"],
+            hold=bool(row["hold"]), local_present=bool(row["local_present"])))
+
+
+def label_rows(tx: CatalogTx) -> Iterator[Backed[LabelRow]]:
+    for row, entry in _stream(tx, labels):
+        yield Backed(entry=entry, row=LabelRow(
+            id=row["id"], item=row["item"], case_no=row["case_no"], party=row["party"],
+            officer=row["officer"]))
+
+
+def flag_rows(tx: CatalogTx) -> Iterator[Backed[FlagRow]]:
+    for row, entry in _stream(tx, flags):
+        yield Backed(entry=entry, row=FlagRow(item=row["item"], flag=row["flag"]))
+
+
+def justification_rows(tx: CatalogTx) -> Iterator[Backed[JustificationRow]]:
+    for row, entry in _stream(tx, justifications):
+        yield Backed(entry=entry, row=JustificationRow(
+            id=row["id"], item=row["item"], flag=row["flag"], reason=row["reason"]))
+
+
+def acquisition_rows(tx: CatalogTx) -> Iterator[Backed[AcquisitionRow]]:
+    """Acquisitions that name an entry (one still copying, or failed, names none)."""
+    for row, entry in _stream(tx, acquisitions, acquisitions.c.ledger_seq.is_not(None)):
+        yield Backed(entry=entry, row=AcquisitionRow(
+            id=row["id"], item=row["item"], path=row["path"], size=row["size"]))
+
+
+def recorder_rows(tx: CatalogTx) -> Iterator[Backed[RecorderRow]]:
+    for row, entry in _stream(tx, recorders):
+        yield Backed(entry=entry, row=RecorderRow(
+            serial=row["serial"], officer=row["officer"], active=bool(row["active"])))
+
+
+def replica_rows(tx: CatalogTx) -> Iterator[Backed[ReplicaRow]]:
+    for row, entry in _stream(tx, replicas):
+        yield Backed(entry=entry, row=ReplicaRow(
+            item=row["item"], target=row["target"], state=row["state"], key=row["key"],
+            size=row["size"], remote_sha256=row["remote_sha256"],
+            location=row["location"] or "", proven_at=row["proven_at"]))
+
+
+def key_rows(tx: CatalogTx) -> Iterator[KeyRow]:
+    """The ``keys`` table: a cache of the keys the chain proves."""
+    for row in _conn(tx).execute(select(keys).order_by(keys.c.created_at)).mappings():
+        yield KeyRow(key_id=row["key_id"], station=row["station"],
+                     public_key=row["public_key"], retired_at=row["retired_at"])
+
+
+# -- entries whose rows are gone -------------------------------------------------------------
+
+
+def rowless_entries(tx: CatalogTx, table: BackedTable, kind: str) -> Iterator[RowlessEntry]:
+    """The ``kind`` entries that no row of ``table`` names."""
+    rows = _TABLES[table]
+    query = (select(ledger.c.seq, ledger.c.item)
+             .select_from(ledger.outerjoin(rows, rows.c.ledger_seq == ledger.c.seq))
+             .where(ledger.c.kind == kind, rows.c.ledger_seq.is_(None))
+             .order_by(ledger.c.seq))
+    for row in _conn(tx).execute(query):
+        yield RowlessEntry(seq=row.seq, item=row.item)
+
+
+def itemless_entries(tx: CatalogTx, kind: str) -> Iterator[RowlessEntry]:
+    """The ``kind`` entries whose item has no ``items`` row (an item's row is its bytes'
+    record, named by its hash, not by the entry)."""
+    query = (select(ledger.c.seq, ledger.c.item)
+             .select_from(ledger.outerjoin(items, items.c.sha256 == ledger.c.item))
+             .where(ledger.c.kind == kind, items.c.sha256.is_(None))
+             .order_by(ledger.c.seq))
+    for row in _conn(tx).execute(query):
+        yield RowlessEntry(seq=row.seq, item=row.item)
+
+
+# -- the entries, each readable or not -------------------------------------------------------
+
+_CHECKED = select(ledger).where(ledger.c.seq > bindparam("after")).order_by(ledger.c.seq)
+
+
+def entries_to_check(tx: CatalogTx, *, after: int = 0, upto: int | None = None,
+                     item: str | None = None, kinds: Sequence[str] | None = None,
+                     batch: int = 1000) -> Iterator[LedgerEntry | UnreadableEntry]:
+    """The entries in sequence order, a batch at a time; one whose time or data does not
+    parse comes as an :class:`UnreadableEntry`, and the walk goes on."""
+    query = _CHECKED
+    if upto is not None:
+        query = query.where(ledger.c.seq <= upto)
+    if item is not None:
+        query = query.where(ledger.c.item == item)
+    if kinds is not None:
+        query = query.where(ledger.c.kind.in_(list(kinds)))
+    query = query.limit(batch)
+    last = after
+    while True:
+        rows = _conn(tx).execute(query, {"after": last}).mappings().all()
+        for row in rows:
+            yield _readable(row)
+        if len(rows) < batch:
+            return
+        last = int(rows[-1]["seq"])
+
+
+def entry_to_check(tx: CatalogTx, seq: int) -> LedgerEntry | UnreadableEntry | None:
+    """Entry ``seq``, readable or not (None: there is none)."""
+    return next(entries_to_check(tx, after=seq - 1, upto=seq, batch=1), None)
+
+
+def _readable(row: RowMapping) -> LedgerEntry | UnreadableEntry:
+    try:
+        entry = _entry(row)
+    except (TypeError, ValueError) as exc:
+        return _unreadable(row, _why(row, exc))
+    if not isinstance(entry.data, dict):
+        return _unreadable(row, "its data is not a JSON object")
+    return entry
+
+
+def _why(row: RowMapping, exc: Exception) -> str:
+    try:
+        json.loads(row["data"])
+    except (TypeError, ValueError) as bad:
+        return f"its data is not JSON ({bad})"
+    return f"its time {row['at']!r} is not a time ({exc})"
+
+
+def _unreadable(row: RowMapping, why: str) -> UnreadableEntry:
+    return UnreadableEntry(seq=int(row["seq"]), station=str(row["station"]),
+                           prev_hash=str(row["prev_hash"]), entry_hash=str(row["entry_hash"]),
+                           why=why)

@@ -27,7 +27,7 @@ from sqlalchemy.engine import RowMapping
 
 from ..domain.canonical import format_time, parse_time
 from ..domain.flags import Flag
-from ..domain.models import PREFIX_RE, LedgerEntry, Recorder, RetentionClass, TimeSource
+from ..domain.models import LedgerEntry, Recorder, RetentionClass, TimeSource, item_prefix
 from ..domain.policy import Retention
 from ..domain.records import (
     TAKEN,
@@ -59,7 +59,7 @@ from ..domain.status import (
     SessionSummary,
     WaitingItem,
 )
-from ..errors import Ambiguous, NotFound, UsageError
+from ..errors import Ambiguous, NotFound
 from .schema import (
     acquisitions,
     checkpoints,
@@ -804,12 +804,13 @@ class Tx:
         self._update(items.c.sha256, sha256, {"local_present": present})
 
     def resolve(self, ref: str) -> str:
-        """A full SHA-256 or a unique prefix of at least 8 hex digits, to the item's SHA-256."""
-        ref = ref.strip().lower()
-        if not PREFIX_RE.match(ref):
-            raise UsageError(
-                f"{ref!r} is not an item: give a SHA-256 or at least 8 hex digits of one"
-            )
+        """A full SHA-256 or a unique prefix of at least 8 hex digits (``item_prefix``), to the
+        item's SHA-256. The command line checks the form of what it is given (``ItemRef``);
+        anything else matches no item."""
+        prefix = item_prefix(ref)
+        if prefix is None:
+            raise NotFound(f"no item matches {ref!r}")
+        ref = prefix
         rows = self.conn.execute(
             select(items.c.sha256).where(items.c.sha256.like(ref + "%")).limit(2)
         ).all()

@@ -21,6 +21,7 @@ from rich.markup import escape
 from .. import config as config_mod
 from ..config import Settings
 from ..domain import text
+from ..domain.models import item_prefix
 from ..errors import UsageError, exit_code_table
 from ..logs import configure
 from ..station import Station
@@ -167,6 +168,21 @@ class TextParam(click.ParamType[str, Any]):
         if problem:
             self.fail(problem, param, ctx)
         return given
+
+
+class ItemRef(click.ParamType[str, Any]):
+    """An item: its SHA-256 or at least 8 hex digits of it (``domain.models.item_prefix``); a
+    bad one is a usage error naming what was given."""
+
+    name = "item"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        prefix = item_prefix(str(value))
+        if prefix is None:
+            self.fail(f"{str(value).strip()!r} is not an item: give a SHA-256 or at least 8 hex "
+                      "digits of one", param, ctx)
+        return prefix
 
 
 def _default_actor() -> str:

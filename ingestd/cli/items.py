@@ -34,6 +34,7 @@ from ..usecases.status import Dock
 from ..usecases.status import status as station_status
 from .base import (
     AppContext,
+    ItemRef,
     TextParam,
     actor_option,
     cli,
@@ -270,7 +271,7 @@ def items(app: AppContext, case: str | None, officer: str | None,
 
 
 @cli.command()
-@click.argument("item")
+@click.argument("item", type=ItemRef())
 @json_option
 @pass_app
 def show(app: AppContext, item: str, as_json: bool) -> None:
@@ -372,7 +373,7 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
 
 
 @cli.command()
-@click.argument("refs", metavar="ITEM...", nargs=-1, required=True)
+@click.argument("refs", metavar="ITEM...", nargs=-1, required=True, type=ItemRef())
 @click.option("--case", help="Case number (案号); needed by an item's first label.")
 @click.option("--party", help="Party name (当事人); needed by an item's first label.")
 @click.option("--officer", help="Officer (承办人); first label: the recorder's officer.")
@@ -402,7 +403,7 @@ def label(app: AppContext, refs: tuple[str, ...], case: str | None, party: str |
 
 def _hold_command(name: str, hold: bool, doc: str) -> None:
     @cli.command(name, help=doc)
-    @click.argument("refs", metavar="ITEM...", nargs=-1, required=True)
+    @click.argument("refs", metavar="ITEM...", nargs=-1, required=True, type=ItemRef())
     @click.option("--reason", required=True, type=TextParam(text.REASON_MAX),
                   help="Why (recorded in the ledger).")
     @actor_option
@@ -423,7 +424,7 @@ _hold_command("release", False, "Release a legal hold (retention rules apply aga
 
 
 @cli.command()
-@click.argument("refs", metavar="ITEM...", nargs=-1, required=True)
+@click.argument("refs", metavar="ITEM...", nargs=-1, required=True, type=ItemRef())
 @click.option("--flag", default=Flag.LATE_INGEST.value, show_default=True,
               type=click.Choice([f.value for f in Flag]), help="The flag being explained.")
 @click.option("--reason", required=True, type=TextParam(text.REASON_MAX),

@@ -12,6 +12,13 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 PREFIX_RE = re.compile(r"^[0-9a-f]{8,64}$")
 
 
+def item_prefix(ref: str) -> str | None:
+    """An item reference as the catalog looks it up (a SHA-256, or 8 or more of its leading
+    hex digits, in lower case), or None when ``ref`` is not one."""
+    ref = ref.strip().lower()
+    return ref if PREFIX_RE.match(ref) else None
+
+
 def is_sha256(text: str) -> bool:
     return bool(SHA256_RE.match(text))
 

@@ -14,13 +14,16 @@ import click
 from ..errors import IngestdError, ShutdownRequested
 from . import (  # noqa: F401, E402 - importing registers the commands
     checks,
-    daemon,
     devices,
     ingest,
+    init,
     items,
+    keys,
+    ledger,
     offsite,
-    setup,
+    run,
     simulate,
+    status,
 )
 from .base import begin_output, cli, err_console, esc, json_printed, print_json
 

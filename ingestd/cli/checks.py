@@ -1,4 +1,5 @@
-"""Proofs and checks: ``verify``, ``ledger verify``, ``audit``, ``check-windows``.
+"""Proofs and checks: ``verify``, ``audit``, ``check-windows`` (``ledger verify`` is in
+``ledger``).
 
 Each exits 1 when anything does not match, after reporting every discrepancy.
 """
@@ -8,12 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from ..errors import DiscrepancyFound, UsageError
 from ..targets.factory import build_targets
 from ..usecases.audit import Verdict, audit, audit_fast, verify_files, verify_hash
-from ..usecases.replicate import verify_offsite
 from ..usecases.windows import check_windows
 from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
 
@@ -58,41 +57,6 @@ def verify(app: AppContext, files: tuple[Path, ...], sha: str | None, as_json: b
                 for note in v.notes:
                     console.print(f"  {esc(note)}")
     if not all(v.match for v in verdicts):
-        raise click.exceptions.Exit(DiscrepancyFound.exit_code)
-
-
-@cli.group()
-def ledger() -> None:
-    """The custody ledger."""
-
-
-@ledger.command("verify")
-@click.option("--offsite", is_flag=True,
-              help="Also compare with the signed checkpoints held by every target.")
-@json_option
-@pass_app
-def ledger_verify(app: AppContext, offsite: bool, as_json: bool) -> None:
-    """Check the whole chain, every signature, the mirror, and every catalog row."""
-    # --offsite remembers the newest checkpoint each target holds: that one writes.
-    station = app.station(read_only=not offsite)
-    report = station.custody.verify()
-    if offsite:
-        if not station.settings.targets:
-            raise UsageError("--offsite: no [[targets]] are configured")
-        report.problems.extend(verify_offsite(station, build_targets(station.settings)))
-    if as_json:
-        print_json(report.as_dict())
-    elif report.ok:
-        console.print(f"[green]ledger intact[/]: {report.entries} entries, head "
-                      f"{report.head_seq} {report.head_hash[:16]}")
-    else:
-        console.print(f"[red]ledger has {len(report.problems)} problems[/] "
-                      f"({report.entries} entries):")
-        table = Table("kind", "entry", "detail")
-        for p in report.problems:
-            table.add_row(p.kind, str(p.seq or ""), esc(p.detail))
-        console.print(table)
-    if not report.ok:
         raise click.exceptions.Exit(DiscrepancyFound.exit_code)
 
 

@@ -21,6 +21,8 @@ from conftest import (
     store_objects,
 )
 
+from tests.support.damage import flip_bit
+
 pytestmark = pytest.mark.integration
 
 MEDIA = "DCIM/100MEDIA"
@@ -256,12 +258,7 @@ def test_a_station_that_does_not_hold_an_item_never_calls_it_damaged(
 
     # Damage it has seen, it reports.
     copy = nas / "sha256" / sha
-    copy.chmod(0o644)
-    with copy.open("r+b") as fh:
-        fh.seek(1000)
-        byte = fh.read(1)[0]
-        fh.seek(1000)
-        fh.write(bytes([byte ^ 0x10]))
+    flip_bit(copy, 1000)
     damaged = run_cli(two, "verify", "--hash", sha, "--json")
     assert damaged.exit_code == 1
     assert "off-site copy on nas is damaged" in damaged.json()["results"][0]["problems"][0]

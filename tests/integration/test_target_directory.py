@@ -20,6 +20,7 @@ import pytest
 from ingestd.errors import ObjectDamaged, ReplicaMismatch, TargetError, TargetUnreachable
 from ingestd.targets import Lock, Target
 from ingestd.targets.directory import DirectoryTarget
+from tests.support.damage import flip_bit, flipped
 
 pytestmark = pytest.mark.integration
 
@@ -113,12 +114,7 @@ def test_damaged_copy_is_detected_and_replaced(
 ) -> None:
     target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=None))
     stored = share / "station-1" / "sha256" / blob.sha256
-    stored.chmod(0o644)
-    with stored.open("r+b") as handle:  # one flipped bit, same size
-        handle.seek(blob.size // 2)
-        byte = handle.read(1)
-        handle.seek(blob.size // 2)
-        handle.write(bytes([byte[0] ^ 0x01]))
+    flip_bit(stored, blob.size // 2)  # same size
 
     assert target.rehash_item(blob.sha256) != blob.sha256
     inode = stored.stat().st_ino
@@ -142,10 +138,8 @@ def test_damaged_copy_is_detected_and_replaced(
 def test_damaged_source_is_refused_and_leaves_nothing(
     target: DirectoryTarget, share: Path, blob: Blob
 ) -> None:
-    data = bytearray(blob.path.read_bytes())
-    data[0] ^= 0xFF
     damaged = blob.path.with_name("damaged")
-    damaged.write_bytes(bytes(data))
+    damaged.write_bytes(flipped(blob.path.read_bytes(), 0))
     with pytest.raises(ObjectDamaged):
         target.put_item(blob.sha256, damaged, blob.size, Lock(retain_until=None))
     assert target.head_item(blob.sha256) is None

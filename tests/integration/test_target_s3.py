@@ -37,6 +37,7 @@ from cryptography.x509.oid import NameOID
 from ingestd.errors import ObjectDamaged, ReplicaMismatch, TargetError, TargetUnreachable
 from ingestd.targets import Lock, Target
 from ingestd.targets.s3 import S3Target
+from tests.support.damage import flipped
 from tests.support.flipping_proxy import FlippingProxy, RelayServer, never, object_puts
 from tests.support.servers import S3Endpoint, ServiceUnavailable, ceph_rgw, moto_server
 
@@ -400,9 +401,8 @@ def test_damaged_source_is_not_replicated(
     proxy: FaultProxy
 ) -> None:
     damaged = tmp_path / "damaged"
-    data = bytearray(small.path.read_bytes())
-    data[10] ^= 0x01
-    damaged.write_bytes(bytes(data))
+    data = flipped(small.path.read_bytes(), 10)
+    damaged.write_bytes(data)
     target = make_target(proxy.url, lock_bucket, moto_credentials)
     with pytest.raises(ObjectDamaged) as caught:
         target.put_item(small.sha256, damaged, small.size, Lock(retain_until=days(1)))
@@ -424,9 +424,8 @@ def test_a_damaged_source_never_completes_a_multipart_upload(
     completed, and nothing may be left that could pass for a copy."""
     big = blobs["big"]
     damaged = tmp_path / "damaged"
-    data = bytearray(big.path.read_bytes())
-    data[10 if where == "first part" else big.size - 10] ^= 0x01
-    damaged.write_bytes(bytes(data))
+    data = flipped(big.path.read_bytes(), 10 if where == "first part" else big.size - 10)
+    damaged.write_bytes(data)
     target = make_target(proxy.url, lock_bucket, moto_credentials)
 
     with pytest.raises(ObjectDamaged, match="not replicating a damaged copy") as caught:
@@ -541,10 +540,8 @@ def _flip_a_byte(needle: str) -> Tamper:
     def tamper(
         method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[dict[str, str], bytes]:
-        if method == "PUT" and needle in path and body:
-            damaged = bytearray(body)
-            damaged[len(damaged) // 2] ^= 0x40
-            body = bytes(damaged)
+        if method == "PUT" and needle in path:
+            body = flipped(body)
         return headers, body
 
     return tamper

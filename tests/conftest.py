@@ -193,6 +193,13 @@ def shared_random_file(tmp_path_factory: pytest.TempPathFactory, mib: int) -> Cl
     return ClipFile(path=path, sha256=sha256_of(path), size=path.stat().st_size)
 
 
+def random_file(path: Path, size: int) -> ClipFile:
+    """``size`` random bytes at ``path`` (no player can read them)."""
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return ClipFile(path=path, sha256=sha256_of(data), size=size)
+
+
 @pytest.fixture(scope="session")
 def big_clips(tmp_path_factory: pytest.TempPathFactory) -> list[ClipFile]:
     """Five distinct clips of about 3 MiB each, for kills and disk-full tests."""
@@ -426,41 +433,30 @@ def ledger_lines(home: Path, kind: str | None = None) -> list[dict[str, Any]]:
     return [e for e in entries if kind is None or e["kind"] == kind]
 
 
-def catalog_rows(home: Path, sql: str, *params: object) -> list[dict[str, Any]]:
-    """Read the SQLite catalog directly (what a person with sqlite3 would see)."""
-    import sqlite3
-
-    con = sqlite3.connect(home / "catalog.sqlite")
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute(sql, params)]
-    finally:
-        con.close()
+def item_record(home: Path, ref: str) -> dict[str, Any]:
+    """An item's catalog record (recorded times, deadlines, retention...), as ``show --json``
+    gives it."""
+    record: dict[str, Any] = cli_json(home, "show", ref)["record"]
+    return record
 
 
-def catalog_execute(home: Path, sql: str, *params: object) -> int:
-    """Change the SQLite catalog behind ingestd's back (tampering tests)."""
-    import sqlite3
-
-    con = sqlite3.connect(home / "catalog.sqlite")
-    try:
-        cur = con.execute(sql, params)
-        con.commit()
-        return cur.rowcount
-    finally:
-        con.close()
-
-
-def flip_bit(path: Path, offset: int) -> None:
-    from tests.support.damage import flip_bit as flip
-
-    flip(path, offset)
+def item_records(home: Path) -> list[dict[str, Any]]:
+    """Every item's record, in listing order."""
+    return [item_record(home, item["sha256"]) for item in cli_json(home, "items")["items"]]
 
 
 def every_label(home: Path) -> list[dict[str, Any]]:
     """Every label of every item, oldest first for each item, as ``show --json`` gives them."""
     return [label for item in cli_json(home, "items")["items"]
             for label in cli_json(home, "show", item["sha256"])["labels"]]
+
+
+def ledger_problems(home: Path) -> tuple[int, list[tuple[str, int | None]]]:
+    """``ledger verify --json``: its exit code and every discrepancy as (kind, entry)."""
+    result = run_cli(home, "ledger", "verify", "--json")
+    report = result.json()
+    assert report["ok"] is (result.exit_code == 0)
+    return result.exit_code, [(p["kind"], p["seq"]) for p in report["problems"]]
 
 
 def partial_files(home: Path) -> list[Path]:

@@ -13,6 +13,7 @@ from conftest import (
     ClipFile,
     Clips,
     build_recorder,
+    ledger_lines,
     partial_files,
     run_cli,
     run_ingestd,
@@ -138,7 +139,7 @@ def test_two_ingests_at_once_keep_one_valid_chain(tmp_path: Path, postgres_url: 
     stored = [r for r in rows if r["kind"] == "stored"]
     assert len(stored) == len(distinct), "the shared clip is stored once"
     # Both processes' entries are interleaved in one chain, and the mirror has them in order.
-    mirror = [json.loads(line) for line in (home / "ledger.jsonl").read_text().splitlines()]
+    mirror = ledger_lines(home)
     assert [e["seq"] for e in mirror] == [r["seq"] for r in rows]
     verified = run_ingestd(home, "ledger", "verify", "--json")
     assert verified.returncode == 0, verified.stdout

@@ -22,9 +22,9 @@ from conftest import (
     Clips,
     FakeClock,
     build_recorder,
-    catalog_rows,
-    flip_bit,
+    cli_json,
     init_station,
+    ledger_lines,
     open_station,
     partial_files,
     run_cli,
@@ -32,10 +32,13 @@ from conftest import (
     sha256_of,
     start_ingestd,
     store_objects,
+    wait_for,
 )
 
 from ingestd.docks.walk import SourceFile
 from ingestd.usecases.ingest import Ingestor
+from tests.support import catalog
+from tests.support.damage import flip_bit
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +52,7 @@ def object_path(home: Path, sha: str, store: Path | None = None) -> Path:
 
 def assert_catalog_items_intact(home: Path, store: Path | None = None) -> set[str]:
     """Every item the catalog says is stored hashes correctly from the store."""
-    items = catalog_rows(home, "SELECT sha256, size FROM items")
+    items = cli_json(home, "items")["items"]
     for row in items:
         path = object_path(home, row["sha256"], store)
         assert path.is_file(), f"item {row['sha256']} has no object"
@@ -59,8 +62,7 @@ def assert_catalog_items_intact(home: Path, store: Path | None = None) -> set[st
 
 
 def stored_entries(home: Path) -> list[str]:
-    lines = (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()
-    return [e["item"] for e in map(json.loads, lines) if e["kind"] == "stored"]
+    return [e["item"] for e in ledger_lines(home, "stored")]
 
 
 # -- kill -9 ---------------------------------------------------------------------------------
@@ -82,17 +84,18 @@ def crash_recorder(tmp_path_factory: pytest.TempPathFactory, big_clips: list[Cli
 
 
 def wait_for_dock(home: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    """Until the ingest process has recorded the dock (its work has begun)."""
+    """Until the ingest process has recorded the dock (its work has begun), or has ended."""
     mirror = home / "ledger.jsonl"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if mirror.exists() and '"kind": "docked"' in mirror.read_text(encoding="utf-8"):
-            return
-        if proc.poll() is not None:
-            return
-        time.sleep(0.005)
-    proc.kill()
-    raise AssertionError("ingest did not start within the timeout")
+
+    def docked() -> bool:
+        return proc.poll() is not None or (
+            mirror.exists() and '"kind": "docked"' in mirror.read_text(encoding="utf-8"))
+
+    try:
+        wait_for(docked, timeout=timeout, interval=0.005, what="the ingest to start")
+    except BaseException:
+        proc.kill()
+        raise
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +172,7 @@ def test_kill_9_then_ingest_again_loses_and_duplicates_nothing(
     assert sorted(stored) == sorted(distinct), "each item has exactly one 'stored' entry"
     # Acquisitions are consistent: every finished one names an existing item, and the last
     # session acquired every file.
-    acqs = catalog_rows(home, "SELECT * FROM acquisitions")
+    acqs = catalog.acquisitions(home)
     for a in acqs:
         if a["state"] in ("stored", "known"):
             assert a["item"] in distinct
@@ -219,7 +222,7 @@ def test_disk_full_is_a_clear_error_and_nothing_partial_is_stored(
     assert len(stored) < 3
     assert set(store_objects_at(store)) == stored
     assert partial_files(store) == []
-    acquisitions = catalog_rows(home, "SELECT state, error FROM acquisitions")
+    acquisitions = catalog.acquisitions(home)
     failed = [a for a in acquisitions if a["state"] == "failed"]
     # The files in hand when the store filled (parallel_files of them at most) failed with
     # it, each saying why; none is left half-way, and no file was started after.
@@ -446,12 +449,11 @@ def test_status_shows_a_killed_ingest_interrupted_at_once_without_writing(
     assert "running" not in text.stdout
     # Derived when read: the catalog still holds what the killed process left; the next
     # command that writes records it.
-    (row,) = catalog_rows(home, "SELECT state FROM dock_sessions")
+    (row,) = catalog.dock_sessions(home)
     assert row["state"] == "running"
     again = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json")
     assert again.exit_code == 0, again.stderr
-    states = [r["state"] for r in catalog_rows(home, "SELECT state FROM dock_sessions "
-                                                     "ORDER BY id")]
+    states = [s["state"] for s in catalog.dock_sessions(home)]
     assert states == ["interrupted", "done"]
 
 
@@ -512,9 +514,7 @@ def test_audit_keeps_an_intact_orphan_and_quarantines_a_damaged_one(
     assert quarantined.parent == home / "store" / "quarantine"
     assert quarantined.read_bytes() == bad_bytes
 
-    entries = [json.loads(line) for line in
-               (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
-    recorded = {e["data"]["action"]: e for e in entries if e["kind"] == "orphan"}
+    recorded = {e["data"]["action"]: e for e in ledger_lines(home, "orphan")}
     assert set(recorded) == {"kept", "quarantined"}
     assert recorded["kept"]["item"] == clips.b.sha256
     assert recorded["kept"]["data"]["size"] == clips.b.size
@@ -614,9 +614,7 @@ def test_a_damaged_copy_is_repaired_by_the_next_dock_and_the_bad_bytes_are_kept(
     (kept,) = quarantine_of(home).values()
     assert kept == damaged  # the bad bytes are kept, never destroyed
 
-    entries = [json.loads(line) for line in
-               (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
-    (repaired,) = [e for e in entries if e["kind"] == "repaired"]
+    (repaired,) = ledger_lines(home, "repaired")
     assert repaired["item"] == clips.a.sha256
     assert repaired["data"]["quarantined_to"].startswith("quarantine/")
     assert (home / "store" / repaired["data"]["quarantined_to"]).read_bytes() == damaged
@@ -655,8 +653,6 @@ def test_a_damaged_object_replaced_by_other_bytes_of_the_same_content_leaves_a_t
     assert report.exit_code == 0, report.stderr
     assert sha256_of(stored) == clips.a.sha256
     assert list(quarantine_of(home).values()) == [damaged]
-    entries = [json.loads(line) for line in
-               (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
-    (repaired,) = [e for e in entries if e["kind"] == "repaired"]
+    (repaired,) = ledger_lines(home, "repaired")
     assert repaired["item"] == clips.a.sha256 and repaired["data"]["path"] == f"{MEDIA}/COPY.MP4"
     assert run_cli(home, "ledger", "verify").exit_code == 0

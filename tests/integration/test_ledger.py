@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import SERIAL, Clips, build_recorder, cli_json, run_cli
+from conftest import (
+    SERIAL,
+    Clips,
+    build_recorder,
+    cli_json,
+    item_record,
+    ledger_problems,
+    run_cli,
+)
 
 from ingestd.integrity.signing import StationKey
 from tests.support import catalog
@@ -45,13 +52,6 @@ def seq_of(home: Path, kind: str, nth: int = 0, *, item: str | None = None) -> i
             if e["kind"] == kind and item in (None, e["item"])][nth]
 
 
-def problems(home: Path) -> tuple[int, list[tuple[str, int | None]]]:
-    result = run_cli(home, "ledger", "verify", "--json")
-    report = result.json()
-    assert report["ok"] is (result.exit_code == 0)
-    return result.exit_code, [(p["kind"], p["seq"]) for p in report["problems"]]
-
-
 def edit_mirror_line(home: Path, seq: int) -> None:
     lines = mirror_lines(home)
     entry = json.loads(lines[seq - 1])
@@ -78,12 +78,6 @@ def delete_catalog_entry(home: Path, seq: int) -> None:
     assert catalog.delete_entries(home, seq=seq) == 1
 
 
-def record(home: Path, sha: str) -> dict[str, Any]:
-    """The item's catalog record, as ``show`` gives it."""
-    record: dict[str, Any] = cli_json(home, "show", sha)["record"]
-    return record
-
-
 def test_intact_ledger_verifies_with_a_summary(busy_home: Path) -> None:
     result = run_cli(busy_home, "ledger", "verify")
     assert result.exit_code == 0
@@ -96,7 +90,7 @@ def test_intact_ledger_verifies_with_a_summary(busy_home: Path) -> None:
 def test_edited_mirror_line_is_found(busy_home: Path) -> None:
     seq = seq_of(busy_home, "stored")
     edit_mirror_line(busy_home, seq)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("mirror_differs", seq)]
 
@@ -106,7 +100,7 @@ def test_deleted_mirror_line_is_found(busy_home: Path, which: str) -> None:
     count = len(mirror_lines(busy_home))
     seq = {"first": 1, "middle": count // 2, "last": count}[which]
     delete_mirror_line(busy_home, seq)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("missing_in_mirror", seq)]
 
@@ -115,7 +109,7 @@ def test_reordered_mirror_lines_are_found(busy_home: Path) -> None:
     lines = mirror_lines(busy_home)
     lines[3], lines[4] = lines[4], lines[3]
     write_mirror(busy_home, lines)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("mirror_out_of_order", 4)]
 
@@ -123,7 +117,7 @@ def test_reordered_mirror_lines_are_found(busy_home: Path) -> None:
 def test_edited_catalog_ledger_row_is_found(busy_home: Path) -> None:
     seq = seq_of(busy_home, "acquired")
     edit_catalog_entry(busy_home, seq)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert ("edited", seq) in found
     assert ("bad_signature", seq) in found
@@ -135,7 +129,7 @@ def test_deleted_catalog_ledger_row_is_found(busy_home: Path, kind: str) -> None
     seq = seq_of(busy_home, kind)
     last = seq == len(mirror_lines(busy_home))
     delete_catalog_entry(busy_home, seq)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert ("missing_in_catalog", seq) in found  # the mirror still has it
     assert ("unbacked_row", seq) in found  # a catalog row names an entry that is gone
@@ -146,9 +140,9 @@ def test_deleted_catalog_ledger_row_is_found(busy_home: Path, kind: str) -> None
 
 def test_changed_item_row_is_found(busy_home: Path, clips: Clips) -> None:
     assert catalog.forge_item(busy_home, clips.b.sha256, recorder="BWC-9999") == 1
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
-    stored_seq = record(busy_home, clips.b.sha256)["ledger_seq"]
+    stored_seq = item_record(busy_home, clips.b.sha256)["ledger_seq"]
     assert found == [("row_differs", stored_seq)]
     detail = run_cli(busy_home, "ledger", "verify", "--json").json()["problems"][0]["detail"]
     assert "recorder" in detail and "BWC-9999" in detail
@@ -156,14 +150,14 @@ def test_changed_item_row_is_found(busy_home: Path, clips: Clips) -> None:
 
 def test_changed_label_row_is_found(busy_home: Path) -> None:
     assert catalog.forge_labels(busy_home, case_no="C-OTHER") == 1
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("row_differs", seq_of(busy_home, "labelled"))]
 
 
 def test_deleted_item_row_is_found(busy_home: Path, clips: Clips) -> None:
     assert catalog.delete_item(busy_home, clips.b.sha256) == 1
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert ("missing_row", seq_of(busy_home, "stored", item=clips.b.sha256)) in found
 
@@ -173,7 +167,7 @@ def test_a_catalog_row_no_entry_backs_is_found(busy_home: Path, clips: Clips) ->
     catalog.insert_label(busy_home, clips.b.sha256, ledger_seq=seq_of(busy_home, "stored"),
                          case_no="C-FAKE", party="X", officer="Y", by="mallory",
                          at="2026-01-01")
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("unbacked_row", seq_of(busy_home, "stored"))]
 
@@ -186,12 +180,12 @@ def test_every_discrepancy_is_reported_at_once(busy_home: Path, clips: Clips) ->
     edit_catalog_entry(busy_home, acquired)
     delete_mirror_line(busy_home, count)  # the last line: indexes above are unchanged
     delete_catalog_entry(busy_home, stored)
-    b_record = record(busy_home, clips.b.sha256)
+    b_record = item_record(busy_home, clips.b.sha256)
     catalog.forge_item(busy_home, clips.b.sha256, size=b_record["size"] + 1)
     b_stored = b_record["ledger_seq"]
     assert b_stored != stored
 
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     kinds = {k for k, _ in found}
     assert {"mirror_differs", "edited", "bad_signature", "missing_in_mirror", "missing",
@@ -212,7 +206,7 @@ def test_every_discrepancy_is_reported_at_once(busy_home: Path, clips: Clips) ->
 def test_wrong_public_key_in_the_catalog_is_found(busy_home: Path) -> None:
     impostor = StationKey.generate()
     assert catalog.forge_keys(busy_home, public_key=impostor.public.hex) == 1
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     # The keys table is only a cache: the entries still verify with the keys the chain proves.
     assert found == [("wrong_key", None)]
@@ -222,7 +216,7 @@ def test_a_station_key_the_catalog_does_not_know_is_found(busy_home: Path) -> No
     keys = busy_home / "keys"
     (keys / "station.key").rename(keys / "station.key.orig")
     StationKey.generate().save(keys)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("unknown_key", None)]
 
@@ -244,7 +238,7 @@ def test_key_rotation_keeps_the_chain_valid(busy_home: Path, tmp_path: Path,
     assert run_cli(busy_home, "ingest", rec, "--serial", SERIAL).exit_code == 0
     after = json.loads(mirror_lines(busy_home)[-1])
     assert after["key_id"] == shown["key_id"]
-    assert problems(busy_home) == (0, [])
+    assert ledger_problems(busy_home) == (0, [])
     assert run_cli(busy_home, "verify", "--hash", clips.c.sha256).exit_code == 0
     assert run_cli(busy_home, "verify", "--hash", clips.a.sha256).exit_code == 0
 
@@ -270,7 +264,7 @@ def test_a_changed_retention_is_found(busy_home: Path, clips: Clips, column: str
                                       value: object) -> None:
     for sha in (clips.a.sha256, clips.b.sha256):  # labelled, and only stored
         assert catalog.forge_item(busy_home, sha, **{column: value}) == 1
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert sorted(found) == sorted(("row_differs", latest_retention_seq(busy_home, sha))
                                    for sha in (clips.a.sha256, clips.b.sha256))
@@ -283,7 +277,7 @@ def test_a_changed_retention_is_found(busy_home: Path, clips: Clips, column: str
 def test_a_changed_officer_or_original_name_is_found(busy_home: Path, clips: Clips,
                                                      column: str) -> None:
     assert catalog.forge_item(busy_home, clips.b.sha256, **{column: "forged"}) == 1
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("row_differs", seq_of(busy_home, "stored", item=clips.b.sha256))]
     detail = run_cli(busy_home, "ledger", "verify", "--json").json()["problems"][0]["detail"]
@@ -295,7 +289,7 @@ def test_a_deleted_flag_is_found_and_stays_flagged_in_the_ledger(busy_home: Path
     flagged = sorted(f["ledger_seq"] for f in cli_json(busy_home, "show", sha)["flags"])
     assert flagged
     assert catalog.delete_flags(busy_home, sha) == len(flagged)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("missing_row", seq) for seq in flagged]
 
@@ -305,12 +299,12 @@ def test_deleted_label_justification_and_acquisition_rows_are_found(busy_home: P
     justified = run_cli(busy_home, "justify", sha[:12], "--flag", "empty_file",
                         "--reason", "recorder fault")
     assert justified.exit_code == 0, justified.stderr
-    assert problems(busy_home) == (0, [])
+    assert ledger_problems(busy_home) == (0, [])
     (acq,) = cli_json(busy_home, "show", sha)["acquisitions"]
     assert catalog.delete_labels(busy_home) == 1
     assert catalog.delete_justifications(busy_home) == 1
     assert catalog.delete_acquisition(busy_home, acq["id"]) == 1
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert sorted(found) == sorted([
         ("missing_row", seq_of(busy_home, "labelled")),
@@ -326,7 +320,7 @@ def test_replica_rows_and_evictions_are_backed(busy_home: Path, clips: Clips,
         fh.write(f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
                  'prefix = "bwc"\nsame_filesystem_ok = true\n')
     assert run_cli(busy_home, "replicate").exit_code == 0
-    assert problems(busy_home) == (0, [])
+    assert ledger_problems(busy_home) == (0, [])
     replicated = {json.loads(line)["item"]: json.loads(line)["seq"]
                   for line in mirror_lines(busy_home) if json.loads(line)["kind"] == "replicated"}
     a, b = clips.a.sha256, clips.b.sha256
@@ -334,7 +328,7 @@ def test_replica_rows_and_evictions_are_backed(busy_home: Path, clips: Clips,
     assert catalog.delete_replicas(busy_home, item=b) == 1
     # a local copy said gone that no eviction entry records
     assert catalog.forge_item(busy_home, b, local_present=False) == 1
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert sorted(found, key=str) == sorted(
         [("row_differs", replicated[a]), ("missing_row", replicated[b]),

@@ -38,6 +38,7 @@ from conftest import (
     build_recorder,
     cli_json,
     init_station,
+    item_record,
     make_noise_clip,
     make_test_clip,
     run_cli,
@@ -139,11 +140,6 @@ class Home:
 
     def open(self) -> Station:
         return Station.open(config_mod.load(self.home / "ingestd.toml"))
-
-    def record(self, sha: str) -> dict[str, Any]:
-        """The item's catalog record, as ``show`` gives it."""
-        record: dict[str, Any] = cli_json(self.home, "show", sha)["record"]
-        return record
 
     def history(self, sha: str, kind: str | None = None) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = cli_json(self.home, "show", sha)["history"]
@@ -575,7 +571,7 @@ def test_a_server_answering_500_fails_the_item_flags_it_late_then_recovers(
     home = make_home(tmp_path, clips, config='\n[windows]\nreplication = "1s"\n')
     home.add_target(s3_target(proxy.url, bucket, credentials))
     proxy.rule = lambda method, path: "500" if method == "PUT" and "/sha256/" in path else None
-    deadlines = {sha: home.record(sha)["replication_deadline"] for sha in home.shas}
+    deadlines = {sha: item_record(home.home, sha)["replication_deadline"] for sha in home.shas}
     first = min(({"sha256": sha, "replication_deadline": deadline}
                  for sha, deadline in deadlines.items()), key=lambda r: r["replication_deadline"])
 
@@ -667,7 +663,7 @@ def test_a_server_that_disappears_mid_run_then_comes_back(
     refused = run_cli(home.home, "replicate")
     assert refused.exit_code == 9 and "cannot reach bucket" in refused.stderr
 
-    latest = max(datetime.fromisoformat(home.record(sha)["replication_deadline"])
+    latest = max(datetime.fromisoformat(item_record(home.home, sha)["replication_deadline"])
                  for sha in home.shas)
     wait_for(lambda: datetime.now(UTC) > latest, timeout=5,
              what="the replication window to pass")

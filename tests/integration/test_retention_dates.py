@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import ClipFile, cli_json, ledger_lines, make_test_clip, run_cli
+from conftest import ClipFile, cli_json, item_record, ledger_lines, make_test_clip, run_cli
 
 from ingestd.domain.canonical import format_time, parse_time
 from tests.integration.test_replicate import (
@@ -120,7 +120,7 @@ def test_init_re_dates_an_old_homes_items_from_its_ledger(tmp_path: Path) -> Non
     assert len(redated) == 3
     # and one entry saying that from now on no entry is dated before the one it follows
     assert sorted(e["kind"] for e in after[len(before):]) == ["retention"] * 3 + ["time_rule"]
-    rows = {sha: cli_json(home, "show", sha)["record"] for sha in stored}
+    rows = {sha: item_record(home, sha) for sha in stored}
     for entry in redated:
         sha = entry["item"]
         data = entry["data"]

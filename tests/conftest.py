@@ -7,6 +7,11 @@ Two ways to run the CLI:
   exit codes and messages are exactly what ``main`` produces, at in-process speed;
 * :func:`run_ingestd` runs the installed console script in a subprocess, for kills and
   concurrency.
+
+:func:`cli_json` and :func:`ingestd_json` are the same with ``--json`` for a command that must
+succeed. What a test checks it reads through the commands (``show``, ``items``, ``status``...)
+or, for what no command shows, through ``tests/support/catalog.py``, the one module of the
+tests that knows the catalog's tables; ``tests/support/damage.py`` flips bits.
 """
 
 from __future__ import annotations

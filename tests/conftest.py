@@ -7,6 +7,11 @@ Two ways to run the CLI:
   exit codes and messages are exactly what ``main`` produces, at in-process speed;
 * :func:`run_ingestd` runs the installed console script in a subprocess, for kills and
   concurrency.
+
+:func:`cli_json` and :func:`ingestd_json` are the same with ``--json`` for a command that must
+succeed. What a test checks it reads through the commands (``show``, ``items``, ``status``...)
+or, for what no command shows, through ``tests/support/catalog.py``, the one module of the
+tests that knows the catalog's tables; ``tests/support/damage.py`` flips bits.
 """
 
 from __future__ import annotations
@@ -113,13 +118,14 @@ def sha256_of(path: Path | bytes) -> str:
 
 @dataclass(frozen=True)
 class ClipFile:
-    """A real MP4 made by ffmpeg, with the facts a test compares against."""
+    """A file a test puts on a recorder, with the facts it compares against: a real MP4 made
+    by ffmpeg, or (:func:`shared_random_file`) bytes no player can read."""
 
     path: Path
     sha256: str
     size: int
-    recorded: datetime | None  # creation_time written into the file, if any
-    duration: float  # as ffprobe reports it
+    recorded: datetime | None = None  # creation_time written into the file, if any
+    duration: float = 0.0  # as ffprobe reports it
 
     @property
     def recorded_end(self) -> datetime:
@@ -127,7 +133,9 @@ class ClipFile:
         return self.recorded + timedelta(seconds=self.duration)
 
 
-def _clip(path: Path, *, seconds: float, recorded: datetime | None) -> ClipFile:
+def make_test_clip(path: Path, *, seconds: float, recorded: datetime | None) -> ClipFile:
+    """A real MP4 of ``seconds`` (320x240, 10 frames a second), with ``recorded`` as its
+    creation_time (none if None)."""
     make_clip(path, seconds=seconds, recorded=recorded, size="320x240", rate=10)
     info = probe(path)
     assert info.ok and info.duration, f"ffmpeg made an unreadable clip {path}: {info.error}"
@@ -169,12 +177,32 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Clips:
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         pytest.fail("ffmpeg and ffprobe are needed (Debian package ffmpeg; scripts/setup --test)")
     folder = tmp_path_factory.mktemp("clips")
-    a = _clip(folder / "a.mp4", seconds=1, recorded=RECORDED_T0)
-    b = _clip(folder / "b.mp4", seconds=2, recorded=RECORDED_T0 + timedelta(hours=1))
-    c = _clip(folder / "c.mp4", seconds=1, recorded=RECORDED_T0 + timedelta(hours=2))
-    plain = _clip(folder / "plain.mp4", seconds=1, recorded=None)
+    a = make_test_clip(folder / "a.mp4", seconds=1, recorded=RECORDED_T0)
+    b = make_test_clip(folder / "b.mp4", seconds=2, recorded=RECORDED_T0 + timedelta(hours=1))
+    c = make_test_clip(folder / "c.mp4", seconds=1, recorded=RECORDED_T0 + timedelta(hours=2))
+    plain = make_test_clip(folder / "plain.mp4", seconds=1, recorded=None)
     data = b.path.read_bytes()
     return Clips(a=a, b=b, c=c, plain=plain, truncated=data[: len(data) // 2])
+
+
+def shared_random_file(tmp_path_factory: pytest.TempPathFactory, mib: int) -> ClipFile:
+    """``mib`` MiB of random bytes (a multiple of 4), written once per test session and shared
+    by every module that asks for that size."""
+    path = tmp_path_factory.getbasetemp() / f"random-{mib}MiB.bin"
+    if not path.exists():
+        tmp = path.with_suffix(".part")
+        with open(tmp, "wb") as fh:
+            for _ in range(mib // 4):
+                fh.write(os.urandom(4 << 20))
+        os.replace(tmp, path)
+    return ClipFile(path=path, sha256=sha256_of(path), size=path.stat().st_size)
+
+
+def random_file(path: Path, size: int) -> ClipFile:
+    """``size`` random bytes at ``path`` (no player can read them)."""
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return ClipFile(path=path, sha256=sha256_of(data), size=size)
 
 
 @pytest.fixture(scope="session")
@@ -225,6 +253,16 @@ def build_recorder(root: Path, files: Mapping[str | bytes, ClipFile | bytes | Pa
             with open(target, "wb") as fh:
                 fh.write(content)
     return root
+
+
+def place(source: Path, dest: Path) -> None:
+    """Put a file on a recorder: a hard link when possible (instant, same bytes and times; a
+    wipe removes only the link), else a copy with its times."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
 
 
 def snapshot_tree(root: Path) -> dict[bytes, tuple[str, int, int]]:
@@ -340,9 +378,22 @@ def run_cli(home: Path | None, *args: object, env: Mapping[str, str | None] | No
     return CliResult(exit_code=code, stdout=stdout, stderr=stderr)
 
 
+def cli_json(home: Path | None, *args: object,
+             env: Mapping[str, str | None] | None = None) -> Any:
+    """Run a command with ``--json`` through :func:`run_cli`; it must succeed: its answer."""
+    result = run_cli(home, *args, "--json", env=env)
+    assert result.exit_code == 0, f"ingestd {' '.join(map(str, args))}: {result}"
+    return result.json()
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTD_")}
-    env.update({"INGESTD_ACTOR": "tester", "PYTHONDONTWRITEBYTECODE": "1", **extra})
+    """The environment of an ingestd process a test starts: none of the caller's ingestd,
+    AWS or systemd settings (a daemon must not notify the caller's service manager), output
+    unbuffered (so that a log is read as it is written)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("INGESTD_", "AWS_", "NOTIFY_SOCKET", "WATCHDOG_"))}
+    env.update({"INGESTD_ACTOR": "tester", "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONUNBUFFERED": "1", **extra})
     return env
 
 
@@ -355,6 +406,14 @@ def run_ingestd(home: Path, *args: object,
     )
 
 
+def ingestd_json(home: Path, *args: object) -> Any:
+    """:func:`cli_json` in a process of its own: for tests whose own threads log meanwhile
+    (``run_cli`` takes the ``ingestd`` logger over while it runs)."""
+    result = run_ingestd(home, *args, "--json")
+    assert result.returncode == 0, f"ingestd {' '.join(map(str, args))}: {result.stderr}"
+    return json.loads(result.stdout)
+
+
 def start_ingestd(home: Path, *args: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(INGESTD), "--home", str(home), *map(str, args)], stdout=subprocess.PIPE,
@@ -365,48 +424,44 @@ def start_ingestd(home: Path, *args: object) -> subprocess.Popen[str]:
 # -- what a test checks after ingest ---------------------------------------------------------
 
 
-def flip_bit(path: Path, offset: int) -> None:
-    """Damage a stored object (read-only, as the store keeps them) the way a bad disk would;
-    flipping the same bit again undoes it."""
-    mode = path.stat().st_mode
-    path.chmod(0o640)
-    with path.open("r+b") as fh:
-        fh.seek(offset)
-        byte = fh.read(1)[0]
-        fh.seek(offset)
-        fh.write(bytes([byte ^ 0x10]))
-    path.chmod(mode)
-
-
 def store_objects(home: Path) -> dict[str, Path]:
     """Every file under the store's objects folder, by name."""
     objects = home / "store" / "objects" / "sha256"
     return {p.name: p for p in objects.rglob("*") if p.is_file() or p.is_symlink()}
 
 
-def catalog_rows(home: Path, sql: str, *params: object) -> list[dict[str, Any]]:
-    """Read the SQLite catalog directly (what a person with sqlite3 would see)."""
-    import sqlite3
-
-    con = sqlite3.connect(home / "catalog.sqlite")
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute(sql, params)]
-    finally:
-        con.close()
+def ledger_lines(home: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """The custody ledger's JSON-lines mirror as an auditor reads it (entries of one
+    ``kind``, if given)."""
+    text = (home / "ledger.jsonl").read_text(encoding="utf-8")
+    entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [e for e in entries if kind is None or e["kind"] == kind]
 
 
-def catalog_execute(home: Path, sql: str, *params: object) -> int:
-    """Change the SQLite catalog behind ingestd's back (tampering tests)."""
-    import sqlite3
+def item_record(home: Path, ref: str) -> dict[str, Any]:
+    """An item's catalog record (recorded times, deadlines, retention...), as ``show --json``
+    gives it."""
+    record: dict[str, Any] = cli_json(home, "show", ref)["record"]
+    return record
 
-    con = sqlite3.connect(home / "catalog.sqlite")
-    try:
-        cur = con.execute(sql, params)
-        con.commit()
-        return cur.rowcount
-    finally:
-        con.close()
+
+def item_records(home: Path) -> list[dict[str, Any]]:
+    """Every item's record, in listing order."""
+    return [item_record(home, item["sha256"]) for item in cli_json(home, "items")["items"]]
+
+
+def every_label(home: Path) -> list[dict[str, Any]]:
+    """Every label of every item, oldest first for each item, as ``show --json`` gives them."""
+    return [label for item in cli_json(home, "items")["items"]
+            for label in cli_json(home, "show", item["sha256"])["labels"]]
+
+
+def ledger_problems(home: Path) -> tuple[int, list[tuple[str, int | None]]]:
+    """``ledger verify --json``: its exit code and every discrepancy as (kind, entry)."""
+    result = run_cli(home, "ledger", "verify", "--json")
+    report = result.json()
+    assert report["ok"] is (result.exit_code == 0)
+    return result.exit_code, [(p["kind"], p["seq"]) for p in report["problems"]]
 
 
 def partial_files(home: Path) -> list[Path]:

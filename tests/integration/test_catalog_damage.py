@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from conftest import (
 )
 
 from ingestd.cli import cli
+from tests.support.catalog import checkpoint_wal, root_page
 
 pytestmark = pytest.mark.integration
 
@@ -80,22 +80,14 @@ def damaged_home(tmp_path: Path, clips: Clips) -> Path:
     rec = build_recorder(tmp_path / "rec", {"DCIM/a.mp4": clips.a, "DCIM/b.mp4": clips.b})
     assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
     # Everything in the main file, nothing left in a WAL, before the disk damages it.
-    con = sqlite3.connect(home / "catalog.sqlite")
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
+    checkpoint_wal(home)
     return home
 
 
-def keep_pages(catalog: Path) -> set[int]:
+def keep_pages(catalog_file: Path) -> set[int]:
     """Page 1 (header and schema) and the schema version's page: the damage then shows only
     once a command reads a real table, mid-query, past the schema check at open."""
-    con = sqlite3.connect(catalog)
-    try:
-        root = con.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'alembic_version'").fetchone()[0]
-    finally:
-        con.close()
-    return {1, int(root)}
+    return {1, root_page(catalog_file, "alembic_version")}
 
 
 def damage_pages(catalog: Path) -> None:

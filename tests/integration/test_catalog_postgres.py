@@ -13,6 +13,7 @@ from conftest import (
     ClipFile,
     Clips,
     build_recorder,
+    ledger_lines,
     partial_files,
     run_cli,
     run_ingestd,
@@ -20,6 +21,8 @@ from conftest import (
     start_ingestd,
     store_objects,
 )
+
+from tests.support.damage import flip_bit
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +139,7 @@ def test_two_ingests_at_once_keep_one_valid_chain(tmp_path: Path, postgres_url: 
     stored = [r for r in rows if r["kind"] == "stored"]
     assert len(stored) == len(distinct), "the shared clip is stored once"
     # Both processes' entries are interleaved in one chain, and the mirror has them in order.
-    mirror = [json.loads(line) for line in (home / "ledger.jsonl").read_text().splitlines()]
+    mirror = ledger_lines(home)
     assert [e["seq"] for e in mirror] == [r["seq"] for r in rows]
     verified = run_ingestd(home, "ledger", "verify", "--json")
     assert verified.returncode == 0, verified.stdout
@@ -256,12 +259,7 @@ def test_a_station_that_does_not_hold_an_item_never_calls_it_damaged(
 
     # Damage it has seen, it reports.
     copy = nas / "sha256" / sha
-    copy.chmod(0o644)
-    with copy.open("r+b") as fh:
-        fh.seek(1000)
-        byte = fh.read(1)[0]
-        fh.seek(1000)
-        fh.write(bytes([byte ^ 0x10]))
+    flip_bit(copy, 1000)
     damaged = run_cli(two, "verify", "--hash", sha, "--json")
     assert damaged.exit_code == 1
     assert "off-site copy on nas is damaged" in damaged.json()["results"][0]["problems"][0]

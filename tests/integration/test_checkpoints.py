@@ -18,23 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import catalog_execute
+from conftest import ClipFile, cli_json, ledger_lines, run_cli
 
 from tests.integration.test_replicate import (
     LATEST_LOCK,
     PREFIX,
-    Clip,
     Home,
     bucket,  # noqa: F401 - fixtures of the moto module
-    cli,
     clips,  # noqa: F401
     credentials,  # noqa: F401
     make_home,
     moto,  # noqa: F401
-    ok,
     s3,  # noqa: F401
     station,  # noqa: F401
 )
+from tests.support import catalog
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -45,9 +43,9 @@ FOLDER = f"{PREFIX}/checkpoints/"
 
 
 def kinds(home: Path) -> tuple[int, list[str], list[dict[str, Any]]]:
-    result = cli(home, "ledger", "verify", "--offsite", "--json")
+    result = run_cli(home, "ledger", "verify", "--offsite", "--json")
     problems = result.json()["problems"]
-    return result.code, sorted(p["kind"] for p in problems), problems
+    return result.exit_code, sorted(p["kind"] for p in problems), problems
 
 
 def backup(home: Home, root: Path) -> Path:
@@ -62,20 +60,20 @@ def restore(home: Home, copy: Path) -> None:
 
 
 def checkpoint(home: Home) -> dict[str, Any]:
-    sent: dict[str, Any] = ok(home.home, "checkpoint")
+    sent: dict[str, Any] = cli_json(home.home, "checkpoint")
     assert sent["errors"] == [] and sent["sent"], sent
     return sent
 
 
-def more_history(home: Home, clip: Clip) -> None:
+def more_history(home: Home, clip: ClipFile) -> None:
     """A few more signed entries, as a working day adds."""
-    ok(home.home, "hold", clip.sha256, "--reason", "court order 17")
-    ok(home.home, "release", clip.sha256, "--reason", "order lifted")
+    cli_json(home.home, "hold", clip.sha256, "--reason", "court order 17")
+    cli_json(home.home, "release", clip.sha256, "--reason", "order lifted")
 
 
 def test_checkpoints_are_locked_like_evidence(station: Home, s3: S3Client,  # noqa: F811
                                               bucket: str) -> None:  # noqa: F811
-    ok(station.home, "replicate")
+    cli_json(station.home, "replicate")
     sent = checkpoint(station)
     key = FOLDER + sent["name"]
 
@@ -85,12 +83,12 @@ def test_checkpoints_are_locked_like_evidence(station: Home, s3: S3Client,  # no
     with pytest.raises(ClientError) as refused:
         s3.delete_object(Bucket=bucket, Key=key, VersionId=head["VersionId"])
     assert refused.value.response["Error"]["Code"] == "AccessDenied"
-    assert ok(station.home, "ledger", "verify", "--offsite")["ok"] is True
+    assert cli_json(station.home, "ledger", "verify", "--offsite")["ok"] is True
 
 
 def test_a_deleted_checkpoint_and_a_restored_home_are_a_rollback(
         station: Home, s3: S3Client, bucket: str, tmp_path: Path) -> None:  # noqa: F811
-    ok(station.home, "replicate")
+    cli_json(station.home, "replicate")
     checkpoint(station)
     week_ago = backup(station, tmp_path)
     more_history(station, station.clips[0])
@@ -101,7 +99,7 @@ def test_a_deleted_checkpoint_and_a_restored_home_are_a_rollback(
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=FOLDER).get("Contents", [])
     assert [o["Key"] for o in listed] != [FOLDER + newest["name"]]
     restore(station, week_ago)
-    assert cli(station.home, "ledger", "verify").code == 0, "consistent locally"
+    assert run_cli(station.home, "ledger", "verify").exit_code == 0, "consistent locally"
 
     code, found, problems = kinds(station.home)
 
@@ -111,7 +109,7 @@ def test_a_deleted_checkpoint_and_a_restored_home_are_a_rollback(
 
 def test_an_older_checkpoint_copied_over_the_newest_is_caught(
         station: Home, s3: S3Client, bucket: str, tmp_path: Path) -> None:  # noqa: F811
-    ok(station.home, "replicate")
+    cli_json(station.home, "replicate")
     old = checkpoint(station)
     week_ago = backup(station, tmp_path)
     more_history(station, station.clips[0])
@@ -130,7 +128,7 @@ def test_an_older_checkpoint_copied_over_the_newest_is_caught(
 
 def test_checkpoint_refuses_to_publish_a_forked_history(
         station: Home, s3: S3Client, bucket: str, tmp_path: Path) -> None:  # noqa: F811
-    ok(station.home, "replicate")
+    cli_json(station.home, "replicate")
     checkpoint(station)
     week_ago = backup(station, tmp_path)
     more_history(station, station.clips[0])
@@ -138,16 +136,16 @@ def test_checkpoint_refuses_to_publish_a_forked_history(
     restore(station, week_ago)
 
     # behind the target: the restored ledger ends before the target's newest checkpoint
-    behind = cli(station.home, "checkpoint", "--json")
-    assert behind.code == 1
+    behind = run_cli(station.home, "checkpoint", "--json")
+    assert behind.exit_code == 1
     assert "not publishing" in behind.json()["errors"][0]
     assert "ALARM" in behind.stderr
 
     # then it grows past it with other entries: a fork of what the target witnesses
     more_history(station, station.clips[1])
     more_history(station, station.clips[2])
-    forked = cli(station.home, "checkpoint", "--json")
-    assert forked.code == 1 and forked.json()["sent"] == []
+    forked = run_cli(station.home, "checkpoint", "--json")
+    assert forked.exit_code == 1 and forked.json()["sent"] == []
     assert "forked" in forked.json()["errors"][0]
     names = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=FOLDER)["Contents"]]
     assert names[-1] == FOLDER + newest["name"], "nothing published over the fork"
@@ -155,18 +153,18 @@ def test_checkpoint_refuses_to_publish_a_forked_history(
     assert code == 1 and found == ["ledger_rewritten"]
 
 
-def nas_home(tmp_path: Path, clips: list[Clip]) -> tuple[Home, Path]:  # noqa: F811
+def nas_home(tmp_path: Path, clips: list[ClipFile]) -> tuple[Home, Path]:  # noqa: F811
     nas = tmp_path / "nas"
     nas.mkdir()
     home = make_home(tmp_path, clips)
     home.add_target(f'[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
                     f'prefix = "{PREFIX}"\nsame_filesystem_ok = true\n')
-    ok(home.home, "replicate")
+    cli_json(home.home, "replicate")
     return home, nas
 
 
 def test_a_directory_target_records_the_checkpoint_lock(
-        tmp_path: Path, clips: list[Clip]) -> None:  # noqa: F811
+        tmp_path: Path, clips: list[ClipFile]) -> None:  # noqa: F811
     home, nas = nas_home(tmp_path, clips)
     sent = checkpoint(home)
     lock = json.loads((nas / PREFIX / "locks" / "checkpoints" /
@@ -175,12 +173,12 @@ def test_a_directory_target_records_the_checkpoint_lock(
 
 
 def test_a_directory_target_that_lost_its_newest_checkpoint_is_reported(
-        tmp_path: Path, clips: list[Clip]) -> None:  # noqa: F811
+        tmp_path: Path, clips: list[ClipFile]) -> None:  # noqa: F811
     home, nas = nas_home(tmp_path, clips)
     checkpoint(home)
     more_history(home, clips[0])
     newest = checkpoint(home)
-    assert ok(home.home, "ledger", "verify", "--offsite")["ok"] is True
+    assert cli_json(home.home, "ledger", "verify", "--offsite")["ok"] is True
 
     (nas / PREFIX / "checkpoints" / newest["name"]).unlink()  # a share has no WORM
 
@@ -190,7 +188,7 @@ def test_a_directory_target_that_lost_its_newest_checkpoint_is_reported(
 
 
 def test_a_target_that_fails_does_not_hide_another_whose_name_it_contains(
-        tmp_path: Path, clips: list[Clip]) -> None:  # noqa: F811
+        tmp_path: Path, clips: list[ClipFile]) -> None:  # noqa: F811
     # "nas" is in "nas-b", and in every error about it: which targets went unchanged is
     # known by target, not read from the errors' words.
     home, _ = nas_home(tmp_path, clips)
@@ -198,15 +196,15 @@ def test_a_target_that_fails_does_not_hide_another_whose_name_it_contains(
     other.mkdir()
     home.add_target(f'[[targets]]\nname = "nas-b"\ntype = "directory"\npath = "{other}"\n'
                     f'prefix = "{PREFIX}"\nsame_filesystem_ok = true\n')
-    ok(home.home, "replicate")
+    cli_json(home.home, "replicate")
     assert sorted(checkpoint(home)["sent"]) == ["nas", "nas-b"]
     folder = other / PREFIX / "checkpoints"
     shutil.rmtree(folder)
     folder.write_bytes(b"")  # its checkpoints can no longer be listed
 
-    again = cli(home.home, "checkpoint", "--json")
+    again = run_cli(home.home, "checkpoint", "--json")
 
-    assert again.code == 1
+    assert again.exit_code == 1
     result = again.json()
     assert result["sent"] == [] and len(result["errors"]) == 1
     assert "nas-b" in result["errors"][0]
@@ -214,12 +212,12 @@ def test_a_target_that_fails_does_not_hide_another_whose_name_it_contains(
 
 
 def test_an_unreadable_entry_does_not_stop_the_offsite_check(
-        tmp_path: Path, clips: list[Clip]) -> None:  # noqa: F811
+        tmp_path: Path, clips: list[ClipFile]) -> None:  # noqa: F811
     home, _ = nas_home(tmp_path, clips)
     checkpoint(home)
-    (row,) = home.rows("SELECT seq FROM ledger WHERE kind = 'stored' ORDER BY seq LIMIT 1")
-    assert catalog_execute(home.home, "UPDATE ledger SET data = 'not json' WHERE seq = ?",
-                           row["seq"]) == 1
+    stored = ledger_lines(home.home, "stored")[0]["seq"]
+    assert catalog.tamper(home.home, "UPDATE ledger SET data = 'not json' WHERE seq = ?",
+                          stored) == 1
 
     code, found, problems = kinds(home.home)
 

@@ -16,15 +16,17 @@ from conftest import (
     SERIAL,
     Clips,
     build_recorder,
-    catalog_execute,
-    catalog_rows,
+    every_label,
     init_station,
+    ledger_lines,
     run_cli,
     run_ingestd,
     write_config,
 )
 
 from ingestd.domain.canonical import format_time, parse_time
+from tests.support import catalog
+from tests.support.damage import flipped
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +128,7 @@ def test_label_refs_are_checked_before_anything_is_written(two_recorders: Path,
                            "--category", "birthday")
     assert bad_category.exit_code == 2 and "birthday" in bad_category.stderr
     assert mirror_count(home) == before
-    assert catalog_rows(home, "SELECT * FROM labels") == []
+    assert every_label(home) == []
     assert run_cli(home, "ledger", "verify").exit_code == 0
 
 
@@ -142,7 +144,7 @@ def test_an_ambiguous_prefix_is_refused(home: Path, tmp_path: Path) -> None:
         assert result.exit_code == 11, result.stderr
         assert "matches more than one item" in result.stderr
     assert run_cli(home, "show", sha1[:differ + 1], "--json").json()["item"]["sha256"] == sha1
-    assert catalog_rows(home, "SELECT * FROM labels") == []
+    assert every_label(home) == []
 
 
 def test_long_term_category_is_kept_by_later_labels(two_recorders: Path, clips: Clips) -> None:
@@ -242,14 +244,13 @@ def test_verify_a_copy_a_modified_copy_and_a_hash(home: Path, tmp_path: Path,
     assert "MATCH" in text.stdout and "C-5" in text.stdout and OFFICER in text.stdout
 
     modified = tmp_path / "export" / "modified.mp4"
-    data = bytearray(clips.a.path.read_bytes())
-    data[len(data) // 2] ^= 1
-    modified.write_bytes(bytes(data))
+    data = flipped(clips.a.path.read_bytes())
+    modified.write_bytes(data)
     bad = run_cli(home, "verify", modified, "--json")
     assert bad.exit_code == 1
     (verdict,) = bad.json()["results"]
     assert verdict["match"] is False and verdict["item"] is None
-    assert verdict["sha256"] == hashlib.sha256(bytes(data)).hexdigest()
+    assert verdict["sha256"] == hashlib.sha256(data).hexdigest()
     assert any("not evidence" in p for p in verdict["problems"])
 
     both = run_cli(home, "verify", copy, modified, tmp_path / "missing.mp4", "--json")
@@ -270,7 +271,8 @@ def test_verify_a_copy_a_modified_copy_and_a_hash(home: Path, tmp_path: Path,
 
 def test_verify_finds_a_tampered_signature(home: Path, tmp_path: Path, clips: Clips) -> None:
     ingest_ok(home, build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a}))
-    catalog_execute(home, "UPDATE ledger SET actor = 'mallory' WHERE kind = 'stored'")
+    for entry in ledger_lines(home, "stored"):
+        catalog.forge_entry(home, entry["seq"], actor="mallory")
     result = run_cli(home, "verify", "--hash", clips.a.sha256, "--json")
     assert result.exit_code == 1
     assert any("altered" in p for p in result.json()["results"][0]["problems"])
@@ -358,7 +360,8 @@ def test_a_bad_config_stops_every_command_with_the_key_and_reason(home: Path) ->
     result = run_cli(home, "ingest", home, "--serial", SERIAL)
     assert result.exit_code == 3
     assert "ingest.wipe_after: unknown key" in result.stderr
-    assert catalog_rows(home, "SELECT * FROM dock_sessions") == []
+    write_config(home, config)
+    assert run_cli(home, "status", "--json").json()["docks"] == []
 
 
 def test_a_missing_home_says_how_to_start(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import (
@@ -20,6 +19,7 @@ from conftest import (
     Clips,
     build_recorder,
     init_station,
+    ledger_lines,
     run_ingestd,
     subprocess_env,
 )
@@ -41,27 +41,23 @@ def faked(home: Path, offset: str, *args: object) -> subprocess.CompletedProcess
                           env=subprocess_env(), check=False)
 
 
-def entries(home: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in
-            (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
-
 
 def test_a_clock_a_little_behind_dates_no_entry_before_the_ledger(
         tmp_path: Path, clips: Clips) -> None:
     home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
     rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
     assert run_ingestd(home, "ingest", rec, "--serial", SERIAL).returncode == 0
-    stored = next(e for e in entries(home) if e["kind"] == "stored")
+    stored = next(e for e in ledger_lines(home) if e["kind"] == "stored")
 
     done = faked(home, "-5m", "label", clips.a.sha256[:12], "--case", "C-1", "--party", "Li")
     assert done.returncode == 0, done.stderr
     assert "ALARM" in done.stderr and "clock" in done.stderr, done.stderr
-    labelled = entries(home)[-1]
+    labelled = ledger_lines(home)[-1]
     assert labelled["kind"] == "labelled"
     assert parse_time(labelled["at"]) >= parse_time(stored["at"])
     shown = json.loads(run_ingestd(home, "show", clips.a.sha256, "--json").stdout)
     assert shown["labels"][0]["at"] >= shown["record"]["stored_at"]
-    times = [parse_time(e["at"]) for e in entries(home)]
+    times = [parse_time(e["at"]) for e in ledger_lines(home)]
     assert times == sorted(times), "every entry at or after the one before it"
     verified = run_ingestd(home, "ledger", "verify", "--json")
     assert verified.returncode == 0, verified.stdout
@@ -71,11 +67,11 @@ def test_a_clock_set_back_writes_nothing(tmp_path: Path, clips: Clips) -> None:
     home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
     rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
     assert run_ingestd(home, "ingest", rec, "--serial", SERIAL).returncode == 0
-    before = entries(home)
+    before = ledger_lines(home)
     done = faked(home, "-400d", "label", clips.a.sha256[:12], "--case", "C-1", "--party", "Li")
     assert done.returncode == 7, done.stderr
     assert "ALARM" in done.stderr and "Set the clock right" in done.stderr, done.stderr
-    assert entries(home) == before, "nothing written under a clock set back"
+    assert ledger_lines(home) == before, "nothing written under a clock set back"
     assert run_ingestd(home, "ledger", "verify").returncode == 0
 
 
@@ -91,7 +87,7 @@ def test_a_late_dock_under_a_clock_set_back_is_not_taken_as_on_time(
     refused = faked(home, "-10h", "ingest", rec, "--serial", SERIAL, "--json")
     assert refused.returncode == 7, refused.stdout
     assert json.loads(refused.stdout)["error"]["type"] == "IntegrityError"
-    assert not [e for e in entries(home) if e["kind"] == "stored"]
+    assert not [e for e in ledger_lines(home) if e["kind"] == "stored"]
     assert (rec / MEDIA / "A.MP4").is_file()  # the recorder keeps it until the clock is right
 
     done = faked(home, "-2m", "ingest", rec, "--serial", SERIAL, "--json")  # a little slow
@@ -99,6 +95,6 @@ def test_a_late_dock_under_a_clock_set_back_is_not_taken_as_on_time(
     [item] = json.loads(done.stdout)["items"]
     assert "late_ingest" in item["flags"]
     assert "clock_skew" not in item["flags"]  # the recording is not in the station's future
-    times = [parse_time(e["at"]) for e in entries(home)]
+    times = [parse_time(e["at"]) for e in ledger_lines(home)]
     assert times == sorted(times)
     assert run_ingestd(home, "ledger", "verify").returncode == 0

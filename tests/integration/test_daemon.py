@@ -23,99 +23,67 @@ import random
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import sha256_of, wait_for
+from conftest import (
+    INGESTD,
+    ClipFile,
+    ingestd_json,
+    init_station,
+    ledger_lines,
+    make_test_clip,
+    partial_files,
+    place,
+    run_ingestd,
+    sha256_of,
+    shared_random_file,
+    store_objects,
+    subprocess_env,
+    wait_for,
+)
 
-from ingestd.domain.models import EventKind, Recorder
-from ingestd.simulate import make_clip
-from ingestd.usecases.home import init_home
+from ingestd.station import system_clock
+from tests.support import catalog
 
 pytestmark = pytest.mark.integration
 
-INGESTD = Path(sys.executable).with_name("ingestd")
 TIMEOUT = 90.0  # generous upper bound for anything to happen on a busy 2-core machine
 BIG_MIB = 384  # a big recorder file of random bytes (shared with test_docking.py's)
 SERIAL = "BWC-0100"
 
 
-
 # -- helpers -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    sha256: str
-    size: int
-
-
 @pytest.fixture(scope="session")
-def small_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
+def small_clips(tmp_path_factory: pytest.TempPathFactory) -> list[ClipFile]:
     """Three distinct real MP4 clips (ffmpeg), recorded a few hours ago."""
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         pytest.fail("ffmpeg and ffprobe are needed (Debian package ffmpeg; scripts/setup --test)")
     folder = tmp_path_factory.mktemp("daemon-clips")
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-    clips = []
-    for i in range(3):
-        path = make_clip(folder / f"clip{i}.mp4", seconds=1, recorded=base + timedelta(minutes=i),
-                         size="320x240", rate=10)
-        clips.append(Clip(path=path, sha256=sha256_of(path), size=path.stat().st_size))
-    return clips
+    return [make_test_clip(folder / f"clip{i}.mp4", seconds=1,
+                           recorded=base + timedelta(minutes=i)) for i in range(3)]
 
 
 @pytest.fixture(scope="session")
-def big_file(tmp_path_factory: pytest.TempPathFactory) -> Clip:
-    """BIG_MIB MiB of random bytes, written once per test session (shared across modules)."""
-    path = tmp_path_factory.getbasetemp() / f"random-{BIG_MIB}MiB.bin"
-    if not path.exists():
-        tmp = path.with_suffix(".part")
-        with open(tmp, "wb") as fh:
-            for _ in range(BIG_MIB // 4):
-                fh.write(os.urandom(4 << 20))
-        os.replace(tmp, path)
-    return Clip(path=path, sha256=sha256_of(path), size=path.stat().st_size)
-
-
-def place(source: Path, dest: Path) -> None:
-    """A hard link when possible: instant, same bytes and times (a wipe removes only the link)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copy2(source, dest)
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
+    return shared_random_file(tmp_path_factory, BIG_MIB)
 
 
 def new_home(tmp_path: Path, *, docks: str = "", extra: str = "") -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "ingestd.toml").write_text(
-        'station = "station-01"\n[docks]\nwatch_root = "docks"\nsettle = "0.5s"\n' + docks
-        + "\n[scheduler]\naudit_sample = 0\n" + extra, encoding="utf-8")
-    station, _ = init_home(home)
-    try:
-        rec = Recorder(serial=SERIAL, officer="Zhao Lei", officer_id="PS-0100", unit="patrol")
-        with station.custody.transaction() as conn:
-            entry = station.custody.record(
-                conn, kind=EventKind.REGISTRY, actor="tester",
-                data={"serial": SERIAL, "officer": rec.officer, "officer_id": rec.officer_id,
-                      "unit": rec.unit, "vendor": "", "model": "", "active": True})
-            conn.upsert_recorder(rec, at=station.clock(), ledger_seq=entry.seq)
-    finally:
-        station.close()
-    return home
+    return init_station(
+        tmp_path / "home",
+        config='[docks]\nwatch_root = "docks"\nsettle = "0.5s"\n' + docks
+        + "\n[scheduler]\naudit_sample = 0\n" + extra,
+        clock=system_clock, register={SERIAL: ("Zhao Lei", "PS-0100")})
 
 
 def recorder(home: Path, files: Mapping[str, Path]) -> Path:
@@ -128,46 +96,6 @@ def recorder(home: Path, files: Mapping[str, Path]) -> Path:
     return folder
 
 
-def catalog(home: Path, sql: str, *params: object) -> list[dict[str, Any]]:
-    con = sqlite3.connect(f"file:{home / 'catalog.sqlite'}?mode=ro", uri=True, timeout=30)
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute(sql, params)]
-    finally:
-        con.close()
-
-
-def store_objects(home: Path) -> dict[str, Path]:
-    return {p.name: p for p in (home / "store" / "objects" / "sha256").rglob("*") if p.is_file()}
-
-
-def partial_files(home: Path) -> list[Path]:
-    return sorted((home / "store").rglob("*.partial"))
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("INGESTD_", "NOTIFY_SOCKET", "WATCHDOG_"))}
-    env.update(PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def ingestd(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(INGESTD), "--home", str(home), *args], capture_output=True,
-                          text=True, timeout=timeout, env=clean_env(), check=False)
-
-
-def status_json(home: Path) -> dict[str, Any]:
-    result = ingestd(home, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
-
-
-def ledger_lines(home: Path) -> list[dict[str, Any]]:
-    text = (home / "ledger.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 class Daemon:
     """``ingestd --home HOME run`` in the background, its output in a file."""
 
@@ -176,7 +104,7 @@ class Daemon:
         self._out = open(log, "wb")  # noqa: SIM115 - closed in wait()/close()
         self.proc = subprocess.Popen([str(INGESTD), "--home", str(home), "run"],
                                      stdout=self._out, stderr=subprocess.STDOUT,
-                                     env=clean_env(**dict(env or {})))
+                                     env=subprocess_env(**dict(env or {})))
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
@@ -256,17 +184,16 @@ def notify_socket() -> Iterator[NotifySocket]:
 
 
 def copying(home: Path, path: str) -> bool:
-    rows = catalog(home, "SELECT state FROM acquisitions WHERE path = ? ORDER BY id DESC LIMIT 1",
-                   path)
-    return bool(rows) and rows[0]["state"] == "copying" and bool(partial_files(home))
+    rows = catalog.acquisitions(home, path=path)
+    return bool(rows) and rows[-1]["state"] == "copying" and bool(partial_files(home))
 
 
 # -- systemd notification and JSON logs --------------------------------------------------------
 
 
 def test_daemon_notifies_systemd_and_logs_json_lines(
-        tmp_path: Path, small_clips: list[Clip], big_file: Clip, notify_socket: NotifySocket,
-        daemons: Callable[..., Daemon]) -> None:
+        tmp_path: Path, small_clips: list[ClipFile], big_file: ClipFile,
+        notify_socket: NotifySocket, daemons: Callable[..., Daemon]) -> None:
     home = new_home(tmp_path, extra='[log]\nformat = "json"\nlevel = "INFO"\n')
     daemon = daemons(home, tmp_path / "daemon.log",
                      {"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "400000"})
@@ -283,7 +210,7 @@ def test_daemon_notifies_systemd_and_logs_json_lines(
     place(small_clips[0].path, staging / "DCIM" / "100MEDIA" / "0002.MP4")
     os.rename(staging, home / "docks" / SERIAL)
     [busy] = notify_socket.wait(f"STATUS=ingesting {SERIAL}")[:1]
-    wait_for(lambda: catalog(home, "SELECT 1 FROM dock_sessions WHERE state = 'done'"),
+    wait_for(lambda: [s for s in catalog.dock_sessions(home) if s["state"] == "done"],
              what="the docked recorder ingested")
     wait_for(lambda: [t for t in notify_socket.seen("STATUS=idle") if t > busy],
              what="STATUS=idle again after the ingest")
@@ -311,7 +238,7 @@ def test_daemon_notifies_systemd_and_logs_json_lines(
 
 @pytest.mark.slow
 def test_first_sigterm_finishes_the_current_file_then_stops_and_resumes_at_restart(
-        tmp_path: Path, small_clips: list[Clip], big_file: Clip,
+        tmp_path: Path, small_clips: list[ClipFile], big_file: ClipFile,
         daemons: Callable[..., Daemon]) -> None:
     # One file at a time, so that "the current file" is one; with more, each file thread
     # finishes its own the same way (tests/integration/test_ingest.py).
@@ -325,35 +252,34 @@ def test_first_sigterm_finishes_the_current_file_then_stops_and_resumes_at_resta
     assert daemon.wait() == 0, daemon.output()
     assert "finishing current files" in daemon.output()
 
-    [session] = catalog(home, "SELECT * FROM dock_sessions")
+    [session] = catalog.dock_sessions(home)
     assert session["state"] == "interrupted", session
-    acqs = catalog(home, "SELECT path, state, item FROM acquisitions ORDER BY id")
+    acqs = [(a["path"], a["state"], a["item"]) for a in catalog.acquisitions(home)]
     # The file in flight was finished, stored and verified; nothing after it was started.
-    assert acqs == [{"path": "DCIM/100MEDIA/0001.MP4", "state": "stored",
-                     "item": big_file.sha256}]
+    assert acqs == [("DCIM/100MEDIA/0001.MP4", "stored", big_file.sha256)]
     assert set(store_objects(home)) == {big_file.sha256}
     assert sha256_of(store_objects(home)[big_file.sha256]) == big_file.sha256
     assert not partial_files(home)
-    assert status_json(home)["docks"][0]["state"] == "interrupted"
+    assert ingestd_json(home, "status")["docks"][0]["state"] == "interrupted"
 
     # Started again, it takes the rest, without copying the big file a second time.
     daemon = daemons(home, tmp_path / "second.log")
-    wait_for(lambda: catalog(home, "SELECT * FROM dock_sessions WHERE id > ? AND state != "
-                                   "'running'", session["id"]), what="the recorder resumed")
+    wait_for(lambda: [s for s in catalog.dock_sessions(home)
+                      if s["id"] > session["id"] and s["state"] != "running"],
+             what="the recorder resumed")
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0, daemon.output()
-    resumed = catalog(home, "SELECT * FROM dock_sessions WHERE id > ?", session["id"])[0]
+    resumed = [s for s in catalog.dock_sessions(home) if s["id"] > session["id"]][0]
     assert resumed["state"] == "done", resumed
     assert (resumed["files_new"], resumed["files_known"]) == (2, 1)
     assert resumed["bytes_copied"] == small_clips[0].size + small_clips[1].size
     everything = {big_file.sha256, small_clips[0].sha256, small_clips[1].sha256}
     assert set(store_objects(home)) == everything
     for sha in everything:
-        states = [r["state"] for r in catalog(home, "SELECT state FROM acquisitions "
-                                                    "WHERE item = ?", sha)]
+        states = [a["state"] for a in ingestd_json(home, "show", sha)["acquisitions"]]
         assert states.count("stored") == 1, (sha, states)
     assert (folder / "DCIM" / "100MEDIA" / "0001.MP4").exists()  # wipe = never
-    assert ingestd(home, "ledger", "verify").returncode == 0
+    assert run_ingestd(home, "ledger", "verify").returncode == 0
 
 
 @pytest.mark.slow
@@ -386,11 +312,11 @@ def test_second_sigterm_aborts_the_copy_in_flight(
     assert copied_before < size // 2
     assert took < 10.0, f"took {took:.1f}s to stop after the second SIGTERM"
 
-    [session] = catalog(home, "SELECT * FROM dock_sessions")
+    [session] = catalog.dock_sessions(home)
     assert session["state"] == "interrupted"
-    [acq] = catalog(home, "SELECT * FROM acquisitions")
+    [acq] = catalog.acquisitions(home)
     assert (acq["state"], acq["item"]) == ("interrupted", None)
-    assert not catalog(home, "SELECT * FROM items")
+    assert ingestd_json(home, "items")["items"] == []
     assert not store_objects(home)
     assert not partial_files(home)
     assert not [e for e in ledger_lines(home) if e["kind"] in ("stored", "acquired")]
@@ -400,13 +326,9 @@ def test_second_sigterm_aborts_the_copy_in_flight(
 
 
 @pytest.fixture(scope="session")
-def medium_file(tmp_path_factory: pytest.TempPathFactory) -> Clip:
+def medium_file(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     """128 MiB of random bytes: big enough to be caught mid-copy, quick enough to repeat."""
-    path = tmp_path_factory.mktemp("daemon-medium") / "random-128MiB.bin"
-    with open(path, "wb") as fh:
-        for _ in range(32):
-            fh.write(os.urandom(4 << 20))
-    return Clip(path=path, sha256=sha256_of(path), size=path.stat().st_size)
+    return shared_random_file(tmp_path_factory, 128)
 
 
 BIG_REL = "DCIM/100MEDIA/0004.MP4"  # copied last, and wiped last
@@ -418,7 +340,7 @@ def kill_point(kind: str, home: Path, folder: Path) -> Callable[[], bool]:
         return copying(home, BIG_REL)
 
     def read_back() -> bool:  # renamed into the store, being read back: not yet marked stored
-        rows = catalog(home, "SELECT state FROM acquisitions WHERE path = ?", BIG_REL)
+        rows = catalog.acquisitions(home, path=BIG_REL)
         return (bool(rows) and rows[-1]["state"] == "copying" and not partial_files(home)
                 and bool(store_objects(home)))
 
@@ -432,7 +354,7 @@ def kill_point(kind: str, home: Path, folder: Path) -> Callable[[], bool]:
 @pytest.mark.parametrize("kill_at", ["mid-copy", "read-back", "mid-wipe",
                                      "seed-1", "seed-5", "seed-2"])
 def test_sigkill_then_restart_recovers_and_every_file_ends_stored_once(
-        tmp_path: Path, small_clips: list[Clip], medium_file: Clip,
+        tmp_path: Path, small_clips: list[ClipFile], medium_file: ClipFile,
         daemons: Callable[..., Daemon], kill_at: str) -> None:
     home = new_home(tmp_path, docks='wipe = "after-local-verify"\n')
     files = {"DCIM/100MEDIA/0001.MP4": small_clips[0], "DCIM/100MEDIA/0002.MP4": small_clips[1],
@@ -442,7 +364,7 @@ def test_sigkill_then_restart_recovers_and_every_file_ends_stored_once(
     daemon = daemons(home, tmp_path / "killed.log")
     if kill_at.startswith("seed-"):
         # Anywhere in the session: copy, read-back, probe, catalog, ledger or wipe.
-        wait_for(lambda: catalog(home, "SELECT 1 FROM dock_sessions"), interval=0.005,
+        wait_for(lambda: catalog.dock_sessions(home), interval=0.005,
                  what="the dock session started")
         delay = random.Random(int(kill_at.removeprefix("seed-"))).uniform(0.0, 1.5)
         deadline = time.monotonic() + delay
@@ -454,8 +376,7 @@ def test_sigkill_then_restart_recovers_and_every_file_ends_stored_once(
     daemon.signal(signal.SIGKILL)
     assert daemon.wait() == -signal.SIGKILL
     left_partials = partial_files(home)
-    running = [s["id"] for s in catalog(home, "SELECT id FROM dock_sessions "
-                                              "WHERE state = 'running'")]
+    running = [s["id"] for s in catalog.dock_sessions(home) if s["state"] == "running"]
     print(f"{kill_at}: killed with {len(left_partials)} temp files, running sessions "
           f"{running}, {len([p for p in files if (folder / p).exists()])} files on the recorder")
     if kill_at == "mid-copy":
@@ -464,7 +385,7 @@ def test_sigkill_then_restart_recovers_and_every_file_ends_stored_once(
     daemon = daemons(home, tmp_path / "restarted.log")
 
     def settled() -> bool:
-        sessions = catalog(home, "SELECT state FROM dock_sessions")
+        sessions = catalog.dock_sessions(home)
         # A file the kill caught in the middle of its wipe is still there, set aside under a
         # hidden name (".ingestd-wipe-..."), until the next session takes and wipes it.
         return (bool(sessions) and all(s["state"] != "running" for s in sessions)
@@ -475,7 +396,7 @@ def test_sigkill_then_restart_recovers_and_every_file_ends_stored_once(
     # At start it recovered what the kill left: temp files gone, running sessions interrupted.
     for path in left_partials:
         assert not path.exists(), f"temp file {path.name} left by the kill was not removed"
-    states = {d["id"]: d["state"] for d in status_json(home)["docks"]}
+    states = {d["id"]: d["state"] for d in ingestd_json(home, "status")["docks"]}
     for sid in running:
         assert states[sid] == "interrupted", (sid, states)
     if left_partials or running:
@@ -485,15 +406,14 @@ def test_sigkill_then_restart_recovers_and_every_file_ends_stored_once(
 
     # Every file stored exactly once, and verified in the store.
     everything = {clip.sha256 for clip in files.values()}
-    assert {r["sha256"] for r in catalog(home, "SELECT sha256 FROM items")} == everything
+    assert {i["sha256"] for i in ingestd_json(home, "items")["items"]} == everything
     assert set(store_objects(home)) == everything
     for sha, path in store_objects(home).items():
         assert sha256_of(path) == sha
     for sha in everything:
-        states_ = [r["state"] for r in catalog(home, "SELECT state FROM acquisitions "
-                                                     "WHERE item = ?", sha)]
+        states_ = [a["state"] for a in ingestd_json(home, "show", sha)["acquisitions"]]
         assert states_.count("stored") == 1, (sha, states_)
-    assert not catalog(home, "SELECT * FROM acquisitions WHERE state = 'copying'")
+    assert not catalog.acquisitions(home, state="copying")
     assert not partial_files(home)
 
     # Nothing was wiped that was not stored and verified first, and every file that left the
@@ -509,22 +429,20 @@ def test_sigkill_then_restart_recovers_and_every_file_ends_stored_once(
     for entry in wiped:
         assert entry["item"] in stored_at and stored_at[entry["item"]] < entry["seq"]
     assert (folder / "SYSTEM" / "DEVICE.TXT").exists()
-    verify = ingestd(home, "ledger", "verify", "--json")
-    assert verify.returncode == 0, verify.stdout
-    assert json.loads(verify.stdout)["ok"] is True
+    assert ingestd_json(home, "ledger", "verify")["ok"] is True
 
 
 # -- run --once --------------------------------------------------------------------------------
 
 
 def test_run_once_serves_what_is_docked_and_exits_zero(
-        tmp_path: Path, small_clips: list[Clip]) -> None:
+        tmp_path: Path, small_clips: list[ClipFile]) -> None:
     home = new_home(tmp_path, extra='[log]\nformat = "json"\n')
     recorder(home, {"DCIM/100MEDIA/0001.MP4": small_clips[0].path,
                     "DCIM/100MEDIA/0002.MP4": small_clips[1].path})
     (home / "docks" / "BWC-UNKNOWN").mkdir()  # not registered: refused, not a failure
 
-    result = ingestd(home, "run", "--once")
+    result = run_ingestd(home, "run", "--once")
     assert result.returncode == 0, result.stderr
     assert f"recorder {SERIAL}: done" in result.stdout
     assert "recorder BWC-UNKNOWN: refused" in result.stdout
@@ -535,9 +453,9 @@ def test_run_once_serves_what_is_docked_and_exits_zero(
     events = [json.loads(line)["event"] for line in result.stderr.splitlines() if line.strip()]
     assert "job_done" in events and "recorder_refused" in events
 
-    status = status_json(home)
+    status = ingestd_json(home, "status")
     assert status["items"]["total"] == 2
     assert sorted((d["serial"], d["state"]) for d in status["docks"]) == [
         (SERIAL, "done"), ("BWC-UNKNOWN", "refused")]
     assert {j["job"] for j in status["jobs"]} >= {"check-windows"}
-    assert ingestd(home, "ledger", "verify").returncode == 0
+    assert run_ingestd(home, "ledger", "verify").returncode == 0

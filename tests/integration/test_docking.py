@@ -21,33 +21,47 @@ The daemon as a process (signals, restart, sd_notify) is tested in ``test_daemon
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import sha256_of, wait_for
+from conftest import (
+    INGESTD,
+    ClipFile,
+    ingestd_json,
+    init_station,
+    ledger_lines,
+    make_test_clip,
+    open_station,
+    partial_files,
+    place,
+    run_ingestd,
+    sha256_of,
+    shared_random_file,
+    start_ingestd,
+    store_objects,
+    subprocess_env,
+    wait_for,
+)
 
-from ingestd import config as config_mod
 from ingestd.docks.watch import FolderDock, WatchDockSource
 from ingestd.domain.models import Recorder
-from ingestd.simulate import make_clip
 from ingestd.station import Station, system_clock
 from ingestd.usecases import registry
 from ingestd.usecases.docking import DockCoordinator, faults_of, scan_once
 from ingestd.usecases.home import init_home
 from ingestd.usecases.ingest import DockContext
+from tests.support import catalog
+from tests.support.damage import flipped
 
 pytestmark = [
     pytest.mark.integration,
@@ -55,33 +69,12 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Callback with id .* already exists:RuntimeWarning"),
 ]
 
-INGESTD = Path(sys.executable).with_name("ingestd")
 SETTLE = 0.5  # seconds a folder must stay unchanged before it is taken (fast, for tests)
 TIMEOUT = 90.0  # generous upper bound for anything to happen on a busy 2-core machine
 BIG_MIB = 384  # the "huge recorder": one file of random bytes named .MP4
 
 
-
-# -- waiting -----------------------------------------------------------------------------------
-
-
-def holds_for(check: Callable[[], bool], seconds: float, *, what: str) -> None:
-    """Assert that ``check`` stays true for ``seconds`` (a quiet period, polled)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert check(), what
-        time.sleep(0.05)
-    assert check(), what
-
-
 # -- media and big files (made once per test session) -----------------------------------------
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    sha256: str
-    size: int
 
 
 class ClipBank:
@@ -91,17 +84,15 @@ class ClipBank:
         self.folder = folder
         # Recorded a few hours ago: no late-ingest or clock flags on a real-clock station.
         self.base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-        self._made: dict[int, Clip] = {}
+        self._made: dict[int, ClipFile] = {}
         self._lock = threading.Lock()
 
-    def __getitem__(self, index: int) -> Clip:
+    def __getitem__(self, index: int) -> ClipFile:
         with self._lock:
             if index not in self._made:
-                path = self.folder / f"clip{index:03d}.mp4"
-                make_clip(path, seconds=1, recorded=self.base + timedelta(minutes=index),
-                          size="320x240", rate=10)
-                self._made[index] = Clip(path=path, sha256=sha256_of(path),
-                                         size=path.stat().st_size)
+                self._made[index] = make_test_clip(
+                    self.folder / f"clip{index:03d}.mp4", seconds=1,
+                    recorded=self.base + timedelta(minutes=index))
             return self._made[index]
 
 
@@ -112,30 +103,9 @@ def clip_bank(tmp_path_factory: pytest.TempPathFactory) -> ClipBank:
     return ClipBank(tmp_path_factory.mktemp("docking-clips"))
 
 
-def shared_random_file(tmp_path_factory: pytest.TempPathFactory, mib: int) -> Clip:
-    """``mib`` MiB of random bytes, written once per test session (shared across modules)."""
-    path = tmp_path_factory.getbasetemp() / f"random-{mib}MiB.bin"
-    if not path.exists():
-        tmp = path.with_suffix(".part")
-        with open(tmp, "wb") as fh:
-            for _ in range(mib // 4):
-                fh.write(os.urandom(4 << 20))
-        os.replace(tmp, path)
-    return Clip(path=path, sha256=sha256_of(path), size=path.stat().st_size)
-
-
 @pytest.fixture(scope="session")
-def big_file(tmp_path_factory: pytest.TempPathFactory) -> Clip:
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     return shared_random_file(tmp_path_factory, BIG_MIB)
-
-
-def place(source: Path, dest: Path) -> None:
-    """Put a file on a recorder: a hard link when possible (instant, same bytes and times)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copy2(source, dest)
 
 
 # -- stations ----------------------------------------------------------------------------------
@@ -145,26 +115,16 @@ OFFICER = "Li Na"
 
 def new_home(tmp_path: Path, *, docks: str = "", extra: str = "",
              register: tuple[str, ...] = (),
-             clock: Callable[[], datetime] | None = None) -> Path:
+             clock: Callable[[], datetime] = system_clock) -> Path:
     """An initialised station in tmp_path/home with a watched root HOME/docks and the given
     ``[docks]`` lines and extra tables; registers ``register`` serials to OFFICER."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "ingestd.toml").write_text(
-        'station = "station-01"\n'
-        "[docks]\n"
+    return init_station(
+        tmp_path / "home",
+        config="[docks]\n"
         'watch_root = "docks"\n'
         + (docks if "settle" in docks else f'settle = "{SETTLE}s"\n' + docks)
         + "\n[scheduler]\naudit_sample = 0\n" + extra,
-        encoding="utf-8",
-    )
-    station, _ = init_home(home, **({"clock": clock} if clock else {}))
-    try:
-        for serial in register:
-            register_recorder(station, serial)
-    finally:
-        station.close()
-    return home
+        clock=clock, register={serial: (OFFICER, f"ID-{serial}") for serial in register})
 
 
 def register_recorder(station: Station, serial: str, officer: str = OFFICER) -> None:
@@ -174,16 +134,12 @@ def register_recorder(station: Station, serial: str, officer: str = OFFICER) -> 
                       actor="tester")
 
 
-def open_station(home: Path, clock: Callable[[], datetime] = system_clock) -> Station:
-    return Station.open(config_mod.load(home / "ingestd.toml"), clock=clock)
-
-
 class Dockyard:
     """A station served exactly as ``Daemon.start_sources`` wires it (watched root only)."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.station = open_station(home)
+        self.station = open_station(home, system_clock)
         self.coordinator = DockCoordinator(self.station)
         docks = self.station.settings.docks
         root = self.station.settings.watch_root
@@ -207,10 +163,8 @@ class Dockyard:
         self.coordinator.shutdown(wait=True)
         self.station.close()
 
-    # what the catalog says (read as a person with sqlite3 would)
-
     def sessions(self) -> list[dict[str, Any]]:
-        return catalog(self.home, "SELECT * FROM dock_sessions ORDER BY id")
+        return catalog.dock_sessions(self.home)
 
     def finished_sessions(self, count: int) -> list[dict[str, Any]] | None:
         rows = self.sessions()
@@ -220,6 +174,24 @@ class Dockyard:
     def wait_sessions(self, count: int, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
         return wait_for(lambda: self.finished_sessions(count), timeout=timeout,
                         what=f"{count} finished dock sessions")
+
+    def offered(self, name: str) -> int:
+        """How many times the watched root offered the folder ``name``."""
+        return sum(1 for _, dock in self.offers if dock.path.name == name)
+
+    def offered_no_more(self, name: str) -> int:
+        """Once everything that happened to folder ``name`` so far has been seen, how many
+        times it was offered. A barrier folder is docked now: the root offers folders in the
+        order they last changed (their events arrive in order, each folder once it stayed
+        quiet for ``settle``), so an offer of ``name`` still to come is made before the
+        barrier's. The barrier is refused (not registered) and served; then every session
+        any offer started has ended."""
+        barrier = f"BARRIER-{len(self.offers)}"
+        dock(self.root, barrier, {})
+        wait_for(lambda: self.offered(barrier), timeout=TIMEOUT,
+                 what=f"the barrier folder {barrier} offered")
+        assert self.coordinator.wait_idle(TIMEOUT)
+        return self.offered(name)
 
 
 @pytest.fixture
@@ -236,40 +208,15 @@ def dockyard_factory() -> Iterator[Callable[[Path], Dockyard]]:
         yard.close()
 
 
-def catalog(home: Path, sql: str, *params: object) -> list[dict[str, Any]]:
-    con = sqlite3.connect(f"file:{home / 'catalog.sqlite'}?mode=ro", uri=True, timeout=30)
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute(sql, params)]
-    finally:
-        con.close()
+def items_of(home: Path) -> list[dict[str, Any]]:
+    """Every item, as ``ingestd items --json`` lists it (in a process of its own: the
+    dockyard's threads log here meanwhile)."""
+    items: list[dict[str, Any]] = ingestd_json(home, "items")["items"]
+    return items
 
 
-def ledger_lines(home: Path) -> list[dict[str, Any]]:
-    """The JSON-lines mirror of the custody ledger, as an auditor reads it."""
-    text = (home / "ledger.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def store_objects(home: Path) -> dict[str, Path]:
-    root = home / "store" / "objects" / "sha256"
-    return {p.name: p for p in root.rglob("*") if p.is_file()}
-
-
-def partial_files(home: Path) -> list[Path]:
-    return sorted((home / "store").rglob("*.partial"))
-
-
-def ingestd(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTD_")}
-    return subprocess.run([str(INGESTD), "--home", str(home), *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, check=False)
-
-
-def status_json(home: Path) -> dict[str, Any]:
-    result = ingestd(home, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+def flags_of(home: Path, sha: str) -> list[str]:
+    return [f["flag"] for f in ingestd_json(home, "show", sha)["flags"]]
 
 
 def stamp(text: str) -> datetime:
@@ -294,12 +241,12 @@ def peak_overlap(sessions: list[dict[str, Any]]) -> int:
     return peak
 
 
-def stage(root: Path, name: str, files: Mapping[str, Clip | bytes]) -> Path:
+def stage(root: Path, name: str, files: Mapping[str, ClipFile | bytes]) -> Path:
     """Build a recorder out of sight, beside the watched root (on the same file system)."""
     staging = root.parent / "staging" / name
     for rel, content in files.items():
         dest = staging / rel
-        if isinstance(content, Clip):
+        if isinstance(content, ClipFile):
             place(content.path, dest)
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -309,14 +256,14 @@ def stage(root: Path, name: str, files: Mapping[str, Clip | bytes]) -> Path:
     return staging
 
 
-def dock(root: Path, name: str, files: Mapping[str, Clip | bytes]) -> Path:
+def dock(root: Path, name: str, files: Mapping[str, ClipFile | bytes]) -> Path:
     """A recorder appears whole, as a plugged-in recorder does: rename from staging."""
     target = root / name
     os.rename(stage(root, name, files), target)
     return target
 
 
-def media(*clips: Clip, start: int = 1) -> dict[str, Clip]:
+def media(*clips: ClipFile, start: int = 1) -> dict[str, ClipFile]:
     return {f"DCIM/100MEDIA/{i:04d}.MP4": c for i, c in enumerate(clips, start)}
 
 
@@ -350,11 +297,10 @@ def test_folder_appearing_whole_is_ingested_once_after_settle(
     assert stamp(session["docked_at"]).timestamp() >= docked_at + SETTLE - 0.05
 
     # Nothing more happens to a folder that does not change: no second session.
-    holds_for(lambda: len(yard.sessions()) == 1, 3 * SETTLE,
-              what="a settled, unchanged folder was ingested again")
-    assert len(yard.offers) == 1
+    assert yard.offered_no_more("BWC-0001") == 1, "a settled, unchanged folder was offered again"
+    assert len(catalog.dock_sessions(home, "BWC-0001")) == 1
 
-    acqs = catalog(home, "SELECT * FROM acquisitions ORDER BY id")
+    acqs = catalog.acquisitions(home)
     assert [(a["path"], a["state"], a["item"]) for a in acqs] == [
         ("DCIM/100MEDIA/0001.MP4", "stored", clips[0].sha256),
         ("DCIM/100MEDIA/0002.MP4", "stored", clips[1].sha256),
@@ -364,7 +310,7 @@ def test_folder_appearing_whole_is_ingested_once_after_settle(
     for sha, path in objects.items():
         assert sha256_of(path) == sha
     assert tree(folder) == before, "the recorder folder was altered"
-    assert ingestd(home, "ledger", "verify").returncode == 0
+    assert run_ingestd(home, "ledger", "verify").returncode == 0
 
 
 def test_file_still_being_written_is_not_taken_before_it_settles(
@@ -390,10 +336,10 @@ def test_file_still_being_written_is_not_taken_before_it_settles(
     [session] = yard.wait_sessions(1)
     assert session["state"] == "done", session
     assert stamp(session["docked_at"]).timestamp() >= last_write + settle - 0.05
-    holds_for(lambda: len(yard.sessions()) == 1, 2 * settle,
-              what="the grown file was ingested more than once")
-    items = catalog(home, "SELECT sha256, size FROM items")
-    assert items == [{"sha256": clip.sha256, "size": clip.size}], "stored bytes are not final"
+    assert yard.offered_no_more("BWC-0002") == 1, "the grown file was ingested more than once"
+    assert len(catalog.dock_sessions(home, "BWC-0002")) == 1
+    items = [(i["sha256"], i["size"]) for i in items_of(home)]
+    assert items == [(clip.sha256, clip.size)], "stored bytes are not final"
     assert set(store_objects(home)) == {clip.sha256}
 
 
@@ -414,28 +360,29 @@ def test_clip_added_later_is_taken_without_copying_old_ones(
     assert (one["state"], two["state"]) == ("done", "done")
     assert (two["files_new"], two["files_known"], two["files_failed"]) == (1, 2, 0)
     assert two["bytes_copied"] == later.size, "old clips were copied again"
-    acqs = catalog(home, "SELECT path, state, item FROM acquisitions WHERE session_id = ? "
-                         "ORDER BY path", two["id"])
+    acqs = sorted(({k: a[k] for k in ("path", "state", "item")}
+                   for a in catalog.acquisitions(home, session_id=two["id"])),
+                  key=lambda a: a["path"])
     assert acqs == [
         {"path": "DCIM/100MEDIA/0001.MP4", "state": "known", "item": first.sha256},
         {"path": "DCIM/100MEDIA/0002.MP4", "state": "known", "item": second.sha256},
         {"path": "DCIM/100MEDIA/0003.MP4", "state": "stored", "item": later.sha256},
     ]
     assert set(store_objects(home)) == {first.sha256, second.sha256, later.sha256}
-    stored = [e["item"] for e in ledger_lines(home) if e["kind"] == "stored"]
+    stored = [e["item"] for e in ledger_lines(home, "stored")]
     assert sorted(stored) == sorted({first.sha256, second.sha256, later.sha256})
 
 
 @pytest.mark.slow
 def test_clip_arriving_while_the_recorder_is_served_is_taken_next(
-        tmp_path: Path, clip_bank: ClipBank, big_file: Clip,
+        tmp_path: Path, clip_bank: ClipBank, big_file: ClipFile,
         dockyard_factory: Callable[[Path], Dockyard]) -> None:
     """The recorder changes while its session runs (the last clip is still being closed):
     the change is remembered and served once the running session ends, not lost."""
     home = new_home(tmp_path, register=("BWC-0014",))
     yard = dockyard_factory(home).start()
     folder = dock(yard.root, "BWC-0014", {"DCIM/100MEDIA/0001.MP4": big_file})
-    wait_for(lambda: catalog(home, "SELECT 1 FROM acquisitions WHERE state = 'copying'"),
+    wait_for(lambda: catalog.acquisitions(home, state="copying"),
              what="the big file being copied")
     place(clip_bank[0].path, folder / "DCIM" / "100MEDIA" / "0002.MP4")
 
@@ -453,15 +400,15 @@ def test_identity_from_identity_file(
         tmp_path: Path, clip_bank: ClipBank, dockyard_factory: Callable[[Path], Dockyard]) -> None:
     home = new_home(tmp_path, docks='identity = "file"\n', register=("BWC-0042",))
     yard = dockyard_factory(home).start()
-    files: dict[str, Clip | bytes] = {**media(clip_bank[0]), "RECORDER.ID": b"BWC-0042\r\nv2.1\n"}
+    files: dict[str, ClipFile | bytes] = {**media(clip_bank[0]),
+                                          "RECORDER.ID": b"BWC-0042\r\nv2.1\n"}
     dock(yard.root, "usb-sdb1", files)  # the OS names the mount, not the recorder
 
     [session] = yard.wait_sessions(1)
     assert (session["serial"], session["state"], session["officer"]) == ("BWC-0042", "done",
                                                                           OFFICER)
-    items = catalog(home, "SELECT sha256, recorder, officer FROM items")
-    assert items == [{"sha256": clip_bank[0].sha256, "recorder": "BWC-0042",
-                      "officer": OFFICER}]
+    items = [(i["sha256"], i["recorder"], i["officer"]) for i in items_of(home)]
+    assert items == [(clip_bank[0].sha256, "BWC-0042", OFFICER)]
 
 
 @pytest.mark.parametrize(("identity", "folder_name", "identity_text", "reason"), [
@@ -476,7 +423,7 @@ def test_unusable_identity_is_refused_and_recorded(
     # Even a registered serial in the folder's content does not help: the identity is unusable.
     home = new_home(tmp_path, docks=f'identity = "{identity}"\n', register=("BWC-0001",))
     yard = dockyard_factory(home).start()
-    files: dict[str, Clip | bytes] = dict(media(clip_bank[0]))
+    files: dict[str, ClipFile | bytes] = dict(media(clip_bank[0]))
     if identity_text is not None:
         files["RECORDER.ID"] = identity_text
     folder = dock(yard.root, folder_name, files)
@@ -487,13 +434,14 @@ def test_unusable_identity_is_refused_and_recorded(
     assert session["serial"] == ""
     assert reason in session["error"]
 
-    docks = status_json(home)["docks"]
+    status = ingestd_json(home, "status")
+    docks = status["docks"]
     assert [(d["state"], d["serial"]) for d in docks] == [("refused", "")]
     assert reason in docks[0]["error"]
-    [refusal] = [e for e in ledger_lines(home) if e["kind"] == "recorder_refused"]
+    [refusal] = ledger_lines(home, "recorder_refused")
     assert reason in refusal["data"]["reason"]
     assert refusal["data"]["mountpoint"] == str(folder)
-    assert not catalog(home, "SELECT * FROM acquisitions"), "something was read off it"
+    assert status["acquisitions"] == {}, "something was read off it"
     assert not store_objects(home)
     assert tree(folder) == before
 
@@ -510,14 +458,15 @@ def test_unregistered_recorder_is_refused_not_copied(
     [session] = yard.wait_sessions(1)
     assert (session["serial"], session["state"]) == ("BWC-9999", "refused")
     assert "not registered" in session["error"]
-    assert not catalog(home, "SELECT * FROM acquisitions")
-    assert not catalog(home, "SELECT * FROM items")
+    status = ingestd_json(home, "status")
+    assert status["acquisitions"] == {}
+    assert status["items"]["total"] == 0
     assert not store_objects(home) and not partial_files(home)
     assert tree(folder) == before
-    [refusal] = [e for e in ledger_lines(home) if e["kind"] == "recorder_refused"]
+    [refusal] = ledger_lines(home, "recorder_refused")
     assert refusal["data"]["serial"] == "BWC-9999"
-    assert not [e for e in ledger_lines(home) if e["kind"] == "docked"]
-    docks = status_json(home)["docks"]
+    assert not ledger_lines(home, "docked")
+    docks = status["docks"]
     assert [(d["serial"], d["state"]) for d in docks] == [("BWC-9999", "refused")]
     assert any("refused recorder 'BWC-9999'" in r.getMessage() for r in caplog.records)
 
@@ -527,7 +476,7 @@ def test_unregistered_recorder_is_refused_not_copied(
 
 def _two_officers(tmp_path: Path, docks: str = "") -> Path:
     home = new_home(tmp_path, docks=docks)
-    station = open_station(home)
+    station = open_station(home, system_clock)
     try:
         register_recorder(station, "BWC-0101", officer="Ana Silva")
         register_recorder(station, "BWC-0102", officer="Ben Okafor")
@@ -539,16 +488,17 @@ def _two_officers(tmp_path: Path, docks: str = "") -> Path:
 def _assert_refused(home: Path, folder: Path, before: dict[str, tuple[str, int, int]],
                     serial: str, reason: str) -> None:
     """Refused with ``reason``: in the ledger, in status, and nothing of it read or stored."""
-    [refusal] = [e for e in ledger_lines(home) if e["kind"] == "recorder_refused"]
+    [refusal] = ledger_lines(home, "recorder_refused")
     assert refusal["data"]["serial"] == serial
     assert reason in refusal["data"]["reason"], refusal["data"]["reason"]
-    docks = [d for d in status_json(home)["docks"] if d["state"] == "refused"]
+    status = ingestd_json(home, "status")
+    docks = [d for d in status["docks"] if d["state"] == "refused"]
     assert [d["serial"] for d in docks] == [serial] and reason in docks[0]["error"]
-    assert not catalog(home, "SELECT * FROM acquisitions"), "something was read off it"
-    assert not catalog(home, "SELECT * FROM items") and not store_objects(home)
-    assert not [e for e in ledger_lines(home) if e["kind"] == "docked"]
+    assert status["acquisitions"] == {}, "something was read off it"
+    assert status["items"]["total"] == 0 and not store_objects(home)
+    assert not ledger_lines(home, "docked")
     assert tree(folder) == before
-    assert ingestd(home, "ledger", "verify").returncode == 0
+    assert run_ingestd(home, "ledger", "verify").returncode == 0
 
 
 @pytest.mark.parametrize(("identity", "folder_name", "file_serial", "serial", "reason"), [
@@ -561,11 +511,11 @@ def test_a_folder_and_its_identity_file_that_disagree_are_refused(
         tmp_path: Path, clip_bank: ClipBank, identity: str, folder_name: str, file_serial: str,
         serial: str, reason: str) -> None:
     home = _two_officers(tmp_path, docks=f'identity = "{identity}"\n')
-    files: dict[str, Clip | bytes] = {**media(clip_bank[0]),
+    files: dict[str, ClipFile | bytes] = {**media(clip_bank[0]),
                                       "RECORDER.ID": f"{file_serial}\n".encode()}
     folder = dock(home / "docks", folder_name, files)
     before = tree(folder)
-    station = open_station(home)
+    station = open_station(home, system_clock)
     try:
         [outcome] = scan_once(station)
     finally:
@@ -579,32 +529,31 @@ def test_manual_ingest_of_another_recorders_files_is_refused(
         tmp_path: Path, clip_bank: ClipBank) -> None:
     home = _two_officers(tmp_path)
     # B's card, mounted by hand where the officer thinks A's is.
-    files: dict[str, Clip | bytes] = {**media(clip_bank[0]), "RECORDER.ID": b"BWC-0102\n"}
+    files: dict[str, ClipFile | bytes] = {**media(clip_bank[0]), "RECORDER.ID": b"BWC-0102\n"}
     folder = stage(tmp_path, "card", files)
     before = tree(folder)
-    result = ingestd(home, "ingest", str(folder), "--serial", "BWC-0101", "--by", "Sgt. Mills")
+    result = run_ingestd(home, "ingest", folder, "--serial", "BWC-0101", "--by", "Sgt. Mills")
     assert result.returncode == 61, result.stdout + result.stderr  # RecorderRefused
     reason = "its RECORDER.ID names recorder 'BWC-0102', but it docked as 'BWC-0101'"
     assert f"recorder BWC-0101 refused: {reason}; nothing was copied" in result.stderr
     _assert_refused(home, folder, before, "BWC-0101", reason)
-    [refusal] = [e for e in ledger_lines(home) if e["kind"] == "recorder_refused"]
+    [refusal] = ledger_lines(home, "recorder_refused")
     assert refusal["actor"] == "Sgt. Mills"
 
 
 def test_manual_ingest_records_who_ran_it(tmp_path: Path, clip_bank: ClipBank) -> None:
     home = _two_officers(tmp_path)
     folder = stage(tmp_path, "BWC-0101", media(clip_bank[0]))
-    by_option = ingestd(home, "ingest", str(folder), "--serial", "BWC-0101", "--json",
-                        "--by", "Sgt. Mills")
+    by_option = run_ingestd(home, "ingest", folder, "--serial", "BWC-0101", "--json",
+                            "--by", "Sgt. Mills")
     assert by_option.returncode == 0, by_option.stderr
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTD_")}
     by_env = subprocess.run(
         [str(INGESTD), "--home", str(home), "ingest", str(stage(tmp_path, "again", media(
             clip_bank[1]))), "--serial", "BWC-0101", "--json"],
         capture_output=True, text=True, timeout=120, check=False,
-        env={**env, "INGESTD_ACTOR": "Det. Rao"})
+        env=subprocess_env(INGESTD_ACTOR="Det. Rao"))
     assert by_env.returncode == 0, by_env.stderr
-    sessions = catalog(home, "SELECT id, source, actor FROM dock_sessions ORDER BY id")
+    sessions = catalog.dock_sessions(home)
     assert [(s["source"], s["actor"]) for s in sessions] == [("manual", "Sgt. Mills"),
                                                              ("manual", "Det. Rao")]
     ingest_kinds = {"docked", "acquired", "stored"}
@@ -617,7 +566,7 @@ def test_manual_ingest_records_who_ran_it(tmp_path: Path, clip_bank: ClipBank) -
 
 
 def test_one_serial_is_never_in_two_sessions_at_once(
-        tmp_path: Path, clip_bank: ClipBank, big_file: Clip) -> None:
+        tmp_path: Path, clip_bank: ClipBank, big_file: ClipFile) -> None:
     # A manual ingest of the recorder runs in another process; meanwhile two folders whose
     # identity files both claim it are docked; later they are docked again, together.
     home = new_home(tmp_path, docks='identity = "file"\n', register=("BWC-0110",))
@@ -625,15 +574,12 @@ def test_one_serial_is_never_in_two_sessions_at_once(
         dock(home / "docks", slot, {**media(clip_bank[3 + n]), "RECORDER.ID": b"BWC-0110\n"})
     manual = stage(tmp_path, "manual", {"DCIM/100MEDIA/0001.MP4": big_file,
                                         "RECORDER.ID": b"BWC-0110\n"})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTD_")}
-    other = subprocess.Popen([str(INGESTD), "--home", str(home), "ingest", str(manual),
-                              "--serial", "BWC-0110", "--json"], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    station = open_station(home)
+    other = start_ingestd(home, "ingest", manual, "--serial", "BWC-0110", "--json")
+    station = open_station(home, system_clock)
     coordinator = DockCoordinator(station)
     source = WatchDockSource(home / "docks", identity="file")
     try:
-        wait_for(lambda: catalog(home, "SELECT 1 FROM dock_sessions WHERE state = 'running'"),
+        wait_for(lambda: [s for s in catalog.dock_sessions(home) if s["state"] == "running"],
                  what="the manual session running")
         for found in source.enumerate():
             coordinator.folder(found)
@@ -652,7 +598,7 @@ def test_one_serial_is_never_in_two_sessions_at_once(
     assert [state for state, _ in refused] == ["refused", "refused"]
     assert all(error.startswith("recorder BWC-0110 is being served already (process "
                                 f"{other.pid} from {manual})") for _, error in refused)
-    sessions = catalog(home, "SELECT * FROM dock_sessions ORDER BY id")
+    sessions = catalog.dock_sessions(home)
     served = [s for s in sessions if s["state"] != "refused"]
     assert served and all(s["state"] == "done" for s in served)
     assert peak_overlap(served) == 1, "one recorder was served twice at the same time"
@@ -683,8 +629,9 @@ def test_eight_recorders_docked_at_once_are_all_ingested_in_parallel(
     assert len(sessions) == 8
     assert sorted(s["serial"] for s in sessions) == sorted(serials)
     assert {s["state"] for s in sessions} == {"done"}
+    items = items_of(home)
     for serial, shas in wanted.items():
-        rows = catalog(home, "SELECT sha256 FROM items WHERE recorder = ?", serial)
+        rows = [i for i in items if i["recorder"] == serial]
         assert {r["sha256"] for r in rows} == shas, serial
     assert len(store_objects(home)) == 24
     # All eight were being served at the same time: some instant lies in every interval.
@@ -697,7 +644,7 @@ def test_eight_recorders_docked_at_once_are_all_ingested_in_parallel(
 
 @pytest.mark.slow
 def test_huge_recorder_does_not_hold_back_small_ones(
-        tmp_path: Path, clip_bank: ClipBank, big_file: Clip,
+        tmp_path: Path, clip_bank: ClipBank, big_file: ClipFile,
         dockyard_factory: Callable[[Path], Dockyard]) -> None:
     small = tuple(f"BWC-02{i:02d}" for i in range(7))
     home = new_home(tmp_path, docks="max_parallel_recorders = 8\n",
@@ -715,10 +662,9 @@ def test_huge_recorder_does_not_hold_back_small_ones(
     huge_end = interval(sessions["BWC-HUGE"])[1]
     for serial in small:
         assert interval(sessions[serial])[1] < huge_end, f"{serial} waited for the huge recorder"
-    [big] = catalog(home, "SELECT sha256, size FROM items WHERE recorder = 'BWC-HUGE'")
+    [big] = [i for i in items_of(home) if i["recorder"] == "BWC-HUGE"]
     assert (big["sha256"], big["size"]) == (big_file.sha256, big_file.size)
-    flags = catalog(home, "SELECT flag FROM flags WHERE item = ?", big_file.sha256)
-    assert flags == [{"flag": "damaged_media"}]  # random bytes: kept, and flagged
+    assert flags_of(home, big_file.sha256) == ["damaged_media"]  # random bytes: kept, flagged
     assert sha256_of(store_objects(home)[big_file.sha256]) == big_file.sha256
 
 
@@ -745,19 +691,19 @@ def test_never_more_sessions_than_max_parallel_recorders(
 
 @pytest.mark.slow
 def test_recorder_pulled_out_mid_copy_is_resumed_when_docked_again(
-        tmp_path: Path, clip_bank: ClipBank, big_file: Clip,
+        tmp_path: Path, clip_bank: ClipBank, big_file: ClipFile,
         dockyard_factory: Callable[[Path], Dockyard]) -> None:
     home = new_home(tmp_path, register=("BWC-0004",))
     yard = dockyard_factory(home).start()
     small = [clip_bank[0], clip_bank[1]]
-    files: dict[str, Clip | bytes] = {"DCIM/100MEDIA/0001.MP4": big_file,
+    files: dict[str, ClipFile | bytes] = {"DCIM/100MEDIA/0001.MP4": big_file,
                                       **media(*small, start=2)}
     folder = dock(yard.root, "BWC-0004", files)
     pocket = tmp_path / "pocket"
     pulled: list[str] = []
 
     def pull_out() -> None:
-        wait_for(lambda: catalog(home, "SELECT 1 FROM acquisitions WHERE state = 'copying'"),
+        wait_for(lambda: catalog.acquisitions(home, state="copying"),
                  what="the big file being copied")
         os.rename(folder, pocket)  # the officer pulls the recorder out
         pulled.append("yes")
@@ -769,7 +715,7 @@ def test_recorder_pulled_out_mid_copy_is_resumed_when_docked_again(
     assert pulled, "the recorder was not pulled out"
     assert first["state"] == "interrupted", first
     assert "removed" in first["error"]
-    acqs = catalog(home, "SELECT * FROM acquisitions ORDER BY id")
+    acqs = catalog.acquisitions(home)
     # A local file stays readable through its open handle, so the file in flight may complete;
     # if it is marked stored, its bytes are verified in the store. Nothing after it is.
     for acq in acqs:
@@ -781,7 +727,7 @@ def test_recorder_pulled_out_mid_copy_is_resumed_when_docked_again(
     assert acqs[-1]["state"] == "interrupted"
     assert "recorder removed" in acqs[-1]["error"]
     stored = {a["item"] for a in acqs if a["state"] == "stored"}
-    assert {r["sha256"] for r in catalog(home, "SELECT sha256 FROM items")} == stored
+    assert {i["sha256"] for i in items_of(home)} == stored
     assert set(store_objects(home)) == stored
     assert not partial_files(home)
 
@@ -789,18 +735,17 @@ def test_recorder_pulled_out_mid_copy_is_resumed_when_docked_again(
     sessions = yard.wait_sessions(2)
     assert sessions[-1]["state"] == "done"
     everything = {big_file.sha256, *(c.sha256 for c in small)}
-    assert {r["sha256"] for r in catalog(home, "SELECT sha256 FROM items")} == everything
+    assert {i["sha256"] for i in items_of(home)} == everything
     assert set(store_objects(home)) == everything
     for sha in everything:  # stored exactly once; a re-dock only finds it known
-        states = [a["state"] for a in catalog(
-            home, "SELECT state FROM acquisitions WHERE item = ?", sha)]
+        states = [a["state"] for a in ingestd_json(home, "show", sha)["acquisitions"]]
         assert states.count("stored") == 1, (sha, states)
     copied_again = sessions[-1]["bytes_copied"]
     assert copied_again == sum(big_file.size if sha == big_file.sha256 else
                                next(c.size for c in small if c.sha256 == sha)
                                for sha in everything - stored)
     assert not partial_files(home)
-    assert ingestd(home, "ledger", "verify").returncode == 0
+    assert run_ingestd(home, "ledger", "verify").returncode == 0
 
 
 # -- wipe policy -------------------------------------------------------------------------------
@@ -818,23 +763,21 @@ def test_wipe_after_local_verify_deletes_stored_files_each_a_ledger_event(
     sessions = yard.wait_sessions(1)
     assert sessions[0]["state"] == "done"
     assert (folder / "SYSTEM" / "DEVICE.TXT").exists(), "a file that is not evidence was wiped"
-    holds_for(lambda: len(yard.sessions()) == 1, 3 * SETTLE,
-              what="the daemon's own wipe was taken for a new dock")
+    assert yard.offered_no_more("BWC-0005") == 1, (
+        "the daemon's own wipe was taken for a new dock")
 
     for clip, rel in zip(clips, media(*clips), strict=True):
         assert sha256_of(store_objects(home)[clip.sha256]) == clip.sha256
-        shown = ingestd(home, "show", clip.sha256, "--json")
-        assert shown.returncode == 0, shown.stderr
-        history = json.loads(shown.stdout)["history"]
+        history = ingestd_json(home, "show", clip.sha256)["history"]
         kinds = [h["kind"] for h in history]
         assert kinds.index("stored") < kinds.index("wiped")
         [wiped] = [h for h in history if h["kind"] == "wiped"]
         assert wiped["data"]["path"] == rel
         assert wiped["data"]["policy"] == "after-local-verify"
         assert wiped["data"]["serial"] == "BWC-0005"
-    acqs = catalog(home, "SELECT state, wiped_at FROM acquisitions")
+    acqs = catalog.acquisitions(home)
     assert all(a["wiped_at"] for a in acqs) and len(acqs) == 2
-    assert ingestd(home, "ledger", "verify").returncode == 0
+    assert run_ingestd(home, "ledger", "verify").returncode == 0
 
 
 def test_file_changed_after_ingest_is_not_wiped(
@@ -843,7 +786,7 @@ def test_file_changed_after_ingest_is_not_wiped(
     home = new_home(tmp_path, docks='wipe = "after-local-verify"\n', register=("BWC-0006",))
     keep, changed = clip_bank[0], clip_bank[1]
     folder = stage(tmp_path, "BWC-0006", media(keep, changed))
-    station = open_station(home)
+    station = open_station(home, system_clock)
     coordinator = DockCoordinator(station)
     try:
         report = coordinator.ingestor.ingest(folder, serial="BWC-0006",
@@ -853,10 +796,9 @@ def test_file_changed_after_ingest_is_not_wiped(
         # different bytes (only hashing again can tell).
         victim = folder / "DCIM" / "100MEDIA" / "0002.MP4"
         st = victim.stat()
-        data = bytearray(victim.read_bytes())
-        data[len(data) // 2] ^= 0xFF
+        data = flipped(victim.read_bytes())
         victim.unlink()  # a new file: the hard link to the shared clip stays intact
-        victim.write_bytes(bytes(data))
+        victim.write_bytes(data)
         os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
 
         wiped = coordinator.wipe(report, folder, contextlib.nullcontext)
@@ -866,11 +808,11 @@ def test_file_changed_after_ingest_is_not_wiped(
 
     assert wiped == 1
     assert not (folder / "DCIM" / "100MEDIA" / "0001.MP4").exists()
-    assert victim.read_bytes() == bytes(data), "a file whose bytes changed was deleted"
-    wipes = [e for e in ledger_lines(home) if e["kind"] == "wiped"]
+    assert victim.read_bytes() == data, "a file whose bytes changed was deleted"
+    wipes = ledger_lines(home, "wiped")
     assert [e["item"] for e in wipes] == [keep.sha256]
     assert any("not wiping DCIM/100MEDIA/0002.MP4" in r.getMessage() for r in caplog.records)
-    rows = catalog(home, "SELECT item, wiped_at FROM acquisitions ORDER BY id")
+    rows = catalog.acquisitions(home)
     assert rows[0]["wiped_at"] and rows[1]["wiped_at"] is None
 
 
@@ -881,7 +823,7 @@ def test_a_wipe_is_in_the_ledger_before_the_file_goes_and_a_failed_one_says_so(
     home = new_home(tmp_path, docks='wipe = "after-local-verify"\n', register=("BWC-0016",))
     folder = stage(tmp_path, "BWC-0016", media(clip_bank[0]))
     media_dir = folder / "DCIM" / "100MEDIA"
-    station = open_station(home)
+    station = open_station(home, system_clock)
     coordinator = DockCoordinator(station)
     try:
         report = coordinator.ingestor.ingest(folder, serial="BWC-0016",
@@ -901,12 +843,12 @@ def test_a_wipe_is_in_the_ledger_before_the_file_goes_and_a_failed_one_says_so(
     assert (media_dir / "0001.MP4").read_bytes() == clip_bank[0].path.read_bytes()
     kinds = [e["kind"] for e in ledger_lines(home) if e["kind"].startswith("wipe")]
     assert kinds == ["wipe_failed"]  # refused at the first step: nothing was announced
-    [failed] = [e for e in ledger_lines(home) if e["kind"] == "wipe_failed"]
+    [failed] = ledger_lines(home, "wipe_failed")
     assert failed["data"]["path"] == "DCIM/100MEDIA/0001.MP4"
     assert "not permitted" in failed["data"]["error"]
     assert any("could not wipe DCIM/100MEDIA/0001.MP4" in r.getMessage() for r in caplog.records)
-    assert catalog(home, "SELECT wiped_at FROM acquisitions") == [{"wiped_at": None}]
-    assert ingestd(home, "ledger", "verify").returncode == 0
+    assert [a["wiped_at"] for a in catalog.acquisitions(home)] == [None]
+    assert run_ingestd(home, "ledger", "verify").returncode == 0
 
 
 # A program that keeps changing a recorder folder while ingestd wipes it (see _race_wipe).
@@ -978,7 +920,7 @@ def _race_wipe(tmp_path: Path, clip_bank: ClipBank, mode: str, *, rounds: int = 
     home = new_home(tmp_path, docks='wipe = "after-local-verify"\n', register=("BWC-0030",))
     clip = clip_bank[30]
     outside = tmp_path / "elsewhere" / "100MEDIA"
-    station = open_station(home)
+    station = open_station(home, system_clock)
     coordinator = DockCoordinator(station)
     total_wiped = 0
     try:
@@ -1025,10 +967,9 @@ def _race_wipe(tmp_path: Path, clip_bank: ClipBank, mode: str, *, rounds: int = 
             for path in folder.rglob("*"):
                 if path.is_file() and not path.is_symlink():
                     present.setdefault(sha256_of(path), []).append(path)
-            entries = [e for e in ledger_lines(home) if e["kind"] == "wiped"
-                       and e["data"]["path"].startswith("DCIM/")]
-            session_rows = catalog(home, "SELECT path, wiped_at FROM acquisitions "
-                                   "WHERE session_id = ?", report.session_id)
+            entries = [e for e in ledger_lines(home, "wiped")
+                       if e["data"]["path"].startswith("DCIM/")]
+            session_rows = catalog.acquisitions(home, session_id=report.session_id)
             gone = [r["path"] for r in session_rows if r["wiped_at"]]
             assert len(gone) == wiped
             # Nothing went that was not stored: not the other files, not what was appended to.
@@ -1054,7 +995,7 @@ def _race_wipe(tmp_path: Path, clip_bank: ClipBank, mode: str, *, rounds: int = 
         coordinator.shutdown()
         station.close()
     assert total_wiped > 0, "the wipe never got to delete anything: the race was not run"
-    assert ingestd(home, "ledger", "verify").returncode == 0
+    assert run_ingestd(home, "ledger", "verify").returncode == 0
 
 
 def _grown(log: Path) -> set[int]:
@@ -1089,10 +1030,10 @@ def test_wipe_policy_that_does_not_allow_it_deletes_nothing(
 
     [session] = yard.wait_sessions(1)
     assert session["state"] == "done"
-    assert len(catalog(home, "SELECT * FROM items")) == 2
+    assert len(items_of(home)) == 2
     assert tree(folder) == before
-    assert not [e for e in ledger_lines(home) if e["kind"] == "wiped"]
-    assert all(a["wiped_at"] is None for a in catalog(home, "SELECT wiped_at FROM acquisitions"))
+    assert not ledger_lines(home, "wiped")
+    assert all(a["wiped_at"] is None for a in catalog.acquisitions(home))
     if policy == "after-offsite-verify":
         assert any("no required target" in r.getMessage() for r in caplog.records)
 
@@ -1107,7 +1048,7 @@ def test_dock_session_records_space_and_file_system(
     folder = dock(yard.root, "BWC-0008", media(clip_bank[0]))
 
     [session] = yard.wait_sessions(1)
-    health = json.loads(session["health"])
+    health = session["health"]
     vfs = os.statvfs(folder)
     assert health["total_bytes"] == vfs.f_blocks * vfs.f_frsize
     assert 0 < health["free_bytes"] <= health["total_bytes"]
@@ -1116,14 +1057,14 @@ def test_dock_session_records_space_and_file_system(
     assert health["fs_type"] == fs_type
     assert health["read_errors"] == 0 and health["faults"] == []
     # The same health is signed into the ledger with the dock.
-    [docked] = [e for e in ledger_lines(home) if e["kind"] == "docked"]
+    [docked] = ledger_lines(home, "docked")
     assert docked["data"]["health"]["total_bytes"] == health["total_bytes"]
     assert docked["data"]["health"]["fs_type"] == fs_type
 
 
 @pytest.mark.slow
 def test_unreadable_file_is_a_fault_in_session_health_and_a_log_line(
-        tmp_path: Path, clip_bank: ClipBank, big_file: Clip,
+        tmp_path: Path, clip_bank: ClipBank, big_file: ClipFile,
         dockyard_factory: Callable[[Path], Dockyard], caplog: pytest.LogCaptureFixture) -> None:
     """As root nothing on a local disk is unreadable by permission; a file that was listed but
     is gone when its turn comes (the recorder itself still there) is a read error all the same."""
@@ -1131,13 +1072,13 @@ def test_unreadable_file_is_a_fault_in_session_health_and_a_log_line(
     # One file at a time: the second must still be waiting when the first is being copied.
     home = new_home(tmp_path, register=("BWC-0009",), extra="[ingest]\nparallel_files = 1\n")
     yard = dockyard_factory(home).start()
-    files: dict[str, Clip | bytes] = {"DCIM/100MEDIA/0001.MP4": big_file,
+    files: dict[str, ClipFile | bytes] = {"DCIM/100MEDIA/0001.MP4": big_file,
                                       "DCIM/100MEDIA/0002.MP4": clip_bank[0]}
     folder = dock(yard.root, "BWC-0009", files)
     doomed = folder / "DCIM" / "100MEDIA" / "0002.MP4"
 
     def lose_second_file() -> None:
-        wait_for(lambda: catalog(home, "SELECT 1 FROM acquisitions WHERE state = 'copying'"),
+        wait_for(lambda: catalog.acquisitions(home, state="copying"),
                  what="the first file being copied")
         doomed.unlink()
 
@@ -1147,10 +1088,11 @@ def test_unreadable_file_is_a_fault_in_session_health_and_a_log_line(
     thread.join(TIMEOUT)
     session = sessions[0]
     assert session["state"] == "done" and session["files_failed"] == 1
-    health = json.loads(session["health"])
+    health = session["health"]
     assert health["read_errors"] == 1
     assert "1 files could not be read" in health["faults"]
-    failed = catalog(home, "SELECT path, state, error FROM acquisitions WHERE state = 'failed'")
+    failed = [{k: a[k] for k in ("path", "state", "error")}
+              for a in catalog.acquisitions(home, state="failed")]
     assert failed == [{"path": "DCIM/100MEDIA/0002.MP4", "state": "failed",
                        "error": "cannot read: No such file or directory"}]
     assert any(r.getMessage() == "recorder BWC-0009 fault: 1 files could not be read"
@@ -1188,7 +1130,7 @@ def test_read_error_on_one_file_is_a_fault_and_the_rest_is_taken(
     home = new_home(tmp_path, register=("BWC-0013",))
     folder = stage(tmp_path, "BWC-0013", {"DCIM/100MEDIA/0001.MP4": clip_bank[0],
                                           "DCIM/100MEDIA/0003.MP4": clip_bank[1]})
-    station = open_station(home)
+    station = open_station(home, system_clock)
     coordinator = DockCoordinator(station)
     try:
         with unreadable_file(folder / "DCIM" / "100MEDIA" / "0002.MP4"):
@@ -1197,8 +1139,8 @@ def test_read_error_on_one_file_is_a_fault_and_the_rest_is_taken(
     finally:
         coordinator.shutdown()
         station.close()
-    [session] = catalog(home, "SELECT * FROM dock_sessions")
-    acqs = catalog(home, "SELECT path, state, error FROM acquisitions ORDER BY path")
+    [session] = catalog.dock_sessions(home)
+    acqs = sorted(catalog.acquisitions(home), key=lambda a: a["path"])
     assert [(a["path"], a["state"]) for a in acqs] == [
         ("DCIM/100MEDIA/0001.MP4", "stored"), ("DCIM/100MEDIA/0002.MP4", "failed"),
         ("DCIM/100MEDIA/0003.MP4", "stored")]
@@ -1207,7 +1149,7 @@ def test_read_error_on_one_file_is_a_fault_and_the_rest_is_taken(
     assert acqs[1]["error"].startswith("cannot read"), acqs[1]
     assert "evidence store" not in session["error"]
     assert (session["state"], session["files_failed"]) == ("done", 1), session
-    health = json.loads(session["health"])
+    health = session["health"]
     assert health["read_errors"] == 1 and "1 files could not be read" in health["faults"]
     assert any("fault: 1 files could not be read" in r.getMessage() for r in caplog.records)
 
@@ -1227,12 +1169,11 @@ def test_recorder_clock_ahead_of_station_is_a_fault(
     finally:
         coordinator.shutdown()
         station.close()
-    [session] = catalog(home, "SELECT * FROM dock_sessions")
-    health = json.loads(session["health"])
+    [session] = catalog.dock_sessions(home)
+    health = session["health"]
     assert health["clock_ahead_seconds"] == 2 * 3600  # newest recording's start - dock time
     assert "recorder clock ahead of the station by about 7200s" in health["faults"]
-    assert catalog(home, "SELECT flag FROM flags WHERE item = ?", clip.sha256) == [
-        {"flag": "clock_skew"}]
+    assert flags_of(home, clip.sha256) == ["clock_skew"]
     assert any("recorder clock ahead" in r.getMessage() for r in caplog.records)
 
 
@@ -1265,7 +1206,7 @@ def test_scan_once_serves_every_folder_docked_now(tmp_path: Path, clip_bank: Cli
     dock(root, "BWC-0012", media(clip_bank[1], clip_bank[2]))
     dock(root, "BWC-7777", media(clip_bank[3]))  # not registered
     (root / ".hidden").mkdir()  # staging folders are not recorders
-    station = open_station(home)
+    station = open_station(home, system_clock)
     try:
         outcomes = scan_once(station)
     finally:

@@ -22,9 +22,9 @@ from conftest import (
     Clips,
     FakeClock,
     build_recorder,
-    catalog_rows,
-    flip_bit,
+    cli_json,
     init_station,
+    ledger_lines,
     open_station,
     partial_files,
     run_cli,
@@ -33,10 +33,13 @@ from conftest import (
     snapshot_tree,
     start_ingestd,
     store_objects,
+    wait_for,
 )
 
 from ingestd.docks.walk import SourceFile
 from ingestd.usecases.ingest import Ingestor
+from tests.support import catalog
+from tests.support.damage import flip_bit
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +53,7 @@ def object_path(home: Path, sha: str, store: Path | None = None) -> Path:
 
 def assert_catalog_items_intact(home: Path, store: Path | None = None) -> set[str]:
     """Every item the catalog says is stored hashes correctly from the store."""
-    items = catalog_rows(home, "SELECT sha256, size FROM items")
+    items = cli_json(home, "items")["items"]
     for row in items:
         path = object_path(home, row["sha256"], store)
         assert path.is_file(), f"item {row['sha256']} has no object"
@@ -60,8 +63,7 @@ def assert_catalog_items_intact(home: Path, store: Path | None = None) -> set[st
 
 
 def stored_entries(home: Path) -> list[str]:
-    lines = (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()
-    return [e["item"] for e in map(json.loads, lines) if e["kind"] == "stored"]
+    return [e["item"] for e in ledger_lines(home, "stored")]
 
 
 # -- kill -9 ---------------------------------------------------------------------------------
@@ -83,17 +85,18 @@ def crash_recorder(tmp_path_factory: pytest.TempPathFactory, big_clips: list[Cli
 
 
 def wait_for_dock(home: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    """Until the ingest process has recorded the dock (its work has begun)."""
+    """Until the ingest process has recorded the dock (its work has begun), or has ended."""
     mirror = home / "ledger.jsonl"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if mirror.exists() and '"kind": "docked"' in mirror.read_text(encoding="utf-8"):
-            return
-        if proc.poll() is not None:
-            return
-        time.sleep(0.005)
-    proc.kill()
-    raise AssertionError("ingest did not start within the timeout")
+
+    def docked() -> bool:
+        return proc.poll() is not None or (
+            mirror.exists() and '"kind": "docked"' in mirror.read_text(encoding="utf-8"))
+
+    try:
+        wait_for(docked, timeout=timeout, interval=0.005, what="the ingest to start")
+    except BaseException:
+        proc.kill()
+        raise
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +173,7 @@ def test_kill_9_then_ingest_again_loses_and_duplicates_nothing(
     assert sorted(stored) == sorted(distinct), "each item has exactly one 'stored' entry"
     # Acquisitions are consistent: every finished one names an existing item, and the last
     # session acquired every file.
-    acqs = catalog_rows(home, "SELECT * FROM acquisitions")
+    acqs = catalog.acquisitions(home)
     for a in acqs:
         if a["state"] in ("stored", "known"):
             assert a["item"] in distinct
@@ -220,7 +223,7 @@ def test_disk_full_is_a_clear_error_and_nothing_partial_is_stored(
     assert len(stored) < 3
     assert set(store_objects_at(store)) == stored
     assert partial_files(store) == []
-    acquisitions = catalog_rows(home, "SELECT state, error FROM acquisitions")
+    acquisitions = catalog.acquisitions(home)
     failed = [a for a in acquisitions if a["state"] == "failed"]
     # The files in hand when the store filled (parallel_files of them at most) failed with
     # it, each saying why; none is left half-way, and no file was started after.
@@ -447,12 +450,11 @@ def test_status_shows_a_killed_ingest_interrupted_at_once_without_writing(
     assert "running" not in text.stdout
     # Derived when read: the catalog still holds what the killed process left; the next
     # command that writes records it.
-    (row,) = catalog_rows(home, "SELECT state FROM dock_sessions")
+    (row,) = catalog.dock_sessions(home)
     assert row["state"] == "running"
     again = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json")
     assert again.exit_code == 0, again.stderr
-    states = [r["state"] for r in catalog_rows(home, "SELECT state FROM dock_sessions "
-                                                     "ORDER BY id")]
+    states = [s["state"] for s in catalog.dock_sessions(home)]
     assert states == ["interrupted", "done"]
 
 
@@ -513,9 +515,7 @@ def test_audit_keeps_an_intact_orphan_and_quarantines_a_damaged_one(
     assert quarantined.parent == home / "store" / "quarantine"
     assert quarantined.read_bytes() == bad_bytes
 
-    entries = [json.loads(line) for line in
-               (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
-    recorded = {e["data"]["action"]: e for e in entries if e["kind"] == "orphan"}
+    recorded = {e["data"]["action"]: e for e in ledger_lines(home, "orphan")}
     assert set(recorded) == {"kept", "quarantined"}
     assert recorded["kept"]["item"] == clips.b.sha256
     assert recorded["kept"]["data"]["size"] == clips.b.size
@@ -615,9 +615,7 @@ def test_a_damaged_copy_is_repaired_by_the_next_dock_and_the_bad_bytes_are_kept(
     (kept,) = quarantine_of(home).values()
     assert kept == damaged  # the bad bytes are kept, never destroyed
 
-    entries = [json.loads(line) for line in
-               (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
-    (repaired,) = [e for e in entries if e["kind"] == "repaired"]
+    (repaired,) = ledger_lines(home, "repaired")
     assert repaired["item"] == clips.a.sha256
     assert repaired["data"]["quarantined_to"].startswith("quarantine/")
     assert (home / "store" / repaired["data"]["quarantined_to"]).read_bytes() == damaged
@@ -656,9 +654,7 @@ def test_a_damaged_object_replaced_by_other_bytes_of_the_same_content_leaves_a_t
     assert report.exit_code == 0, report.stderr
     assert sha256_of(stored) == clips.a.sha256
     assert list(quarantine_of(home).values()) == [damaged]
-    entries = [json.loads(line) for line in
-               (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
-    (repaired,) = [e for e in entries if e["kind"] == "repaired"]
+    (repaired,) = ledger_lines(home, "repaired")
     assert repaired["item"] == clips.a.sha256 and repaired["data"]["path"] == f"{MEDIA}/COPY.MP4"
     assert run_cli(home, "ledger", "verify").exit_code == 0
 
@@ -674,8 +670,7 @@ def ingest_three(home: Path, tmp_path: Path, clips: Clips) -> Path:
 
 
 def fast_entries(home: Path) -> list[dict]:
-    rows = catalog_rows(home, "SELECT item, data FROM ledger WHERE kind = 'audited' ORDER BY seq")
-    return [{"item": r["item"], **json.loads(r["data"])} for r in rows]
+    return [{"item": e["item"], **e["data"]} for e in ledger_lines(home, "audited")]
 
 
 def test_the_fast_check_of_an_intact_store_finds_nothing_and_changes_nothing(
@@ -697,7 +692,7 @@ def test_the_fast_check_of_an_intact_store_finds_nothing_and_changes_nothing(
     assert [(e["item"], e["check"], e["checked"], e["found"]) for e in runs] == [
         (None, "fast", 3, {}), (None, "fast", 3, {})]
     assert not any("fixity" in e for e in runs)
-    assert catalog_rows(home, "SELECT * FROM flags") == []
+    assert all(item["flags"] == [] for item in cli_json(home, "items")["items"])
     assert run_cli(home, "ledger", "verify").exit_code == 0
 
 
@@ -743,8 +738,7 @@ def test_the_fast_check_finds_a_removed_a_cut_and_a_grown_object(
     assert text.exit_code == 1 and "FAILURES" in text.stdout
     assert gone[:16] in text.stdout and cut[:16] in text.stdout and grown[:16] in text.stdout
     # The catalog lost nothing, and the ledger still proves itself.
-    assert {r["sha256"] for r in catalog_rows(home, "SELECT sha256 FROM items")} == {
-        gone, cut, grown}
+    assert {item["sha256"] for item in cli_json(home, "items")["items"]} == {gone, cut, grown}
     assert run_cli(home, "ledger", "verify").exit_code == 0
     # A flagged item is copied again at its next dock, which repairs every object.
     assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0

@@ -3,7 +3,6 @@ times and flags, hostile recorder contents, unregistered recorders."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
@@ -19,8 +18,10 @@ from conftest import (
     Clips,
     FakeClock,
     build_recorder,
-    catalog_rows,
+    cli_json,
     init_station,
+    item_records,
+    ledger_lines,
     open_station,
     partial_files,
     run_cli,
@@ -41,12 +42,6 @@ MEDIA = "DCIM/100MEDIA"
 
 def ingest(station: Station, recorder: Path, serial: str = SERIAL) -> IngestReport:
     return Ingestor(station).ingest(recorder, serial=serial)
-
-
-def ledger_entries(home: Path, kind: str | None = None) -> list[dict]:
-    lines = (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()
-    entries = [json.loads(line) for line in lines]
-    return [e for e in entries if kind is None or e["kind"] == kind]
 
 
 def assert_store_holds_exactly(home: Path, shas: set[str]) -> None:
@@ -132,9 +127,9 @@ def test_ingest_again_copies_nothing_twice_and_records_the_new_acquisition(
         acqs = run_cli(home, "show", clip.sha256, "--json").json()["acquisitions"]
         assert [a["state"] for a in acqs] == ["stored", "known"]
         assert len({a["session_id"] for a in acqs}) == 2
-    acquired = ledger_entries(home, "acquired")
+    acquired = ledger_lines(home, "acquired")
     assert [e["data"]["copied"] for e in acquired] == [True, True, False, False]
-    assert len(ledger_entries(home, "stored")) == 2
+    assert len(ledger_lines(home, "stored")) == 2
     status = run_cli(home, "status", "--json").json()
     assert status["items"]["total"] == 2
     assert status["acquisitions"] == {"stored": 2, "known": 2}
@@ -181,7 +176,7 @@ def test_recorded_time_from_media_else_file_name_else_file_time(
         ingest(station, rec)
     finally:
         station.close()
-    rows = {r["original_name"]: r for r in catalog_rows(home, "SELECT * FROM items")}
+    rows = {r["original_name"]: r for r in item_records(home)}
     named = rows[f"{MEDIA}/20260102_100000_0001.MP4"]
     assert named["time_source"] == "filename"
     assert named["recorded_start"] == "2026-01-02T02:00:00.000000Z"
@@ -200,8 +195,9 @@ def test_recorder_timezone_is_configurable(tmp_path: Path, clips: Clips) -> None
         ingest(station, rec)
     finally:
         station.close()
-    (row,) = catalog_rows(home, "SELECT recorded_start, time_source FROM items")
-    assert row == {"recorded_start": "2026-01-02T15:00:00.000000Z", "time_source": "filename"}
+    (row,) = item_records(home)
+    assert (row["recorded_start"], row["time_source"]) == ("2026-01-02T15:00:00.000000Z",
+                                                           "filename")
 
 
 @pytest.mark.parametrize(("after_deadline", "late"), [
@@ -219,7 +215,7 @@ def test_late_ingest_exactly_at_the_window(tmp_path: Path, clips: Clips,
         station.close()
     (item,) = report.items
     assert item.flags == (["late_ingest"] if late else [])
-    (row,) = catalog_rows(home, "SELECT ingest_deadline, stored_at FROM items")
+    (row,) = item_records(home)
     assert row["ingest_deadline"] == format_time(deadline)
     assert row["stored_at"] == format_time(clock.now)
 
@@ -381,7 +377,7 @@ def test_hostile_names_are_data_and_nothing_escapes_the_store(home: Path, tmp_pa
     assert sha256_of(Path("/etc/passwd")) not in stored
 
     # The exact bytes of each name are kept beside the display form.
-    acqs = catalog_rows(home, "SELECT path, path_hex FROM acquisitions")
+    acqs = [a for sha in stored for a in cli_json(home, "show", sha)["acquisitions"]]
     by_hex = {bytes.fromhex(a["path_hex"]): a["path"] for a in acqs}
     assert by_hex[b"DCIM/bad\xff\xfe.mp4"] == "DCIM/bad\\xff\\xfe.mp4"
     assert by_hex[b"DCIM/new\nline.mp4"] == "DCIM/new\\nline.mp4"
@@ -482,7 +478,7 @@ def test_unregistered_recorder_is_refused_visibly(home: Path, tmp_path: Path,
     (dock,) = status["docks"]
     assert dock["serial"] == "STRANGER-9" and dock["state"] == "refused"
     assert "not registered" in dock["error"]
-    (refused,) = ledger_entries(home, "recorder_refused")
+    (refused,) = ledger_lines(home, "recorder_refused")
     assert refused["data"]["serial"] == "STRANGER-9"
     assert run_cli(home, "ledger", "verify").exit_code == 0
 
@@ -530,9 +526,8 @@ def test_files_taken_in_parallel_are_each_stored_once_and_reported_in_walk_order
     assert all(i["new"] for i in items)
     expected = {sha256_of(rec / str(p)) for p in files}
     assert_store_holds_exactly(home, expected)
-    assert len(ledger_entries(home, "stored")) == len(expected)
-    rows = catalog_rows(home, "SELECT state, COUNT(*) AS n FROM acquisitions GROUP BY state")
-    assert rows == [{"state": "stored", "n": len(files)}]
+    assert len(ledger_lines(home, "stored")) == len(expected)
+    assert cli_json(home, "status")["acquisitions"] == {"stored": len(files)}
     assert run_cli(home, "ledger", "verify").exit_code == 0
 
 
@@ -555,11 +550,10 @@ def test_a_stop_lets_the_files_in_hand_finish_and_starts_no_other(tmp_path: Path
     assert 1 <= len(report.items) <= 3, "more files were started than there are file threads"
     assert not report.errors
     # Every file started was finished and stored; none was left half-way.
-    states = [r["state"] for r in catalog_rows(home, "SELECT state FROM acquisitions")]
-    assert states == ["stored"] * len(report.items)
+    assert cli_json(home, "status")["acquisitions"] == {"stored": len(report.items)}
     assert_store_holds_exactly(home, {i.sha256 for i in report.items})
-    (session,) = catalog_rows(home, "SELECT state, files_new FROM dock_sessions")
-    assert session == {"state": "interrupted", "files_new": len(report.items)}
+    (session,) = cli_json(home, "status")["docks"]
+    assert (session["state"], session["files_new"]) == ("interrupted", len(report.items))
     # Docked again, the rest is taken.
     done = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json")
     assert done.exit_code == 0, done.stderr

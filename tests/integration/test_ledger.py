@@ -11,12 +11,14 @@ from conftest import (
     SERIAL,
     Clips,
     build_recorder,
-    catalog_execute,
-    catalog_rows,
+    cli_json,
+    item_record,
+    ledger_problems,
     run_cli,
 )
 
 from ingestd.integrity.signing import StationKey
+from tests.support import catalog
 
 pytestmark = pytest.mark.integration
 
@@ -50,13 +52,6 @@ def seq_of(home: Path, kind: str, nth: int = 0, *, item: str | None = None) -> i
             if e["kind"] == kind and item in (None, e["item"])][nth]
 
 
-def problems(home: Path) -> tuple[int, list[tuple[str, int | None]]]:
-    result = run_cli(home, "ledger", "verify", "--json")
-    report = result.json()
-    assert report["ok"] is (result.exit_code == 0)
-    return result.exit_code, [(p["kind"], p["seq"]) for p in report["problems"]]
-
-
 def edit_mirror_line(home: Path, seq: int) -> None:
     lines = mirror_lines(home)
     entry = json.loads(lines[seq - 1])
@@ -74,15 +69,13 @@ def delete_mirror_line(home: Path, seq: int) -> None:
 
 
 def edit_catalog_entry(home: Path, seq: int) -> None:
-    (row,) = catalog_rows(home, "SELECT data FROM ledger WHERE seq = ?", seq)
-    data = json.loads(row["data"])
-    data["path"] = "DCIM/100MEDIA/OTHER.MP4"
-    assert catalog_execute(home, "UPDATE ledger SET data = ? WHERE seq = ?",
-                           json.dumps(data, sort_keys=True), seq) == 1
+    (entry,) = [e for e in catalog.ledger_entries(home) if e["seq"] == seq]
+    data = {**entry["data"], "path": "DCIM/100MEDIA/OTHER.MP4"}
+    assert catalog.forge_entry(home, seq, data=data) == 1
 
 
 def delete_catalog_entry(home: Path, seq: int) -> None:
-    assert catalog_execute(home, "DELETE FROM ledger WHERE seq = ?", seq) == 1
+    assert catalog.delete_entries(home, seq=seq) == 1
 
 
 def test_intact_ledger_verifies_with_a_summary(busy_home: Path) -> None:
@@ -97,7 +90,7 @@ def test_intact_ledger_verifies_with_a_summary(busy_home: Path) -> None:
 def test_edited_mirror_line_is_found(busy_home: Path) -> None:
     seq = seq_of(busy_home, "stored")
     edit_mirror_line(busy_home, seq)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("mirror_differs", seq)]
 
@@ -107,7 +100,7 @@ def test_deleted_mirror_line_is_found(busy_home: Path, which: str) -> None:
     count = len(mirror_lines(busy_home))
     seq = {"first": 1, "middle": count // 2, "last": count}[which]
     delete_mirror_line(busy_home, seq)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("missing_in_mirror", seq)]
 
@@ -116,7 +109,7 @@ def test_reordered_mirror_lines_are_found(busy_home: Path) -> None:
     lines = mirror_lines(busy_home)
     lines[3], lines[4] = lines[4], lines[3]
     write_mirror(busy_home, lines)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("mirror_out_of_order", 4)]
 
@@ -124,7 +117,7 @@ def test_reordered_mirror_lines_are_found(busy_home: Path) -> None:
 def test_edited_catalog_ledger_row_is_found(busy_home: Path) -> None:
     seq = seq_of(busy_home, "acquired")
     edit_catalog_entry(busy_home, seq)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert ("edited", seq) in found
     assert ("bad_signature", seq) in found
@@ -136,7 +129,7 @@ def test_deleted_catalog_ledger_row_is_found(busy_home: Path, kind: str) -> None
     seq = seq_of(busy_home, kind)
     last = seq == len(mirror_lines(busy_home))
     delete_catalog_entry(busy_home, seq)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert ("missing_in_catalog", seq) in found  # the mirror still has it
     assert ("unbacked_row", seq) in found  # a catalog row names an entry that is gone
@@ -146,39 +139,35 @@ def test_deleted_catalog_ledger_row_is_found(busy_home: Path, kind: str) -> None
 
 
 def test_changed_item_row_is_found(busy_home: Path, clips: Clips) -> None:
-    assert catalog_execute(busy_home, "UPDATE items SET recorder = 'BWC-9999' WHERE sha256 = ?",
-                           clips.b.sha256) == 1
-    code, found = problems(busy_home)
+    assert catalog.forge_item(busy_home, clips.b.sha256, recorder="BWC-9999") == 1
+    code, found = ledger_problems(busy_home)
     assert code == 1
-    (stored_seq,) = [r["ledger_seq"] for r in catalog_rows(
-        busy_home, "SELECT ledger_seq FROM items WHERE sha256 = ?", clips.b.sha256)]
+    stored_seq = item_record(busy_home, clips.b.sha256)["ledger_seq"]
     assert found == [("row_differs", stored_seq)]
     detail = run_cli(busy_home, "ledger", "verify", "--json").json()["problems"][0]["detail"]
     assert "recorder" in detail and "BWC-9999" in detail
 
 
 def test_changed_label_row_is_found(busy_home: Path) -> None:
-    assert catalog_execute(busy_home, "UPDATE labels SET case_no = 'C-OTHER'") == 1
-    code, found = problems(busy_home)
+    assert catalog.forge_labels(busy_home, case_no="C-OTHER") == 1
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("row_differs", seq_of(busy_home, "labelled"))]
 
 
 def test_deleted_item_row_is_found(busy_home: Path, clips: Clips) -> None:
-    catalog_execute(busy_home, "DELETE FROM flags WHERE item = ?", clips.b.sha256)
-    assert catalog_execute(busy_home, "DELETE FROM items WHERE sha256 = ?", clips.b.sha256) == 1
-    code, found = problems(busy_home)
+    assert catalog.delete_item(busy_home, clips.b.sha256) == 1
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert ("missing_row", seq_of(busy_home, "stored", item=clips.b.sha256)) in found
 
 
 def test_a_catalog_row_no_entry_backs_is_found(busy_home: Path, clips: Clips) -> None:
     # A label slipped into the catalog, pointing at an entry that is not a label.
-    catalog_execute(
-        busy_home, "INSERT INTO labels (item, case_no, party, officer, categories, by, at, "
-        "ledger_seq) VALUES (?, 'C-FAKE', 'X', 'Y', '[]', 'mallory', '2026-01-01', ?)",
-        clips.b.sha256, seq_of(busy_home, "stored"))
-    code, found = problems(busy_home)
+    catalog.insert_label(busy_home, clips.b.sha256, ledger_seq=seq_of(busy_home, "stored"),
+                         case_no="C-FAKE", party="X", officer="Y", by="mallory",
+                         at="2026-01-01")
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("unbacked_row", seq_of(busy_home, "stored"))]
 
@@ -191,13 +180,12 @@ def test_every_discrepancy_is_reported_at_once(busy_home: Path, clips: Clips) ->
     edit_catalog_entry(busy_home, acquired)
     delete_mirror_line(busy_home, count)  # the last line: indexes above are unchanged
     delete_catalog_entry(busy_home, stored)
-    catalog_execute(busy_home, "UPDATE items SET size = size + 1 WHERE sha256 = ?",
-                    clips.b.sha256)
-    (b_stored,) = [r["ledger_seq"] for r in catalog_rows(
-        busy_home, "SELECT ledger_seq FROM items WHERE sha256 = ?", clips.b.sha256)]
+    b_record = item_record(busy_home, clips.b.sha256)
+    catalog.forge_item(busy_home, clips.b.sha256, size=b_record["size"] + 1)
+    b_stored = b_record["ledger_seq"]
     assert b_stored != stored
 
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     kinds = {k for k, _ in found}
     assert {"mirror_differs", "edited", "bad_signature", "missing_in_mirror", "missing",
@@ -217,8 +205,8 @@ def test_every_discrepancy_is_reported_at_once(busy_home: Path, clips: Clips) ->
 
 def test_wrong_public_key_in_the_catalog_is_found(busy_home: Path) -> None:
     impostor = StationKey.generate()
-    assert catalog_execute(busy_home, "UPDATE keys SET public_key = ?", impostor.public.hex) == 1
-    code, found = problems(busy_home)
+    assert catalog.forge_keys(busy_home, public_key=impostor.public.hex) == 1
+    code, found = ledger_problems(busy_home)
     assert code == 1
     # The keys table is only a cache: the entries still verify with the keys the chain proves.
     assert found == [("wrong_key", None)]
@@ -232,11 +220,11 @@ def test_entries_and_keys_that_cannot_be_read_do_not_stop_the_check(
     stored = seq_of(busy_home, "stored", item=clips.a.sha256)
     labelled = seq_of(busy_home, "labelled")
     acquired = seq_of(busy_home, "acquired", 1)
-    assert catalog_execute(busy_home, "UPDATE ledger SET data = '{not json' WHERE seq = ?",
+    assert catalog.tamper(busy_home, "UPDATE ledger SET data = '{not json' WHERE seq = ?",
                            stored) == 1
-    assert catalog_execute(busy_home, "UPDATE ledger SET at = 'yesterday' WHERE seq = ?",
+    assert catalog.tamper(busy_home, "UPDATE ledger SET at = 'yesterday' WHERE seq = ?",
                            labelled) == 1
-    assert catalog_execute(busy_home, "UPDATE keys SET public_key = 'not hex'") == 1
+    assert catalog.tamper(busy_home, "UPDATE keys SET public_key = 'not hex'") == 1
     edit_catalog_entry(busy_home, acquired)
     entries = len(mirror_lines(busy_home))
 
@@ -266,7 +254,7 @@ def test_a_station_key_the_catalog_does_not_know_is_found(busy_home: Path) -> No
     keys = busy_home / "keys"
     (keys / "station.key").rename(keys / "station.key.orig")
     StationKey.generate().save(keys)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("unknown_key", None)]
 
@@ -288,7 +276,7 @@ def test_key_rotation_keeps_the_chain_valid(busy_home: Path, tmp_path: Path,
     assert run_cli(busy_home, "ingest", rec, "--serial", SERIAL).exit_code == 0
     after = json.loads(mirror_lines(busy_home)[-1])
     assert after["key_id"] == shown["key_id"]
-    assert problems(busy_home) == (0, [])
+    assert ledger_problems(busy_home) == (0, [])
     assert run_cli(busy_home, "verify", "--hash", clips.c.sha256).exit_code == 0
     assert run_cli(busy_home, "verify", "--hash", clips.a.sha256).exit_code == 0
 
@@ -297,8 +285,8 @@ def test_key_rotation_keeps_the_chain_valid(busy_home: Path, tmp_path: Path,
 
 
 def empty_sha(home: Path) -> str:
-    (row,) = catalog_rows(home, "SELECT sha256 FROM items WHERE size = 0")
-    return str(row["sha256"])
+    (item,) = [i for i in cli_json(home, "items")["items"] if i["size"] == 0]
+    return str(item["sha256"])
 
 
 def latest_retention_seq(home: Path, sha: str) -> int:
@@ -313,9 +301,8 @@ def latest_retention_seq(home: Path, sha: str) -> int:
 def test_a_changed_retention_is_found(busy_home: Path, clips: Clips, column: str,
                                       value: object) -> None:
     for sha in (clips.a.sha256, clips.b.sha256):  # labelled, and only stored
-        assert catalog_execute(busy_home, f"UPDATE items SET {column} = ? WHERE sha256 = ?",
-                               value, sha) == 1
-    code, found = problems(busy_home)
+        assert catalog.forge_item(busy_home, sha, **{column: value}) == 1
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert sorted(found) == sorted(("row_differs", latest_retention_seq(busy_home, sha))
                                    for sha in (clips.a.sha256, clips.b.sha256))
@@ -327,9 +314,8 @@ def test_a_changed_retention_is_found(busy_home: Path, clips: Clips, column: str
 @pytest.mark.parametrize("column", ["officer", "original_name"])
 def test_a_changed_officer_or_original_name_is_found(busy_home: Path, clips: Clips,
                                                      column: str) -> None:
-    assert catalog_execute(busy_home, f"UPDATE items SET {column} = 'forged' WHERE sha256 = ?",
-                           clips.b.sha256) == 1
-    code, found = problems(busy_home)
+    assert catalog.forge_item(busy_home, clips.b.sha256, **{column: "forged"}) == 1
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("row_differs", seq_of(busy_home, "stored", item=clips.b.sha256))]
     detail = run_cli(busy_home, "ledger", "verify", "--json").json()["problems"][0]["detail"]
@@ -338,11 +324,10 @@ def test_a_changed_officer_or_original_name_is_found(busy_home: Path, clips: Cli
 
 def test_a_deleted_flag_is_found_and_stays_flagged_in_the_ledger(busy_home: Path) -> None:
     sha = empty_sha(busy_home)
-    flagged = [r["ledger_seq"] for r in catalog_rows(
-        busy_home, "SELECT ledger_seq FROM flags WHERE item = ? ORDER BY ledger_seq", sha)]
+    flagged = sorted(f["ledger_seq"] for f in cli_json(busy_home, "show", sha)["flags"])
     assert flagged
-    assert catalog_execute(busy_home, "DELETE FROM flags WHERE item = ?", sha) == len(flagged)
-    code, found = problems(busy_home)
+    assert catalog.delete_flags(busy_home, sha) == len(flagged)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert found == [("missing_row", seq) for seq in flagged]
 
@@ -352,13 +337,12 @@ def test_deleted_label_justification_and_acquisition_rows_are_found(busy_home: P
     justified = run_cli(busy_home, "justify", sha[:12], "--flag", "empty_file",
                         "--reason", "recorder fault")
     assert justified.exit_code == 0, justified.stderr
-    assert problems(busy_home) == (0, [])
-    (acq,) = catalog_rows(busy_home, "SELECT id, ledger_seq FROM acquisitions WHERE item = ?",
-                          sha)
-    assert catalog_execute(busy_home, "DELETE FROM labels") == 1
-    assert catalog_execute(busy_home, "DELETE FROM justifications") == 1
-    assert catalog_execute(busy_home, "DELETE FROM acquisitions WHERE id = ?", acq["id"]) == 1
-    code, found = problems(busy_home)
+    assert ledger_problems(busy_home) == (0, [])
+    (acq,) = cli_json(busy_home, "show", sha)["acquisitions"]
+    assert catalog.delete_labels(busy_home) == 1
+    assert catalog.delete_justifications(busy_home) == 1
+    assert catalog.delete_acquisition(busy_home, acq["id"]) == 1
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert sorted(found) == sorted([
         ("missing_row", seq_of(busy_home, "labelled")),
@@ -374,17 +358,15 @@ def test_replica_rows_and_evictions_are_backed(busy_home: Path, clips: Clips,
         fh.write(f'\n[[targets]]\nname = "nas"\ntype = "directory"\npath = "{nas}"\n'
                  'prefix = "bwc"\nsame_filesystem_ok = true\n')
     assert run_cli(busy_home, "replicate").exit_code == 0
-    assert problems(busy_home) == (0, [])
+    assert ledger_problems(busy_home) == (0, [])
     replicated = {json.loads(line)["item"]: json.loads(line)["seq"]
                   for line in mirror_lines(busy_home) if json.loads(line)["kind"] == "replicated"}
     a, b = clips.a.sha256, clips.b.sha256
-    assert catalog_execute(busy_home, "UPDATE replicas SET key = 'elsewhere' WHERE item = ?",
-                           a) == 1
-    assert catalog_execute(busy_home, "DELETE FROM replicas WHERE item = ?", b) == 1
+    assert catalog.forge_replicas(busy_home, a, key="elsewhere") == 1
+    assert catalog.delete_replicas(busy_home, item=b) == 1
     # a local copy said gone that no eviction entry records
-    assert catalog_execute(busy_home, "UPDATE items SET local_present = 0 WHERE sha256 = ?",
-                           b) == 1
-    code, found = problems(busy_home)
+    assert catalog.forge_item(busy_home, b, local_present=False) == 1
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert sorted(found, key=str) == sorted(
         [("row_differs", replicated[a]), ("missing_row", replicated[b]),

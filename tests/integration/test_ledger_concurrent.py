@@ -14,12 +14,13 @@ from conftest import (
     SERIAL,
     Clips,
     build_recorder,
-    catalog_execute,
-    catalog_rows,
+    cli_json,
     open_station,
     run_cli,
     subprocess_env,
 )
+
+from tests.support import catalog
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +43,8 @@ station.close()
 """
 
 
-def label_count(home: Path) -> int:
-    return int(catalog_rows(home, "SELECT count(*) AS n FROM labels")[0]["n"])
+def label_count(home: Path, sha: str) -> int:
+    return len(cli_json(home, "show", sha)["labels"])
 
 
 def test_verify_raises_no_false_alarm_while_another_process_writes(
@@ -59,14 +60,13 @@ def test_verify_raises_no_false_alarm_while_another_process_writes(
     try:
         assert writer.stdout is not None
         assert writer.stdout.readline().strip() == "1", writer.stderr  # it is writing
-        before = label_count(home)
+        before = label_count(home, clips.a.sha256)
         alarms = []
         for _ in range(80):
             alarms.extend(p.as_dict() for p in station.custody.verify().problems)
-        during = label_count(home) - before
+        during = label_count(home, clips.a.sha256) - before
         # A real change made meanwhile is found, and only it, while the writer goes on.
-        assert catalog_execute(home, "UPDATE items SET officer = 'forged' WHERE sha256 = ?",
-                               clips.b.sha256) == 1
+        assert catalog.forge_item(home, clips.b.sha256, officer="forged") == 1
         found = [[(p.kind, p.detail) for p in station.custody.verify().problems]
                  for _ in range(10)]
     finally:

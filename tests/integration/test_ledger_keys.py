@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,17 @@ from conftest import (
     SERIAL,
     Clips,
     build_recorder,
-    catalog_execute,
-    catalog_rows,
+    every_label,
+    ledger_problems,
     run_cli,
 )
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ingestd.domain.canonical import parse_time
 from ingestd.domain.models import LedgerEntry
-from ingestd.integrity.ledger import seal, to_json
+from ingestd.integrity.ledger import from_json, seal, to_json
 from ingestd.integrity.signing import StationKey
+from tests.support import catalog
 
 pytestmark = pytest.mark.integration
 
@@ -45,29 +44,12 @@ def busy_home(home: Path, tmp_path: Path, clips: Clips) -> Path:
 
 
 def entries_of(home: Path) -> list[LedgerEntry]:
-    rows = catalog_rows(home, "SELECT * FROM ledger ORDER BY seq")
-    return [LedgerEntry(seq=r["seq"], at=parse_time(r["at"]), station=r["station"],
-                        actor=r["actor"], kind=r["kind"], item=r["item"],
-                        data=json.loads(r["data"]), prev_hash=r["prev_hash"],
-                        key_id=r["key_id"], entry_hash=r["entry_hash"],
-                        signature=r["signature"]) for r in rows]
+    return [from_json(e) for e in catalog.ledger_entries(home)]
 
 
 def write_entries(home: Path, entries: list[LedgerEntry]) -> None:
     """Replace the ledger in the catalog and the mirror, as a careful forger would."""
-    con = sqlite3.connect(home / "catalog.sqlite")
-    try:
-        con.execute("DELETE FROM ledger")
-        for e in entries:
-            con.execute(
-                "INSERT INTO ledger (seq, at, station, actor, kind, item, data, prev_hash, "
-                "key_id, entry_hash, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (e.seq, to_json(e)["at"], e.station, e.actor, e.kind, e.item,
-                 json.dumps(e.data, sort_keys=True, ensure_ascii=False), e.prev_hash,
-                 e.key_id, e.entry_hash, e.signature))
-        con.commit()
-    finally:
-        con.close()
+    catalog.write_entries(home, entries, only=True)
     (home / "ledger.jsonl").write_text(
         "".join(json.dumps(to_json(e), ensure_ascii=False, sort_keys=True) + "\n"
                 for e in entries), encoding="utf-8")
@@ -90,22 +72,13 @@ def forge(home: Path, rogue: StationKey, *, start: int, party: str) -> None:
         out.append(forged)
         prev = forged.entry_hash
     write_entries(home, out)
-    catalog_execute(home, "UPDATE labels SET party = ?", party)
-    catalog_execute(home, "INSERT INTO keys (key_id, station, public_key, created_at) "
-                    "VALUES (?, 'station-01', ?, '2026-01-01T00:00:00.000000Z')",
-                    rogue.key_id, rogue.public.hex)
-
-
-def problems(home: Path) -> tuple[int, list[tuple[str, int | None]]]:
-    result = run_cli(home, "ledger", "verify", "--json")
-    report = result.json()
-    assert report["ok"] is (result.exit_code == 0)
-    return result.exit_code, [(p["kind"], p["seq"]) for p in report["problems"]]
+    catalog.forge_labels(home, party=party)
+    catalog.insert_key(home, rogue)
 
 
 def genesis_fingerprint(home: Path) -> str:
-    (row,) = catalog_rows(home, "SELECT data FROM ledger WHERE kind = 'genesis'")
-    return hashlib.sha256(bytes.fromhex(json.loads(row["data"])["public_key"])).hexdigest()
+    (genesis,) = catalog.ledger_entries(home, "genesis")
+    return hashlib.sha256(bytes.fromhex(genesis["data"]["public_key"])).hexdigest()
 
 
 @pytest.mark.parametrize("start", [1, 2], ids=["with-genesis", "after-genesis"])
@@ -113,7 +86,7 @@ def test_a_ledger_sealed_again_with_a_key_added_to_the_catalog_is_found(
         busy_home: Path, clips: Clips, start: int) -> None:
     count = len(entries_of(busy_home))
     forge(busy_home, StationKey.generate(), start=start, party="Mallory")
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     if start == 1:
         assert ("pin_mismatch", 1) in found  # the genesis key is not the pinned one
@@ -159,17 +132,18 @@ def test_an_old_home_is_pinned_by_init_from_its_genesis_entry(busy_home: Path) -
     original = (keys / "station.key").read_bytes()
     (keys / "station.key").unlink()
     StationKey.generate().save(keys)
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1 and ("not_pinned", None) in found
 
     again = run_cli(busy_home, "init")
     assert again.exit_code == 0, again.stderr
     assert "pinned the ledger's first key" in again.stdout
     assert pin_file.read_text().strip() == pin == genesis_fingerprint(busy_home)
-    assert problems(busy_home) == (1, [("unknown_key", None)])  # the replaced key is not vouched
+    # the replaced key is not vouched for
+    assert ledger_problems(busy_home) == (1, [("unknown_key", None)])
 
     (keys / "station.key").write_bytes(original)
-    assert problems(busy_home) == (0, [])
+    assert ledger_problems(busy_home) == (0, [])
     assert "everything was in place" in run_cli(busy_home, "init").stdout
 
 
@@ -193,7 +167,7 @@ def test_a_replaced_station_key_refuses_to_sign(busy_home: Path, clips: Clips,
     assert "refusing to sign" in message
     assert entries_of(busy_home) == before
     assert (busy_home / "ledger.jsonl").read_bytes() == mirror
-    assert catalog_rows(busy_home, "SELECT count(*) AS n FROM labels") == [{"n": 1}]
+    assert len(every_label(busy_home)) == 1
     # Nor is anything signed outside the ledger: no checkpoint, no copy with its manifest.
     for command in ("checkpoint", "replicate"):
         refused = run_cli(busy_home, command)
@@ -207,7 +181,7 @@ def test_a_replaced_station_key_refuses_to_sign(busy_home: Path, clips: Clips,
     assert shown.exit_code == 0
     assert run_cli(busy_home, "verify", "--hash", clips.a.sha256).exit_code == 0
     assert run_cli(busy_home, "keys", "show", "--json").json()["vouched"] is False
-    assert problems(busy_home) == (1, [("unknown_key", None)])
+    assert ledger_problems(busy_home) == (1, [("unknown_key", None)])
 
 
 def test_rotation_retires_the_old_key_for_good(busy_home: Path, clips: Clips,
@@ -227,7 +201,7 @@ def test_rotation_retires_the_old_key_for_good(busy_home: Path, clips: Clips,
     assert [(k["key_id"], k["since_seq"], k["retired_seq"]) for k in shown["trusted"]] == [
         (old_id, 1, rotation.seq), (shown["key_id"], rotation.seq + 1, None)]
     assert shown["pinned_fingerprint"] == genesis_fingerprint(busy_home)  # the pin stays
-    assert problems(busy_home) == (0, [])
+    assert ledger_problems(busy_home) == (0, [])
 
     # Someone who kept the old key appends an entry signed with it: caught.
     private = serialization.load_pem_private_key(old_pem, password=None)
@@ -239,7 +213,7 @@ def test_rotation_retires_the_old_key_for_good(busy_home: Path, clips: Clips,
                 data={"case": "C-X", "party": "Y", "officer": "Z"},
                 prev_hash=rotation.entry_hash, key=old)
     write_entries(busy_home, [*entries, late])
-    code, found = problems(busy_home)
+    code, found = ledger_problems(busy_home)
     assert code == 1
     assert ("retired_key", late.seq) in found
     assert run_cli(busy_home, "verify", "--hash", clips.b.sha256).exit_code == 1
@@ -296,7 +270,7 @@ def test_an_item_whose_retention_no_entry_states_is_found(busy_home: Path,
         out.append(seal(seq=e.seq, at=e.at, station=e.station, actor=e.actor, kind=e.kind,
                         item=e.item, data=data, prev_hash=out[-1].entry_hash, key=key))
     write_entries(busy_home, out)
-    assert problems(busy_home) == (1, [("unbacked_retention", None)])
+    assert ledger_problems(busy_home) == (1, [("unbacked_retention", None)])
 
 
 def test_a_rotation_whose_mirror_write_fails_keeps_the_key_the_ledger_vouches_for(
@@ -323,4 +297,4 @@ def test_a_rotation_whose_mirror_write_fails_keeps_the_key_the_ledger_vouches_fo
                                                        "station.pub"]
     signed = run_cli(busy_home, "devices", "add", "BWC-9", "--officer", "Li", "--officer-id", "9")
     assert signed.exit_code == 0, signed.stderr  # the station signs with the vouched key
-    assert problems(busy_home) == (0, [])
+    assert ledger_problems(busy_home) == (0, [])

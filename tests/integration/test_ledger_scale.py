@@ -4,17 +4,17 @@ the ledger's length."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, catalog_rows, init_station, subprocess_env
+from conftest import ROOT, init_station, subprocess_env
 
 from ingestd.domain.canonical import parse_time
 from ingestd.integrity.ledger import seal, to_json
 from ingestd.integrity.signing import StationKey
+from tests.support import catalog
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ print(before, status("VmHWM"), file=sys.stderr)
 def grow(home: Path, count: int) -> None:
     """Append ``count`` signed entries (audits of one item), as years of audits would."""
     key = StationKey.load(home / "keys")
-    (last,) = catalog_rows(home, "SELECT * FROM ledger ORDER BY seq DESC LIMIT 1")
+    last = catalog.ledger_entries(home)[-1]
     prev, seq, at = last["entry_hash"], last["seq"], parse_time(last["at"])
     entries = []
     for n in range(count):
@@ -50,17 +50,7 @@ def grow(home: Path, count: int) -> None:
                      prev_hash=prev, key=key)
         prev = entry.entry_hash
         entries.append(entry)
-    con = sqlite3.connect(home / "catalog.sqlite")
-    try:
-        con.executemany(
-            "INSERT INTO ledger (seq, at, station, actor, kind, item, data, prev_hash, key_id, "
-            "entry_hash, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(e.seq, to_json(e)["at"], e.station, e.actor, e.kind, e.item,
-              json.dumps(e.data, sort_keys=True, ensure_ascii=False), e.prev_hash, e.key_id,
-              e.entry_hash, e.signature) for e in entries])
-        con.commit()
-    finally:
-        con.close()
+    catalog.write_entries(home, entries)
     with (home / "ledger.jsonl").open("a", encoding="utf-8") as fh:
         fh.writelines(json.dumps(to_json(e), ensure_ascii=False, sort_keys=True) + "\n"
                       for e in entries)

@@ -23,7 +23,7 @@ from conftest import (
 from sqlalchemy import event
 
 from ingestd.catalog.db import Catalog
-from tests.support.bulk import add_items
+from tests.support.catalog import add_items
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,8 @@ from conftest import (
     SERIAL,
     Clips,
     build_recorder,
-    catalog_rows,
+    cli_json,
+    ledger_lines,
     open_station,
     run_cli,
     run_ingestd,
@@ -26,16 +27,12 @@ from conftest import (
 
 from ingestd.docks.walk import MAX_DEPTH, SourceFile
 from ingestd.usecases.ingest import SKIPPED_LISTED, Ingestor, IngestReport
+from tests.support import catalog
 
 pytestmark = pytest.mark.integration
 
 MEDIA = "DCIM/100MEDIA"
 FIFO_REFUSED = "FIFO (named pipe), not a regular file"
-
-
-def ledger_entries(home: Path, kind: str) -> list[dict]:
-    lines = (home / "ledger.jsonl").read_text(encoding="utf-8").splitlines()
-    return [e for e in map(json.loads, lines) if e["kind"] == kind]
 
 
 def release(fifo: Path) -> None:
@@ -84,8 +81,7 @@ def test_a_file_replaced_by_a_fifo_between_walk_and_open_is_refused_not_waited_f
     assert {i.path: i.sha256 for i in report.items} == {
         f"{MEDIA}/A.MP4": clips.a.sha256, f"{MEDIA}/C.MP4": clips.c.sha256}
     assert set(store_objects(home)) == {clips.a.sha256, clips.c.sha256}
-    (acq,) = catalog_rows(home, "SELECT state, error FROM acquisitions WHERE path = ?",
-                          f"{MEDIA}/B.MP4")
+    (acq,) = catalog.acquisitions(home, path=f"{MEDIA}/B.MP4")
     assert acq["state"] == "failed" and FIFO_REFUSED in acq["error"]
 
     # The recording is back in its place at the next dock: it is taken then.
@@ -169,18 +165,15 @@ def test_every_file_not_taken_is_counted_listed_shown_and_recorded(
     assert sha256_of(rec / MEDIA / "B.MP5") == clips.b.sha256
 
     # The dock session counts them by kind, and status shows it.
-    (session,) = catalog_rows(home, "SELECT id, files_skipped, skipped FROM dock_sessions")
+    (session,) = cli_json(home, "status")["docks"]
     assert session["files_skipped"] == len(not_taken)
-    assert json.loads(session["skipped"]) == expected_kinds
-    status = run_cli(home, "status", "--json")
-    (dock,) = status.json()["docks"]
-    assert dock["files_skipped"] == len(not_taken) and dock["skipped"] == expected_kinds
+    assert session["skipped"] == expected_kinds
     text = run_cli(home, "status").stdout
     assert f"{len(not_taken)} files not taken" in text
     assert "unmatched 3" in text and "fifo 1" in text and "too_deep 1" in text
 
     # And the ledger says so, in the session's entries, with the paths escaped.
-    (entry,) = ledger_entries(home, "skipped")
+    (entry,) = ledger_lines(home, "skipped")
     assert entry["data"]["session"] == session["id"]
     assert entry["data"]["serial"] == SERIAL
     assert entry["data"]["count"] == len(not_taken)
@@ -205,12 +198,12 @@ def test_the_skipped_entry_stays_bounded_while_every_file_is_counted(
     report = Ingestor(open_station(home)).ingest(rec, serial=SERIAL)
     assert len(report.skipped) == stray
     assert report.skipped_by_kind() == {"unmatched": stray}
-    (entry,) = ledger_entries(home, "skipped")
+    (entry,) = ledger_lines(home, "skipped")
     assert entry["data"]["count"] == stray
     assert len(entry["data"]["paths"]) == SKIPPED_LISTED
     assert entry["data"]["unlisted"] == 50
     assert entry["data"]["paths"][0] == {"path": "LOGS/0000.log", "kind": "unmatched"}
-    (session,) = catalog_rows(home, "SELECT files_skipped FROM dock_sessions")
+    (session,) = cli_json(home, "status")["docks"]
     assert session["files_skipped"] == stray
 
 
@@ -219,7 +212,7 @@ def test_a_recorder_with_nothing_left_behind_records_no_skipped_entry(
     rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
     report = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json").json()
     assert report["skipped"] == [] and report["skipped_by_kind"] == {}
-    assert ledger_entries(home, "skipped") == []
+    assert ledger_lines(home, "skipped") == []
     (dock,) = run_cli(home, "status", "--json").json()["docks"]
     assert dock["files_skipped"] == 0 and dock["skipped"] == {}
 
@@ -246,13 +239,13 @@ def test_a_home_from_before_the_count_migrates_with_nothing_lost(
     assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
     url = f"sqlite:///{home / 'catalog.sqlite'}"
     command.downgrade(_alembic_config(url), "0002")  # the catalog as the last release left it
-    before = catalog_rows(home, "SELECT * FROM dock_sessions")
+    before = catalog.raw_rows(home, "SELECT * FROM dock_sessions")
     assert "files_skipped" not in before[0]
     refused = run_cli(home, "status")
     assert refused.exit_code == 4 and "ingestd init" in refused.stderr
 
     assert run_cli(home, "init").exit_code == 0
-    (after,) = catalog_rows(home, "SELECT * FROM dock_sessions")
+    (after,) = catalog.raw_rows(home, "SELECT * FROM dock_sessions")
     new_columns = ("files_skipped", "skipped", "actor")  # actor: who ran a manual ingest
     assert {k: v for k, v in after.items() if k not in new_columns} == before[0]
     assert after["files_skipped"] == 0 and after["skipped"] == "{}"

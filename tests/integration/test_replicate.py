@@ -15,16 +15,12 @@ import contextlib
 import hashlib
 import http.client
 import json
-import logging
 import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,14 +32,27 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
-from click.testing import CliRunner
-from conftest import catalog_execute, catalog_rows, flip_bit
+from conftest import (
+    INGESTD,
+    ClipFile,
+    build_recorder,
+    cli_json,
+    init_station,
+    item_record,
+    make_noise_clip,
+    make_test_clip,
+    run_cli,
+    sha256_of,
+    subprocess_env,
+    wait_for,
+)
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ingestd import config as config_mod
-from ingestd.simulate import make_clip
-from ingestd.station import Station
+from ingestd.station import Station, system_clock
+from tests.support import catalog
+from tests.support.damage import flip_bit
 from tests.support.flipping_proxy import FlippingProxy, RelayServer, never, object_puts
 from tests.support.servers import S3Endpoint, moto_server
 
@@ -63,18 +72,9 @@ EVIDENCE = timedelta(days=365 * 30)
 #: retain-until dates in 32-bit seconds (they wrap after 2106-02-07T06:28:16Z).
 LONG_TERM = timedelta(days=365 * 100)
 LATEST_LOCK = datetime(2106, 1, 1, tzinfo=UTC)
-INGESTD = Path(sys.executable).with_name("ingestd")
 
 
 # -- media (made once per session) ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    sha256: str
-    size: int
-    recorded: datetime
 
 
 def long_term_until(recorded: datetime) -> datetime:
@@ -92,103 +92,27 @@ def set_for(until: datetime, period: timedelta) -> bool:
     return TESTS_START + period <= until <= datetime.now(UTC) + period + timedelta(seconds=1)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(MiB), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _clip(path: Path, recorded: datetime, seconds: float) -> Clip:
-    make_clip(path, seconds=seconds, recorded=recorded, size="320x240", rate=10)
-    return Clip(path=path, sha256=sha256_file(path), size=path.stat().st_size, recorded=recorded)
-
-
 @pytest.fixture(scope="session")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list[ClipFile]:
     """Three small real clips, recorded an hour apart."""
     if shutil.which("ffmpeg") is None:
         pytest.fail("ffmpeg is needed (Debian package ffmpeg; scripts/setup --test)")
     folder = tmp_path_factory.mktemp("replicate-clips")
     return [
-        _clip(folder / f"20260301_{10 + i:02d}0000_{i + 1:04d}.MP4",
-              RECORDED + timedelta(hours=i), seconds=1 + (i == 1))
+        make_test_clip(folder / f"20260301_{10 + i:02d}0000_{i + 1:04d}.MP4",
+                       seconds=1 + (i == 1), recorded=RECORDED + timedelta(hours=i))
         for i in range(3)
     ]
 
 
 @pytest.fixture(scope="session")
-def big_clip(tmp_path_factory: pytest.TempPathFactory) -> Clip:
+def big_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     """A real clip of about 9 MiB (lossless H.264 of noise does not compress): two parts of a
     multipart upload at the 5 MiB part size S3 allows."""
-    path = tmp_path_factory.mktemp("replicate-big") / "20260301_140000_0009.MP4"
-    recorded = RECORDED + timedelta(hours=4)
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
-         "-i", "nullsrc=s=320x240:r=25,geq=lum='random(1)*255':cb=128:cr=128",
-         "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0",
-         "-metadata", f"creation_time={recorded:%Y-%m-%dT%H:%M:%S}.000000Z", str(path)],
-        check=True, capture_output=True, timeout=120,
-    )
-    clip = Clip(path=path, sha256=sha256_file(path), size=path.stat().st_size, recorded=recorded)
+    clip = make_noise_clip(tmp_path_factory.mktemp("replicate-big") / "20260301_140000_0009.MP4",
+                           seconds=3, tag="replicate-big", recorded=RECORDED + timedelta(hours=4))
     assert 5 * MiB < clip.size < 10 * MiB, clip.size
     return clip
-
-
-# -- the command line ---------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-def cli(home: Path, *args: object) -> Result:
-    """``ingestd --home HOME ARGS...`` through ``ingestd.cli.main``, in this process."""
-    from ingestd.cli import main
-
-    argv = ["ingestd", "--home", str(home), *map(str, args)]
-    old_argv = sys.argv
-    with CliRunner().isolation() as (out, err, _):
-        sys.argv = argv
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        finally:
-            sys.argv = old_argv
-            sys.stdout.flush()  # print_json writes through a buffered text wrapper
-            sys.stderr.flush()
-            logger = logging.getLogger("ingestd")
-            for handler in list(logger.handlers):
-                if handler.get_name() == "ingestd":
-                    logger.removeHandler(handler)
-            logger.propagate = True
-            logger.setLevel(logging.NOTSET)
-        stdout = out.getvalue().decode("utf-8", "replace")
-        stderr = err.getvalue().decode("utf-8", "replace")
-    return Result(code=code, stdout=stdout, stderr=stderr)
-
-
-def ok(home: Path, *args: object) -> Any:
-    """Run a ``--json`` command that must succeed; its JSON answer."""
-    result = cli(home, *args, "--json")
-    assert result.code == 0, f"ingestd {' '.join(map(str, args))}: {result}"
-    return result.json()
-
-
-def subprocess_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("INGESTD_", "AWS_"))}
-    env.update(INGESTD_ACTOR="tester", PYTHONDONTWRITEBYTECODE="1")
-    return env
 
 
 # -- a station with ingested clips ---------------------------------------------------------------
@@ -198,7 +122,7 @@ def subprocess_env() -> dict[str, str]:
 class Home:
     home: Path
     recorder: Path
-    clips: list[Clip]
+    clips: list[ClipFile]
 
     @property
     def shas(self) -> list[str]:
@@ -217,45 +141,30 @@ class Home:
     def open(self) -> Station:
         return Station.open(config_mod.load(self.home / "ingestd.toml"))
 
-    def rows(self, query: str, *params: object) -> list[dict[str, Any]]:
-        return sql(self.home, query, *params)
-
     def history(self, sha: str, kind: str | None = None) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = ok(self.home, "show", sha)["history"]
+        entries: list[dict[str, Any]] = cli_json(self.home, "show", sha)["history"]
         return [e for e in entries if kind is None or e["kind"] == kind]
 
     def flags(self, sha: str) -> list[str]:
-        return [f["flag"] for f in ok(self.home, "show", sha)["flags"]]
+        return [f["flag"] for f in cli_json(self.home, "show", sha)["flags"]]
 
     def target_status(self, name: str = "offsite") -> dict[str, Any]:
-        status: dict[str, Any] = ok(self.home, "status")["targets"][name]
+        status: dict[str, Any] = cli_json(self.home, "status")["targets"][name]
         return status
 
 
-def make_home(root: Path, clips: Sequence[Clip], *, config: str = "",
+def make_home(root: Path, clips: Sequence[ClipFile], *, config: str = "",
               recorder: Path | None = None) -> Home:
-    """``init`` a station (with extra configuration), register the recorder, build it with
-    ``clips`` under DCIM/100MEDIA (file times kept), and ``ingest`` it."""
-    home = root / "home"
-    home.mkdir(parents=True)
-    (home / "ingestd.toml").write_text(
-        'station = "station-01"\n\n[docks]\nwatch_root = "docks"\n' + config, encoding="utf-8")
-    assert cli(home, "init").code == 0
-    added = cli(home, "devices", "add", SERIAL, "--officer", OFFICER, "--officer-id", "PS-1001")
-    assert added.code == 0, added
-    recorder = recorder or root / "recorder" / SERIAL
-    media = recorder / "DCIM" / "100MEDIA"
-    media.mkdir(parents=True)
-    for clip in clips:
-        shutil.copy2(clip.path, media / clip.path.name)
-    report = ok(home, "ingest", recorder, "--serial", SERIAL)
+    """A station (with extra configuration) whose recorder is registered, built with
+    ``clips`` under DCIM/100MEDIA (file times kept), and ingested with ``ingest``."""
+    home = init_station(root / "home", config='\n[docks]\nwatch_root = "docks"\n' + config,
+                        clock=system_clock, register={SERIAL: (OFFICER, "PS-1001")})
+    recorder = build_recorder(recorder or root / "recorder" / SERIAL,
+                              {f"DCIM/100MEDIA/{clip.path.name}": clip for clip in clips})
+    report = cli_json(home, "ingest", recorder, "--serial", SERIAL)
     stored = {i["sha256"] for i in report["items"] if i["state"] == "stored"}
     assert stored == {c.sha256 for c in clips}, report
     return Home(home=home, recorder=recorder, clips=list(clips))
-
-
-sql = catalog_rows  # read the catalog as a person with sqlite3 would
-sql_exec = catalog_execute  # change it behind ingestd's back
 
 
 def s3_target(url: str, bucket: str, credentials: Path, *, name: str = "offsite",
@@ -322,17 +231,6 @@ def check_signed(document: dict[str, Any], body_key: str, public_hex: str) -> di
     with pytest.raises(InvalidSignature):
         public.verify(signature, canonical({**body, "station": "forged"}))
     return body
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # -- a fault-injecting proxy ----------------------------------------------------------------------
@@ -437,7 +335,7 @@ def proxy(moto: S3Endpoint) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture
-def station(tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str,
+def station(tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, bucket: str,
             credentials: Path) -> Home:
     """Three clips ingested; an Object Lock bucket on moto as the one required target."""
     home = make_home(tmp_path, clips)
@@ -454,12 +352,12 @@ def test_replicate_copies_every_item_verified_locked_and_signed(
     before = station.target_status()
     assert before["queued"] == 3 and before["verified"] == 0 and before["failed"] == 0
 
-    report = ok(station.home, "replicate")
+    report = cli_json(station.home, "replicate")
 
     assert report["ok"] is True and report["failed"] == [] and report["pending"] == 0
     assert sorted(v["sha256"] for v in report["verified"]) == sorted(station.shas)
     assert {v["target"] for v in report["verified"]} == {"offsite"}
-    key = ok(station.home, "keys", "show")
+    key = cli_json(station.home, "keys", "show")
     for clip in station.clips:
         sha = clip.sha256
         head = s3.head_object(Bucket=bucket, Key=item_key(sha))
@@ -502,7 +400,7 @@ def test_replicate_copies_every_item_verified_locked_and_signed(
     after = station.target_status()
     assert after == {"verified": 3, "proven": 0, "in_flight": 0, "failed": 0, "queued": 0,
                      "oldest_waiting": None, "last_error": None}  # sent, not read back
-    assert cli(station.home, "ledger", "verify").code == 0
+    assert run_cli(station.home, "ledger", "verify").exit_code == 0
 
 
 def test_items_go_oldest_deadline_first_and_a_second_run_uploads_nothing(
@@ -512,25 +410,24 @@ def test_items_go_oldest_deadline_first_and_a_second_run_uploads_nothing(
     deadlines = {c: "2026-11-20T00:00:00.000000Z", a: "2026-11-21T00:00:00.000000Z",
                  b: "2026-11-22T00:00:00.000000Z"}
     for sha, deadline in deadlines.items():
-        sql_exec(station.home, "UPDATE items SET replication_deadline = ? WHERE sha256 = ?",
-                 deadline, sha)
+        catalog.forge_item(station.home, sha, replication_deadline=deadline)
     waiting = station.target_status()
     assert waiting["oldest_waiting"] == {"sha256": c, "deadline": deadlines[c]}
 
-    first = ok(station.home, "replicate", "--limit", "1")
+    first = cli_json(station.home, "replicate", "--limit", "1")
     assert [v["sha256"] for v in first["verified"]] == [c]
     assert first["pending"] == 2
     status = station.target_status()
     assert (status["verified"], status["queued"]) == (1, 2)
     assert status["oldest_waiting"] == {"sha256": a, "deadline": deadlines[a]}
 
-    rest = ok(station.home, "replicate")
+    rest = cli_json(station.home, "replicate")
     assert [v["sha256"] for v in rest["verified"]] == [a, b]
     seqs = [station.history(sha, "replicated")[0]["seq"] for sha in (c, a, b)]
     assert seqs == sorted(seqs), "ledger order follows the deadlines"
 
     stamps = {sha: versions(s3, bucket, item_key(sha)) for sha in station.shas}
-    again = ok(station.home, "replicate")
+    again = cli_json(station.home, "replicate")
     assert again == {"ok": True, "verified": [], "failed": [], "locks_extended": [],
                      "pending": 0}
     for sha in station.shas:
@@ -540,14 +437,14 @@ def test_items_go_oldest_deadline_first_and_a_second_run_uploads_nothing(
 
 
 def test_multipart_upload_of_a_big_clip_keeps_the_whole_file_hash(
-    tmp_path: Path, big_clip: Clip, moto: S3Endpoint, s3: S3Client, bucket: str,
+    tmp_path: Path, big_clip: ClipFile, moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     home = make_home(tmp_path, [big_clip])
     home.add_target(s3_target(moto.url, bucket, credentials, multipart_threshold="1MiB",
                               multipart_chunksize="5MiB", max_concurrency=2))
 
-    report = ok(home.home, "replicate")
+    report = cli_json(home.home, "replicate")
 
     assert [v["sha256"] for v in report["verified"]] == [big_clip.sha256]
     key = item_key(big_clip.sha256)
@@ -562,7 +459,7 @@ def test_multipart_upload_of_a_big_clip_keeps_the_whole_file_hash(
 
 
 def test_a_stored_object_that_no_longer_hashes_to_its_item_is_never_counted_as_replicated(
-    tmp_path: Path, clips: list[Clip], big_clip: Clip, proxy: FaultProxy, s3: S3Client,
+    tmp_path: Path, clips: list[ClipFile], big_clip: ClipFile, proxy: FaultProxy, s3: S3Client,
     bucket: str, credentials: Path
 ) -> None:
     """The local copy is hashed as it is read for the upload, not before: a flipped bit must
@@ -581,15 +478,15 @@ def test_a_stored_object_that_no_longer_hashes_to_its_item_is_never_counted_as_r
     flip_bit(stored[small.sha256], small.size // 2)
     flip_bit(stored[big_clip.sha256], 100)  # in the first of two parts
 
-    failed = cli(home.home, "replicate", "--json")
+    failed = run_cli(home.home, "replicate", "--json")
 
-    assert failed.code == 1, failed
+    assert failed.exit_code == 1, failed
     report = failed.json()
     assert report["ok"] is False and report["verified"] == [] and report["pending"] == 2
     errors = {f["sha256"]: f["error"] for f in report["failed"]}
     assert set(errors) == {small.sha256, big_clip.sha256}
     for clip in (small, big_clip):
-        found = sha256_file(stored[clip.sha256])
+        found = sha256_of(stored[clip.sha256])
         assert errors[clip.sha256] == (
             f"{stored[clip.sha256]} is {clip.size} bytes with SHA-256 {found}, expected "
             f"{clip.size} bytes with {clip.sha256}: not replicating a damaged copy")
@@ -604,20 +501,20 @@ def test_a_stored_object_that_no_longer_hashes_to_its_item_is_never_counted_as_r
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     status = home.target_status()
     assert (status["verified"], status["failed"], status["queued"]) == (0, 2, 0)
-    assert home.rows("SELECT DISTINCT state FROM replicas") == [{"state": "failed"}]
-    assert cli(home.home, "ledger", "verify").code == 0
+    assert {r["state"] for r in catalog.replicas(home.home)} == {"failed"}
+    assert run_cli(home.home, "ledger", "verify").exit_code == 0
 
     # the damage undone (say, the object restored from the recorder): copied and verified
     flip_bit(stored[small.sha256], small.size // 2)
     flip_bit(stored[big_clip.sha256], 100)
-    recovered = ok(home.home, "replicate")
+    recovered = cli_json(home.home, "replicate")
     assert sorted(v["sha256"] for v in recovered["verified"]) == sorted(stored)
     for sha in stored:
         assert download_sha(s3, bucket, item_key(sha)) == sha
 
 
 def test_replication_killed_mid_upload_resumes_cleanly(
-    tmp_path: Path, big_clip: Clip, moto: S3Endpoint, s3: S3Client, bucket: str,
+    tmp_path: Path, big_clip: ClipFile, moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     home = make_home(tmp_path, [big_clip])
@@ -628,11 +525,11 @@ def test_replication_killed_mid_upload_resumes_cleanly(
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=subprocess_env())
     try:
-        wait_for("the multipart upload to start", lambda: proc.poll() is not None or [
+        wait_for(lambda: proc.poll() is not None or [
             u for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-            if u["Key"] == key])
+            if u["Key"] == key], timeout=30, what="the multipart upload to start")
         assert proc.poll() is None, proc.communicate()
-        assert home.rows("SELECT state FROM replicas") == [{"state": "uploading"}]
+        assert [r["state"] for r in catalog.replicas(home.home)] == ["uploading"]
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     finally:
@@ -644,7 +541,7 @@ def test_replication_killed_mid_upload_resumes_cleanly(
     assert home.target_status()["in_flight"] == 1
 
     home.edit_config('bandwidth_limit = "1MiB"\n', "")
-    report = ok(home.home, "replicate")
+    report = cli_json(home.home, "replicate")
 
     assert [v["sha256"] for v in report["verified"]] == [big_clip.sha256]
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], "stale aborted"
@@ -656,8 +553,8 @@ def test_replication_killed_mid_upload_resumes_cleanly(
     assert len(home.history(big_clip.sha256, "replicated")) == 1
     status = home.target_status()
     assert (status["verified"], status["in_flight"], status["failed"]) == (1, 0, 0)
-    verified = cli(home.home, "ledger", "verify", "--json")
-    assert verified.code == 0, verified.stdout
+    verified = run_cli(home.home, "ledger", "verify", "--json")
+    assert verified.exit_code == 0, verified.stdout
 
 
 # -- a server that fails --------------------------------------------------------------------------
@@ -668,18 +565,19 @@ def _item_puts(proxy: FaultProxy, sha: str) -> list[tuple[str, str, str]]:
 
 
 def test_a_server_answering_500_fails_the_item_flags_it_late_then_recovers(
-    tmp_path: Path, clips: list[Clip], proxy: FaultProxy, s3: S3Client, bucket: str,
+    tmp_path: Path, clips: list[ClipFile], proxy: FaultProxy, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     home = make_home(tmp_path, clips, config='\n[windows]\nreplication = "1s"\n')
     home.add_target(s3_target(proxy.url, bucket, credentials, max_attempts=3))
     proxy.rule = lambda method, path: "500" if method == "PUT" and "/sha256/" in path else None
-    first = min(home.rows("SELECT sha256, replication_deadline FROM items"),
-                key=lambda r: r["replication_deadline"])
+    deadlines = {sha: item_record(home.home, sha)["replication_deadline"] for sha in home.shas}
+    first = min(({"sha256": sha, "replication_deadline": deadline}
+                 for sha, deadline in deadlines.items()), key=lambda r: r["replication_deadline"])
 
-    failed = cli(home.home, "replicate", "--json")
+    failed = run_cli(home.home, "replicate", "--json")
 
-    assert failed.code == 1, failed
+    assert failed.exit_code == 1, failed
     report = failed.json()
     assert report["ok"] is False and report["verified"] == []
     assert [f["sha256"] for f in report["failed"]] == [first["sha256"]]
@@ -698,17 +596,17 @@ def test_a_server_answering_500_fails_the_item_flags_it_late_then_recovers(
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
     # the replication window (1 s after storage) passes
-    wait_for("the replication window to pass", lambda: all(
-        datetime.now(UTC) > datetime.fromisoformat(r["replication_deadline"])
-        for r in home.rows("SELECT replication_deadline FROM items")), timeout=5)
-    flagged = ok(home.home, "check-windows")["flagged"]
+    latest = max(datetime.fromisoformat(d) for d in deadlines.values())
+    wait_for(lambda: datetime.now(UTC) > latest, timeout=5,
+             what="the replication window to pass")
+    flagged = cli_json(home.home, "check-windows")["flagged"]
     assert sorted(f["sha256"] for f in flagged if f["flag"] == "late_replication") == sorted(
         home.shas)
-    overdue = {e["sha256"]: e["flags"] for e in ok(home.home, "overdue")}
+    overdue = {e["sha256"]: e["flags"] for e in cli_json(home.home, "overdue")}
     assert all("late_replication" in overdue[s] for s in home.shas)
 
     proxy.rule = lambda method, path: None  # the server is healthy again
-    recovered = ok(home.home, "replicate")
+    recovered = cli_json(home.home, "replicate")
 
     assert sorted(v["sha256"] for v in recovered["verified"]) == sorted(home.shas)
     assert home.target_status() == {"verified": 3, "proven": 0, "in_flight": 0, "failed": 0,
@@ -716,11 +614,11 @@ def test_a_server_answering_500_fails_the_item_flags_it_late_then_recovers(
     for sha in home.shas:
         assert download_sha(s3, bucket, item_key(sha)) == sha
         assert "late_replication" in home.flags(sha), "a missed deadline stays flagged"
-    assert ok(home.home, "check-windows")["flagged"] == []
+    assert cli_json(home.home, "check-windows")["flagged"] == []
 
 
 def test_a_server_that_disappears_mid_run_then_comes_back(
-    tmp_path: Path, clips: list[Clip], proxy: FaultProxy, s3: S3Client, bucket: str,
+    tmp_path: Path, clips: list[ClipFile], proxy: FaultProxy, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     """Through the Replicator API, as the daemon's replication job calls it. One item at a time
@@ -758,27 +656,27 @@ def test_a_server_that_disappears_mid_run_then_comes_back(
     status = home.target_status()
     assert (status["verified"], status["failed"], status["queued"]) == (1, 1, 1)
     assert seen[1] in status["last_error"]["error"]
-    replica = home.rows("SELECT state, attempts, last_error FROM replicas WHERE item = ?",
-                        seen[1])[0]
+    [replica] = catalog.replicas(home.home, seen[1])
     assert replica["state"] == "failed" and replica["attempts"] == 1 and replica["last_error"]
 
     # meanwhile `replicate` by hand refuses at once: the target cannot serve
-    refused = cli(home.home, "replicate")
-    assert refused.code == 9 and "cannot reach bucket" in refused.stderr
+    refused = run_cli(home.home, "replicate")
+    assert refused.exit_code == 9 and "cannot reach bucket" in refused.stderr
 
-    wait_for("the replication window to pass", lambda: all(
-        datetime.now(UTC) > datetime.fromisoformat(r["replication_deadline"])
-        for r in home.rows("SELECT replication_deadline FROM items")), timeout=5)
-    flagged = {f["sha256"] for f in ok(home.home, "check-windows")["flagged"]
+    latest = max(datetime.fromisoformat(item_record(home.home, sha)["replication_deadline"])
+                 for sha in home.shas)
+    wait_for(lambda: datetime.now(UTC) > latest, timeout=5,
+             what="the replication window to pass")
+    flagged = {f["sha256"] for f in cli_json(home.home, "check-windows")["flagged"]
                if f["flag"] == "late_replication"}
     assert flagged == set(home.shas) - set(seen[:1]), "only the copies still missing are late"
 
     proxy.rule = lambda method, path: None
-    recovered = ok(home.home, "replicate")
+    recovered = cli_json(home.home, "replicate")
     assert sorted(v["sha256"] for v in recovered["verified"]) == sorted(
         set(home.shas) - set(seen[:1]))
-    assert home.rows("SELECT DISTINCT state, last_error FROM replicas") == [
-        {"state": "verified", "last_error": ""}]
+    assert {(r["state"], r["last_error"]) for r in catalog.replicas(home.home)} == {
+        ("verified", "")}
     assert home.target_status()["failed"] == 0
 
 
@@ -791,7 +689,7 @@ def test_an_object_planted_at_the_key_is_not_taken_for_the_copy(
     sha = station.shas[0]
     planted = s3.put_object(Bucket=bucket, Key=item_key(sha), Body=b"not the evidence")
 
-    report = ok(station.home, "replicate")
+    report = cli_json(station.home, "replicate")
 
     assert sha in {v["sha256"] for v in report["verified"]}
     assert download_sha(s3, bucket, item_key(sha)) == sha, "a good copy was put on top"
@@ -805,26 +703,26 @@ def test_an_object_planted_at_the_key_is_not_taken_for_the_copy(
 def test_a_verified_copy_replaced_behind_our_back_is_caught_and_copied_again(
     station: Home, s3: S3Client, bucket: str
 ) -> None:
-    ok(station.home, "replicate")
+    cli_json(station.home, "replicate")
     sha = station.shas[0]
     s3.put_object(Bucket=bucket, Key=item_key(sha), Body=b"not the evidence")
 
-    audit = cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+    audit = run_cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
 
-    assert audit.code == 1
+    assert audit.exit_code == 1
     failures = json.loads(audit.stdout)["failures"]
     assert [f["sha256"] for f in failures] == [sha]
     assert "off-site copy on offsite" in failures[0]["problem"]
     assert "replica_mismatch" in station.flags(sha)
-    report = ok(station.home, "replicate")
+    report = cli_json(station.home, "replicate")
     assert report["verified"] == [{"sha256": sha, "target": "offsite"}]
     assert download_sha(s3, bucket, item_key(sha)) == sha
-    again = cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
-    assert again.code == 0, again.stdout
+    again = run_cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+    assert again.exit_code == 0, again.stdout
 
 
 def test_forged_metadata_at_the_key_is_caught_by_readback(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     home = make_home(tmp_path, clips)
@@ -833,7 +731,7 @@ def test_forged_metadata_at_the_key_is_caught_by_readback(
     s3.put_object(Bucket=bucket, Key=item_key(clip.sha256), Body=os.urandom(clip.size),
                   Metadata={"sha256": clip.sha256})
 
-    report = ok(home.home, "replicate")
+    report = cli_json(home.home, "replicate")
 
     assert clip.sha256 in {v["sha256"] for v in report["verified"]}
     assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
@@ -845,13 +743,13 @@ def test_forged_metadata_at_the_key_is_caught_by_the_offsite_audit(
     clip = station.clips[0]
     s3.put_object(Bucket=bucket, Key=item_key(clip.sha256), Body=os.urandom(clip.size),
                   Metadata={"sha256": clip.sha256})
-    ok(station.home, "replicate")  # without readback the forged object passes the head check
+    cli_json(station.home, "replicate")  # without readback the forged object passes the head check
 
-    audit = cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+    audit = run_cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
 
-    assert audit.code == 1
+    assert audit.exit_code == 1
     assert "replica_mismatch" in station.flags(clip.sha256)
-    ok(station.home, "replicate")
+    cli_json(station.home, "replicate")
     assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
 
 
@@ -861,13 +759,13 @@ def test_forged_metadata_at_the_key_is_caught_by_the_offsite_audit(
 def test_a_case_label_extends_the_offsite_retention(
     station: Home, s3: S3Client, bucket: str
 ) -> None:
-    ok(station.home, "replicate")
+    cli_json(station.home, "replicate")
     labelled, untouched = station.clips[0], station.clips[1]
 
-    done = ok(station.home, "label", labelled.sha256[:12], "--case", "2026-XZ-0042",
+    done = cli_json(station.home, "label", labelled.sha256[:12], "--case", "2026-XZ-0042",
               "--party", "Li Lei")["labelled"][0]
     assert done["retention_class"] == "evidence"
-    report = ok(station.home, "replicate")
+    report = cli_json(station.home, "replicate")
 
     assert report["verified"] == []
     assert [e["sha256"] for e in report["locks_extended"]] == [labelled.sha256]
@@ -879,19 +777,19 @@ def test_a_case_label_extends_the_offsite_retention(
     assert set_for(other["ObjectLockRetainUntilDate"], ROUTINE)
     retention = station.history(labelled.sha256, "retention")
     assert len(retention) == 1 and retention[0]["data"]["class"] == "evidence"
-    assert ok(station.home, "replicate")["locks_extended"] == [], "done once"
+    assert cli_json(station.home, "replicate")["locks_extended"] == [], "done once"
 
 
 def test_hold_sets_legal_hold_and_a_long_term_label_locks_for_decades(
     station: Home, s3: S3Client, bucket: str
 ) -> None:
-    ok(station.home, "replicate")
+    cli_json(station.home, "replicate")
     held, disputed = station.clips[1], station.clips[2]
 
-    ok(station.home, "hold", held.sha256, "--reason", "court order 17")
-    ok(station.home, "label", disputed.sha256, "--case", "2026-XZ-0043", "--party", "Han Mei",
+    cli_json(station.home, "hold", held.sha256, "--reason", "court order 17")
+    cli_json(station.home, "label", disputed.sha256, "--case", "2026-XZ-0043", "--party", "Han Mei",
        "--category", "dispute")
-    report = ok(station.home, "replicate")
+    report = cli_json(station.home, "replicate")
 
     assert sorted(e["sha256"] for e in report["locks_extended"]) == sorted(
         [held.sha256, disputed.sha256])
@@ -907,11 +805,11 @@ def test_hold_sets_legal_hold_and_a_long_term_label_locks_for_decades(
     assert long_term["ObjectLockRetainUntilDate"] == long_term_until(disputed.recorded)
     assert long_term["ObjectLockRetainUntilDate"] > disputed.recorded + timedelta(days=365 * 75)
     # locked once: later runs neither touch it again nor add ledger entries about it
-    assert ok(station.home, "replicate")["locks_extended"] == []
+    assert cli_json(station.home, "replicate")["locks_extended"] == []
     assert len(station.history(disputed.sha256, "retention")) == 1
 
-    ok(station.home, "release", held.sha256, "--reason", "case closed")
-    released = ok(station.home, "replicate")
+    cli_json(station.home, "release", held.sha256, "--reason", "case closed")
+    released = cli_json(station.home, "replicate")
     assert [e["sha256"] for e in released["locks_extended"]] == [held.sha256]
     head = s3.head_object(Bucket=bucket, Key=item_key(held.sha256))
     assert head.get("ObjectLockLegalHoldStatus", "OFF") == "OFF"
@@ -919,19 +817,19 @@ def test_hold_sets_legal_hold_and_a_long_term_label_locks_for_decades(
 
 
 def test_a_lock_the_server_will_not_extend_is_reported_and_retried(
-    tmp_path: Path, clips: list[Clip], proxy: FaultProxy, s3: S3Client, bucket: str,
+    tmp_path: Path, clips: list[ClipFile], proxy: FaultProxy, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     home = make_home(tmp_path, clips)
     home.add_target(s3_target(proxy.url, bucket, credentials))
-    ok(home.home, "replicate")
+    cli_json(home.home, "replicate")
     labelled = home.clips[0]
-    ok(home.home, "label", labelled.sha256, "--case", "2026-XZ-0042", "--party", "Li Lei")
+    cli_json(home.home, "label", labelled.sha256, "--case", "2026-XZ-0042", "--party", "Li Lei")
     proxy.rule = lambda method, path: "500" if method == "PUT" and "?retention" in path else None
 
-    failed = cli(home.home, "replicate", "--json")
+    failed = run_cli(home.home, "replicate", "--json")
 
-    assert failed.code == 1, "a copy kept shorter than its retention is not a success"
+    assert failed.exit_code == 1, "a copy kept shorter than its retention is not a success"
     report = failed.json()
     assert report["locks_extended"] == []
     assert [(f["sha256"], f["target"]) for f in report["failed"]] == [
@@ -944,7 +842,7 @@ def test_a_lock_the_server_will_not_extend_is_reported_and_retried(
     assert home.history(labelled.sha256, "retention") == []
 
     proxy.rule = lambda method, path: None
-    retried = ok(home.home, "replicate")
+    retried = cli_json(home.home, "replicate")
 
     assert [e["sha256"] for e in retried["locks_extended"]] == [labelled.sha256]
     head = s3.head_object(Bucket=bucket, Key=item_key(labelled.sha256))
@@ -957,14 +855,14 @@ def test_a_lock_the_server_will_not_extend_is_reported_and_retried(
 
 
 def test_object_lock_target_on_a_bucket_without_it_is_refused(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, credentials: Path
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, s3: S3Client, credentials: Path
 ) -> None:
     plain = new_bucket(s3, lock=False)
     home = make_home(tmp_path, clips)
     home.add_target(s3_target(moto.url, plain, credentials))
 
-    refused = cli(home.home, "replicate")
-    assert refused.code == 9
+    refused = run_cli(home.home, "replicate")
+    assert refused.exit_code == 9
     message = " ".join(refused.stderr.split())
     assert "object_lock is required" in message and "no Object Lock" in message
     assert "'offsite'" in message and plain in message
@@ -975,64 +873,57 @@ def test_object_lock_target_on_a_bucket_without_it_is_refused(
     assert "no Object Lock" in " ".join(daemon.stderr.split())
 
     assert s3.list_objects_v2(Bucket=plain).get("KeyCount", 0) == 0, "nothing was sent"
-    assert home.rows("SELECT * FROM replicas") == []
+    assert catalog.replicas(home.home) == []
 
     # the same bucket serves a target that does not ask for Object Lock
     home.edit_config("object_lock = true", "object_lock = false")
-    assert len(ok(home.home, "replicate")["verified"]) == 3
+    assert len(cli_json(home.home, "replicate")["verified"]) == 3
 
 
 def test_run_once_is_refused_on_a_bucket_without_object_lock(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, credentials: Path
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, s3: S3Client, credentials: Path
 ) -> None:
     plain = new_bucket(s3, lock=False)
     home = make_home(tmp_path, clips)
     home.add_target(s3_target(moto.url, plain, credentials))
 
-    once = cli(home.home, "run", "--once")
+    once = run_cli(home.home, "run", "--once")
 
-    assert once.code == 9 and "no Object Lock" in " ".join(once.stderr.split())
-    assert home.rows("SELECT * FROM replicas") == []
+    assert once.exit_code == 9 and "no Object Lock" in " ".join(once.stderr.split())
+    assert catalog.replicas(home.home) == []
 
 
 # -- signed checkpoints and the off-site check of the ledger --------------------------------------
 
 
 def _checkpoint_and_verify(home: Home, s3: S3Client, bucket: str) -> dict[str, Any]:
-    ok(home.home, "replicate")
-    sent = ok(home.home, "checkpoint")
+    cli_json(home.home, "replicate")
+    sent = cli_json(home.home, "checkpoint")
     assert sent["sent"] == ["offsite"] and sent["errors"] == []
-    ledger = ok(home.home, "ledger", "verify", "--offsite")
+    ledger = cli_json(home.home, "ledger", "verify", "--offsite")
     assert ledger["ok"] is True and ledger["problems"] == []
     assert sent["seq"] == ledger["head_seq"] and sent["head_hash"] == ledger["head_hash"]
-    key = ok(home.home, "keys", "show")
+    key = cli_json(home.home, "keys", "show")
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/checkpoints/")["Contents"]
     assert [o["Key"] for o in listed] == [f"{PREFIX}/checkpoints/{sent['name']}"]
     raw = s3.get_object(Bucket=bucket, Key=listed[0]["Key"])["Body"].read()
     body = check_signed(json.loads(raw), "checkpoint", key["public_key"])
     assert body["seq"] == ledger["head_seq"] and body["head_hash"] == ledger["head_hash"]
     assert body["station"] == "station-01" and body["key_id"] == key["key_id"]
-    again = ok(home.home, "checkpoint")
+    again = cli_json(home.home, "checkpoint")
     assert again["sent"] == [] and again["unchanged"] == ["offsite"], "nothing new to vouch for"
     return body
 
 
 def _problems(home: Home) -> tuple[int, list[str]]:
-    result = cli(home.home, "ledger", "verify", "--offsite", "--json")
-    return result.code, [p["kind"] for p in result.json()["problems"]]
+    result = run_cli(home.home, "ledger", "verify", "--offsite", "--json")
+    return result.exit_code, [p["kind"] for p in result.json()["problems"]]
 
 
 def _rewrite_mirror(home: Home) -> None:
     """Make the JSON-lines mirror agree with the (tampered) catalog, as a careful forger would."""
-    from ingestd.integrity.ledger import to_json
-
-    station = home.open()
-    try:
-        with station.catalog.read() as conn:
-            entries = list(conn.iter_entries())
-    finally:
-        station.close()
-    lines = [json.dumps(to_json(e), ensure_ascii=False, sort_keys=True) + "\n" for e in entries]
+    lines = [json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n"
+             for e in catalog.ledger_entries(home.home)]
     (home.home / "ledger.jsonl").write_text("".join(lines), encoding="utf-8")
 
 
@@ -1042,12 +933,11 @@ def test_a_truncated_local_ledger_is_caught_by_the_offsite_checkpoint(
     body = _checkpoint_and_verify(station, s3, bucket)
 
     # drop the last two entries (two `replicated` events) from the catalog and the mirror
-    assert sql_exec(station.home, "DELETE FROM ledger WHERE seq > ?", body["seq"] - 2) == 2
+    assert catalog.delete_entries(station.home, after=body["seq"] - 2) == 2
     # and the replica rows they backed, or `ledger verify` finds those unbacked
-    assert sql_exec(station.home, "DELETE FROM replicas WHERE ledger_seq > ?",
-                    body["seq"] - 2) == 2
+    assert catalog.delete_replicas(station.home, backed_after=body["seq"] - 2) == 2
     _rewrite_mirror(station)
-    assert cli(station.home, "ledger", "verify").code == 0, "consistent locally"
+    assert run_cli(station.home, "ledger", "verify").exit_code == 0, "consistent locally"
 
     code, kinds = _problems(station)
     assert code == 1 and kinds == ["ledger_truncated"]
@@ -1056,7 +946,7 @@ def test_a_truncated_local_ledger_is_caught_by_the_offsite_checkpoint(
 def test_a_rewritten_local_ledger_is_caught_by_the_offsite_checkpoint(
     station: Home, s3: S3Client, bucket: str
 ) -> None:
-    from ingestd.integrity.ledger import seal
+    from ingestd.integrity.ledger import from_json, seal
     from ingestd.integrity.signing import StationKey
 
     _checkpoint_and_verify(station, s3, bucket)
@@ -1064,38 +954,24 @@ def test_a_rewritten_local_ledger_is_caught_by_the_offsite_checkpoint(
     # an insider rewrites history: the recorder's registration names another officer id, and
     # every entry from there on is sealed again with a key of their own, made "trusted"
     rogue = StationKey.generate()
-    sql_exec(station.home, "INSERT INTO keys (key_id, station, public_key, created_at) "
-             "VALUES (?, ?, ?, ?)", rogue.key_id, "station-01", rogue.public.hex,
-             "2026-01-01T00:00:00.000000Z")
-    st = station.open()
-    try:
-        with st.catalog.read() as conn:
-            entries = list(conn.iter_entries())
-    finally:
-        st.close()
+    catalog.insert_key(station.home, rogue)
+    entries = [from_json(e) for e in catalog.ledger_entries(station.home)]
     start = next(e.seq for e in entries if e.kind == "registry")
     prev = entries[start - 2].entry_hash
-    con = sqlite3.connect(station.home / "catalog.sqlite")
-    try:
-        for entry in entries[start - 1:]:
-            data = dict(entry.data)
-            if entry.seq == start:
-                data["officer_id"] = "PS-9999"
-            forged = seal(seq=entry.seq, at=entry.at, station=entry.station, actor=entry.actor,
-                          kind=entry.kind, item=entry.item, data=data, prev_hash=prev, key=rogue)
-            con.execute("UPDATE ledger SET data = ?, prev_hash = ?, key_id = ?, entry_hash = ?, "
-                        "signature = ? WHERE seq = ?",
-                        (json.dumps(forged.data, sort_keys=True, ensure_ascii=False),
-                         forged.prev_hash, forged.key_id, forged.entry_hash, forged.signature,
-                         forged.seq))
-            prev = forged.entry_hash
-        con.commit()
-    finally:
-        con.close()
+    forged = []
+    for entry in entries[start - 1:]:
+        data = dict(entry.data)
+        if entry.seq == start:
+            data["officer_id"] = "PS-9999"
+        forged.append(seal(seq=entry.seq, at=entry.at, station=entry.station, actor=entry.actor,
+                           kind=entry.kind, item=entry.item, data=data, prev_hash=prev,
+                           key=rogue))
+        prev = forged[-1].entry_hash
+    catalog.write_entries(station.home, forged)
     _rewrite_mirror(station)
     # The rogue key is only in the catalog: the chain does not vouch for it.
-    local = cli(station.home, "ledger", "verify", "--json")
-    assert local.code == 1
+    local = run_cli(station.home, "ledger", "verify", "--json")
+    assert local.exit_code == 1
     assert {p["kind"] for p in local.json()["problems"]} == {"unknown_key", "unbacked_row"}
 
     code, kinds = _problems(station)
@@ -1103,7 +979,7 @@ def test_a_rewritten_local_ledger_is_caught_by_the_offsite_checkpoint(
 
 
 def test_stations_sharing_a_catalog_replicate_only_their_own_items(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     """A fleet puts many stations on one catalog (PostgreSQL in production; one SQLite file
@@ -1115,40 +991,37 @@ def test_stations_sharing_a_catalog_replicate_only_their_own_items(
         home.mkdir()
         (home / "ingestd.toml").write_text(
             f'station = "{name}"\ncatalog = "sqlite:///{shared}"\n', encoding="utf-8")
-        assert cli(home, "init").code == 0
+        assert run_cli(home, "init").exit_code == 0
         if name == "station-a":
-            assert cli(home, "devices", "add", SERIAL, "--officer", OFFICER,
-                       "--officer-id", "PS-1001").code == 0
+            assert run_cli(home, "devices", "add", SERIAL, "--officer", OFFICER,
+                       "--officer-id", "PS-1001").exit_code == 0
         media = tmp_path / f"recorder-{name}" / "DCIM" / "100MEDIA"
         media.mkdir(parents=True)
         shutil.copy2(clip.path, media / clip.path.name)
-        ok(home, "ingest", media.parent.parent, "--serial", SERIAL)
+        cli_json(home, "ingest", media.parent.parent, "--serial", SERIAL)
         with (home / "ingestd.toml").open("a", encoding="utf-8") as fh:
             fh.write("\n" + s3_target(moto.url, bucket, credentials, prefix=name))
         homes[name] = home
 
-    a = ok(homes["station-a"], "replicate")
+    a = cli_json(homes["station-a"], "replicate")
 
     assert a["ok"] is True and a["failed"] == [] and a["pending"] == 0
     assert [v["sha256"] for v in a["verified"]] == [clips[0].sha256]
-    b_item = ok(homes["station-b"], "show", clips[1].sha256)
+    b_item = cli_json(homes["station-b"], "show", clips[1].sha256)
     assert [f["flag"] for f in b_item["flags"] if f["flag"] != "late_ingest"] == [], (
         "another station's item is not ours to copy, nor damaged")
-    with contextlib.closing(sqlite3.connect(shared)) as con:
-        rows = con.execute("SELECT target, state FROM replicas WHERE item = ?",
-                           (clips[1].sha256,)).fetchall()
-    assert rows == [], "station-a left station-b's item alone"
-    b = ok(homes["station-b"], "replicate")
+    assert catalog.replicas(homes["station-a"], clips[1].sha256) == [], (
+        "station-a left station-b's item alone")
+    b = cli_json(homes["station-b"], "replicate")
     assert [v["sha256"] for v in b["verified"]] == [clips[1].sha256]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="station-")["Contents"]}
     assert {f"station-a/sha256/{clips[0].sha256}",
             f"station-b/sha256/{clips[1].sha256}"} <= keys
     assert not any(k.startswith("station-a/sha256/" + clips[1].sha256) for k in keys)
     # one target name, a prefix each: neither station's run unsettles the other's copies
-    assert ok(homes["station-a"], "replicate")["verified"] == []
-    with contextlib.closing(sqlite3.connect(shared)) as con:
-        rows = con.execute("SELECT item, state, location FROM replicas ORDER BY location"
-                           ).fetchall()
+    assert cli_json(homes["station-a"], "replicate")["verified"] == []
+    rows = sorted(((r["item"], r["state"], r["location"])
+                   for r in catalog.replicas(homes["station-b"])), key=lambda r: r[2])
     assert rows == [(clips[0].sha256, "verified", f"s3:{moto.url}/{bucket}/station-a"),
                     (clips[1].sha256, "verified", f"s3:{moto.url}/{bucket}/station-b")]
 
@@ -1157,66 +1030,58 @@ def test_stations_sharing_a_catalog_replicate_only_their_own_items(
 
 
 def test_a_copy_found_bad_while_the_recorder_is_wiped_keeps_the_recorder_file(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path,
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, bucket: str, credentials: Path,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The files to wipe are drawn up first; an audit finds an off-site copy bad before one of
     # them is deleted. The wipe decides again with the catalog in hand and keeps that file.
-    import sqlite3
-
     from ingestd.docks import wipe
 
     home = make_home(tmp_path, clips, config='wipe = "after-offsite-verify"\n',
                      recorder=tmp_path / "home" / "docks" / SERIAL)
     home.add_target(s3_target(moto.url, bucket, credentials, readback=True))
     media = home.recorder / "DCIM" / "100MEDIA"
-    assert len(ok(home.home, "replicate")["verified"]) == 3
+    assert len(cli_json(home.home, "replicate")["verified"]) == 3
     bad = clips[1]
     real_set_aside = wipe.set_aside
 
     def audit_meanwhile(dir_fd: int, name: bytes) -> bytes:
         if name == bad.path.name.encode():
-            with sqlite3.connect(home.home / "catalog.sqlite") as db:
-                db.execute("UPDATE replicas SET state = 'mismatch' WHERE item = ?",
-                           (bad.sha256,))
+            catalog.forge_replicas(home.home, bad.sha256, state="mismatch")
         return real_set_aside(dir_fd, name)
 
     monkeypatch.setattr(wipe, "set_aside", audit_meanwhile)
-    assert cli(home.home, "run", "--once").code == 0
+    assert run_cli(home.home, "run", "--once").exit_code == 0
     left = sorted(p.name for p in media.iterdir())
     assert left == [bad.path.name], left
-    assert sha256_file(media / bad.path.name) == bad.sha256
+    assert sha256_of(media / bad.path.name) == bad.sha256
     assert home.history(bad.sha256, "wiped") == []
     assert all(len(home.history(c.sha256, "wiped")) == 1 for c in clips if c is not bad)
 
 
 def test_a_proof_written_into_the_catalog_by_hand_is_found(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, bucket: str, credentials: Path
 ) -> None:
     # Eviction and wipe trust `proven_at`: an insider who sets it on copies never read back
     # would let the local copies go. The ledger says which copies were read back, and where.
-    import sqlite3
-
     home = _proof_home(tmp_path, clips, moto.url, bucket, credentials)
-    assert len(ok(home.home, "replicate")["verified"]) == 3
-    with sqlite3.connect(home.home / "catalog.sqlite") as db:
-        db.execute("UPDATE replicas SET proven_at = '2026-01-01T00:00:00.000000Z'")
-    forged = cli(home.home, "ledger", "verify", "--json")
-    assert forged.code == 1
+    assert len(cli_json(home.home, "replicate")["verified"]) == 3
+    assert catalog.forge_replicas(home.home, proven_at="2026-01-01T00:00:00.000000Z") == 3
+    forged = run_cli(home.home, "ledger", "verify", "--json")
+    assert forged.exit_code == 1
     found = [p for p in forged.json()["problems"] if p["kind"] == "row_differs"]
     assert len(found) == 3 and all("read back" in p["detail"] for p in found), found
 
     # a real proof: the audit reads every copy back and says so in its entries
-    with sqlite3.connect(home.home / "catalog.sqlite") as db:
-        db.execute("UPDATE replicas SET proven_at = NULL")
-    audit = cli(home.home, "audit", "--all", "--offsite", "--decode", "0")
-    assert audit.code == 0, audit
+    assert catalog.forge_replicas(home.home, proven_at=None) == 3
+    audit = run_cli(home.home, "audit", "--all", "--offsite", "--decode", "0")
+    assert audit.exit_code == 0, audit
     assert home.target_status()["proven"] == 3
-    assert cli(home.home, "ledger", "verify").code == 0
+    assert run_cli(home.home, "ledger", "verify").exit_code == 0
 
 
 def test_redock_wipes_only_files_verified_offsite(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, bucket: str, credentials: Path
 ) -> None:
     home_dir = tmp_path / "home"
     home = make_home(tmp_path, clips, config='wipe = "after-offsite-verify"\n',
@@ -1226,15 +1091,15 @@ def test_redock_wipes_only_files_verified_offsite(
     media = home.recorder / "DCIM" / "100MEDIA"
     by_sha = {c.sha256: media / c.path.name for c in clips}
 
-    copied = [v["sha256"] for v in ok(home.home, "replicate", "--limit", "2")["verified"]]
+    copied = [v["sha256"] for v in cli_json(home.home, "replicate", "--limit", "2")["verified"]]
     assert len(copied) == 2
     waiting = next(s for s in home.shas if s not in copied)
 
-    redock = cli(home.home, "run", "--once")  # the scan (and its wipe) comes before the jobs
-    assert redock.code == 0, redock
+    redock = run_cli(home.home, "run", "--once")  # the scan (and its wipe) comes before the jobs
+    assert redock.exit_code == 0, redock
 
     assert [p.exists() for p in (by_sha[s] for s in copied)] == [False, False]
-    assert by_sha[waiting].exists() and sha256_file(by_sha[waiting]) == waiting
+    assert by_sha[waiting].exists() and sha256_of(by_sha[waiting]) == waiting
     for sha in copied:
         wiped = home.history(sha, "wiped")
         assert len(wiped) == 1 and wiped[0]["data"]["policy"] == "after-offsite-verify"
@@ -1242,17 +1107,17 @@ def test_redock_wipes_only_files_verified_offsite(
 
     # that run's replication job copied the last one: the next dock wipes it too
     assert home.target_status()["verified"] == 3
-    assert cli(home.home, "run", "--once").code == 0
+    assert run_cli(home.home, "run", "--once").exit_code == 0
     assert not by_sha[waiting].exists()
     assert len(home.history(waiting, "wiped")) == 1
-    assert cli(home.home, "ledger", "verify").code == 0
+    assert run_cli(home.home, "ledger", "verify").exit_code == 0
 
 
 # -- a directory target on a real folder ----------------------------------------------------------
 
 
 def test_directory_target_replicates_verifies_and_reports(
-    tmp_path: Path, clips: list[Clip]
+    tmp_path: Path, clips: list[ClipFile]
 ) -> None:
     nas = tmp_path / "nas"
     nas.mkdir()
@@ -1261,15 +1126,15 @@ def test_directory_target_replicates_verifies_and_reports(
                     f'prefix = "{PREFIX}"\nsame_filesystem_ok = true\n')
     assert home.target_status("nas")["queued"] == 3
 
-    report = ok(home.home, "replicate")
+    report = cli_json(home.home, "replicate")
 
     assert sorted(v["sha256"] for v in report["verified"]) == sorted(home.shas)
-    key = ok(home.home, "keys", "show")
+    key = cli_json(home.home, "keys", "show")
     for clip in clips:
         copy = nas / PREFIX / "sha256" / clip.sha256
-        assert sha256_file(copy) == clip.sha256 and copy.stat().st_size == clip.size
+        assert sha256_of(copy) == clip.sha256 and copy.stat().st_size == clip.size
         assert copy.stat().st_mode & 0o222 == 0, "read-only"
-        verdict = ok(home.home, "verify", copy)["results"][0]
+        verdict = cli_json(home.home, "verify", copy)["results"][0]
         assert verdict["match"] is True and verdict["item"]["recorder"] == SERIAL
         manifest = json.loads((nas / PREFIX / "manifests" / f"{clip.sha256}.json").read_bytes())
         assert check_signed(manifest, "manifest", key["public_key"])["item"] == clip.sha256
@@ -1280,15 +1145,15 @@ def test_directory_target_replicates_verifies_and_reports(
                                          "failed": 0, "queued": 0, "oldest_waiting": None,
                                          "last_error": None}  # a directory reads back
     mtimes = {p: p.stat().st_mtime_ns for p in (nas / PREFIX / "sha256").iterdir()}
-    assert ok(home.home, "replicate")["verified"] == []
+    assert cli_json(home.home, "replicate")["verified"] == []
     assert {p: p.stat().st_mtime_ns for p in (nas / PREFIX / "sha256").iterdir()} == mtimes
 
-    assert ok(home.home, "checkpoint")["sent"] == ["nas"]
-    assert ok(home.home, "ledger", "verify", "--offsite")["ok"] is True
+    assert cli_json(home.home, "checkpoint")["sent"] == ["nas"]
+    assert cli_json(home.home, "ledger", "verify", "--offsite")["ok"] is True
     # a share that is not mounted is an error, never a silent copy to the local disk
     shutil.rmtree(nas)
-    gone = cli(home.home, "replicate")
-    assert gone.code == 9 and "not a directory" in " ".join(gone.stderr.split())
+    gone = run_cli(home.home, "replicate")
+    assert gone.exit_code == 9 and "not a directory" in " ".join(gone.stderr.split())
 
 
 # -- a copy counts as safe only once its bytes were read back, where it was made -------------------
@@ -1308,7 +1173,7 @@ def stored_sha(endpoint: S3Endpoint, bucket: str, key: str) -> str:
     return hashlib.sha256(client.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
 
 
-def _proof_home(tmp_path: Path, clips: Sequence[Clip], url: str, bucket: str,
+def _proof_home(tmp_path: Path, clips: Sequence[ClipFile], url: str, bucket: str,
                 credentials: Path, **target: object) -> Home:
     """Clips ingested from a recorder in the dock folder; wipe after off-site verification,
     local copies evicted as soon as they are safe off-site."""
@@ -1319,21 +1184,21 @@ def _proof_home(tmp_path: Path, clips: Sequence[Clip], url: str, bucket: str,
 
 
 def test_the_scheduled_offsite_audit_proves_every_copy_sent_unread_whatever_its_sample(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, bucket: str, credentials: Path
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, bucket: str, credentials: Path
 ) -> None:
     # readback = false (the default): copies are sent, not proven, and let nothing go; the
     # daemon's off-site audit reads back all of them, not a sample of one, and then they do.
     home = _proof_home(tmp_path, clips, moto.url, bucket, credentials)
     with (home.home / "ingestd.toml").open("a", encoding="utf-8") as fh:
         fh.write("\n[scheduler]\naudit_offsite_sample = 1\n")
-    assert len(ok(home.home, "replicate")["verified"]) == 3
+    assert len(cli_json(home.home, "replicate")["verified"]) == 3
     assert home.target_status()["proven"] == 0
-    assert ok(home.home, "retention")["evicted"] == []
-    once = cli(home.home, "run", "--once")  # the jobs, as the daemon runs them
-    assert once.code == 0, once
+    assert cli_json(home.home, "retention")["evicted"] == []
+    once = run_cli(home.home, "run", "--once")  # the jobs, as the daemon runs them
+    assert once.exit_code == 0, once
     assert "job audit-offsite: 3 items re-read" in once.stderr, once.stderr
     assert home.target_status()["proven"] == 3
-    evicted = ok(home.home, "retention")["evicted"]
+    evicted = cli_json(home.home, "retention")["evicted"]
     assert sorted(e["sha256"] for e in evicted) == sorted(home.shas)
     for clip in clips:
         read = [e["data"]["offsite"] for e in home.history(clip.sha256, "audited")
@@ -1342,7 +1207,7 @@ def test_the_scheduled_offsite_audit_proves_every_copy_sent_unread_whatever_its_
 
 
 def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder_file_go(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     with FlippingProxy(moto.url) as proxy:
@@ -1351,18 +1216,18 @@ def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder
         # every object the server stores has one byte other than it was sent
         proxy.flip_request = object_puts("/sha256/")
 
-        sent = ok(home.home, "replicate")
+        sent = cli_json(home.home, "replicate")
         assert sorted(v["sha256"] for v in sent["verified"]) == sorted(home.shas)  # as sent
         assert len(proxy.flipped()) == 3
         assert home.target_status()["proven"] == 0
 
         # the server's word alone lets nothing go: not the local copy, not the recorder's
-        assert ok(home.home, "retention")["evicted"] == []
+        assert cli_json(home.home, "retention")["evicted"] == []
         # a redock, then the jobs: the off-site audit among them reads the copies back
-        once = cli(home.home, "run", "--once")
-        assert once.code == 1 and "job audit-offsite failed" in once.stderr, once
+        once = run_cli(home.home, "run", "--once")
+        assert once.exit_code == 1 and "job audit-offsite failed" in once.stderr, once
         assert sorted(p.name for p in media.iterdir()) == sorted(c.path.name for c in clips)
-        assert all(row["local_present"] for row in home.rows("SELECT * FROM items"))
+        assert all(i["local"] for i in cli_json(home.home, "items")["items"])
         for clip in clips:
             [entry] = home.history(clip.sha256, "replicated")
             assert entry["data"]["read_back"] is False
@@ -1372,7 +1237,7 @@ def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder
         # version is remembered
         for clip in clips:
             assert "replica_mismatch" in home.flags(clip.sha256)
-        bad = {r["item"]: r for r in home.rows("SELECT * FROM replicas")}
+        bad = {r["item"]: r for r in catalog.replicas(home.home)}
         for clip in clips:
             [version] = versions(s3, bucket, item_key(clip.sha256))
             assert bad[clip.sha256]["state"] == "mismatch"
@@ -1380,7 +1245,7 @@ def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder
 
         # the network heals: new objects, read back, and only then the local copies go
         proxy.flip_request = never
-        fixed = ok(home.home, "replicate")
+        fixed = cli_json(home.home, "replicate")
         assert sorted(v["sha256"] for v in fixed["verified"]) == sorted(home.shas)
         for clip in clips:
             entry = home.history(clip.sha256, "replicated")[-1]
@@ -1388,13 +1253,13 @@ def test_copies_a_server_stored_damaged_never_let_the_local_copy_or_the_recorder
             assert len(versions(s3, bucket, item_key(clip.sha256))) == 2  # the bad one kept
             assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
         assert home.target_status()["proven"] == 3
-        evicted = ok(home.home, "retention")["evicted"]
+        evicted = cli_json(home.home, "retention")["evicted"]
         assert sorted(e["sha256"] for e in evicted) == sorted(home.shas)
-        assert ok(home.home, "ledger", "verify")["ok"] is True
+        assert cli_json(home.home, "ledger", "verify")["ok"] is True
 
 
 @contextlib.contextmanager
-def _found_bad(tmp_path: Path, clip: Clip, moto: S3Endpoint, bucket: str,
+def _found_bad(tmp_path: Path, clip: ClipFile, moto: S3Endpoint, bucket: str,
                credentials: Path) -> Iterator[tuple[Home, FaultProxy]]:
     """One clip whose only off-site copy the server stored damaged, and an audit that found
     it so; uploads go through a fault proxy the test steers."""
@@ -1403,16 +1268,16 @@ def _found_bad(tmp_path: Path, clip: Clip, moto: S3Endpoint, bucket: str,
         try:
             home = _proof_home(tmp_path, [clip], fault.url, bucket, credentials)
             flipping.flip_request = object_puts("/sha256/")
-            ok(home.home, "replicate")
+            cli_json(home.home, "replicate")
             flipping.flip_request = never
-            assert cli(home.home, "audit", "--all", "--offsite", "--json").code == 1
+            assert run_cli(home.home, "audit", "--all", "--offsite", "--json").exit_code == 1
             yield home, fault
         finally:
             fault.close()
 
 
 def test_a_repair_that_failed_or_was_killed_does_not_make_the_bad_object_good(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     clip = clips[0]
@@ -1420,69 +1285,69 @@ def test_a_repair_that_failed_or_was_killed_does_not_make_the_bad_object_good(
         # the repair fails: the server answers 500 to every upload of the item
         fault.rule = lambda method, path: ("500" if method == "PUT" and "/sha256/" in path
                                            else None)
-        failed = cli(home.home, "replicate", "--json")
-        assert failed.code == 1 and failed.json()["failed"]
+        failed = run_cli(home.home, "replicate", "--json")
+        assert failed.exit_code == 1 and failed.json()["failed"]
         fault.rule = lambda method, path: None
         # ...and a second one is killed half-way (what a crash leaves in the catalog)
-        sql_exec(home.home, "UPDATE replicas SET state = 'uploading'")
+        catalog.forge_replicas(home.home, state="uploading")
 
-        repaired = ok(home.home, "replicate")
+        repaired = cli_json(home.home, "replicate")
     assert [v["sha256"] for v in repaired["verified"]] == [clip.sha256]
     assert len(versions(s3, bucket, item_key(clip.sha256))) == 2, "a new object was written"
     assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
     assert home.history(clip.sha256, "replicated")[-1]["data"]["read_back"] is True
-    [row] = home.rows("SELECT * FROM replicas")
+    [row] = catalog.replicas(home.home)
     assert row["rewrite"] == 0 and row["proven_at"] is not None
 
 
 def test_an_audit_during_an_outage_marks_nothing_bad_and_locks_still_follow_the_label(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path, proxy: FaultProxy
 ) -> None:
     clip = clips[0]
     home = _proof_home(tmp_path, [clip], proxy.url, bucket, credentials)
-    ok(home.home, "replicate")
+    cli_json(home.home, "replicate")
 
     proxy.rule = lambda method, path: "500"  # the server is down
-    audit = cli(home.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+    audit = run_cli(home.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
     proxy.rule = lambda method, path: None
 
-    assert audit.code == 1, "an audit that could not read the copy back says so"
+    assert audit.exit_code == 1, "an audit that could not read the copy back says so"
     [failure] = audit.json()["failures"]
     assert "not checked" in failure["problem"] and "mismatch" not in failure["problem"]
     assert "replica_mismatch" not in home.flags(clip.sha256)
-    [row] = home.rows("SELECT * FROM replicas")
+    [row] = catalog.replicas(home.home)
     assert row["state"] == "verified" and row["rewrite"] == 0
 
     # a later audit reads it back and proves it; a case label then locks it for 30 years
-    assert ok(home.home, "audit", "--all", "--offsite", "--decode", "0")["ok"] is True
-    assert home.rows("SELECT proven_at FROM replicas")[0]["proven_at"] is not None
-    ok(home.home, "label", clip.sha256, "--case", "2026-0042", "--party", "Li Wei")
-    report = ok(home.home, "replicate")
+    assert cli_json(home.home, "audit", "--all", "--offsite", "--decode", "0")["ok"] is True
+    assert catalog.replicas(home.home)[0]["proven_at"] is not None
+    cli_json(home.home, "label", clip.sha256, "--case", "2026-0042", "--party", "Li Wei")
+    report = cli_json(home.home, "replicate")
     assert [e["sha256"] for e in report["locks_extended"]] == [clip.sha256]
     head = s3.head_object(Bucket=bucket, Key=item_key(clip.sha256))
     assert head["ObjectLockRetainUntilDate"] >= clip.recorded + EVIDENCE
 
 
 def test_a_target_pointed_at_another_bucket_under_the_same_name_starts_again(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     home = _proof_home(tmp_path, clips[:2], moto.url, bucket, credentials, readback=True)
-    assert len(ok(home.home, "replicate", "--limit", "1")["verified"]) == 1
+    assert len(cli_json(home.home, "replicate", "--limit", "1")["verified"]) == 1
     other = new_bucket(s3)
     home.edit_config(f'bucket = "{bucket}"', f'bucket = "{other}"')
 
     # the copy in the old bucket says nothing of the new one: nothing leaves the store
-    assert ok(home.home, "retention")["evicted"] == []
-    report = ok(home.home, "replicate")
+    assert cli_json(home.home, "retention")["evicted"] == []
+    report = cli_json(home.home, "replicate")
 
     assert sorted(v["sha256"] for v in report["verified"]) == sorted(home.shas)
     for clip in clips[:2]:
         assert download_sha(s3, other, item_key(clip.sha256)) == clip.sha256
         assert home.history(clip.sha256, "replicated")[-1]["data"]["location"] == (
             f"s3:{moto.url}/{other}/{PREFIX}")
-    assert sorted(e["sha256"] for e in ok(home.home, "retention")["evicted"]) == sorted(
+    assert sorted(e["sha256"] for e in cli_json(home.home, "retention")["evicted"]) == sorted(
         home.shas)
 
 
@@ -1503,7 +1368,7 @@ TMPFS = ("-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs")
 
 @pytest.mark.root
 def test_a_nas_that_did_not_mount_gets_no_copies_and_lets_nothing_go(
-    tmp_path: Path, clips: list[Clip]
+    tmp_path: Path, clips: list[ClipFile]
 ) -> None:
     share, nas = tmp_path / "share", tmp_path / "nas"  # the NAS's export; its mount point
     share.mkdir()
@@ -1515,24 +1380,25 @@ def test_a_nas_that_did_not_mount_gets_no_copies_and_lets_nothing_go(
     media = home.recorder / "DCIM" / "100MEDIA"
     with mounted(share, *TMPFS):
         with mounted(nas, "--bind", str(share)):
-            first = {v["sha256"] for v in ok(home.home, "replicate", "--limit", "2")["verified"]}
+            first = {v["sha256"]
+                     for v in cli_json(home.home, "replicate", "--limit", "2")["verified"]}
         assert len(first) == 2
         [waiting] = [s for s in home.shas if s not in first]
 
         # the share did not mount: its mount point is an empty folder on the local disk
-        down = cli(home.home, "replicate")
-        assert down.code == 9, down
+        down = run_cli(home.home, "replicate")
+        assert down.exit_code == 9, down
         assert "same file system as the local store" in " ".join(down.stderr.split())
         # another share mounted there: it is not the share first used
         with mounted(nas, *TMPFS):
-            other = cli(home.home, "replicate")
-            assert other.code == 9, other
+            other = run_cli(home.home, "replicate")
+            assert other.exit_code == 9, other
             assert "no identity file" in " ".join(other.stderr.split())
             assert list(nas.iterdir()) == []
         # nor does the daemon start on it, nor a checkpoint land there; the waiting clip
         # stays in the store and on the recorder
-        assert cli(home.home, "run", "--once").code == 9
-        assert cli(home.home, "checkpoint").code != 0
+        assert run_cli(home.home, "run", "--once").exit_code == 9
+        assert run_cli(home.home, "checkpoint").exit_code != 0
         station = home.open()  # the daemon's checkpoint job, on a share gone since its start
         try:
             from ingestd.usecases.replicate import Replicator
@@ -1541,34 +1407,33 @@ def test_a_nas_that_did_not_mount_gets_no_copies_and_lets_nothing_go(
         finally:
             station.close()
         assert list(nas.iterdir()) == [], "nothing was copied to the local disk"
-        [row] = home.rows("SELECT local_present FROM items WHERE sha256 = ?", waiting)
-        assert row["local_present"]
+        assert cli_json(home.home, "show", waiting)["item"]["local"]
         assert next(c.path.name for c in clips if c.sha256 == waiting) in {
             p.name for p in media.iterdir()}
 
         # the share back: the last clip goes there
         with mounted(nas, "--bind", str(share)):
-            assert [v["sha256"] for v in ok(home.home, "replicate")["verified"]] == [waiting]
-            assert sha256_file(nas / PREFIX / "sha256" / waiting) == waiting
+            assert [v["sha256"] for v in cli_json(home.home, "replicate")["verified"]] == [waiting]
+            assert sha256_of(nas / PREFIX / "sha256" / waiting) == waiting
 
 
 def test_a_copy_found_bad_keeps_its_lock_in_step_with_the_label_while_its_repair_fails(
-    tmp_path: Path, clips: list[Clip], moto: S3Endpoint, s3: S3Client, bucket: str,
+    tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint, s3: S3Client, bucket: str,
     credentials: Path
 ) -> None:
     clip = clips[0]
     with _found_bad(tmp_path, clip, moto, bucket, credentials) as (home, fault):
         [bad] = versions(s3, bucket, item_key(clip.sha256))
 
-        ok(home.home, "label", clip.sha256, "--case", "2026-0042", "--party", "Li Wei")
+        cli_json(home.home, "label", clip.sha256, "--case", "2026-0042", "--party", "Li Wei")
         # uploads of the item are refused; everything else reaches the server
         fault.rule = lambda method, path: ("500" if method == "PUT" and "/sha256/" in path
                                            and "?" not in path else None)
-        report = cli(home.home, "replicate", "--json")
-    assert report.code == 1 and report.json()["failed"]
+        report = run_cli(home.home, "replicate", "--json")
+    assert report.exit_code == 1 and report.json()["failed"]
     # the bad version is evidence of what happened: it stays locked as long as the case
     assert [e["sha256"] for e in report.json()["locks_extended"]] == [clip.sha256]
     head = s3.head_object(Bucket=bucket, Key=item_key(clip.sha256), VersionId=bad["VersionId"])
     assert head["ObjectLockRetainUntilDate"] >= clip.recorded + EVIDENCE
-    [row] = home.rows("SELECT * FROM replicas")
+    [row] = catalog.replicas(home.home)
     assert row["rewrite"] == 1 and row["state"] != "verified"

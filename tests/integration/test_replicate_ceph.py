@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 from botocore.exceptions import ClientError
+from conftest import ClipFile, cli_json, run_cli
 
 from tests.integration.test_replicate import (
     EVIDENCE,
     PREFIX,
     ROUTINE,
-    Clip,
     Home,
     _rewrite_mirror,
     check_signed,
-    cli,
     clips,  # noqa: F401 - the session's clips fixture
     download_sha,
     item_key,
@@ -33,13 +32,12 @@ from tests.integration.test_replicate import (
     make_home,
     manifest_key,
     new_bucket,
-    ok,
     s3_target,
     set_for,
-    sql_exec,
     versions,
     write_credentials,
 )
+from tests.support import catalog
 from tests.support.servers import S3Endpoint, ServiceUnavailable, ceph_rgw
 
 if TYPE_CHECKING:
@@ -75,7 +73,7 @@ def bucket(rgw: S3Client) -> str:
 
 
 @pytest.fixture
-def station(tmp_path: Path, clips: list[Clip], ceph: S3Endpoint,  # noqa: F811
+def station(tmp_path: Path, clips: list[ClipFile], ceph: S3Endpoint,  # noqa: F811
             bucket: str, rgw_credentials: Path) -> Home:
     home = make_home(tmp_path, clips)
     home.add_target(s3_target(ceph.url, bucket, rgw_credentials))
@@ -92,10 +90,10 @@ def _refused_delete(rgw: S3Client, bucket: str, sha: str, version: str) -> None:
 def test_ceph_copies_are_verified_locked_and_cannot_be_deleted(
     station: Home, rgw: S3Client, bucket: str
 ) -> None:
-    report = ok(station.home, "replicate")
+    report = cli_json(station.home, "replicate")
 
     assert sorted(v["sha256"] for v in report["verified"]) == sorted(station.shas)
-    key = ok(station.home, "keys", "show")
+    key = cli_json(station.home, "keys", "show")
     for clip in station.clips:
         head = rgw.head_object(Bucket=bucket, Key=item_key(clip.sha256))
         assert head["ContentLength"] == clip.size
@@ -116,22 +114,22 @@ def test_ceph_copies_are_verified_locked_and_cannot_be_deleted(
     assert station.target_status() == {"verified": 3, "proven": 0, "in_flight": 0,
                                        "failed": 0, "queued": 0, "oldest_waiting": None,
                                        "last_error": None}
-    assert ok(station.home, "replicate")["verified"] == []
+    assert cli_json(station.home, "replicate")["verified"] == []
     assert all(len(versions(rgw, bucket, item_key(s))) == 1 for s in station.shas)
 
-    assert ok(station.home, "checkpoint")["sent"] == ["offsite"]
+    assert cli_json(station.home, "checkpoint")["sent"] == ["offsite"]
     assert rgw.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/checkpoints/")["KeyCount"] == 1
-    assert ok(station.home, "ledger", "verify", "--offsite")["ok"] is True
+    assert cli_json(station.home, "ledger", "verify", "--offsite")["ok"] is True
 
 
 def test_ceph_hold_sets_a_legal_hold_that_refuses_deleting(
     station: Home, rgw: S3Client, bucket: str
 ) -> None:
-    ok(station.home, "replicate")
+    cli_json(station.home, "replicate")
     held = station.clips[0]
 
-    ok(station.home, "hold", held.sha256, "--reason", "court order 17")
-    report = ok(station.home, "replicate")
+    cli_json(station.home, "hold", held.sha256, "--reason", "court order 17")
+    report = cli_json(station.home, "replicate")
 
     assert [e["sha256"] for e in report["locks_extended"]] == [held.sha256]
     legal = rgw.get_object_legal_hold(Bucket=bucket, Key=item_key(held.sha256))
@@ -144,8 +142,8 @@ def test_ceph_hold_sets_a_legal_hold_that_refuses_deleting(
         other_head = rgw.head_object(Bucket=bucket, Key=item_key(other.sha256))
         assert other_head.get("ObjectLockLegalHoldStatus", "OFF") == "OFF"
 
-    ok(station.home, "release", held.sha256, "--reason", "case closed")
-    ok(station.home, "replicate")
+    cli_json(station.home, "release", held.sha256, "--reason", "case closed")
+    cli_json(station.home, "replicate")
     legal = rgw.get_object_legal_hold(Bucket=bucket, Key=item_key(held.sha256))
     assert legal["LegalHold"]["Status"] == "OFF"
     _refused_delete(rgw, bucket, held.sha256, head["VersionId"])  # COMPLIANCE still holds
@@ -154,13 +152,13 @@ def test_ceph_hold_sets_a_legal_hold_that_refuses_deleting(
 def test_ceph_a_raised_class_extends_the_retention(
     station: Home, rgw: S3Client, bucket: str
 ) -> None:
-    ok(station.home, "replicate")
+    cli_json(station.home, "replicate")
     evidence, disputed, routine = station.clips
 
-    ok(station.home, "label", evidence.sha256, "--case", "2026-XZ-0042", "--party", "Li Lei")
-    ok(station.home, "label", disputed.sha256, "--case", "2026-XZ-0043", "--party", "Han Mei",
+    cli_json(station.home, "label", evidence.sha256, "--case", "2026-XZ-0042", "--party", "Li Lei")
+    cli_json(station.home, "label", disputed.sha256, "--case", "2026-XZ-0043", "--party", "Han Mei",
        "--category", "obstruction")
-    report = ok(station.home, "replicate")
+    report = cli_json(station.home, "replicate")
 
     assert sorted(e["sha256"] for e in report["locks_extended"]) == sorted(
         [evidence.sha256, disputed.sha256])
@@ -179,21 +177,21 @@ def test_ceph_a_raised_class_extends_the_retention(
         # the longer lock still refuses deletion (a date Ceph cannot hold would wrap round to
         # the past and leave the version deletable)
         _refused_delete(rgw, bucket, clip.sha256, head["VersionId"])
-    assert ok(station.home, "replicate")["locks_extended"] == []
-    assert cli(station.home, "ledger", "verify").code == 0
+    assert cli_json(station.home, "replicate")["locks_extended"] == []
+    assert run_cli(station.home, "ledger", "verify").exit_code == 0
 
 
 def test_ceph_bucket_without_object_lock_is_refused(
-    tmp_path: Path, clips: list[Clip], ceph: S3Endpoint, rgw: S3Client,  # noqa: F811
+    tmp_path: Path, clips: list[ClipFile], ceph: S3Endpoint, rgw: S3Client,  # noqa: F811
     rgw_credentials: Path
 ) -> None:
     plain = new_bucket(rgw, lock=False)
     home = make_home(tmp_path, clips)
     home.add_target(s3_target(ceph.url, plain, rgw_credentials))
 
-    refused = cli(home.home, "replicate")
+    refused = run_cli(home.home, "replicate")
 
-    assert refused.code == 9
+    assert refused.exit_code == 9
     assert "no Object Lock" in " ".join(refused.stderr.split())
     assert rgw.list_objects_v2(Bucket=plain)["KeyCount"] == 0
 
@@ -201,8 +199,8 @@ def test_ceph_bucket_without_object_lock_is_refused(
 def test_ceph_checkpoints_are_locked_and_a_hidden_one_is_still_read(
     station: Home, rgw: S3Client, bucket: str
 ) -> None:
-    ok(station.home, "replicate")
-    first = ok(station.home, "checkpoint")
+    cli_json(station.home, "replicate")
+    first = cli_json(station.home, "checkpoint")
     key = f"{PREFIX}/checkpoints/{first['name']}"
     head = rgw.head_object(Bucket=bucket, Key=key)
     assert head["ObjectLockMode"] == "COMPLIANCE"
@@ -215,8 +213,8 @@ def test_ceph_checkpoints_are_locked_and_a_hidden_one_is_still_read(
     # delete marker: its locked version is still read
     rgw.delete_object(Bucket=bucket, Key=key)
     assert rgw.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/checkpoints/")["KeyCount"] == 0
-    assert sql_exec(station.home, "DELETE FROM ledger WHERE seq > ?", first["seq"] - 1) == 1
+    assert catalog.delete_entries(station.home, after=first["seq"] - 1) == 1
     _rewrite_mirror(station)
-    result = cli(station.home, "ledger", "verify", "--offsite", "--json")
-    assert result.code == 1
+    result = run_cli(station.home, "ledger", "verify", "--offsite", "--json")
+    assert result.exit_code == 1
     assert "ledger_truncated" in [p["kind"] for p in result.json()["problems"]]

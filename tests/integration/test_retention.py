@@ -12,13 +12,13 @@ from conftest import (
     SERIAL,
     Clips,
     build_recorder,
-    catalog_execute,
-    catalog_rows,
     init_station,
     open_station,
     run_cli,
     store_objects,
 )
+
+from tests.support import catalog
 
 pytestmark = pytest.mark.integration
 
@@ -198,18 +198,19 @@ def test_a_home_from_before_read_back_proofs_migrates_and_proves_its_copies_agai
     assert run_cli(home, "replicate").exit_code == 0
     url = f"sqlite:///{home / 'catalog.sqlite'}"
     command.downgrade(_alembic_config(url), "0002")
-    catalog_execute(home, "UPDATE replicas SET state = 'mismatch' WHERE item = ?", shas[0])
-    before = catalog_rows(home, "SELECT item, target, state, key, ledger_seq FROM replicas "
-                                "ORDER BY item")
-    ledger = catalog_rows(home, "SELECT seq, entry_hash FROM ledger ORDER BY seq")
+    catalog.forge_replicas(home, shas[0], state="mismatch")
+    # At the old schema, which ingestd's own queries no longer read: the rows as they are.
+    before = catalog.raw_rows(home, "SELECT item, target, state, key, ledger_seq FROM replicas "
+                                    "ORDER BY item")
+    ledger = catalog.raw_rows(home, "SELECT seq, entry_hash FROM ledger ORDER BY seq")
 
     assert run_cli(home, "init").exit_code == 0  # migrates
 
-    after = catalog_rows(home, "SELECT * FROM replicas ORDER BY item")
+    after = catalog.raw_rows(home, "SELECT * FROM replicas ORDER BY item")
     assert [{k: r[k] for k in before[0]} for r in after] == before
     assert {r["item"]: r["rewrite"] for r in after} == {s: int(s == shas[0]) for s in shas}
     assert all(r["proven_at"] is None and r["location"] == "" for r in after)
-    assert catalog_rows(home, "SELECT seq, entry_hash FROM ledger ORDER BY seq") == ledger
+    assert catalog.raw_rows(home, "SELECT seq, entry_hash FROM ledger ORDER BY seq") == ledger
     assert run_cli(home, "ledger", "verify").exit_code == 0
     assert run_cli(home, "retention", "--json").json()["evicted"] == []
 

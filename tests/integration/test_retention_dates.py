@@ -15,24 +15,20 @@ import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+from conftest import ClipFile, cli_json, item_record, ledger_lines, make_test_clip, run_cli
 
 from ingestd.domain.canonical import format_time, parse_time
 from tests.integration.test_replicate import (
-    Clip,
-    _clip,
-    cli,
     item_key,
     make_home,
     new_bucket,
-    ok,
     s3_target,
-    sql,
-    sql_exec,
     write_credentials,
 )
+from tests.support import catalog
 from tests.support.servers import S3Endpoint, ServiceUnavailable, ceph_rgw, moto_server
 
 if TYPE_CHECKING:
@@ -45,11 +41,13 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "home-0002.tar.gz"
 
 
 @pytest.fixture(scope="module")
-def wrong_clocks(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
+def wrong_clocks(tmp_path_factory: pytest.TempPathFactory) -> list[ClipFile]:
     """A recorder clock two and a half years behind, and one never set."""
     folder = tmp_path_factory.mktemp("wrong-clocks")
-    return [_clip(folder / "CLIP0001.MP4", datetime(2024, 6, 1, 8, 30, tzinfo=UTC), 1),
-            _clip(folder / "CLIP0002.MP4", datetime(1999, 12, 31, 16, 0, tzinfo=UTC), 1)]
+    return [make_test_clip(folder / "CLIP0001.MP4", seconds=1,
+                           recorded=datetime(2024, 6, 1, 8, 30, tzinfo=UTC)),
+            make_test_clip(folder / "CLIP0002.MP4", seconds=1,
+                           recorded=datetime(1999, 12, 31, 16, 0, tzinfo=UTC))]
 
 
 @pytest.fixture(scope="module", params=["moto", pytest.param("ceph", marks=pytest.mark.slow)])
@@ -67,14 +65,14 @@ def server(request: pytest.FixtureRequest,
 
 
 def test_a_wrong_recorder_clock_never_shortens_the_offsite_lock(
-        tmp_path: Path, wrong_clocks: list[Clip], server: S3Endpoint) -> None:
+        tmp_path: Path, wrong_clocks: list[ClipFile], server: S3Endpoint) -> None:
     client: S3Client = server.client()
     bucket = new_bucket(client)
     credentials = write_credentials(tmp_path, server)
     before = datetime.now(UTC)
     home = make_home(tmp_path, wrong_clocks)
     home.add_target(s3_target(server.url, bucket, credentials))
-    report = ok(home.home, "replicate")
+    report = cli_json(home.home, "replicate")
     after = datetime.now(UTC)
 
     assert sorted(v["sha256"] for v in report["verified"]) == sorted(home.shas)
@@ -86,7 +84,7 @@ def test_a_wrong_recorder_clock_never_shortens_the_offsite_lock(
         until = head["ObjectLockRetainUntilDate"]
         # a full year from the day the lock was set, not from the recorder's date
         assert before + YEAR - timedelta(seconds=1) <= until <= after + YEAR + timedelta(seconds=1)
-        item = ok(home.home, "show", clip.sha256)["item"]
+        item = cli_json(home.home, "show", clip.sha256)["item"]
         stored_at = parse_time(item["stored_at"])
         assert item["retain_until"] == format_time(stored_at + YEAR)
         stored = home.history(clip.sha256, "stored")[0]
@@ -105,10 +103,6 @@ def unpack_old_home(root: Path) -> Path:
     return home
 
 
-def ledger_lines(home: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (home / "ledger.jsonl").read_text().splitlines()]
-
-
 def test_init_re_dates_an_old_homes_items_from_its_ledger(tmp_path: Path) -> None:
     home = unpack_old_home(tmp_path)
     before = ledger_lines(home)
@@ -116,10 +110,9 @@ def test_init_re_dates_an_old_homes_items_from_its_ledger(tmp_path: Path) -> Non
     assert len(stored) == 3
     # A row edited behind ingestd's back is not believed: the ledger's facts are.
     unset = next(sha for sha, e in stored.items() if e["data"]["recorded_start"] < "2000")
-    assert sql_exec(home, "UPDATE items SET retain_until = '2099-01-01T00:00:00.000000Z' "
-                          "WHERE sha256 = ?", unset) == 1
+    assert catalog.forge_item(home, unset, retain_until="2099-01-01T00:00:00.000000Z") == 1
 
-    assert cli(home, "init").code == 0
+    assert run_cli(home, "init").exit_code == 0
 
     after = ledger_lines(home)
     assert after[:len(before)] == before, "every entry kept, unchanged"
@@ -127,7 +120,7 @@ def test_init_re_dates_an_old_homes_items_from_its_ledger(tmp_path: Path) -> Non
     assert len(redated) == 3
     # and one entry saying that from now on no entry is dated before the one it follows
     assert sorted(e["kind"] for e in after[len(before):]) == ["retention"] * 3 + ["time_rule"]
-    rows = {r["sha256"]: r for r in sql(home, "SELECT * FROM items")}
+    rows = {sha: item_record(home, sha) for sha in stored}
     for entry in redated:
         sha = entry["item"]
         data = entry["data"]
@@ -153,16 +146,16 @@ def test_init_re_dates_an_old_homes_items_from_its_ledger(tmp_path: Path) -> Non
     assert parse_time(by_item[unset]["retention"]["retain_until"]) > \
         parse_time(stored[unset]["at"]) + YEAR - timedelta(seconds=1)
 
-    verified = cli(home, "ledger", "verify")
-    assert verified.code == 0, verified
-    again = cli(home, "init")
-    assert again.code == 0 and ledger_lines(home) == after, "only ever once"
+    verified = run_cli(home, "ledger", "verify")
+    assert verified.exit_code == 0, verified
+    again = run_cli(home, "init")
+    assert again.exit_code == 0 and ledger_lines(home) == after, "only ever once"
 
     # The next replicate extends the directory target's locks to the new dates. The fixture's
     # target is a folder inside the home, as a demo has it: this release asks that be said.
     with (home / "ingestd.toml").open("a", encoding="utf-8") as fh:
         fh.write("same_filesystem_ok = true\n")
-    report = ok(home, "replicate")
+    report = cli_json(home, "replicate")
     # (A copy recorded before replicas named their location is checked again at the target's
     # place, and locked to the new date as it is: verified again rather than only extended.)
     touched = {x["sha256"] for x in report["locks_extended"] + report["verified"]}
@@ -170,4 +163,4 @@ def test_init_re_dates_an_old_homes_items_from_its_ledger(tmp_path: Path) -> Non
     for sha in stored:
         lock = json.loads((home / "nas" / "locks" / "sha256" / f"{sha}.json").read_text())
         assert lock["retain_until"] >= rows[sha]["retain_until"][:19]
-    assert cli(home, "ledger", "verify", "--offsite").code == 0
+    assert run_cli(home, "ledger", "verify", "--offsite").exit_code == 0

@@ -12,7 +12,6 @@ from conftest import (
     SERIAL,
     Clips,
     build_recorder,
-    catalog_rows,
     open_station,
     run_cli,
     write_config,
@@ -22,6 +21,7 @@ from ingestd.config import S3TargetSettings
 from ingestd.errors import TargetError
 from ingestd.targets.s3 import S3Target
 from ingestd.usecases.replicate import Replicator
+from tests.support import catalog
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +79,8 @@ def test_a_failing_target_never_shows_the_secret_of_its_url(
     assert "EndpointConnectionError" in message  # botocore's own text, which quotes the URL
     assert report.failed and checkpoint["errors"]
     assert_no_secret(message, str(report.as_dict()), str(checkpoint), caplog.text)
-    assert_no_secret(*(str(r) for r in catalog_rows(home, "SELECT * FROM replicas")))
-    assert_no_secret(*(str(r) for r in catalog_rows(home, "SELECT * FROM ledger")))
+    assert_no_secret(*(str(r) for r in catalog.replicas(home)))
+    assert_no_secret(*(str(e) for e in catalog.ledger_entries(home)))
     assert_no_secret((home / "ledger.jsonl").read_text(encoding="utf-8"))
     assert run_cli(home, "ledger", "verify").exit_code == 0
 

@@ -4,47 +4,33 @@ read-only share."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ClipFile, random_file
 
 from ingestd.config import DirectoryTargetSettings
 from ingestd.errors import ObjectDamaged, ReplicaMismatch, TargetError, TargetUnreachable
 from ingestd.targets import Lock, Target
 from ingestd.targets.directory import DirectoryTarget
+from tests.support.damage import flip_bit, flipped
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass(frozen=True)
-class Blob:
-    path: Path
-    sha256: str
-    size: int
-
-
-def _blob(folder: Path, size: int, name: str = "blob") -> Blob:
-    data = os.urandom(size)
-    path = folder / name
-    path.write_bytes(data)
-    return Blob(path=path, sha256=hashlib.sha256(data).hexdigest(), size=size)
-
-
 @pytest.fixture
-def blob(tmp_path: Path) -> Blob:
+def blob(tmp_path: Path) -> ClipFile:
     source = tmp_path / "store"
     source.mkdir()
-    return _blob(source, 3 * 1024 * 1024 + 17)  # not a multiple of the 4 MiB buffer
+    return random_file(source / "blob", 3 * 1024 * 1024 + 17)  # not a multiple of the 4 MiB buffer
 
 
 @pytest.fixture
@@ -79,7 +65,7 @@ def test_target_satisfies_the_protocol(target: DirectoryTarget) -> None:
     assert checked.name == "nas" and checked.required is True
 
 
-def test_put_head_rehash(target: DirectoryTarget, share: Path, blob: Blob) -> None:
+def test_put_head_rehash(target: DirectoryTarget, share: Path, blob: ClipFile) -> None:
     target.check()
     until = days(365)
     remote = target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=until))
@@ -97,7 +83,7 @@ def test_put_head_rehash(target: DirectoryTarget, share: Path, blob: Blob) -> No
     assert temp_files(share) == []
 
 
-def test_missing_item(target: DirectoryTarget, blob: Blob) -> None:
+def test_missing_item(target: DirectoryTarget, blob: ClipFile) -> None:
     assert target.head_item(blob.sha256) is None
     with pytest.raises(TargetError, match="no such item") as caught:
         target.rehash_item(blob.sha256)
@@ -107,7 +93,7 @@ def test_missing_item(target: DirectoryTarget, blob: Blob) -> None:
 
 
 def test_reput_of_a_good_copy_does_not_rewrite(
-    target: DirectoryTarget, share: Path, blob: Blob
+    target: DirectoryTarget, share: Path, blob: ClipFile
 ) -> None:
     target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=None))
     stored = share / "station-1" / "sha256" / blob.sha256
@@ -118,16 +104,11 @@ def test_reput_of_a_good_copy_does_not_rewrite(
 
 
 def test_damaged_copy_is_detected_and_replaced(
-    target: DirectoryTarget, share: Path, blob: Blob
+    target: DirectoryTarget, share: Path, blob: ClipFile
 ) -> None:
     target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=None))
     stored = share / "station-1" / "sha256" / blob.sha256
-    stored.chmod(0o644)
-    with stored.open("r+b") as handle:  # one flipped bit, same size
-        handle.seek(blob.size // 2)
-        byte = handle.read(1)
-        handle.seek(blob.size // 2)
-        handle.write(bytes([byte[0] ^ 0x01]))
+    flip_bit(stored, blob.size // 2)  # same size
 
     assert target.rehash_item(blob.sha256) != blob.sha256
     inode = stored.stat().st_ino
@@ -149,12 +130,10 @@ def test_damaged_copy_is_detected_and_replaced(
 
 
 def test_damaged_source_is_refused_and_leaves_nothing(
-    target: DirectoryTarget, share: Path, blob: Blob
+    target: DirectoryTarget, share: Path, blob: ClipFile
 ) -> None:
-    data = bytearray(blob.path.read_bytes())
-    data[0] ^= 0xFF
     damaged = blob.path.with_name("damaged")
-    damaged.write_bytes(bytes(data))
+    damaged.write_bytes(flipped(blob.path.read_bytes(), 0))
     with pytest.raises(ObjectDamaged):
         target.put_item(blob.sha256, damaged, blob.size, Lock(retain_until=None))
     assert target.head_item(blob.sha256) is None
@@ -162,7 +141,7 @@ def test_damaged_source_is_refused_and_leaves_nothing(
 
 
 def test_stale_temp_file_of_a_killed_write_is_cleaned(
-    target: DirectoryTarget, share: Path, blob: Blob
+    target: DirectoryTarget, share: Path, blob: ClipFile
 ) -> None:
     folder = share / "station-1" / "sha256"
     folder.mkdir(parents=True)
@@ -173,7 +152,7 @@ def test_stale_temp_file_of_a_killed_write_is_cleaned(
 
 
 def test_locks_are_recorded_extended_never_shortened(
-    target: DirectoryTarget, share: Path, blob: Blob
+    target: DirectoryTarget, share: Path, blob: ClipFile
 ) -> None:
     later = days(400)
     target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=later))
@@ -196,7 +175,7 @@ def test_locks_are_recorded_extended_never_shortened(
 
 
 def test_unreadable_lock_record_is_not_overwritten(
-    target: DirectoryTarget, share: Path, blob: Blob
+    target: DirectoryTarget, share: Path, blob: ClipFile
 ) -> None:
     target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=days(10)))
     record = share / "station-1" / "locks" / "sha256" / f"{blob.sha256}.json"
@@ -207,7 +186,9 @@ def test_unreadable_lock_record_is_not_overwritten(
     assert record.read_text() == "{not json"
 
 
-def test_manifest_written_once_and_locked(target: DirectoryTarget, share: Path, blob: Blob) -> None:
+def test_manifest_written_once_and_locked(
+    target: DirectoryTarget, share: Path, blob: ClipFile
+) -> None:
     manifest = b'{"item": "%s"}' % blob.sha256.encode()
     target.put_manifest(blob.sha256, manifest, Lock(retain_until=days(5), legal_hold=True))
     path = share / "station-1" / "manifests" / f"{blob.sha256}.json"
@@ -243,7 +224,7 @@ def test_checkpoints(target: DirectoryTarget, share: Path) -> None:
 def test_check_refuses_a_missing_share(tmp_path: Path) -> None:
     with pytest.raises(TargetError, match="not mounted"):
         nas(tmp_path / "absent", "").check()
-    blob = _blob(tmp_path, 10)
+    blob = random_file(tmp_path / "blob", 10)
     with pytest.raises(TargetError):
         nas(tmp_path / "absent", "").put_item(
             blob.sha256, blob.path, blob.size, Lock(retain_until=None)
@@ -272,7 +253,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.root
-def test_full_share_gives_target_error_and_leaves_no_temp(tmpfs: Path, blob: Blob) -> None:
+def test_full_share_gives_target_error_and_leaves_no_temp(tmpfs: Path, blob: ClipFile) -> None:
     target = nas(tmpfs, "")
     target.check()
     with pytest.raises(TargetError, match="target full") as caught:
@@ -327,7 +308,7 @@ def test_a_path_on_the_stores_own_file_system_is_refused_unless_allowed(
 
 
 def test_rehash_of_a_missing_copy_is_a_mismatch_not_an_outage(
-    target: DirectoryTarget, blob: Blob
+    target: DirectoryTarget, blob: ClipFile
 ) -> None:
     with pytest.raises(ReplicaMismatch):
         target.rehash_item(blob.sha256)

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
+from conftest import ClipFile, random_file
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,6 +39,7 @@ from ingestd.config import S3TargetSettings
 from ingestd.errors import ObjectDamaged, ReplicaMismatch, TargetError, TargetUnreachable
 from ingestd.targets import Lock, Target
 from ingestd.targets.s3 import S3Target
+from tests.support.damage import flipped
 from tests.support.flipping_proxy import FlippingProxy, RelayServer, never, object_puts
 from tests.support.servers import S3Endpoint, ServiceUnavailable, ceph_rgw, moto_server
 
@@ -54,30 +56,17 @@ BIG = 12 * MiB  # three parts of 5 MiB (the smallest part S3 allows) with the th
 # -- fixtures ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Blob:
-    path: Path
-    sha256: str
-    size: int
-
-
-def _blob(folder: Path, size: int) -> Blob:
-    data = os.urandom(size)
-    path = folder / f"blob-{size}"
-    path.write_bytes(data)
-    return Blob(path=path, sha256=hashlib.sha256(data).hexdigest(), size=size)
-
-
 @pytest.fixture(scope="module")
-def blobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Blob]:
+def blobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ClipFile]:
     folder = tmp_path_factory.mktemp("blobs")
-    return {"small": _blob(folder, SMALL), "big": _blob(folder, BIG)}
+    return {"small": random_file(folder / f"blob-{SMALL}", SMALL),
+            "big": random_file(folder / f"blob-{BIG}", BIG)}
 
 
 @pytest.fixture
-def small(tmp_path: Path) -> Blob:
+def small(tmp_path: Path) -> ClipFile:
     """Fresh bytes for each test, so that tests sharing a bucket prefix cannot meet."""
-    return _blob(tmp_path, SMALL)
+    return random_file(tmp_path / f"blob-{SMALL}", SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +252,11 @@ def test_target_satisfies_the_protocol(moto: S3Endpoint, moto_credentials: Path)
 
 
 def test_check_accepts_a_bucket_with_object_lock(
-    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str, small: Blob
+    moto: S3Endpoint,
+    moto_credentials: Path,
+    moto_client: S3Client,
+    lock_bucket: str,
+    small: ClipFile,
 ) -> None:
     """What a passed check vouches for: copies sent now are kept under COMPLIANCE retention,
     as the server itself reports to another client."""
@@ -299,7 +292,8 @@ def test_check_refuses_a_missing_bucket(moto: S3Endpoint, moto_credentials: Path
 
 
 def test_small_upload_carries_hash_checksum_and_compliance_lock(
-    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str,
+    small: ClipFile
 ) -> None:
     target = make_target(moto.url, lock_bucket, moto_credentials)
     until = days(30)
@@ -323,7 +317,7 @@ def test_multipart_upload_keeps_the_whole_file_hash(
     moto_credentials: Path,
     moto_client: S3Client,
     lock_bucket: str,
-    blobs: dict[str, Blob],
+    blobs: dict[str, ClipFile],
 ) -> None:
     big = blobs["big"]
     target = make_target(moto.url, lock_bucket, moto_credentials)
@@ -341,7 +335,7 @@ def test_multipart_upload_keeps_the_whole_file_hash(
 
 
 def test_object_without_lock_target(
-    moto: S3Endpoint, moto_credentials: Path, plain_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, plain_bucket: str, small: ClipFile
 ) -> None:
     target = make_target(moto.url, plain_bucket, moto_credentials, object_lock=False, prefix="")
     remote = target.put_item(small.sha256, small.path, small.size, Lock(retain_until=days(1)))
@@ -352,7 +346,8 @@ def test_object_without_lock_target(
 
 
 def test_server_side_encryption_is_requested(
-    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str,
+    small: ClipFile
 ) -> None:
     target = make_target(moto.url, lock_bucket, moto_credentials, sse="AES256")
     remote = target.put_item(small.sha256, small.path, small.size, Lock(retain_until=days(1)))
@@ -361,7 +356,8 @@ def test_server_side_encryption_is_requested(
 
 
 def test_reput_of_a_good_object_uploads_nothing(
-    moto_credentials: Path, moto_client: S3Client, lock_bucket: str, proxy: FaultProxy, small: Blob
+    moto_credentials: Path, moto_client: S3Client, lock_bucket: str, proxy: FaultProxy,
+    small: ClipFile
 ) -> None:
     target = make_target(proxy.url, lock_bucket, moto_credentials)
     lock = Lock(retain_until=days(3))
@@ -383,7 +379,7 @@ def test_reput_restarts_cleanly_after_a_killed_multipart_upload(
     moto_credentials: Path,
     moto_client: S3Client,
     lock_bucket: str,
-    blobs: dict[str, Blob],
+    blobs: dict[str, ClipFile],
 ) -> None:
     big = blobs["big"]
     key = f"station-1/sha256/{big.sha256}"
@@ -408,13 +404,12 @@ def test_reput_restarts_cleanly_after_a_killed_multipart_upload(
 
 
 def test_damaged_source_is_not_replicated(
-    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tmp_path: Path, small: Blob,
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tmp_path: Path, small: ClipFile,
     proxy: FaultProxy
 ) -> None:
     damaged = tmp_path / "damaged"
-    data = bytearray(small.path.read_bytes())
-    data[10] ^= 0x01
-    damaged.write_bytes(bytes(data))
+    data = flipped(small.path.read_bytes(), 10)
+    damaged.write_bytes(data)
     target = make_target(proxy.url, lock_bucket, moto_credentials)
     with pytest.raises(ObjectDamaged) as caught:
         target.put_item(small.sha256, damaged, small.size, Lock(retain_until=days(1)))
@@ -429,16 +424,15 @@ def test_damaged_source_is_not_replicated(
 @pytest.mark.parametrize("where", ["first part", "last part"])
 def test_a_damaged_source_never_completes_a_multipart_upload(
     moto_credentials: Path, moto_client: S3Client, lock_bucket: str, tmp_path: Path,
-    blobs: dict[str, Blob], proxy: FaultProxy, where: str
+    blobs: dict[str, ClipFile], proxy: FaultProxy, where: str
 ) -> None:
     """The file is hashed as its parts are read, in order: the damage is only known once the
     last part has been read, after earlier parts were sent. The upload must still never be
     completed, and nothing may be left that could pass for a copy."""
     big = blobs["big"]
     damaged = tmp_path / "damaged"
-    data = bytearray(big.path.read_bytes())
-    data[10 if where == "first part" else big.size - 10] ^= 0x01
-    damaged.write_bytes(bytes(data))
+    data = flipped(big.path.read_bytes(), 10 if where == "first part" else big.size - 10)
+    damaged.write_bytes(data)
     target = make_target(proxy.url, lock_bucket, moto_credentials)
 
     with pytest.raises(ObjectDamaged, match="not replicating a damaged copy") as caught:
@@ -461,7 +455,7 @@ def test_a_damaged_source_never_completes_a_multipart_upload(
 @pytest.mark.parametrize("change", ["one byte short", "one byte more", "missing"])
 def test_a_source_of_the_wrong_size_is_not_replicated(
     moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tmp_path: Path,
-    blobs: dict[str, Blob], change: str
+    blobs: dict[str, ClipFile], change: str
 ) -> None:
     big = blobs["big"]
     source = tmp_path / "source"
@@ -485,7 +479,8 @@ def test_a_source_of_the_wrong_size_is_not_replicated(
 
 
 def test_object_replaced_with_other_bytes_is_seen_and_repaired(
-    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, plain_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, plain_bucket: str,
+    small: ClipFile
 ) -> None:
     target = make_target(moto.url, plain_bucket, moto_credentials, object_lock=False)
     remote = target.put_item(small.sha256, small.path, small.size, Lock(retain_until=None))
@@ -501,7 +496,8 @@ def test_object_replaced_with_other_bytes_is_seen_and_repaired(
 
 
 def test_forged_metadata_is_caught_by_rehash(
-    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, plain_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, plain_bucket: str,
+    small: ClipFile
 ) -> None:
     target = make_target(moto.url, plain_bucket, moto_credentials, object_lock=False)
     remote = target.put_item(small.sha256, small.path, small.size, Lock(retain_until=None))
@@ -516,7 +512,8 @@ def test_forged_metadata_is_caught_by_rehash(
 
 
 def test_forged_metadata_is_caught_by_a_full_object_checksum(
-    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, plain_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, plain_bucket: str,
+    small: ClipFile
 ) -> None:
     target = make_target(moto.url, plain_bucket, moto_credentials, object_lock=False)
     remote = target.put_item(small.sha256, small.path, small.size, Lock(retain_until=None))
@@ -553,17 +550,15 @@ def _flip_a_byte(needle: str) -> Tamper:
     def tamper(
         method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[dict[str, str], bytes]:
-        if method == "PUT" and needle in path and body:
-            damaged = bytearray(body)
-            damaged[len(damaged) // 2] ^= 0x40
-            body = bytes(damaged)
+        if method == "PUT" and needle in path:
+            body = flipped(body)
         return headers, body
 
     return tamper
 
 
 def test_upload_verification_refuses_a_server_that_stored_other_metadata(
-    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: Blob
+    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: ClipFile
 ) -> None:
     proxy.tamper = _set_header("x-amz-meta-sha256", "0" * 64, small.sha256)
     target = make_target(proxy.url, lock_bucket, moto_credentials)
@@ -574,7 +569,7 @@ def test_upload_verification_refuses_a_server_that_stored_other_metadata(
 
 
 def test_bytes_damaged_in_transit_are_caught_by_readback(
-    moto_credentials: Path, plain_bucket: str, proxy: FaultProxy, small: Blob
+    moto_credentials: Path, plain_bucket: str, proxy: FaultProxy, small: ClipFile
 ) -> None:
     """moto stores a body whose ChecksumSHA256 is wrong: only reading back tells."""
     proxy.tamper = _flip_a_byte(small.sha256)
@@ -591,8 +586,8 @@ def test_bytes_damaged_in_transit_are_caught_by_readback(
 
 
 def test_every_request_body_is_signed_with_its_own_sha256_over_http(
-    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: Blob,
-    blobs: dict[str, Blob]
+    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: ClipFile,
+    blobs: dict[str, ClipFile]
 ) -> None:
     """Over plain HTTP each PUT and each part carries the SHA-256 of its body in its
     signature, which a SigV4 server checks before accepting it: parts need no second
@@ -623,7 +618,7 @@ def test_every_request_body_is_signed_with_its_own_sha256_over_http(
 
 
 def test_transient_500s_are_retried_request_by_request(
-    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: Blob
+    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: ClipFile
 ) -> None:
     target = make_target(proxy.url, lock_bucket, moto_credentials, max_attempts=4)
     proxy.fail_next = 3
@@ -637,7 +632,7 @@ def test_transient_500s_are_retried_request_by_request(
 
 
 def test_persistent_500s_give_target_error_then_recovery(
-    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: Blob
+    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: ClipFile
 ) -> None:
     target = make_target(proxy.url, lock_bucket, moto_credentials, max_attempts=3)
     proxy.fail_next = 1000
@@ -657,7 +652,7 @@ def test_persistent_500s_give_target_error_then_recovery(
 
 
 def test_dropped_connections_are_retried(
-    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, blobs: dict[str, Blob]
+    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, blobs: dict[str, ClipFile]
 ) -> None:
     big = blobs["big"]
     target = make_target(proxy.url, lock_bucket, moto_credentials, max_attempts=4)
@@ -670,7 +665,7 @@ def test_dropped_connections_are_retried(
 
 
 def test_unreachable_server_gives_target_error(
-    moto_credentials: Path, lock_bucket: str, small: Blob
+    moto_credentials: Path, lock_bucket: str, small: ClipFile
 ) -> None:
     with socket_closed_port() as port:
         target = make_target(f"http://127.0.0.1:{port}", lock_bucket, moto_credentials)
@@ -701,7 +696,8 @@ class socket_closed_port:
 
 
 def test_compliance_retention_refuses_deleting_the_version(
-    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str,
+    small: ClipFile
 ) -> None:
     target = make_target(moto.url, lock_bucket, moto_credentials)
     remote = target.put_item(small.sha256, small.path, small.size, Lock(retain_until=days(1)))
@@ -713,7 +709,8 @@ def test_compliance_retention_refuses_deleting_the_version(
 
 
 def test_legal_hold_refuses_deleting_and_can_be_released(
-    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str,
+    small: ClipFile
 ) -> None:
     target = make_target(moto.url, lock_bucket, moto_credentials)
     held = target.put_item(
@@ -730,7 +727,8 @@ def test_legal_hold_refuses_deleting_and_can_be_released(
 
 
 def test_set_lock_extends_and_never_shortens(
-    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str,
+    small: ClipFile
 ) -> None:
     target = make_target(moto.url, lock_bucket, moto_credentials)
     first = target.put_item(small.sha256, small.path, small.size, Lock(retain_until=days(20)))
@@ -754,7 +752,7 @@ def test_set_lock_extends_and_never_shortens(
 
 
 def test_set_lock_on_a_missing_item_fails(
-    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, small: ClipFile
 ) -> None:
     target = make_target(moto.url, lock_bucket, moto_credentials)
     with pytest.raises(TargetError, match="no such object"):
@@ -764,7 +762,7 @@ def test_set_lock_on_a_missing_item_fails(
 
 
 def test_a_server_that_ignores_object_lock_is_not_trusted(
-    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: Blob
+    moto_credentials: Path, lock_bucket: str, proxy: FaultProxy, small: ClipFile
 ) -> None:
     """Lock headers dropped and retention requests answered 200 but not applied."""
 
@@ -786,7 +784,8 @@ def test_a_server_that_ignores_object_lock_is_not_trusted(
 
 
 def test_manifest_is_stored_locked_and_not_rewritten_when_unchanged(
-    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str,
+    small: ClipFile
 ) -> None:
     target = make_target(moto.url, lock_bucket, moto_credentials)
     manifest = b'{"item": "%s"}' % small.sha256.encode()
@@ -953,7 +952,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
 
 
 def test_tls_with_a_private_ca(
-    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tls: Tls, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tls: Tls, small: ClipFile
 ) -> None:
     relay = FaultProxy(moto.url, tls=tls.server)
     try:
@@ -978,7 +977,7 @@ def test_tls_with_a_private_ca(
 def test_bandwidth_limit_slows_the_upload(
     moto: S3Endpoint, moto_credentials: Path, plain_bucket: str, tmp_path: Path
 ) -> None:
-    blob = _blob(tmp_path, 2 * MiB)
+    blob = random_file(tmp_path / "blob-2MiB", 2 * MiB)
     limited = make_target(
         moto.url, plain_bucket, moto_credentials, object_lock=False, bandwidth_limit=2 * MiB
     )
@@ -1025,7 +1024,7 @@ def test_ceph_check_and_refusal_without_object_lock(
 
 @pytest.mark.slow
 def test_ceph_uploads_verify_and_rehash(
-    ceph_setup: tuple[S3Endpoint, Path, str], blobs: dict[str, Blob], small: Blob
+    ceph_setup: tuple[S3Endpoint, Path, str], blobs: dict[str, ClipFile], small: ClipFile
 ) -> None:
     ceph, credentials, bucket = ceph_setup
     target = make_target(ceph.url, bucket, credentials)
@@ -1049,7 +1048,7 @@ def test_ceph_uploads_verify_and_rehash(
 
 @pytest.mark.slow
 def test_ceph_refuses_a_part_damaged_in_transit(
-    ceph_setup: tuple[S3Endpoint, Path, str], blobs: dict[str, Blob]
+    ceph_setup: tuple[S3Endpoint, Path, str], blobs: dict[str, ClipFile]
 ) -> None:
     """What lets a part go without a checksum of its own over plain HTTP: Ceph checks the
     signed SHA-256 of every part and refuses one that does not match."""
@@ -1071,7 +1070,7 @@ def test_ceph_refuses_a_part_damaged_in_transit(
 
 @pytest.mark.slow
 def test_ceph_compliance_retention_refuses_deleting_the_version(
-    ceph_setup: tuple[S3Endpoint, Path, str], small: Blob
+    ceph_setup: tuple[S3Endpoint, Path, str], small: ClipFile
 ) -> None:
     ceph, credentials, bucket = ceph_setup
     remote = make_target(ceph.url, bucket, credentials).put_item(
@@ -1085,7 +1084,7 @@ def test_ceph_compliance_retention_refuses_deleting_the_version(
 
 @pytest.mark.slow
 def test_ceph_legal_hold_refuses_deleting_the_version(
-    ceph_setup: tuple[S3Endpoint, Path, str], small: Blob
+    ceph_setup: tuple[S3Endpoint, Path, str], small: ClipFile
 ) -> None:
     ceph, credentials, bucket = ceph_setup
     target = make_target(ceph.url, bucket, credentials)
@@ -1100,7 +1099,7 @@ def test_ceph_legal_hold_refuses_deleting_the_version(
 
 @pytest.mark.slow
 def test_ceph_set_lock_extends_and_never_shortens(
-    ceph_setup: tuple[S3Endpoint, Path, str], small: Blob
+    ceph_setup: tuple[S3Endpoint, Path, str], small: ClipFile
 ) -> None:
     ceph, credentials, bucket = ceph_setup
     target = make_target(ceph.url, bucket, credentials)
@@ -1123,7 +1122,7 @@ def test_rehash_reads_back_an_object_of_many_parts(
     # rehash (audits, readback) must read any size back, whatever the part size.
     target = make_target(moto.url, lock_bucket, moto_credentials,
                          multipart_chunksize=1 * MiB, multipart_threshold=64 * MiB)
-    blob = _blob(tmp_path, 12 * MiB)
+    blob = random_file(tmp_path / "blob-12MiB", 12 * MiB)
     target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=days(1)))
     result: list[str] = []
     worker = threading.Thread(target=lambda: result.append(target.rehash_item(blob.sha256)),
@@ -1137,8 +1136,8 @@ def test_rehash_reads_back_an_object_of_many_parts(
 
 
 def test_every_put_and_every_part_carries_the_content_md5_of_its_body(
-    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, small: Blob,
-    blobs: dict[str, Blob]
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, small: ClipFile,
+    blobs: dict[str, ClipFile]
 ) -> None:
     """Ceph RGW checks Content-MD5 (not x-amz-checksum-*): every body carries it."""
     with FlippingProxy(moto.url) as relay:
@@ -1158,7 +1157,7 @@ def test_every_put_and_every_part_carries_the_content_md5_of_its_body(
 def test_a_read_back_of_an_object_of_more_than_ten_parts_finishes_in_ranges(
     moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tmp_path: Path
 ) -> None:
-    blob = _blob(tmp_path, 56 * MiB)  # twelve parts of 5 MiB
+    blob = random_file(tmp_path / "blob-56MiB", 56 * MiB)  # twelve parts of 5 MiB
     with FlippingProxy(moto.url) as relay:
         target = make_target(relay.url, lock_bucket, moto_credentials, readback=True,
                              max_concurrency=4)
@@ -1179,7 +1178,7 @@ def test_a_read_back_of_an_object_of_more_than_ten_parts_finishes_in_ranges(
 
 
 def test_a_read_back_that_does_not_hash_to_the_item_is_a_mismatch_and_not_retried(
-    moto: S3Endpoint, moto_credentials: Path, plain_bucket: str, small: Blob
+    moto: S3Endpoint, moto_credentials: Path, plain_bucket: str, small: ClipFile
 ) -> None:
     with FlippingProxy(moto.url) as relay:
         relay.flip_request = object_puts(small.sha256)
@@ -1197,7 +1196,7 @@ def test_a_read_back_that_does_not_hash_to_the_item_is_a_mismatch_and_not_retrie
 
 
 def test_an_unreachable_server_is_not_a_mismatch(
-    moto_credentials: Path, small: Blob
+    moto_credentials: Path, small: ClipFile
 ) -> None:
     with socket_closed_port() as port:
         target = make_target(f"http://127.0.0.1:{port}", "any", moto_credentials)
@@ -1209,7 +1208,7 @@ def test_an_unreachable_server_is_not_a_mismatch(
 
 @pytest.mark.slow
 def test_ceph_over_https_refuses_a_body_damaged_on_the_way(
-    ceph_setup: tuple[S3Endpoint, Path, str], tls: Tls, small: Blob, blobs: dict[str, Blob]
+    ceph_setup: tuple[S3Endpoint, Path, str], tls: Tls, small: ClipFile, blobs: dict[str, ClipFile]
 ) -> None:
     """Ceph ignores x-amz-checksum-* but checks Content-MD5, before any signed payload
     hash: each PUT and part carries one, so a flipped byte is refused by it even where no

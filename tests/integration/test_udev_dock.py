@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import os
 import shutil
@@ -53,7 +52,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -70,7 +68,6 @@ from conftest import (
     ClipFile,
     Clips,
     FakeClock,
-    catalog_rows,
     init_station,
     make_noise_clip,
     open_station,
@@ -79,12 +76,14 @@ from conftest import (
     sha256_of,
     store_objects,
     subprocess_env,
+    wait_for,
 )
 
 import ingestd.usecases.ingest
 from ingestd.app.daemon import Daemon
 from ingestd.docks import mounts, walk
 from ingestd.station import Station
+from tests.support import catalog
 from tests.support.devices import (
     ImageType,
     MockRecorder,
@@ -363,28 +362,13 @@ def docking(station: Station, *, spy: Spy | None = None,
 
 
 def wait_outcomes(daemon: Daemon, count: int) -> list[Any]:
-    """Block until ``count`` dock sessions have ended, then return every outcome so far."""
+    """Block until ``count`` dock sessions have ended and the coordinator is idle (every
+    session it was given before then has ended too), then return every outcome so far."""
     coordinator = daemon.coordinator
-    deadline = time.monotonic() + _WAIT
-    while len(coordinator.outcomes) < count:
-        assert time.monotonic() < deadline, f"only {coordinator.outcomes} after {_WAIT} s"
-        time.sleep(0.02)
+    wait_for(lambda: len(coordinator.outcomes) >= count, timeout=_WAIT, interval=0.02,
+             what=f"{count} dock sessions ended")
     assert coordinator.wait_idle(_WAIT)
     return list(coordinator.outcomes)
-
-
-def sessions(home: Path, serial: str | None = None) -> list[dict[str, Any]]:
-    rows = catalog_rows(home, "SELECT * FROM dock_sessions ORDER BY id")
-    for row in rows:
-        row["health"] = json.loads(row["health"])
-    return [r for r in rows if serial is None or r["serial"] == serial]
-
-
-def ledger(home: Path, kind: str) -> list[dict[str, Any]]:
-    rows = catalog_rows(home, "SELECT * FROM ledger WHERE kind = ? ORDER BY seq", kind)
-    for row in rows:
-        row["data"] = json.loads(row["data"])
-    return rows
 
 
 def recorder_files(clips: Clips) -> dict[str, bytes]:
@@ -398,13 +382,14 @@ def recorder_files(clips: Clips) -> dict[str, bytes]:
 
 def assert_ingested(home: Path, rec: Recorder, *, officer: str = OFFICER) -> None:
     """Every clip is an item of this recorder and officer, stored once and intact."""
-    items = {r["sha256"]: r for r in catalog_rows(
-        home, "SELECT * FROM items WHERE recorder = ?", rec.serial)}
+    listed = run_cli(home, "items", "--recorder", rec.serial, "--json")
+    assert listed.exit_code == 0, listed.stderr
+    items = {i["sha256"]: i for i in listed.json()["items"]}
     assert set(items) == set(rec.clips.values())
     for name, sha in rec.clips.items():
         assert items[sha]["officer"] == officer
-        assert items[sha]["original_name"] == name
-        assert items[sha]["local_present"]
+        assert items[sha]["name"] == name
+        assert items[sha]["local"]
     objects = store_objects(home)
     for sha in rec.clips.values():
         assert sha256_of(objects[sha]) == sha
@@ -460,12 +445,11 @@ def _dock_and_ingest(bench: Bench, clips: Clips, kind: ImageType,
     assert_ingested(home, rec)
     assert_let_go(home, rec, mount_point)
 
-    [session] = sessions(home, SERIAL)
+    [session] = catalog.dock_sessions(home, SERIAL)
     assert (session["source"], session["state"], session["officer"]) == ("udev", "done", OFFICER)
     assert (session["files_new"], session["files_failed"]) == (3, 0)
     assert session["mountpoint"] == str(mount_point)
-    acquisitions = catalog_rows(home, "SELECT * FROM acquisitions WHERE session_id = ?",
-                                session["id"])
+    acquisitions = catalog.acquisitions(home, session_id=session["id"])
     assert sorted(a["state"] for a in acquisitions) == ["stored"] * 3
     assert {a["path"] for a in acquisitions} == set(rec.clips)
     health = session["health"]
@@ -473,7 +457,7 @@ def _dock_and_ingest(bench: Bench, clips: Clips, kind: ImageType,
     assert (health["vendor"], health["model"], health["fs_uuid"]) == (
         "Axon", "Body_3", f"UUID-{SERIAL}")
     assert health["read_errors"] == 0
-    [docked] = ledger(home, "docked")
+    [docked] = catalog.ledger_entries(home, "docked")
     assert docked["data"]["serial"] == SERIAL and docked["data"]["source"] == "udev"
     assert docked["data"]["health"]["fs_check"] == health["fs_check"]
     assert_ledger_intact(home)
@@ -543,24 +527,24 @@ def test_an_unregistered_recorder_is_refused_and_never_mounted(
     assert mounts_below(home / "run") == []
     assert not (home / "run").exists() or list((home / "run").iterdir()) == []
     assert read_only_flag(stranger.node) == 0 and read_only_flag(anonymous.node) == 0
-    assert catalog_rows(home, "SELECT * FROM items") == []
-    assert catalog_rows(home, "SELECT * FROM acquisitions") == []
-
     status = run_cli(home, "status", "--json")
     assert status.exit_code == 0, status.stderr
+    assert status.json()["items"]["total"] == 0
+    assert status.json()["acquisitions"] == {}
     docks = {d["serial"]: d for d in status.json()["docks"]}
     assert set(docks) == {"STRANGER-9", ""}
     assert (docks["STRANGER-9"]["source"], docks["STRANGER-9"]["state"]) == ("udev", "refused")
     assert docks["STRANGER-9"]["error"] == "recorder not registered"
     assert docks[""]["state"] == "refused" and "no USB serial" in docks[""]["error"]
 
-    refusals = {e["data"]["serial"]: e["data"] for e in ledger(home, "recorder_refused")}
+    refusals = {e["data"]["serial"]: e["data"]
+                for e in catalog.ledger_entries(home, "recorder_refused")}
     assert set(refusals) == {"STRANGER-9", ""}
     assert refusals["STRANGER-9"]["source"] == "udev"
     assert refusals["STRANGER-9"]["reason"] == "recorder not registered"
     assert refusals["STRANGER-9"]["health"]["devnode"] == stranger.node
     assert refusals["STRANGER-9"]["health"]["battery_percent"] == 80
-    assert ledger(home, "docked") == []
+    assert catalog.ledger_entries(home, "docked") == []
     assert_ledger_intact(home)
 
 
@@ -575,11 +559,11 @@ def test_a_device_whose_identity_file_names_another_recorder_is_refused(
         [outcome] = wait_outcomes(daemon, 1)
     reason = f"its RECORDER.ID names recorder 'BWC-OTHER', but it docked as '{SERIAL}'"
     assert (outcome.serial, outcome.state, outcome.error) == (SERIAL, "refused", reason)
-    assert catalog_rows(home, "SELECT * FROM items") == []
-    assert catalog_rows(home, "SELECT * FROM acquisitions") == []
-    [refusal] = ledger(home, "recorder_refused")
+    status = run_cli(home, "status", "--json").json()
+    assert status["items"]["total"] == 0 and status["acquisitions"] == {}
+    [refusal] = catalog.ledger_entries(home, "recorder_refused")
     assert (refusal["data"]["serial"], refusal["data"]["reason"]) == (SERIAL, reason)
-    docks = run_cli(home, "status", "--json").json()["docks"]
+    docks = status["docks"]
     assert [(d["serial"], d["state"], d["error"]) for d in docks] == [(SERIAL, "refused", reason)]
     assert mounts_below(home / "run") == [] and read_only_flag(rec.node) == 0
     assert_ledger_intact(home)
@@ -601,18 +585,19 @@ def test_a_recorder_plugged_in_before_start_is_found_and_served_once(
     with docking(station) as daemon:
         # ... and the kernel's own "add" arrives too, after the daemon listens.
         bench.udev.uevent(rec.mock.partition, "add")
-        # Events are handled in order: once this refusal is in, that "add" was handled.
+        # Events are handled in order, each given to the coordinator as it is handled: once
+        # this refusal is in, that "add" was handled, and a session it started (or asked of
+        # the running one) had been given to the coordinator before this one. Waiting until
+        # the coordinator is idle, then, waits for that session to end too.
         bench.dock(stranger)
         outcomes = wait_outcomes(daemon, 2)
-        time.sleep(0.3)  # a second session, if one were started, would show by now
-        outcomes = list(daemon.coordinator.outcomes)
     assert sorted((o.serial, o.state) for o in outcomes) == [
         ("BARRIER", "refused"), (SERIAL, "done")]
     announced = [r for r in caplog.records
                  if r.getMessage().startswith(f"recorder add: {SERIAL} ")]
     assert len(announced) == 1  # the event did arrive, and was recognised as the same plug
-    assert len(sessions(home, SERIAL)) == 1
-    assert len(catalog_rows(home, "SELECT * FROM acquisitions")) == 3
+    assert len(catalog.dock_sessions(home, SERIAL)) == 1
+    assert len(catalog.acquisitions(home)) == 3
     assert_ingested(home, rec)
     assert mounts_below(home / "run") == []
 
@@ -656,13 +641,13 @@ def _wipe(bench: Bench, clips: Clips, kind: ImageType, monkeypatch: pytest.Monke
     assert ro_flag == 1
     assert_let_go(home, rec, seen["path"])
 
-    wiped = ledger(home, "wiped")
+    wiped = catalog.ledger_entries(home, "wiped")
     assert sorted(e["data"]["path"] for e in wiped) == sorted(rec.clips)
     for entry in wiped:
         assert entry["item"] == rec.clips[entry["data"]["path"]]
         assert entry["data"]["serial"] == SERIAL
         assert entry["data"]["policy"] == "after-local-verify"
-    rows = catalog_rows(home, "SELECT * FROM acquisitions")
+    rows = catalog.acquisitions(home)
     assert len(rows) == 3 and all(r["state"] == "stored" and r["wiped_at"] for r in rows)
     assert_ledger_intact(home)
 
@@ -718,18 +703,18 @@ def _not_wiped(bench: Bench, clips: Clips, monkeypatch: pytest.MonkeyPatch,
     assert (outcome.state, outcome.wiped) == ("done", 0)
     assert_ingested(home, rec)
     assert made_writable == []
-    assert ledger(home, "wiped") == []
-    assert all(r["wiped_at"] is None for r in catalog_rows(home, "SELECT * FROM acquisitions"))
+    assert catalog.ledger_entries(home, "wiped") == []
+    assert all(r["wiped_at"] is None for r in catalog.acquisitions(home))
     reason = {
         "ext4-damaged": "e2fsck found file system errors",
         "ext4-unchecked": "its file system was not checked (docks.fs_check = false)",
         "fat32-fusefat": "FAT through fusefat is written only with docks.fusefat_write = true",
     }[case]
     # Why, where people look: the session's health and faults, the docked entry, the log.
-    [session] = sessions(home, SERIAL)
+    [session] = catalog.dock_sessions(home, SERIAL)
     assert session["health"]["wipe_blocked"] == reason
     assert f"not wiped: {reason}" in session["health"]["faults"]
-    [docked] = ledger(home, "docked")
+    [docked] = catalog.ledger_entries(home, "docked")
     assert docked["data"]["health"]["wipe_blocked"] == reason
     assert any(getattr(r, "event", None) == "wipe_blocked" and reason in r.getMessage()
                for r in caplog.records)
@@ -849,11 +834,11 @@ def _pulled_mid_copy(bench: Bench, clips: Clips, big_clip: ClipFile,
         assert mounts_below(home / "run") == []
         assert list((home / "run").iterdir()) == []  # mount point removed
         after_pull = {
-            "acquisitions": catalog_rows(home, "SELECT * FROM acquisitions ORDER BY id"),
-            "items": {r["sha256"] for r in catalog_rows(home, "SELECT sha256 FROM items")},
-            "stored": {e["item"] for e in ledger(home, "stored")},
-            "acquired": {e["data"]["path"] for e in ledger(home, "acquired")},
-            "session": sessions(home, SERIAL)[0],
+            "acquisitions": catalog.acquisitions(home),
+            "items": set(catalog.item_shas(home)),
+            "stored": {e["item"] for e in catalog.ledger_entries(home, "stored")},
+            "acquired": {e["data"]["path"] for e in catalog.ledger_entries(home, "acquired")},
+            "session": catalog.dock_sessions(home, SERIAL)[0],
         }
         assert partial_files(home) == []
 
@@ -895,12 +880,11 @@ def test_a_recorder_pulled_mid_copy_keeps_nothing_unverified_and_resumes_when_do
     # Docked again: the rest is copied, the first file is recognised, not copied twice.
     assert run_.second.state == "done"
     assert_ingested(home, rec)
-    stored = catalog_rows(home, "SELECT item, COUNT(*) AS n FROM acquisitions "
-                                "WHERE state = 'stored' GROUP BY item")
-    assert {r["item"]: r["n"] for r in stored} == {sha: 1 for sha in rec.clips.values()}
-    last = sessions(home, SERIAL)[-1]
+    stored = [a["item"] for a in catalog.acquisitions(home, state="stored")]
+    assert {sha: stored.count(sha) for sha in stored} == {sha: 1 for sha in rec.clips.values()}
+    last = catalog.dock_sessions(home, SERIAL)[-1]
     assert (last["state"], last["files_new"], last["files_known"]) == ("done", 2, 1)
-    assert len(ledger(home, "stored")) == 3
+    assert len(catalog.ledger_entries(home, "stored")) == 3
     assert mounts_below(home / "run") == []
     assert read_only_flag(rec.node) == 0
     assert_ledger_intact(home)
@@ -938,14 +922,14 @@ def test_ingestd_run_serves_udev_recorders_and_stops_on_sigterm(
                                stderr=subprocess.STDOUT, env=env)
 
     def sessions_done(count: int) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + _WAIT
-        while True:
-            done = [s for s in sessions(home) if s["state"] != "running"]
-            if len(done) >= count:
-                return done
+        def done() -> list[dict[str, Any]] | None:
             assert process.poll() is None, _tail(log)
-            assert time.monotonic() < deadline, _tail(log)
-            time.sleep(0.1)
+            ended = [s for s in catalog.dock_sessions(home) if s["state"] != "running"]
+            return ended if len(ended) >= count else None
+
+        ended: list[dict[str, Any]] = wait_for(done, timeout=_WAIT, interval=0.1,
+                                               what=f"{count} dock sessions ended")
+        return ended
 
     try:
         sessions_done(1)

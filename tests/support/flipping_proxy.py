@@ -20,6 +20,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from tests.support import damage
+
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection",
                "content-length"}
 
@@ -55,14 +57,6 @@ class Seen:
     body: bytes
     status: int
     flipped: bool
-
-
-def flip_one_byte(body: bytes) -> bytes:
-    if not body:
-        return body
-    damaged = bytearray(body)
-    damaged[len(damaged) // 2] ^= 0x01
-    return bytes(damaged)
 
 
 class RelayServer:
@@ -138,7 +132,7 @@ class FlippingProxy:
             flip_in = self.flip_request(method, path)
             flip_out = self.flip_response(method, path)
         if flip_in:
-            body = flip_one_byte(body)
+            body = damage.flipped(body)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP}
         if body or method in ("PUT", "POST"):
             headers["Content-Length"] = str(len(body))
@@ -151,7 +145,7 @@ class FlippingProxy:
             upstream.close()
         flip_out = flip_out and 200 <= answer.status < 300 and bool(data)
         if flip_out:
-            data = flip_one_byte(data)
+            data = damage.flipped(data)
         with self._guard:
             self.seen.append(Seen(method=method, path=path, headers=dict(handler.headers.items()),
                                   body=body, status=answer.status, flipped=flip_in or flip_out))

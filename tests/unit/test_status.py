@@ -19,13 +19,13 @@ from conftest import (
     SERIAL,
     FakeClock,
     build_recorder,
-    catalog_rows,
     init_station,
     open_station,
     sha256_of,
 )
 
 from ingestd.app.jobs import Job, run_job
+from ingestd.domain.canonical import format_time
 from ingestd.domain.records import DockSource, SessionState
 from ingestd.errors import IntegrityError
 from ingestd.station import Station
@@ -38,6 +38,7 @@ from ingestd.usecases.status import (
     StationStatus,
     status,
 )
+from tests.support import catalog
 
 MEDIA = "DCIM/100MEDIA"
 
@@ -109,7 +110,7 @@ def test_its_json_is_what_the_catalog_holds(station: Station, tmp_path: Path) ->
     dock(station, tmp_path)
     doc = status(station).to_json()
     assert json.loads(json.dumps(doc)) == doc  # plain JSON, nothing turned into a string
-    (row,) = catalog_rows(station.settings.home, "SELECT * FROM dock_sessions")
+    (row,) = catalog.dock_sessions(station.settings.home)
     (shown,) = doc["docks"]
     assert shown == {**{k: row[k] for k in (
         "id", "serial", "source", "state", "docked_at", "finished_at", "files_new",
@@ -117,9 +118,10 @@ def test_its_json_is_what_the_catalog_holds(station: Station, tmp_path: Path) ->
         "skipped": {"unmatched": 1}, "process_gone": False}
     assert list(doc) == ["station", "store", "items", "acquisitions", "recorders", "docks",
                          "jobs", "checks", "targets"]
-    assert doc["targets"]["nas"]["oldest_waiting"]["deadline"] in {
-        r["replication_deadline"] for r in catalog_rows(
-            station.settings.home, "SELECT replication_deadline FROM items")}
+    with station.catalog.read() as tx:
+        deadlines = {format_time(listed.item.replication_deadline)
+                     for listed in tx.search_items()}
+    assert doc["targets"]["nas"]["oldest_waiting"]["deadline"] in deadlines
 
 
 def test_the_last_run_of_each_check_is_shown(station: Station) -> None:
@@ -155,5 +157,5 @@ def test_a_session_whose_process_is_gone_is_shown_interrupted_and_nothing_writte
     (shown,) = status(station).docks
     assert shown.process_gone and shown.state == "interrupted"
     assert shown.to_json()["state"] == "interrupted"
-    (row,) = catalog_rows(station.settings.home, "SELECT state FROM dock_sessions")
-    assert row["state"] == "running"
+    (row,) = catalog.dock_sessions(station.settings.home)
+    assert row["state"] == SessionState.RUNNING

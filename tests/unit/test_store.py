@@ -13,6 +13,7 @@ import pytest
 from ingestd.errors import ObjectDamaged, StoreError
 from ingestd.integrity.hashing import copy_and_hash, hash_file
 from ingestd.store import TMP_SUFFIX, Store
+from tests.support.damage import flip_bit
 
 SMALL_BUFFER = 64 * 1024
 
@@ -33,17 +34,6 @@ def put_bytes(store: Store, tmp_path: Path, data: bytes, name: str = "src.bin") 
     finally:
         os.close(fd)
     return written, src
-
-
-def flip_bit(path: Path, offset: int, bit: int = 0) -> None:
-    mode = path.stat().st_mode
-    os.chmod(path, 0o640)
-    with path.open("r+b") as fh:
-        fh.seek(offset)
-        byte = fh.read(1)[0]
-        fh.seek(offset)
-        fh.write(bytes([byte ^ (1 << bit)]))
-    os.chmod(path, stat.S_IMODE(mode))
 
 
 @pytest.mark.parametrize("size", [0, 1, SMALL_BUFFER - 1, SMALL_BUFFER, SMALL_BUFFER + 1,

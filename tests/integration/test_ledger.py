@@ -69,7 +69,7 @@ def delete_mirror_line(home: Path, seq: int) -> None:
 
 
 def edit_catalog_entry(home: Path, seq: int) -> None:
-    (entry,) = [e for e in catalog.ledger_entries(home) if e["seq"] == seq]
+    entry = catalog.ledger_entry(home, seq)
     data = {**entry["data"], "path": "DCIM/100MEDIA/OTHER.MP4"}
     assert catalog.forge_entry(home, seq, data=data) == 1
 

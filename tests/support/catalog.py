@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ingestd import config as config_mod
-from ingestd.catalog import schema
+from ingestd.catalog import backing, schema
 from ingestd.catalog.db import open_catalog, sqlite_path
 from ingestd.catalog.queries import Tx
 from ingestd.config import Settings
@@ -131,7 +131,7 @@ def acquisitions(home: Path, *, session_id: int | None = None, path: str | None 
 def item_shas(home: Path) -> list[str]:
     """Every item in the catalog (of every station sharing it), in listing order."""
     with reading(home) as (tx, _):
-        return [str(_get(r, "sha256")) for r in tx.search_items()]
+        return [listed.item.sha256 for listed in tx.search_items()]
 
 
 _REPLICA = ("item", "target", "state", "key", "size", "remote_sha256", "retain_until", "hold",
@@ -143,15 +143,17 @@ def replicas(home: Path, item: str | None = None) -> list[dict[str, Any]]:
     """The off-site copies the catalog records (of one item, if ``item``), by item and target.
     They are in the catalog of every station that shares it."""
     with reading(home) as (tx, _):
-        shas = [item] if item is not None else [str(_get(r, "sha256"))
-                                                for r in tx.search_items()]
+        shas = [item] if item is not None else [listed.item.sha256
+                                                for listed in tx.search_items()]
         out = []
         for sha in sorted(shas):
             by_target = tx.replicas_of(sha)
             for target in sorted(by_target):
-                out.append(_pick(by_target[target], _REPLICA, flags=("hold", "rewrite"),
-                                 times=("retain_until", "updated_at", "verified_at",
-                                        "proven_at")))
+                row = _pick(by_target[target], _REPLICA, flags=("hold", "rewrite"),
+                            times=("retain_until", "updated_at", "verified_at", "proven_at"))
+                if not isinstance(row["bad_versions"], str):  # the catalog keeps them as text
+                    row["bad_versions"] = " ".join(row["bad_versions"])
+                out.append(row)
         return out
 
 
@@ -183,6 +185,14 @@ def ledger_entries(home: Path, kind: str | None = None) -> list[dict[str, Any]]:
     with reading(home) as (tx, _):
         entries = [to_json(e) for e in tx.iter_entries(kinds=None if kind is None else [kind])]
     return entries
+
+
+def ledger_entry(home: Path, seq: int) -> dict[str, Any]:
+    """One entry as the catalog holds it, read even when others beside it cannot be."""
+    with reading(home) as (tx, _):
+        entry = backing.entry_to_check(tx, seq)
+    assert isinstance(entry, LedgerEntry), f"entry {seq} cannot be read: {entry}"
+    return to_json(entry)
 
 
 # -- tampering: an insider with sqlite3 --------------------------------------------------------

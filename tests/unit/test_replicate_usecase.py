@@ -1,0 +1,202 @@
+"""Replication to a directory target, as the use case: each copy is recorded verified and,
+read back, proven, with its signed manifest beside it; a damaged local copy is never sent; a
+label's longer retention extends the lock before the copy counts as safe again; a target that
+cannot be reached keeps the queue; signed checkpoints are written once, read back and checked
+against the ledger."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import flip_bit
+from usecase_helpers import PREFIX, TARGET, Bench, bench
+
+from ingestd.domain.canonical import canonical_bytes
+from ingestd.domain.flags import Flag
+from ingestd.domain.models import EventKind, Recorder, RetentionClass
+from ingestd.domain.records import Checkpoint, ReplicaState
+from ingestd.integrity.discrepancy import DiscrepancyKind
+from ingestd.targets.factory import build_targets, target_locations
+from ingestd.usecases import registry
+from ingestd.usecases.casework import label
+from ingestd.usecases.replicate import Replicator, checkpoint_name, verify_offsite
+
+
+@pytest.fixture
+def b(tmp_path: Path) -> Iterator[Bench]:
+    with bench(tmp_path, target=True) as made:
+        yield made
+
+
+def replicate(b: Bench) -> Replicator:
+    b.clock.advance(minutes=1)
+    return Replicator(b.station, actor="tester")
+
+
+def proven(b: Bench, sha: str) -> set[str]:
+    with b.station.catalog.read() as tx:
+        return tx.proven_targets(sha, target_locations(b.station.settings))
+
+
+def test_each_copy_is_recorded_verified_and_proven_with_its_manifest(b: Bench) -> None:
+    shas = [i.sha256 for i in b.dock(b.photos("rec", 2)).items]
+
+    report = replicate(b).run()
+
+    assert report.ok and report.pending == 0
+    assert sorted(v["sha256"] for v in report.verified) == sorted(shas)
+    assert {v["target"] for v in report.verified} == {TARGET}
+    (location,) = target_locations(b.station.settings).values()
+    for sha in shas:
+        assert b.copy_on_target(sha).read_bytes() == b.object(sha).read_bytes()
+        replica = b.replica(sha)
+        assert replica is not None
+        assert (replica.state, replica.remote_sha256, replica.size, replica.location) == (
+            ReplicaState.VERIFIED, sha, b.item(sha).size, location)
+        assert replica.proven_at == b.clock.now and not replica.rewrite
+        item = b.item(sha)
+        assert replica.retain_until is not None and item.retain_until is not None
+        assert replica.retain_until >= item.retain_until
+        assert proven(b, sha) == {TARGET}
+        (entry,) = b.entries([EventKind.REPLICATED], item=sha)
+        assert (entry.actor, entry.data["target"], entry.data["sha256"]) == (
+            "tester", TARGET, sha)
+        assert replica.ledger_seq == entry.seq
+        assert b.nas is not None
+        signed = json.loads((b.nas / PREFIX / "manifests" / f"{sha}.json").read_bytes())
+        body = signed["manifest"]
+        assert (body["item"], body["recorder"], body["size"]) == (sha, item.recorder, item.size)
+        assert b.station.key.public.verify(signed["signature"], canonical_bytes(body))
+
+    head = b.head()
+    again = replicate(b).run()
+    assert (again.verified, again.failed, again.pending) == ([], [], 0)
+    assert b.head() == head, "a copy made already was recorded again"
+    b.assert_ledger_verifies()
+
+
+def test_a_damaged_local_copy_is_never_sent(b: Bench) -> None:
+    bad, good = (i.sha256 for i in b.dock(b.photos("rec", 2)).items)
+    flip_bit(b.object(bad), 50)
+
+    report = replicate(b).run()
+
+    assert not report.ok
+    assert [v["sha256"] for v in report.verified] == [good]
+    assert [(f["sha256"], f["target"]) for f in report.failed] == [(bad, TARGET)]
+    assert report.pending == 1
+    # Nothing of it off-site: no copy, no partial file beside the good one.
+    assert sorted(p.name for p in b.copy_on_target(good).parent.iterdir()) == [good]
+    replica = b.replica(bad)
+    assert replica is not None and replica.state == ReplicaState.FAILED
+    assert replica.last_error == report.failed[0]["error"]
+    assert proven(b, bad) == set()
+    with b.station.catalog.read() as tx:
+        assert tx.has_flag(bad, Flag.FIXITY_FAILED)
+    assert [e.data["flag"] for e in b.entries([EventKind.FLAGGED], item=bad)] == [
+        Flag.FIXITY_FAILED]
+    b.assert_ledger_verifies()
+
+
+def test_a_longer_retention_extends_the_lock_before_the_copy_counts_as_safe(b: Bench) -> None:
+    (sha,) = (i.sha256 for i in b.dock(b.photos("rec", 1)).items)
+    assert replicate(b).run().ok
+    b.clock.advance(minutes=1)
+    label(b.station, [sha], case="(2026)JX-0001", party="Zhao Lei", actor="tester")
+    item = b.item(sha)
+    assert item.retention_class == RetentionClass.EVIDENCE and item.retain_until is not None
+    assert proven(b, sha) == set(), "a copy whose lock is shorter than the item's counted"
+
+    report = replicate(b).run()
+
+    assert [(x["sha256"], x["target"]) for x in report.locks_extended] == [(sha, TARGET)]
+    replica = b.replica(sha)
+    assert replica is not None and replica.retain_until is not None
+    assert replica.retain_until >= item.retain_until
+    assert proven(b, sha) == {TARGET}
+    (extended,) = [e for e in b.entries([EventKind.RETENTION], item=sha)
+                   if e.data.get("target") == TARGET]
+    assert extended.data["class"] == RetentionClass.EVIDENCE
+    assert b.nas is not None
+    sidecar = json.loads((b.nas / PREFIX / "locks" / "sha256" / f"{sha}.json").read_text())
+    assert sidecar["retain_until"] >= item.retain_until.strftime("%Y-%m-%dT%H:%M:%S")
+    b.assert_ledger_verifies()
+
+
+def test_a_target_that_cannot_be_reached_keeps_the_queue(b: Bench) -> None:
+    shas = [i.sha256 for i in b.dock(b.photos("rec", 2)).items]
+    assert b.nas is not None
+    b.nas.rmdir()  # the share did not mount
+
+    report = replicate(b).run()
+
+    assert report.verified == [] and report.pending == 2
+    assert [(f["sha256"], f["target"]) for f in report.failed] == [("", TARGET)]
+    assert "is not a directory" in report.failed[0]["error"]
+    assert all(b.replica(sha) is None for sha in shas)
+    assert b.entries([EventKind.REPLICATED]) == []
+
+    b.nas.mkdir()  # mounted again: the next run sends them
+    again = replicate(b).run()
+    assert again.ok and sorted(v["sha256"] for v in again.verified) == sorted(shas)
+
+
+def test_a_checkpoint_is_written_once_and_read_back(b: Bench) -> None:
+    b.dock(b.photos("rec", 1))
+    replicator = replicate(b)
+    assert replicator.run().ok
+    with b.station.catalog.read() as tx:
+        seq, head_hash = tx.ledger_head()
+
+    sent = replicator.checkpoint()
+
+    name = checkpoint_name(b.station.name, seq)
+    assert (sent["name"], sent["seq"], sent["head_hash"], sent["sent"], sent["errors"]) == (
+        name, seq, head_hash, [TARGET], [])
+    assert b.nas is not None
+    folder = b.nas / PREFIX / "checkpoints"
+    assert [p.name for p in folder.iterdir()] == [name]
+    with b.station.catalog.read() as tx:
+        last = tx.last_checkpoint(TARGET, station=b.station.name)
+    assert last == Checkpoint(target=TARGET, name=name, seq=seq, head_hash=head_hash or "",
+                              at=b.clock.now)
+    targets = build_targets(b.station.settings)
+    assert verify_offsite(b.station, targets) == []  # read back: it vouches for this ledger
+
+    # Nothing new: nothing rewritten. New entries: a checkpoint of its own.
+    b.clock.advance(minutes=1)
+    unchanged = replicator.checkpoint()
+    assert (unchanged["sent"], unchanged["unchanged"]) == ([], [TARGET])
+    registry.register(b.station, Recorder(serial="BWC-0002", officer="Li Na", officer_id="2"),
+                      actor="tester")
+    later = replicator.checkpoint()
+    assert later["sent"] == [TARGET] and later["seq"] == seq + 1
+    assert sorted(p.name for p in folder.iterdir()) == [name, later["name"]]
+    assert verify_offsite(b.station, targets) == []
+
+    # A checkpoint altered on the share no longer vouches for anything.
+    path = folder / name
+    signed = json.loads(path.read_bytes())
+    signed["checkpoint"]["head_hash"] = "0" * 64
+    path.chmod(0o644)
+    path.write_bytes(canonical_bytes(signed))
+    found = verify_offsite(b.station, targets)
+    assert [(p.kind, p.seq) for p in found] == [
+        (DiscrepancyKind.CHECKPOINT_BAD_SIGNATURE, seq)]
+
+
+def test_replication_goes_oldest_deadline_first(b: Bench) -> None:
+    first = [i.sha256 for i in b.dock(b.photos("rec1", 1)).items]
+    b.clock.advance(hours=2)
+    second = [i.sha256 for i in b.dock(b.photos("rec2", 1, first=10)).items]
+    assert b.item(first[0]).replication_deadline + timedelta(hours=2) == (
+        b.item(second[0]).replication_deadline)
+
+    report = replicate(b).run()
+
+    assert [v["sha256"] for v in report.verified] == first + second
+    assert [e.item for e in b.entries([EventKind.REPLICATED])] == first + second

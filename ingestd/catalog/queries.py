@@ -1044,7 +1044,8 @@ class Tx:
             acquisitions=by_state,
         )
 
-    def items_needing_window_check(self) -> list[WindowCheck]:
+    def items_needing_window_check(self, *, station: str) -> list[WindowCheck]:
+        """The items ``station`` stored, with their deadlines and whether they are labelled."""
         current = select(labels.c.item).distinct().subquery()
         rows = self.conn.execute(
             select(
@@ -1053,7 +1054,9 @@ class Tx:
                 items.c.label_deadline,
                 items.c.replication_deadline,
                 current.c.item.label("labelled"),
-            ).select_from(items.outerjoin(current, current.c.item == items.c.sha256))
+            )
+            .select_from(items.outerjoin(current, current.c.item == items.c.sha256))
+            .where(items.c.station == station)
         ).mappings()
         return [
             WindowCheck(

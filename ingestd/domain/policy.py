@@ -134,18 +134,21 @@ def ingest_flags(
 
 def window_flags(
     *,
-    stored_at: datetime,
+    label_deadline: datetime,
+    replication_deadline: datetime,
     now: datetime,
-    windows: Windows,
     labelled: bool,
     replicated: bool,
     replication_required: bool,
 ) -> set[Flag]:
-    """Flags for deadlines that run after storage (checked on a schedule)."""
+    """Flags for deadlines that run after storage (checked on a schedule). The deadlines are
+    the item's own, fixed when it was stored (``deadlines``) and signed in its entry: a later
+    change of the windows applies to what is stored after it, and the entry of a flag names
+    the deadline that passed."""
     flags: set[Flag] = set()
-    if not labelled and now > stored_at + windows.label:
+    if not labelled and now > label_deadline:
         flags.add(Flag.LATE_LABEL)
-    if replication_required and not replicated and now > stored_at + windows.replication:
+    if replication_required and not replicated and now > replication_deadline:
         flags.add(Flag.LATE_REPLICATION)
     return flags
 

@@ -23,11 +23,11 @@ class WindowReport:
 def check_windows(station: Station, *, actor: str = "ingestd") -> WindowReport:
     # The later of the clock and the ledger's last entry: a clock set back hides no deadline.
     now = station.custody.now()
-    windows = station.settings.windows.policy()
     required = [t.name for t in station.settings.targets if t.required]
     report = WindowReport()
     with station.catalog.read() as tx:
-        rows = tx.items_needing_window_check()
+        # Another station sharing the catalog checks its own items, by its own targets.
+        rows = tx.items_needing_window_check(station=station.name)
         done = tx.flags_by_item()
     for row in rows:
         report.checked += 1
@@ -37,8 +37,8 @@ def check_windows(station: Station, *, actor: str = "ingestd") -> WindowReport:
             with station.catalog.read() as tx:
                 sent = tx.verified_targets(sha)
         wanted = policy.window_flags(
-            stored_at=row.stored_at, now=now, windows=windows,
-            labelled=row.labelled,
+            label_deadline=row.label_deadline, replication_deadline=row.replication_deadline,
+            now=now, labelled=row.labelled,
             replicated=policy.replication_done(required=set(required), sent=sent),
             replication_required=bool(required),
         ) - set(done.get(sha, []))

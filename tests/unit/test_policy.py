@@ -169,8 +169,11 @@ def test_window_flags_at_the_label_and_replication_boundaries() -> None:
 
     def at(now: datetime, *, labelled: bool = False, replicated: bool = False,
            required: bool = True) -> set[Flag]:
-        return policy.window_flags(stored_at=stored, now=now, windows=w, labelled=labelled,
-                                   replicated=replicated, replication_required=required)
+        due = policy.deadlines(recorded_end=stored, stored_at=stored, windows=w)
+        return policy.window_flags(label_deadline=due.label,
+                                   replication_deadline=due.replication, now=now,
+                                   labelled=labelled, replicated=replicated,
+                                   replication_required=required)
 
     assert at(stored + w.replication) == set()
     assert at(stored + w.replication + SECOND) == {Flag.LATE_REPLICATION}
@@ -178,6 +181,21 @@ def test_window_flags_at_the_label_and_replication_boundaries() -> None:
     assert at(stored + w.label + SECOND) == {Flag.LATE_REPLICATION, Flag.LATE_LABEL}
     assert at(stored + w.label + SECOND, labelled=True, replicated=True) == set()
     assert at(stored + w.label + SECOND, required=False) == {Flag.LATE_LABEL}
+
+
+def test_window_flags_go_by_the_deadlines_the_item_was_stored_with() -> None:
+    # Windows shortened after storage do not make an item late before its own deadline.
+    label_due, replication_due = T + timedelta(hours=48), T + timedelta(hours=24)
+
+    def at(now: datetime) -> set[Flag]:
+        return policy.window_flags(label_deadline=label_due, replication_deadline=replication_due,
+                                   now=now, labelled=False, replicated=False,
+                                   replication_required=True)
+
+    assert at(replication_due) == set()
+    assert at(replication_due + SECOND) == {Flag.LATE_REPLICATION}
+    assert at(label_due) == {Flag.LATE_REPLICATION}
+    assert at(label_due + SECOND) == {Flag.LATE_REPLICATION, Flag.LATE_LABEL}
 
 
 def test_replicated_for_the_window_once_every_required_target_holds_a_sent_copy() -> None:

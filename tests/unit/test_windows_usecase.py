@@ -9,12 +9,24 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from usecase_helpers import Bench, bench
+from conftest import (
+    OFFICER,
+    OFFICER_ID,
+    SERIAL,
+    FakeClock,
+    build_recorder,
+    init_station,
+    open_station,
+)
+from usecase_helpers import MEDIA, Bench, bench, photo, photo_name, target_config
 
 from ingestd.domain.canonical import format_time
 from ingestd.domain.flags import Flag
-from ingestd.domain.models import EventKind
+from ingestd.domain.models import EventKind, Recorder
+from ingestd.usecases import registry
 from ingestd.usecases.casework import label
+from ingestd.usecases.home import init_home
+from ingestd.usecases.ingest import Ingestor
 from ingestd.usecases.replicate import Replicator
 from ingestd.usecases.windows import check_windows
 
@@ -101,3 +113,64 @@ def test_a_flag_is_set_once_however_often_the_check_runs(b: Bench) -> None:
 
     assert (again.checked, again.flagged) == (2, [])
     assert b.head() == head
+
+
+def test_windows_shortened_after_storage_flag_only_by_the_items_own_deadline(
+        tmp_path: Path) -> None:
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+    clock = FakeClock()
+    station = open_station(home, clock)
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/{photo_name(0)}": photo()})
+    (item,) = Ingestor(station).ingest(rec, serial=SERIAL).items
+    with station.catalog.read() as tx:
+        stored = tx.item(item.sha256)
+    assert stored is not None
+    station.close()
+    with (home / "ingestd.toml").open("a") as fh:
+        fh.write('[windows]\nlabel = "24h"\n')  # made stricter after the item was stored
+    clock.advance(hours=25)
+    station = open_station(home, clock)
+    try:
+        assert check_windows(station).flagged == []  # its own deadline, 48 h, is still ahead
+        clock.set(stored.label_deadline + timedelta(seconds=1))
+        assert check_windows(station).flagged == [{"sha256": item.sha256, "flag": "late_label"}]
+        with station.catalog.read() as tx:
+            (flag,) = tx.item_flags(item.sha256)
+        assert flag.detail == f"deadline {format_time(stored.label_deadline)} passed"
+        assert stored.label_deadline < clock.now
+    finally:
+        station.close()
+
+
+def test_on_a_shared_catalog_each_station_checks_only_its_own_items(tmp_path: Path) -> None:
+    shared = tmp_path / "shared.sqlite"
+
+    def home_for(name: str, target: str) -> Path:
+        (tmp_path / target).mkdir()
+        home = tmp_path / name
+        home.mkdir()
+        (home / "ingestd.toml").write_text(
+            f'station = "{name}"\ncatalog = "sqlite:///{shared}"\n'
+            + target_config(tmp_path / target).replace('"nas"', f'"{target}"'))
+        init_home(home, clock=FakeClock())[0].close()
+        return home
+
+    clock = FakeClock()
+    one = open_station(home_for("dock-1", "nas1"), clock)
+    two = open_station(home_for("dock-2", "nas2"), clock)
+    try:
+        registry.register(two, Recorder(serial="R-2", officer="Zhao", officer_id="2"),
+                          actor="tester")
+        rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/{photo_name(0)}": photo()})
+        (item,) = Ingestor(two).ingest(rec, serial="R-2").items
+        clock.advance(minutes=1)
+        assert Replicator(two).run().ok  # dock-2 copies its item in time, to its own target
+        clock.advance(hours=25)
+        assert check_windows(two).flagged == []
+        other = check_windows(one)
+        assert (other.checked, other.flagged) == (0, [])
+        with one.catalog.read() as tx:
+            assert tx.item_flags(item.sha256) == []
+    finally:
+        one.close()
+        two.close()

@@ -298,7 +298,7 @@ class Custody:
         """The keys the ledger proves, from its genesis and rotation entries (each checked
         against the key before it and the pin), not from the catalog's ``keys`` cache."""
         keys = KeyChain(pins=self.pins)
-        for entry in backing.entries_to_check(tx, kinds=KEY_KINDS):
+        for entry in tx.entries_to_check(kinds=KEY_KINDS):
             if isinstance(entry, LedgerEntry):  # one that cannot be read vouches for nothing
                 keys.admit(entry, canonical_bytes(body_of(entry)))
         return keys
@@ -351,7 +351,7 @@ class Custody:
             facts = _Facts()
 
             def each() -> Iterator[LedgerEntry | UnreadableEntry]:
-                for entry in backing.entries_to_check(tx, upto=head_seq, batch=1000):
+                for entry in tx.entries_to_check(upto=head_seq, batch=1000):
                     if isinstance(entry, UnreadableEntry):
                         chain.step_unreadable(entry)
                     else:
@@ -362,7 +362,7 @@ class Custody:
 
             mirrored = compare_mirror_in_step(
                 each(), self.mirror, station=self.station, upto=upto,
-                lookup=lambda seq: backing.entry_to_check(tx, seq))
+                lookup=lambda seq: tx.entry_to_check(seq))
             report.problems.extend(chain.problems)
             report.problems.extend(keys.unmet_pins())
             report.entries = chain.count

@@ -35,10 +35,9 @@ from .domain.records import (
     WindowCheck,
 )
 from .domain.status import Counts, JobRun, LockBehind, ReplicaStats, SessionSummary
+from .integrity.ledger import UnreadableEntry
 
 
-#: What three queries (recent sessions, last jobs, locks behind) still return, until they
-#: return records: a row, by column name.
 class CatalogTx(Protocol):
     """One catalog transaction: every query the use cases make."""
 
@@ -63,6 +62,18 @@ class CatalogTx(Protocol):
     def entries_of_kinds(
         self, kinds: Sequence[str], *, station: str | None = None
     ) -> list[LedgerEntry]: ...
+
+    def entries_to_check(
+        self,
+        *,
+        after: int = 0,
+        upto: int | None = None,
+        item: str | None = None,
+        kinds: Sequence[str] | None = None,
+        batch: int = 1000,
+    ) -> Iterator[LedgerEntry | UnreadableEntry]: ...
+
+    def entry_to_check(self, seq: int) -> LedgerEntry | UnreadableEntry | None: ...
 
     def add_key(self, *, key_id: str, station: str, public_hex: str, at: datetime) -> None: ...
 

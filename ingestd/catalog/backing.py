@@ -9,18 +9,16 @@ snapshot) and yields typed records as the rows stream by: no table is held in me
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.engine import RowMapping
 
-from ..domain.models import LedgerEntry
-from ..integrity.ledger import UnreadableEntry
 from ..ports import CatalogTx
-from .queries import Tx, _entry
+from .queries import Tx
 from .schema import (
     acquisitions,
     flags,
@@ -271,60 +269,3 @@ def itemless_entries(tx: CatalogTx, kind: str) -> Iterator[RowlessEntry]:
              .order_by(ledger.c.seq))
     for row in _conn(tx).execute(query):
         yield RowlessEntry(seq=row.seq, item=row.item)
-
-
-# -- the entries, each readable or not -------------------------------------------------------
-
-_CHECKED = select(ledger).where(ledger.c.seq > bindparam("after")).order_by(ledger.c.seq)
-
-
-def entries_to_check(tx: CatalogTx, *, after: int = 0, upto: int | None = None,
-                     item: str | None = None, kinds: Sequence[str] | None = None,
-                     batch: int = 1000) -> Iterator[LedgerEntry | UnreadableEntry]:
-    """The entries in sequence order, a batch at a time; one whose time or data does not
-    parse comes as an :class:`UnreadableEntry`, and the walk goes on."""
-    query = _CHECKED
-    if upto is not None:
-        query = query.where(ledger.c.seq <= upto)
-    if item is not None:
-        query = query.where(ledger.c.item == item)
-    if kinds is not None:
-        query = query.where(ledger.c.kind.in_(list(kinds)))
-    query = query.limit(batch)
-    last = after
-    while True:
-        rows = _conn(tx).execute(query, {"after": last}).mappings().all()
-        for row in rows:
-            yield _readable(row)
-        if len(rows) < batch:
-            return
-        last = int(rows[-1]["seq"])
-
-
-def entry_to_check(tx: CatalogTx, seq: int) -> LedgerEntry | UnreadableEntry | None:
-    """Entry ``seq``, readable or not (None: there is none)."""
-    return next(entries_to_check(tx, after=seq - 1, upto=seq, batch=1), None)
-
-
-def _readable(row: RowMapping) -> LedgerEntry | UnreadableEntry:
-    try:
-        entry = _entry(row)
-    except (TypeError, ValueError) as exc:
-        return _unreadable(row, _why(row, exc))
-    if not isinstance(entry.data, dict):
-        return _unreadable(row, "its data is not a JSON object")
-    return entry
-
-
-def _why(row: RowMapping, exc: Exception) -> str:
-    try:
-        json.loads(row["data"])
-    except (TypeError, ValueError) as bad:
-        return f"its data is not JSON ({bad})"
-    return f"its time {row['at']!r} is not a time ({exc})"
-
-
-def _unreadable(row: RowMapping, why: str) -> UnreadableEntry:
-    return UnreadableEntry(seq=int(row["seq"]), station=str(row["station"]),
-                           prev_hash=str(row["prev_hash"]), entry_hash=str(row["entry_hash"]),
-                           why=why)

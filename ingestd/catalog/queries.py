@@ -60,6 +60,7 @@ from ..domain.status import (
     WaitingItem,
 )
 from ..errors import Ambiguous, NotFound
+from ..integrity.ledger import UnreadableEntry
 from .schema import (
     acquisitions,
     checkpoints,
@@ -355,6 +356,34 @@ def _item_search(wanted: ItemFilter) -> Any:
 LIST_BATCH = 1000
 
 
+
+_CHECKED = select(ledger).where(ledger.c.seq > bindparam("after")).order_by(ledger.c.seq)
+
+
+def _readable(row: RowMapping) -> LedgerEntry | UnreadableEntry:
+    try:
+        entry = _entry(row)
+    except (TypeError, ValueError) as exc:
+        return _unreadable(row, _why(row, exc))
+    if not isinstance(entry.data, dict):
+        return _unreadable(row, "its data is not a JSON object")
+    return entry
+
+
+def _why(row: RowMapping, exc: Exception) -> str:
+    try:
+        json.loads(row["data"])
+    except (TypeError, ValueError) as bad:
+        return f"its data is not JSON ({bad})"
+    return f"its time {row['at']!r} is not a time ({exc})"
+
+
+def _unreadable(row: RowMapping, why: str) -> UnreadableEntry:
+    return UnreadableEntry(seq=int(row["seq"]), station=str(row["station"]),
+                           prev_hash=str(row["prev_hash"]), entry_hash=str(row["entry_hash"]),
+                           why=why)
+
+
 class Tx:
     """One catalog transaction: every query ingestd makes, typed, over one connection. Opened by
     ``Catalog.read()`` and ``Catalog.write()``, which hand it out as a ``ports.CatalogTx``;
@@ -432,6 +461,39 @@ class Tx:
             query = query.where(ledger.c.station == station)
         rows = self.conn.execute(query.order_by(ledger.c.seq)).mappings()
         return [_entry(row) for row in rows]
+
+    def entries_to_check(
+        self,
+        *,
+        after: int = 0,
+        upto: int | None = None,
+        item: str | None = None,
+        kinds: Sequence[str] | None = None,
+        batch: int = 1000,
+    ) -> Iterator[LedgerEntry | UnreadableEntry]:
+        """The entries in sequence order, a batch at a time, as the checks read them: one whose
+        time or data does not parse comes as an :class:`UnreadableEntry`, and the walk goes
+        on (``iter_entries`` raises on it)."""
+        query = _CHECKED
+        if upto is not None:
+            query = query.where(ledger.c.seq <= upto)
+        if item is not None:
+            query = query.where(ledger.c.item == item)
+        if kinds is not None:
+            query = query.where(ledger.c.kind.in_(list(kinds)))
+        query = query.limit(batch)
+        last = after
+        while True:
+            rows = self.conn.execute(query, {"after": last}).mappings().all()
+            for row in rows:
+                yield _readable(row)
+            if len(rows) < batch:
+                return
+            last = int(rows[-1]["seq"])
+
+    def entry_to_check(self, seq: int) -> LedgerEntry | UnreadableEntry | None:
+        """Entry ``seq``, readable or not (None: there is none)."""
+        return next(self.entries_to_check(after=seq - 1, upto=seq, batch=1), None)
 
     def add_key(self, *, key_id: str, station: str, public_hex: str, at: datetime) -> None:
         exists = self.conn.execute(select(keys.c.key_id).where(keys.c.key_id == key_id)).first()
@@ -738,8 +800,8 @@ class Tx:
             SessionSummary(
                 id=int(row["id"]),
                 serial=row["serial"],
-                source=row["source"],
-                state=row["state"],
+                source=DockSource(row["source"]),
+                state=SessionState(row["state"]),
                 docked_at=parse_time(row["docked_at"]),
                 finished_at=_time_or_none(row["finished_at"]),
                 files_new=int(row["files_new"]),
@@ -1417,7 +1479,7 @@ class Tx:
                 hold=bool(row["hold"]),
                 item_retain_until=_time_or_none(row["item_retain_until"]),
                 item_hold=bool(row["item_hold"]),
-                retention_class=row["retention_class"],
+                retention_class=RetentionClass(row["retention_class"] or RetentionClass.ROUTINE),
                 recorded_start=parse_time(row["recorded_start"]),
             )
             for row in self.conn.execute(query).mappings()

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from .canonical import format_time
+from .models import RetentionClass
+from .records import DockSource, SessionState
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -68,8 +70,8 @@ class SessionSummary:
 
     id: int
     serial: str
-    source: str  # manual | watch | udev
-    state: str  # running | done | refused | interrupted | failed
+    source: DockSource
+    state: SessionState
     docked_at: datetime
     finished_at: datetime | None
     files_new: int
@@ -137,5 +139,5 @@ class LockBehind:
     #: the item as it is now
     item_retain_until: datetime | None
     item_hold: bool
-    retention_class: str
+    retention_class: RetentionClass
     recorded_start: datetime

@@ -12,7 +12,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ..catalog import backing
 from ..docks.walk import open_regular
 from ..domain.canonical import canonical_bytes, format_time, sha256_hex
 from ..domain.flags import Flag
@@ -92,7 +91,7 @@ def _signature_problems(station: Station, sha: str) -> list[str]:
     problems = []
     with station.catalog.read(snapshot=True) as tx:
         keys = station.custody.trusted_keys(tx)  # proven by the chain, not the catalog
-        read = list(backing.entries_to_check(tx, item=sha))
+        read = list(tx.entries_to_check(item=sha))
     entries = [e for e in read if isinstance(e, LedgerEntry)]
     if not any(e.kind == EventKind.STORED for e in entries):
         problems.append("no signed 'stored' entry in the ledger")

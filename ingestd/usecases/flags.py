@@ -12,7 +12,7 @@ from ..ports import CatalogTx
 from ..station import Station
 
 # Flags were logged by ingest's logger, wherever they were set: the JSON log's ``event``
-# (``ingest``) and ``logger`` stay what a collector watching for flags already matches.
+# (``ingest``), which a collector watching for flags matches, stays what it was.
 log = logging.getLogger("ingestd.usecases.ingest")
 
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..catalog import backing
 from ..domain.canonical import canonical_bytes, format_time
 from ..domain.flags import Flag
 from ..domain.models import EventKind, RetentionClass
@@ -393,8 +392,7 @@ class Replicator:
             if target is None:
                 continue
             lock = lock_for(retain_until=replica.item_retain_until,
-                            retention_class=RetentionClass(replica.retention_class
-                                                           or RetentionClass.ROUTINE),
+                            retention_class=replica.retention_class,
                             recorded_start=replica.recorded_start,
                             hold=replica.item_hold, now=station.clock(),
                             policy=station.settings.retention.policy())
@@ -600,7 +598,7 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
     problems: list[Discrepancy] = []
     with station.catalog.read(snapshot=True) as tx:
         keys = station.custody.trusted_keys(tx)
-        hashes = {e.seq: e.entry_hash for e in backing.entries_to_check(tx)}
+        hashes = {e.seq: e.entry_hash for e in tx.entries_to_check()}
         known = {t.name: tx.newest_checkpoint_seen(station=station.name, target=t.name)
                  for t in targets}
     head = max(hashes, default=0)

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ingestd import config as config_mod
-from ingestd.catalog import backing, schema
+from ingestd.catalog import schema
 from ingestd.catalog.db import open_catalog, sqlite_path
 from ingestd.catalog.queries import Tx
 from ingestd.config import Settings
@@ -190,7 +190,7 @@ def ledger_entries(home: Path, kind: str | None = None) -> list[dict[str, Any]]:
 def ledger_entry(home: Path, seq: int) -> dict[str, Any]:
     """One entry as the catalog holds it, read even when others beside it cannot be."""
     with reading(home) as (tx, _):
-        entry = backing.entry_to_check(tx, seq)
+        entry = tx.entry_to_check(seq)
     assert isinstance(entry, LedgerEntry), f"entry {seq} cannot be read: {entry}"
     return to_json(entry)
 

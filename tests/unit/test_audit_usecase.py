@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SERIAL, flip_bit, sha256_of, snapshot_tree
+from conftest import SERIAL, sha256_of, snapshot_tree
 from usecase_helpers import MEDIA, TARGET, Bench, bench, photo, photo_name
 
 from ingestd.domain.flags import Flag
@@ -24,6 +24,7 @@ from ingestd.targets.factory import build_targets, target_locations
 from ingestd.usecases.audit import OrphanAction, audit, audit_fast, verify_files, verify_hash
 from ingestd.usecases.replicate import Replicator
 from ingestd.usecases.retention import sweep
+from tests.support.damage import flip_bit
 
 
 @pytest.fixture

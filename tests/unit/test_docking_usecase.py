@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SERIAL, flip_bit, sha256_of, snapshot_tree
+from conftest import SERIAL, sha256_of, snapshot_tree
 from usecase_helpers import MEDIA, Bench, bench, photo, photo_name
 
 import ingestd.store as store_mod
@@ -26,6 +26,7 @@ from ingestd.usecases import registry
 from ingestd.usecases.docking import DockCoordinator, Outcome, scan_once, serving
 from ingestd.usecases.ingest import DockContext, Ingestor
 from ingestd.usecases.replicate import Replicator
+from tests.support.damage import flip_bit
 
 OTHER = "BWC-0002"
 

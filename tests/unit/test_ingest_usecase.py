@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import OFFICER, RECORDED_T0, SERIAL, flip_bit, sha256_of, snapshot_tree
+from conftest import OFFICER, RECORDED_T0, SERIAL, sha256_of, snapshot_tree
 from usecase_helpers import MEDIA, Bench, bench, photo, photo_name
 
 import ingestd.store as store_mod
@@ -26,6 +26,7 @@ from ingestd.integrity import hashing
 from ingestd.integrity.hashing import Digest
 from ingestd.usecases.audit import audit
 from ingestd.usecases.ingest import Ingestor
+from tests.support.damage import flip_bit
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import flip_bit
 from usecase_helpers import PREFIX, TARGET, Bench, bench
 
 from ingestd.domain.canonical import canonical_bytes
@@ -24,6 +23,7 @@ from ingestd.targets.factory import build_targets, target_locations
 from ingestd.usecases import registry
 from ingestd.usecases.casework import label
 from ingestd.usecases.replicate import Replicator, checkpoint_name, verify_offsite
+from tests.support.damage import flip_bit
 
 
 @pytest.fixture

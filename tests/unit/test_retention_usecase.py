@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import flip_bit
 from usecase_helpers import TARGET, Bench, bench, photo_name
 
 from ingestd.domain.models import EventKind
@@ -20,6 +19,7 @@ from ingestd.usecases.audit import audit
 from ingestd.usecases.casework import set_hold
 from ingestd.usecases.replicate import Replicator
 from ingestd.usecases.retention import sweep
+from tests.support.damage import flip_bit
 
 KEEP = timedelta(days=30)  # retention.local_keep's default
 

@@ -215,6 +215,13 @@ class SchedulerSettings(_Section):
     replication_parallel: int = Field(default=4, ge=1, le=32)
 
 
+class SpotCheckSettings(_Section):
+    """The spot-check sampler: ``per_officer`` items of each officer every ``period`` (0: off)."""
+
+    per_officer: int = Field(default=1, ge=0, le=1000)
+    period: PositiveDuration = timedelta(days=7)
+
+
 class _TargetBase(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     required: bool = True
@@ -312,6 +319,7 @@ class Settings(_Section):
     retention: RetentionSettings = RetentionSettings()
     docks: DockSettings = DockSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    spotcheck: SpotCheckSettings = SpotCheckSettings()
     targets: tuple[TargetSettings, ...] = ()
     log: LogSettings = LogSettings()
 

@@ -566,6 +566,18 @@ def _event_rows(tx: CatalogTx, check: _Backing) -> None:
         check.check("acquisitions", str(acq.row.id), acq, EventKind.ACQUIRED, acq.row.item,
                     {"path": acq.row.path, "size": acq.row.size})
     check.rows_present(tx, EventKind.ACQUIRED, table.ACQUISITIONS)
+    for spot in backing.spot_check_rows(tx):
+        sc = spot.row
+        check.check("spot_checks", str(sc.id), spot, EventKind.SPOT_CHECKED, sc.item,
+                    {"officer": sc.officer, "period_start": sc.period_start,
+                     "fixity": sc.fixity, "decode": sc.decode, "result": sc.result})
+    check.rows_present(tx, EventKind.SPOT_CHECKED, table.SPOT_CHECKS)
+    for review in backing.spot_review_rows(tx):
+        rv = review.row
+        check.check("spot_reviews", str(rv.id), review, EventKind.SPOT_REVIEWED, rv.item,
+                    {"by": rv.by, "result": rv.result, "note": rv.note,
+                     "check_seq": rv.check_seq})
+    check.rows_present(tx, EventKind.SPOT_REVIEWED, table.SPOT_REVIEWS)
 
 
 def _replica_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:

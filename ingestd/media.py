@@ -114,7 +114,8 @@ class DecodeResult:
 
 
 def decode_check(path: Path, *, timeout: float = 600.0) -> DecodeResult:
-    """Decode every stream end to end (played back, not displayed); report decoder errors."""
+    """Decode every stream end to end, every frame (played back, not displayed), stopping at
+    the first error (``-xerror``); report the decoder's last messages."""
     stream = ffmpeg.input(str(path)).output("-", format="null")
     args = ffmpeg.compile(stream, overwrite_output=True)
     args[1:1] = ["-nostdin", "-v", "error", "-xerror"]
@@ -124,5 +125,9 @@ def decode_check(path: Path, *, timeout: float = 600.0) -> DecodeResult:
         raise MediaError("ffmpeg is not installed (Debian package ffmpeg)") from None
     except subprocess.TimeoutExpired:
         return DecodeResult(ok=False, errors=[f"decode did not finish within {timeout:.0f}s"])
-    errors = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    # The decoder names the file it reads: the store's path says nothing a reader needs.
+    errors = [ln.replace(f"{path}: ", "").strip()
+              for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    if proc.returncode != 0 and not errors:
+        errors = [f"ffmpeg exit {proc.returncode}"]
     return DecodeResult(ok=proc.returncode == 0 and not errors, errors=errors[-20:])

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from .domain.flags import Flag
 from .domain.models import LedgerEntry, Recorder
-from .domain.policy import Retention
+from .domain.policy import Retention, SpotCandidate
 from .domain.records import (
     Acquisition,
     AcquisitionState,
@@ -31,7 +31,10 @@ from .domain.records import (
     Label,
     ListedItem,
     Replica,
+    ReviewResult,
     SessionState,
+    SpotCheck,
+    SpotResult,
     WindowCheck,
 )
 from .domain.status import Counts, JobRun, LockBehind, ReplicaStats, SessionSummary
@@ -326,3 +329,34 @@ class CatalogTx(Protocol):
     def remember_checkpoint(
         self, *, station: str, target: str, name: str, seq: int, head_hash: str, at: datetime
     ) -> None: ...
+
+    def spot_candidates(self, *, station: str) -> list[SpotCandidate]: ...
+
+    def insert_spot_check(
+        self,
+        *,
+        item: str,
+        officer: str,
+        checked_at: datetime,
+        period_start: datetime,
+        fixity: str,
+        decode: str,
+        result: SpotResult,
+        ledger_seq: int,
+    ) -> int: ...
+
+    def latest_spot_check(self, sha256: str) -> SpotCheck | None: ...
+
+    def insert_spot_review(
+        self,
+        *,
+        check_id: int,
+        item: str,
+        by: str,
+        result: ReviewResult,
+        note: str,
+        at: datetime,
+        ledger_seq: int,
+    ) -> int: ...
+
+    def list_spot_checks(self, *, officer: str | None = None) -> list[SpotCheck]: ...

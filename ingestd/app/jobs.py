@@ -21,10 +21,13 @@ from ..targets.factory import build_targets
 from ..usecases.audit import audit
 from ..usecases.replicate import Replicator, verify_offsite
 from ..usecases.retention import sweep
+from ..usecases.spotcheck import run_spot_checks
 from ..usecases.status import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB
 from ..usecases.windows import check_windows
 
 log = logging.getLogger(__name__)
+
+SPOTCHECK_JOB = "spotcheck"
 
 JobFunc = Callable[[Station], str]
 
@@ -117,6 +120,14 @@ def _retention(st: Station) -> str:
     return f"{len(report.evicted)} items left the local store, {report.kept} kept"
 
 
+def _spot_sample(st: Station) -> str:
+    """What ``spotcheck run`` does: this period's sample re-hashed, decoded and recorded."""
+    report = run_spot_checks(st)
+    if not report.ok:
+        raise IntegrityError(report.summary())
+    return report.summary()
+
+
 def standard_jobs(station: Station) -> list[Job]:
     """The jobs this station runs, the window check first."""
     sched = station.settings.scheduler
@@ -135,6 +146,12 @@ def standard_jobs(station: Station) -> list[Job]:
     if sched.audit_sample:
         jobs.append(Job(name=AUDIT_JOB, every=sched.audit, func=_spot_check,
                         first_delay=timedelta(minutes=5)))
+    spot = station.settings.spotcheck
+    if spot.per_officer:
+        # Each run tops up the period's sample, so it runs more often than a period: a daemon
+        # stopped over a period boundary still takes each period's sample.
+        jobs.append(Job(name=SPOTCHECK_JOB, every=min(spot.period, timedelta(hours=6)),
+                        func=_spot_sample, first_delay=timedelta(minutes=15)))
     jobs.append(Job(name=LEDGER_JOB, every=sched.ledger_verify, func=_ledger_check,
                     first_delay=timedelta(minutes=2)))
     return jobs

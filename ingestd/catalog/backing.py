@@ -9,7 +9,7 @@ snapshot) and yields typed records as the rows stream by: no table is held in me
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -29,6 +29,8 @@ from .schema import (
     ledger,
     recorders,
     replicas,
+    spot_checks,
+    spot_reviews,
 )
 
 R = TypeVar("R")
@@ -125,6 +127,27 @@ class ReplicaRow:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SpotCheckRow:
+    id: int
+    item: str
+    officer: str
+    period_start: str
+    fixity: str
+    decode: str
+    result: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpotReviewRow:
+    id: int
+    item: str
+    by: str
+    result: str
+    note: str
+    check_seq: int | None  # the entry of the spot check it reviews (None: that row is gone)
+
+
+@dataclass(frozen=True, kw_only=True)
 class KeyRow:
     key_id: str
     station: str
@@ -147,11 +170,14 @@ class BackedTable(StrEnum):
     FLAGS = "flags"
     JUSTIFICATIONS = "justifications"
     ACQUISITIONS = "acquisitions"
+    SPOT_CHECKS = "spot_checks"
+    SPOT_REVIEWS = "spot_reviews"
 
 
 _TABLES: dict[BackedTable, Table] = {
     BackedTable.LABELS: labels, BackedTable.FLAGS: flags,
     BackedTable.JUSTIFICATIONS: justifications, BackedTable.ACQUISITIONS: acquisitions,
+    BackedTable.SPOT_CHECKS: spot_checks, BackedTable.SPOT_REVIEWS: spot_reviews,
 }
 
 _E = ledger.alias("e")
@@ -164,12 +190,16 @@ def _conn(tx: CatalogTx) -> Connection:
     return tx.conn
 
 
-def _stream(tx: CatalogTx, table: Table, *where: Any) -> Iterator[tuple[RowMapping, NamedEntry]]:
-    """A table's rows, each with the entry its ``ledger_seq`` names (or none)."""
-    query = (select(table, _E.c.kind.label("e_kind"), _E.c.item.label("e_item"),
+def _stream(tx: CatalogTx, table: Table, *where: Any,
+            also: Sequence[Any] = (), joined: Any = None,
+            ) -> Iterator[tuple[RowMapping, NamedEntry]]:
+    """A table's rows, each with the entry its ``ledger_seq`` names (or none); ``also``:
+    more columns, from ``joined`` (the table, outer-joined to more)."""
+    source = (table if joined is None else joined).outerjoin(_E, _E.c.seq == table.c.ledger_seq)
+    query = (select(table, *also, _E.c.kind.label("e_kind"), _E.c.item.label("e_item"),
                     _E.c.data.label("e_data"), _E.c.station.label("e_station"),
                     _E.c.at.label("e_at"))
-             .select_from(table.outerjoin(_E, _E.c.seq == table.c.ledger_seq)).where(*where))
+             .select_from(source).where(*where))
     for row in _conn(tx).execute(query).mappings():
         yield row, _named(row)
 
@@ -237,6 +267,24 @@ def replica_rows(tx: CatalogTx) -> Iterator[Backed[ReplicaRow]]:
             item=row["item"], target=row["target"], state=row["state"], key=row["key"],
             size=row["size"], remote_sha256=row["remote_sha256"],
             location=row["location"] or "", proven_at=row["proven_at"]))
+
+
+def spot_check_rows(tx: CatalogTx) -> Iterator[Backed[SpotCheckRow]]:
+    for row, entry in _stream(tx, spot_checks):
+        yield Backed(entry=entry, row=SpotCheckRow(
+            id=row["id"], item=row["item"], officer=row["officer"],
+            period_start=row["period_start"], fixity=row["fixity"], decode=row["decode"],
+            result=row["result"]))
+
+
+def spot_review_rows(tx: CatalogTx) -> Iterator[Backed[SpotReviewRow]]:
+    """Reviews, each with the entry of the spot check it names."""
+    joined = spot_reviews.outerjoin(spot_checks, spot_checks.c.id == spot_reviews.c.check_id)
+    for row, entry in _stream(tx, spot_reviews, joined=joined,
+                              also=[spot_checks.c.ledger_seq.label("check_seq")]):
+        yield Backed(entry=entry, row=SpotReviewRow(
+            id=row["id"], item=row["item"], by=row["by"], result=row["result"],
+            note=row["note"], check_seq=row["check_seq"]))
 
 
 def key_rows(tx: CatalogTx) -> Iterator[KeyRow]:

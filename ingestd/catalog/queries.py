@@ -28,7 +28,7 @@ from sqlalchemy.engine import RowMapping
 from ..domain.canonical import format_time, parse_time
 from ..domain.flags import Flag
 from ..domain.models import LedgerEntry, Recorder, RetentionClass, TimeSource, item_prefix
-from ..domain.policy import Retention
+from ..domain.policy import Retention, SpotCandidate
 from ..domain.records import (
     TAKEN,
     Acquisition,
@@ -47,7 +47,11 @@ from ..domain.records import (
     ListedItem,
     Replica,
     ReplicaState,
+    ReviewResult,
     SessionState,
+    SpotCheck,
+    SpotResult,
+    SpotReview,
     WindowCheck,
 )
 from ..domain.status import (
@@ -75,6 +79,8 @@ from .schema import (
     ledger,
     recorders,
     replicas,
+    spot_checks,
+    spot_reviews,
     target_identities,
 )
 
@@ -314,6 +320,34 @@ def _checkpoint(row: RowMapping) -> Checkpoint:
         seq=int(row["seq"]),
         head_hash=row["head_hash"],
         at=_time(row["at"]),
+    )
+
+
+def _spot_review(row: RowMapping) -> SpotReview:
+    return SpotReview(
+        id=int(row["id"]),
+        check_id=int(row["check_id"]),
+        item=row["item"],
+        by=row["by"],
+        result=ReviewResult(row["result"]),
+        note=row["note"],
+        at=_time(row["at"]),
+        ledger_seq=int(row["ledger_seq"]),
+    )
+
+
+def _spot_check(row: RowMapping, review: SpotReview | None = None) -> SpotCheck:
+    return SpotCheck(
+        id=int(row["id"]),
+        item=row["item"],
+        officer=row["officer"],
+        checked_at=_time(row["checked_at"]),
+        period_start=_time(row["period_start"]),
+        fixity=row["fixity"],
+        decode=row["decode"],
+        result=SpotResult(row["result"]),
+        ledger_seq=int(row["ledger_seq"]),
+        review=review,
     )
 
 
@@ -1628,3 +1662,109 @@ class Tx:
                 .where(checkpoints_seen.c.station == station, checkpoints_seen.c.target == target)
                 .values(**values)
             )
+
+    # -- spot checks ---------------------------------------------------------------------
+
+    def spot_candidates(self, *, station: str) -> list[SpotCandidate]:
+        """This station's items held in its store, each with its officer (the current
+        label's, else the recorder's) and when it was last spot-checked."""
+        last = {
+            row.item: row.at
+            for row in self.conn.execute(
+                select(spot_checks.c.item, func.max(spot_checks.c.checked_at).label("at"))
+                .group_by(spot_checks.c.item)
+            )
+        }
+        out = []
+        for rows in self.iter_item_batches():
+            for listed in rows:
+                item = listed.item
+                if item.station != station or not item.local_present:
+                    continue
+                out.append(SpotCandidate(
+                    sha256=item.sha256, officer=listed.officer, stored_at=item.stored_at,
+                    last_checked=_time_or_none(last.get(item.sha256))))
+        return out
+
+    def insert_spot_check(
+        self,
+        *,
+        item: str,
+        officer: str,
+        checked_at: datetime,
+        period_start: datetime,
+        fixity: str,
+        decode: str,
+        result: SpotResult,
+        ledger_seq: int,
+    ) -> int:
+        done = self.conn.execute(
+            insert(spot_checks),
+            {
+                "item": item,
+                "officer": officer,
+                "checked_at": format_time(checked_at),
+                "period_start": format_time(period_start),
+                "fixity": fixity,
+                "decode": decode,
+                "result": str(result),
+                "ledger_seq": ledger_seq,
+            },
+        )
+        key = done.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def latest_spot_check(self, sha256: str) -> SpotCheck | None:
+        row = (
+            self.conn.execute(
+                select(spot_checks)
+                .where(spot_checks.c.item == sha256)
+                .order_by(spot_checks.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        return _spot_check(row) if row is not None else None
+
+    def insert_spot_review(
+        self,
+        *,
+        check_id: int,
+        item: str,
+        by: str,
+        result: ReviewResult,
+        note: str,
+        at: datetime,
+        ledger_seq: int,
+    ) -> int:
+        done = self.conn.execute(
+            insert(spot_reviews),
+            {
+                "check_id": check_id,
+                "item": item,
+                "by": by,
+                "result": str(result),
+                "note": note,
+                "at": format_time(at),
+                "ledger_seq": ledger_seq,
+            },
+        )
+        key = done.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def list_spot_checks(self, *, officer: str | None = None) -> list[SpotCheck]:
+        """Spot checks in the order made, each with its latest review."""
+        query = select(spot_checks).order_by(spot_checks.c.checked_at, spot_checks.c.id)
+        reviews = select(spot_reviews).order_by(spot_reviews.c.id)
+        if officer is not None:
+            query = query.where(spot_checks.c.officer == officer)
+            reviews = reviews.where(spot_reviews.c.check_id.in_(
+                select(spot_checks.c.id).where(spot_checks.c.officer == officer)))
+        latest = {}
+        for row in self.conn.execute(reviews).mappings():
+            latest[int(row["check_id"])] = _spot_review(row)  # by id: the last one wins
+        return [_spot_check(row, latest.get(int(row["id"])))
+                for row in self.conn.execute(query).mappings()]

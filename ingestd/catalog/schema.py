@@ -266,3 +266,32 @@ job_runs = Table(
     Column("ok", Boolean, nullable=True),
     Column("summary", Text, nullable=False, default=""),
 )
+
+#: A sampled item re-hashed from the store and decoded end to end (``spot_checked``).
+spot_checks = Table(
+    "spot_checks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item", Sha, ForeignKey("items.sha256"), nullable=False, index=True),
+    Column("officer", String(200), nullable=False, index=True),
+    Column("checked_at", Time, nullable=False),
+    Column("period_start", Time, nullable=False),
+    Column("fixity", Text, nullable=False),
+    Column("decode", Text, nullable=False),
+    Column("result", String(16), nullable=False),  # ok | damaged | fixity_failed
+    Column("ledger_seq", BigInteger, nullable=False),
+)
+
+#: A supervisor's playback of a spot-checked item (``spot_reviewed``).
+spot_reviews = Table(
+    "spot_reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("check_id", Integer, ForeignKey("spot_checks.id"), nullable=False, index=True),
+    Column("item", Sha, ForeignKey("items.sha256"), nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("result", String(16), nullable=False),  # ok | problem
+    Column("note", Text, nullable=False),
+    Column("at", Time, nullable=False),
+    Column("ledger_seq", BigInteger, nullable=False),
+)

@@ -23,6 +23,7 @@ from . import (  # noqa: F401, E402 - importing registers the commands
     offsite,
     run,
     simulate,
+    spotcheck,
     status,
 )
 from .base import begin_output, cli, err_console, esc, json_printed, print_json

@@ -51,6 +51,8 @@ class EventKind(StrEnum):
     #: From here on this station dates no entry before the one it follows (a ledger begun by
     #: an earlier release took some times before its writes, a little out of order).
     TIME_RULE = "time_rule"
+    SPOT_CHECKED = "spot_checked"  # sampled: re-hashed and decoded end to end
+    SPOT_REVIEWED = "spot_reviewed"  # a supervisor played a spot-checked item back
 
 
 class RetentionClass(StrEnum):

@@ -1,11 +1,12 @@
 """Policy: deadlines, clock plausibility, recorded time, retention, WORM lock dates, eviction
-from the local store, wipe eligibility.
+from the local store, wipe eligibility, the spot checks' sample.
 
 Every function takes the time it needs as an argument, so each rule is testable to the second.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
@@ -369,3 +370,62 @@ def parse_utc_offset(text: str) -> tzinfo:
         raise ValueError(f"not a UTC offset: {text!r} (expected like +08:00)")
     sign = 1 if match.group(1) == "+" else -1
     return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+
+
+# -- spot checks ---------------------------------------------------------------------------
+
+#: Spot-check periods are counted from here, so every station (and every run) agrees on
+#: where a period starts whatever its length.
+SPOT_EPOCH = datetime(1970, 1, 5, tzinfo=UTC)  # a Monday: "7d" periods run Monday to Monday
+
+
+def spot_period_start(now: datetime, period: timedelta) -> datetime:
+    """The start of the spot-check period ``now`` falls in."""
+    if period <= timedelta(0):
+        raise ValueError("a spot-check period must be positive")
+    return SPOT_EPOCH + ((now - SPOT_EPOCH) // period) * period
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpotCandidate:
+    """An item the sampler may pick: whose it is (its label's officer, else its recorder's),
+    when it was stored, and when it was last spot-checked (None: never)."""
+
+    sha256: str
+    officer: str
+    stored_at: datetime
+    last_checked: datetime | None
+
+
+def spot_picks(candidates: Iterable[SpotCandidate], *, now: datetime, period: timedelta,
+               per_officer: int, seed: int | None = None) -> list[SpotCandidate]:
+    """The items to spot-check now: for each officer, as many as ``per_officer`` less those
+    already checked in this period, from the items not checked in it. Items never checked
+    come first, then those checked longest ago; among equals the oldest stored first (by
+    age), or, given ``seed``, a shuffle that the seed alone decides. Officers in name order;
+    the same candidates, time and seed always give the same picks."""
+    if per_officer <= 0:
+        return []
+    start = spot_period_start(now, period)
+    done: dict[str, int] = {}
+    free: dict[str, list[SpotCandidate]] = {}
+    for c in candidates:
+        if c.last_checked is not None and c.last_checked >= start:
+            done[c.officer] = done.get(c.officer, 0) + 1
+        else:
+            free.setdefault(c.officer, []).append(c)
+    picks: list[SpotCandidate] = []
+    for officer in sorted(free):
+        wanted = per_officer - done.get(officer, 0)
+        if wanted <= 0:
+            continue
+        pool = sorted(free[officer], key=lambda c: (c.stored_at, c.sha256))
+        if seed is not None:
+            # deterministic given its seed and the order it is given; the officer's name is
+            # mixed in so that officers do not share one draw
+            random.Random(f"{seed}:{officer}").shuffle(pool)
+        never = [c for c in pool if c.last_checked is None]
+        before = sorted((c for c in pool if c.last_checked is not None),
+                        key=lambda c: c.last_checked or start)  # stable: keeps the pool order
+        picks.extend((never + before)[:wanted])
+    return picks

@@ -288,3 +288,48 @@ def retention_data(retention: Retention) -> dict[str, Any]:
     return {"retention_class": str(retention.cls),
             "retain_until": format_time(retention.until) if retention.until else None,
             "hold": retention.hold}
+
+
+class SpotResult(StrEnum):
+    """What a spot check found of an item's stored copy."""
+
+    OK = "ok"  # hashes to its name and decodes end to end
+    DAMAGED = "damaged"  # intact bytes that do not decode (flagged damaged_media)
+    FIXITY_FAILED = "fixity_failed"  # does not hash to its name, or is gone (flagged so)
+
+
+class ReviewResult(StrEnum):
+    """What a supervisor saw playing a spot-checked item back."""
+
+    OK = "ok"
+    PROBLEM = "problem"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpotReview:
+    """A supervisor's review of one spot check."""
+
+    id: int
+    check_id: int
+    item: str
+    by: str
+    result: ReviewResult
+    note: str
+    at: datetime
+    ledger_seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpotCheck:
+    """One spot check of an item, with its latest review (None: pending)."""
+
+    id: int
+    item: str
+    officer: str  # whose item it was when checked: the label's officer, else the recorder's
+    checked_at: datetime
+    period_start: datetime
+    fixity: str  # "ok" or what was wrong
+    decode: str  # "ok", what the decoder said, or "not decoded" (the bytes were wrong)
+    result: SpotResult
+    ledger_seq: int
+    review: SpotReview | None = None

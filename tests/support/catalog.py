@@ -297,6 +297,16 @@ def delete_justifications(home: Path) -> int:
     return tamper(home, "DELETE FROM justifications")
 
 
+def forge_spot_reviews(home: Path, **columns: object) -> int:
+    """Change every spot-check review row (``result=...``, ``note=...``, ``by=...``)."""
+    sets, values = _set(columns)
+    return tamper(home, f"UPDATE spot_reviews SET {sets}", *values)
+
+
+def delete_spot_reviews(home: Path) -> int:
+    return tamper(home, "DELETE FROM spot_reviews")
+
+
 def delete_acquisition(home: Path, acquisition_id: int) -> int:
     return tamper(home, "DELETE FROM acquisitions WHERE id = ?", acquisition_id)
 

@@ -126,3 +126,7 @@ def test_a_clip_that_no_longer_plays_is_flagged_and_reviewed(home: Path, tmp_pat
     assert catalog.delete_spot_reviews(home) == 1
     code, problems = ledger_problems(home)
     assert code == 1 and ("missing_row", entry["seq"]) in problems
+    # A spot check made to look clean is caught too.
+    assert catalog.forge_spot_checks(home, result="ok", decode="ok") == 1
+    code, problems = ledger_problems(home)
+    assert code == 1 and ("row_differs", check["seq"]) in problems

@@ -303,6 +303,12 @@ def forge_spot_reviews(home: Path, **columns: object) -> int:
     return tamper(home, f"UPDATE spot_reviews SET {sets}", *values)
 
 
+def forge_spot_checks(home: Path, **columns: object) -> int:
+    """Change every spot-check row (``result=...``, ``decode=...``, ``officer=...``)."""
+    sets, values = _set(columns)
+    return tamper(home, f"UPDATE spot_checks SET {sets}", *values)
+
+
 def delete_spot_reviews(home: Path) -> int:
     return tamper(home, "DELETE FROM spot_reviews")
 

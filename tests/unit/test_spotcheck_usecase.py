@@ -13,7 +13,7 @@ import pytest
 from conftest import OFFICER, SERIAL, Clips
 from usecase_helpers import MEDIA, Bench, bench
 
-from ingestd.app.jobs import SPOTCHECK_JOB, standard_jobs
+from ingestd.app.jobs import SPOTCHECK_JOB, run_job, standard_jobs
 from ingestd.domain.flags import Flag
 from ingestd.domain.models import EventKind, Recorder
 from ingestd.domain.records import ReviewResult, SpotResult
@@ -161,3 +161,17 @@ def test_turned_off_there_is_no_job_and_no_check(tmp_path: Path, clips: Clips) -
     with bench(tmp_path / "on") as made:
         job = next(j for j in standard_jobs(made.station) if j.name == SPOTCHECK_JOB)
         assert job.every == timedelta(hours=6)
+
+
+def test_the_job_records_its_run_and_fails_on_damage(b: Bench, clips: Clips) -> None:
+    job = next(j for j in standard_jobs(b.station) if j.name == SPOTCHECK_JOB)
+    flip_bit(b.object(clips.c.sha256), 2000)
+
+    assert run_job(b.station, job) is False
+
+    with b.station.catalog.read() as tx:
+        [run] = [r for r in tx.last_jobs(station=b.station.name) if r.job == SPOTCHECK_JOB]
+    assert run.ok is False and "2 items spot-checked" in run.summary
+    assert "1 damaged" in run.summary
+    assert Flag.FIXITY_FAILED in flags(b, clips.c.sha256)
+    assert run_job(b.station, job) is True  # the period's share is taken: nothing to check

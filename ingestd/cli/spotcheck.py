@@ -93,7 +93,7 @@ def spotcheck_list(app: AppContext, pending: bool, officer: str | None, as_json:
 
 
 @spotcheck.command("record")
-@click.argument("ref", metavar="ITEM", type=ItemRef())
+@click.argument("item", type=ItemRef())
 @click.option("--by", "by", required=True, type=TextParam(text.ACTOR_MAX),
               help="The supervisor who played it back (recorded in the ledger).")
 @click.option("--result", required=True, type=click.Choice([r.value for r in ReviewResult]),
@@ -102,10 +102,10 @@ def spotcheck_list(app: AppContext, pending: bool, officer: str | None, as_json:
               help="What was seen.")
 @json_option
 @pass_app
-def spotcheck_record(app: AppContext, ref: str, by: str, result: str, note: str,
+def spotcheck_record(app: AppContext, item: str, by: str, result: str, note: str,
                      as_json: bool) -> None:
     """Record a supervisor's playback of a spot-checked item."""
-    review = record_review(app.station(), ref, by=by, result=result, note=note)
+    review = record_review(app.station(), item, by=by, result=result, note=note)
     if as_json:
         print_json({"reviewed": {"sha256": review.item, "by": review.by,
                                  "result": str(review.result), "note": review.note,

@@ -259,6 +259,7 @@ def _label(row: RowMapping) -> Label:
         by=row["by"],
         at=_time(row["at"]),
         ledger_seq=int(row["ledger_seq"]),
+        case_type=row["case_type"],
     )
 
 
@@ -929,6 +930,7 @@ class Tx:
         by: str,
         at: datetime,
         ledger_seq: int,
+        case_type: str | None = None,
     ) -> None:
         self.conn.execute(
             insert(labels),
@@ -941,6 +943,7 @@ class Tx:
                 "by": by,
                 "at": format_time(at),
                 "ledger_seq": ledger_seq,
+                "case_type": case_type,
             },
         )
 

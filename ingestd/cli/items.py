@@ -118,7 +118,8 @@ def _item_record(item: Item) -> dict[str, Any]:
 def _label_record(label: Label) -> dict[str, Any]:
     return {"id": label.id, "item": label.item, "case_no": label.case, "party": label.party,
             "officer": label.officer, "categories": json.dumps(list(label.categories)),
-            "by": label.by, "at": format_time(label.at), "ledger_seq": label.ledger_seq}
+            "by": label.by, "at": format_time(label.at), "ledger_seq": label.ledger_seq,
+            "case_type": label.case_type}
 
 
 def _flag_record(flag: FlagRecord) -> dict[str, Any]:
@@ -291,25 +292,31 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
 @click.option("--category", "categories", multiple=True,
               help="Footage category, e.g. dispute, obstruction, incident (kept long-term); "
                    "default: the current label's.")
+@click.option("--case-type", "case_type", metavar="NAME",
+              help="Case type from [retention.case_types]: its evidence period, when longer, "
+                   "keeps the footage; default: the current label's.")
 @actor_option
 @json_option
 @pass_app
 def label(app: AppContext, refs: tuple[str, ...], case: str | None, party: str | None,
-          officer: str | None, categories: tuple[str, ...], actor: str, as_json: bool) -> None:
+          officer: str | None, categories: tuple[str, ...], case_type: str | None, actor: str,
+          as_json: bool) -> None:
     """Label items with case number, party and officer (a signed ledger event).
 
     A label changes only what it is given: the other fields carry over from the item's
     current label. An item's first label needs --case and --party.
     """
     done = casework.label(app.station(), refs, case=case, party=party, officer=officer,
-                          categories=categories or None, actor=actor)
+                          categories=categories or None, case_type=case_type, actor=actor)
     if as_json:
         print_json({"labelled": done})
         return
     for d in done:
         console.print(f"labelled {d['sha256'][:16]}: case {esc(d['case'])}, party "
                       f"{esc(d['party'])}, officer {esc(d['officer'])} "
-                      f"({d['retention_class']})")
+                      f"({d['retention_class']}"
+                      + (f", case type {esc(d['case_type'])}" if d["case_type"] else "")
+                      + ")")
 
 
 def _hold_command(name: str, hold: bool, doc: str) -> None:

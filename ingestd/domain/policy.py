@@ -7,9 +7,9 @@ Every function takes the time it needs as an argument, so each rule is testable 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
 
@@ -167,6 +167,9 @@ class RetentionPolicy:
     long_term_categories: frozenset[str] = frozenset(
         {"dispute", "complaint", "obstruction", "assault", "incident", "mass-incident"}
     )
+    #: Evidence periods by case type (``[retention.case_types]``): an item labelled with one
+    #: is kept the longer of its period and ``evidence``.
+    case_types: Mapping[str, timedelta] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,13 +194,26 @@ def retention(
     hold: bool,
     policy: RetentionPolicy,
     case_retention: timedelta | None = None,
+    case_type: str | None = None,
 ) -> Retention:
-    """The longest applicable retention wins; long-term and legal hold never expire."""
+    """The longest applicable retention wins; long-term and legal hold never expire. A case
+    type (``case_type``) gives an evidence item its type's period when that is longer."""
     if set(categories) & policy.long_term_categories:
         return Retention(cls=RetentionClass.LONG_TERM, until=None, hold=hold)
+    if case_retention is None and has_case:
+        case_retention = case_type_period(policy, case_type)
     cls = RetentionClass.EVIDENCE if has_case else RetentionClass.ROUTINE
     start = retention_start(recorded_end=recorded_end, stored_at=stored_at)
     return Retention(cls=cls, until=start + class_period(cls, policy, case_retention), hold=hold)
+
+
+def case_type_period(policy: RetentionPolicy, case_type: str | None) -> timedelta | None:
+    """The evidence period of items labelled with ``case_type``: the longer of the type's own
+    period and the evidence period, so a case type never shortens (None: no case type, or one
+    the policy no longer names, which then keeps the evidence period)."""
+    if case_type is None or case_type not in policy.case_types:
+        return None
+    return max(policy.evidence, policy.case_types[case_type])
 
 
 def class_period(cls: RetentionClass, policy: RetentionPolicy,

@@ -198,6 +198,7 @@ class Label:
     by: str
     at: datetime
     ledger_seq: int
+    case_type: str | None = None  # [retention.case_types]: its evidence period, if longer
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -365,3 +365,52 @@ def test_utc_offsets(text: str, hours: float) -> None:
 def test_bad_utc_offsets(text: str) -> None:
     with pytest.raises(ValueError, match="not a UTC offset"):
         policy.parse_utc_offset(text)
+
+
+# -- case types ------------------------------------------------------------------------------
+
+TYPED = RetentionPolicy(case_types={"penalty": timedelta(days=365 * 30 + 1, seconds=1),
+                                    "minor": timedelta(days=400)})
+
+
+def test_a_case_type_longer_than_evidence_gives_its_period_to_the_second() -> None:
+    got = keep(policy=TYPED, has_case=True, case_type="penalty")
+    assert got.cls == RetentionClass.EVIDENCE
+    assert got.until == T + timedelta(days=365 * 30 + 1, seconds=1)
+    assert policy.case_type_period(TYPED, "penalty") == timedelta(days=365 * 30 + 1, seconds=1)
+
+
+def test_a_case_type_shorter_than_evidence_keeps_the_evidence_period() -> None:
+    # The longest rule wins: a case type never shortens what a case number alone gives.
+    assert keep(policy=TYPED, has_case=True, case_type="minor").until == T + TYPED.evidence
+    assert policy.case_type_period(TYPED, "minor") == TYPED.evidence
+
+
+def test_an_unknown_or_absent_case_type_keeps_the_evidence_period() -> None:
+    assert keep(policy=TYPED, has_case=True, case_type="gone").until == T + TYPED.evidence
+    assert keep(policy=TYPED, has_case=True).until == T + TYPED.evidence
+    assert policy.case_type_period(TYPED, None) is None
+    assert policy.case_type_period(TYPED, "gone") is None
+
+
+def test_a_case_type_without_a_case_and_under_long_term_changes_nothing() -> None:
+    assert keep(policy=TYPED, case_type="penalty").until == T + TYPED.routine
+    got = keep(policy=TYPED, has_case=True, case_type="penalty", categories=["assault"])
+    assert got.cls == RetentionClass.LONG_TERM and got.until is None
+
+
+def test_a_case_type_runs_from_the_later_of_recording_end_and_storage() -> None:
+    stored = T + timedelta(days=3, seconds=5)
+    got = keep(policy=TYPED, has_case=True, case_type="penalty", stored_at=stored)
+    assert got.until == stored + timedelta(days=365 * 30 + 1, seconds=1)
+
+
+def test_a_later_shorter_case_type_never_shortens_what_was_granted() -> None:
+    granted = keep(policy=TYPED, has_case=True, case_type="penalty")
+    shorter = keep(policy=TYPED, has_case=True, case_type="minor")
+    kept = policy.kept_retention(shorter, granted_class=granted.cls,
+                                 granted_until=granted.until)
+    assert kept.until == granted.until
+    longer = policy.kept_retention(granted, granted_class=shorter.cls,
+                                   granted_until=shorter.until)
+    assert longer.until == granted.until

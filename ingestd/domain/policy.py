@@ -244,6 +244,54 @@ def kept_retention(new: Retention, *, granted_class: RetentionClass,
     return new
 
 
+class RetentionRule(StrEnum):
+    """What decided an item's retention, as ``retention list`` says it."""
+
+    ROUTINE = "routine"  # not labelled: the routine period
+    EVIDENCE = "evidence"  # labelled with a case: the evidence period
+    CASE_TYPE = "case-type"  # labelled with a case type whose period is longer
+    CATEGORY = "category"  # a long-term category of its label: it never expires
+    GRANTED = "granted"  # what an earlier entry granted, kept: never shortened
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionReason:
+    rule: RetentionRule
+    since: datetime  # when its period runs from
+    period: timedelta | None  # None: it never expires, or an earlier grant decided
+    category: str | None = None
+    case_type: str | None = None
+
+
+def retention_reason(*, granted: Retention, recorded_end: datetime, stored_at: datetime,
+                     labelled: bool, categories: Iterable[str], case_type: str | None,
+                     policy: RetentionPolicy) -> RetentionReason:
+    """Which rule gives an item the retention it has (``granted``: its class and date as its
+    last entry states them), worked out again from its current label. When the rules as they
+    are now would give another date (a longer one was granted before, or a rule grew since and
+    re-dating has not yet caught up), the earlier grant decided."""
+    since = retention_start(recorded_end=recorded_end, stored_at=stored_at)
+    wanted = set(categories)
+    now = retention(recorded_end=recorded_end, stored_at=stored_at, has_case=labelled,
+                    categories=wanted, hold=granted.hold, policy=policy, case_type=case_type)
+    if granted.cls == RetentionClass.LONG_TERM:
+        hit = sorted(wanted & policy.long_term_categories)
+        if hit:
+            return RetentionReason(rule=RetentionRule.CATEGORY, since=since, period=None,
+                                   category=hit[0])
+        return RetentionReason(rule=RetentionRule.GRANTED, since=since, period=None)
+    if now.cls != granted.cls or now.until != granted.until:
+        return RetentionReason(rule=RetentionRule.GRANTED, since=since, period=None)
+    if not labelled:
+        return RetentionReason(rule=RetentionRule.ROUTINE, since=since, period=policy.routine)
+    period = class_period(RetentionClass.EVIDENCE, policy)
+    typed = case_type_period(policy, case_type)
+    if typed is not None and typed > period:
+        return RetentionReason(rule=RetentionRule.CASE_TYPE, since=since, period=typed,
+                               case_type=case_type)
+    return RetentionReason(rule=RetentionRule.EVIDENCE, since=since, period=period)
+
+
 def may_evict(*, required: AbstractSet[str], proven: AbstractSet[str], stored_at: datetime,
               now: datetime, local_keep: timedelta, hold: bool, local_present: bool,
               ours: bool) -> bool:

@@ -414,3 +414,49 @@ def test_a_later_shorter_case_type_never_shortens_what_was_granted() -> None:
     longer = policy.kept_retention(granted, granted_class=shorter.cls,
                                    granted_until=shorter.until)
     assert longer.until == granted.until
+
+
+# -- what decided a retention ------------------------------------------------------------------
+
+
+def why(granted: policy.Retention, **kw: object) -> policy.RetentionReason:
+    args: dict[str, object] = {"recorded_end": T, "stored_at": T, "labelled": False,
+                               "categories": (), "case_type": None, "policy": TYPED}
+    args.update(kw)
+    return policy.retention_reason(granted=granted, **args)  # type: ignore[arg-type]
+
+
+def test_the_reason_names_the_rule_that_gave_the_date() -> None:
+    routine = keep(policy=TYPED)
+    assert why(routine) == policy.RetentionReason(
+        rule=policy.RetentionRule.ROUTINE, since=T, period=TYPED.routine)
+    evidence = keep(policy=TYPED, has_case=True)
+    assert why(evidence, labelled=True).rule == policy.RetentionRule.EVIDENCE
+    # A shorter case type did not decide: the evidence period did.
+    assert why(evidence, labelled=True, case_type="minor").rule == policy.RetentionRule.EVIDENCE
+    typed = keep(policy=TYPED, has_case=True, case_type="penalty")
+    got = why(typed, labelled=True, case_type="penalty")
+    assert got.rule == policy.RetentionRule.CASE_TYPE and got.case_type == "penalty"
+    assert got.period == timedelta(days=365 * 30 + 1, seconds=1)
+    long_term = keep(policy=TYPED, has_case=True, categories=["assault", "dispute"])
+    got = why(long_term, labelled=True, categories=["dispute", "assault"])
+    assert got.rule == policy.RetentionRule.CATEGORY and got.category == "assault"
+    assert got.period is None
+
+
+def test_the_reason_is_an_earlier_grant_when_the_rules_now_give_another_date() -> None:
+    typed = keep(policy=TYPED, has_case=True, case_type="penalty")
+    # Relabelled with a shorter case type: the granted date stays, and the grant decided.
+    assert why(typed, labelled=True, case_type="minor").rule == policy.RetentionRule.GRANTED
+    one_second_more = policy.Retention(cls=typed.cls, until=typed.until + SECOND,  # type: ignore[operator]
+                                       hold=False)
+    assert why(one_second_more, labelled=True,
+               case_type="penalty").rule == policy.RetentionRule.GRANTED
+    long_term = keep(policy=TYPED, has_case=True, categories=["dispute"])
+    assert why(long_term, labelled=True).rule == policy.RetentionRule.GRANTED
+
+
+def test_the_reason_counts_from_the_later_of_recording_end_and_storage() -> None:
+    stored = T + timedelta(days=2, seconds=1)
+    got = why(keep(policy=TYPED, stored_at=stored), stored_at=stored)
+    assert got.since == stored and got.rule == policy.RetentionRule.ROUTINE

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -320,6 +320,8 @@ class Settings(_Section):
     keys: Path = Path("keys")
     ledger_mirror: Path = Path("ledger.jsonl")
     logs: Path = Path("logs")
+    # The time zone `overdue` and `show` give deadlines in, beside the UTC the ledger keeps.
+    station_timezone: str = "UTC"
     ingest: IngestSettings = IngestSettings()
     windows: WindowSettings = WindowSettings()
     retention: RetentionSettings = RetentionSettings()
@@ -327,6 +329,16 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     targets: tuple[TargetSettings, ...] = ()
     log: LogSettings = LogSettings()
+
+    @field_validator("station_timezone")
+    @classmethod
+    def _station_offset(cls, value: str) -> str:
+        parse_utc_offset(value)
+        return value
+
+    @property
+    def station_tz(self) -> tzinfo:
+        return parse_utc_offset(self.station_timezone)
 
     @model_validator(mode="after")
     def _unique_targets(self) -> Settings:

@@ -1027,6 +1027,9 @@ class Tx:
                 items.c.recorder,
                 items.c.officer,
                 items.c.original_name,
+                items.c.ingest_deadline,
+                items.c.label_deadline,
+                items.c.replication_deadline,
             )
             .join(items, items.c.sha256 == flags.c.item)
             .where(flags.c.flag.in_([str(f) for f in wanted]))
@@ -1041,6 +1044,9 @@ class Tx:
                 recorded_start=_time(row["recorded_start"]),
                 recorded_end=_time(row["recorded_end"]),
                 stored_at=_time(row["stored_at"]),
+                ingest_deadline=_time(row["ingest_deadline"]),
+                label_deadline=_time(row["label_deadline"]),
+                replication_deadline=_time(row["replication_deadline"]),
             )
             for row in rows
         ]

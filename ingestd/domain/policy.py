@@ -153,6 +153,38 @@ def window_flags(
     return flags
 
 
+def windows_ahead(
+    *,
+    label_deadline: datetime,
+    replication_deadline: datetime,
+    now: datetime,
+    within: timedelta,
+    labelled: bool,
+    replicated: bool,
+    replication_required: bool,
+) -> dict[Flag, datetime]:
+    """The windows still open that close within ``within`` of ``now``: the flag each would
+    set, and its deadline. A window is open up to its deadline itself (``window_flags`` flags
+    only once ``now`` is past it) and is listed when its deadline is at most ``now + within``;
+    one already past is a flag, not a window ahead."""
+    horizon = now + within
+    ahead: dict[Flag, datetime] = {}
+    if not labelled and now <= label_deadline <= horizon:
+        ahead[Flag.LATE_LABEL] = label_deadline
+    if (replication_required and not replicated
+            and now <= replication_deadline <= horizon):
+        ahead[Flag.LATE_REPLICATION] = replication_deadline
+    return ahead
+
+
+def missed_deadline(flag: Flag, *, ingest: datetime, label: datetime,
+                    replication: datetime) -> datetime | None:
+    """The deadline a window flag says was missed (the item's own, as it was stored); None for
+    a flag that is not about a window."""
+    return {Flag.LATE_INGEST: ingest, Flag.LATE_LABEL: label,
+            Flag.LATE_REPLICATION: replication}.get(flag)
+
+
 def replication_done(*, required: AbstractSet[str], sent: AbstractSet[str]) -> bool:
     """Whether an item is replicated, as its replication window asks: every required target
     holds a copy it accepted and describes correctly (``sent``, read back or not: the window
@@ -422,6 +454,12 @@ def file_wipe_bar(*, mode: WipeMode, required: AbstractSet[str], verified: bool,
     if mode.needs_offsite_proof and not required <= proven:
         return WipeBar.NOT_PROVEN
     return None
+
+
+def local_time(moment: datetime, tz: tzinfo) -> str:
+    """A moment as the station's people read it: in ``tz``, to the second, with its offset
+    (``2026-12-01 22:00:00+08:00``)."""
+    return moment.astimezone(tz).isoformat(sep=" ", timespec="seconds")
 
 
 def parse_utc_offset(text: str) -> tzinfo:

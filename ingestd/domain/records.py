@@ -224,6 +224,9 @@ class FlaggedItem:
     recorded_start: datetime
     recorded_end: datetime
     stored_at: datetime
+    ingest_deadline: datetime
+    label_deadline: datetime
+    replication_deadline: datetime
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -460,3 +460,60 @@ def test_the_reason_counts_from_the_later_of_recording_end_and_storage() -> None
     stored = T + timedelta(days=2, seconds=1)
     got = why(keep(policy=TYPED, stored_at=stored), stored_at=stored)
     assert got.since == stored and got.rule == policy.RetentionRule.ROUTINE
+
+
+# -- windows ahead -----------------------------------------------------------------------------
+
+
+def ahead(now: datetime, within: timedelta = timedelta(hours=6), **kw: object
+          ) -> dict[Flag, datetime]:
+    args: dict[str, object] = {"label_deadline": T + timedelta(hours=48),
+                               "replication_deadline": T + timedelta(hours=24),
+                               "labelled": False, "replicated": False,
+                               "replication_required": True}
+    args.update(kw)
+    return policy.windows_ahead(now=now, within=within, **args)  # type: ignore[arg-type]
+
+
+def test_a_window_is_ahead_from_six_hours_before_its_deadline_to_the_second() -> None:
+    rep = T + timedelta(hours=24)
+    assert ahead(rep - timedelta(hours=6) - SECOND) == {}
+    assert ahead(rep - timedelta(hours=6)) == {Flag.LATE_REPLICATION: rep}
+    assert ahead(rep) == {Flag.LATE_REPLICATION: rep}  # still open at the deadline itself
+    assert ahead(rep + SECOND) == {}  # past: a flag now, not a window ahead
+    label = T + timedelta(hours=48)
+    assert ahead(label - timedelta(hours=6)) == {Flag.LATE_LABEL: label}
+    both = ahead(rep, within=timedelta(hours=24))
+    assert both == {Flag.LATE_REPLICATION: rep, Flag.LATE_LABEL: label}
+    assert ahead(rep, within=timedelta(hours=24) - SECOND) == {Flag.LATE_REPLICATION: rep}
+
+
+def test_a_window_met_or_not_asked_for_is_not_ahead() -> None:
+    rep, label = T + timedelta(hours=24), T + timedelta(hours=48)
+    near = rep - timedelta(hours=1)
+    assert ahead(near, replicated=True) == {}
+    assert ahead(near, replication_required=False) == {}
+    assert ahead(label - SECOND, labelled=True) == {}
+    # The flag for each window goes at the same instant the window check would set it.
+    for now in (rep, rep + SECOND):
+        flagged = policy.window_flags(label_deadline=label, replication_deadline=rep, now=now,
+                                      labelled=False, replicated=False,
+                                      replication_required=True)
+        assert (Flag.LATE_REPLICATION in flagged) != (Flag.LATE_REPLICATION in ahead(now))
+
+
+def test_the_missed_deadline_is_the_window_flag_own() -> None:
+    times = {"ingest": T, "label": T + SECOND, "replication": T + 2 * SECOND}
+    assert policy.missed_deadline(Flag.LATE_INGEST, **times) == T
+    assert policy.missed_deadline(Flag.LATE_LABEL, **times) == T + SECOND
+    assert policy.missed_deadline(Flag.LATE_REPLICATION, **times) == T + 2 * SECOND
+    assert policy.missed_deadline(Flag.CLOCK_SKEW, **times) is None
+
+
+def test_local_time_is_to_the_second_with_its_offset() -> None:
+    moment = datetime(2026, 12, 1, 14, 0, 5, 999999, tzinfo=UTC)
+    assert policy.local_time(moment, policy.parse_utc_offset("+08:00")) == (
+        "2026-12-01 22:00:05+08:00")
+    assert policy.local_time(moment, UTC) == "2026-12-01 14:00:05+00:00"
+    assert policy.local_time(moment, policy.parse_utc_offset("-0530")) == (
+        "2026-12-01 08:30:05-05:30")

@@ -178,5 +178,7 @@ def explain(station: Station, tx: CatalogTx, *, item: str | None = None,
             yield [_explained(station, tx, found)]
         return
     for page in tx.iter_item_batches():
-        yield [_explained(station, tx, listed.item) for listed in page
-               if cls is None or listed.item.retention_class == cls]
+        kept = [_explained(station, tx, listed.item) for listed in page
+                if cls is None or listed.item.retention_class == cls]
+        if kept:  # an empty page would set the table's widths to its header's
+            yield kept

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -35,6 +35,7 @@ SYSTEM_CONFIG = Path("/etc/ingestd/ingestd.toml")
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w|y)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_CASE_TYPE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$")
 _SIZE_UNITS = {
     None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -167,6 +168,17 @@ class RetentionSettings(_Section):
         "dispute", "complaint", "obstruction", "assault", "incident", "mass-incident",
     )
     local_keep: Duration = timedelta(days=30)
+    # Evidence periods by case type, chosen by `label --case-type NAME`; each only lengthens.
+    case_types: dict[str, PositiveDuration] = {}
+
+    @field_validator("case_types")
+    @classmethod
+    def _case_type_names(cls, value: dict[str, timedelta]) -> dict[str, timedelta]:
+        bad = sorted(name for name in value if not _CASE_TYPE_RE.fullmatch(name))
+        if bad:
+            raise ValueError(f"not a case type name: {bad[0]!r} (letters, digits, - _ .; "
+                             "at most 64)")
+        return value
 
     @field_validator("routine")
     @classmethod
@@ -180,6 +192,7 @@ class RetentionSettings(_Section):
             routine=self.routine,
             evidence=self.evidence,
             long_term_categories=frozenset(self.long_term_categories),
+            case_types=dict(self.case_types),
         )
 
 
@@ -314,6 +327,8 @@ class Settings(_Section):
     keys: Path = Path("keys")
     ledger_mirror: Path = Path("ledger.jsonl")
     logs: Path = Path("logs")
+    # The time zone `overdue` and `show` give deadlines in, beside the UTC the ledger keeps.
+    station_timezone: str = "UTC"
     ingest: IngestSettings = IngestSettings()
     windows: WindowSettings = WindowSettings()
     retention: RetentionSettings = RetentionSettings()
@@ -322,6 +337,16 @@ class Settings(_Section):
     spotcheck: SpotCheckSettings = SpotCheckSettings()
     targets: tuple[TargetSettings, ...] = ()
     log: LogSettings = LogSettings()
+
+    @field_validator("station_timezone")
+    @classmethod
+    def _station_offset(cls, value: str) -> str:
+        parse_utc_offset(value)
+        return value
+
+    @property
+    def station_tz(self) -> tzinfo:
+        return parse_utc_offset(self.station_timezone)
 
     @model_validator(mode="after")
     def _unique_targets(self) -> Settings:

@@ -552,7 +552,8 @@ def _event_rows(tx: CatalogTx, check: _Backing) -> None:
     for label in backing.label_rows(tx):
         row = label.row
         check.check("labels", str(row.id), label, EventKind.LABELLED, row.item,
-                    {"case": row.case_no, "party": row.party, "officer": row.officer})
+                    {"case": row.case_no, "party": row.party, "officer": row.officer,
+                     "case_type": row.case_type})
     check.rows_present(tx, EventKind.LABELLED, table.LABELS)
     for flag in backing.flag_rows(tx):
         check.check("flags", f"{flag.row.item[:16]}/{flag.row.flag}", flag, EventKind.FLAGGED,

@@ -212,6 +212,7 @@ class CatalogTx(Protocol):
         by: str,
         at: datetime,
         ledger_seq: int,
+        case_type: str | None = None,
     ) -> None: ...
 
     def insert_justification(

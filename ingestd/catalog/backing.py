@@ -83,6 +83,7 @@ class LabelRow:
     case_no: str
     party: str
     officer: str
+    case_type: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,7 +235,7 @@ def label_rows(tx: CatalogTx) -> Iterator[Backed[LabelRow]]:
     for row, entry in _stream(tx, labels):
         yield Backed(entry=entry, row=LabelRow(
             id=row["id"], item=row["item"], case_no=row["case_no"], party=row["party"],
-            officer=row["officer"]))
+            officer=row["officer"], case_type=row["case_type"]))
 
 
 def flag_rows(tx: CatalogTx) -> Iterator[Backed[FlagRow]]:

@@ -265,6 +265,7 @@ def _label(row: RowMapping) -> Label:
         by=row["by"],
         at=_time(row["at"]),
         ledger_seq=int(row["ledger_seq"]),
+        case_type=row["case_type"],
     )
 
 
@@ -963,6 +964,7 @@ class Tx:
         by: str,
         at: datetime,
         ledger_seq: int,
+        case_type: str | None = None,
     ) -> None:
         self.conn.execute(
             insert(labels),
@@ -975,6 +977,7 @@ class Tx:
                 "by": by,
                 "at": format_time(at),
                 "ledger_seq": ledger_seq,
+                "case_type": case_type,
             },
         )
 
@@ -1058,6 +1061,9 @@ class Tx:
                 items.c.recorder,
                 items.c.officer,
                 items.c.original_name,
+                items.c.ingest_deadline,
+                items.c.label_deadline,
+                items.c.replication_deadline,
             )
             .join(items, items.c.sha256 == flags.c.item)
             .where(flags.c.flag.in_([str(f) for f in wanted]))
@@ -1072,6 +1078,9 @@ class Tx:
                 recorded_start=_time(row["recorded_start"]),
                 recorded_end=_time(row["recorded_end"]),
                 stored_at=_time(row["stored_at"]),
+                ingest_deadline=_time(row["ingest_deadline"]),
+                label_deadline=_time(row["label_deadline"]),
+                replication_deadline=_time(row["replication_deadline"]),
             )
             for row in rows
         ]

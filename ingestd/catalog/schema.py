@@ -175,6 +175,8 @@ labels = Table(
     Column("by", String(200), nullable=False),
     Column("at", Time, nullable=False),
     Column("ledger_seq", BigInteger, nullable=False),
+    # the case type chosen by `label --case-type` (carried over by later labels), or none
+    Column("case_type", String(64), nullable=True),
 )
 
 justifications = Table(

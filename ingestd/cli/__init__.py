@@ -21,6 +21,7 @@ from . import (  # noqa: F401, E402 - importing registers the commands
     keys,
     ledger,
     offsite,
+    retention,
     run,
     simulate,
     spotcheck,

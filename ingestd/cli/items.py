@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import click
 from rich.table import Table
 
 from ..catalog.queries import LIST_BATCH
-from ..domain import text
+from ..config import parse_duration
+from ..domain import policy, text
 from ..domain.canonical import format_time
 from ..domain.flags import REASONS, WINDOW_FLAGS, Flag
 from ..domain.models import EventKind
 from ..domain.records import (
     DockedAcquisition,
+    FlaggedItem,
     FlagRecord,
     Item,
     ItemFilter,
@@ -27,7 +29,8 @@ from ..domain.records import (
 )
 from ..errors import UsageError
 from ..ports import CatalogTx
-from ..usecases import casework
+from ..station import Station
+from ..usecases import casework, windows
 from ..usecases.audit import describe_item
 from .base import (
     AppContext,
@@ -118,7 +121,8 @@ def _item_record(item: Item) -> dict[str, Any]:
 def _label_record(label: Label) -> dict[str, Any]:
     return {"id": label.id, "item": label.item, "case_no": label.case, "party": label.party,
             "officer": label.officer, "categories": json.dumps(list(label.categories)),
-            "by": label.by, "at": format_time(label.at), "ledger_seq": label.ledger_seq}
+            "by": label.by, "at": format_time(label.at), "ledger_seq": label.ledger_seq,
+            "case_type": label.case_type}
 
 
 def _flag_record(flag: FlagRecord) -> dict[str, Any]:
@@ -217,9 +221,15 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
     if media.get("ok"):
         console.print(f"  {'media':16} {media.get('video_codec')}/{media.get('audio_codec')} "
                       f"{media.get('width')}x{media.get('height')} {media.get('duration')}s")
+    tz = station.settings.station_tz
     for f in flags:
+        missed = (policy.missed_deadline(Flag(f["flag"]), ingest=found.ingest_deadline,
+                                         label=found.label_deadline,
+                                         replication=found.replication_deadline)
+                  if found is not None and tz.utcoffset(None) != timedelta(0) else None)
+        local = f"; deadline {policy.local_time(missed, tz)} local" if missed else ""
         console.print(f"  [yellow]flag {f['flag']}[/] since {f['set_at'][:19]}: "
-                      f"{esc(f['detail'])}")
+                      f"{esc(f['detail'])}{local}")
         if f["resolution"]:
             r = f["resolution"]
             console.print(f"    [green]repaired[/] {r['at'][:19]} (entry {r['seq']}) from "
@@ -241,11 +251,24 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
               help="Only this flag.")
 @click.option("--all-flags", is_flag=True, help="Every flag, not only missed deadlines and "
               "clock faults.")
+@click.option("--within", metavar="DURATION",
+              help="Instead: what will miss a window within this long (e.g. 6h): label not "
+                   "yet given, replication to the required targets not yet done, with the "
+                   "deadline.")
 @json_option
 @pass_app
-def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -> None:
-    """Items that missed a window (ingest, label, replication) or whose time is doubtful."""
+def overdue(app: AppContext, only: str | None, all_flags: bool, within: str | None,
+            as_json: bool) -> None:
+    """Items that missed a window (ingest, label, replication) or whose time is doubtful.
+
+    A missed deadline is also shown in the station's time zone (station_timezone) when that
+    is not UTC; the flag's detail, as its entry signed it, stays in UTC.
+    """
     station = app.station(read_only=True)
+    if within is not None:
+        _windows_ahead(station, within=within, only=only, all_flags=all_flags,
+                       as_json=as_json)
+        return
     wanted = [Flag(only)] if only else list(Flag) if all_flags else [
         *WINDOW_FLAGS, Flag.CLOCK_UNSET, Flag.CLOCK_SKEW]
     with station.catalog.read() as tx:
@@ -270,8 +293,15 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
     if as_json:
         print_json(result)
         return
+    tz = station.settings.station_tz
+    local = {(r.flag.item, r.flag.flag): _local_deadline(r, tz) for r in rows}
+
+    def detail(sha: str, x: dict[str, Any]) -> str:
+        missed = local.get((sha, Flag(x["flag"])))
+        return f"{x['detail']}; deadline {missed} local" if missed else x["detail"]
+
     def cells(e: dict[str, Any]) -> list[str]:
-        why = "; ".join(f"{x['reason']} ({x['detail']})" for x in e["reasons"])
+        why = "; ".join(f"{x['reason']} ({detail(e['sha256'], x)})" for x in e["reasons"])
         if e["justifications"]:
             why += " — justified: " + "; ".join(j["reason"] for j in e["justifications"])
         return [e["sha256"][:16], ", ".join(e["flags"]), e["officer"] or "", e["name"], why]
@@ -283,6 +313,70 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
     console.print(f"{len(result)} items")
 
 
+def _local_deadline(row: FlaggedItem, tz: tzinfo) -> str | None:
+    """A window flag's missed deadline in the station's time zone, for people to read (None:
+    not a window flag, or the station keeps UTC, which the detail already says)."""
+    if tz.utcoffset(None) == timedelta(0):
+        return None
+    missed = policy.missed_deadline(row.flag.flag, ingest=row.ingest_deadline,
+                                    label=row.label_deadline,
+                                    replication=row.replication_deadline)
+    return policy.local_time(missed, tz) if missed is not None else None
+
+
+#: The flag each window ahead would set, by the window's name.
+_AHEAD = {Flag.LATE_LABEL: "label", Flag.LATE_REPLICATION: "replication"}
+
+
+def _left(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s"
+
+
+def _windows_ahead(station: Station, *, within: str, only: str | None, all_flags: bool,
+                   as_json: bool) -> None:
+    try:
+        horizon = parse_duration(within)
+    except ValueError as exc:
+        raise UsageError(f"--within: {exc}") from None
+    if horizon <= timedelta(0):
+        raise UsageError("--within: must be longer than 0s")
+    if all_flags:
+        raise UsageError("--within lists windows ahead: --all-flags does not go with it")
+    wanted = Flag(only) if only else None
+    if wanted is not None and wanted not in _AHEAD:
+        raise UsageError(f"--within lists windows ahead: --flag may be "
+                         f"{' or '.join(_AHEAD)} (as late_label, late_replication), "
+                         f"not {wanted}")
+    now, ahead = windows.windows_ahead(station, within=horizon, only=wanted)
+    tz = station.settings.station_tz
+    result = [{
+        "sha256": w.item.sha256, "recorder": w.item.recorder, "officer": w.item.officer,
+        "name": w.item.original_name, "stored_at": format_time(w.item.stored_at),
+        "windows": [{"window": _AHEAD[flag], "flag": str(flag),
+                     "deadline": format_time(deadline),
+                     "deadline_local": policy.local_time(deadline, tz),
+                     "seconds_left": int((deadline - now).total_seconds())}
+                    for flag, deadline in sorted(w.deadlines.items(), key=lambda kv: kv[1])],
+    } for w in ahead]
+    if as_json:
+        print_json({"now": format_time(now), "within_seconds": int(horizon.total_seconds()),
+                    "items": result})
+        return
+
+    def cells(e: dict[str, Any]) -> list[str]:
+        return [e["sha256"][:16], ", ".join(w["window"] for w in e["windows"]),
+                e["officer"] or "", e["name"],
+                "; ".join(f"{w['window']} by {w['deadline_local']} "
+                          f"(in {_left(w['seconds_left'])})" for w in e["windows"])]
+
+    print_rows(("item", "windows", "officer", "name", "deadline"),
+               ([cells(e) for e in result[i:i + LIST_BATCH]]
+                for i in range(0, len(result), LIST_BATCH)))
+    console.print(f"{len(result)} items will miss a window within {within} unless done "
+                  f"(times in {station.settings.station_timezone})")
+
+
 @cli.command()
 @click.argument("refs", metavar="ITEM...", nargs=-1, required=True, type=ItemRef())
 @click.option("--case", help="Case number (案号); needed by an item's first label.")
@@ -291,25 +385,31 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, as_json: bool) -
 @click.option("--category", "categories", multiple=True,
               help="Footage category, e.g. dispute, obstruction, incident (kept long-term); "
                    "default: the current label's.")
+@click.option("--case-type", "case_type", metavar="NAME",
+              help="Case type from [retention.case_types]: its evidence period, when longer, "
+                   "keeps the footage; default: the current label's.")
 @actor_option
 @json_option
 @pass_app
 def label(app: AppContext, refs: tuple[str, ...], case: str | None, party: str | None,
-          officer: str | None, categories: tuple[str, ...], actor: str, as_json: bool) -> None:
+          officer: str | None, categories: tuple[str, ...], case_type: str | None, actor: str,
+          as_json: bool) -> None:
     """Label items with case number, party and officer (a signed ledger event).
 
     A label changes only what it is given: the other fields carry over from the item's
     current label. An item's first label needs --case and --party.
     """
     done = casework.label(app.station(), refs, case=case, party=party, officer=officer,
-                          categories=categories or None, actor=actor)
+                          categories=categories or None, case_type=case_type, actor=actor)
     if as_json:
         print_json({"labelled": done})
         return
     for d in done:
         console.print(f"labelled {d['sha256'][:16]}: case {esc(d['case'])}, party "
                       f"{esc(d['party'])}, officer {esc(d['officer'])} "
-                      f"({d['retention_class']})")
+                      f"({d['retention_class']}"
+                      + (f", case type {esc(d['case_type'])}" if d["case_type"] else "")
+                      + ")")
 
 
 def _hold_command(name: str, hold: bool, doc: str) -> None:

@@ -6,7 +6,6 @@ import click
 
 from ..errors import DiscrepancyFound, UsageError
 from ..usecases.replicate import Replicator
-from ..usecases.retention import sweep
 from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
 
 
@@ -55,21 +54,3 @@ def checkpoint(app: AppContext, as_json: bool) -> None:
             console.print(f"  [red]{esc(err)}[/]")
     if result["errors"]:
         raise click.exceptions.Exit(DiscrepancyFound.exit_code)
-
-
-@cli.command("retention")
-@click.option("--dry-run", is_flag=True, help="Only say what would leave the local store.")
-@json_option
-@pass_app
-def retention_cmd(app: AppContext, dry_run: bool, as_json: bool) -> None:
-    """Remove from the local store items verified on every required target and older than
-    retention.local_keep (never held items; off-site copies are never deleted)."""
-    report = sweep(app.station(), dry_run=dry_run)
-    if as_json:
-        print_json(report.as_dict())
-        return
-    verb = "would evict" if dry_run else "evicted"
-    console.print(f"{verb} {len(report.evicted)} items from the local store; "
-                  f"{report.kept} kept")
-    for e in report.evicted:
-        console.print(f"  {e['sha256'][:16]} (on {', '.join(e['targets'])})")

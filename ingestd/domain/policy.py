@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
 
@@ -154,6 +154,38 @@ def window_flags(
     return flags
 
 
+def windows_ahead(
+    *,
+    label_deadline: datetime,
+    replication_deadline: datetime,
+    now: datetime,
+    within: timedelta,
+    labelled: bool,
+    replicated: bool,
+    replication_required: bool,
+) -> dict[Flag, datetime]:
+    """The windows still open that close within ``within`` of ``now``: the flag each would
+    set, and its deadline. A window is open up to its deadline itself (``window_flags`` flags
+    only once ``now`` is past it) and is listed when its deadline is at most ``now + within``;
+    one already past is a flag, not a window ahead."""
+    horizon = now + within
+    ahead: dict[Flag, datetime] = {}
+    if not labelled and now <= label_deadline <= horizon:
+        ahead[Flag.LATE_LABEL] = label_deadline
+    if (replication_required and not replicated
+            and now <= replication_deadline <= horizon):
+        ahead[Flag.LATE_REPLICATION] = replication_deadline
+    return ahead
+
+
+def missed_deadline(flag: Flag, *, ingest: datetime, label: datetime,
+                    replication: datetime) -> datetime | None:
+    """The deadline a window flag says was missed (the item's own, as it was stored); None for
+    a flag that is not about a window."""
+    return {Flag.LATE_INGEST: ingest, Flag.LATE_LABEL: label,
+            Flag.LATE_REPLICATION: replication}.get(flag)
+
+
 def replication_done(*, required: AbstractSet[str], sent: AbstractSet[str]) -> bool:
     """Whether an item is replicated, as its replication window asks: every required target
     holds a copy it accepted and describes correctly (``sent``, read back or not: the window
@@ -168,6 +200,9 @@ class RetentionPolicy:
     long_term_categories: frozenset[str] = frozenset(
         {"dispute", "complaint", "obstruction", "assault", "incident", "mass-incident"}
     )
+    #: Evidence periods by case type (``[retention.case_types]``): an item labelled with one
+    #: is kept the longer of its period and ``evidence``.
+    case_types: Mapping[str, timedelta] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,13 +227,26 @@ def retention(
     hold: bool,
     policy: RetentionPolicy,
     case_retention: timedelta | None = None,
+    case_type: str | None = None,
 ) -> Retention:
-    """The longest applicable retention wins; long-term and legal hold never expire."""
+    """The longest applicable retention wins; long-term and legal hold never expire. A case
+    type (``case_type``) gives an evidence item its type's period when that is longer."""
     if set(categories) & policy.long_term_categories:
         return Retention(cls=RetentionClass.LONG_TERM, until=None, hold=hold)
+    if case_retention is None and has_case:
+        case_retention = case_type_period(policy, case_type)
     cls = RetentionClass.EVIDENCE if has_case else RetentionClass.ROUTINE
     start = retention_start(recorded_end=recorded_end, stored_at=stored_at)
     return Retention(cls=cls, until=start + class_period(cls, policy, case_retention), hold=hold)
+
+
+def case_type_period(policy: RetentionPolicy, case_type: str | None) -> timedelta | None:
+    """The evidence period of items labelled with ``case_type``: the longer of the type's own
+    period and the evidence period, so a case type never shortens (None: no case type, or one
+    the policy no longer names, which then keeps the evidence period)."""
+    if case_type is None or case_type not in policy.case_types:
+        return None
+    return max(policy.evidence, policy.case_types[case_type])
 
 
 def class_period(cls: RetentionClass, policy: RetentionPolicy,
@@ -227,6 +275,54 @@ def kept_retention(new: Retention, *, granted_class: RetentionClass,
     if granted_until is not None and longer_retention(granted_until, new.until):
         return Retention(cls=new.cls, until=granted_until, hold=new.hold)
     return new
+
+
+class RetentionRule(StrEnum):
+    """What decided an item's retention, as ``retention list`` says it."""
+
+    ROUTINE = "routine"  # not labelled: the routine period
+    EVIDENCE = "evidence"  # labelled with a case: the evidence period
+    CASE_TYPE = "case-type"  # labelled with a case type whose period is longer
+    CATEGORY = "category"  # a long-term category of its label: it never expires
+    GRANTED = "granted"  # what an earlier entry granted, kept: never shortened
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionReason:
+    rule: RetentionRule
+    since: datetime  # when its period runs from
+    period: timedelta | None  # None: it never expires, or an earlier grant decided
+    category: str | None = None
+    case_type: str | None = None
+
+
+def retention_reason(*, granted: Retention, recorded_end: datetime, stored_at: datetime,
+                     labelled: bool, categories: Iterable[str], case_type: str | None,
+                     policy: RetentionPolicy) -> RetentionReason:
+    """Which rule gives an item the retention it has (``granted``: its class and date as its
+    last entry states them), worked out again from its current label. When the rules as they
+    are now would give another date (a longer one was granted before, or a rule grew since and
+    re-dating has not yet caught up), the earlier grant decided."""
+    since = retention_start(recorded_end=recorded_end, stored_at=stored_at)
+    wanted = set(categories)
+    now = retention(recorded_end=recorded_end, stored_at=stored_at, has_case=labelled,
+                    categories=wanted, hold=granted.hold, policy=policy, case_type=case_type)
+    if granted.cls == RetentionClass.LONG_TERM:
+        hit = sorted(wanted & policy.long_term_categories)
+        if hit:
+            return RetentionReason(rule=RetentionRule.CATEGORY, since=since, period=None,
+                                   category=hit[0])
+        return RetentionReason(rule=RetentionRule.GRANTED, since=since, period=None)
+    if now.cls != granted.cls or now.until != granted.until:
+        return RetentionReason(rule=RetentionRule.GRANTED, since=since, period=None)
+    if not labelled:
+        return RetentionReason(rule=RetentionRule.ROUTINE, since=since, period=policy.routine)
+    period = class_period(RetentionClass.EVIDENCE, policy)
+    typed = case_type_period(policy, case_type)
+    if typed is not None and typed > period:
+        return RetentionReason(rule=RetentionRule.CASE_TYPE, since=since, period=typed,
+                               case_type=case_type)
+    return RetentionReason(rule=RetentionRule.EVIDENCE, since=since, period=period)
 
 
 def may_evict(*, required: AbstractSet[str], proven: AbstractSet[str], stored_at: datetime,
@@ -359,6 +455,12 @@ def file_wipe_bar(*, mode: WipeMode, required: AbstractSet[str], verified: bool,
     if mode.needs_offsite_proof and not required <= proven:
         return WipeBar.NOT_PROVEN
     return None
+
+
+def local_time(moment: datetime, tz: tzinfo) -> str:
+    """A moment as the station's people read it: in ``tz``, to the second, with its offset
+    (``2026-12-01 22:00:00+08:00``)."""
+    return moment.astimezone(tz).isoformat(sep=" ", timespec="seconds")
 
 
 def parse_utc_offset(text: str) -> tzinfo:

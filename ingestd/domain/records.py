@@ -198,6 +198,7 @@ class Label:
     by: str
     at: datetime
     ledger_seq: int
+    case_type: str | None = None  # [retention.case_types]: its evidence period, if longer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,6 +224,9 @@ class FlaggedItem:
     recorded_start: datetime
     recorded_end: datetime
     stored_at: datetime
+    ingest_deadline: datetime
+    label_deadline: datetime
+    replication_deadline: datetime
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,10 +3,11 @@
 A retention period runs from the later of the recording's end and the storage time. Homes
 made before that rule counted from the recorder's clock, so an item from a recorder whose clock
 was behind (or unset) may carry a date already past. ``redate`` recomputes every item of this
-station from what its ledger says (the ``stored`` entry's recorded end and time, the labels, the
-holds), never from catalog rows that could have been edited, and records a signed ``retention``
-entry for each item whose date grows. It only ever extends; the next replication then extends
-the off-site locks.
+station from what its ledger says (the ``stored`` entry's recorded end and time, the labels
+with the case type each names, the holds), never from catalog rows that could have been
+edited, and records a signed ``retention`` entry for each item whose date grows. It only ever
+extends; the next replication then extends the off-site locks. A case type's period is the one
+configured now (a longer one lengthens; one no longer configured keeps what was granted).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class _History:
     stored: LedgerEntry | None = None
     labelled: bool = False
     categories: list[str] = field(default_factory=list)
+    case_type: str | None = None  # the current label's (each labelled entry names its own)
     hold: bool = False
     stated: dict[str, Any] | None = None  # the last data["retention"]
 
@@ -51,6 +53,8 @@ class _History:
         elif kind == EventKind.LABELLED:
             self.labelled = True
             self.categories = [str(c) for c in entry.data.get("categories") or []]
+            named = entry.data.get("case_type")
+            self.case_type = str(named) if named is not None else None
         elif kind in (EventKind.HELD, EventKind.RELEASED):
             self.hold = kind == EventKind.HELD
         # A retention entry naming a target records a lock extension, not the item's retention.
@@ -76,7 +80,7 @@ def _due(history: _History, rule: policy.RetentionPolicy) -> Retention | None:
     keep = policy.retention(
         recorded_end=parse_time(str(stored.data["recorded_end"])), stored_at=stored.at,
         has_case=history.labelled, categories=history.categories, hold=history.hold,
-        policy=rule)
+        policy=rule, case_type=history.case_type)
     stated = history.stated
     if stated is not None:
         old = stated.get("retain_until")

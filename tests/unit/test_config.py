@@ -90,6 +90,13 @@ def test_unknown_key_is_an_error_naming_its_path(tmp_path: Path, body: str, path
     ("station = 'has space'\n", "station", "pattern"),
     ("[[targets]]\nname = 'offsite'\ntype = 's3'\n", "targets.0", "needs bucket"),
     ("[retention]\nroutine = '30d'\n", "retention.routine", "at least 365d"),
+    ("station_timezone = 'CET'\n", "station_timezone", "not a UTC offset"),
+    ("[retention.case_types]\npenalty = '0s'\n", "retention.case_types.penalty",
+     "longer than 0s"),
+    ("[retention.case_types]\npenalty = 'forever'\n", "retention.case_types.penalty",
+     "not a duration"),
+    ("[retention.case_types]\n'a b' = '30d'\n", "retention.case_types",
+     "not a case type name"),
 ])
 def test_bad_value_is_an_error_naming_key_and_reason(tmp_path: Path, body: str, path: str,
                                                      reason: str) -> None:
@@ -364,3 +371,16 @@ def test_a_directory_target_linked_into_the_store_is_refused(tmp_path: Path) -> 
     (tmp_path / "nas").symlink_to(tmp_path / "store")
     message = config_error(tmp_path, _dir("nas", str(tmp_path / "nas")))
     assert "targets: 'nas'" in message and "overlaps the store" in message
+
+
+def test_case_types_are_read_into_the_retention_policy(tmp_path: Path) -> None:
+    settings = load(tmp_path, '[retention.case_types]\npenalty = "18250d"\nfine = "1y"\n')
+    rule = settings.retention.policy()
+    assert rule.case_types == {"penalty": timedelta(days=18250), "fine": timedelta(days=365)}
+    assert load(tmp_path, "").retention.policy().case_types == {}
+
+
+def test_the_station_time_zone_defaults_to_utc(tmp_path: Path) -> None:
+    assert load(tmp_path, "").station_tz.utcoffset(None) == timedelta(0)
+    assert load(tmp_path, 'station_timezone = "+08:00"\n').station_tz.utcoffset(
+        None) == timedelta(hours=8)

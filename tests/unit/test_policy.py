@@ -365,3 +365,155 @@ def test_utc_offsets(text: str, hours: float) -> None:
 def test_bad_utc_offsets(text: str) -> None:
     with pytest.raises(ValueError, match="not a UTC offset"):
         policy.parse_utc_offset(text)
+
+
+# -- case types ------------------------------------------------------------------------------
+
+TYPED = RetentionPolicy(case_types={"penalty": timedelta(days=365 * 30 + 1, seconds=1),
+                                    "minor": timedelta(days=400)})
+
+
+def test_a_case_type_longer_than_evidence_gives_its_period_to_the_second() -> None:
+    got = keep(policy=TYPED, has_case=True, case_type="penalty")
+    assert got.cls == RetentionClass.EVIDENCE
+    assert got.until == T + timedelta(days=365 * 30 + 1, seconds=1)
+    assert policy.case_type_period(TYPED, "penalty") == timedelta(days=365 * 30 + 1, seconds=1)
+
+
+def test_a_case_type_shorter_than_evidence_keeps_the_evidence_period() -> None:
+    # The longest rule wins: a case type never shortens what a case number alone gives.
+    assert keep(policy=TYPED, has_case=True, case_type="minor").until == T + TYPED.evidence
+    assert policy.case_type_period(TYPED, "minor") == TYPED.evidence
+
+
+def test_an_unknown_or_absent_case_type_keeps_the_evidence_period() -> None:
+    assert keep(policy=TYPED, has_case=True, case_type="gone").until == T + TYPED.evidence
+    assert keep(policy=TYPED, has_case=True).until == T + TYPED.evidence
+    assert policy.case_type_period(TYPED, None) is None
+    assert policy.case_type_period(TYPED, "gone") is None
+
+
+def test_a_case_type_without_a_case_and_under_long_term_changes_nothing() -> None:
+    assert keep(policy=TYPED, case_type="penalty").until == T + TYPED.routine
+    got = keep(policy=TYPED, has_case=True, case_type="penalty", categories=["assault"])
+    assert got.cls == RetentionClass.LONG_TERM and got.until is None
+
+
+def test_a_case_type_runs_from_the_later_of_recording_end_and_storage() -> None:
+    stored = T + timedelta(days=3, seconds=5)
+    got = keep(policy=TYPED, has_case=True, case_type="penalty", stored_at=stored)
+    assert got.until == stored + timedelta(days=365 * 30 + 1, seconds=1)
+
+
+def test_a_later_shorter_case_type_never_shortens_what_was_granted() -> None:
+    granted = keep(policy=TYPED, has_case=True, case_type="penalty")
+    shorter = keep(policy=TYPED, has_case=True, case_type="minor")
+    kept = policy.kept_retention(shorter, granted_class=granted.cls,
+                                 granted_until=granted.until)
+    assert kept.until == granted.until
+    longer = policy.kept_retention(granted, granted_class=shorter.cls,
+                                   granted_until=shorter.until)
+    assert longer.until == granted.until
+
+
+# -- what decided a retention ------------------------------------------------------------------
+
+
+def why(granted: policy.Retention, **kw: object) -> policy.RetentionReason:
+    args: dict[str, object] = {"recorded_end": T, "stored_at": T, "labelled": False,
+                               "categories": (), "case_type": None, "policy": TYPED}
+    args.update(kw)
+    return policy.retention_reason(granted=granted, **args)  # type: ignore[arg-type]
+
+
+def test_the_reason_names_the_rule_that_gave_the_date() -> None:
+    routine = keep(policy=TYPED)
+    assert why(routine) == policy.RetentionReason(
+        rule=policy.RetentionRule.ROUTINE, since=T, period=TYPED.routine)
+    evidence = keep(policy=TYPED, has_case=True)
+    assert why(evidence, labelled=True).rule == policy.RetentionRule.EVIDENCE
+    # A shorter case type did not decide: the evidence period did.
+    assert why(evidence, labelled=True, case_type="minor").rule == policy.RetentionRule.EVIDENCE
+    typed = keep(policy=TYPED, has_case=True, case_type="penalty")
+    got = why(typed, labelled=True, case_type="penalty")
+    assert got.rule == policy.RetentionRule.CASE_TYPE and got.case_type == "penalty"
+    assert got.period == timedelta(days=365 * 30 + 1, seconds=1)
+    long_term = keep(policy=TYPED, has_case=True, categories=["assault", "dispute"])
+    got = why(long_term, labelled=True, categories=["dispute", "assault"])
+    assert got.rule == policy.RetentionRule.CATEGORY and got.category == "assault"
+    assert got.period is None
+
+
+def test_the_reason_is_an_earlier_grant_when_the_rules_now_give_another_date() -> None:
+    typed = keep(policy=TYPED, has_case=True, case_type="penalty")
+    # Relabelled with a shorter case type: the granted date stays, and the grant decided.
+    assert why(typed, labelled=True, case_type="minor").rule == policy.RetentionRule.GRANTED
+    one_second_more = policy.Retention(cls=typed.cls, until=typed.until + SECOND,  # type: ignore[operator]
+                                       hold=False)
+    assert why(one_second_more, labelled=True,
+               case_type="penalty").rule == policy.RetentionRule.GRANTED
+    long_term = keep(policy=TYPED, has_case=True, categories=["dispute"])
+    assert why(long_term, labelled=True).rule == policy.RetentionRule.GRANTED
+
+
+def test_the_reason_counts_from_the_later_of_recording_end_and_storage() -> None:
+    stored = T + timedelta(days=2, seconds=1)
+    got = why(keep(policy=TYPED, stored_at=stored), stored_at=stored)
+    assert got.since == stored and got.rule == policy.RetentionRule.ROUTINE
+
+
+# -- windows ahead -----------------------------------------------------------------------------
+
+
+def ahead(now: datetime, within: timedelta = timedelta(hours=6), **kw: object
+          ) -> dict[Flag, datetime]:
+    args: dict[str, object] = {"label_deadline": T + timedelta(hours=48),
+                               "replication_deadline": T + timedelta(hours=24),
+                               "labelled": False, "replicated": False,
+                               "replication_required": True}
+    args.update(kw)
+    return policy.windows_ahead(now=now, within=within, **args)  # type: ignore[arg-type]
+
+
+def test_a_window_is_ahead_from_six_hours_before_its_deadline_to_the_second() -> None:
+    rep = T + timedelta(hours=24)
+    assert ahead(rep - timedelta(hours=6) - SECOND) == {}
+    assert ahead(rep - timedelta(hours=6)) == {Flag.LATE_REPLICATION: rep}
+    assert ahead(rep) == {Flag.LATE_REPLICATION: rep}  # still open at the deadline itself
+    assert ahead(rep + SECOND) == {}  # past: a flag now, not a window ahead
+    label = T + timedelta(hours=48)
+    assert ahead(label - timedelta(hours=6)) == {Flag.LATE_LABEL: label}
+    both = ahead(rep, within=timedelta(hours=24))
+    assert both == {Flag.LATE_REPLICATION: rep, Flag.LATE_LABEL: label}
+    assert ahead(rep, within=timedelta(hours=24) - SECOND) == {Flag.LATE_REPLICATION: rep}
+
+
+def test_a_window_met_or_not_asked_for_is_not_ahead() -> None:
+    rep, label = T + timedelta(hours=24), T + timedelta(hours=48)
+    near = rep - timedelta(hours=1)
+    assert ahead(near, replicated=True) == {}
+    assert ahead(near, replication_required=False) == {}
+    assert ahead(label - SECOND, labelled=True) == {}
+    # The flag for each window goes at the same instant the window check would set it.
+    for now in (rep, rep + SECOND):
+        flagged = policy.window_flags(label_deadline=label, replication_deadline=rep, now=now,
+                                      labelled=False, replicated=False,
+                                      replication_required=True)
+        assert (Flag.LATE_REPLICATION in flagged) != (Flag.LATE_REPLICATION in ahead(now))
+
+
+def test_the_missed_deadline_is_the_window_flag_own() -> None:
+    times = {"ingest": T, "label": T + SECOND, "replication": T + 2 * SECOND}
+    assert policy.missed_deadline(Flag.LATE_INGEST, **times) == T
+    assert policy.missed_deadline(Flag.LATE_LABEL, **times) == T + SECOND
+    assert policy.missed_deadline(Flag.LATE_REPLICATION, **times) == T + 2 * SECOND
+    assert policy.missed_deadline(Flag.CLOCK_SKEW, **times) is None
+
+
+def test_local_time_is_to_the_second_with_its_offset() -> None:
+    moment = datetime(2026, 12, 1, 14, 0, 5, 999999, tzinfo=UTC)
+    assert policy.local_time(moment, policy.parse_utc_offset("+08:00")) == (
+        "2026-12-01 22:00:05+08:00")
+    assert policy.local_time(moment, UTC) == "2026-12-01 14:00:05+00:00"
+    assert policy.local_time(moment, policy.parse_utc_offset("-0530")) == (
+        "2026-12-01 08:30:05-05:30")

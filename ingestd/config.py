@@ -215,6 +215,15 @@ class SchedulerSettings(_Section):
     replication_parallel: int = Field(default=4, ge=1, le=32)
 
 
+class AuditSettings(_Section):
+    """Audit cycles: each local copy re-hashed within ``cycle``, each off-site copy read back
+    within ``offsite_cycle``; reads at most ``max_rate`` bytes a second (0: unlimited)."""
+
+    cycle: PositiveDuration = timedelta(days=30)
+    offsite_cycle: PositiveDuration = timedelta(days=365)
+    max_rate: Size = 0
+
+
 class _TargetBase(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     required: bool = True
@@ -312,6 +321,7 @@ class Settings(_Section):
     retention: RetentionSettings = RetentionSettings()
     docks: DockSettings = DockSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    audit: AuditSettings = AuditSettings()
     targets: tuple[TargetSettings, ...] = ()
     log: LogSettings = LogSettings()
 

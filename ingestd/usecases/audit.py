@@ -443,13 +443,18 @@ def audit_cycle(station: Station, *, every: timedelta, targets: Sequence[Target]
     late = [p for p in proofs if audit_overdue(proven_at=p.proven_at, stored_at=p.item.stored_at,
                                                now=now, cycle=cycle)]
     _flag_overdue(station, late, cycle=cycle, actor=actor, report=report)
+    # A local copy found damaged and not found intact since is checked every run, on top of
+    # the cycle's share: it keeps failing the run until it is repaired, and takes no other
+    # copy's turn.
+    failing = set() if targets else _failing(station)
     # An item's turn is its oldest copy's: the copies not yet read back first, then by age.
     turn: dict[str, tuple[bool, datetime]] = {}
     for p in proofs:
-        key = (not p.first, p.since)
+        key = (not (p.first or p.item.sha256 in failing), p.since)
         turn[p.item.sha256] = min(turn.get(p.item.sha256, key), key)
     order = sorted(turn, key=lambda sha: (turn[sha], sha))
-    urgent = {p.item.sha256 for p in late} | {p.item.sha256 for p in proofs if p.first}
+    urgent = ({p.item.sha256 for p in late} | {p.item.sha256 for p in proofs if p.first}
+              | (failing & set(turn)))
     report.of = len(order)
     report.due = cycle_batch(items=len(order), overdue=len(urgent), every=every, cycle=cycle,
                              at_least=at_least)
@@ -457,6 +462,15 @@ def audit_cycle(station: Station, *, every: timedelta, targets: Sequence[Target]
                  targets=targets, actor=actor, report=report, progress=progress,
                  throttle=throttle)
     return report
+
+
+def _failing(station: Station) -> set[str]:
+    """This station's items flagged ``fixity_failed`` and not re-hashed intact since."""
+    with station.catalog.read() as tx:
+        last = tx.last_rehashes(station=station.name)
+        flagged = tx.flagged_items([Flag.FIXITY_FAILED])
+    return {f.flag.item for f in flagged if f.flag.item in last
+            and ((at := last[f.flag.item]) is None or at < f.flag.set_at)}
 
 
 def _flag_overdue(station: Station, late: Sequence[Proof], *, cycle: timedelta, actor: str,

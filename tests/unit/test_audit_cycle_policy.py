@@ -4,10 +4,13 @@ past its cycle (with a clock that jumps back and forward)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from ingestd import config
 from ingestd.domain.policy import audit_overdue, cycle_batch, proof_age
+from ingestd.errors import ConfigError
 
 T = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -77,3 +80,15 @@ def test_a_clock_set_back_makes_no_age_negative_and_forward_makes_copies_due() -
                          cycle=CYCLE)
     # the clock jumps forward past the cycle: the copy is due at once
     assert audit_overdue(proven_at=proven, stored_at=T - DAY, now=T + 2 * CYCLE, cycle=CYCLE)
+
+
+def test_the_audit_keys_and_their_defaults(tmp_path: Path) -> None:
+    defaults = config.from_mapping({}, home=tmp_path).audit
+    assert (defaults.cycle, defaults.offsite_cycle, defaults.max_rate) == (
+        timedelta(days=30), timedelta(days=365), 0)
+    given = config.from_mapping({"audit": {"cycle": "7d", "offsite_cycle": "90d",
+                                           "max_rate": "50MiB"}}, home=tmp_path).audit
+    assert (given.cycle, given.offsite_cycle, given.max_rate) == (
+        timedelta(days=7), timedelta(days=90), 50 * 2**20)
+    with pytest.raises(ConfigError, match="audit.cycle"):
+        config.from_mapping({"audit": {"cycle": "0s"}}, home=tmp_path)

@@ -62,10 +62,11 @@ def test_each_run_takes_the_oldest_and_a_cycle_of_runs_takes_every_item(b: Bench
 
     # the oldest proofs (here: never re-hashed, the first stored) first, two a run
     assert seen == [shas[0:2], shas[2:4], shas[4:6], shas[6:8]]
-    # and the next cycle starts again with those re-hashed longest ago
+    # and the next cycle starts again with those re-hashed longest ago (the two of the first
+    # run, proven at one time)
     head = b.head()
     audit_cycle(b.station, every=EVERY, actor="tester")
-    assert rehashed(b, head) == shas[0:2]
+    assert sorted(rehashed(b, head)) == sorted(shas[0:2])
     assert all(flags(b, sha) == set() for sha in shas)
     b.assert_ledger_verifies()
 
@@ -160,11 +161,11 @@ def test_a_clock_set_back_and_forward_still_takes_every_item_in_turn(b: Bench) -
         audit_cycle(b.station, every=EVERY, actor="tester")
         seen += rehashed(b, head)
     # in turn while the clock wandered about; the forward jump made every item overdue
-    # (all taken, and flagged); set back after it, nothing is due but the run's share, the
-    # first two that run took
+    # (all taken, and flagged); set back after it, nothing is due but the run's share (all
+    # eight were proven at one time by the fake clock: any two are the oldest)
     assert seen[:6] == shas[:6]
     assert sorted(seen[6:14]) == sorted(shas)
-    assert seen[14:] == seen[6:8]
+    assert len(seen[14:]) == 2 and set(seen[14:]) <= set(shas)
     assert all(Flag.AUDIT_OVERDUE in flags(b, sha) for sha in shas)
     b.assert_ledger_verifies()
 

@@ -235,6 +235,15 @@ class SpotCheckSettings(_Section):
     period: PositiveDuration = timedelta(days=7)
 
 
+class AuditSettings(_Section):
+    """Audit cycles: each local copy re-hashed within ``cycle``, each off-site copy read back
+    within ``offsite_cycle``; reads at most ``max_rate`` bytes a second (0: unlimited)."""
+
+    cycle: PositiveDuration = timedelta(days=30)
+    offsite_cycle: PositiveDuration = timedelta(days=365)
+    max_rate: Size = 0
+
+
 class _TargetBase(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     required: bool = True
@@ -335,6 +344,7 @@ class Settings(_Section):
     docks: DockSettings = DockSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     spotcheck: SpotCheckSettings = SpotCheckSettings()
+    audit: AuditSettings = AuditSettings()
     targets: tuple[TargetSettings, ...] = ()
     log: LogSettings = LogSettings()
 

@@ -428,6 +428,7 @@ class _Facts:
         self.replicated: dict[tuple[str, str], int] = {}  # (item, target) -> latest entry
         self.location: dict[tuple[str, str], str] = {}  # where that entry says the copy is
         self.proven: dict[tuple[str, str], str] = {}  # read back there, by that or an audit
+        self.rehashed: dict[str, tuple[int, str]] = {}  # item -> its latest intact re-hash
 
     def add(self, entry: LedgerEntry) -> None:
         retention = entry.data.get("retention")
@@ -446,6 +447,8 @@ class _Facts:
             else:  # a new object, sent and not yet read back
                 self.proven.pop(copy, None)
         elif entry.kind == EventKind.AUDITED and entry.item:
+            if entry.data.get("fixity") == "ok":
+                self.rehashed[entry.item] = (entry.seq, format_time(entry.at))
             for target, found in dict(entry.data.get("offsite") or {}).items():
                 copy = (entry.item, str(target))
                 if found == "ok" and copy in self.location:
@@ -536,6 +539,9 @@ def _item_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
             seq, said = setter
             check.differs("items", key, seq,
                           {name: (value, said.get(name)) for name, value in ours.items()})
+        # The audit cycle trusts the last intact re-hash: the ledger must say it too.
+        proof_seq, proven_at = facts.rehashed.get(sha, (None, None))
+        check.differs("items", key, proof_seq, {"audited_at": (row.audited_at, proven_at)})
         if not row.local_present and sha not in facts.evicted:
             check.problems.append(UnbackedRow(
                 kind=K.UNBACKED_ROW, table="items", key=key,

@@ -18,7 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ..errors import IngestdError, IntegrityError, TargetError
 from ..station import Station
 from ..targets.factory import build_targets
-from ..usecases.audit import audit
+from ..usecases.audit import CycleReport, Throttle, audit_cycle
 from ..usecases.replicate import Replicator, verify_offsite
 from ..usecases.retention import sweep
 from ..usecases.spotcheck import run_spot_checks
@@ -82,12 +82,24 @@ def _checkpoint(st: Station) -> str:
     return f"checkpoint at entry {result['seq']} sent to {', '.join(result['sent'])}"
 
 
+def _throttle(st: Station) -> Throttle:
+    return Throttle(st.settings.audit.max_rate)
+
+
+def _overdue(report: CycleReport) -> str:
+    return f", {len(report.overdue)} copies past their cycle (flagged)" if report.overdue else ""
+
+
 def _spot_check(st: Station) -> str:
-    report = audit(st, sample=st.settings.scheduler.audit_sample, decode=1)
+    """The local audit cycle: the oldest re-hashes taken again (``audit.cycle``)."""
+    sched = st.settings.scheduler
+    report = audit_cycle(st, every=sched.audit, decode=1, at_least=sched.audit_sample,
+                         throttle=_throttle(st))
     if not report.ok:
         raise IntegrityError(f"{len(report.failures)} of {report.checked} items failed "
-                             "their fixity check")
-    return f"{report.checked} items re-hashed, {report.decoded} decoded: all intact"
+                             f"their fixity check{_overdue(report)}")
+    return (f"{report.checked} of {report.of} items re-hashed, {report.decoded} decoded: all "
+            f"intact{_overdue(report)}")
 
 
 def _ledger_check(st: Station) -> str:
@@ -105,14 +117,17 @@ def _ledger_check(st: Station) -> str:
 
 
 def _offsite_audit(st: Station) -> str:
-    """What ``audit --offsite --sample N`` checks: copies read back in full and hashed."""
-    report = audit(st, sample=st.settings.scheduler.audit_offsite_sample,
-                   targets=build_targets(st.settings))
+    """The off-site audit cycle (``audit.offsite_cycle``): copies read back in full and
+    hashed, every one not yet read back first, then the longest unproven."""
+    sched = st.settings.scheduler
+    report = audit_cycle(st, every=sched.audit_offsite, targets=build_targets(st.settings),
+                         at_least=sched.audit_offsite_sample, throttle=_throttle(st))
     if not report.ok:
         shown = "; ".join(f"{f['sha256'][:12]}: {f['problem']}" for f in report.failures[:3])
         raise IntegrityError(f"{len(report.failures)} problems in {report.checked} items "
-                             f"audited off-site: {shown}")
-    return f"{report.checked} items re-read from every target that holds them: all intact"
+                             f"audited off-site: {shown}{_overdue(report)}")
+    return (f"{report.checked} items re-read from every target that holds them: all "
+            f"intact{_overdue(report)}")
 
 
 def _retention(st: Station) -> str:

@@ -74,6 +74,7 @@ class ItemRow:
     retain_until: str | None
     hold: bool
     local_present: bool
+    audited_at: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,7 +229,8 @@ def item_rows(tx: CatalogTx) -> Iterator[Backed[ItemRow]]:
             original_name=row["original_name"], recorded_start=row["recorded_start"],
             recorded_end=row["recorded_end"], time_source=row["time_source"],
             retention_class=row["retention_class"], retain_until=row["retain_until"],
-            hold=bool(row["hold"]), local_present=bool(row["local_present"])))
+            hold=bool(row["hold"]), local_present=bool(row["local_present"]),
+            audited_at=row["audited_at"]))
 
 
 def label_rows(tx: CatalogTx) -> Iterator[Backed[LabelRow]]:

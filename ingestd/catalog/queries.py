@@ -1226,6 +1226,34 @@ class Tx:
             )
         }
 
+    def last_rehashes(self, *, station: str) -> dict[str, datetime | None]:
+        """This station's items kept in its store, each with its last intact re-hash (None:
+        never re-hashed since it was stored)."""
+        return {
+            row.sha256: parse_time(row.audited_at) if row.audited_at else None
+            for row in self.conn.execute(
+                select(items.c.sha256, items.c.audited_at).where(
+                    items.c.station == station, items.c.local_present.is_(True)
+                )
+            )
+        }
+
+    def offsite_copies(self, *, station: str, targets: Sequence[str]) -> list[Replica]:
+        """The copies of this station's items counted as sent to one of ``targets``."""
+        return [
+            _replica(row)
+            for row in self.conn.execute(
+                select(replicas)
+                .join(items, items.c.sha256 == replicas.c.item)
+                .where(
+                    items.c.station == station,
+                    replicas.c.target.in_(list(targets)),
+                    replicas.c.state == _VERIFIED,
+                )
+                .order_by(replicas.c.item, replicas.c.target)
+            ).mappings()
+        ]
+
     # -- jobs ------------------------------------------------------------------------------------
 
     def job_started(self, *, job: str, station: str, at: datetime) -> JobRun:
@@ -1402,6 +1430,11 @@ class Tx:
     def replica_lock_failed(self, sha256: str, target: str, *, error: str, at: datetime) -> None:
         """The copy's lock could not be raised: kept as its last error, tried again later."""
         self._upsert_replica(sha256, target, {"last_error": error, "updated_at": format_time(at)})
+
+    def item_rehashed(self, sha256: str, *, at: datetime) -> None:
+        """The local copy was re-hashed from disk and found intact (its ``audited`` entry,
+        dated ``at``, says so)."""
+        self._update(items.c.sha256, sha256, {"audited_at": format_time(at)})
 
     def replica_proven(self, sha256: str, target: str, *, at: datetime) -> None:
         """The copy was read back and hashed to the item."""

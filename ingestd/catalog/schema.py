@@ -128,6 +128,9 @@ items = Table(
     Column("local_present", Boolean, nullable=False, default=True),
     Column("ledger_seq", BigInteger, nullable=False),
     Index("ix_items_recorded", "recorded_start", "sha256"),  # listings page through this
+    # the last re-hash that found the local copy intact, as the latest such `audited` entry
+    # says (none yet: the audit cycle counts from stored_at)
+    Column("audited_at", Time, nullable=True),
 )
 
 acquisitions = Table(

@@ -6,13 +6,25 @@ Each exits 1 when anything does not match, after reporting every discrepancy.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import DiscrepancyFound, UsageError
 from ..targets.factory import build_targets
-from ..usecases.audit import Verdict, audit, audit_fast, verify_files, verify_hash
+from ..usecases.audit import Progress as Tick
+from ..usecases.audit import (
+    Throttle,
+    Verdict,
+    audit,
+    audit_fast,
+    coverage,
+    verify_files,
+    verify_hash,
+)
 from ..usecases.windows import check_windows
 from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
 
@@ -70,17 +82,26 @@ def verify(app: AppContext, files: tuple[Path, ...], sha: str | None, as_json: b
 @click.option("--fast", is_flag=True,
               help="Only check that every local item's object is there, at its size, "
                    "without reading it (seconds, not hours; proves less than a re-hash).")
+@click.option("--coverage", "cover", is_flag=True,
+              help="Show, per store and target, the oldest proof and how many copies are "
+                   "past their audit cycle (reads nothing but the catalog).")
 @json_option
 @pass_app
 @click.pass_context
 def audit_cmd(ctx: click.Context, app: AppContext, sample: int | None, everything: bool,
-              decode: int, offsite: bool, fast: bool, as_json: bool) -> None:
+              decode: int, offsite: bool, fast: bool, cover: bool, as_json: bool) -> None:
     """Re-hash stored items from disk (and off-site) and decode a sample; record the results.
 
     With --fast, every local item's object is looked at instead of read: missing, cut short
-    or grown objects are found (and flagged fixity_failed), a changed bit is not. Exit
-    status 1 when anything is found.
+    or grown objects are found (and flagged fixity_failed), a changed bit is not. With
+    --coverage, nothing is read or recorded: exit status 1 when a copy is past its cycle.
+    Otherwise exit status 1 when anything is found.
     """
+    if cover:
+        if sample or everything or offsite or fast:
+            raise UsageError("--coverage reads only the catalog: give it alone (or with --json)")
+        _coverage(app, as_json)
+        return
     if fast:
         given = ctx.get_parameter_source("decode") != click.core.ParameterSource.DEFAULT
         if sample or offsite or given:
@@ -94,8 +115,10 @@ def audit_cmd(ctx: click.Context, app: AppContext, sample: int | None, everythin
     if offsite and not station.settings.targets:
         raise UsageError("--offsite: no [[targets]] are configured")
     targets = build_targets(station.settings) if offsite else []
-    report = audit(station, sample=None if everything else sample, decode=decode,
-                   targets=targets)
+    with _progress(not as_json) as tick:
+        report = audit(station, sample=None if everything else sample, decode=decode,
+                       targets=targets, progress=tick,
+                       throttle=Throttle(station.settings.audit.max_rate))
     if as_json:
         print_json(report.as_dict())
     else:
@@ -108,6 +131,39 @@ def audit_cmd(ctx: click.Context, app: AppContext, sample: int | None, everythin
             console.print(f"  orphan object {o['sha256'][:16]}, {o['size']} bytes, named by no "
                           f"item: {o['action']}{where}")
     if not report.ok:
+        raise click.exceptions.Exit(DiscrepancyFound.exit_code)
+
+
+@contextmanager
+def _progress(wanted: bool) -> Iterator[Tick | None]:
+    """A progress bar on a terminal (never in --json, nor when the output is not one)."""
+    if not wanted or not console.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn("audit"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("audit", total=None)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield tick
+
+
+def _coverage(app: AppContext, as_json: bool) -> None:
+    station = app.station(read_only=True)
+    rows = coverage(station, build_targets(station.settings))
+    if as_json:
+        print_json({"coverage": [c.as_dict() for c in rows]})
+    else:
+        for c in rows:
+            where = f"store {esc(c.store)}" if c.store else f"target {esc(c.target or '')}"
+            oldest = c.as_dict()["oldest_proof"] or "-"
+            state = (f"[red]{c.overdue} past their cycle[/]" if c.overdue
+                     else "[green]none past their cycle[/]")
+            console.print(f"{where}: {c.copies} copies ({c.never_proven} never proven), "
+                          f"oldest proof {oldest}, cycle {c.cycle}; {state}")
+    if any(c.overdue for c in rows):
         raise click.exceptions.Exit(DiscrepancyFound.exit_code)
 
 

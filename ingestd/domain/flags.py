@@ -17,6 +17,7 @@ class Flag(StrEnum):
     UNREGISTERED_RECORDER = "unregistered_recorder"  # taken in unassigned
     FIXITY_FAILED = "fixity_failed"  # a later re-hash did not match
     REPLICA_MISMATCH = "replica_mismatch"  # an off-site copy does not hash to the item
+    AUDIT_OVERDUE = "audit_overdue"  # a copy went unproven longer than its audit cycle
 
 
 #: Flags that mean a deadline was missed (shown by ``overdue``).
@@ -34,4 +35,5 @@ REASONS: dict[Flag, str] = {
     Flag.UNREGISTERED_RECORDER: "taken from a recorder that is not registered",
     Flag.FIXITY_FAILED: "the stored copy no longer matches its hash",
     Flag.REPLICA_MISMATCH: "an off-site copy does not match its hash",
+    Flag.AUDIT_OVERDUE: "a copy was not re-hashed or read back within its audit cycle",
 }

@@ -531,3 +531,37 @@ def spot_picks(candidates: Iterable[SpotCandidate], *, now: datetime, period: ti
                         key=lambda c: c.last_checked or start)  # stable: keeps the pool order
         picks.extend((never + before)[:wanted])
     return picks
+
+
+# -- audit cycles ------------------------------------------------------------------------------
+
+
+def proof_age(*, proven_at: datetime | None, stored_at: datetime, now: datetime) -> timedelta:
+    """How long ago a copy was last proven (re-hashed intact, or read back): from its last
+    proof, or from its storage when it was never proven. A proof dated after ``now`` (the
+    clock was set back since) is as old as nothing: zero, never negative. The audit takes
+    copies in the order of their proofs, which the ledger never dates backwards, so a clock
+    set back delays no copy's turn; it only hides its age from the overdue rule until the
+    clock passes the proof again."""
+    return max(now - (proven_at or stored_at), timedelta(0))
+
+
+def audit_overdue(*, proven_at: datetime | None, stored_at: datetime, now: datetime,
+                  cycle: timedelta) -> bool:
+    """A copy is past its cycle when its last proof is more than ``cycle`` ago (exactly
+    ``cycle`` is still within it)."""
+    return proof_age(proven_at=proven_at, stored_at=stored_at, now=now) > cycle
+
+
+def cycle_batch(*, items: int, overdue: int, every: timedelta, cycle: timedelta,
+                at_least: int = 0) -> int:
+    """How many copies one audit run takes, the oldest proofs first, so that every one of
+    ``items`` is proven within ``cycle`` by runs ``every`` apart: ``ceil(items * every /
+    cycle)`` (the cycle's reads spread over its runs), plus the ``overdue`` already past
+    their cycle, and never fewer than ``at_least``; never more than ``items``. Computed in
+    whole microseconds, so it is exact to the second."""
+    if items <= 0:
+        return 0
+    tick = timedelta(microseconds=1)
+    spread = -(-(items * (every // tick)) // max(cycle // tick, 1))
+    return min(items, max(spread + max(overdue, 0), at_least))

@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from ..docks.walk import open_regular
 from ..domain.canonical import canonical_bytes, format_time, sha256_hex
 from ..domain.flags import Flag
 from ..domain.models import EventKind, LedgerEntry, is_sha256
-from ..domain.records import Item, ReplicaState
+from ..domain.policy import audit_overdue, cycle_batch
+from ..domain.records import Item, Replica, ReplicaState
 from ..errors import NotRegularFile, ReplicaMismatch, TargetError, UsageError
 from ..integrity.discrepancy import (
     DiscrepancyKind,
@@ -29,6 +32,7 @@ from ..integrity.discrepancy import (
 from ..integrity.hashing import hash_fd
 from ..integrity.ledger import UnreadableEntry, body_of
 from ..media import decode_check
+from ..ports import CatalogTx
 from ..station import Station
 from ..targets import Target
 from .flags import set_flag
@@ -260,9 +264,38 @@ def _pick(station: Station, rows: list[Item], sample: int,
     return first + (rng or random.Random()).sample(rest, min(sample, len(rest)))
 
 
+#: Told after each item an audit has checked: how many are done, of how many.
+Progress = Callable[[int, int], None]
+
+
+class Throttle:
+    """Keeps an audit's reads under ``rate`` bytes a second (0: unlimited) by sleeping
+    between items, so that an audit never starves ingest of the disk."""
+
+    def __init__(self, rate: int, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self.read = 0
+        self.started: float | None = None
+
+    def spent(self, size: int) -> None:
+        """``size`` more bytes were read: wait until they fit the rate."""
+        if self.rate <= 0 or size <= 0:
+            return
+        if self.started is None:
+            self.started = self.clock()
+        self.read += size
+        ahead = self.read / self.rate - (self.clock() - self.started)
+        if ahead > 0:
+            self.sleep(ahead)
+
+
 def audit(station: Station, *, sample: int | None, decode: int = 0,
           targets: Sequence[Target] = (), actor: str = "ingestd",
-          rng: random.Random | None = None) -> AuditReport:
+          rng: random.Random | None = None, progress: Progress | None = None,
+          throttle: Throttle | None = None) -> AuditReport:
     """Re-hash items (all, or a random sample) from the local store and, with ``targets``,
     read their off-site copies back in full; decode ``decode`` of them end to end.
 
@@ -273,6 +306,29 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
     copies, which keep their state. Objects
     in the store that no item names are reported too (see :func:`audit_orphans`).
     """
+    report = AuditReport()
+    rows = _audited_rows(station, targets, report=report, actor=actor)
+    picked = rows if sample is None else _pick(station, rows, sample, targets, rng)
+    _audit_items(station, picked, decode=decode, targets=targets, actor=actor, report=report,
+                 progress=progress, throttle=throttle)
+    return report
+
+
+def _audited_rows(station: Station, targets: Sequence[Target], *, report: AuditReport,
+                  actor: str) -> list[Item]:
+    """The items an audit may take (finding the orphans on the way)."""
+    with station.catalog.read() as tx:
+        every = [listed.item for listed in tx.search_items()]
+    # Any item of the catalog names its object (on a shared catalog too): the rest are orphans.
+    audit_orphans(station, {r.sha256 for r in every}, report=report, actor=actor)
+    # This station's items only: on a shared catalog another station's items are in
+    # that station's store, and their absence here is no damage.
+    return [r for r in every if r.station == station.name and (r.local_present or targets)]
+
+
+def _audit_items(station: Station, picked: Sequence[Item], *, decode: int,
+                 targets: Sequence[Target], actor: str, report: AuditReport,
+                 progress: Progress | None, throttle: Throttle | None) -> None:
     unusable: dict[str, str] = {}
     for target in targets:
         try:
@@ -280,17 +336,8 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
         except TargetError as exc:
             unusable[target.name] = exc.message
     with station.catalog.read() as tx:
-        every = [listed.item for listed in tx.search_items()]
-    report = AuditReport()
-    # Any item of the catalog names its object (on a shared catalog too): the rest are orphans.
-    audit_orphans(station, {r.sha256 for r in every}, report=report, actor=actor)
-    with station.catalog.read() as tx:
-        # This station's items only: on a shared catalog another station's items are in
-        # that station's store, and their absence here is no damage.
-        rows = [r for r in every if r.station == station.name and (r.local_present or targets)]
         damaged = {sha for sha, flags in tx.flags_by_item().items()
                    if Flag.DAMAGED_MEDIA in flags or Flag.EMPTY_FILE in flags}
-    picked = rows if sample is None else _pick(station, rows, sample, targets, rng)
     playable = [r.sha256 for r in picked if r.sha256 not in damaged and r.local_present]
     to_decode = set(playable[:decode])
     for item in picked:
@@ -303,6 +350,8 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
             now = station.custody.now(tx)
             audited = station.custody.record(tx, kind=EventKind.AUDITED, actor=actor,
                                              item=item.sha256, data=done.data, at=now)
+            if done.data.get("fixity") == "ok":  # re-hashed intact: its last proof here
+                tx.item_rehashed(item.sha256, at=audited.at)
             for name in done.proven:  # read back and hashed: proven, as the entry says
                 tx.replica_proven(item.sha256, name, at=audited.at)
             for problem in done.found:
@@ -310,7 +359,185 @@ def audit(station: Station, *, sample: int | None, decode: int = 0,
                 if flag is not None:
                     set_flag(station, tx, item.sha256, flag, at=now, actor=actor,
                              detail=problem.detail)
+        if throttle is not None:
+            throttle.spent(done.read)
+        if progress is not None:
+            progress(report.checked, len(picked))
+
+
+# -- audit cycles --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Proof:
+    """One copy's last proof: here (``target`` None) or on a target."""
+
+    item: Item
+    target: str | None
+    proven_at: datetime | None  # None: never re-hashed, or never read back
+    first: bool = False  # a copy sent and never read back: it holds everything up
+
+    @property
+    def since(self) -> datetime:
+        return self.proven_at or self.item.stored_at
+
+
+def local_proofs(station: Station) -> list[Proof]:
+    """Every copy in this station's store with its last intact re-hash."""
+    with station.catalog.read() as tx:
+        last = tx.last_rehashes(station=station.name)
+        rows = _items(tx, set(last))
+    return [Proof(item=rows[sha], target=None, proven_at=at)
+            for sha, at in last.items() if sha in rows]
+
+
+def _items(tx: CatalogTx, wanted: set[str]) -> dict[str, Item]:
+    return {listed.item.sha256: listed.item for batch in tx.iter_item_batches()
+            for listed in batch if listed.item.sha256 in wanted}
+
+
+def offsite_proofs(station: Station, targets: Sequence[Target]) -> list[Proof]:
+    """Every copy of this station's items counted on one of ``targets``, at the location the
+    target has now (a copy made elsewhere is not one the target holds), with its last read
+    back."""
+    where = {t.name: t.location for t in targets}
+    with station.catalog.read() as tx:
+        copies: list[Replica] = [c for c in tx.offsite_copies(
+            station=station.name, targets=sorted(where)) if c.location == where[c.target]]
+        rows = _items(tx, {c.item for c in copies})
+    return [Proof(item=rows[c.item], target=c.target, proven_at=c.proven_at,
+                  first=c.proven_at is None or c.rewrite)
+            for c in copies if c.item in rows]
+
+
+@dataclass(kw_only=True)
+class CycleReport(AuditReport):
+    """A cycle run: what :class:`AuditReport` says, the size of the batch, and the copies
+    found past their cycle (flagged ``audit_overdue``)."""
+
+    due: int = 0  # items taken this run
+    of: int = 0  # items the cycle covers
+    overdue: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "due": self.due, "of": self.of, "overdue": self.overdue}
+
+
+def audit_cycle(station: Station, *, every: timedelta, targets: Sequence[Target] = (),
+                decode: int = 0, at_least: int = 0, actor: str = "ingestd",
+                progress: Progress | None = None,
+                throttle: Throttle | None = None) -> CycleReport:
+    """One scheduled audit run. Locally (no ``targets``) the items whose last intact re-hash
+    is oldest are taken, enough that every one is re-hashed within ``audit.cycle`` by runs
+    ``every`` apart (:func:`~ingestd.domain.policy.cycle_batch`); with ``targets``, the items
+    whose off-site copies were read back longest ago, every copy not yet read back first, so
+    that each is read back within ``audit.offsite_cycle``. Each copy already past its cycle
+    is flagged ``audit_overdue`` first, and taken."""
+    settings = station.settings.audit
+    cycle = settings.offsite_cycle if targets else settings.cycle
+    report = CycleReport()
+    rows = {r.sha256: r for r in _audited_rows(station, targets, report=report, actor=actor)}
+    proofs = offsite_proofs(station, targets) if targets else local_proofs(station)
+    proofs = [p for p in proofs if p.item.sha256 in rows]
+    now = station.custody.now()
+    late = [p for p in proofs if audit_overdue(proven_at=p.proven_at, stored_at=p.item.stored_at,
+                                               now=now, cycle=cycle)]
+    _flag_overdue(station, late, cycle=cycle, actor=actor, report=report)
+    # A local copy found damaged and not found intact since is checked every run, on top of
+    # the cycle's share: it keeps failing the run until it is repaired, and takes no other
+    # copy's turn.
+    failing = set() if targets else _failing(station)
+    # An item's turn is its oldest copy's: the copies not yet read back first, then by age.
+    turn: dict[str, tuple[bool, datetime]] = {}
+    for p in proofs:
+        key = (not (p.first or p.item.sha256 in failing), p.since)
+        turn[p.item.sha256] = min(turn.get(p.item.sha256, key), key)
+    order = sorted(turn, key=lambda sha: (turn[sha], sha))
+    urgent = ({p.item.sha256 for p in late} | {p.item.sha256 for p in proofs if p.first}
+              | (failing & set(turn)))
+    report.of = len(order)
+    report.due = cycle_batch(items=len(order), overdue=len(urgent), every=every, cycle=cycle,
+                             at_least=at_least)
+    _audit_items(station, [rows[sha] for sha in order[:report.due]], decode=decode,
+                 targets=targets, actor=actor, report=report, progress=progress,
+                 throttle=throttle)
     return report
+
+
+def _failing(station: Station) -> set[str]:
+    """This station's items flagged ``fixity_failed`` and not re-hashed intact since."""
+    with station.catalog.read() as tx:
+        last = tx.last_rehashes(station=station.name)
+        flagged = tx.flagged_items([Flag.FIXITY_FAILED])
+    return {f.flag.item for f in flagged if f.flag.item in last
+            and ((at := last[f.flag.item]) is None or at < f.flag.set_at)}
+
+
+def _flag_overdue(station: Station, late: Sequence[Proof], *, cycle: timedelta, actor: str,
+                  report: CycleReport) -> None:
+    if not late:
+        return
+    with station.custody.transaction() as tx:
+        now = station.custody.now(tx)
+        for p in late:
+            where = f"the copy on {p.target}" if p.target else "the local copy"
+            last = (f"last proven {format_time(p.proven_at)}" if p.proven_at
+                    else f"never proven since it was stored {format_time(p.item.stored_at)}")
+            detail = f"{where} is past its audit cycle ({_days(cycle)}): {last}"
+            report.overdue.append({"sha256": p.item.sha256, "copy": p.target or "local",
+                                   "problem": detail})
+            set_flag(station, tx, p.item.sha256, Flag.AUDIT_OVERDUE, at=now, actor=actor,
+                     detail=detail)
+
+
+def _days(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    return f"{seconds // 86400}d" if seconds % 86400 == 0 else f"{seconds}s"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Coverage:
+    """How far one store's (or target's) audit cycle is: the oldest proof, and how many of
+    its copies are past their cycle."""
+
+    store: str | None  # this station's store (its name), or None for a target
+    target: str | None
+    cycle: timedelta
+    copies: int
+    never_proven: int
+    oldest_proof: datetime | None  # the oldest copy's proof (or its storage: never proven)
+    overdue: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"store": self.store, "target": self.target,
+                "cycle_seconds": int(self.cycle.total_seconds()), "copies": self.copies,
+                "never_proven": self.never_proven,
+                "oldest_proof": format_time(self.oldest_proof) if self.oldest_proof else None,
+                "overdue": self.overdue}
+
+
+def coverage(station: Station, targets: Sequence[Target] = ()) -> list[Coverage]:
+    """Per store and per target: the oldest proof and the copies past their cycle. Reads the
+    catalog only; nothing is flagged (the scheduled audit flags)."""
+    now = station.custody.now()
+    settings = station.settings.audit
+    out = [_cover(local_proofs(station), store=station.name, target=None,
+                  cycle=settings.cycle, now=now)]
+    everywhere = offsite_proofs(station, targets) if targets else []
+    for target in targets:
+        out.append(_cover([p for p in everywhere if p.target == target.name], store=None,
+                          target=target.name, cycle=settings.offsite_cycle, now=now))
+    return out
+
+
+def _cover(proofs: Sequence[Proof], *, store: str | None, target: str | None,
+           cycle: timedelta, now: datetime) -> Coverage:
+    return Coverage(
+        store=store, target=target, cycle=cycle, copies=len(proofs),
+        never_proven=sum(1 for p in proofs if p.proven_at is None),
+        oldest_proof=min((p.since for p in proofs), default=None),
+        overdue=sum(1 for p in proofs if audit_overdue(
+            proven_at=p.proven_at, stored_at=p.item.stored_at, now=now, cycle=cycle)))
 
 
 def audit_orphans(station: Station, named: set[str], *, report: AuditReport,
@@ -485,6 +712,7 @@ class _Audited:
     found: list[ObjectDiscrepancy] = field(default_factory=list)
     proven: list[str] = field(default_factory=list)  # targets whose copy was read back intact
     decoded: bool = False
+    read: int = 0  # bytes read (for the throttle)
 
 
 def _audit_one(station: Station, item: Item, *, decode: bool,
@@ -496,6 +724,7 @@ def _audit_one(station: Station, item: Item, *, decode: bool,
     if item.local_present:
         _, damage = station.store.examine(sha, item.size)
         intact = damage is None
+        done.read += item.size
         done.data["fixity"] = "ok" if damage is None else damage.detail
         if damage is not None:
             done.found.append(damage)
@@ -525,6 +754,7 @@ def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
             if target.name in unusable:
                 raise TargetError(unusable[target.name])
             remote = target.rehash_item(sha)
+            done.read += copy.size or 0
             found = None if remote == sha else f"hashes to {remote}"
         except ReplicaMismatch as exc:
             found = exc.message

@@ -23,6 +23,7 @@ from ..usecases.replicate import Replicator, verify_offsite
 from ..usecases.retention import sweep
 from ..usecases.status import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB
 from ..usecases.windows import check_windows
+from ..usecases.worm import check_worm, promises_worm
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,14 @@ def _retention(st: Station) -> str:
     return f"{len(report.evicted)} items left the local store, {report.kept} kept"
 
 
+def _worm_check(st: Station) -> str:
+    """What ``targets check`` does: every target with Object Lock must show it holds."""
+    report = check_worm(st)
+    if not report.ok:
+        raise IntegrityError(f"WORM check: {report.summary()}")
+    return f"WORM check: {report.summary()}"
+
+
 def standard_jobs(station: Station) -> list[Job]:
     """The jobs this station runs, the window check first."""
     sched = station.settings.scheduler
@@ -137,6 +146,9 @@ def standard_jobs(station: Station) -> list[Job]:
                         first_delay=timedelta(minutes=5)))
     jobs.append(Job(name=LEDGER_JOB, every=sched.ledger_verify, func=_ledger_check,
                     first_delay=timedelta(minutes=2)))
+    if promises_worm(station.settings):
+        jobs.append(Job(name="worm-check", every=sched.worm_check, func=_worm_check,
+                        first_delay=timedelta(minutes=3)))
     return jobs
 
 

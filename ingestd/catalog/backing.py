@@ -29,6 +29,7 @@ from .schema import (
     ledger,
     recorders,
     replicas,
+    target_worm,
 )
 
 R = TypeVar("R")
@@ -122,6 +123,14 @@ class ReplicaRow:
     remote_sha256: str | None
     location: str
     proven_at: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WormRow:
+    target: str
+    location: str
+    passed: bool
+    checked_at: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,6 +246,14 @@ def replica_rows(tx: CatalogTx) -> Iterator[Backed[ReplicaRow]]:
             item=row["item"], target=row["target"], state=row["state"], key=row["key"],
             size=row["size"], remote_sha256=row["remote_sha256"],
             location=row["location"] or "", proven_at=row["proven_at"]))
+
+
+def worm_rows(tx: CatalogTx) -> Iterator[Backed[WormRow]]:
+    """Each target's WORM standing, with the ``worm_checked`` entry it names."""
+    for row, entry in _stream(tx, target_worm):
+        yield Backed(entry=entry, row=WormRow(
+            target=row["target"], location=row["location"], passed=bool(row["passed"]),
+            checked_at=row["checked_at"]))
 
 
 def key_rows(tx: CatalogTx) -> Iterator[KeyRow]:

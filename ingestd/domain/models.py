@@ -51,6 +51,7 @@ class EventKind(StrEnum):
     #: From here on this station dates no entry before the one it follows (a ledger begun by
     #: an earlier release took some times before its writes, a little out of order).
     TIME_RULE = "time_rule"
+    WORM_CHECKED = "worm_checked"  # a target's WORM check: what was tried, what happened
 
 
 class RetentionClass(StrEnum):

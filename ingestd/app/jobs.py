@@ -146,7 +146,7 @@ def standard_jobs(station: Station) -> list[Job]:
                         first_delay=timedelta(minutes=5)))
     jobs.append(Job(name=LEDGER_JOB, every=sched.ledger_verify, func=_ledger_check,
                     first_delay=timedelta(minutes=2)))
-    if promises_worm(station.settings):
+    if promises_worm(station.settings) and sched.worm_check > timedelta(0):
         jobs.append(Job(name="worm-check", every=sched.worm_check, func=_worm_check,
                         first_delay=timedelta(minutes=3)))
     return jobs

@@ -457,8 +457,6 @@ class S3Target:
         if there:
             return WormAttempt(probe=WormProbe.DELETE, held=True,
                                detail=f"deleting {shown}: {answer}; it is still there")
-        log.critical("target %s: the locked canary %s at %s was deleted", self.name,
-                     shown, key, extra={"event": "worm_failed"})
         return WormAttempt(probe=WormProbe.DELETE, held=False,
                            detail=f"deleting {shown}: {answer}; it is gone")
 

@@ -128,6 +128,24 @@ def test_ceph_holds_worm_and_the_canary_is_written_once(
     assert_ledger_intact(home.home)
 
 
+@pytest.mark.slow
+def test_the_daemon_checks_worm_on_schedule_unless_told_not_to(
+        tmp_path: Path, clips: list[ClipFile], ceph: S3Endpoint) -> None:  # noqa: F811
+    credentials = write_credentials(tmp_path, ceph)
+    home = replicated(tmp_path / "daily", clips[:1], ceph.url, new_bucket(ceph.client()),
+                      credentials)
+    assert run_cli(home.home, "run", "--once").exit_code == 0
+    (run,) = catalog.job_runs(home.home, "worm-check")
+    assert run["ok"] == 1 and "offsite passed" in run["summary"]
+    assert len(ledger_lines(home.home, "worm_checked")) == 1
+
+    off = replicated(tmp_path / "off", clips[:1], ceph.url, new_bucket(ceph.client()),
+                     credentials, config='[scheduler]\nworm_check = "0s"\n')
+    assert run_cli(off.home, "run", "--once").exit_code == 0
+    assert catalog.job_runs(off.home, "worm-check") == []
+    assert ledger_lines(off.home, "worm_checked") == []
+
+
 # -- moto: a COMPLIANCE date it lets be shortened --------------------------------------------
 
 
@@ -240,6 +258,18 @@ def _restore_with_locks(home: Home, broken: S3Client, good: S3Client, bucket: st
             extra["ObjectLockLegalHoldStatus"] = "ON"
         good.put_object(Bucket=bucket, Key=key, Body=got["Body"].read(),
                         Metadata=got["Metadata"], **extra)
+
+
+def test_a_server_that_cannot_be_asked_is_not_a_pass_and_changes_no_standing(
+        tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint) -> None:  # noqa: F811
+    home = make_home(tmp_path, clips[:1])
+    # nothing listens on the discard port
+    home.add_target(s3_target("http://127.0.0.1:9", "nowhere", write_credentials(tmp_path, moto)))
+    report = check(home.home, ok=False)
+    (target,) = report["targets"]
+    assert target["passed"] is None and "cannot check WORM" in target["error"]
+    assert ledger_lines(home.home, "worm_checked") == []
+    assert cli_json(home.home, "status")["worm"] == {}
 
 
 # -- the standing is backed by its entry -----------------------------------------------------

@@ -210,6 +210,8 @@ def _broken_then_repaired(tmp_path: Path, clips: list[ClipFile],  # noqa: F811
     assert not attempts(report)["canary"][0]["held"]
     assert all(not a["held"] for a in attempts(report)["sample"])
     assert cli_json(home.home, "status")["worm"]["offsite"]["critical"] is True
+    shown = " ".join(run_cli(home.home, "status").stdout.split())
+    assert "target offsite: CRITICAL: WORM check FAILED" in shown
 
     # every item's only required copy is there: nothing leaves the store or the recorder
     assert cli_json(home.home, "retention")["evicted"] == []

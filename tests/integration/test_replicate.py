@@ -1181,9 +1181,11 @@ def stored_sha(endpoint: S3Endpoint, bucket: str, key: str) -> str:
 def _proof_home(tmp_path: Path, clips: Sequence[ClipFile], url: str, bucket: str,
                 credentials: Path, **target: object) -> Home:
     """Clips ingested from a recorder in the dock folder; wipe after off-site verification,
-    local copies evicted as soon as they are safe off-site."""
+    local copies evicted as soon as they are safe off-site (moto's failing WORM check not on
+    schedule: see ``NO_WORM_JOB``)."""
     home = make_home(tmp_path, clips, recorder=tmp_path / "home" / "docks" / SERIAL,
-                     config='wipe = "after-offsite-verify"\n\n[retention]\nlocal_keep = "0s"\n')
+                     config='wipe = "after-offsite-verify"\n\n[retention]\nlocal_keep = "0s"\n'
+                            + NO_WORM_JOB)
     home.add_target(s3_target(url, bucket, credentials, **target))
     return home
 
@@ -1194,8 +1196,7 @@ def test_the_scheduled_offsite_audit_proves_every_copy_sent_unread_whatever_its_
     # readback = false (the default): copies are sent, not proven, and let nothing go; the
     # daemon's off-site audit reads back all of them, not a sample of one, and then they do.
     home = _proof_home(tmp_path, clips, moto.url, bucket, credentials)
-    with (home.home / "ingestd.toml").open("a", encoding="utf-8") as fh:
-        fh.write("\n[scheduler]\naudit_offsite_sample = 1\n")
+    home.edit_config(NO_WORM_JOB, NO_WORM_JOB + "audit_offsite_sample = 1\n")
     assert len(cli_json(home.home, "replicate")["verified"]) == 3
     assert home.target_status()["proven"] == 0
     assert cli_json(home.home, "retention")["evicted"] == []

@@ -226,6 +226,10 @@ class SchedulerSettings(_Section):
     audit_offsite_sample: int = Field(default=5, ge=0)
     retention: PositiveDuration = timedelta(hours=24)
     replication_parallel: int = Field(default=4, ge=1, le=32)
+    # WORM check of every target with object_lock = true (``ingestd targets check``); "0s":
+    # not on schedule (by hand only)
+    worm_check: Duration = timedelta(hours=24)
+    worm_check_sample: int = Field(default=5, ge=0)
 
 
 class SpotCheckSettings(_Section):

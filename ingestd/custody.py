@@ -429,6 +429,7 @@ class _Facts:
         self.location: dict[tuple[str, str], str] = {}  # where that entry says the copy is
         self.proven: dict[tuple[str, str], str] = {}  # read back there, by that or an audit
         self.rehashed: dict[str, tuple[int, str]] = {}  # item -> its latest intact re-hash
+        self.worm: dict[str, int] = {}  # target -> its latest worm_checked entry
 
     def add(self, entry: LedgerEntry) -> None:
         retention = entry.data.get("retention")
@@ -446,6 +447,8 @@ class _Facts:
                 self.proven[copy] = self.location[copy]
             else:  # a new object, sent and not yet read back
                 self.proven.pop(copy, None)
+        elif entry.kind == EventKind.WORM_CHECKED:
+            self.worm[str(entry.data.get("target"))] = entry.seq
         elif entry.kind == EventKind.AUDITED and entry.item:
             if entry.data.get("fixity") == "ok":
                 self.rehashed[entry.item] = (entry.seq, format_time(entry.at))
@@ -499,6 +502,7 @@ def _unbacked_rows(tx: CatalogTx, facts: _Facts) -> list[Discrepancy]:
     _item_rows(tx, check, facts)
     _event_rows(tx, check)
     _replica_rows(tx, check, facts)
+    _worm_rows(tx, check, facts)
     serials = set()
     for backed in backing.recorder_rows(tx):
         rec = backed.row
@@ -613,3 +617,30 @@ def _replica_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
                 kind=K.MISSING_ROW, seq=seq, table="replicas",
                 detail=f"replicated entry {seq}: item {item[:16]} on {target} has no replicas "
                        "row"))
+
+
+def _worm_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
+    """A target's WORM standing lets its copies count, or not: it must be what the last
+    ``worm_checked`` entry for it says (an older, passing one would hide a failure)."""
+    standing: set[str] = set()
+    for backed in backing.worm_rows(tx):
+        row = backed.row
+        standing.add(row.target)
+        said = check.check("target_worm", row.target, backed, EventKind.WORM_CHECKED, None,
+                           {"target": row.target, "location": row.location,
+                            "passed": row.passed})
+        if said is not None:
+            check.differs("target_worm", row.target, backed.entry.seq,
+                          {"checked_at": (row.checked_at, backed.entry.at)})
+        latest = facts.worm.get(row.target)
+        if latest is not None and backed.entry.seq != latest:
+            check.problems.append(RowDiffers(
+                kind=K.ROW_DIFFERS, seq=latest, table="target_worm", key=row.target,
+                field="ledger_seq", found=backed.entry.seq, expected=latest,
+                detail=f"target_worm row {row.target} names entry {backed.entry.seq}, but the "
+                       f"last worm_checked entry for it is {latest}"))
+    for target, seq in sorted(facts.worm.items(), key=lambda kv: kv[1]):
+        if target not in standing:
+            check.problems.append(MissingRow(
+                kind=K.MISSING_ROW, seq=seq, table="target_worm",
+                detail=f"worm_checked entry {seq} ({target}) has no target_worm row"))

@@ -37,7 +37,14 @@ from .domain.records import (
     SpotResult,
     WindowCheck,
 )
-from .domain.status import Counts, JobRun, LockBehind, ReplicaStats, SessionSummary
+from .domain.status import (
+    Counts,
+    JobRun,
+    LockBehind,
+    ReplicaStats,
+    SessionSummary,
+    WormStanding,
+)
 from .integrity.ledger import UnreadableEntry
 
 
@@ -318,6 +325,15 @@ class CatalogTx(Protocol):
     def record_target_identity(
         self, target: str, location: str, identity: str, at: datetime
     ) -> None: ...
+
+    def worm_checked(self, target: str, *, location: str, passed: bool, at: datetime,
+                     ledger_seq: int) -> None: ...
+
+    def worm_standings(self) -> list[WormStanding]: ...
+
+    def worm_failed_targets(self) -> set[str]: ...
+
+    def worm_sample(self, target: str, location: str, *, limit: int) -> list[Replica]: ...
 
     def locks_behind(self, *, station: str | None = None) -> list[LockBehind]: ...
 

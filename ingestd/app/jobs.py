@@ -24,6 +24,7 @@ from ..usecases.retention import sweep
 from ..usecases.spotcheck import run_spot_checks
 from ..usecases.status import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB
 from ..usecases.windows import check_windows
+from ..usecases.worm import check_worm, promises_worm
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _overdue(report: CycleReport) -> str:
     return f", {len(report.overdue)} copies past their cycle (flagged)" if report.overdue else ""
 
 
-def _spot_check(st: Station) -> str:
+def _local_audit(st: Station) -> str:
     """The local audit cycle: the oldest re-hashes taken again (``audit.cycle``)."""
     sched = st.settings.scheduler
     report = audit_cycle(st, every=sched.audit, decode=1, at_least=sched.audit_sample,
@@ -143,6 +144,14 @@ def _spot_sample(st: Station) -> str:
     return report.summary()
 
 
+def _worm_check(st: Station) -> str:
+    """What ``targets check`` does: every target with Object Lock must show it holds."""
+    report = check_worm(st)
+    if not report.ok:
+        raise IntegrityError(f"WORM check: {report.summary()}")
+    return f"WORM check: {report.summary()}"
+
+
 def standard_jobs(station: Station) -> list[Job]:
     """The jobs this station runs, the window check first."""
     sched = station.settings.scheduler
@@ -159,7 +168,7 @@ def standard_jobs(station: Station) -> list[Job]:
         jobs.append(Job(name=AUDIT_OFFSITE_JOB, every=sched.audit_offsite,
                         func=_offsite_audit, first_delay=timedelta(minutes=20)))
     if sched.audit_sample:
-        jobs.append(Job(name=AUDIT_JOB, every=sched.audit, func=_spot_check,
+        jobs.append(Job(name=AUDIT_JOB, every=sched.audit, func=_local_audit,
                         first_delay=timedelta(minutes=5)))
     spot = station.settings.spotcheck
     if spot.per_officer:
@@ -169,6 +178,9 @@ def standard_jobs(station: Station) -> list[Job]:
                         func=_spot_sample, first_delay=timedelta(minutes=15)))
     jobs.append(Job(name=LEDGER_JOB, every=sched.ledger_verify, func=_ledger_check,
                     first_delay=timedelta(minutes=2)))
+    if promises_worm(station.settings) and sched.worm_check > timedelta(0):
+        jobs.append(Job(name="worm-check", every=sched.worm_check, func=_worm_check,
+                        first_delay=timedelta(minutes=3)))
     return jobs
 
 

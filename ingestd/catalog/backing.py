@@ -31,6 +31,7 @@ from .schema import (
     replicas,
     spot_checks,
     spot_reviews,
+    target_worm,
 )
 
 R = TypeVar("R")
@@ -147,6 +148,14 @@ class SpotReviewRow:
     result: str
     note: str
     check_seq: int | None  # the entry of the spot check it reviews (None: that row is gone)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WormRow:
+    target: str
+    location: str
+    passed: bool
+    checked_at: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,6 +297,14 @@ def spot_review_rows(tx: CatalogTx) -> Iterator[Backed[SpotReviewRow]]:
         yield Backed(entry=entry, row=SpotReviewRow(
             id=row["id"], item=row["item"], by=row["by"], result=row["result"],
             note=row["note"], check_seq=row["check_seq"]))
+
+
+def worm_rows(tx: CatalogTx) -> Iterator[Backed[WormRow]]:
+    """Each target's WORM standing, with the ``worm_checked`` entry it names."""
+    for row, entry in _stream(tx, target_worm):
+        yield Backed(entry=entry, row=WormRow(
+            target=row["target"], location=row["location"], passed=bool(row["passed"]),
+            checked_at=row["checked_at"]))
 
 
 def key_rows(tx: CatalogTx) -> Iterator[KeyRow]:

@@ -62,6 +62,7 @@ from ..domain.status import (
     ReplicaStats,
     SessionSummary,
     WaitingItem,
+    WormStanding,
 )
 from ..errors import Ambiguous, NotFound
 from ..integrity.ledger import UnreadableEntry
@@ -82,6 +83,7 @@ from .schema import (
     spot_checks,
     spot_reviews,
     target_identities,
+    target_worm,
 )
 
 # The statements run for every file ingested are built once: building one costs SQLAlchemy
@@ -1518,6 +1520,41 @@ class Tx:
                 target=target, location=location, identity=identity, recorded_at=format_time(at)
             )
         )
+
+    # -- WORM standing ----------------------------------------------------------------------
+
+    def worm_checked(self, target: str, *, location: str, passed: bool, at: datetime,
+                     ledger_seq: int) -> None:
+        """A WORM check of ``target`` ran, as its ``worm_checked`` entry ``ledger_seq`` says:
+        its standing is now that check's."""
+        values = {"location": location, "passed": passed, "checked_at": format_time(at),
+                  "ledger_seq": ledger_seq}
+        done = self.conn.execute(
+            update(target_worm).where(target_worm.c.target == target).values(**values))
+        if not done.rowcount:
+            self.conn.execute(insert(target_worm).values(target=target, **values))
+
+    def worm_standings(self) -> list[WormStanding]:
+        """Every target's standing from its last WORM check, by name."""
+        return [
+            WormStanding(target=row.target, location=row.location, passed=bool(row.passed),
+                         checked_at=parse_time(row.checked_at), ledger_seq=row.ledger_seq)
+            for row in self.conn.execute(select(target_worm).order_by(target_worm.c.target))
+        ]
+
+    def worm_failed_targets(self) -> set[str]:
+        """The targets whose last WORM check failed: no copy there counts as safe."""
+        return set(self.conn.execute(
+            select(target_worm.c.target).where(target_worm.c.passed.is_(False))).scalars())
+
+    def worm_sample(self, target: str, location: str, *, limit: int) -> list[Replica]:
+        """Up to ``limit`` copies on ``target``, made at ``location`` and verified, picked at
+        random, whose locks a WORM check reads back."""
+        return [_replica(row) for row in self.conn.execute(
+            select(replicas)
+            .where(replicas.c.target == target, replicas.c.location == location,
+                   replicas.c.state == _VERIFIED)
+            .order_by(func.random()).limit(limit)).mappings()]
 
     def locks_behind(self, *, station: str | None = None) -> list[LockBehind]:
         """Replicas with an object off-site (verified once, whatever happened since) whose lock

@@ -236,6 +236,18 @@ target_identities = Table(
     Column("recorded_at", Time, nullable=False),
 )
 
+#: Each target's standing from its last WORM check, made by that check's ``worm_checked``
+#: entry: a target that failed holds no copy that counts as safe until it passes again.
+target_worm = Table(
+    "target_worm",
+    metadata,
+    Column("target", String(64), primary_key=True),
+    Column("location", Text, nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("checked_at", Time, nullable=False),
+    Column("ledger_seq", BigInteger, nullable=False),
+)
+
 checkpoints = Table(
     "checkpoints",
     metadata,

@@ -26,6 +26,7 @@ from . import (  # noqa: F401, E402 - importing registers the commands
     simulate,
     spotcheck,
     status,
+    targets,
 )
 from .base import begin_output, cli, err_console, esc, json_printed, print_json
 

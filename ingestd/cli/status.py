@@ -53,6 +53,13 @@ def status(app: AppContext, as_json: bool) -> None:
         _print_docks(state.docks)
     for name, t in state.targets.items():
         _print_target(name, t)
+    for name, standing in state.worm.items():
+        if standing.passed:
+            console.print(f"target {esc(name)}: WORM held at {_shown(standing.checked_at)}")
+        else:
+            console.print(f"target {esc(name)}: [bold red]CRITICAL: WORM check FAILED[/] at "
+                          f"{_shown(standing.checked_at)}: its copies do not count as safe "
+                          f"(entry {standing.ledger_seq})")
     for key, check in state.checks.named():
         label = _CHECK_LABELS[key]
         if check is None:

@@ -53,6 +53,7 @@ class EventKind(StrEnum):
     TIME_RULE = "time_rule"
     SPOT_CHECKED = "spot_checked"  # sampled: re-hashed and decoded end to end
     SPOT_REVIEWED = "spot_reviewed"  # a supervisor played a spot-checked item back
+    WORM_CHECKED = "worm_checked"  # a target's WORM check: what was tried, what happened
 
 
 class RetentionClass(StrEnum):

@@ -325,16 +325,26 @@ def retention_reason(*, granted: Retention, recorded_end: datetime, stored_at: d
     return RetentionReason(rule=RetentionRule.EVIDENCE, since=since, period=period)
 
 
+def safe_copies(proven: AbstractSet[str], *, worm_failed: AbstractSet[str]) -> frozenset[str]:
+    """The targets whose proven copy of an item counts as safe: a copy on a target whose last
+    WORM check let a deletion or a shorter retention through (``worm_failed``) could be
+    deleted by whoever holds the bucket's keys, so it counts for nothing until the target
+    passes again."""
+    return frozenset(proven) - frozenset(worm_failed)
+
+
 def may_evict(*, required: AbstractSet[str], proven: AbstractSet[str], stored_at: datetime,
               now: datetime, local_keep: timedelta, hold: bool, local_present: bool,
-              ours: bool) -> bool:
+              ours: bool, worm_failed: AbstractSet[str] = frozenset()) -> bool:
     """Whether an item may leave the local store, which is a cache of what is safe off-site.
 
     Only when every required target holds a proven copy (``proven``: its bytes read back and
     hashed to the item, at the location the target has now; with no required target nothing is
-    safe off-site), it was stored ``local_keep`` or longer before ``now``, it is not on legal
-    hold, it is still here, and this station stored it (``ours``)."""
-    return (bool(required) and required <= proven and stored_at + local_keep <= now
+    safe off-site) and is not failing its WORM check (``worm_failed``, see
+    :func:`safe_copies`), it was stored ``local_keep`` or longer before ``now``, it is not on
+    legal hold, it is still here, and this station stored it (``ours``)."""
+    safe = safe_copies(proven, worm_failed=worm_failed)
+    return (bool(required) and required <= safe and stored_at + local_keep <= now
             and not hold and local_present and ours)
 
 
@@ -405,6 +415,7 @@ class WipeBar(StrEnum):
     NO_REQUIRED_TARGET = "no-required-target"  # off-site proof asked for, and nowhere to prove
     NOT_VERIFIED = "not-verified"  # the file's bytes are not a verified item in the store
     NOT_PROVEN = "not-proven"  # a required target holds no proven copy of its item
+    WORM_FAILED = "worm-failed"  # a required target's copy is proven, but its WORM check failed
 
 
 def recorder_wipe_bar(*, mode: WipeMode, fs_check: FsCheck, fusefat: bool,
@@ -439,14 +450,16 @@ def wipe_bar(*, mode: WipeMode, required: AbstractSet[str]) -> WipeBar | None:
 
 
 def file_wipe_bar(*, mode: WipeMode, required: AbstractSet[str], verified: bool,
-                  proven: AbstractSet[str]) -> WipeBar | None:
+                  proven: AbstractSet[str],
+                  worm_failed: AbstractSet[str] = frozenset()) -> WipeBar | None:
     """Why one file on a recorder must not be deleted (None: it may, provided what is there
     still hashes to its item when it is deleted).
 
     ``verified``: the file's bytes were read back from the local store and hashed to its item
     (the acquisition stored them, or found them stored); ``proven``: the targets that hold a
     proven copy of the item, which only ``after-offsite-verify`` asks for (every required one,
-    as the retention sweep asks before an item leaves the local store)."""
+    as the retention sweep asks before an item leaves the local store), bar those on a target
+    failing its WORM check (``worm_failed``, see :func:`safe_copies`)."""
     bar = wipe_bar(mode=mode, required=required)
     if bar is not None:
         return bar
@@ -454,6 +467,8 @@ def file_wipe_bar(*, mode: WipeMode, required: AbstractSet[str], verified: bool,
         return WipeBar.NOT_VERIFIED
     if mode.needs_offsite_proof and not required <= proven:
         return WipeBar.NOT_PROVEN
+    if mode.needs_offsite_proof and not required <= safe_copies(proven, worm_failed=worm_failed):
+        return WipeBar.WORM_FAILED
     return None
 
 
@@ -461,6 +476,70 @@ def local_time(moment: datetime, tz: tzinfo) -> str:
     """A moment as the station's people read it: in ``tz``, to the second, with its offset
     (``2026-12-01 22:00:00+08:00``)."""
     return moment.astimezone(tz).isoformat(sep=" ", timespec="seconds")
+
+
+# -- WORM check ------------------------------------------------------------------------------
+
+#: The WORM check's canary object is locked (COMPLIANCE) this long ahead...
+CANARY_LOCK = timedelta(days=7)
+#: ...and its lock is renewed (extended) once less than this is left.
+CANARY_RENEW = timedelta(days=3)
+#: The attempt to shorten the canary's retention asks for this much less than it has.
+CANARY_SHORTEN = timedelta(days=1)
+
+
+def canary_lock_due(retain_until: datetime | None, now: datetime) -> datetime | None:
+    """The retain-until date to give the canary now, or None if its lock is far enough ahead.
+    A canary that carries no COMPLIANCE date (``None``) is given one."""
+    if retain_until is None or retain_until - now < CANARY_RENEW:
+        return now + CANARY_LOCK
+    return None
+
+
+class WormProbe(StrEnum):
+    """What a WORM check tries, or reads."""
+
+    CANARY = "canary"  # write (or find) the canary locked under COMPLIANCE
+    DELETE = "delete"  # delete the canary's locked version: must be refused
+    SHORTEN = "shorten"  # shorten the canary's retention: must be refused
+    SAMPLE = "sample"  # read back the lock of a real copy: must be what the catalog expects
+
+
+@dataclass(frozen=True, kw_only=True)
+class WormAttempt:
+    """One thing a WORM check tried and what happened. ``held``: WORM held (the deletion or
+    shortening was refused, the lock read back as expected); ``detail`` says what the server
+    did or answered."""
+
+    probe: WormProbe
+    held: bool
+    detail: str
+    item: str | None = None
+
+
+def lock_problem(*, expected_until: datetime | None, expected_hold: bool,
+                 mode: str | None, until: datetime | None, hold: bool) -> str | None:
+    """Why the lock a server reports for a copy is not the lock the catalog recorded for it
+    (None: it is at least that). A retain-until later than recorded is fine (locks are only
+    ever extended); any other mode than COMPLIANCE, an earlier date or a missing legal hold is
+    not."""
+    if expected_until is not None:
+        if mode != "COMPLIANCE":
+            return f"mode {mode or 'none'}, expected COMPLIANCE"
+        if until is None or until < expected_until.replace(microsecond=0):
+            shown = until.isoformat() if until else "none"
+            return f"retained until {shown}, expected {expected_until.isoformat()} or later"
+    if expected_hold and not hold:
+        return "no legal hold, expected one"
+    return None
+
+
+def worm_passed(attempts: Sequence[WormAttempt]) -> bool:
+    """A WORM check passes only if it tried the canary, its deletion and its shortening, and
+    every attempt held: one that succeeded where it must fail is a failure."""
+    tried = {a.probe for a in attempts}
+    needed = {WormProbe.CANARY, WormProbe.DELETE, WormProbe.SHORTEN}
+    return needed <= tried and all(a.held for a in attempts)
 
 
 def parse_utc_offset(text: str) -> tzinfo:

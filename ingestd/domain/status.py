@@ -141,3 +141,21 @@ class LockBehind:
     item_hold: bool
     retention_class: RetentionClass
     recorded_start: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class WormStanding:
+    """A target's standing from its last WORM check (``targets check``): ``passed`` False
+    means the server let a deletion or a shorter retention through, or showed a copy locked
+    less than the catalog recorded, and no copy there counts as safe until it passes again.
+    ``ledger_seq`` names the ``worm_checked`` entry that says so."""
+
+    target: str
+    location: str
+    passed: bool
+    checked_at: datetime
+    ledger_seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "location": self.location, "passed": self.passed,
+                "checked_at": format_time(self.checked_at), "ledger_seq": self.ledger_seq}

@@ -11,12 +11,14 @@ what the server answers, and report a mismatch rather than count the copy. Such 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from ..domain.models import is_sha256
+from ..domain.policy import WormAttempt
 
 CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -88,6 +90,28 @@ def directory_location(path: Path, prefix: str) -> str:
     """Where a directory target keeps its copies, as recorded with each replica."""
     parts = [p for p in prefix.split("/") if p]
     return f"dir:{Path(path).joinpath(*parts)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockSample:
+    """A real copy whose lock a WORM check reads back: the item, and the lock the catalog
+    recorded for its copy on the target."""
+
+    sha256: str
+    lock: Lock
+
+
+class WormTarget(Protocol):
+    """A target that promises WORM (``object_lock = true``) and can be asked to prove it."""
+
+    name: str
+    location: str
+
+    def check_worm(self, samples: Sequence[LockSample], now: datetime) -> list[WormAttempt]:
+        """Write (once, then reuse) a COMPLIANCE-locked canary, its lock renewed as
+        ``policy.canary_lock_due`` says; try to delete its locked version and to shorten its
+        retention; read back the lock of each sample. Returns what was tried and what
+        happened; raises TargetUnreachable if the server could not be asked."""
 
 
 class Target(Protocol):

@@ -38,7 +38,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -56,6 +56,8 @@ from botocore.exceptions import (
 from s3transfer.futures import TransferFuture
 from s3transfer.subscribers import BaseSubscriber
 
+from ingestd.domain import policy
+from ingestd.domain.policy import WormAttempt, WormProbe
 from ingestd.domain.text import redact_url, redact_urls
 from ingestd.errors import (
     IngestdError,
@@ -68,6 +70,7 @@ from ingestd.targets import (
     CHECKPOINT_NAME,
     CheckpointVersion,
     Lock,
+    LockSample,
     RemoteObject,
     require_checkpoint_name,
     require_sha256,
@@ -355,7 +358,152 @@ class S3Target:
 
         return self._asking("get checkpoint", key, once)
 
+    def canary_key(self) -> str:
+        return self._key("worm", "canary")
+
+    def check_worm(self, samples: Sequence[LockSample], now: datetime) -> list[WormAttempt]:
+        """Prove the bucket holds WORM (see ``WormTarget``): every attempt is judged by what
+        the server holds afterwards, not only by its answer."""
+        return self._asking("check WORM", None, lambda: self._check_worm_once(samples, now))
+
     # -- steps ------------------------------------------------------------------------------
+
+    def _check_worm_once(self, samples: Sequence[LockSample], now: datetime
+                         ) -> list[WormAttempt]:
+        attempts: list[WormAttempt] = []
+        key = self.canary_key()
+        canary = self._canary(key, now)
+        attempts.append(canary.attempt)
+        if canary.version is not None or canary.attempt.held:
+            deleted = self._try_delete(key, canary.version)
+            attempts.append(deleted)
+            if deleted.held:
+                attempts.append(self._try_shorten(key, canary.version))
+        for sample in samples:
+            attempts.append(self._sample_lock(sample))
+        return attempts
+
+    def _canary(self, key: str, now: datetime) -> _Canary:
+        """The canary, locked under COMPLIANCE, written if it is not there (or was deleted),
+        its lock extended when it nears its date."""
+        head = self._head(key)
+        if head is None:
+            body = b"ingestd WORM canary: this object must not be deletable before its date\n"
+            digest = hashlib.sha256(body).hexdigest()
+            until = _whole_second_up(now + policy.CANARY_LOCK)
+            try:
+                self._put_bytes(key, body, digest, None, content_type="text/plain")
+            except ClientError as exc:
+                return _Canary(attempt=WormAttempt(
+                    probe=WormProbe.CANARY, held=False,
+                    detail=f"the canary could not be stored ({_describe(exc)})"), version=None)
+            head = self._head(key)
+            if head is None:
+                raise self._error("the canary vanished after it was stored", key)
+            written = f"written as version {head.get('VersionId') or 'none'}"
+        else:
+            until = None
+            written = f"version {head.get('VersionId') or 'none'} reused"
+        raw = head.get("VersionId")
+        version = None if raw in (None, "null") else raw
+        due = until or policy.canary_lock_due(_compliance_until(head), now)
+        if due is not None:
+            retention: PutObjectRetentionRequestTypeDef = {
+                "Bucket": self.bucket, "Key": key,
+                "Retention": {"Mode": "COMPLIANCE", "RetainUntilDate": _whole_second_up(due)}}
+            if version:
+                retention["VersionId"] = version
+            try:
+                self._client.put_object_retention(**retention)
+            except ClientError as exc:
+                return _Canary(attempt=WormAttempt(
+                    probe=WormProbe.CANARY, held=False,
+                    detail=f"{written}; the server would not lock it ({_describe(exc)})"),
+                    version=version)
+            head = self._head(key) or head
+        locked = _compliance_until(head)
+        if locked is None or locked <= now:
+            return _Canary(attempt=WormAttempt(
+                probe=WormProbe.CANARY, held=False,
+                detail=f"{written}; the server reports it {head.get('ObjectLockMode') or 'not'}"
+                       f" locked until {head.get('ObjectLockRetainUntilDate')}"),
+                version=version)
+        return _Canary(attempt=WormAttempt(
+            probe=WormProbe.CANARY, held=True,
+            detail=f"{written}; COMPLIANCE until {locked.isoformat()}"), version=version)
+
+    def _version_head(self, key: str, version: str | None) -> HeadObjectOutputTypeDef | None:
+        if version is None:
+            return self._head(key)
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=key, VersionId=version)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES or _status(exc) in (400, 404, 405):
+                return None
+            raise
+
+    def _try_delete(self, key: str, version: str | None) -> WormAttempt:
+        """Delete the canary's locked version: WORM holds if it is still there afterwards."""
+        try:
+            if version:
+                self._client.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+            else:
+                self._client.delete_object(Bucket=self.bucket, Key=key)
+            answer = "the server accepted the deletion"
+        except ClientError as exc:
+            answer = f"refused ({_describe(exc)})"
+        there = self._version_head(key, version) is not None
+        shown = version or "the current version"
+        if there:
+            return WormAttempt(probe=WormProbe.DELETE, held=True,
+                               detail=f"deleting {shown}: {answer}; it is still there")
+        return WormAttempt(probe=WormProbe.DELETE, held=False,
+                           detail=f"deleting {shown}: {answer}; it is gone")
+
+    def _try_shorten(self, key: str, version: str | None) -> WormAttempt:
+        """Shorten the canary's COMPLIANCE retention: WORM holds if its date did not move."""
+        before = self._version_head(key, version)
+        held_until = _compliance_until(before) if before is not None else None
+        if held_until is None:
+            return WormAttempt(probe=WormProbe.SHORTEN, held=False,
+                               detail="the canary carries no COMPLIANCE date to shorten")
+        shorter = held_until - policy.CANARY_SHORTEN
+        retention: PutObjectRetentionRequestTypeDef = {
+            "Bucket": self.bucket, "Key": key,
+            "Retention": {"Mode": "COMPLIANCE", "RetainUntilDate": shorter}}
+        if version:
+            retention["VersionId"] = version
+        try:
+            self._client.put_object_retention(**retention)
+            answer = "the server accepted it"
+        except ClientError as exc:
+            answer = f"refused ({_describe(exc)})"
+        after = self._version_head(key, version)
+        until = _compliance_until(after) if after is not None else None
+        what = (f"shortening from {held_until.isoformat()} to {shorter.isoformat()}: {answer}; "
+                f"now {until.isoformat() if until else 'none'}")
+        if until is not None and until >= held_until:
+            return WormAttempt(probe=WormProbe.SHORTEN, held=True, detail=what)
+        return WormAttempt(probe=WormProbe.SHORTEN, held=False, detail=what)
+
+    def _sample_lock(self, sample: LockSample) -> WormAttempt:
+        key = self.item_key(sample.sha256)
+        head = self._head(key)
+        if head is None:
+            return WormAttempt(probe=WormProbe.SAMPLE, held=False, item=sample.sha256,
+                               detail=f"no object at {key}")
+        problem = policy.lock_problem(
+            expected_until=sample.lock.retain_until, expected_hold=sample.lock.legal_hold,
+            mode=head.get("ObjectLockMode"), until=head.get("ObjectLockRetainUntilDate"),
+            hold=head.get("ObjectLockLegalHoldStatus") == "ON")
+        until = head.get("ObjectLockRetainUntilDate")
+        found = (f"{head.get('ObjectLockMode') or 'no lock'} until "
+                 f"{until.isoformat() if until else 'none'}")
+        if problem is None:
+            return WormAttempt(probe=WormProbe.SAMPLE, held=True, item=sample.sha256,
+                               detail=found)
+        return WormAttempt(probe=WormProbe.SAMPLE, held=False, item=sample.sha256,
+                           detail=f"{found}: {problem}")
 
     def _check_once(self) -> None:
         try:
@@ -848,6 +996,12 @@ class _VerifyingReader:
             f"{self._path} {what}, expected {self._size} bytes with {self._sha256}: "
             "not replicating a damaged copy"
         )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Canary:
+    attempt: WormAttempt
+    version: str | None
 
 
 class _KnownSize:

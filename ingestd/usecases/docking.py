@@ -482,8 +482,9 @@ class DockCoordinator:
         mode = self._wipe_mode
         proven = (tx.proven_targets(acq.item, target_locations(self.settings))
                   if mode.needs_offsite_proof else set())
+        worm_failed = tx.worm_failed_targets() if mode.needs_offsite_proof else set()
         return policy.file_wipe_bar(
-            mode=mode, required=self._required(), proven=proven,
+            mode=mode, required=self._required(), proven=proven, worm_failed=worm_failed,
             verified=acq.state in (AcquisitionState.STORED, AcquisitionState.KNOWN))
 
     def _wipe_one(self, root: Path, acq: Acquisition) -> int:

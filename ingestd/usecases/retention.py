@@ -3,7 +3,8 @@
 An item leaves the local store only when every required target holds a proven copy (its bytes
 read back and hashed to the item, at upload with ``readback`` or by an off-site audit since, at
 the location the target has now), it was stored longer ago than ``retention.local_keep``, and
-it is not on legal hold. A copy only counted as sent (the server's word) is not enough.
+it is not on legal hold. A copy only counted as sent (the server's word) is not enough, nor
+one on a target whose last WORM check failed (``usecases/worm``).
 Off-site copies are never deleted by ingestd: their WORM lock runs out on its own at the
 retain-until date.
 Each eviction is a signed ledger event; ``verify`` and ``show`` still find the item, and the
@@ -43,11 +44,11 @@ class SweepReport:
 
 
 def _may_evict(station: Station, item: Item, *, required: set[str],
-               proven: set[str], now: datetime) -> bool:
+               proven: set[str], worm_failed: set[str], now: datetime) -> bool:
     """The domain's answer for one item (see the module's docstring)."""
     return policy.may_evict(
-        required=required, proven=proven, stored_at=item.stored_at, now=now,
-        local_keep=station.settings.retention.local_keep, hold=item.hold,
+        required=required, proven=proven, worm_failed=worm_failed, stored_at=item.stored_at,
+        now=now, local_keep=station.settings.retention.local_keep, hold=item.hold,
         local_present=item.local_present, ours=item.station == station.name)
 
 
@@ -66,7 +67,9 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
         sha = item.sha256
         with station.catalog.read() as tx:
             held_offsite = tx.proven_targets(sha, locations)
-        if not _may_evict(station, item, required=required, proven=held_offsite, now=now):
+            worm_failed = tx.worm_failed_targets()
+        if not _may_evict(station, item, required=required, proven=held_offsite,
+                          worm_failed=worm_failed, now=now):
             report.kept += 1
             continue
         entry = {"sha256": sha, "size": item.size, "targets": sorted(held_offsite)}
@@ -84,7 +87,8 @@ def sweep(station: Station, *, dry_run: bool = False, actor: str = "ingestd") ->
                 now_item = tx.item(sha)
                 if now_item is None or not _may_evict(
                         station, now_item, required=required,
-                        proven=tx.proven_targets(sha, locations), now=now):
+                        proven=tx.proven_targets(sha, locations),
+                        worm_failed=tx.worm_failed_targets(), now=now):
                     report.kept += 1
                     continue
                 station.custody.record(

@@ -9,13 +9,13 @@ gone is shown interrupted (the next ingest records it so).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..domain.canonical import format_time
-from ..domain.status import Counts, JobRun, ReplicaStats, SessionSummary
+from ..domain.status import Counts, JobRun, ReplicaStats, SessionSummary, WormStanding
 from ..station import Station
 from .ingest import session_abandoned
 
@@ -133,6 +133,9 @@ class StationStatus:
     checks: Checks
     #: by target, in the configuration's order
     targets: Mapping[str, ReplicaStats]
+    #: each configured target's standing from its last WORM check (``targets check``), by
+    #: name; one that failed is critical: its copies count as safe for nothing
+    worm: Mapping[str, WormStanding] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         counts = self.counts
@@ -147,6 +150,8 @@ class StationStatus:
             "jobs": [run.to_json() for run in self.jobs],
             "checks": self.checks.to_json(),
             "targets": {name: stats.to_json() for name, stats in self.targets.items()},
+            "worm": {name: {**standing.to_json(), "critical": not standing.passed}
+                     for name, standing in self.worm.items()},
         }
 
 
@@ -160,6 +165,9 @@ def status(station: Station) -> StationStatus:
         recorders = len(tx.list_recorders())
         targets = tx.replica_stats([t.name for t in station.settings.targets],
                                   station=station.name)
+        configured = [t.name for t in station.settings.targets]
+        standings = {s.target: s for s in tx.worm_standings()}
+        worm = {name: standings[name] for name in configured if name in standings}
     disk = station.store.disk()
     return StationStatus(
         station=station.name,
@@ -171,4 +179,5 @@ def status(station: Station) -> StationStatus:
         jobs=tuple(jobs),
         checks=Checks.of(jobs),
         targets=targets,
+        worm=worm,
     )

@@ -116,8 +116,10 @@ def test_its_json_is_what_the_catalog_holds(station: Station, tmp_path: Path) ->
         "id", "serial", "source", "state", "docked_at", "finished_at", "files_new",
         "files_known", "files_failed", "files_skipped", "error")},
         "skipped": {"unmatched": 1}, "process_gone": False}
+    # the WORM standing came later, as a key of its own: the others are as they were
     assert list(doc) == ["station", "store", "items", "acquisitions", "recorders", "docks",
-                         "jobs", "checks", "targets"]
+                         "jobs", "checks", "targets", "worm"]
+    assert doc["worm"] == {}  # a directory target promises no WORM, and none was checked
     with station.catalog.read() as tx:
         deadlines = {format_time(listed.item.replication_deadline)
                      for listed in tx.search_items()}

@@ -16,6 +16,7 @@ tests that knows the catalog's tables; ``tests/support/damage.py`` flips bits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from click.testing import CliRunner
@@ -40,6 +41,9 @@ from ingestd.simulate import make_clip
 from ingestd.station import Station
 from ingestd.usecases import registry
 from ingestd.usecases.home import init_home
+
+if TYPE_CHECKING:
+    from tests.support.servers import S3Endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The console script installed next to the interpreter running the tests (.venv/bin/ingestd).
@@ -508,3 +512,30 @@ def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
     finally:
         admin.dispose()
     return make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+
+
+# -- S3 servers: one of each per test module that asks (tests/support/servers.py) --------------
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[S3Endpoint]:
+    """A moto S3 server over HTTP, for one test module."""
+    from tests.support.servers import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """A one-node Ceph RADOS Gateway, for one test module: skipped when Ceph is not installed,
+    an error when it is installed but fails."""
+    from tests.support.servers import ServiceUnavailable, ceph_rgw
+
+    stack = contextlib.ExitStack()
+    try:
+        endpoint = stack.enter_context(ceph_rgw(tmp_path_factory.mktemp("ceph")))
+    except ServiceUnavailable as exc:
+        pytest.skip(f"Ceph RGW not installed: {exc}")
+    with stack:
+        yield endpoint

@@ -23,7 +23,6 @@ from tests.integration.test_replicate import (
     credentials,  # noqa: F401 - credentials for the moto server
     item_key,
     make_home,
-    moto,  # noqa: F401 - the module's moto server
     s3,  # noqa: F401 - a raw boto3 client on it
     s3_target,
     versions,

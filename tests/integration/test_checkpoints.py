@@ -28,7 +28,6 @@ from tests.integration.test_replicate import (
     clips,  # noqa: F401
     credentials,  # noqa: F401
     make_home,
-    moto,  # noqa: F401
     s3,  # noqa: F401
     station,  # noqa: F401
 )

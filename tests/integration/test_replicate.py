@@ -54,7 +54,7 @@ from ingestd.station import Station, system_clock
 from tests.support import catalog
 from tests.support.damage import flip_bit
 from tests.support.flipping_proxy import FlippingProxy, RelayServer, never, object_puts
-from tests.support.servers import S3Endpoint, moto_server
+from tests.support.servers import S3Endpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -304,12 +304,6 @@ def _answer(handler: BaseHTTPRequestHandler, status: int, body: bytes,
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[S3Endpoint]:
-    with moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ The station side is the same as in ``test_replicate.py`` (real clips, ``ingestd 
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,23 +36,12 @@ from tests.integration.test_replicate import (
     write_credentials,
 )
 from tests.support import catalog
-from tests.support.servers import S3Endpoint, ServiceUnavailable, ceph_rgw
+from tests.support.servers import S3Endpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
-    stack = contextlib.ExitStack()
-    try:
-        endpoint = stack.enter_context(ceph_rgw(tmp_path_factory.mktemp("ceph")))
-    except ServiceUnavailable as exc:  # not installed: skip; installed but failing: an error
-        pytest.skip(f"Ceph RGW not installed: {exc}")
-    with stack:
-        yield endpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ what passes and records which access key signed each request.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import http.client
 import ipaddress
@@ -41,7 +40,7 @@ from ingestd.targets import Lock, Target
 from ingestd.targets.s3 import S3Target
 from tests.support.damage import flipped
 from tests.support.flipping_proxy import FlippingProxy, RelayServer, never, object_puts
-from tests.support.servers import S3Endpoint, ServiceUnavailable, ceph_rgw, moto_server
+from tests.support.servers import S3Endpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -67,12 +66,6 @@ def blobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ClipFile]:
 def small(tmp_path: Path) -> ClipFile:
     """Fresh bytes for each test, so that tests sharing a bucket prefix cannot meet."""
     return random_file(tmp_path / f"blob-{SMALL}", SMALL)
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[S3Endpoint]:
-    with moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(scope="module")
@@ -989,17 +982,6 @@ def test_bandwidth_limit_slows_the_upload(
 
 
 # -- Ceph RADOS Gateway --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
-    stack = contextlib.ExitStack()
-    try:
-        endpoint = stack.enter_context(ceph_rgw(tmp_path_factory.mktemp("ceph")))
-    except ServiceUnavailable as exc:  # not installed: skip; installed but failing: an error
-        pytest.skip(f"Ceph RGW not installed: {exc}")
-    with stack:
-        yield endpoint
 
 
 @pytest.fixture(scope="module")

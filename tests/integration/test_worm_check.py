@@ -9,9 +9,7 @@ by it, which ``ledger verify`` checks.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -40,7 +38,7 @@ from tests.integration.test_replicate import (
     write_credentials,
 )
 from tests.support import catalog
-from tests.support.servers import S3Endpoint, ServiceUnavailable, ceph_rgw, moto_server
+from tests.support.servers import S3Endpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -48,23 +46,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration]
 
 CANARY = f"{PREFIX}/worm/canary"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[S3Endpoint]:
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
-    stack = contextlib.ExitStack()
-    try:
-        endpoint = stack.enter_context(ceph_rgw(tmp_path_factory.mktemp("ceph")))
-    except ServiceUnavailable as exc:  # not installed: skip; installed but failing: an error
-        pytest.skip(f"Ceph RGW not installed: {exc}")
-    with stack:
-        yield endpoint
 
 
 def check(home: Path, *, ok: bool) -> dict[str, Any]:

@@ -89,6 +89,12 @@ from .schema import (
 # The statements run for every file ingested are built once: building one costs SQLAlchemy
 # more than running it on SQLite.
 _HEAD = select(ledger.c.seq, ledger.c.entry_hash).order_by(ledger.c.seq.desc()).limit(1)
+_HASHES_AFTER = (
+    select(ledger.c.seq, ledger.c.entry_hash)
+    .where(ledger.c.seq > bindparam("after"))
+    .order_by(ledger.c.seq)
+    .limit(bindparam("batch"))
+)
 _ENTRIES_AFTER = (
     select(ledger)
     .where(ledger.c.seq > bindparam("after"))
@@ -487,6 +493,18 @@ class Tx:
             if len(rows) < batch:
                 return
             last = int(rows[-1]["seq"])
+
+    def entry_hashes(self, *, upto: int, batch: int = 50000) -> Iterator[tuple[int, str]]:
+        """Each entry's sequence and hash up to ``upto``, in order (the Merkle tree's leaves)."""
+        last = 0
+        query = _HASHES_AFTER.where(ledger.c.seq <= upto)
+        while True:
+            rows = self.conn.execute(query, {"after": last, "batch": batch}).all()
+            for row in rows:
+                yield int(row.seq), str(row.entry_hash)
+            if len(rows) < batch:
+                return
+            last = int(rows[-1].seq)
 
     def entries_of_kinds(
         self, kinds: Sequence[str], *, station: str | None = None

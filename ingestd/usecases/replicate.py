@@ -39,12 +39,12 @@ from ..integrity.ledger import KeyChain
 from ..station import Station
 from ..targets import CheckpointVersion, Lock, RemoteObject, Target
 from ..targets.factory import build_targets
+from .checkpoints import sign_checkpoint
 from .flags import set_flag
 
 log = logging.getLogger(__name__)
 
 K = DiscrepancyKind
-CHECKPOINT_VERSION = 2  # 2: carries the pinned fingerprint of the ledger's first key
 
 
 def prove_place(station: Station, target: Target, *, adopt: bool = True) -> None:
@@ -436,18 +436,12 @@ class Replicator:
         fork, or entries this ledger lacks: a home restored from an older copy) gets none: we
         would publish a history that contradicts what the target already witnesses."""
         station = self.station
-        station.custody.check_signing_key()
         station.custody.sync_mirror()
+        signed = sign_checkpoint(station)
+        seq, head = signed.seq, signed.head_hash
         with station.catalog.read() as tx:
-            seq, head = tx.ledger_head()
             keys = station.custody.trusted_keys(tx)
         now = station.clock()
-        body = {"version": CHECKPOINT_VERSION, "station": station.name, "seq": seq,
-                "head_hash": head, "at": format_time(now), "key_id": station.key.key_id,
-                "genesis_fingerprint": station.custody.pin}
-        data = canonical_bytes(body)
-        signed = canonical_bytes({"checkpoint": body, "signature": station.key.sign(data),
-                                  "public_key": station.key.public.hex})
         name = checkpoint_name(station.name, seq)
         lock = Lock(retain_until=long_term_until(now))
         sent: list[str] = []
@@ -467,7 +461,7 @@ class Replicator:
                     continue
                 if last is not None and last.seq == seq:
                     continue  # nothing new since the last one: a checkpoint is never rewritten
-                target.put_checkpoint(name, signed, lock)
+                target.put_checkpoint(name, signed.to_bytes(), lock)
             except TargetError as exc:
                 errors.append(exc.message)
                 failed.add(target.name)

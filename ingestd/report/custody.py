@@ -93,9 +93,19 @@ def _environment(tz: tzinfo) -> jinja2.Environment:
     env.filters["local"] = lambda moment: local_time(moment, tz) if moment else "—"
     env.filters["size"] = human_size
     env.filters["duration"] = _duration
+    env.filters["css_string"] = _css_string
     env.globals["OK"] = Outcome.OK
     env.globals["FAILED"] = Outcome.FAILED
     return env
+
+
+def _css_string(value: str) -> str:
+    """``value`` for the inside of a quoted CSS string: anything but a letter, digit, dot,
+    dash or underscore as a CSS escape, so it can neither end the string nor the style."""
+    from markupsafe import Markup
+
+    return Markup("".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-")
+                          else f"\\{ord(ch):06x}" for ch in value))
 
 
 def _duration(seconds: Any) -> str:

@@ -121,6 +121,7 @@ def test_the_pdf_text_has_the_chinese_names_hashes_and_events(rendered: Rendered
     assert "+08:00" in text
     pages = int(re.findall(r"page \d+ of (\d+)", text)[0])
     assert f"page {pages} of {pages}" in text and "第 1 页" in text
+    assert text.count("How to verify: see VERIFY.txt") == pages  # every page's footer
 
 
 def test_each_item_has_its_whole_custody_in_order(rendered: Rendered) -> None:

@@ -1,0 +1,1 @@
+"""Documents rendered for people: the custody report of an export package."""

@@ -503,6 +503,7 @@ def _unbacked_rows(tx: CatalogTx, facts: _Facts) -> list[Discrepancy]:
     _event_rows(tx, check)
     _replica_rows(tx, check, facts)
     _worm_rows(tx, check, facts)
+    _case_rows(tx, check)
     serials = set()
     for backed in backing.recorder_rows(tx):
         rec = backed.row
@@ -644,3 +645,27 @@ def _worm_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
             check.problems.append(MissingRow(
                 kind=K.MISSING_ROW, seq=seq, table="target_worm",
                 detail=f"worm_checked entry {seq} ({target}) has no target_worm row"))
+
+
+def _case_rows(tx: CatalogTx, check: _Backing) -> None:
+    """A closed case starts its archive window, and its archive ends it: each as its entry
+    says."""
+    for backed in backing.case_rows(tx):
+        row = backed.row
+        check.check("cases", row.case_no, backed, EventKind.CASE_CLOSED, None,
+                    {"case": row.case_no, "closed_at": row.closed_at})
+        if row.archive is None:
+            if row.archived_at is not None:
+                check.problems.append(UnbackedRow(
+                    kind=K.UNBACKED_ROW, table="cases", key=row.case_no,
+                    detail=f"cases row {row.case_no} says it was archived, and names no "
+                           "case_archived entry"))
+            continue
+        said = check.check("cases", row.case_no, backing.Backed(row=row, entry=row.archive),
+                           EventKind.CASE_ARCHIVED, None,
+                           {"case": row.case_no, "location": row.archive_location,
+                            "package": row.archive_package})
+        if said is not None:
+            check.differs("cases", row.case_no, row.archive.seq,
+                          {"archived_at": (row.archived_at, row.archive.at)})
+    check.rows_present(tx, EventKind.CASE_CLOSED, backing.BackedTable.CASES)

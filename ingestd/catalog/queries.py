@@ -1913,8 +1913,10 @@ class Tx:
             "officer": func.coalesce(current.c.officer, items.c.officer),
             "recorder": items.c.recorder,
         }
+        officer = func.coalesce(current.c.officer, items.c.officer)
         period = (
-            select(items.c.sha256.label("sha"), keys[by].label("key"), items.c.duration)
+            select(items.c.sha256.label("sha"), keys[by].label("key"), items.c.duration,
+                   current.c.party, officer.label("officer"))
             .select_from(items.outerjoin(current, current.c.id == latest))
             .where(items.c.recorded_start >= format_time(since),
                    items.c.recorded_start < format_time(until))
@@ -1953,8 +1955,19 @@ class Tx:
                              .outerjoin(review, review.c.id == last_review))
                 .group_by(key, status)):
             out[str(row.key)]["spot"][str(row.status)] = int(row.n)
+        named: dict[str, tuple[set[str], set[str]]] = {}
+        if by == "case":  # the case list names each case's parties and officers
+            for row in self.conn.execute(
+                    select(key, period.c.party, period.c.officer).distinct()):
+                parties, officers = named.setdefault(str(row.key), (set(), set()))
+                if row.party:
+                    parties.add(str(row.party))
+                if row.officer:
+                    officers.add(str(row.officer))
         return [ReportRow(key=name, items=v["items"], seconds=v["seconds"],
                           flagged=v["flagged"], flags=v["flags"], exports=v["exports"],
                           spot_ok=v["spot"]["ok"], spot_problem=v["spot"]["problem"],
-                          spot_pending=v["spot"]["pending"])
+                          spot_pending=v["spot"]["pending"],
+                          parties=tuple(sorted(named.get(name, (set(), set()))[0])),
+                          officers=tuple(sorted(named.get(name, (set(), set()))[1])))
                 for name, v in sorted(out.items())]

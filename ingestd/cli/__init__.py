@@ -22,6 +22,7 @@ from . import (  # noqa: F401, E402 - importing registers the commands
     keys,
     ledger,
     offsite,
+    report,
     retention,
     run,
     simulate,

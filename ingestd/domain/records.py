@@ -368,3 +368,5 @@ class ReportRow:
     spot_ok: int  # spot checks whose latest review found it ok
     spot_problem: int
     spot_pending: int  # not reviewed yet
+    parties: tuple[str, ...] = ()  # by case: the parties and officers its labels name
+    officers: tuple[str, ...] = ()

@@ -184,11 +184,9 @@ class BackedTable(StrEnum):
     ACQUISITIONS = "acquisitions"
     SPOT_CHECKS = "spot_checks"
     SPOT_REVIEWS = "spot_reviews"
-    CASES = "cases"
 
 
 _TABLES: dict[BackedTable, Table] = {
-    BackedTable.CASES: cases,
     BackedTable.LABELS: labels, BackedTable.FLAGS: flags,
     BackedTable.JUSTIFICATIONS: justifications, BackedTable.ACQUISITIONS: acquisitions,
     BackedTable.SPOT_CHECKS: spot_checks, BackedTable.SPOT_REVIEWS: spot_reviews,

@@ -1897,6 +1897,10 @@ class Tx:
             archived_at=format_time(at), archive_location=location, archive_package=package,
             archive_seq=ledger_seq))
 
+    def reopen_case(self, case: str) -> None:
+        """The case's close was undone (its ``case_reopened`` entry says so): it is open."""
+        self.conn.execute(cases.delete().where(cases.c.case_no == case))
+
     def report_rows(self, *, since: datetime, until: datetime,
                     by: str | None) -> list[ReportRow]:
         """The items recorded from ``since`` to ``until`` (excluded), counted in the

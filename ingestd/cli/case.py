@@ -1,6 +1,6 @@
-"""``ingestd case``: ``close`` (enforcement ended: the archive window runs), ``show`` (a case's
-items, their state, exports and archive) and ``check`` (flag the cases past their archive
-window, as the daemon does on schedule)."""
+"""``ingestd case``: ``close`` (enforcement ended: the archive window runs), ``reopen`` (a
+close undone), ``show`` (a case's items, their state, exports and archive) and ``check``
+(flag the cases past their archive window, as the daemon does on schedule)."""
 
 from __future__ import annotations
 
@@ -88,6 +88,27 @@ def case_close(app: AppContext, case: str, by: str, at: str | None, as_json: boo
     console.print(f"closed case {esc(case)} (entry {closed.ledger_seq}): enforcement ended "
                   f"{format_time(closed.closed_at)}; archive due by "
                   f"{info['archive_by_local']}")
+
+
+@case_group.command("reopen")
+@click.argument("case", type=TextParam(text.CASE_MAX))
+@click.option("--by", "by", required=True, type=TextParam(text.ACTOR_MAX),
+              help="Who undoes the close (in the ledger).")
+@click.option("--reason", required=True, type=TextParam(text.REASON_MAX),
+              help="Why: closed by mistake, at the wrong time, enforcement resumed...")
+@json_option
+@pass_app
+def case_reopen(app: AppContext, case: str, by: str, reason: str, as_json: bool) -> None:
+    """Undo the close of CASE (a signed case_reopened entry with its reason): its archive
+    window stops; a later close starts a new one. An archived case is not reopened."""
+    station = app.station()
+    undone = cases.reopen_case(station, case, actor=by, reason=reason)
+    if as_json:
+        print_json({"reopened": {"case": undone.case, "reason": reason, "by": by,
+                                 "closed_seq": undone.ledger_seq}})
+        return
+    console.print(f"reopened case {esc(case)} (its close, entry {undone.ledger_seq}, is "
+                  "undone)")
 
 
 def _item_row(i: cases.CaseItem) -> dict[str, Any]:

@@ -78,6 +78,31 @@ def close_case(station: Station, case: str, *, actor: str,
     return closed
 
 
+def reopen_case(station: Station, case: str, *, actor: str, reason: str) -> Case:
+    """Undo a close (closed by mistake, at the wrong time, or enforcement resumed): a signed
+    ``case_reopened`` entry with its reason; the case is open again, its archive window no
+    longer runs, and a later close starts a new one. Its items' flags stay. An archived case
+    is not reopened: its package is the case file as it was formed. Returns the close
+    undone."""
+    case = require_text("case", case, limit=text.CASE_MAX)
+    actor = require_text("--by", actor, limit=text.ACTOR_MAX)
+    if not reason.strip():
+        raise UsageError("a reopening needs --reason")
+    reason = require_text("--reason", reason, limit=text.REASON_MAX)
+    with station.custody.transaction() as tx:
+        closed = tx.case(case)
+        if closed is None:
+            raise NotFound(f"case {case!r} is not closed: nothing to reopen")
+        if closed.archived_at is not None:
+            raise UsageError(f"case {case!r} was archived at {format_time(closed.archived_at)} "
+                             f"as {closed.archive_package}: an archived case is not reopened")
+        station.custody.record(tx, kind=EventKind.CASE_REOPENED, actor=actor, data={
+            "case": case, "reason": reason, "closed_seq": closed.ledger_seq})
+        tx.reopen_case(case)
+    log.info("case %s reopened by %s", case, actor)
+    return closed
+
+
 def record_archive(station: Station, case: str, *, location: str, package: str,
                    actor: str = "ingestd", tx: CatalogTx | None = None) -> Case:
     """The closed case's items were archived as ``package`` at ``location``: a signed

@@ -205,3 +205,43 @@ def test_case_show_lists_the_exports_of_its_items(tmp_path: Path, clips: Clips) 
     shown = cli_json(home, "case", "show", "C-1")
     assert [e["data"]["package"] for e in shown["exports"]] == ["P-1", "P-3"]
     assert shown["exports"][0]["item"] == clips.a.sha256
+
+
+def test_a_mistaken_close_is_reopened_with_its_reason(tmp_path: Path, clips: Clips) -> None:
+    home = case_home(tmp_path, clips)
+    ended = (datetime.now(UTC) - timedelta(days=40)).replace(microsecond=0)
+    first = cli_json(home, "case", "close", "C-1", "--by", "Zhao Liu", "--at",
+                     format_time(ended))["closed"]
+    assert first["overdue"] is True
+    assert run_cli(home, "case", "reopen", "C-1", "--by", "Zhao Liu").exit_code == 2
+    reopened = cli_json(home, "case", "reopen", "C-1", "--by", "Zhao Liu", "--reason",
+                        "wrong date: enforcement ended yesterday")["reopened"]
+    assert reopened["closed_seq"] == first["seq"]
+    (entry,) = ledger_lines(home, "case_reopened")
+    assert entry["data"] == {"case": "C-1", "closed_seq": first["seq"],
+                             "reason": "wrong date: enforcement ended yesterday"}
+    assert cli_json(home, "case", "show", "C-1")["closed"] is None
+    assert "closed cases not archived" not in run_cli(home, "overdue").stdout
+    assert cli_json(home, "case", "check")["overdue"] == []
+    assert run_cli(home, "case", "reopen", "C-1", "--by", "Zhao Liu", "--reason",
+                   "again").exit_code == NotFound.exit_code
+    # closed again, from the right day: a new window
+    again = cli_json(home, "case", "close", "C-1", "--by", "Zhao Liu", "--at",
+                     format_time(datetime.now(UTC) - timedelta(days=1)))["closed"]
+    assert again["overdue"] is False and again["seq"] > reopened["closed_seq"]
+    assert ledger_problems(home) == (0, [])
+    # a row that outlives its reopening, or names an older close, is told
+    catalog.tamper(home, "UPDATE cases SET ledger_seq = ? WHERE case_no = 'C-1'",
+                   first["seq"])
+    assert ("row_differs", again["seq"]) in ledger_problems(home)[1]
+
+    station = open_station(home, clock=lambda: datetime.now(UTC))
+    try:
+        catalog.tamper(home, "UPDATE cases SET ledger_seq = ? WHERE case_no = 'C-1'",
+                       again["seq"])
+        cases.record_archive(station, "C-1", location="/srv/archive", package="pkg")
+        with pytest.raises(UsageError, match="not reopened"):
+            cases.reopen_case(station, "C-1", actor="Zhao Liu", reason="late footage")
+    finally:
+        station.close()
+    assert ledger_problems(home) == (0, [])

@@ -327,6 +327,17 @@ TARGET_TYPES: dict[str, type[_TargetBase]] = {
     "s3": S3TargetSettings, "directory": DirectoryTargetSettings}
 
 
+class CaseSettings(_Section):
+    """Closed cases (``ingestd case close``): each is archived as one package to ``archive``
+    within ``case_archive_window`` of the end of enforcement, or its items are flagged
+    archive_late. ``archive``: the name of a ``[[targets]]`` table (an S3 target must have
+    object_lock), or a directory (written with a ``/``; relative paths from home); empty:
+    none configured yet."""
+
+    case_archive_window: PositiveDuration = timedelta(days=30)
+    archive: str = ""
+
+
 class LogSettings(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -351,6 +362,7 @@ class Settings(_Section):
     audit: AuditSettings = AuditSettings()
     targets: tuple[TargetSettings, ...] = ()
     log: LogSettings = LogSettings()
+    cases: CaseSettings = CaseSettings()
 
     @field_validator("station_timezone")
     @classmethod
@@ -387,6 +399,36 @@ class Settings(_Section):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _case_archive(self) -> Settings:
+        where = self.cases.archive
+        folder = self.archive_directory()
+        if folder is not None:
+            store = _resolved(self.store_path)
+            if _inside(_resolved(folder), store) or _inside(store, _resolved(folder)):
+                raise ValueError(f"cases.archive: {folder} overlaps the store ({store})")
+            return self
+        if not where:
+            return self
+        target = next((t for t in self.targets if t.name == where), None)
+        if target is None:
+            raise ValueError(f"cases.archive: {where!r} is no target in [[targets]]; a "
+                             "directory is written with a / (\"./archive\", \"/srv/archive\")")
+        if isinstance(target, S3TargetSettings) and not target.object_lock:
+            raise ValueError(f"cases.archive: target {where!r} has object_lock = false; a "
+                             "case archive is kept under Object Lock")
+        return self
+
+    def archive_target(self) -> TargetSettings | None:
+        """The ``[[targets]]`` table that ``cases.archive`` names (None: a directory, or
+        none configured)."""
+        return next((t for t in self.targets if t.name == self.cases.archive), None)
+
+    def archive_directory(self) -> Path | None:
+        """The directory that ``cases.archive`` names (None: a target, or none)."""
+        where = self.cases.archive
+        return self.path(Path(where)) if where and "/" in where else None
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else self.home / value

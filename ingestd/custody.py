@@ -430,6 +430,7 @@ class _Facts:
         self.proven: dict[tuple[str, str], str] = {}  # read back there, by that or an audit
         self.rehashed: dict[str, tuple[int, str]] = {}  # item -> its latest intact re-hash
         self.worm: dict[str, int] = {}  # target -> its latest worm_checked entry
+        self.cases: dict[str, tuple[str, int]] = {}  # case -> its latest close or reopening
 
     def add(self, entry: LedgerEntry) -> None:
         retention = entry.data.get("retention")
@@ -449,6 +450,8 @@ class _Facts:
                 self.proven.pop(copy, None)
         elif entry.kind == EventKind.WORM_CHECKED:
             self.worm[str(entry.data.get("target"))] = entry.seq
+        elif entry.kind in (EventKind.CASE_CLOSED, EventKind.CASE_REOPENED):
+            self.cases[str(entry.data.get("case"))] = (entry.kind, entry.seq)
         elif entry.kind == EventKind.AUDITED and entry.item:
             if entry.data.get("fixity") == "ok":
                 self.rehashed[entry.item] = (entry.seq, format_time(entry.at))
@@ -503,6 +506,7 @@ def _unbacked_rows(tx: CatalogTx, facts: _Facts) -> list[Discrepancy]:
     _event_rows(tx, check)
     _replica_rows(tx, check, facts)
     _worm_rows(tx, check, facts)
+    _case_rows(tx, check, facts)
     serials = set()
     for backed in backing.recorder_rows(tx):
         rec = backed.row
@@ -644,3 +648,41 @@ def _worm_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
             check.problems.append(MissingRow(
                 kind=K.MISSING_ROW, seq=seq, table="target_worm",
                 detail=f"worm_checked entry {seq} ({target}) has no target_worm row"))
+
+
+def _case_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
+    """A closed case starts its archive window, and its archive ends it: each as its entry
+    says; a case is closed (has its row) exactly when its latest close or reopening is a
+    close, and the row names that close."""
+    closed: set[str] = set()
+    for backed in backing.case_rows(tx):
+        row = backed.row
+        closed.add(row.case_no)
+        kind, seq = facts.cases.get(row.case_no, (None, None))
+        if kind == EventKind.CASE_REOPENED or (kind is not None and seq != backed.entry.seq):
+            check.problems.append(RowDiffers(
+                kind=K.ROW_DIFFERS, seq=seq, table="cases", key=row.case_no,
+                field="ledger_seq", found=backed.entry.seq, expected=seq,
+                detail=f"cases row {row.case_no} names entry {backed.entry.seq}, but the "
+                       f"case's latest close or reopening is {kind} entry {seq}"))
+        check.check("cases", row.case_no, backed, EventKind.CASE_CLOSED, None,
+                    {"case": row.case_no, "closed_at": row.closed_at})
+        if row.archive is None:
+            if row.archived_at is not None:
+                check.problems.append(UnbackedRow(
+                    kind=K.UNBACKED_ROW, table="cases", key=row.case_no,
+                    detail=f"cases row {row.case_no} says it was archived, and names no "
+                           "case_archived entry"))
+            continue
+        said = check.check("cases", row.case_no, backing.Backed(row=row, entry=row.archive),
+                           EventKind.CASE_ARCHIVED, None,
+                           {"case": row.case_no, "location": row.archive_location,
+                            "package": row.archive_package})
+        if said is not None:
+            check.differs("cases", row.case_no, row.archive.seq,
+                          {"archived_at": (row.archived_at, row.archive.at)})
+    for case, (kind, seq) in sorted(facts.cases.items(), key=lambda kv: kv[1][1]):
+        if kind == EventKind.CASE_CLOSED and case not in closed:
+            check.problems.append(MissingRow(
+                kind=K.MISSING_ROW, seq=seq, table="cases",
+                detail=f"case_closed entry {seq} ({case}) has no cases row"))

@@ -18,6 +18,7 @@ from .domain.policy import Retention, SpotCandidate
 from .domain.records import (
     Acquisition,
     AcquisitionState,
+    Case,
     Checkpoint,
     DockedAcquisition,
     DockSession,
@@ -31,6 +32,7 @@ from .domain.records import (
     Label,
     ListedItem,
     Replica,
+    ReportRow,
     ReviewResult,
     SessionState,
     SpotCheck,
@@ -385,3 +387,18 @@ class CatalogTx(Protocol):
     ) -> int: ...
 
     def list_spot_checks(self, *, officer: str | None = None) -> list[SpotCheck]: ...
+
+    def case(self, case: str) -> Case | None: ...
+
+    def closed_cases(self, *, archived: bool | None = None) -> list[Case]: ...
+
+    def close_case(self, case: str, *, closed_at: datetime, closed_by: str,
+                   ledger_seq: int) -> None: ...
+
+    def case_archived(self, case: str, *, at: datetime, location: str, package: str,
+                      ledger_seq: int) -> None: ...
+
+    def reopen_case(self, case: str) -> None: ...
+
+    def report_rows(self, *, since: datetime, until: datetime,
+                    by: str | None) -> list[ReportRow]: ...

@@ -19,6 +19,7 @@ from ..errors import IngestdError, IntegrityError, TargetError
 from ..station import Station
 from ..targets.factory import build_targets
 from ..usecases.audit import CycleReport, Throttle, audit_cycle
+from ..usecases.cases import check_archives
 from ..usecases.replicate import Replicator, verify_offsite
 from ..usecases.retention import sweep
 from ..usecases.spotcheck import run_spot_checks
@@ -152,6 +153,12 @@ def _worm_check(st: Station) -> str:
     return f"WORM check: {report.summary()}"
 
 
+def _case_archives(st: Station) -> str:
+    report = check_archives(st)
+    return (f"{len(report.overdue)} cases past their archive window, "
+            f"{len(report.flagged)} new flags")
+
+
 def standard_jobs(station: Station) -> list[Job]:
     """The jobs this station runs, the window check first."""
     sched = station.settings.scheduler
@@ -181,6 +188,9 @@ def standard_jobs(station: Station) -> list[Job]:
     if promises_worm(station.settings) and sched.worm_check > timedelta(0):
         jobs.append(Job(name="worm-check", every=sched.worm_check, func=_worm_check,
                         first_delay=timedelta(minutes=3)))
+    # Closed cases past case_archive_window without an archive: their items flagged.
+    jobs.append(Job(name="check-archives", every=sched.window_check, func=_case_archives,
+                    first_delay=timedelta(seconds=2)))
     return jobs
 
 

@@ -21,6 +21,7 @@ from ..ports import CatalogTx
 from .queries import Tx
 from .schema import (
     acquisitions,
+    cases,
     flags,
     items,
     justifications,
@@ -215,16 +216,19 @@ def _stream(tx: CatalogTx, table: Table, *where: Any,
         yield row, _named(row)
 
 
-def _named(row: RowMapping) -> NamedEntry:
+def _named(row: RowMapping, prefix: str = "e", seq: str = "ledger_seq") -> NamedEntry:
+    """The entry a row names by its ``seq`` column, read from the columns the join gave it
+    (``prefix``: the alias they came from)."""
+    kind = row[f"{prefix}_kind"]
     data: Mapping[str, Any] | None = None
-    if row["e_kind"] is not None:
+    if kind is not None:
         try:
-            parsed = json.loads(row["e_data"])
+            parsed = json.loads(row[f"{prefix}_data"])
         except (TypeError, ValueError):
             parsed = None
         data = parsed if isinstance(parsed, dict) else None
-    return NamedEntry(seq=row["ledger_seq"], kind=row["e_kind"], item=row["e_item"],
-                      station=row["e_station"], at=row["e_at"], data=data)
+    return NamedEntry(seq=row[seq], kind=kind, item=row[f"{prefix}_item"],
+                      station=row[f"{prefix}_station"], at=row[f"{prefix}_at"], data=data)
 
 
 # -- rows with their entries -----------------------------------------------------------------
@@ -312,6 +316,33 @@ def key_rows(tx: CatalogTx) -> Iterator[KeyRow]:
     for row in _conn(tx).execute(select(keys).order_by(keys.c.created_at)).mappings():
         yield KeyRow(key_id=row["key_id"], station=row["station"],
                      public_key=row["public_key"], retired_at=row["retired_at"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseRow:
+    case_no: str
+    closed_at: str
+    archived_at: str | None
+    archive_location: str | None
+    archive_package: str | None
+    archive: NamedEntry | None  # the entry its archive_seq names (None: it names none)
+
+
+_A = ledger.alias("a")
+
+
+def case_rows(tx: CatalogTx) -> Iterator[Backed[CaseRow]]:
+    """Closed cases, each with its ``case_closed`` entry and the entry of its archive."""
+    joined = cases.outerjoin(_A, _A.c.seq == cases.c.archive_seq)
+    also = [_A.c.kind.label("a_kind"), _A.c.item.label("a_item"), _A.c.data.label("a_data"),
+            _A.c.station.label("a_station"), _A.c.at.label("a_at")]
+    for row, entry in _stream(tx, cases, joined=joined, also=also):
+        archive = (None if row["archive_seq"] is None
+                   else _named(row, prefix="a", seq="archive_seq"))
+        yield Backed(entry=entry, row=CaseRow(
+            case_no=row["case_no"], closed_at=row["closed_at"],
+            archived_at=row["archived_at"], archive_location=row["archive_location"],
+            archive_package=row["archive_package"], archive=archive))
 
 
 # -- entries whose rows are gone -------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    literal,
     or_,
     select,
     tuple_,
@@ -33,6 +34,7 @@ from ..domain.records import (
     TAKEN,
     Acquisition,
     AcquisitionState,
+    Case,
     Checkpoint,
     DockedAcquisition,
     DockSession,
@@ -47,6 +49,7 @@ from ..domain.records import (
     ListedItem,
     Replica,
     ReplicaState,
+    ReportRow,
     ReviewResult,
     SessionState,
     SpotCheck,
@@ -68,6 +71,7 @@ from ..errors import Ambiguous, NotFound
 from ..integrity.ledger import UnreadableEntry
 from .schema import (
     acquisitions,
+    cases,
     checkpoints,
     checkpoints_seen,
     dock_sessions,
@@ -357,6 +361,19 @@ def _spot_check(row: RowMapping, review: SpotReview | None = None) -> SpotCheck:
         result=SpotResult(row["result"]),
         ledger_seq=int(row["ledger_seq"]),
         review=review,
+    )
+
+
+def _case(row: RowMapping) -> Case:
+    return Case(
+        case=row["case_no"],
+        closed_at=_time(row["closed_at"]),
+        closed_by=row["closed_by"],
+        ledger_seq=int(row["ledger_seq"]),
+        archived_at=_maybe_time(row["archived_at"]),
+        archive_location=row["archive_location"],
+        archive_package=row["archive_package"],
+        archive_seq=None if row["archive_seq"] is None else int(row["archive_seq"]),
     )
 
 
@@ -1865,3 +1882,114 @@ class Tx:
             latest[int(row["check_id"])] = _spot_review(row)  # by id: the last one wins
         return [_spot_check(row, latest.get(int(row["id"])))
                 for row in self.conn.execute(query).mappings()]
+
+    # -- cases and reports ---------------------------------------------------------------
+
+    def case(self, case: str) -> Case | None:
+        """The closed case ``case`` (None: it was never closed)."""
+        row = self.conn.execute(select(cases).where(cases.c.case_no == case)).mappings().first()
+        return _case(row) if row is not None else None
+
+    def closed_cases(self, *, archived: bool | None = None) -> list[Case]:
+        """Closed cases, the earliest closed first (``archived``: only those with, or
+        without, their archive)."""
+        query = select(cases).order_by(cases.c.closed_at, cases.c.case_no)
+        if archived is not None:
+            query = query.where(cases.c.archived_at.is_not(None) if archived
+                                else cases.c.archived_at.is_(None))
+        return [_case(row) for row in self.conn.execute(query).mappings()]
+
+    def close_case(self, case: str, *, closed_at: datetime, closed_by: str,
+                   ledger_seq: int) -> None:
+        """Enforcement in ``case`` ended at ``closed_at``, as its ``case_closed`` entry
+        ``ledger_seq`` says."""
+        self.conn.execute(insert(cases).values(
+            case_no=case, closed_at=format_time(closed_at), closed_by=closed_by,
+            ledger_seq=ledger_seq))
+
+    def case_archived(self, case: str, *, at: datetime, location: str, package: str,
+                      ledger_seq: int) -> None:
+        """The closed case's items were archived at ``at`` as ``package`` at ``location``,
+        as its ``case_archived`` entry ``ledger_seq`` says."""
+        self.conn.execute(update(cases).where(cases.c.case_no == case).values(
+            archived_at=format_time(at), archive_location=location, archive_package=package,
+            archive_seq=ledger_seq))
+
+    def reopen_case(self, case: str) -> None:
+        """The case's close was undone (its ``case_reopened`` entry says so): it is open."""
+        self.conn.execute(cases.delete().where(cases.c.case_no == case))
+
+    def report_rows(self, *, since: datetime, until: datetime,
+                    by: str | None) -> list[ReportRow]:
+        """The items recorded from ``since`` to ``until`` (excluded), counted in the
+        database per case (their current label's), officer (the label's, else the
+        recorder's) or recorder, or all together (``by`` None, key ""): one pass of GROUP BY
+        per measure, whatever the number of items."""
+        current = labels.alias("current")
+        earlier = labels.alias("earlier")
+        latest = (select(func.max(earlier.c.id)).where(earlier.c.item == items.c.sha256)
+                  .scalar_subquery())
+        keys: dict[str | None, Any] = {
+            None: literal(""),
+            "case": func.coalesce(current.c.case_no, ""),
+            "officer": func.coalesce(current.c.officer, items.c.officer),
+            "recorder": items.c.recorder,
+        }
+        officer = func.coalesce(current.c.officer, items.c.officer)
+        period = (
+            select(items.c.sha256.label("sha"), keys[by].label("key"), items.c.duration,
+                   current.c.party, officer.label("officer"))
+            .select_from(items.outerjoin(current, current.c.id == latest))
+            .where(items.c.recorded_start >= format_time(since),
+                   items.c.recorded_start < format_time(until))
+            .subquery("period")
+        )
+        key = period.c.key
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.conn.execute(
+                select(key, func.count().label("n"),
+                       func.coalesce(func.sum(period.c.duration), 0.0).label("seconds"))
+                .group_by(key)):
+            out[str(row.key)] = {"items": int(row.n), "seconds": float(row.seconds),
+                                 "flagged": 0, "flags": {}, "exports": 0,
+                                 "spot": {"ok": 0, "problem": 0, "pending": 0}}
+        for row in self.conn.execute(
+                select(key, flags.c.flag, func.count(func.distinct(flags.c.item)).label("n"))
+                .join(flags, flags.c.item == period.c.sha).group_by(key, flags.c.flag)):
+            out[str(row.key)]["flags"][str(row.flag)] = int(row.n)
+        for row in self.conn.execute(
+                select(key, func.count(func.distinct(flags.c.item)).label("n"))
+                .join(flags, flags.c.item == period.c.sha).group_by(key)):
+            out[str(row.key)]["flagged"] = int(row.n)
+        for row in self.conn.execute(
+                select(key, func.count().label("n"))
+                .join(ledger, ledger.c.item == period.c.sha)
+                .where(ledger.c.kind == "exported").group_by(key)):
+            out[str(row.key)]["exports"] = int(row.n)
+        review = spot_reviews.alias("review")
+        later = spot_reviews.alias("later")
+        last_review = (select(func.max(later.c.id)).where(later.c.check_id == spot_checks.c.id)
+                       .scalar_subquery())
+        status = func.coalesce(review.c.result, "pending")
+        for row in self.conn.execute(
+                select(key, status.label("status"), func.count().label("n"))
+                .select_from(period.join(spot_checks, spot_checks.c.item == period.c.sha)
+                             .outerjoin(review, review.c.id == last_review))
+                .group_by(key, status)):
+            out[str(row.key)]["spot"][str(row.status)] = int(row.n)
+        named: dict[str, tuple[set[str], set[str]]] = {}
+        if by == "case":  # the case list names each case's parties and officers
+            for row in self.conn.execute(
+                    select(key, period.c.party, period.c.officer).distinct()):
+                parties, officers = named.setdefault(str(row.key), (set(), set()))
+                if row.party:
+                    parties.add(str(row.party))
+                if row.officer:
+                    officers.add(str(row.officer))
+        return [ReportRow(key=name, items=v["items"], seconds=v["seconds"],
+                          flagged=v["flagged"], flags=v["flags"], exports=v["exports"],
+                          spot_ok=v["spot"]["ok"], spot_problem=v["spot"]["problem"],
+                          spot_pending=v["spot"]["pending"],
+                          parties=tuple(sorted(named.get(name, (set(), set()))[0])),
+                          officers=tuple(sorted(named.get(name, (set(), set()))[1])))
+                for name, v in sorted(out.items())]

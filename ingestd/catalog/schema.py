@@ -312,3 +312,19 @@ spot_reviews = Table(
     Column("at", Time, nullable=False),
     Column("ledger_seq", BigInteger, nullable=False),
 )
+
+#: A case whose enforcement ended (``case_closed``, which ``ledger_seq`` names) and its
+#: archive, once made (``case_archived``, named by ``archive_seq``): a case past its archive
+#: window without one is late.
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_no", String(200), primary_key=True),
+    Column("closed_at", Time, nullable=False),
+    Column("closed_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=False),
+    Column("archived_at", Time, nullable=True),
+    Column("archive_location", Text, nullable=True),
+    Column("archive_package", String(200), nullable=True),
+    Column("archive_seq", BigInteger, nullable=True),
+)

@@ -13,6 +13,7 @@ import click
 
 from ..errors import IngestdError, ShutdownRequested
 from . import (  # noqa: F401, E402 - importing registers the commands
+    case,
     checks,
     devices,
     ingest,
@@ -21,6 +22,7 @@ from . import (  # noqa: F401, E402 - importing registers the commands
     keys,
     ledger,
     offsite,
+    report,
     retention,
     run,
     simulate,

@@ -30,7 +30,7 @@ from ..domain.records import (
 from ..errors import UsageError
 from ..ports import CatalogTx
 from ..station import Station
-from ..usecases import casework, windows
+from ..usecases import cases, casework, windows
 from ..usecases.audit import describe_item
 from .base import (
     AppContext,
@@ -270,7 +270,7 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, within: str | No
                        as_json=as_json)
         return
     wanted = [Flag(only)] if only else list(Flag) if all_flags else [
-        *WINDOW_FLAGS, Flag.CLOCK_UNSET, Flag.CLOCK_SKEW]
+        *WINDOW_FLAGS, Flag.CLOCK_UNSET, Flag.CLOCK_SKEW, Flag.ARCHIVE_LATE]
     with station.catalog.read() as tx:
         rows = tx.flagged_items(wanted)
         justs = {key: [{"by": j.by, "reason": j.reason, "at": format_time(j.at)}
@@ -311,6 +311,22 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, within: str | No
                ([cells(e) for e in result[i:i + LIST_BATCH]]
                 for i in range(0, len(result), LIST_BATCH)))
     console.print(f"{len(result)} items")
+    _overdue_cases(station)
+
+
+def _overdue_cases(station: Station) -> None:
+    """The closed cases past their archive window without an archive, with their deadline
+    (a case leaves the list once its archive is recorded; its items' flags stay)."""
+    now, late = cases.overdue_cases(station)
+    if not late:
+        return
+    tz = station.settings.station_tz
+    print_rows(("case", "closed", "archive due", "by"),
+               [[[c.case, policy.local_time(c.closed_at, tz),
+                  policy.local_time(cases.deadline(station, c), tz), c.closed_by]
+                 for c in late]])
+    console.print(f"{len(late)} closed cases not archived within "
+                  f"case_archive_window (as of {policy.local_time(now, tz)})")
 
 
 def _local_deadline(row: FlaggedItem, tz: tzinfo) -> str | None:

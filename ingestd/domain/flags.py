@@ -18,6 +18,7 @@ class Flag(StrEnum):
     FIXITY_FAILED = "fixity_failed"  # a later re-hash did not match
     REPLICA_MISMATCH = "replica_mismatch"  # an off-site copy does not hash to the item
     AUDIT_OVERDUE = "audit_overdue"  # a copy went unproven longer than its audit cycle
+    ARCHIVE_LATE = "archive_late"  # its case was closed and not archived within the window
 
 
 #: Flags that mean a deadline was missed (shown by ``overdue``).
@@ -36,4 +37,5 @@ REASONS: dict[Flag, str] = {
     Flag.FIXITY_FAILED: "the stored copy no longer matches its hash",
     Flag.REPLICA_MISMATCH: "an off-site copy does not match its hash",
     Flag.AUDIT_OVERDUE: "a copy was not re-hashed or read back within its audit cycle",
+    Flag.ARCHIVE_LATE: "its case was not archived within the case archive window",
 }

@@ -54,6 +54,9 @@ class EventKind(StrEnum):
     SPOT_CHECKED = "spot_checked"  # sampled: re-hashed and decoded end to end
     SPOT_REVIEWED = "spot_reviewed"  # a supervisor played a spot-checked item back
     WORM_CHECKED = "worm_checked"  # a target's WORM check: what was tried, what happened
+    CASE_CLOSED = "case_closed"  # enforcement in a case ended: its archive window runs
+    CASE_ARCHIVED = "case_archived"  # a closed case's items were archived as one package
+    CASE_REOPENED = "case_reopened"  # a close undone (a mistake, or enforcement resumed)
 
 
 class RetentionClass(StrEnum):

@@ -644,3 +644,70 @@ def cycle_batch(*, items: int, overdue: int, every: timedelta, cycle: timedelta,
     tick = timedelta(microseconds=1)
     spread = -(-(items * (every // tick)) // max(cycle // tick, 1))
     return min(items, max(spread + max(overdue, 0), at_least))
+
+
+# -- cases: the archive window, report periods ------------------------------------------------
+
+#: How long after enforcement ends a case's records must be formed into its case file (R9).
+CASE_ARCHIVE_WINDOW = timedelta(days=30)
+
+
+def archive_deadline(*, closed_at: datetime, window: timedelta) -> datetime:
+    """When a closed case must be archived by: ``window`` after enforcement ended."""
+    return closed_at + window
+
+
+def archive_overdue(*, closed_at: datetime, archived_at: datetime | None, now: datetime,
+                    window: timedelta) -> bool:
+    """A closed case is overdue while it has no archive and its deadline has passed (the
+    deadline itself is still within the window, as with every other window)."""
+    return archived_at is None and now > archive_deadline(closed_at=closed_at, window=window)
+
+
+def archived_late(*, closed_at: datetime, archived_at: datetime | None,
+                  window: timedelta) -> bool:
+    """Whether an archive came after its deadline (False: none yet, or in time)."""
+    return archived_at is not None and archived_at > archive_deadline(closed_at=closed_at,
+                                                                      window=window)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Period:
+    """A report's period: from ``start`` (included) to ``end`` (excluded), both UTC, as
+    written (``text``) and read in a time zone."""
+
+    text: str
+    start: datetime
+    end: datetime
+
+
+_YEAR = re.compile(r"(\d{4})")
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+_RANGE = re.compile(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})")
+
+
+def report_period(text: str, tz: tzinfo) -> Period:
+    """A period as people write it, read in the station's time zone ``tz``: a year
+    (``2026``), a month (``2026-11``) or a range of days, both included
+    (``2026-01-01..2026-06-30``)."""
+    given = text.strip()
+    try:
+        if match := _YEAR.fullmatch(given):
+            year = int(match.group(1))
+            first, after = datetime(year, 1, 1), datetime(year + 1, 1, 1)
+        elif match := _MONTH.fullmatch(given):
+            year, month = int(match.group(1)), int(match.group(2))
+            first = datetime(year, month, 1)
+            after = datetime(year + month // 12, month % 12 + 1, 1)
+        elif match := _RANGE.fullmatch(given):
+            first = datetime.fromisoformat(match.group(1))
+            after = datetime.fromisoformat(match.group(2)) + timedelta(days=1)
+        else:
+            raise ValueError("no form")
+    except ValueError:
+        raise ValueError(f"not a period: {given!r} (write a year 2026, a month 2026-11, "
+                         "or days 2026-01-01..2026-06-30)") from None
+    if after <= first:
+        raise ValueError(f"not a period: {given!r} ends before it starts")
+    return Period(text=given, start=first.replace(tzinfo=tz).astimezone(UTC),
+                  end=after.replace(tzinfo=tz).astimezone(UTC))

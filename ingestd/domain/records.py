@@ -337,3 +337,36 @@ class SpotCheck:
     result: SpotResult
     ledger_seq: int
     review: SpotReview | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    """A closed case: when enforcement ended (its archive window runs from then), who said so,
+    and its archive once made (None: not yet)."""
+
+    case: str
+    closed_at: datetime
+    closed_by: str
+    ledger_seq: int  # its case_closed entry
+    archived_at: datetime | None = None
+    archive_location: str | None = None
+    archive_package: str | None = None
+    archive_seq: int | None = None  # its case_archived entry
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportRow:
+    """One line of a report: the items of one case, officer or recorder (``key``; "" for
+    items without one, such as unlabelled items by case) recorded in the period."""
+
+    key: str
+    items: int
+    seconds: float  # recorded, from the items' durations
+    flagged: int  # items with at least one flag
+    flags: dict[str, int]  # items per flag (the stored strings)
+    exports: int  # exported entries naming one of the items
+    spot_ok: int  # spot checks whose latest review found it ok
+    spot_problem: int
+    spot_pending: int  # not reviewed yet
+    parties: tuple[str, ...] = ()  # by case: the parties and officers its labels name
+    officers: tuple[str, ...] = ()

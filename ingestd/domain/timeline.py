@@ -192,6 +192,9 @@ TITLES: dict[str, Bilingual] = {
     EventKind.SPOT_CHECKED: Bilingual(zh="抽查", en="spot-checked"),
     EventKind.SPOT_REVIEWED: Bilingual(zh="抽查复核", en="spot check reviewed"),
     EventKind.WORM_CHECKED: Bilingual(zh="WORM 检查", en="WORM check"),
+    EventKind.CASE_CLOSED: Bilingual(zh="案件办结", en="case closed"),
+    EventKind.CASE_REOPENED: Bilingual(zh="案件重新开启", en="case reopened"),
+    EventKind.CASE_ARCHIVED: Bilingual(zh="案件归档", en="case archived"),
 }
 
 #: Flags in Chinese (a flag this table lacks is shown by its name).

@@ -42,7 +42,9 @@ class SpotRunReport:
 
     def summary(self) -> str:
         bad = sum(1 for c in self.checks if c.result != SpotResult.OK)
-        return (f"{len(self.checks)} items spot-checked (re-hashed and decoded), "
+        count = len(self.checks)
+        return (f"{count} item{'' if count == 1 else 's'} spot-checked (re-hashed and "
+                "decoded), "
                 + (f"{bad} damaged" if bad else "all intact"))
 
 

@@ -25,6 +25,7 @@ from ..domain import text
 from ..domain.canonical import parse_time
 from ..domain.models import item_prefix
 from ..domain.policy import local_time
+from ..domain.text import plural as plural
 from ..errors import UsageError, exit_code_table
 from ..logs import configure
 from ..station import Station
@@ -308,8 +309,3 @@ def shown_time(moment: datetime | str | None, tz: tzinfo, *, none: str = "") -> 
     if isinstance(moment, str):
         moment = parse_time(moment)
     return local_time(moment, tz)
-
-
-def plural(count: int, one: str, many: str | None = None) -> str:
-    """``1 item``, ``2 items``; ``many`` for a plural that is not ``one`` + s (``entries``)."""
-    return f"{count} {one if count == 1 else many or one + 's'}"

@@ -164,8 +164,9 @@ def _item_cells(r: dict[str, Any], tz: tzinfo) -> list[str]:
 @click.option("--officer", help="Only this officer's items.")
 @click.option("--recorder", "recorder_serial", help="Only items from this recorder.")
 @click.option("--flag", type=click.Choice([f.value for f in Flag]), help="Only flagged items.")
-@click.option("--since", help="Recorded on or after (date or time).")
-@click.option("--until", help="Recorded before (date or time).")
+@click.option("--since", help="Recorded on or after (date or time; without an offset, in the "
+                               "station's recorder_timezone).")
+@click.option("--until", help="Recorded before (date or time, read as --since is).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
 @json_option
 @pass_app
@@ -272,8 +273,8 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, within: str | No
             as_json: bool) -> None:
     """Items that missed a window (ingest, label, replication) or whose time is doubtful.
 
-    A missed deadline is also shown in the station's time zone (station_timezone) when that
-    is not UTC; the flag's detail, as its entry signed it, stays in UTC.
+    A missed deadline is also shown in the station's time zone (ingest.recorder_timezone)
+    when that is not UTC; the flag's detail, as its entry signed it, stays in UTC.
     """
     station = app.station(read_only=True)
     if within is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
 
 import click
 from rich import box
@@ -95,7 +95,8 @@ def render(state: StationStatus, tz: tzinfo, *, watching: float | None = None) -
     """The whole view: each section that has something to show, in order."""
     head = Text.from_markup(f"[bold]station {esc(state.station)}[/]")
     if watching is not None:
-        head.append(f"  (every {watching:g} s; Ctrl-C stops)", style="dim")
+        head.append(f"  at {shown_time(datetime.now(UTC), tz)}, every {watching:g} s "
+                    "(Ctrl-C stops)", style="dim")
     parts: list[RenderableType] = [head]
     for section in SECTIONS:
         shown = section(state, tz)
@@ -133,8 +134,11 @@ class Fitted:
                              min_width=column.min_width)
         for row in self.rows:
             if measuring and self.wrap_last:
-                row = (*row[:-1], row[-1][:self.LAST_MIN])
-            table.add_row(*row)
+                cut = Text.from_markup(row[-1])
+                cut.truncate(self.LAST_MIN)
+                table.add_row(*row[:-1], cut)
+            else:
+                table.add_row(*row)
         return table
 
     def __rich_console__(self, console: Console,

@@ -27,7 +27,13 @@ from pydantic import (
 )
 
 from .domain import text
-from .domain.policy import FilenameTime, RetentionPolicy, Windows, parse_utc_offset
+from .domain.policy import (
+    FilenameTime,
+    RetentionPolicy,
+    Windows,
+    parse_utc_offset,
+    parse_zone,
+)
 from .errors import ConfigError
 
 CONFIG_NAME = "ingestd.toml"
@@ -137,9 +143,15 @@ class IngestSettings(_Section):
 
     @field_validator("recorder_timezone")
     @classmethod
-    def _offset(cls, value: str) -> str:
-        parse_utc_offset(value)
+    def _zone(cls, value: str) -> str:
+        parse_zone(value)
         return value
+
+    @property
+    def recorder_tz(self) -> tzinfo:
+        """The recorders' time zone: file-name times are read in it, and every time shown to
+        a person is given in it, with its offset."""
+        return parse_zone(self.recorder_timezone)
 
     @field_validator("buffer_size")
     @classmethod
@@ -351,7 +363,8 @@ class Settings(_Section):
     keys: Path = Path("keys")
     ledger_mirror: Path = Path("ledger.jsonl")
     logs: Path = Path("logs")
-    # The time zone `overdue` and `show` give deadlines in, beside the UTC the ledger keeps.
+    # The zone of `deadline_local` in `overdue --within --json` (as it always was); people see
+    # every time in `ingest.recorder_timezone`.
     station_timezone: str = "UTC"
     ingest: IngestSettings = IngestSettings()
     windows: WindowSettings = WindowSettings()

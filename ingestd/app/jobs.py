@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from ..domain.text import plural
 from ..errors import IngestdError, IntegrityError, TargetError
 from ..station import Station
 from ..targets.factory import build_targets
@@ -65,7 +66,7 @@ def run_job(station: Station, job: Job) -> bool:
 
 def _windows(st: Station) -> str:
     report = check_windows(st)
-    return f"checked {report.checked} items, {len(report.flagged)} new flags"
+    return f"checked {plural(report.checked, 'item')}, {plural(len(report.flagged), 'new flag')}"
 
 
 def _replicate(st: Station) -> str:
@@ -89,7 +90,9 @@ def _throttle(st: Station) -> Throttle:
 
 
 def _overdue(report: CycleReport) -> str:
-    return f", {len(report.overdue)} copies past their cycle (flagged)" if report.overdue else ""
+    if not report.overdue:
+        return ""
+    return f", {plural(len(report.overdue), 'copy', 'copies')} past their cycle (flagged)"
 
 
 def _local_audit(st: Station) -> str:
@@ -113,8 +116,9 @@ def _ledger_check(st: Station) -> str:
         where = "the ledger and the off-site checkpoints"
     if not report.ok:
         shown = "; ".join(f"{p.kind}: {p.detail}" for p in report.problems[:3])
-        raise IntegrityError(f"{len(report.problems)} problems in {where}: {shown}")
-    return (f"{where}: intact, {report.entries} entries, head {report.head_seq} "
+        raise IntegrityError(f"{plural(len(report.problems), 'problem')} in {where}: {shown}")
+    return (f"{where}: intact, {plural(report.entries, 'entry', 'entries')}, head "
+            f"{report.head_seq} "
             f"{report.head_hash[:16]}")
 
 
@@ -126,15 +130,16 @@ def _offsite_audit(st: Station) -> str:
                          at_least=sched.audit_offsite_sample, throttle=_throttle(st))
     if not report.ok:
         shown = "; ".join(f"{f['sha256'][:12]}: {f['problem']}" for f in report.failures[:3])
-        raise IntegrityError(f"{len(report.failures)} problems in {report.checked} items "
+        raise IntegrityError(f"{plural(len(report.failures), 'problem')} in "
+                             f"{plural(report.checked, 'item')} "
                              f"audited off-site: {shown}{_overdue(report)}")
-    return (f"{report.checked} items re-read from every target that holds them: all "
+    return (f"{plural(report.checked, 'item')} re-read from every target that holds them: all "
             f"intact{_overdue(report)}")
 
 
 def _retention(st: Station) -> str:
     report = sweep(st)
-    return f"{len(report.evicted)} items left the local store, {report.kept} kept"
+    return f"{plural(len(report.evicted), 'item')} left the local store, {report.kept} kept"
 
 
 def _spot_sample(st: Station) -> str:

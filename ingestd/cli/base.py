@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -21,7 +22,10 @@ from rich.markup import escape
 from .. import config as config_mod
 from ..config import Settings
 from ..domain import text
+from ..domain.canonical import parse_time
 from ..domain.models import item_prefix
+from ..domain.policy import local_time
+from ..domain.text import plural as plural
 from ..errors import UsageError, exit_code_table
 from ..logs import configure
 from ..station import Station
@@ -58,6 +62,11 @@ class AppContext:
     def close(self) -> None:
         if self._station is not None:
             self._station.close()
+
+    @property
+    def tz(self) -> tzinfo:
+        """The zone times are shown to people in: the station's ``recorder_timezone``."""
+        return self.settings.ingest.recorder_tz
 
 
 def refuse_root_in_foreign_home(home: Path) -> None:
@@ -168,6 +177,11 @@ class TextParam(click.ParamType[str, Any]):
         if problem:
             self.fail(problem, param, ctx)
         return given
+
+
+#: The fewest hex digits of a hash that name an item (``domain.models.item_prefix``): no
+#: output cuts a hash shorter, so any hash shown can be given back to a command.
+PREFIX_DIGITS = 8
 
 
 class ItemRef(click.ParamType[str, Any]):
@@ -284,3 +298,14 @@ def human_size(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def shown_time(moment: datetime | str | None, tz: tzinfo, *, none: str = "") -> str:
+    """A time as a person reads it: in ``tz`` (the station's ``recorder_timezone``), to the
+    second, with its offset (``2026-11-01 01:30:00+08:00``). ``moment`` may be a stored time
+    or its RFC 3339 text (as ``--json`` gives it); ``none`` is shown for no time at all."""
+    if moment is None or moment == "":
+        return none
+    if isinstance(moment, str):
+        moment = parse_time(moment)
+    return local_time(moment, tz)

@@ -26,7 +26,17 @@ from ..usecases.audit import (
     verify_hash,
 )
 from ..usecases.windows import check_windows
-from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
+from .base import (
+    AppContext,
+    cli,
+    console,
+    esc,
+    json_option,
+    pass_app,
+    plural,
+    print_json,
+    shown_time,
+)
 
 
 @cli.command()
@@ -56,7 +66,8 @@ def verify(app: AppContext, files: tuple[Path, ...], sha: str | None, as_json: b
                 console.print(
                     f"[green]MATCH[/] {name}\n  item {v.sha256}\n  officer {esc(it['officer'])}"
                     f", case {esc(it['case'] or '-')}, party {esc(it['party'] or '-')}\n"
-                    f"  recorded {it['recorded_start']}, stored {it['stored_at']} at "
+                    f"  recorded {shown_time(it['recorded_start'], app.tz)}, stored "
+                    f"{shown_time(it['stored_at'], app.tz)} at "
                     f"{esc(it['station'])}, recorder {esc(it['recorder'])}")
                 if it["flags"]:
                     console.print(f"  flags: {', '.join(it['flags'])}")
@@ -122,14 +133,14 @@ def audit_cmd(ctx: click.Context, app: AppContext, sample: int | None, everythin
     if as_json:
         print_json(report.as_dict())
     else:
-        console.print(f"audited {report.checked} items, decoded {report.decoded}: "
+        console.print(f"audited {plural(report.checked, 'item')}, decoded {report.decoded}: "
                       f"{'[green]all intact[/]' if report.ok else '[red]FAILURES[/]'}")
         for f in report.failures:
             console.print(f"  {f['sha256'][:16]}: {esc(f['problem'])}")
         for o in report.orphans:
             where = f" (moved to {esc(o['quarantined_to'])})" if "quarantined_to" in o else ""
-            console.print(f"  orphan object {o['sha256'][:16]}, {o['size']} bytes, named by no "
-                          f"item: {o['action']}{where}")
+            console.print(f"  orphan object {o['sha256'][:16]}, {plural(o['size'], 'byte')}, "
+                          f"named by no item: {o['action']}{where}")
     if not report.ok:
         raise click.exceptions.Exit(DiscrepancyFound.exit_code)
 
@@ -158,10 +169,11 @@ def _coverage(app: AppContext, as_json: bool) -> None:
     else:
         for c in rows:
             where = f"store {esc(c.store)}" if c.store else f"target {esc(c.target or '')}"
-            oldest = c.as_dict()["oldest_proof"] or "-"
+            oldest = shown_time(c.oldest_proof, app.tz, none="-")
             state = (f"[red]{c.overdue} past their cycle[/]" if c.overdue
                      else "[green]none past their cycle[/]")
-            console.print(f"{where}: {c.copies} copies ({c.never_proven} never proven), "
+            console.print(f"{where}: {plural(c.copies, 'copy', 'copies')} "
+                          f"({c.never_proven} never proven), "
                           f"oldest proof {oldest}, cycle {c.cycle}; {state}")
     if any(c.overdue for c in rows):
         raise click.exceptions.Exit(DiscrepancyFound.exit_code)
@@ -174,13 +186,14 @@ def _audit_fast(app: AppContext, as_json: bool) -> None:
     else:
         verdict = ("[green]every object there, at its size[/]" if report.ok
                    else "[red]FAILURES[/]")
-        console.print(f"looked at {report.checked} items (present, size; not re-hashed): "
+        console.print(f"looked at {plural(report.checked, 'item')} (present, size; not "
+                      "re-hashed): "
                       f"{verdict}")
         for found in report.found:
             console.print(f"  {found.item[:16]}: {esc(found.detail)}")
         for odd in report.unexpected:
-            console.print(f"  orphan object {odd.item[:16]}, {odd.size} bytes, named by no "
-                          "item: not hashed (`ingestd audit --all` checks it)")
+            console.print(f"  orphan object {odd.item[:16]}, {plural(odd.size, 'byte')}, "
+                          "named by no item: not hashed (`ingestd audit --all` checks it)")
     if not report.ok:
         raise click.exceptions.Exit(DiscrepancyFound.exit_code)
 
@@ -194,6 +207,7 @@ def check_windows_cmd(app: AppContext, as_json: bool) -> None:
     if as_json:
         print_json({"checked": report.checked, "flagged": report.flagged})
         return
-    console.print(f"checked {report.checked} items, {len(report.flagged)} new flags")
+    console.print(f"checked {plural(report.checked, 'item')}, "
+                  f"{plural(len(report.flagged), 'new flag')}")
     for f in report.flagged:
         console.print(f"  {f['sha256'][:16]} {f['flag']}")

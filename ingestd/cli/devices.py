@@ -22,6 +22,7 @@ from .base import (
     json_option,
     pass_app,
     print_json,
+    shown_time,
 )
 
 
@@ -81,7 +82,7 @@ def devices_list(app: AppContext, include_removed: bool, as_json: bool) -> None:
     table = Table("serial", "officer", "officer id", "unit", "vendor/model", "since", "active")
     for r in rows:
         table.add_row(esc(r["serial"]), esc(r["officer"]), esc(r["officer_id"]), esc(r["unit"]),
-                      esc(f"{r['vendor']} {r['model']}".strip()), r["added_at"][:19],
+                      esc(f"{r['vendor']} {r['model']}".strip()), shown_time(r["added_at"], app.tz),
                       "yes" if r["active"] else "no")
     console.print(table)
 

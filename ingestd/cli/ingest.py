@@ -30,6 +30,7 @@ from .base import (
     esc,
     json_option,
     pass_app,
+    plural,
     print_json,
 )
 
@@ -88,8 +89,10 @@ def _with_progress(ingestor: Ingestor, mountpoint: Path, serial: str,
 
 def _print(report: IngestReport) -> None:
     new = sum(1 for i in report.items if i.new)
-    console.print(f"recorder {esc(report.serial)}: {len(report.items)} files, {new} new, "
-                  f"{len(report.items) - new} already stored, {len(report.errors)} errors, "
+    console.print(f"recorder {esc(report.serial)}: {plural(len(report.items), 'file')}, "
+                  f"{new} new, "
+                  f"{len(report.items) - new} already stored, "
+                  f"{plural(len(report.errors), 'error')}, "
                   f"{len(report.skipped)} not taken "
                   f"(session {report.session_id}, {report.state})")
     for item in report.items:

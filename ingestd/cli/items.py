@@ -43,13 +43,17 @@ from .base import (
     human_size,
     json_option,
     pass_app,
+    plural,
     print_json,
     print_json_list,
     print_rows,
+    shown_time,
 )
 
 
-def _date(text: str | None, name: str) -> datetime | None:
+def _date(text: str | None, name: str, tz: tzinfo) -> datetime | None:
+    """A date or time given on the command line; one without an offset is read in the
+    station's zone (``recorder_timezone``), as every time is shown."""
     if not text:
         return None
     try:
@@ -57,7 +61,7 @@ def _date(text: str | None, name: str) -> datetime | None:
     except ValueError:
         raise UsageError(f"{name}: not a date or time: {text!r} (use 2026-01-31 or "
                          "2026-01-31T08:00:00+08:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=tz)).astimezone(UTC)
 
 
 def _resolution(flag: FlagRecord, history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -149,8 +153,8 @@ def _justification_record(just: Justification) -> dict[str, Any]:
 _ITEM_HEADER = ("item", "station", "recorded", "officer", "case", "party", "size", "flags", "name")
 
 
-def _item_cells(r: dict[str, Any]) -> list[str]:
-    return [r["sha256"][:16], r["station"], r["recorded_at"][:19], r["officer"] or "",
+def _item_cells(r: dict[str, Any], tz: tzinfo) -> list[str]:
+    return [r["sha256"][:16], r["station"], shown_time(r["recorded_at"], tz), r["officer"] or "",
             r["case"] or "", r["party"] or "", human_size(r["size"]), ", ".join(r["flags"]),
             r["name"]]
 
@@ -160,8 +164,9 @@ def _item_cells(r: dict[str, Any]) -> list[str]:
 @click.option("--officer", help="Only this officer's items.")
 @click.option("--recorder", "recorder_serial", help="Only items from this recorder.")
 @click.option("--flag", type=click.Choice([f.value for f in Flag]), help="Only flagged items.")
-@click.option("--since", help="Recorded on or after (date or time).")
-@click.option("--until", help="Recorded before (date or time).")
+@click.option("--since", help="Recorded on or after (date or time; without an offset, in the "
+                               "station's recorder_timezone).")
+@click.option("--until", help="Recorded before (date or time, read as --since is).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
 @json_option
 @pass_app
@@ -174,15 +179,17 @@ def items(app: AppContext, case: str | None, officer: str | None,
     """
     station = app.station(read_only=True)
     wanted = ItemFilter(case=case, officer=officer, recorder_serial=recorder_serial,
-                        flag=Flag(flag) if flag else None, since=_date(since, "--since"),
-                        until=_date(until, "--until"))
+                        flag=Flag(flag) if flag else None,
+                        since=_date(since, "--since", app.tz),
+                        until=_date(until, "--until", app.tz))
     with station.catalog.read() as tx:
         pages = _item_records(tx, wanted, limit=limit)
         if as_json:
             print_json_list("items", (r for page in pages for r in page))
             return
-        count = print_rows(_ITEM_HEADER, ([_item_cells(r) for r in page] for page in pages))
-    console.print(f"{count} items")
+        count = print_rows(_ITEM_HEADER,
+                           ([_item_cells(r, app.tz) for r in page] for page in pages))
+    console.print(plural(count, "item"))
 
 
 @cli.command()
@@ -212,27 +219,32 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
         print_json(info)
         return
     assert summary is not None
+    tz = app.tz
     console.print(f"[bold]item {sha}[/]")
     for key in ("size", "recorder", "officer", "case", "party", "recorded_start",
                 "recorded_end", "stored_at", "station", "original_name", "retention_class",
                 "retain_until", "hold"):
-        console.print(f"  {key:16} {esc(summary[key])}")
+        value = summary[key]
+        if key in _SHOWN_TIMES:
+            # No retain-until date: a long-term item, kept for ever.
+            value = shown_time(value, tz, none="never" if key == "retain_until" else "")
+        console.print(f"  {key:16} {esc(value)}")
     media = row["media"]
     if media.get("ok"):
         console.print(f"  {'media':16} {media.get('video_codec')}/{media.get('audio_codec')} "
                       f"{media.get('width')}x{media.get('height')} {media.get('duration')}s")
-    tz = station.settings.station_tz
     for f in flags:
         missed = (policy.missed_deadline(Flag(f["flag"]), ingest=found.ingest_deadline,
                                          label=found.label_deadline,
                                          replication=found.replication_deadline)
-                  if found is not None and tz.utcoffset(None) != timedelta(0) else None)
+                  if found is not None and not _is_utc(tz) else None)
         local = f"; deadline {policy.local_time(missed, tz)} local" if missed else ""
-        console.print(f"  [yellow]flag {f['flag']}[/] since {f['set_at'][:19]}: "
+        console.print(f"  [yellow]flag {f['flag']}[/] since {shown_time(f['set_at'], tz)}: "
                       f"{esc(f['detail'])}{local}")
         if f["resolution"]:
             r = f["resolution"]
-            console.print(f"    [green]repaired[/] {r['at'][:19]} (entry {r['seq']}) from "
+            console.print(f"    [green]repaired[/] {shown_time(r['at'], tz)} (entry {r['seq']}) "
+                          "from "
                           f"{esc(r['serial'])} {esc(r['path'])}; damaged bytes kept at "
                           f"{esc(r['quarantined_to'])}")
     for j in justs:
@@ -241,7 +253,7 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
     for h in history:
         details = ", ".join(f"{k}={v}" for k, v in h["data"].items()
                             if k not in ("media", "path_hex", "retention", "health"))
-        table.add_row(str(h["seq"]), h["at"][:19], h["kind"], esc(h["actor"]),
+        table.add_row(str(h["seq"]), shown_time(h["at"], tz), h["kind"], esc(h["actor"]),
                       esc(h["station"]), esc(details[:120]))
     console.print(table)
 
@@ -261,8 +273,8 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, within: str | No
             as_json: bool) -> None:
     """Items that missed a window (ingest, label, replication) or whose time is doubtful.
 
-    A missed deadline is also shown in the station's time zone (station_timezone) when that
-    is not UTC; the flag's detail, as its entry signed it, stays in UTC.
+    A missed deadline is also shown in the station's time zone (ingest.recorder_timezone)
+    when that is not UTC; the flag's detail, as its entry signed it, stays in UTC.
     """
     station = app.station(read_only=True)
     if within is not None:
@@ -293,7 +305,7 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, within: str | No
     if as_json:
         print_json(result)
         return
-    tz = station.settings.station_tz
+    tz = app.tz
     local = {(r.flag.item, r.flag.flag): _local_deadline(r, tz) for r in rows}
 
     def detail(sha: str, x: dict[str, Any]) -> str:
@@ -310,7 +322,7 @@ def overdue(app: AppContext, only: str | None, all_flags: bool, within: str | No
     print_rows(("item", "flags", "officer", "name", "why"),
                ([cells(e) for e in result[i:i + LIST_BATCH]]
                 for i in range(0, len(result), LIST_BATCH)))
-    console.print(f"{len(result)} items")
+    console.print(plural(len(result), "item"))
     _overdue_cases(station)
 
 
@@ -332,13 +344,20 @@ def _overdue_cases(station: Station) -> None:
 def _local_deadline(row: FlaggedItem, tz: tzinfo) -> str | None:
     """A window flag's missed deadline in the station's time zone, for people to read (None:
     not a window flag, or the station keeps UTC, which the detail already says)."""
-    if tz.utcoffset(None) == timedelta(0):
+    if _is_utc(tz):
         return None
     missed = policy.missed_deadline(row.flag.flag, ingest=row.ingest_deadline,
                                     label=row.label_deadline,
                                     replication=row.replication_deadline)
     return policy.local_time(missed, tz) if missed is not None else None
 
+
+def _is_utc(tz: tzinfo) -> bool:
+    return tz.utcoffset(datetime.now(UTC)) == timedelta(0)
+
+
+#: What ``show`` gives as times, in the station's zone.
+_SHOWN_TIMES = frozenset({"recorded_start", "recorded_end", "stored_at", "retain_until"})
 
 #: The flag each window ahead would set, by the window's name.
 _AHEAD = {Flag.LATE_LABEL: "label", Flag.LATE_REPLICATION: "replication"}
@@ -365,7 +384,8 @@ def _windows_ahead(station: Station, *, within: str, only: str | None, all_flags
                          f"{' or '.join(_AHEAD)} (as late_label, late_replication), "
                          f"not {wanted}")
     now, ahead = windows.windows_ahead(station, within=horizon, only=wanted)
-    tz = station.settings.station_tz
+    tz = station.settings.station_tz  # deadline_local, as the JSON always gave it
+    shown = station.settings.ingest.recorder_tz
     result = [{
         "sha256": w.item.sha256, "recorder": w.item.recorder, "officer": w.item.officer,
         "name": w.item.original_name, "stored_at": format_time(w.item.stored_at),
@@ -383,14 +403,14 @@ def _windows_ahead(station: Station, *, within: str, only: str | None, all_flags
     def cells(e: dict[str, Any]) -> list[str]:
         return [e["sha256"][:16], ", ".join(w["window"] for w in e["windows"]),
                 e["officer"] or "", e["name"],
-                "; ".join(f"{w['window']} by {w['deadline_local']} "
+                "; ".join(f"{w['window']} by {shown_time(w['deadline'], shown)} "
                           f"(in {_left(w['seconds_left'])})" for w in e["windows"])]
 
     print_rows(("item", "windows", "officer", "name", "deadline"),
                ([cells(e) for e in result[i:i + LIST_BATCH]]
                 for i in range(0, len(result), LIST_BATCH)))
-    console.print(f"{len(result)} items will miss a window within {within} unless done "
-                  f"(times in {station.settings.station_timezone})")
+    console.print(f"{plural(len(result), 'item')} will miss a window within {within} unless "
+                  f"done (times in {station.settings.ingest.recorder_timezone})")
 
 
 @cli.command()

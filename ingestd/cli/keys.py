@@ -3,7 +3,6 @@ ledger proves, rotate it)."""
 
 from __future__ import annotations
 
-from ..domain.canonical import format_time
 from ..usecases.keys import create_key, key_report, rotate_key
 from .base import (
     AppContext,
@@ -13,6 +12,7 @@ from .base import (
     json_option,
     pass_app,
     print_json,
+    shown_time,
 )
 
 
@@ -56,7 +56,7 @@ def keys_show(app: AppContext, as_json: bool) -> None:
     console.print("keys the ledger vouches for:")
     for k in report.trusted:
         span = (f"entries {k.since_seq}..{k.retired_seq}, retired "
-                f"{format_time(k.retired_at) if k.retired_at else None}"
+                f"{shown_time(k.retired_at, app.tz, none='-')}"
                 if k.retired_seq else f"from entry {k.since_seq}, in use")
         console.print(f"  {k.key_id}  {esc(k.station or '-')}  {span}")
 

@@ -9,7 +9,7 @@ from rich.table import Table
 from ..errors import DiscrepancyFound, UsageError
 from ..targets.factory import build_targets
 from ..usecases.replicate import verify_offsite
-from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
+from .base import AppContext, cli, console, esc, json_option, pass_app, plural, print_json
 
 
 @cli.group()
@@ -34,11 +34,11 @@ def ledger_verify(app: AppContext, offsite: bool, as_json: bool) -> None:
     if as_json:
         print_json(report.as_dict())
     elif report.ok:
-        console.print(f"[green]ledger intact[/]: {report.entries} entries, head "
-                      f"{report.head_seq} {report.head_hash[:16]}")
+        console.print(f"[green]ledger intact[/]: {plural(report.entries, 'entry', 'entries')}, "
+                      f"head {report.head_seq} {report.head_hash[:16]}")
     else:
-        console.print(f"[red]ledger has {len(report.problems)} problems[/] "
-                      f"({report.entries} entries):")
+        console.print(f"[red]ledger has {plural(len(report.problems), 'problem')}[/] "
+                      f"({plural(report.entries, 'entry', 'entries')}):")
         table = Table("kind", "entry", "detail")
         for p in report.problems:
             table.add_row(p.kind, str(p.seq or ""), esc(p.detail))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from typing import Any
 
 import click
@@ -17,9 +18,11 @@ from .base import (
     console,
     json_option,
     pass_app,
+    plural,
     print_json,
     print_json_list,
     print_rows,
+    shown_time,
 )
 
 
@@ -29,7 +32,7 @@ def _sweep(app: AppContext, *, dry_run: bool, as_json: bool) -> None:
         print_json(report.as_dict())
         return
     verb = "would evict" if dry_run else "evicted"
-    console.print(f"{verb} {len(report.evicted)} items from the local store; "
+    console.print(f"{verb} {plural(len(report.evicted), 'item')} from the local store; "
                   f"{report.kept} kept")
     for e in report.evicted:
         console.print(f"  {e['sha256'][:16]} (on {', '.join(e['targets'])})")
@@ -66,8 +69,9 @@ def sweep_cmd(ctx: click.Context, app: AppContext, dry_run: bool, as_json: bool)
            as_json=as_json or ctx.meta["retention.json"])
 
 
-def _cells(r: dict[str, Any]) -> list[str]:
-    return [r["sha256"][:16], r["retention_class"], r["retain_until"] or "never",
+def _cells(r: dict[str, Any], tz: tzinfo) -> list[str]:
+    return [r["sha256"][:16], r["retention_class"], shown_time(r["retain_until"], tz,
+                                                                none="never"),
             "held" if r["hold"] else "", r["why"]]
 
 
@@ -94,5 +98,5 @@ def list_cmd(ctx: click.Context, app: AppContext, ref: str | None, cls: str | No
             print_json_list("items", (r for page in pages for r in page))
             return
         count = print_rows(("item", "class", "retain until", "hold", "why"),
-                           ([_cells(r) for r in page] for page in pages))
-    console.print(f"{count} items")
+                           ([_cells(r, app.tz) for r in page] for page in pages))
+    console.print(plural(count, "item"))

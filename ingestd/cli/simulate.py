@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import click
 
 from ..domain.models import Recorder
 from ..errors import UsageError
 from ..simulate import demo_clips, make_recorder
-from ..station import system_clock
+from ..station import Station, system_clock
 from ..usecases import registry
-from .base import AppContext, cli, console, esc, pass_app
+from .base import AppContext, cli, console, esc, pass_app, plural
 
 #: The unit simulated recorders are registered to: what tells them from real ones.
 DEMO_UNIT = "demo"
@@ -22,17 +23,25 @@ DEMO_UNIT = "demo"
 @click.option("--clips", type=click.IntRange(1, 50), default=3, show_default=True)
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the recorder (to a demo officer) if it is not registered.")
+@click.option("--next-demo", "next_demo", is_flag=True,
+              help="Dock another demo recorder: the first DEMO-NNNN serial not docked under "
+                   "the watched folder (instead of SERIAL).")
 @click.option("--into-registered", is_flag=True,
               help="Dock it even though SERIAL is registered to a real officer: the generated "
                    "clips become that officer's evidence.")
 @pass_app
-def simulate_recorder(app: AppContext, serial: str, clips: int, register: bool,
-                      into_registered: bool) -> None:
+@click.pass_context
+def simulate_recorder(ctx: click.Context, app: AppContext, serial: str, clips: int,
+                      register: bool, next_demo: bool, into_registered: bool) -> None:
     """Dock a simulated recorder under the watched mount root (HOME/docks/SERIAL)."""
     root = app.settings.watch_root
     if root is None:
         raise UsageError("docks.watch_root is not configured: nowhere to dock a folder")
+    if next_demo and ctx.get_parameter_source("serial") != click.core.ParameterSource.DEFAULT:
+        raise UsageError("--next-demo picks the serial itself: give it without SERIAL")
     station = app.station()
+    if next_demo:
+        serial = _next_demo_serial(station, root)
     with station.catalog.read() as tx:
         known = tx.recorder(serial)
     if known is not None and known.unit != DEMO_UNIT and not into_registered:
@@ -59,5 +68,18 @@ def simulate_recorder(app: AppContext, serial: str, clips: int, register: bool,
         shutil.rmtree(staging)
     else:
         staging.rename(target)  # appears whole, as a plugged-in recorder does
-    console.print(f"docked simulated recorder {esc(serial)} with {clips} clips at "
+    console.print(f"docked simulated recorder {esc(serial)} with {plural(clips, 'clip')} at "
                   f"{esc(target)}")
+
+
+def _next_demo_serial(station: Station, root: Path) -> str:
+    """The first ``DEMO-NNNN`` not docked under ``root`` and not registered to a real
+    officer: each demo dock is then another recorder, not the same one again."""
+    with station.catalog.read() as tx:
+        for n in range(1, 10_000):
+            serial = f"DEMO-{n:04d}"
+            known = tx.recorder(serial)
+            if (root / serial).exists() or (known is not None and known.unit != DEMO_UNIT):
+                continue
+            return serial
+    raise UsageError(f"every demo serial is docked under {root}: remove some of them")

@@ -22,8 +22,10 @@ from .base import (
     esc,
     json_option,
     pass_app,
+    plural,
     print_json,
     print_rows,
+    shown_time,
 )
 
 
@@ -61,7 +63,8 @@ def spotcheck_run(app: AppContext, as_json: bool) -> None:
         print_json({"ok": report.ok, "period_start": format_time(report.period_start),
                     "checked": [_check_json(c) for c in report.checks]})
     else:
-        console.print(f"period from {format_time(report.period_start)}: {report.summary()}")
+        console.print(f"period from {shown_time(report.period_start, app.tz)}: "
+                      f"{report.summary()}")
         for c in report.checks:
             colour = "green" if c.result == SpotResult.OK else "red"
             said = "" if c.result == SpotResult.OK else (
@@ -85,11 +88,11 @@ def spotcheck_list(app: AppContext, pending: bool, officer: str | None, as_json:
                     "counts": {name: n.as_dict() for name, n in listing.counts.items()}})
         return
     print_rows(["item", "officer", "checked", "result", "review", "by"], [[
-        [c.item[:16], c.officer, format_time(c.checked_at)[:19], str(c.result),
+        [c.item[:16], c.officer, shown_time(c.checked_at, app.tz), str(c.result),
          review_status(c), c.review.by if c.review else ""] for c in listing.checks]])
     for name, n in listing.counts.items():
         console.print(f"{esc(name)}: {n.checked} checked, {n.reviewed_ok} reviewed ok, "
-                      f"{n.problem} problem, {n.pending} pending")
+                      f"{plural(n.problem, 'problem')}, {n.pending} pending")
 
 
 @spotcheck.command("record")

@@ -13,6 +13,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .flags import Flag
 from .models import MediaInfo, RecordedTime, RetentionClass, TimeSource
@@ -551,6 +552,20 @@ def parse_utc_offset(text: str) -> tzinfo:
         raise ValueError(f"not a UTC offset: {text!r} (expected like +08:00)")
     sign = 1 if match.group(1) == "+" else -1
     return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+
+
+def parse_zone(text: str) -> tzinfo:
+    """A UTC offset (as :func:`parse_utc_offset`) or a time zone's name (``Asia/Shanghai``,
+    from the system's time zone database)."""
+    try:
+        return parse_utc_offset(text)
+    except ValueError:
+        pass
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"not a UTC offset or time zone: {text!r} (expected like +08:00 "
+                         "or Asia/Shanghai)") from None
 
 
 # -- spot checks ---------------------------------------------------------------------------

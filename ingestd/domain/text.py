@@ -117,3 +117,9 @@ def url_has_userinfo(url: str) -> bool:
         return "@" in urlsplit(url).netloc
     except ValueError:
         return "@" in url
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """A count as people write it: ``1 item``, ``2 items``; ``many`` for a plural that is not
+    ``one`` + s (``entries``)."""
+    return f"{count} {one if count == 1 else many or one + 's'}"

@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -393,6 +394,42 @@ class DockCoordinator:
 
     def _serve(self, serial: str, path: Path, ctx: DockContext,
                writable: Callable[[], contextlib.AbstractContextManager[object]]) -> Outcome:
+        started = time.monotonic()
+        outcome = self._serve_files(serial, path, ctx, writable)
+        if outcome.report is not None:
+            self._log_served(outcome, time.monotonic() - started)
+        return outcome
+
+    def _log_served(self, outcome: Outcome, seconds: float) -> None:
+        """One INFO line a dock served: whose recorder, what its files became, how long it
+        took, and where it stands. The officer by id: names stay out of the log."""
+        report = outcome.report
+        assert report is not None
+        with self.station.catalog.read() as tx:
+            rec = tx.recorder(outcome.serial)
+        officer = rec.officer_id if rec is not None else "unassigned"
+        new = sum(1 for i in report.items if i.new)
+        flagged = sum(1 for i in report.items if i.flags)
+        fields = {"serial": outcome.serial, "officer_id": officer,
+                  "session": report.session_id, "state": str(outcome.state),
+                  "files_new": new, "files_known": len(report.items) - new,
+                  "files_skipped": len(report.skipped), "files_failed": len(report.errors),
+                  "bytes": report.bytes_copied, "seconds": round(seconds, 3),
+                  "flagged": flagged, "wiped": outcome.wiped}
+        stands = str(outcome.state)
+        if flagged:
+            stands += f", {flagged} flagged"
+        if outcome.wiped:
+            stands += f", {outcome.wiped} wiped from the recorder"
+        log.info("recorder %s (officer %s) served in %.1f s: %d new, %d known, %d skipped, "
+                 "%d failed, %.1f MiB copied; session %s %s", outcome.serial, officer,
+                 seconds, new, len(report.items) - new, len(report.skipped),
+                 len(report.errors), report.bytes_copied / 2**20, report.session_id, stands,
+                 extra={"event": "dock_served", "fields": fields})
+
+    def _serve_files(self, serial: str, path: Path, ctx: DockContext,
+                     writable: Callable[[], contextlib.AbstractContextManager[object]]
+                     ) -> Outcome:
         finished: dict[str, Any] = {}
 
         def health_after(report: IngestReport) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import config as config_mod
 from ..domain.models import EventKind
 from ..domain.policy import Clock
+from ..domain.text import plural
 from ..errors import IntegrityError
 from ..integrity.hashing import fsync_dir
 from ..integrity.ledger import TIME_RULE_KEY, KeyChain
@@ -100,8 +101,8 @@ def init_home(home: Path, *, station: str = "station-01", clock: Clock = system_
     done.extend(_remove_retired_keys(settings.keys_path, keys))
     redated = redate(station_)
     if redated:
-        done.append(f"re-dated the retention of {len(redated)} items (counted from the later "
-                    "of recording end and storage)")
+        done.append(f"re-dated the retention of {plural(len(redated), 'item')} (counted from "
+                    "the later of recording end and storage)")
     return station_, done
 
 

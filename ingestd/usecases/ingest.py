@@ -148,7 +148,7 @@ class Ingestor:
         self.station = station
         self.settings = station.settings
         self.windows = station.settings.windows.policy()
-        self.tz = policy.parse_utc_offset(station.settings.ingest.recorder_timezone)
+        self.tz = station.settings.ingest.recorder_tz
         self.conventions = station.settings.ingest.conventions()
         self._tally = threading.Lock()  # the report's byte count, added to by file threads
 

@@ -28,6 +28,7 @@ from ..domain.models import EventKind, RetentionClass
 from ..domain.policy import RetentionPolicy, long_term_until, worm_lock
 from ..domain.records import Checkpoint, Item, ReplicaState
 from ..domain.status import LockBehind
+from ..domain.text import plural
 from ..errors import NotFound, ObjectDamaged, ReplicaMismatch, TargetError
 from ..integrity.discrepancy import (
     BadSignature,
@@ -82,8 +83,9 @@ class ReplicationReport:
                 "locks_extended": self.locks_extended, "pending": self.pending}
 
     def summary(self) -> str:
-        return (f"{len(self.verified)} copies verified, {len(self.failed)} failed, "
-                f"{len(self.locks_extended)} locks extended, {self.pending} still waiting")
+        return (f"{plural(len(self.verified), 'copy', 'copies')} verified, "
+                f"{len(self.failed)} failed, {plural(len(self.locks_extended), 'lock')} "
+                f"extended, {self.pending} still waiting")
 
 
 def lock_for(*, retain_until: datetime | None, retention_class: RetentionClass,

@@ -42,7 +42,7 @@ class SpotRunReport:
 
     def summary(self) -> str:
         bad = sum(1 for c in self.checks if c.result != SpotResult.OK)
-        return (f"{len(self.checks)} items spot-checked (re-hashed and decoded), "
+        return (f"{text.plural(len(self.checks), 'item')} spot-checked (re-hashed and decoded), "
                 + (f"{bad} damaged" if bad else "all intact"))
 
 

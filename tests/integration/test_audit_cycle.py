@@ -126,4 +126,4 @@ def test_coverage_is_alone_or_with_json(tmp_path: Path,
     done = run_cli(home.home, "audit", "--coverage", "--all")
     assert done.exit_code != 0 and "--coverage" in done.stderr
     text = run_cli(home.home, "audit", "--coverage")
-    assert text.exit_code == 0 and "store station-01: 1 copies" in text.stdout
+    assert text.exit_code == 0 and "store station-01: 1 copy (1 never proven)" in text.stdout

@@ -53,10 +53,26 @@ def test_demo_serials_and_an_explicit_into_registered_still_dock(tmp_path: Path)
     assert first.exit_code == 0, first.stderr
     again = run_cli(home, "simulate-recorder", "DEMO-0002", "--clips", "1")  # its demo officer
     assert again.exit_code == 0, again.stderr
-    assert "docked simulated recorder DEMO-0002 with 1 clips" in again.stdout
+    assert "docked simulated recorder DEMO-0002 with 1 clip at" in again.stdout
     assert list((docks / "DEMO-0002" / "DCIM" / "100MEDIA").iterdir())
 
     forced = run_cli(home, "simulate-recorder", REAL, "--clips", "1", "--into-registered")
     assert forced.exit_code == 0, forced.stderr
-    assert f"docked simulated recorder {REAL} with 1 clips" in forced.stdout
+    assert f"docked simulated recorder {REAL} with 1 clip at" in forced.stdout
     assert len(list((docks / REAL / "DCIM" / "100MEDIA").iterdir())) == 1
+
+
+def test_next_demo_docks_another_recorder_each_time(tmp_path: Path) -> None:
+    home = init_station(tmp_path / "home", config='[docks]\nwatch_root = "docks"\n',
+                        register={"DEMO-0002": ("Ana Silva", "P-4411")})
+    docked = []
+    for _ in range(2):
+        result = run_cli(home, "simulate-recorder", "--next-demo", "--clips", "1")
+        assert result.exit_code == 0, result.stderr
+        docked.append(" ".join(result.stdout.split()))
+    # DEMO-0001 first, then not DEMO-0002 (a real officer's recorder): DEMO-0003.
+    assert "docked simulated recorder DEMO-0001 with 1 clip" in docked[0]
+    assert "docked simulated recorder DEMO-0003 with 1 clip" in docked[1]
+    assert sorted(p.name for p in (home / "docks").iterdir()) == ["DEMO-0001", "DEMO-0003"]
+    both = run_cli(home, "simulate-recorder", "DEMO-0009", "--next-demo")
+    assert both.exit_code == 2 and "without SERIAL" in both.stderr

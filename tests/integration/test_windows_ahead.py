@@ -108,7 +108,8 @@ def test_a_missed_deadline_is_shown_in_the_station_time_zone(tmp_path: Path,
 
 
 def test_a_utc_station_shows_overdue_as_before(tmp_path: Path, clips: Clips) -> None:
-    home = station_home(tmp_path, clips, '[windows]\ningest = "1h"\n')
+    home = station_home(tmp_path, clips, '[ingest]\nrecorder_timezone = "UTC"\n'
+                                         '[windows]\ningest = "1h"\n')
     text = run_cli(home, "overdue").stdout
     assert "late_ingest" in text and " local" not in text
     (late, *_) = ledger_lines(home, "flagged")

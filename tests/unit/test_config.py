@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -81,7 +81,8 @@ def test_unknown_key_is_an_error_naming_its_path(tmp_path: Path, body: str, path
     ("[windows]\nlabel = '-5m'\n", "windows.label", "not a duration"),
     ("[ingest]\nbuffer_size = '4 potatoes'\n", "ingest.buffer_size", "not a size"),
     ("[ingest]\nbuffer_size = '1KiB'\n", "ingest.buffer_size", "between 64KiB and 256MiB"),
-    ("[ingest]\nrecorder_timezone = 'CET'\n", "ingest.recorder_timezone", "not a UTC offset"),
+    ("[ingest]\nrecorder_timezone = 'Mars/Olympus'\n", "ingest.recorder_timezone",
+     "not a UTC offset or time zone"),
     ("[ingest]\nunregistered = 'maybe'\n", "ingest.unregistered", "'refuse' or 'unassigned'"),
     ("[ingest]\nchanged_retries = -1\n", "ingest.changed_retries", "greater than or equal"),
     ("[ingest]\nfilename_time = [{pattern = '(', format = '%Y'}]\n",
@@ -384,3 +385,14 @@ def test_the_station_time_zone_defaults_to_utc(tmp_path: Path) -> None:
     assert load(tmp_path, "").station_tz.utcoffset(None) == timedelta(0)
     assert load(tmp_path, 'station_timezone = "+08:00"\n').station_tz.utcoffset(
         None) == timedelta(hours=8)
+
+
+def test_the_recorder_time_zone_is_an_offset_or_a_zone_name(tmp_path: Path) -> None:
+    moment = datetime(2026, 11, 1, 1, 30, tzinfo=UTC)
+    assert load(tmp_path, "").ingest.recorder_tz.utcoffset(moment) == timedelta(hours=8)
+    named = load(tmp_path, '[ingest]\nrecorder_timezone = "Asia/Shanghai"\n').ingest
+    assert named.recorder_tz.utcoffset(moment) == timedelta(hours=8)
+    # A zone with summer time: its offset is the one of the moment.
+    berlin = load(tmp_path, '[ingest]\nrecorder_timezone = "Europe/Berlin"\n').ingest
+    assert berlin.recorder_tz.utcoffset(datetime(2026, 7, 1)) == timedelta(hours=2)
+    assert berlin.recorder_tz.utcoffset(datetime(2026, 12, 1)) == timedelta(hours=1)

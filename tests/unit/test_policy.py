@@ -367,6 +367,19 @@ def test_bad_utc_offsets(text: str) -> None:
         policy.parse_utc_offset(text)
 
 
+@pytest.mark.parametrize(("text", "hours"), [
+    ("+08:00", 8), ("UTC", 0), ("Asia/Shanghai", 8), ("America/New_York", -5)])
+def test_zones_are_offsets_or_names(text: str, hours: float) -> None:
+    winter = datetime(2026, 12, 1, tzinfo=UTC)
+    assert policy.parse_zone(text).utcoffset(winter) == timedelta(hours=hours)
+
+
+@pytest.mark.parametrize("text", ["Mars/Olympus", "8", "", "../etc/passwd"])
+def test_bad_zones(text: str) -> None:
+    with pytest.raises(ValueError, match="not a UTC offset or time zone"):
+        policy.parse_zone(text)
+
+
 # -- case types ------------------------------------------------------------------------------
 
 TYPED = RetentionPolicy(case_types={"penalty": timedelta(days=365 * 30 + 1, seconds=1),

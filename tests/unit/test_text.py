@@ -8,6 +8,7 @@ import pytest
 
 from ingestd.domain.text import (
     json_printable,
+    plural,
     printable,
     redact_url,
     redact_urls,
@@ -82,3 +83,10 @@ def test_json_printable_keeps_the_values() -> None:
     assert json.loads(out) == data
     assert "张三" in out
     assert all(ch.isprintable() or ch == "\n" for ch in out)
+
+
+def test_counts_are_written_in_good_grammar() -> None:
+    assert plural(1, "recorder") == "1 recorder"
+    assert plural(0, "recorder") == "0 recorders"
+    assert plural(2, "entry", "entries") == "2 entries"
+    assert plural(1, "entry", "entries") == "1 entry"

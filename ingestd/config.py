@@ -31,7 +31,6 @@ from .domain.policy import (
     FilenameTime,
     RetentionPolicy,
     Windows,
-    parse_utc_offset,
     parse_zone,
 )
 from .errors import ConfigError
@@ -149,8 +148,8 @@ class IngestSettings(_Section):
 
     @property
     def recorder_tz(self) -> tzinfo:
-        """The recorders' time zone: file-name times are read in it, and every time shown to
-        a person is given in it, with its offset."""
+        """The recorders' time zone: file-name times are read in it (and, unless
+        ``station_timezone`` says otherwise, every time shown to a person is given in it)."""
         return parse_zone(self.recorder_timezone)
 
     @field_validator("buffer_size")
@@ -363,9 +362,9 @@ class Settings(_Section):
     keys: Path = Path("keys")
     ledger_mirror: Path = Path("ledger.jsonl")
     logs: Path = Path("logs")
-    # The zone of `deadline_local` in `overdue --within --json` (as it always was); people see
-    # every time in `ingest.recorder_timezone`.
-    station_timezone: str = "UTC"
+    # The zone people read every time in (tables, reports, the custody report, `deadline_local`)
+    # and in which dates they type are read; empty: the recorders' `ingest.recorder_timezone`.
+    station_timezone: str = ""
     ingest: IngestSettings = IngestSettings()
     windows: WindowSettings = WindowSettings()
     retention: RetentionSettings = RetentionSettings()
@@ -379,13 +378,16 @@ class Settings(_Section):
 
     @field_validator("station_timezone")
     @classmethod
-    def _station_offset(cls, value: str) -> str:
-        parse_utc_offset(value)
+    def _station_zone(cls, value: str) -> str:
+        if value:
+            parse_zone(value)
         return value
 
     @property
     def station_tz(self) -> tzinfo:
-        return parse_utc_offset(self.station_timezone)
+        """The zone times are shown to people in, and dates they type are read in."""
+        return parse_zone(self.station_timezone) if self.station_timezone \
+            else self.ingest.recorder_tz
 
     @model_validator(mode="after")
     def _unique_targets(self) -> Settings:

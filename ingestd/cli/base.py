@@ -65,8 +65,9 @@ class AppContext:
 
     @property
     def tz(self) -> tzinfo:
-        """The zone times are shown to people in: the station's ``recorder_timezone``."""
-        return self.settings.ingest.recorder_tz
+        """The zone times are shown to people in: ``station_timezone``, by default the
+        recorders' ``recorder_timezone``."""
+        return self.settings.station_tz
 
 
 def refuse_root_in_foreign_home(home: Path) -> None:

@@ -91,7 +91,7 @@ def test_unknown_key_is_an_error_naming_its_path(tmp_path: Path, body: str, path
     ("station = 'has space'\n", "station", "pattern"),
     ("[[targets]]\nname = 'offsite'\ntype = 's3'\n", "targets.0", "needs bucket"),
     ("[retention]\nroutine = '30d'\n", "retention.routine", "at least 365d"),
-    ("station_timezone = 'CET'\n", "station_timezone", "not a UTC offset"),
+    ("station_timezone = 'Mars/Olympus'\n", "station_timezone", "not a UTC offset or time zone"),
     ("[retention.case_types]\npenalty = '0s'\n", "retention.case_types.penalty",
      "longer than 0s"),
     ("[retention.case_types]\npenalty = 'forever'\n", "retention.case_types.penalty",
@@ -381,8 +381,11 @@ def test_case_types_are_read_into_the_retention_policy(tmp_path: Path) -> None:
     assert load(tmp_path, "").retention.policy().case_types == {}
 
 
-def test_the_station_time_zone_defaults_to_utc(tmp_path: Path) -> None:
-    assert load(tmp_path, "").station_tz.utcoffset(None) == timedelta(0)
+def test_the_station_time_zone_defaults_to_the_recorders(tmp_path: Path) -> None:
+    assert load(tmp_path, "").station_tz.utcoffset(None) == timedelta(hours=8)
+    assert load(tmp_path, '[ingest]\nrecorder_timezone = "UTC"\n').station_tz.utcoffset(
+        None) == timedelta(0)
+    assert load(tmp_path, 'station_timezone = "UTC"\n').station_tz.utcoffset(None) == timedelta(0)
     assert load(tmp_path, 'station_timezone = "+08:00"\n').station_tz.utcoffset(
         None) == timedelta(hours=8)
 

@@ -5,6 +5,7 @@ A server that does not offer STARTTLS when asked for it gets nothing."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
 import ssl
@@ -60,7 +61,7 @@ class SmtpChannel:
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if spec.username:
-                smtp.login(spec.username, self._password() if self._password_file else "")
+                _login(smtp, spec.username, self._password() if self._password_file else "")
             smtp.send_message(msg, from_addr=spec.sender, to_addrs=list(spec.to))
 
     def send(self, notice: Notice, *, station: str) -> None:
@@ -94,6 +95,21 @@ class SmtpChannel:
             self._sleep(pause)
         raise DeliveryFailed(f"mail through {where} failed after {tries} "
                              f"{'try' if tries == 1 else 'tries'}: {why}")
+
+
+def _login(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """smtplib's login, or for a name or password beyond ASCII (which it cannot send) AUTH
+    PLAIN in UTF-8 (RFC 4616)."""
+    if user.isascii() and password.isascii():
+        smtp.login(user, password)
+        return
+    if not smtp.has_extn("auth") or "PLAIN" not in smtp.esmtp_features["auth"].upper().split():
+        raise DeliveryFailed("the mail server offers no AUTH PLAIN, needed for a user name "
+                             "or password beyond ASCII")
+    token = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode("ascii")
+    code, said = smtp.docmd("AUTH", "PLAIN " + token)
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, said)
 
 
 def _said(error: bytes | str) -> str:

@@ -109,21 +109,36 @@ def _checks(jobs: Sequence[JobRun]) -> list[Finding]:
     return out
 
 
+#: The daemon's replication job: a target it could not use at all is named in its summary
+#: the way a target's error names it (``target 'nas': ...``).
+REPLICATE_JOB = "replicate"
+
+
+def _named(summary: str, target: str) -> bool:
+    return f"target {target!r}:" in summary or f"target {target}:" in summary
+
+
 def _replication(station: Station, stats: dict[str, ReplicaStats],
-                 waiting: dict[str, datetime], now: datetime) -> list[Finding]:
+                 waiting: dict[str, datetime], jobs: Sequence[JobRun],
+                 now: datetime) -> list[Finding]:
     after = station.settings.alerting.replication_stalled_after
+    run = next((j for j in jobs if j.job == REPLICATE_JOB and j.ok is False), None)
     out = []
     for name, stat in stats.items():
-        if stat.failed:
-            error = stat.last_error
+        error = stat.last_error
+        unusable = run is not None and _named(run.summary, name)
+        if stat.failed or unusable:
+            why = run.summary if unusable and run is not None else (
+                error.error if error else "")
+            count = (f"{stat.failed} {'copy' if stat.failed == 1 else 'copies'} failed"
+                     if stat.failed else "replication failed")
             out.append(Finding.of(
                 Condition.REPLICATION_FAILING, name,
-                summary=f"target {name}: {stat.failed} "
-                        f"{'copy' if stat.failed == 1 else 'copies'} failed"
-                        + (f": {error.error[:300]}" if error else ""),
+                summary=f"target {name}: {count}" + (f": {why[:300]}" if why else ""),
                 target=name, failed=stat.failed,
                 last_error=None if error is None else error.error[:2000],
-                last_error_at=None if error is None else format_time(error.at)))
+                last_error_at=None if error is None else format_time(error.at),
+                last_run=None if run is None or not unusable else run.summary[:2000]))
         since = waiting.get(name)
         if stalled(since, now=now, after=after):
             assert since is not None
@@ -201,7 +216,7 @@ def find(station: Station, now: datetime) -> Found:
     found = Found()
     found.findings += _missed(late, cfg.missed_windows_min)
     found.findings += _checks(jobs)
-    found.findings += _replication(station, stats, waiting, now)
+    found.findings += _replication(station, stats, waiting, jobs, now)
     for target in targets:
         standing = standings.get(target)
         if standing is not None and not standing.passed:
@@ -287,8 +302,8 @@ def deliver(notice: Notice, channels: Sequence[Channel], *, station: str) -> dic
         except DeliveryFailed as exc:
             failed[channel.name] = str(exc)
         except Exception as exc:  # a channel's bug must not keep the others' notices back
-            log.exception("alert channel %s crashed", channel.name)
-            failed[channel.name] = f"{type(exc).__name__}: {exc}"
+            # its type only: the message of a library's error may quote a secret
+            failed[channel.name] = f"the channel failed unexpectedly ({type(exc).__name__})"
     for name, why in failed.items():
         log.error("alert %s (%s) not delivered through %s: %s", notice.alert.key,
                   notice.alert.state, name, why,

@@ -22,6 +22,7 @@ from conftest import (
     OFFICER,
     OFFICER_ID,
     SERIAL,
+    ClipFile,
     FakeClock,
     build_recorder,
     cli_json,
@@ -42,6 +43,13 @@ from ingestd.usecases.alerts import AlertReport, evaluate
 from ingestd.usecases.casework import justify
 from ingestd.usecases.ingest import DockContext, Ingestor
 from ingestd.usecases.windows import check_windows
+from tests.integration.test_replicate import (
+    clips,  # noqa: F401 - the session's clips fixture
+    make_home,
+    new_bucket,
+    s3_target,
+    write_credentials,
+)
 from tests.support import catalog
 from tests.support.receivers import (
     MailReceiver,
@@ -51,6 +59,7 @@ from tests.support.receivers import (
     mail_receiver,
     webhook_receiver,
 )
+from tests.support.servers import S3Endpoint
 from tests.unit.usecase_helpers import MEDIA, Bench, bench, photo, photo_name
 
 pytestmark = [pytest.mark.integration]
@@ -322,6 +331,44 @@ def test_a_failed_ledger_check_fires_until_the_check_passes(
     mirror.write_bytes(kept)
     assert run_job(b.station, ledger_job)
     assert sent(evaluate(b.station)) == {(f"check_failed:{LEDGER_JOB}", "resolved")}
+
+
+def test_a_target_failing_its_worm_check_is_a_critical_alert(
+        tmp_path: Path, clips: list[ClipFile], moto: S3Endpoint,  # noqa: F811
+        hook: WebhookReceiver, mail: MailReceiver) -> None:
+    # moto lets a COMPLIANCE date be shortened: `targets check` catches it
+    # (its clips were recorded long ago: late, which is not this test's matter)
+    home = make_home(tmp_path, clips[:1], config=alerting(
+        free_space_min='"0%"', disabled='["missed_window"]') + channels(tmp_path, hook.url, mail))
+    home.add_target(s3_target(moto.url, new_bucket(moto.client()),
+                              write_credentials(tmp_path, moto)))
+    assert len(cli_json(home.home, "replicate")["verified"]) == 1
+    assert run_cli(home.home, "targets", "check").exit_code == 1
+
+    report = cli_json(home.home, "alerts", "check")
+    assert [(s["alert"], s["state"]) for s in report["sent"]] == [
+        ("worm_failed:offsite", "firing")]
+    (body,) = hook.alerts()
+    assert body["details"]["severity"] == "critical"
+    assert body["details"]["target"] == "offsite" and body["details"]["ledger_seq"] > 0
+    assert "FAILED its WORM check" in body["summary"]
+    (m,) = mail.messages()
+    assert m.message["Subject"].startswith("[ingestd station-01] CRITICAL: target offsite ")
+    assert cli_json(home.home, "alerts", "check")["sent"] == []
+
+    # the standing a passing check leaves (what `targets check` writes when WORM holds;
+    # moto never passes) clears it
+    station = home.open()
+    try:
+        with station.catalog.write() as tx:
+            (standing,) = tx.worm_standings()
+            tx.worm_checked("offsite", location=standing.location, passed=True,
+                            at=standing.checked_at, ledger_seq=standing.ledger_seq)
+    finally:
+        station.close()
+    report = cli_json(home.home, "alerts", "check")
+    assert [(s["alert"], s["state"]) for s in report["sent"]] == [
+        ("worm_failed:offsite", "resolved")]
 
 
 def test_a_disabled_condition_is_not_alerted(b: Bench, hook: WebhookReceiver) -> None:

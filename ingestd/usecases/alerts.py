@@ -11,7 +11,9 @@ and it is owed the notice, tried again at the next evaluation.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -313,7 +315,19 @@ def deliver(notice: Notice, channels: Sequence[Channel], *, station: str) -> dic
 
 
 def evaluate(station: Station, *, channels: Sequence[Channel] | None = None) -> AlertReport:
-    """Find what holds now, send what is due, keep each alert's state."""
+    """Find what holds now, send what is due, keep each alert's state. One evaluation at a
+    time on a station (the daemon's and ``alerts check``): the second waits, then finds the
+    first's notices sent, and sends them no more."""
+    fd = os.open(station.settings.home / ".alerts.lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC,
+                 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _evaluate(station, channels)
+    finally:
+        os.close(fd)
+
+
+def _evaluate(station: Station, channels: Sequence[Channel] | None) -> AlertReport:
     now = station.clock()
     channels = build_channels(station.settings) if channels is None else channels
     found = find(station, now)

@@ -371,6 +371,21 @@ def test_a_target_failing_its_worm_check_is_a_critical_alert(
         ("worm_failed:offsite", "resolved")]
 
 
+def test_alert_state_is_kept_in_a_postgresql_catalog_too(
+        tmp_path: Path, postgres_url: str, hook: WebhookReceiver, mail: MailReceiver) -> None:
+    from tests.integration.test_catalog_postgres import pg_station
+
+    home = pg_station(tmp_path / "pg", postgres_url)
+    with (home / "ingestd.toml").open("a", encoding="utf-8") as fh:
+        fh.write("\n" + alerting(free_space_min='"100%"') + channels(tmp_path, hook.url, mail))
+    first = cli_json(home, "alerts", "check")
+    assert [(s["alert"], s["state"]) for s in first["sent"]] == [("low_free_space", "firing")]
+    assert cli_json(home, "alerts", "check")["sent"] == []
+    assert [a["alert"] for a in cli_json(home, "alerts", "list")["alerts"]] == [
+        "low_free_space"]
+    assert len(hook.alerts()) == 1 and len(mail.messages()) == 1
+
+
 def test_a_disabled_condition_is_not_alerted(b: Bench, hook: WebhookReceiver) -> None:
     tune(b.station, free_space_min="100%", disabled=("low_free_space",))
     assert evaluate(b.station).sent == [] and hook.posts == []

@@ -402,6 +402,26 @@ def test_a_webhook_is_retried_with_backoff_within_a_send(
     assert report.ok and hook.tries == 2 and len(hook.posts) == 1
 
 
+def test_a_webhook_redirect_is_not_followed(b: Bench, hook: WebhookReceiver) -> None:
+    hook.redirect = True  # the bearer token goes to the configured URL only
+    tune(b.station, free_space_min="100%")
+    (one,) = evaluate(b.station).sent
+    assert one.failed["hook"].endswith("failed after 1 try: HTTP 307 Temporary Redirect")
+    assert hook.tries == 1 and hook.posts == []
+
+
+def test_a_mail_server_whose_certificate_is_not_trusted_gets_nothing(
+        tmp_path: Path, mail: MailReceiver) -> None:
+    home = init_station(tmp_path / "h", config=(
+        f'[[alerts]]\ntype = "smtp"\nhost = "{mail.host}"\nport = {mail.port}\n'
+        'from = "a@station.example"\nto = ["b@example.org"]\nattempts = 1\n'))
+    result = run_cli(home, "alerts", "test", "--json")
+    assert result.exit_code == 1
+    (failed,) = [c for c in result.json()["channels"] if not c["ok"]]
+    assert failed["channel"] == "smtp" and "CERTIFICATE_VERIFY_FAILED" in failed["error"]
+    assert mail.messages() == []
+
+
 def test_a_channel_that_fails_keeps_nothing_from_the_others_and_is_owed_the_notice(
         tmp_path: Path, hook: WebhookReceiver, mail: MailReceiver,
         caplog: pytest.LogCaptureFixture) -> None:

@@ -32,6 +32,8 @@ class WebhookReceiver:
     posts: list[Post] = field(default_factory=list)
     #: answer this many requests with 503 before taking one
     fail_next: int = 0
+    #: answer every request with a redirect elsewhere
+    redirect: bool = False
     tries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -43,6 +45,8 @@ class WebhookReceiver:
         with self.lock:
             self.posts.clear()
             self.tries = 0
+            self.fail_next = 0
+            self.redirect = False
 
 
 @contextlib.contextmanager
@@ -55,6 +59,11 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
             raw = self.rfile.read(length)
             with receiver.lock:
                 receiver.tries += 1
+                if receiver.redirect:
+                    self.send_response(307)
+                    self.send_header("Location", "/elsewhere")
+                    self.end_headers()
+                    return
                 if receiver.fail_next > 0:
                     receiver.fail_next -= 1
                     self.send_response(503)

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from .domain import text
+from .domain.alerts import Condition
 from .domain.policy import FilenameTime, RetentionPolicy, Windows, parse_utc_offset
 from .errors import ConfigError
 
@@ -331,14 +332,6 @@ TARGET_TYPES: dict[str, type[_TargetBase]] = {
 # -- alerts: [alerting] and the [[alerts]] channels ------------------------------------------
 
 _PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-#: The conditions ``alerting.disabled`` may name (``domain.alerts.Condition``, bar the test).
-ALERT_CONDITIONS = (
-    "missed_window", "check_failed", "low_free_space", "replication_failing",
-    "replication_stalled", "unknown_recorder", "recorder_clock", "recorder_fault",
-    "damaged_media", "skipped_files", "worm_failed",
-)
-
-
 def _free_space(value: Any) -> str:
     if isinstance(value, str) and (match := _PERCENT_RE.match(value)):
         if not 0 <= float(match.group(1)) <= 100:
@@ -359,7 +352,16 @@ class AlertingSettings(_Section):
     skipped_files_min: int = Field(default=1, ge=1)  # files the last dock left on a recorder
     damaged_media_min: int = Field(default=1, ge=1)  # files of the last dock that are not media
     clock_items_min: int = Field(default=1, ge=1)  # items of the last dock with a doubtful time
-    disabled: tuple[Literal[ALERT_CONDITIONS], ...] = ()  # type: ignore[valid-type]
+    disabled: tuple[str, ...] = ()  # conditions never alerted, by name
+
+    @field_validator("disabled")
+    @classmethod
+    def _conditions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = [str(c) for c in Condition if c != Condition.TEST]
+        bad = [name for name in value if name not in known]
+        if bad:
+            raise ValueError(f"not a condition: {bad[0]!r} (one of {', '.join(known)})")
+        return value
 
     @property
     def free_space_percent(self) -> float | None:

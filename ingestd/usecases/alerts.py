@@ -77,6 +77,10 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
 def _age(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds >= 86400:
@@ -171,12 +175,13 @@ def _recorder(session: SessionSummary, registered: bool,
     if len(clock) >= cfg.clock_items_min:
         out.append(Finding.of(
             Condition.RECORDER_CLOCK, serial,
-            summary=f"recorder {serial}: {len(clock)} files of its last dock have a doubtful "
-                    "time (clock unset or ahead)",
+            summary=f"recorder {serial}: {_files(len(clock))} of its last dock "
+                    f"{'has' if len(clock) == 1 else 'have'} a doubtful time (clock unset or "
+                    "ahead)",
             files=clock[:EXAMPLES],
             flags={str(f): len(flagged[f]) for f in _CLOCK_FLAGS if f in flagged}, **about))
     if session.state == SessionState.FAILED or session.files_failed:
-        what = (f"{session.files_failed} files could not be read" if session.files_failed
+        what = (f"{_files(session.files_failed)} could not be read" if session.files_failed
                 else "the dock failed")
         out.append(Finding.of(
             Condition.RECORDER_FAULT, serial,
@@ -188,13 +193,13 @@ def _recorder(session: SessionSummary, registered: bool,
     if len(damaged) >= cfg.damaged_media_min:
         out.append(Finding.of(
             Condition.DAMAGED_MEDIA, serial,
-            summary=f"recorder {serial}: {len(damaged)} files of its last dock cannot be read "
+            summary=f"recorder {serial}: {_files(len(damaged))} of its last dock cannot be read "
                     "as media",
             count=len(damaged), files=damaged[:EXAMPLES], **about))
     if session.files_skipped >= cfg.skipped_files_min:
         out.append(Finding.of(
             Condition.SKIPPED_FILES, serial,
-            summary=f"recorder {serial}: {session.files_skipped} files were left on it, not "
+            summary=f"recorder {serial}: {_files(session.files_skipped)} left on it, not "
                     "taken",
             count=session.files_skipped, kinds=dict(session.skipped), **about))
     return out

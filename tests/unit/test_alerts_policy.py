@@ -191,7 +191,7 @@ def test_alert_settings_and_their_defaults() -> None:
     ('[[alerts]]\ntype = "smtp"\nhost = "mx"\nfrom = "a@b"\nto = ["c@d"]\n'
      'password_file = "/etc/pw"\n', "password_file needs username"),
     ('[alerting]\nfree_space_min = "lots"\n', "alerting.free_space_min: not a size"),
-    ('[alerting]\ndisabled = ["everything"]\n', "alerting.disabled.0"),
+    ('[alerting]\ndisabled = ["everything"]\n', "alerting.disabled: not a condition: 'everything'"),
 ])
 def test_bad_alert_settings_are_refused_naming_the_key(body: str, said: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -1909,16 +1909,19 @@ class Tx:
 
     def session_flags(self, session_ids: Sequence[int],
                       wanted: Sequence[Flag]) -> dict[int, dict[Flag, list[str]]]:
-        """Per session, the items it took (stored or known) that carry each of ``wanted``:
-        their recorder file names (display form), by flag."""
+        """Per finished session, the items it took (stored or known) that carried each of
+        ``wanted`` when it ended (a flag an audit set later is the store's news, not the
+        recorder's): their recorder file names (display form), by flag."""
         if not session_ids:
             return {}
         rows = self.conn.execute(
             select(acquisitions.c.session_id, acquisitions.c.path, flags.c.flag)
             .join(flags, flags.c.item == acquisitions.c.item)
+            .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
             .where(acquisitions.c.session_id.in_(list(session_ids)),
                    acquisitions.c.state.in_([str(s) for s in TAKEN]),
-                   flags.c.flag.in_([str(f) for f in wanted]))
+                   flags.c.flag.in_([str(f) for f in wanted]),
+                   flags.c.set_at <= dock_sessions.c.finished_at)
             .order_by(acquisitions.c.id))
         out: dict[int, dict[Flag, list[str]]] = {}
         for row in rows:

@@ -585,3 +585,19 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         raise
     assert proc.returncode == 0, err
     assert TOKEN not in out + err and "s3cret" not in out + err
+
+
+def test_a_copy_found_damaged_in_the_store_is_the_audit_s_alert_not_the_recorder_s(
+        b: Bench, hook: WebhookReceiver) -> None:
+    report = b.dock(b.photos("rec", 1))
+    stored = b.object(report.items[0].sha256)
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 1  # the end marker damaged: no longer the bytes stored, nor a whole picture
+    stored.chmod(0o644)
+    stored.write_bytes(bytes(data))
+    (audit,) = [j for j in standard_jobs(b.station) if j.name == "audit"]
+    assert not run_job(b.station, audit)
+    assert sent(evaluate(b.station)) == {("check_failed:audit", "firing")}
+    (body,) = hook.alerts()
+    assert body["details"]["severity"] == "critical" and body["details"]["job"] == "audit"
+    assert "failed their fixity check" in body["summary"]

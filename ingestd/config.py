@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,12 +28,8 @@ from pydantic import (
 )
 
 from .domain import text
-from .domain.policy import (
-    FilenameTime,
-    RetentionPolicy,
-    Windows,
-    parse_zone,
-)
+from .domain.alerts import Condition
+from .domain.policy import FilenameTime, RetentionPolicy, Windows, parse_zone
 from .errors import ConfigError
 
 CONFIG_NAME = "ingestd.toml"
@@ -349,6 +346,113 @@ class CaseSettings(_Section):
     archive: str = ""
 
 
+# -- alerts: [alerting] and the [[alerts]] channels ------------------------------------------
+
+_PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def _free_space(value: Any) -> str:
+    if isinstance(value, str) and (match := _PERCENT_RE.match(value)):
+        if not 0 <= float(match.group(1)) <= 100:
+            raise ValueError(f"not a share of the disk: {value!r} (0% to 100%)")
+        return value.strip()
+    parse_size(value)
+    return value if isinstance(value, str) else str(value)
+
+
+class AlertingSettings(_Section):
+    """When alerts are evaluated and sent again, and each condition's threshold."""
+
+    interval: PositiveDuration = timedelta(minutes=5)
+    repeat: PositiveDuration = timedelta(hours=4)  # a firing alert is sent again this often
+    free_space_min: Annotated[str, BeforeValidator(_free_space)] = "5%"  # bytes, or "N%"
+    replication_stalled_after: PositiveDuration = timedelta(hours=6)
+    missed_windows_min: int = Field(default=1, ge=1)  # items past a window, not justified
+    skipped_files_min: int = Field(default=1, ge=1)  # files the last dock left on a recorder
+    damaged_media_min: int = Field(default=1, ge=1)  # files of the last dock that are not media
+    clock_items_min: int = Field(default=1, ge=1)  # items of the last dock with a doubtful time
+    disabled: tuple[str, ...] = ()  # conditions never alerted, by name
+
+    @field_validator("disabled")
+    @classmethod
+    def _conditions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = [str(c) for c in Condition if c != Condition.TEST]
+        bad = [name for name in value if name not in known]
+        if bad:
+            raise ValueError(f"not a condition: {bad[0]!r} (one of {', '.join(known)})")
+        return value
+
+    @property
+    def free_space_percent(self) -> float | None:
+        match = _PERCENT_RE.match(self.free_space_min)
+        return float(match.group(1)) if match else None
+
+    @property
+    def free_space_bytes(self) -> int | None:
+        return None if self.free_space_percent is not None else parse_size(self.free_space_min)
+
+
+def _secret_free_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError("not a URL (write like \"https://alerts.example.org/hook\")") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL (write like \"https://alerts.example.org/hook\")")
+    if text.url_has_userinfo(value):
+        raise ValueError("must not hold a user name or password; put a bearer token in "
+                         "token_file")
+    if parts.fragment:
+        raise ValueError("must not hold a fragment")
+    return value
+
+
+class _ChannelBase(_Section):
+    name: str = Field(default="", pattern=r"^$|^[A-Za-z0-9_.-]{1,64}$")  # default: its type
+    attempts: int = Field(default=3, ge=1, le=10)  # tries of each send, with backoff between
+    backoff: PositiveDuration = timedelta(seconds=1)  # before the second try; doubles
+    timeout: PositiveDuration = timedelta(seconds=10)
+    ca_bundle: Path | None = None  # the CA to check the server's certificate against
+
+    @property
+    def channel(self) -> str:
+        return self.name or str(getattr(self, "type"))  # noqa: B009 - each type has its own
+
+
+class WebhookChannelSettings(_ChannelBase):
+    type: Literal["webhook"]
+    url: Annotated[str, AfterValidator(_secret_free_url)]
+    token_file: Path | None = None  # a bearer token, read at each send
+
+
+class SmtpChannelSettings(_ChannelBase):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    type: Literal["smtp"]
+    host: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,253}$")
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    sender: str = Field(alias="from", pattern=r"^[^\s<>,;]+@[^\s<>,;]+$")
+    to: tuple[Annotated[str, Field(pattern=r"^[^\s<>,;]+@[^\s<>,;]+$")], ...] = Field(
+        min_length=1)
+    username: str | None = None
+    password_file: Path | None = None  # read at each send, never logged
+
+    @model_validator(mode="after")
+    def _login(self) -> SmtpChannelSettings:
+        if self.password_file is not None and not self.username:
+            raise ValueError("password_file needs username")
+        return self
+
+
+#: One ``[[alerts]]`` table: a channel, by ``type``. The log is always one besides.
+ChannelSettings = Annotated[WebhookChannelSettings | SmtpChannelSettings,
+                            Field(discriminator="type")]
+CHANNEL_TYPES: dict[str, type[_ChannelBase]] = {
+    "webhook": WebhookChannelSettings, "smtp": SmtpChannelSettings}
+
+
 class LogSettings(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -375,6 +479,8 @@ class Settings(_Section):
     targets: tuple[TargetSettings, ...] = ()
     log: LogSettings = LogSettings()
     cases: CaseSettings = CaseSettings()
+    alerting: AlertingSettings = AlertingSettings()
+    alerts: tuple[ChannelSettings, ...] = ()
 
     @field_validator("station_timezone")
     @classmethod
@@ -395,6 +501,15 @@ class Settings(_Section):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"targets: names must be unique ({', '.join(twice)} more than once)")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_channels(self) -> Settings:
+        names = [c.channel for c in self.alerts]
+        twice = sorted({n for n in names if names.count(n) > 1 or n == "log"})
+        if twice:
+            raise ValueError(f"alerts: channel names must be unique and not \"log\" "
+                             f"({', '.join(twice)}); give each [[alerts]] table a name")
         return self
 
     @model_validator(mode="after")
@@ -510,19 +625,22 @@ def _describe(exc: ValidationError, source: str) -> str:
         kind = ""
         # a [[targets]] table is checked as the settings of its type: pydantic puts the type
         # into the location (targets.0.directory.bucket); people know it as targets.0.bucket
-        if len(parts) >= 3 and parts[0] == "targets" and parts[2] in TARGET_TYPES:
+        # (and so for an [[alerts]] channel)
+        types: Mapping[str, object] = CHANNEL_TYPES if parts[:1] == ["alerts"] else TARGET_TYPES
+        what = "channel" if types is CHANNEL_TYPES else "target"
+        if len(parts) >= 3 and parts[0] in ("targets", "alerts") and parts[2] in types:
             kind = str(parts.pop(2))
         if err["type"] == "union_tag_invalid":
             parts.append("type")
         loc = ".".join(str(part) for part in parts) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key for {'an' if kind == 's3' else 'a'} {kind} target" if kind else (
+            msg = f"unknown key for {'an' if kind == 's3' else 'a'} {kind} {what}" if kind else (
                 "unknown key")
         elif err["type"] == "union_tag_invalid":
-            msg = "type must be one of " + ", ".join(repr(t) for t in TARGET_TYPES)
+            msg = "type must be one of " + ", ".join(repr(t) for t in types)
         elif err["type"] == "union_tag_not_found":
-            msg = "needs type (" + " or ".join(repr(t) for t in TARGET_TYPES) + ")"
+            msg = "needs type (" + " or ".join(repr(t) for t in types) + ")"
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from .domain.alerts import Alert
 from .domain.flags import Flag
 from .domain.models import LedgerEntry, Recorder
 from .domain.policy import Retention, SpotCandidate
@@ -402,3 +403,18 @@ class CatalogTx(Protocol):
 
     def report_rows(self, *, since: datetime, until: datetime,
                     by: str | None) -> list[ReportRow]: ...
+    # -- alerts ----------------------------------------------------------------------------
+
+    def alerts(self, *, station: str, firing_only: bool = False) -> list[Alert]: ...
+
+    def keep_alert(self, alert: Alert, *, station: str) -> None: ...
+
+    def last_session_by_recorder(self, *, station: str) -> list[SessionSummary]: ...
+
+    def session_flags(self, session_ids: Sequence[int],
+                      wanted: Sequence[Flag]) -> dict[int, dict[Flag, list[str]]]: ...
+
+    def unjustified_flags(self, wanted: Sequence[Flag], *,
+                          station: str) -> dict[Flag, list[str]]: ...
+
+    def waiting_since(self, targets: Sequence[str], *, station: str) -> dict[str, datetime]: ...

@@ -25,7 +25,7 @@ from ..domain.docks import DockEvent
 from ..station import Station
 from ..usecases.docking import DockCoordinator
 from ..usecases.replicate import Replicator
-from .jobs import build_scheduler, standard_jobs
+from .jobs import build_scheduler, evaluate_alerts_now, standard_jobs
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ class Daemon:
             Replicator(self.station).check()
         self.recover()
         scheduler = build_scheduler(self.station, standard_jobs(self.station))
+        # a dock that ended may have brought news (an unknown recorder, damaged files)
+        self.coordinator.after_session = lambda: evaluate_alerts_now(scheduler, self.station)
         self.start_sources()
         scheduler.start()
         self.notifier.notify("READY=1")

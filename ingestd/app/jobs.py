@@ -13,12 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..domain.text import plural
 from ..errors import IngestdError, IntegrityError, TargetError
 from ..station import Station
 from ..targets.factory import build_targets
+from ..usecases.alerts import evaluate
 from ..usecases.audit import CycleReport, Throttle, audit_cycle
 from ..usecases.cases import check_archives
 from ..usecases.replicate import Replicator, verify_offsite
@@ -196,6 +198,7 @@ def standard_jobs(station: Station) -> list[Job]:
     # Closed cases past case_archive_window without an archive: their items flagged.
     jobs.append(Job(name="check-archives", every=sched.window_check, func=_case_archives,
                     first_delay=timedelta(seconds=2)))
+    jobs.append(alerts_job(station))
     return jobs
 
 
@@ -207,4 +210,42 @@ def build_scheduler(station: Station, jobs: list[Job]) -> BackgroundScheduler:
     for job in jobs:
         scheduler.add_job(run_job, "interval", args=(station, job), id=job.name, name=job.name,
                           seconds=job.every.total_seconds(), next_run_time=now + job.first_delay)
+    alert_after_checks(scheduler, station)
     return scheduler
+
+
+# -- alerts: every alerting.interval, and at once after a check or a dock --------------------
+
+ALERTS_JOB = "alerts"
+#: The jobs after whose every run the alerts are evaluated at once: what they found is news.
+ALERT_AFTER = frozenset({AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB, SPOTCHECK_JOB,
+                         "worm-check", "replicate"})
+
+
+def _alerts(st: Station) -> str:
+    """What ``alerts check`` does: conditions evaluated, due notices sent."""
+    report = evaluate(st)
+    if not report.ok:  # each failed delivery is logged already, and owed to the next run
+        raise IngestdError(f"alerts: {report.summary()}")
+    return f"alerts: {report.summary()}"
+
+
+def alerts_job(station: Station) -> Job:
+    every = station.settings.alerting.interval
+    return Job(name=ALERTS_JOB, every=every, func=_alerts,
+               first_delay=min(every, timedelta(seconds=5)))
+
+
+def evaluate_alerts_now(scheduler: BackgroundScheduler, station: Station) -> None:
+    """Run the alerts job as soon as it can (once, however many ask meanwhile)."""
+    job = scheduler.get_job(ALERTS_JOB)
+    if job is not None:
+        job.modify(next_run_time=station.clock())
+
+
+def alert_after_checks(scheduler: BackgroundScheduler, station: Station) -> None:
+    def after(event: JobExecutionEvent) -> None:
+        if event.job_id in ALERT_AFTER:
+            evaluate_alerts_now(scheduler, station)
+
+    scheduler.add_listener(after, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 
+from ..domain.alerts import Alert, AlertState, Condition, Severity
 from ..domain.canonical import format_time, parse_time
 from ..domain.flags import Flag
 from ..domain.models import LedgerEntry, Recorder, RetentionClass, TimeSource, item_prefix
@@ -71,6 +72,7 @@ from ..errors import Ambiguous, NotFound
 from ..integrity.ledger import UnreadableEntry
 from .schema import (
     acquisitions,
+    alerts,
     cases,
     checkpoints,
     checkpoints_seen,
@@ -1993,3 +1995,114 @@ class Tx:
                           parties=tuple(sorted(named.get(name, (set(), set()))[0])),
                           officers=tuple(sorted(named.get(name, (set(), set()))[1])))
                 for name, v in sorted(out.items())]
+
+    # -- alerts ------------------------------------------------------------------------------------
+
+    def alerts(self, *, station: str, firing_only: bool = False) -> list[Alert]:
+        """``station``'s alerts, firing or resolved (``firing_only``: those firing), the oldest
+        first."""
+        query = select(alerts).where(alerts.c.station == station)
+        if firing_only:
+            query = query.where(alerts.c.state == str(AlertState.FIRING))
+        return [
+            Alert(key=row["key"], condition=Condition(row["condition"]),
+                  severity=Severity(row["severity"]), state=AlertState(row["state"]),
+                  summary=row["summary"], details=json.loads(row["details"]),
+                  since=parse_time(row["since"]), last_sent=_time_or_none(row["last_sent"]),
+                  resolved_at=_time_or_none(row["resolved_at"]),
+                  owed=frozenset(json.loads(row["owed"])))
+            for row in self.conn.execute(
+                query.order_by(alerts.c.since, alerts.c.key)).mappings()
+        ]
+
+    def keep_alert(self, alert: Alert, *, station: str) -> None:
+        """The alert as it stands now (after its notice was sent, or not)."""
+        values = {
+            "condition": str(alert.condition), "severity": str(alert.severity),
+            "state": str(alert.state), "summary": alert.summary,
+            "details": json.dumps(dict(alert.details), sort_keys=True, default=str),
+            "since": format_time(alert.since), "last_sent": _stamp(alert.last_sent),
+            "resolved_at": _stamp(alert.resolved_at), "owed": json.dumps(sorted(alert.owed)),
+        }
+        done = self.conn.execute(
+            update(alerts).where(alerts.c.station == station, alerts.c.key == alert.key)
+            .values(**values))
+        if not done.rowcount:
+            self.conn.execute(insert(alerts).values(station=station, key=alert.key, **values))
+
+    def last_session_by_recorder(self, *, station: str) -> list[SessionSummary]:
+        """The last dock session of each serial at ``station`` (finished or not), by serial."""
+        latest = (
+            select(func.max(dock_sessions.c.id))
+            .where(dock_sessions.c.station == station)
+            .group_by(dock_sessions.c.serial)
+            .scalar_subquery()
+        )
+        rows = self.conn.execute(
+            select(dock_sessions).where(dock_sessions.c.id.in_(latest))
+            .order_by(dock_sessions.c.serial)).mappings()
+        return [
+            SessionSummary(
+                id=int(row["id"]), serial=row["serial"], source=DockSource(row["source"]),
+                state=SessionState(row["state"]), docked_at=parse_time(row["docked_at"]),
+                finished_at=_time_or_none(row["finished_at"]), files_new=int(row["files_new"]),
+                files_known=int(row["files_known"]), files_failed=int(row["files_failed"]),
+                files_skipped=int(row["files_skipped"]), error=row["error"],
+                skipped=json.loads(row["skipped"] or "{}"),
+                pid=None if row["pid"] is None else int(row["pid"]), host=row["host"])
+            for row in rows
+        ]
+
+    def session_flags(self, session_ids: Sequence[int],
+                      wanted: Sequence[Flag]) -> dict[int, dict[Flag, list[str]]]:
+        """Per finished session, the items it took (stored or known) that carried each of
+        ``wanted`` when it ended (a flag an audit set later is the store's news, not the
+        recorder's): their recorder file names (display form), by flag."""
+        if not session_ids:
+            return {}
+        rows = self.conn.execute(
+            select(acquisitions.c.session_id, acquisitions.c.path, flags.c.flag)
+            .join(flags, flags.c.item == acquisitions.c.item)
+            .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
+            .where(acquisitions.c.session_id.in_(list(session_ids)),
+                   acquisitions.c.state.in_([str(s) for s in TAKEN]),
+                   flags.c.flag.in_([str(f) for f in wanted]),
+                   flags.c.set_at <= dock_sessions.c.finished_at)
+            .order_by(acquisitions.c.id))
+        out: dict[int, dict[Flag, list[str]]] = {}
+        for row in rows:
+            out.setdefault(int(row.session_id), {}).setdefault(Flag(row.flag), []).append(
+                row.path)
+        return out
+
+    def unjustified_flags(self, wanted: Sequence[Flag], *,
+                          station: str) -> dict[Flag, list[str]]:
+        """``station``'s items carrying each of ``wanted`` that nobody has justified for it:
+        their SHA-256, oldest flag first."""
+        justified = select(justifications.c.id).where(
+            justifications.c.item == flags.c.item, justifications.c.flag == flags.c.flag)
+        out: dict[Flag, list[str]] = {}
+        for row in self.conn.execute(
+            select(flags.c.item, flags.c.flag)
+            .join(items, items.c.sha256 == flags.c.item)
+            .where(flags.c.flag.in_([str(f) for f in wanted]), items.c.station == station,
+                   ~justified.exists())
+            .order_by(flags.c.set_at, flags.c.item)
+        ):
+            out.setdefault(Flag(row.flag), []).append(row.item)
+        return out
+
+    def waiting_since(self, targets: Sequence[str], *, station: str) -> dict[str, datetime]:
+        """Per target, when the longest-waiting of ``station``'s local items without a
+        verified copy there was stored (a target with none waiting is left out)."""
+        out: dict[str, datetime] = {}
+        for name in targets:
+            oldest = self.conn.execute(
+                select(func.min(items.c.stored_at)).where(
+                    items.c.local_present.is_(True), items.c.station == station,
+                    items.c.sha256.not_in(select(replicas.c.item).where(
+                        replicas.c.target == name, replicas.c.state == _VERIFIED)))
+            ).scalar_one()
+            if oldest is not None:
+                out[name] = parse_time(oldest)
+        return out

@@ -328,3 +328,21 @@ cases = Table(
     Column("archive_package", String(200), nullable=True),
     Column("archive_seq", BigInteger, nullable=True),
 )
+
+#: Alerts (``usecases/alerts``): each by key, firing or resolved, when it was last sent, and the
+#: channels that have not yet taken its last notice. Not evidence: no ledger entry backs it.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("station", String(64), primary_key=True),
+    Column("key", String(300), primary_key=True),
+    Column("condition", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # firing | resolved
+    Column("summary", Text, nullable=False),
+    Column("details", Text, nullable=False),  # JSON
+    Column("since", Time, nullable=False),
+    Column("last_sent", Time, nullable=True),
+    Column("resolved_at", Time, nullable=True),
+    Column("owed", Text, nullable=False),  # JSON list of channel names
+)

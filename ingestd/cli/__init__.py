@@ -13,6 +13,7 @@ import click
 
 from ..errors import IngestdError, ShutdownRequested
 from . import (  # noqa: F401, E402 - importing registers the commands
+    alerts,
     case,
     checks,
     devices,

@@ -196,6 +196,8 @@ class DockCoordinator:
         self._plugged: set[str] = set()
         self.outcomes: list[Outcome] = []
         self._idle = threading.Condition(self._lock)
+        #: called after each session ends (the daemon evaluates its alerts then)
+        self.after_session: Callable[[], None] | None = None
 
     # -- intake --------------------------------------------------------------------------
 
@@ -259,9 +261,11 @@ class DockCoordinator:
                                       error=str(exc))
                 with self._lock:
                     self.outcomes.append(outcome)
-                    if not job.again or self.stop.is_set():
-                        return
+                    again = job.again and not self.stop.is_set()
                     job.again = False
+                self._session_ended()
+                if not again:
+                    return
         except BaseException:  # an abort (second stop signal): the session says interrupted
             with self._lock:
                 self.outcomes.append(Outcome(serial=job.serial, state=SessionState.INTERRUPTED,
@@ -270,6 +274,13 @@ class DockCoordinator:
         finally:
             with self._lock:
                 self._active.pop(job.key, None)
+
+    def _session_ended(self) -> None:
+        if self.after_session is not None:
+            try:
+                self.after_session()
+            except Exception:  # news of a dock must not fail the dock
+                log.exception("after a dock session")
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no recorder is being served (for ``--once`` runs and tests)."""

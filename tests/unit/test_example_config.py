@@ -14,6 +14,7 @@ def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     """Every leaf key, with its section: ``windows.ingest``, ``station``."""
     out = set()
     for name, field in model.model_fields.items():
+        name = field.alias or name  # as written in the file (``from``)
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out |= _keys(annotation, f"{prefix}{name}.")
@@ -32,8 +33,10 @@ def test_every_key_is_documented_in_the_example() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     written = set(re.findall(r"^#?\s*([a-z_]+)\s*=", text, flags=re.MULTILINE))
     sections = set(re.findall(r"^#?\s*\[\[?([a-z_]+)\]\]?", text, flags=re.MULTILINE))
-    keys = (_keys(config.Settings) - {"targets", "home"}) | _keys(
+    keys = (_keys(config.Settings) - {"targets", "home", "alerts"}) | _keys(
         config.S3TargetSettings, "targets.") | _keys(config.DirectoryTargetSettings, "targets.")
+    keys |= _keys(config.WebhookChannelSettings, "alerts.") | _keys(
+        config.SmtpChannelSettings, "alerts.")
     assert "windows.ingest" in keys and "targets.bucket" in keys
     assert "home" in written  # documented, commented out: it defaults to the file's folder
     for key in keys:

@@ -197,11 +197,15 @@ def _published(entry: LedgerEntry) -> PublishedCheckpoint:
 _UNREADABLE = (ValueError, KeyError, TypeError, binascii.Error)
 
 
-def published_checkpoints(tx: CatalogTx, upto_seq: int | None = None) -> list[PublishedCheckpoint]:
-    """Every checkpoint the ledger records as published (by entries up to ``upto_seq``),
-    oldest first. An entry that cannot be read is left out (``ledger verify`` names it)."""
+def published_checkpoints(tx: CatalogTx, upto_seq: int | None = None, *,
+                          station: str | None = None) -> list[PublishedCheckpoint]:
+    """Every checkpoint the ledger records as published (by entries up to ``upto_seq``; of
+    ``station`` only, when given: stations sharing a catalog share its ledger), oldest first.
+    An entry that cannot be read is left out (``ledger verify`` names it)."""
     out: list[PublishedCheckpoint] = []
     for entry in tx.iter_entries(kinds=[EventKind.CHECKPOINTED], upto=upto_seq):
+        if station is not None and entry.station != station:
+            continue
         try:
             out.append(_published(entry))
         except _UNREADABLE as exc:
@@ -327,21 +331,21 @@ def verify_checkpoint_records(station: Station) -> list[Discrepancy]:
     problems: list[Discrepancy] = []
     with station.catalog.read(snapshot=True) as tx:
         keys = station.custody.trusted_keys(tx)
-        records: list[PublishedCheckpoint] = []
+        records: list[tuple[str, PublishedCheckpoint]] = []  # (the entry's station, record)
         for entry in tx.iter_entries(kinds=[EventKind.CHECKPOINTED]):
             try:
-                records.append(_published(entry))
+                records.append((entry.station, _published(entry)))
             except _UNREADABLE as exc:
                 problems.append(CheckpointRecordProblem(
                     kind=DiscrepancyKind.CHECKPOINT_RECORD_INVALID, seq=entry.seq,
                     detail=f"checkpointed entry {entry.seq} cannot be read: {exc!r}"))
-        tree = LedgerTree.of(tx, (r.body for r in records))
-    for record in records:
-        problems.extend(_record_problems(station, record, keys, tree))
+        tree = LedgerTree.of(tx, (r.body for _, r in records))
+    for by, record in records:
+        problems.extend(_record_problems(station, by, record, keys, tree))
     return problems
 
 
-def _record_problems(station: Station, record: PublishedCheckpoint, keys: KeyChain,
+def _record_problems(station: Station, by: str, record: PublishedCheckpoint, keys: KeyChain,
                      tree: LedgerTree) -> list[Discrepancy]:
     where = f"the checkpoint recorded by entry {record.seq}"
 
@@ -353,7 +357,9 @@ def _record_problems(station: Station, record: PublishedCheckpoint, keys: KeyCha
         seq = record.signed.seq
     except (KeyError, TypeError, ValueError):
         return [invalid("has no entry number")]
-    why = signature_problem(record.signed, keys, station.name)
+    why = signature_problem(record.signed, keys, by)
+    if why is None and record.body.get("station") != by:
+        why = f"is station {record.body.get('station')}'s, recorded by station {by}"
     if why is not None:
         return [invalid(why)]
     problems: list[Discrepancy] = []
@@ -367,18 +373,20 @@ def _record_problems(station: Station, record: PublishedCheckpoint, keys: KeyCha
                                 f"ledger's is {tree.hashes.get(seq)}"))
     elif (found := tree.tree_problem(record.body, where, record.seq)) is not None:
         problems.append(found)  # its head is the ledger's, its tree is not
-    if record.timestamp is not None:
-        stamp = record.timestamp
-        why = token_problem(station, stamp.token, published, f"the token of {where}")
-        if why is None and stamp.sha256 != record.sha256:
-            why = (f"the token of {where} is recorded for {stamp.sha256}, not its bytes' "
-                   f"{record.sha256}")
-        if why is None:
-            why = _gen_time_problem(stamp, where)
-        if why is not None:
-            problems.append(CheckpointRecordProblem(
-                kind=DiscrepancyKind.TIMESTAMP_INVALID, seq=record.seq, detail=why))
+    if record.timestamp is not None and (
+            why := _recorded_token_problem(station, record, record.timestamp, where)):
+        problems.append(CheckpointRecordProblem(
+            kind=DiscrepancyKind.TIMESTAMP_INVALID, seq=record.seq, detail=why))
     return problems
+
+
+def _recorded_token_problem(station: Station, record: PublishedCheckpoint, stamp: Timestamp,
+                            where: str) -> str | None:
+    why = token_problem(station, stamp.token, record.signed.to_bytes(), f"the token of {where}")
+    if why is None and stamp.sha256 != record.sha256:
+        why = (f"the token of {where} is recorded for {stamp.sha256}, not its bytes' "
+               f"{record.sha256}")
+    return why if why is not None else _gen_time_problem(stamp, where)
 
 
 def _gen_time_problem(stamp: Timestamp, where: str) -> str | None:

@@ -66,6 +66,7 @@ class DiscrepancyKind(StrEnum):
     CHECKPOINT_ROOT_MISMATCH = "checkpoint_root_mismatch"  # its tree is not the ledger's
     CHECKPOINT_RECORD_INVALID = "checkpoint_record_invalid"  # a checkpointed entry's checkpoint
     TIMESTAMP_INVALID = "timestamp_invalid"  # a token not from a trusted TSA over its checkpoint
+    TIMESTAMP_MISSING = "timestamp_missing"  # a token the ledger records sent is not off-site
 
 
 K = DiscrepancyKind
@@ -298,7 +299,7 @@ class CheckpointRecordProblem(Discrepancy):
     a trusted authority's over its bytes."""
 
     kinds = frozenset({K.CHECKPOINT_ROOT_MISMATCH, K.CHECKPOINT_RECORD_INVALID,
-                       K.TIMESTAMP_INVALID})
+                       K.TIMESTAMP_INVALID, K.TIMESTAMP_MISSING})
 
 
 #: Every family, for whoever must tell them apart (and for the test that every kind has one).

@@ -46,6 +46,7 @@ from .checkpoints import (
     SignedCheckpoint,
     Timestamp,
     checkpoint_name,
+    published_checkpoints,
     record_checkpoint,
     sign_checkpoint,
     timestamp_checkpoint,
@@ -653,6 +654,9 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
         hashes = {e.seq: e.entry_hash for e in tx.entries_to_check()}
         known = {t.name: tx.newest_checkpoint_seen(station=station.name, target=t.name)
                  for t in targets}
+        # (checkpoint, target) of every token the ledger records as sent
+        stamped = {(p.name, sent) for p in published_checkpoints(tx, station=station.name)
+                   if p.token is not None for sent in p.sent}
     head = max(hashes, default=0)
     witnessed: list[_Witness] = []
     for target in targets:
@@ -665,7 +669,7 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
             problems.append(CheckpointProblem(kind=K.OFFSITE_UNREACHABLE, detail=exc.message))
             continue
         found, unreadable = _read_checkpoints(target, versions, station, keys)
-        problems.extend(_token_problems(station, target, found, tokens))
+        problems.extend(_token_problems(station, target, found, tokens, stamped))
         problems.extend(unreadable)
         for witness in found:
             behind = _against_ledger(witness, hashes, head)
@@ -698,14 +702,23 @@ def _tree_problems(witnessed: list[_Witness], hashes: Mapping[int, str],
 
 
 def _token_problems(station: Station, target: Target, found: list[_Witness],
-                    tokens: list[CheckpointVersion]) -> list[Discrepancy]:
+                    tokens: list[CheckpointVersion],
+                    stamped: set[tuple[str, str]]) -> list[Discrepancy]:
     """The time-stamp token beside each checkpoint (its current version): it must be a
-    trusted time-stamp of that checkpoint's bytes."""
+    trusted time-stamp of that checkpoint's bytes, and be there when the ledger records it
+    sent there."""
     current = {v.name: v for v in tokens if not v.version_id or v.latest}
     problems: list[Discrepancy] = []
     for witness in found:
+        if not witness.latest or witness.misnamed:
+            continue
         token = current.get(token_name(witness.name))
-        if token is None or not witness.latest or witness.misnamed:
+        if token is None:
+            if (witness.name, target.name) in stamped:
+                problems.append(CheckpointRecordProblem(
+                    kind=K.TIMESTAMP_MISSING, seq=witness.seq,
+                    detail=f"{target.name} no longer holds {token_name(witness.name)}, the "
+                           f"time-stamp the ledger records sent there with {witness.name}"))
             continue
         where = f"{target.name}/{token.name}"
         try:

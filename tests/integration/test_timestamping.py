@@ -180,6 +180,12 @@ def test_a_tsr_swapped_for_another_checkpoints_is_caught_off_site(
     assert code == 1 and found == ["timestamp_invalid"]
     assert swapped.name in problems[0]["detail"] and "another hash" in problems[0]["detail"]
 
+    # and one taken away (a share has no WORM) is missed: the ledger records it sent there
+    swapped.unlink()
+    code, found, problems = ledger_kinds(home)
+    assert code == 1 and found == ["timestamp_missing"]
+    assert problems[0]["seq"] == second["seq"] and swapped.name in problems[0]["detail"]
+
 
 def test_a_correctly_signed_checkpoint_with_another_merkle_root_is_caught_off_site(
         nas_home: tuple[Path, Path]) -> None:
@@ -363,6 +369,9 @@ def test_the_timestamp_api_the_export_uses(nas_home: tuple[Path, Path], tsa: Loc
             [record] = checkpoints.published_checkpoints(tx)
         assert record.seq == entry.seq and record.timestamp == stamp
         assert record.sent == ("nas",) and record.body == signed.body
+        with station.catalog.read() as tx:
+            assert checkpoints.published_checkpoints(tx, station="station-01") == [record]
+            assert checkpoints.published_checkpoints(tx, station="station-02") == []
     finally:
         station.close()
     assert ledger_kinds(home)[:2] == (0, [])

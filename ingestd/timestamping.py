@@ -72,13 +72,24 @@ def _parse(response: bytes, where: str) -> rfc3161_client.TimeStampResponse:
     return parsed
 
 
-def _check(parsed: rfc3161_client.TimeStampResponse, digest: bytes, *, where: str,
-           roots: list[x509.Certificate], nonce: int | None, policy: str | None) -> Stamp:
+def _stamp(parsed: rfc3161_client.TimeStampResponse, response: bytes, digest: bytes,
+           where: str) -> Stamp:
+    """What ``parsed`` says, once its imprint is found to be the SHA-256 ``digest``."""
     info = parsed.tst_info
     imprint = info.message_imprint
     if imprint.hash_algorithm != _SHA256_OID or imprint.message != digest:
         raise TimestampError(f"{where} time-stamped another hash "
                              f"({imprint.message.hex()}) than {digest.hex()}")
+    gen_time = info.gen_time
+    return Stamp(response=response, sha256=digest.hex(),
+                 gen_time=gen_time if gen_time.tzinfo else gen_time.replace(tzinfo=UTC),
+                 serial=info.serial_number, policy=info.policy.dotted_string)
+
+
+def _verify(parsed: rfc3161_client.TimeStampResponse, digest: bytes, *, where: str,
+            roots: list[x509.Certificate], nonce: int | None, policy: str | None) -> None:
+    """Signed by a time-stamping certificate that chains to ``roots``, with ``nonce`` and
+    under ``policy`` (when given)."""
     builder = rfc3161_client.VerifierBuilder()
     for root in roots:
         builder = builder.add_root_certificate(root)
@@ -93,16 +104,12 @@ def _check(parsed: rfc3161_client.TimeStampResponse, digest: bytes, *, where: st
                              f"{exc}") from None
     except ValueError as exc:
         raise TimestampError(f"{where}: the token cannot be checked: {exc}") from None
-    gen_time = info.gen_time
-    if gen_time.tzinfo is None:
-        gen_time = gen_time.replace(tzinfo=UTC)
-    return Stamp(response=parsed.as_bytes(), sha256=digest.hex(), gen_time=gen_time,
-                 serial=info.serial_number, policy=info.policy.dotted_string)
 
 
 def request_stamp(url: str, data: bytes, *, ca_file: Path, timeout: float,
                   policy: str | None = None) -> Stamp:
-    """Have the authority at ``url`` time-stamp the SHA-256 of ``data``; the checked stamp."""
+    """Have the authority at ``url`` time-stamp the SHA-256 of ``data``; the checked stamp,
+    holding the authority's answer byte for byte."""
     where = f"time-stamping authority {text.redact_url(url)}"
     roots = load_roots(ca_file)
     request = (rfc3161_client.TimestampRequestBuilder()
@@ -122,11 +129,10 @@ def request_stamp(url: str, data: bytes, *, ca_file: Path, timeout: float,
     if len(body) > MAX_RESPONSE:
         raise TimestampError(f"{where} answered more than {MAX_RESPONSE} bytes")
     parsed = _parse(body, where)
-    # what is kept is what the authority sent, byte for byte
-    stamp = _check(parsed, hashlib.sha256(data).digest(), where=where, roots=roots,
-                   nonce=request.nonce, policy=policy)
-    return Stamp(response=body, sha256=stamp.sha256, gen_time=stamp.gen_time,
-                 serial=stamp.serial, policy=stamp.policy)
+    digest = hashlib.sha256(data).digest()
+    stamp = _stamp(parsed, body, digest, where)
+    _verify(parsed, digest, where=where, roots=roots, nonce=request.nonce, policy=policy)
+    return stamp
 
 
 def check_stamp(response: bytes, digest: bytes, *, ca_file: Path | None,
@@ -134,17 +140,8 @@ def check_stamp(response: bytes, digest: bytes, *, ca_file: Path | None,
     """Check a kept TimeStampResp against the hash it must vouch for and, with ``ca_file``,
     against those trust anchors (without one only the hash is checked)."""
     parsed = _parse(response, where)
-    if ca_file is None:
-        info = parsed.tst_info
-        imprint = info.message_imprint
-        if imprint.hash_algorithm != _SHA256_OID or imprint.message != digest:
-            raise TimestampError(f"{where} time-stamps another hash "
-                                 f"({imprint.message.hex()}) than {digest.hex()}")
-        gen_time = info.gen_time
-        return Stamp(response=response, sha256=digest.hex(),
-                     gen_time=gen_time if gen_time.tzinfo else gen_time.replace(tzinfo=UTC),
-                     serial=info.serial_number, policy=info.policy.dotted_string)
-    stamp = _check(parsed, digest, where=where, roots=load_roots(ca_file), nonce=None,
-                   policy=policy)
-    return Stamp(response=response, sha256=stamp.sha256, gen_time=stamp.gen_time,
-                 serial=stamp.serial, policy=stamp.policy)
+    stamp = _stamp(parsed, response, digest, where)
+    if ca_file is not None:
+        _verify(parsed, digest, where=where, roots=load_roots(ca_file), nonce=None,
+                policy=policy)
+    return stamp

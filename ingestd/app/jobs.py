@@ -23,6 +23,7 @@ from ..targets.factory import build_targets
 from ..usecases.alerts import evaluate
 from ..usecases.audit import CycleReport, Throttle, audit_cycle
 from ..usecases.cases import check_archives
+from ..usecases.checkpoints import verify_checkpoint_records
 from ..usecases.replicate import Replicator, verify_offsite
 from ..usecases.retention import sweep
 from ..usecases.spotcheck import run_spot_checks
@@ -84,7 +85,10 @@ def _checkpoint(st: Station) -> str:
         raise TargetError("; ".join(result["errors"]))
     if not result["sent"]:
         return f"ledger unchanged since the last checkpoint (entry {result['seq']})"
-    return f"checkpoint at entry {result['seq']} sent to {', '.join(result['sent'])}"
+    stamped = (f", time-stamped {result['timestamp']['gen_time']}" if result["timestamp"]
+               else ", without a time-stamp (the authority failed: see the log)"
+               if result["timestamp_error"] else "")
+    return f"checkpoint at entry {result['seq']} sent to {', '.join(result['sent'])}{stamped}"
 
 
 def _throttle(st: Station) -> Throttle:
@@ -112,6 +116,7 @@ def _local_audit(st: Station) -> str:
 def _ledger_check(st: Station) -> str:
     """What ``ledger verify`` checks (with ``--offsite`` when there are targets)."""
     report = st.custody.verify()
+    report.problems.extend(verify_checkpoint_records(st))
     where = "the ledger"
     if st.settings.targets:
         report.problems.extend(verify_offsite(st, build_targets(st.settings)))

@@ -57,6 +57,7 @@ class EventKind(StrEnum):
     CASE_CLOSED = "case_closed"  # enforcement in a case ended: its archive window runs
     CASE_ARCHIVED = "case_archived"  # a closed case's items were archived as one package
     CASE_REOPENED = "case_reopened"  # a close undone (a mistake, or enforcement resumed)
+    CHECKPOINTED = "checkpointed"  # a signed checkpoint published off-site, with its time-stamp
 
 
 class RetentionClass(StrEnum):

@@ -43,6 +43,7 @@ from .domain.status import (
     LockBehind,
     ReplicaStats,
     SessionSummary,
+    Tally,
     WormStanding,
 )
 from .integrity.ledger import UnreadableEntry
@@ -383,3 +384,11 @@ class CatalogTx(Protocol):
     ) -> int: ...
 
     def list_spot_checks(self, *, officer: str | None = None) -> list[SpotCheck]: ...
+
+    # -- tallies, for metrics ----------------------------------------------------------------
+
+    def tallies(self, *, station: str) -> list[Tally]: ...
+
+    def running_sessions(self, *, station: str) -> list[SessionSummary]: ...
+
+    def waiting_since(self, *, station: str, target: str, waiting: int) -> datetime | None: ...

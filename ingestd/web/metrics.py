@@ -10,7 +10,7 @@ No scrape reads every item.
 Names follow Prometheus' conventions: base units (seconds, bytes), ``_total`` for counters,
 which never go down (an eviction lowers ``ingestd_items{state="local"}`` and
 ``ingestd_store_used_bytes``, never ``ingestd_ingested_bytes_total``). Times are Unix seconds,
-0 for never.
+0 for never. A daemon job is labelled ``name``: Prometheus gives ``job`` to the scrape.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..usecases.status import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB, Dock
 
 #: At most this many waiting items are walked a target to date the oldest: beyond it the age
 #: shown is the age of that many-th newest, a lower bound (a queue that long alerts anyway).
-WAITING_WALK = 10_000
+WAITING_WALK = 2_000
 
 #: The acquisitions' ends, each a ``result`` of ``ingestd_acquisitions_total``.
 ENDED = (AcquisitionState.STORED, AcquisitionState.KNOWN, AcquisitionState.FAILED,

@@ -138,7 +138,7 @@ def waiting_on(home: Path, target: str) -> list[str]:
 
 
 def test_metrics_follow_the_catalog_through_replication_and_eviction(
-        tmp_path: Path, recorder: Path) -> None:
+        tmp_path: Path, recorder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nas = tmp_path / "nas"
     nas.mkdir()
     home = init_station(tmp_path / "home", config=target_config(nas),
@@ -177,6 +177,17 @@ def test_metrics_follow_the_catalog_through_replication_and_eviction(
     age = value(after_copy, "ingestd_replication_oldest_waiting_age_seconds", target="nas")
     assert (before_scrape - stored).total_seconds() - 1e-3 <= age
     assert age <= (after_scrape - stored).total_seconds() + 1e-3
+    # Past the walk's bound, the newest waiting within it dates the age: a lower bound.
+    monkeypatch.setattr(metrics, "WAITING_WALK", 1)
+    before_scrape = datetime.now(UTC)
+    _, bounded = scrape(home)
+    after_scrape = datetime.now(UTC)
+    monkeypatch.undo()
+    newest_waiting = max(datetime.fromisoformat(item_record(home, s)["stored_at"])
+                         for s in waiting)
+    lower = value(bounded, "ingestd_replication_oldest_waiting_age_seconds", target="nas")
+    assert (before_scrape - newest_waiting).total_seconds() - 1e-3 <= lower
+    assert lower <= (after_scrape - newest_waiting).total_seconds() + 1e-3
 
     # The sweep evicts what is proven off-site: gauges fall, counters stay.
     swept = cli_json(home, "retention")

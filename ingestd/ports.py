@@ -46,6 +46,7 @@ from .domain.status import (
     LockBehind,
     ReplicaStats,
     SessionSummary,
+    Tally,
     WormStanding,
 )
 from .integrity.ledger import UnreadableEntry
@@ -418,3 +419,10 @@ class CatalogTx(Protocol):
                           station: str) -> dict[Flag, list[str]]: ...
 
     def waiting_since(self, targets: Sequence[str], *, station: str) -> dict[str, datetime]: ...
+    # -- tallies, for metrics ----------------------------------------------------------------
+
+    def tallies(self, *, station: str) -> list[Tally]: ...
+
+    def running_sessions(self, *, station: str) -> list[SessionSummary]: ...
+
+    def waiting_walk_since(self, *, station: str, target: str, waiting: int) -> datetime | None: ...

@@ -65,6 +65,7 @@ from ..domain.status import (
     ReplicaError,
     ReplicaStats,
     SessionSummary,
+    Tally,
     WaitingItem,
     WormStanding,
 )
@@ -88,6 +89,7 @@ from .schema import (
     replicas,
     spot_checks,
     spot_reviews,
+    tallies,
     target_identities,
     target_worm,
 )
@@ -335,6 +337,25 @@ def _checkpoint(row: RowMapping) -> Checkpoint:
         seq=int(row["seq"]),
         head_hash=row["head_hash"],
         at=_time(row["at"]),
+    )
+
+
+def _summary(row: RowMapping) -> SessionSummary:
+    return SessionSummary(
+        id=int(row["id"]),
+        serial=row["serial"],
+        source=DockSource(row["source"]),
+        state=SessionState(row["state"]),
+        docked_at=parse_time(row["docked_at"]),
+        finished_at=_time_or_none(row["finished_at"]),
+        files_new=int(row["files_new"]),
+        files_known=int(row["files_known"]),
+        files_failed=int(row["files_failed"]),
+        files_skipped=int(row["files_skipped"]),
+        error=row["error"],
+        skipped=json.loads(row["skipped"] or "{}"),
+        pid=None if row["pid"] is None else int(row["pid"]),
+        host=row["host"],
     )
 
 
@@ -870,25 +891,7 @@ class Tx:
             .order_by(dock_sessions.c.id.desc())
             .limit(limit)
         ).mappings()
-        return [
-            SessionSummary(
-                id=int(row["id"]),
-                serial=row["serial"],
-                source=DockSource(row["source"]),
-                state=SessionState(row["state"]),
-                docked_at=parse_time(row["docked_at"]),
-                finished_at=_time_or_none(row["finished_at"]),
-                files_new=int(row["files_new"]),
-                files_known=int(row["files_known"]),
-                files_failed=int(row["files_failed"]),
-                files_skipped=int(row["files_skipped"]),
-                error=row["error"],
-                skipped=json.loads(row["skipped"] or "{}"),
-                pid=None if row["pid"] is None else int(row["pid"]),
-                host=row["host"],
-            )
-            for row in rows
-        ]
+        return [_summary(row) for row in rows]
 
     # -- items -------------------------------------------------------------------------------------
 
@@ -2106,3 +2109,44 @@ class Tx:
             if oldest is not None:
                 out[name] = parse_time(oldest)
         return out
+
+    # -- tallies, for metrics (kept by the triggers of migration 0014) ----------------------
+
+    def tallies(self, *, station: str) -> list[Tally]:
+        """Every tally of ``station``: a few rows a flag, a target and a job, however many
+        items the catalog holds."""
+        return [
+            Tally(name=row.name, label=row.label, count=int(row.n), bytes=int(row.bytes),
+                  at=_time_or_none(row.at))
+            for row in self.conn.execute(
+                select(tallies).where(tallies.c.station == station)
+                .order_by(tallies.c.name, tallies.c.label))
+        ]
+
+    def running_sessions(self, *, station: str) -> list[SessionSummary]:
+        """``station``'s dock sessions still marked running (by the index on station and
+        state), oldest first."""
+        return [_summary(row) for row in self.conn.execute(
+            select(dock_sessions)
+            .where(dock_sessions.c.station == station,
+                   dock_sessions.c.state == str(SessionState.RUNNING))
+            .order_by(dock_sessions.c.id)).mappings()]
+
+    def waiting_walk_since(self, *, station: str, target: str, waiting: int) -> datetime | None:
+        """When the ``waiting``-th newest of ``station``'s local items not verified on
+        ``target`` was stored (None: fewer wait). Given how many wait, that is the oldest
+        one's; it walks the items newest first (by their index on ``stored_at``) and stops
+        there, so it reads about as many items as wait, not the catalog."""
+        if waiting < 1:
+            return None
+        verified = select(replicas.c.item).where(
+            replicas.c.item == items.c.sha256, replicas.c.target == target,
+            replicas.c.state == _VERIFIED)
+        row = self.conn.execute(
+            select(items.c.stored_at)
+            .where(items.c.station == station, items.c.local_present.is_(True),
+                   ~verified.exists())
+            .order_by(items.c.stored_at.desc())
+            .offset(waiting - 1).limit(1)
+        ).first()
+        return None if row is None else parse_time(row.stored_at)

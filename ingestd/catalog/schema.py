@@ -102,6 +102,7 @@ dock_sessions = Table(
     Column("host", String(255), nullable=True),
     # Who started it: "ingestd" for a dock, the person for a manual `ingestd ingest`.
     Column("actor", String(200), nullable=False, default="ingestd", server_default="ingestd"),
+    Index("ix_dock_sessions_station_state", "station", "state"),  # the recorders docked now
 )
 
 items = Table(
@@ -345,4 +346,19 @@ alerts = Table(
     Column("last_sent", Time, nullable=True),
     Column("resolved_at", Time, nullable=True),
     Column("owed", Text, nullable=False),  # JSON list of channel names
+)
+
+#: Tallies kept by triggers in the transaction that changes their rows (migration 0014, which
+#: says what each counts), so that metrics read a few rows, not every item. Per station, tally
+#: name and label (a flag, a target, a job, an acquisition state; "" for none): a count, a sum
+#: of bytes, and the newest time, as the migration's triggers define them.
+tallies = Table(
+    "tallies",
+    metadata,
+    Column("station", String(64), primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("label", String(200), primary_key=True),
+    Column("n", BigInteger, nullable=False, server_default="0"),
+    Column("bytes", BigInteger, nullable=False, server_default="0"),
+    Column("at", Time, nullable=True),
 )

@@ -159,3 +159,17 @@ class WormStanding:
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "location": self.location, "passed": self.passed,
                 "checked_at": format_time(self.checked_at), "ledger_seq": self.ledger_seq}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tally:
+    """One of a station's tallies, kept by the catalog in the transaction that changes what it
+    counts (the catalog's migration 0014 says what each is): ``name`` and ``label`` (a flag, a
+    target, a job, an acquisition state; "" for none), a count, a sum of bytes and the newest
+    time it saw."""
+
+    name: str
+    label: str
+    count: int
+    bytes: int
+    at: datetime | None

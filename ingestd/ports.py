@@ -39,10 +39,14 @@ from .domain.records import (
 )
 from .domain.status import (
     Counts,
+    FlaggedRef,
     JobRun,
+    LedgerEvent,
     LockBehind,
     ReplicaStats,
     SessionSummary,
+    SessionTally,
+    StoredSince,
     WormStanding,
 )
 from .integrity.ledger import UnreadableEntry
@@ -383,3 +387,17 @@ class CatalogTx(Protocol):
     ) -> int: ...
 
     def list_spot_checks(self, *, officer: str | None = None) -> list[SpotCheck]: ...
+
+    # -- the status page -----------------------------------------------------------------
+
+    def session_tally(self, session_id: int, *, latest: int) -> SessionTally: ...
+
+    def stored_since(self, *, station: str, day: datetime, week: datetime) -> StoredSince: ...
+
+    def flagged_refs(self, kinds: Sequence[str], *, station: str,
+                     per_kind: int) -> dict[str, list[FlaggedRef]]: ...
+
+    def recent_events(self, limit: int, *, station: str) -> list[LedgerEvent]: ...
+
+    def item_page(self, wanted: ItemFilter, *, after: str | None,
+                  limit: int) -> list[ListedItem]: ...

@@ -18,6 +18,7 @@ PACKAGE = Path(ingestd.__file__).parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("command line", ("cli",)),
     ("daemon", ("app",)),
+    ("web", ("web",)),
     ("use cases", ("usecases",)),
     ("wiring", ("station", "custody")),
     ("adapters", ("catalog", "store", "docks", "targets", "media", "simulate", "logs",

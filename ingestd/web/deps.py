@@ -1,0 +1,19 @@
+"""What a route asks of the app it runs in: the station it reads (``app.state.station``) and the
+``[web]`` settings. A router added later (``/metrics``) reads the station the same way."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from ..config import WebSettings
+from ..station import Station
+
+
+def station(request: Request) -> Station:
+    found: Station = request.app.state.station
+    return found
+
+
+def web_settings(request: Request) -> WebSettings:
+    found: WebSettings = request.app.state.web
+    return found

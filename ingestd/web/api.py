@@ -14,9 +14,10 @@ from ..domain.models import item_prefix
 from ..domain.records import ItemFilter
 from ..errors import Ambiguous, IngestdError, NotFound
 from ..station import Station
-from ..usecases.status import status as station_status
+from ..usecases.status import StationStatus
 from . import views
-from .deps import station
+from .deps import station, station_status
+from .reading import STATUS_TTL
 
 router = APIRouter()
 StationDep = Annotated[Station, Depends(station)]
@@ -48,9 +49,10 @@ def resolved(st: Station, ref: str) -> dict[str, Any]:
 
 
 @router.get("/api/status", tags=["status"], summary="The station's status",
-            description="What `ingestd status --json` prints, read at the request.")
-def api_status(st: StationDep) -> dict[str, Any]:
-    return station_status(st).to_json()
+            description="What `ingestd status --json` prints, read at most "
+                        f"{STATUS_TTL:g} s before the request.")
+def api_status(state: Annotated[StationStatus, Depends(station_status)]) -> dict[str, Any]:
+    return state.to_json()
 
 
 @router.get("/api/items", tags=["items"], summary="Items, filtered and paged",

@@ -12,6 +12,7 @@ from ..config import WebSettings
 from ..station import Station
 from . import api, pages
 from .guard import Guard
+from .reading import StatusReader
 
 STATIC = Path(__file__).with_name("static")
 
@@ -26,6 +27,7 @@ def create_app(station: Station, web: WebSettings, *, token: str | None = None) 
                   description="The status of an ingestd docking station, read-only.")
     app.state.station = station
     app.state.web = web
+    app.state.status = StatusReader(station)
     app.add_middleware(Guard, token=token)
     app.include_router(pages.router)
     app.include_router(api.router)

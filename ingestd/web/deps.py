@@ -7,6 +7,8 @@ from fastapi import Request
 
 from ..config import WebSettings
 from ..station import Station
+from ..usecases.status import StationStatus
+from .reading import StatusReader
 
 
 def station(request: Request) -> Station:
@@ -17,3 +19,9 @@ def station(request: Request) -> Station:
 def web_settings(request: Request) -> WebSettings:
     found: WebSettings = request.app.state.web
     return found
+
+
+def station_status(request: Request) -> StationStatus:
+    """The station's status, read at most ``reading.STATUS_TTL`` before."""
+    reader: StatusReader = request.app.state.status
+    return reader()

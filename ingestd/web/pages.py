@@ -15,9 +15,9 @@ from ..config import WebSettings
 from ..domain.canonical import parse_time
 from ..domain.policy import local_time
 from ..station import Station
-from ..usecases.status import status as station_status
+from ..usecases.status import StationStatus
 from .api import resolved
-from .deps import station
+from .deps import station, station_status
 from .text import HTML_LANG, LANGUAGES
 
 router = APIRouter(include_in_schema=False)
@@ -60,8 +60,9 @@ def _render(request: Request, name: str, *, status_code: int = 200,
 
 
 @router.get("/", response_class=HTMLResponse)
-def status_page(request: Request, st: Annotated[Station, Depends(station)]) -> HTMLResponse:
-    return _render(request, "status.html", s=station_status(st))
+def status_page(request: Request,
+                state: Annotated[StationStatus, Depends(station_status)]) -> HTMLResponse:
+    return _render(request, "status.html", s=state)
 
 
 @router.get("/items/{ref}", response_class=HTMLResponse)

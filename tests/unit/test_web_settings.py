@@ -1,5 +1,6 @@
 """``[web]``: the address the status page listens on, and what an address beyond loopback
-needs; the page's words exist in every language."""
+needs; the page's words exist in every language; the status a page shows is read once a
+while, however many pages ask."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from ingestd import config
+from ingestd.domain.models import Recorder
 from ingestd.errors import ConfigError
+from ingestd.station import Station
+from ingestd.usecases import registry
+from ingestd.web.reading import StatusReader
 from ingestd.web.text import LANGUAGES
 
 
@@ -60,3 +65,16 @@ def test_every_language_has_every_word() -> None:
     assert set(keys) == {"zh", "en"}
     assert keys["zh"] == keys["en"]
     assert all(LANGUAGES["zh"][k] != LANGUAGES["en"][k] for k in ("title", "store"))
+
+
+def test_the_status_is_read_once_a_while_however_many_ask(station: Station) -> None:
+    now = [100.0]
+    reader = StatusReader(station, ttl=2.0, clock=lambda: now[0])
+    first = reader()
+    now[0] += 1.9
+    assert reader() is first  # a second page within the TTL: no second read
+    registry.register(station, Recorder(serial="BWC-0999", officer="Li Si", officer_id="PS-9"),
+                      actor="tester")
+    now[0] += 0.2
+    again = reader()
+    assert again is not first and again.recorders == first.recorders + 1

@@ -17,12 +17,19 @@ from .reading import StatusReader
 STATIC = Path(__file__).with_name("static")
 
 
+def _version() -> str:
+    try:
+        return metadata.version("ingestd")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "0+unknown"
+
+
 def create_app(station: Station, web: WebSettings, *, token: str | None = None) -> FastAPI:
     """The status page, the API and ``/healthz`` over ``station``. With ``token``, every
     request must carry it as a bearer token. Routes read the station from ``app.state``."""
     # FastAPI's /docs and /redoc pages load their scripts from a CDN: only the schema is
     # served, so that nothing the page needs comes from outside the station.
-    app = FastAPI(title="ingestd", version=metadata.version("ingestd"), docs_url=None,
+    app = FastAPI(title="ingestd", version=_version(), docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json",
                   description="The status of an ingestd docking station, read-only.")
     app.state.station = station
@@ -31,6 +38,7 @@ def create_app(station: Station, web: WebSettings, *, token: str | None = None) 
     app.add_middleware(Guard, token=token)
     app.include_router(pages.router)
     app.include_router(api.router)
-    # Further routers are added here, each in one line.
+    # Further routers are added here, one line each (``/metrics``:
+    # ``app.include_router(metrics.router)``); the guard stands in front of them too.
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

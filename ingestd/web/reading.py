@@ -14,7 +14,7 @@ from ..station import Station
 from ..usecases.status import StationStatus, status
 
 #: How old the status a page shows may be, in seconds.
-STATUS_TTL = 2.0
+STATUS_TTL = 1.0
 
 
 class StatusReader:

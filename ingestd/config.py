@@ -7,6 +7,7 @@ taken from ``home`` (by default the folder that holds the configuration file).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -504,6 +505,63 @@ class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+# -- the status page ([web]) -------------------------------------------------------------
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8765`` for IPv6) to its host and port. The host is an address
+    of this machine (or ``localhost``): a name is not resolved to decide who may connect."""
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"not an address: {value!r} (write like \"127.0.0.1:8765\")")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IP address of this machine (or "
+                             "localhost)") from None
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
+
+
+class WebSettings(_Section):
+    """The status page, the JSON API and ``/healthz``, served by ``ingestd run``."""
+
+    listen: str | None = None  # "127.0.0.1:8765"; unset: not served
+    token_file: Path | None = None  # a bearer token every request must carry
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    language: Literal["zh", "en"] = "zh"
+    refresh: PositiveDuration = timedelta(seconds=30)  # the page reloads itself this often
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _guarded(self) -> WebSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (give both, or neither)")
+        if self.listen is not None and self.token_file is None and not is_loopback(
+                parse_listen(self.listen)[0]):
+            raise ValueError(f"token_file is required: listen = {self.listen!r} is not "
+                             "a loopback address, and the status page would be open to the "
+                             "network without a token")
+        return self
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return parse_listen(self.listen) if self.listen is not None else None
+
+
 class Settings(_Section):
     station: str = Field(default="station-01", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     home: Path
@@ -528,6 +586,7 @@ class Settings(_Section):
     alerting: AlertingSettings = AlertingSettings()
     alerts: tuple[ChannelSettings, ...] = ()
     timestamping: TimestampSettings = TimestampSettings()
+    web: WebSettings = WebSettings()
 
     @field_validator("station_timezone")
     @classmethod

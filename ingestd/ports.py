@@ -42,10 +42,14 @@ from .domain.records import (
 )
 from .domain.status import (
     Counts,
+    FlaggedRef,
     JobRun,
+    LedgerEvent,
     LockBehind,
     ReplicaStats,
     SessionSummary,
+    SessionTally,
+    StoredSince,
     Tally,
     WormStanding,
 )
@@ -426,3 +430,16 @@ class CatalogTx(Protocol):
     def running_sessions(self, *, station: str) -> list[SessionSummary]: ...
 
     def waiting_walk_since(self, *, station: str, target: str, waiting: int) -> datetime | None: ...
+    # -- the status page -----------------------------------------------------------------
+
+    def session_tally(self, session_id: int, *, latest: int) -> SessionTally: ...
+
+    def stored_since(self, *, station: str, day: datetime, week: datetime) -> StoredSince: ...
+
+    def flagged_refs(self, kinds: Sequence[str], *, station: str,
+                     per_kind: int) -> dict[str, list[FlaggedRef]]: ...
+
+    def recent_events(self, limit: int, *, station: str) -> list[LedgerEvent]: ...
+
+    def item_page(self, wanted: ItemFilter, *, after: str | None,
+                  limit: int) -> list[ListedItem]: ...

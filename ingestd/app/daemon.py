@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sdnotify
 
@@ -26,6 +26,9 @@ from ..station import Station
 from ..usecases.docking import DockCoordinator
 from ..usecases.replicate import Replicator
 from .jobs import build_scheduler, evaluate_alerts_now, standard_jobs
+
+if TYPE_CHECKING:
+    from ..web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,7 @@ class Daemon:
             # credentials) stops the daemon now, with the reason, not silently later.
             Replicator(self.station).check()
         self.recover()
+        web = self._start_web()
         scheduler = build_scheduler(self.station, standard_jobs(self.station))
         # a dock that ended may have brought news (an unknown recorder, damaged files)
         self.coordinator.after_session = lambda: evaluate_alerts_now(scheduler, self.station)
@@ -132,8 +136,21 @@ class Daemon:
             scheduler.shutdown(wait=False)
             self._drain(watchdog_usec)
             self.station.custody.sync_mirror()
+            if web is not None:
+                web.stop()
         log.info("ingestd stopped", extra={"event": "stopped"})
         return 0
+
+    def _start_web(self) -> WebServer | None:
+        """The status page, when ``[web] listen`` is set: on a thread of this process, which
+        reads the catalog read-only (``web/server``); stopped after the last session."""
+        if self.settings.web.listen is None:
+            return None
+        from ..web.server import WebServer  # the web stack is loaded only when it is served
+
+        web = WebServer(self.settings)
+        web.start()
+        return web
 
     def _drain(self, watchdog_usec: int) -> None:
         """Wait for running sessions to finish their current file (pinging the watchdog)."""

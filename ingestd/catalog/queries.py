@@ -60,11 +60,16 @@ from ..domain.records import (
 )
 from ..domain.status import (
     Counts,
+    DockedFile,
+    FlaggedRef,
     JobRun,
+    LedgerEvent,
     LockBehind,
     ReplicaError,
     ReplicaStats,
     SessionSummary,
+    SessionTally,
+    StoredSince,
     Tally,
     WaitingItem,
     WormStanding,
@@ -356,6 +361,7 @@ def _summary(row: RowMapping) -> SessionSummary:
         skipped=json.loads(row["skipped"] or "{}"),
         pid=None if row["pid"] is None else int(row["pid"]),
         host=row["host"],
+        health=json.loads(row["health"] or "{}"),
     )
 
 
@@ -2150,3 +2156,103 @@ class Tx:
             .offset(waiting - 1).limit(1)
         ).first()
         return None if row is None else parse_time(row.stored_at)
+    # -- the status page: each read bounded by an index and a LIMIT ------------------------
+
+    def session_tally(self, session_id: int, *, latest: int) -> SessionTally:
+        """A dock session's files so far (on the acquisitions' session index), with its
+        ``latest`` newest files."""
+        taken_states = [str(s) for s in TAKEN]
+        of_session = acquisitions.c.session_id == session_id
+        tally = self.conn.execute(
+            select(
+                func.count().filter(acquisitions.c.state.in_(taken_states)),
+                func.coalesce(func.sum(acquisitions.c.size).filter(
+                    acquisitions.c.state.in_(taken_states)), 0),
+                func.count().filter(acquisitions.c.state == str(AcquisitionState.FAILED)),
+                func.count().filter(acquisitions.c.state == str(AcquisitionState.COPYING)),
+                func.max(acquisitions.c.finished_at).filter(
+                    acquisitions.c.state.in_(taken_states)),
+            ).where(of_session)
+        ).one()
+        rows = self.conn.execute(
+            select(acquisitions.c.path, acquisitions.c.size, acquisitions.c.state,
+                   acquisitions.c.started_at, acquisitions.c.finished_at, acquisitions.c.item)
+            .where(of_session)
+            .order_by(acquisitions.c.id.desc())
+            .limit(latest)
+        ).mappings()
+        files = tuple(
+            DockedFile(path=row["path"], size=int(row["size"]), state=row["state"],
+                       started_at=_time(row["started_at"]),
+                       finished_at=_time_or_none(row["finished_at"]), item=row["item"])
+            for row in rows
+        )
+        return SessionTally(taken=int(tally[0]), taken_bytes=int(tally[1]),
+                            failed=int(tally[2]), copying=int(tally[3]),
+                            last_taken_at=_time_or_none(tally[4]), latest=files)
+
+    def stored_since(self, *, station: str, day: datetime, week: datetime) -> StoredSince:
+        """The bytes ``station`` stored since ``day`` and since ``week`` (on the items'
+        ``stored_at`` index: only the last week's items are read)."""
+        recent = (items.c.station == station) & (items.c.stored_at >= format_time(week))
+        row = self.conn.execute(
+            select(
+                func.coalesce(func.sum(items.c.size).filter(
+                    items.c.stored_at >= format_time(day)), 0),
+                func.coalesce(func.sum(items.c.size), 0),
+            ).where(recent)
+        ).one()
+        return StoredSince(day=int(row[0]), week=int(row[1]))
+
+    def flagged_refs(self, kinds: Sequence[str], *, station: str,
+                     per_kind: int) -> dict[str, list[FlaggedRef]]:
+        """The newest ``per_kind`` items of ``station`` with each flag (on the flags'
+        (flag, set_at) index)."""
+        out: dict[str, list[FlaggedRef]] = {}
+        for kind in kinds:
+            rows = self.conn.execute(
+                select(flags.c.item, flags.c.set_at, items.c.original_name)
+                .join(items, items.c.sha256 == flags.c.item)
+                .where(flags.c.flag == kind, items.c.station == station)
+                .order_by(flags.c.set_at.desc(), flags.c.id.desc())
+                .limit(per_kind)
+            ).mappings()
+            out[kind] = [FlaggedRef(sha256=row["item"], name=row["original_name"],
+                                    set_at=_time(row["set_at"])) for row in rows]
+        return out
+
+    def recent_events(self, limit: int, *, station: str) -> list[LedgerEvent]:
+        """``station``'s last ``limit`` ledger entries, the newest first (backwards on the
+        sequence)."""
+        rows = self.conn.execute(
+            select(ledger.c.seq, ledger.c.at, ledger.c.kind, ledger.c.actor, ledger.c.station,
+                   ledger.c.item)
+            .where(ledger.c.station == station)
+            .order_by(ledger.c.seq.desc())
+            .limit(limit)
+        ).mappings()
+        return [LedgerEvent(seq=int(row["seq"]), at=_parsed_or_none(row["at"]),
+                            kind=row["kind"], actor=row["actor"], station=row["station"],
+                            item=row["item"]) for row in rows]
+
+    def item_page(self, wanted: ItemFilter, *, after: str | None,
+                  limit: int) -> list[ListedItem]:
+        """A page of :meth:`search_items`: the ``limit`` items that follow item ``after`` (a
+        full SHA-256; None: from the first), sought on the listing index."""
+        query = _item_search(wanted)
+        if after is not None:
+            start = self.conn.execute(
+                select(items.c.recorded_start).where(items.c.sha256 == after)).scalar()
+            if start is None:
+                raise NotFound(f"no item {after} to list after")
+            query = query.where(tuple_(items.c.recorded_start, items.c.sha256)
+                                > tuple_(start, after))
+        return [_listed(row) for row in self.conn.execute(query.limit(limit)).mappings()]
+
+
+def _parsed_or_none(text: str | None) -> datetime | None:
+    """A stored time, or None where it does not parse (a damaged entry: shown, not raised)."""
+    try:
+        return _time_or_none(text)
+    except ValueError:
+        return None

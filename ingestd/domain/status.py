@@ -83,6 +83,9 @@ class SessionSummary:
     skipped: Mapping[str, int]
     pid: int | None
     host: str | None
+    #: the recorder's health at the dock (free space, file system, battery, clock offset,
+    #: faults), as the session recorded it
+    health: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,3 +176,73 @@ class Tally:
     count: int
     bytes: int
     at: datetime | None
+# -- what the status page adds: a dock in progress, the store's growth, flagged items, the
+# ledger's last entries ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockedFile:
+    """A file of a dock session: being copied (``copying``), taken, or not."""
+
+    path: str
+    size: int
+    state: str
+    started_at: datetime
+    finished_at: datetime | None
+    item: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "state": self.state,
+                "started_at": format_time(self.started_at),
+                "finished_at": _time(self.finished_at), "item": self.item}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionTally:
+    """A dock session's files so far, read from its acquisitions: how many were taken (and
+    their bytes), failed, and are being copied now; and its latest files, the newest first."""
+
+    taken: int
+    taken_bytes: int
+    failed: int
+    copying: int
+    #: when the last file was taken (None: none yet)
+    last_taken_at: datetime | None
+    latest: tuple[DockedFile, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredSince:
+    """The bytes this station stored in the last day and the last week (items' sizes by
+    ``stored_at``), which tell how fast the store fills."""
+
+    day: int
+    week: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlaggedRef:
+    """One flagged item as a list of flags links it: the newest few of each kind."""
+
+    sha256: str
+    name: str
+    set_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "name": self.name, "set_at": format_time(self.set_at)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerEvent:
+    """A ledger entry as a list of recent events shows it (its data stays in ``show``)."""
+
+    seq: int
+    at: datetime | None  # None: the entry's time does not parse (``ledger verify`` says so)
+    kind: str
+    actor: str
+    station: str
+    item: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "at": _time(self.at), "kind": self.kind, "actor": self.actor,
+                "station": self.station, "item": self.item}

@@ -32,6 +32,7 @@ def script_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("INGESTD_", "NOTIFY_SOCKET", "WATCHDOG_"))}
     env["INGESTD_HOME"] = str(home)
+    env["INGESTD_WEB_LISTEN"] = "127.0.0.1:0"  # the status page on a free port, not 8765
     return env
 
 
@@ -166,6 +167,12 @@ def test_scripts_run_stops_the_daemon_on_ctrl_c(ctrl_c_run: ForegroundRun) -> No
     assert "ingestd stopped" in ctrl_c_run.output
     assert "ledger intact" in ctrl_c_run.output  # it showed the demo recorder ingested
     assert ingestd_json(ctrl_c_run.home, "ledger", "verify")["ok"] is True
+
+
+@pytest.mark.slow
+def test_scripts_run_serves_the_status_page_on_loopback(ctrl_c_run: ForegroundRun) -> None:
+    assert re.search(r"status page at http://127\.0\.0\.1:\d+/", ctrl_c_run.output)
+    assert 'listen = "127.0.0.1:0"' in (ctrl_c_run.home / "ingestd.toml").read_text()
 
 
 @pytest.mark.slow

@@ -115,10 +115,12 @@ def test_its_json_is_what_the_catalog_holds(station: Station, tmp_path: Path) ->
     assert shown == {**{k: row[k] for k in (
         "id", "serial", "source", "state", "docked_at", "finished_at", "files_new",
         "files_known", "files_failed", "files_skipped", "error")},
-        "skipped": {"unmatched": 1}, "process_gone": False}
-    # the WORM standing came later, as a key of its own: the others are as they were
+        "skipped": {"unmatched": 1}, "process_gone": False,
+        "health": row["health"]}
+    # the WORM standing came later, as a key of its own, and then what the status page
+    # shows: the others are as they were
     assert list(doc) == ["station", "store", "items", "acquisitions", "recorders", "docks",
-                         "jobs", "checks", "targets", "worm"]
+                         "jobs", "checks", "targets", "worm", "docked_now", "flagged", "events"]
     assert doc["worm"] == {}  # a directory target promises no WORM, and none was checked
     with station.catalog.read() as tx:
         deadlines = {format_time(listed.item.replication_deadline)

@@ -1,0 +1,81 @@
+"""The page's words in each language ``[web] language`` takes. Names from the catalog (states,
+flags, event kinds) are shown as they are stored: they are what ``--json`` and the logs say."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+ZH: Mapping[str, str] = {
+    "title": "ingestd 状态", "station": "工作站", "generated": "更新于",
+    "refresh": "本页每 {n} 秒自动刷新", "json": "同一数据的 JSON",
+    "store": "本地存储", "item_count": "条目", "free": "可用空间", "of": "共",
+    "stored_day": "最近一天存入", "stored_week": "最近一周存入",
+    "fills_at": "按今天的速度，存储将于此日写满", "fills_never": "最近一天没有存入，不会写满",
+    "labelled": "已标注", "recorders": "已登记记录仪",
+    "docked_now": "正在接入的记录仪", "none_docked": "当前没有正在接入的记录仪",
+    "docked_at": "接入时间", "taken": "已取得", "failed": "失败", "copying": "复制中",
+    "throughput": "速度", "file": "文件", "size": "大小", "state": "状态", "item": "条目",
+    "last_docks": "最近的接入", "dock": "接入", "recorder": "记录仪", "via": "方式",
+    "docked": "接入时间", "new": "新", "known": "已有", "skipped": "未取",
+    "health": "设备状况", "device_free": "设备可用空间", "filesystem": "文件系统",
+    "battery": "电量", "clock": "时钟偏差", "faults": "故障", "none": "无",
+    "queues": "异地备份队列", "target": "目标", "verified": "已验证", "proven": "已回读",
+    "queued": "排队", "in_flight": "传输中", "oldest": "等待最久",
+    "due": "期限", "last_error": "最近错误", "worm": "WORM 检查", "worm_ok": "通过",
+    "worm_failed": "未通过：其副本不计为安全", "no_targets": "未配置异地目标",
+    "flagged": "带标记的条目", "no_flags": "没有带标记的条目", "flag": "标记",
+    "count": "数量", "checks": "最近的检查", "check_ledger": "账本检查",
+    "check_audit": "本地审计", "check_audit_offsite": "异地审计", "never": "从未运行",
+    "ok": "正常", "bad": "有问题", "running": "运行中",
+    "events": "最近的账本事件", "seq": "序号", "time": "时间", "kind": "事件",
+    "actor": "操作者", "item_title": "条目", "name": "原文件名", "officer": "承办人",
+    "case": "案号", "party": "当事人", "recorded": "录制时间", "stored": "存入时间",
+    "retention": "保存期限", "retain_until": "保存至", "hold": "保全", "local": "本地副本",
+    "yes": "是", "no": "否", "labels": "标注历史", "by": "操作者", "detail": "说明",
+    "justifications": "延迟说明", "reason": "理由", "replicas": "异地副本",
+    "acquisitions": "取得记录", "custody": "保管记录（账本）", "details": "内容",
+    "back": "返回状态页", "not_found": "找不到条目", "deadlines": "期限",
+    "api_items": "条目列表（JSON）",
+}
+
+EN: Mapping[str, str] = {
+    "title": "ingestd status", "station": "Station", "generated": "As of",
+    "refresh": "This page reloads itself every {n} s", "json": "The same as JSON",
+    "store": "Local store", "item_count": "Items", "free": "Free space", "of": "of",
+    "stored_day": "Stored in the last day", "stored_week": "Stored in the last week",
+    "fills_at": "At today's rate the store is full on",
+    "fills_never": "Nothing stored in the last day: it does not fill",
+    "labelled": "labelled", "recorders": "recorders registered",
+    "docked_now": "Recorders docked now", "none_docked": "No recorder is being ingested",
+    "docked_at": "Docked at", "taken": "Taken", "failed": "Failed", "copying": "Copying",
+    "throughput": "Throughput", "file": "File", "size": "Size", "state": "State",
+    "item": "Item", "last_docks": "Last docks", "dock": "Dock", "recorder": "Recorder",
+    "via": "Via", "docked": "Docked", "new": "New", "known": "Known", "skipped": "Skipped",
+    "health": "Device health", "device_free": "Device free space",
+    "filesystem": "File system", "battery": "Battery", "clock": "Clock offset",
+    "faults": "Faults", "none": "none",
+    "queues": "Off-site queues", "target": "Target", "verified": "Verified",
+    "proven": "Read back", "queued": "Queued", "in_flight": "In flight",
+    "oldest": "Waiting longest", "due": "due", "last_error": "Last error",
+    "worm": "WORM check", "worm_ok": "passed",
+    "worm_failed": "FAILED: its copies count as safe for nothing",
+    "no_targets": "No off-site target is configured",
+    "flagged": "Flagged items", "no_flags": "No item is flagged", "flag": "Flag",
+    "count": "Count", "checks": "Last checks", "check_ledger": "Ledger check",
+    "check_audit": "Local audit", "check_audit_offsite": "Off-site audit",
+    "never": "never run", "ok": "ok", "bad": "FAILED", "running": "running",
+    "events": "Recent ledger events", "seq": "Seq", "time": "Time", "kind": "Event",
+    "actor": "Actor", "item_title": "Item", "name": "Original name", "officer": "Officer",
+    "case": "Case", "party": "Party", "recorded": "Recorded", "stored": "Stored",
+    "retention": "Retention", "retain_until": "Kept until", "hold": "Hold",
+    "local": "Local copy", "yes": "yes", "no": "no", "labels": "Labels", "by": "By",
+    "detail": "Detail", "justifications": "Justifications", "reason": "Reason",
+    "replicas": "Off-site copies", "acquisitions": "Acquisitions",
+    "custody": "Custody (ledger entries)", "details": "Details",
+    "back": "Back to the status page", "not_found": "No such item",
+    "deadlines": "Deadlines", "api_items": "Item list (JSON)",
+}
+
+LANGUAGES: Mapping[str, Mapping[str, str]] = {"zh": ZH, "en": EN}
+#: The ``lang`` attribute of each language's pages.
+HTML_LANG: Mapping[str, str] = {"zh": "zh-CN", "en": "en"}

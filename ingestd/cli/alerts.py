@@ -4,13 +4,24 @@ the daemon does every ``alerting.interval``)."""
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 import click
 
 from ..domain.alerts import Alert
-from ..domain.canonical import format_time
 from ..errors import DiscrepancyFound
 from ..usecases.alerts import evaluate, list_alerts, send_test
-from .base import AppContext, cli, console, esc, json_option, pass_app, print_json, print_rows
+from .base import (
+    AppContext,
+    cli,
+    console,
+    esc,
+    json_option,
+    pass_app,
+    print_json,
+    print_rows,
+    shown_time,
+)
 
 
 @cli.group()
@@ -18,9 +29,9 @@ def alerts() -> None:
     """Alerts: the log, and each [[alerts]] channel (webhook, smtp)."""
 
 
-def _row(alert: Alert) -> list[str]:
-    return [alert.key, str(alert.severity), str(alert.state), format_time(alert.since),
-            format_time(alert.last_sent) if alert.last_sent else "-",
+def _row(alert: Alert, tz: tzinfo) -> list[str]:
+    return [alert.key, str(alert.severity), str(alert.state), shown_time(alert.since, tz),
+            shown_time(alert.last_sent, tz, none="-"),
             ", ".join(sorted(alert.owed)) or "-", alert.summary]
 
 
@@ -30,7 +41,7 @@ def _row(alert: Alert) -> list[str]:
 @pass_app
 def alerts_list(app: AppContext, include_resolved: bool, as_json: bool) -> None:
     """What is firing: each alert's key, since when, when it was last sent, the channels that
-    still owe it, and its summary. Times are UTC."""
+    still owe it, and its summary, in the station's zone (``--json``: UTC)."""
     found = list_alerts(app.station(read_only=True), include_resolved=include_resolved)
     if as_json:
         print_json({"alerts": [a.to_json() for a in found]})
@@ -39,7 +50,7 @@ def alerts_list(app: AppContext, include_resolved: bool, as_json: bool) -> None:
         console.print("no alert is firing" if not include_resolved else "no alerts")
         return
     print_rows(["alert", "severity", "state", "since", "last sent", "undelivered", "summary"],
-               [[_row(a) for a in found]])
+               [[_row(a, app.tz) for a in found]])
 
 
 @alerts.command("test")

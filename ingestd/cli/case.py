@@ -24,8 +24,10 @@ from .base import (
     human_size,
     json_option,
     pass_app,
+    plural,
     print_json,
     print_rows,
+    shown_time,
 )
 
 
@@ -86,7 +88,7 @@ def case_close(app: AppContext, case: str, by: str, at: str | None, as_json: boo
         print_json({"closed": info})
         return
     console.print(f"closed case {esc(case)} (entry {closed.ledger_seq}): enforcement ended "
-                  f"{format_time(closed.closed_at)}; archive due by "
+                  f"{shown_time(closed.closed_at, app.tz)}; archive due by "
                   f"{info['archive_by_local']}")
 
 
@@ -145,7 +147,7 @@ def case_show(app: AppContext, case: str, as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
-    console.print(f"[bold]case {esc(view.case)}[/]: {len(view.items)} items")
+    console.print(f"[bold]case {esc(view.case)}[/]: {plural(len(view.items), 'item')}")
     closed: dict[str, Any] | None = info["closed"]
     if closed is None:
         console.print("  open (enforcement not recorded as ended: ingestd case close)")
@@ -156,7 +158,8 @@ def case_show(app: AppContext, case: str, as_json: bool) -> None:
                       f"(entry {closed['seq']}); archive due by {closed['archive_by_local']}")
         archive = closed["archive"]
         if archive is not None:
-            console.print(f"  archived {archive['archived_at']} as {esc(archive['package'])} "
+            when = shown_time(archive["archived_at"], app.tz)
+            console.print(f"  archived {when} as {esc(archive['package'])} "
                           f"at {esc(archive['location'])} (entry {archive['seq']})"
                           + (" [yellow]late[/]" if archive["late"] else ""))
         elif closed["overdue"]:
@@ -164,12 +167,13 @@ def case_show(app: AppContext, case: str, as_json: bool) -> None:
         else:
             console.print("  not archived yet")
     print_rows(("item", "recorded", "officer", "party", "size", "flags", "copies", "name"),
-               [[[r["sha256"][:16], r["recorded_at"][:19], r["officer"] or "",
+               [[[r["sha256"][:16], shown_time(r["recorded_at"], app.tz), r["officer"] or "",
                   r["party"] or "", human_size(r["size"]), ", ".join(r["flags"]),
                   ", ".join(r["replicated_to"]), r["name"]] for r in info["items"]]])
     for e in info["exports"]:
         data = e["data"]
-        console.print(f"  exported {e['at'][:19]} by {esc(e['actor'])} (entry {e['seq']}): "
+        when = shown_time(e["at"], app.tz)
+        console.print(f"  exported {when} by {esc(e['actor'])} (entry {e['seq']}): "
                       f"{esc(data.get('purpose', ''))} {esc(data.get('package', ''))}")
 
 
@@ -189,5 +193,5 @@ def case_check(app: AppContext, as_json: bool) -> None:
     for c in report.overdue:
         console.print(f"case {esc(c.case)}: not archived by "
                       f"{esc(case_json(station, c, now)['archive_by_local'])}")
-    console.print(f"{len(report.overdue)} cases past their archive window, "
-                  f"{len(report.flagged)} new flags")
+    console.print(f"{plural(len(report.overdue), 'case')} past their archive window, "
+                  f"{plural(len(report.flagged), 'new flag')}")

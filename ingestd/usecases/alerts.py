@@ -37,6 +37,7 @@ from ..domain.canonical import format_time
 from ..domain.flags import WINDOW_FLAGS, Flag
 from ..domain.records import SessionState
 from ..domain.status import JobRun, ReplicaStats, SessionSummary
+from ..domain.text import plural
 from ..station import Station
 from .status import AUDIT_JOB, AUDIT_OFFSITE_JOB, LEDGER_JOB
 
@@ -288,7 +289,7 @@ class AlertReport:
 
     def summary(self) -> str:
         failed = sorted({c for s in self.sent for c in s.failed})
-        return (f"{len(self.firing)} firing, {len(self.sent)} notices sent"
+        return (f"{len(self.firing)} firing, {plural(len(self.sent), 'notice')} sent"
                 + (f"; undelivered through {', '.join(failed)}" if failed else ""))
 
     def to_json(self) -> dict[str, Any]:

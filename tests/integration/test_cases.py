@@ -5,7 +5,7 @@ archive is recorded; the cases rows are checked against their signed entries."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -49,6 +49,11 @@ def case_home(tmp_path: Path, clips: Clips, config: str = "") -> Path:
     return home
 
 
+def shown_time(stamp: str) -> str:
+    return parse_time(stamp).astimezone(timezone(timedelta(hours=8))).strftime(
+        "%Y-%m-%d %H:%M:%S+08:00")
+
+
 def test_a_case_is_closed_once_and_shown_with_its_items(tmp_path: Path,
                                                         clips: Clips) -> None:
     home = case_home(tmp_path, clips, config='station_timezone = "+08:00"\n')
@@ -89,6 +94,10 @@ def test_a_case_is_closed_once_and_shown_with_its_items(tmp_path: Path,
     words = " ".join(text.stdout.split())
     assert text.exit_code == 0 and "closed 2026-11-30 18:00:00+08:00 by Zhao Liu" in words
     assert "archive due by 2026-12-30 18:00:00+08:00" in words
+    assert "case C-1: 2 items" in words
+    # the items' recorded times in the station's zone too, never bare UTC
+    recorded = {shown_time(i["recorded_at"]) for i in shown["items"]}
+    assert recorded and all(r in words for r in recorded)
     assert run_cli(home, "case", "show", "C-9").exit_code == NotFound.exit_code
     assert ledger_problems(home) == (0, [])
 

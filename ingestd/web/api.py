@@ -3,7 +3,7 @@ models (``usecases/status``, ``views``), documented by the OpenAPI schema."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -14,6 +14,7 @@ from ..domain.models import item_prefix
 from ..domain.records import ItemFilter
 from ..errors import Ambiguous, IngestdError, NotFound
 from ..station import Station
+from ..usecases.alerts import list_alerts
 from ..usecases.status import StationStatus
 from . import views
 from .deps import station, station_status
@@ -23,8 +24,9 @@ router = APIRouter()
 StationDep = Annotated[Station, Depends(station)]
 
 
-def _moment(value: str | None, name: str) -> datetime | None:
-    """A date or time as ``ingestd items --since/--until`` takes it (no zone: UTC)."""
+def _moment(value: str | None, name: str, tz: tzinfo) -> datetime | None:
+    """A date or time as ``ingestd items --since/--until`` takes it (no offset: in the
+    station's zone, ``tz``)."""
     if not value:
         return None
     try:
@@ -32,7 +34,7 @@ def _moment(value: str | None, name: str) -> datetime | None:
     except ValueError:
         raise HTTPException(400, f"{name}: not a date or time: {value!r} (use 2026-01-31 "
                                  "or 2026-01-31T08:00:00+08:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
 def resolved(st: Station, ref: str) -> dict[str, Any]:
@@ -65,14 +67,17 @@ def api_items(
     officer: str | None = None,
     recorder: str | None = None,
     flag: Flag | None = None,
-    since: Annotated[str | None, Query(description="recorded on or after")] = None,
-    until: Annotated[str | None, Query(description="recorded before")] = None,
+    since: Annotated[str | None, Query(
+        description="recorded on or after (no offset: in the station's zone)")] = None,
+    until: Annotated[str | None, Query(
+        description="recorded before (no offset: in the station's zone)")] = None,
     limit: Annotated[int, Query(ge=1, le=views.PAGE_MAX)] = 50,
     after: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$",
                                        description="the last item of the page before")] = None,
 ) -> dict[str, Any]:
     wanted = ItemFilter(case=case, officer=officer, recorder_serial=recorder, flag=flag,
-                        since=_moment(since, "since"), until=_moment(until, "until"))
+                        since=_moment(since, "since", st.settings.station_tz),
+                        until=_moment(until, "until", st.settings.station_tz))
     try:
         return views.item_page(st, wanted, after=after, limit=limit).to_json()
     except NotFound as exc:
@@ -84,6 +89,13 @@ def api_items(
                         "command line takes it.")
 def api_item(ref: str, st: StationDep) -> dict[str, Any]:
     return resolved(st, ref)
+
+
+@router.get("/api/alerts", tags=["alerts"], summary="The alerts firing",
+            description="What `ingestd alerts list --json` prints (`all=true`: resolved "
+                        "ones too).")
+def api_alerts(st: StationDep, all: bool = False) -> dict[str, Any]:  # noqa: A002
+    return {"alerts": [a.to_json() for a in list_alerts(st, include_resolved=all)]}
 
 
 @router.get("/healthz", tags=["health"], summary="Does the catalog answer?",

@@ -15,6 +15,7 @@ from ..config import WebSettings
 from ..domain.canonical import parse_time
 from ..domain.policy import local_time
 from ..station import Station
+from ..usecases.alerts import list_alerts
 from ..usecases.status import StationStatus
 from .api import resolved
 from .deps import station, station_status
@@ -62,7 +63,8 @@ def _render(request: Request, name: str, *, status_code: int = 200,
 @router.get("/", response_class=HTMLResponse)
 def status_page(request: Request,
                 state: Annotated[StationStatus, Depends(station_status)]) -> HTMLResponse:
-    return _render(request, "status.html", s=state)
+    return _render(request, "status.html", s=state,
+                   alerts=list_alerts(request.app.state.station))
 
 
 @router.get("/items/{ref}", response_class=HTMLResponse)

@@ -396,6 +396,19 @@ def test_metrics_are_served_beside_the_page_and_pass_promtool(station: Station,
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_the_alerts_firing_are_on_the_page_and_in_the_api(station: Station) -> None:
+    listed = json.loads(run_ingestd(station.home, "alerts", "list", "--json").stdout)["alerts"]
+    # the file named like a script is no media: its dock is alerted, and stays so
+    assert any(a["alert"] == f"damaged_media:{SERIAL}" for a in listed)
+    api = httpx.get(station.url + "api/alerts", timeout=30).json()["alerts"]
+    assert [a["alert"] for a in api] == [a["alert"] for a in listed]
+    page = httpx.get(station.url, timeout=30).text
+    section = page[page.index('<section id="alerts">'):page.index("</section>")]
+    assert "正在告警" in section
+    for alert in listed:
+        assert alert["alert"] in section
+
+
 def test_healthz_and_only_reads(station: Station) -> None:
     health = httpx.get(station.url + "healthz", timeout=30)
     assert health.status_code == 200 and health.json()["ok"] is True

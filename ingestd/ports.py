@@ -8,7 +8,7 @@ lists and dicts of them, never a database row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -385,3 +385,8 @@ class CatalogTx(Protocol):
     ) -> int: ...
 
     def list_spot_checks(self, *, officer: str | None = None) -> list[SpotCheck]: ...
+
+    # -- court packages (export) -----------------------------------------------------------
+
+    def export_entries(self, items: Collection[str], *,
+                       upto: int | None = None) -> list[LedgerEntry]: ...

@@ -15,6 +15,7 @@ from ..errors import IngestdError, ShutdownRequested
 from . import (  # noqa: F401, E402 - importing registers the commands
     checks,
     devices,
+    export,
     ingest,
     init,
     items,

@@ -613,6 +613,12 @@ class PackageCheck:
                     self.report.add("out_of_order", f"{ENTRIES} line {lineno}: entry {seq} "
                                     f"comes after entry {last}", path=ENTRIES, seq=seq)
                     continue
+                previous = self.entries.get(seq - 1)
+                if previous is not None and entry.get("prev_hash") != previous.get(
+                        "entry_hash"):
+                    self.report.add("broken_link", f"entry {seq} does not link to entry "
+                                    f"{seq - 1}, which the package also carries", path=ENTRIES,
+                                    seq=seq)
                 last = seq
                 self.entries[seq] = entry
                 self.report.count("entries")
@@ -745,6 +751,12 @@ class PackageCheck:
         self._signed_files(stem, body, signature, kind="checkpoint_bad_signature")
         genesis = self.genesis.get(str(body.get("station")))
         pinned = body.get("genesis_fingerprint")
+        said = self._bag_info().get("Station-Key-Fingerprint")
+        if stem == CHECKPOINT and genesis is not None and said and said != fingerprint_of(
+                genesis):
+            self.report.add("pin_mismatch", f"{BAG_INFO} gives the station's key fingerprint "
+                            f"{said}, the genesis entry carries {fingerprint_of(genesis)}",
+                            path=BAG_INFO)
         if genesis is not None and pinned is not None and fingerprint_of(genesis) != pinned:
             self.report.add("pin_mismatch", f"{stem}.json pins the first key {pinned}, the "
                             f"genesis entry carries {fingerprint_of(genesis)}",

@@ -243,7 +243,7 @@ def _build(station: Station, work: Path, records: list[_Record], *, out: Path,
         entry = station.custody.record(tx, kind=EventKind.EXPORTED, actor=actor, data=data)
     signed = sign_checkpoint(station)
     # 4. the tag files
-    carried, published = _write_ledger(station, work, shas, signed, notes)
+    carried = _write_ledger(station, work, shas, signed, notes)
     manifests = Replicator(station, targets=[])
     for sha in shas:
         _write_signed(work / layout.manifest_path(sha, ""), manifests.manifest(sha),
@@ -252,7 +252,8 @@ def _build(station: Station, work: Path, records: list[_Record], *, out: Path,
                "package_id": package_id, "station": station.name, "created_at":
                format_time(now), "case": case, "export_entry": entry.seq,
                "checkpoint": layout.CHECKPOINT + ".json",
-               "published_checkpoint": layout.PUBLISHED + ".json" if published else None,
+               "published_checkpoint": layout.PUBLISHED + ".json" if carried.published
+               else None,
                "items": [{**e.as_dict(), "manifest": layout.manifest_path(e.sha256),
                           "officer": r.officer, "case": r.case, "party": r.party,
                           "recorded_start": format_time(r.item.recorded_start),
@@ -263,15 +264,16 @@ def _build(station: Station, work: Path, records: list[_Record], *, out: Path,
     _write(work / "verify_package.py", _verifier_source())
     _write(work / "VERIFY.txt", verify_text(
         checkpoint_key=str(signed.body["key_id"]), entry=entry, items=shas,
-        manifest_keys={sha: station.key.key_id for sha in shas}).encode("utf-8"))
+        manifest_keys={sha: station.key.key_id for sha in shas}, first_key=carried.first_key,
+        fingerprint=station.custody.pin).encode("utf-8"))
     # custody report: the lead wires write_custody_report(work, package=..., items=..., tz=...)
     # here, before the tag manifests are written, so that they cover it
     bag.info["Export-Entry"] = str(entry.seq)
     bag.save()
     _fsync_tree(work)
     return ExportResult(package_id=package_id, path=out, items=exported, entry_seq=entry.seq,
-                        checkpoint_seq=signed.seq, entries=carried,
-                        published_seq=published, notes=notes)
+                        checkpoint_seq=signed.seq, entries=carried.entries,
+                        published_seq=carried.published, notes=notes)
 
 
 def _bag_info(station: Station, records: list[_Record], *, package_id: str, approved_by: str,
@@ -298,6 +300,8 @@ def _bag_info(station: Station, records: list[_Record], *, package_id: str, appr
     }
     if requested_by:
         info["Requested-By"] = requested_by
+    if station.custody.pin:
+        info["Station-Key-Fingerprint"] = station.custody.pin
     return info
 
 
@@ -423,8 +427,17 @@ def _write_signed(stem: Path, document: bytes, body_key: str) -> None:
     _write(stem.with_name(stem.name + ".sig"), bytes.fromhex(doc["signature"]))
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Carried:
+    """What the ledger part of a package holds."""
+
+    entries: int
+    published: int | None  # the size of the published checkpoint carried, if one is
+    first_key: str | None  # the key id of the station's genesis key
+
+
 def _write_ledger(station: Station, work: Path, shas: Sequence[str], signed: SignedCheckpoint,
-                  notes: list[str]) -> tuple[int, int | None]:
+                  notes: list[str]) -> _Carried:
     """The entries about ``shas`` and every key entry, each body and signature as files,
     their inclusion proofs, the keys, the checkpoint, and the published one before it with
     its consistency proof. Returns how many entries, and the published checkpoint's size."""
@@ -447,6 +460,7 @@ def _write_ledger(station: Station, work: Path, shas: Sequence[str], signed: Sig
     proofs = merkle.inclusion_proofs(leaves, [seq - 1 for seq in chosen])
     lines = []
     keys: dict[str, bytes] = {}
+    first: str | None = None
     for seq in sorted(chosen):
         e = chosen[seq]
         lines.append(json.dumps(to_json(e), ensure_ascii=False, sort_keys=True))
@@ -455,6 +469,8 @@ def _write_ledger(station: Station, work: Path, shas: Sequence[str], signed: Sig
         if e.kind == EventKind.GENESIS:
             raw = PublicKey.from_hex(str(e.data["public_key"]))
             keys[raw.key_id] = raw.raw
+            if e.station == station.name:
+                first = raw.key_id
         elif e.kind == EventKind.KEY_ROTATED:
             raw = PublicKey.from_hex(str(e.data["new_public_key"]))
             keys[raw.key_id] = raw.raw
@@ -474,8 +490,8 @@ def _write_ledger(station: Station, work: Path, shas: Sequence[str], signed: Sig
         _write(work / layout.CONSISTENCY, json.dumps(
             {"old_size": old, "new_size": size, "proof": [h.hex() for h in proof]},
             indent=1).encode("utf-8"))
-        return len(chosen), old
-    return len(chosen), None
+        return _Carried(entries=len(chosen), published=old, first_key=first)
+    return _Carried(entries=len(chosen), published=None, first_key=first)
 
 
 def _published_checkpoint(station: Station, upto: int,
@@ -489,7 +505,13 @@ def _published_checkpoint(station: Station, upto: int,
                 if c is not None and c.seq <= upto]
     if not sent:
         return None
-    for target in build_targets(station.settings):
+    try:
+        targets = build_targets(station.settings)
+    except IngestdError as exc:
+        notes.append(f"the targets cannot be used ({exc.message}): no consistency proof with "
+                     "the checkpoint published before")
+        return None
+    for target in targets:
         for cp in sorted((c for c in sent if c.target == target.name), key=lambda c: -c.seq):
             try:
                 doc = json.loads(target.get_checkpoint(cp.name))
@@ -532,8 +554,9 @@ def _pkeyutl(key_id: str, body: str, sig: str) -> str:
             f"-in {body} -sigfile {sig}")
 
 
-def verify_text(*, checkpoint_key: str, entry: LedgerEntry,
-                items: Sequence[str], manifest_keys: dict[str, str]) -> str:
+def verify_text(*, checkpoint_key: str, entry: LedgerEntry, items: Sequence[str],
+                manifest_keys: dict[str, str], first_key: str | None,
+                fingerprint: str | None) -> str:
     """VERIFY.txt: how a clerk checks the package with standard tools, in Chinese and
     English. Every line that starts with ``COMMAND_PREFIX`` is a command to run from the
     package's folder."""
@@ -541,6 +564,18 @@ def verify_text(*, checkpoint_key: str, entry: LedgerEntry,
     seq = entry.seq
     manifest_lines = [p + _pkeyutl(manifest_keys[sha], layout.manifest_path(sha, ".body.json"),
                                    layout.manifest_path(sha, ".sig")) for sha in items]
+    anchor = [
+        "0. 工作站密钥 / The station's key. 下面命令输出工作站首个公钥的指纹，应与工作站",
+        "   管理方书面提供的指纹一致（bag-info.txt 的 Station-Key-Fingerprint 也写明了它，",
+        "   但只有管理方提供的指纹才能证明密钥是真的）。",
+        "   This prints the fingerprint of the station's first key. It must equal the",
+        "   fingerprint the station's owner gives you in writing (bag-info.txt says it too, as",
+        "   Station-Key-Fingerprint, but only the owner's copy proves the key is theirs):",
+        p + f"openssl pkey -pubin -in {layout.key_path(first_key)} -outform DER "
+            "| tail -c 32 | sha256sum",
+        *([f"   应为 / expected: {fingerprint}"] if fingerprint else []),
+        "",
+    ] if first_key else []
     return "\n".join([
         "如何核验本证据包 / How to check this evidence package",
         "=" * 60,
@@ -551,6 +586,7 @@ def verify_text(*, checkpoint_key: str, entry: LedgerEntry,
         "answer OK or \"Signature Verified Successfully\"; anything else means the package was",
         "changed after it was made.",
         "",
+        *anchor,
         "1. 证据文件完整 / The evidence files are intact (SHA-256 and SHA-512 of every file",
         "   under data/):",
         p + "sha256sum -c manifest-sha256.txt",
@@ -588,9 +624,11 @@ def verify_text(*, checkpoint_key: str, entry: LedgerEntry,
         "   chain of keys (needs only Python 3 and openssl):",
         p + "python3 verify_package.py .",
         "",
-        "   若已从工作站管理方获得首个公钥的指纹，请加上 --fingerprint 指纹 再运行一次。",
-        "   If the station's owner gave you the fingerprint of its first key, run it again",
-        "   with --fingerprint <that fingerprint>.",
+        "   若已从工作站管理方获得首个公钥的指纹，请加上 --fingerprint 指纹 再运行一次：",
+        "   只有这样，才能排除整个证据包被换用另一把密钥重新签名。",
+        "   With the fingerprint the station's owner gave you, run it again with",
+        "   --fingerprint <that fingerprint>: only that rules out a package signed again, end",
+        "   to end, with another key.",
         "",
         f"工作站当前公钥 / The station's key: {layout.key_path(checkpoint_key)}",
         "格式说明 / Formats: docs/LEDGER.md in ingestd's sources.",

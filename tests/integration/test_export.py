@@ -6,6 +6,7 @@ FIFO, a huge file), each caught by both verifiers with its kind; and the refusal
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -77,6 +78,8 @@ def made(tmp_path_factory: pytest.TempPathFactory, clips: list[ClipFile],  # noq
     # two items named alike in a way Windows refuses, and alike but for case
     catalog.forge_item(home.home, shas[1], original_name=HOSTILE)
     catalog.forge_item(home.home, shas[2], original_name=HOSTILE.lower())
+    # entries signed by two keys: the genesis key, then the one a rotation brings in
+    assert run_cli(home.home, "keys", "rotate").exit_code == 0
     sent = cli_json(home.home, "replicate", "--limit", "1")
     evicted = sent["verified"][0]["sha256"]
     swept = cli_json(home.home, "retention")
@@ -179,7 +182,28 @@ def test_the_package_proves_its_own_export_and_agrees_with_the_published_checkpo
              and s <= checkpoint["checkpoint"]["seq"]}
     assert about <= {e["seq"] for e in entries}
     kinds_carried = {e["kind"] for e in entries}
-    assert {"genesis", "labelled", "replicated", "evicted", "exported"} <= kinds_carried
+    assert {"genesis", "key_rotated", "labelled", "replicated", "evicted",
+            "exported"} <= kinds_carried
+    assert len(list((made.package / "keys").iterdir())) == 2
+    assert len({e["key_id"] for e in entries}) == 2
+
+
+def test_the_first_key_is_checked_against_the_fingerprint_the_owner_gives(
+        made: Made, bare_python: Path) -> None:
+    pin = (made.home / "keys" / "station.pin").read_text("ascii").strip()
+    assert f"Station-Key-Fingerprint: {pin}" in (made.package / "bag-info.txt").read_text()
+    command = next(c for c in verify_commands((made.package / "VERIFY.txt").read_text("utf-8"))
+                   if c.startswith("openssl pkey -pubin"))
+    printed = subprocess.run(command, shell=True, cwd=made.package, capture_output=True,
+                             text=True, check=True).stdout
+    assert printed.split()[0] == pin, printed
+    assert verify_export(made.package, "--fingerprint", pin) == (0, [])
+    assert standalone(bare_python, made.package, "--fingerprint", pin) == (0, [])
+    other = "ab" * 32
+    code, problems = verify_export(made.package, "--fingerprint", other)
+    assert code == 1 and "pin_mismatch" in kinds(problems), problems
+    code, findings = standalone(bare_python, made.package, "--fingerprint", other)
+    assert code == 1 and "pin_mismatch" in kinds(findings), findings
 
 
 def test_the_export_is_shown_with_each_item(made: Made) -> None:
@@ -359,6 +383,97 @@ def test_a_tampered_package_is_caught_by_both_verifiers_with_its_kind(
     assert code == 1 and kind in kinds(problems), problems
     code, findings = standalone(bare_python, package)
     assert code == 1 and kind in kinds(findings), findings
+
+
+def test_a_package_signed_again_end_to_end_holds_only_without_the_owners_fingerprint(
+        made: Made, tmp_path: Path, bare_python: Path) -> None:
+    # Everything a package proves, it proves from its first key: a forger who re-makes every
+    # key, entry, proof and checkpoint makes a package that checks against itself. The
+    # fingerprint the station's owner gives the court is what tells.
+    copy = tmp_path / "package"
+    shutil.copytree(made.package, copy, symlinks=True)
+    _resign_end_to_end(copy)
+    assert verify_export(copy) == (0, [])
+    pin = (made.home / "keys" / "station.pin").read_text("ascii").strip()
+    code, problems = verify_export(copy, "--fingerprint", pin)
+    assert code == 1 and "pin_mismatch" in kinds(problems), problems
+    code, findings = standalone(bare_python, copy, "--fingerprint", pin)
+    assert code == 1 and "pin_mismatch" in kinds(findings), findings
+
+
+def _resign_end_to_end(package: Path) -> None:
+    from ingestd.integrity import merkle
+
+    def raw_of(key: Ed25519PrivateKey) -> bytes:
+        return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    fresh: dict[str, Ed25519PrivateKey] = {}
+    for pem in sorted((package / "keys").iterdir()):
+        fresh[pem.name[:-4]] = Ed25519PrivateKey.generate()
+        pem.unlink()
+    for key in fresh.values():
+        raw = raw_of(key)
+        (package / layout.key_path(layout.key_id_of(raw))).write_bytes(layout.public_pem(raw))
+    new_id = {old: layout.key_id_of(raw_of(k)) for old, k in fresh.items()}
+    entries = _entries(package)
+    by_seq: dict[int, dict[str, Any]] = {}
+    for e in entries:
+        key = fresh[e["key_id"]]
+        if e["kind"] == "genesis":
+            e["data"]["public_key"] = raw_of(key).hex()
+        if e["kind"] == "key_rotated":
+            old = layout.key_id_of(bytes.fromhex(e["data"]["new_public_key"]))
+            e["data"]["new_public_key"] = raw_of(fresh[old]).hex()
+        e["key_id"] = new_id[e["key_id"]]
+        if e["seq"] - 1 in by_seq:
+            e["prev_hash"] = by_seq[e["seq"] - 1]["entry_hash"]
+        body = layout.canonical_bytes(layout.entry_body(e))
+        e["entry_hash"] = hashlib.sha256(body).hexdigest()
+        e["signature"] = key.sign(body).hex()
+        (package / layout.entry_body_path(e["seq"])).write_bytes(body)
+        (package / layout.entry_signature_path(e["seq"])).write_bytes(
+            bytes.fromhex(e["signature"]))
+        by_seq[e["seq"]] = e
+    _write_entries(package, entries)
+    # a tree of the forger's making: the package's entries, and anything for the others
+    doc = json.loads((package / "checkpoint/checkpoint.json").read_bytes())
+    size = doc["checkpoint"]["tree_size"]
+    leaves = [merkle.leaf_hash(bytes.fromhex(by_seq[i + 1]["entry_hash"])) if i + 1 in by_seq
+              else os.urandom(32) for i in range(size)]
+    proofs = merkle.inclusion_proofs(leaves, [s - 1 for s in by_seq])
+    (package / layout.PROOFS).write_text(json.dumps(
+        {"proofs": {str(i + 1): [h.hex() for h in p] for i, p in proofs.items()}}), "utf-8")
+    signer = fresh[next(old for old, new in new_id.items()
+                        if new == by_seq[max(by_seq)]["key_id"])]
+    genesis = next(e for e in entries if e["kind"] == "genesis")
+    fingerprint = layout.fingerprint_of(bytes.fromhex(genesis["data"]["public_key"]))
+    old_size = json.loads((package / layout.CONSISTENCY).read_bytes())["old_size"]
+    for stem, n in ((layout.CHECKPOINT, size), (layout.PUBLISHED, old_size)):
+        doc = json.loads((package / f"{stem}.json").read_bytes())
+        body = doc["checkpoint"]
+        body.update(key_id=layout.key_id_of(raw_of(signer)), genesis_fingerprint=fingerprint,
+                    merkle_root=merkle.root(leaves[:n])[1].hex(),
+                    head_hash=by_seq[n]["entry_hash"] if n in by_seq else os.urandom(32).hex())
+        _sign_doc(package / f"{stem}.json", doc, "checkpoint", signer)
+    (package / layout.CONSISTENCY).write_text(json.dumps(
+        {"proof": [h.hex() for h in merkle.consistency_proof(leaves, old_size)]}), "utf-8")
+    for path in sorted((package / "manifests").glob("*[0-9a-f].json")):
+        doc = json.loads(path.read_bytes())
+        doc["manifest"]["key_id"] = layout.key_id_of(raw_of(signer))
+        _sign_doc(path, doc, "manifest", signer)
+    info = package / "bag-info.txt"
+    text = info.read_text("utf-8")
+    start = text.index("Station-Key-Fingerprint: ") + len("Station-Key-Fingerprint: ")
+    info.write_text(text[:start] + fingerprint + text[start + 64:], "utf-8")
+    _remanifest(package)
+
+
+def _sign_doc(path: Path, doc: dict[str, Any], key: str, signer: Ed25519PrivateKey) -> None:
+    body = layout.canonical_bytes(doc[key])
+    doc["signature"] = signer.sign(body).hex()
+    path.write_bytes(layout.canonical_bytes(doc))
+    path.with_name(path.name[:-5] + ".body.json").write_bytes(body)
+    path.with_name(path.name[:-5] + ".sig").write_bytes(bytes.fromhex(doc["signature"]))
 
 
 # -- hostile packages ---------------------------------------------------------------------------

@@ -266,14 +266,27 @@ def _build(station: Station, work: Path, records: list[_Record], *, out: Path,
         checkpoint_key=str(signed.body["key_id"]), entry=entry, items=shas,
         manifest_keys={sha: station.key.key_id for sha in shas}, first_key=carried.first_key,
         fingerprint=station.custody.pin).encode("utf-8"))
-    # custody report: the lead wires write_custody_report(work, package=..., items=..., tz=...)
-    # here, before the tag manifests are written, so that they cover it
+    custody_report(work, package=package, records=records, station=station)
     bag.info["Export-Entry"] = str(entry.seq)
     bag.save()
     _fsync_tree(work)
     return ExportResult(package_id=package_id, path=out, items=exported, entry_seq=entry.seq,
                         checkpoint_seq=signed.seq, entries=carried.entries,
                         published_seq=carried.published, notes=notes)
+
+
+#: Where the custody report goes in a package (tag files, so the tag manifests cover it).
+REPORT_DIR = "report"
+
+
+def custody_report(work: Path, *, package: dict[str, Any], records: Sequence[_Record],
+                   station: Station) -> list[Path]:
+    """The custody report of the package (HTML and PDF under ``REPORT_DIR``), written before
+    the tag manifests so that they cover it. Nothing yet: this is the one place the export
+    calls the report writer (``write_custody_report(work / REPORT_DIR, package=...,
+    items=..., tz=station.settings.station_tz)`` from ``ingestd/report/``)."""
+    del work, package, records, station
+    return []
 
 
 def _bag_info(station: Station, records: list[_Record], *, package_id: str, approved_by: str,

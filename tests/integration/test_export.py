@@ -149,8 +149,10 @@ def test_the_package_holds_every_item_byte_for_byte_under_readable_windows_safe_
 
 
 def test_the_package_passes_verify_export_and_bagits_own_validation(made: Made) -> None:
+    before = _tree(made.package)
     code, problems = verify_export(made.package)
     assert (code, problems) == (0, [])
+    assert _tree(made.package) == before, "verification wrote into the package"
     done = subprocess.run([sys.executable, "-m", "bagit", "--validate", str(made.package)],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
@@ -209,9 +211,9 @@ def test_the_first_key_is_checked_against_the_fingerprint_the_owner_gives(
 def test_the_export_is_shown_with_each_item(made: Made) -> None:
     for sha in made.shas:
         shown = cli_json(made.home, "show", sha)["history"]
-        exports = [h for h in shown if h["kind"] == "exported"]
+        exports = [h for h in shown if h["kind"] == "exported"
+                   and h["data"]["package"] == made.result["package_id"]]
         assert len(exports) == 1, shown
-        assert exports[0]["data"]["package"] == made.result["package_id"]
         assert exports[0]["actor"] == "clerk"
 
 
@@ -243,6 +245,35 @@ def test_the_verify_txt_signature_commands_fail_on_a_changed_body(
                    if "checkpoint.body.json" in c)
     done = subprocess.run(command, shell=True, cwd=copy, capture_output=True, check=False)
     assert done.returncode != 0
+
+
+def test_export_items_serves_a_job_and_tells_its_progress(made: Made, tmp_path: Path) -> None:
+    from ingestd.usecases.export import export_items
+
+    heard: list[tuple[str, int, int]] = []
+    station = catalog_station(made.home)
+    try:
+        sha = made.shas[1]
+        result = export_items(station, items=[sha], out=tmp_path / "one",
+                              approved_by="Director Li", reason="archive of a closed case",
+                              requested_by=None, purpose="archive", case=CASE, actor="job",
+                              progress=lambda what, done, total: heard.append((what, done,
+                                                                               total)))
+    finally:
+        station.close()
+    assert [i.sha256 for i in result.items] == [sha]
+    total = result.size
+    dones = [d for _w, d, _t in heard]
+    assert dones == sorted(dones) and dones[-1] == total and {t for *_x, t in heard} == {total}
+    assert verify_export(tmp_path / "one") == (0, [])
+    assert "Requested-By" not in (tmp_path / "one" / "bag-info.txt").read_text("utf-8")
+
+
+def catalog_station(home: Path) -> Any:
+    from ingestd import config as config_mod
+    from ingestd.station import Station
+
+    return Station.open(config_mod.load(home / "ingestd.toml"))
 
 
 # -- tampered packages --------------------------------------------------------------------------

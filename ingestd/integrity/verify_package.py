@@ -197,10 +197,13 @@ def openssl_verify(public: bytes, message: bytes, signature: bytes) -> bool:
         (folder / "key.pem").write_bytes(public_pem(public))
         (folder / "body").write_bytes(message)
         (folder / "sig").write_bytes(signature)
-        done = subprocess.run(
-            ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(folder / "key.pem"),
-             "-rawin", "-in", str(folder / "body"), "-sigfile", str(folder / "sig")],
-            capture_output=True, check=False)
+        try:
+            done = subprocess.run(
+                ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(folder / "key.pem"),
+                 "-rawin", "-in", str(folder / "body"), "-sigfile", str(folder / "sig")],
+                capture_output=True, check=False, timeout=60)
+        except FileNotFoundError:
+            raise SystemExit("verify_package.py needs the openssl command (OpenSSL 3)") from None
     return done.returncode == 0
 
 

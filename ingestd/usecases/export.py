@@ -163,22 +163,48 @@ def export_items(
     _check_out(out)
     station.custody.check_signing_key()
     records = _items(station, shas)
+    _check_room(out.parent, sum(r.item.size for r in records))
     work = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
     work.mkdir(mode=0o700)
+    recorded: list[int] = []  # the export entry, once it is
     try:
         result = _build(station, work, records, out=out, approved_by=approved or "",
                         reason=why or "", requested_by=requester, purpose=purpose, case=case,
-                        actor=actor, progress=progress, targets=targets)
+                        actor=actor, progress=progress, targets=targets, recorded=recorded)
         if out.is_dir():
             out.rmdir()  # empty, as checked: the finished package takes its place
         os.rename(work, out)
         fsync_dir(out.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, IngestdError):
+            raise _unfinished(exc, out, recorded) from exc
         raise
     log.info("exported %d items as package %s to %s", len(records), result.package_id, out,
              extra={"event": "exported"})
     return result
+
+
+def _unfinished(exc: IngestdError, out: Path, recorded: list[int]) -> IngestdError:
+    """The same error, saying that no package was left (and, if the export entry was
+    already signed, which one records an export that did not finish)."""
+    said = f"{exc.message} (no package was written: nothing is left at {out}"
+    said += (f"; the export had been recorded as entry {recorded[0]}, which names no package "
+             "that exists)" if recorded else ")")
+    try:
+        return type(exc)(said)
+    except TypeError:
+        return IngestdError(said)
+
+
+def _check_room(folder: Path, size: int) -> None:
+    """Refuse before anything is written when the package cannot fit (its payload, plus room
+    for the ledger files)."""
+    free = shutil.disk_usage(folder).free
+    needed = size + (64 << 20)
+    if free < needed:
+        raise UsageError(f"--out: {folder} has {free} bytes free, the package needs about "
+                         f"{needed}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,7 +233,7 @@ def _items(station: Station, shas: Sequence[str]) -> list[_Record]:
 def _build(station: Station, work: Path, records: list[_Record], *, out: Path,
            approved_by: str, reason: str, requested_by: str | None, purpose: str,
            case: str | None, actor: str, progress: Progress | None,
-           targets: list[Target] | None) -> ExportResult:
+           targets: list[Target] | None, recorded: list[int]) -> ExportResult:
     package_id = str(uuid.uuid4())
     names = unique_names(item_file_name(officer=r.officer, recorded=r.item.recorded_start,
                                         original=r.item.original_name) for r in records)
@@ -241,6 +267,7 @@ def _build(station: Station, work: Path, records: list[_Record], *, out: Path,
                             "reason": reason, "case": case, "bytes": total}
     with station.custody.transaction() as tx:
         entry = station.custody.record(tx, kind=EventKind.EXPORTED, actor=actor, data=data)
+    recorded.append(entry.seq)
     signed = sign_checkpoint(station)
     # 4. the tag files
     carried = _write_ledger(station, work, shas, signed, notes)

@@ -269,6 +269,28 @@ def test_export_items_serves_a_job_and_tells_its_progress(made: Made, tmp_path: 
     assert "Requested-By" not in (tmp_path / "one" / "bag-info.txt").read_text("utf-8")
 
 
+def test_an_export_that_fails_after_its_entry_leaves_no_package_and_says_which_entry(
+        made: Made, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingestd.errors import IntegrityError
+    from ingestd.usecases import export as export_uc
+
+    def no_checkpoint(station: Any) -> Any:
+        raise IntegrityError("the station key cannot sign now")
+
+    monkeypatch.setattr(export_uc, "sign_checkpoint", no_checkpoint)
+    station = catalog_station(made.home)
+    try:
+        with pytest.raises(IntegrityError) as failed:
+            export_uc.export_items(station, items=[made.shas[1]], out=tmp_path / "half",
+                                   approved_by="Li", reason="copy")
+    finally:
+        station.close()
+    seq = catalog.ledger_entries(made.home, "exported")[-1]["seq"]
+    assert "no package was written" in failed.value.message
+    assert f"recorded as entry {seq}" in failed.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
 def catalog_station(home: Path) -> Any:
     from ingestd import config as config_mod
     from ingestd.station import Station
@@ -615,7 +637,8 @@ def test_a_damaged_remote_copy_is_refused_and_leaves_no_package(
     done = run_cli(made.home, "export", made.evicted, "--out", out, "--approved-by", "Li",
                    "--reason", "copy", "--json")
     assert done.exit_code == 91, done
-    assert "damaged" in done.json()["error"]["message"]
+    message = done.json()["error"]["message"]
+    assert "damaged" in message and "no package was written" in message, message
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert len(catalog.ledger_entries(made.home, "exported")) == before

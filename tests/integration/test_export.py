@@ -77,7 +77,10 @@ def made(tmp_path_factory: pytest.TempPathFactory, clips: list[ClipFile],  # noq
                        "--by", "clerk").exit_code == 0
     # two items named alike in a way Windows refuses, and alike but for case
     catalog.forge_item(home.home, shas[1], original_name=HOSTILE)
-    catalog.forge_item(home.home, shas[2], original_name=HOSTILE.lower())
+    (row,) = catalog.raw_rows(home.home, "SELECT recorded_start FROM items WHERE sha256 = ?",
+                              shas[1])
+    catalog.forge_item(home.home, shas[2], original_name=HOSTILE.lower(),
+                       recorded_start=row["recorded_start"])
     # entries signed by two keys: the genesis key, then the one a rotation brings in
     assert run_cli(home.home, "keys", "rotate").exit_code == 0
     sent = cli_json(home.home, "replicate", "--limit", "1")
@@ -140,6 +143,8 @@ def test_the_package_holds_every_item_byte_for_byte_under_readable_windows_safe_
         assert sha256_of(made.package / item["file"]) == sha
     names = [Path(i["file"]).name for i in items.values()]
     assert len({n.casefold() for n in names}) == 3, names
+    same_but_case = sorted(n for n in names if "CON" in n.upper())
+    assert len(same_but_case) == 2 and any("~2." in n for n in same_but_case), names
     for name in names:
         assert not set(name) & set('<>:"/\\|?*') and not name.endswith((" ", "."))
         assert name.split(".")[0].strip().upper() not in {"CON", "PRN", "AUX", "NUL"}

@@ -398,6 +398,7 @@ class PackageCheck:
         self.current: dict[str, str] = {}
         self.genesis: dict[str, bytes] = {}
         self.entries: dict[int, dict[str, Any]] = {}
+        self.head = 0  # the last entry the package's checkpoint covers
 
     def run(self) -> Report:
         try:
@@ -427,6 +428,8 @@ class PackageCheck:
             return
         self._entries()
         checkpoint = self._checkpoint(CHECKPOINT)
+        self.head = checkpoint["seq"] if checkpoint is not None else max(self.entries,
+                                                                          default=0)
         if checkpoint is not None:
             self._proofs(checkpoint)
             self._published(checkpoint)
@@ -713,9 +716,13 @@ class PackageCheck:
                 self.report.add("wrong_key", f"{rel} is a key the ledger does not vouch for",
                                 path=rel)
 
-    def _signed(self, body: Any, signature: Any, key_id: Any, *, at: int | None) -> bool:
+    def _signed(self, body: Any, signature: Any, key_id: Any, *, station: Any,
+                after: int) -> bool:
+        """Whether ``body`` is signed by a key the chain vouches for ``station`` once its
+        entries up to ``after`` are written: brought in by then, not retired by then."""
         key = self.keys.get(str(key_id))
-        if key is None or (at is not None and (at < key.since)):
+        if key is None or key.station != station or after + 1 < key.since or (
+                key.until is not None and after + 1 > key.until):
             return False
         try:
             sig = bytes.fromhex(str(signature))
@@ -748,7 +755,8 @@ class PackageCheck:
             self.report.add("package_unreadable", f"{stem}.json is not a version 3 "
                             f"checkpoint: {exc}", path=stem + ".json")
             return None
-        if not self._signed(body, signature, body.get("key_id"), at=None):
+        if not self._signed(body, signature, body.get("key_id"), station=body.get("station"),
+                            after=seq):
             self.report.add("checkpoint_bad_signature", f"{stem}.json is not signed by a key "
                             "the package's key chain vouches for", path=stem + ".json", seq=seq)
         self._signed_files(stem, body, signature, kind="checkpoint_bad_signature")
@@ -843,7 +851,8 @@ class PackageCheck:
                 continue
             body, signature = doc.get("manifest"), doc.get("signature")
             if not isinstance(body, dict) or not self._signed(
-                    body, signature, body.get("key_id"), at=None):
+                    body, signature, body.get("key_id"), station=package.get("station"),
+                    after=self.head):
                 self.report.add("bad_signature", f"{stem}.json is not signed by a key the "
                                 "package's key chain vouches for", path=stem + ".json")
                 continue

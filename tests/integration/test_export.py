@@ -654,3 +654,39 @@ def _prefix() -> str:
 
     return PREFIX
 
+
+
+# -- reading an item back from a directory target ------------------------------------------------
+
+
+def test_a_directory_target_gives_an_item_back_hashed_and_never_opens_a_fifo(
+        tmp_path: Path) -> None:
+    import io
+
+    from conftest import random_file
+
+    from ingestd.errors import ReplicaMismatch
+    from ingestd.targets import Lock
+    from tests.integration.test_target_directory import nas
+
+    share = tmp_path / "nas"
+    share.mkdir()
+    (tmp_path / "store").mkdir()
+    blob = random_file(tmp_path / "store" / "blob", (1 << 20) * 2 + 5)
+    target = nas(share, "station-1")
+    target.check()
+    target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=None))
+    sink = io.BytesIO()
+    assert target.read_item(blob.sha256, sink) == blob.sha256
+    assert sink.getvalue() == blob.path.read_bytes()
+    stored = share / "station-1" / "sha256" / blob.sha256
+    stored.chmod(0o644)
+    stored.write_bytes(b"not the item")
+    assert target.read_item(blob.sha256, io.BytesIO()) != blob.sha256
+    stored.unlink()
+    os.mkfifo(stored)
+    with pytest.raises(ReplicaMismatch, match="not a regular file"):
+        target.read_item(blob.sha256, io.BytesIO())
+    stored.unlink()
+    with pytest.raises(ReplicaMismatch, match="no such item"):
+        target.read_item(blob.sha256, io.BytesIO())

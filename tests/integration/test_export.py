@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -564,7 +565,25 @@ def _huge_tag_file(package: Path) -> None:
         fh.truncate(8 << 30)  # sparse: 8 GiB that take no room
 
 
+def _linked_folder(package: Path) -> None:
+    outside = package.parent / "keys-elsewhere"
+    shutil.copytree(package / "keys", outside)
+    shutil.rmtree(package / "keys")
+    (package / "keys").symlink_to(outside, target_is_directory=True)
+
+
+def _device(package: Path) -> None:
+    victim = _payload(package)
+    victim.unlink()
+    try:
+        os.mknod(victim, stat.S_IFCHR | 0o600, os.makedev(1, 5))  # /dev/zero: endless
+    except PermissionError:
+        pytest.skip("making a device node needs CAP_MKNOD")
+
+
 HOSTILE_PACKAGES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "a linked folder": (_linked_folder, "not_a_regular_file"),
+    "a device in data/": (_device, "not_a_regular_file"),
     "a symlink in data/ pointing outside": (_symlink_out, "not_a_regular_file"),
     "a path with .. in a manifest": (_dotdot_in_manifest, "unsafe_path"),
     "a FIFO": (_fifo, "not_a_regular_file"),

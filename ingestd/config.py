@@ -327,6 +327,52 @@ TARGET_TYPES: dict[str, type[_TargetBase]] = {
     "s3": S3TargetSettings, "directory": DirectoryTargetSettings}
 
 
+_OID_RE = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+
+
+class TimestampSettings(_Section):
+    """RFC 3161 time-stamps on signed checkpoints: ``url`` names the time-stamping authority
+    (none: checkpoints carry no time-stamp), ``ca_file`` the PEM certificates that must verify
+    its tokens, ``policy`` the OID its tokens must be issued under (any, when unset)."""
+
+    url: str | None = None
+    ca_file: Path | None = None
+    timeout: PositiveDuration = timedelta(seconds=10)
+    policy: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _plain_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError("not a URL (write like \"https://tsa.example.org/tsr\")") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http(s) URL (write like \"https://tsa.example.org/tsr\")")
+        if text.url_has_userinfo(value):
+            raise ValueError("must not hold a user name or password")
+        if parts.fragment:
+            raise ValueError("must not hold a fragment")
+        return value
+
+    @field_validator("policy")
+    @classmethod
+    def _oid(cls, value: str | None) -> str | None:
+        if value is not None and not _OID_RE.match(value):
+            raise ValueError("not an object identifier (write like \"1.3.6.1.4.1.4146.2.3\")")
+        return value
+
+    @model_validator(mode="after")
+    def _trust(self) -> TimestampSettings:
+        if self.url is not None and self.ca_file is None:
+            raise ValueError("url needs ca_file: the PEM certificates that verify the "
+                             "authority's tokens")
+        return self
+
+
 class LogSettings(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -351,6 +397,7 @@ class Settings(_Section):
     audit: AuditSettings = AuditSettings()
     targets: tuple[TargetSettings, ...] = ()
     log: LogSettings = LogSettings()
+    timestamping: TimestampSettings = TimestampSettings()
 
     @field_validator("station_timezone")
     @classmethod

@@ -160,6 +160,12 @@ class Ambiguous(IngestdError):
     exit_code = 11
 
 
+class TimestampError(IngestdError):
+    """A time-stamping authority did not give a token this station can trust."""
+
+    exit_code = 14
+
+
 class ShutdownRequested(BaseException):
     """A signal asked the process to stop.
 

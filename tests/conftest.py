@@ -44,6 +44,7 @@ from ingestd.usecases.home import init_home
 
 if TYPE_CHECKING:
     from tests.support.servers import S3Endpoint
+    from tests.support.tsa import LocalTsa
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The console script installed next to the interpreter running the tests (.venv/bin/ingestd).
@@ -539,3 +540,17 @@ def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
         pytest.skip(f"Ceph RGW not installed: {exc}")
     with stack:
         yield endpoint
+
+
+# -- a local RFC 3161 time-stamping authority (tests/support/tsa.py) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTsa]:
+    """A time-stamping authority on 127.0.0.1 for one test module: its own test CA
+    (``tsa.ca_file``), ``tsa.url`` to POST RFC 3161 requests to; ``tsa.mode`` back to "ok"
+    after each use that changes it is the test's business."""
+    from tests.support.tsa import LocalTsa
+
+    with LocalTsa(tmp_path_factory.mktemp("tsa")) as server:
+        yield server

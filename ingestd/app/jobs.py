@@ -19,6 +19,7 @@ from ..errors import IngestdError, IntegrityError, TargetError
 from ..station import Station
 from ..targets.factory import build_targets
 from ..usecases.audit import CycleReport, Throttle, audit_cycle
+from ..usecases.checkpoints import verify_checkpoint_records
 from ..usecases.replicate import Replicator, verify_offsite
 from ..usecases.retention import sweep
 from ..usecases.spotcheck import run_spot_checks
@@ -80,7 +81,10 @@ def _checkpoint(st: Station) -> str:
         raise TargetError("; ".join(result["errors"]))
     if not result["sent"]:
         return f"ledger unchanged since the last checkpoint (entry {result['seq']})"
-    return f"checkpoint at entry {result['seq']} sent to {', '.join(result['sent'])}"
+    stamped = (f", time-stamped {result['timestamp']['gen_time']}" if result["timestamp"]
+               else ", without a time-stamp (the authority failed: see the log)"
+               if result["timestamp_error"] else "")
+    return f"checkpoint at entry {result['seq']} sent to {', '.join(result['sent'])}{stamped}"
 
 
 def _throttle(st: Station) -> Throttle:
@@ -106,6 +110,7 @@ def _local_audit(st: Station) -> str:
 def _ledger_check(st: Station) -> str:
     """What ``ledger verify`` checks (with ``--offsite`` when there are targets)."""
     report = st.custody.verify()
+    report.problems.extend(verify_checkpoint_records(st))
     where = "the ledger"
     if st.settings.targets:
         report.problems.extend(verify_offsite(st, build_targets(st.settings)))

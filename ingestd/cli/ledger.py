@@ -8,6 +8,7 @@ from rich.table import Table
 
 from ..errors import DiscrepancyFound, UsageError
 from ..targets.factory import build_targets
+from ..usecases.checkpoints import verify_checkpoint_records
 from ..usecases.replicate import verify_offsite
 from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
 
@@ -23,10 +24,12 @@ def ledger() -> None:
 @json_option
 @pass_app
 def ledger_verify(app: AppContext, offsite: bool, as_json: bool) -> None:
-    """Check the whole chain, every signature, the mirror, and every catalog row."""
+    """Check the whole chain, every signature, the mirror, every catalog row, and every
+    published checkpoint the ledger records (with its time-stamp)."""
     # --offsite remembers the newest checkpoint each target holds: that one writes.
     station = app.station(read_only=not offsite)
     report = station.custody.verify()
+    report.problems.extend(verify_checkpoint_records(station))
     if offsite:
         if not station.settings.targets:
             raise UsageError("--offsite: no [[targets]] are configured")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import DiscrepancyFound, UsageError
+from ..errors import DiscrepancyFound, TimestampError, UsageError
 from ..usecases.replicate import Replicator
 from .base import AppContext, cli, console, esc, json_option, pass_app, print_json
 
@@ -52,5 +52,13 @@ def checkpoint(app: AppContext, as_json: bool) -> None:
                           f"{', '.join(result['unchanged'])}")
         for err in result["errors"]:
             console.print(f"  [red]{esc(err)}[/]")
+        if result["timestamp"]:
+            console.print(f"  time-stamped by {esc(result['timestamp']['tsa'])} at "
+                          f"{result['timestamp']['gen_time']}")
+        if result["timestamp_error"]:
+            console.print(f"  [red]sent without a time-stamp: "
+                          f"{esc(result['timestamp_error'])}[/]")
     if result["errors"]:
         raise click.exceptions.Exit(DiscrepancyFound.exit_code)
+    if result["timestamp_error"]:
+        raise click.exceptions.Exit(TimestampError.exit_code)

@@ -54,6 +54,7 @@ class EventKind(StrEnum):
     SPOT_CHECKED = "spot_checked"  # sampled: re-hashed and decoded end to end
     SPOT_REVIEWED = "spot_reviewed"  # a supervisor played a spot-checked item back
     WORM_CHECKED = "worm_checked"  # a target's WORM check: what was tried, what happened
+    CHECKPOINTED = "checkpointed"  # a signed checkpoint published off-site, with its time-stamp
 
 
 class RetentionClass(StrEnum):

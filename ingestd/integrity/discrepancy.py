@@ -62,6 +62,11 @@ class DiscrepancyKind(StrEnum):
     # off-site copies (audit --offsite)
     REPLICA_MISMATCH = "replica_mismatch"  # a copy that does not hold the item's bytes
     REPLICA_NOT_CHECKED = "replica_not_checked"  # its target cannot be used now
+    # checkpoints against the ledger's Merkle tree, their records and time-stamp tokens
+    CHECKPOINT_ROOT_MISMATCH = "checkpoint_root_mismatch"  # its tree is not the ledger's
+    CHECKPOINT_RECORD_INVALID = "checkpoint_record_invalid"  # a checkpointed entry's checkpoint
+    TIMESTAMP_INVALID = "timestamp_invalid"  # a token not from a trusted TSA over its checkpoint
+    TIMESTAMP_MISSING = "timestamp_missing"  # a token the ledger records sent is not off-site
     # a court package (verify-export)
     BAG_INVALID = "bag_invalid"  # the BagIt structure itself (bagit.txt, manifests) is wrong
     PAYLOAD_MISMATCH = "payload_mismatch"  # a payload file does not hash as its manifest says
@@ -302,6 +307,16 @@ class ReplicaProblem(ObjectDiscrepancy):
     target: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class CheckpointRecordProblem(Discrepancy):
+    """A signed checkpoint (off-site or recorded in a ``checkpointed`` entry) whose Merkle
+    tree is not the ledger's, whose record does not hold up, or whose time-stamp token is not
+    a trusted authority's over its bytes."""
+
+    kinds = frozenset({K.CHECKPOINT_ROOT_MISMATCH, K.CHECKPOINT_RECORD_INVALID,
+                       K.TIMESTAMP_INVALID, K.TIMESTAMP_MISSING})
+
+
 # -- a court package ------------------------------------------------------------------------
 
 
@@ -326,7 +341,8 @@ class PackageProblem(Discrepancy):
 FAMILIES: tuple[type[Discrepancy], ...] = (
     ChainBroken, BadSignature, CatalogDamaged, MirrorMismatch, UnbackedRow, RowDiffers,
     MissingRow, CheckpointProblem, FileMissing, ObjectUnreadable, ChecksumMismatch,
-    SizeMismatch, UnexpectedObject, DoesNotPlay, ReplicaProblem, PackageProblem)
+    SizeMismatch, UnexpectedObject, DoesNotPlay, ReplicaProblem, CheckpointRecordProblem,
+    PackageProblem)
 
 
 def family_of(kind: DiscrepancyKind) -> type[Discrepancy]:

@@ -165,3 +165,31 @@ def consistent(old_size: int, old_root: bytes, new_size: int, new_root: bytes,
         fn >>= 1
         sn >>= 1
     return fr == old_root and sr == new_root and sn == 0
+
+
+def roots_at(leaves: Iterable[bytes], sizes: Collection[int]) -> dict[int, bytes]:
+    """The root of the tree over the first ``n`` of ``leaves`` for each ``n`` in ``sizes``,
+    in one pass over ``leaves`` (read in order, one hash per level kept). A size beyond the
+    leaves there are, or below zero, is not in the answer."""
+    wanted = set(sizes)
+    out: dict[int, bytes] = {}
+    if 0 in wanted:
+        out[0] = hashlib.sha256(b"").digest()
+    last = max(wanted, default=0)
+    stack: list[tuple[int, bytes]] = []
+    size = 0
+    for leaf in leaves if last > 0 else ():
+        size += 1
+        node = (1, leaf)
+        while stack and stack[-1][0] == node[0]:
+            left = stack.pop()
+            node = (left[0] * 2, node_hash(left[1], node[1]))
+        stack.append(node)
+        if size in wanted:
+            top = stack[-1][1]
+            for _count, below in reversed(stack[:-1]):
+                top = node_hash(below, top)
+            out[size] = top
+        if size == last:
+            break  # the leaves after the largest size asked are not read
+    return out

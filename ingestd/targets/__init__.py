@@ -23,6 +23,21 @@ from ..domain.policy import WormAttempt
 CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
+#: A checkpoint's RFC 3161 time-stamp token is kept beside it as ``<checkpoint name>.tsr``,
+#: stored (and locked) like a checkpoint; listings of checkpoints never include one.
+TOKEN_SUFFIX = ".tsr"
+
+
+def token_name(checkpoint: str) -> str:
+    """The name of the time-stamp token kept beside the checkpoint named ``checkpoint``."""
+    return checkpoint + TOKEN_SUFFIX
+
+
+def is_checkpoint_name(name: str, *, tokens: bool = False) -> bool:
+    """Whether ``name`` is a checkpoint's (with ``tokens``: a checkpoint's token's)."""
+    return bool(CHECKPOINT_NAME.match(name)) and name.endswith(TOKEN_SUFFIX) is tokens
+
+
 def require_sha256(sha256: str) -> None:
     if not is_sha256(sha256):
         raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
@@ -178,7 +193,8 @@ class Target(Protocol):
 
     def list_checkpoints(self) -> list[str]: ...
 
-    def checkpoint_versions(self) -> list[CheckpointVersion]:
-        """Every version of every checkpoint object, hidden (deleted) ones included."""
+    def checkpoint_versions(self, *, tokens: bool = False) -> list[CheckpointVersion]:
+        """Every version of every checkpoint object, hidden (deleted) ones included; with
+        ``tokens``, of every time-stamp token kept beside one instead."""
 
     def get_checkpoint(self, name: str, version_id: str | None = None) -> bytes: ...

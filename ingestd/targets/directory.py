@@ -49,12 +49,12 @@ from ingestd.integrity.hashing import (
     hash_file,
 )
 from ingestd.targets import (
-    CHECKPOINT_NAME,
     CheckpointVersion,
     Lock,
     RemoteObject,
     Sink,
     directory_location,
+    is_checkpoint_name,
     require_checkpoint_name,
     require_sha256,
 )
@@ -339,16 +339,20 @@ class DirectoryTarget:
         if lock is not None:
             self._record_lock("checkpoints", name.removesuffix(".json"), lock)
 
-    def checkpoint_versions(self) -> list[CheckpointVersion]:
-        return [CheckpointVersion(name=name) for name in self.list_checkpoints()]
+    def checkpoint_versions(self, *, tokens: bool = False) -> list[CheckpointVersion]:
+        return [CheckpointVersion(name=name) for name in self._checkpoints(tokens=tokens)]
 
     def list_checkpoints(self) -> list[str]:
+        return self._checkpoints(tokens=False)
+
+    def _checkpoints(self, *, tokens: bool) -> list[str]:
         folder = self.root / "checkpoints"
         try:
             return sorted(
                 entry.name
                 for entry in os.scandir(folder)
-                if entry.is_file(follow_symlinks=False) and CHECKPOINT_NAME.match(entry.name)
+                if entry.is_file(follow_symlinks=False)
+                and is_checkpoint_name(entry.name, tokens=tokens)
             )
         except FileNotFoundError:
             return []

@@ -67,12 +67,12 @@ from ingestd.errors import (
     TargetUnreachable,
 )
 from ingestd.targets import (
-    CHECKPOINT_NAME,
     CheckpointVersion,
     Lock,
     LockSample,
     RemoteObject,
     Sink,
+    is_checkpoint_name,
     require_checkpoint_name,
     require_sha256,
     s3_location,
@@ -316,13 +316,13 @@ class S3Target:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
                 for entry in page.get("Contents", []):
                     name = entry["Key"][len(folder) :]
-                    if CHECKPOINT_NAME.match(name):
+                    if is_checkpoint_name(name):
                         names.append(name)
             return sorted(names)
 
         return self._asking("list checkpoints", folder, once)
 
-    def checkpoint_versions(self) -> list[CheckpointVersion]:
+    def checkpoint_versions(self, *, tokens: bool = False) -> list[CheckpointVersion]:
         """Every version under ``checkpoints/``: a plain DELETE leaves a marker in front of a
         version, and a copy over a name adds one; neither hides what was there before."""
         folder = self.checkpoint_key("")
@@ -333,7 +333,7 @@ class S3Target:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
                 for entry in page.get("Versions", []):
                     name = entry["Key"][len(folder) :]
-                    if CHECKPOINT_NAME.match(name):
+                    if is_checkpoint_name(name, tokens=tokens):
                         version = entry.get("VersionId")
                         found.append(CheckpointVersion(
                             name=name, version_id=None if version in (None, "null") else version,

@@ -28,18 +28,32 @@ from ..domain.models import EventKind, RetentionClass
 from ..domain.policy import RetentionPolicy, long_term_until, worm_lock
 from ..domain.records import Checkpoint, Item, ReplicaState
 from ..domain.status import LockBehind
-from ..errors import NotFound, ObjectDamaged, ReplicaMismatch, TargetError
+from ..errors import NotFound, ObjectDamaged, ReplicaMismatch, TargetError, TimestampError
+from ..integrity import merkle
 from ..integrity.discrepancy import (
     BadSignature,
     CheckpointProblem,
+    CheckpointRecordProblem,
     Discrepancy,
     DiscrepancyKind,
 )
 from ..integrity.ledger import KeyChain
+from ..ports import CatalogTx
 from ..station import Station
-from ..targets import CheckpointVersion, Lock, RemoteObject, Target
+from ..targets import CheckpointVersion, Lock, RemoteObject, Target, token_name
 from ..targets.factory import build_targets
-from .checkpoints import sign_checkpoint
+from .checkpoints import (
+    SignedCheckpoint,
+    Timestamp,
+    checkpoint_name,
+    published_checkpoints,
+    record_checkpoint,
+    sign_checkpoint,
+    timestamp_checkpoint,
+    token_problem,
+    tree_problem,
+    tree_sizes,
+)
 from .flags import set_flag
 
 log = logging.getLogger(__name__)
@@ -434,7 +448,13 @@ class Replicator:
 
         A target whose newest checkpoint vouches for a head this ledger does not have (a
         fork, or entries this ledger lacks: a home restored from an older copy) gets none: we
-        would publish a history that contradicts what the target already witnesses."""
+        would publish a history that contradicts what the target already witnesses.
+
+        With ``[timestamping] url``, the checkpoint is time-stamped before it is sent and the
+        token goes beside it (``<name>.tsr``, under the same lock). An authority that fails is
+        logged and the checkpoint goes without a token; the next one asks again. Whatever was
+        published is recorded in a ``checkpointed`` ledger entry, token included; a ledger
+        that has grown by such entries only has nothing new to publish."""
         station = self.station
         station.custody.sync_mirror()
         signed = sign_checkpoint(station)
@@ -447,9 +467,13 @@ class Replicator:
         sent: list[str] = []
         errors: list[str] = []
         failed: set[str] = set()  # the targets those errors are about
+        stamp: Timestamp | None = None
+        stamp_error: str | None = None
+        asked = False
         for target in self.targets:
             with station.catalog.read() as tx:
                 last = tx.last_checkpoint(target.name, station=station.name)
+                fresh = last is None or not _only_checkpoints_since(tx, last.seq, seq)
             try:
                 # asked even with nothing new: a home put back from an older copy is found at
                 # the next run, not only once it has grown
@@ -459,9 +483,14 @@ class Replicator:
                     errors.append(fork)
                     failed.add(target.name)
                     continue
-                if last is not None and last.seq == seq:
+                if not fresh:
                     continue  # nothing new since the last one: a checkpoint is never rewritten
+                if not asked:
+                    asked = True
+                    stamp, stamp_error = self._timestamp(signed)
                 target.put_checkpoint(name, signed.to_bytes(), lock)
+                if stamp is not None:
+                    target.put_checkpoint(token_name(name), stamp.token, lock)
             except TargetError as exc:
                 errors.append(exc.message)
                 failed.add(target.name)
@@ -472,9 +501,25 @@ class Replicator:
                 tx.remember_checkpoint(station=station.name, target=target.name,
                                       name=name, seq=seq, head_hash=head or "", at=now)
             sent.append(target.name)
+        if sent:
+            record_checkpoint(station, signed, stamp, sent=sent, stamp_error=stamp_error,
+                              actor=self.actor)
         return {"name": name, "seq": seq, "head_hash": head, "sent": sent, "errors": errors,
                 "unchanged": [t.name for t in self.targets
-                              if t.name not in sent and t.name not in failed]}
+                              if t.name not in sent and t.name not in failed],
+                "timestamp": {"tsa": stamp.tsa, "gen_time": format_time(stamp.gen_time),
+                              "sha256": stamp.sha256} if stamp is not None else None,
+                "timestamp_error": stamp_error}
+
+    def _timestamp(self, signed: SignedCheckpoint) -> tuple[Timestamp | None, str | None]:
+        """The checkpoint's time-stamp, or why there is none: a failing authority never
+        keeps a checkpoint from being published."""
+        try:
+            return timestamp_checkpoint(self.station, signed), None
+        except TimestampError as exc:
+            log.error("checkpoint of entry %d goes without a time-stamp: %s", signed.seq,
+                      exc.message, extra={"event": "timestamp_failed"})
+            return None, exc.message
 
     def _fork_on(self, target: Target, keys: KeyChain,
                  head_seq: int) -> str | None:
@@ -502,10 +547,6 @@ class Replicator:
         return None
 
 
-def checkpoint_name(station: str, seq: int) -> str:
-    return f"{station}-{seq:012d}.json"
-
-
 @dataclass(frozen=True, kw_only=True)
 class _Witness:
     """One signed checkpoint of this station, as a target holds it."""
@@ -515,6 +556,19 @@ class _Witness:
     seq: int
     head_hash: str
     misnamed: bool
+    body: Mapping[str, Any] = field(default_factory=dict)
+    raw: bytes = b""  # as the target holds it
+    latest: bool = True  # the version a plain read gets
+
+
+def _only_checkpoints_since(tx: CatalogTx, last: int, head: int) -> bool:
+    """Whether the ledger has grown since entry ``last`` by ``checkpointed`` entries only (or
+    not at all): then the checkpoint published at ``last`` still says all there is to say."""
+    if head == last:
+        return True
+    if head < last:
+        return False
+    return all(e.kind == EventKind.CHECKPOINTED for e in tx.iter_entries(after=last, upto=head))
 
 
 def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station: Station,
@@ -527,7 +581,8 @@ def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station
         if version.version_id and not version.latest:
             where += f" (earlier version {version.version_id})"
         try:
-            raw = json.loads(target.get_checkpoint(version.name, version.version_id))
+            published = target.get_checkpoint(version.name, version.version_id)
+            raw = json.loads(published)
             body = raw["checkpoint"]
             signature = raw["signature"]
             seq = int(body["seq"])
@@ -559,7 +614,9 @@ def _read_checkpoints(target: Target, versions: list[CheckpointVersion], station
                 detail=f"{where} holds the checkpoint of entry {seq}, not the one its name "
                        "says: a checkpoint copied over another"))
         found.append(_Witness(name=version.name, where=where, seq=seq,
-                              head_hash=str(body.get("head_hash") or ""), misnamed=misnamed))
+                              head_hash=str(body.get("head_hash") or ""), misnamed=misnamed,
+                              body=body, raw=published,
+                              latest=not version.version_id or version.latest))
     return found, problems
 
 
@@ -588,25 +645,38 @@ def version_at(target: Target, sha: str) -> str | None:
 
 def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]:
     """Compare the local ledger with every version of every signed checkpoint the targets
-    hold, and with the newest one each target was ever seen to hold."""
+    hold, and with the newest one each target was ever seen to hold; a version-3 checkpoint's
+    Merkle tree with the ledger's at its size, and each time-stamp token kept beside a
+    checkpoint with that checkpoint (and ``[timestamping] ca_file``)."""
     problems: list[Discrepancy] = []
     with station.catalog.read(snapshot=True) as tx:
         keys = station.custody.trusted_keys(tx)
         hashes = {e.seq: e.entry_hash for e in tx.entries_to_check()}
         known = {t.name: tx.newest_checkpoint_seen(station=station.name, target=t.name)
                  for t in targets}
+        # (checkpoint, target) of every token the ledger records as sent
+        stamped = {(p.name, sent) for p in published_checkpoints(tx, station=station.name)
+                   if p.token is not None for sent in p.sent}
     head = max(hashes, default=0)
+    witnessed: list[_Witness] = []
     for target in targets:
         try:
             # A share that did not mount lists no checkpoints: that must not read as intact.
             prove_place(station, target, adopt=False)
             versions = target.checkpoint_versions()
+            tokens = target.checkpoint_versions(tokens=True)
         except TargetError as exc:
             problems.append(CheckpointProblem(kind=K.OFFSITE_UNREACHABLE, detail=exc.message))
             continue
         found, unreadable = _read_checkpoints(target, versions, station, keys)
+        problems.extend(_token_problems(station, target, found, tokens, stamped))
         problems.extend(unreadable)
-        problems.extend(p for p in (_against_ledger(w, hashes, head) for w in found) if p)
+        for witness in found:
+            behind = _against_ledger(witness, hashes, head)
+            if behind is not None:
+                problems.append(behind)
+            else:
+                witnessed.append(witness)  # its head is the ledger's: now its tree
         problems.extend(_lost(target.name, found, known[target.name], hashes, head))
         named = [w for w in found if not w.misnamed]
         newest = max(named, key=lambda w: w.seq, default=None)
@@ -615,6 +685,54 @@ def verify_offsite(station: Station, targets: list[Target]) -> list[Discrepancy]
                 tx.remember_checkpoint(station=station.name, target=target.name,
                                       name=newest.name, seq=newest.seq,
                                       head_hash=newest.head_hash, at=station.clock())
+    problems.extend(_tree_problems(witnessed, hashes, head))
+    return problems
+
+
+def _tree_problems(witnessed: list[_Witness], hashes: Mapping[int, str],
+                   head: int) -> list[Discrepancy]:
+    """Each version-3 checkpoint's tree against the ledger's at its size: every root wanted
+    computed in one pass over the ledger's leaves."""
+    sizes = tree_sizes(w.body for w in witnessed)
+    if not sizes or any(seq not in hashes for seq in range(1, min(max(sizes), head) + 1)):
+        return []  # a gap in the chain: its check names it, and no root can be trusted
+    leaves = (merkle.leaf_hash(bytes.fromhex(hashes[seq])) for seq in range(1, head + 1))
+    roots = merkle.roots_at(leaves, sizes)
+    return [p for w in witnessed if (p := tree_problem(w.body, roots, w.where, w.seq))]
+
+
+def _token_problems(station: Station, target: Target, found: list[_Witness],
+                    tokens: list[CheckpointVersion],
+                    stamped: set[tuple[str, str]]) -> list[Discrepancy]:
+    """The time-stamp token beside each checkpoint (its current version): it must be a
+    trusted time-stamp of that checkpoint's bytes, and be there when the ledger records it
+    sent there."""
+    current = {v.name: v for v in tokens if not v.version_id or v.latest}
+    problems: list[Discrepancy] = []
+    for witness in found:
+        if not witness.latest or witness.misnamed:
+            continue
+        token = current.get(token_name(witness.name))
+        if token is None:
+            if (witness.name, target.name) in stamped:
+                problems.append(CheckpointRecordProblem(
+                    kind=K.TIMESTAMP_MISSING, seq=witness.seq,
+                    detail=f"{target.name} no longer holds {token_name(witness.name)}, the "
+                           f"time-stamp the ledger records sent there with {witness.name}"))
+            continue
+        where = f"{target.name}/{token.name}"
+        try:
+            body = target.get_checkpoint(token.name, token.version_id)
+        except TargetError as exc:
+            problems.append(CheckpointRecordProblem(
+                kind=K.TIMESTAMP_INVALID, seq=witness.seq,
+                detail=f"{where} cannot be read: {exc.message}"))
+            continue
+        why = token_problem(station, body, witness.raw, where)
+        if why is not None:
+            problems.append(CheckpointRecordProblem(
+                kind=K.TIMESTAMP_INVALID, seq=witness.seq,
+                detail=f"{why} (the time-stamp of {witness.where})"))
     return problems
 
 

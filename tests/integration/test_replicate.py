@@ -896,13 +896,16 @@ def _checkpoint_and_verify(home: Home, s3: S3Client, bucket: str) -> dict[str, A
     assert sent["sent"] == ["offsite"] and sent["errors"] == []
     ledger = cli_json(home.home, "ledger", "verify", "--offsite")
     assert ledger["ok"] is True and ledger["problems"] == []
-    assert sent["seq"] == ledger["head_seq"] and sent["head_hash"] == ledger["head_hash"]
+    # the ledger's last entry records the checkpoint of the head before it
+    [recorded] = catalog.ledger_entries(home.home, "checkpointed")
+    assert recorded["seq"] == ledger["head_seq"] == sent["seq"] + 1
+    assert catalog.ledger_entry(home.home, sent["seq"])["entry_hash"] == sent["head_hash"]
     key = cli_json(home.home, "keys", "show")
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/checkpoints/")["Contents"]
     assert [o["Key"] for o in listed] == [f"{PREFIX}/checkpoints/{sent['name']}"]
     raw = s3.get_object(Bucket=bucket, Key=listed[0]["Key"])["Body"].read()
     body = check_signed(json.loads(raw), "checkpoint", key["public_key"])
-    assert body["seq"] == ledger["head_seq"] and body["head_hash"] == ledger["head_hash"]
+    assert body["seq"] == sent["seq"] and body["head_hash"] == sent["head_hash"]
     assert body["station"] == "station-01" and body["key_id"] == key["key_id"]
     again = cli_json(home.home, "checkpoint")
     assert again["sent"] == [] and again["unchanged"] == ["offsite"], "nothing new to vouch for"
@@ -926,8 +929,9 @@ def test_a_truncated_local_ledger_is_caught_by_the_offsite_checkpoint(
 ) -> None:
     body = _checkpoint_and_verify(station, s3, bucket)
 
-    # drop the last two entries (two `replicated` events) from the catalog and the mirror
-    assert catalog.delete_entries(station.home, after=body["seq"] - 2) == 2
+    # drop the last two entries the checkpoint covers (two `replicated` events), and the
+    # `checkpointed` entry after them, from the catalog and the mirror
+    assert catalog.delete_entries(station.home, after=body["seq"] - 2) == 3
     # and the replica rows they backed, or `ledger verify` finds those unbacked
     assert catalog.delete_replicas(station.home, backed_after=body["seq"] - 2) == 2
     _rewrite_mirror(station)
@@ -963,10 +967,12 @@ def test_a_rewritten_local_ledger_is_caught_by_the_offsite_checkpoint(
         prev = forged[-1].entry_hash
     catalog.write_entries(station.home, forged)
     _rewrite_mirror(station)
-    # The rogue key is only in the catalog: the chain does not vouch for it.
+    # The rogue key is only in the catalog: the chain does not vouch for it. And the ledger's
+    # own record of the checkpoint it published vouches for the head before the rewrite.
     local = run_cli(station.home, "ledger", "verify", "--json")
     assert local.exit_code == 1
-    assert {p["kind"] for p in local.json()["problems"]} == {"unknown_key", "unbacked_row"}
+    assert {p["kind"] for p in local.json()["problems"]} == {
+        "unknown_key", "unbacked_row", "checkpoint_record_invalid"}
 
     code, kinds = _problems(station)
     assert code == 1 and "ledger_rewritten" in kinds

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("use cases", ("usecases",)),
     ("wiring", ("station", "custody")),
     ("adapters", ("catalog", "store", "docks", "targets", "media", "simulate", "logs",
-                  "modes")),
+                  "modes", "timestamping")),
     ("settings", ("config",)),
     ("ports", ("ports",)),
     ("integrity", ("integrity",)),

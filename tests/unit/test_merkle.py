@@ -2,6 +2,7 @@
 them (recursive MTH, PATH and SUBPROOF), for every leaf of every tree up to 40 leaves."""
 
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 
@@ -93,3 +94,26 @@ def test_a_rewritten_history_is_not_consistent() -> None:
     _, true_root = merkle.root(leaves)
     assert merkle.consistent(9, old_root, 20, true_root, merkle.consistency_proof(leaves, 9))
     assert not merkle.consistent(9, old_root, 20, true_root, [])
+
+
+def test_roots_at_gives_the_root_of_every_prefix_asked_in_one_pass() -> None:
+    data = [hashlib.sha256(str(i).encode()).digest() for i in range(37)]
+    leaves = [merkle.leaf_hash(d) for d in data]
+    read: list[int] = []
+
+    def once() -> Iterator[bytes]:
+        for i, leaf in enumerate(leaves):
+            read.append(i)
+            yield leaf
+
+    sizes = list(range(0, 38))
+    roots = merkle.roots_at(once(), sizes)
+    assert read == list(range(37))  # each leaf read once, in order
+    for n in sizes:
+        assert roots[n] == mth(data[:n]) == merkle.root(leaves[:n])[1], n
+    # only the sizes asked; one beyond the leaves is not answered
+    assert merkle.roots_at(iter(leaves), [5, 40, -1]) == {5: mth(data[:5])}
+    # no leaf after the largest size asked is read
+    read.clear()
+    assert merkle.roots_at(once(), [3, 9]) == {3: mth(data[:3]), 9: mth(data[:9])}
+    assert read == list(range(9))

@@ -173,8 +173,12 @@ def test_a_checkpoint_is_written_once_and_read_back(b: Bench) -> None:
     assert (unchanged["sent"], unchanged["unchanged"]) == ([], [TARGET])
     registry.register(b.station, Recorder(serial="BWC-0002", officer="Li Na", officer_id="2"),
                       actor="tester")
+    with b.station.catalog.read() as tx:
+        # the entry recording the first checkpoint, then the registration
+        grown, _ = tx.ledger_head()
+        assert [e.kind for e in tx.iter_entries(after=seq)] == ["checkpointed", "registry"]
     later = replicator.checkpoint()
-    assert later["sent"] == [TARGET] and later["seq"] == seq + 1
+    assert later["sent"] == [TARGET] and later["seq"] == grown == seq + 2
     assert sorted(p.name for p in folder.iterdir()) == [name, later["name"]]
     assert verify_offsite(b.station, targets) == []
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,8 +13,9 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from ..domain import text
-from ..errors import DiscrepancyFound, UsageError
+from ..errors import DiscrepancyFound, TimestampError, UsageError
 from ..integrity.package import verify_package
+from ..timestamping import check_stamp
 from ..usecases import export as export_uc
 from .base import (
     AppContext,
@@ -27,6 +30,19 @@ from .base import (
     pass_app,
     print_json,
 )
+
+
+def _stamp_check(token: bytes, data: bytes, ca_pem: bytes) -> str | None:
+    """A time-stamp token checked as ingestd checks its own (the imprint, the chain to
+    ``ca_pem``, the certificate meant for time-stamping)."""
+    with tempfile.TemporaryDirectory(prefix="ingestd-verify-") as tmp:
+        ca = Path(tmp) / "ca.pem"
+        ca.write_bytes(ca_pem)
+        try:
+            check_stamp(token, hashlib.sha256(data).digest(), ca_file=ca)
+        except TimestampError as exc:
+            return exc.message
+    return None
 
 
 @contextmanager
@@ -106,13 +122,20 @@ def export_cmd(app: AppContext, items: tuple[str, ...], case: str | None, out: P
 @click.argument("package", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--fingerprint", help="The station's pinned key fingerprint (SHA-256, from "
               "keys/station.pin), to check the package's first key against.")
+@click.option("--ca-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="The time-stamping authority's CA certificates (PEM) to check time-stamps "
+                   "by, instead of those the package carries.")
 @json_option
-def verify_export(package: Path, fingerprint: str | None, as_json: bool) -> None:
-    """Check a court package offline: the bag, every hash, signature and proof, the keys.
+def verify_export(package: Path, fingerprint: str | None, ca_file: Path | None,
+                  as_json: bool) -> None:
+    """Check a court package offline: the bag, every hash, signature, proof and time-stamp,
+    the keys.
 
     Needs no station. Exits 0 only if everything holds; every discrepancy is listed, typed.
     """
-    report = verify_package(package, fingerprint=fingerprint)
+    ca_pem = ca_file.read_bytes() if ca_file is not None else None
+    report = verify_package(package, fingerprint=fingerprint, ca_pem=ca_pem,
+                            stamp_check=_stamp_check)
     if as_json:
         print_json(report.as_dict())
     else:

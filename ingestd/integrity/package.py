@@ -20,7 +20,7 @@ import bagit
 
 from .discrepancy import Discrepancy, DiscrepancyKind, PackageProblem, family_of
 from .signing import PublicKey
-from .verify_package import PackageCheck
+from .verify_package import PackageCheck, StampCheck, openssl_stamp_check
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,13 @@ def _bagit_problems(root: Path) -> list[Discrepancy]:
     return []
 
 
-def verify_package(root: Path, *, fingerprint: str | None = None) -> PackageReport:
-    """Every check of the package at ``root``; nothing is written into it."""
-    check = PackageCheck(root, verify=_ed25519, fingerprint=fingerprint)
+def verify_package(root: Path, *, fingerprint: str | None = None, ca_pem: bytes | None = None,
+                   stamp_check: StampCheck | None = None) -> PackageReport:
+    """Every check of the package at ``root``; nothing is written into it. Time-stamps are
+    checked by ``ca_pem`` (the authority's CA certificates) or else by the CA the package
+    carries, with ``stamp_check`` (default: ``openssl ts -verify``)."""
+    check = PackageCheck(root, verify=_ed25519, fingerprint=fingerprint, ca_pem=ca_pem,
+                         stamp_check=stamp_check or openssl_stamp_check)
     report = check.run()
     problems = [_typed(f.kind, f.detail, f.path, f.seq) for f in report.findings]
     validated = False

@@ -44,6 +44,11 @@ MANIFESTS = "manifests"
 CHECKPOINT = "checkpoint/checkpoint"
 PUBLISHED = "checkpoint/published"
 CONSISTENCY = "checkpoint/consistency.json"
+#: A checkpoint's RFC 3161 time-stamp (the authority's whole DER TimeStampResp) is kept beside
+#: it as ``<stem>.tsr``; it stamps the SHA-256 of ``<stem>.json``, byte for byte.
+TOKEN_SUFFIX = ".tsr"
+#: The certificates the station trusts its time-stamping authority by (PEM), when it has one.
+TSA_CA = "checkpoint/tsa-ca.pem"
 BAG_INFO = "bag-info.txt"
 ALGORITHMS = ("sha256", "sha512")
 
@@ -205,6 +210,31 @@ def openssl_verify(public: bytes, message: bytes, signature: bytes) -> bool:
         except FileNotFoundError:
             raise SystemExit("verify_package.py needs the openssl command (OpenSSL 3)") from None
     return done.returncode == 0
+
+
+#: (token, the bytes it must stamp, trusted CA certificates as PEM) -> why it does not hold
+StampCheck = Callable[[bytes, bytes, bytes], "str | None"]
+
+
+def openssl_stamp_check(token: bytes, data: bytes, ca_pem: bytes) -> str | None:
+    """``openssl ts -verify -data DATA -in TOKEN -CAfile CA``, from files in a private
+    temporary folder (never in the package)."""
+    with tempfile.TemporaryDirectory(prefix="verify-package-") as tmp:
+        folder = Path(tmp)
+        (folder / "data").write_bytes(data)
+        (folder / "token.tsr").write_bytes(token)
+        (folder / "ca.pem").write_bytes(ca_pem)
+        try:
+            done = subprocess.run(
+                ["openssl", "ts", "-verify", "-data", str(folder / "data"), "-in",
+                 str(folder / "token.tsr"), "-CAfile", str(folder / "ca.pem")],
+                capture_output=True, check=False, timeout=60)
+        except FileNotFoundError:
+            raise SystemExit("verify_package.py needs the openssl command (OpenSSL 3)") from None
+    if done.returncode == 0:
+        return None
+    said = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
+    return said[-1] if said else f"openssl ts -verify answered {done.returncode}"
 
 
 # -- findings --------------------------------------------------------------------------------
@@ -386,9 +416,12 @@ class PackageCheck:
     """Every check of a package, each finding recorded, none stopping the others."""
 
     def __init__(self, root: Path, *, verify: Verify = openssl_verify,
-                 fingerprint: str | None = None) -> None:
+                 fingerprint: str | None = None, ca_pem: bytes | None = None,
+                 stamp_check: StampCheck = openssl_stamp_check) -> None:
         self.root = root
         self.verify = verify
+        self.ca_pem = ca_pem  # the court's own trust in the authority, when it has one
+        self.stamp_check = stamp_check
         self.fingerprint = fingerprint.lower() if fingerprint else None
         self.report = Report()
         self.files: PackageFiles | None = None
@@ -780,7 +813,32 @@ class PackageCheck:
             self.report.add("proof_invalid", f"entry {seq} is not the head {stem}.json "
                             "vouches for", path=stem + ".json", seq=seq)
         self.report.count("checkpoints")
+        self._stamp(stem)
         return {"size": size, "root": root, "seq": seq}
+
+    def _stamp(self, stem: str) -> None:
+        """The checkpoint's time-stamp, if it has one: by ``--ca-file``, else by the CA the
+        package carries (which says only that the station trusted it)."""
+        assert self.files is not None
+        token_path = stem + TOKEN_SUFFIX
+        try:
+            token = self.files.read(token_path, 1 << 20)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            self.report.add("timestamp_invalid", f"{token_path}: {exc}", path=token_path)
+            return
+        ca = self.ca_pem if self.ca_pem is not None else self._bytes(TSA_CA)
+        data = self._bytes(stem + ".json")
+        if ca is None or data is None:
+            self.report.count("time-stamps not checked (no CA)")
+            return
+        problem = self.stamp_check(token, data, ca)
+        if problem is not None:
+            self.report.add("timestamp_invalid", f"{token_path} is not a trusted time-stamp "
+                            f"of {stem}.json: {problem}", path=token_path)
+        else:
+            self.report.count("time-stamps")
 
     def _proofs(self, checkpoint: dict[str, Any]) -> None:
         doc = self._doc(PROOFS)
@@ -908,18 +966,21 @@ class PackageCheck:
 
 
 def check_package(root: Path, *, verify: Verify = openssl_verify,
-                  fingerprint: str | None = None) -> Report:
+                  fingerprint: str | None = None, ca_pem: bytes | None = None) -> Report:
     """Every check of the package at ``root``."""
-    return PackageCheck(root, verify=verify, fingerprint=fingerprint).run()
+    return PackageCheck(root, verify=verify, fingerprint=fingerprint, ca_pem=ca_pem).run()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check an ingestd court package offline.")
     parser.add_argument("package", type=Path)
     parser.add_argument("--fingerprint", help="the station's pinned key fingerprint (SHA-256)")
+    parser.add_argument("--ca-file", type=Path, help="the time-stamping authority's CA "
+                        "certificates (PEM), to check time-stamps by instead of the package's")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
-    report = check_package(args.package, fingerprint=args.fingerprint)
+    ca_pem = args.ca_file.read_bytes() if args.ca_file else None
+    report = check_package(args.package, fingerprint=args.fingerprint, ca_pem=ca_pem)
     if args.json:
         print(json.dumps({"ok": report.ok, "checked": report.checked,
                           "findings": [f.as_dict() for f in report.findings]},

@@ -43,6 +43,7 @@ from ..errors import (
     ReplicaMismatch,
     TargetError,
     TargetUnreachable,
+    TimestampError,
     UsageError,
 )
 from ..integrity import merkle
@@ -53,7 +54,13 @@ from ..integrity.signing import PublicKey
 from ..station import Station
 from ..targets import Sink, Target
 from ..targets.factory import build_targets
-from .checkpoints import SignedCheckpoint, ledger_leaves, sign_checkpoint
+from .checkpoints import (
+    SignedCheckpoint,
+    ledger_leaves,
+    published_checkpoints,
+    sign_checkpoint,
+    timestamp_checkpoint,
+)
 from .replicate import Replicator
 
 log = logging.getLogger(__name__)
@@ -269,8 +276,20 @@ def _build(station: Station, work: Path, records: list[_Record], *, out: Path,
         entry = station.custody.record(tx, kind=EventKind.EXPORTED, actor=actor, data=data)
     recorded.append(entry.seq)
     signed = sign_checkpoint(station)
+    try:
+        stamp = timestamp_checkpoint(station, signed)
+    except TimestampError as exc:
+        stamp = None
+        notes.append(f"the package's checkpoint has no time-stamp: {exc.message}")
     # 4. the tag files
     carried = _write_ledger(station, work, shas, signed, notes)
+    if stamp is not None:
+        _write(work / (layout.CHECKPOINT + layout.TOKEN_SUFFIX), stamp.token)
+    stamped = [stem for stem in (layout.CHECKPOINT, layout.PUBLISHED)
+               if (work / (stem + layout.TOKEN_SUFFIX)).is_file()]
+    ca_file = station.settings.timestamping.ca_file
+    if stamped and ca_file is not None:
+        _write(work / layout.TSA_CA, station.settings.path(ca_file).read_bytes())
     manifests = Replicator(station, targets=[])
     for sha in shas:
         _write_signed(work / layout.manifest_path(sha, ""), manifests.manifest(sha),
@@ -292,7 +311,8 @@ def _build(station: Station, work: Path, records: list[_Record], *, out: Path,
     _write(work / "VERIFY.txt", verify_text(
         checkpoint_key=str(signed.body["key_id"]), entry=entry, items=shas,
         manifest_keys={sha: station.key.key_id for sha in shas}, first_key=carried.first_key,
-        fingerprint=station.custody.pin).encode("utf-8"))
+        fingerprint=station.custody.pin, stamped=stamped,
+        ca_carried=(work / layout.TSA_CA).is_file()).encode("utf-8"))
     custody_report(work, package=package, records=records, station=station)
     bag.info["Export-Entry"] = str(entry.seq)
     bag.save()
@@ -485,6 +505,13 @@ def _write_ledger(station: Station, work: Path, shas: Sequence[str], signed: Sig
     wanted = set(shas)
     chosen: dict[int, LedgerEntry] = {}
     with station.catalog.read(snapshot=True) as tx:
+        recorded = [p for p in published_checkpoints(tx, upto, station=station.name)
+                    if int(p.body.get("version", 0)) >= 3 and "merkle_root" in p.body
+                    and p.signed.seq <= upto]
+        newest = recorded[-1] if recorded else None
+        if newest is not None:  # the entry that records its publication, and its token
+            chosen.update((e.seq, e) for e in tx.iter_entries(after=newest.seq - 1, batch=1,
+                                                              upto=newest.seq))
         for sha in shas:
             for e in tx.iter_entries(item=sha, upto=upto):
                 chosen[e.seq] = e
@@ -498,6 +525,36 @@ def _write_ledger(station: Station, work: Path, shas: Sequence[str], signed: Sig
         raise IngestdError("the ledger changed under the export: its tree is not the one the "
                            "checkpoint signs; run `ingestd ledger verify`")
     proofs = merkle.inclusion_proofs(leaves, [seq - 1 for seq in chosen])
+    keys, first = _write_entries(work, chosen, station.name)
+    _write(work / layout.PROOFS, json.dumps(
+        {"tree_size": size, "merkle_root": root.hex(),
+         "proofs": {str(i + 1): [h.hex() for h in path] for i, path in sorted(proofs.items())}},
+        indent=1, sort_keys=True).encode("utf-8"))
+    for key_id, raw_key in sorted(keys.items()):
+        _write(work / layout.key_path(key_id), layout.public_pem(raw_key))
+    _write_signed(work / layout.CHECKPOINT, signed.to_bytes(), "checkpoint")
+    published: dict[str, Any] | None
+    if newest is not None:
+        published = json.loads(newest.signed.to_bytes())
+        if newest.token is not None:
+            _write(work / (layout.PUBLISHED + layout.TOKEN_SUFFIX), newest.token)
+    else:
+        published = _published_checkpoint(station, upto, notes)
+    if published is not None:
+        old = int(published["checkpoint"]["tree_size"])
+        proof = merkle.consistency_proof(leaves, old) if old < size else []
+        _write_signed(work / layout.PUBLISHED, canonical_bytes(published), "checkpoint")
+        _write(work / layout.CONSISTENCY, json.dumps(
+            {"old_size": old, "new_size": size, "proof": [h.hex() for h in proof]},
+            indent=1).encode("utf-8"))
+        return _Carried(entries=len(chosen), published=old, first_key=first)
+    return _Carried(entries=len(chosen), published=None, first_key=first)
+
+
+def _write_entries(work: Path, chosen: dict[int, LedgerEntry],
+                   station: str) -> tuple[dict[str, bytes], str | None]:
+    """The entries, one a line, and each one's canonical body and raw signature as files.
+    Returns the keys their key entries bring in, and the id of ``station``'s first one."""
     lines = []
     keys: dict[str, bytes] = {}
     first: str | None = None
@@ -509,29 +566,13 @@ def _write_ledger(station: Station, work: Path, shas: Sequence[str], signed: Sig
         if e.kind == EventKind.GENESIS:
             raw = PublicKey.from_hex(str(e.data["public_key"]))
             keys[raw.key_id] = raw.raw
-            if e.station == station.name:
+            if e.station == station:
                 first = raw.key_id
         elif e.kind == EventKind.KEY_ROTATED:
             raw = PublicKey.from_hex(str(e.data["new_public_key"]))
             keys[raw.key_id] = raw.raw
     _write(work / layout.ENTRIES, ("\n".join(lines) + "\n").encode("utf-8"))
-    _write(work / layout.PROOFS, json.dumps(
-        {"tree_size": size, "merkle_root": root.hex(),
-         "proofs": {str(i + 1): [h.hex() for h in path] for i, path in sorted(proofs.items())}},
-        indent=1, sort_keys=True).encode("utf-8"))
-    for key_id, raw_key in sorted(keys.items()):
-        _write(work / layout.key_path(key_id), layout.public_pem(raw_key))
-    _write_signed(work / layout.CHECKPOINT, signed.to_bytes(), "checkpoint")
-    published = _published_checkpoint(station, upto, notes)
-    if published is not None:
-        old = int(published["checkpoint"]["tree_size"])
-        proof = merkle.consistency_proof(leaves, old) if old < size else []
-        _write_signed(work / layout.PUBLISHED, canonical_bytes(published), "checkpoint")
-        _write(work / layout.CONSISTENCY, json.dumps(
-            {"old_size": old, "new_size": size, "proof": [h.hex() for h in proof]},
-            indent=1).encode("utf-8"))
-        return _Carried(entries=len(chosen), published=old, first_key=first)
-    return _Carried(entries=len(chosen), published=None, first_key=first)
+    return keys, first
 
 
 def _published_checkpoint(station: Station, upto: int,
@@ -596,7 +637,8 @@ def _pkeyutl(key_id: str, body: str, sig: str) -> str:
 
 def verify_text(*, checkpoint_key: str, entry: LedgerEntry, items: Sequence[str],
                 manifest_keys: dict[str, str], first_key: str | None,
-                fingerprint: str | None) -> str:
+                fingerprint: str | None, stamped: Sequence[str] = (),
+                ca_carried: bool = False) -> str:
     """VERIFY.txt: how a clerk checks the package with standard tools, in Chinese and
     English. Every line that starts with ``COMMAND_PREFIX`` is a command to run from the
     package's folder."""
@@ -656,8 +698,7 @@ def verify_text(*, checkpoint_key: str, entry: LedgerEntry, items: Sequence[str]
         "5. 每个证据文件的签名清单 / Each item's signed manifest:",
         *manifest_lines,
         "",
-        "6. 时间戳 / Time-stamps: this package carries no RFC 3161 time-stamp token;",
-        "   本证据包不含 RFC 3161 时间戳。",
+        *_stamp_lines(stamped, ca_carried),
         "",
         "7. 全部检查（台账记录属于台账的证明、密钥链、一致性证明）/ Every check at once,",
         "   including the proofs that each entry is in the signed ledger (RFC 9162) and the",
@@ -674,6 +715,25 @@ def verify_text(*, checkpoint_key: str, entry: LedgerEntry, items: Sequence[str]
         "格式说明 / Formats: docs/LEDGER.md in ingestd's sources.",
         "",
     ])
+
+
+def _stamp_lines(stamped: Sequence[str], ca_carried: bool) -> list[str]:
+    p = COMMAND_PREFIX
+    if not stamped or not ca_carried:
+        return ["6. 时间戳 / Time-stamps: this package carries no RFC 3161 time-stamp token "
+                "that can be checked;", "   本证据包不含可核验的 RFC 3161 时间戳。"]
+    return [
+        "6. 时间戳 / Time-stamps (RFC 3161). 时间戳机构证明检查点在其所示时间已经存在。",
+        "   A time-stamping authority vouches that the checkpoint existed at the time it says.",
+        "   下面用证据包所带的机构证书核验；更可靠的是用从时间戳机构直接取得的证书替换",
+        f"   {layout.TSA_CA}。 The commands use the authority's CA certificates the station",
+        "   trusts, carried in the package; better still, use the ones you get from the",
+        f"   authority itself in place of {layout.TSA_CA}:",
+        *(p + f"openssl ts -verify -data {stem}.json -in {stem}{layout.TOKEN_SUFFIX} "
+              f"-CAfile {layout.TSA_CA}" for stem in stamped),
+        f"   openssl ts -reply -in {stamped[0]}{layout.TOKEN_SUFFIX} -text  "
+        "# shows the time / 显示时间",
+    ]
 
 
 def verify_commands(verify_txt: str) -> list[str]:

@@ -35,6 +35,7 @@ from tests.integration.test_replicate import (
 )
 from tests.support import catalog
 from tests.support.servers import S3Endpoint
+from tests.support.tsa import LocalTsa
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -64,13 +65,16 @@ def s3(moto: S3Endpoint) -> S3Client:
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory, clips: list[ClipFile],  # noqa: F811
-         moto: S3Endpoint, s3: S3Client) -> Made:
-    """A case of three items on a station with a moto target; the first replicated (read
-    back) and evicted from the local store; a checkpoint published; then exported."""
+         moto: S3Endpoint, s3: S3Client, tsa: LocalTsa) -> Made:
+    """A case of three items on a station with a moto target and a time-stamping authority;
+    the first item replicated (read back) and evicted from the local store; a checkpoint
+    published (time-stamped); then exported."""
     root = tmp_path_factory.mktemp("export")
     credentials = write_credentials(root, moto)
     bucket = new_bucket(s3)
-    home = make_home(root, clips, config=NO_WORM_JOB + '\n[retention]\nlocal_keep = "0s"\n')
+    stamps = f'\n[timestamping]\nurl = "{tsa.url}"\nca_file = "{tsa.ca_file}"\n'
+    home = make_home(root, clips, config=NO_WORM_JOB + '\n[retention]\nlocal_keep = "0s"\n'
+                     + stamps)
     home.add_target(s3_target(moto.url, bucket, credentials, readback=True))
     shas = home.shas
     for sha in shas:
@@ -181,6 +185,12 @@ def test_the_package_proves_its_own_export_and_agrees_with_the_published_checkpo
     assert checkpoint["checkpoint"]["seq"] >= export["seq"]
     assert made.result["published_checkpoint_seq"] is not None
     assert (made.package / layout.CONSISTENCY).is_file()
+    # both checkpoints time-stamped, the published one as the ledger recorded its publication
+    for stem in (layout.CHECKPOINT, layout.PUBLISHED):
+        assert (made.package / f"{stem}.tsr").is_file()
+    recorded = [e for e in entries if e["kind"] == "checkpointed"]
+    published = json.loads((made.package / f"{layout.PUBLISHED}.json").read_bytes())
+    assert [e["data"]["checkpoint"] for e in recorded] == [published["checkpoint"]]
     # every entry about the items, exactly as stored
     stored = {e["seq"]: e for e in catalog.ledger_entries(made.home)}
     for entry in entries:
@@ -233,6 +243,7 @@ def test_the_commands_verify_txt_gives_a_clerk_all_succeed(made: Made) -> None:
     commands = verify_commands(text)
     assert any(c.startswith("sha256sum -c manifest-sha256.txt") for c in commands)
     assert sum("openssl pkeyutl -verify" in c for c in commands) >= 5  # checkpoint, entry, 3
+    assert sum(c.startswith("openssl ts -verify") for c in commands) == 2
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     for command in commands:
         done = subprocess.run(command, shell=True, cwd=made.package, capture_output=True,
@@ -411,6 +422,14 @@ def _swap_key(package: Path) -> None:
     _remanifest(package)
 
 
+def _edit_token(package: Path) -> None:
+    path = package / f"{layout.CHECKPOINT}.tsr"
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0x01  # inside the authority's signature
+    path.write_bytes(bytes(data))
+    _remanifest(package)
+
+
 TAMPERS: dict[str, tuple[Callable[[Path], None], str]] = {
     "one payload byte": (_flip_byte, "payload_mismatch"),
     "a removed file": (_remove_file, "package_file_missing"),
@@ -422,6 +441,7 @@ TAMPERS: dict[str, tuple[Callable[[Path], None], str]] = {
     "an edited signature": (_edit_signature, "bad_signature"),
     "a proof for another entry": (_proof_of_another, "proof_invalid"),
     "a key swapped for another": (_swap_key, "bad_signature"),
+    "an edited time-stamp token": (_edit_token, "timestamp_invalid"),
 }
 
 
@@ -447,11 +467,21 @@ def test_a_tampered_package_is_caught_by_both_verifiers_with_its_kind(
 def test_a_package_signed_again_end_to_end_holds_only_without_the_owners_fingerprint(
         made: Made, tmp_path: Path, bare_python: Path) -> None:
     # Everything a package proves, it proves from its first key: a forger who re-makes every
-    # key, entry, proof and checkpoint makes a package that checks against itself. The
-    # fingerprint the station's owner gives the court is what tells.
+    # key, entry, proof and checkpoint (and drops the time-stamps, which would tell) makes a
+    # package that checks against itself. The fingerprint the station's owner gives the
+    # court is what tells.
     copy = tmp_path / "package"
     shutil.copytree(made.package, copy, symlinks=True)
     _resign_end_to_end(copy)
+    # the authority's time-stamps are over the checkpoints as the station signed them
+    code, problems = verify_export(copy)
+    assert code == 1 and kinds(problems) == {"timestamp_invalid"}, problems
+    code, findings = standalone(bare_python, copy)
+    assert code == 1 and kinds(findings) == {"timestamp_invalid"}, findings
+    # without them, the package holds against itself
+    for stem in (layout.CHECKPOINT, layout.PUBLISHED):
+        (copy / f"{stem}.tsr").unlink()
+    _remanifest(copy)
     assert verify_export(copy) == (0, [])
     pin = (made.home / "keys" / "station.pin").read_text("ascii").strip()
     code, problems = verify_export(copy, "--fingerprint", pin)

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Check an ingestd court package with Python 3's standard library and the ``openssl`` command.
 
-    python3 verify_package.py PACKAGE_DIR [--fingerprint SHA256] [--json]
+    python3 verify_package.py PACKAGE_DIR [--fingerprint SHA256] [--ca-file PEM] [--json]
 
 Exit 0: every check holds. Exit 1: something does not (each finding is printed, with its kind).
-Exit 2: the command was used wrongly. This file needs neither ingestd nor any other package:
+Exit 2: the command was used wrongly. It needs Python 3.9 or later and OpenSSL 3's ``openssl``
+command, and neither ingestd nor any other package:
 docs/LEDGER.md in ingestd's sources specifies every format it reads. It never writes into the
 package, never follows a link in it, never opens a device or FIFO, and reads every file it
 parses within a bound.
 
 ``--fingerprint`` is the SHA-256 of the station's first public key, as the station's owner
 wrote it down (``keys/station.pin`` on the station): without it, the package is checked only
-against itself, and a package re-signed end to end with another key would still hold.
+against itself, and a package re-signed end to end with another key (its time-stamps dropped)
+would still hold. ``--ca-file`` is the time-stamping authority's CA certificates, to check
+the time-stamps by instead of the copy the package carries.
 """
 
 from __future__ import annotations

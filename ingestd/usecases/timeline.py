@@ -32,8 +32,9 @@ def item_timelines(station: Station, shas: Iterable[str], *,
 
 
 def item_timeline(tx: CatalogTx, sha: str, *, keys: KeyChain, tz: tzinfo) -> ItemTimeline:
-    """One item's timeline: its entries, and the ``docked`` entry of each dock session that
-    read it (those name no item), each with its signature checked against ``keys``."""
+    """One item's timeline: its entries, the ``docked`` entry of each dock session that read
+    it and the ``exported`` entry of each package that holds it (those name their items in
+    their data, not as their one item), each with its signature checked against ``keys``."""
     item = tx.item(sha)
     if item is None:
         raise NotFound(f"no item {sha}")
@@ -46,6 +47,7 @@ def item_timeline(tx: CatalogTx, sha: str, *, keys: KeyChain, tz: tzinfo) -> Ite
         entry = tx.entry_to_check(session.ledger_seq)
         if isinstance(entry, LedgerEntry):
             entries.append(entry)
+    entries.extend(tx.export_entries([sha]))
     return build_timeline(item, entries, tz=tz, label=tx.current_label(sha),
                           signatures={e.seq: signed(e, keys) for e in entries})
 

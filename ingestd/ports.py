@@ -8,7 +8,7 @@ lists and dicts of them, never a database row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -443,3 +443,7 @@ class CatalogTx(Protocol):
 
     def item_page(self, wanted: ItemFilter, *, after: str | None,
                   limit: int) -> list[ListedItem]: ...
+    # -- court packages (export) -----------------------------------------------------------
+
+    def export_entries(self, items: Collection[str], *,
+                       upto: int | None = None) -> list[LedgerEntry]: ...

@@ -6,7 +6,7 @@ of columns, leaves the catalog."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -2248,6 +2248,23 @@ class Tx:
             query = query.where(tuple_(items.c.recorded_start, items.c.sha256)
                                 > tuple_(start, after))
         return [_listed(row) for row in self.conn.execute(query.limit(limit)).mappings()]
+
+
+    # -- court packages (export) -----------------------------------------------------------
+
+    def export_entries(self, items: Collection[str], *,
+                       upto: int | None = None) -> list[LedgerEntry]:
+        """The ``exported`` entries that name any of ``items`` (an export entry names its
+        items in its data, not as its one item), in order."""
+        wanted = set(items)
+        query = select(ledger).where(ledger.c.kind == "exported").order_by(ledger.c.seq)
+        if upto is not None:
+            query = query.where(ledger.c.seq <= upto)
+        if len(wanted) == 1:
+            (only,) = wanted
+            query = query.where(ledger.c.data.contains(only))
+        found = (_entry(row) for row in self.conn.execute(query).mappings())
+        return [e for e in found if wanted & set(e.data.get("items") or ())]
 
 
 def _parsed_or_none(text: str | None) -> datetime | None:

@@ -17,6 +17,7 @@ from . import (  # noqa: F401, E402 - importing registers the commands
     case,
     checks,
     devices,
+    export,
     ingest,
     init,
     items,

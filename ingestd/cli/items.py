@@ -209,7 +209,9 @@ def show(app: AppContext, item: str, as_json: bool) -> None:
         history: list[dict[str, Any]] = [
                    {"seq": e.seq, "at": e.at.isoformat(), "kind": e.kind, "actor": e.actor,
                     "station": e.station, "data": e.data, "entry_hash": e.entry_hash,
-                    "key_id": e.key_id} for e in tx.iter_entries(item=sha)]
+                    "key_id": e.key_id} for e in sorted(
+                        [*tx.iter_entries(item=sha), *tx.export_entries([sha])],
+                        key=lambda e: e.seq)]
     summary = describe_item(station, sha)
     flags = [{**_flag_record(f), "resolution": _resolution(f, history)} for f in set_flags]
     row = _item_record(found) if found is not None else {"media": {}}

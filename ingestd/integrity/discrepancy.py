@@ -67,6 +67,21 @@ class DiscrepancyKind(StrEnum):
     CHECKPOINT_RECORD_INVALID = "checkpoint_record_invalid"  # a checkpointed entry's checkpoint
     TIMESTAMP_INVALID = "timestamp_invalid"  # a token not from a trusted TSA over its checkpoint
     TIMESTAMP_MISSING = "timestamp_missing"  # a token the ledger records sent is not off-site
+    # a court package (verify-export)
+    BAG_INVALID = "bag_invalid"  # the BagIt structure itself (bagit.txt, manifests) is wrong
+    PAYLOAD_MISMATCH = "payload_mismatch"  # a payload file does not hash as its manifest says
+    PACKAGE_FILE_MISSING = "package_file_missing"  # a file a manifest or the package names
+    PACKAGE_FILE_UNEXPECTED = "package_file_unexpected"  # a file no manifest names
+    TAG_FILE_MISMATCH = "tag_file_mismatch"  # a tag file differs from its tag manifest
+    UNSAFE_PATH = "unsafe_path"  # a path that would escape the package
+    NOT_A_REGULAR_FILE = "not_a_regular_file"  # a symlink, device, FIFO or socket: not read
+    FILE_TOO_LARGE = "file_too_large"  # a tag file larger than any the package could need
+    PACKAGE_UNREADABLE = "package_unreadable"  # a package file that cannot be parsed
+    ITEM_MISMATCH = "item_mismatch"  # payload, manifest and export entry disagree on an item
+    PROOF_INVALID = "proof_invalid"  # an inclusion proof that does not lead to the root
+    CHECKPOINT_INCONSISTENT = "checkpoint_inconsistent"  # not an extension of the published
+    EXPORT_NOT_RECORDED = "export_not_recorded"  # no signed export entry for this package
+    BAG_INFO_DIFFERS = "bag_info_differs"  # bag-info.txt says other than the export entry
 
 
 K = DiscrepancyKind
@@ -302,11 +317,32 @@ class CheckpointRecordProblem(Discrepancy):
                        K.TIMESTAMP_INVALID, K.TIMESTAMP_MISSING})
 
 
+# -- a court package ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageProblem(Discrepancy):
+    """What is wrong in an exported package; ``path`` is the file it concerns, relative to the
+    package (None: the package as a whole)."""
+
+    kinds = frozenset({K.BAG_INVALID, K.PAYLOAD_MISMATCH, K.PACKAGE_FILE_MISSING,
+                       K.PACKAGE_FILE_UNEXPECTED, K.TAG_FILE_MISMATCH, K.UNSAFE_PATH,
+                       K.NOT_A_REGULAR_FILE, K.FILE_TOO_LARGE, K.PACKAGE_UNREADABLE,
+                       K.ITEM_MISMATCH, K.PROOF_INVALID, K.CHECKPOINT_INCONSISTENT,
+                       K.EXPORT_NOT_RECORDED, K.BAG_INFO_DIFFERS})
+
+    path: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "path": self.path}
+
+
 #: Every family, for whoever must tell them apart (and for the test that every kind has one).
 FAMILIES: tuple[type[Discrepancy], ...] = (
     ChainBroken, BadSignature, CatalogDamaged, MirrorMismatch, UnbackedRow, RowDiffers,
     MissingRow, CheckpointProblem, FileMissing, ObjectUnreadable, ChecksumMismatch,
-    SizeMismatch, UnexpectedObject, DoesNotPlay, ReplicaProblem, CheckpointRecordProblem)
+    SizeMismatch, UnexpectedObject, DoesNotPlay, ReplicaProblem, CheckpointRecordProblem,
+    PackageProblem)
 
 
 def family_of(kind: DiscrepancyKind) -> type[Discrepancy]:

@@ -116,6 +116,18 @@ class LockSample:
     lock: Lock
 
 
+class Sink(Protocol):
+    """Where ``Target.read_item`` writes an item's bytes: a file open for writing."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+    def truncate(self, size: int | None = None, /) -> int: ...
+
+
 class WormTarget(Protocol):
     """A target that promises WORM (``object_lock = true``) and can be asked to prove it."""
 
@@ -163,6 +175,11 @@ class Target(Protocol):
 
     def rehash_item(self, sha256: str) -> str:
         """Read the remote copy back in full and return its SHA-256 (for audits). Raises
+        ReplicaMismatch if there is no copy, TargetUnreachable if it cannot be read now."""
+
+    def read_item(self, sha256: str, sink: Sink) -> str:
+        """Write the remote copy's bytes to ``sink`` as they arrive (bounded memory) and return
+        the SHA-256 of what was written; the caller compares it with the item. Raises
         ReplicaMismatch if there is no copy, TargetUnreachable if it cannot be read now."""
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:

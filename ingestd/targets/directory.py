@@ -22,9 +22,11 @@ from __future__ import annotations
 import dataclasses
 import errno
 import glob
+import hashlib
 import json
 import logging
 import os
+import stat
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +52,7 @@ from ingestd.targets import (
     CheckpointVersion,
     Lock,
     RemoteObject,
+    Sink,
     directory_location,
     is_checkpoint_name,
     require_checkpoint_name,
@@ -281,6 +284,26 @@ class DirectoryTarget:
                               kind=ReplicaMismatch) from exc
         except OSError as exc:
             raise self._error("cannot rehash item", dest, exc) from exc
+
+    def read_item(self, sha256: str, sink: Sink) -> str:
+        require_sha256(sha256)
+        dest = self.item_path(sha256)
+        digest = hashlib.sha256()
+        try:
+            fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError as exc:
+            raise self._error("cannot read: no such item", dest, exc,
+                              kind=ReplicaMismatch) from exc
+        except OSError as exc:
+            raise self._error("cannot read item", dest, exc) from exc
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise self._error("cannot read: not a regular file", dest, kind=ReplicaMismatch)
+            os.set_blocking(fd, True)
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+                sink.write(chunk)
+        return digest.hexdigest()
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
         require_sha256(sha256)

@@ -71,6 +71,7 @@ from ingestd.targets import (
     Lock,
     LockSample,
     RemoteObject,
+    Sink,
     is_checkpoint_name,
     require_checkpoint_name,
     require_sha256,
@@ -253,6 +254,11 @@ class S3Target:
         require_sha256(sha256)
         key = self.item_key(sha256)
         return self._asking("rehash item", key, lambda: self._rehash_once(key))[0]
+
+    def read_item(self, sha256: str, sink: Sink) -> str:
+        require_sha256(sha256)
+        key = self.item_key(sha256)
+        return self._asking("read item", key, lambda: self._rehash_once(key, sink=sink))[0]
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
         require_sha256(sha256)
@@ -755,11 +761,14 @@ class S3Target:
                 key,
             )
 
-    def _rehash_once(self, key: str, version: str | None = None) -> tuple[str, str | None]:
+    def _rehash_once(self, key: str, version: str | None = None, *,
+                     sink: Sink | None = None) -> tuple[str, str | None]:
         """Read one version (the current one unless given) back with plain ranged GETs, a
         range at a time, hashed as it arrives: bounded memory whatever the size, and no
         s3transfer download window (which stalls past ten parts into a non-seekable sink).
-        Returns the SHA-256 and the version read."""
+        With ``sink``, the bytes are also written to it as they arrive (it is truncated first:
+        a range retried starts again from nothing). Returns the SHA-256 and the version
+        read."""
         args: dict[str, Any] = {"VersionId": version} if version else {}
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=key, **args)
@@ -775,6 +784,9 @@ class S3Target:
         digest = hashlib.sha256()
         started = time.monotonic()
         done = 0
+        if sink is not None:
+            sink.seek(0)
+            sink.truncate()
         while done < size:
             last = min(size, done + self._readback_range) - 1
             body = self._client.get_object(Bucket=self.bucket, Key=key,
@@ -782,6 +794,8 @@ class S3Target:
             try:
                 for chunk in body.iter_chunks(chunk_size=_READ_CHUNK):
                     digest.update(chunk)
+                    if sink is not None:
+                        sink.write(chunk)
                     done += len(chunk)
             finally:
                 body.close()

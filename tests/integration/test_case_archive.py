@@ -336,3 +336,44 @@ def test_an_unreachable_bucket_leaves_the_case_unarchived(
         assert [c.case for c in cases.to_archive(station)] == ["C-2"]
     finally:
         station.close()
+
+
+# -- a directory target ------------------------------------------------------------------------
+
+
+def test_a_directory_target_gets_the_tar_and_a_stopped_upload_is_resumed_from_staging(
+        tmp_path: Path, clips: Clips, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingestd.errors import TargetUnreachable
+    from ingestd.targets.directory import DirectoryTarget
+
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    config = ('[cases]\narchive = "nas"\n[[targets]]\nname = "nas"\ntype = "directory"\n'
+              f'path = "{nas}"\nprefix = "p"\nsame_filesystem_ok = true\n')
+    home = case_home(tmp_path, clips, config=config)
+    cli_json(home, "case", "close", "C-1", "--by", CLOSER)
+    real = DirectoryTarget.read_archive
+    calls = {"n": 0}
+
+    def cut_once(self: DirectoryTarget, name: str, sink: Any = None) -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the share went away just after the tar was written
+            raise TargetUnreachable("target 'nas': share gone")
+        return real(self, name, sink)
+
+    monkeypatch.setattr(DirectoryTarget, "read_archive", cut_once)
+    failed = run_cli(home, "case", "archive", "C-1")
+    assert failed.exit_code != 0 and "share gone" in failed.stderr
+    staged = sorted(p.name for p in (home / archive_uc.STAGING).iterdir())
+    assert len(staged) == 2 and staged[1] == staged[0] + ".tar"  # kept for the next run
+
+    done = cli_json(home, "case", "archive", "C-1")["archived"]
+    assert done["resumed"] is True
+    (tar,) = (nas / "p" / "archives" / "station-01").iterdir()
+    assert tar.name == f"C-1-{done['package']}.tar"
+    assert hashlib.sha256(tar.read_bytes()).hexdigest() == done["sha256"]
+    assert list((home / archive_uc.STAGING).iterdir()) == []
+    assert len(archive_exports(home, "C-1")) == 1
+    lock = (nas / "p" / "locks" / "archives" / "station-01" / f"{tar.name}.json").read_text()
+    assert '"retain_until": "2' in lock
+    assert ledger_problems(home) == (0, [])

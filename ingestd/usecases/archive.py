@@ -24,6 +24,7 @@ package is never deleted, and an archive object never written over other bytes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -31,6 +32,8 @@ import os
 import shutil
 import tarfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,14 +157,37 @@ def archive_case(station: Station, case: str, *, actor: str = "ingestd",
     if not configured(station):
         raise UsageError("no archive destination: set [cases] archive to a directory or a "
                          "[[targets]] name")
-    folder = station.settings.archive_directory()
-    if folder is not None:
-        return _ToFolder(station, folder, actor).archive(closed)
-    spec = station.settings.archive_target()
-    assert spec is not None  # the settings check that it names one
-    target = next((t for t in targets or [] if t.name == spec.name), None)
-    return _ToTarget(station, target or build_target(spec, station.settings),
-                     actor).archive(closed)
+    with _one_at_a_time(station):
+        with station.catalog.read() as tx:
+            again = tx.case(case)
+        if again is not None and again.archived_at is not None:
+            raise UsageError(f"case {case!r} was archived meanwhile, as "
+                             f"{again.archive_package} at {again.archive_location}")
+        folder = station.settings.archive_directory()
+        if folder is not None:
+            return _ToFolder(station, folder, actor).archive(closed)
+        spec = station.settings.archive_target()
+        assert spec is not None  # the settings check that it names one
+        target = next((t for t in targets or [] if t.name == spec.name), None)
+        return _ToTarget(station, target or build_target(spec, station.settings),
+                         actor).archive(closed)
+
+
+@contextmanager
+def _one_at_a_time(station: Station) -> Iterator[None]:
+    """One archive at a time on a station: the daemon's job and an operator's command would
+    otherwise each make a package of the same case."""
+    fd = os.open(station.settings.home / ".archive.lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC,
+                 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError("another case archive is under way on this station; try again "
+                             "when it has finished") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def case_file_name(case: str) -> str:

@@ -377,3 +377,33 @@ def test_a_directory_target_gets_the_tar_and_a_stopped_upload_is_resumed_from_st
     lock = (nas / "p" / "locks" / "archives" / "station-01" / f"{tar.name}.json").read_text()
     assert '"retain_until": "2' in lock
     assert ledger_problems(home) == (0, [])
+
+
+def test_a_closed_case_with_no_item_left_is_not_archived_and_stays_listed(
+        tmp_path: Path, clips: Clips) -> None:
+    home = folder_home(tmp_path, clips)
+    close_late(home, "C-2")
+    cli_json(home, "label", clips.c.sha256, "--case", "C-3")  # its one item labelled anew
+    done = run_cli(home, "case", "archive", "C-2")
+    assert done.exit_code == 10 and "nothing to archive" in done.stderr, done.stderr
+    assert list((home / "archive").glob("C-2-*")) == []
+    assert list((home / "archive" / archive_uc.PENDING).iterdir()) == []
+    assert ledger_lines(home, "case_archived") == [] and archive_exports(home, "C-2") == []
+    assert overdue_cases(home) == ["C-2"]
+
+
+def test_one_archive_at_a_time_on_a_station(tmp_path: Path, clips: Clips) -> None:
+    import fcntl
+    import os
+
+    home = folder_home(tmp_path, clips)
+    cli_json(home, "case", "close", "C-2", "--by", CLOSER)
+    fd = os.open(home / ".archive.lock", os.O_CREAT | os.O_RDWR, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as the daemon's job holds it while it archives
+        busy = run_cli(home, "case", "archive", "C-2")
+        assert busy.exit_code == 2 and "under way" in busy.stderr
+    finally:
+        os.close(fd)
+    assert archive_exports(home, "C-2") == []
+    assert cli_json(home, "case", "archive", "C-2")["archived"]["resumed"] is False

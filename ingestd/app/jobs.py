@@ -21,6 +21,7 @@ from ..errors import IngestdError, IntegrityError, TargetError
 from ..station import Station
 from ..targets.factory import build_targets
 from ..usecases.alerts import evaluate
+from ..usecases.archive import archive_waiting
 from ..usecases.audit import CycleReport, Throttle, audit_cycle
 from ..usecases.cases import check_archives
 from ..usecases.checkpoints import verify_checkpoint_records
@@ -166,9 +167,16 @@ def _worm_check(st: Station) -> str:
 
 
 def _case_archives(st: Station) -> str:
+    """What ``case archive`` does for each closed case not yet archived, then what ``case
+    check`` does: the cases still past their window flagged. A case that could not be
+    archived fails the run (each is logged, and tried again at the next)."""
+    run = archive_waiting(st)
     report = check_archives(st)
-    return (f"{len(report.overdue)} cases past their archive window, "
+    said = (f"{run.summary()}; {len(report.overdue)} cases past their archive window, "
             f"{len(report.flagged)} new flags")
+    if not run.ok:
+        raise IngestdError(said)
+    return said
 
 
 def standard_jobs(station: Station) -> list[Job]:
@@ -200,7 +208,8 @@ def standard_jobs(station: Station) -> list[Job]:
     if promises_worm(station.settings) and sched.worm_check > timedelta(0):
         jobs.append(Job(name="worm-check", every=sched.worm_check, func=_worm_check,
                         first_delay=timedelta(minutes=3)))
-    # Closed cases past case_archive_window without an archive: their items flagged.
+    # Closed cases archived to [cases] archive; those past case_archive_window without an
+    # archive: their items flagged.
     jobs.append(Job(name="check-archives", every=sched.window_check, func=_case_archives,
                     first_delay=timedelta(seconds=2)))
     jobs.append(alerts_job(station))

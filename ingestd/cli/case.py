@@ -1,6 +1,7 @@
 """``ingestd case``: ``close`` (enforcement ended: the archive window runs), ``reopen`` (a
-close undone), ``show`` (a case's items, their state, exports and archive) and ``check``
-(flag the cases past their archive window, as the daemon does on schedule)."""
+close undone), ``show`` (a case's items, their state, exports and archive), ``archive`` (a
+closed case's package made, placed and recorded) and ``check`` (flag the cases past their
+archive window); the daemon's ``check-archives`` job does the last two on schedule."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from ..domain.canonical import format_time
 from ..domain.records import Case
 from ..errors import UsageError
 from ..station import Station
+from ..usecases import archive as archive_uc
 from ..usecases import cases
 from .base import (
     AppContext,
     TextParam,
+    actor_option,
     cli,
     console,
     esc,
@@ -175,6 +178,30 @@ def case_show(app: AppContext, case: str, as_json: bool) -> None:
         when = shown_time(e["at"], app.tz)
         console.print(f"  exported {when} by {esc(e['actor'])} (entry {e['seq']}): "
                       f"{esc(data.get('purpose', ''))} {esc(data.get('package', ''))}")
+
+
+@case_group.command("archive")
+@click.argument("case", type=TextParam(text.CASE_MAX))
+@actor_option
+@json_option
+@pass_app
+def case_archive(app: AppContext, case: str, actor: str, as_json: bool) -> None:
+    """Archive the closed CASE now, as the daemon does: its items exported as one package
+    (purpose archive, approved by who closed it), placed at [cases] archive, verified there,
+    and recorded (a signed case_archived entry). An archive an earlier run began is completed;
+    a failure leaves the case unarchived, to be tried again."""
+    station = app.station()
+    done = archive_uc.archive_case(station, case, actor=actor)
+    if as_json:
+        print_json({"archived": done.as_dict(),
+                    "case": case_json(station, done.case, station.custody.now())})
+        return
+    console.print(f"archived case {esc(case)} as package {done.package} "
+                  f"(entry {done.case.archive_seq}): {esc(done.location)}")
+    if done.resumed:
+        console.print(f"  completed the package its export entry {done.export_entry} made")
+    for note in done.notes:
+        console.print(f"  [yellow]{esc(note)}[/]")
 
 
 @case_group.command("check")

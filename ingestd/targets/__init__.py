@@ -1,7 +1,8 @@
 """Off-site targets: S3-compatible buckets and directories on a mounted NAS, behind one protocol.
 
 A target stores each item's bytes under ``<prefix>/sha256/<hash>``, its signed manifest under
-``<prefix>/manifests/<hash>.json`` and ledger checkpoints under ``<prefix>/checkpoints/``.
+``<prefix>/manifests/<hash>.json``, ledger checkpoints under ``<prefix>/checkpoints/`` and case
+archives (one tar a closed case) under ``<prefix>/archives/<station>/``.
 Targets never trust the server: after an upload they check size and whole-file SHA-256 from
 what the server answers, and report a mismatch rather than count the copy. Such a copy is only
 *sent*; it is *proven* once its bytes were read back and hashed (``RemoteObject.read_back``,
@@ -47,6 +48,16 @@ def require_checkpoint_name(name: str) -> str:
     """A checkpoint name is one plain file name: it never becomes a path that escapes."""
     if not CHECKPOINT_NAME.match(name):
         raise ValueError(f"not a valid checkpoint name: {name!r}")
+    return name
+
+
+def require_archive_name(name: str) -> str:
+    """An archive's name is a relative path of plain names (``<station>/<case>-<id>.tar``):
+    never one that escapes, nor one with a control character."""
+    parts = name.split("/")
+    if (not name or len(name) > 400 or any(p in ("", ".", "..") for p in parts)
+            or any(ord(ch) < 32 or ch in "\\\x7f" for ch in name)):
+        raise ValueError(f"not a valid archive name: {name!r}")
     return name
 
 
@@ -198,3 +209,17 @@ class Target(Protocol):
         ``tokens``, of every time-stamp token kept beside one instead."""
 
     def get_checkpoint(self, name: str, version_id: str | None = None) -> bytes: ...
+
+    def put_archive(self, name: str, source: Path, lock: Lock) -> RemoteObject:
+        """Store the case archive ``source`` (a tar) as ``archives/<name>``, under ``lock``
+        (COMPLIANCE), never over different bytes: the same bytes again only bring the lock
+        up. The file is hashed as it is sent; the answer is what the target then reports
+        (its ``sha256`` that of the file). Raises ``TargetError`` as ``put_item`` does."""
+
+    def head_archive(self, name: str) -> RemoteObject | None:
+        """What the target holds as the archive ``name``, or None."""
+
+    def read_archive(self, name: str, sink: Sink | None = None) -> str:
+        """Read the archive ``name`` back in full (into ``sink`` if given) and return the
+        SHA-256 of its bytes. Raises ReplicaMismatch if there is none, TargetUnreachable if
+        it cannot be read now."""

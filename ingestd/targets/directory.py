@@ -1,8 +1,9 @@
 """A directory on a mounted NAS as an off-site target.
 
 Same layout as a bucket, under ``<path>/<prefix>``: ``sha256/<hash>`` (item bytes),
-``manifests/<hash>.json``, ``checkpoints/<name>``, plus ``locks/<kind>/<hash>.json`` recording
-the protection asked for each object.
+``manifests/<hash>.json``, ``checkpoints/<name>``, ``archives/<station>/<case>-<id>.tar``, plus
+``locks/<kind>/<hash>.json`` (``locks/archives/<name>.json``) recording the protection asked for
+each object.
 
 Every write is atomic: a temp file in the destination directory, fsync, ``os.replace``, fsync of
 the directory. Item bytes are hashed while they are copied and read back from the NAS (the page
@@ -55,6 +56,7 @@ from ingestd.targets import (
     Sink,
     directory_location,
     is_checkpoint_name,
+    require_archive_name,
     require_checkpoint_name,
     require_sha256,
 )
@@ -117,6 +119,9 @@ class DirectoryTarget:
 
     def checkpoint_path(self, name: str) -> Path:
         return self.root / "checkpoints" / name
+
+    def archive_path(self, name: str) -> Path:
+        return self.root.joinpath("archives", *require_archive_name(name).split("/"))
 
     def lock_path(self, kind: str, sha256: str) -> Path:
         return self.root / "locks" / kind / f"{sha256}.json"
@@ -368,6 +373,72 @@ class DirectoryTarget:
         if body is None:
             raise self._error("no such checkpoint", dest)
         return body
+
+    def put_archive(self, name: str, source: Path, lock: Lock) -> RemoteObject:
+        """Copied as an item is (hashed on the way, fsynced, read back from the share before
+        it gets its name); the same bytes there already are kept, other bytes refused."""
+        self._require_place()
+        dest = self.archive_path(name)
+        try:
+            found = hash_file(source)
+        except OSError as exc:
+            raise ObjectDamaged(f"cannot read the archive {source}: {exc.strerror}") from exc
+        try:
+            self._ensure_dir(dest.parent)
+            self._remove_stale_temps(dest)
+            if dest.exists():
+                there = hash_file(dest, from_disk=True)
+                if (there.size, there.sha256) != (found.size, found.sha256):
+                    raise self._error("refusing to write an archive over a different file "
+                                      f"({there.size} bytes hashing to {there.sha256})", dest)
+            else:
+                self._write_item(dest, source, found.sha256, found.size)
+        except IngestdError:
+            raise
+        except OSError as exc:
+            raise self._error("cannot write archive", dest, exc) from exc
+        self._record_lock("archives", name, lock)
+        head = self.head_archive(name)
+        if head is None:
+            raise self._error("archive vanished once written", dest)
+        return dataclasses.replace(head, sha256=found.sha256, read_back=True)
+
+    def head_archive(self, name: str) -> RemoteObject | None:
+        dest = self.archive_path(name)
+        try:
+            size = dest.stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error("cannot stat archive", dest, exc) from exc
+        state = self._read_lock("archives", name)
+        # a directory keeps no hash beside the file: only read_archive knows it
+        return RemoteObject(key=self._key(dest), size=size, sha256=None,
+                            retain_until=state.retain_until, legal_hold=state.legal_hold)
+
+    def read_archive(self, name: str, sink: Sink | None = None) -> str:
+        dest = self.archive_path(name)
+        digest = hashlib.sha256()
+        try:
+            fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError as exc:
+            raise self._error("cannot read: no such archive", dest, exc,
+                              kind=ReplicaMismatch) from exc
+        except OSError as exc:
+            raise self._error("cannot read archive", dest, exc) from exc
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise self._error("cannot read: not a regular file", dest, kind=ReplicaMismatch)
+            os.set_blocking(fd, True)
+            drop_cache(fd)
+            if sink is not None:
+                sink.seek(0)
+                sink.truncate()
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+                if sink is not None:
+                    sink.write(chunk)
+        return digest.hexdigest()
 
     # -- steps ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """An S3-compatible bucket as an off-site target (AWS S3, Ceph RGW, MinIO and the like), via boto3.
 
 Layout under ``prefix``: ``sha256/<hash>`` (item bytes), ``manifests/<hash>.json``,
-``checkpoints/<name>``. Every object carries the SHA-256 of its own bytes as user metadata
+``checkpoints/<name>``, ``archives/<station>/<case>-<package>.tar`` (case archives). Every
+object carries the SHA-256 of its own bytes as user metadata
 (``x-amz-meta-sha256``): multipart SHA-256 checksums are composite (a hash of the part hashes),
 and neither moto nor Ceph RGW rejects a wrong ``ChecksumSHA256``, so the server's checksum alone
 proves nothing. The local copy is hashed as it is read for the upload, and the upload cannot
@@ -66,6 +67,7 @@ from ingestd.errors import (
     TargetError,
     TargetUnreachable,
 )
+from ingestd.integrity.hashing import hash_file
 from ingestd.targets import (
     CheckpointVersion,
     Lock,
@@ -73,6 +75,7 @@ from ingestd.targets import (
     RemoteObject,
     Sink,
     is_checkpoint_name,
+    require_archive_name,
     require_checkpoint_name,
     require_sha256,
     s3_location,
@@ -217,6 +220,9 @@ class S3Target:
 
     def checkpoint_key(self, name: str) -> str:
         return self._key("checkpoints", name)
+
+    def archive_key(self, name: str) -> str:
+        return self._key("archives", require_archive_name(name))
 
     def _key(self, *parts: str) -> str:
         return "/".join((self.prefix, *parts) if self.prefix else parts)
@@ -363,6 +369,46 @@ class S3Target:
             return body
 
         return self._asking("get checkpoint", key, once)
+
+    def put_archive(self, name: str, source: Path, lock: Lock) -> RemoteObject:
+        """One object, uploaded as an item is (multipart past the threshold, each request
+        checksummed, the file hashed as it is read), locked COMPLIANCE and checked. An object
+        already there with other bytes is refused: an archive is never replaced."""
+        key = self.archive_key(name)
+        try:
+            found = hash_file(source)
+        except OSError as exc:
+            raise ObjectDamaged(f"cannot read the archive {source}: {exc.strerror}") from exc
+
+        def upload() -> None:
+            self._upload_file(key, source, found.size, found.sha256, lock)
+
+        def once() -> RemoteObject:
+            head = self._head(key)
+            if head is not None and self._replica_problem(head, found.sha256,
+                                                          found.size) is not None:
+                raise self._error("refusing to write an archive over a different object "
+                                  f"({self._replica_problem(head, found.sha256, found.size)})",
+                                  key)
+            return self._put_once(key, found.sha256, found.size, lock, upload)
+
+        return self._asking("put archive", key, once)
+
+    def head_archive(self, name: str) -> RemoteObject | None:
+        key = self.archive_key(name)
+
+        def once() -> RemoteObject | None:
+            head = self._head(key)
+            if head is None:
+                return None
+            claimed = _metadata_sha256(head) or ""
+            return self._remote(key, head, claimed)
+
+        return self._asking("head archive", key, once)
+
+    def read_archive(self, name: str, sink: Sink | None = None) -> str:
+        key = self.archive_key(name)
+        return self._asking("read archive", key, lambda: self._rehash_once(key, sink=sink))[0]
 
     def canary_key(self) -> str:
         return self._key("worm", "canary")

@@ -11,8 +11,10 @@ recorded.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..domain import policy, text
 from ..domain.canonical import format_time
@@ -104,16 +106,18 @@ def reopen_case(station: Station, case: str, *, actor: str, reason: str) -> Case
 
 
 def record_archive(station: Station, case: str, *, location: str, package: str,
-                   actor: str = "ingestd", tx: CatalogTx | None = None) -> Case:
+                   actor: str = "ingestd", tx: CatalogTx | None = None,
+                   details: Mapping[str, Any] | None = None) -> Case:
     """The closed case's items were archived as ``package`` at ``location``: a signed
     ``case_archived`` entry, and the case's archive in the catalog (``overdue`` no longer
-    lists it; its items' ``archive_late`` flags, if any, stay). The archive job calls this
-    once the package is written and verified at the archive destination; ``tx``: inside
-    that job's own custody transaction."""
+    lists it; its items' ``archive_late`` flags, if any, stay). The archive job
+    (``usecases/archive``) calls this once the package is written and verified at the
+    archive destination, with ``details`` (its export entry, the tar's SHA-256 and size)
+    added to the entry; ``tx``: inside a caller's own custody transaction."""
     if tx is None:
         with station.custody.transaction() as own:
             return record_archive(station, case, location=location, package=package,
-                                  actor=actor, tx=own)
+                                  actor=actor, tx=own, details=details)
     closed = tx.case(case)
     if closed is None:
         raise NotFound(f"case {case!r} is not closed: close it before archiving it")
@@ -123,7 +127,7 @@ def record_archive(station: Station, case: str, *, location: str, package: str,
     window = _window(station)
     due = policy.archive_deadline(closed_at=closed.closed_at, window=window)
     entry = station.custody.record(tx, kind=EventKind.CASE_ARCHIVED, actor=actor, data={
-        "case": case, "location": location, "package": package,
+        **(details or {}), "case": case, "location": location, "package": package,
         "archive_by": format_time(due), "closed_seq": closed.ledger_seq})
     tx.case_archived(case, at=entry.at, location=location, package=package,
                      ledger_seq=entry.seq)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import getpass
 import importlib
 import json
@@ -140,8 +141,18 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in self.lazy:
-            # Importing the module registers its commands (``@cli.command``).
-            importlib.import_module(f"{__package__}.{self.lazy[cmd_name].module}")
+            # Importing the module registers its commands (``@cli.command``). It brings in
+            # most of what the process will ever hold (the settings' models, the catalog's
+            # tables, the libraries), which lives as long as the process: no collection
+            # scans it meanwhile, and none afterwards (about a tenth of a report's time).
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                importlib.import_module(f"{__package__}.{self.lazy[cmd_name].module}")
+            finally:
+                gc.freeze()
+                if collecting:
+                    gc.enable()
         return self.commands.get(cmd_name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[

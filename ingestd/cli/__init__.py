@@ -5,6 +5,7 @@ Only :func:`main` exits; everything below raises from the one exception tree in 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -85,6 +86,9 @@ def _fail(exc_type: str, message: str, exit_code: int, *, as_json: bool,
 
 
 def main() -> None:
+    # ingestd's settings use no pydantic plugin: not looking for one spares every command a
+    # scan of every installed package's entry points (unless the caller's environment says).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     as_json = _wants_json(sys.argv[1:])
     begin_output()
     try:

@@ -14,9 +14,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .catalog import backing
 from .catalog.db import Catalog, CatalogFault, damage_advice
 from .domain.canonical import canonical_bytes, format_time
 from .domain.models import EventKind, LedgerEntry
@@ -44,6 +43,11 @@ from .integrity.ledger import (
 )
 from .integrity.signing import PublicKey, StationKey
 from .ports import CatalogTx
+
+if TYPE_CHECKING:
+    # Imported where the catalog's rows are checked (ledger verify): a command that only
+    # opens the station does without it.
+    from .catalog import backing
 
 log = logging.getLogger(__name__)
 
@@ -381,6 +385,7 @@ class Custody:
 
 def _key_rows(tx: CatalogTx, keys: KeyChain) -> list[Discrepancy]:
     """The catalog's ``keys`` table is a cache of what the chain proves: check it is one."""
+    from .catalog import backing
     problems: list[Discrepancy] = []
     cached: set[str] = set()
     for row in backing.key_rows(tx):
@@ -491,6 +496,7 @@ class _Backing:
 
     def rows_present(self, tx: CatalogTx, kind: str, table: backing.BackedTable) -> None:
         """Every ``kind`` entry must still have the row it made."""
+        from .catalog import backing
         for entry in backing.rowless_entries(tx, table, kind):
             self.problems.append(MissingRow(
                 kind=K.MISSING_ROW, seq=entry.seq, table=str(table),
@@ -501,6 +507,7 @@ class _Backing:
 def _unbacked_rows(tx: CatalogTx, facts: _Facts) -> list[Discrepancy]:
     """Every catalog fact must be stated by the ledger entry it names, word for word, and
     every entry's row must be there."""
+    from .catalog import backing
     check = _Backing()
     _item_rows(tx, check, facts)
     _event_rows(tx, check)
@@ -523,6 +530,7 @@ def _unbacked_rows(tx: CatalogTx, facts: _Facts) -> list[Discrepancy]:
 
 
 def _item_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
+    from .catalog import backing
     for backed in backing.item_rows(tx):
         row = backed.row
         sha = row.sha256
@@ -562,6 +570,7 @@ def _item_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
 
 
 def _event_rows(tx: CatalogTx, check: _Backing) -> None:
+    from .catalog import backing
     table = backing.BackedTable
     for label in backing.label_rows(tx):
         row = label.row
@@ -596,6 +605,7 @@ def _event_rows(tx: CatalogTx, check: _Backing) -> None:
 
 
 def _replica_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
+    from .catalog import backing
     held: set[tuple[str, str]] = set()
     for backed in backing.replica_rows(tx):
         row = backed.row
@@ -626,6 +636,7 @@ def _replica_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
 def _worm_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
     """A target's WORM standing lets its copies count, or not: it must be what the last
     ``worm_checked`` entry for it says (an older, passing one would hide a failure)."""
+    from .catalog import backing
     standing: set[str] = set()
     for backed in backing.worm_rows(tx):
         row = backed.row
@@ -654,6 +665,7 @@ def _case_rows(tx: CatalogTx, check: _Backing, facts: _Facts) -> None:
     """A closed case starts its archive window, and its archive ends it: each as its entry
     says; a case is closed (has its row) exactly when its latest close or reopening is a
     close, and the row names that close."""
+    from .catalog import backing
     closed: set[str] = set()
     for backed in backing.case_rows(tx):
         row = backed.row

@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import ffmpeg
-
 from .domain.models import MediaInfo
 from .errors import MediaError
 
@@ -116,6 +114,8 @@ class DecodeResult:
 def decode_check(path: Path, *, timeout: float = 600.0) -> DecodeResult:
     """Decode every stream end to end, every frame (played back, not displayed), stopping at
     the first error (``-xerror``); report the decoder's last messages."""
+    import ffmpeg  # here, not above: the commands that only report never decode a file
+
     stream = ffmpeg.input(str(path)).output("-", format="null")
     args = ffmpeg.compile(stream, overwrite_output=True)
     args[1:1] = ["-nostdin", "-v", "error", "-xerror"]

@@ -5,6 +5,7 @@ Only :func:`main` exits; everything below raises from the one exception tree in 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -12,27 +13,66 @@ from typing import NoReturn
 import click
 
 from ..errors import IngestdError, ShutdownRequested
-from . import (  # noqa: F401, E402 - importing registers the commands
-    alerts,
-    case,
-    checks,
-    devices,
-    export,
-    ingest,
-    init,
-    items,
-    keys,
-    ledger,
-    offsite,
-    report,
-    retention,
-    run,
-    simulate,
-    spotcheck,
-    status,
-    targets,
-)
-from .base import begin_output, cli, err_console, esc, json_printed, print_json
+from .base import LazyCommand, begin_output, cli, err_console, esc, json_printed, print_json
+
+#: Every command of the root group: its module under ``ingestd/cli`` (imported only when the
+#: command runs, so that each loads only what it uses) and its short help in ``--help`` (its
+#: docstring's first sentence; tests/unit/test_cli_commands.py checks both). A new command is
+#: one line here.
+cli.lazy.update({
+    "alerts": LazyCommand("alerts", "Alerts: the log, and each [[alerts]] channel (webhook, "
+                                    "smtp)."),
+    "audit": LazyCommand("checks", "Re-hash stored items from disk (and off-site) and decode "
+                                   "a sample; record the results."),
+    "case": LazyCommand("case", "Cases: close one when its enforcement ends; its items are "
+                                "then archived as one package within case_archive_window "
+                                "([cases])."),
+    "check-windows": LazyCommand("checks", "Flag items past their label or replication window "
+                                           "(the daemon runs this on schedule)."),
+    "checkpoint": LazyCommand("offsite", "Send a signed ledger checkpoint (sequence, head "
+                                         "hash) to every target."),
+    "devices": LazyCommand("devices", "The registry of recorders allowed to dock, and who "
+                                      "carries each."),
+    "export": LazyCommand("export", "Write a court package (BagIt) of a case or of items, "
+                                    "checkable without ingestd."),
+    "hold": LazyCommand("items", "Put items on legal hold: no deletion anywhere until "
+                                 "released."),
+    "ingest": LazyCommand("ingest", "Ingest one mounted recorder now: copy, hash, verify, "
+                                    "sign, catalog."),
+    "init": LazyCommand("init", "Create an embedded station in HOME (config, store, catalog, "
+                                "key, ledger)."),
+    "items": LazyCommand("items", "List items, filtered by case, officer, recorder, flag or "
+                                  "recording date."),
+    "justify": LazyCommand("items", "Record why an item is late."),
+    "keys": LazyCommand("keys", "The station's Ed25519 signing key."),
+    "label": LazyCommand("items", "Label items with case number, party and officer (a signed "
+                                  "ledger event)."),
+    "ledger": LazyCommand("ledger", "The custody ledger."),
+    "overdue": LazyCommand("items", "Items that missed a window (ingest, label, replication) "
+                                    "or whose time is doubtful."),
+    "release": LazyCommand("items", "Release a legal hold (retention rules apply again)."),
+    "replicate": LazyCommand("offsite", "Copy stored items to every off-site target, verify "
+                                        "each copy, extend locks."),
+    "report": LazyCommand("report", "Items recorded in a period, per case, officer or "
+                                    "recorder: hours recorded, late items by window, flags, "
+                                    "exports and spot checks (reviewed ok, problem, pending)."),
+    "retention": LazyCommand("retention", "Retention: what each item is kept for and why "
+                                          "(`list`), and the local cache sweep (`sweep`)."),
+    "run": LazyCommand("run", "Run the docking-station daemon in the foreground."),
+    "show": LazyCommand("items", "One item: what it is, its labels, flags, acquisitions and "
+                                 "whole custody history."),
+    "simulate-recorder": LazyCommand("simulate", "Dock a simulated recorder under the watched "
+                                                 "mount root (HOME/docks/SERIAL)."),
+    "spotcheck": LazyCommand("spotcheck", "Spot checks: a sample of each officer's items, "
+                                          "decoded and played back."),
+    "status": LazyCommand("status", "Storage, items by state and flag, recent docks, "
+                                    "targets, last checks and jobs."),
+    "targets": LazyCommand("targets", "The off-site targets."),
+    "verify-export": LazyCommand("export", "Check a court package offline: the bag, every "
+                                           "hash, signature, proof and time-stamp, the keys."),
+    "verify": LazyCommand("checks", "Is this file (a copy, an export) our evidence, intact "
+                                    "and signed?"),
+})
 
 
 def _wants_json(argv: list[str]) -> bool:
@@ -51,6 +91,9 @@ def _fail(exc_type: str, message: str, exit_code: int, *, as_json: bool,
 
 
 def main() -> None:
+    # ingestd's settings use no pydantic plugin: not looking for one spares every command a
+    # scan of every installed package's entry points (unless the caller's environment says).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     as_json = _wants_json(sys.argv[1:])
     begin_output()
     try:

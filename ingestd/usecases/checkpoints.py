@@ -24,7 +24,6 @@ from ..integrity.discrepancy import CheckpointRecordProblem, Discrepancy, Discre
 from ..integrity.ledger import KeyChain
 from ..ports import CatalogTx
 from ..station import Station
-from ..timestamping import check_stamp, request_stamp
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +115,8 @@ def timestamp_checkpoint(station: Station, signed: SignedCheckpoint) -> Timestam
     settings = station.settings.timestamping
     if settings.url is None or settings.ca_file is None:
         return None
+    from ..timestamping import request_stamp  # its client only where a stamp is asked for
+
     stamp = request_stamp(settings.url, signed.to_bytes(),
                           ca_file=station.settings.path(settings.ca_file),
                           timeout=settings.timeout.total_seconds(), policy=settings.policy)
@@ -315,6 +316,8 @@ def token_problem(station: Station, token: bytes, published: bytes, where: str) 
     or None. Checked against ``[timestamping] ca_file`` when there is one, else only its hash."""
     settings = station.settings.timestamping
     ca = station.settings.path(settings.ca_file) if settings.ca_file is not None else None
+    from ..timestamping import check_stamp  # its client only where a token is checked
+
     try:
         check_stamp(token, hashlib.sha256(published).digest(), ca_file=ca,
                     policy=settings.policy, where=where)
@@ -390,6 +393,8 @@ def _recorded_token_problem(station: Station, record: PublishedCheckpoint, stamp
 
 
 def _gen_time_problem(stamp: Timestamp, where: str) -> str | None:
+    from ..timestamping import check_stamp
+
     try:
         said = check_stamp(stamp.token, bytes.fromhex(stamp.sha256), ca_file=None).gen_time
     except (TimestampError, ValueError):

@@ -44,7 +44,11 @@ ARGS: dict[str, list[str]] = {
 
 def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[
         tuple[tuple[str, ...], click.Command]]:
-    for name, command in sorted(group.commands.items()):
+    # Through click's own lookup: the root group imports a command's module when asked.
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, f"{' '.join((*prefix, name))} is listed but not found"
         if isinstance(command, click.Group):
             yield from leaf_commands(command, (*prefix, name))
         else:

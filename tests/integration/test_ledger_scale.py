@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 VERIFY = """
 import re, sys
 import ingestd.cli.checks, ingestd.usecases.replicate, sqlalchemy.dialects.sqlite
+import ingestd.cli.ledger  # the command's module, imported when it runs
 from ingestd.cli import main
 def status(field):  # this process's own (ru_maxrss would count the parent's, across exec)
     text = open("/proc/self/status").read()

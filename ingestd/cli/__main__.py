@@ -1,0 +1,5 @@
+"""``python -m ingestd.cli``: the same as the ``ingestd`` command."""
+
+from . import main
+
+main()

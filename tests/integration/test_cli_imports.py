@@ -1,0 +1,79 @@
+"""The commands that report answer at once: each imports only what it uses. Run in a process
+of its own (as a user runs them), ``status``, ``items``, ``show`` and ``verify --hash`` load
+none of the libraries of the daemon, the off-site targets, media, the web page, metrics,
+exports or time-stamping; ``--help`` loads not even the catalog's. (Their times are measured
+by ``scripts/bench cli``.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import (
+    OFFICER,
+    OFFICER_ID,
+    SERIAL,
+    Clips,
+    build_recorder,
+    init_station,
+    run_cli,
+    subprocess_env,
+)
+
+pytestmark = pytest.mark.integration
+
+#: What the reporting commands must never import (top-level package names).
+NOT_FOR_REPORTS = ("boto3", "botocore", "apscheduler", "fastapi", "uvicorn", "jinja2",
+                   "weasyprint", "ffmpeg", "prometheus_client", "bagit", "rfc3161_client",
+                   "alembic", "watchdog", "pyudev", "httpx", "aiosmtpd")
+
+#: Runs ``ingestd ARGS...`` as the entry point does, then prints the exit code and every
+#: top-level package it imported.
+PROBE = """
+import json, runpy, sys
+sys.argv = ["ingestd", *sys.argv[1:]]
+try:
+    runpy.run_module("ingestd.cli", run_name="__main__")
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps([code, sorted({m.split(".")[0] for m in sys.modules})]), file=sys.stderr)
+"""
+
+
+@pytest.fixture(scope="module")
+def stocked(tmp_path_factory: pytest.TempPathFactory, clips: Clips) -> tuple[Path, str]:
+    base = tmp_path_factory.mktemp("imports")
+    home = init_station(base / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+    rec = build_recorder(base / "rec", {"DCIM/a.mp4": clips.a})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    return home, clips.a.sha256
+
+
+def imported(*args: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
+                          text=True, env=subprocess_env(), check=False, timeout=120)
+    code, modules = json.loads(done.stderr.splitlines()[-1])
+    assert code == 0, done.stderr
+    return set(modules)
+
+
+@pytest.mark.parametrize("command", ["status", "status --json", "items", "show", "verify"])
+def test_a_report_imports_none_of_the_heavy_libraries(stocked: tuple[Path, str],
+                                                      command: str) -> None:
+    home, sha = stocked
+    args = {"show": ["show", sha], "verify": ["verify", "--hash", sha]}.get(
+        command, command.split())
+    modules = imported("--home", str(home), *args)
+    assert "ingestd" in modules and "sqlalchemy" in modules  # the probe saw the command run
+    assert sorted(modules.intersection(NOT_FOR_REPORTS)) == []
+
+
+def test_help_imports_neither_the_catalog_nor_the_settings() -> None:
+    modules = imported("--help")
+    assert "click" in modules
+    assert sorted(modules.intersection({*NOT_FOR_REPORTS, "sqlalchemy", "pydantic",
+                                        "cryptography"})) == []

@@ -34,11 +34,13 @@ PAGE = 4096
 OWN_CODES: dict[str, set[int]] = {
     "keys init": {7},  # a station key exists already: refused before anything is opened
     "ledger verify": {1, 4},  # damage found by quick_check is a reported discrepancy
+    "verify-export": {1},  # needs no station: checks a package alone (here none: reported)
 }
 
 #: Commands whose arguments are "one of these": what to give them.
 ARGS: dict[str, list[str]] = {
     "audit": ["--sample", "1"],
+    "export": ["--case", "C-1"],
 }
 
 

@@ -73,15 +73,32 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
 
 def _fill(fd: int, buf: mmap.mmap) -> int:
     """Read into ``buf`` until it is full or the file ends: every buffer but the last is then
-    whole blocks, as ``O_DIRECT`` needs, whatever short reads the file system gives."""
+    whole blocks, as ``O_DIRECT`` needs, whatever short reads the file system gives. A file
+    system that took ``O_DIRECT`` but refuses the read itself (``EINVAL``) is read on without
+    it, from the device still (its cached pages dropped first)."""
     got = 0
     with memoryview(buf) as view:
         while got < len(view):
-            n = os.readv(fd, [view[got:]])
+            try:
+                n = os.readv(fd, [view[got:]])
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not _drop_direct(fd):
+                    raise
+                continue
             if not n:
                 break
             got += n
     return got
+
+
+def _drop_direct(fd: int) -> bool:
+    """Turn ``O_DIRECT`` off for a file that has it, dropping its cached pages so that what
+    is read next still comes from the device; False if it did not have it."""
+    if not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+        return False
+    set_direct(fd, False)
+    drop_cache(fd)
+    return True
 
 
 def _fill_source(fd: int, buf: mmap.mmap, offset: int) -> int:
@@ -365,23 +382,11 @@ def hash_file(path: Path, *, buffer_size: int = DEFAULT_BUFFER, from_disk: bool 
         os.set_blocking(fd, True)
         if not from_disk:
             return hash_fd(fd, buffer_size=buffer_size)
-        if set_direct(fd, True):
-            try:
-                return hash_fd(fd, buffer_size=buffer_size)
-            except (OSError, SourceReadError) as exc:
-                if not _refused(exc):
-                    raise
-                set_direct(fd, False)  # the file system took the flag but refuses the I/O
-        drop_cache(fd)
+        if not set_direct(fd, True):
+            drop_cache(fd)
         return hash_fd(fd, buffer_size=buffer_size)
     finally:
         os.close(fd)
-
-
-def _refused(exc: BaseException) -> bool:
-    """Is this the EINVAL of an O_DIRECT read that the file system will not do?"""
-    cause = exc.__cause__ if isinstance(exc, SourceReadError) else exc
-    return isinstance(cause, OSError) and cause.errno == errno.EINVAL
 
 
 def fsync_dir(path: Path) -> None:

@@ -9,6 +9,8 @@ dropped before the read-back.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -37,25 +39,71 @@ class Digest:
     size: int
 
 
-_local = threading.local()
-
-
 def aligned(size: int) -> int:
     """``size`` rounded up to a whole number of ``ALIGN`` blocks."""
     return -(-size // ALIGN) * ALIGN
 
 
-def _buffers(size: int, count: int) -> list[mmap.mmap]:
-    """This thread's reusable buffers: allocating (and zeroing) megabytes for every file costs
-    more than copying a small photo. A thread does one copy or one hash at a time, so they
-    all draw on one set: a file thread holds ``_POOL`` buffers at most. Each is an anonymous
-    mapping, so it starts on a page and is whole blocks long: ``O_DIRECT`` takes it as is."""
-    size = aligned(size)
-    pools: dict[int, list[mmap.mmap]] = _local.__dict__.setdefault("pools", {})
-    pool = pools.setdefault(size, [])
-    while len(pool) < count:
-        pool.append(mmap.mmap(-1, size))
-    return pool[:count]
+class BufferPool:
+    """The copy and hash buffers of the whole process, within ``budget`` bytes.
+
+    Allocating (and zeroing) megabytes for every file costs more than copying a small photo,
+    so buffers are kept and handed on. Each is an anonymous mapping: it starts on a page and
+    is whole blocks long, as ``O_DIRECT`` takes it. A station serving many recorders at once
+    runs many copies at once; the budget keeps their memory flat: a copy gets up to the
+    buffers it asks for, at least the few it needs, and waits (first come, first served)
+    while the others hold the rest. A thread holds one lease at a time, so waiting cannot
+    deadlock; one lease larger than the budget is still granted when nothing else is held.
+    Buffers are kept for the next copy up to ``keep`` spare ones; the rest are unmapped."""
+
+    def __init__(self, budget: int, *, keep: int) -> None:
+        self.budget = budget
+        self.keep = keep
+        self._cond = threading.Condition()
+        self._queue: collections.deque[object] = collections.deque()
+        self._spare: list[mmap.mmap] = []
+        self._held = 0  # bytes leased out
+
+    @contextlib.contextmanager
+    def lease(self, size: int, *, want: int, least: int = 1) -> Iterator[list[mmap.mmap]]:
+        buffers = self._take(aligned(size), want, least)
+        try:
+            yield buffers
+        finally:
+            self._give(buffers)
+
+    def _take(self, size: int, want: int, least: int) -> list[mmap.mmap]:
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            try:
+                while not (self._queue[0] is ticket
+                           and (not self._held or self._held + least * size <= self.budget)):
+                    self._cond.wait()
+            finally:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+            count = max(least, min(want, (self.budget - self._held) // size))
+            self._held += count * size
+            same = [b for b in self._spare if len(b) == size][:count]
+            for buf in same:
+                self._spare.remove(buf)
+        return same + [mmap.mmap(-1, size) for _ in range(count - len(same))]
+
+    def _give(self, buffers: list[mmap.mmap]) -> None:
+        with self._cond:
+            self._held -= sum(len(b) for b in buffers)
+            self._spare[:0] = buffers
+            extra, self._spare = self._spare[self.keep:], self._spare[:self.keep]
+            self._cond.notify_all()
+        for buf in extra:
+            with contextlib.suppress(BufferError):  # a view still open: the GC unmaps it
+                buf.close()
+
+
+# 32 buffers of the default size: a recorder alone copies two files with four each; two dozen
+# recorders at once share them instead of holding 16 MiB for every file being copied.
+BUFFERS = BufferPool(32 * DEFAULT_BUFFER, keep=2 * _POOL)
 
 
 def _write_all(fd: int, view: memoryview) -> None:
@@ -238,7 +286,12 @@ def _copy_in_place(src_fd: int, sink: _Sink, *, buffer_size: int,
                    abort: threading.Event | None, on_bytes: OnBytes | None) -> Digest:
     """The same for a file smaller than one buffer: threads would cost more than they save."""
     digest = hashlib.sha256()
-    buf = _buffers(buffer_size, 1)[0]
+    with BUFFERS.lease(buffer_size, want=1) as (buf,):
+        return _copy_small(src_fd, sink, buf, digest, abort=abort, on_bytes=on_bytes)
+
+
+def _copy_small(src_fd: int, sink: _Sink, buf: mmap.mmap, digest: hashlib._Hash, *,
+                abort: threading.Event | None, on_bytes: OnBytes | None) -> Digest:
     total = 0
     while True:
         if abort is not None and abort.is_set():
@@ -276,8 +329,14 @@ def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER
     if _small(src_fd, buffer_size):
         return _copy_in_place(src_fd, sink, buffer_size=buffer_size, abort=abort,
                               on_bytes=on_bytes)
+    with BUFFERS.lease(buffer_size, want=_POOL, least=2) as buffers:
+        return _copy_large(src_fd, sink, buffers, abort=abort, on_bytes=on_bytes)
+
+
+def _copy_large(src_fd: int, sink: _Sink, buffers: list[mmap.mmap], *,
+                abort: threading.Event | None, on_bytes: OnBytes | None) -> Digest:
     digest = hashlib.sha256()
-    reader = _ReadAhead(src_fd, _buffers(buffer_size, _POOL), abort)
+    reader = _ReadAhead(src_fd, buffers, abort)
     pending: queue.Queue[tuple[mmap.mmap, int] | None] = queue.Queue()
     failure: list[BaseException] = []
 
@@ -344,20 +403,32 @@ def hash_fd(fd: int, *, buffer_size: int = DEFAULT_BUFFER,
     """Hash a file from its start, reading ahead on a helper thread for large files. Reads
     fill whole buffers, so a file opened with ``O_DIRECT`` is read at aligned offsets."""
     digest = hashlib.sha256()
-    total = 0
     os.lseek(fd, 0, os.SEEK_SET)
     if _small(fd, buffer_size):
-        buf = _buffers(buffer_size, 1)[0]
-        while n := _fill(fd, buf):
-            with memoryview(buf) as view:
-                digest.update(view[:n])
-            total += n
-            if on_bytes is not None:
-                on_bytes(n)
-            if n < len(buf):
-                break
-        return Digest(sha256=digest.hexdigest(), size=total)
-    reader = _ReadAhead(fd, _buffers(buffer_size, 2))
+        with BUFFERS.lease(buffer_size, want=1) as (buf,):
+            return _hash_small(fd, buf, digest, on_bytes)
+    with BUFFERS.lease(buffer_size, want=2) as buffers:
+        return _hash_large(fd, buffers, digest, on_bytes)
+
+
+def _hash_small(fd: int, buf: mmap.mmap, digest: hashlib._Hash,
+                on_bytes: OnBytes | None) -> Digest:
+    total = 0
+    while n := _fill(fd, buf):
+        with memoryview(buf) as view:
+            digest.update(view[:n])
+        total += n
+        if on_bytes is not None:
+            on_bytes(n)
+        if n < len(buf):
+            break
+    return Digest(sha256=digest.hexdigest(), size=total)
+
+
+def _hash_large(fd: int, buffers: list[mmap.mmap], digest: hashlib._Hash,
+                on_bytes: OnBytes | None) -> Digest:
+    total = 0
+    reader = _ReadAhead(fd, buffers)
     try:
         for buf, n in reader:
             with memoryview(buf) as view:

@@ -320,10 +320,11 @@ def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER
     The hash is taken of exactly the bytes handed to the writer. Reading, hashing and writing
     run on three threads (all three release the GIL), so a large file costs about the slowest
     of the three rather than their sum; a file smaller than one buffer is done in place. Memory
-    stays at ``_POOL`` buffers whatever the file size. With ``direct`` the copy is written with
-    ``O_DIRECT`` where the file system takes it (see :class:`_Sink`); the caller's fsync is
-    still what makes it durable. Setting ``abort`` stops the copy between two buffers with
-    :class:`ShutdownRequested`. ``on_bytes`` hears of every buffer hashed (a progress bar).
+    stays at ``_POOL`` buffers at most whatever the file size, leased from :data:`BUFFERS`.
+    With ``direct`` the copy is written with ``O_DIRECT`` where the file system takes it (see
+    :class:`_Sink`); the caller's fsync is still what makes it durable. Setting ``abort``
+    stops the copy between two buffers with :class:`ShutdownRequested`. ``on_bytes`` hears
+    of every buffer hashed (a progress bar).
     """
     sink = _Sink(dst_fd, direct=direct)
     if _small(src_fd, buffer_size):

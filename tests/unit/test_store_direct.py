@@ -65,7 +65,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
     file had at that moment."""
     record = Seen()
     real_write, real_fsync = hashing._pwrite_all, os.fsync
-    real_hash, real_dir = hashing.hash_fd, store_mod.fsync_dir
+    real_hash, real_dir, real_drop = hashing.hash_fd, store_mod.fsync_dir, hashing.drop_cache
 
     def write(fd: int, view: memoryview, offset: int) -> None:
         record.events.append(("write", os.fstat(fd).st_ino, _direct(fd), len(view)))
@@ -83,10 +83,15 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
         record.events.append(("fsync_dir", path.stat().st_ino, False, 0))
         real_dir(path)
 
+    def drop_cache(fd: int) -> None:
+        record.events.append(("drop", os.fstat(fd).st_ino, _direct(fd), 0))
+        real_drop(fd)
+
     monkeypatch.setattr(hashing, "_pwrite_all", write)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(hashing, "hash_fd", readback)
     monkeypatch.setattr(store_mod, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(hashing, "drop_cache", drop_cache)
     yield record
 
 
@@ -120,9 +125,12 @@ def test_an_object_is_stored_byte_exact_fsynced_then_read_back_from_the_device(
 
     ino, folder = final.stat().st_ino, final.parent.stat().st_ino
     order = [(what, i) for what, i, _d, _n in seen.events
-             if (what, i) in {("fsync", ino), ("fsync_dir", folder), ("read", ino)}]
-    # The object's bytes reach the disk, then its name does, and only then is it read back.
-    assert order == [("fsync", ino), ("fsync_dir", folder), ("read", ino)]
+             if (what, i) in {("fsync", ino), ("fsync_dir", folder), ("drop", ino),
+                              ("read", ino)}]
+    # The object's bytes reach the disk, then its name does, and only then is it read back:
+    # with O_DIRECT, or once its cached pages are dropped where the file system refuses that.
+    dropped = [("drop", ino)] if mode == "buffered" else []
+    assert order == [("fsync", ino), ("fsync_dir", folder), *dropped, ("read", ino)]
     writes = seen.of("write")
     assert sum(n for _w, _i, _d, n in writes) == size
     assert all(i == ino for _w, i, _d, _n in writes)

@@ -2,7 +2,8 @@
 
 An object is written to ``tmp/`` while it is hashed, fsynced, renamed into place, its directory
 fsynced, and then read back from disk (not from the page cache) and hashed again. Only an
-object that passed that read-back is *stored*.
+object that passed that read-back is *stored*. Where the file system takes ``O_DIRECT``, both
+the write and the read-back bypass the page cache (see :mod:`ingestd.integrity.hashing`).
 
 Bytes are never destroyed to make room for others: a stored object found damaged when intact
 bytes arrive, and an object that no item names and that does not hash to its name, are moved
@@ -131,7 +132,7 @@ class Store:
             tmp, fd = self._locked_temp()
             try:
                 digest = copy_and_hash(src_fd, fd, buffer_size=self.buffer_size, abort=abort,
-                                       on_bytes=on_bytes)
+                                       on_bytes=on_bytes, direct=True)
                 if accept is not None and not accept(digest):
                     tmp.unlink()
                     return Written(digest=digest, new=False, kept=False)

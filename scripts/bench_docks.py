@@ -34,6 +34,7 @@ from benchlib import (
     VENV_BIN,
     BenchError,
     CacheDropper,
+    GiB,
     Measured,
     MiB,
     bench_main,
@@ -46,7 +47,7 @@ from benchlib import (
     machine_line,
     median,
     other_benchmarks,
-    run_measured,
+    run_measured_cpu,
     run_quiet,
     run_timed,
     say,
@@ -317,13 +318,14 @@ def measure_once(scenario: Scenario, template: Path, scratch: Path,
     try:
         home = prepare(scenario, template, scratch)
         dropper.drop(scenario.paths())
-        seconds, peak = run_measured([INGESTD, "--home", home, "run", "--once"],
-                                     stdout=scratch / "run.out")
+        seconds, peak, cpu = run_measured_cpu([INGESTD, "--home", home, "run", "--once"],
+                                              stdout=scratch / "run.out")
         sync_seconds = timed_sync()
         run = check(scenario, home, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    run.measured = Measured(seconds=seconds, peak_rss=peak, sync_seconds=sync_seconds)
+    run.measured = Measured(seconds=seconds, peak_rss=peak, sync_seconds=sync_seconds,
+                            cpu_seconds=cpu)
     return run
 
 
@@ -371,6 +373,12 @@ def _spread(run: Run) -> dict[str, Any]:
     }
 
 
+def _cpu_per_gib(runs: list[Run], total: int) -> float | None:
+    """The median run's CPU (user + system, ffprobe included) per GiB docked."""
+    cpus = [r.measured.cpu_seconds for r in runs if r.measured.cpu_seconds is not None]
+    return median(cpus) / (total / GiB) if cpus else None
+
+
 def build_report(fleet: Fleet, scenarios: list[Scenario], runs: dict[str, list[Run]], *,
                  repeat: int, dropper: CacheDropper, notes: list[str],
                  machine: dict[str, Any]) -> dict[str, Any]:
@@ -388,6 +396,7 @@ def build_report(fleet: Fleet, scenarios: list[Scenario], runs: dict[str, list[R
             "docking_span_s": span, "docking_mb_per_s": scenario.total / span / 1e6,
             "sync_after_s": median([r.measured.sync_seconds for r in got]),
             "peak_rss_bytes": max(peaks) if peaks else None,
+            "cpu_s_per_gib": _cpu_per_gib(got, scenario.total),
             "spread": _spread(_median_run(got)),
             "spread_max_over_min_all_runs": [_spread(r)["max_over_min"] for r in got],
             "sessions": [asdict(s) for s in _median_run(got).sessions],
@@ -429,6 +438,7 @@ def render(report: dict[str, Any]) -> str:
                      f"{r['mb_per_s'] / base:.2f}x", f"{r['docking_mb_per_s']:.0f}",
                      f"{r['sync_after_s']:.2f}",
                      "" if r["peak_rss_bytes"] is None else fmt_bytes(r["peak_rss_bytes"]),
+                     _f(r.get("cpu_s_per_gib")),
                      " ".join(f"{s:.2f}" for s in r["runs_s"])])
     spread = []
     for r in report["runs"]:
@@ -455,8 +465,9 @@ def render(report: dict[str, Any]) -> str:
         f"code: {report['code']}",
         report["data"]["note"], "",
         table(["ingestd --home H run --once", "recorders", "parallel", "median s", "MB/s",
-               "MB/s vs 1 alone", "docking MB/s", "sync after s", "peak RSS", "runs s"], rows,
-              right=[False, True, True, True, True, True, True, True, True, False]), "",
+               "MB/s vs 1 alone", "docking MB/s", "sync after s", "peak RSS", "CPU s/GiB",
+               "runs s"], rows,
+              right=[False, True, True, True, True, True, True, True, True, True, False]), "",
         f"aggregate throughput, {by['parallel']['recorders']} docked at once / 1 alone: "
         f"{ratios['throughput_parallel_over_one']:.2f}x (command time); "
         f"{ratios['docking_throughput_parallel_over_one']:.2f}x (docking span only)",
@@ -496,6 +507,8 @@ NOTES = [
     "new and none failed, and the catalog's items (recorder, SHA-256) equal to the data's",
     "peak RSS: ru_maxrss of the command's process tree (the largest single process: ingestd "
     "itself, with all its dock threads, or an ffprobe it ran)",
+    "CPU s/GiB: user + system time of the command and the children it waited for (ffprobe), "
+    "per GiB docked, median of the runs",
 ]
 
 

@@ -117,6 +117,7 @@ class Measured:
     seconds: float
     peak_rss: int | None  # bytes; the largest single process of the command's tree
     sync_seconds: float  # the `sync` right after the run: dirty data the tool left behind
+    cpu_seconds: float | None = None  # user + system, the command and the children it waited for
 
 
 class BenchTimeout(BenchError):
@@ -189,7 +190,7 @@ if pid == 0:
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - start
 with open(out, "w") as fh:
-    fh.write(f"{seconds!r} {usage.ru_maxrss}")
+    fh.write(f"{seconds!r} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime!r}")
 code = os.waitstatus_to_exitcode(status)
 sys.exit(code if code >= 0 else 128 - code)
 """
@@ -201,6 +202,16 @@ def run_measured(argv: Sequence[str | os.PathLike[str]], *, stdout: Path,
     """As ``run_timed``, with the peak RSS the command's own: it is started by a small
     launcher rather than forked from this (possibly large) process. The launcher's floor,
     about 8 MiB, stays: a command smaller than that reads as that."""
+    seconds, peak, _cpu = run_measured_cpu(argv, stdout=stdout, cwd=cwd, env=env,
+                                           timeout=timeout)
+    return seconds, peak
+
+
+def run_measured_cpu(argv: Sequence[str | os.PathLike[str]], *, stdout: Path,
+                     cwd: Path | None = None, env: Mapping[str, str] | None = None,
+                     timeout: float | None = None) -> tuple[float, int, float]:
+    """As ``run_measured``, with the CPU seconds (user + system) of the command and of the
+    children it waited for (ffprobe, ...)."""
     report = stdout.with_name(stdout.name + ".measured")
     try:
         run_timed([sys.executable, "-I", "-S", "-c", _LEAN_LAUNCHER, report, *argv],
@@ -209,8 +220,8 @@ def run_measured(argv: Sequence[str | os.PathLike[str]], *, stdout: Path,
         text, marker = str(exc), f"{report} "
         text = text.split(marker, 1)[1] if marker in text else text
         raise type(exc)(text) from None
-    seconds, maxrss_kib = report.read_text(encoding="ascii").split()
-    return float(seconds), int(maxrss_kib) * 1024
+    seconds, maxrss_kib, cpu = report.read_text(encoding="ascii").split()
+    return float(seconds), int(maxrss_kib) * 1024, float(cpu)
 
 
 def run_quiet(argv: Sequence[str | os.PathLike[str]]) -> None:

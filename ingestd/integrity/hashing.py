@@ -1,9 +1,20 @@
-"""Hash once, while copying; atomic, fsynced writes; read-back from disk, not from the cache."""
+"""Hash once, while copying; atomic, fsynced writes; read-back from disk, not from the cache.
+
+Where the file system takes it, a copy is written and read back with ``O_DIRECT``: the bytes
+go from the copy's own (page-aligned, reused) buffers straight to the device and back, with no
+page-cache copy on the way and no chance that the read-back is answered from memory. Where it
+refuses (``EINVAL``), the same copy is buffered, writeback started as it goes and the pages
+dropped before the read-back.
+"""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import errno
+import fcntl
 import hashlib
+import mmap
 import os
 import queue
 import stat
@@ -17,6 +28,9 @@ from ..errors import ShutdownRequested, SourceReadError
 DEFAULT_BUFFER = 4 * 2**20
 _POOL = 4  # buffers in flight: being read, being hashed, being written, one spare
 WRITEBACK_STEP = 32 * 2**20  # a large copy's bytes start for the disk in steps of this
+# O_DIRECT wants offsets, lengths and buffer addresses in multiples of the device's logical
+# block; 4 KiB covers 512-byte and 4 KiB devices alike (and is the page size mmap aligns to).
+ALIGN = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,18 +39,71 @@ class Digest:
     size: int
 
 
-_local = threading.local()
+def aligned(size: int) -> int:
+    """``size`` rounded up to a whole number of ``ALIGN`` blocks."""
+    return -(-size // ALIGN) * ALIGN
 
 
-def _buffers(size: int, count: int) -> list[bytearray]:
-    """This thread's reusable buffers: allocating (and zeroing) megabytes for every file costs
-    more than copying a small photo. A thread does one copy or one hash at a time, so they
-    all draw on one set: a file thread holds ``_POOL`` buffers at most."""
-    pools: dict[int, list[bytearray]] = _local.__dict__.setdefault("pools", {})
-    pool = pools.setdefault(size, [])
-    while len(pool) < count:
-        pool.append(bytearray(size))
-    return pool[:count]
+class BufferPool:
+    """The copy and hash buffers of the whole process, within ``budget`` bytes.
+
+    Allocating (and zeroing) megabytes for every file costs more than copying a small photo,
+    so buffers are kept and handed on. Each is an anonymous mapping: it starts on a page and
+    is whole blocks long, as ``O_DIRECT`` takes it. A station serving many recorders at once
+    runs many copies at once; the budget keeps their memory flat: a copy gets up to the
+    buffers it asks for, at least the few it needs, and waits (first come, first served)
+    while the others hold the rest. A thread holds one lease at a time, so waiting cannot
+    deadlock; one lease larger than the budget is still granted when nothing else is held.
+    Buffers are kept for the next copy up to ``keep`` spare ones; the rest are unmapped."""
+
+    def __init__(self, budget: int, *, keep: int) -> None:
+        self.budget = budget
+        self.keep = keep
+        self._cond = threading.Condition()
+        self._queue: collections.deque[object] = collections.deque()
+        self._spare: list[mmap.mmap] = []
+        self._held = 0  # bytes leased out
+
+    @contextlib.contextmanager
+    def lease(self, size: int, *, want: int, least: int = 1) -> Iterator[list[mmap.mmap]]:
+        buffers = self._take(aligned(size), want, least)
+        try:
+            yield buffers
+        finally:
+            self._give(buffers)
+
+    def _take(self, size: int, want: int, least: int) -> list[mmap.mmap]:
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            try:
+                while not (self._queue[0] is ticket
+                           and (not self._held or self._held + least * size <= self.budget)):
+                    self._cond.wait()
+            finally:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+            count = max(least, min(want, (self.budget - self._held) // size))
+            self._held += count * size
+            same = [b for b in self._spare if len(b) == size][:count]
+            for buf in same:
+                self._spare.remove(buf)
+        return same + [mmap.mmap(-1, size) for _ in range(count - len(same))]
+
+    def _give(self, buffers: list[mmap.mmap]) -> None:
+        with self._cond:
+            self._held -= sum(len(b) for b in buffers)
+            self._spare[:0] = buffers
+            extra, self._spare = self._spare[self.keep:], self._spare[:self.keep]
+            self._cond.notify_all()
+        for buf in extra:
+            with contextlib.suppress(BufferError):  # a view still open: the GC unmaps it
+                buf.close()
+
+
+# 32 buffers of the default size: a recorder alone copies two files with four each; two dozen
+# recorders at once share them instead of holding 16 MiB for every file being copied.
+BUFFERS = BufferPool(32 * DEFAULT_BUFFER, keep=2 * _POOL)
 
 
 def _write_all(fd: int, view: memoryview) -> None:
@@ -45,17 +112,125 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[written:]
 
 
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def _fill(fd: int, buf: mmap.mmap) -> int:
+    """Read into ``buf`` until it is full or the file ends: every buffer but the last is then
+    whole blocks, as ``O_DIRECT`` needs, whatever short reads the file system gives. A file
+    system that took ``O_DIRECT`` but refuses the read itself (``EINVAL``) is read on without
+    it, from the device still (its cached pages dropped first)."""
+    got = 0
+    with memoryview(buf) as view:
+        while got < len(view):
+            try:
+                n = os.readv(fd, [view[got:]])
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not _drop_direct(fd):
+                    raise
+                continue
+            if not n:
+                break
+            got += n
+    return got
+
+
+def _drop_direct(fd: int) -> bool:
+    """Turn ``O_DIRECT`` off for a file that has it, dropping its cached pages so that what
+    is read next still comes from the device; False if it did not have it."""
+    if not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+        return False
+    set_direct(fd, False)
+    drop_cache(fd)
+    return True
+
+
+def _fill_source(fd: int, buf: mmap.mmap, offset: int) -> int:
+    """:func:`_fill` from a recorder: a read error is the source's fault, not the store's.
+    Say so, so the caller can tell a pulled recorder or a bad sector from a broken store."""
+    try:
+        return _fill(fd, buf)
+    except OSError as exc:
+        raise SourceReadError(f"cannot read at byte {offset}: {exc.strerror or exc}") from exc
+
+
+def set_direct(fd: int, on: bool) -> bool:
+    """Turn ``O_DIRECT`` on or off for an open file; False if its file system refuses it."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    want = flags | os.O_DIRECT if on else flags & ~os.O_DIRECT
+    if want == flags:
+        return True
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, want)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return False
+        raise
+    return True
+
+
+class _Sink:
+    """Where a copy's bytes go, buffer after buffer, at increasing offsets.
+
+    With ``direct``, each whole-block buffer is written with ``O_DIRECT`` from the buffer it
+    was read into: no page-cache copy, and nothing left dirty for the fsync to find. The tail
+    that is not a whole block (only the last buffer can have one) is written after ``O_DIRECT``
+    is turned off again: a few bytes through the page cache, which the fsync then writes. That
+    keeps the file its exact size at every moment (padding the last block and truncating it
+    after would leave, between the two, a file longer than its source). A file system that
+    takes the flag but refuses the I/O (``EINVAL``) gets the rest buffered. Without
+    ``direct``, writeback is started every ``WRITEBACK_STEP`` so the final fsync has little
+    left to do."""
+
+    def __init__(self, fd: int, *, direct: bool) -> None:
+        self.fd = fd
+        self.offset = 0
+        self.flushed = 0
+        self.direct = direct and set_direct(fd, True)
+
+    def write(self, view: memoryview) -> None:
+        if self.direct:
+            whole = len(view) - len(view) % ALIGN
+            if whole:
+                try:
+                    _pwrite_all(self.fd, view[:whole], self.offset)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    self._buffered()
+                    _pwrite_all(self.fd, view[:whole], self.offset)
+                self.offset += whole
+                view = view[whole:]
+            if not view:
+                return
+            self._buffered()
+        _pwrite_all(self.fd, view, self.offset)
+        self.offset += len(view)
+        if self.offset - self.flushed >= WRITEBACK_STEP:
+            start_writeback(self.fd, self.flushed, self.offset - self.flushed)
+            self.flushed = self.offset
+
+    def _buffered(self) -> None:
+        set_direct(self.fd, False)
+        self.direct = False
+        self.flushed = self.offset  # what went direct is not in the page cache
+
+
 class _ReadAhead:
     """Reads a file on a helper thread into a small pool of buffers, so the next read overlaps
     hashing (and writing) of the last one. Iterate for ``(buffer, length)``; hand every buffer
     back with :meth:`release`. Read errors surface as :class:`SourceReadError`."""
 
-    def __init__(self, fd: int, buffers: list[bytearray],
+    def __init__(self, fd: int, buffers: list[mmap.mmap],
                  abort: threading.Event | None = None) -> None:
         self._fd = fd
         self._abort = abort
-        self._free: queue.Queue[bytearray | None] = queue.Queue()
-        self._full: queue.Queue[tuple[bytearray, int] | BaseException] = queue.Queue()
+        self._free: queue.Queue[mmap.mmap | None] = queue.Queue()
+        self._full: queue.Queue[tuple[mmap.mmap, int] | BaseException] = queue.Queue()
         for buf in buffers:
             self._free.put(buf)
         self._thread = threading.Thread(target=self._run, name="ingestd-read", daemon=True)
@@ -70,21 +245,17 @@ class _ReadAhead:
                 buf = self._free.get()
                 if buf is None:
                     return
-                try:
-                    n = os.readv(self._fd, [buf])
-                except OSError as exc:
-                    # The source's fault, not the store's: say so, so the caller can tell a
-                    # pulled recorder or a bad sector from a full or broken store.
-                    raise SourceReadError(
-                        f"cannot read at byte {offset}: {exc.strerror or exc}") from exc
+                n = _fill_source(self._fd, buf, offset)
                 self._full.put((buf, n))
-                if not n:
+                if n < len(buf):
+                    if n:
+                        self._full.put((buf, 0))
                     return
                 offset += n
         except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
             self._full.put(exc)
 
-    def __iter__(self) -> Iterator[tuple[bytearray, int]]:
+    def __iter__(self) -> Iterator[tuple[mmap.mmap, int]]:
         while True:
             got = self._full.get()
             if isinstance(got, BaseException):
@@ -93,7 +264,7 @@ class _ReadAhead:
                 return
             yield got
 
-    def release(self, buf: bytearray) -> None:
+    def release(self, buf: mmap.mmap) -> None:
         self._free.put(buf)
 
     def close(self) -> None:
@@ -111,51 +282,66 @@ def _small(fd: int, buffer_size: int) -> bool:
 OnBytes = Callable[[int], None]
 
 
-def _copy_in_place(src_fd: int, dst_fd: int, *, buffer_size: int,
+def _copy_in_place(src_fd: int, sink: _Sink, *, buffer_size: int,
                    abort: threading.Event | None, on_bytes: OnBytes | None) -> Digest:
     """The same for a file smaller than one buffer: threads would cost more than they save."""
     digest = hashlib.sha256()
-    buf = _buffers(buffer_size, 1)[0]
+    with BUFFERS.lease(buffer_size, want=1) as (buf,):
+        return _copy_small(src_fd, sink, buf, digest, abort=abort, on_bytes=on_bytes)
+
+
+def _copy_small(src_fd: int, sink: _Sink, buf: mmap.mmap, digest: hashlib._Hash, *,
+                abort: threading.Event | None, on_bytes: OnBytes | None) -> Digest:
     total = 0
     while True:
         if abort is not None and abort.is_set():
             raise ShutdownRequested(0, abort=True)
-        try:
-            n = os.readv(src_fd, [buf])
-        except OSError as exc:
-            raise SourceReadError(f"cannot read at byte {total}: {exc.strerror or exc}") from exc
+        n = _fill_source(src_fd, buf, total)
         if not n:
             return Digest(sha256=digest.hexdigest(), size=total)
-        view = memoryview(buf)[:n]
-        digest.update(view)
-        _write_all(dst_fd, view)
+        with memoryview(buf) as whole:
+            view = whole[:n]
+            digest.update(view)
+            sink.write(view)
+            view.release()
         total += n
         if on_bytes is not None:
             on_bytes(n)
+        if n < len(buf):
+            return Digest(sha256=digest.hexdigest(), size=total)
 
 
 def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER,
                   abort: threading.Event | None = None,
-                  on_bytes: OnBytes | None = None) -> Digest:
-    """Read ``src_fd`` to its end, writing every byte to ``dst_fd`` and hashing it, in one pass.
+                  on_bytes: OnBytes | None = None, direct: bool = False) -> Digest:
+    """Read ``src_fd`` to its end, writing every byte to ``dst_fd`` (a new, empty file) and
+    hashing it, in one pass.
 
     The hash is taken of exactly the bytes handed to the writer. Reading, hashing and writing
     run on three threads (all three release the GIL), so a large file costs about the slowest
     of the three rather than their sum; a file smaller than one buffer is done in place. Memory
-    stays at ``_POOL`` buffers whatever the file size. Setting ``abort`` stops the copy between
-    two buffers with :class:`ShutdownRequested`. ``on_bytes`` hears of every buffer hashed
-    (a progress bar).
+    stays at ``_POOL`` buffers at most whatever the file size, leased from :data:`BUFFERS`.
+    With ``direct`` the copy is written with ``O_DIRECT`` where the file system takes it (see
+    :class:`_Sink`); the caller's fsync is still what makes it durable. Setting ``abort``
+    stops the copy between two buffers with :class:`ShutdownRequested`. ``on_bytes`` hears
+    of every buffer hashed (a progress bar).
     """
+    sink = _Sink(dst_fd, direct=direct)
     if _small(src_fd, buffer_size):
-        return _copy_in_place(src_fd, dst_fd, buffer_size=buffer_size, abort=abort,
+        return _copy_in_place(src_fd, sink, buffer_size=buffer_size, abort=abort,
                               on_bytes=on_bytes)
+    with BUFFERS.lease(buffer_size, want=_POOL, least=2) as buffers:
+        return _copy_large(src_fd, sink, buffers, abort=abort, on_bytes=on_bytes)
+
+
+def _copy_large(src_fd: int, sink: _Sink, buffers: list[mmap.mmap], *,
+                abort: threading.Event | None, on_bytes: OnBytes | None) -> Digest:
     digest = hashlib.sha256()
-    reader = _ReadAhead(src_fd, _buffers(buffer_size, _POOL), abort)
-    pending: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+    reader = _ReadAhead(src_fd, buffers, abort)
+    pending: queue.Queue[tuple[mmap.mmap, int] | None] = queue.Queue()
     failure: list[BaseException] = []
 
     def writer() -> None:
-        written = flushed = 0
         while True:
             job = pending.get()
             if job is None:
@@ -163,11 +349,8 @@ def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER
             buf, n = job
             try:
                 if not failure:
-                    _write_all(dst_fd, memoryview(buf)[:n])
-                    written += n
-                    if written - flushed >= WRITEBACK_STEP:
-                        start_writeback(dst_fd, flushed, written - flushed)
-                        flushed = written
+                    with memoryview(buf) as view:
+                        sink.write(view[:n])
             except BaseException as exc:  # noqa: BLE001 - handed to the hashing thread
                 failure.append(exc)
             finally:
@@ -180,7 +363,8 @@ def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER
         for buf, n in reader:
             if failure:
                 break
-            digest.update(memoryview(buf)[:n])
+            with memoryview(buf) as view:
+                digest.update(view[:n])
             total += n
             pending.put((buf, n))
             if on_bytes is not None:
@@ -217,22 +401,39 @@ def drop_cache(fd: int) -> None:
 
 def hash_fd(fd: int, *, buffer_size: int = DEFAULT_BUFFER,
             on_bytes: OnBytes | None = None) -> Digest:
-    """Hash a file from its start, reading ahead on a helper thread for large files."""
+    """Hash a file from its start, reading ahead on a helper thread for large files. Reads
+    fill whole buffers, so a file opened with ``O_DIRECT`` is read at aligned offsets."""
     digest = hashlib.sha256()
-    total = 0
     os.lseek(fd, 0, os.SEEK_SET)
     if _small(fd, buffer_size):
-        buf = _buffers(buffer_size, 1)[0]
-        while n := os.readv(fd, [buf]):
-            digest.update(memoryview(buf)[:n])
-            total += n
-            if on_bytes is not None:
-                on_bytes(n)
-        return Digest(sha256=digest.hexdigest(), size=total)
-    reader = _ReadAhead(fd, _buffers(buffer_size, 2))
+        with BUFFERS.lease(buffer_size, want=1) as (buf,):
+            return _hash_small(fd, buf, digest, on_bytes)
+    with BUFFERS.lease(buffer_size, want=2) as buffers:
+        return _hash_large(fd, buffers, digest, on_bytes)
+
+
+def _hash_small(fd: int, buf: mmap.mmap, digest: hashlib._Hash,
+                on_bytes: OnBytes | None) -> Digest:
+    total = 0
+    while n := _fill(fd, buf):
+        with memoryview(buf) as view:
+            digest.update(view[:n])
+        total += n
+        if on_bytes is not None:
+            on_bytes(n)
+        if n < len(buf):
+            break
+    return Digest(sha256=digest.hexdigest(), size=total)
+
+
+def _hash_large(fd: int, buffers: list[mmap.mmap], digest: hashlib._Hash,
+                on_bytes: OnBytes | None) -> Digest:
+    total = 0
+    reader = _ReadAhead(fd, buffers)
     try:
         for buf, n in reader:
-            digest.update(memoryview(buf)[:n])
+            with memoryview(buf) as view:
+                digest.update(view[:n])
             total += n
             reader.release(buf)
             if on_bytes is not None:
@@ -243,13 +444,17 @@ def hash_fd(fd: int, *, buffer_size: int = DEFAULT_BUFFER,
 
 
 def hash_file(path: Path, *, buffer_size: int = DEFAULT_BUFFER, from_disk: bool = False) -> Digest:
+    """Hash a regular file. ``from_disk``: read it from the device, not from the page cache,
+    with ``O_DIRECT`` where the file system takes it, else after dropping its cached pages."""
     # Not blocking on open: a FIFO put where a file should be must not hang the reader.
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
         os.set_blocking(fd, True)
-        if from_disk:
+        if not from_disk:
+            return hash_fd(fd, buffer_size=buffer_size)
+        if not set_direct(fd, True):
             drop_cache(fd)
         return hash_fd(fd, buffer_size=buffer_size)
     finally:

@@ -1,0 +1,194 @@
+"""The store's proof, whichever way its file system lets it write: byte-exact objects, fsynced
+(file and folder) before they are read back, a read-back that comes from the device (with
+O_DIRECT where the file system takes it, after dropping the cached pages where it refuses),
+and a copy whose read-back differs from what was hashed never stored."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import ingestd.store as store_mod
+from ingestd.errors import ObjectDamaged
+from ingestd.integrity import hashing
+from ingestd.store import Store
+from tests.support.damage import flip_bit
+
+BUFFER = 64 * 1024
+BLOCK = hashing.ALIGN
+SIZES = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, BUFFER - 1, BUFFER + 1, 3 * 2**20 + 777]
+
+
+def _direct(fd: int) -> bool:
+    """Is ``fd`` open with O_DIRECT? Read from the kernel's own account of it, not fcntl."""
+    text = Path(f"/proc/self/fdinfo/{fd}").read_text(encoding="ascii")
+    flags = next(line for line in text.splitlines() if line.startswith("flags:"))
+    return bool(int(flags.split()[1], 8) & os.O_DIRECT)
+
+
+@dataclass
+class Seen:
+    """What the store did to its files, in order: ``(what, inode, O_DIRECT?, bytes)``."""
+
+    events: list[tuple[str, int, bool, int]] = field(default_factory=list)
+
+    def of(self, what: str) -> list[tuple[str, int, bool, int]]:
+        return [e for e in self.events if e[0] == what]
+
+
+@pytest.fixture(params=["direct", "buffered"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``buffered``: the store's file system refuses O_DIRECT, as tmpfs did before Linux 6.6
+    and some FUSE file systems do: fcntl answers EINVAL to turning it on."""
+    if request.param == "buffered":
+        real = fcntl.fcntl
+
+        def refusing(fd: int, cmd: int, arg: int = 0) -> int:
+            if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real(fd, cmd, arg)
+
+        monkeypatch.setattr(fcntl, "fcntl", refusing)
+    return str(request.param)
+
+
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
+    """Record every write, fsync, folder fsync and read-back, with the O_DIRECT flag each
+    file had at that moment."""
+    record = Seen()
+    real_write, real_fsync = hashing._pwrite_all, os.fsync
+    real_hash, real_dir, real_drop = hashing.hash_fd, store_mod.fsync_dir, hashing.drop_cache
+
+    def write(fd: int, view: memoryview, offset: int) -> None:
+        record.events.append(("write", os.fstat(fd).st_ino, _direct(fd), len(view)))
+        real_write(fd, view, offset)
+
+    def fsync(fd: int) -> None:
+        record.events.append(("fsync", os.fstat(fd).st_ino, _direct(fd), 0))
+        real_fsync(fd)
+
+    def readback(fd: int, **kwargs: object) -> hashing.Digest:
+        record.events.append(("read", os.fstat(fd).st_ino, _direct(fd), 0))
+        return real_hash(fd, **kwargs)  # type: ignore[arg-type]
+
+    def fsync_dir(path: Path) -> None:
+        record.events.append(("fsync_dir", path.stat().st_ino, False, 0))
+        real_dir(path)
+
+    def drop_cache(fd: int) -> None:
+        record.events.append(("drop", os.fstat(fd).st_ino, _direct(fd), 0))
+        real_drop(fd)
+
+    monkeypatch.setattr(hashing, "_pwrite_all", write)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(hashing, "hash_fd", readback)
+    monkeypatch.setattr(store_mod, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(hashing, "drop_cache", drop_cache)
+    yield record
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "store", buffer_size=BUFFER)
+    s.create()
+    return s
+
+
+def put(store: Store, tmp_path: Path, data: bytes) -> store_mod.Written:
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        return store.put_from_fd(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_an_object_is_stored_byte_exact_fsynced_then_read_back_from_the_device(
+        store: Store, tmp_path: Path, mode: str, seen: Seen, size: int) -> None:
+    data = os.urandom(size)
+    written = put(store, tmp_path, data)
+    assert written.new and written.digest.size == size
+    assert written.digest.sha256 == hashlib.sha256(data).hexdigest()
+    final = store.path_of(written.digest.sha256)
+    assert final.read_bytes() == data
+    assert list(store.tmp.iterdir()) == []
+
+    ino, folder = final.stat().st_ino, final.parent.stat().st_ino
+    order = [(what, i) for what, i, _d, _n in seen.events
+             if (what, i) in {("fsync", ino), ("fsync_dir", folder), ("drop", ino),
+                              ("read", ino)}]
+    # The object's bytes reach the disk, then its name does, and only then is it read back:
+    # with O_DIRECT, or once its cached pages are dropped where the file system refuses that.
+    dropped = [("drop", ino)] if mode == "buffered" else []
+    assert order == [("fsync", ino), ("fsync_dir", folder), *dropped, ("read", ino)]
+    writes = seen.of("write")
+    assert sum(n for _w, _i, _d, n in writes) == size
+    assert all(i == ino for _w, i, _d, _n in writes)
+    (_r, _i, read_direct, _n), = seen.of("read")
+    if mode == "direct":
+        # Whole blocks go straight from the buffer to the device; only a tail shorter than a
+        # block goes through the page cache, and the read-back bypasses it entirely.
+        assert all(d == (n % BLOCK == 0) for _w, _i, d, n in writes), writes
+        assert sum(n for _w, _i, d, n in writes if not d) == size % BLOCK
+        assert read_direct
+    else:
+        assert not any(d for _w, _i, d, _n in writes)
+        assert not read_direct
+
+
+@pytest.mark.parametrize("size", [1, BLOCK + 1, 3 * 2**20 + 777])
+def test_a_read_back_that_differs_from_what_was_hashed_stores_nothing(
+        store: Store, tmp_path: Path, mode: str, seen: Seen, monkeypatch: pytest.MonkeyPatch,
+        size: int) -> None:
+    """A bad disk: the bytes on the device are not those that were hashed and written."""
+    real_dir = store_mod.fsync_dir
+    data = os.urandom(size)
+    sha = hashlib.sha256(data).hexdigest()
+
+    def damage_then_fsync_dir(path: Path) -> None:
+        real_dir(path)
+        if path == store.path_of(sha).parent:
+            flip_bit(store.path_of(sha), offset=size - 1, bit=5)
+
+    monkeypatch.setattr(store_mod, "fsync_dir", damage_then_fsync_dir)
+    with pytest.raises(ObjectDamaged, match="damaged"):
+        put(store, tmp_path, data)
+    assert not store.has(sha)
+    assert not store.path_of(sha).exists()
+    assert list(store.tmp.iterdir()) == []
+    assert len(seen.of("read")) == 1
+
+
+def test_a_file_system_that_takes_the_flag_but_refuses_the_io_gets_it_buffered(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some file systems accept O_DIRECT at open and answer EINVAL to the I/O itself."""
+    real_write, real_readv = hashing._pwrite_all, os.readv
+
+    def write(fd: int, view: memoryview, offset: int) -> None:
+        if _direct(fd):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real_write(fd, view, offset)
+
+    def readv(fd: int, buffers: list[memoryview]) -> int:
+        if _direct(fd):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_readv(fd, buffers)
+
+    monkeypatch.setattr(hashing, "_pwrite_all", write)
+    monkeypatch.setattr(os, "readv", readv)
+    for size in (BLOCK + 1, 3 * 2**20 + 777):  # done in place, and on the copy's threads
+        data = os.urandom(size)
+        written = put(store, tmp_path, data)
+        assert written.new
+        assert store.path_of(written.digest.sha256).read_bytes() == data
+        assert store.verify(written.digest.sha256, size).size == size

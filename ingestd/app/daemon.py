@@ -33,6 +33,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: Stop signals that came before the daemon could answer them (see :func:`hold_signals`).
+held_signals: list[int] = []
+
+
+def hold_signals() -> None:
+    """From the first moment of ``ingestd run``: keep a SIGTERM or SIGINT that arrives while
+    the station is still opening, for the daemon to answer once it can (a warm stop), instead
+    of dying by it mid-start."""
+    def held(signum: int, _frame: FrameType | None) -> None:
+        held_signals.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, held)
+
+
 class Daemon:
     def __init__(self, station: Station) -> None:
         self.station = station
@@ -75,6 +90,10 @@ class Daemon:
     def install_signals(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        # A stop asked for while the daemon was still starting is a stop asked for now.
+        for signum in held_signals:
+            self._on_signal(signum, None)
+        held_signals.clear()
 
     def start_sources(self) -> None:
         docks = self.settings.docks

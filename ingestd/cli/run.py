@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..app.daemon import Daemon
+from ..app.daemon import Daemon, hold_signals
 from ..app.jobs import run_job, standard_jobs
 from ..domain.records import SessionState
 from ..usecases.docking import Outcome, scan_once
@@ -21,6 +21,8 @@ from .base import AppContext, cli, console, esc, human_size, pass_app, plural, s
 @pass_app
 def run(app: AppContext, once: bool) -> None:
     """Run the docking-station daemon in the foreground."""
+    if not once:
+        hold_signals()
     settings = app.settings
     # The daemon logs to stdout (journald); --once keeps stdout for its report.
     setup_logging(max(app.verbose, 1), fmt=settings.log.format,

@@ -39,6 +39,7 @@ from conftest import (
     init_station,
     ledger_lines,
     make_test_clip,
+    open_station,
     partial_files,
     place,
     run_ingestd,
@@ -401,6 +402,9 @@ def test_sigkill_then_restart_recovers_and_every_file_ends_stored_once(
         assert states[sid] == "interrupted", (sid, states)
     if left_partials or running:
         assert "recovered after an unclean stop" in daemon.output()
+    # a warm stop of a daemon that is up (the kill may have left it nothing to do, so the
+    # files can be settled before the restarted daemon has even started)
+    wait_for(lambda: "watching" in daemon.output(), what="the restarted daemon up")
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0, daemon.output()
 
@@ -459,3 +463,23 @@ def test_run_once_serves_what_is_docked_and_exits_zero(
         (SERIAL, "done"), ("BWC-UNKNOWN", "refused")]
     assert {j["job"] for j in status["jobs"]} >= {"check-windows"}
     assert run_ingestd(home, "ledger", "verify").returncode == 0
+
+
+def test_a_stop_asked_while_the_daemon_starts_is_kept_and_answered_warm(
+        tmp_path: Path) -> None:
+    from ingestd.app import daemon as daemon_mod
+
+    station = open_station(init_station(tmp_path / "home"))
+    try:
+        daemon_mod.hold_signals()
+        os.kill(os.getpid(), signal.SIGTERM)  # as systemd would, while the station opens
+        assert daemon_mod.held_signals == [signal.SIGTERM]
+        started = daemon_mod.Daemon(station)
+        assert not started.stop.is_set()
+        started.install_signals()
+        assert started.stop.is_set() and not started.abort.is_set()  # warm, not an abort
+        assert daemon_mod.held_signals == []
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        station.close()

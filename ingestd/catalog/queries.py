@@ -444,6 +444,10 @@ def _item_search(wanted: ItemFilter) -> Any:
 #: Rows an item listing holds at a time.
 LIST_BATCH = 1000
 
+#: Rows the walks to a target's oldest waiting item read at first, and at most, a chunk.
+WAITING_CHUNK = 64
+WAITING_CHUNK_MAX = 8192
+
 
 
 _CHECKED = select(ledger).where(ledger.c.seq > bindparam("after")).order_by(ledger.c.seq)
@@ -1154,48 +1158,50 @@ class Tx:
 
     def counts(self, *, station: str) -> Counts:
         """This station's items (those it stored first), flags and acquisitions: a catalog shared
-        by many stations holds the others' too."""
-        mine = items.c.station == station
-        total = self.conn.execute(
-            select(func.count(), func.coalesce(func.sum(items.c.size), 0)).where(mine)
-        ).one()
-        local = self.conn.execute(
-            select(func.count(), func.coalesce(func.sum(items.c.size), 0)).where(
-                items.c.local_present.is_(True), mine
-            )
-        ).one()
-        by_flag = {
-            row.flag: int(row.n)
-            for row in self.conn.execute(
-                select(flags.c.flag, func.count().label("n"))
-                .join(items, items.c.sha256 == flags.c.item)
-                .where(mine)
-                .group_by(flags.c.flag)
-            )
-        }
-        by_state = {
-            row.state: int(row.n)
-            for row in self.conn.execute(
-                select(acquisitions.c.state, func.count().label("n"))
-                .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
-                .where(dock_sessions.c.station == station)
-                .group_by(acquisitions.c.state)
-            )
-        }
-        labelled = self.conn.execute(
-            select(func.count(func.distinct(labels.c.item)))
-            .join(items, items.c.sha256 == labels.c.item)
-            .where(mine)
+        by many stations holds the others' too. Read from the station's tallies (kept by the
+        triggers of migrations 0014 and 0018) and the files being copied now (on their partial
+        index): a few dozen rows however many items there are."""
+        kept = self._tally_map(station)
+
+        def n(name: str, label: str = "") -> int:
+            return kept[(name, label)][0] if (name, label) in kept else 0
+
+        def size(name: str) -> int:
+            return kept[(name, "")][1] if (name, "") in kept else 0
+
+        by_flag = {label: count for (name, label), (count, _) in sorted(kept.items())
+                   if name == "flagged" and count > 0}
+        by_state = {label: count for (name, label), (count, _) in kept.items()
+                    if name == "acquired" and count > 0}
+        # from the files being copied (a few, on their index) to their sessions, not from
+        # every session of the station
+        of_session = (select(dock_sessions.c.station)
+                      .where(dock_sessions.c.id == acquisitions.c.session_id)
+                      .scalar_subquery())
+        copying = self.conn.execute(
+            select(func.count())
+            .select_from(acquisitions)
+            .where(acquisitions.c.state == str(AcquisitionState.COPYING),
+                   of_session == station)
         ).scalar_one()
+        if copying:
+            by_state[str(AcquisitionState.COPYING)] = int(copying)
         return Counts(
-            items=int(total[0]),
-            bytes=int(total[1]),
-            local_items=int(local[0]),
-            local_bytes=int(local[1]),
-            labelled=int(labelled),
+            items=n("local") + n("evicted"),
+            bytes=size("local") + size("evicted"),
+            local_items=n("local"),
+            local_bytes=size("local"),
+            labelled=n("labelled"),
             flags=by_flag,
-            acquisitions=by_state,
+            acquisitions=dict(sorted(by_state.items())),
         )
+
+    def _tally_map(self, station: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """The station's tallies: (count, bytes) by (name, label)."""
+        return {(row.name, row.label): (int(row.n), int(row.bytes))
+                for row in self.conn.execute(
+                    select(tallies.c.name, tallies.c.label, tallies.c.n, tallies.c.bytes)
+                    .where(tallies.c.station == station))}
 
     def items_needing_window_check(self, *, station: str) -> list[WindowCheck]:
         """The items ``station`` stored, with their deadlines and whether they are labelled."""
@@ -1647,76 +1653,39 @@ class Tx:
     def replica_stats(self, targets: Sequence[str], *, station: str) -> dict[str, ReplicaStats]:
         """Per target: the replicas of this station's items by state (a catalog shared by many
         stations holds theirs too, replicated by them), how many of the verified ones are proven
-        (read back), the oldest waiting, the last error."""
-        mine = items.c.station == station
-        local = self.conn.execute(
-            select(func.count()).where(items.c.local_present.is_(True), mine)
-        ).scalar_one()
+        (read back), the oldest waiting, the last error.
+
+        The counts are the station's tallies (migrations 0014 and 0018); the oldest waiting is
+        walked to on the items' waiting index, the last error read on the copies' error index:
+        no read grows with the catalog, only with the items waiting."""
+        kept = self._tally_map(station)
+
+        def n(name: str, label: str = "") -> int:
+            return kept[(name, label)][0] if (name, label) in kept else 0
+
+        local = n("local")
         out: dict[str, ReplicaStats] = {}
         for name in targets:
-            by_state = {
-                row.state: int(row.n)
-                for row in self.conn.execute(
-                    select(replicas.c.state, func.count().label("n"))
-                    .join(items, items.c.sha256 == replicas.c.item)
-                    .where(replicas.c.target == name, mine)
-                    .group_by(replicas.c.state)
-                )
-            }
-            verified = by_state.get("verified", 0)
-            proven = self.conn.execute(
-                select(func.count())
-                .select_from(replicas)
-                .join(items, items.c.sha256 == replicas.c.item)
-                .where(
-                    replicas.c.target == name,
-                    mine,
-                    replicas.c.state == "verified",
-                    replicas.c.proven_at.is_not(None),
-                    replicas.c.rewrite.is_(False),
-                )
-            ).scalar_one()
-            oldest = self.conn.execute(
-                select(items.c.sha256, items.c.replication_deadline)
-                .where(
-                    items.c.local_present.is_(True),
-                    mine,
-                    items.c.sha256.not_in(
-                        select(replicas.c.item).where(
-                            replicas.c.target == name, replicas.c.state == "verified"
-                        )
-                    ),
-                )
-                .order_by(items.c.replication_deadline)
-                .limit(1)
-            ).first()
+            verified = n("replica_verified", name)
+            uploading = n("replica_uploading", name)
+            failed = n("replica_failed", name) + n("replica_mismatch", name)
             last_error = self.conn.execute(
                 select(replicas.c.last_error, replicas.c.updated_at)
                 .join(items, items.c.sha256 == replicas.c.item)
-                .where(replicas.c.target == name, replicas.c.last_error != "", mine)
+                .where(replicas.c.target == name, replicas.c.last_error != "",
+                       items.c.station == station)
                 .order_by(replicas.c.updated_at.desc())
                 .limit(1)
             ).first()
             out[name] = ReplicaStats(
                 verified=verified,
-                proven=int(proven),
-                in_flight=by_state.get("uploading", 0),
-                failed=by_state.get("failed", 0) + by_state.get("mismatch", 0),
-                queued=max(
-                    0,
-                    int(local)
-                    - verified
-                    - by_state.get("uploading", 0)
-                    - by_state.get("failed", 0)
-                    - by_state.get("mismatch", 0),
-                ),
-                oldest_waiting=(
-                    WaitingItem(
-                        sha256=oldest.sha256, deadline=parse_time(oldest.replication_deadline)
-                    )
-                    if oldest
-                    else None
-                ),
+                proven=n("proven", name),
+                in_flight=uploading,
+                failed=failed,
+                queued=max(0, local - verified - uploading - failed),
+                oldest_waiting=self._oldest_waiting(
+                    station=station, target=name,
+                    waiting=local - n("verified_local", name)),
                 last_error=(
                     ReplicaError(error=last_error.last_error, at=parse_time(last_error.updated_at))
                     if last_error
@@ -1724,6 +1693,56 @@ class Tx:
                 ),
             )
         return out
+
+    def _oldest_waiting(self, *, station: str, target: str, waiting: int) -> WaitingItem | None:
+        """The local item of ``station`` with the earliest replication deadline (then the
+        smallest digest) that has no verified copy on ``target``, given that ``waiting`` such
+        items exist (the tallies say so).
+
+        Two walks on the waiting index take turns, in chunks that double: from the earliest
+        deadline, the first item without a copy is the answer; from the latest, the
+        ``waiting``-th is. Old items are mostly copied and new ones waiting, or an old one is
+        stuck and the rest copied: either way one walk ends soon, and together they read at
+        most twice what the shorter reads. Where they meet every item was seen, and the
+        earliest without a copy that the walk from the latest met is the answer, whatever
+        the count said."""
+        if waiting < 1:
+            return None
+        copied = (
+            select(replicas.c.item)
+            .where(replicas.c.item == items.c.sha256, replicas.c.target == target,
+                   replicas.c.state == _VERIFIED)
+            .exists()
+        )
+        deadline, sha = items.c.replication_deadline, items.c.sha256
+        walk = select(sha, deadline, copied.label("copied")).where(
+            items.c.station == station, items.c.local_present.is_(True))
+        low: tuple[str, str] | None = None  # the last item the walk from the earliest read
+        high: tuple[str, str] | None = None  # and from the latest
+        seen = 0
+        latest_waiting: WaitingItem | None = None
+        chunk = WAITING_CHUNK
+        while True:
+            rows = self.conn.execute(
+                _between(walk.order_by(deadline, sha), low, high).limit(chunk)).all()
+            first = next((row for row in rows if not row.copied), None)
+            if first is not None:
+                return _waiting(first)
+            if len(rows) < chunk:
+                return latest_waiting  # the walks met
+            low = (rows[-1].replication_deadline, rows[-1].sha256)
+            rows = self.conn.execute(_between(walk.order_by(deadline.desc(), sha.desc()),
+                                              low, high).limit(chunk)).all()
+            for row in rows:
+                if not row.copied:
+                    latest_waiting = _waiting(row)
+                    seen += 1
+                    if seen == waiting:
+                        return latest_waiting
+            if len(rows) < chunk:
+                return latest_waiting
+            high = (rows[-1].replication_deadline, rows[-1].sha256)
+            chunk = min(2 * chunk, WAITING_CHUNK_MAX)
 
     def add_checkpoint(
         self, *, target: str, name: str, seq: int, head_hash: str, at: datetime
@@ -2248,6 +2267,20 @@ class Tx:
             query = query.where(tuple_(items.c.recorded_start, items.c.sha256)
                                 > tuple_(start, after))
         return [_listed(row) for row in self.conn.execute(query.limit(limit)).mappings()]
+
+
+def _between(query: Any, low: tuple[str, str] | None, high: tuple[str, str] | None) -> Any:
+    """``query`` on the items after ``low`` and before ``high`` by (deadline, digest)."""
+    key = tuple_(items.c.replication_deadline, items.c.sha256)
+    if low is not None:
+        query = query.where(key > tuple_(*low))
+    if high is not None:
+        query = query.where(key < tuple_(*high))
+    return query
+
+
+def _waiting(row: Any) -> WaitingItem:
+    return WaitingItem(sha256=row.sha256, deadline=parse_time(row.replication_deadline))
 
 
 def _parsed_or_none(text: str | None) -> datetime | None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 NAMING = {
@@ -129,6 +130,8 @@ items = Table(
     Column("local_present", Boolean, nullable=False, default=True),
     Column("ledger_seq", BigInteger, nullable=False),
     Index("ix_items_recorded", "recorded_start", "sha256"),  # listings page through this
+    # the station's local items by deadline: status walks to the oldest waiting from both ends
+    Index("ix_items_waiting", "station", "local_present", "replication_deadline", "sha256"),
     # the last re-hash that found the local copy intact, as the latest such `audited` entry
     # says (none yet: the audit cycle counts from stored_at)
     Column("audited_at", Time, nullable=True),
@@ -152,6 +155,9 @@ acquisitions = Table(
     Column("wiped_at", Time, nullable=True),
     Column("ledger_seq", BigInteger, nullable=True),
     Index("ix_acquisitions_source", "serial", "path_hex", "size", "mtime_ns"),
+    # the files being copied now (a few rows, however many acquisitions there are)
+    Index("ix_acquisitions_copying", "session_id", sqlite_where=text("state = 'copying'"),
+          postgresql_where=text("state = 'copying'")),
 )
 
 flags = Table(
@@ -224,6 +230,10 @@ replicas = Table(
     Column("rewrite", Boolean, nullable=False, default=False),
     # versions found bad, space separated: kept by their lock, never counted again
     Column("bad_versions", Text, nullable=False, default=""),
+    # the copies that recorded an error, newest last: a target's last error without reading
+    # every copy
+    Index("ix_replicas_errors", "target", "updated_at", sqlite_where=text("last_error <> ''"),
+          postgresql_where=text("last_error <> ''")),
 )
 
 target_identities = Table(

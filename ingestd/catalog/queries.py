@@ -1159,8 +1159,8 @@ class Tx:
     def counts(self, *, station: str) -> Counts:
         """This station's items (those it stored first), flags and acquisitions: a catalog shared
         by many stations holds the others' too. Read from the station's tallies (kept by the
-        triggers of migrations 0014 and 0018) and the files being copied now (on their partial
-        index): a few dozen rows however many items there are."""
+        triggers of migrations 0014 and 0018): a few dozen rows however many items there
+        are."""
         kept = self._tally_map(station)
 
         def n(name: str, label: str = "") -> int:
@@ -1171,21 +1171,8 @@ class Tx:
 
         by_flag = {label: count for (name, label), (count, _) in sorted(kept.items())
                    if name == "flagged" and count > 0}
-        by_state = {label: count for (name, label), (count, _) in kept.items()
-                    if name == "acquired" and count > 0}
-        # from the files being copied (a few, on their index) to their sessions, not from
-        # every session of the station
-        of_session = (select(dock_sessions.c.station)
-                      .where(dock_sessions.c.id == acquisitions.c.session_id)
-                      .scalar_subquery())
-        copying = self.conn.execute(
-            select(func.count())
-            .select_from(acquisitions)
-            .where(acquisitions.c.state == str(AcquisitionState.COPYING),
-                   of_session == station)
-        ).scalar_one()
-        if copying:
-            by_state[str(AcquisitionState.COPYING)] = int(copying)
+        by_state = {label: count for (name, label), (count, _) in sorted(kept.items())
+                    if name == "acquisitions" and count > 0}
         return Counts(
             items=n("local") + n("evicted"),
             bytes=size("local") + size("evicted"),
@@ -1193,7 +1180,7 @@ class Tx:
             local_bytes=size("local"),
             labelled=n("labelled"),
             flags=by_flag,
-            acquisitions=dict(sorted(by_state.items())),
+            acquisitions=by_state,
         )
 
     def _tally_map(self, station: str) -> dict[tuple[str, str], tuple[int, int]]:

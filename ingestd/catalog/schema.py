@@ -155,9 +155,6 @@ acquisitions = Table(
     Column("wiped_at", Time, nullable=True),
     Column("ledger_seq", BigInteger, nullable=True),
     Index("ix_acquisitions_source", "serial", "path_hex", "size", "mtime_ns"),
-    # the files being copied now (a few rows, however many acquisitions there are)
-    Index("ix_acquisitions_copying", "session_id", sqlite_where=text("state = 'copying'"),
-          postgresql_where=text("state = 'copying'")),
 )
 
 flags = Table(

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from conftest import (
     OFFICER,
     OFFICER_ID,
+    ROOT,
     SERIAL,
     Clips,
     FakeClock,
@@ -29,8 +30,11 @@ from conftest import (
 
 from ingestd import config as config_mod
 from ingestd.catalog.db import Catalog
+from ingestd.domain.records import DockSource, SessionState
 from ingestd.usecases.home import init_home
+from ingestd.usecases.ingest import HOST
 from ingestd.usecases.status import status
+from tests.support import catalog
 
 pytestmark = pytest.mark.integration
 
@@ -141,6 +145,25 @@ def exercise(tmp_path: Path, clips: Clips, url: str) -> dict[str, Path]:
                                                 "DCIM/a.mp4": clips.a})
     assert run_cli(two, "ingest", second, "--serial", SERIAL).exit_code == 0
     check(url, homes)
+    # a file of the second station being copied by a process that is gone, then found so
+    # (interrupted) by its next ingest
+    station = open_station(two)
+    try:
+        with station.catalog.write() as tx:
+            session = tx.open_session(
+                serial=SERIAL, station=station.name, source=DockSource.WATCH, mountpoint="/x",
+                state=SessionState.RUNNING, docked_at=station.clock(), actor="ingestd",
+                ledger_seq=0, health={}, pid=None, host=HOST)
+            tx.start_acquisition(session_id=session, serial=SERIAL, path="DCIM/d.mp4",
+                                 path_hex=b"DCIM/d.mp4".hex(), size=10, mtime_ns=0,
+                                 started_at=station.clock())
+    finally:
+        station.close()
+    assert shown(two)["acquisitions"]["copying"] == 1
+    check(url, homes)
+    assert run_cli(two, "ingest", second, "--serial", SERIAL).exit_code == 0
+    assert shown(two)["acquisitions"]["interrupted"] == 1
+    check(url, homes)
     # labelled twice (one item labelled), then copied, proven and evicted
     for party in ("Wang", "Wang Wu"):
         assert run_cli(one, "label", clips.a.sha256, "--case", "C-1",
@@ -186,7 +209,10 @@ def test_status_from_tallies_is_what_the_rows_say(tmp_path: Path, clips: Clips) 
     assert before["station-01"]["items"]["labelled"] == 1
     assert before["station-02"]["items"]["labelled"] == 1
     assert before["station-02"]["items"]["total"] == 1  # a: the first station's item
-    assert before["station-02"]["acquisitions"] == {"known": 1, "stored": 1}
+    assert before["station-02"]["acquisitions"] == {"interrupted": 1, "known": 3, "stored": 1}
+    triggers = {r["name"] for r in catalog.raw_rows(
+        homes["station-01"], "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    assert triggers >= {name for name, *_ in _migration().TRIGGERS}
     # Taken back before the new tallies and forward again: filled from the rows, the same.
     from alembic import command
 
@@ -198,8 +224,35 @@ def test_status_from_tallies_is_what_the_rows_say(tmp_path: Path, clips: Clips) 
     check(url, homes)
 
 
+def _migration() -> Any:
+    import importlib.util
+
+    path = ROOT / "ingestd" / "catalog" / "migrations" / "versions" / "0018_status_tallies.py"
+    spec = importlib.util.spec_from_file_location("migration_0018", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_on_postgresql_too(tmp_path: Path, clips: Clips, postgres_url: str) -> None:
     homes = exercise(tmp_path, clips, postgres_url)
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            triggers = set(conn.execute(sa.text(
+                "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars())
+    finally:
+        engine.dispose()
+    assert triggers >= {name for name, *_ in _migration().TRIGGERS}
+    from alembic import command
+
+    from ingestd.catalog.db import _alembic_config
+
+    before = {name: shown(home) for name, home in homes.items()}
+    command.downgrade(_alembic_config(postgres_url), "0016")
+    Catalog(postgres_url).upgrade()
+    assert {name: shown(home) for name, home in homes.items()} == before
     check(postgres_url, homes)
 
 

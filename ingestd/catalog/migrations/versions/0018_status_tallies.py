@@ -12,11 +12,13 @@ walks on indexes that stop early. This adds what 0014's tallies do not hold:
 * ``replica_<state>`` by target (``replica_verified``, ``replica_uploading``, ...): the copies
   of the station's items in that state now (0014's ``replicated`` counts copies that became
   verified, and is never lowered);
-* ``proven`` by target: verified copies read back since, not to be written again.
+* ``proven`` by target: verified copies read back since, not to be written again;
+* ``acquisitions`` by state: the acquisitions of the station's sessions in that state now,
+  ``copying`` too (0014's ``acquired`` counts how acquisitions ended, and is never lowered).
 
-And three indexes: the station's local items by replication deadline (the oldest waiting is
-walked to from both ends), the copies that recorded an error by target and time (partial: the
-last error without reading every copy), and the acquisitions being copied now (partial).
+And two indexes: the station's local items by replication deadline (the oldest waiting is
+walked to from both ends), and the copies that recorded an error by target and time (partial:
+the last error without reading every copy).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ def _proven(row: str) -> str:
 
 def _of_item(row: str) -> str:
     return f" FROM items i WHERE i.sha256 = {row}.item"
+
+
+def _of_session(row: str) -> str:
+    return f" FROM dock_sessions s WHERE s.id = {row}.session_id"
 
 
 #: (name, event, table, condition or None, statements), as in 0014.
@@ -81,6 +87,20 @@ TRIGGERS: list[tuple[str, str, str, str | None, list[str]]] = [
         + " UNION ALL SELECT i.station, 'proven', OLD.target, -1, 0, NULL" + _of_item("OLD")
         + f" AND {_proven('OLD')}" + _UPSERT,
     ]),
+    ("tally_acquisition_states_insert", "INSERT", "acquisitions", None, [
+        _INTO + "SELECT s.station, 'acquisitions', NEW.state, 1, 0, NULL" + _of_session("NEW")
+        + _UPSERT,
+    ]),
+    ("tally_acquisition_states_update", "UPDATE OF state", "acquisitions",
+     "NEW.state <> OLD.state", [
+         _INTO + "SELECT s.station, 'acquisitions', NEW.state, 1, 0, NULL" + _of_session("NEW")
+         + " UNION ALL SELECT s.station, 'acquisitions', OLD.state, -1, 0, NULL"
+         + _of_session("OLD") + _UPSERT,
+     ]),
+    ("tally_acquisition_states_delete", "DELETE", "acquisitions", None, [
+        _INTO + "SELECT s.station, 'acquisitions', OLD.state, -1, 0, NULL" + _of_session("OLD")
+        + _UPSERT,
+    ]),
 ]
 
 #: The new tallies of a catalog that already holds rows.
@@ -92,10 +112,12 @@ FILL = [
     _INTO + "SELECT i.station, 'proven', r.target, count(*), 0, NULL"
     " FROM replicas r JOIN items i ON i.sha256 = r.item"
     f" WHERE {_proven('r')} GROUP BY i.station, r.target",
+    _INTO + "SELECT s.station, 'acquisitions', a.state, count(*), 0, NULL FROM acquisitions a"
+    " JOIN dock_sessions s ON s.id = a.session_id GROUP BY s.station, a.state",
 ]
 
 #: The tallies this migration adds (a downgrade removes their rows).
-ADDED = "name IN ('labelled', 'proven') OR substr(name, 1, 8) = 'replica_'"
+ADDED = "name IN ('labelled', 'proven', 'acquisitions') OR substr(name, 1, 8) = 'replica_'"
 
 
 def _create_trigger(dialect: str, name: str, event: str, table: str, when: str | None,
@@ -124,13 +146,9 @@ def upgrade() -> None:
     op.create_index("ix_replicas_errors", "replicas", ["target", "updated_at"],
                     sqlite_where=sa.text("last_error <> ''"),
                     postgresql_where=sa.text("last_error <> ''"))
-    op.create_index("ix_acquisitions_copying", "acquisitions", ["session_id"],
-                    sqlite_where=sa.text("state = 'copying'"),
-                    postgresql_where=sa.text("state = 'copying'"))
 
 
 def downgrade() -> None:
-    op.drop_index("ix_acquisitions_copying", table_name="acquisitions")
     op.drop_index("ix_replicas_errors", table_name="replicas")
     op.drop_index("ix_items_waiting", table_name="items")
     dialect = op.get_bind().dialect.name

@@ -445,8 +445,8 @@ def _item_search(wanted: ItemFilter) -> Any:
 LIST_BATCH = 1000
 
 #: Rows the walks to a target's oldest waiting item read at first, and at most, a chunk.
-WAITING_CHUNK = 64
-WAITING_CHUNK_MAX = 8192
+WAITING_CHUNK = 256
+WAITING_CHUNK_MAX = 16384
 
 
 
@@ -1690,45 +1690,34 @@ class Tx:
         deadline, the first item without a copy is the answer; from the latest, the
         ``waiting``-th is. Old items are mostly copied and new ones waiting, or an old one is
         stuck and the rest copied: either way one walk ends soon, and together they read at
-        most twice what the shorter reads. Where they meet every item was seen, and the
-        earliest without a copy that the walk from the latest met is the answer, whatever
-        the count said."""
+        most about twice what the shorter reads. Each chunk is counted and searched in SQL:
+        only its edge and the answer come back. Where the walks meet every item was seen,
+        and the earliest without a copy is the answer, whatever the count said."""
         if waiting < 1:
             return None
-        copied = (
-            select(replicas.c.item)
-            .where(replicas.c.item == items.c.sha256, replicas.c.target == target,
-                   replicas.c.state == _VERIFIED)
-            .exists()
-        )
-        deadline, sha = items.c.replication_deadline, items.c.sha256
-        walk = select(sha, deadline, copied.label("copied")).where(
-            items.c.station == station, items.c.local_present.is_(True))
-        low: tuple[str, str] | None = None  # the last item the walk from the earliest read
-        high: tuple[str, str] | None = None  # and from the latest
+        walk = _Walk(self.conn, station=station, target=target)
+        low: tuple[str, str] | None = None  # the walk from the earliest read up to this key
+        high: tuple[str, str] | None = None  # the walk from the latest, down to this one
         seen = 0
-        latest_waiting: WaitingItem | None = None
         chunk = WAITING_CHUNK
+        # (one bound a side: the edge of a chunk lies within the other walk's bound, and
+        # SQLite seeks on one bound a side and filters on the other)
         while True:
-            rows = self.conn.execute(
-                _between(walk.order_by(deadline, sha), low, high).limit(chunk)).all()
-            first = next((row for row in rows if not row.copied), None)
-            if first is not None:
-                return _waiting(first)
-            if len(rows) < chunk:
-                return latest_waiting  # the walks met
-            low = (rows[-1].replication_deadline, rows[-1].sha256)
-            rows = self.conn.execute(_between(walk.order_by(deadline.desc(), sha.desc()),
-                                              low, high).limit(chunk)).all()
-            for row in rows:
-                if not row.copied:
-                    latest_waiting = _waiting(row)
-                    seen += 1
-                    if seen == waiting:
-                        return latest_waiting
-            if len(rows) < chunk:
-                return latest_waiting
-            high = (rows[-1].replication_deadline, rows[-1].sha256)
+            edge = walk.edge(gt=low, lt=high, ascending=True, nth=chunk)
+            if edge is None:  # the walks meet: all else was seen, none waiting before high
+                return walk.waiting(gt=low, ascending=True)
+            found = walk.waiting(gt=low, le=edge, ascending=True)
+            if found is not None:
+                return found
+            low = edge
+            edge = walk.edge(gt=low, lt=high, ascending=False, nth=chunk)
+            if edge is None:
+                return walk.waiting(gt=low, ascending=True)  # the walks met
+            here = walk.count(ge=edge, lt=high)
+            if seen + here >= waiting:
+                return walk.waiting(ge=edge, lt=high, ascending=False, skip=waiting - seen - 1)
+            seen += here
+            high = edge
             chunk = min(2 * chunk, WAITING_CHUNK_MAX)
 
     def add_checkpoint(
@@ -2198,8 +2187,9 @@ class Tx:
                             last_taken_at=_time_or_none(tally[4]), latest=files)
 
     def stored_since(self, *, station: str, day: datetime, week: datetime) -> StoredSince:
-        """The bytes ``station`` stored since ``day`` and since ``week`` (on the items'
-        ``stored_at`` index: only the last week's items are read)."""
+        """The bytes ``station`` stored since ``day`` and since ``week`` (on the index of the
+        station's items by ``stored_at`` with their sizes: only the last week's entries are
+        read, not the items)."""
         recent = (items.c.station == station) & (items.c.stored_at >= format_time(week))
         row = self.conn.execute(
             select(
@@ -2256,18 +2246,58 @@ class Tx:
         return [_listed(row) for row in self.conn.execute(query.limit(limit)).mappings()]
 
 
-def _between(query: Any, low: tuple[str, str] | None, high: tuple[str, str] | None) -> Any:
-    """``query`` on the items after ``low`` and before ``high`` by (deadline, digest)."""
-    key = tuple_(items.c.replication_deadline, items.c.sha256)
-    if low is not None:
-        query = query.where(key > tuple_(*low))
-    if high is not None:
-        query = query.where(key < tuple_(*high))
-    return query
+class _Walk:
+    """A station's local items on the waiting index, by (deadline, digest), within bounds
+    (``gt``, ``ge``, ``lt``, ``le``: keys, None for no bound), and which of them have no
+    verified copy on the target."""
 
+    def __init__(self, conn: Connection, *, station: str, target: str) -> None:
+        self.conn = conn
+        self.mine = (items.c.station == station, items.c.local_present.is_(True))
+        self.copied = (
+            select(replicas.c.item)
+            .where(replicas.c.item == items.c.sha256, replicas.c.target == target,
+                   replicas.c.state == _VERIFIED)
+            .exists()
+        )
 
-def _waiting(row: Any) -> WaitingItem:
-    return WaitingItem(sha256=row.sha256, deadline=parse_time(row.replication_deadline))
+    def _within(self, query: Any, **bounds: tuple[str, str] | None) -> Any:
+        key = tuple_(items.c.replication_deadline, items.c.sha256)
+        compare = {"gt": key.__gt__, "ge": key.__ge__, "lt": key.__lt__, "le": key.__le__}
+        query = query.where(*self.mine)
+        for name, bound in bounds.items():
+            if bound is not None:
+                query = query.where(compare[name](tuple_(*bound)))
+        return query
+
+    @staticmethod
+    def _ordered(query: Any, ascending: bool) -> Any:
+        deadline, sha = items.c.replication_deadline, items.c.sha256
+        return (query.order_by(deadline, sha) if ascending
+                else query.order_by(deadline.desc(), sha.desc()))
+
+    def edge(self, *, ascending: bool, nth: int,
+             **bounds: tuple[str, str] | None) -> tuple[str, str] | None:
+        """The key of the ``nth`` item within the bounds, walked that way (None: fewer)."""
+        row = self.conn.execute(self._ordered(self._within(
+            select(items.c.replication_deadline, items.c.sha256), **bounds), ascending)
+            .offset(nth - 1).limit(1)).first()
+        return None if row is None else (row.replication_deadline, row.sha256)
+
+    def count(self, **bounds: tuple[str, str] | None) -> int:
+        """How many items within the bounds wait."""
+        return int(self.conn.execute(self._within(
+            select(func.count()).select_from(items), **bounds).where(~self.copied)
+        ).scalar_one())
+
+    def waiting(self, *, ascending: bool, skip: int = 0,
+                **bounds: tuple[str, str] | None) -> WaitingItem | None:
+        """The first item within the bounds that waits, walked that way, past ``skip``."""
+        row = self.conn.execute(self._ordered(self._within(
+            select(items.c.sha256, items.c.replication_deadline), **bounds)
+            .where(~self.copied), ascending).offset(skip).limit(1)).first()
+        return None if row is None else WaitingItem(
+            sha256=row.sha256, deadline=parse_time(row.replication_deadline))
 
 
 def _parsed_or_none(text: str | None) -> datetime | None:

@@ -132,6 +132,8 @@ items = Table(
     Index("ix_items_recorded", "recorded_start", "sha256"),  # listings page through this
     # the station's local items by deadline: status walks to the oldest waiting from both ends
     Index("ix_items_waiting", "station", "local_present", "replication_deadline", "sha256"),
+    # what the station stored lately, summed from the index alone
+    Index("ix_items_station_stored", "station", "stored_at", "size"),
     # the last re-hash that found the local copy intact, as the latest such `audited` entry
     # says (none yet: the audit cycle counts from stored_at)
     Column("audited_at", Time, nullable=True),

@@ -256,14 +256,17 @@ def test_on_postgresql_too(tmp_path: Path, clips: Clips, postgres_url: str) -> N
     check(postgres_url, homes)
 
 
+@pytest.mark.parametrize("chunk", [1, 2])
 def test_the_oldest_waiting_is_found_from_either_end(tmp_path: Path, clips: Clips,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Walked a row at a time, from the earliest deadline and from the latest in turn: of
-    six items, whichever one or two wait among copied ones, the earliest waiting is named."""
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     chunk: int) -> None:
+    """Walked a row or two at a time, from the earliest deadline and from the latest in
+    turn: of six items, whichever one or two wait among copied ones, the earliest waiting is
+    named."""
     from ingestd.catalog import queries
 
-    monkeypatch.setattr(queries, "WAITING_CHUNK", 1)
-    monkeypatch.setattr(queries, "WAITING_CHUNK_MAX", 1)
+    monkeypatch.setattr(queries, "WAITING_CHUNK", chunk)
+    monkeypatch.setattr(queries, "WAITING_CHUNK_MAX", chunk)
     nas = tmp_path / "nas"
     nas.mkdir()
     home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)},

@@ -16,9 +16,10 @@ walks on indexes that stop early. This adds what 0014's tallies do not hold:
 * ``acquisitions`` by state: the acquisitions of the station's sessions in that state now,
   ``copying`` too (0014's ``acquired`` counts how acquisitions ended, and is never lowered).
 
-And two indexes: the station's local items by replication deadline (the oldest waiting is
-walked to from both ends), and the copies that recorded an error by target and time (partial:
-the last error without reading every copy).
+And three indexes: the station's local items by replication deadline (the oldest waiting is
+walked to from both ends), the copies that recorded an error by target and time (partial: the
+last error without reading every copy), and the station's items by time stored with their
+sizes (what the last week stored, read from the index alone).
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ def upgrade() -> None:
         _create_trigger(dialect, name, event, table, when, statements)
     op.create_index("ix_items_waiting", "items",
                     ["station", "local_present", "replication_deadline", "sha256"])
+    op.create_index("ix_items_station_stored", "items", ["station", "stored_at", "size"])
     op.create_index("ix_replicas_errors", "replicas", ["target", "updated_at"],
                     sqlite_where=sa.text("last_error <> ''"),
                     postgresql_where=sa.text("last_error <> ''"))
@@ -150,6 +152,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_replicas_errors", table_name="replicas")
+    op.drop_index("ix_items_station_stored", table_name="items")
     op.drop_index("ix_items_waiting", table_name="items")
     dialect = op.get_bind().dialect.name
     for name, _event, table, _when, _statements in reversed(TRIGGERS):

@@ -21,6 +21,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
@@ -1686,13 +1687,16 @@ class Tx:
         smallest digest) that has no verified copy on ``target``, given that ``waiting`` such
         items exist (the tallies say so).
 
-        Two walks on the waiting index take turns, in chunks that double: from the earliest
+        Two walks on the waiting index take turns, in chunks that grow: from the earliest
         deadline, the first item without a copy is the answer; from the latest, the
-        ``waiting``-th is. Old items are mostly copied and new ones waiting, or an old one is
-        stuck and the rest copied: either way one walk ends soon, and together they read at
-        most about twice what the shorter reads. Each chunk is counted and searched in SQL:
-        only its edge and the answer come back. Where the walks meet every item was seen,
-        and the earliest without a copy is the answer, whatever the count said."""
+        ``waiting``-th is. Old items are mostly copied and new ones waiting (the walk from
+        the latest ends after about ``waiting`` items: its chunks are sized to what is still
+        to be found, and the other walk's are a quarter of them), or an old one is stuck
+        and the rest copied (the walk from the earliest ends at once); either way together
+        they read a few times what the shorter walk would. Each chunk is counted and
+        searched in SQL: only its edge and the answer come back. Where the walks meet every
+        item was seen, and the earliest without a copy is the answer, whatever the count
+        said."""
         if waiting < 1:
             return None
         walk = _Walk(self.conn, station=station, target=target)
@@ -1703,17 +1707,21 @@ class Tx:
         # (one bound a side: the edge of a chunk lies within the other walk's bound, and
         # SQLite seeks on one bound a side and filters on the other)
         while True:
-            edge = walk.edge(gt=low, lt=high, ascending=True, nth=chunk)
+            edge = walk.edge(gt=low, lt=high, ascending=True,
+                             nth=max(WAITING_CHUNK, chunk // 4))
             if edge is None:  # the walks meet: all else was seen, none waiting before high
                 return walk.waiting(gt=low, ascending=True)
             found = walk.waiting(gt=low, le=edge, ascending=True)
             if found is not None:
                 return found
             low = edge
+            chunk = min(max(chunk, waiting - seen), WAITING_CHUNK_MAX)
             edge = walk.edge(gt=low, lt=high, ascending=False, nth=chunk)
             if edge is None:
                 return walk.waiting(gt=low, ascending=True)  # the walks met
             here = walk.count(ge=edge, lt=high)
+            if here == chunk == waiting - seen:  # all wait: the chunk's edge is the last
+                return WaitingItem(sha256=edge[1], deadline=parse_time(edge[0]))
             if seen + here >= waiting:
                 return walk.waiting(ge=edge, lt=high, ascending=False, skip=waiting - seen - 1)
             seen += here
@@ -2253,7 +2261,8 @@ class _Walk:
 
     def __init__(self, conn: Connection, *, station: str, target: str) -> None:
         self.conn = conn
-        self.mine = (items.c.station == station, items.c.local_present.is_(True))
+        # "= true", not "IS true": PostgreSQL seeks on an equality only
+        self.mine = (items.c.station == station, items.c.local_present == true())
         self.copied = (
             select(replicas.c.item)
             .where(replicas.c.item == items.c.sha256, replicas.c.target == target,

@@ -21,6 +21,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
@@ -443,6 +444,10 @@ def _item_search(wanted: ItemFilter) -> Any:
 
 #: Rows an item listing holds at a time.
 LIST_BATCH = 1000
+
+#: Rows the walks to a target's oldest waiting item read at first, and at most, a chunk.
+WAITING_CHUNK = 256
+WAITING_CHUNK_MAX = 16384
 
 
 
@@ -1154,48 +1159,37 @@ class Tx:
 
     def counts(self, *, station: str) -> Counts:
         """This station's items (those it stored first), flags and acquisitions: a catalog shared
-        by many stations holds the others' too."""
-        mine = items.c.station == station
-        total = self.conn.execute(
-            select(func.count(), func.coalesce(func.sum(items.c.size), 0)).where(mine)
-        ).one()
-        local = self.conn.execute(
-            select(func.count(), func.coalesce(func.sum(items.c.size), 0)).where(
-                items.c.local_present.is_(True), mine
-            )
-        ).one()
-        by_flag = {
-            row.flag: int(row.n)
-            for row in self.conn.execute(
-                select(flags.c.flag, func.count().label("n"))
-                .join(items, items.c.sha256 == flags.c.item)
-                .where(mine)
-                .group_by(flags.c.flag)
-            )
-        }
-        by_state = {
-            row.state: int(row.n)
-            for row in self.conn.execute(
-                select(acquisitions.c.state, func.count().label("n"))
-                .join(dock_sessions, dock_sessions.c.id == acquisitions.c.session_id)
-                .where(dock_sessions.c.station == station)
-                .group_by(acquisitions.c.state)
-            )
-        }
-        labelled = self.conn.execute(
-            select(func.count(func.distinct(labels.c.item)))
-            .join(items, items.c.sha256 == labels.c.item)
-            .where(mine)
-        ).scalar_one()
+        by many stations holds the others' too. Read from the station's tallies (kept by the
+        triggers of migrations 0014 and 0018): a few dozen rows however many items there
+        are."""
+        kept = self._tally_map(station)
+
+        def n(name: str, label: str = "") -> int:
+            return kept[(name, label)][0] if (name, label) in kept else 0
+
+        def size(name: str) -> int:
+            return kept[(name, "")][1] if (name, "") in kept else 0
+
+        by_flag = {label: count for (name, label), (count, _) in sorted(kept.items())
+                   if name == "flagged" and count > 0}
+        by_state = {label: count for (name, label), (count, _) in sorted(kept.items())
+                    if name == "acquisitions" and count > 0}
         return Counts(
-            items=int(total[0]),
-            bytes=int(total[1]),
-            local_items=int(local[0]),
-            local_bytes=int(local[1]),
-            labelled=int(labelled),
+            items=n("local") + n("evicted"),
+            bytes=size("local") + size("evicted"),
+            local_items=n("local"),
+            local_bytes=size("local"),
+            labelled=n("labelled"),
             flags=by_flag,
             acquisitions=by_state,
         )
+
+    def _tally_map(self, station: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """The station's tallies: (count, bytes) by (name, label)."""
+        return {(row.name, row.label): (int(row.n), int(row.bytes))
+                for row in self.conn.execute(
+                    select(tallies.c.name, tallies.c.label, tallies.c.n, tallies.c.bytes)
+                    .where(tallies.c.station == station))}
 
     def items_needing_window_check(self, *, station: str) -> list[WindowCheck]:
         """The items ``station`` stored, with their deadlines and whether they are labelled."""
@@ -1647,76 +1641,39 @@ class Tx:
     def replica_stats(self, targets: Sequence[str], *, station: str) -> dict[str, ReplicaStats]:
         """Per target: the replicas of this station's items by state (a catalog shared by many
         stations holds theirs too, replicated by them), how many of the verified ones are proven
-        (read back), the oldest waiting, the last error."""
-        mine = items.c.station == station
-        local = self.conn.execute(
-            select(func.count()).where(items.c.local_present.is_(True), mine)
-        ).scalar_one()
+        (read back), the oldest waiting, the last error.
+
+        The counts are the station's tallies (migrations 0014 and 0018); the oldest waiting is
+        walked to on the items' waiting index, the last error read on the copies' error index:
+        no read grows with the catalog, only with the items waiting."""
+        kept = self._tally_map(station)
+
+        def n(name: str, label: str = "") -> int:
+            return kept[(name, label)][0] if (name, label) in kept else 0
+
+        local = n("local")
         out: dict[str, ReplicaStats] = {}
         for name in targets:
-            by_state = {
-                row.state: int(row.n)
-                for row in self.conn.execute(
-                    select(replicas.c.state, func.count().label("n"))
-                    .join(items, items.c.sha256 == replicas.c.item)
-                    .where(replicas.c.target == name, mine)
-                    .group_by(replicas.c.state)
-                )
-            }
-            verified = by_state.get("verified", 0)
-            proven = self.conn.execute(
-                select(func.count())
-                .select_from(replicas)
-                .join(items, items.c.sha256 == replicas.c.item)
-                .where(
-                    replicas.c.target == name,
-                    mine,
-                    replicas.c.state == "verified",
-                    replicas.c.proven_at.is_not(None),
-                    replicas.c.rewrite.is_(False),
-                )
-            ).scalar_one()
-            oldest = self.conn.execute(
-                select(items.c.sha256, items.c.replication_deadline)
-                .where(
-                    items.c.local_present.is_(True),
-                    mine,
-                    items.c.sha256.not_in(
-                        select(replicas.c.item).where(
-                            replicas.c.target == name, replicas.c.state == "verified"
-                        )
-                    ),
-                )
-                .order_by(items.c.replication_deadline)
-                .limit(1)
-            ).first()
+            verified = n("replica_verified", name)
+            uploading = n("replica_uploading", name)
+            failed = n("replica_failed", name) + n("replica_mismatch", name)
             last_error = self.conn.execute(
                 select(replicas.c.last_error, replicas.c.updated_at)
                 .join(items, items.c.sha256 == replicas.c.item)
-                .where(replicas.c.target == name, replicas.c.last_error != "", mine)
+                .where(replicas.c.target == name, replicas.c.last_error != "",
+                       items.c.station == station)
                 .order_by(replicas.c.updated_at.desc())
                 .limit(1)
             ).first()
             out[name] = ReplicaStats(
                 verified=verified,
-                proven=int(proven),
-                in_flight=by_state.get("uploading", 0),
-                failed=by_state.get("failed", 0) + by_state.get("mismatch", 0),
-                queued=max(
-                    0,
-                    int(local)
-                    - verified
-                    - by_state.get("uploading", 0)
-                    - by_state.get("failed", 0)
-                    - by_state.get("mismatch", 0),
-                ),
-                oldest_waiting=(
-                    WaitingItem(
-                        sha256=oldest.sha256, deadline=parse_time(oldest.replication_deadline)
-                    )
-                    if oldest
-                    else None
-                ),
+                proven=n("proven", name),
+                in_flight=uploading,
+                failed=failed,
+                queued=max(0, local - verified - uploading - failed),
+                oldest_waiting=self._oldest_waiting(
+                    station=station, target=name,
+                    waiting=local - n("verified_local", name)),
                 last_error=(
                     ReplicaError(error=last_error.last_error, at=parse_time(last_error.updated_at))
                     if last_error
@@ -1724,6 +1681,52 @@ class Tx:
                 ),
             )
         return out
+
+    def _oldest_waiting(self, *, station: str, target: str, waiting: int) -> WaitingItem | None:
+        """The local item of ``station`` with the earliest replication deadline (then the
+        smallest digest) that has no verified copy on ``target``, given that ``waiting`` such
+        items exist (the tallies say so).
+
+        Two walks on the waiting index take turns, in chunks that grow: from the earliest
+        deadline, the first item without a copy is the answer; from the latest, the
+        ``waiting``-th is. Old items are mostly copied and new ones waiting (the walk from
+        the latest ends after about ``waiting`` items: its chunks are sized to what is still
+        to be found, and the other walk's are a quarter of them), or an old one is stuck
+        and the rest copied (the walk from the earliest ends at once); either way together
+        they read a few times what the shorter walk would. Each chunk is counted and
+        searched in SQL: only its edge and the answer come back. Where the walks meet every
+        item was seen, and the earliest without a copy is the answer, whatever the count
+        said."""
+        if waiting < 1:
+            return None
+        walk = _Walk(self.conn, station=station, target=target)
+        low: tuple[str, str] | None = None  # the walk from the earliest read up to this key
+        high: tuple[str, str] | None = None  # the walk from the latest, down to this one
+        seen = 0
+        chunk = WAITING_CHUNK
+        # (one bound a side: the edge of a chunk lies within the other walk's bound, and
+        # SQLite seeks on one bound a side and filters on the other)
+        while True:
+            edge = walk.edge(gt=low, lt=high, ascending=True,
+                             nth=max(WAITING_CHUNK, chunk // 4))
+            if edge is None:  # the walks meet: all else was seen, none waiting before high
+                return walk.waiting(gt=low, ascending=True)
+            found = walk.waiting(gt=low, le=edge, ascending=True)
+            if found is not None:
+                return found
+            low = edge
+            chunk = min(max(chunk, waiting - seen), WAITING_CHUNK_MAX)
+            edge = walk.edge(gt=low, lt=high, ascending=False, nth=chunk)
+            if edge is None:
+                return walk.waiting(gt=low, ascending=True)  # the walks met
+            here = walk.count(ge=edge, lt=high)
+            if here == chunk == waiting - seen:  # all wait: the chunk's edge is the last
+                return WaitingItem(sha256=edge[1], deadline=parse_time(edge[0]))
+            if seen + here >= waiting:
+                return walk.waiting(ge=edge, lt=high, ascending=False, skip=waiting - seen - 1)
+            seen += here
+            high = edge
+            chunk = min(2 * chunk, WAITING_CHUNK_MAX)
 
     def add_checkpoint(
         self, *, target: str, name: str, seq: int, head_hash: str, at: datetime
@@ -2192,8 +2195,9 @@ class Tx:
                             last_taken_at=_time_or_none(tally[4]), latest=files)
 
     def stored_since(self, *, station: str, day: datetime, week: datetime) -> StoredSince:
-        """The bytes ``station`` stored since ``day`` and since ``week`` (on the items'
-        ``stored_at`` index: only the last week's items are read)."""
+        """The bytes ``station`` stored since ``day`` and since ``week`` (on the index of the
+        station's items by ``stored_at`` with their sizes: only the last week's entries are
+        read, not the items)."""
         recent = (items.c.station == station) & (items.c.stored_at >= format_time(week))
         row = self.conn.execute(
             select(
@@ -2249,7 +2253,6 @@ class Tx:
                                 > tuple_(start, after))
         return [_listed(row) for row in self.conn.execute(query.limit(limit)).mappings()]
 
-
     # -- court packages (export) -----------------------------------------------------------
 
     def export_entries(self, items: Collection[str], *,
@@ -2265,6 +2268,61 @@ class Tx:
             query = query.where(ledger.c.data.contains(only))
         found = (_entry(row) for row in self.conn.execute(query).mappings())
         return [e for e in found if wanted & set(e.data.get("items") or ())]
+
+
+class _Walk:
+    """A station's local items on the waiting index, by (deadline, digest), within bounds
+    (``gt``, ``ge``, ``lt``, ``le``: keys, None for no bound), and which of them have no
+    verified copy on the target."""
+
+    def __init__(self, conn: Connection, *, station: str, target: str) -> None:
+        self.conn = conn
+        # "= true", not "IS true": PostgreSQL seeks on an equality only
+        self.mine = (items.c.station == station, items.c.local_present == true())
+        self.copied = (
+            select(replicas.c.item)
+            .where(replicas.c.item == items.c.sha256, replicas.c.target == target,
+                   replicas.c.state == _VERIFIED)
+            .exists()
+        )
+
+    def _within(self, query: Any, **bounds: tuple[str, str] | None) -> Any:
+        key = tuple_(items.c.replication_deadline, items.c.sha256)
+        compare = {"gt": key.__gt__, "ge": key.__ge__, "lt": key.__lt__, "le": key.__le__}
+        query = query.where(*self.mine)
+        for name, bound in bounds.items():
+            if bound is not None:
+                query = query.where(compare[name](tuple_(*bound)))
+        return query
+
+    @staticmethod
+    def _ordered(query: Any, ascending: bool) -> Any:
+        deadline, sha = items.c.replication_deadline, items.c.sha256
+        return (query.order_by(deadline, sha) if ascending
+                else query.order_by(deadline.desc(), sha.desc()))
+
+    def edge(self, *, ascending: bool, nth: int,
+             **bounds: tuple[str, str] | None) -> tuple[str, str] | None:
+        """The key of the ``nth`` item within the bounds, walked that way (None: fewer)."""
+        row = self.conn.execute(self._ordered(self._within(
+            select(items.c.replication_deadline, items.c.sha256), **bounds), ascending)
+            .offset(nth - 1).limit(1)).first()
+        return None if row is None else (row.replication_deadline, row.sha256)
+
+    def count(self, **bounds: tuple[str, str] | None) -> int:
+        """How many items within the bounds wait."""
+        return int(self.conn.execute(self._within(
+            select(func.count()).select_from(items), **bounds).where(~self.copied)
+        ).scalar_one())
+
+    def waiting(self, *, ascending: bool, skip: int = 0,
+                **bounds: tuple[str, str] | None) -> WaitingItem | None:
+        """The first item within the bounds that waits, walked that way, past ``skip``."""
+        row = self.conn.execute(self._ordered(self._within(
+            select(items.c.sha256, items.c.replication_deadline), **bounds)
+            .where(~self.copied), ascending).offset(skip).limit(1)).first()
+        return None if row is None else WaitingItem(
+            sha256=row.sha256, deadline=parse_time(row.replication_deadline))
 
 
 def _parsed_or_none(text: str | None) -> datetime | None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 NAMING = {
@@ -129,6 +130,10 @@ items = Table(
     Column("local_present", Boolean, nullable=False, default=True),
     Column("ledger_seq", BigInteger, nullable=False),
     Index("ix_items_recorded", "recorded_start", "sha256"),  # listings page through this
+    # the station's local items by deadline: status walks to the oldest waiting from both ends
+    Index("ix_items_waiting", "station", "local_present", "replication_deadline", "sha256"),
+    # what the station stored lately, summed from the index alone
+    Index("ix_items_station_stored", "station", "stored_at", "size"),
     # the last re-hash that found the local copy intact, as the latest such `audited` entry
     # says (none yet: the audit cycle counts from stored_at)
     Column("audited_at", Time, nullable=True),
@@ -224,6 +229,10 @@ replicas = Table(
     Column("rewrite", Boolean, nullable=False, default=False),
     # versions found bad, space separated: kept by their lock, never counted again
     Column("bad_versions", Text, nullable=False, default=""),
+    # the copies that recorded an error, newest last: a target's last error without reading
+    # every copy
+    Index("ix_replicas_errors", "target", "updated_at", sqlite_where=text("last_error <> ''"),
+          postgresql_where=text("last_error <> ''")),
 )
 
 target_identities = Table(

@@ -1,8 +1,9 @@
 """The station's status as the page and the API read it: at most once every ``STATUS_TTL``,
-however many ask. The status model counts the station's items, flags and acquisitions, which
-grows with the catalog; a page left open in many browsers, or a monitor that polls, then
-costs the catalog one read every ``STATUS_TTL``, and a request that comes while it is read
-waits for that read instead of starting another."""
+however many ask. The status model reads the catalog's tallies and a few short walks on its
+indexes, not every item, but it is still a dozen queries and the store's file system; a page
+left open in many browsers, or a monitor that polls, then costs the catalog one read every
+``STATUS_TTL``, and a request that comes while it is read waits for that read instead of
+starting another."""
 
 from __future__ import annotations
 

@@ -1655,6 +1655,8 @@ class Tx:
         out: dict[str, ReplicaStats] = {}
         for name in targets:
             verified = n("replica_verified", name)
+            # local items with no verified copy there: an evicted item's copy waits for nothing
+            waiting = local - n("verified_local", name)
             uploading = n("replica_uploading", name)
             failed = n("replica_failed", name) + n("replica_mismatch", name)
             last_error = self.conn.execute(
@@ -1670,10 +1672,9 @@ class Tx:
                 proven=n("proven", name),
                 in_flight=uploading,
                 failed=failed,
-                queued=max(0, local - verified - uploading - failed),
-                oldest_waiting=self._oldest_waiting(
-                    station=station, target=name,
-                    waiting=local - n("verified_local", name)),
+                queued=max(0, waiting - uploading - failed),
+                oldest_waiting=self._oldest_waiting(station=station, target=name,
+                                                    waiting=waiting),
                 last_error=(
                     ReplicaError(error=last_error.last_error, at=parse_time(last_error.updated_at))
                     if last_error

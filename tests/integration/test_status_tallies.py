@@ -84,11 +84,16 @@ def recount(url: str, station: str, targets: list[str]) -> dict[str, Any]:
                              " AND r.last_error <> '' ORDER BY r.updated_at DESC LIMIT 1",
                              target=target)
                 failed = states.get("failed", 0) + states.get("mismatch", 0)
+                # local items with no verified copy there (an evicted item's copy is not one
+                # a local item still waits for)
+                waiting = one("SELECT count(*) FROM items WHERE station = :station"
+                              " AND local_present AND sha256 NOT IN (SELECT item FROM replicas"
+                              " WHERE target = :target AND state = 'verified')",
+                              target=target)[0]
                 out["targets"][target] = {
                     "verified": states.get("verified", 0), "proven": proven,
                     "in_flight": states.get("uploading", 0), "failed": failed,
-                    "queued": max(0, local[0] - states.get("verified", 0)
-                                  - states.get("uploading", 0) - failed),
+                    "queued": max(0, waiting - states.get("uploading", 0) - failed),
                     "oldest_waiting": {"sha256": oldest[0][0], "deadline": oldest[0][1]}
                     if oldest else None,
                     "last_error": {"error": error[0][0], "at": error[0][1]} if error else None}

@@ -263,6 +263,27 @@ class _TargetBase(_Section):
     prefix: str = ""
 
 
+def http_url(value: str, *, example: str, secrets: str = "",
+             query: bool = True) -> str:
+    """``value`` if it is an http(s) URL with a host and no user name, password or fragment
+    (nor a query, unless ``query``); else a ValueError that says what is wrong without ever
+    echoing it (it may hold a secret). ``secrets`` says where a secret goes instead."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"not a URL (write like \"{example}\")") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL (write like \"{example}\")")
+    if text.url_has_userinfo(value):
+        raise ValueError("must not hold a user name or password"
+                         + (f"; {secrets}" if secrets else ""))
+    if parts.fragment or (parts.query and not query):
+        raise ValueError("must not hold a fragment" if query
+                         else "must not hold a query string or fragment")
+    return value
+
+
 class S3TargetSettings(_TargetBase):
     type: Literal["s3"]
     bucket: str | None = None
@@ -286,20 +307,8 @@ class S3TargetSettings(_TargetBase):
     def _no_secrets(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            # the value may hold a secret: say what is wrong, never echo it
-            raise ValueError("not a URL (write like \"https://rgw.example.org\")") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("not an http(s) URL (write like \"https://rgw.example.org\")")
-        if text.url_has_userinfo(value):
-            raise ValueError("must not hold a user name or password; put the keys in "
-                             "credentials_file")
-        if parts.query or parts.fragment:
-            raise ValueError("must not hold a query string or fragment")
-        return value
+        return http_url(value, example="https://rgw.example.org", query=False,
+                        secrets="put the keys in credentials_file")
 
     @model_validator(mode="after")
     def _shape(self) -> S3TargetSettings:
@@ -394,19 +403,8 @@ class AlertingSettings(_Section):
 
 
 def _secret_free_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ValueError("not a URL (write like \"https://alerts.example.org/hook\")") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("not an http(s) URL (write like \"https://alerts.example.org/hook\")")
-    if text.url_has_userinfo(value):
-        raise ValueError("must not hold a user name or password; put a bearer token in "
-                         "token_file")
-    if parts.fragment:
-        raise ValueError("must not hold a fragment")
-    return value
+    return http_url(value, example="https://alerts.example.org/hook",
+                    secrets="put a bearer token in token_file")
 
 
 class _ChannelBase(_Section):
@@ -470,20 +468,8 @@ class TimestampSettings(_Section):
     @field_validator("url")
     @classmethod
     def _plain_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            raise ValueError("not a URL (write like \"https://tsa.example.org/tsr\")") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("not an http(s) URL (write like \"https://tsa.example.org/tsr\")")
-        if text.url_has_userinfo(value):
-            raise ValueError("must not hold a user name or password")
-        if parts.fragment:
-            raise ValueError("must not hold a fragment")
-        return value
+        return None if value is None else http_url(value,
+                                                    example="https://tsa.example.org/tsr")
 
     @field_validator("policy")
     @classmethod

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from ..domain import text
 from ..errors import DiscrepancyFound, TimestampError, UsageError
 from ..integrity.package import verify_package
+from ..integrity.verify_package import ONE
 from ..timestamping import check_stamp
 from ..usecases import export as export_uc
 from .base import (
@@ -28,6 +29,7 @@ from .base import (
     esc,
     json_option,
     pass_app,
+    plural,
     print_json,
 )
 
@@ -104,8 +106,10 @@ def export_cmd(app: AppContext, items: tuple[str, ...], case: str | None, out: P
     if as_json:
         print_json(result.as_dict())
         return
-    console.print(f"package {result.package_id}: {len(result.items)} items, {result.size} "
-                  f"bytes, {result.entries} ledger entries, written to {esc(result.path)}")
+    console.print(f"package {result.package_id}: {plural(len(result.items), 'item')}, "
+                  f"{plural(result.size, 'byte')}, "
+                  f"{plural(result.entries, 'ledger entry', 'ledger entries')}, "
+                  f"written to {esc(result.path)}")
     console.print(f"  export recorded as entry {result.entry_seq}; checkpoint at entry "
                   f"{result.checkpoint_seq}")
     if result.published_seq is not None:
@@ -141,8 +145,10 @@ def verify_export(package: Path, fingerprint: str | None, ca_file: Path | None,
     else:
         for problem in report.problems:
             console.print(f"[red]{problem.kind}[/] {esc(problem.detail)}")
-        counts = ", ".join(f"{n} {what}" for what, n in sorted(report.checked.items()))
-        console.print(("[green]OK[/]: " if report.ok
-                       else f"[red]{len(report.problems)} discrepancies[/]: ") + counts)
+        counts = ", ".join(f"{n} {ONE.get(what, what) if n == 1 else what}"
+                           for what, n in sorted(report.checked.items()))
+        console.print(("[green]OK[/]: " if report.ok else "[red]"
+                       + plural(len(report.problems), "discrepancy", "discrepancies")
+                       + "[/]: ") + counts)
     if not report.ok:
         raise click.exceptions.Exit(DiscrepancyFound.exit_code)

@@ -398,6 +398,12 @@ class _Key:
     until: int | None = None
 
 
+#: What each count is called when there is one of it.
+ONE = {"checkpoints": "checkpoint", "consistency proofs": "consistency proof",
+       "entries": "entry", "files hashed": "file hashed", "inclusion proofs": "inclusion proof",
+       "items": "item"}
+
+
 @dataclass
 class Report:
     findings: list[Finding] = field(default_factory=list)
@@ -991,7 +997,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for f in report.findings:
             print(f"{f.kind}: {f.detail}")
-        counts = ", ".join(f"{n} {what}" for what, n in sorted(report.checked.items()))
+        counts = ", ".join(f"{n} {ONE.get(what, what) if n == 1 else what}"
+                           for what, n in sorted(report.checked.items()))
         print(("OK: " if report.ok else f"FAILED ({len(report.findings)} findings): ") + counts)
     return 0 if report.ok else 1
 

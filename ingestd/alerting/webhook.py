@@ -54,6 +54,10 @@ class WebhookChannel:
                                      f"{exc.strerror}") from None
             if not token:
                 raise DeliveryFailed(f"token_file {self._token_file} is empty")
+            if not token.isascii() or not token.isprintable() or " " in token:
+                # said without the token: http.client would quote it in its refusal
+                raise DeliveryFailed(f"token_file {self._token_file} holds more than one "
+                                     "token (a line break, space or control character)")
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
@@ -70,7 +74,10 @@ class WebhookChannel:
             exc.close()
             again = exc.code >= 500 or exc.code in _RETRY_STATUS
             return again, f"HTTP {exc.code} {exc.reason}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except ValueError:
+            # http.client refusing a header or the URL: its message may quote a secret
+            return False, "the request could not be formed (a header or the URL refused)"
+        except (urllib.error.URLError, OSError) as exc:
             reason: Any = getattr(exc, "reason", exc)
             return True, redact_urls(str(reason))
 

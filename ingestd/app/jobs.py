@@ -172,8 +172,8 @@ def _case_archives(st: Station) -> str:
     archived fails the run (each is logged, and tried again at the next)."""
     run = archive_waiting(st)
     report = check_archives(st)
-    said = (f"{run.summary()}; {len(report.overdue)} cases past their archive window, "
-            f"{len(report.flagged)} new flags")
+    said = (f"{run.summary()}; {plural(len(report.overdue), 'case')} past their archive "
+            f"window, {plural(len(report.flagged), 'new flag')}")
     if not run.ok:
         raise IngestdError(said)
     return said

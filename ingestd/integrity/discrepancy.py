@@ -82,6 +82,7 @@ class DiscrepancyKind(StrEnum):
     CHECKPOINT_INCONSISTENT = "checkpoint_inconsistent"  # not an extension of the published
     EXPORT_NOT_RECORDED = "export_not_recorded"  # no signed export entry for this package
     BAG_INFO_DIFFERS = "bag_info_differs"  # bag-info.txt says other than the export entry
+    TAG_MANIFEST_UNSIGNED = "tag_manifest_unsigned"  # its tag manifest not signed by the station
 
 
 K = DiscrepancyKind
@@ -329,7 +330,7 @@ class PackageProblem(Discrepancy):
                        K.PACKAGE_FILE_UNEXPECTED, K.TAG_FILE_MISMATCH, K.UNSAFE_PATH,
                        K.NOT_A_REGULAR_FILE, K.FILE_TOO_LARGE, K.PACKAGE_UNREADABLE,
                        K.ITEM_MISMATCH, K.PROOF_INVALID, K.CHECKPOINT_INCONSISTENT,
-                       K.EXPORT_NOT_RECORDED, K.BAG_INFO_DIFFERS})
+                       K.EXPORT_NOT_RECORDED, K.BAG_INFO_DIFFERS, K.TAG_MANIFEST_UNSIGNED})
 
     path: str | None = None
 

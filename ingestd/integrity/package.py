@@ -18,9 +18,10 @@ from typing import Any
 
 import bagit
 
+from ..errors import IntegrityError
 from .discrepancy import Discrepancy, DiscrepancyKind, PackageProblem, family_of
 from .signing import PublicKey
-from .verify_package import PackageCheck, StampCheck, openssl_stamp_check
+from .verify_package import OpensslMissing, PackageCheck, StampCheck, openssl_stamp_check
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,10 @@ def verify_package(root: Path, *, fingerprint: str | None = None, ca_pem: bytes 
     carries, with ``stamp_check`` (default: ``openssl ts -verify``)."""
     check = PackageCheck(root, verify=_ed25519, fingerprint=fingerprint, ca_pem=ca_pem,
                          stamp_check=stamp_check or openssl_stamp_check)
-    report = check.run()
+    try:
+        report = check.run()
+    except OpensslMissing as exc:
+        raise IntegrityError(f"cannot check {root}: {exc} (Debian package openssl)") from None
     problems = [_typed(f.kind, f.detail, f.path, f.seq) for f in report.findings]
     validated = False
     if not check.hostile and check.files is not None:

@@ -54,6 +54,14 @@ TOKEN_SUFFIX = ".tsr"
 TSA_CA = "checkpoint/tsa-ca.pem"
 BAG_INFO = "bag-info.txt"
 ALGORITHMS = ("sha256", "sha512")
+#: The SHA-256 tag manifest names every file of the package but the payload and the tag
+#: manifests themselves; the station signs its bytes, with the key of the package's
+#: checkpoint, so no tag file can be removed, added or changed and the manifest made again.
+TAG_MANIFEST = "tagmanifest-sha256.txt"
+TAG_SIGNATURE = TAG_MANIFEST + ".sig"
+
+#: The files no tag manifest can name: the tag manifests and the signature of the first.
+TAG_FILES = frozenset({*(f"tagmanifest-{alg}.txt" for alg in ALGORITHMS), TAG_SIGNATURE})
 
 #: The bag-info.txt fields that repeat what the signed export entry says.
 BAG_INFO_FIELDS = {"Package-Id": "package", "Approved-By": "approved_by", "Reason": "reason",
@@ -195,6 +203,10 @@ def consistent(old_size: int, old_root: bytes, new_size: int, new_root: bytes,
 Verify = Callable[[bytes, bytes, bytes], bool]
 
 
+class OpensslMissing(RuntimeError):
+    """The ``openssl`` command is not there: nothing can be said of a signature."""
+
+
 def openssl_verify(public: bytes, message: bytes, signature: bytes) -> bool:
     """Ed25519 by ``openssl pkeyutl -verify -rawin``, from files in a private temporary
     folder (never in the package)."""
@@ -211,7 +223,8 @@ def openssl_verify(public: bytes, message: bytes, signature: bytes) -> bool:
                  "-rawin", "-in", str(folder / "body"), "-sigfile", str(folder / "sig")],
                 capture_output=True, check=False, timeout=60)
         except FileNotFoundError:
-            raise SystemExit("verify_package.py needs the openssl command (OpenSSL 3)") from None
+            raise OpensslMissing("verify_package.py needs the openssl command (OpenSSL 3)") \
+                from None
     return done.returncode == 0
 
 
@@ -233,7 +246,8 @@ def openssl_stamp_check(token: bytes, data: bytes, ca_pem: bytes) -> str | None:
                  str(folder / "token.tsr"), "-CAfile", str(folder / "ca.pem")],
                 capture_output=True, check=False, timeout=60)
         except FileNotFoundError:
-            raise SystemExit("verify_package.py needs the openssl command (OpenSSL 3)") from None
+            raise OpensslMissing("verify_package.py needs the openssl command (OpenSSL 3)") \
+                from None
     if done.returncode == 0:
         return None
     said = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
@@ -401,7 +415,7 @@ class _Key:
 #: What each count is called when there is one of it.
 ONE = {"checkpoints": "checkpoint", "consistency proofs": "consistency proof",
        "entries": "entry", "files hashed": "file hashed", "inclusion proofs": "inclusion proof",
-       "items": "item"}
+       "items": "item", "signed tag manifests": "signed tag manifest"}
 
 
 @dataclass
@@ -475,6 +489,7 @@ class PackageCheck:
         if checkpoint is not None:
             self._proofs(checkpoint)
             self._published(checkpoint)
+            self._tag_signature(checkpoint)
         self._key_files(present)
         self._items(package)
         self._export(package)
@@ -578,7 +593,7 @@ class PackageCheck:
         for rel in sorted(tags):
             self._hash_file(rel, tags[rel], present, what="tag_file_mismatch", bound=True)
         for rel in sorted(present):
-            if rel.startswith("data/") or rel.startswith("tagmanifest-") or rel in tags:
+            if rel.startswith("data/") or rel in TAG_FILES or rel in tags:
                 continue
             self.report.add("package_file_unexpected", f"{rel} is in no tag manifest: it is "
                             "not part of the package as made", path=rel)
@@ -823,7 +838,28 @@ class PackageCheck:
                             "vouches for", path=stem + ".json", seq=seq)
         self.report.count("checkpoints")
         self._stamp(stem)
-        return {"size": size, "root": root, "seq": seq}
+        return {"size": size, "root": root, "seq": seq, "key_id": body.get("key_id"),
+                "station": body.get("station")}
+
+    def _tag_signature(self, checkpoint: dict[str, Any]) -> None:
+        """The station's signature over the SHA-256 tag manifest, by the checkpoint's key."""
+        manifest, signature = self._bytes(TAG_MANIFEST), self._bytes(TAG_SIGNATURE)
+        if manifest is None or signature is None:
+            self.report.add("tag_manifest_unsigned", f"{TAG_SIGNATURE} or {TAG_MANIFEST} is "
+                            "missing: the package's other files are not vouched for",
+                            path=TAG_SIGNATURE)
+            return
+        key = self.keys.get(str(checkpoint["key_id"]))
+        seq = checkpoint["seq"]
+        if key is None or key.station != checkpoint["station"] or seq + 1 < key.since or (
+                key.until is not None and seq + 1 > key.until) or not self.verify(
+                key.raw, manifest, signature):
+            self.report.add("tag_manifest_unsigned", f"{TAG_SIGNATURE} is not the station's "
+                            f"signature of {TAG_MANIFEST} by the checkpoint's key: a file "
+                            "beside the payload was removed, added or changed",
+                            path=TAG_SIGNATURE)
+            return
+        self.report.count("signed tag manifests")
 
     def _stamp(self, stem: str) -> None:
         """The checkpoint's time-stamp, if it has one: by ``--ca-file``, else by the CA the
@@ -914,7 +950,9 @@ class PackageCheck:
                                 f"manifest says it hashes to {listed}", path=rel)
             stem = manifest_path(sha, "")
             doc = self._doc(stem + ".json")
-            if not isinstance(doc, dict):
+            if not isinstance(doc, dict):  # missing, unreadable, or JSON that is no manifest
+                self.report.add("bad_signature", f"{stem}.json is not a signed manifest",
+                                path=stem + ".json")
                 continue
             body, signature = doc.get("manifest"), doc.get("signature")
             if not isinstance(body, dict) or not self._signed(
@@ -989,7 +1027,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
     ca_pem = args.ca_file.read_bytes() if args.ca_file else None
-    report = check_package(args.package, fingerprint=args.fingerprint, ca_pem=ca_pem)
+    try:
+        report = check_package(args.package, fingerprint=args.fingerprint, ca_pem=ca_pem)
+    except OpensslMissing as exc:
+        print(f"verify_package.py: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps({"ok": report.ok, "checked": report.checked,
                           "findings": [f.as_dict() for f in report.findings]},

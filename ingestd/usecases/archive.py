@@ -221,6 +221,16 @@ def _package_id(folder: Path) -> str | None:
     return found if isinstance(found, str) else None
 
 
+def _unproven(station: Station, folder: Path, package: str) -> str | None:
+    """Why the package at ``folder`` is not ``package`` as this station made it (None: it is):
+    checked from the station's pinned first key, so a package signed by any other is none."""
+    found = _package_id(folder)
+    if found != package:
+        return f"it holds package {found or 'none'}, not {package}"
+    report = verify_package(folder, fingerprint=station.custody.pin)
+    return None if report.ok else _problems(report)
+
+
 class _Archiver:
     def __init__(self, station: Station, actor: str) -> None:
         self.station = station
@@ -271,15 +281,19 @@ class _ToFolder(_Archiver):
                                  f"not in {self.root} (the run that made it stopped before "
                                  "placing it)")
                     continue
-                report = verify_package(final)
-                if report.ok:
+                why = _unproven(self.station, final, package)
+                if why is None:
                     log.info("case %s: completing the archive begun as package %s (export "
                              "entry %d)", closed.case, package, entry.seq)
                     return self.record(closed, location=str(final), package=package,
                                        entry=entry.seq, sha256=None, size=_payload(final),
                                        resumed=True, notes=notes)
-                notes.append(f"package {package} at {final} (export entry {entry.seq}) does "
-                             f"not verify ({_problems(report)}): kept as it is")
+                # kept, and no other copy of the case made beside it at every run: a person
+                # must look at it first
+                raise IntegrityError(f"case {closed.case}: package {package} at {final} "
+                                     f"(export entry {entry.seq}) does not verify ({why}); "
+                                     "kept as it is, and no new archive made until it is "
+                                     "looked at")
             if notes:
                 log.warning("case %s: making a new archive package: %s", closed.case,
                             "; ".join(notes))
@@ -293,11 +307,10 @@ class _ToFolder(_Archiver):
         except OSError as exc:
             raise TargetUnreachable(f"case archive: cannot write in {self.root}: "
                                     f"{exc.strerror or exc}") from exc
-        report = verify_package(final)
-        if not report.ok:
+        why = _unproven(self.station, final, result.package_id)
+        if why is not None:
             raise IntegrityError(f"case {closed.case}: package {result.package_id} at {final} "
-                                 f"does not verify there ({_problems(report)}); kept, not "
-                                 "recorded")
+                                 f"does not verify there ({why}); kept, not recorded")
         return self.record(closed, location=str(final), package=result.package_id,
                            entry=result.entry_seq, sha256=None, size=result.size,
                            resumed=False, notes=notes)
@@ -397,10 +410,10 @@ class _ToTarget(_Archiver):
 
     def _send(self, closed: Case, folder: Path, package: str, entry: int, *, resumed: bool,
               notes: list[str]) -> Archived:
-        report = verify_package(folder)
-        if not report.ok:
+        why = _unproven(self.station, folder, package)
+        if why is not None:
             raise IntegrityError(f"case {closed.case}: the staged package {package} at "
-                                 f"{folder} does not verify ({_problems(report)}); not sent")
+                                 f"{folder} does not verify ({why}); not sent")
         tar = folder.with_name(folder.name + ".tar")
         sha, size = _make_tar(folder, tar)
         name = self.object_name(closed.case, package)
@@ -432,9 +445,7 @@ class _ToTarget(_Archiver):
                 sha = self.target.read_archive(name, sink)
             _unpack(tar, work / "x")
             found = [p for p in (work / "x").iterdir() if p.is_dir()]
-            if len(found) != 1 or _package_id(found[0]) != package:
-                return None
-            if not verify_package(found[0]).ok:
+            if len(found) != 1 or _unproven(self.station, found[0], package) is not None:
                 return None
             return sha, tar.stat().st_size
         except (tarfile.TarError, OSError) as exc:

@@ -317,6 +317,9 @@ def _build(station: Station, work: Path, records: list[_Record], *, out: Path,
                    signed=signed)
     bag.info["Export-Entry"] = str(entry.seq)
     bag.save()
+    # the station vouches for every file beside the payload: it signs the tag manifest
+    _write(work / layout.TAG_SIGNATURE, bytes.fromhex(
+        station.key.sign((work / layout.TAG_MANIFEST).read_bytes())))
     _fsync_tree(work)
     return ExportResult(package_id=package_id, path=out, items=exported, entry_seq=entry.seq,
                         checkpoint_seq=signed.seq, entries=carried.entries,
@@ -693,8 +696,10 @@ def verify_text(*, checkpoint_key: str, entry: LedgerEntry, items: Sequence[str]
         p + "sha256sum -c manifest-sha256.txt",
         p + "sha512sum -c manifest-sha512.txt",
         "",
-        "2. 其余文件完整 / The other files (ledger, keys, proofs) are intact:",
+        "2. 其余文件完整，且由工作站签名 / The other files (ledger, keys, proofs, report) are",
+        "   intact, and their list is signed by the station:",
         p + "sha256sum -c tagmanifest-sha256.txt",
+        p + _pkeyutl(checkpoint_key, layout.TAG_MANIFEST, layout.TAG_SIGNATURE),
         "",
         "3. 台账检查点由工作站签名 / The ledger checkpoint is signed by the station:",
         p + _pkeyutl(checkpoint_key, layout.CHECKPOINT + ".body.json",

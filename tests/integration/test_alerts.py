@@ -488,6 +488,18 @@ def test_alerts_test_reaches_both_channels_and_names_one_that_fails(
     assert len(hook.alerts()) == 1 and mail.messages() == []
 
 
+def test_a_token_file_of_two_lines_is_refused_and_never_shown(
+        tmp_path: Path, hook: WebhookReceiver, mail: MailReceiver) -> None:
+    home = init_station(tmp_path / "h", config=channels(tmp_path, hook.url, mail, attempts=1))
+    (tmp_path / "alert-token").write_text(TOKEN + "\nX-Injected: 1\n")
+    result = run_cli(home, "alerts", "test", "--json")
+    assert result.exit_code == 1
+    (failed,) = [c for c in result.json()["channels"] if not c["ok"]]
+    assert failed["channel"] == "hook" and "more than one token" in failed["error"]
+    assert TOKEN not in result.stdout + result.stderr
+    assert hook.alerts() == []  # nothing sent with a header the file smuggled in
+
+
 def test_mail_is_never_sent_without_starttls_when_asked_for(tmp_path: Path) -> None:
     from aiosmtpd.controller import Controller
 

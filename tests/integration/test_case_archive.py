@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import subprocess
 import sys
 import tarfile
@@ -207,6 +208,32 @@ def test_a_run_stopped_before_its_record_is_completed_without_a_second_package(
     assert ledger_problems(home) == (0, [])
 
 
+def test_a_package_changed_in_place_is_kept_never_recorded_and_never_copied_again(
+        tmp_path: Path, clips: Clips, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bagit
+
+    home = folder_home(tmp_path, clips)
+    close_late(home)
+    FailOnce(monkeypatch)
+    ok, _ = run_archive_job(home)
+    assert not ok
+    (placed,) = (home / "archive").glob("C-1-*")
+    # while nobody recorded it, someone removed its custody report and made the manifests
+    # again: it checks against itself, but not as the station signed it
+    (placed / "report" / "custody-report.pdf").unlink()
+    cwd = os.getcwd()
+    try:
+        bagit.Bag(str(placed)).save()
+    finally:
+        os.chdir(cwd)
+    for _ in range(2):
+        ok, summary = run_archive_job(home)
+        assert not ok and "does not verify" in summary and "tag_manifest_unsigned" in summary
+    assert list((home / "archive").glob("C-1-*")) == [placed]  # kept; no copy made beside it
+    assert len(archive_exports(home, "C-1")) == 1
+    assert ledger_lines(home, "case_archived") == [] and overdue_cases(home) == ["C-1"]
+
+
 def test_a_package_exported_but_never_placed_is_placed_by_the_next_run(
         tmp_path: Path, clips: Clips) -> None:
     home = folder_home(tmp_path, clips)
@@ -238,7 +265,7 @@ def test_a_dead_destination_leaves_the_case_unarchived_and_says_why(
         ok, summary = run_archive_job(home)
     assert not ok
     assert "1 case not archived: C-1" in summary and "is not a directory" in summary, summary
-    assert "1 cases past their archive window" in summary
+    assert "1 case past their archive window" in summary
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("case C-1 not archived" in m and "gone" in m for m in errors), errors
     assert ledger_lines(home, "case_archived") == [] and archive_exports(home, "C-1") == []

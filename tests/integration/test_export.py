@@ -365,7 +365,8 @@ def _edit_bag_info_and_its_manifests(package: Path) -> None:
     _remanifest(package)
 
 
-def _remanifest(package: Path) -> None:
+def _remanifest(package: Path, signer: Ed25519PrivateKey | None = None) -> None:
+    """The manifests made again, and (with ``signer``) the tag manifest signed again."""
     import bagit
 
     cwd = os.getcwd()
@@ -373,6 +374,24 @@ def _remanifest(package: Path) -> None:
         bagit.Bag(str(package)).save()
     finally:
         os.chdir(cwd)
+    if signer is not None:
+        (package / layout.TAG_SIGNATURE).write_bytes(
+            signer.sign((package / layout.TAG_MANIFEST).read_bytes()))
+
+
+def _remove_tag_file_and_remanifest(package: Path) -> None:
+    """A file beside the payload removed (the custody report) and the tag manifests made
+    again: only the station's signature of the tag manifest still tells."""
+    (package / "report" / "custody-report.pdf").unlink()
+    _remanifest(package)
+
+
+def _manifest_no_manifest(package: Path) -> None:
+    """An item's signed manifest replaced by JSON that is none, and the manifests remade."""
+    path = next(p for p in sorted((package / "manifests").glob("*.json"))
+                if not p.name.endswith(".body.json"))
+    path.write_text("[]", "utf-8")
+    _remanifest(package)
 
 
 def _entries(package: Path) -> list[dict[str, Any]]:
@@ -458,6 +477,9 @@ TAMPERS: dict[str, tuple[Callable[[Path], None], str]] = {
     "a proof for another entry": (_proof_of_another, "proof_invalid"),
     "a key swapped for another": (_swap_key, "bad_signature"),
     "an edited time-stamp token": (_edit_token, "timestamp_invalid"),
+    "a tag file removed and the manifests made again": (_remove_tag_file_and_remanifest,
+                                                        "tag_manifest_unsigned"),
+    "a manifest that is none": (_manifest_no_manifest, "bad_signature"),
 }
 
 
@@ -488,7 +510,7 @@ def test_a_package_signed_again_end_to_end_holds_only_without_the_owners_fingerp
     # court is what tells.
     copy = tmp_path / "package"
     shutil.copytree(made.package, copy, symlinks=True)
-    _resign_end_to_end(copy)
+    signer = _resign_end_to_end(copy)
     # the authority's time-stamps are over the checkpoints as the station signed them
     code, problems = verify_export(copy)
     assert code == 1 and kinds(problems) == {"timestamp_invalid"}, problems
@@ -497,7 +519,7 @@ def test_a_package_signed_again_end_to_end_holds_only_without_the_owners_fingerp
     # without them, the package holds against itself
     for stem in (layout.CHECKPOINT, layout.PUBLISHED):
         (copy / f"{stem}.tsr").unlink()
-    _remanifest(copy)
+    _remanifest(copy, signer)
     assert verify_export(copy) == (0, [])
     pin = (made.home / "keys" / "station.pin").read_text("ascii").strip()
     code, problems = verify_export(copy, "--fingerprint", pin)
@@ -506,7 +528,7 @@ def test_a_package_signed_again_end_to_end_holds_only_without_the_owners_fingerp
     assert code == 1 and "pin_mismatch" in kinds(findings), findings
 
 
-def _resign_end_to_end(package: Path) -> None:
+def _resign_end_to_end(package: Path) -> Ed25519PrivateKey:
     from ingestd.integrity import merkle
 
     def raw_of(key: Ed25519PrivateKey) -> bytes:
@@ -570,7 +592,8 @@ def _resign_end_to_end(package: Path) -> None:
     text = info.read_text("utf-8")
     start = text.index("Station-Key-Fingerprint: ") + len("Station-Key-Fingerprint: ")
     info.write_text(text[:start] + fingerprint + text[start + 64:], "utf-8")
-    _remanifest(package)
+    _remanifest(package, signer)
+    return signer
 
 
 def _sign_doc(path: Path, doc: dict[str, Any], key: str, signer: Ed25519PrivateKey) -> None:

@@ -138,6 +138,10 @@ def _check_out(out: Path) -> None:
                          "empty folder")
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: its parent folder does not exist")
+    if out.is_dir() and out.stat().st_dev != out.parent.stat().st_dev:
+        # the package is made beside --out and renamed into place: not across file systems
+        raise UsageError(f"--out {out} is a mounted file system of its own: give a new folder "
+                         f"in it (for example {out / 'package'})")
 
 
 def export_items(
@@ -178,10 +182,14 @@ def export_items(
         result = _build(station, work, records, out=out, approved_by=approved or "",
                         reason=why or "", requested_by=requester, purpose=purpose, case=case,
                         actor=actor, progress=progress, targets=targets, recorded=recorded)
-        if out.is_dir():
-            out.rmdir()  # empty, as checked: the finished package takes its place
-        os.rename(work, out)
-        fsync_dir(out.parent)
+        try:
+            if out.is_dir():
+                out.rmdir()  # empty, as checked: the finished package takes its place
+            os.rename(work, out)
+            fsync_dir(out.parent)
+        except OSError as exc:
+            raise IngestdError(f"--out {out}: cannot put the package in place: "
+                             f"{exc.strerror or exc}") from exc
     except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
         if isinstance(exc, IngestdError):

@@ -716,6 +716,25 @@ def test_an_export_into_a_folder_that_is_not_empty_is_refused(made: Made,
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
+def test_an_export_onto_a_mounted_drive_itself_is_refused_before_anything_is_written(
+        made: Made, tmp_path: Path) -> None:
+    drive = tmp_path / "usb"
+    drive.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(drive)], check=True)
+    try:
+        entries = len((made.home / "ledger.jsonl").read_text("utf-8").splitlines())
+        done = run_cli(made.home, "export", made.shas[1], "--out", drive, "--approved-by",
+                       "Li", "--reason", "copy")
+        assert done.exit_code == 2, done.stderr
+        said = " ".join(done.stderr.split())
+        assert "is a mounted file system of its own" in said and str(drive / "package") in said
+        assert list(drive.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+            "usb"]  # nothing beside it either
+        assert len((made.home / "ledger.jsonl").read_text("utf-8").splitlines()) == entries
+    finally:
+        subprocess.run(["umount", "-l", str(drive)], check=False)
+
+
 def test_a_damaged_remote_copy_is_refused_and_leaves_no_package(
         made: Made, tmp_path: Path) -> None:
     before = len(catalog.ledger_entries(made.home, "exported"))

@@ -336,6 +336,66 @@ def server_process(home: Path, *, uncached: bool = False
             proc.wait()
 
 
+def ingest_runs(home: Path, folder: Path, *, files: int, size: int, runs: int) -> list[float]:
+    """The seconds of each of ``runs`` ingests of a recorder of fresh files, one after the
+    other."""
+    env = {**os.environ, "INGESTD_ACTOR": "bench", "PYTHONPATH": str(REPO)}
+    code = "import sys; from ingestd.cli import main; sys.argv[0] = 'ingestd'; main()"
+    took: list[float] = []
+    for run in range(runs):
+        shutil.rmtree(folder, ignore_errors=True)
+        media = folder / "DCIM" / "100MEDIA"
+        media.mkdir(parents=True)
+        for n in range(files):
+            (media / f"S{time.time_ns()}{run:03d}{n:04d}.MP4").write_bytes(os.urandom(size))
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", code, "--home", str(home), "ingest",
+                               str(folder), "--serial", SERIAL], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        took.append(time.monotonic() - start)
+        if done.returncode != 0:
+            raise BenchError("an ingest failed: " + done.stderr.decode("utf-8", "replace")[-500:])
+    shutil.rmtree(folder, ignore_errors=True)
+    return took
+
+
+def scraped_ingest(home: Path, folder: Path, *, files: int, size: int, runs: int,
+                   every: float = 5.0) -> dict[str, Any]:
+    """Ingest alone, then while a monitor scrapes `/metrics`, `/api/status` and `/` every
+    ``every`` seconds (as Prometheus and a browser would), runs taken in turns."""
+    import httpx
+
+    alone: list[float] = []
+    scraped: list[float] = []
+    scrapes = 0
+    with server_process(home) as (base, paths, _which):
+        stop = threading.Event()
+        active = threading.Event()
+
+        def monitor() -> None:
+            nonlocal scrapes
+            with httpx.Client(base_url=base, timeout=600) as client:
+                while not stop.wait(every):
+                    if active.is_set():
+                        for path in paths:
+                            client.get(path)
+                        scrapes += 1
+
+        thread = threading.Thread(target=monitor, daemon=True)
+        thread.start()
+        try:
+            for _ in range(runs):
+                alone += ingest_runs(home, folder, files=files, size=size, runs=1)
+                active.set()
+                scraped += ingest_runs(home, folder, files=files, size=size, runs=1)
+                active.clear()
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+    return {"alone": statistics.median(alone), "scraped": statistics.median(scraped),
+            "runs": runs, "scrapes": scrapes, "every": every}
+
+
 def measure(home: Path, calls: int, load: IngestLoad | None, *, status_calls: int = 1,
             uncached: bool = False) -> dict[str, Any]:
     import httpx
@@ -403,6 +463,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        uncached=args.uncached)
     if load.errors:
         raise BenchError("the ingest meanwhile failed: " + load.errors[0])
+    say(f"an ingest alone and while scraped every 5 s, {args.scraped_runs} runs each, in turns")
+    busy["scraped_ingest"] = scraped_ingest(home, scratch / "recorder", files=args.ingest_files,
+                                            size=args.ingest_kib * 1024,
+                                            runs=args.scraped_runs)
     seen |= set(other_benchmarks())
     return {"benchmark": "web", "code": code_state(), "machine": machine_info(load_start),
             "others": concurrency_note(seen), "items": args.items, "local": args.local,
@@ -450,6 +514,13 @@ def render_report(report: dict[str, Any]) -> str:
         f"{cost['with_triggers']:.2f} s with them, {cost['without_triggers']:.2f} s without: "
         f"{extra * 1e6:.1f} µs more an item",
     ]
+    scraped = busy.get("scraped_ingest")
+    if scraped:
+        lines.append(
+            f"an ingest of {report['ingest_files']} files: {scraped['alone']:.2f} s alone, "
+            f"{scraped['scraped']:.2f} s while /metrics, /api/status and / are scraped every "
+            f"{scraped['every']:g} s ({scraped['scraped'] / scraped['alone']:.2f}x; medians of "
+            f"{scraped['runs']} in turns, {scraped['scrapes']} scrapes)")
     return "\n".join(lines)
 
 
@@ -473,6 +544,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="files a recorder in the ingest meanwhile (100)")
     parser.add_argument("--ingest-kib", type=int, default=512,
                         help="size of each of those files in KiB (512)")
+    parser.add_argument("--scraped-runs", type=int, default=3,
+                        help="ingests timed alone and while scraped every 5 s, each (3)")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
                         help="folder for the cached catalog (default .bench/)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -292,23 +292,7 @@ class DirectoryTarget:
 
     def read_item(self, sha256: str, sink: Sink) -> str:
         require_sha256(sha256)
-        dest = self.item_path(sha256)
-        digest = hashlib.sha256()
-        try:
-            fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except FileNotFoundError as exc:
-            raise self._error("cannot read: no such item", dest, exc,
-                              kind=ReplicaMismatch) from exc
-        except OSError as exc:
-            raise self._error("cannot read item", dest, exc) from exc
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise self._error("cannot read: not a regular file", dest, kind=ReplicaMismatch)
-            os.set_blocking(fd, True)
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-                sink.write(chunk)
-        return digest.hexdigest()
+        return self._read_hashed(self.item_path(sha256), "item", sink, from_disk=False)
 
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
         require_sha256(sha256)
@@ -417,23 +401,30 @@ class DirectoryTarget:
                             retain_until=state.retain_until, legal_hold=state.legal_hold)
 
     def read_archive(self, name: str, sink: Sink | None = None) -> str:
-        dest = self.archive_path(name)
+        return self._read_hashed(self.archive_path(name), "archive", sink, from_disk=True)
+
+    def _read_hashed(self, dest: Path, what: str, sink: Sink | None, *,
+                     from_disk: bool) -> str:
+        """The SHA-256 of the regular file at ``dest`` (never through a link, never a FIFO),
+        its bytes written to ``sink`` as they are read (from its start, when ``from_disk``:
+        a retry starts over), and read from the disk rather than the page cache if asked."""
         digest = hashlib.sha256()
         try:
             fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError as exc:
-            raise self._error("cannot read: no such archive", dest, exc,
+            raise self._error(f"cannot read: no such {what}", dest, exc,
                               kind=ReplicaMismatch) from exc
         except OSError as exc:
-            raise self._error("cannot read archive", dest, exc) from exc
+            raise self._error(f"cannot read {what}", dest, exc) from exc
         with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise self._error("cannot read: not a regular file", dest, kind=ReplicaMismatch)
             os.set_blocking(fd, True)
-            drop_cache(fd)
-            if sink is not None:
-                sink.seek(0)
-                sink.truncate()
+            if from_disk:
+                drop_cache(fd)
+                if sink is not None:
+                    sink.seek(0)
+                    sink.truncate()
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
                 if sink is not None:

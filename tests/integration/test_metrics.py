@@ -1,5 +1,7 @@
 """``/metrics``: what Prometheus scrapes says what the catalog holds (counted by the catalog's
-triggers, checked against ``status``, which counts the rows), its counters never go down
+triggers; each metric checked against what ``status`` says of the same thing, and the items
+waiting against the rows themselves; tests/integration/test_status_tallies.py checks the
+tallies both read against a recount of the rows), its counters never go down
 across an eviction, ``promtool`` accepts it and the shipped rules, the Grafana dashboard asks
 only for metrics it has, and it is served over HTTP by a real uvicorn. On PostgreSQL too.
 """
@@ -111,7 +113,8 @@ def recorder(tmp_path_factory: pytest.TempPathFactory, clips: Clips) -> Path:
 
 
 def check_against_status(home: Path, found: Samples) -> dict[str, Any]:
-    """The metrics say what ``status`` (which counts the rows themselves) says."""
+    """Each metric says what ``status`` says of the same thing (both read the tallies, which
+    test_status_tallies.py recounts from the rows): the right tally under the right name."""
     status = cli_json(home, "status")
     store, items = status["store"], status["items"]
     assert value(found, "ingestd_items", state="local") == store["items"]

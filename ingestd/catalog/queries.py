@@ -2105,21 +2105,6 @@ class Tx:
             out.setdefault(Flag(row.flag), []).append(row.item)
         return out
 
-    def waiting_since(self, targets: Sequence[str], *, station: str) -> dict[str, datetime]:
-        """Per target, when the longest-waiting of ``station``'s local items without a
-        verified copy there was stored (a target with none waiting is left out)."""
-        out: dict[str, datetime] = {}
-        for name in targets:
-            oldest = self.conn.execute(
-                select(func.min(items.c.stored_at)).where(
-                    items.c.local_present.is_(True), items.c.station == station,
-                    items.c.sha256.not_in(select(replicas.c.item).where(
-                        replicas.c.target == name, replicas.c.state == _VERIFIED)))
-            ).scalar_one()
-            if oldest is not None:
-                out[name] = parse_time(oldest)
-        return out
-
     # -- tallies, for metrics (kept by the triggers of migration 0014) ----------------------
 
     def tallies(self, *, station: str) -> list[Tally]:

@@ -215,7 +215,9 @@ def find(station: Station, now: datetime) -> Found:
         late = tx.unjustified_flags(sorted(WINDOW_FLAGS), station=name)
         jobs = tx.last_jobs(station=name)
         stats = tx.replica_stats(targets, station=name) if targets else {}
-        waiting = tx.waiting_since(targets, station=name) if targets else {}
+        # when the item waiting longest for each target was stored: the one the status finds
+        waiting = {t: item.stored_at for t, st in stats.items() if st.oldest_waiting
+                   and (item := tx.item(st.oldest_waiting.sha256)) is not None}
         standings = {s.target: s for s in tx.worm_standings()}
         sessions = tx.last_session_by_recorder(station=name)
         registered = {r.serial for r in tx.list_recorders()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +58,20 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
     )
 
 
+#: The demuxers ffprobe may take a stored file with: the containers and raw streams that
+#: recorders write. Others are refused, not guessed at: ffprobe tries every demuxer it has on a
+#: file it cannot place, and random bytes can pass for a text format (LRC lyrics, subtitles)
+#: that it then parses to the end, seconds of CPU per 100 MB and its "tags" in the output.
+#: Fewer demuxers also means less of ffprobe exposed to a hostile recorder's files.
+RECORDING_FORMATS = ",".join((
+    "mov", "avi", "matroska", "mpegts", "mpeg", "asf", "flv", "m4v", "h264", "hevc",
+    "wav", "mp3", "aac", "amr", "ogg", "flac", "image2", "jpeg_pipe", "png_pipe", "bmp_pipe",
+))
+#: What ``parse_probe`` reads, and no more: the output stays small whatever the file holds.
+SHOWN = ("format=duration,format_name:format_tags=creation_time,date"
+         ":stream=codec_type,codec_name,width,height:stream_tags=creation_time,date")
+_NOT_LISTED = re.compile(r"^\[([A-Za-z0-9_,]+) @ [^]]*\] Format not on whitelist")
+
 _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
 _TAIL = 64 * 1024
@@ -88,7 +103,8 @@ def probe(path: Path, *, timeout: float = 60.0) -> MediaInfo:
     image = still_image(path)
     if image is not None:
         return image
-    args = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)]
+    args = ["ffprobe", "-v", "error", "-format_whitelist", RECORDING_FORMATS,
+            "-show_entries", SHOWN, "-of", "json", str(path)]
     try:
         proc = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
     except FileNotFoundError:
@@ -97,6 +113,11 @@ def probe(path: Path, *, timeout: float = 60.0) -> MediaInfo:
         return MediaInfo(ok=False, error=f"ffprobe did not finish within {timeout:.0f}s")
     if proc.returncode != 0:
         reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        refused = next((m for line in reason if (m := _NOT_LISTED.search(line))), None)
+        if refused is not None:
+            return MediaInfo(ok=False, error=(
+                f"not an audio or video format recorders write (its bytes look like "
+                f"{refused.group(1)})"))
         last = reason[-1].replace(f"{path}: ", "") if reason else f"ffprobe exit {proc.returncode}"
         return MediaInfo(ok=False, error=last)
     try:

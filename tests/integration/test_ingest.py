@@ -430,6 +430,22 @@ def test_zero_byte_and_damaged_files_are_stored_and_flagged_never_dropped(
     assert flag["flag"] == "damaged_media" and flag["detail"]  # ffprobe's reason is kept
 
 
+def test_a_clip_whose_bytes_pass_for_text_is_stored_flagged_with_what_ffprobe_refused(
+        home: Path, tmp_path: Path) -> None:
+    # Lines like an LRC lyrics file: ffprobe, free to guess, would parse such a file to its
+    # end (seconds of CPU per 100 MB of random bytes) and print every "tag" it found.
+    lyrics = b"".join(b"[00:%02d.00]line %d\n" % (n % 60, n) for n in range(2000))
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/LYRICS.MP4": lyrics})
+    (item,) = run_cli(home, "ingest", rec, "--serial", SERIAL, "--json").json()["items"]
+    assert item["new"] and item["flags"] == ["damaged_media"]
+    shown = run_cli(home, "show", item["sha256"], "--json").json()
+    assert shown["record"]["media"]["ok"] is False
+    (flag,) = shown["flags"]
+    assert flag["detail"] == ("not an audio or video format recorders write "
+                              "(its bytes look like lrc)")
+    assert run_cli(home, "verify", rec / MEDIA / "LYRICS.MP4").exit_code == 0
+
+
 @pytest.mark.root
 def test_a_directory_loop_is_walked_once(home: Path, tmp_path: Path, clips: Clips) -> None:
     rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})

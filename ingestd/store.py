@@ -1,9 +1,12 @@
 """The local evidence store: content-addressed, read-only files under ``objects/sha256/ab/cd/``.
 
-An object is written to ``tmp/`` while it is hashed, fsynced, renamed into place, its directory
-fsynced, and then read back from disk (not from the page cache) and hashed again. Only an
-object that passed that read-back is *stored*. Where the file system takes ``O_DIRECT``, both
-the write and the read-back bypass the page cache (see :mod:`ingestd.integrity.hashing`).
+An object is written to ``tmp/`` while it is hashed, made durable, read back from disk (not
+from the page cache) and hashed again, fsynced, renamed into place and its directory fsynced.
+Only an object that passed that read-back is *stored*. Where the file system takes
+``O_DIRECT``, both the write and the read-back bypass the page cache, and a large object is
+read back as it is written, each stretch once an ``fdatasync`` has made it durable (see
+:mod:`ingestd.integrity.hashing`); elsewhere it is read back once renamed, its cached pages
+dropped first.
 
 Bytes are never destroyed to make room for others: a stored object found damaged when intact
 bytes arrive, and an object that no item names and that does not hash to its name, are moved
@@ -35,10 +38,11 @@ from .integrity.discrepancy import (
 from .integrity.hashing import (
     DEFAULT_BUFFER,
     Digest,
-    copy_and_hash,
+    copy_hash_and_check,
     fsync_dir,
     hash_file,
     is_disk_full,
+    open_for_read_back,
 )
 from .modes import DIR_MODE, make_dir, tighten
 
@@ -131,8 +135,8 @@ class Store:
         try:
             tmp, fd = self._locked_temp()
             try:
-                digest = copy_and_hash(src_fd, fd, buffer_size=self.buffer_size, abort=abort,
-                                       on_bytes=on_bytes, direct=True)
+                digest, read_back = self._copy_checked(src_fd, fd, tmp, abort=abort,
+                                                       on_bytes=on_bytes)
                 if accept is not None and not accept(digest):
                     tmp.unlink()
                     return Written(digest=digest, new=False, kept=False)
@@ -169,13 +173,37 @@ class Store:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
             raise
+        if read_back is None:
+            self._read_back_stored(digest)
+        return Written(digest=digest, new=True, repaired=repaired)
+
+    def _copy_checked(self, src_fd: int, fd: int, tmp: Path, *,
+                      abort: threading.Event | None,
+                      on_bytes: Callable[[int], None] | None) -> tuple[Digest, Digest | None]:
+        """Copy and hash into ``tmp``, reading it back from the device as it goes where it
+        can: the digest copied, and the one read back (None: not read back yet)."""
+        check = open_for_read_back(tmp)
+        try:
+            digest, read_back = copy_hash_and_check(src_fd, fd, check,
+                                                    buffer_size=self.buffer_size,
+                                                    abort=abort, on_bytes=on_bytes)
+        finally:
+            if check is not None:
+                os.close(check)
+        if read_back is not None and read_back != digest:
+            # The device does not hold what was hashed (a bad disk): never stored.
+            raise ObjectDamaged(ChecksumMismatch.of(digest.sha256, found=read_back.sha256,
+                                                    size=read_back.size).detail)
+        return digest, read_back
+
+    def _read_back_stored(self, digest: Digest) -> None:
+        """The read-back of an object not read back while it was copied, once renamed."""
         try:
             self.verify(digest.sha256, digest.size)
         except ObjectDamaged:
             # The copy on disk is not what we hashed (a bad disk): do not keep a wrong object.
-            final.unlink(missing_ok=True)
+            self.path_of(digest.sha256).unlink(missing_ok=True)
             raise
-        return Written(digest=digest, new=True, repaired=repaired)
 
     def _locked_temp(self) -> tuple[Path, int]:
         """A new temp file, locked: clean_tmp (run by every ingest, and at daemon start) leaves

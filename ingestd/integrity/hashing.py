@@ -191,8 +191,22 @@ class _Sink:
         self.offset = 0
         self.flushed = 0
         self.direct = direct and set_direct(fd, True)
+        self.checker: _ReadBack | None = None  # reads back what is made durable, as it goes
+        self.checked = 0  # bytes handed to it
+
+    def make_durable(self) -> None:
+        """fdatasync what was written, and hand it to the read-back."""
+        if self.checker is not None and self.offset > self.checked:
+            os.fdatasync(self.fd)
+            self.checked = self.offset
+            self.checker.durable(self.offset)
 
     def write(self, view: memoryview) -> None:
+        self._write(view)
+        if self.checker is not None and self.offset - self.checked >= CHECK_STEP:
+            self.make_durable()
+
+    def _write(self, view: memoryview) -> None:
         if self.direct:
             whole = len(view) - len(view) % ALIGN
             if whole:
@@ -309,6 +323,124 @@ def _copy_small(src_fd: int, sink: _Sink, buf: mmap.mmap, digest: hashlib._Hash,
             on_bytes(n)
         if n < len(buf):
             return Digest(sha256=digest.hexdigest(), size=total)
+
+
+class _ReadBack:
+    """Reads a copy back from the device while the copy goes on: each stretch of it, once an
+    ``fdatasync`` has made it durable, is read with ``O_DIRECT`` (never from memory) on a
+    thread of its own and hashed in order. A large object is then proven about when its last
+    byte is written, where reading it back after the copy took as long again.
+
+    ``check_fd`` is the copy opened a second time, for reading, with ``O_DIRECT`` on. The
+    writer calls :meth:`durable` after an ``fdatasync`` with the length written so far, and
+    :meth:`finish` for the digest of what the device gave back (None if it could not be read
+    back with ``O_DIRECT``: the caller then reads it back the slow way)."""
+
+    def __init__(self, check_fd: int, *, buffer_size: int) -> None:
+        self._fd = check_fd
+        self._buffer_size = buffer_size
+        self._ranges: queue.Queue[int | None] = queue.Queue()  # durable lengths, in order
+        self._digest = hashlib.sha256()
+        self._total = 0
+        self._given_up = False
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ingestd-readback", daemon=True)
+        self._thread.start()
+
+    def durable(self, length: int) -> None:
+        self._ranges.put(length)
+
+    def _run(self) -> None:
+        try:
+            with BUFFERS.lease(self._buffer_size, want=1) as (buf,):
+                while (upto := self._ranges.get()) is not None:
+                    if not self._given_up:
+                        self._read_to(buf, upto)
+        except BaseException as exc:  # noqa: BLE001 - handed to the copying thread
+            self._failure = exc
+            while self._ranges.get() is not None:  # let the writer go on to its end
+                pass
+
+    def _read_to(self, buf: mmap.mmap, upto: int) -> None:
+        with memoryview(buf) as view:
+            while self._total < upto:
+                want = aligned(min(len(view), upto - self._total))
+                try:
+                    n = read_back(self._fd, view[:want], self._total)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    self._given_up = True  # the file system refuses O_DIRECT reads
+                    return
+                if not n:
+                    return  # shorter on the device than written: the digests will differ
+                n = min(n, upto - self._total)
+                self._digest.update(view[:n])
+                self._total += n
+
+    def finish(self) -> Digest | None:
+        """Wait for the read-back: the digest of what the device gave back, or None if the
+        file system refused the ``O_DIRECT`` reads."""
+        self._ranges.put(None)
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+        if self._given_up:
+            return None
+        return Digest(sha256=self._digest.hexdigest(), size=self._total)
+
+    def abandon(self) -> None:
+        self._ranges.put(None)
+        self._thread.join()
+
+
+def read_back(fd: int, view: memoryview, offset: int) -> int:
+    """One read of a copy, from the device (``fd`` has ``O_DIRECT``)."""
+    return os.preadv(fd, [view], offset)
+
+
+def open_for_read_back(path: Path) -> int | None:
+    """``path`` opened a second time, to be read back from the device with ``O_DIRECT``
+    while it is written; None where the file system refuses the flag."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if set_direct(fd, True):
+        return fd
+    os.close(fd)
+    return None
+
+
+#: How much of a large copy is made durable (``fdatasync``) at a time, to be read back while
+#: the rest is written.
+CHECK_STEP = 32 * 2**20
+
+
+def copy_hash_and_check(src_fd: int, dst_fd: int, check_fd: int | None, *,
+                        buffer_size: int = DEFAULT_BUFFER,
+                        abort: threading.Event | None = None,
+                        on_bytes: OnBytes | None = None) -> tuple[Digest, Digest | None]:
+    """:func:`copy_and_hash` with ``direct``, and the copy read back from the device as it
+    is made durable: the digest of the bytes copied, and that of the bytes the device gave
+    back (None where that was not done: a copy smaller than one buffer, no ``check_fd``, or a
+    file system that refused the ``O_DIRECT`` reads; read it back after the fsync then).
+    However the copy was written (a tail shorter than a block, or all of it on a file system
+    that refuses ``O_DIRECT`` writes, goes through the page cache), an ``O_DIRECT`` read after
+    the ``fdatasync`` is answered by the device."""
+    if check_fd is None or _small(src_fd, buffer_size):
+        return copy_and_hash(src_fd, dst_fd, buffer_size=buffer_size, abort=abort,
+                             on_bytes=on_bytes, direct=True), None
+    sink = _Sink(dst_fd, direct=True)
+    checker = _ReadBack(check_fd, buffer_size=buffer_size)
+    sink.checker = checker
+    try:
+        with BUFFERS.lease(buffer_size, want=_POOL, least=2) as buffers:
+            digest = _copy_large(src_fd, sink, buffers, abort=abort, on_bytes=on_bytes)
+        sink.make_durable()
+    except BaseException:
+        checker.abandon()
+        raise
+    # Waited for once the copy's buffers are given back: the read-back leases its own, and a
+    # copy that held on to its lease while waiting for it could starve it.
+    return digest, checker.finish()
 
 
 def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER,

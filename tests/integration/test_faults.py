@@ -337,17 +337,18 @@ def append_during_copy(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     The test puts the file in the list once per copy that should see a change."""
     import ingestd.store as store_mod
 
-    real = store_mod.copy_and_hash
+    real = store_mod.copy_hash_and_check
     pending: list[Path] = []
 
-    def copy_and_change(src_fd: int, dst_fd: int, **kw: object) -> object:
-        digest = real(src_fd, dst_fd, **kw)  # type: ignore[arg-type]
+    def copy_and_change(src_fd: int, dst_fd: int, check_fd: int | None,
+                        **kw: object) -> object:
+        digests = real(src_fd, dst_fd, check_fd, **kw)  # type: ignore[arg-type]
         if pending:
             with pending.pop(0).open("ab") as fh:
                 fh.write(b"more footage")
-        return digest
+        return digests
 
-    monkeypatch.setattr(store_mod, "copy_and_hash", copy_and_change)
+    monkeypatch.setattr(store_mod, "copy_hash_and_check", copy_and_change)
     return pending
 
 

@@ -90,12 +90,13 @@ def test_after_local_verify_wipes_only_the_files_stored_and_verified(
         unread = folder / MEDIA / photo_name(2)
         unread_ino = unread.stat().st_ino
         shas = {p.name: sha256_of(p) for p in (folder / MEDIA).iterdir()}
-        real = hashing.copy_and_hash
+        real = hashing.copy_hash_and_check
 
-        def failing_flash(src_fd: int, dst_fd: int, **kw: object) -> Digest:
+        def failing_flash(src_fd: int, dst_fd: int, check_fd: int | None,
+                          **kw: object) -> tuple[Digest, Digest | None]:
             if os.fstat(src_fd).st_ino == unread_ino:
                 raise SourceReadError("cannot read at byte 0: Input/output error")
-            return real(src_fd, dst_fd, **kw)  # type: ignore[arg-type]
+            return real(src_fd, dst_fd, check_fd, **kw)  # type: ignore[arg-type]
 
         real_gone = Ingestor._gone
 
@@ -103,7 +104,7 @@ def test_after_local_verify_wipes_only_the_files_stored_and_verified(
             return real_gone(ctx, wait=0.0)  # asked once: the folder is still there
 
         with monkeypatch.context() as patched:
-            patched.setattr(store_mod, "copy_and_hash", failing_flash)
+            patched.setattr(store_mod, "copy_hash_and_check", failing_flash)
             patched.setattr(Ingestor, "_gone", staticmethod(gone_now))
             outcome = only(scan_once(b.station))
 

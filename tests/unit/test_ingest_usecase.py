@@ -116,15 +116,16 @@ def test_an_unreadable_file_is_a_failed_result_and_the_rest_is_taken(
     rec = b.photos("rec", 3)
     bad = rec / MEDIA / photo_name(1)
     bad_ino = bad.stat().st_ino
-    real = hashing.copy_and_hash
+    real = hashing.copy_hash_and_check
 
-    def failing_flash(src_fd: int, dst_fd: int, **kw: object) -> Digest:
+    def failing_flash(src_fd: int, dst_fd: int, check_fd: int | None,
+                      **kw: object) -> tuple[Digest, Digest | None]:
         if os.fstat(src_fd).st_ino == bad_ino:  # a bad sector: the recorder is still there
             raise SourceReadError("cannot read at byte 0: Input/output error")
-        return real(src_fd, dst_fd, **kw)  # type: ignore[arg-type]
+        return real(src_fd, dst_fd, check_fd, **kw)  # type: ignore[arg-type]
 
     with monkeypatch.context() as patched:
-        patched.setattr(store_mod, "copy_and_hash", failing_flash)
+        patched.setattr(store_mod, "copy_hash_and_check", failing_flash)
         report = b.dock(rec)
 
     assert report.state == SessionState.DONE
@@ -203,16 +204,17 @@ def test_a_new_file_that_keeps_changing_is_kept_as_last_read_and_flagged(
         b: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
     rec = b.photos("rec", 1)
     source = rec / MEDIA / photo_name(0)
-    real = hashing.copy_and_hash
+    real = hashing.copy_hash_and_check
 
-    def appended_while_read(src_fd: int, dst_fd: int, **kw: object) -> Digest:
-        digest = real(src_fd, dst_fd, **kw)  # type: ignore[arg-type]
+    def appended_while_read(src_fd: int, dst_fd: int, check_fd: int | None,
+                            **kw: object) -> tuple[Digest, Digest | None]:
+        digests = real(src_fd, dst_fd, check_fd, **kw)  # type: ignore[arg-type]
         with source.open("ab") as fh:
             fh.write(b"more")
-        return digest
+        return digests
 
     with monkeypatch.context() as patched:
-        patched.setattr(store_mod, "copy_and_hash", appended_while_read)
+        patched.setattr(store_mod, "copy_hash_and_check", appended_while_read)
         (item,) = b.dock(rec).items
 
     assert Flag.CHANGED_DURING_COPY in item.flags

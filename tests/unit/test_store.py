@@ -166,15 +166,16 @@ def test_clean_tmp_leaves_a_copy_in_progress_alone(store: Store, tmp_path: Path,
     seen: list[list[str]] = []
     source = tmp_path / "src"
     source.write_bytes(os.urandom(4 * SMALL_BUFFER))
-    real = store_mod.copy_and_hash
+    real = store_mod.copy_hash_and_check
 
-    def copy_then_clean(src_fd: int, dst_fd: int, **kw: object) -> object:
-        digest = real(src_fd, dst_fd, **kw)  # type: ignore[arg-type]
+    def copy_then_clean(src_fd: int, dst_fd: int, check_fd: int | None,
+                        **kw: object) -> object:
+        digests = real(src_fd, dst_fd, check_fd, **kw)  # type: ignore[arg-type]
         store.clean_tmp()
         seen.append(sorted(p.name for p in store.tmp.iterdir()))
-        return digest
+        return digests
 
-    monkeypatch.setattr(store_mod, "copy_and_hash", copy_then_clean)
+    monkeypatch.setattr(store_mod, "copy_hash_and_check", copy_then_clean)
     fd = os.open(source, os.O_RDONLY)
     try:
         written = store.put_from_fd(fd)

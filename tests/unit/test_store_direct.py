@@ -35,12 +35,67 @@ def _direct(fd: int) -> bool:
 
 @dataclass
 class Seen:
-    """What the store did to its files, in order: ``(what, inode, O_DIRECT?, bytes)``."""
+    """What the store did to its files, in order: ``(what, inode, O_DIRECT?, offset, bytes)``
+    (offset and bytes for writes and reads of the copy as it is written)."""
 
-    events: list[tuple[str, int, bool, int]] = field(default_factory=list)
+    events: list[tuple[str, int, bool, int, int]] = field(default_factory=list)
 
-    def of(self, what: str) -> list[tuple[str, int, bool, int]]:
+    def of(self, what: str) -> list[tuple[str, int, bool, int, int]]:
         return [e for e in self.events if e[0] == what]
+
+
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
+    """Record every write, fsync, fdatasync, folder fsync and read-back, with the O_DIRECT
+    flag each file had at that moment."""
+    record = Seen()
+    real_write, real_fsync, real_datasync = hashing._pwrite_all, os.fsync, os.fdatasync
+    real_hash, real_dir, real_drop = hashing.hash_fd, store_mod.fsync_dir, hashing.drop_cache
+    real_back = hashing.read_back
+
+    def write(fd: int, view: memoryview, offset: int) -> None:
+        record.events.append(("write", os.fstat(fd).st_ino, _direct(fd), offset, len(view)))
+        real_write(fd, view, offset)
+
+    def fsync(fd: int) -> None:
+        record.events.append(("fsync", os.fstat(fd).st_ino, _direct(fd), 0, 0))
+        real_fsync(fd)
+
+    def fdatasync(fd: int) -> None:
+        record.events.append(("datasync", os.fstat(fd).st_ino, _direct(fd), 0, 0))
+        real_datasync(fd)
+
+    def readback(fd: int, **kwargs: object) -> hashing.Digest:
+        record.events.append(("read", os.fstat(fd).st_ino, _direct(fd), 0, 0))
+        return real_hash(fd, **kwargs)  # type: ignore[arg-type]
+
+    def read_back(fd: int, view: memoryview, offset: int) -> int:
+        n = real_back(fd, view, offset)
+        record.events.append(("read_back", os.fstat(fd).st_ino, _direct(fd), offset, n))
+        return n
+
+    def fsync_dir(path: Path) -> None:
+        record.events.append(("fsync_dir", path.stat().st_ino, False, 0, 0))
+        real_dir(path)
+
+    def drop_cache(fd: int) -> None:
+        record.events.append(("drop", os.fstat(fd).st_ino, _direct(fd), 0, 0))
+        real_drop(fd)
+
+    monkeypatch.setattr(hashing, "_pwrite_all", write)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(hashing, "hash_fd", readback)
+    monkeypatch.setattr(hashing, "read_back", read_back)
+    monkeypatch.setattr(store_mod, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(hashing, "drop_cache", drop_cache)
+    yield record
+
+
+def read_as_written(mode: str, size: int) -> bool:
+    """Is this copy read back while it is written? With O_DIRECT, when it is at least a
+    buffer long (a smaller one is copied in place and read back once stored)."""
+    return mode == "direct" and size >= BUFFER
 
 
 @pytest.fixture(params=["direct", "buffered"])
@@ -57,42 +112,6 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 
         monkeypatch.setattr(fcntl, "fcntl", refusing)
     return str(request.param)
-
-
-@pytest.fixture
-def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
-    """Record every write, fsync, folder fsync and read-back, with the O_DIRECT flag each
-    file had at that moment."""
-    record = Seen()
-    real_write, real_fsync = hashing._pwrite_all, os.fsync
-    real_hash, real_dir, real_drop = hashing.hash_fd, store_mod.fsync_dir, hashing.drop_cache
-
-    def write(fd: int, view: memoryview, offset: int) -> None:
-        record.events.append(("write", os.fstat(fd).st_ino, _direct(fd), len(view)))
-        real_write(fd, view, offset)
-
-    def fsync(fd: int) -> None:
-        record.events.append(("fsync", os.fstat(fd).st_ino, _direct(fd), 0))
-        real_fsync(fd)
-
-    def readback(fd: int, **kwargs: object) -> hashing.Digest:
-        record.events.append(("read", os.fstat(fd).st_ino, _direct(fd), 0))
-        return real_hash(fd, **kwargs)  # type: ignore[arg-type]
-
-    def fsync_dir(path: Path) -> None:
-        record.events.append(("fsync_dir", path.stat().st_ino, False, 0))
-        real_dir(path)
-
-    def drop_cache(fd: int) -> None:
-        record.events.append(("drop", os.fstat(fd).st_ino, _direct(fd), 0))
-        real_drop(fd)
-
-    monkeypatch.setattr(hashing, "_pwrite_all", write)
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(hashing, "hash_fd", readback)
-    monkeypatch.setattr(store_mod, "fsync_dir", fsync_dir)
-    monkeypatch.setattr(hashing, "drop_cache", drop_cache)
-    yield record
 
 
 @pytest.fixture
@@ -124,26 +143,57 @@ def test_an_object_is_stored_byte_exact_fsynced_then_read_back_from_the_device(
     assert list(store.tmp.iterdir()) == []
 
     ino, folder = final.stat().st_ino, final.parent.stat().st_ino
-    order = [(what, i) for what, i, _d, _n in seen.events
+    writes = seen.of("write")
+    assert sum(n for *_x, n in writes) == size
+    assert all(i == ino for _w, i, *_x in writes)
+    if mode == "direct":
+        # Whole blocks go straight from the buffer to the device; only a tail shorter than a
+        # block goes through the page cache, and the read-back bypasses it entirely.
+        assert all(d == (n % BLOCK == 0) for _w, _i, d, _o, n in writes), writes
+        assert sum(n for _w, _i, d, _o, n in writes if not d) == size % BLOCK
+    else:
+        assert not any(d for _w, _i, d, *_x in writes)
+    if read_as_written(mode, size):
+        assert_read_back_as_made_durable(seen, ino, size)
+        # Only once every byte is proven are the object's size and then its name made durable.
+        tail = [(what, i) for what, i, *_x in seen.events
+                if (what, i) in {("fsync", ino), ("fsync_dir", folder), ("read", ino)}]
+        assert tail == [("fsync", ino), ("fsync_dir", folder)]
+        last_read = max(n for n, e in enumerate(seen.events) if e[0] == "read_back")
+        first_fsync = min(n for n, e in enumerate(seen.events) if e[:2] == ("fsync", ino))
+        assert first_fsync > last_read
+        return
+    order = [(what, i) for what, i, *_x in seen.events
              if (what, i) in {("fsync", ino), ("fsync_dir", folder), ("drop", ino),
                               ("read", ino)}]
     # The object's bytes reach the disk, then its name does, and only then is it read back:
     # with O_DIRECT, or once its cached pages are dropped where the file system refuses that.
     dropped = [("drop", ino)] if mode == "buffered" else []
     assert order == [("fsync", ino), ("fsync_dir", folder), *dropped, ("read", ino)]
-    writes = seen.of("write")
-    assert sum(n for _w, _i, _d, n in writes) == size
-    assert all(i == ino for _w, i, _d, _n in writes)
-    (_r, _i, read_direct, _n), = seen.of("read")
-    if mode == "direct":
-        # Whole blocks go straight from the buffer to the device; only a tail shorter than a
-        # block goes through the page cache, and the read-back bypasses it entirely.
-        assert all(d == (n % BLOCK == 0) for _w, _i, d, n in writes), writes
-        assert sum(n for _w, _i, d, n in writes if not d) == size % BLOCK
-        assert read_direct
-    else:
-        assert not any(d for _w, _i, d, _n in writes)
-        assert not read_direct
+    assert seen.of("read_back") == []
+    (_r, _i, read_direct, *_x), = seen.of("read")
+    assert read_direct == (mode == "direct")
+
+
+def assert_read_back_as_made_durable(seen: Seen, ino: int, size: int) -> None:
+    """Every byte was read back once, in order, with O_DIRECT, and only after an fdatasync
+    that followed its write."""
+    reads = seen.of("read_back")
+    assert reads and all(i == ino and d for _r, i, d, _o, _n in reads), reads
+    offset = 0
+    for _r, _i, _d, at, n in reads:
+        assert at == offset
+        offset += n
+    assert offset >= size  # the last read may give back the block's padding past the end
+    synced = 0  # bytes written before the latest fdatasync
+    written = 0
+    for what, _i, _d, at, n in seen.events:
+        if what == "write":
+            written = max(written, at + n)
+        elif what == "datasync":
+            synced = written
+        elif what == "read_back":
+            assert min(at + n, size) <= synced, (at, n, synced)
 
 
 @pytest.mark.parametrize("size", [1, BLOCK + 1, 3 * 2**20 + 777])
@@ -151,7 +201,7 @@ def test_a_read_back_that_differs_from_what_was_hashed_stores_nothing(
         store: Store, tmp_path: Path, mode: str, seen: Seen, monkeypatch: pytest.MonkeyPatch,
         size: int) -> None:
     """A bad disk: the bytes on the device are not those that were hashed and written."""
-    real_dir = store_mod.fsync_dir
+    real_dir, real_datasync = store_mod.fsync_dir, os.fdatasync
     data = os.urandom(size)
     sha = hashlib.sha256(data).hexdigest()
 
@@ -160,13 +210,23 @@ def test_a_read_back_that_differs_from_what_was_hashed_stores_nothing(
         if path == store.path_of(sha).parent:
             flip_bit(store.path_of(sha), offset=size - 1, bit=5)
 
+    def damage_once_durable(fd: int) -> None:
+        os.fdatasync = real_datasync  # once: the first stretch made durable is changed
+        real_datasync(fd)
+        (copy,) = store.tmp.iterdir()
+        flip_bit(copy, offset=0, bit=5)
+
     monkeypatch.setattr(store_mod, "fsync_dir", damage_then_fsync_dir)
+    monkeypatch.setattr(os, "fdatasync", damage_once_durable)
     with pytest.raises(ObjectDamaged, match="damaged"):
         put(store, tmp_path, data)
     assert not store.has(sha)
     assert not store.path_of(sha).exists()
     assert list(store.tmp.iterdir()) == []
-    assert len(seen.of("read")) == 1
+    if read_as_written(mode, size):
+        assert seen.of("read_back") and not seen.of("fsync_dir")  # never named
+    else:
+        assert len(seen.of("read")) == 1
 
 
 def test_a_file_system_that_takes_the_flag_but_refuses_the_io_gets_it_buffered(

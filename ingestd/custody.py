@@ -198,11 +198,11 @@ class Custody:
                 with self._keys_lock:
                     self._keys = None  # what it learnt of the keys may have been rolled back
                 raise
-            self._mirror_after_commit()
+            self._mirror_after_commit(tx.inserted)
 
-    def _mirror_after_commit(self) -> None:
+    def _mirror_after_commit(self, committed: list[LedgerEntry]) -> None:
         try:
-            self._sync()
+            self._sync(committed)
         except OSError as exc:
             # Committed: the catalog holds the entries, and the next write (or `ledger
             # verify`'s report) catches the mirror up; the caller must hear it all the same.
@@ -289,9 +289,14 @@ class Custody:
         with self._locked():
             return self._sync()
 
-    def _sync(self) -> int:
+    def _sync(self, committed: list[LedgerEntry] | None = None) -> int:
+        """Append what the mirror lacks. The entries a transaction just committed are those
+        it lacks when it ends just before them (the usual case: they are written as they
+        are); else, as after a failed append, they are read from the catalog."""
         self.mirror.truncate_partial_tail()
         last = self.mirror.last_seq()
+        if committed and committed[0].seq == last + 1:
+            return self.mirror.append(committed)
         with self.catalog.read() as tx:
             new = list(tx.iter_entries(after=last))
         return self.mirror.append(new)

@@ -61,6 +61,9 @@ class CatalogTx(Protocol):
 
     # -- the ledger ----------------------------------------------------------------------
 
+    #: The entries this transaction inserted, in order.
+    inserted: list[LedgerEntry]
+
     def ledger_last_time(self) -> datetime | None: ...
 
     def ledger_head(self) -> tuple[int, str | None]: ...

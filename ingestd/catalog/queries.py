@@ -159,7 +159,7 @@ def _time_or_none(text: str | None) -> datetime | None:
     return parse_time(text) if text else None
 
 
-def _entry(row: RowMapping) -> LedgerEntry:
+def _entry(row: Mapping[Any, Any]) -> LedgerEntry:
     return LedgerEntry(
         seq=int(row["seq"]),
         at=parse_time(row["at"]),
@@ -485,6 +485,9 @@ class Tx:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        #: Ledger entries inserted in this transaction, in order. Its last one is the head:
+        #: the writer holds the ledger, so no one else appends while it is open.
+        self.inserted: list[LedgerEntry] = []
 
     def _update(self, key: Column[Any], value: Any, values: dict[str, Any]) -> None:
         """UPDATE one row by its key. The values go as parameters (they name the columns set), so
@@ -497,30 +500,33 @@ class Tx:
 
     def ledger_last_time(self) -> datetime | None:
         """When the ledger's last entry is dated (None for an empty ledger)."""
+        if self.inserted:
+            return self.inserted[-1].at
         at = self.conn.execute(_LAST_AT).scalar()
         return parse_time(str(at)) if at is not None else None
 
     def ledger_head(self) -> tuple[int, str | None]:
+        if self.inserted:
+            return self.inserted[-1].seq, self.inserted[-1].entry_hash
         row = self.conn.execute(_HEAD).first()
         return (int(row.seq), str(row.entry_hash)) if row else (0, None)
 
     def insert_entry(self, entry: LedgerEntry) -> None:
-        self.conn.execute(
-            insert(ledger),
-            {
-                "seq": entry.seq,
-                "at": format_time(entry.at),
-                "station": entry.station,
-                "actor": entry.actor,
-                "kind": entry.kind,
-                "item": entry.item,
-                "data": json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
-                "prev_hash": entry.prev_hash,
-                "key_id": entry.key_id,
-                "entry_hash": entry.entry_hash,
-                "signature": entry.signature,
-            },
-        )
+        row = {
+            "seq": entry.seq,
+            "at": format_time(entry.at),
+            "station": entry.station,
+            "actor": entry.actor,
+            "kind": entry.kind,
+            "item": entry.item,
+            "data": json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
+            "prev_hash": entry.prev_hash,
+            "key_id": entry.key_id,
+            "entry_hash": entry.entry_hash,
+            "signature": entry.signature,
+        }
+        self.conn.execute(insert(ledger), row)
+        self.inserted.append(_entry(row))  # as it reads back from the catalog
 
     def iter_entries(
         self,

@@ -279,7 +279,7 @@ def test_a_rotation_whose_mirror_write_fails_keeps_the_key_the_ledger_vouches_fo
     # is the only one the ledger lets sign: it must not be thrown away with the error.
     from ingestd.custody import Custody
 
-    def full(self: Custody) -> int:
+    def full(self: Custody, committed: object = None) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patched:

@@ -90,7 +90,7 @@ def test_a_rotation_whose_mirror_failed_is_finished_by_the_next_one(
     station = open_station(home, FakeClock())
     old_id = station.key.key_id
 
-    def full(self: Custody) -> int:
+    def full(self: Custody, committed: object = None) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patched:

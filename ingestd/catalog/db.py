@@ -150,6 +150,19 @@ def file_fault(exc: BaseException) -> CatalogFault | None:
     return CatalogFault.UNUSABLE  # a plain DatabaseError: the file is at fault, somehow
 
 
+def _sqlite_sync(conn: Connection, level: str) -> None:
+    conn.connection.driver_connection.execute(f"PRAGMA synchronous={level}")  # type: ignore[union-attr]
+
+
+def _restore_full_sync(conn: Connection) -> None:
+    """Back to synchronous=FULL before the connection goes back to the pool; one that cannot
+    be put back is thrown away, so no later commit runs on it unsynced."""
+    try:
+        _sqlite_sync(conn, "FULL")
+    except Exception:  # noqa: BLE001 - the original error, if any, is the one raised
+        conn.invalidate()
+
+
 def _sqlite_engine(url: str, *, read_only: bool) -> Engine:
     path = sqlite_path(url)
     where = str(path) if path is not None else url
@@ -266,7 +279,11 @@ class Catalog:
             raise CatalogError(f"catalog {self.safe_url}: {_why(exc.orig)}") from None
 
     @contextmanager
-    def write(self) -> Iterator[CatalogTx]:
+    def write(self, *, durable: bool = True) -> Iterator[CatalogTx]:
+        """A write transaction, one writer at a time. ``durable=False`` is for a row that may
+        be lost to a power cut without harm (a copy started): its commit does not wait for
+        the disk. It is still atomic, never reordered, and made durable by the next durable
+        commit, which writes everything before it."""
         if self.read_only:
             raise CatalogError(f"catalog {self.safe_url} was opened read-only: this command "
                                "cannot change it")
@@ -276,11 +293,22 @@ class Catalog:
         try:
             with self.engine.connect() as raw:
                 conn = raw.execution_options(ingestd_write=True)
-                with conn.begin():
-                    if not self.is_sqlite:
-                        conn.execute(text(f"SET LOCAL lock_timeout = {WRITE_WAIT_MS}"))
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK})
-                    yield Tx(conn)
+                if self.is_sqlite and not durable:
+                    # On the driver's connection: through SQLAlchemy it would begin first,
+                    # and SQLite takes no change of safety level inside a transaction.
+                    _sqlite_sync(raw, "NORMAL")
+                try:
+                    with conn.begin():
+                        if not self.is_sqlite:
+                            conn.execute(text(f"SET LOCAL lock_timeout = {WRITE_WAIT_MS}"))
+                            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                                         {"k": WRITE_LOCK})
+                            if not durable:
+                                conn.execute(text("SET LOCAL synchronous_commit = off"))
+                        yield Tx(conn)
+                finally:
+                    if self.is_sqlite and not durable:
+                        _restore_full_sync(raw)
         except OperationalError as exc:
             raise CatalogError(f"catalog {self.safe_url}: {_why(exc.orig)}") from None
         finally:

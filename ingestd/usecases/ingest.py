@@ -364,7 +364,9 @@ class Ingestor:
     def _one(self, src: SourceFile, session: _Session) -> FileResult:
         """One file: stored, found known, or not readable (a failed result saying why)."""
         serial, progress = session.serial, session.progress
-        with self.station.catalog.write() as tx:
+        # Not waited onto the disk: a power cut that loses it loses a copy that was not
+        # finished either (the session is interrupted all the same); what follows makes it so.
+        with self.station.catalog.write(durable=False) as tx:
             acq_id = tx.start_acquisition(
                 session_id=session.session_id, serial=serial, path=src.display,
                 path_hex=src.rel.hex(), size=src.size, mtime_ns=src.mtime_ns,

@@ -51,6 +51,16 @@ log = logging.getLogger(__name__)
 TMP_SUFFIX = ".partial"
 
 
+def _named_as_written(final: Path, fd: int) -> None:
+    """The name given is the file written and proven, not one put in its place meanwhile;
+    one that is not is taken out of the store again (it was never proven)."""
+    found, written = os.lstat(final), os.fstat(fd)
+    if (found.st_dev, found.st_ino) != (written.st_dev, written.st_ino):
+        final.unlink(missing_ok=True)
+        raise StoreError(f"the copy being stored as {final.name} was replaced in the store's "
+                         "tmp folder before it was named; nothing was stored")
+
+
 def presence_problem(sha256: str, size: int, found: os.stat_result | None, *,
                      where: Path) -> ObjectDiscrepancy | None:
     """What an object's file status says against the item (``found`` None: there is no
@@ -158,6 +168,7 @@ class Store:
                 make_dir(final.parent)
                 os.fchmod(fd, 0o440)
                 os.replace(tmp, final)
+                _named_as_written(final, fd)
                 fsync_dir(final.parent)
             finally:
                 os.close(fd)
@@ -182,7 +193,7 @@ class Store:
                       on_bytes: Callable[[int], None] | None) -> tuple[Digest, Digest | None]:
         """Copy and hash into ``tmp``, reading it back from the device as it goes where it
         can: the digest copied, and the one read back (None: not read back yet)."""
-        check = open_for_read_back(tmp)
+        check = open_for_read_back(tmp, fd)
         try:
             digest, read_back = copy_hash_and_check(src_fd, fd, check,
                                                     buffer_size=self.buffer_size,

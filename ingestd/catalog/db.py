@@ -281,9 +281,11 @@ class Catalog:
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[CatalogTx]:
         """A write transaction, one writer at a time. ``durable=False`` is for a row that may
-        be lost to a power cut without harm (a copy started): its commit does not wait for
-        the disk. It is still atomic, never reordered, and made durable by the next durable
-        commit, which writes everything before it."""
+        be lost to a power cut without harm (a copy started): on SQLite its commit does not
+        wait for the disk. It is still atomic, never reordered, and made durable by the next
+        durable commit, which writes everything before it; a power cut takes the station and
+        its catalog down together. A PostgreSQL server can fail alone, the station writing
+        on without the row: there every commit waits for the disk."""
         if self.read_only:
             raise CatalogError(f"catalog {self.safe_url} was opened read-only: this command "
                                "cannot change it")
@@ -303,8 +305,6 @@ class Catalog:
                             conn.execute(text(f"SET LOCAL lock_timeout = {WRITE_WAIT_MS}"))
                             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                                          {"k": WRITE_LOCK})
-                            if not durable:
-                                conn.execute(text("SET LOCAL synchronous_commit = off"))
                         yield Tx(conn)
                 finally:
                     if self.is_sqlite and not durable:

@@ -331,39 +331,42 @@ class _ReadBack:
     thread of its own and hashed in order. A large object is then proven about when its last
     byte is written, where reading it back after the copy took as long again.
 
-    ``check_fd`` is the copy opened a second time, for reading, with ``O_DIRECT`` on. The
-    writer calls :meth:`durable` after an ``fdatasync`` with the length written so far, and
-    :meth:`finish` for the digest of what the device gave back (None if it could not be read
-    back with ``O_DIRECT``: the caller then reads it back the slow way)."""
+    ``check_fd`` is the copy opened a second time, for reading, with ``O_DIRECT`` on; ``buf``
+    is a buffer of the copy's own lease (a second lease, waited for while the copy holds its
+    first, could deadlock the pool). The writer calls :meth:`durable` after an ``fdatasync``
+    with the length written so far, and :meth:`finish` for the digest of what the device gave
+    back (None if it could not be read back with ``O_DIRECT``: the caller then reads it back
+    the slow way). A read error is raised to the writer at its next :meth:`durable`."""
 
-    def __init__(self, check_fd: int, *, buffer_size: int) -> None:
+    def __init__(self, check_fd: int, buf: mmap.mmap) -> None:
         self._fd = check_fd
-        self._buffer_size = buffer_size
+        self._buf = buf
         self._ranges: queue.Queue[int | None] = queue.Queue()  # durable lengths, in order
         self._digest = hashlib.sha256()
         self._total = 0
-        self._given_up = False
-        self._failure: BaseException | None = None
+        self._given_up = False  # O_DIRECT reads refused
+        self._stop = False  # abandoned: read no more
+        self.failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ingestd-readback", daemon=True)
         self._thread.start()
 
     def durable(self, length: int) -> None:
+        if self.failure is not None:
+            raise self.failure  # no use copying on to a store that cannot be read back
         self._ranges.put(length)
 
     def _run(self) -> None:
-        try:
-            with BUFFERS.lease(self._buffer_size, want=1) as (buf,):
-                while (upto := self._ranges.get()) is not None:
-                    if not self._given_up:
-                        self._read_to(buf, upto)
-        except BaseException as exc:  # noqa: BLE001 - handed to the copying thread
-            self._failure = exc
-            while self._ranges.get() is not None:  # let the writer go on to its end
-                pass
+        while (upto := self._ranges.get()) is not None:
+            if self._given_up or self._stop or self.failure is not None:
+                continue  # drained to the end, so the writer is never kept waiting
+            try:
+                self._read_to(upto)
+            except BaseException as exc:  # noqa: BLE001 - handed to the copying thread
+                self.failure = exc
 
-    def _read_to(self, buf: mmap.mmap, upto: int) -> None:
-        with memoryview(buf) as view:
-            while self._total < upto:
+    def _read_to(self, upto: int) -> None:
+        with memoryview(self._buf) as view:
+            while self._total < upto and not self._stop:
                 want = aligned(min(len(view), upto - self._total))
                 try:
                     n = read_back(self._fd, view[:want], self._total)
@@ -383,13 +386,15 @@ class _ReadBack:
         file system refused the ``O_DIRECT`` reads."""
         self._ranges.put(None)
         self._thread.join()
-        if self._failure is not None:
-            raise self._failure
+        if self.failure is not None:
+            raise self.failure
         if self._given_up:
             return None
         return Digest(sha256=self._digest.hexdigest(), size=self._total)
 
     def abandon(self) -> None:
+        """Stop reading (the copy failed or was stopped) and wait for the thread."""
+        self._stop = True
         self._ranges.put(None)
         self._thread.join()
 
@@ -399,12 +404,20 @@ def read_back(fd: int, view: memoryview, offset: int) -> int:
     return os.preadv(fd, [view], offset)
 
 
-def open_for_read_back(path: Path) -> int | None:
+def open_for_read_back(path: Path, written: int) -> int | None:
     """``path`` opened a second time, to be read back from the device with ``O_DIRECT``
-    while it is written; None where the file system refuses the flag."""
+    while it is written through ``written``; None where the file system refuses the flag.
+    It must be the very file ``written`` is open on, not one put in its place."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    if set_direct(fd, True):
-        return fd
+    try:
+        mine, theirs = os.fstat(fd), os.fstat(written)
+        if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+            raise OSError(errno.ESTALE, "the copy being written was replaced", str(path))
+        if set_direct(fd, True):
+            return fd
+    except BaseException:
+        os.close(fd)
+        raise
     os.close(fd)
     return None
 
@@ -429,18 +442,19 @@ def copy_hash_and_check(src_fd: int, dst_fd: int, check_fd: int | None, *,
         return copy_and_hash(src_fd, dst_fd, buffer_size=buffer_size, abort=abort,
                              on_bytes=on_bytes, direct=True), None
     sink = _Sink(dst_fd, direct=True)
-    checker = _ReadBack(check_fd, buffer_size=buffer_size)
-    sink.checker = checker
-    try:
-        with BUFFERS.lease(buffer_size, want=_POOL, least=2) as buffers:
-            digest = _copy_large(src_fd, sink, buffers, abort=abort, on_bytes=on_bytes)
-        sink.make_durable()
-    except BaseException:
-        checker.abandon()
-        raise
-    # Waited for once the copy's buffers are given back: the read-back leases its own, and a
-    # copy that held on to its lease while waiting for it could starve it.
-    return digest, checker.finish()
+    # One lease for the copy and its read-back: a thread group never holds one lease while
+    # waiting for another, so the pool cannot deadlock however many copies run at once.
+    with BUFFERS.lease(buffer_size, want=_POOL + 1, least=3) as buffers:
+        # The lease's own list is left whole: it is what goes back to the pool.
+        checker = _ReadBack(check_fd, buffers[-1])
+        sink.checker = checker
+        try:
+            digest = _copy_large(src_fd, sink, buffers[:-1], abort=abort, on_bytes=on_bytes)
+            sink.make_durable()
+        except BaseException:
+            checker.abandon()
+            raise
+        return digest, checker.finish()
 
 
 def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER,

@@ -1,5 +1,6 @@
 """A commit not waited onto the disk (a copy's start) is still a commit, and leaves every
-later commit on the same pooled connection waited onto the disk, on SQLite and PostgreSQL."""
+later commit on the same pooled connection waited onto the disk (SQLite); PostgreSQL waits for
+every commit."""
 
 from __future__ import annotations
 
@@ -48,24 +49,19 @@ def test_sqlite_a_failed_write_not_waited_for_leaves_the_next_one_waited(
         catalog.dispose()
 
 
-def test_postgresql_a_write_not_waited_for_is_only_that_transaction(postgres_url: str) -> None:
-    catalog = open_catalog(postgres_url)
+def test_postgresql_waits_for_the_disk_even_for_a_write_that_need_not(
+        postgres_url: str) -> None:
+    """A server can fail alone while the station writes on: a row it lost would leave the
+    rows written after it naming nothing. Every commit there is waited for."""
+    # The test server runs with it off, for speed: every connection of this catalog sets it on.
+    sep = "&" if "?" in postgres_url else "?"
+    catalog = open_catalog(f"{postgres_url}{sep}options=-csynchronous_commit%3Don")
     show = sa.text("SHOW synchronous_commit")
     try:
-        with catalog.write() as tx:
-            # The server's own setting (a test server may run with it off for speed).
-            configured = tx.conn.execute(show).scalar_one()
-            tx.conn.execute(sa.text("SET synchronous_commit = on"))  # this session's
-            tx.conn.execute(sa.text("DELETE FROM keys WHERE key_id LIKE 'sync-%'"))
         with catalog.write(durable=False) as tx:
-            assert tx.conn.execute(show).scalar_one() == "off"
+            assert tx.conn.execute(show).scalar_one() == "on"
             tx.conn.execute(INSERT, {"k": "sync-quick"})
-        with catalog.write() as tx:
-            assert tx.conn.execute(show).scalar_one() == "on", configured
-            tx.conn.execute(INSERT, {"k": "sync-durable"})
         with catalog.read() as tx:
-            found = tx.conn.execute(sa.text(
-                "SELECT key_id FROM keys WHERE key_id LIKE 'sync-%' ORDER BY key_id")).scalars()
-            assert list(found) == ["sync-durable", "sync-quick"]
+            assert tx.conn.execute(COUNT).scalar_one() == 1
     finally:
         catalog.dispose()

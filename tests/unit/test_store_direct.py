@@ -9,6 +9,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import ingestd.store as store_mod
-from ingestd.errors import ObjectDamaged
+from ingestd.errors import ObjectDamaged, StoreError
 from ingestd.integrity import hashing
 from ingestd.store import Store
 from tests.support.damage import flip_bit
@@ -252,3 +253,58 @@ def test_a_file_system_that_takes_the_flag_but_refuses_the_io_gets_it_buffered(
         assert written.new
         assert store.path_of(written.digest.sha256).read_bytes() == data
         assert store.verify(written.digest.sha256, size).size == size
+
+
+def test_copies_and_their_read_backs_never_deadlock_a_pool_smaller_than_they_want(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy and its read-back lease their buffers together: were the read-back to take a
+    buffer of its own first, a pool of two buffers would hold one copy forever."""
+    monkeypatch.setattr(hashing, "BUFFERS", hashing.BufferPool(2 * BUFFER, keep=0))
+    datas = [os.urandom(40 * BUFFER + n) for n in range(3)]
+    results: list[store_mod.Written] = []
+    errors: list[BaseException] = []
+
+    def one(n: int) -> None:
+        src = tmp_path / f"src{n}.bin"
+        src.write_bytes(datas[n])
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            results.append(store.put_from_fd(fd))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            os.close(fd)
+
+    threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a copy waits for buffers forever"
+    assert errors == []
+    assert sorted(w.digest.sha256 for w in results) == sorted(
+        hashlib.sha256(d).hexdigest() for d in datas)
+    for data in datas:
+        assert store.path_of(hashlib.sha256(data).hexdigest()).read_bytes() == data
+
+
+def test_a_copy_replaced_before_it_is_named_is_not_stored(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Something that can write to the store's tmp folder swaps the copy, once read back,
+    for other bytes: they must not be stored under the proven copy's name."""
+    real_replace = os.replace
+    data = os.urandom(3 * BUFFER)
+    sha = hashlib.sha256(data).hexdigest()
+
+    def swap_then_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        source = Path(src)
+        if source.parent == store.tmp:
+            source.unlink()
+            source.write_bytes(b"other bytes")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", swap_then_replace)
+    with pytest.raises(StoreError, match="was replaced"):
+        put(store, tmp_path, data)
+    assert not store.path_of(sha).exists()
+    assert list(store.tmp.iterdir()) == []

@@ -31,7 +31,7 @@ NOT_FOR_REPORTS = ("boto3", "botocore", "apscheduler", "fastapi", "uvicorn", "ji
                    "alembic", "watchdog", "pyudev", "httpx", "aiosmtpd")
 
 #: Runs ``ingestd ARGS...`` as the entry point does, then prints the exit code and every
-#: top-level package it imported.
+#: module it imported.
 PROBE = """
 import json, runpy, sys
 sys.argv = ["ingestd", *sys.argv[1:]]
@@ -40,7 +40,7 @@ try:
     code = 0
 except SystemExit as exc:
     code = exc.code
-print(json.dumps([code, sorted({m.split(".")[0] for m in sys.modules})]), file=sys.stderr)
+print(json.dumps([code, sorted(sys.modules)]), file=sys.stderr)
 """
 
 
@@ -53,7 +53,8 @@ def stocked(tmp_path_factory: pytest.TempPathFactory, clips: Clips) -> tuple[Pat
     return home, clips.a.sha256
 
 
-def imported(*args: str) -> set[str]:
+def loaded(*args: str) -> set[str]:
+    """Every module ``ingestd ARGS...`` imported, run in a process of its own."""
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
                           text=True, env=subprocess_env(), check=False, timeout=120)
     code, modules = json.loads(done.stderr.splitlines()[-1])
@@ -61,13 +62,21 @@ def imported(*args: str) -> set[str]:
     return set(modules)
 
 
+def imported(*args: str) -> set[str]:
+    """The top-level packages ``ingestd ARGS...`` imported."""
+    return {name.split(".")[0] for name in loaded(*args)}
+
+
+def report_args(command: str, sha: str) -> list[str]:
+    return {"show": ["show", sha], "verify": ["verify", "--hash", sha]}.get(
+        command, command.split())
+
+
 @pytest.mark.parametrize("command", ["status", "status --json", "items", "show", "verify"])
 def test_a_report_imports_none_of_the_heavy_libraries(stocked: tuple[Path, str],
                                                       command: str) -> None:
     home, sha = stocked
-    args = {"show": ["show", sha], "verify": ["verify", "--hash", sha]}.get(
-        command, command.split())
-    modules = imported("--home", str(home), *args)
+    modules = imported("--home", str(home), *report_args(command, sha))
     assert "ingestd" in modules and "sqlalchemy" in modules  # the probe saw the command run
     assert sorted(modules.intersection(NOT_FOR_REPORTS)) == []
 
@@ -77,3 +86,16 @@ def test_help_imports_neither_the_catalog_nor_the_settings() -> None:
     assert "click" in modules
     assert sorted(modules.intersection({*NOT_FOR_REPORTS, "sqlalchemy", "pydantic",
                                         "cryptography"})) == []
+
+
+#: What a report on a SQLite catalog must not load beyond that: the PostgreSQL dialect (a
+#: partial index names it: only Alembic's environment declares those).
+NOT_ON_SQLITE = ("sqlalchemy.dialects.postgresql",)
+
+@pytest.mark.parametrize("command", ["status", "status --json", "items", "items --json",
+                                     "show", "verify"])
+def test_a_report_loads_only_what_it_uses(stocked: tuple[Path, str], command: str) -> None:
+    home, sha = stocked
+    modules = loaded("--home", str(home), *report_args(command, sha))
+    assert "ingestd.station" in modules  # the probe saw the command open the station
+    assert sorted(modules.intersection(NOT_ON_SQLITE)) == []

@@ -96,6 +96,10 @@ NOT_ON_SQLITE = ("sqlalchemy.dialects.postgresql",)
 #: station key does not).
 UNSIGNED = ("status", "status --json", "items", "items --json", "show")
 
+#: What status must not load beyond that: the ingest, and the recorder and media adapters it
+#: copies with (status asks ``usecases.liveness`` whether a session's process still runs).
+NOT_FOR_STATUS = ("ingestd.usecases.ingest", "ingestd.docks", "ingestd.media")
+
 
 @pytest.mark.parametrize("command", ["status", "status --json", "items", "items --json",
                                      "show", "verify"])
@@ -103,5 +107,6 @@ def test_a_report_loads_only_what_it_uses(stocked: tuple[Path, str], command: st
     home, sha = stocked
     modules = loaded("--home", str(home), *report_args(command, sha))
     assert "ingestd.station" in modules  # the probe saw the command open the station
-    unwanted = {*NOT_ON_SQLITE, *(["cryptography"] if command in UNSIGNED else [])}
+    unwanted = {*NOT_ON_SQLITE, *(["cryptography"] if command in UNSIGNED else []),
+                *(NOT_FOR_STATUS if command.startswith("status") else [])}
     assert sorted(modules.intersection(unwanted)) == []

@@ -100,6 +100,11 @@ UNSIGNED = ("status", "status --json", "items", "items --json", "show")
 #: copies with (status asks ``usecases.liveness`` whether a session's process still runs).
 NOT_FOR_STATUS = ("ingestd.usecases.ingest", "ingestd.docks", "ingestd.media")
 
+#: What items and show must not load: the audit, the recorder, media and off-site adapters it
+#: reads copies with (show asks ``usecases.describe``), and a progress bar; items no table.
+NOT_FOR_ITEMS = ("ingestd.usecases.audit", "ingestd.docks", "ingestd.media",
+                 "ingestd.targets", "rich.progress")
+
 
 @pytest.mark.parametrize("command", ["status", "status --json", "items", "items --json",
                                      "show", "verify"])
@@ -108,5 +113,8 @@ def test_a_report_loads_only_what_it_uses(stocked: tuple[Path, str], command: st
     modules = loaded("--home", str(home), *report_args(command, sha))
     assert "ingestd.station" in modules  # the probe saw the command open the station
     unwanted = {*NOT_ON_SQLITE, *(["cryptography"] if command in UNSIGNED else []),
-                *(NOT_FOR_STATUS if command.startswith("status") else [])}
+                *(NOT_FOR_STATUS if command.startswith("status") else []),
+                *(NOT_FOR_ITEMS if command.startswith(("items", "show")) else []),
+                *(["rich.table"] if command.startswith("items") else []),
+                *(["rich.progress"] if command == "verify" else [])}
     assert sorted(modules.intersection(unwanted)) == []

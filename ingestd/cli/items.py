@@ -188,7 +188,8 @@ def items(app: AppContext, case: str | None, officer: str | None,
             return
         count = print_rows(_ITEM_HEADER,
                            ([_item_cells(r, app.tz) for r in page] for page in pages))
-    console.print(plural(count, "item"))
+    # Plain text, as print_rows writes: a listing needs no rich console.
+    click.echo(plural(count, "item"))
 
 
 @cli.command()

@@ -37,7 +37,6 @@ from ..station import Station
 from ..targets import Target
 from .describe import describe_item
 from .flags import set_flag
-from .replicate import prove_place, version_at
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +307,9 @@ def _audited_rows(station: Station, targets: Sequence[Target], *, report: AuditR
 def _audit_items(station: Station, picked: Sequence[Item], *, decode: int,
                  targets: Sequence[Target], actor: str, report: AuditReport,
                  progress: Progress | None, throttle: Throttle | None) -> None:
+    # Here, not at the top: ``verify`` asks this module without the replication machinery.
+    from .replicate import prove_place
+
     unusable: dict[str, str] = {}
     for target in targets:
         try:
@@ -748,6 +750,8 @@ def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
             offsite[target.name] = "ok"  # proven, with the audited entry that says so
             done.proven.append(target.name)
             continue
+        from .replicate import version_at
+
         version = version_at(target, sha)
         offsite[target.name] = found + (f" (version {version})" if version else "")
         done.found.append(ReplicaProblem(

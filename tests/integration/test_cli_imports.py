@@ -88,34 +88,42 @@ def test_help_imports_neither_the_catalog_nor_the_settings() -> None:
                                         "cryptography"})) == []
 
 
-#: What a report on a SQLite catalog must not load beyond that: the PostgreSQL dialect (a
-#: partial index names it: only Alembic's environment declares those).
-NOT_ON_SQLITE = ("sqlalchemy.dialects.postgresql",)
+#: What every report (on a SQLite catalog) must not load beyond those: the PostgreSQL dialect
+#: (a partial index names it: only Alembic's environment declares those), and the replication
+#: machinery (worker threads, checkpoints, Merkle proofs): ``verify`` reads a copy elsewhere
+#: through its target alone.
+NOT_FOR_ANY_REPORT = ("sqlalchemy.dialects.postgresql", "ingestd.usecases.replicate",
+                      "ingestd.usecases.checkpoints")
 
-#: The reports that check no signature, and so need no cryptography library (reading the
-#: station key does not).
-UNSIGNED = ("status", "status --json", "items", "items --json", "show")
+#: The cryptography library is for the reports that check a signature (``verify``): reading
+#: the station key needs none.
+UNSIGNED = ("cryptography",)
+#: status asks ``usecases.liveness`` whether a dock's process still runs: not the ingest, nor
+#: the recorder and media adapters it copies with.
+NOT_FOR_STATUS = (*UNSIGNED, "ingestd.usecases.ingest", "ingestd.docks", "ingestd.media")
+#: show asks ``usecases.describe``: not the audit, nor the recorder, media and off-site
+#: adapters it reads copies with; no progress bar.
+NOT_FOR_SHOW = (*UNSIGNED, "ingestd.usecases.audit", "ingestd.docks", "ingestd.media",
+                "ingestd.targets", "rich.progress")
+#: items writes plain rows: no rich console or table either (``base.console`` is made when
+#: first used).
+NOT_FOR_ITEMS = (*NOT_FOR_SHOW, "rich.console", "rich.table")
 
-#: What status must not load beyond that: the ingest, and the recorder and media adapters it
-#: copies with (status asks ``usecases.liveness`` whether a session's process still runs).
-NOT_FOR_STATUS = ("ingestd.usecases.ingest", "ingestd.docks", "ingestd.media")
+#: Per command, what it must not load beyond NOT_FOR_ANY_REPORT.
+NOT_LOADED: dict[str, tuple[str, ...]] = {
+    "status": NOT_FOR_STATUS,
+    "status --json": NOT_FOR_STATUS,
+    "items": NOT_FOR_ITEMS,
+    "items --json": NOT_FOR_ITEMS,
+    "show": NOT_FOR_SHOW,
+    "verify": ("rich.progress",),
+}
 
-#: What items and show must not load: the audit, the recorder, media and off-site adapters it
-#: reads copies with (show asks ``usecases.describe``), and a progress bar; items, which
-#: writes plain rows, no rich console or table either (``base.console`` is made when used).
-NOT_FOR_ITEMS = ("ingestd.usecases.audit", "ingestd.docks", "ingestd.media",
-                 "ingestd.targets", "rich.progress")
 
-
-@pytest.mark.parametrize("command", ["status", "status --json", "items", "items --json",
-                                     "show", "verify"])
+@pytest.mark.parametrize("command", sorted(NOT_LOADED))
 def test_a_report_loads_only_what_it_uses(stocked: tuple[Path, str], command: str) -> None:
     home, sha = stocked
     modules = loaded("--home", str(home), *report_args(command, sha))
     assert "ingestd.station" in modules  # the probe saw the command open the station
-    unwanted = {*NOT_ON_SQLITE, *(["cryptography"] if command in UNSIGNED else []),
-                *(NOT_FOR_STATUS if command.startswith("status") else []),
-                *(NOT_FOR_ITEMS if command.startswith(("items", "show")) else []),
-                *(["rich.table", "rich.console"] if command.startswith("items") else []),
-                *(["rich.progress"] if command == "verify" else [])}
+    unwanted = {*NOT_FOR_ANY_REPORT, *NOT_LOADED[command]}
     assert sorted(modules.intersection(unwanted)) == []

@@ -99,8 +99,9 @@ NOT_FOR_ANY_REPORT = ("sqlalchemy.dialects.postgresql", "ingestd.usecases.replic
 #: the station key needs none.
 UNSIGNED = ("cryptography",)
 #: status asks ``usecases.liveness`` whether a dock's process still runs: not the ingest, nor
-#: the recorder and media adapters it copies with.
-NOT_FOR_STATUS = (*UNSIGNED, "ingestd.usecases.ingest", "ingestd.docks", "ingestd.media")
+#: the recorder and media adapters it copies with; rich's Live only for ``--watch``.
+NOT_FOR_STATUS = (*UNSIGNED, "ingestd.usecases.ingest", "ingestd.docks", "ingestd.media",
+                  "rich.live")
 #: show asks ``usecases.describe``: not the audit, nor the recorder, media and off-site
 #: adapters it reads copies with; no progress bar.
 NOT_FOR_SHOW = (*UNSIGNED, "ingestd.usecases.audit", "ingestd.docks", "ingestd.media",

@@ -229,10 +229,6 @@ replicas = Table(
     Column("rewrite", Boolean, nullable=False, default=False),
     # versions found bad, space separated: kept by their lock, never counted again
     Column("bad_versions", Text, nullable=False, default=""),
-    # the copies that recorded an error, newest last: a target's last error without reading
-    # every copy
-    Index("ix_replicas_errors", "target", "updated_at", sqlite_where=text("last_error <> ''"),
-          postgresql_where=text("last_error <> ''")),
 )
 
 target_identities = Table(
@@ -371,3 +367,17 @@ tallies = Table(
     Column("bytes", BigInteger, nullable=False, server_default="0"),
     Column("at", Time, nullable=True),
 )
+
+
+def declare_partial_indexes() -> None:
+    """Add to :data:`metadata` the indexes that cover only some rows (migration 0018 makes
+    them). Their WHERE clause is given per dialect, and naming a dialect imports it: the
+    PostgreSQL one costs a command on a SQLite catalog more than all its queries. So they are
+    declared only where the whole schema is wanted (Alembic's environment), not by the commands
+    that query. Calling it again adds nothing."""
+    if any(index.name == "ix_replicas_errors" for index in replicas.indexes):
+        return
+    # the copies that recorded an error, newest last: a target's last error without reading
+    # every copy
+    Index("ix_replicas_errors", replicas.c.target, replicas.c.updated_at,
+          sqlite_where=text("last_error <> ''"), postgresql_where=text("last_error <> ''"))

@@ -10,16 +10,14 @@ import os
 import pwd
 import sys
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
 import click
 from rich.cells import cell_len, set_cell_size
-from rich.console import Console
-from rich.markup import escape
 
 from ..domain import text
 from ..domain.canonical import parse_time
@@ -30,12 +28,75 @@ from ..errors import UsageError, exit_code_table
 from ..logs import configure
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     # Imported when a command first needs them (``ingestd --help`` does not).
     from ..config import Settings
     from ..station import Station
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+#: What a rich Console reads from the environment once, when it is made (the rest it reads
+#: whenever it needs it).
+_READ_WHEN_MADE = ("COLUMNS", "LINES", "JUPYTER_COLUMNS", "JUPYTER_LINES", "NO_COLOR",
+                   "TTY_INTERACTIVE")
+
+
+class _Environ(Mapping[str, str]):
+    """The environment a deferred console is made with: ``os.environ`` as it is when read,
+    but, while the console is being made, what it reads then as it was when this module was
+    imported."""
+
+    def __init__(self) -> None:
+        self.at_import: dict[str, str | None] | None = {
+            name: os.environ.get(name) for name in _READ_WHEN_MADE}
+
+    def __getitem__(self, name: str) -> str:
+        if self.at_import is not None and name in self.at_import:
+            value = self.at_import[name]
+            if value is None:
+                raise KeyError(name)
+            return value
+        return os.environ[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
+class _Deferred:
+    """A rich Console made when it is first used: rich's console takes longer to import than
+    ``items`` or a ``--json`` answer, which print none, take to run. It is made as it would
+    have been when this module was imported (the environment it reads then, as it was)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._environ = _Environ()
+        self._made: Console | None = None
+
+    def _console(self) -> Console:
+        if self._made is None:
+            from rich.console import Console
+
+            self._made = Console(**self._options, _environ=self._environ)
+            self._environ.at_import = None  # made: from now on, the environment as it is
+        return self._made
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._console(), name)
+
+    # What rich does with a console beyond its attributes (Live and Progress buffer its
+    # output in a ``with``).
+    def __enter__(self) -> Console:
+        return self._console().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._console().__exit__(*exc)
+
+
+console = cast("Console", _Deferred(highlight=False))
+err_console = cast("Console", _Deferred(stderr=True, highlight=False, soft_wrap=True))
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -360,6 +421,8 @@ def actor_option(func: F) -> F:
 def esc(value: Any) -> str:
     """A value for rich markup, printed as it is: markup escaped, and anything a terminal
     would act on (escape sequences, carriage returns) written as an escape."""
+    from rich.markup import escape
+
     return escape(text.printable(str(value))) if value is not None else ""
 
 

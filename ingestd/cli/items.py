@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import click
-from rich.table import Table
 
 from ..catalog.queries import LIST_BATCH
 from ..config import parse_duration
@@ -31,7 +30,7 @@ from ..errors import UsageError
 from ..ports import CatalogTx
 from ..station import Station
 from ..usecases import cases, casework, windows
-from ..usecases.audit import describe_item
+from ..usecases.describe import describe_item
 from .base import (
     AppContext,
     ItemRef,
@@ -189,7 +188,8 @@ def items(app: AppContext, case: str | None, officer: str | None,
             return
         count = print_rows(_ITEM_HEADER,
                            ([_item_cells(r, app.tz) for r in page] for page in pages))
-    console.print(plural(count, "item"))
+    # Plain text, as print_rows writes: a listing needs no rich console.
+    click.echo(plural(count, "item"))
 
 
 @cli.command()
@@ -198,6 +198,8 @@ def items(app: AppContext, case: str | None, officer: str | None,
 @pass_app
 def show(app: AppContext, item: str, as_json: bool) -> None:
     """One item: what it is, its labels, flags, acquisitions and whole custody history."""
+    from rich.table import Table  # here, not at the top: ``items`` lists without it
+
     station = app.station(read_only=True)
     with station.catalog.read() as tx:
         sha = tx.resolve(item)

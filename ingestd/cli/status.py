@@ -17,7 +17,6 @@ import click
 from rich import box
 from rich.columns import Columns
 from rich.console import Console, ConsoleOptions, Group, RenderableType
-from rich.live import Live
 from rich.measure import Measurement
 from rich.table import Column, Table
 from rich.text import Text
@@ -85,6 +84,8 @@ def _watch(view: Callable[[], RenderableType], interval: float) -> None:
             console.print()
             console.file.flush()
             time.sleep(interval)
+    from rich.live import Live  # only to redraw a terminal in place
+
     with Live(view(), console=console, auto_refresh=False) as live:
         while True:
             time.sleep(interval)

@@ -35,8 +35,8 @@ from ..media import decode_check
 from ..ports import CatalogTx
 from ..station import Station
 from ..targets import Target
+from .describe import describe_item
 from .flags import set_flag
-from .replicate import prove_place, version_at
 
 log = logging.getLogger(__name__)
 
@@ -67,28 +67,6 @@ class Verdict:
         return {"path": self.path, "sha256": self.sha256, "match": self.match,
                 "item": self.item, "problems": self.problems, "held": self.held,
                 "notes": self.notes}
-
-
-def describe_item(station: Station, sha: str) -> dict[str, Any] | None:
-    """What ``verify`` and ``show`` say of an item (None: no item has this SHA-256)."""
-    with station.catalog.read() as tx:
-        item = tx.item(sha)
-        if item is None:
-            return None
-        current = tx.current_label(sha)
-        flags = [str(f.flag) for f in tx.item_flags(sha)]
-    return {
-        "sha256": sha, "size": item.size, "recorder": item.recorder,
-        "officer": current.officer if current else item.officer,
-        "case": current.case if current else None,
-        "party": current.party if current else None,
-        "recorded_start": format_time(item.recorded_start),
-        "recorded_end": format_time(item.recorded_end),
-        "stored_at": format_time(item.stored_at), "station": item.station,
-        "original_name": item.original_name, "retention_class": str(item.retention_class),
-        "retain_until": format_time(item.retain_until) if item.retain_until else None,
-        "hold": item.hold, "local": item.local_present, "flags": flags,
-    }
 
 
 def _signature_problems(station: Station, sha: str) -> list[str]:
@@ -329,6 +307,9 @@ def _audited_rows(station: Station, targets: Sequence[Target], *, report: AuditR
 def _audit_items(station: Station, picked: Sequence[Item], *, decode: int,
                  targets: Sequence[Target], actor: str, report: AuditReport,
                  progress: Progress | None, throttle: Throttle | None) -> None:
+    # Here, not at the top: ``verify`` asks this module without the replication machinery.
+    from .replicate import prove_place
+
     unusable: dict[str, str] = {}
     for target in targets:
         try:
@@ -769,6 +750,8 @@ def _audit_offsite(station: Station, sha: str, targets: Sequence[Target],
             offsite[target.name] = "ok"  # proven, with the audited entry that says so
             done.proven.append(target.name)
             continue
+        from .replicate import version_at
+
         version = version_at(target, sha)
         offsite[target.name] = found + (f" (version {version})" if version else "")
         done.found.append(ReplicaProblem(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +39,9 @@ from ..ports import CatalogTx
 from ..station import Station
 from ..store import Repair
 from .flags import set_flag
+from .liveness import HOST as HOST
+from .liveness import process_alive as process_alive
+from .liveness import session_abandoned as session_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -575,9 +577,6 @@ class Ingestor:
         return recorded
 
 
-HOST = socket.gethostname()
-
-
 class _Batch:
     """One session's files, handed out in walk order to its file threads, and what became of
     each."""
@@ -614,34 +613,6 @@ class _Batch:
                 report.errors.append({"path": result.path, "error": result.error})
             else:
                 report.items.append(result)
-
-
-def process_alive(pid: int) -> bool:
-    """Is ``pid`` a running ingestd process (not a reused number)?
-
-    Under ProtectProc=invisible (and PrivateUsers=) a process of another user, or of the same
-    user outside our user namespace, has no /proc entry for us to read; a signal 0 still says
-    whether it exists, and such a process is taken as alive rather than its session as dead."""
-    if pid == os.getpid():
-        return True
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"ingestd" in fh.read()
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True  # it exists, and is not ours to signal
-    except OSError:
-        return False
-    return True
-
-
-def session_abandoned(pid: int | None, host: str | None) -> bool:
-    """Is the process that serves a ``running`` session gone? The same rule as
-    ``interrupt_abandoned``, so that a reader can show the truth without writing."""
-    return pid is None or host != HOST or not process_alive(int(pid))
 
 
 def _unchanged(fd: int, before: os.stat_result, digest: Digest) -> bool:

@@ -27,7 +27,7 @@ from ..domain.status import (
     WormStanding,
 )
 from ..station import Station
-from .ingest import session_abandoned
+from .liveness import session_abandoned
 
 #: The jobs that check what is kept: ``status`` shows the last run of each.
 LEDGER_JOB = "ledger-verify"

@@ -31,7 +31,7 @@ NOT_FOR_REPORTS = ("boto3", "botocore", "apscheduler", "fastapi", "uvicorn", "ji
                    "alembic", "watchdog", "pyudev", "httpx", "aiosmtpd")
 
 #: Runs ``ingestd ARGS...`` as the entry point does, then prints the exit code and every
-#: top-level package it imported.
+#: module it imported.
 PROBE = """
 import json, runpy, sys
 sys.argv = ["ingestd", *sys.argv[1:]]
@@ -40,7 +40,7 @@ try:
     code = 0
 except SystemExit as exc:
     code = exc.code
-print(json.dumps([code, sorted({m.split(".")[0] for m in sys.modules})]), file=sys.stderr)
+print(json.dumps([code, sorted(sys.modules)]), file=sys.stderr)
 """
 
 
@@ -53,7 +53,8 @@ def stocked(tmp_path_factory: pytest.TempPathFactory, clips: Clips) -> tuple[Pat
     return home, clips.a.sha256
 
 
-def imported(*args: str) -> set[str]:
+def loaded(*args: str) -> set[str]:
+    """Every module ``ingestd ARGS...`` imported, run in a process of its own."""
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
                           text=True, env=subprocess_env(), check=False, timeout=120)
     code, modules = json.loads(done.stderr.splitlines()[-1])
@@ -61,19 +62,71 @@ def imported(*args: str) -> set[str]:
     return set(modules)
 
 
+def imported(*args: str) -> set[str]:
+    """The top-level packages ``ingestd ARGS...`` imported."""
+    return {name.split(".")[0] for name in loaded(*args)}
+
+
+def report_args(command: str, sha: str) -> list[str]:
+    return {"show": ["show", sha], "verify": ["verify", "--hash", sha]}.get(
+        command, command.split())
+
+
 @pytest.mark.parametrize("command", ["status", "status --json", "items", "show", "verify"])
 def test_a_report_imports_none_of_the_heavy_libraries(stocked: tuple[Path, str],
                                                       command: str) -> None:
     home, sha = stocked
-    args = {"show": ["show", sha], "verify": ["verify", "--hash", sha]}.get(
-        command, command.split())
-    modules = imported("--home", str(home), *args)
+    modules = imported("--home", str(home), *report_args(command, sha))
     assert "ingestd" in modules and "sqlalchemy" in modules  # the probe saw the command run
     assert sorted(modules.intersection(NOT_FOR_REPORTS)) == []
 
 
 def test_help_imports_neither_the_catalog_nor_the_settings() -> None:
-    modules = imported("--help")
+    every = loaded("--help")
+    modules = {name.split(".")[0] for name in every}
     assert "click" in modules
     assert sorted(modules.intersection({*NOT_FOR_REPORTS, "sqlalchemy", "pydantic",
                                         "cryptography"})) == []
+    assert "rich.console" not in every  # click prints the help; no rich console is made
+
+
+#: What every report (on a SQLite catalog) must not load beyond those: the PostgreSQL dialect
+#: (a partial index names it: only Alembic's environment declares those), and the replication
+#: machinery (worker threads, checkpoints, Merkle proofs): ``verify`` reads a copy elsewhere
+#: through its target alone.
+NOT_FOR_ANY_REPORT = ("sqlalchemy.dialects.postgresql", "ingestd.usecases.replicate",
+                      "ingestd.usecases.checkpoints")
+
+#: The cryptography library is for the reports that check a signature (``verify``): reading
+#: the station key needs none.
+UNSIGNED = ("cryptography",)
+#: status asks ``usecases.liveness`` whether a dock's process still runs: not the ingest, nor
+#: the recorder and media adapters it copies with; rich's Live only for ``--watch``.
+NOT_FOR_STATUS = (*UNSIGNED, "ingestd.usecases.ingest", "ingestd.docks", "ingestd.media",
+                  "rich.live")
+#: show asks ``usecases.describe``: not the audit, nor the recorder, media and off-site
+#: adapters it reads copies with; no progress bar.
+NOT_FOR_SHOW = (*UNSIGNED, "ingestd.usecases.audit", "ingestd.docks", "ingestd.media",
+                "ingestd.targets", "rich.progress")
+#: items writes plain rows: no rich console or table either (``base.console`` is made when
+#: first used).
+NOT_FOR_ITEMS = (*NOT_FOR_SHOW, "rich.console", "rich.table")
+
+#: Per command, what it must not load beyond NOT_FOR_ANY_REPORT.
+NOT_LOADED: dict[str, tuple[str, ...]] = {
+    "status": NOT_FOR_STATUS,
+    "status --json": NOT_FOR_STATUS,
+    "items": NOT_FOR_ITEMS,
+    "items --json": NOT_FOR_ITEMS,
+    "show": NOT_FOR_SHOW,
+    "verify": ("rich.progress",),
+}
+
+
+@pytest.mark.parametrize("command", sorted(NOT_LOADED))
+def test_a_report_loads_only_what_it_uses(stocked: tuple[Path, str], command: str) -> None:
+    home, sha = stocked
+    modules = loaded("--home", str(home), *report_args(command, sha))
+    assert "ingestd.station" in modules  # the probe saw the command open the station
+    unwanted = {*NOT_FOR_ANY_REPORT, *NOT_LOADED[command]}
+    assert sorted(modules.intersection(unwanted)) == []

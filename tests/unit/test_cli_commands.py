@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from ingestd.cli.base import cli
@@ -76,3 +77,18 @@ def test_help_and_an_unknown_command_import_no_command_module() -> None:
             assert "Did you mean 'status'?" in done.stderr
         else:
             assert "simulate-recorder  Dock a simulated recorder" in done.stdout
+
+
+def test_the_console_is_made_with_the_terminal_size_it_was_imported_with(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``base.console`` is made when first used, but as if made when ``base`` was imported: a
+    COLUMNS set in between (as a test's runner sets it for one command) does not fix its width
+    for every later command, which still reads COLUMNS as it is then."""
+    from ingestd.cli import base
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    made = base._Deferred(highlight=False)
+    monkeypatch.setenv("COLUMNS", "61")
+    assert made.width == 61
+    monkeypatch.setenv("COLUMNS", "97")
+    assert made.width == 97

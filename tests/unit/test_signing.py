@@ -55,3 +55,47 @@ def test_missing_or_garbled_key(tmp_path: Path) -> None:
     os.chmod(tmp_path / "station.key", 0o600)
     with pytest.raises(IntegrityError, match="not a valid key"):
         StationKey.load(tmp_path)
+
+
+def _write_key(folder: Path, pem: bytes) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / "station.key").write_bytes(pem)
+    os.chmod(folder / "station.key", 0o600)
+
+
+def test_a_key_in_any_form_openssl_writes_loads_as_the_same_key(tmp_path: Path) -> None:
+    """The key as ``save`` writes it is read without the cryptography library; any other PEM
+    of the same key (CRLF line ends, the public key carried along) still loads, and is the
+    same key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    canonical = private.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+    original = StationKey(private)
+    for n, pem in enumerate([canonical, canonical.replace(b"\n", b"\r\n"),
+                             canonical.replace(b"\n", b"\n\n")]):
+        _write_key(tmp_path / str(n), pem)
+        loaded = StationKey.load(tmp_path / str(n))
+        assert loaded.public == original.public
+        assert original.public.verify(loaded.sign(b"entry"), b"entry")
+
+
+def test_a_key_garbled_past_its_armour_or_not_ed25519_is_refused(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
+
+    pem = StationKey.generate().save(tmp_path / "good").read_bytes()
+    body = pem.splitlines()[1]
+    for n, bad in enumerate([pem.replace(body, body[:12]),  # too short to be a key
+                             pem.replace(body, b"!" * len(body))]):  # not base64
+        _write_key(tmp_path / str(n), bad)
+        with pytest.raises(IntegrityError, match="not a valid key"):
+            StationKey.load(tmp_path / str(n))
+    _write_key(tmp_path / "ed448", Ed448PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    with pytest.raises(IntegrityError, match="not an Ed25519 key"):
+        StationKey.load(tmp_path / "ed448")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from ingestd.catalog.schema import metadata
+from ingestd.catalog.schema import declare_partial_indexes, metadata
 
+declare_partial_indexes()
 config = context.config
 connection = config.attributes.get("connection")
 

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -36,7 +37,8 @@ from cryptography.x509.oid import NameOID
 
 from ingestd.config import S3TargetSettings
 from ingestd.errors import ObjectDamaged, ReplicaMismatch, TargetError, TargetUnreachable
-from ingestd.targets import Lock, Target
+from ingestd.integrity.hashing import BufferPool
+from ingestd.targets import Lock, Target, s3
 from ingestd.targets.s3 import S3Target
 from tests.support.damage import flipped
 from tests.support.flipping_proxy import FlippingProxy, RelayServer, never, object_puts
@@ -1112,6 +1114,32 @@ def test_rehash_reads_back_an_object_of_many_parts(
     worker.start()
     worker.join(60)
     assert result == [blob.sha256], "rehash did not finish within 60 s"
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+def test_uploads_at_once_share_the_upload_buffers_within_their_budget(
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many items and parts travel at once, their bytes in memory are the pool's:
+    with room for two 5 MiB parts, four uploads of three parts (and two whole small items)
+    wait their turn, never hold more, and every copy is still the item's."""
+    budget = 4 * s3.UPLOAD_PIECE  # two parts of 5 MiB (two pieces each)
+    pool = BufferPool(budget, keep=4)
+    monkeypatch.setattr(s3, "UPLOAD_BUFFERS", pool)
+    files = [random_file(tmp_path / f"big-{i}", BIG) for i in range(4)]
+    files += [random_file(tmp_path / f"small-{i}", 3 * MiB) for i in range(2)]
+    target = make_target(moto.url, lock_bucket, moto_credentials, max_concurrency=4,
+                         prefix="pooled")
+    with ThreadPoolExecutor(max_workers=len(files)) as uploads:
+        remotes = list(uploads.map(
+            lambda f: target.put_item(f.sha256, f.path, f.size, Lock(retain_until=days(1))),
+            files))
+    assert pool.peak == budget, "the uploads used the pool, and filled it"
+    for blob, remote in zip(files, remotes, strict=True):
+        assert remote.sha256 == blob.sha256 == target.rehash_item(blob.sha256)
 
 
 # -- the body reaches the server as sent, and a copy is proven by its bytes -------------------

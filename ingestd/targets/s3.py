@@ -13,8 +13,10 @@ in memory than the pool's budget. After every upload the object is
 read back with ``head_object`` and its size, metadata hash (and, where the server reports one,
 its full-object checksum) and Object Lock state are compared with what was meant; anything else
 is a ``TargetError``, never a success (``ReplicaMismatch`` when the copy is wrong,
-``TargetUnreachable`` when the server could not be asked). Every PUT and part also carries its
-``Content-MD5``, which Ceph RGW checks, so a body damaged on the way is refused, not stored.
+``TargetUnreachable`` when the server could not be asked). A body damaged on the way is refused,
+not stored: over plain HTTP each PUT and part is signed with its SHA-256, which the server
+checks; over HTTPS, where botocore signs no payload, each carries its ``Content-MD5``, which
+Ceph RGW checks (it ignores ``x-amz-checksum-*``).
 
 Metadata can be forged by whoever can write the bucket, so only reading the bytes back proves
 them: ``rehash_item`` (audits), and ``put_item`` with ``readback`` or ``rewrite`` (the answer's
@@ -200,11 +202,14 @@ class S3Target:
                 f"target {name!r}: cannot set up the S3 client: {redact_urls(str(exc))}"
             ) from exc
         events = self._client.meta.events
-        # Ceph RGW checks Content-MD5 (it ignores x-amz-checksum-*), and over HTTPS nothing
-        # else covers the body: every PUT and part carries it, so a body damaged on the way
-        # is refused rather than stored
-        for operation in ("PutObject", "UploadPart"):
-            events.register(f"before-call.s3.{operation}", _add_content_md5)
+        if not self._signed_payload:
+            # Ceph RGW checks Content-MD5 (it ignores x-amz-checksum-*), and over HTTPS
+            # nothing else covers the body: every PUT and part carries it, so a body damaged
+            # on the way is refused rather than stored. Over plain HTTP the signed SHA-256 of
+            # the body covers it, and the server checks that (an MD5 would cost more CPU than
+            # every SHA-256 of the upload together)
+            for operation in ("PutObject", "UploadPart"):
+                events.register(f"before-call.s3.{operation}", _add_content_md5)
         # bandwidth_limit counts the bytes sent, not those read to sign or checksum a body
         events.register_first("request-created.s3", signal_not_transferring,
                               unique_id="s3upload-not-transferring")

@@ -1145,13 +1145,15 @@ def test_uploads_at_once_share_the_upload_buffers_within_their_budget(
 # -- the body reaches the server as sent, and a copy is proven by its bytes -------------------
 
 
-def test_every_put_and_every_part_carries_the_content_md5_of_its_body(
+def test_over_https_every_put_and_every_part_carries_the_content_md5_of_its_body(
     moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, small: ClipFile,
-    blobs: dict[str, ClipFile]
+    blobs: dict[str, ClipFile], tls: Tls
 ) -> None:
-    """Ceph RGW checks Content-MD5 (not x-amz-checksum-*): every body carries it."""
-    with FlippingProxy(moto.url) as relay:
-        target = make_target(relay.url, lock_bucket, moto_credentials)
+    """Ceph RGW checks Content-MD5 (not x-amz-checksum-*), and over HTTPS no signature covers
+    a body: every body carries its MD5."""
+    with FlippingProxy(moto.url, tls=tls.server) as relay:
+        target = make_target(relay.url, lock_bucket, moto_credentials, ca_bundle=tls.ca,
+                             request_checksums="when_required")
         for blob in (small, blobs["big"]):
             target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=days(1)))
         target.put_manifest(small.sha256, b"{}", Lock(retain_until=days(1)))
@@ -1160,8 +1162,30 @@ def test_every_put_and_every_part_carries_the_content_md5_of_its_body(
     assert len([s for s in bodies if "partNumber=" in s.path]) == 3
     assert len(bodies) == 5  # one object, three parts, one manifest
     for seen in bodies:
-        md5 = {k.lower(): v for k, v in seen.headers.items()}.get("content-md5")
+        headers = {k.lower(): v for k, v in seen.headers.items()}
+        assert headers.get("x-amz-content-sha256") == "UNSIGNED-PAYLOAD", seen.path
+        md5 = headers.get("content-md5")
         assert md5 == base64.b64encode(hashlib.md5(seen.body).digest()).decode(), seen.path
+
+
+def test_over_http_every_put_and_every_part_is_covered_by_its_signed_sha256(
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, small: ClipFile,
+    blobs: dict[str, ClipFile]
+) -> None:
+    """Over plain HTTP the signature covers each body's SHA-256, which the server checks
+    (``test_ceph_refuses_a_part_damaged_in_transit``): an MD5 as well would only cost CPU."""
+    with FlippingProxy(moto.url) as relay:
+        target = make_target(relay.url, lock_bucket, moto_credentials)
+        for blob in (small, blobs["big"]):
+            target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=days(1)))
+        target.put_manifest(small.sha256, b"{}", Lock(retain_until=days(1)))
+    is_object = object_puts("/station-1/")
+    bodies = [s for s in relay.requests("PUT") if is_object(s.method, s.path)]
+    assert len(bodies) == 5  # one object, three parts, one manifest
+    for seen in bodies:
+        headers = {k.lower(): v for k, v in seen.headers.items()}
+        assert headers["x-amz-content-sha256"] == hashlib.sha256(seen.body).hexdigest()
+        assert "content-md5" not in headers, seen.path
 
 
 def test_a_read_back_of_an_object_of_more_than_ten_parts_finishes_in_ranges(

@@ -1095,7 +1095,14 @@ class _VerifyingReader:
 
     def fill(self, views: Sequence[memoryview]) -> None:
         """Read the next bytes into ``views``, each filled whole (they hold no more than is
-        left of the file), and hash them."""
+        left of the file), and hash them. The kernel is asked for as many bytes again, to
+        read them from the disk while these are hashed and sent."""
+        done = self._size - self._left
+        length = sum(len(v) for v in views)
+        if self._left > length:
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self._file.fileno(), done + length, length,
+                                 os.POSIX_FADV_WILLNEED)
         for view in views:
             got = self._readinto(view)
             self._hash.update(view[:got])

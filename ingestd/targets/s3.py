@@ -1185,17 +1185,23 @@ class _Body:
         self._pos = min(max(base + offset, 0), self._size)
         return self._pos
 
-    def read(self, amount: int | None = -1) -> bytes:
+    def read(self, amount: int | None = -1) -> bytes | memoryview:
+        """Up to ``amount`` bytes: a view of the piece that holds them (no copy: the reads
+        are whole blocks and never straddle a piece, but where one does it is joined)."""
         end = self._size if amount is None or amount < 0 else min(self._size,
                                                                     self._pos + amount)
-        out: list[bytes] = []
-        while self._pos < end:
-            index, start = divmod(self._pos, UPLOAD_PIECE)
-            stop = min(len(self._views[index]), start + end - self._pos)
-            out.append(bytes(self._views[index][start:stop]))
-            self._pos += stop - start
-        data = out[0] if len(out) == 1 else b"".join(out)
-        if self._sending and self._throttle is not None and data:
+        if self._pos >= end:
+            return b""
+        index, start = divmod(self._pos, UPLOAD_PIECE)
+        data: bytes | memoryview
+        if start + end - self._pos <= len(self._views[index]):
+            data = self._views[index][start:start + end - self._pos]
+        else:
+            data = b"".join(self._views[i][max(0, self._pos - i * UPLOAD_PIECE):
+                                           end - i * UPLOAD_PIECE]
+                            for i in range(index, (end - 1) // UPLOAD_PIECE + 1))
+        self._pos = end
+        if self._sending and self._throttle is not None:
             self._throttle.wait(len(data))
         return data
 

@@ -85,6 +85,12 @@ class BufferPool:
         self._give(buffers)
 
     @property
+    def held(self) -> int:
+        """Bytes leased out now."""
+        with self._cond:
+            return self._held
+
+    @property
     def peak(self) -> int:
         """The most bytes ever leased out at once."""
         with self._cond:

@@ -1142,6 +1142,38 @@ def test_uploads_at_once_share_the_upload_buffers_within_their_budget(
         assert remote.sha256 == blob.sha256 == target.rehash_item(blob.sha256)
 
 
+@pytest.mark.parametrize("failure", ["damaged first part", "damaged last part", "part refused",
+                                     "small item damaged"])
+def test_an_upload_that_fails_gives_back_every_buffer(
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str,
+    tmp_path: Path, blobs: dict[str, ClipFile], small: ClipFile,
+    monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Whatever ends an upload, its buffers go back to the pool (a leak would starve every
+    later upload), and the upload is aborted."""
+    pool = BufferPool(4 * s3.UPLOAD_PIECE, keep=4)
+    monkeypatch.setattr(s3, "UPLOAD_BUFFERS", pool)
+    blob = small if failure == "small item damaged" else blobs["big"]
+    source = tmp_path / "source"
+    data = blob.path.read_bytes()
+    source.write_bytes(flipped(data, blob.size - 10) if failure == "damaged last part"
+                       else data if failure == "part refused" else flipped(data, 10))
+    target = make_target(moto.url, lock_bucket, moto_credentials, prefix=f"fail-{uuid.uuid4()}")
+
+    def refuse_part_two(params: dict[str, Any], **kwargs: Any) -> None:
+        if params["PartNumber"] == 2:
+            raise ConnectionError("part 2 refused")
+
+    if failure == "part refused":
+        target._client.meta.events.register("before-parameter-build.s3.UploadPart",
+                                            refuse_part_two)
+    with pytest.raises((ObjectDamaged, TargetUnreachable)):
+        target.put_item(blob.sha256, source, blob.size, Lock(retain_until=days(1)))
+    assert pool.peak > 0 and pool.held == 0, "every buffer taken was given back"
+    assert target.head_item(blob.sha256) is None
+    assert moto_client.list_multipart_uploads(Bucket=lock_bucket).get("Uploads", []) == []
+
+
 # -- the body reaches the server as sent, and a copy is proven by its bytes -------------------
 
 

@@ -63,6 +63,7 @@ class BufferPool:
         self._queue: collections.deque[object] = collections.deque()
         self._spare: list[mmap.mmap] = []
         self._held = 0  # bytes leased out
+        self._peak = 0
 
     @contextlib.contextmanager
     def lease(self, size: int, *, want: int, least: int = 1) -> Iterator[list[mmap.mmap]]:
@@ -71,6 +72,29 @@ class BufferPool:
             yield buffers
         finally:
             self._give(buffers)
+
+    def take(self, size: int, count: int) -> list[mmap.mmap]:
+        """``count`` buffers of ``size`` bytes (rounded up to whole blocks), waiting their turn,
+        to be handed back with :meth:`give`, possibly by another thread: an upload reads a
+        part into them and the part's sender gives them back once it is sent. Waiting cannot
+        deadlock while what a thread holds is on its way back without waiting on the pool."""
+        return self._take(aligned(size), count, count)
+
+    def give(self, buffers: list[mmap.mmap]) -> None:
+        """Hand back buffers from :meth:`take`."""
+        self._give(buffers)
+
+    @property
+    def held(self) -> int:
+        """Bytes leased out now."""
+        with self._cond:
+            return self._held
+
+    @property
+    def peak(self) -> int:
+        """The most bytes ever leased out at once."""
+        with self._cond:
+            return self._peak
 
     def _take(self, size: int, want: int, least: int) -> list[mmap.mmap]:
         ticket = object()
@@ -85,6 +109,7 @@ class BufferPool:
                 self._cond.notify_all()
             count = max(least, min(want, (self.budget - self._held) // size))
             self._held += count * size
+            self._peak = max(self._peak, self._held)
             same = [b for b in self._spare if len(b) == size][:count]
             for buf in same:
                 self._spare.remove(buf)

@@ -6,12 +6,17 @@ object carries the SHA-256 of its own bytes as user metadata
 (``x-amz-meta-sha256``): multipart SHA-256 checksums are composite (a hash of the part hashes),
 and neither moto nor Ceph RGW rejects a wrong ``ChecksumSHA256``, so the server's checksum alone
 proves nothing. The local copy is hashed as it is read for the upload, and the upload cannot
-finish unless it hashes to the item (``_VerifyingReader``). After every upload the object is
+finish unless it hashes to the item (``_VerifyingReader``). It is read, a part at a time, into
+buffers of one pool for the whole process (``UPLOAD_BUFFERS``), and each part is sent from
+there: however many items and parts travel at once, replication holds no more of their bytes
+in memory than the pool's budget. After every upload the object is
 read back with ``head_object`` and its size, metadata hash (and, where the server reports one,
 its full-object checksum) and Object Lock state are compared with what was meant; anything else
 is a ``TargetError``, never a success (``ReplicaMismatch`` when the copy is wrong,
-``TargetUnreachable`` when the server could not be asked). Every PUT and part also carries its
-``Content-MD5``, which Ceph RGW checks, so a body damaged on the way is refused, not stored.
+``TargetUnreachable`` when the server could not be asked). A body damaged on the way is refused,
+not stored: over plain HTTP each PUT and part is signed with its SHA-256, which the server
+checks; over HTTPS, where botocore signs no payload, each carries its ``Content-MD5``, which
+Ceph RGW checks (it ignores ``x-amz-checksum-*``).
 
 Metadata can be forged by whoever can write the bucket, so only reading the bytes back proves
 them: ``rehash_item`` (audits), and ``put_item`` with ``readback`` or ``rewrite`` (the answer's
@@ -36,17 +41,19 @@ import dataclasses
 import hashlib
 import ipaddress
 import logging
+import mmap
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 import boto3
-from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -54,8 +61,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ProfileNotFound,
 )
-from s3transfer.futures import TransferFuture
-from s3transfer.subscribers import BaseSubscriber
+from s3transfer.utils import signal_not_transferring, signal_transferring
 
 from ingestd.domain import policy
 from ingestd.domain.policy import WormAttempt, WormProbe
@@ -67,7 +73,7 @@ from ingestd.errors import (
     TargetError,
     TargetUnreachable,
 )
-from ingestd.integrity.hashing import hash_file
+from ingestd.integrity.hashing import BufferPool, hash_file
 from ingestd.targets import (
     CheckpointVersion,
     Lock,
@@ -84,6 +90,7 @@ from ingestd.targets import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import (
+        CompletedPartTypeDef,
         HeadObjectOutputTypeDef,
         PutObjectLegalHoldRequestTypeDef,
         PutObjectRetentionRequestTypeDef,
@@ -160,18 +167,11 @@ class S3Target:
         self._readback = settings.readback
         self._readback_range = max(settings.multipart_chunksize, 8 * MiB)
         max_concurrency = settings.max_concurrency
-        self._transfer_config = TransferConfig(
-            multipart_threshold=settings.multipart_threshold,
-            multipart_chunksize=settings.multipart_chunksize,
-            max_concurrency=max_concurrency,
-            max_bandwidth=settings.bandwidth_limit,
-            # the CRT manager ignores parts of TransferConfig (bandwidth among them)
-            preferred_transfer_client="classic",
-        )
-        # An upload reads its source in order into memory, a part at a time (see
-        # _VerifyingReader): at most the parts being sent and one being read are held, not
-        # s3transfer's default of ten (160 MiB an item with 16 MiB parts).
-        self._transfer_config.max_in_memory_upload_chunks = max_concurrency
+        self._chunksize = settings.multipart_chunksize
+        self._max_concurrency = max_concurrency
+        # one cap for every upload to this target together, not one for each
+        self._throttle = (_Throttle(settings.bandwidth_limit)
+                          if settings.bandwidth_limit is not None else None)
         config = Config(
             region_name=settings.region or "us-east-1",
             # the one retry policy: total attempts of each request, as in the AWS config file
@@ -201,11 +201,20 @@ class S3Target:
             raise TargetError(
                 f"target {name!r}: cannot set up the S3 client: {redact_urls(str(exc))}"
             ) from exc
-        # Ceph RGW checks Content-MD5 (it ignores x-amz-checksum-*), and over HTTPS nothing
-        # else covers the body: every PUT and part carries it, so a body damaged on the way
-        # is refused rather than stored
-        for operation in ("PutObject", "UploadPart"):
-            self._client.meta.events.register(f"before-call.s3.{operation}", _add_content_md5)
+        events = self._client.meta.events
+        if not self._signed_payload:
+            # Ceph RGW checks Content-MD5 (it ignores x-amz-checksum-*), and over HTTPS
+            # nothing else covers the body: every PUT and part carries it, so a body damaged
+            # on the way is refused rather than stored. Over plain HTTP the signed SHA-256 of
+            # the body covers it, and the server checks that (an MD5 would cost more CPU than
+            # every SHA-256 of the upload together)
+            for operation in ("PutObject", "UploadPart"):
+                events.register(f"before-call.s3.{operation}", _add_content_md5)
+        # bandwidth_limit counts the bytes sent, not those read to sign or checksum a body
+        events.register_first("request-created.s3", signal_not_transferring,
+                              unique_id="s3upload-not-transferring")
+        events.register_last("request-created.s3", signal_transferring,
+                             unique_id="s3upload-transferring")
 
     def __repr__(self) -> str:
         return f"S3Target(name={self.name!r}, bucket={self.bucket!r}, prefix={self.prefix!r})"
@@ -655,11 +664,84 @@ class S3Target:
         log.info("target %s: uploading %s (%d bytes)", self.name, key, size)
         started = time.monotonic()
         # the metadata we attach claims this hash: the reader proves the bytes we send have it
-        with _VerifyingReader(source, sha256, size) as reader, \
-                create_transfer_manager(self._client, self._transfer_config) as manager:
-            manager.upload(cast("IO[bytes]", reader), self.bucket, key, extra_args=extra,
-                           subscribers=[cast(BaseSubscriber, _KnownSize(size))]).result()
+        with _VerifyingReader(source, sha256, size) as reader:
+            if size < self._multipart_threshold:
+                self._put_read(reader, key, size, extra)
+            else:
+                self._multipart_read(reader, key, size, extra)
         log.info("target %s: uploaded %s in %.1f s", self.name, key, time.monotonic() - started)
+
+    def _put_read(self, reader: _VerifyingReader, key: str, size: int,
+                  extra: dict[str, Any]) -> None:
+        """One PUT, its body read into the upload buffers and hashed whole before it starts."""
+        pieces = UPLOAD_BUFFERS.take(UPLOAD_PIECE, _piece_count(size))
+        try:
+            views = _views(pieces, size)
+            reader.fill(views)
+            self._client.put_object(Bucket=self.bucket, Key=key,
+                                    Body=cast("IO[bytes]", _Body(views, self._throttle)), **extra)
+        finally:
+            UPLOAD_BUFFERS.give(pieces)
+
+    def _multipart_read(self, reader: _VerifyingReader, key: str, size: int,
+                        extra: dict[str, Any]) -> None:
+        """A multipart upload, its parts read in order (hashed as they are read) and sent
+        ``max_concurrency`` at a time. Completed only once every part is sent and the file
+        hashed to the item; aborted otherwise (the last part is then never sent)."""
+        upload_id = self._client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, **extra)["UploadId"]
+        part_args = {k: v for k, v in extra.items() if k == "ChecksumAlgorithm"}
+        try:
+            parts = self._send_parts(reader, key, upload_id, size, part_args)
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": cast("list[CompletedPartTypeDef]", parts)})
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                    UploadId=upload_id)
+            raise
+
+    def _send_parts(self, reader: _VerifyingReader, key: str, upload_id: str, size: int,
+                    part_args: dict[str, Any]) -> list[dict[str, Any]]:
+        chunk = self._chunksize
+        count = -(-size // chunk)
+        sent: list[Future[dict[str, Any]]] = []
+        running: set[Future[dict[str, Any]]] = set()
+        with ThreadPoolExecutor(max_workers=self._max_concurrency,
+                                thread_name_prefix="ingestd-upload") as senders:
+            for number in range(1, count + 1):
+                while len(running) >= self._max_concurrency:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()  # a part that could not be sent ends the upload
+                length = min(chunk, size - (number - 1) * chunk)
+                # waits its turn for the memory: every upload of the process shares the pool
+                pieces = UPLOAD_BUFFERS.take(UPLOAD_PIECE, _piece_count(length))
+                try:
+                    views = _views(pieces, length)
+                    reader.fill(views)  # the last: raises, unsent, unless the file is the item
+                except BaseException:
+                    UPLOAD_BUFFERS.give(pieces)
+                    raise
+                future = senders.submit(self._send_part, key, upload_id, number, views, pieces,
+                                        part_args)
+                sent.append(future)
+                running.add(future)
+        return [future.result() for future in sent]
+
+    def _send_part(self, key: str, upload_id: str, number: int, views: list[memoryview],
+                   pieces: list[mmap.mmap], part_args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            body = cast("IO[bytes]", _Body(views, self._throttle))
+            answer = self._client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                              PartNumber=number, Body=body, **part_args)
+        finally:
+            UPLOAD_BUFFERS.give(pieces)
+        part: dict[str, Any] = {"PartNumber": number, "ETag": answer["ETag"]}
+        if answer.get("ChecksumSHA256"):
+            part["ChecksumSHA256"] = answer["ChecksumSHA256"]
+        return part
 
     def _put_bytes(
         self, key: str, body: bytes, sha256: str, lock: Lock | None, *, content_type: str
@@ -980,15 +1062,15 @@ def _read_credentials(target: str, path: Path, profile: str | None) -> tuple[str
 
 
 class _VerifyingReader:
-    """The local copy of an item as s3transfer reads it for an upload, hashed as it is read.
+    """The local copy of an item as it is read for an upload, in order, hashed as it is read.
 
-    It says it cannot seek, so s3transfer reads it in order, from one thread, into the parts it
-    sends (or the body of the one PUT): the hash covers exactly the bytes handed over to be
-    sent, and the file is read once. The read that would hand over the last bytes first checks
-    that the file is ``size`` bytes hashing to ``sha256``, and raises ``ObjectDamaged`` instead
-    if not: the last part is then never sent, so a multipart upload is never completed
-    (s3transfer aborts it) and a single PUT never starts. No object, let alone one under
-    COMPLIANCE retention claiming the item's hash, is ever made from a damaged copy.
+    The upload reads it from one thread, part after part, into the buffers each part is sent
+    from: the hash covers exactly the bytes handed over to be sent, and the file is read once.
+    The read that hands over the last bytes first checks that the file is ``size`` bytes
+    hashing to ``sha256``, and raises ``ObjectDamaged`` instead if not: the last part is then
+    never sent, so a multipart upload is never completed (it is aborted) and a single PUT
+    never starts. No object, let alone one under COMPLIANCE retention claiming the item's
+    hash, is ever made from a damaged copy.
     """
 
     def __init__(self, path: Path, sha256: str, size: int) -> None:
@@ -997,7 +1079,6 @@ class _VerifyingReader:
         self._size = size
         self._left = size
         self._hash = hashlib.sha256()
-        self._done = False
         try:
             self._file = path.open("rb", buffering=0)
         except OSError as exc:
@@ -1012,69 +1093,155 @@ class _VerifyingReader:
     def __exit__(self, *exc: object) -> None:
         self._file.close()
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def read(self, amount: int | None = -1) -> bytes:
-        if self._done:
-            return b""
-        want = self._left if amount is None or amount < 0 else min(amount, self._left)
-        data = self._read(want)
-        self._hash.update(data)
-        self._left -= len(data)
-        if len(data) < want:
-            raise self._damaged(f"ends after {self._size - self._left} bytes")
+    def fill(self, views: Sequence[memoryview]) -> None:
+        """Read the next bytes into ``views``, each filled whole (they hold no more than is
+        left of the file), and hash them. The kernel is asked for as many bytes again, to
+        read them from the disk while these are hashed and sent."""
+        done = self._size - self._left
+        length = sum(len(v) for v in views)
+        if self._left > length:
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self._file.fileno(), done + length, length,
+                                 os.POSIX_FADV_WILLNEED)
+        for view in views:
+            got = self._readinto(view)
+            self._hash.update(view[:got])
+            self._left -= got
+            if got < len(view):
+                raise self._damaged(f"ends after {self._size - self._left} bytes")
         if not self._left:
             self._finish()
-        return data
 
-    def _read(self, amount: int) -> bytes:
+    def _readinto(self, view: memoryview) -> int:
+        got = 0
         try:
-            data = self._file.read(amount)
             # a regular file gives all that is asked in one read, but past 2 GiB or at its end
-            while len(data) < amount and (more := self._file.read(amount - len(data))):
-                data += more
+            while got < len(view) and (n := self._file.readinto(view[got:])):
+                got += n
         except OSError as exc:
             raise ObjectDamaged(f"cannot read {self._path} for replication: {exc}") from exc
-        return data
+        return got
 
     def _finish(self) -> None:
         """All ``size`` bytes are read: the file must end here and hash to the item."""
-        self._done = True
-        if self._read(1):
+        if self._readinto(memoryview(bytearray(1))):
             raise self._damaged(f"has more than {self._size} bytes")
         found = self._hash.hexdigest()
         if found != self._sha256:
             raise self._damaged(f"is {self._size} bytes with SHA-256 {found}")
 
     def _damaged(self, what: str) -> ObjectDamaged:
-        self._done = True
         return ObjectDamaged(
             f"{self._path} {what}, expected {self._size} bytes with {self._sha256}: "
             "not replicating a damaged copy"
         )
 
 
+# Every upload's bytes in memory, for the whole process: a part (or a small item, sent in one
+# PUT) is read into pieces of this pool, hashed, sent from them, and the pieces handed back.
+# Uploads wait their turn for pieces, so replication's memory stays within the budget however
+# many items and parts travel at once (one part larger than the budget goes alone).
+UPLOAD_PIECE = 4 * MiB
+UPLOAD_BUFFERS = BufferPool(16 * UPLOAD_PIECE, keep=16)
+
+
+def _piece_count(size: int) -> int:
+    return -(-size // UPLOAD_PIECE)
+
+
+def _views(pieces: Sequence[mmap.mmap], size: int) -> list[memoryview]:
+    """``size`` bytes laid over ``pieces``: each whole but the last."""
+    return [memoryview(piece)[:min(UPLOAD_PIECE, size - i * UPLOAD_PIECE)]
+            for i, piece in enumerate(pieces)]
+
+
+class _Body:
+    """A request body held in upload pieces, as botocore reads it: to sign it (over plain
+    HTTP), to checksum it, to send it, and again from the start when a request is retried.
+    While it is being sent (botocore's ``request-created`` signals, as s3transfer's bodies
+    take them), its reads wait for the target's ``bandwidth_limit``."""
+
+    def __init__(self, views: list[memoryview], throttle: _Throttle | None) -> None:
+        self._views = views
+        self._size = sum(len(v) for v in views)
+        self._pos = 0
+        self._throttle = throttle
+        self._sending = False
+
+    def __len__(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        self._pos = min(max(base + offset, 0), self._size)
+        return self._pos
+
+    def read(self, amount: int | None = -1) -> bytes | memoryview:
+        """Up to ``amount`` bytes: a view of the piece that holds them (no copy: the reads
+        are whole blocks and never straddle a piece, but where one does it is joined)."""
+        end = self._size if amount is None or amount < 0 else min(self._size,
+                                                                    self._pos + amount)
+        if self._pos >= end:
+            return b""
+        index, start = divmod(self._pos, UPLOAD_PIECE)
+        data: bytes | memoryview
+        if start + end - self._pos <= len(self._views[index]):
+            data = self._views[index][start:start + end - self._pos]
+        else:
+            data = b"".join(self._views[i][max(0, self._pos - i * UPLOAD_PIECE):
+                                           end - i * UPLOAD_PIECE]
+                            for i in range(index, (end - 1) // UPLOAD_PIECE + 1))
+        self._pos = end
+        if self._sending and self._throttle is not None:
+            self._throttle.wait(len(data))
+        return data
+
+    def update(self, digest: Any) -> None:
+        """Feed the whole body to ``digest`` (a hashlib object), without copying it."""
+        for view in self._views:
+            digest.update(view)
+
+    def signal_transferring(self) -> None:
+        self._sending = True
+
+    def signal_not_transferring(self) -> None:
+        self._sending = False
+
+    def close(self) -> None:
+        """botocore may close a body it has sent: the pieces stay the upload's."""
+
+
+class _Throttle:
+    """``bandwidth_limit``: the bytes every upload to a target sends, together, at most
+    ``rate`` a second (each read waits for its slot; the first goes at once)."""
+
+    def __init__(self, rate: int) -> None:
+        self._rate = float(rate)
+        self._lock = threading.Lock()
+        self._next = time.monotonic()
+
+    def wait(self, size: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(self._next, now)
+            self._next = start + size / self._rate
+        if start - now > 0.001:
+            time.sleep(start - now)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _Canary:
     attempt: WormAttempt
     version: str | None
-
-
-class _KnownSize:
-    """Tells s3transfer the size of a source it cannot seek in, so that it chooses between one
-    PUT and a multipart upload without first reading ``multipart_threshold`` bytes. Not a
-    ``BaseSubscriber``: its no-op ``on_progress`` would be called for every 8 KiB sent."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-
-    def on_queued(self, future: TransferFuture, **kwargs: Any) -> None:
-        future.meta.provide_transfer_size(self._size)
-
 
 
 def _add_content_md5(params: dict[str, Any], **kwargs: Any) -> None:
@@ -1086,6 +1253,8 @@ def _add_content_md5(params: dict[str, Any], **kwargs: Any) -> None:
     md5 = hashlib.md5(usedforsecurity=False)
     if isinstance(body, bytes | bytearray):
         md5.update(body)
+    elif isinstance(body, _Body):
+        body.update(md5)
     else:
         start = body.tell()
         for chunk in iter(lambda: body.read(_READ_CHUNK), b""):

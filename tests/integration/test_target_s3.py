@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -36,7 +37,8 @@ from cryptography.x509.oid import NameOID
 
 from ingestd.config import S3TargetSettings
 from ingestd.errors import ObjectDamaged, ReplicaMismatch, TargetError, TargetUnreachable
-from ingestd.targets import Lock, Target
+from ingestd.integrity.hashing import BufferPool
+from ingestd.targets import Lock, Target, s3
 from ingestd.targets.s3 import S3Target
 from tests.support.damage import flipped
 from tests.support.flipping_proxy import FlippingProxy, RelayServer, never, object_puts
@@ -1114,16 +1116,76 @@ def test_rehash_reads_back_an_object_of_many_parts(
     assert result == [blob.sha256], "rehash did not finish within 60 s"
 
 
+# -- memory -------------------------------------------------------------------------------------
+
+
+def test_uploads_at_once_share_the_upload_buffers_within_their_budget(
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many items and parts travel at once, their bytes in memory are the pool's:
+    with room for two 5 MiB parts, four uploads of three parts (and two whole small items)
+    wait their turn, never hold more, and every copy is still the item's."""
+    budget = 4 * s3.UPLOAD_PIECE  # two parts of 5 MiB (two pieces each)
+    pool = BufferPool(budget, keep=4)
+    monkeypatch.setattr(s3, "UPLOAD_BUFFERS", pool)
+    files = [random_file(tmp_path / f"big-{i}", BIG) for i in range(4)]
+    files += [random_file(tmp_path / f"small-{i}", 3 * MiB) for i in range(2)]
+    target = make_target(moto.url, lock_bucket, moto_credentials, max_concurrency=4,
+                         prefix="pooled")
+    with ThreadPoolExecutor(max_workers=len(files)) as uploads:
+        remotes = list(uploads.map(
+            lambda f: target.put_item(f.sha256, f.path, f.size, Lock(retain_until=days(1))),
+            files))
+    assert pool.peak == budget, "the uploads used the pool, and filled it"
+    for blob, remote in zip(files, remotes, strict=True):
+        assert remote.sha256 == blob.sha256 == target.rehash_item(blob.sha256)
+
+
+@pytest.mark.parametrize("failure", ["damaged first part", "damaged last part", "part refused",
+                                     "small item damaged"])
+def test_an_upload_that_fails_gives_back_every_buffer(
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str,
+    tmp_path: Path, blobs: dict[str, ClipFile], small: ClipFile,
+    monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Whatever ends an upload, its buffers go back to the pool (a leak would starve every
+    later upload), and the upload is aborted."""
+    pool = BufferPool(4 * s3.UPLOAD_PIECE, keep=4)
+    monkeypatch.setattr(s3, "UPLOAD_BUFFERS", pool)
+    blob = small if failure == "small item damaged" else blobs["big"]
+    source = tmp_path / "source"
+    data = blob.path.read_bytes()
+    source.write_bytes(flipped(data, blob.size - 10) if failure == "damaged last part"
+                       else data if failure == "part refused" else flipped(data, 10))
+    target = make_target(moto.url, lock_bucket, moto_credentials, prefix=f"fail-{uuid.uuid4()}")
+
+    def refuse_part_two(params: dict[str, Any], **kwargs: Any) -> None:
+        if params["PartNumber"] == 2:
+            raise ConnectionError("part 2 refused")
+
+    if failure == "part refused":
+        target._client.meta.events.register("before-parameter-build.s3.UploadPart",
+                                            refuse_part_two)
+    with pytest.raises((ObjectDamaged, TargetUnreachable)):
+        target.put_item(blob.sha256, source, blob.size, Lock(retain_until=days(1)))
+    assert pool.peak > 0 and pool.held == 0, "every buffer taken was given back"
+    assert target.head_item(blob.sha256) is None
+    assert moto_client.list_multipart_uploads(Bucket=lock_bucket).get("Uploads", []) == []
+
+
 # -- the body reaches the server as sent, and a copy is proven by its bytes -------------------
 
 
-def test_every_put_and_every_part_carries_the_content_md5_of_its_body(
+def test_over_https_every_put_and_every_part_carries_the_content_md5_of_its_body(
     moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, small: ClipFile,
-    blobs: dict[str, ClipFile]
+    blobs: dict[str, ClipFile], tls: Tls
 ) -> None:
-    """Ceph RGW checks Content-MD5 (not x-amz-checksum-*): every body carries it."""
-    with FlippingProxy(moto.url) as relay:
-        target = make_target(relay.url, lock_bucket, moto_credentials)
+    """Ceph RGW checks Content-MD5 (not x-amz-checksum-*), and over HTTPS no signature covers
+    a body: every body carries its MD5."""
+    with FlippingProxy(moto.url, tls=tls.server) as relay:
+        target = make_target(relay.url, lock_bucket, moto_credentials, ca_bundle=tls.ca,
+                             request_checksums="when_required")
         for blob in (small, blobs["big"]):
             target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=days(1)))
         target.put_manifest(small.sha256, b"{}", Lock(retain_until=days(1)))
@@ -1132,8 +1194,30 @@ def test_every_put_and_every_part_carries_the_content_md5_of_its_body(
     assert len([s for s in bodies if "partNumber=" in s.path]) == 3
     assert len(bodies) == 5  # one object, three parts, one manifest
     for seen in bodies:
-        md5 = {k.lower(): v for k, v in seen.headers.items()}.get("content-md5")
+        headers = {k.lower(): v for k, v in seen.headers.items()}
+        assert headers.get("x-amz-content-sha256") == "UNSIGNED-PAYLOAD", seen.path
+        md5 = headers.get("content-md5")
         assert md5 == base64.b64encode(hashlib.md5(seen.body).digest()).decode(), seen.path
+
+
+def test_over_http_every_put_and_every_part_is_covered_by_its_signed_sha256(
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, small: ClipFile,
+    blobs: dict[str, ClipFile]
+) -> None:
+    """Over plain HTTP the signature covers each body's SHA-256, which the server checks
+    (``test_ceph_refuses_a_part_damaged_in_transit``): an MD5 as well would only cost CPU."""
+    with FlippingProxy(moto.url) as relay:
+        target = make_target(relay.url, lock_bucket, moto_credentials)
+        for blob in (small, blobs["big"]):
+            target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=days(1)))
+        target.put_manifest(small.sha256, b"{}", Lock(retain_until=days(1)))
+    is_object = object_puts("/station-1/")
+    bodies = [s for s in relay.requests("PUT") if is_object(s.method, s.path)]
+    assert len(bodies) == 5  # one object, three parts, one manifest
+    for seen in bodies:
+        headers = {k.lower(): v for k, v in seen.headers.items()}
+        assert headers["x-amz-content-sha256"] == hashlib.sha256(seen.body).hexdigest()
+        assert "content-md5" not in headers, seen.path
 
 
 def test_a_read_back_of_an_object_of_more_than_ten_parts_finishes_in_ranges(

@@ -63,3 +63,36 @@ def test_a_lease_larger_than_the_budget_is_granted_when_nothing_else_is_held() -
         assert len(buffers) == 3
     with pool.lease(SIZE, want=1) as (one,):
         assert len(one) == SIZE
+
+
+def test_buffers_taken_by_one_thread_and_given_back_by_another_keep_the_budget() -> None:
+    """An upload reads parts into buffers it takes, and each part's sender gives them back:
+    many uploads at once never hold more than the budget, and every part is served."""
+    budget = 4 * SIZE
+    pool = BufferPool(budget, keep=4)
+    sent: list[int] = []
+    guard = threading.Lock()
+
+    def send(buffers: list[object], part: int) -> None:
+        with guard:
+            sent.append(part)
+        pool.give(buffers)  # type: ignore[arg-type]
+
+    def upload(n: int) -> None:
+        senders = []
+        for part in range(5):
+            buffers = pool.take(SIZE, 2)
+            assert [len(b) for b in buffers] == [SIZE, SIZE]
+            sender = threading.Thread(target=send, args=(buffers, n * 10 + part), daemon=True)
+            sender.start()
+            senders.append(sender)
+        for sender in senders:
+            sender.join(timeout=30)
+
+    uploads = [threading.Thread(target=upload, args=(n,), daemon=True) for n in range(6)]
+    for t in uploads:
+        t.start()
+    for t in uploads:
+        t.join(timeout=30)
+    assert sorted(sent) == sorted(n * 10 + part for n in range(6) for part in range(5))
+    assert pool.peak <= budget

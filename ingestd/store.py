@@ -51,16 +51,6 @@ log = logging.getLogger(__name__)
 TMP_SUFFIX = ".partial"
 
 
-def _named_as_written(final: Path, fd: int) -> None:
-    """The name given is the file written and proven, not one put in its place meanwhile;
-    one that is not is taken out of the store again (it was never proven)."""
-    found, written = os.lstat(final), os.fstat(fd)
-    if (found.st_dev, found.st_ino) != (written.st_dev, written.st_ino):
-        final.unlink(missing_ok=True)
-        raise StoreError(f"the copy being stored as {final.name} was replaced in the store's "
-                         "tmp folder before it was named; nothing was stored")
-
-
 def presence_problem(sha256: str, size: int, found: os.stat_result | None, *,
                      where: Path) -> ObjectDiscrepancy | None:
     """What an object's file status says against the item (``found`` None: there is no
@@ -168,7 +158,7 @@ class Store:
                 make_dir(final.parent)
                 os.fchmod(fd, 0o440)
                 os.replace(tmp, final)
-                _named_as_written(final, fd)
+                self._named_as_written(digest, fd)
                 fsync_dir(final.parent)
             finally:
                 os.close(fd)
@@ -187,6 +177,23 @@ class Store:
         if read_back is None:
             self._read_back_stored(digest)
         return Written(digest=digest, new=True, repaired=repaired)
+
+    def _named_as_written(self, digest: Digest, fd: int) -> None:
+        """The name given holds the file written and proven. Another copy of the same bytes
+        stored at the same moment (a second recorder, a second session) may have taken it:
+        that one was proven too, and is checked again here. A file of other bytes, put in
+        the copy's place in tmp/ before it was named, is moved to quarantine, never kept."""
+        final = self.path_of(digest.sha256)
+        found, written = os.lstat(final), os.fstat(fd)
+        if (found.st_dev, found.st_ino) == (written.st_dev, written.st_ino):
+            return
+        _digest, problem = self.examine(digest.sha256, digest.size)
+        if problem is None:
+            return
+        moved = self.quarantine(digest.sha256)
+        raise StoreError(f"the copy being stored as {final.name} was replaced before it was "
+                         f"named ({problem.detail}); nothing was stored"
+                         + (f", and what took its place was moved to {moved}" if moved else ""))
 
     def _copy_checked(self, src_fd: int, fd: int, tmp: Path, *,
                       abort: threading.Event | None,

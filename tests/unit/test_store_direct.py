@@ -308,3 +308,27 @@ def test_a_copy_replaced_before_it_is_named_is_not_stored(
         put(store, tmp_path, data)
     assert not store.path_of(sha).exists()
     assert list(store.tmp.iterdir()) == []
+    (kept,) = store.quarantine_dir.iterdir()  # never deleted: kept aside, out of the store
+    assert kept.read_bytes() == b"other bytes"
+
+
+def test_the_same_bytes_stored_at_the_same_moment_by_another_session_are_taken(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two recorders (or sessions) holding the same clip: the other's proven copy is named
+    just after this one; both sessions have the object stored."""
+    real_replace = os.replace
+    data = os.urandom(3 * BUFFER)
+
+    def other_session_names_its_copy_too(src: str | os.PathLike[str],
+                                         dst: str | os.PathLike[str]) -> None:
+        real_replace(src, dst)
+        if Path(src).parent == store.tmp:
+            other = store.tmp / "other-session.tmp"
+            other.write_bytes(data)
+            real_replace(other, dst)
+
+    monkeypatch.setattr(os, "replace", other_session_names_its_copy_too)
+    written = put(store, tmp_path, data)
+    assert written.new
+    assert store.path_of(written.digest.sha256).read_bytes() == data
+    assert not store.quarantine_dir.exists() or list(store.quarantine_dir.iterdir()) == []

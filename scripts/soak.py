@@ -1048,7 +1048,10 @@ class Soak:
             feeder.redock_refused()
 
     def _dock_one(self, feeder: Feeder, *, full: bool) -> None:
-        kind = self.rng.choices(["good", "hostile", "pulled"], weights=[6, 2, 2])[0]
+        # one of each kind first, so that even a short run has them all; then at random
+        first = ("good", "hostile", "pulled")
+        kind = first[feeder.made] if feeder.made < len(first) else \
+            self.rng.choices(first, weights=[6, 2, 2])[0]
         if full:
             kind = "good"
         rec = feeder.build(kind)

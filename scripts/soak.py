@@ -1175,7 +1175,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=30.0,
                    help="how long the run lasts, the drain included (default 30; at least 1)")
     p.add_argument("--seed", type=int, default=None,
-                   help="seed of every random choice (default: drawn, and printed)")
+                   help="seed of the plan: when the daemon is stopped or killed, the S3 "
+                        "server stopped, the store filled, and which recorders dock (the "
+                        "machine's timing still varies; default: drawn, and printed)")
     p.add_argument("--work", type=Path, default=DEFAULT_WORK,
                    help=f"work folder, emptied first (default {DEFAULT_WORK})")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

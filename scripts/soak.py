@@ -493,6 +493,16 @@ def _run(argv: Sequence[str]) -> str:
     return proc.stdout
 
 
+def unit_environment() -> dict[str, str]:
+    """The ``Environment=`` settings of systemd/ingestd.service, the daemon's as deployed."""
+    out = {}
+    for line in (REPO / "systemd" / "ingestd.service").read_text(encoding="utf-8").splitlines():
+        if line.startswith("Environment="):
+            key, _, value = line.removeprefix("Environment=").partition("=")
+            out[key] = value
+    return out
+
+
 class Daemon:
     """``ingestd run`` of this tree, restarted as often as the soak stops it."""
 
@@ -520,6 +530,7 @@ class Daemon:
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("INGESTD_", "AWS_", "NOTIFY_SOCKET", "WATCHDOG_"))}
+        env.update(unit_environment())  # as the systemd unit runs it
         env.update({"INGESTD_ACTOR": "soak", "PYTHONPATH": str(REPO),
                     "PYTHONUNBUFFERED": "1"})
         with self.log.open("ab") as out:

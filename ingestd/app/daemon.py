@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from ..domain.docks import DockEvent
 from ..station import Station
 from ..usecases.docking import DockCoordinator
 from ..usecases.replicate import Replicator
-from .jobs import build_scheduler, evaluate_alerts_now, standard_jobs
+from .jobs import build_scheduler, evaluate_alerts_now, host, standard_jobs, stop_jobs
 
 if TYPE_CHECKING:
     from ..web.server import WebServer
@@ -46,6 +47,11 @@ def hold_signals() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, held)
+
+
+#: How long a warm stop waits for the jobs still running once the docks are served: long
+#: enough for a replication to finish the items in hand, not for an audit of the store.
+JOB_GRACE = 60.0
 
 
 class Daemon:
@@ -152,8 +158,10 @@ class Daemon:
         finally:
             self.notifier.notify("STOPPING=1")
             self.stop_sources()
+            stop_jobs(self.station)  # none starts now; a replication ends with its items in hand
             scheduler.shutdown(wait=False)
             self._drain(watchdog_usec)
+            self._finish_jobs(watchdog_usec)
             self.station.custody.sync_mirror()
             if web is not None:
                 web.stop()
@@ -170,6 +178,21 @@ class Daemon:
         web = WebServer(self.settings)
         web.start()
         return web
+
+    def _finish_jobs(self, watchdog_usec: int) -> None:
+        """Wait (up to ``JOB_GRACE``, or until a second signal) for the jobs still running, so
+        that none is cut off by the process's end in the middle of a write to a target."""
+        shared = host(self.station)
+        deadline = time.monotonic() + JOB_GRACE
+        running = shared.wait(0)
+        while running and not self.abort.is_set() and (left := deadline - time.monotonic()) > 0:
+            self.notifier.notify(f"STATUS=stopping: finishing {', '.join(running)}")
+            if watchdog_usec:
+                self.notifier.notify("WATCHDOG=1")
+            running = shared.wait(min(left, 1.0))
+        if running:
+            log.warning("stopping with jobs still running, cut off: %s (each runs again at "
+                        "the next start)", ", ".join(running), extra={"event": "jobs_cut_off"})
 
     def _drain(self, watchdog_usec: int) -> None:
         """Wait for running sessions to finish their current file (pinging the watchdog)."""

@@ -9,6 +9,10 @@ into one, and ``misfire_grace_time`` lets a late run still happen.
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ..domain.text import plural
 from ..errors import IngestdError, IntegrityError, TargetError
 from ..station import Station
+from ..targets import Target
 from ..targets.factory import build_targets
 from ..usecases.alerts import evaluate
 from ..usecases.archive import archive_waiting
@@ -47,8 +52,108 @@ class Job:
     first_delay: timedelta = timedelta(seconds=5)
 
 
+class _Host:
+    """What one station's jobs share across their runs: the targets (each a client with its
+    connections, built once rather than at every run: building them again and again grew the
+    daemon's memory), the stop signal, and the runs in progress."""
+
+    def __init__(self, station: Station) -> None:
+        self.settings = station.settings  # not the station: the host leaves with it
+        self.stopping = threading.Event()
+        self._lock = threading.Condition()
+        self._targets: list[Target] | None = None
+        self._made_with: tuple[tuple[int, int] | None, ...] = ()
+        self._running: dict[str, int] = {}
+
+    def targets(self) -> list[Target]:
+        """The station's targets, built again after a run that failed (credentials replaced,
+        a server moved) or once a credentials file changed."""
+        seen = self._credentials()
+        with self._lock:
+            if self._targets is None or seen != self._made_with:
+                self._targets, self._made_with = build_targets(self.settings), seen
+            return self._targets
+
+    def forget_targets(self) -> None:
+        with self._lock:
+            self._targets = None
+
+    def _credentials(self) -> tuple[tuple[int, int] | None, ...]:
+        out: list[tuple[int, int] | None] = []
+        for spec in self.settings.targets:
+            path = getattr(spec, "credentials_file", None)
+            try:
+                found = os.stat(path) if path else None
+            except OSError:
+                found = None
+            out.append((found.st_mtime_ns, found.st_size) if found else None)
+        return tuple(out)
+
+    def started(self, name: str) -> bool:
+        with self._lock:
+            if self.stopping.is_set():
+                return False
+            self._running[name] = self._running.get(name, 0) + 1
+            return True
+
+    def ended(self, name: str) -> None:
+        with self._lock:
+            self._running[name] -= 1
+            if not self._running[name]:
+                del self._running[name]
+            self._lock.notify_all()
+
+    def wait(self, timeout: float) -> list[str]:
+        """Wait up to ``timeout`` s for the runs in progress; the names still running."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._running and (left := deadline - time.monotonic()) > 0:
+                self._lock.wait(left)
+            return sorted(self._running)
+
+
+#: Each station's host, by identity (a Station compares by value and has no hash); an entry
+#: leaves with its station.
+_HOSTS: dict[int, tuple[weakref.ref[Station], _Host]] = {}
+_HOSTS_LOCK = threading.Lock()
+
+
+def host(station: Station) -> _Host:
+    key = id(station)
+    with _HOSTS_LOCK:
+        found = _HOSTS.get(key)
+        if found is not None and found[0]() is station:
+            return found[1]
+        made = _Host(station)
+        _HOSTS[key] = (weakref.ref(station, lambda _ref: _forget(key)), made)
+        return made
+
+
+def _forget(key: int) -> None:
+    with _HOSTS_LOCK:
+        entry = _HOSTS.get(key)
+        if entry is not None and entry[0]() is None:
+            del _HOSTS[key]
+
+
+def stop_jobs(station: Station) -> None:
+    """No job starts from now on; a replication in progress stops after its items in hand."""
+    host(station).stopping.set()
+
+
 def run_job(station: Station, job: Job) -> bool:
-    """Run one job now and record the run. Returns whether it succeeded."""
+    """Run one job now and record the run. Returns whether it succeeded. Once the daemon is
+    stopping, no job starts."""
+    shared = host(station)
+    if not shared.started(job.name):
+        return False
+    try:
+        return _run_recorded(station, job, shared)
+    finally:
+        shared.ended(job.name)
+
+
+def _run_recorded(station: Station, job: Job, shared: _Host) -> bool:
     with station.catalog.write() as tx:
         run = tx.job_started(job=job.name, station=station.name, at=station.clock())
     ok = False
@@ -61,6 +166,8 @@ def run_job(station: Station, job: Job) -> bool:
     except Exception as exc:  # a job's bug must not take the daemon down
         summary = f"{type(exc).__name__}: {exc}"
         log.exception("job %s crashed", job.name, extra={"event": "job_failed"})
+    if not ok:
+        shared.forget_targets()  # built again for the next run: what failed may be them
     with station.catalog.write() as tx:
         tx.job_finished(run, at=station.clock(), ok=ok, summary=summary[:2000])
     if ok:
@@ -74,14 +181,15 @@ def _windows(st: Station) -> str:
 
 
 def _replicate(st: Station) -> str:
-    report = Replicator(st).run()
+    shared = host(st)
+    report = Replicator(st, shared.targets(), cancel=shared.stopping).run()
     if not report.ok:
         raise TargetError(report.summary() + ": " + report.failed[0]["error"])
     return report.summary()
 
 
 def _checkpoint(st: Station) -> str:
-    result = Replicator(st).checkpoint()
+    result = Replicator(st, host(st).targets()).checkpoint()
     if result["errors"]:
         raise TargetError("; ".join(result["errors"]))
     if not result["sent"]:
@@ -120,7 +228,7 @@ def _ledger_check(st: Station) -> str:
     report.problems.extend(verify_checkpoint_records(st))
     where = "the ledger"
     if st.settings.targets:
-        report.problems.extend(verify_offsite(st, build_targets(st.settings)))
+        report.problems.extend(verify_offsite(st, host(st).targets()))
         where = "the ledger and the off-site checkpoints"
     if not report.ok:
         shown = "; ".join(f"{p.kind}: {p.detail}" for p in report.problems[:3])
@@ -134,7 +242,7 @@ def _offsite_audit(st: Station) -> str:
     """The off-site audit cycle (``audit.offsite_cycle``): copies read back in full and
     hashed, every one not yet read back first, then the longest unproven."""
     sched = st.settings.scheduler
-    report = audit_cycle(st, every=sched.audit_offsite, targets=build_targets(st.settings),
+    report = audit_cycle(st, every=sched.audit_offsite, targets=host(st).targets(),
                          at_least=sched.audit_offsite_sample, throttle=_throttle(st))
     if not report.ok:
         shown = "; ".join(f"{f['sha256'][:12]}: {f['problem']}" for f in report.failures[:3])

@@ -76,7 +76,7 @@ from ..domain.status import (
     WormStanding,
 )
 from ..errors import Ambiguous, NotFound
-from ..integrity.ledger import UnreadableEntry
+from ..integrity.ledger import UnreadableEntry, body_of
 from .schema import (
     acquisitions,
     alerts,
@@ -512,19 +512,9 @@ class Tx:
         return (int(row.seq), str(row.entry_hash)) if row else (0, None)
 
     def insert_entry(self, entry: LedgerEntry) -> None:
-        row = {
-            "seq": entry.seq,
-            "at": format_time(entry.at),
-            "station": entry.station,
-            "actor": entry.actor,
-            "kind": entry.kind,
-            "item": entry.item,
-            "data": json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
-            "prev_hash": entry.prev_hash,
-            "key_id": entry.key_id,
-            "entry_hash": entry.entry_hash,
-            "signature": entry.signature,
-        }
+        row = {**body_of(entry),
+               "data": json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
+               "entry_hash": entry.entry_hash, "signature": entry.signature}
         self.conn.execute(insert(ledger), row)
         self.inserted.append(_entry(row))  # as it reads back from the catalog
 

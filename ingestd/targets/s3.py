@@ -697,14 +697,19 @@ class S3Target:
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": cast("list[CompletedPartTypeDef]", parts)})
         except BaseException:
-            with contextlib.suppress(Exception):
+            try:
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=key,
                                                     UploadId=upload_id)
+            except Exception as exc:  # noqa: BLE001 - the upload's own error is the one raised
+                # Aborted when this key is uploaded again; until then the server keeps its parts.
+                log.warning("target %s: could not abort the unfinished upload %s of %s: %s",
+                            self.name, upload_id, key, exc,
+                            extra={"event": "upload_not_aborted"})
             raise
 
     def _send_parts(self, reader: _VerifyingReader, key: str, upload_id: str, size: int,
                     part_args: dict[str, Any]) -> list[dict[str, Any]]:
-        chunk = self._chunksize
+        chunk = part_size(self._chunksize, size)
         count = -(-size // chunk)
         sent: list[Future[dict[str, Any]]] = []
         running: set[Future[dict[str, Any]]] = set()
@@ -721,11 +726,11 @@ class S3Target:
                 try:
                     views = _views(pieces, length)
                     reader.fill(views)  # the last: raises, unsent, unless the file is the item
+                    future = senders.submit(self._send_part, key, upload_id, number, views,
+                                            pieces, part_args)
                 except BaseException:
-                    UPLOAD_BUFFERS.give(pieces)
+                    UPLOAD_BUFFERS.give(pieces)  # never handed to a sender
                     raise
-                future = senders.submit(self._send_part, key, upload_id, number, views, pieces,
-                                        part_args)
                 sent.append(future)
                 running.add(future)
         return [future.result() for future in sent]
@@ -1143,6 +1148,23 @@ class _VerifyingReader:
 # many items and parts travel at once (one part larger than the budget goes alone).
 UPLOAD_PIECE = 4 * MiB
 UPLOAD_BUFFERS = BufferPool(16 * UPLOAD_PIECE, keep=16)
+
+
+#: What S3 takes of a multipart upload: parts of 5 MiB to 5 GiB (but the last), 10,000 at most.
+MIN_PART = 5 * MiB
+MAX_PART = 5 * 1024 * MiB
+MAX_PARTS = 10_000
+
+
+def part_size(configured: int, size: int) -> int:
+    """The part size for an object of ``size`` bytes: the one configured, raised to what S3
+    takes (at least 5 MiB, and large enough for 10,000 parts to hold it), so that an upload
+    is never refused at its end after every byte was sent."""
+    chunk = max(configured, MIN_PART, -(-size // MAX_PARTS))
+    if chunk > MAX_PART:
+        raise TargetError(f"an object of {size} bytes does not fit in {MAX_PARTS} parts of "
+                          "5 GiB, the most S3 takes")
+    return chunk
 
 
 def _piece_count(size: int) -> int:

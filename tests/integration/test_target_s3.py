@@ -1294,3 +1294,19 @@ def test_ceph_over_https_refuses_a_body_damaged_on_the_way(
             relay.flip_request = never
             good = target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=days(1)))
             assert target.rehash_item(blob.sha256) == blob.sha256 == good.sha256
+
+
+def test_parts_smaller_than_s3_takes_are_raised_so_the_upload_completes(
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, moto_client: S3Client,
+    tmp_path: Path
+) -> None:
+    # multipart_chunksize = 1 MiB is a valid setting, but S3 refuses parts under 5 MiB (but
+    # the last) only at the upload's end, once every byte was sent: parts are raised to 5 MiB.
+    target = make_target(moto.url, lock_bucket, moto_credentials,
+                         multipart_chunksize=1 * MiB, multipart_threshold=5 * MiB)
+    blob = random_file(tmp_path / "blob-12MiB", 12 * MiB)
+    placed = target.put_item(blob.sha256, blob.path, blob.size, Lock(retain_until=days(1)))
+    head = moto_client.head_object(Bucket=lock_bucket, Key=placed.key, PartNumber=1)
+    assert head["ContentLength"] == 5 * MiB  # the first part: 5 MiB, not 1
+    assert head["PartsCount"] == 3
+    assert target.rehash_item(blob.sha256) == blob.sha256

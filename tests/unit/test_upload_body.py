@@ -7,6 +7,8 @@ import mmap
 import os
 import random
 
+import pytest
+
 from ingestd.targets import s3
 
 
@@ -35,3 +37,16 @@ def test_reads_from_anywhere_give_the_parts_bytes() -> None:
     body.seek(0)
     assert b"".join(bytes(body.read(16384)) for _ in range(-(-size // 16384))) == data
     assert body.read() == b""
+
+
+def test_a_part_size_is_raised_to_what_s3_takes() -> None:
+    from ingestd.errors import TargetError
+    from ingestd.targets.s3 import MAX_PARTS, MIN_PART, MiB, part_size
+
+    assert part_size(16 * MiB, 100 * MiB) == 16 * MiB
+    assert part_size(1 * MiB, 100 * MiB) == MIN_PART
+    huge = 200 * 1024 * MiB  # 200 GiB: 16 MiB parts would need 12,800 of them
+    chunk = part_size(16 * MiB, huge)
+    assert -(-huge // chunk) <= MAX_PARTS and chunk > 16 * MiB
+    with pytest.raises(TargetError, match="10000 parts of 5 GiB"):
+        part_size(16 * MiB, 60 * 1024 * 1024 * MiB)

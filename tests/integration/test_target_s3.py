@@ -1310,3 +1310,19 @@ def test_parts_smaller_than_s3_takes_are_raised_so_the_upload_completes(
     assert head["ContentLength"] == 5 * MiB  # the first part: 5 MiB, not 1
     assert head["PartsCount"] == 3
     assert target.rehash_item(blob.sha256) == blob.sha256
+
+
+def test_an_empty_item_is_stored_locked_and_reads_back(
+    moto: S3Endpoint, moto_credentials: Path, lock_bucket: str, moto_client: S3Client,
+    tmp_path: Path
+) -> None:
+    # A recorder's zero-byte file is evidence too (flagged empty_file): it travels like any.
+    target = make_target(moto.url, lock_bucket, moto_credentials)
+    empty = random_file(tmp_path / "empty", 0)
+    before = s3.UPLOAD_BUFFERS.held
+    placed = target.put_item(empty.sha256, empty.path, 0, Lock(retain_until=days(1)))
+    head = moto_client.head_object(Bucket=lock_bucket, Key=placed.key)
+    assert head["ContentLength"] == 0
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert target.rehash_item(empty.sha256) == hashlib.sha256(b"").hexdigest()
+    assert s3.UPLOAD_BUFFERS.held == before

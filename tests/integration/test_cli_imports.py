@@ -115,7 +115,9 @@ NOT_FOR_ITEMS = (*NOT_FOR_SHOW, "rich.console", "rich.table")
 #: Per command, what it must not load beyond NOT_FOR_ANY_REPORT.
 NOT_LOADED: dict[str, tuple[str, ...]] = {
     "status": NOT_FOR_STATUS,
-    "status --json": NOT_FOR_STATUS,
+    # the status model as it is: no table, no rich console
+    "status --json": (*NOT_FOR_STATUS, "rich.console", "rich.table", "rich.columns",
+                      "ingestd.cli.status_view"),
     "items": NOT_FOR_ITEMS,
     "items --json": NOT_FOR_ITEMS,
     "show": NOT_FOR_SHOW,

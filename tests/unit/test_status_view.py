@@ -9,7 +9,7 @@ import io
 import pytest
 from rich.console import Console
 
-from ingestd.cli.status import Fitted, hash_cell, hash_column
+from ingestd.cli.status_view import Fitted, hash_cell, hash_column
 
 SHA = "3fa9c2e1" + "b" * 56
 WHEN = "2026-11-01 01:30:00+08:00"

@@ -23,6 +23,7 @@ import sdnotify
 from ..docks import mounts
 from ..docks.watch import WatchDockSource
 from ..domain.docks import DockEvent
+from ..errors import TargetUnreachable
 from ..station import Station
 from ..usecases.docking import DockCoordinator
 from ..usecases.replicate import Replicator
@@ -133,9 +134,15 @@ class Daemon:
     def run(self) -> int:
         self.install_signals()
         if self.settings.targets:
-            # A target that cannot serve (no Object Lock where one is required, unreachable
-            # credentials) stops the daemon now, with the reason, not silently later.
-            Replicator(self.station).check()
+            # A target that cannot serve (no Object Lock where one is required, another place
+            # than the one first used) stops the daemon now, with the reason, not silently
+            # later. One that cannot be reached now (its server down, the network out) does
+            # not: recorders are still taken in, and replication tries at each run.
+            try:
+                Replicator(self.station).check()
+            except TargetUnreachable as exc:
+                log.error("%s; docking goes on, and replication tries again at each run",
+                          exc.message, extra={"event": "target_unreachable"})
         self.recover()
         web = self._start_web()
         scheduler = build_scheduler(self.station, standard_jobs(self.station))

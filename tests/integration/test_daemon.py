@@ -483,3 +483,30 @@ def test_a_stop_asked_while_the_daemon_starts_is_kept_and_answered_warm(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         station.close()
+
+
+def test_a_target_down_at_start_does_not_keep_recorders_out(
+        tmp_path: Path, small_clips: list[ClipFile], notify_socket: NotifySocket,
+        daemons: Callable[..., Daemon]) -> None:
+    """The off-site server is down when the station boots: recorders are still taken in; the
+    daemon says why replication waits, and stops cleanly."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = a\naws_secret_access_key = b\n")
+    creds.chmod(0o600)
+    home = new_home(tmp_path, extra=(
+        f'\n[[targets]]\nname = "offsite"\ntype = "s3"\nbucket = "evidence"\n'
+        f'endpoint_url = "http://127.0.0.1:{port}"\nobject_lock = false\n'
+        f'credentials_file = "{creds}"\nmax_attempts = 1\n'))
+    recorder(home, {"DCIM/100MEDIA/0001.MP4": small_clips[0].path})
+    daemon = daemons(home, tmp_path / "daemon.log", {"NOTIFY_SOCKET": notify_socket.path})
+    assert notify_socket.wait("READY=1")
+    wait_for(lambda: [s for s in catalog.dock_sessions(home) if s["state"] == "done"],
+             what="the docked recorder ingested while the target is down")
+    assert catalog.item_shas(home) == [small_clips[0].sha256]
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    out = daemon.output()
+    assert "cannot reach" in out and "docking goes on" in out

@@ -42,7 +42,6 @@ from .integrity.hashing import (
     fsync_dir,
     hash_file,
     is_disk_full,
-    open_for_read_back,
 )
 from .modes import DIR_MODE, make_dir, tighten
 
@@ -200,14 +199,8 @@ class Store:
                       on_bytes: Callable[[int], None] | None) -> tuple[Digest, Digest | None]:
         """Copy and hash into ``tmp``, reading it back from the device as it goes where it
         can: the digest copied, and the one read back (None: not read back yet)."""
-        check = open_for_read_back(tmp, fd)
-        try:
-            digest, read_back = copy_hash_and_check(src_fd, fd, check,
-                                                    buffer_size=self.buffer_size,
-                                                    abort=abort, on_bytes=on_bytes)
-        finally:
-            if check is not None:
-                os.close(check)
+        digest, read_back = copy_hash_and_check(src_fd, fd, tmp, buffer_size=self.buffer_size,
+                                                abort=abort, on_bytes=on_bytes)
         if read_back is not None and read_back != digest:
             # The device does not hold what was hashed (a bad disk): never stored.
             raise ObjectDamaged(ChecksumMismatch.of(digest.sha256, found=read_back.sha256,

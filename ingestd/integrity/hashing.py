@@ -452,34 +452,39 @@ def open_for_read_back(path: Path, written: int) -> int | None:
 CHECK_STEP = 32 * 2**20
 
 
-def copy_hash_and_check(src_fd: int, dst_fd: int, check_fd: int | None, *,
+def copy_hash_and_check(src_fd: int, dst_fd: int, dst_path: Path, *,
                         buffer_size: int = DEFAULT_BUFFER,
                         abort: threading.Event | None = None,
                         on_bytes: OnBytes | None = None) -> tuple[Digest, Digest | None]:
-    """:func:`copy_and_hash` with ``direct``, and the copy read back from the device as it
-    is made durable: the digest of the bytes copied, and that of the bytes the device gave
-    back (None where that was not done: a copy smaller than one buffer, no ``check_fd``, or a
-    file system that refused the ``O_DIRECT`` reads; read it back after the fsync then).
-    However the copy was written (a tail shorter than a block, or all of it on a file system
-    that refuses ``O_DIRECT`` writes, goes through the page cache), an ``O_DIRECT`` read after
-    the ``fdatasync`` is answered by the device."""
-    if check_fd is None or _small(src_fd, buffer_size):
+    """:func:`copy_and_hash` with ``direct`` into ``dst_fd`` (open on ``dst_path``), and the
+    copy read back from the device as it is made durable: the digest of the bytes copied, and
+    that of the bytes the device gave back (None where that was not done: a copy smaller than
+    one buffer, or a file system that refused the ``O_DIRECT`` reads; read it back after the
+    fsync then). However the copy was written (a tail shorter than a block, or all of it on a
+    file system that refuses ``O_DIRECT`` writes, goes through the page cache), an
+    ``O_DIRECT`` read after the ``fdatasync`` is answered by the device."""
+    check_fd = None if _small(src_fd, buffer_size) else open_for_read_back(dst_path, dst_fd)
+    if check_fd is None:
         return copy_and_hash(src_fd, dst_fd, buffer_size=buffer_size, abort=abort,
                              on_bytes=on_bytes, direct=True), None
-    sink = _Sink(dst_fd, direct=True)
-    # One lease for the copy and its read-back: a thread group never holds one lease while
-    # waiting for another, so the pool cannot deadlock however many copies run at once.
-    with BUFFERS.lease(buffer_size, want=_POOL + 1, least=3) as buffers:
-        # The lease's own list is left whole: it is what goes back to the pool.
-        checker = _ReadBack(check_fd, buffers[-1])
-        sink.checker = checker
-        try:
-            digest = _copy_large(src_fd, sink, buffers[:-1], abort=abort, on_bytes=on_bytes)
-            sink.make_durable()
-        except BaseException:
-            checker.abandon()
-            raise
-        return digest, checker.finish()
+    try:
+        sink = _Sink(dst_fd, direct=True)
+        # One lease for the copy and its read-back: a thread group never holds one lease
+        # while waiting for another, so the pool cannot deadlock however many copies run.
+        with BUFFERS.lease(buffer_size, want=_POOL + 1, least=3) as buffers:
+            # The lease's own list is left whole: it is what goes back to the pool.
+            checker = _ReadBack(check_fd, buffers[-1])
+            sink.checker = checker
+            try:
+                digest = _copy_large(src_fd, sink, buffers[:-1], abort=abort,
+                                     on_bytes=on_bytes)
+                sink.make_durable()
+            except BaseException:
+                checker.abandon()
+                raise
+            return digest, checker.finish()
+    finally:
+        os.close(check_fd)
 
 
 def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER,

@@ -340,9 +340,9 @@ def append_during_copy(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     real = store_mod.copy_hash_and_check
     pending: list[Path] = []
 
-    def copy_and_change(src_fd: int, dst_fd: int, check_fd: int | None,
+    def copy_and_change(src_fd: int, dst_fd: int, dst_path: Path,
                         **kw: object) -> object:
-        digests = real(src_fd, dst_fd, check_fd, **kw)  # type: ignore[arg-type]
+        digests = real(src_fd, dst_fd, dst_path, **kw)  # type: ignore[arg-type]
         if pending:
             with pending.pop(0).open("ab") as fh:
                 fh.write(b"more footage")

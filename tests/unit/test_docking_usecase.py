@@ -92,11 +92,11 @@ def test_after_local_verify_wipes_only_the_files_stored_and_verified(
         shas = {p.name: sha256_of(p) for p in (folder / MEDIA).iterdir()}
         real = hashing.copy_hash_and_check
 
-        def failing_flash(src_fd: int, dst_fd: int, check_fd: int | None,
+        def failing_flash(src_fd: int, dst_fd: int, dst_path: Path,
                           **kw: object) -> tuple[Digest, Digest | None]:
             if os.fstat(src_fd).st_ino == unread_ino:
                 raise SourceReadError("cannot read at byte 0: Input/output error")
-            return real(src_fd, dst_fd, check_fd, **kw)  # type: ignore[arg-type]
+            return real(src_fd, dst_fd, dst_path, **kw)  # type: ignore[arg-type]
 
         real_gone = Ingestor._gone
 

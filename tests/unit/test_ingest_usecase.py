@@ -118,11 +118,11 @@ def test_an_unreadable_file_is_a_failed_result_and_the_rest_is_taken(
     bad_ino = bad.stat().st_ino
     real = hashing.copy_hash_and_check
 
-    def failing_flash(src_fd: int, dst_fd: int, check_fd: int | None,
+    def failing_flash(src_fd: int, dst_fd: int, dst_path: Path,
                       **kw: object) -> tuple[Digest, Digest | None]:
         if os.fstat(src_fd).st_ino == bad_ino:  # a bad sector: the recorder is still there
             raise SourceReadError("cannot read at byte 0: Input/output error")
-        return real(src_fd, dst_fd, check_fd, **kw)  # type: ignore[arg-type]
+        return real(src_fd, dst_fd, dst_path, **kw)  # type: ignore[arg-type]
 
     with monkeypatch.context() as patched:
         patched.setattr(store_mod, "copy_hash_and_check", failing_flash)
@@ -206,9 +206,9 @@ def test_a_new_file_that_keeps_changing_is_kept_as_last_read_and_flagged(
     source = rec / MEDIA / photo_name(0)
     real = hashing.copy_hash_and_check
 
-    def appended_while_read(src_fd: int, dst_fd: int, check_fd: int | None,
+    def appended_while_read(src_fd: int, dst_fd: int, dst_path: Path,
                             **kw: object) -> tuple[Digest, Digest | None]:
-        digests = real(src_fd, dst_fd, check_fd, **kw)  # type: ignore[arg-type]
+        digests = real(src_fd, dst_fd, dst_path, **kw)  # type: ignore[arg-type]
         with source.open("ab") as fh:
             fh.write(b"more")
         return digests

@@ -168,9 +168,9 @@ def test_clean_tmp_leaves_a_copy_in_progress_alone(store: Store, tmp_path: Path,
     source.write_bytes(os.urandom(4 * SMALL_BUFFER))
     real = store_mod.copy_hash_and_check
 
-    def copy_then_clean(src_fd: int, dst_fd: int, check_fd: int | None,
+    def copy_then_clean(src_fd: int, dst_fd: int, dst_path: Path,
                         **kw: object) -> object:
-        digests = real(src_fd, dst_fd, check_fd, **kw)  # type: ignore[arg-type]
+        digests = real(src_fd, dst_fd, dst_path, **kw)  # type: ignore[arg-type]
         store.clean_tmp()
         seen.append(sorted(p.name for p in store.tmp.iterdir()))
         return digests

@@ -52,7 +52,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
     record = Seen()
     real_write, real_fsync, real_datasync = hashing._pwrite_all, os.fsync, os.fdatasync
     real_hash, real_dir, real_drop = hashing.hash_fd, store_mod.fsync_dir, hashing.drop_cache
-    real_back = hashing.read_back
+    real_back, real_open = hashing.read_back, hashing.open_for_read_back
 
     def write(fd: int, view: memoryview, offset: int) -> None:
         record.events.append(("write", os.fstat(fd).st_ino, _direct(fd), offset, len(view)))
@@ -75,6 +75,10 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
         record.events.append(("read_back", os.fstat(fd).st_ino, _direct(fd), offset, n))
         return n
 
+    def open_for_read_back(path: Path, written: int) -> int | None:
+        record.events.append(("open_check", os.fstat(written).st_ino, False, 0, 0))
+        return real_open(path, written)
+
     def fsync_dir(path: Path) -> None:
         record.events.append(("fsync_dir", path.stat().st_ino, False, 0, 0))
         real_dir(path)
@@ -88,6 +92,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
     monkeypatch.setattr(os, "fdatasync", fdatasync)
     monkeypatch.setattr(hashing, "hash_fd", readback)
     monkeypatch.setattr(hashing, "read_back", read_back)
+    monkeypatch.setattr(hashing, "open_for_read_back", open_for_read_back)
     monkeypatch.setattr(store_mod, "fsync_dir", fsync_dir)
     monkeypatch.setattr(hashing, "drop_cache", drop_cache)
     yield record
@@ -155,6 +160,7 @@ def test_an_object_is_stored_byte_exact_fsynced_then_read_back_from_the_device(
     else:
         assert not any(d for _w, _i, d, *_x in writes)
     if read_as_written(mode, size):
+        assert len(seen.of("open_check")) == 1
         assert_read_back_as_made_durable(seen, ino, size)
         # Only once every byte is proven are the object's size and then its name made durable.
         tail = [(what, i) for what, i, *_x in seen.events
@@ -172,6 +178,8 @@ def test_an_object_is_stored_byte_exact_fsynced_then_read_back_from_the_device(
     dropped = [("drop", ino)] if mode == "buffered" else []
     assert order == [("fsync", ino), ("fsync_dir", folder), *dropped, ("read", ino)]
     assert seen.of("read_back") == []
+    if size < BUFFER:  # copied in place: no second descriptor is opened for it
+        assert seen.of("open_check") == []
     (_r, _i, read_direct, *_x), = seen.of("read")
     assert read_direct == (mode == "direct")
 

@@ -83,8 +83,6 @@ PREFIX = "station-01"
 INGESTD = VENV_BIN / "ingestd"
 AIM = 1.0  # ingestd at least as fast as each other tool
 MEMORY_AIM = 200 * MiB  # ingestd replicate's peak memory with the defaults stays under it
-DEFAULT_CHUNK = 16 * MiB  # [[targets]] multipart_chunksize by default
-HANG_PARTS = 10  # s3transfer's max_in_memory_download_chunks: readback hangs beyond it
 DATA_NOTE = ("data: each clip is a real 1 s 720p H.264/AAC MP4 (ffmpeg) followed by random "
              "bytes: valid headers, distinct content, not valid media throughout")
 
@@ -96,7 +94,6 @@ VERIFIES = {
                "wanted; signed manifest next to it; ledger entry",
     "ingestd_readback": "as ingestd, and streams every object back and hashes it "
                         "(readback = true): the only check of the bytes the server holds",
-    "ingestd_readback_chunks": "as the row above",
     "aws": "nothing after the upload (no HEAD, no compare); each request carries its "
            "payload's SHA-256 (SigV4 over http) and a CRC32 header",
     "rclone": "Content-MD5 on every PUT and part (the server refuses a mismatch); then HEAD "
@@ -322,7 +319,6 @@ class Ingestd(Tool):
     key = "ingestd"
     label = "ingestd replicate"
     readback = False
-    chunk: int | None = None  # multipart_chunksize, when not the default
 
     def __init__(self, data: Dataset, server: Server, station: Station) -> None:
         super().__init__(data, server)
@@ -341,8 +337,6 @@ class Ingestd(Tool):
                   "object_lock": True, "credentials_file": str(credentials)}
         if self.readback:
             target["readback"] = True
-        if self.chunk is not None:
-            target["multipart_chunksize"] = f"{self.chunk // MiB}MiB"
         lines = [f'station = "{STATION}"', "", "[docks]", 'watch_root = ""', "",
                  "[[targets]]", *(f"{k} = {json.dumps(v)}" for k, v in target.items())]
         (home / "ingestd.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -374,21 +368,6 @@ class IngestdReadback(Ingestd):
     label = "ingestd replicate, readback = true"
     readback = True
     timeout_factor = 3.0
-
-
-class IngestdReadbackChunks(IngestdReadback):
-    """readback = true with parts large enough that no item has more than ten: s3transfer
-    (0.19) hangs streaming an object of more than ``max_in_memory_download_chunks`` (10)
-    parts into the non-seekable sink ingestd hashes it with."""
-
-    key = "ingestd_readback_chunks"
-
-    def __init__(self, data: Dataset, server: Server, station: Station) -> None:
-        super().__init__(data, server, station)
-        largest = max(station.items.values())
-        self.chunk = DEFAULT_CHUNK * -(-largest // (HANG_PARTS * DEFAULT_CHUNK))
-        self.label = (f"ingestd replicate, readback = true, multipart_chunksize = "
-                      f"{self.chunk // MiB}MiB")
 
 
 class AwsCli(Tool):
@@ -602,7 +581,7 @@ def build_report(data: Dataset, tools: list[Tool], results: Results, *, repeat: 
                                        "ratio": max(peaks) / MEMORY_AIM,
                                        "aim": f"< {fmt_bytes(MEMORY_AIM)}",
                                        "met": max(peaks) < MEMORY_AIM}
-    for key in ("ingestd_readback", "ingestd_readback_chunks"):
+    for key in ("ingestd_readback",):
         if results.runs.get(key):
             label = next(t.label for t in tools if t.key == key)
             aims[f"{key}_over_ingestd"] = {
@@ -638,8 +617,7 @@ def render(report: dict[str, Any]) -> str:
             other = name.removeprefix("ingestd_over_")
             aims.append(f"ingestd / {other}: {aim['ratio']:.2f}x the time (aim {aim['aim']}, "
                         f"at least as fast: {'met' if aim['met'] else 'NOT met'})")
-    verifies = [f"- {r['label']}: {r['verifies']}" for r in report["tools"]
-                if r["tool"] != "ingestd_readback_chunks"]
+    verifies = [f"- {r['label']}: {r['verifies']}" for r in report["tools"]]
     versions = [f"- {r['label']}: {r['version']}" for r in report["tools"] if r["version"]]
     return "\n".join([
         f"replicate benchmark: {report['data']['description']}, to {report['server']['kind']} "
@@ -656,15 +634,6 @@ def render(report: dict[str, Any]) -> str:
         *(f"- {n}" for n in report["notes"]),
     ])
 
-
-HANG_NOTE = (
-    "readback: ingestd streams each object back through s3transfer into a non-seekable "
-    "hashing sink; s3transfer 0.19 schedules the remaining ranged GETs from inside the first "
-    f"part's task and blocks on a window of max_in_memory_download_chunks ({HANG_PARTS}) "
-    "tokens that is freed only when that first task ends, so an object of more than "
-    f"{HANG_PARTS} parts ({HANG_PARTS} x 16 MiB = 160 MiB with the default "
-    "multipart_chunksize) never finishes; the second readback row uses parts large enough "
-    "for the largest item to measure what reading back costs")
 
 NOTES = [
     "each round runs every tool once, in turn, each into a new bucket created with Object "
@@ -741,9 +710,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 tools.append(Rclone(data, server))
             if not args.no_readback:
                 tools.append(IngestdReadback(data, server, station))
-                if max(station.items.values()) > HANG_PARTS * DEFAULT_CHUNK:
-                    tools.append(IngestdReadbackChunks(data, server, station))
-                    notes.append(HANG_NOTE)
             results = measure(tools, args.repeat, run_dir / "runs", dropper, source, seen)
             if (note := concurrency_note(seen)) is not None:
                 notes.append(note)

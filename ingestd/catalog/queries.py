@@ -1382,6 +1382,12 @@ class Tx:
             ).mappings()
         }
 
+    def copy_begun_at(self, sha256: str, location: str) -> bool:
+        begun = select(replicas.c.item).where(
+            replicas.c.item == sha256, replicas.c.location == location, replicas.c.attempts > 0
+        ).limit(1)
+        return self.conn.execute(begun).first() is not None
+
     def _upsert_replica(self, sha256: str, target: str, values: dict[str, Any]) -> None:
         done = self.conn.execute(
             update(replicas)

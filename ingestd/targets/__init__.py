@@ -169,12 +169,15 @@ class Target(Protocol):
         required, not writable)."""
 
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
-                 rewrite: bool = False) -> RemoteObject:
+                 rewrite: bool = False, first: bool = False) -> RemoteObject:
         """Upload (or resume) the item's bytes and return what the target then reports.
 
         A good copy already there is not uploaded again (its lock is still brought up to
         ``lock``), unless ``rewrite``: the copy there was found not to hash to the item, even
-        if what the target says of it looks right. Raises ``ObjectDamaged`` if ``source`` does
+        if what the target says of it looks right. ``first``: no copy of it was ever begun
+        here, so the target need not be asked what it holds before the upload (a remote
+        target then saves the round trip; what is there, if anything, is covered by the new
+        copy, which is verified as always). Raises ``ObjectDamaged`` if ``source`` does
         not have ``size`` bytes hashing to ``sha256``, and ``TargetError`` if the copy cannot
         be made (``TargetUnreachable`` when the target cannot be used now) or does not verify
         (``ReplicaMismatch``). ``read_back`` in the answer says whether the stored bytes were
@@ -196,7 +199,9 @@ class Target(Protocol):
     def set_lock(self, sha256: str, lock: Lock) -> RemoteObject:
         """Extend retention (never shorten) and set or clear legal hold."""
 
-    def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None: ...
+    def put_manifest(self, sha256: str, manifest: bytes, lock: Lock, *,
+                     first: bool = False) -> None:
+        """Put the item's signed manifest next to it (``first`` as for ``put_item``)."""
 
     def put_checkpoint(self, name: str, body: bytes, lock: Lock | None = None) -> None:
         """Store a checkpoint, never over different bytes; under ``lock`` (COMPLIANCE), like

@@ -216,8 +216,9 @@ class DirectoryTarget:
             raise self._error("cannot check the file system", self.path, exc) from exc
 
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
-                 rewrite: bool = False) -> RemoteObject:
-        # ``rewrite`` needs no special path here: an existing file is always re-hashed.
+                 rewrite: bool = False, first: bool = False) -> RemoteObject:
+        # Neither ``rewrite`` nor ``first`` needs a path of its own: looking costs no round
+        # trip, and an existing file is always re-hashed.
         require_sha256(sha256)
         self._require_place()
         dest = self.item_path(sha256)
@@ -301,7 +302,8 @@ class DirectoryTarget:
             raise self._error("cannot lock: no such item", self.item_path(sha256))
         return self._lock(sha256, lock)
 
-    def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None:
+    def put_manifest(self, sha256: str, manifest: bytes, lock: Lock, *,
+                     first: bool = False) -> None:
         require_sha256(sha256)
         self._require_place()
         dest = self.manifest_path(sha256)

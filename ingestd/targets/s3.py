@@ -247,7 +247,7 @@ class S3Target:
         return ""
 
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
-                 rewrite: bool = False) -> RemoteObject:
+                 rewrite: bool = False, first: bool = False) -> RemoteObject:
         require_sha256(sha256)
         key = self.item_key(sha256)
 
@@ -256,7 +256,8 @@ class S3Target:
 
         return self._asking(
             "replicate item", key,
-            lambda: self._put_once(key, sha256, size, lock, upload, rewrite=rewrite),
+            lambda: self._put_once(key, sha256, size, lock, upload, rewrite=rewrite,
+                                   first=first),
         )
 
     def head_item(self, sha256: str) -> RemoteObject | None:
@@ -287,7 +288,8 @@ class S3Target:
 
         return self._asking("set lock", key, once)
 
-    def put_manifest(self, sha256: str, manifest: bytes, lock: Lock) -> None:
+    def put_manifest(self, sha256: str, manifest: bytes, lock: Lock, *,
+                     first: bool = False) -> None:
         require_sha256(sha256)
         key = self.manifest_key(sha256)
         digest = hashlib.sha256(manifest).hexdigest()
@@ -296,7 +298,8 @@ class S3Target:
             self._put_bytes(key, manifest, digest, lock, content_type="application/json")
 
         self._asking(
-            "put manifest", key, lambda: self._put_once(key, digest, len(manifest), lock, upload)
+            "put manifest", key,
+            lambda: self._put_once(key, digest, len(manifest), lock, upload, first=first),
         )
 
     def put_checkpoint(self, name: str, body: bytes, lock: Lock | None = None) -> None:
@@ -593,11 +596,13 @@ class S3Target:
 
     def _put_once(
         self, key: str, sha256: str, size: int, lock: Lock, upload: Callable[[], None], *,
-        rewrite: bool = False,
+        rewrite: bool = False, first: bool = False,
     ) -> RemoteObject:
         """Upload unless a good copy is already there, verify, lock. Safe to run again after a
-        crash or failure at any point: it starts from what the server holds."""
-        head = self._head(key)
+        crash or failure at any point: it starts from what the server holds. ``first``: no
+        copy was ever begun at this key, so the server is not asked what it holds first (a
+        retry after a failure at any point asks: the row records the attempt)."""
+        head = None if first else self._head(key)
         good = head is not None and self._replica_problem(head, sha256, size) is None
         # a copy that was found bad is only counted again once its bytes are read back
         readback = self._readback or rewrite

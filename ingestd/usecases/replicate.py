@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,9 @@ from .flags import set_flag
 log = logging.getLogger(__name__)
 
 K = DiscrepancyKind
+
+#: How long a target proven by ``Replicator.check`` counts as proven for the run that follows.
+PROOF_FRESH = 60.0
 
 
 def prove_place(station: Station, target: Target, *, adopt: bool = True) -> None:
@@ -148,6 +152,9 @@ class Replicator:
         self.targets = targets if targets is not None else build_targets(station.settings)
         self.actor = actor
         self.cancel = cancel or threading.Event()
+        #: targets ``check`` proved, by name, with when (monotonic): the run that follows at
+        #: once (``ingestd replicate``) does not ask them the same again
+        self._proven: dict[str, float] = {}
 
     def check(self) -> None:
         """Every target must be usable (reachable; Object Lock where it is required) and be
@@ -156,6 +163,13 @@ class Replicator:
         self.station.custody.check_signing_key()
         for target in self.targets:
             prove_place(self.station, target)
+            self._proven[target.name] = time.monotonic()
+
+    def _proven_just_now(self, target: Target) -> bool:
+        """Whether ``check`` proved this target moments ago (once: a later run proves it
+        again)."""
+        at = self._proven.pop(target.name, None)
+        return at is not None and time.monotonic() - at < PROOF_FRESH
 
     # -- manifests -----------------------------------------------------------------------
 
@@ -205,6 +219,11 @@ class Replicator:
                          error=f"{sha[:12]} is no longer in the local store")
         with station.catalog.write() as tx:
             prior = tx.replica(sha, target.name)
+            # No copy of it was ever begun at this place (under this name or another): there
+            # is nothing there of ours to find or resume, so the target need not be asked
+            # first. (Should something be there after all, a new copy goes on top of it.)
+            first = (prior is None or prior.attempts == 0) and \
+                not tx.copy_begun_at(sha, target.location)
             tx.replica_uploading(sha, target.name, attempts=(prior.attempts if prior else 0) + 1,
                                  at=station.clock())
         # Known bad until a new object is read back: a failed or interrupted repair does not
@@ -213,7 +232,7 @@ class Replicator:
         try:
             # The target hashes the local copy as it reads it: a damaged one is never copied.
             remote = target.put_item(sha, station.store.path_of(sha), item.size, lock,
-                                     rewrite=rewrite)
+                                     rewrite=rewrite, first=first)
             if remote.sha256 != sha or remote.size != item.size:
                 raise ReplicaMismatch(
                     f"target {target.name}: replica mismatch for {sha}: it reports "
@@ -221,7 +240,7 @@ class Replicator:
             if rewrite and not remote.read_back:
                 raise ReplicaMismatch(f"target {target.name}: the copy of {sha} that replaces "
                                       "a bad one was not read back")
-            target.put_manifest(sha, self.manifest(sha), lock)
+            target.put_manifest(sha, self.manifest(sha), lock, first=first)
         except ObjectDamaged as exc:
             if not station.store.has(sha):
                 # the retention sweep took the local copy while this upload was opening it:
@@ -327,6 +346,8 @@ class Replicator:
         station = self.station
         down: set[str] = set()
         for target in self.targets:
+            if self._proven_just_now(target):
+                continue
             try:
                 prove_place(station, target)
             except TargetError as exc:

@@ -611,6 +611,65 @@ def test_a_server_answering_500_fails_the_item_flags_it_late_then_recovers(
     assert cli_json(home.home, "check-windows")["flagged"] == []
 
 
+def _asked(proxy: FaultProxy, key: str) -> list[str]:
+    """The requests made of one key's object, in order, as METHOD and what happened (a
+    request of its lock, ``PUT ?retention``, is left out)."""
+    return [f"{method} {fault}" for method, path, fault in proxy.seen
+            if path.endswith("/" + key)]
+
+
+def test_a_first_copy_is_sent_without_asking_and_a_later_attempt_finds_what_is_there(
+    tmp_path: Path, clips: list[ClipFile], proxy: FaultProxy, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    """A copy never begun at a place is sent at once (no HEAD first: one round trip less per
+    object); any later attempt, under the same name or another at the same place, asks first
+    and takes a good copy it finds rather than sending the bytes again."""
+    home = make_home(tmp_path, clips[:2])
+    one, two = home.shas
+    catalog.forge_item(home.home, one, replication_deadline="2026-11-20T00:00:00.000000Z")
+    catalog.forge_item(home.home, two, replication_deadline="2026-11-21T00:00:00.000000Z")
+    home.add_target(s3_target(proxy.url, bucket, credentials))
+    # `one` goes first; the copy of `two` reaches the server, but the check after it fails:
+    # the run records the attempt as failed with the object in the bucket
+    proxy.rule = lambda method, path: "500" if (
+        method == "HEAD" and path.split("?", 1)[0].endswith(item_key(two))) else None
+
+    first = run_cli(home.home, "replicate", "--json")
+
+    assert first.exit_code == 1, first
+    assert [v["sha256"] for v in first.json()["verified"]] == [one]
+    assert [f["sha256"] for f in first.json()["failed"]] == [two]
+    assert _asked(proxy, item_key(one)) == ["PUT passed", "HEAD passed"], "sent, then checked"
+    assert _asked(proxy, manifest_key(one)) == ["PUT passed", "HEAD passed"]
+    assert _asked(proxy, item_key(two)) == ["PUT passed", "HEAD 500"]
+    proved = [p for m, p, _ in proxy.seen if "object-lock" in p]
+    assert len(proved) == 1, f"the bucket is proven once per command, not {len(proved)} times"
+    assert len(versions(s3, bucket, item_key(two))) == 1
+
+    proxy.seen.clear()
+    proxy.rule = lambda method, path: None
+    second = cli_json(home.home, "replicate")
+
+    assert [v["sha256"] for v in second["verified"]] == [two]
+    assert _asked(proxy, item_key(two))[0] == "HEAD passed", "asked first"
+    assert "PUT passed" not in _asked(proxy, item_key(two)), "found good, not sent again"
+    assert len(versions(s3, bucket, item_key(two))) == 1
+    assert download_sha(s3, bucket, item_key(two)) == two
+
+    # the same bucket under a new name: the copies begun there are found, not sent again
+    home.edit_config('name = "offsite"', 'name = "renamed"')
+    proxy.seen.clear()
+    renamed = cli_json(home.home, "replicate")
+
+    assert sorted(v["sha256"] for v in renamed["verified"]) == sorted(home.shas)
+    assert not [s for s in proxy.seen
+                if s[0] == "PUT" and "/sha256/" in s[1] and "?" not in s[1]], "nothing sent again"
+    for sha in home.shas:
+        assert _asked(proxy, item_key(sha))[0] == "HEAD passed"
+        assert len(versions(s3, bucket, item_key(sha))) == 1
+
+
 def test_a_server_that_disappears_mid_run_then_comes_back(
     tmp_path: Path, clips: list[ClipFile], proxy: FaultProxy, s3: S3Client, bucket: str,
     credentials: Path
@@ -732,19 +791,44 @@ def test_forged_metadata_at_the_key_is_caught_by_readback(
 
 
 def test_forged_metadata_at_the_key_is_caught_by_the_offsite_audit(
-    station: Home, s3: S3Client, bucket: str
+    tmp_path: Path, clips: list[ClipFile], proxy: FaultProxy, s3: S3Client, bucket: str,
+    credentials: Path
 ) -> None:
-    clip = station.clips[0]
+    home = make_home(tmp_path, clips[:1])
+    home.add_target(s3_target(proxy.url, bucket, credentials))
+    clip = home.clips[0]
+    # a first attempt that never reached the bucket: the next one asks what is there
+    proxy.rule = lambda method, path: "500" if method == "PUT" else None
+    assert run_cli(home.home, "replicate", "--json").exit_code == 1
+    proxy.rule = lambda method, path: None
     s3.put_object(Bucket=bucket, Key=item_key(clip.sha256), Body=os.urandom(clip.size),
                   Metadata={"sha256": clip.sha256})
-    cli_json(station.home, "replicate")  # without readback the forged object passes the head check
+    cli_json(home.home, "replicate")  # without readback the forged object passes the head check
+    assert download_sha(s3, bucket, item_key(clip.sha256)) != clip.sha256
 
-    audit = run_cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
+    audit = run_cli(home.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
 
     assert audit.exit_code == 1
-    assert "replica_mismatch" in station.flags(clip.sha256)
-    cli_json(station.home, "replicate")
+    assert "replica_mismatch" in home.flags(clip.sha256)
+    cli_json(home.home, "replicate")
     assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
+
+
+def test_forged_metadata_planted_before_the_first_copy_is_covered_by_it(
+    station: Home, s3: S3Client, bucket: str
+) -> None:
+    """A copy never begun is sent without asking: an object planted at its key beforehand,
+    claiming the item's hash, is never taken for it, and stays beneath for investigation."""
+    clip = station.clips[0]
+    planted = s3.put_object(Bucket=bucket, Key=item_key(clip.sha256),
+                            Body=os.urandom(clip.size), Metadata={"sha256": clip.sha256})
+
+    report = cli_json(station.home, "replicate")
+
+    assert clip.sha256 in {v["sha256"] for v in report["verified"]}
+    assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
+    kept = {v["VersionId"] for v in versions(s3, bucket, item_key(clip.sha256))}
+    assert planted["VersionId"] in kept and len(kept) == 2
 
 
 # -- retention classes and holds raise the off-site lock ------------------------------------------

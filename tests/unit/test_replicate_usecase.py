@@ -204,3 +204,28 @@ def test_replication_goes_oldest_deadline_first(b: Bench) -> None:
 
     assert [v["sha256"] for v in report.verified] == first + second
     assert [e.item for e in b.entries([EventKind.REPLICATED])] == first + second
+
+
+def test_a_target_proven_by_check_is_proven_again_only_by_a_later_run(
+    b: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ingestd replicate`` proves each target once (``check``, then the run); a run that
+    comes later than moments after the check (the daemon's next one) proves it again."""
+    b.dock(b.photos("rec", 1))
+    replicator = replicate(b)
+    (target,) = replicator.targets
+    checks: list[str] = []
+    real_check = target.check
+    monkeypatch.setattr(target, "check", lambda: (checks.append(target.name), real_check()))
+
+    replicator.check()
+    assert replicator.run().ok
+    assert checks == [TARGET], "proven once: by check, not again by the run that followed"
+
+    assert replicator.run().ok
+    assert checks == [TARGET, TARGET], "a second run proves it again"
+
+    replicator.check()
+    monkeypatch.setattr("ingestd.usecases.replicate.PROOF_FRESH", 0.0)
+    assert replicator.run().ok
+    assert checks == [TARGET] * 4, "a check long past does not spare the run its proof"

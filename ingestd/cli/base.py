@@ -95,8 +95,11 @@ class _Deferred:
         self._console().__exit__(*exc)
 
 
-console = cast("Console", _Deferred(highlight=False))
-err_console = cast("Console", _Deferred(stderr=True, highlight=False, soft_wrap=True))
+# No emoji codes: a label, a name or a file name with ``:police_car:`` in it is printed as
+# written (markup escaping leaves such codes alone).
+console = cast("Console", _Deferred(highlight=False, emoji=False))
+err_console = cast("Console", _Deferred(stderr=True, highlight=False, soft_wrap=True,
+                                        emoji=False))
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -182,6 +182,22 @@ def test_the_longest_allowed_label_is_kept_whole(ingested: Path, clips: Clips) -
     assert current(home, clips.a.sha256)[:2] == ("C" * 200, "张" * 200)
 
 
+def test_a_label_that_looks_like_markup_or_an_emoji_code_is_shown_as_typed(
+    ingested: Path, clips: Clips
+) -> None:
+    """What a person types is what every table shows: rich's markup and emoji codes in a
+    label are text."""
+    home = ingested
+    case, party = "[bold]C-9[/bold]", "张三 :police_car: :smile:"
+    assert run_cli(home, "label", clips.a.sha256, "--case", case, "--party", party,
+                   "--officer", "[red]x[/]").exit_code == 0
+    for command in (["show", clips.a.sha256], ["items", "--case", case]):
+        shown = run_cli(home, *command, env={"COLUMNS": "250"})
+        assert shown.exit_code == 0, shown.stderr
+        assert case in shown.stdout and ":police_car:" in shown.stdout, shown.stdout
+        assert "\U0001f693" not in shown.stdout and "\U0001f604" not in shown.stdout
+
+
 @pytest.mark.parametrize("command", [["hold"], ["release"], ["justify", "--flag", "late_ingest"]])
 def test_reasons_are_checked(ingested: Path, clips: Clips, command: list[str]) -> None:
     home = ingested

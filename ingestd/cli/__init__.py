@@ -70,7 +70,7 @@ cli.lazy.update({
     "targets": LazyCommand("targets", "The off-site targets."),
     "verify-export": LazyCommand("export", "Check a court package offline: the bag, every "
                                            "hash, signature, proof and time-stamp, the keys."),
-    "verify": LazyCommand("checks", "Is this file (a copy, an export) our evidence, intact "
+    "verify": LazyCommand("verify", "Is this file (a copy, an export) our evidence, intact "
                                     "and signed?"),
 })
 

@@ -53,6 +53,19 @@ def stocked(tmp_path_factory: pytest.TempPathFactory, clips: Clips) -> tuple[Pat
     return home, clips.a.sha256
 
 
+@pytest.fixture(scope="module")
+def stocked_s3(tmp_path_factory: pytest.TempPathFactory, clips: Clips) -> tuple[Path, str]:
+    """As ``stocked``, with an S3 target configured (never contacted: nothing listens
+    there), as a production station has."""
+    base = tmp_path_factory.mktemp("imports-s3")
+    home = init_station(base / "home", register={SERIAL: (OFFICER, OFFICER_ID)},
+                        config='\n[[targets]]\nname = "offsite"\ntype = "s3"\n'
+                               'bucket = "evidence"\nendpoint_url = "http://127.0.0.1:9"\n')
+    rec = build_recorder(base / "rec", {"DCIM/a.mp4": clips.a})
+    assert run_cli(home, "ingest", rec, "--serial", SERIAL).exit_code == 0
+    return home, clips.a.sha256
+
+
 def loaded(*args: str) -> set[str]:
     """Every module ``ingestd ARGS...`` imported, run in a process of its own."""
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
@@ -72,10 +85,14 @@ def report_args(command: str, sha: str) -> list[str]:
         command, command.split())
 
 
+@pytest.mark.parametrize("with_s3", [False, True], ids=["no target", "s3 target"])
 @pytest.mark.parametrize("command", ["status", "status --json", "items", "show", "verify"])
-def test_a_report_imports_none_of_the_heavy_libraries(stocked: tuple[Path, str],
-                                                      command: str) -> None:
-    home, sha = stocked
+def test_a_report_imports_none_of_the_heavy_libraries(
+    stocked: tuple[Path, str], stocked_s3: tuple[Path, str], command: str, with_s3: bool
+) -> None:
+    """Not even on a station with an S3 target: an item whose bytes are here is verified
+    without an S3 client."""
+    home, sha = stocked_s3 if with_s3 else stocked
     modules = imported("--home", str(home), *report_args(command, sha))
     assert "ingestd" in modules and "sqlalchemy" in modules  # the probe saw the command run
     assert sorted(modules.intersection(NOT_FOR_REPORTS)) == []
@@ -121,7 +138,9 @@ NOT_LOADED: dict[str, tuple[str, ...]] = {
     "items": NOT_FOR_ITEMS,
     "items --json": NOT_FOR_ITEMS,
     "show": NOT_FOR_SHOW,
-    "verify": ("rich.progress",),
+    # the verify use case alone: no audit, media or targets (built only for an item whose
+    # bytes are not here)
+    "verify": ("rich.progress", "ingestd.usecases.audit", "ingestd.media", "ingestd.targets"),
 }
 
 

@@ -20,10 +20,12 @@ from ingestd.domain.models import EventKind
 from ingestd.domain.records import ReplicaState
 from ingestd.errors import UsageError
 from ingestd.integrity.discrepancy import DiscrepancyKind as K
+from ingestd.targets import Target
 from ingestd.targets.factory import build_targets, target_locations
-from ingestd.usecases.audit import OrphanAction, audit, audit_fast, verify_files, verify_hash
+from ingestd.usecases.audit import OrphanAction, audit, audit_fast
 from ingestd.usecases.replicate import Replicator
 from ingestd.usecases.retention import sweep
+from ingestd.usecases.verify import verify_files, verify_hash
 from tests.support.damage import flip_bit
 
 
@@ -242,8 +244,11 @@ def test_verify_files_says_which_files_are_this_stations_evidence(b: Bench) -> N
     stranger = b.tmp / "stranger.jpg"
     stranger.write_bytes(photo(500))
 
+    def no_reach() -> list[Target]:
+        raise AssertionError("targets built for bytes that are here")
+
     ours, other, folder, nothing = verify_files(
-        b.station, [evidence, stranger, b.tmp, b.tmp / "gone.jpg"])
+        b.station, [evidence, stranger, b.tmp, b.tmp / "gone.jpg"], targets=no_reach)
 
     assert ours.match and ours.problems == [] and ours.sha256 == item.sha256
     assert ours.item is not None and (ours.item["recorder"], ours.item["size"]) == (
@@ -275,7 +280,11 @@ def test_verify_of_an_item_kept_only_off_site_reads_the_copy_there(tmp_path: Pat
         assert Replicator(b.station, actor="tester").run().ok
         b.clock.advance(days=2)
         assert [e["sha256"] for e in sweep(b.station, actor="tester").evicted] == [sha]
-        targets = build_targets(b.station.settings)
+        built: list[str] = []
+
+        def targets() -> list[Target]:
+            built.append("targets")
+            return build_targets(b.station.settings)
 
         verdict = verify_hash(b.station, sha, targets=targets)
 
@@ -286,3 +295,4 @@ def test_verify_of_an_item_kept_only_off_site_reads_the_copy_there(tmp_path: Pat
         assert not verify_hash(b.station, sha, targets=targets).match
         blind = verify_hash(b.station, sha)  # no target within reach: nothing claimed
         assert blind.held is not None and blind.held["checked"] == "not-checked-here"
+        assert built == ["targets", "targets"], "built only for the copies kept elsewhere"

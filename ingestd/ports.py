@@ -290,8 +290,8 @@ class CatalogTx(Protocol):
     def replicas_of(self, sha256: str) -> dict[str, Replica]: ...
 
     def copy_begun_at(self, sha256: str, location: str) -> bool:
-        """Whether a copy of the item was ever begun at ``location``, under any target
-        name."""
+        """Whether a copy of the item was ever begun at ``location`` (or at a place not
+        recorded, where it may be), under any target name."""
 
     def replica_uploading(
         self, sha256: str, target: str, *, attempts: int, at: datetime

@@ -1383,8 +1383,12 @@ class Tx:
         }
 
     def copy_begun_at(self, sha256: str, location: str) -> bool:
+        # A copy begun but never verified has no place recorded (``location`` is written when
+        # one is verified or moved): it may be at this one.
         begun = select(replicas.c.item).where(
-            replicas.c.item == sha256, replicas.c.location == location, replicas.c.attempts > 0
+            replicas.c.item == sha256,
+            replicas.c.location.in_((location, "")),
+            replicas.c.attempts > 0,
         ).limit(1)
         return self.conn.execute(begun).first() is not None
 

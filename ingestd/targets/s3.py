@@ -251,8 +251,8 @@ class S3Target:
         require_sha256(sha256)
         key = self.item_key(sha256)
 
-        def upload() -> None:
-            self._upload_file(key, source, size, sha256, lock)
+        def upload() -> str | None:
+            return self._upload_file(key, source, size, sha256, lock)
 
         return self._asking(
             "replicate item", key,
@@ -294,8 +294,9 @@ class S3Target:
         key = self.manifest_key(sha256)
         digest = hashlib.sha256(manifest).hexdigest()
 
-        def upload() -> None:
-            self._put_bytes(key, manifest, digest, lock, content_type="application/json")
+        def upload() -> str | None:
+            return self._put_bytes(key, manifest, digest, lock,
+                                   content_type="application/json")
 
         self._asking(
             "put manifest", key,
@@ -318,8 +319,9 @@ class S3Target:
                     raise self._error(
                         "refusing to overwrite a checkpoint with different content", key)
             else:
-                self._put_bytes(key, body, digest, lock, content_type="application/json")
-                head = self._verified(key, self._head(key), digest, len(body))
+                written = self._put_bytes(key, body, digest, lock,
+                                          content_type="application/json")
+                head = self._verified(key, self._head(key, written), digest, len(body))
             if lock is not None and self.object_lock:
                 self._lock_and_verify(key, head, lock, digest)
 
@@ -392,8 +394,8 @@ class S3Target:
         except OSError as exc:
             raise ObjectDamaged(f"cannot read the archive {source}: {exc.strerror}") from exc
 
-        def upload() -> None:
-            self._upload_file(key, source, found.size, found.sha256, lock)
+        def upload() -> str | None:
+            return self._upload_file(key, source, found.size, found.sha256, lock)
 
         def once() -> RemoteObject:
             head = self._head(key)
@@ -456,12 +458,12 @@ class S3Target:
             digest = hashlib.sha256(body).hexdigest()
             until = _whole_second_up(now + policy.CANARY_LOCK)
             try:
-                self._put_bytes(key, body, digest, None, content_type="text/plain")
+                stored = self._put_bytes(key, body, digest, None, content_type="text/plain")
             except ClientError as exc:
                 return _Canary(attempt=WormAttempt(
                     probe=WormProbe.CANARY, held=False,
                     detail=f"the canary could not be stored ({_describe(exc)})"), version=None)
-            head = self._head(key)
+            head = self._head(key, stored)
             if head is None:
                 raise self._error("the canary vanished after it was stored", key)
             written = f"written as version {head.get('VersionId') or 'none'}"
@@ -595,7 +597,7 @@ class S3Target:
             )
 
     def _put_once(
-        self, key: str, sha256: str, size: int, lock: Lock, upload: Callable[[], None], *,
+        self, key: str, sha256: str, size: int, lock: Lock, upload: Callable[[], str | None], *,
         rewrite: bool = False, first: bool = False,
     ) -> RemoteObject:
         """Upload unless a good copy is already there, verify, lock. Safe to run again after a
@@ -636,8 +638,10 @@ class S3Target:
             if size >= self._multipart_threshold:
                 # only a multipart upload can leave parts behind (a single PUT cannot)
                 self._abort_stale_uploads(key)
-            upload()
-            head = self._verified(key, self._head(key), sha256, size)
+            # the version just written is checked (and locked), not whatever is newest by the
+            # time it is asked: another writer at the key cannot lend its object for ours
+            written = upload()
+            head = self._verified(key, self._head(key, written), sha256, size)
             if readback:
                 # the server's word (metadata, a checksum it may not have checked) is not the
                 # bytes: read them back (the version just verified), at the cost of a second
@@ -650,7 +654,9 @@ class S3Target:
         remote = self._lock_and_verify(key, head, lock, sha256)
         return dataclasses.replace(remote, read_back=read_back)
 
-    def _upload_file(self, key: str, source: Path, size: int, sha256: str, lock: Lock) -> None:
+    def _upload_file(self, key: str, source: Path, size: int, sha256: str,
+                     lock: Lock) -> str | None:
+        """Upload ``source`` to ``key``; the version it made (None: the bucket keeps none)."""
         extra: dict[str, Any] = {
             "Metadata": {_META_SHA256: sha256},
             "ContentType": "application/octet-stream",
@@ -671,25 +677,28 @@ class S3Target:
         # the metadata we attach claims this hash: the reader proves the bytes we send have it
         with _VerifyingReader(source, sha256, size) as reader:
             if size < self._multipart_threshold:
-                self._put_read(reader, key, size, extra)
+                version = self._put_read(reader, key, size, extra)
             else:
-                self._multipart_read(reader, key, size, extra)
+                version = self._multipart_read(reader, key, size, extra)
         log.info("target %s: uploaded %s in %.1f s", self.name, key, time.monotonic() - started)
+        return version
 
     def _put_read(self, reader: _VerifyingReader, key: str, size: int,
-                  extra: dict[str, Any]) -> None:
+                  extra: dict[str, Any]) -> str | None:
         """One PUT, its body read into the upload buffers and hashed whole before it starts."""
         pieces = UPLOAD_BUFFERS.take(UPLOAD_PIECE, _piece_count(size))
         try:
             views = _views(pieces, size)
             reader.fill(views)
-            self._client.put_object(Bucket=self.bucket, Key=key,
-                                    Body=cast("IO[bytes]", _Body(views, self._throttle)), **extra)
+            answer = self._client.put_object(
+                Bucket=self.bucket, Key=key,
+                Body=cast("IO[bytes]", _Body(views, self._throttle)), **extra)
         finally:
             UPLOAD_BUFFERS.give(pieces)
+        return answer.get("VersionId")
 
     def _multipart_read(self, reader: _VerifyingReader, key: str, size: int,
-                        extra: dict[str, Any]) -> None:
+                        extra: dict[str, Any]) -> str | None:
         """A multipart upload, its parts read in order (hashed as they are read) and sent
         ``max_concurrency`` at a time. Completed only once every part is sent and the file
         hashed to the item; aborted otherwise (the last part is then never sent)."""
@@ -698,7 +707,7 @@ class S3Target:
         part_args = {k: v for k, v in extra.items() if k == "ChecksumAlgorithm"}
         try:
             parts = self._send_parts(reader, key, upload_id, size, part_args)
-            self._client.complete_multipart_upload(
+            done = self._client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": cast("list[CompletedPartTypeDef]", parts)})
         except BaseException:
@@ -711,6 +720,7 @@ class S3Target:
                             self.name, upload_id, key, exc,
                             extra={"event": "upload_not_aborted"})
             raise
+        return done.get("VersionId")
 
     def _send_parts(self, reader: _VerifyingReader, key: str, upload_id: str, size: int,
                     part_args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -755,11 +765,11 @@ class S3Target:
 
     def _put_bytes(
         self, key: str, body: bytes, sha256: str, lock: Lock | None, *, content_type: str
-    ) -> None:
+    ) -> str | None:
         extra: dict[str, Any] = {**self._sse_args()}
         if lock is not None:
             extra.update(self._lock_args(lock))
-        self._client.put_object(
+        return self._client.put_object(
             Bucket=self.bucket,
             Key=key,
             Body=body,
@@ -768,7 +778,7 @@ class S3Target:
             ChecksumAlgorithm="SHA256",
             ChecksumSHA256=_b64(sha256),
             **extra,
-        )
+        ).get("VersionId")
 
     def _abort_stale_uploads(self, key: str) -> None:
         """A replication killed half-way leaves a multipart upload behind (invisible, but
@@ -793,8 +803,12 @@ class S3Target:
                     if _error_code(exc) != "NoSuchUpload":
                         raise
 
-    def _head(self, key: str) -> HeadObjectOutputTypeDef | None:
+    def _head(self, key: str, version: str | None = None) -> HeadObjectOutputTypeDef | None:
+        """The object at ``key`` (that version of it, if given), or None."""
         try:
+            if version is not None:
+                return self._client.head_object(Bucket=self.bucket, Key=key, VersionId=version,
+                                                ChecksumMode="ENABLED")
             return self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except ClientError as exc:
             if _error_code(exc) in _NOT_FOUND_CODES:

@@ -152,23 +152,24 @@ class Replicator:
         self.targets = targets if targets is not None else build_targets(station.settings)
         self.actor = actor
         self.cancel = cancel or threading.Event()
-        #: targets ``check`` proved, by name, with when (monotonic): the run that follows at
-        #: once (``ingestd replicate``) does not ask them the same again
-        self._proven: dict[str, float] = {}
+        #: targets ``check`` proved, by name and place, with when (monotonic): the run that
+        #: follows at once (``ingestd replicate``) does not ask them the same again
+        self._proven: dict[tuple[str, str], float] = {}
 
     def check(self) -> None:
         """Every target must be usable (reachable; Object Lock where it is required) and be
         the place first used under its name. Nothing is asked of a target before the ledger
         vouches for the key this station signs with."""
+        self._proven.clear()
         self.station.custody.check_signing_key()
         for target in self.targets:
             prove_place(self.station, target)
-            self._proven[target.name] = time.monotonic()
+            self._proven[target.name, target.location] = time.monotonic()
 
     def _proven_just_now(self, target: Target) -> bool:
         """Whether ``check`` proved this target moments ago (once: a later run proves it
         again)."""
-        at = self._proven.pop(target.name, None)
+        at = self._proven.pop((target.name, target.location), None)
         return at is not None and time.monotonic() - at < PROOF_FRESH
 
     # -- manifests -----------------------------------------------------------------------

@@ -612,10 +612,14 @@ def test_a_server_answering_500_fails_the_item_flags_it_late_then_recovers(
 
 
 def _asked(proxy: FaultProxy, key: str) -> list[str]:
-    """The requests made of one key's object, in order, as METHOD and what happened (a
-    request of its lock, ``PUT ?retention``, is left out)."""
-    return [f"{method} {fault}" for method, path, fault in proxy.seen
-            if path.endswith("/" + key)]
+    """The requests made of one key's object (any version of it), in order, as METHOD and
+    what happened (a request of its lock, ``PUT ?retention``, is left out)."""
+    asked = []
+    for method, path, fault in proxy.seen:
+        where, _, query = path.partition("?")
+        if where.endswith("/" + key) and (not query or query.startswith("versionId=")):
+            asked.append(f"{method} {fault}")
+    return asked
 
 
 def test_a_first_copy_is_sent_without_asking_and_a_later_attempt_finds_what_is_there(
@@ -772,6 +776,32 @@ def test_a_verified_copy_replaced_behind_our_back_is_caught_and_copied_again(
     assert download_sha(s3, bucket, item_key(sha)) == sha
     again = run_cli(station.home, "audit", "--all", "--offsite", "--decode", "0", "--json")
     assert again.exit_code == 0, again.stdout
+
+
+def test_a_copy_begun_but_never_checked_is_looked_for_under_a_new_name(
+    tmp_path: Path, clips: list[ClipFile], proxy: FaultProxy, s3: S3Client, bucket: str,
+    credentials: Path
+) -> None:
+    """A copy that reached the bucket but was never checked has no place recorded: the next
+    attempt, even under another target name, asks first and takes it rather than locking a
+    second copy of the same bytes."""
+    home = make_home(tmp_path, clips[:1])
+    (sha,) = home.shas
+    home.add_target(s3_target(proxy.url, bucket, credentials))
+    proxy.rule = lambda method, path: "500" if (
+        method == "HEAD" and path.partition("?")[0].endswith(item_key(sha))) else None
+    assert run_cli(home.home, "replicate", "--json").exit_code == 1
+    assert len(versions(s3, bucket, item_key(sha))) == 1, "the copy reached the bucket"
+
+    proxy.rule = lambda method, path: None
+    proxy.seen.clear()
+    home.edit_config('name = "offsite"', 'name = "renamed"')
+    report = cli_json(home.home, "replicate")
+
+    assert [v["sha256"] for v in report["verified"]] == [sha]
+    assert _asked(proxy, item_key(sha))[0] == "HEAD passed", "asked first"
+    assert "PUT passed" not in _asked(proxy, item_key(sha))
+    assert len(versions(s3, bucket, item_key(sha))) == 1, "no second locked copy"
 
 
 def test_forged_metadata_at_the_key_is_caught_by_readback(

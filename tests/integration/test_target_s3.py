@@ -1174,6 +1174,34 @@ def test_an_upload_that_fails_gives_back_every_buffer(
     assert moto_client.list_multipart_uploads(Bucket=lock_bucket).get("Uploads", []) == []
 
 
+@pytest.mark.parametrize("first", [True, False], ids=["first copy", "later attempt"])
+def test_the_version_just_written_is_the_one_checked_and_locked(
+    moto: S3Endpoint, moto_credentials: Path, moto_client: S3Client, lock_bucket: str,
+    small: ClipFile, first: bool
+) -> None:
+    """Another writer at the key between the upload and its check (claiming the item's hash,
+    at its size) cannot lend its object for the copy: the version checked, locked and
+    reported is the one this upload made."""
+    target = make_target(moto.url, lock_bucket, moto_credentials)
+    key = target.item_key(small.sha256)
+    ours: list[str] = []
+
+    def another_writer(parsed: dict[str, Any], **_: Any) -> None:
+        ours.append(parsed["VersionId"])
+        moto_client.put_object(Bucket=lock_bucket, Key=key, Body=os.urandom(small.size),
+                               Metadata={"sha256": small.sha256})
+
+    target._client.meta.events.register("after-call.s3.PutObject", another_writer)
+    remote = target.put_item(small.sha256, small.path, small.size, Lock(retain_until=days(1)),
+                             first=first)
+
+    assert remote.version_id == ours[0]
+    body = moto_client.get_object(Bucket=lock_bucket, Key=key, VersionId=ours[0])["Body"]
+    assert hashlib.sha256(body.read()).hexdigest() == small.sha256
+    head = moto_client.head_object(Bucket=lock_bucket, Key=key, VersionId=ours[0])
+    assert head.get("ObjectLockMode") == "COMPLIANCE"
+
+
 # -- the body reaches the server as sent, and a copy is proven by its bytes -------------------
 
 

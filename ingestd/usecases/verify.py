@@ -124,9 +124,14 @@ def _check_elsewhere(verdict: Verdict, station: Station, sha: str, copies: Seque
                              f"station ({station.name}) does not")
     else:
         verdict.notes.append("no longer in this station's local store (kept off-site)")
+    reach: Sequence[Target] = ()
     if copies:
         verdict.notes.append("verified copies on " + ", ".join(copies))
-    for target in targets() if copies else ():
+        try:
+            reach = targets()
+        except TargetError as exc:  # a target that cannot even be set up (its credentials)
+            verdict.notes.append(f"cannot use the targets: {exc.message}")
+    for target in reach:
         if target.name not in copies:
             continue
         try:

@@ -18,7 +18,7 @@ from usecase_helpers import MEDIA, TARGET, Bench, bench, photo, photo_name
 from ingestd.domain.flags import Flag
 from ingestd.domain.models import EventKind
 from ingestd.domain.records import ReplicaState
-from ingestd.errors import UsageError
+from ingestd.errors import TargetError, UsageError
 from ingestd.integrity.discrepancy import DiscrepancyKind as K
 from ingestd.targets import Target
 from ingestd.targets.factory import build_targets, target_locations
@@ -296,3 +296,13 @@ def test_verify_of_an_item_kept_only_off_site_reads_the_copy_there(tmp_path: Pat
         blind = verify_hash(b.station, sha)  # no target within reach: nothing claimed
         assert blind.held is not None and blind.held["checked"] == "not-checked-here"
         assert built == ["targets", "targets"], "built only for the copies kept elsewhere"
+
+        def unusable() -> list[Target]:
+            raise TargetError("target 'nas': cannot read credentials file /x: PermissionError")
+
+        refused = verify_hash(b.station, sha, targets=unusable)
+        assert refused.held is not None and refused.held["checked"] == "not-checked-here"
+        assert (refused.match, refused.problems) == (blind.match, blind.problems), (
+            "nothing claimed of the bytes either way")
+        assert any("cannot use the targets: target 'nas': cannot read credentials" in n
+                   for n in refused.notes), refused.notes

@@ -53,7 +53,7 @@ def _progress(show: bool) -> Iterator[export_uc.Progress | None]:
     if not show:
         yield None
         return
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+    bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                    TransferSpeedColumn(), console=err_console, transient=True)
     task = bar.add_task("exporting", total=None)
     with bar:

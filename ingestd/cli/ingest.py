@@ -71,16 +71,18 @@ def ingest_cmd(app: AppContext, mountpoint: Path, serial: str, actor: str,
 
 def _with_progress(ingestor: Ingestor, mountpoint: Path, serial: str,
                    ctx: DockContext) -> IngestReport:
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+    # plain text: a file name is shown as it is, markup and emoji codes included
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(f"recorder {esc(serial)}", total=None)
+        task = bar.add_task(f"recorder {text.printable(serial)}", total=None)
 
         def progress(event: str, src: SourceFile | None, n: int) -> None:
             if event == "start":
                 bar.update(task, total=n)
             elif event == "file" and src is not None:
-                bar.update(task, description=f"{esc(serial)}: {esc(src.display[-40:])}")
+                bar.update(task, description=f"{text.printable(serial)}: "
+                                             f"{text.printable(src.display[-40:])}")
             elif event == "bytes":
                 bar.advance(task, n)
 

@@ -169,6 +169,39 @@ def test_a_utc_zone_shows_utc_with_its_offset(tmp_path: Path) -> None:
     assert "+00:00" in text
 
 
+def test_the_progress_bar_shows_a_file_name_as_it_is(tmp_path: Path) -> None:
+    """On a terminal, ``ingest`` shows the file it copies: markup and emoji codes in its name
+    are shown as typed, never as styles or pictures."""
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+    name = "[bold]x[/bold] :police_car:.JPG"
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/{name}": photo(3_000_000)})
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [str(INGESTD), "--home", str(home), "ingest", str(rec), "--serial", SERIAL],
+        stdout=subprocess.PIPE, stderr=follower, env=subprocess_env(COLUMNS="120"))
+    os.close(follower)
+    drawn = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the other end closed: the command is done
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        elif proc.poll() is not None:
+            break
+    out, _ = proc.communicate(timeout=60)
+    os.close(leader)
+    assert proc.returncode == 0, drawn
+    bar = drawn.decode("utf-8", "replace")
+    assert f"{SERIAL}: " in bar and f"{name} " in bar, repr(bar)
+    assert "\U0001f693" not in bar and "\x1b[1mx" not in bar
+    assert name in out.decode()
+
+
 # -- status --watch --------------------------------------------------------------------------
 
 

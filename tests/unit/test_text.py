@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
 from ingestd.domain.text import (
+    _json_escape,
     json_printable,
     plural,
     printable,
@@ -83,6 +85,27 @@ def test_json_printable_keeps_the_values() -> None:
     assert json.loads(out) == data
     assert "张三" in out
     assert all(ch.isprintable() or ch == "\n" for ch in out)
+
+
+def test_json_printable_escapes_exactly_what_a_terminal_would_act_on() -> None:
+    """Against the rule itself, character by character, on documents mixing printable text,
+    newlines, tabs, C1 controls, bidi overrides, separators, astral and unassigned code
+    points, in long and short lines."""
+    rng = random.Random(7)
+    pool = ["a", "张", " ", "\n", "\t", "\u009b", "\u202e", "\u2028", "\u00ad", "\U000e0001",
+            "\U0001f693", "\ufeff", "\u0378", "\"", "{"]
+
+    def by_the_rule(document: str) -> str:
+        return "".join(ch if ch.isprintable() or ch in "\n\t" else _json_escape(ch)
+                       for ch in document)
+
+    for _ in range(300):
+        document = "".join(rng.choice(pool) * rng.randint(1, 30)
+                           for _ in range(rng.randint(0, 40)))
+        assert json_printable(document) == by_the_rule(document), repr(document)
+    clean = json.dumps({"items": [{"name": "张三", "n": i} for i in range(100)]}, indent=2,
+                       ensure_ascii=False)
+    assert json_printable(clean) is clean, "a clean document is returned as it is"
 
 
 def test_counts_are_written_in_good_grammar() -> None:

@@ -56,7 +56,7 @@ def watch_status(view: Callable[[], RenderableType], interval: float) -> None:
 
 def render(state: StationStatus, tz: tzinfo, *, watching: float | None = None) -> Group:
     """The whole view: each section that has something to show, in order."""
-    head = Text.from_markup(f"[bold]station {esc(state.station)}[/]")
+    head = Text.from_markup(f"[bold]station {esc(state.station)}[/]", emoji=False)
     if watching is not None:
         head.append(f"  at {shown_time(datetime.now(UTC), tz)}, every {watching:g} s "
                     "(Ctrl-C stops)", style="dim")
@@ -97,7 +97,7 @@ class Fitted:
                              min_width=column.min_width)
         for row in self.rows:
             if measuring and self.wrap_last:
-                cut = Text.from_markup(row[-1])
+                cut = Text.from_markup(row[-1], emoji=False)
                 cut.truncate(self.LAST_MIN)
                 table.add_row(*row[:-1], cut)
             else:
@@ -116,8 +116,8 @@ class Fitted:
             first, *rest = row
             # Each pair stays whole on its line: a time or a hash is never split.
             head = esc(str(self.columns[0].header))
-            pairs = [Text.from_markup(f"[bold]{head} {first}[/]")] + [
-                Text.from_markup(f"[dim]{esc(str(c.header))}[/] {cell}")
+            pairs = [Text.from_markup(f"[bold]{head} {first}[/]", emoji=False)] + [
+                Text.from_markup(f"[dim]{esc(str(c.header))}[/] {cell}", emoji=False)
                 for c, cell in zip(self.columns[1:], rest, strict=True) if cell]
             yield Columns(pairs, padding=(0, 2))
 
@@ -133,7 +133,7 @@ def hash_column(header: str) -> Column:
 
 
 def _lines(lines: Iterator[str]) -> RenderableType | None:
-    texts = [Text.from_markup(line) for line in lines]
+    texts = [Text.from_markup(line, emoji=False) for line in lines]
     return Group(*texts) if texts else None
 
 

@@ -198,6 +198,19 @@ def test_a_label_that_looks_like_markup_or_an_emoji_code_is_shown_as_typed(
         assert "\U0001f693" not in shown.stdout and "\U0001f604" not in shown.stdout
 
 
+def test_a_serial_that_looks_like_an_emoji_code_is_shown_as_typed_by_status(
+    ingested: Path, tmp_path: Path
+) -> None:
+    home = ingested
+    serial = "X:police_car:[b]"
+    rec = build_recorder(tmp_path / "rec", {"DCIM/a.JPG": b"\xff\xd8\xff\xe0xx\xff\xd9"})
+    assert run_cli(home, "ingest", rec, "--serial", serial).exit_code == 6  # not registered
+    shown = run_cli(home, "status", env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.stderr
+    assert f"({serial}): refused" in shown.stdout, shown.stdout
+    assert "\U0001f693" not in shown.stdout
+
+
 @pytest.mark.parametrize("command", [["hold"], ["release"], ["justify", "--flag", "late_ingest"]])
 def test_reasons_are_checked(ingested: Path, clips: Clips, command: list[str]) -> None:
     home = ingested

@@ -44,6 +44,10 @@ def aligned(size: int) -> int:
     return -(-size // ALIGN) * ALIGN
 
 
+#: How often a copy waiting for buffers looks whether it was told to stop (seconds).
+_ABORT_POLL = 0.1
+
+
 class BufferPool:
     """The copy and hash buffers of the whole process, within ``budget`` bytes.
 
@@ -66,8 +70,12 @@ class BufferPool:
         self._peak = 0
 
     @contextlib.contextmanager
-    def lease(self, size: int, *, want: int, least: int = 1) -> Iterator[list[mmap.mmap]]:
-        buffers = self._take(aligned(size), want, least)
+    def lease(self, size: int, *, want: int, least: int = 1,
+              abort: threading.Event | None = None) -> Iterator[list[mmap.mmap]]:
+        """Up to ``want`` buffers (at least ``least``) for the ``with`` block. Setting
+        ``abort`` while waiting for them ends the wait with ``ShutdownRequested`` (a cold
+        stop does not wait for another copy to give some back)."""
+        buffers = self._take(aligned(size), want, least, abort)
         try:
             yield buffers
         finally:
@@ -96,14 +104,18 @@ class BufferPool:
         with self._cond:
             return self._peak
 
-    def _take(self, size: int, want: int, least: int) -> list[mmap.mmap]:
+    def _take(self, size: int, want: int, least: int,
+              abort: threading.Event | None = None) -> list[mmap.mmap]:
         ticket = object()
         with self._cond:
             self._queue.append(ticket)
             try:
                 while not (self._queue[0] is ticket
                            and (not self._held or self._held + least * size <= self.budget)):
-                    self._cond.wait()
+                    if abort is not None and abort.is_set():
+                        raise ShutdownRequested(0, abort=True)
+                    # an abort is not a notification: look at it a few times a second
+                    self._cond.wait(_ABORT_POLL if abort is not None else None)
             finally:
                 self._queue.remove(ticket)
                 self._cond.notify_all()
@@ -325,7 +337,7 @@ def _copy_in_place(src_fd: int, sink: _Sink, *, buffer_size: int,
                    abort: threading.Event | None, on_bytes: OnBytes | None) -> Digest:
     """The same for a file smaller than one buffer: threads would cost more than they save."""
     digest = hashlib.sha256()
-    with BUFFERS.lease(buffer_size, want=1) as (buf,):
+    with BUFFERS.lease(buffer_size, want=1, abort=abort) as (buf,):
         return _copy_small(src_fd, sink, buf, digest, abort=abort, on_bytes=on_bytes)
 
 
@@ -471,7 +483,7 @@ def copy_hash_and_check(src_fd: int, dst_fd: int, dst_path: Path, *,
         sink = _Sink(dst_fd, direct=True)
         # One lease for the copy and its read-back: a thread group never holds one lease
         # while waiting for another, so the pool cannot deadlock however many copies run.
-        with BUFFERS.lease(buffer_size, want=_POOL + 1, least=3) as buffers:
+        with BUFFERS.lease(buffer_size, want=_POOL + 1, least=3, abort=abort) as buffers:
             # The lease's own list is left whole: it is what goes back to the pool.
             checker = _ReadBack(check_fd, buffers[-1])
             sink.checker = checker
@@ -506,7 +518,7 @@ def copy_and_hash(src_fd: int, dst_fd: int, *, buffer_size: int = DEFAULT_BUFFER
     if _small(src_fd, buffer_size):
         return _copy_in_place(src_fd, sink, buffer_size=buffer_size, abort=abort,
                               on_bytes=on_bytes)
-    with BUFFERS.lease(buffer_size, want=_POOL, least=2) as buffers:
+    with BUFFERS.lease(buffer_size, want=_POOL, least=2, abort=abort) as buffers:
         return _copy_large(src_fd, sink, buffers, abort=abort, on_bytes=on_bytes)
 
 

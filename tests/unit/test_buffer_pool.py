@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import threading
 
+from ingestd.errors import ShutdownRequested
 from ingestd.integrity.hashing import ALIGN, BufferPool
 
 SIZE = 64 * 1024
@@ -96,3 +97,41 @@ def test_buffers_taken_by_one_thread_and_given_back_by_another_keep_the_budget()
         t.join(timeout=30)
     assert sorted(sent) == sorted(n * 10 + part for n in range(6) for part in range(5))
     assert pool.peak <= budget
+
+
+def test_a_copy_told_to_stop_while_it_waits_for_buffers_stops_without_them() -> None:
+    """A cold stop: a copy waiting its turn for buffers ends with ShutdownRequested while
+    another copy still holds them all, rather than when that one gives some back; the pool
+    then serves the next copy as before."""
+    pool = BufferPool(2 * ALIGN, keep=2)
+    stop, holding, waiter_done = threading.Event(), threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def hold_all() -> None:
+        with pool.lease(ALIGN, want=2, least=2):
+            holding.set()
+            waiter_done.wait(30)  # held until the waiter has finished, whichever way
+
+    def wait_for_some() -> None:
+        try:
+            with pool.lease(ALIGN, want=1, abort=stop):
+                outcome.append("served")
+        except ShutdownRequested as exc:
+            outcome.append(f"stopped (abort={exc.abort}) with {pool.held} bytes held")
+        finally:
+            waiter_done.set()
+
+    holder = threading.Thread(target=hold_all)
+    holder.start()
+    assert holding.wait(10)
+    waiter = threading.Thread(target=wait_for_some)
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and outcome == [], "it waits while the budget is held"
+    stop.set()
+    waiter.join(30)
+    holder.join(30)
+    assert outcome == [f"stopped (abort=True) with {2 * ALIGN} bytes held"]
+    assert pool.held == 0
+    with pool.lease(ALIGN, want=2, least=2) as buffers:
+        assert len(buffers) == 2, "the queue holds no ticket of the copy that stopped"

@@ -714,6 +714,7 @@ class Feeder:
         self.recorders: list[Recorder] = []
         self.docked: list[Recorder] = []
         self.pulled: list[tuple[float, Recorder]] = []
+        self.refusals_seen: set[int] = set()  # copies refused for room, their recorder redocked
 
     def serial(self) -> str:
         self.made += 1
@@ -832,20 +833,32 @@ class Feeder:
                               (session,)).fetchone()
         return 1 if row is not None and row["state"] == "running" else 0
 
-    def redock_refused(self) -> int:
-        """Dock again every recorder a full store refused a copy of (out and in, or in again
-        if it was put away): once the store has room, as an officer would."""
+    def redock_refused(self, *, served_only: bool = False) -> int:
+        """Dock again every recorder a full store refused a copy of since the last time (out
+        and in, or in again if it was put away): once the store has room, as an officer
+        would. ``served_only``: only those whose dock has ended (a copy refused just as the
+        store was freed is found on a later call)."""
         with contextlib.closing(_catalog(self.home)) as con:
-            refused = {r[0] for r in con.execute(
-                "SELECT DISTINCT serial FROM acquisitions WHERE state = 'failed' "
-                "AND error LIKE '%is full%'")}
+            refusals = con.execute(
+                "SELECT id, serial FROM acquisitions WHERE state = 'failed' "
+                "AND error LIKE '%is full%'").fetchall()
+        new: dict[str, list[int]] = {}
+        for row in refusals:
+            if row["id"] not in self.refusals_seen:
+                new.setdefault(row["serial"], []).append(row["id"])
         pending = {rec.serial for _, rec in self.pulled}
         count = 0
         for rec in self.recorders:
-            if rec.serial not in refused or rec.serial in pending:
+            if rec.serial not in new:
+                continue
+            if rec.serial in pending:  # docked again at its own time
+                self.refusals_seen.update(new[rec.serial])
                 continue
             if rec in self.docked:
+                if served_only:
+                    continue
                 self._put_away(rec)
+            self.refusals_seen.update(new[rec.serial])
             self.dock(rec)
             count += 1
         return count
@@ -1020,7 +1033,7 @@ class Soak:
         plan = self.plan
         kills, outages = list(plan.kills), list(plan.s3_outages)
         fulls = list(plan.full_phases) if small.fillable else []
-        next_dock = 2.0
+        next_dock, next_redock = 2.0, 0.0
         full_until: float | None = None
         while (now := time.monotonic() - self.t0) < plan.feed:
             daemon.check_alive()
@@ -1049,6 +1062,11 @@ class Soak:
                 small.free_up()
                 self.note(f"store freed; {feeder.redock_refused()} recorders refused for "
                           "room docked again")
+            elif full_until is None and self.events.full_phases and now >= next_redock:
+                # a copy refused as the store was freed, found once its dock has ended
+                if redocked := feeder.redock_refused(served_only=True):
+                    self.note(f"{redocked} more recorders refused for room docked again")
+                next_redock = now + 2.0
             feeder.tend()
             time.sleep(0.2)
         if not s3.up:
@@ -1091,6 +1109,8 @@ class Soak:
         while time.monotonic() < deadline:
             daemon.check_alive()
             feeder.tend()
+            if redocked := feeder.redock_refused(served_only=True):
+                self.note(f"{redocked} more recorders refused for room docked again")
             if feeder.docked:
                 waiting = f"docks of {', '.join(r.serial for r in feeder.docked)}"
             elif not self._caught_up():

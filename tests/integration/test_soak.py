@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -138,3 +140,24 @@ def test_the_memory_proof_fails_when_the_daemon_grows(soak: ModuleType) -> None:
     proof = soak.prove_memory(growing, 60.0)
     assert not proof.held
     assert proof.problems[0].startswith("the daemon grew: median RSS")
+
+
+def test_a_recorder_refused_for_room_is_docked_again_once_its_dock_has_ended(
+        soak: ModuleType, ingested: tuple[Path, Path], tmp_path: Path) -> None:
+    """Even one refused just as the store was freed: found on a later look, docked again once
+    its dock has ended, and only once for each refusal."""
+    home, folder = ingested
+    with sqlite3.connect(home / "catalog.sqlite") as con:
+        con.execute("UPDATE acquisitions SET state = 'failed', error = 'evidence store "
+                    "/x is full (No space left on device); nothing partial was kept' "
+                    "WHERE id = (SELECT min(id) FROM acquisitions)")
+    feeder = soak.Feeder(home, tmp_path / "work", random.Random(1))
+    rec = soak.Recorder(serial=SERIAL, kind="good", folder=folder)
+    feeder.recorders.append(rec)
+    feeder.docked.append(rec)  # its dock still running
+
+    assert feeder.redock_refused(served_only=True) == 0, "not while its dock runs"
+    feeder._put_away(rec)
+    assert feeder.redock_refused(served_only=True) == 1
+    assert rec.folder == home / "docks" / SERIAL and rec in feeder.docked
+    assert feeder.redock_refused(served_only=True) == 0, "that refusal was handled"

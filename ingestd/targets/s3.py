@@ -499,12 +499,12 @@ class S3Target:
             detail=f"{written}; COMPLIANCE until {locked.isoformat()}"), version=version)
 
     def _version_head(self, key: str, version: str | None) -> HeadObjectOutputTypeDef | None:
-        if version is None:
-            return self._head(key)
+        """As ``_head``, and a version the server will not show (gone, or a delete marker:
+        400, 404, 405) is None too."""
         try:
-            return self._client.head_object(Bucket=self.bucket, Key=key, VersionId=version)
+            return self._head(key, version)
         except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND_CODES or _status(exc) in (400, 404, 405):
+            if version is not None and _status(exc) in (400, 404, 405):
                 return None
             raise
 
@@ -805,11 +805,10 @@ class S3Target:
 
     def _head(self, key: str, version: str | None = None) -> HeadObjectOutputTypeDef | None:
         """The object at ``key`` (that version of it, if given), or None."""
+        which: dict[str, Any] = {"VersionId": version} if version is not None else {}
         try:
-            if version is not None:
-                return self._client.head_object(Bucket=self.bucket, Key=key, VersionId=version,
-                                                ChecksumMode="ENABLED")
-            return self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+            return self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED",
+                                            **which)
         except ClientError as exc:
             if _error_code(exc) in _NOT_FOUND_CODES:
                 return None

@@ -637,7 +637,7 @@ def test_a_first_copy_is_sent_without_asking_and_a_later_attempt_finds_what_is_t
     # `one` goes first; the copy of `two` reaches the server, but the check after it fails:
     # the run records the attempt as failed with the object in the bucket
     proxy.rule = lambda method, path: "500" if (
-        method == "HEAD" and path.split("?", 1)[0].endswith(item_key(two))) else None
+        method == "HEAD" and path.partition("?")[0].endswith(item_key(two))) else None
 
     first = run_cli(home.home, "replicate", "--json")
 

@@ -305,7 +305,7 @@ class Catalog:
                             conn.execute(text(f"SET LOCAL lock_timeout = {WRITE_WAIT_MS}"))
                             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                                          {"k": WRITE_LOCK})
-                        yield Tx(conn)
+                        yield Tx(conn, writing=True)
                 finally:
                     if self.is_sqlite and not durable:
                         _restore_full_sync(raw)

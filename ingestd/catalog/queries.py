@@ -102,7 +102,8 @@ from .schema import (
 
 # The statements run for every file ingested are built once: building one costs SQLAlchemy
 # more than running it on SQLite.
-_HEAD = select(ledger.c.seq, ledger.c.entry_hash).order_by(ledger.c.seq.desc()).limit(1)
+_LAST_ENTRY = (select(ledger.c.seq, ledger.c.entry_hash, ledger.c.at)
+               .order_by(ledger.c.seq.desc()).limit(1))
 _HASHES_AFTER = (
     select(ledger.c.seq, ledger.c.entry_hash)
     .where(ledger.c.seq > bindparam("after"))
@@ -133,8 +134,6 @@ _KNOWN_SOURCE = (
     .limit(1)
 )
 
-
-_LAST_AT = select(ledger.c.at).order_by(ledger.c.seq.desc()).limit(1)
 _VERIFIED = str(ReplicaState.VERIFIED)
 
 
@@ -483,11 +482,17 @@ class Tx:
     ``Catalog.read()`` and ``Catalog.write()``, which hand it out as a ``ports.CatalogTx``;
     nothing outside the catalog sees SQL or a row."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, writing: bool = False) -> None:
         self.conn = conn
         #: Ledger entries inserted in this transaction, in order. Its last one is the head:
         #: the writer holds the ledger, so no one else appends while it is open.
         self.inserted: list[LedgerEntry] = []
+        # What a write transaction knows without asking again, since no one else writes while
+        # it is open: the ledger's last entry before it, the items it inserted and their flags.
+        self._writing = writing
+        self._last: tuple[int, str | None, str | None] | None = None
+        self._new_items: set[str] = set()
+        self._new_flags: set[tuple[str, str]] = set()
 
     def _update(self, key: Column[Any], value: Any, values: dict[str, Any]) -> None:
         """UPDATE one row by its key. The values go as parameters (they name the columns set), so
@@ -498,18 +503,31 @@ class Tx:
 
     # -- ledger ------------------------------------------------------------------------------------
 
+    def _last_entry(self) -> tuple[int, str | None, str | None]:
+        """The ledger's last entry: its sequence number, hash and time as stored ((0, None,
+        None) for an empty ledger). The time is parsed only by those who ask for it: a head
+        whose time cannot be read still has a place in the chain to report."""
+        if self.inserted:
+            entry = self.inserted[-1]
+            return entry.seq, entry.entry_hash, format_time(entry.at)
+        if self._last is not None:
+            return self._last
+        row = self.conn.execute(_LAST_ENTRY).first()
+        last = (int(row.seq), str(row.entry_hash), str(row.at)) if row else (0, None, None)
+        if self._writing:
+            self._last = last
+        return last
+
     def ledger_last_time(self) -> datetime | None:
         """When the ledger's last entry is dated (None for an empty ledger)."""
         if self.inserted:
             return self.inserted[-1].at
-        at = self.conn.execute(_LAST_AT).scalar()
-        return parse_time(str(at)) if at is not None else None
+        at = self._last_entry()[2]
+        return parse_time(at) if at is not None else None
 
     def ledger_head(self) -> tuple[int, str | None]:
-        if self.inserted:
-            return self.inserted[-1].seq, self.inserted[-1].entry_hash
-        row = self.conn.execute(_HEAD).first()
-        return (int(row.seq), str(row.entry_hash)) if row else (0, None)
+        seq, entry_hash, _ = self._last_entry()
+        return seq, entry_hash
 
     def insert_entry(self, entry: LedgerEntry) -> None:
         row = {**body_of(entry),
@@ -932,6 +950,7 @@ class Tx:
                 "ledger_seq": item.ledger_seq,
             },
         )
+        self._new_items.add(item.sha256)
 
     def set_retention(self, sha256: str, retention: Retention) -> None:
         """The item's retention class, retain-until date and hold, as its entry states them."""
@@ -970,6 +989,10 @@ class Tx:
         return [_flag(row) for row in self.conn.execute(_ITEM_FLAGS, {"sha": sha256}).mappings()]
 
     def has_flag(self, sha256: str, flag: Flag) -> bool:
+        if sha256 in self._new_items:
+            # Inserted in this transaction: its flags are those set since (a flag's row
+            # names its item, so none can be older than the item's).
+            return (sha256, str(flag)) in self._new_flags
         return self.conn.execute(_HAS_FLAG, {"sha": sha256, "flag": str(flag)}).first() is not None
 
     def insert_flag(
@@ -985,6 +1008,7 @@ class Tx:
                 "ledger_seq": ledger_seq,
             },
         )
+        self._new_flags.add((item, str(flag)))
 
     def current_label(self, sha256: str) -> Label | None:
         row = (

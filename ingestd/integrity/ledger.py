@@ -372,9 +372,12 @@ class Mirror:
             return
         with fh:
             end = fh.seek(0, os.SEEK_END)
-            start, data = _tail(fh, end, 1)
-            if not data or data.endswith(b"\n"):
+            if not end:
                 return
+            fh.seek(end - 1)
+            if fh.read(1) == b"\n":
+                return  # the usual case, after every commit: one byte read
+            start, data = _tail(fh, end, 1)
             cut = start + data.rfind(b"\n") + 1
             fh.seek(cut)
             torn = fh.read(end - cut)
@@ -447,8 +450,9 @@ def _lines_upto(fh: BinaryIO, upto: int) -> Iterator[bytes]:
 
 def _tail(fh: BinaryIO, end: int, newlines: int) -> tuple[int, bytes]:
     """The last bytes of a file up to ``end`` that hold ``newlines`` newlines (or the whole
-    file), and the offset where they start: read backwards in growing chunks."""
-    chunk = 1 << 16
+    file), and the offset where they start: read backwards in growing chunks (the first
+    holds a few entries: this runs after every commit)."""
+    chunk = 1 << 13
     while True:
         start = max(0, end - chunk)
         fh.seek(start)

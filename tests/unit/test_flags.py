@@ -47,3 +47,55 @@ def test_a_flag_is_set_once_with_its_entry(tmp_path: Path) -> None:
         assert station.custody.verify().ok
     finally:
         station.close()
+
+
+def test_flags_set_with_a_new_item_are_each_set_once_in_its_transaction(
+        tmp_path: Path) -> None:
+    # A new item's flags are set in the transaction that inserts it, where the catalog knows
+    # them without asking again: each must still be set once, with its one entry.
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+    station = open_station(home, FakeClock())
+    try:
+        # Truncated (damaged_media), named for a day long before the dock (late_ingest).
+        rec = build_recorder(tmp_path / "rec", {
+            "DCIM/20200101_080000.JPG": b"\xff\xd8\xff\xe0" + os.urandom(2000)})
+        (item,) = Ingestor(station).ingest(rec, serial=SERIAL).items
+        assert {Flag.DAMAGED_MEDIA, Flag.LATE_INGEST} <= set(item.flags)
+        with station.custody.transaction() as tx:
+            again = set_flag(station, tx, item.sha256, Flag.DAMAGED_MEDIA, at=station.clock(),
+                             actor="tester", detail="seen again")
+        assert again is False
+        with station.catalog.read() as tx:
+            rows = sorted(r.flag for r in tx.item_flags(item.sha256))
+            flagged = sorted(e.data["flag"] for e in tx.entries_of_kinds([EventKind.FLAGGED])
+                             if e.item == item.sha256)
+        assert rows == flagged == sorted(str(f) for f in item.flags)
+        assert len(rows) == len(set(rows))
+        assert station.custody.verify().ok
+    finally:
+        station.close()
+
+
+def test_a_flag_set_in_a_transaction_that_failed_is_not_taken_for_set(tmp_path: Path) -> None:
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+    station = open_station(home, FakeClock())
+    try:
+        rec = build_recorder(tmp_path / "rec", {
+            "DCIM/20260101_080000.JPG": b"\xff\xd8\xff\xe0" + os.urandom(2000) + b"\xff\xd9"})
+        (item,) = Ingestor(station).ingest(rec, serial=SERIAL).items
+        try:
+            with station.custody.transaction() as tx:
+                assert set_flag(station, tx, item.sha256, Flag.LATE_LABEL, at=station.clock(),
+                                actor="tester", detail="rolled back")
+                raise RuntimeError("the transaction fails")
+        except RuntimeError:
+            pass
+        with station.custody.transaction() as tx:
+            assert set_flag(station, tx, item.sha256, Flag.LATE_LABEL, at=station.clock(),
+                            actor="tester", detail="set")
+        with station.catalog.read() as tx:
+            details = [r.detail for r in tx.item_flags(item.sha256) if r.flag == Flag.LATE_LABEL]
+        assert details == ["set"]
+        assert station.custody.verify().ok
+    finally:
+        station.close()

@@ -503,13 +503,10 @@ class Tx:
 
     # -- ledger ------------------------------------------------------------------------------------
 
-    def _last_entry(self) -> tuple[int, str | None, str | None]:
-        """The ledger's last entry: its sequence number, hash and time as stored ((0, None,
-        None) for an empty ledger). The time is parsed only by those who ask for it: a head
-        whose time cannot be read still has a place in the chain to report."""
-        if self.inserted:
-            entry = self.inserted[-1]
-            return entry.seq, entry.entry_hash, format_time(entry.at)
+    def _last_stored(self) -> tuple[int, str | None, str | None]:
+        """The last entry stored before this transaction's own: its sequence number, hash and
+        time as stored ((0, None, None) for an empty ledger). The time is parsed only by those
+        who ask for it: a head whose time cannot be read still has its place in the chain."""
         if self._last is not None:
             return self._last
         row = self.conn.execute(_LAST_ENTRY).first()
@@ -522,11 +519,13 @@ class Tx:
         """When the ledger's last entry is dated (None for an empty ledger)."""
         if self.inserted:
             return self.inserted[-1].at
-        at = self._last_entry()[2]
+        at = self._last_stored()[2]
         return parse_time(at) if at is not None else None
 
     def ledger_head(self) -> tuple[int, str | None]:
-        seq, entry_hash, _ = self._last_entry()
+        if self.inserted:
+            return self.inserted[-1].seq, self.inserted[-1].entry_hash
+        seq, entry_hash, _ = self._last_stored()
         return seq, entry_hash
 
     def insert_entry(self, entry: LedgerEntry) -> None:

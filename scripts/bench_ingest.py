@@ -13,7 +13,6 @@ the disk's speed touches all of them alike; the table shows medians of ``--repea
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import mmap
@@ -49,6 +48,7 @@ from benchlib import (
     timed_sync,
 )
 
+from ingestd.integrity.hashing import fsync_dir, set_direct
 from ingestd.simulate import make_clip
 
 FORMAT = 1  # bump when the generated data changes: the cache is keyed by it
@@ -359,11 +359,7 @@ class ProvenCopy(Tool):
                     raise BenchError(f"{self.label}: {f.rel} read back as {sent}, not "
                                      f"{f.sha256}")
                 tmp.rename(target)
-                folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(folder)
-                finally:
-                    os.close(folder)
+                fsync_dir(target.parent)
         seconds = time.perf_counter() - start
         self.cpu = time.process_time() - cpu
         return seconds, None
@@ -386,7 +382,7 @@ def _proven_copy(src: Path, tmp: Path, view: memoryview) -> str:
                 if whole:
                     os.write(fd, view[:whole])
                 if whole < n:  # the tail that is not a whole block: through the page cache
-                    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+                    set_direct(fd, False)
                     os.write(fd, view[whole:n])
         os.fsync(fd)
     finally:

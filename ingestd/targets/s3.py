@@ -7,7 +7,8 @@ object carries the SHA-256 of its own bytes as user metadata
 and neither moto nor Ceph RGW rejects a wrong ``ChecksumSHA256``, so the server's checksum alone
 proves nothing. The local copy is hashed as it is read for the upload, and the upload cannot
 finish unless it hashes to the item (``_VerifyingReader``). It is read, a part at a time, into
-buffers of one pool for the whole process (``UPLOAD_BUFFERS``), and each part is sent from
+buffers of one pool for the whole process (``UPLOAD_BUFFERS``), straight from the disk with
+``O_DIRECT`` where the file system takes it (no page-cache copy), and each part is sent from
 there: however many items and parts travel at once, replication holds no more of their bytes
 in memory than the pool's budget. After every upload the object is
 read back with ``head_object`` and its size, metadata hash (and, where the server reports one,
@@ -38,6 +39,7 @@ import base64
 import configparser
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import ipaddress
 import logging
@@ -73,7 +75,7 @@ from ingestd.errors import (
     TargetError,
     TargetUnreachable,
 )
-from ingestd.integrity.hashing import BufferPool, hash_file
+from ingestd.integrity.hashing import ALIGN, BufferPool, hash_file, set_direct
 from ingestd.targets import (
     CheckpointVersion,
     Lock,
@@ -1106,9 +1108,17 @@ class _VerifyingReader:
             self._file = path.open("rb", buffering=0)
         except OSError as exc:
             raise ObjectDamaged(f"cannot read {path} for replication: {exc}") from exc
-        with contextlib.suppress(OSError, AttributeError):
-            # a larger kernel read-ahead: the file is read once, start to end
-            os.posix_fadvise(self._file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        try:
+            # Straight from the disk into the upload pieces (page-aligned, whole blocks), as the
+            # store reads back its copies: the bytes are read once, and a trip through the page
+            # cache would cost a copy and its management in the kernel, and push out pages the
+            # station still uses. Buffered, with the kernel reading ahead, where it is refused.
+            self._direct = set_direct(self._file.fileno(), True)
+        except OSError as exc:
+            self._file.close()
+            raise ObjectDamaged(f"cannot read {path} for replication: {exc}") from exc
+        if not self._direct:
+            self._read_ahead(0, 0)
 
     def __enter__(self) -> _VerifyingReader:
         return self
@@ -1122,10 +1132,8 @@ class _VerifyingReader:
         read them from the disk while these are hashed and sent."""
         done = self._size - self._left
         length = sum(len(v) for v in views)
-        if self._left > length:
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(self._file.fileno(), done + length, length,
-                                 os.POSIX_FADV_WILLNEED)
+        if self._left > length and not self._direct:
+            self._read_ahead(done + length, length)
         for view in views:
             got = self._readinto(view)
             self._hash.update(view[:got])
@@ -1135,11 +1143,46 @@ class _VerifyingReader:
         if not self._left:
             self._finish()
 
+    def _read_ahead(self, offset: int, length: int) -> None:
+        """Ask the kernel to read these bytes (0, 0: the whole file, start to end) into the
+        page cache while the ones before are hashed and sent; only for buffered reads."""
+        advice = os.POSIX_FADV_WILLNEED if length else os.POSIX_FADV_SEQUENTIAL
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(self._file.fileno(), offset, length, advice)
+
+    def _buffered(self) -> None:
+        """Read on through the page cache: O_DIRECT takes whole blocks only, and some file
+        systems take the flag but refuse its reads (``EINVAL``)."""
+        if self._direct:
+            set_direct(self._file.fileno(), False)
+            self._direct = False
+            self._read_ahead(0, 0)
+
     def _readinto(self, view: memoryview) -> int:
+        """Fill ``view``; the bytes read, fewer only where the file ends. With O_DIRECT its
+        whole blocks are read so; a tail shorter than a block (only a file's last view has
+        one, unless parts are not whole blocks) is read buffered, as everything after it."""
+        whole = len(view) - len(view) % ALIGN if self._direct else len(view)
+        got = self._read(view[:whole])
+        if got == whole < len(view):
+            self._buffered()
+            got += self._read(view[got:])
+        return got
+
+    def _read(self, view: memoryview) -> int:
         got = 0
         try:
             # a regular file gives all that is asked in one read, but past 2 GiB or at its end
-            while got < len(view) and (n := self._file.readinto(view[got:])):
+            while got < len(view):
+                try:
+                    n = os.readv(self._file.fileno(), [view[got:]])
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL or not self._direct:
+                        raise
+                    self._buffered()
+                    continue
+                if not n:
+                    break
                 got += n
         except OSError as exc:
             raise ObjectDamaged(f"cannot read {self._path} for replication: {exc}") from exc
@@ -1147,6 +1190,7 @@ class _VerifyingReader:
 
     def _finish(self) -> None:
         """All ``size`` bytes are read: the file must end here and hash to the item."""
+        self._buffered()  # one byte more: not a whole block
         if self._readinto(memoryview(bytearray(1))):
             raise self._damaged(f"has more than {self._size} bytes")
         found = self._hash.hexdigest()

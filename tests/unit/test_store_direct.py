@@ -6,7 +6,6 @@ and a copy whose read-back differs from what was hashed never stored."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import threading
@@ -21,17 +20,11 @@ from ingestd.errors import ObjectDamaged, StoreError
 from ingestd.integrity import hashing
 from ingestd.store import Store
 from tests.support.damage import flip_bit
+from tests.support.direct import is_direct, refuse_direct_flag, refuse_direct_reads
 
 BUFFER = 64 * 1024
 BLOCK = hashing.ALIGN
 SIZES = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, BUFFER - 1, BUFFER + 1, 3 * 2**20 + 777]
-
-
-def _direct(fd: int) -> bool:
-    """Is ``fd`` open with O_DIRECT? Read from the kernel's own account of it, not fcntl."""
-    text = Path(f"/proc/self/fdinfo/{fd}").read_text(encoding="ascii")
-    flags = next(line for line in text.splitlines() if line.startswith("flags:"))
-    return bool(int(flags.split()[1], 8) & os.O_DIRECT)
 
 
 @dataclass
@@ -55,24 +48,24 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
     real_back, real_open = hashing.read_back, hashing.open_for_read_back
 
     def write(fd: int, view: memoryview, offset: int) -> None:
-        record.events.append(("write", os.fstat(fd).st_ino, _direct(fd), offset, len(view)))
+        record.events.append(("write", os.fstat(fd).st_ino, is_direct(fd), offset, len(view)))
         real_write(fd, view, offset)
 
     def fsync(fd: int) -> None:
-        record.events.append(("fsync", os.fstat(fd).st_ino, _direct(fd), 0, 0))
+        record.events.append(("fsync", os.fstat(fd).st_ino, is_direct(fd), 0, 0))
         real_fsync(fd)
 
     def fdatasync(fd: int) -> None:
-        record.events.append(("datasync", os.fstat(fd).st_ino, _direct(fd), 0, 0))
+        record.events.append(("datasync", os.fstat(fd).st_ino, is_direct(fd), 0, 0))
         real_datasync(fd)
 
     def readback(fd: int, **kwargs: object) -> hashing.Digest:
-        record.events.append(("read", os.fstat(fd).st_ino, _direct(fd), 0, 0))
+        record.events.append(("read", os.fstat(fd).st_ino, is_direct(fd), 0, 0))
         return real_hash(fd, **kwargs)  # type: ignore[arg-type]
 
     def read_back(fd: int, view: memoryview, offset: int) -> int:
         n = real_back(fd, view, offset)
-        record.events.append(("read_back", os.fstat(fd).st_ino, _direct(fd), offset, n))
+        record.events.append(("read_back", os.fstat(fd).st_ino, is_direct(fd), offset, n))
         return n
 
     def open_for_read_back(path: Path, written: int) -> int | None:
@@ -84,7 +77,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
         real_dir(path)
 
     def drop_cache(fd: int) -> None:
-        record.events.append(("drop", os.fstat(fd).st_ino, _direct(fd), 0, 0))
+        record.events.append(("drop", os.fstat(fd).st_ino, is_direct(fd), 0, 0))
         real_drop(fd)
 
     monkeypatch.setattr(hashing, "_pwrite_all", write)
@@ -109,14 +102,7 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     """``buffered``: the store's file system refuses O_DIRECT, as tmpfs did before Linux 6.6
     and some FUSE file systems do: fcntl answers EINVAL to turning it on."""
     if request.param == "buffered":
-        real = fcntl.fcntl
-
-        def refusing(fd: int, cmd: int, arg: int = 0) -> int:
-            if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
-                raise OSError(errno.EINVAL, "Invalid argument")
-            return real(fd, cmd, arg)
-
-        monkeypatch.setattr(fcntl, "fcntl", refusing)
+        refuse_direct_flag(monkeypatch)
     return str(request.param)
 
 
@@ -241,20 +227,15 @@ def test_a_read_back_that_differs_from_what_was_hashed_stores_nothing(
 def test_a_file_system_that_takes_the_flag_but_refuses_the_io_gets_it_buffered(
         store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Some file systems accept O_DIRECT at open and answer EINVAL to the I/O itself."""
-    real_write, real_readv = hashing._pwrite_all, os.readv
+    real_write = hashing._pwrite_all
 
     def write(fd: int, view: memoryview, offset: int) -> None:
-        if _direct(fd):
+        if is_direct(fd):
             raise OSError(errno.EINVAL, "Invalid argument")
         real_write(fd, view, offset)
 
-    def readv(fd: int, buffers: list[memoryview]) -> int:
-        if _direct(fd):
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_readv(fd, buffers)
-
     monkeypatch.setattr(hashing, "_pwrite_all", write)
-    monkeypatch.setattr(os, "readv", readv)
+    refuse_direct_reads(monkeypatch)
     for size in (BLOCK + 1, 3 * 2**20 + 777):  # done in place, and on the copy's threads
         data = os.urandom(size)
         written = put(store, tmp_path, data)

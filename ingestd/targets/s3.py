@@ -1128,8 +1128,8 @@ class _VerifyingReader:
 
     def fill(self, views: Sequence[memoryview]) -> None:
         """Read the next bytes into ``views``, each filled whole (they hold no more than is
-        left of the file), and hash them. The kernel is asked for as many bytes again, to
-        read them from the disk while these are hashed and sent."""
+        left of the file), and hash them. Read buffered, the kernel is asked for as many
+        bytes again, to read them from the disk while these are hashed and sent."""
         done = self._size - self._left
         length = sum(len(v) for v in views)
         if self._left > length and not self._direct:

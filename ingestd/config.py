@@ -119,6 +119,9 @@ DEFAULT_PATTERNS = (
 
 class IngestSettings(_Section):
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    #: Paths of a recorder's own files, known not to be footage (``SYSTEM/*``): left on it as
+    #: every unmatched file is, but counted as ``ignored``, not as files left behind.
+    ignore: tuple[str, ...] = ()
     unregistered: Literal["refuse", "unassigned"] = "refuse"
     filename_time: tuple[FilenameTimeRule, ...] = (
         FilenameTimeRule(pattern=r"(\d{8}_\d{6})", format="%Y%m%d_%H%M%S"),
@@ -136,6 +139,13 @@ class IngestSettings(_Section):
     def _some_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value or not all(p.strip() for p in value):
             raise ValueError("needs at least one non-empty pattern (no file would be taken)")
+        return value
+
+    @field_validator("ignore")
+    @classmethod
+    def _ignore(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(p.strip() for p in value):
+            raise ValueError("an empty pattern would ignore nothing; remove it")
         return value
 
     @field_validator("recorder_timezone")

@@ -39,6 +39,7 @@ class SkipKind(StrEnum):
     LOOP = "loop"
     TOO_DEEP = "too_deep"
     UNMATCHED = "unmatched"  # a name no pattern matches: perhaps footage with another extension
+    IGNORED = "ignored"  # unmatched, at a path [ingest] ignore names: the recorder's own files
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +74,18 @@ def _matcher(patterns: Sequence[str]) -> list[str]:
 def matches(name: bytes, patterns: Sequence[str]) -> bool:
     text = os.fsdecode(name).lower()
     return any(fnmatch.fnmatchcase(text, p) for p in patterns)
+
+
+def ignored(skipped: Skipped, patterns: Sequence[str]) -> Skipped:
+    """``skipped`` as ``ignored`` when it is a regular file no pattern took (``unmatched``)
+    whose path on the recorder matches one of ``patterns`` (case-insensitive shell patterns
+    on the path from the recorder's root, ``/`` between folders: ``SYSTEM/*``); else as it is.
+    Nothing else the walk skipped is ever ignored: a link, a pipe or an unreadable folder may
+    stand for footage."""
+    if skipped.kind != SkipKind.UNMATCHED or not matches(skipped.rel, _matcher(patterns)):
+        return skipped
+    return Skipped(rel=skipped.rel, kind=SkipKind.IGNORED,
+                   reason="known not to be footage ([ingest] ignore)")
 
 
 def walk(root: Path, patterns: Sequence[str], *,

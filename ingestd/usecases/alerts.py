@@ -21,6 +21,7 @@ from typing import Any
 
 from ..alerting import Channel, DeliveryFailed
 from ..alerting.factory import build_channels
+from ..docks.walk import SkipKind
 from ..domain.alerts import (
     Alert,
     Condition,
@@ -197,12 +198,13 @@ def _recorder(session: SessionSummary, registered: bool,
             summary=f"recorder {serial}: {_files(len(damaged))} of its last dock cannot be read "
                     "as media",
             count=len(damaged), files=damaged[:EXAMPLES], **about))
-    if session.files_skipped >= cfg.skipped_files_min:
+    # the recorder's own files ([ingest] ignore) are left on it by design, not behind
+    left = {kind: n for kind, n in session.skipped.items() if kind != SkipKind.IGNORED}
+    if sum(left.values()) >= cfg.skipped_files_min:
         out.append(Finding.of(
             Condition.SKIPPED_FILES, serial,
-            summary=f"recorder {serial}: {_files(session.files_skipped)} left on it, not "
-                    "taken",
-            count=session.files_skipped, kinds=dict(session.skipped), **about))
+            summary=f"recorder {serial}: {_files(sum(left.values()))} left on it, not taken",
+            count=sum(left.values()), kinds=left, **about))
     return out
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..docks.walk import SkipKind, Skipped, SourceFile, open_source, walk
+from ..docks.walk import SkipKind, Skipped, SourceFile, ignored, open_source, walk
 from ..domain import policy
 from ..domain.canonical import format_time
 from ..domain.flags import REASONS, Flag
@@ -51,6 +51,9 @@ Progress = Callable[[str, "SourceFile | None", int], None]
 #: a recorder full of stray files must not make one entry megabytes long.
 SKIPPED_LISTED = 200
 SKIPPED_LISTED_CHARS = 32_000
+#: What the walk leaves that is logged a line each only at INFO: names no pattern takes
+#: (stray names are many on some recorders) and the recorder's own files.
+QUIET_SKIPS = frozenset({SkipKind.UNMATCHED, SkipKind.IGNORED})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,10 +256,10 @@ class Ingestor:
                     and found.rel == identity:
                 continue
             if isinstance(found, Skipped):
+                found = ignored(found, self.settings.ingest.ignore)
                 report.skipped.append({"path": found.display, "kind": str(found.kind),
                                        "reason": found.reason})
-                # Stray names are many on some recorders: one line each only when asked.
-                level = logging.INFO if found.kind == SkipKind.UNMATCHED else logging.WARNING
+                level = logging.INFO if found.kind in QUIET_SKIPS else logging.WARNING
                 log.log(level, "recorder %s: skipped %s: %s", serial, found.display,
                         found.reason, extra={"event": "file_skipped"})
             else:
@@ -304,9 +307,10 @@ class Ingestor:
                 at=self.station.clock(),
             )
             tx.session_skipped(session.session_id, by_kind=by_kind)
-        log.warning("recorder %s: %d files not taken (%s)", report.serial,
-                    len(report.skipped), ", ".join(f"{k} {n}" for k, n in by_kind.items()),
-                    extra={"event": "files_skipped"})
+        level = logging.INFO if set(by_kind) == {SkipKind.IGNORED} else logging.WARNING
+        log.log(level, "recorder %s: %d files not taken (%s)", report.serial,
+                len(report.skipped), ", ".join(f"{k} {n}" for k, n in by_kind.items()),
+                extra={"event": "files_skipped"})
 
     def _files(self, files: list[SourceFile], session: _Session, *,
                cancel: threading.Event | None) -> None:

@@ -270,6 +270,32 @@ def test_what_a_recorder_s_last_dock_brought_fires_and_clears_at_a_clean_dock(
     assert evaluate(b.station).sent == []
 
 
+def test_a_recorder_s_own_files_named_by_ignore_raise_no_alert_but_are_recorded(
+        tmp_path: Path, hook: WebhookReceiver, mail: MailReceiver) -> None:
+    config = ('[ingest]\nignore = ["SYSTEM/*"]\n' + alerting(free_space_min='"0%"')
+              + channels(tmp_path, hook.url, mail))
+    with bench(tmp_path, config=config) as b:
+        own = {"SYSTEM/DEVICE.TXT": b"serial=BWC-0001\n", "SYSTEM/fw.bin": b"\0" * 64}
+        rec = b.photos("own", 2, extra=own)
+        report = b.dock(rec)
+        assert len(report.items) == 2
+        assert sent(evaluate(b.station)) == set()
+        # left on the recorder, and counted and signed for as what they are
+        assert all((rec / path).read_bytes() == data for path, data in own.items())
+        assert b.sessions()[0].skipped == {"ignored": 2}
+        (entry,) = b.entries(["skipped"])
+        assert entry.data["by_kind"] == {"ignored": 2} and entry.data["count"] == 2
+
+        # a stray file beside them still fires, and counts only itself
+        b.clock.advance(minutes=10)
+        b.dock(b.photos("stray", 1, first=5, extra={**own, f"{MEDIA}/notes.txt": b"?"}))
+        assert sent(evaluate(b.station)) == {(f"skipped_files:{SERIAL}", "firing")}
+        (alert,) = hook.alerts(f"skipped_files:{SERIAL}")
+        assert alert["details"]["kinds"] == {"unmatched": 1}
+        assert alert["details"]["count"] == 1
+        assert alert["summary"] == f"recorder {SERIAL}: 1 file left on it, not taken"
+
+
 def test_a_dock_that_failed_is_a_recorder_fault(b: Bench, hook: WebhookReceiver) -> None:
     ingestor = Ingestor(b.station)
     ingestor.dock_failed(SERIAL, mountpoint=b.tmp / "sdx1", ctx=DockContext(actor="ingestd"),

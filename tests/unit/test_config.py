@@ -264,6 +264,14 @@ def test_no_patterns_is_refused(tmp_path: Path, value: str) -> None:
     assert "ingest.patterns: needs at least one non-empty pattern" in message
 
 
+def test_an_empty_ignore_pattern_is_refused(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "[ingest]\nignore = ['SYSTEM/*', '']\n")
+    assert "ingest.ignore: an empty pattern would ignore nothing; remove it" in message
+    loaded = config.from_mapping({"ingest": {"ignore": ["SYSTEM/*"]}}, home=tmp_path)
+    assert loaded.ingest.ignore == ("SYSTEM/*",)
+    assert config.from_mapping({}, home=tmp_path).ingest.ignore == ()
+
+
 # -- targets take their own keys -----------------------------------------------------------------
 
 

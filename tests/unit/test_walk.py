@@ -1,5 +1,6 @@
 """Walking a recorder: names are data; symbolic links are not followed; a folder reached twice
-is walked once; patterns ignore case; everything not taken is yielded with its kind."""
+is walked once; patterns ignore case; everything not taken is yielded with its kind; only a
+regular file no pattern took can be one of the recorder's own files, ignored."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ingestd.docks.walk import (
     SkipKind,
     Skipped,
     SourceFile,
+    ignored,
     matches,
     open_regular,
     open_source,
@@ -63,6 +65,33 @@ def test_walks_matching_regular_files_in_a_stable_order(tmp_path: Path) -> None:
     assert files == [b"AUDIO/r.wav", b"DCIM/100MEDIA/A.MP4", b"DCIM/100MEDIA/B.MP4",
                      b"DCIM/101MEDIA/C.mov"]
     assert skipped == {b"SYSTEM/DEVICE.TXT": UNMATCHED, b"SYSTEM/firmware.bin": UNMATCHED}
+
+
+def test_only_unmatched_regular_files_at_an_ignored_path_are_ignored(tmp_path: Path) -> None:
+    touch(tmp_path / "SYSTEM" / "DEVICE.TXT")
+    touch(tmp_path / "SYSTEM" / "LOGS" / "boot.log")
+    touch(tmp_path / "SYSTEM" / "A0001.MP4")  # footage where no footage should be: taken
+    touch(tmp_path / "DCIM" / "notes.txt")
+    os.symlink("../DCIM", tmp_path / "SYSTEM" / "link")
+    os.mkfifo(tmp_path / "SYSTEM" / "pipe")
+    kinds = {}
+    taken = []
+    for entry in walk(tmp_path, DEFAULT_PATTERNS):
+        if isinstance(entry, Skipped):
+            entry = ignored(entry, ["system/*"])  # patterns ignore case
+            kinds[entry.rel] = entry.kind
+        else:
+            taken.append(entry.rel)
+    assert taken == [b"SYSTEM/A0001.MP4"]
+    assert kinds == {
+        b"DCIM/notes.txt": SkipKind.UNMATCHED,
+        b"SYSTEM/DEVICE.TXT": SkipKind.IGNORED,
+        b"SYSTEM/LOGS/boot.log": SkipKind.IGNORED,  # a shell pattern's * spans folders
+        b"SYSTEM/link": SkipKind.SYMLINK,
+        b"SYSTEM/pipe": SkipKind.FIFO,
+    }
+    assert ignored(Skipped(rel=b"SYSTEM/DEVICE.TXT", kind=SkipKind.UNMATCHED, reason="r"),
+                   []).kind == SkipKind.UNMATCHED
 
 
 def test_source_file_facts(tmp_path: Path) -> None:

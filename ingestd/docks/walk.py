@@ -76,22 +76,15 @@ def matches(name: bytes, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(text, p) for p in patterns)
 
 
-def ignored(skipped: Skipped, patterns: Sequence[str]) -> Skipped:
-    """``skipped`` as ``ignored`` when it is a regular file no pattern took (``unmatched``)
-    whose path on the recorder matches one of ``patterns`` (case-insensitive shell patterns
-    on the path from the recorder's root, ``/`` between folders: ``SYSTEM/*``); else as it is.
-    Nothing else the walk skipped is ever ignored: a link, a pipe or an unreadable folder may
-    stand for footage."""
-    if skipped.kind != SkipKind.UNMATCHED or not matches(skipped.rel, _matcher(patterns)):
-        return skipped
-    return Skipped(rel=skipped.rel, kind=SkipKind.IGNORED,
-                   reason="known not to be footage ([ingest] ignore)")
-
-
-def walk(root: Path, patterns: Sequence[str], *,
+def walk(root: Path, patterns: Sequence[str], *, ignore: Sequence[str] = (),
          max_depth: int = MAX_DEPTH) -> Iterator[SourceFile | Skipped]:
-    """Yield matching regular files under ``root`` in a stable order, and what was skipped."""
-    wanted = _matcher(patterns)
+    """Yield matching regular files under ``root`` in a stable order, and what was skipped.
+    ``ignore``: case-insensitive shell patterns on the path from ``root`` (``/`` between
+    folders: ``SYSTEM/*``) of the recorder's own files; a regular file no pattern takes at such
+    a path is skipped as ``ignored``, not ``unmatched``. Nothing else is ever ignored: a file a
+    pattern takes is taken wherever it lies, and a link, a pipe or an unreadable folder may
+    stand for footage."""
+    wanted, own = _matcher(patterns), _matcher(ignore)
     base = os.fsencode(root)
     try:
         top = os.stat(base)
@@ -132,7 +125,7 @@ def walk(root: Path, patterns: Sequence[str], *,
                     seen.add((st.st_dev, st.st_ino))
                     subdirs.append((rel, depth + 1))
                 continue
-            skipped = _not_taken(rel, entry.name, st.st_mode, wanted)
+            skipped = _not_taken(rel, entry.name, st.st_mode, wanted, own)
             if skipped is not None:
                 yield skipped
                 continue
@@ -141,7 +134,8 @@ def walk(root: Path, patterns: Sequence[str], *,
         stack.extend(reversed(subdirs))
 
 
-def _not_taken(rel: bytes, name: bytes, mode: int, wanted: Sequence[str]) -> Skipped | None:
+def _not_taken(rel: bytes, name: bytes, mode: int, wanted: Sequence[str],
+               own: Sequence[str]) -> Skipped | None:
     """Why a non-folder entry is not offered, or None when it is. The type comes first,
     whatever the name: a link or a pipe may stand for recordings."""
     if stat.S_ISLNK(mode):
@@ -150,6 +144,9 @@ def _not_taken(rel: bytes, name: bytes, mode: int, wanted: Sequence[str]) -> Ski
         kind, what = special_kind(mode)
         return Skipped(rel=rel, kind=kind, reason=f"{what}, not a regular file (not read)")
     if not matches(name, wanted):
+        if matches(rel, own):
+            return Skipped(rel=rel, kind=SkipKind.IGNORED,
+                           reason="known not to be footage ([ingest] ignore)")
         return Skipped(rel=rel, kind=SkipKind.UNMATCHED,
                        reason="name matches no configured pattern")
     return None

@@ -200,11 +200,11 @@ def _recorder(session: SessionSummary, registered: bool,
             count=len(damaged), files=damaged[:EXAMPLES], **about))
     # the recorder's own files ([ingest] ignore) are left on it by design, not behind
     left = {kind: n for kind, n in session.skipped.items() if kind != SkipKind.IGNORED}
-    if sum(left.values()) >= cfg.skipped_files_min:
+    if (count := sum(left.values())) >= cfg.skipped_files_min:
         out.append(Finding.of(
             Condition.SKIPPED_FILES, serial,
-            summary=f"recorder {serial}: {_files(sum(left.values()))} left on it, not taken",
-            count=sum(left.values()), kinds=left, **about))
+            summary=f"recorder {serial}: {_files(count)} left on it, not taken",
+            count=count, kinds=left, **about))
     return out
 
 

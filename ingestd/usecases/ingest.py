@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..docks.walk import SkipKind, Skipped, SourceFile, ignored, open_source, walk
+from ..docks.walk import SkipKind, Skipped, SourceFile, open_source, walk
 from ..domain import policy
 from ..domain.canonical import format_time
 from ..domain.flags import REASONS, Flag
@@ -251,12 +251,12 @@ class Ingestor:
         # The recorder's identity file is read by ingestd itself (docks.identity_file): it is
         # no footage left behind.
         identity = os.fsencode(self.settings.docks.identity_file)
-        for found in walk(mountpoint, self.settings.ingest.patterns):
+        for found in walk(mountpoint, self.settings.ingest.patterns,
+                          ignore=self.settings.ingest.ignore):
             if isinstance(found, Skipped) and found.kind == SkipKind.UNMATCHED \
                     and found.rel == identity:
                 continue
             if isinstance(found, Skipped):
-                found = ignored(found, self.settings.ingest.ignore)
                 report.skipped.append({"path": found.display, "kind": str(found.kind),
                                        "reason": found.reason})
                 level = logging.INFO if found.kind in QUIET_SKIPS else logging.WARNING

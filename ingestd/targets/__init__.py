@@ -12,7 +12,7 @@ what the server answers, and report a mismatch rather than count the copy. Such 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -169,7 +169,8 @@ class Target(Protocol):
         required, not writable)."""
 
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
-                 rewrite: bool = False, first: bool = False) -> RemoteObject:
+                 rewrite: bool = False, first: bool = False,
+                 taken: Callable[[], None] | None = None) -> RemoteObject:
         """Upload (or resume) the item's bytes and return what the target then reports.
 
         A good copy already there is not uploaded again (its lock is still brought up to
@@ -181,7 +182,10 @@ class Target(Protocol):
         not have ``size`` bytes hashing to ``sha256``, and ``TargetError`` if the copy cannot
         be made (``TargetUnreachable`` when the target cannot be used now) or does not verify
         (``ReplicaMismatch``). ``read_back`` in the answer says whether the stored bytes were
-        read back and hashed; with ``rewrite`` they always are.
+        read back and hashed; with ``rewrite`` they always are. ``taken`` is called (once or
+        more) as soon as the target has stored some of the bytes sent, before the copy is
+        done: the target takes writes. A target that writes an item in one step need not
+        call it (its caller learns as much when this returns).
         """
 
     def head_item(self, sha256: str) -> RemoteObject | None:

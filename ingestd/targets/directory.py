@@ -29,6 +29,7 @@ import logging
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,9 +217,11 @@ class DirectoryTarget:
             raise self._error("cannot check the file system", self.path, exc) from exc
 
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
-                 rewrite: bool = False, first: bool = False) -> RemoteObject:
+                 rewrite: bool = False, first: bool = False,
+                 taken: Callable[[], None] | None = None) -> RemoteObject:
         # Neither ``rewrite`` nor ``first`` needs a path of its own: looking costs no round
-        # trip, and an existing file is always re-hashed.
+        # trip, and an existing file is always re-hashed. ``taken`` is not called: the file
+        # is written in one step, named only once it is whole and read back.
         require_sha256(sha256)
         self._require_place()
         dest = self.item_path(sha256)

@@ -249,12 +249,13 @@ class S3Target:
         return ""
 
     def put_item(self, sha256: str, source: Path, size: int, lock: Lock, *,
-                 rewrite: bool = False, first: bool = False) -> RemoteObject:
+                 rewrite: bool = False, first: bool = False,
+                 taken: Callable[[], None] | None = None) -> RemoteObject:
         require_sha256(sha256)
         key = self.item_key(sha256)
 
         def upload() -> str | None:
-            return self._upload_file(key, source, size, sha256, lock)
+            return self._upload_file(key, source, size, sha256, lock, taken)
 
         return self._asking(
             "replicate item", key,
@@ -656,9 +657,10 @@ class S3Target:
         remote = self._lock_and_verify(key, head, lock, sha256)
         return dataclasses.replace(remote, read_back=read_back)
 
-    def _upload_file(self, key: str, source: Path, size: int, sha256: str,
-                     lock: Lock) -> str | None:
-        """Upload ``source`` to ``key``; the version it made (None: the bucket keeps none)."""
+    def _upload_file(self, key: str, source: Path, size: int, sha256: str, lock: Lock,
+                     taken: Callable[[], None] | None = None) -> str | None:
+        """Upload ``source`` to ``key``; the version it made (None: the bucket keeps none).
+        ``taken``: called once the server has stored the object, or its first part."""
         extra: dict[str, Any] = {
             "Metadata": {_META_SHA256: sha256},
             "ContentType": "application/octet-stream",
@@ -680,8 +682,10 @@ class S3Target:
         with _VerifyingReader(source, sha256, size) as reader:
             if size < self._multipart_threshold:
                 version = self._put_read(reader, key, size, extra)
+                if taken is not None:
+                    taken()
             else:
-                version = self._multipart_read(reader, key, size, extra)
+                version = self._multipart_read(reader, key, size, extra, taken)
         log.info("target %s: uploaded %s in %.1f s", self.name, key, time.monotonic() - started)
         return version
 
@@ -700,7 +704,8 @@ class S3Target:
         return answer.get("VersionId")
 
     def _multipart_read(self, reader: _VerifyingReader, key: str, size: int,
-                        extra: dict[str, Any]) -> str | None:
+                        extra: dict[str, Any],
+                        taken: Callable[[], None] | None = None) -> str | None:
         """A multipart upload, its parts read in order (hashed as they are read) and sent
         ``max_concurrency`` at a time. Completed only once every part is sent and the file
         hashed to the item; aborted otherwise (the last part is then never sent)."""
@@ -708,7 +713,7 @@ class S3Target:
             Bucket=self.bucket, Key=key, **extra)["UploadId"]
         part_args = {k: v for k, v in extra.items() if k == "ChecksumAlgorithm"}
         try:
-            parts = self._send_parts(reader, key, upload_id, size, part_args)
+            parts = self._send_parts(reader, key, upload_id, size, part_args, taken)
             done = self._client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": cast("list[CompletedPartTypeDef]", parts)})
@@ -725,7 +730,8 @@ class S3Target:
         return done.get("VersionId")
 
     def _send_parts(self, reader: _VerifyingReader, key: str, upload_id: str, size: int,
-                    part_args: dict[str, Any]) -> list[dict[str, Any]]:
+                    part_args: dict[str, Any],
+                    taken: Callable[[], None] | None = None) -> list[dict[str, Any]]:
         chunk = part_size(self._chunksize, size)
         count = -(-size // chunk)
         sent: list[Future[dict[str, Any]]] = []
@@ -744,7 +750,7 @@ class S3Target:
                     views = _views(pieces, length)
                     reader.fill(views)  # the last: raises, unsent, unless the file is the item
                     future = senders.submit(self._send_part, key, upload_id, number, views,
-                                            pieces, part_args)
+                                            pieces, part_args, taken)
                 except BaseException:
                     UPLOAD_BUFFERS.give(pieces)  # never handed to a sender
                     raise
@@ -753,13 +759,16 @@ class S3Target:
         return [future.result() for future in sent]
 
     def _send_part(self, key: str, upload_id: str, number: int, views: list[memoryview],
-                   pieces: list[mmap.mmap], part_args: dict[str, Any]) -> dict[str, Any]:
+                   pieces: list[mmap.mmap], part_args: dict[str, Any],
+                   taken: Callable[[], None] | None = None) -> dict[str, Any]:
         try:
             body = cast("IO[bytes]", _Body(views, self._throttle))
             answer = self._client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                               PartNumber=number, Body=body, **part_args)
         finally:
             UPLOAD_BUFFERS.give(pieces)
+        if taken is not None:
+            taken()
         part: dict[str, Any] = {"PartNumber": number, "ETag": answer["ETag"]}
         if answer.get("ChecksumSHA256"):
             part["ChecksumSHA256"] = answer["ChecksumSHA256"]

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -145,6 +145,19 @@ class _Sent:
     bad_version: str | None = None
 
 
+@dataclass
+class _Pass:
+    """What one run's copies share. The first item in line goes to each target alone until
+    the target has stored some of its bytes, or until its copy there has ended however it
+    ended (``gates``: one per target, opened then): a target that takes no writes is found
+    with one item, not with as many as run at once, and the rest need not wait for all of a
+    large first item's parts. ``down``: the targets found unusable this run."""
+
+    down: set[str]
+    gates: dict[str, threading.Event]
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Replicator:
     def __init__(self, station: Station, targets: list[Target] | None = None, *,
                  actor: str = "ingestd", cancel: threading.Event | None = None) -> None:
@@ -206,8 +219,10 @@ class Replicator:
 
     # -- one copy ------------------------------------------------------------------------
 
-    def _send(self, target: Target, item: Item) -> _Sent:
-        """Upload one copy and check it (I/O only: what it means is recorded by _settle)."""
+    def _send(self, target: Target, item: Item, *,
+              taken: Callable[[], None] | None = None) -> _Sent:
+        """Upload one copy and check it (I/O only: what it means is recorded by _settle).
+        ``taken``: passed to the target, called once it has stored some of the bytes."""
         sha = item.sha256
         station = self.station
         lock = lock_for(retain_until=item.retain_until, retention_class=item.retention_class,
@@ -233,7 +248,7 @@ class Replicator:
         try:
             # The target hashes the local copy as it reads it: a damaged one is never copied.
             remote = target.put_item(sha, station.store.path_of(sha), item.size, lock,
-                                     rewrite=rewrite, first=first)
+                                     rewrite=rewrite, first=first, taken=taken)
             if remote.sha256 != sha or remote.size != item.size:
                 raise ReplicaMismatch(
                     f"target {target.name}: replica mismatch for {sha}: it reports "
@@ -373,36 +388,16 @@ class Replicator:
         names = [t.name for t in self.targets]
         with station.catalog.read() as tx:
             queue = tx.replication_queue(names, limit=limit, station=station.name)
-        guard = threading.Lock()
-
-        def send_all(item: Item) -> list[_Sent]:
-            if self.cancel.is_set():
-                return []
-            with station.catalog.read() as tx:
-                have = tx.verified_targets(item.sha256)
-            out = []
-            for target in self.targets:
-                with guard:
-                    if target.name in have or target.name in down:
-                        continue
-                sent = self._send(target, item)
-                if sent.unreachable:
-                    with guard:
-                        down.add(target.name)
-                out.append(sent)
-            return out
-
-        # The first item goes alone: a target that is down is found with one item, not with
-        # as many as run at once. Then several travel at once (small ones are mostly round
-        # trips); each starts in deadline order and is recorded in that order, so the ledger
-        # follows the deadlines. What has finished by the time the next in line is recorded
-        # is recorded with it, in one transaction.
-        if queue:
-            self._settle([(queue[0], one) for one in send_all(queue[0])], report)
+        run = _Pass(down=down, gates={target.name: threading.Event() for target in self.targets})
+        # Several items travel at once (small ones are mostly round trips); each starts in
+        # deadline order and is recorded in that order, so the ledger follows the deadlines.
+        # What has finished by the time the next in line is recorded is recorded with it, in
+        # one transaction.
         parallel = station.settings.scheduler.replication_parallel
         with ThreadPoolExecutor(max_workers=parallel,
                                 thread_name_prefix="ingestd-replicate") as pool:
-            waiting = deque((item, pool.submit(send_all, item)) for item in queue[1:])
+            waiting = deque((item, pool.submit(self._send_all, item, run, first=index == 0))
+                            for index, item in enumerate(queue))
             while waiting:
                 waiting[0][1].result()  # the next in deadline order; its error ends the run
                 ready: list[tuple[Item, _Sent]] = []
@@ -414,6 +409,40 @@ class Replicator:
         with station.catalog.read() as tx:
             report.pending = len(tx.replication_queue(names, station=station.name))
         return report
+
+    def _send_all(self, item: Item, run: _Pass, *, first: bool) -> list[_Sent]:
+        """Send one item to every target that lacks it and can be used. ``first``: the first
+        item in line, which goes to each target alone (see ``_Pass``)."""
+        try:
+            return self._send_each(item, run, first=first)
+        finally:
+            if first:  # however it ended: the rest are not left waiting
+                for gate in run.gates.values():
+                    gate.set()
+
+    def _send_each(self, item: Item, run: _Pass, *, first: bool) -> list[_Sent]:
+        if self.cancel.is_set():
+            return []
+        with self.station.catalog.read() as tx:
+            have = tx.verified_targets(item.sha256)
+        out = []
+        for target in self.targets:
+            gate = run.gates[target.name]
+            if not first:
+                gate.wait()
+                if self.cancel.is_set():
+                    break
+            with run.guard:
+                skip = target.name in have or target.name in run.down
+            if not skip:
+                sent = self._send(target, item, taken=gate.set if first else None)
+                if sent.unreachable:
+                    with run.guard:
+                        run.down.add(target.name)
+                out.append(sent)
+            if first:
+                gate.set()
+        return out
 
     def extend_locks(self, report: ReplicationReport | None = None) -> list[dict[str, Any]]:
         """Raise the off-site lock wherever an item's retention grew or its hold changed.

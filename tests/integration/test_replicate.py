@@ -622,6 +622,119 @@ def _asked(proxy: FaultProxy, key: str) -> list[str]:
     return asked
 
 
+class HoldingProxy(FaultProxy):
+    """As FaultProxy; besides, a request ``hold`` names waits (up to ``patience`` seconds) to
+    be relayed until a request ``releases`` names has arrived."""
+
+    def __init__(self, upstream: str, *, hold: Callable[[str, str], bool],
+                 releases: Callable[[str, str], bool], patience: float = 20.0) -> None:
+        super().__init__(upstream)
+        self._hold, self._releases, self._patience = hold, releases, patience
+        self.released = threading.Event()
+        self.held_in_vain = False
+
+    def _relay(self, handler: BaseHTTPRequestHandler) -> None:
+        method, path = handler.command, unquote(handler.path)
+        if self._releases(method, path):
+            self.released.set()
+        if self._hold(method, path) and not self.released.wait(self._patience):
+            self.held_in_vain = True
+        super()._relay(handler)
+
+
+@pytest.fixture(scope="module")
+def early_big_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
+    """About 9 MiB: two parts of a multipart upload at 5 MiB parts."""
+    clip = make_noise_clip(tmp_path_factory.mktemp("replicate-early") / "20260301_010000_0008.MP4",
+                           seconds=3, tag="replicate-early", recorded=RECORDED - timedelta(hours=1))
+    assert 5 * MiB < clip.size < 10 * MiB, clip.size
+    return clip
+
+
+def _on(key: str) -> Callable[[str, str], bool]:
+    """A request (PUT or POST) for the object at ``key``."""
+    return lambda method, path: urlsplit(path).path.endswith("/" + key)
+
+
+def test_the_rest_wait_for_the_first_item_only_until_the_target_stores_its_first_part(
+    tmp_path: Path, clips: list[ClipFile], early_big_clip: ClipFile, moto: S3Endpoint,
+    s3: S3Client, bucket: str, credentials: Path
+) -> None:
+    """The first item in line goes alone until the target has taken a write (a target that
+    takes none is found with one item: the test above). A large first item's other parts do
+    not hold the rest back: here its second part is held at the proxy until another item's
+    copy arrives, which must come without it."""
+    small = clips[:2]
+    home = make_home(tmp_path, [early_big_clip])  # stored first: its deadline comes first
+    later = build_recorder(tmp_path / "recorder-2" / SERIAL,
+                           {f"DCIM/100MEDIA/{clip.path.name}": clip for clip in small})
+    cli_json(home.home, "ingest", later, "--serial", SERIAL)
+    home.clips.extend(small)
+    big = item_key(early_big_clip.sha256)
+    is_big, smalls = _on(big), [_on(item_key(c.sha256)) for c in small]
+    proxy = HoldingProxy(
+        moto.url, hold=lambda m, p: m == "PUT" and is_big(m, p) and "partNumber=2" in p,
+        releases=lambda m, p: m == "PUT" and any(on(m, p) for on in smalls))
+    try:
+        home.add_target(s3_target(proxy.url, bucket, credentials, multipart_threshold="1MiB",
+                                  multipart_chunksize="5MiB"))
+        assert min(home.shas, key=lambda sha: item_record(home.home, sha)[
+            "replication_deadline"]) == early_big_clip.sha256, "the large clip is first in line"
+
+        done = run_cli(home.home, "replicate", "--json")
+
+        assert done.exit_code == 0, done
+        assert sorted(v["sha256"] for v in done.json()["verified"]) == sorted(home.shas)
+        assert not proxy.held_in_vain, (
+            "no other item was sent while the first item's second part waited")
+        order = [(m, p) for m, p, _ in proxy.seen]
+        first_part = next(i for i, (m, p) in enumerate(order)
+                          if m == "PUT" and is_big(m, p) and "partNumber=1" in p)
+        other = next(i for i, (m, p) in enumerate(order)
+                     if m == "PUT" and any(on(m, p) for on in smalls))
+        completed = next(i for i, (m, p) in enumerate(order)
+                         if m == "POST" and is_big(m, p) and "uploadId=" in p)
+        assert first_part < other < completed, order
+        assert not any(any(on(m, p) for on in smalls) for m, p in order[:first_part]), (
+            "nothing else was sent before the first item's first part")
+    finally:
+        proxy.close()
+    for clip in (early_big_clip, *small):
+        assert download_sha(s3, bucket, item_key(clip.sha256)) == clip.sha256
+    assert [h["data"]["target"] for h in home.history(early_big_clip.sha256, "replicated")] == [
+        "offsite"]
+    assert run_cli(home.home, "ledger", "verify").exit_code == 0
+
+
+def test_each_target_that_takes_no_writes_is_found_with_the_first_item_alone(
+    tmp_path: Path, clips: list[ClipFile], proxy: FaultProxy, s3: S3Client, bucket: str,
+    credentials: Path, moto: S3Endpoint
+) -> None:
+    """Two targets; the second refuses every write. The first item in line finds that out
+    alone: the others go to the first target only, and are not sent to the second."""
+    home = make_home(tmp_path, clips)
+    second = new_bucket(s3)
+    home.add_target(s3_target(moto.url, bucket, credentials))
+    home.add_target(s3_target(proxy.url, second, credentials, name="second"))
+    proxy.rule = lambda method, path: "500" if method == "PUT" and "/sha256/" in path else None
+    first = min(home.shas, key=lambda sha: item_record(home.home, sha)["replication_deadline"])
+
+    failed = run_cli(home.home, "replicate", "--json")
+
+    assert failed.exit_code == 1, failed
+    report = failed.json()
+    assert sorted((v["sha256"], v["target"]) for v in report["verified"]) == sorted(
+        (sha, "offsite") for sha in home.shas)
+    assert [(f["sha256"], f["target"]) for f in report["failed"]] == [(first, "second")]
+    assert "HTTP 500" in report["failed"][0]["error"]
+    assert proxy.puts(item_key(first)), "the first item was tried at the second target"
+    assert not any(proxy.puts(item_key(sha)) for sha in home.shas if sha != first), (
+        "the second target was left for this run after the first item")
+    assert s3.list_objects_v2(Bucket=second).get("KeyCount", 0) == 0
+    for sha in home.shas:
+        assert download_sha(s3, bucket, item_key(sha)) == sha
+
+
 def test_a_first_copy_is_sent_without_asking_and_a_later_attempt_finds_what_is_there(
     tmp_path: Path, clips: list[ClipFile], proxy: FaultProxy, s3: S3Client, bucket: str,
     credentials: Path

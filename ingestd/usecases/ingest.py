@@ -25,6 +25,7 @@ from ..domain.canonical import format_time
 from ..domain.flags import REASONS, Flag
 from ..domain.models import EventKind, MediaInfo, RecordedTime, Recorder
 from ..domain.records import AcquisitionState, DockSource, Item, SessionState, retention_data
+from ..domain.text import plural
 from ..errors import (
     NotRegularFile,
     RecorderError,
@@ -308,8 +309,9 @@ class Ingestor:
             )
             tx.session_skipped(session.session_id, by_kind=by_kind)
         level = logging.INFO if set(by_kind) == {SkipKind.IGNORED} else logging.WARNING
-        log.log(level, "recorder %s: %d files not taken (%s)", report.serial,
-                len(report.skipped), ", ".join(f"{k} {n}" for k, n in by_kind.items()),
+        log.log(level, "recorder %s: %s not taken (%s)", report.serial,
+                plural(len(report.skipped), "file"),
+                ", ".join(f"{k} {n}" for k, n in by_kind.items()),
                 extra={"event": "files_skipped"})
 
     def _files(self, files: list[SourceFile], session: _Session, *,

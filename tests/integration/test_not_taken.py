@@ -5,6 +5,7 @@ by kind in the dock session, listed by ``ingest`` and ``status``, and recorded i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import stat
@@ -205,6 +206,23 @@ def test_the_skipped_entry_stays_bounded_while_every_file_is_counted(
     assert entry["data"]["paths"][0] == {"path": "LOGS/0000.log", "kind": "unmatched"}
     (session,) = cli_json(home, "status")["docks"]
     assert session["files_skipped"] == stray
+
+
+def test_the_log_counts_what_was_not_taken_as_people_write_it(
+        home: Path, tmp_path: Path, clips: Clips, caplog: pytest.LogCaptureFixture) -> None:
+    for count in (1, 2):
+        rec = build_recorder(tmp_path / f"rec{count}", {
+            f"{MEDIA}/A.MP4": clips.a, **{f"LOGS/{n}.log": b"x" for n in range(count)}})
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ingestd.usecases.ingest"):
+            Ingestor(open_station(home)).ingest(rec, serial=SERIAL)
+        said = [r.getMessage() for r in caplog.records
+                if getattr(r, "event", None) == "files_skipped"]
+        assert said == [f"recorder {SERIAL}: {count} file{'s' * (count > 1)} not taken "
+                        f"(unmatched {count})"], said
+        assert all(r.levelno == logging.WARNING for r in caplog.records
+                   if getattr(r, "event", None) == "files_skipped")
+        assert (rec / f"LOGS/{count - 1}.log").read_bytes() == b"x", "left on the recorder"
 
 
 def test_a_recorder_with_nothing_left_behind_records_no_skipped_entry(

@@ -13,9 +13,10 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -41,7 +42,18 @@ log = logging.getLogger(__name__)
 
 SPOTCHECK_JOB = "spotcheck"
 
-JobFunc = Callable[[Station], str]
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What a job returns when it has more to say than a line (a job that returns only its
+    summary succeeded; one that raises failed): whether it succeeded, and ``detail``, kept
+    with the run for the alerts to read."""
+
+    summary: str
+    ok: bool
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+JobFunc = Callable[[Station], "str | Outcome"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,9 +169,15 @@ def _run_recorded(station: Station, job: Job, shared: _Host) -> bool:
     with station.catalog.write() as tx:
         run = tx.job_started(job=job.name, station=station.name, at=station.clock())
     ok = False
+    detail: Mapping[str, Any] = {}
     try:
-        summary = job.func(station)
-        ok = True
+        said = job.func(station)
+        if isinstance(said, Outcome):
+            summary, ok, detail = said.summary, said.ok, said.detail
+        else:
+            summary, ok = said, True
+        if not ok:
+            log.error("job %s failed: %s", job.name, summary, extra={"event": "job_failed"})
     except IngestdError as exc:
         summary = exc.message
         log.error("job %s failed: %s", job.name, summary, extra={"event": "job_failed"})
@@ -169,7 +187,7 @@ def _run_recorded(station: Station, job: Job, shared: _Host) -> bool:
     if not ok:
         shared.forget_targets()  # built again for the next run: what failed may be them
     with station.catalog.write() as tx:
-        tx.job_finished(run, at=station.clock(), ok=ok, summary=summary[:2000])
+        tx.job_finished(run, at=station.clock(), ok=ok, summary=summary[:2000], detail=detail)
     if ok:
         log.info("job %s: %s", job.name, summary, extra={"event": "job_done"})
     return ok
@@ -180,12 +198,16 @@ def _windows(st: Station) -> str:
     return f"checked {plural(report.checked, 'item')}, {plural(len(report.flagged), 'new flag')}"
 
 
-def _replicate(st: Station) -> str:
+def _replicate(st: Station) -> Outcome:
     shared = host(st)
     report = Replicator(st, shared.targets(), cancel=shared.stopping).run()
-    if not report.ok:
-        raise TargetError(report.summary() + ": " + report.failed[0]["error"])
-    return report.summary()
+    if report.ok:
+        return Outcome(summary=report.summary(), ok=True)
+    # every target that could not be used at all, by name (the alerts read ``unusable``);
+    # else the first copy that failed
+    why = "; ".join(report.unusable.values()) or report.failed[0]["error"]
+    return Outcome(summary=f"{report.summary()}: {why}", ok=False,
+                   detail={"unusable": dict(report.unusable)})
 
 
 def _checkpoint(st: Station) -> str:

@@ -142,6 +142,16 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def _json_object(value: Any) -> dict[str, Any]:
+    """A JSON column that holds an object (a job run's detail); ``{}`` for anything else,
+    unreadable text included: it only informs the alerts, and a run is not lost for it."""
+    try:
+        found = json.loads(value or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def _time(value: Any) -> datetime:
     return parse_time(str(value))
 
@@ -1326,14 +1336,17 @@ class Tx:
         assert key is not None
         return JobRun(id=int(key[0]), job=job, station=station, started_at=at)
 
-    def job_finished(self, run: JobRun, *, at: datetime, ok: bool, summary: str) -> JobRun:
-        """Record how ``run`` ended; returns it as recorded."""
+    def job_finished(self, run: JobRun, *, at: datetime, ok: bool, summary: str,
+                     detail: Mapping[str, Any] | None = None) -> JobRun:
+        """Record how ``run`` ended (``detail``: what it said besides, kept as JSON); returns
+        it as recorded."""
         self.conn.execute(
             update(job_runs)
             .where(job_runs.c.id == run.id)
-            .values(finished_at=format_time(at), ok=ok, summary=summary)
+            .values(finished_at=format_time(at), ok=ok, summary=summary,
+                    detail=_json(dict(detail or {})))
         )
-        return run.finished(at=at, ok=ok, summary=summary)
+        return run.finished(at=at, ok=ok, summary=summary, detail=detail)
 
     def last_jobs(self, *, station: str) -> list[JobRun]:
         """The last run of each of ``station``'s jobs, by job name."""
@@ -1352,6 +1365,7 @@ class Tx:
                 finished_at=_time_or_none(row["finished_at"]),
                 ok=None if row["ok"] is None else bool(row["ok"]),
                 summary=row["summary"],
+                detail=_json_object(row["detail"]),
             )
             for row in self.conn.execute(
                 select(job_runs).where(job_runs.c.id.in_(latest)).order_by(job_runs.c.job)

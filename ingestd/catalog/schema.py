@@ -288,6 +288,8 @@ job_runs = Table(
     Column("finished_at", Time, nullable=True),
     Column("ok", Boolean, nullable=True),
     Column("summary", Text, nullable=False, default=""),
+    # JSON: what the run said besides its summary, for the alerts (replicate: ``unusable``)
+    Column("detail", Text, nullable=False, default="{}", server_default="{}"),
 )
 
 #: A sampled item re-hashed from the store and decoded end to end (``spot_checked``).

@@ -48,19 +48,33 @@ class JobRun:
     finished_at: datetime | None = None
     ok: bool | None = None
     summary: str = ""
+    #: what the run said besides its summary (a replication: ``unusable``, each target it
+    #: could not use at all, with why)
+    detail: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def at(self) -> datetime:
         """When it ended, or started if it has not ended."""
         return self.finished_at or self.started_at
 
-    def finished(self, *, at: datetime, ok: bool, summary: str) -> JobRun:
-        return dataclasses.replace(self, finished_at=at, ok=ok, summary=summary)
+    def finished(self, *, at: datetime, ok: bool, summary: str,
+                 detail: Mapping[str, Any] | None = None) -> JobRun:
+        return dataclasses.replace(self, finished_at=at, ok=ok, summary=summary,
+                                   detail=dict(detail or {}))
+
+    def unusable_targets(self) -> dict[str, str]:
+        """The targets this run could not use at all, each with why (``detail["unusable"]``;
+        anything else there is not taken for one)."""
+        found = self.detail.get("unusable")
+        if not isinstance(found, Mapping):
+            return {}
+        return {str(name): str(why) for name, why in found.items()}
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "job": self.job, "station": self.station,
                 "started_at": format_time(self.started_at),
-                "finished_at": _time(self.finished_at), "ok": self.ok, "summary": self.summary}
+                "finished_at": _time(self.finished_at), "ok": self.ok, "summary": self.summary,
+                "detail": dict(self.detail)}
 
 
 @dataclass(frozen=True, kw_only=True)

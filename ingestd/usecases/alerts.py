@@ -117,13 +117,9 @@ def _checks(jobs: Sequence[JobRun]) -> list[Finding]:
     return out
 
 
-#: The daemon's replication job: a target it could not use at all is named in its summary
-#: the way a target's error names it (``target 'nas': ...``).
+#: The daemon's replication job: its last run, if it failed, names in its detail each target
+#: it could not use at all (``JobRun.unusable_targets``).
 REPLICATE_JOB = "replicate"
-
-
-def _named(summary: str, target: str) -> bool:
-    return f"target {target!r}:" in summary or f"target {target}:" in summary
 
 
 def _replication(station: Station, stats: dict[str, ReplicaStats],
@@ -131,13 +127,12 @@ def _replication(station: Station, stats: dict[str, ReplicaStats],
                  now: datetime) -> list[Finding]:
     after = station.settings.alerting.replication_stalled_after
     run = next((j for j in jobs if j.job == REPLICATE_JOB and j.ok is False), None)
+    unusable = run.unusable_targets() if run is not None else {}
     out = []
     for name, stat in stats.items():
         error = stat.last_error
-        unusable = run is not None and _named(run.summary, name)
-        if stat.failed or unusable:
-            why = run.summary if unusable and run is not None else (
-                error.error if error else "")
+        if stat.failed or name in unusable:
+            why = unusable.get(name) or (error.error if error else "")
             count = (f"{stat.failed} {'copy' if stat.failed == 1 else 'copies'} failed"
                      if stat.failed else "replication failed")
             out.append(Finding.of(
@@ -146,7 +141,7 @@ def _replication(station: Station, stats: dict[str, ReplicaStats],
                 target=name, failed=stat.failed,
                 last_error=None if error is None else error.error[:2000],
                 last_error_at=None if error is None else format_time(error.at),
-                last_run=None if run is None or not unusable else run.summary[:2000]))
+                last_run=run.summary[:2000] if run is not None and name in unusable else None))
         since = waiting.get(name)
         if stalled(since, now=now, after=after):
             assert since is not None

@@ -91,6 +91,8 @@ class ReplicationReport:
     failed: list[dict[str, str]] = field(default_factory=list)
     locks_extended: list[dict[str, Any]] = field(default_factory=list)
     pending: int = 0
+    #: the targets this run could not use at all (each also in ``failed``, with no item)
+    unusable: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -368,6 +370,7 @@ class Replicator:
                 prove_place(station, target)
             except TargetError as exc:
                 down.add(target.name)
+                report.unusable[target.name] = exc.message
                 report.failed.append({"sha256": "", "target": target.name,
                                       "error": exc.message})
                 log.error("target %s cannot be used: %s", target.name, exc.message,

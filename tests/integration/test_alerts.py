@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
@@ -333,6 +334,65 @@ def test_replication_failing_and_stalled_are_each_the_target_s_own(
         assert run_job(b.station, replicate)
         assert sent(evaluate(b.station)) == {("replication_failing:nas", "resolved"),
                                              ("replication_stalled:nas", "resolved")}
+
+
+def test_every_target_a_replication_could_not_use_fires_its_own_alert(
+        tmp_path: Path, hook: WebhookReceiver, mail: MailReceiver) -> None:
+    """Two targets that cannot be used at all (their shares did not mount): no copy of an
+    item was even tried at either, and each is still named by its own alert."""
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    second = (f'[[targets]]\nname = "vault"\ntype = "directory"\npath = "{vault}"\n'
+              'prefix = "station-01"\nsame_filesystem_ok = true\nrequired = true\n')
+    config = second + alerting(free_space_min='"0%"') + channels(tmp_path, hook.url, mail)
+    with bench(tmp_path, config=config, target=True) as b:
+        assert b.nas is not None
+        b.dock(b.photos("rec", 2))
+        (replicate,) = [j for j in standard_jobs(b.station) if j.name == "replicate"]
+        for share in (b.nas, vault):
+            shutil.rmtree(share)
+            share.write_text("the share did not mount")
+        assert not run_job(b.station, replicate)
+        assert sent(evaluate(b.station)) == {("replication_failing:nas", "firing"),
+                                             ("replication_failing:vault", "firing")}
+        for name in ("nas", "vault"):
+            (body,) = hook.alerts(f"replication_failing:{name}")
+            assert body["summary"].startswith(f"target {name}: replication failed: "), body
+            assert "is not a directory" in body["summary"]
+            assert body["details"]["target"] == name
+            assert body["details"]["failed"] == 0, "no copy was tried there"
+
+        # one share comes back: its alert resolves, the other's stays
+        b.nas.unlink()
+        b.nas.mkdir()
+        assert not run_job(b.station, replicate)
+        assert sent(evaluate(b.station)) == {("replication_failing:nas", "resolved")}
+        vault.unlink()
+        vault.mkdir()
+        assert run_job(b.station, replicate)
+        assert sent(evaluate(b.station)) == {("replication_failing:vault", "resolved")}
+
+
+def test_a_job_run_whose_detail_is_unreadable_is_still_shown_and_breaks_no_check(
+        tmp_path: Path, hook: WebhookReceiver, mail: MailReceiver) -> None:
+    config = alerting(free_space_min='"0%"') + channels(tmp_path, hook.url, mail)
+    with bench(tmp_path, config=config, target=True) as b:
+        assert b.nas is not None
+        (replicate,) = [j for j in standard_jobs(b.station) if j.name == "replicate"]
+        shutil.rmtree(b.nas)
+        b.nas.write_text("the share did not mount")
+        assert not run_job(b.station, replicate)
+        with sqlite3.connect(b.home / "catalog.sqlite") as db:
+            assert db.execute("UPDATE job_runs SET detail = '{not json' WHERE job = "
+                              "'replicate'").rowcount == 1
+        with b.station.catalog.read() as tx:
+            (run,) = [j for j in tx.last_jobs(station=b.station.name) if j.job == "replicate"]
+        assert run.ok is False and "is not a directory" in run.summary
+        assert run.detail == {} and run.unusable_targets() == {}
+        evaluate(b.station)  # reads it as saying nothing more, and goes on
+        shown = cli_json(b.home, "status")
+        (job,) = [j for j in shown["jobs"] if j["job"] == "replicate"]
+        assert job["ok"] is False and job["detail"] == {}
 
 
 def test_a_failed_ledger_check_fires_until_the_check_passes(

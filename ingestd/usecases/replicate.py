@@ -103,9 +103,14 @@ class ReplicationReport:
                 "locks_extended": self.locks_extended, "pending": self.pending}
 
     def summary(self) -> str:
-        return (f"{plural(len(self.verified), 'copy', 'copies')} verified, "
-                f"{len(self.failed)} failed, {plural(len(self.locks_extended), 'lock')} "
+        copies_failed = sum(1 for f in self.failed if f["sha256"])
+        said = (f"{plural(len(self.verified), 'copy', 'copies')} verified, "
+                f"{copies_failed} failed, {plural(len(self.locks_extended), 'lock')} "
                 f"extended, {self.pending} still waiting")
+        if self.unusable:
+            said += (f", {plural(len(self.unusable), 'target')} not usable "
+                     f"({', '.join(sorted(self.unusable))})")
+        return said
 
 
 def lock_for(*, retain_until: datetime | None, retention_class: RetentionClass,

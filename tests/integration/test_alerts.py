@@ -361,6 +361,9 @@ def test_every_target_a_replication_could_not_use_fires_its_own_alert(
             assert "is not a directory" in body["summary"]
             assert body["details"]["target"] == name
             assert body["details"]["failed"] == 0, "no copy was tried there"
+            assert body["details"]["last_run"].startswith(
+                "0 copies verified, 0 failed, 0 locks extended, 2 still waiting, 2 targets "
+                "not usable (nas, vault): target 'nas': "), body["details"]["last_run"]
 
         # one share comes back: its alert resolves, the other's stays
         b.nas.unlink()

@@ -154,15 +154,36 @@ class _Sent:
 
 @dataclass
 class _Pass:
-    """What one run's copies share. The first item in line goes to each target alone until
-    the target has stored some of its bytes, or until its copy there has ended however it
-    ended (``gates``: one per target, opened then): a target that takes no writes is found
-    with one item, not with as many as run at once, and the rest need not wait for all of a
-    large first item's parts. ``down``: the targets found unusable this run."""
+    """What one run's copies share.
+
+    Each target is tried by one item alone (``gates``, one per target): the first to reach it
+    in the queue's order that has something to send there. Its gate opens once the target
+    has stored some of that item's bytes (a single PUT answered, a first part stored), or
+    once that copy has ended, however it ended; the rest wait at the gate. So a target that
+    takes no writes is found with one item, not with as many as run at once, and the rest do
+    not wait for all of a large item's parts. A target that takes the first bytes and fails
+    later (refusing to complete, to lock) can meet up to ``replication_parallel`` items, as
+    it could before once the first copy had succeeded.
+
+    ``down``: the targets found unusable this run. ``broken``: a copy that tried a target
+    first raised rather than failed (a fault, not a refusal): the rest start no copy."""
 
     down: set[str]
     gates: dict[str, threading.Event]
+    tried: set[str] = field(default_factory=set)
+    broken: bool = False
     guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def turn(self, target: str) -> bool:
+        """Wait until ``target`` may be sent to; True if this copy is the one to try it
+        first (it must then open the gate: ``taken``, and when its copy ends)."""
+        gate = self.gates[target]
+        with self.guard:
+            if not gate.is_set() and target not in self.tried:
+                self.tried.add(target)
+                return True
+        gate.wait()
+        return False
 
 
 class Replicator:
@@ -404,8 +425,7 @@ class Replicator:
         parallel = station.settings.scheduler.replication_parallel
         with ThreadPoolExecutor(max_workers=parallel,
                                 thread_name_prefix="ingestd-replicate") as pool:
-            waiting = deque((item, pool.submit(self._send_all, item, run, first=index == 0))
-                            for index, item in enumerate(queue))
+            waiting = deque((item, pool.submit(self._send_all, item, run)) for item in queue)
             while waiting:
                 waiting[0][1].result()  # the next in deadline order; its error ends the run
                 ready: list[tuple[Item, _Sent]] = []
@@ -418,38 +438,37 @@ class Replicator:
             report.pending = len(tx.replication_queue(names, station=station.name))
         return report
 
-    def _send_all(self, item: Item, run: _Pass, *, first: bool) -> list[_Sent]:
-        """Send one item to every target that lacks it and can be used. ``first``: the first
-        item in line, which goes to each target alone (see ``_Pass``)."""
-        try:
-            return self._send_each(item, run, first=first)
-        finally:
-            if first:  # however it ended: the rest are not left waiting
-                for gate in run.gates.values():
-                    gate.set()
-
-    def _send_each(self, item: Item, run: _Pass, *, first: bool) -> list[_Sent]:
-        if self.cancel.is_set():
+    def _send_all(self, item: Item, run: _Pass) -> list[_Sent]:
+        """Send one item to every target that lacks it and can be used, each in its turn
+        (see ``_Pass``)."""
+        if self.cancel.is_set() or run.broken:
             return []
         with self.station.catalog.read() as tx:
             have = tx.verified_targets(item.sha256)
         out = []
         for target in self.targets:
+            if target.name in have:
+                continue
             gate = run.gates[target.name]
-            if not first:
-                gate.wait()
-                if self.cancel.is_set():
+            first = run.turn(target.name)
+            try:
+                if self.cancel.is_set() or run.broken:
                     break
-            with run.guard:
-                skip = target.name in have or target.name in run.down
-            if not skip:
+                with run.guard:
+                    if target.name in run.down:
+                        continue
                 sent = self._send(target, item, taken=gate.set if first else None)
                 if sent.unreachable:
                     with run.guard:
-                        run.down.add(target.name)
+                        run.down.add(target.name)  # before the gate opens
                 out.append(sent)
-            if first:
-                gate.set()
+            except BaseException:
+                if first:
+                    run.broken = True  # before the gate opens: the rest stop there
+                raise
+            finally:
+                if first:
+                    gate.set()
         return out
 
     def extend_locks(self, report: ReplicationReport | None = None) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from usecase_helpers import PREFIX, TARGET, Bench, bench
@@ -191,6 +192,35 @@ def test_a_checkpoint_is_written_once_and_read_back(b: Bench) -> None:
     found = verify_offsite(b.station, targets)
     assert [(p.kind, p.seq) for p in found] == [
         (DiscrepancyKind.CHECKPOINT_BAD_SIGNATURE, seq)]
+
+
+def test_a_fault_in_the_copy_that_tries_a_target_first_starts_no_other(b: Bench) -> None:
+    """Not a refusal the target answers but a fault in ingestd's own copy: the run ends with
+    it, the items behind it are not sent meanwhile, and the next run sends them all."""
+    shas = [i.sha256 for i in b.dock(b.photos("rec", 5)).items]
+    (target,) = build_targets(b.station.settings)
+    real = target.put_item
+    tried: list[str] = []
+
+    def faulty(sha256: str, *args: Any, **kwargs: Any) -> Any:
+        tried.append(sha256)
+        if len(tried) == 1:
+            raise RuntimeError("a fault in the copy")
+        return real(sha256, *args, **kwargs)
+
+    target.put_item = faulty  # type: ignore[method-assign]
+    b.clock.advance(minutes=1)
+    with pytest.raises(RuntimeError, match="a fault in the copy"):
+        Replicator(b.station, [target], actor="tester").run()
+
+    assert len(tried) == 1, tried
+    assert all(not b.copy_on_target(sha).exists() for sha in shas)
+    assert b.entries([EventKind.REPLICATED]) == []
+
+    again = replicate(b).run()
+    assert again.ok and sorted(v["sha256"] for v in again.verified) == sorted(shas)
+    for sha in shas:
+        assert b.copy_on_target(sha).read_bytes() == b.object(sha).read_bytes()
 
 
 def test_replication_goes_oldest_deadline_first(b: Bench) -> None:

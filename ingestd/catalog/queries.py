@@ -142,12 +142,25 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
+#: The most a job run's detail may hold when read back (a replication's names every target
+#: with its error, a few KiB): more was not written by ingestd.
+DETAIL_MAX = 64 * 1024
+
+
+def _not_a_number(word: str) -> Any:
+    raise ValueError(f"{word} is not JSON")
+
+
 def _json_object(value: Any) -> dict[str, Any]:
-    """A JSON column that holds an object (a job run's detail); ``{}`` for anything else,
-    unreadable text included: it only informs the alerts, and a run is not lost for it."""
+    """A JSON column that holds an object (a job run's detail); ``{}`` for anything else:
+    text that does not parse, nests too deep, holds NaN or Infinity, or is longer than
+    DETAIL_MAX. Its reader then falls back on what the run's summary says."""
+    text = value or "{}"
+    if len(text) > DETAIL_MAX:
+        return {}
     try:
-        found = json.loads(value or "{}")
-    except ValueError:
+        found = json.loads(text, parse_constant=_not_a_number)
+    except (ValueError, RecursionError):
         return {}
     return found if isinstance(found, dict) else {}
 

@@ -62,12 +62,13 @@ class JobRun:
         return dataclasses.replace(self, finished_at=at, ok=ok, summary=summary,
                                    detail=dict(detail or {}))
 
-    def unusable_targets(self) -> dict[str, str]:
-        """The targets this run could not use at all, each with why (``detail["unusable"]``;
-        anything else there is not taken for one)."""
+    def unusable_targets(self) -> dict[str, str] | None:
+        """The targets this run could not use at all, each with why (``detail["unusable"]``),
+        or None if its detail does not say (a run recorded before it was kept, or a detail
+        that could not be read)."""
         found = self.detail.get("unusable")
         if not isinstance(found, Mapping):
-            return {}
+            return None
         return {str(name): str(why) for name, why in found.items()}
 
     def to_json(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import dataclasses
 import fcntl
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,12 +122,25 @@ def _checks(jobs: Sequence[JobRun]) -> list[Finding]:
 REPLICATE_JOB = "replicate"
 
 
+def _unusable(run: JobRun | None, targets: Iterable[str]) -> dict[str, str]:
+    """The targets the failed run could not use, each with why. A run whose detail does not
+    say (recorded before it was kept, or unreadable) is read as its summary names them, the
+    way a target's error names it (``target 'nas': ...``): an alert is not dropped for it."""
+    if run is None:
+        return {}
+    said = run.unusable_targets()
+    if said is not None:
+        return said
+    return {name: run.summary for name in targets
+            if f"target {name!r}:" in run.summary or f"target {name}:" in run.summary}
+
+
 def _replication(station: Station, stats: dict[str, ReplicaStats],
                  waiting: dict[str, datetime], jobs: Sequence[JobRun],
                  now: datetime) -> list[Finding]:
     after = station.settings.alerting.replication_stalled_after
     run = next((j for j in jobs if j.job == REPLICATE_JOB and j.ok is False), None)
-    unusable = run.unusable_targets() if run is not None else {}
+    unusable = _unusable(run, stats)
     out = []
     for name, stat in stats.items():
         error = stat.last_error

@@ -355,10 +355,11 @@ def test_every_target_a_replication_could_not_use_fires_its_own_alert(
         assert not run_job(b.station, replicate)
         assert sent(evaluate(b.station)) == {("replication_failing:nas", "firing"),
                                              ("replication_failing:vault", "firing")}
-        for name in ("nas", "vault"):
+        for name, share, other in (("nas", b.nas, vault), ("vault", vault, b.nas)):
             (body,) = hook.alerts(f"replication_failing:{name}")
             assert body["summary"].startswith(f"target {name}: replication failed: "), body
-            assert "is not a directory" in body["summary"]
+            assert f"{share} is not a directory" in body["summary"]
+            assert str(other) not in body["summary"], "each alert gives its own target's error"
             assert body["details"]["target"] == name
             assert body["details"]["failed"] == 0, "no copy was tried there"
             assert body["details"]["last_run"].startswith(
@@ -376,8 +377,14 @@ def test_every_target_a_replication_could_not_use_fires_its_own_alert(
         assert sent(evaluate(b.station)) == {("replication_failing:vault", "resolved")}
 
 
-def test_a_job_run_whose_detail_is_unreadable_is_still_shown_and_breaks_no_check(
-        tmp_path: Path, hook: WebhookReceiver, mail: MailReceiver) -> None:
+@pytest.mark.parametrize("detail", [
+    "{not json", "[" * 100_000, '{"unusable": {"nas": NaN}}',
+    '{"unusable": {"x": "' + "y" * 70_000 + '"}}'],
+    ids=["not-json", "nested-deep", "nan", "too-long"])
+def test_a_job_run_whose_detail_is_unreadable_is_still_shown_and_its_alert_fires(
+        tmp_path: Path, hook: WebhookReceiver, mail: MailReceiver, detail: str) -> None:
+    """Whoever can write the catalog can break a run's detail: the run is still shown, no
+    check breaks, and the alert falls back on what the run's summary says."""
     config = alerting(free_space_min='"0%"') + channels(tmp_path, hook.url, mail)
     with bench(tmp_path, config=config, target=True) as b:
         assert b.nas is not None
@@ -386,15 +393,20 @@ def test_a_job_run_whose_detail_is_unreadable_is_still_shown_and_breaks_no_check
         b.nas.write_text("the share did not mount")
         assert not run_job(b.station, replicate)
         with sqlite3.connect(b.home / "catalog.sqlite") as db:
-            assert db.execute("UPDATE job_runs SET detail = '{not json' WHERE job = "
-                              "'replicate'").rowcount == 1
+            assert db.execute("UPDATE job_runs SET detail = ? WHERE job = 'replicate'",
+                              (detail,)).rowcount == 1
         with b.station.catalog.read() as tx:
             (run,) = [j for j in tx.last_jobs(station=b.station.name) if j.job == "replicate"]
         assert run.ok is False and "is not a directory" in run.summary
-        assert run.detail == {} and run.unusable_targets() == {}
-        evaluate(b.station)  # reads it as saying nothing more, and goes on
-        shown = cli_json(b.home, "status")
-        (job,) = [j for j in shown["jobs"] if j["job"] == "replicate"]
+        assert run.detail == {} and run.unusable_targets() is None
+
+        assert sent(evaluate(b.station)) == {("replication_failing:nas", "firing")}
+        (body,) = hook.alerts("replication_failing:nas")
+        assert str(b.nas) in body["summary"]
+        shown = run_cli(b.home, "status", "--json")
+        assert shown.exit_code == 0, shown
+        assert "NaN" not in shown.stdout
+        (job,) = [j for j in shown.json()["jobs"] if j["job"] == "replicate"]
         assert job["ok"] is False and job["detail"] == {}
 
 

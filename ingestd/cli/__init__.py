@@ -91,9 +91,12 @@ def _fail(exc_type: str, message: str, exit_code: int, *, as_json: bool,
     sys.exit(exit_code)
 
 
-def main() -> None:
+def command() -> None:
+    """The ``ingestd`` program: the console script and ``python -m ingestd.cli``, each a
+    process of its own that ends with the command. (``main`` is the same without the last
+    step, for a caller that goes on: the tests run commands in their own process.)"""
     try:
-        _main()
+        main()
     finally:
         # Whatever the command made after its module was imported (an S3 client and its
         # service model, say) is left out of the collection Python runs as it exits: every
@@ -102,7 +105,7 @@ def main() -> None:
         gc.freeze()
 
 
-def _main() -> None:
+def main() -> None:
     # ingestd's settings use no pydantic plugin: not looking for one spares every command a
     # scan of every installed package's entry points (unless the caller's environment says).
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

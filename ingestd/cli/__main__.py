@@ -1,5 +1,5 @@
 """``python -m ingestd.cli``: the same as the ``ingestd`` command."""
 
-from . import main
+from . import command
 
-main()
+command()

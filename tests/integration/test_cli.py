@@ -3,6 +3,7 @@ verify, status, devices, init; exit codes and messages; and the real console scr
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import shutil
@@ -386,3 +387,14 @@ def test_console_script_exit_codes_reach_the_shell(home: Path, tmp_path: Path,
     (home / "ledger.jsonl").write_text("")
     broken = run_ingestd(home, "ledger", "verify")
     assert broken.returncode == 1 and "missing_in_mirror" in broken.stdout
+
+
+def test_a_command_run_in_the_caller_s_process_leaves_its_collector_alone(home: Path) -> None:
+    """Only the ``ingestd`` program itself (``cli.command``) leaves what it made out of the
+    last collection as it exits; ``cli.main``, called by a process that goes on, does not
+    freeze the caller's objects."""
+    assert run_cli(home, "status").exit_code == 0  # its modules imported (and frozen) once
+    before = gc.get_freeze_count()
+    for _ in range(3):
+        assert run_cli(home, "status").exit_code == 0
+    assert gc.get_freeze_count() == before

@@ -100,7 +100,8 @@ class ReplicationReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "verified": self.verified, "failed": self.failed,
-                "locks_extended": self.locks_extended, "pending": self.pending}
+                "locks_extended": self.locks_extended, "pending": self.pending,
+                "unusable": self.unusable}
 
     def summary(self) -> str:
         copies_failed = sum(1 for f in self.failed if f["sha256"])

@@ -138,6 +138,7 @@ def test_a_target_that_cannot_be_reached_keeps_the_queue(b: Bench) -> None:
     assert report.verified == [] and report.pending == 2
     assert [(f["sha256"], f["target"]) for f in report.failed] == [("", TARGET)]
     assert "is not a directory" in report.failed[0]["error"]
+    assert report.as_dict()["unusable"] == {TARGET: report.failed[0]["error"]}
     assert all(b.replica(sha) is None for sha in shas)
     assert b.entries([EventKind.REPLICATED]) == []
 

@@ -423,7 +423,7 @@ def test_items_go_oldest_deadline_first_and_a_second_run_uploads_nothing(
     stamps = {sha: versions(s3, bucket, item_key(sha)) for sha in station.shas}
     again = cli_json(station.home, "replicate")
     assert again == {"ok": True, "verified": [], "failed": [], "locks_extended": [],
-                     "pending": 0}
+                     "pending": 0, "unusable": {}}
     for sha in station.shas:
         now = versions(s3, bucket, item_key(sha))
         assert len(now) == 1 and now == stamps[sha], "no new object version"

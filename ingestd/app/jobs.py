@@ -207,7 +207,8 @@ def _replicate(st: Station) -> Outcome:
     # else the first copy that failed
     why = "; ".join(report.unusable.values()) or report.failed[0]["error"]
     return Outcome(summary=f"{report.summary()}: {why}", ok=False,
-                   detail={"unusable": {name: why[:2000] for name, why in report.unusable.items()}})
+                   detail={"unusable": {name: error[:2000]
+                                        for name, error in report.unusable.items()}})
 
 
 def _checkpoint(st: Station) -> str:

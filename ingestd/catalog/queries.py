@@ -142,8 +142,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
-#: The most a job run's detail may hold when read back (a replication's names every target
-#: with its error, a few KiB): more was not written by ingestd.
+#: The most a job run's detail may hold when read back (a replication's names every target it
+#: could not use, each error cut at 2000 characters: a few KiB); more was not written by
+#: ingestd.
 DETAIL_MAX = 64 * 1024
 
 

@@ -706,7 +706,7 @@ def test_the_rest_wait_for_the_first_item_only_until_the_target_stores_its_first
     assert run_cli(home.home, "ledger", "verify").exit_code == 0
 
 
-def test_each_target_that_takes_no_writes_is_found_with_the_first_item_alone(
+def test_each_target_that_takes_no_writes_is_found_with_one_item_alone(
     tmp_path: Path, clips: list[ClipFile], proxy: FaultProxy, s3: S3Client, bucket: str,
     credentials: Path, moto: S3Endpoint
 ) -> None:

@@ -20,7 +20,13 @@ from ingestd.errors import ObjectDamaged, StoreError
 from ingestd.integrity import hashing
 from ingestd.store import Store
 from tests.support.damage import flip_bit
-from tests.support.direct import is_direct, refuse_direct_flag, refuse_direct_reads
+from tests.support.direct import (
+    cached_bytes,
+    evict,
+    is_direct,
+    refuse_direct_flag,
+    refuse_direct_reads,
+)
 
 BUFFER = 64 * 1024
 BLOCK = hashing.ALIGN
@@ -242,6 +248,100 @@ def test_a_file_system_that_takes_the_flag_but_refuses_the_io_gets_it_buffered(
         assert written.new
         assert store.path_of(written.digest.sha256).read_bytes() == data
         assert store.verify(written.digest.sha256, size).size == size
+
+
+@dataclass
+class SourceReads:
+    """Every ``readv`` of the source: ``(O_DIRECT?, bytes asked, bytes got)``."""
+
+    ino: int
+    reads: list[tuple[bool, int, int]] = field(default_factory=list)
+
+
+def put_evicted(store: Store, tmp_path: Path, data: bytes,
+                monkeypatch: pytest.MonkeyPatch) -> tuple[store_mod.Written, Path, SourceReads]:
+    """Store ``data`` from a source file that is on the disk and not in the page cache, as a
+    docked recorder's files are, recording every read of it."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    evict(src)
+    seen = SourceReads(ino=src.stat().st_ino)
+    real = os.readv
+
+    def readv(fd: int, buffers: list[memoryview]) -> int:
+        direct = is_direct(fd)
+        n = real(fd, buffers)  # a refused read raises before it is counted
+        if os.fstat(fd).st_ino == seen.ino:
+            seen.reads.append((direct, sum(len(b) for b in buffers), n))
+        return n
+
+    monkeypatch.setattr(os, "readv", readv)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        return store.put_from_fd(fd), src, seen
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("size", [BUFFER, BUFFER + 1, 4 * BUFFER + BLOCK, 3 * 2**20 + 777])
+def test_a_large_source_is_read_from_the_device_straight_into_the_copy_s_buffers(
+        store: Store, tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch,
+        size: int) -> None:
+    """A file of a buffer or more is read with O_DIRECT: the device fills the copy's buffers,
+    no page of it is cached, and no byte is copied out of the page cache. Every read that
+    gives bytes asks for whole blocks; only the last one, past the end, asks for less."""
+    data = os.urandom(size)
+    written, src, seen = put_evicted(store, tmp_path, data, monkeypatch)
+    assert written.new and written.digest.sha256 == hashlib.sha256(data).hexdigest()
+    assert store.path_of(written.digest.sha256).read_bytes() == data
+    assert sum(got for _d, _a, got in seen.reads) == size
+    if mode == "buffered":  # the file system refuses O_DIRECT: every byte went through the cache
+        assert not any(direct for direct, _a, _g in seen.reads)
+        assert cached_bytes(src) >= size - BLOCK
+        return
+    direct_bytes = sum(got for direct, _a, got in seen.reads if direct)
+    assert direct_bytes == size, seen.reads
+    assert cached_bytes(src) <= BLOCK
+    assert all(asked % BLOCK == 0 for direct, asked, got in seen.reads if direct and got)
+    assert seen.reads[-1][2] == 0  # read to its end
+
+
+def test_a_source_whose_file_system_refuses_direct_reads_is_read_through_the_cache_whole(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that takes the flag and refuses each read made with it: the copy reads
+    on buffered, from where it stood, and stores every byte."""
+    refuse_direct_reads(monkeypatch)
+    size = 3 * 2**20 + 777
+    data = os.urandom(size)
+    written, src, seen = put_evicted(store, tmp_path, data, monkeypatch)
+    assert written.new and written.digest.sha256 == hashlib.sha256(data).hexdigest()
+    assert store.path_of(written.digest.sha256).read_bytes() == data
+    assert sum(got for _d, _a, got in seen.reads) == size
+    assert not any(direct for direct, _a, _g in seen.reads)
+    assert cached_bytes(src) >= size - BLOCK
+
+
+def test_a_file_written_moments_ago_and_not_yet_on_disk_hashes_to_what_was_written(
+        tmp_path: Path) -> None:
+    """A file another program has just written (or changed) and not yet synced is hashed with
+    O_DIRECT as it now reads, not as the disk held it before: the kernel writes its dirty pages
+    out before the direct read. ``verify FILE`` and the copy of a folder dock rely on it."""
+    path = tmp_path / "fresh.bin"
+    data = bytearray(os.urandom(3 * BUFFER + 123))
+    path.write_bytes(data)
+    assert hashing.hash_file(path, buffer_size=BUFFER).sha256 == hashlib.sha256(data).hexdigest()
+    with path.open("r+b") as fh:  # changed in place, not synced
+        fh.seek(BUFFER + 5)
+        fh.write(b"changed")
+    data[BUFFER + 5:BUFFER + 12] = b"changed"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        digest = hashing.hash_fd(fd, buffer_size=BUFFER)
+        assert is_direct(fd)  # the read was made with O_DIRECT
+    finally:
+        os.close(fd)
+    assert digest.sha256 == hashlib.sha256(data).hexdigest()
+    assert digest.size == len(data)
 
 
 def test_copies_and_their_read_backs_never_deadlock_a_pool_smaller_than_they_want(

@@ -1,10 +1,11 @@
 """Hash once, while copying; atomic, fsynced writes; read-back from disk, not from the cache.
 
-Where the file system takes it, a copy is written and read back with ``O_DIRECT``: the bytes
-go from the copy's own (page-aligned, reused) buffers straight to the device and back, with no
-page-cache copy on the way and no chance that the read-back is answered from memory. Where it
-refuses (``EINVAL``), the same copy is buffered, writeback started as it goes and the pages
-dropped before the read-back.
+Where the file system takes it, a large file is read, and a copy written and read back, with
+``O_DIRECT``: the bytes go from the device into the copy's own (page-aligned, reused) buffers,
+from them to the device and back, with no page-cache copy on the way and no chance that the
+read-back is answered from memory. Where it refuses (``EINVAL``), the same file is read
+buffered, the copy written buffered with writeback started as it goes, and its pages dropped
+before the read-back.
 """
 
 from __future__ import annotations
@@ -281,9 +282,9 @@ class _ReadAhead:
         # Read with O_DIRECT where the file system takes it: the device writes straight into
         # the (page-aligned, whole-block) buffers, where a buffered read fills the page cache
         # and then copies every byte out of it, the largest CPU cost of a copy after its two
-        # hashes. The buffers' offsets stay aligned (each buffer is filled whole); a read the
-        # file system refuses (EINVAL), and the short read at the end of the file, go on
-        # buffered (``_fill``).
+        # hashes. Each buffer is filled whole, so every read starts on a block; a read the file
+        # system refuses (EINVAL: any, or one at the unaligned end of the file after its short
+        # last read) turns the flag off and goes on buffered (``_fill``).
         set_direct(fd, True)
         self._fd = fd
         self._abort = abort

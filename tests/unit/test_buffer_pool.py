@@ -4,6 +4,7 @@ however many copies run at once, every one of them served."""
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 
 from ingestd.errors import ShutdownRequested
@@ -135,3 +136,73 @@ def test_a_copy_told_to_stop_while_it_waits_for_buffers_stops_without_them() -> 
     assert pool.held == 0
     with pool.lease(ALIGN, want=2, least=2) as buffers:
         assert len(buffers) == 2, "the queue holds no ticket of the copy that stopped"
+
+
+def _mapping(address: int) -> dict[str, str]:
+    """The kernel's account (``/proc/self/smaps``) of the mapping that holds ``address``."""
+    entry: dict[str, str] | None = None
+    with open("/proc/self/smaps", encoding="ascii") as smaps:
+        for line in smaps:
+            head = line.split()
+            if "-" in head[0] and ":" not in head[0]:  # a mapping's first line
+                if entry is not None:
+                    return entry
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                entry = {"perms": head[1]} if start <= address < end else None
+            elif entry is not None:
+                key, _, value = line.partition(":")
+                entry[key] = value.strip()
+    if entry is None:
+        raise AssertionError(f"no mapping holds {address:#x}")
+    return entry
+
+
+def _huge_pages_on_request() -> bool:
+    """Whether this kernel gives transparent huge pages to memory that asks (its mode is
+    ``always`` or ``madvise``, not ``never``, nor missing)."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="ascii") as f:
+            return "[never]" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_large_buffers_are_private_memory_on_huge_pages() -> None:
+    """Direct reads and writes pin the buffer's pages and hand the device one segment per
+    page: a 4 MiB buffer on 2 MiB pages goes out as a few long segments, not a thousand
+    small ones. Shared memory (shmem) would not get huge pages on a stock system."""
+    pool = BufferPool(8 * 2**20, keep=2)
+    with pool.lease(4 * 2**20, want=2) as buffers:
+        for buf in buffers:
+            buf[:] = b"\x5a" * len(buf)  # touched whole, as a copy fills it
+        for buf in buffers:
+            seen = _mapping(_address(buf))
+            flags = seen["VmFlags"].split()
+            assert seen["perms"] == "rw-p", f"a private mapping, not shared: {seen['perms']}"
+            assert "hg" in flags, f"huge pages asked for (madvise): VmFlags {flags}"
+            huge_kib = int(seen["AnonHugePages"].split()[0])
+            if _huge_pages_on_request():
+                assert huge_kib >= 2048, f"at least one 2 MiB page of 4 MiB: {seen}"
+            else:
+                assert huge_kib == 0
+
+
+def test_a_forked_child_never_shares_a_copy_buffer() -> None:
+    """A buffer being filled by a direct read must stay the parent's: if a fork made its
+    pages copy-on-write, the read's bytes could land in the page the child keeps. The
+    buffers are not mapped in a forked child at all."""
+    pool = BufferPool(2 * 2**20, keep=1)
+    with pool.lease(2 * 2**20, want=1) as (buf,):
+        buf[:4] = b"evid"
+        address = _address(buf)
+        assert "dc" in _mapping(address)["VmFlags"].split(), "MADV_DONTFORK"
+        pid = os.fork()
+        if pid == 0:  # the child: only /proc and _exit, nothing of pytest's
+            try:
+                _mapping(address)
+            except AssertionError:
+                os._exit(0)  # not mapped here: as it must be
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child must not see the buffer"
+        assert buf[:4] == b"evid", "the parent's buffer is untouched"

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from ..domain import text
 from ..errors import DiscrepancyFound, TimestampError, UsageError
@@ -53,6 +52,14 @@ def _progress(show: bool) -> Iterator[export_uc.Progress | None]:
     if not show:
         yield None
         return
+    from rich.progress import (  # only for a bar that is shown: it takes 70 ms to import
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
     bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                    TransferSpeedColumn(), console=err_console, transient=True)
     task = bar.add_task("exporting", total=None)

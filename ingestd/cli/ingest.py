@@ -5,14 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from ..docks.walk import SourceFile
 from ..domain import text
@@ -71,6 +63,17 @@ def ingest_cmd(app: AppContext, mountpoint: Path, serial: str, actor: str,
 
 def _with_progress(ingestor: Ingestor, mountpoint: Path, serial: str,
                    ctx: DockContext) -> IngestReport:
+    # here, not at the top: rich's progress display takes 70 ms to import, and an ingest that
+    # is not watched on a terminal (--json, the daemon, a script) shows none
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     # plain text: a file name is shown as it is, markup and emoji codes included
     columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TimeRemainingColumn())

@@ -151,3 +151,16 @@ def test_a_report_loads_only_what_it_uses(stocked: tuple[Path, str], command: st
     assert "ingestd.station" in modules  # the probe saw the command open the station
     unwanted = {*NOT_FOR_ANY_REPORT, *NOT_LOADED[command]}
     assert sorted(modules.intersection(unwanted)) == []
+
+
+@pytest.mark.parametrize("json_out", [False, True], ids=["to a pipe", "--json"])
+def test_an_ingest_nobody_watches_on_a_terminal_loads_no_progress_bar(
+        tmp_path: Path, clips: Clips, json_out: bool) -> None:
+    """The bar is for a person at a terminal (``test_terminal`` shows it there); a script's
+    or the bench's ingest, with its output going to a pipe, pays none of its import."""
+    home = init_station(tmp_path / "home", register={SERIAL: (OFFICER, OFFICER_ID)})
+    rec = build_recorder(tmp_path / "rec", {"DCIM/a.mp4": clips.a})
+    modules = loaded("--home", str(home), "ingest", str(rec), "--serial", SERIAL,
+                     *(["--json"] if json_out else []))
+    assert "ingestd.usecases.ingest" in modules  # the probe saw the ingest run
+    assert "rich.progress" not in modules

@@ -1,11 +1,11 @@
 """Hash once, while copying; atomic, fsynced writes; read-back from disk, not from the cache.
 
 Where the file system takes it, a large file is read, and a copy written and read back, with
-``O_DIRECT``: the bytes go from the device into the copy's own (page-aligned, reused) buffers,
-from them to the device and back, with no page-cache copy on the way and no chance that the
-read-back is answered from memory. Where it refuses (``EINVAL``), the same file is read
-buffered, the copy written buffered with writeback started as it goes, and its pages dropped
-before the read-back.
+``O_DIRECT``: the bytes go from the device into the copy's own (page-aligned, reused, on huge
+pages where the kernel gives them) buffers, from them to the device and back, with no page-cache
+copy on the way and no chance that the read-back is answered from memory. Where it refuses
+(``EINVAL``), the same file is read buffered, the copy written buffered with writeback started
+as it goes, and its pages dropped before the read-back.
 """
 
 from __future__ import annotations

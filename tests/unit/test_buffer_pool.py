@@ -197,12 +197,14 @@ def test_a_forked_child_never_shares_a_copy_buffer() -> None:
         address = _address(buf)
         assert "dc" in _mapping(address)["VmFlags"].split(), "MADV_DONTFORK"
         pid = os.fork()
-        if pid == 0:  # the child: only /proc and _exit, nothing of pytest's
+        if pid == 0:  # the child: only /proc and _exit, never back into pytest
+            code = 1  # mapped here, or something else went wrong
             try:
                 _mapping(address)
             except AssertionError:
-                os._exit(0)  # not mapped here: as it must be
-            os._exit(1)
+                code = 0  # not mapped here: as it must be
+            finally:
+                os._exit(code)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0, "the child must not see the buffer"
         assert buf[:4] == b"evid", "the parent's buffer is untouched"

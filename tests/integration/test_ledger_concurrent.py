@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,11 @@ station.close()
 """
 
 
+#: Checks run while the writer goes on. Each reads the whole ledger, which the writer keeps
+#: growing, so the loop's time grows with the square of its rounds.
+ROUNDS = 30
+
+
 def label_count(home: Path, sha: str) -> int:
     return len(cli_json(home, "show", sha)["labels"])
 
@@ -61,9 +67,11 @@ def test_verify_raises_no_false_alarm_while_another_process_writes(
         assert writer.stdout is not None
         assert writer.stdout.readline().strip() == "1", writer.stderr  # it is writing
         before = label_count(home, clips.a.sha256)
-        alarms = []
-        for _ in range(80):
-            alarms.extend(p.as_dict() for p in station.custody.verify().problems)
+        alarms, heads = [], []
+        for _ in range(ROUNDS):
+            report = station.custody.verify()
+            alarms.extend(p.as_dict() for p in report.problems)
+            heads.append(report.head_seq)
         during = label_count(home, clips.a.sha256) - before
         # A real change made meanwhile is found, and only it, while the writer goes on.
         assert catalog.forge_item(home, clips.b.sha256, officer="forged") == 1
@@ -75,7 +83,11 @@ def test_verify_raises_no_false_alarm_while_another_process_writes(
         station.close()
     assert writer.returncode == 0, err
     assert alarms == []
-    assert during >= 20, f"only {during} labels were written while verify ran"
+    # Nearly every check began on a longer ledger than the one before: entries were committed
+    # while each of them ran (they run back to back), not only somewhere in the loop.
+    grew = sum(later > first for first, later in pairwise(heads))
+    assert grew >= ROUNDS - 4, f"the ledger grew during {grew} of {ROUNDS - 1} checks: {heads}"
+    assert during >= 2 * ROUNDS, f"only {during} labels were written while verify ran"
     for problems in found:
         assert [kind for kind, _ in problems] == ["row_differs"]
         assert "officer is 'forged'" in problems[0][1]

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -157,34 +157,53 @@ class _Sent:
 class _Pass:
     """What one run's copies share.
 
-    Each target is tried by one item alone (``gates``, one per target): the first to reach it
-    in the queue's order that has something to send there. Its gate opens once the target
-    has stored some of that item's bytes (a single PUT answered, a first part stored), or
-    once that copy has ended, however it ended; the rest wait at the gate. So a target that
-    takes no writes is found with one item, not with as many as run at once, and the rest do
-    not wait for all of a large item's parts. A target that takes the first bytes and fails
-    later (refusing to complete, to lock) can meet up to ``replication_parallel`` items, as
-    it could before once the first copy had succeeded.
+    Each target is tried by one item alone (``gates``, one per target): ``first``, the first
+    item in the queue's order that has something to send there, chosen before any copy
+    starts (whichever thread got there first would be a matter of timing: under load, a
+    later item's). Its gate opens once the target has stored some of that item's bytes (a
+    single PUT answered, a first part stored), or once that copy has ended, however it
+    ended, and in any case when that item is done with; the rest wait at the gate. So a
+    target that takes no writes is found with one item, not with as many as run at once,
+    and the rest do not wait for all of a large item's parts. A target that takes the first
+    bytes and fails later (refusing to complete, to lock) can meet up to
+    ``replication_parallel`` items, as it could before once the first copy had succeeded.
 
     ``down``: the targets found unusable this run. ``broken``: a copy that tried a target
     first raised rather than failed (a fault, not a refusal): the rest start no copy."""
 
     down: set[str]
     gates: dict[str, threading.Event]
-    tried: set[str] = field(default_factory=set)
+    first: dict[str, str] = field(default_factory=dict)  # target: the item that tries it
     broken: bool = False
     guard: threading.Lock = field(default_factory=threading.Lock)
 
-    def turn(self, target: str) -> bool:
-        """Wait until ``target`` may be sent to; True if this copy is the one to try it
+    def turn(self, target: str, item: str) -> bool:
+        """Wait until ``target`` may be sent to; True if ``item`` is the one to try it
         first (it must then open the gate: ``taken``, and when its copy ends)."""
-        gate = self.gates[target]
-        with self.guard:
-            if not gate.is_set() and target not in self.tried:
-                self.tried.add(target)
-                return True
-        gate.wait()
+        if self.first.get(target) == item:
+            return True
+        self.gates[target].wait()
         return False
+
+    def release(self, item: str) -> None:
+        """Open every gate ``item`` was to open: it is done with, however it ended."""
+        for target, sha in self.first.items():
+            if sha == item:
+                self.gates[target].set()
+
+
+def first_in_line(tx: CatalogTx, queue: Sequence[Item], targets: Sequence[str],
+                  ) -> dict[str, str]:
+    """For each target, the first item of ``queue`` it does not hold verified."""
+    first: dict[str, str] = {}
+    for item in queue:
+        if len(first) == len(targets):
+            break
+        have = tx.verified_targets(item.sha256)
+        for name in targets:
+            if name not in have:
+                first.setdefault(name, item.sha256)
+    return first
 
 
 class Replicator:
@@ -418,7 +437,9 @@ class Replicator:
         names = [t.name for t in self.targets]
         with station.catalog.read() as tx:
             queue = tx.replication_queue(names, limit=limit, station=station.name)
-        run = _Pass(down=down, gates={target.name: threading.Event() for target in self.targets})
+            first = first_in_line(tx, queue, names)
+        run = _Pass(down=down, gates={target.name: threading.Event() for target in self.targets},
+                    first=first)
         # Several items travel at once (small ones are mostly round trips); each starts in
         # deadline order and is recorded in that order, so the ledger follows the deadlines.
         # What has finished by the time the next in line is recorded is recorded with it, in
@@ -442,6 +463,15 @@ class Replicator:
     def _send_all(self, item: Item, run: _Pass) -> list[_Sent]:
         """Send one item to every target that lacks it and can be used, each in its turn
         (see ``_Pass``)."""
+        try:
+            return self._send_each(item, run)
+        except BaseException:
+            run.broken = True  # its error ends the run: no other copy starts meanwhile
+            raise
+        finally:
+            run.release(item.sha256)  # stopped, broken or done: none waits on it
+
+    def _send_each(self, item: Item, run: _Pass) -> list[_Sent]:
         if self.cancel.is_set() or run.broken:
             return []
         with self.station.catalog.read() as tx:
@@ -451,7 +481,7 @@ class Replicator:
             if target.name in have:
                 continue
             gate = run.gates[target.name]
-            first = run.turn(target.name)
+            first = run.turn(target.name, item.sha256)
             try:
                 if self.cancel.is_set() or run.broken:
                     break

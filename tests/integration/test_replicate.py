@@ -566,8 +566,10 @@ def test_a_server_answering_500_fails_the_item_flags_it_late_then_recovers(
     home.add_target(s3_target(proxy.url, bucket, credentials, max_attempts=3))
     proxy.rule = lambda method, path: "500" if method == "PUT" and "/sha256/" in path else None
     deadlines = {sha: item_record(home.home, sha)["replication_deadline"] for sha in home.shas}
+    # first in the queue's order: by deadline, then hash
     first = min(({"sha256": sha, "replication_deadline": deadline}
-                 for sha, deadline in deadlines.items()), key=lambda r: r["replication_deadline"])
+                 for sha, deadline in deadlines.items()),
+                key=lambda r: (r["replication_deadline"], r["sha256"]))
 
     failed = run_cli(home.home, "replicate", "--json")
 

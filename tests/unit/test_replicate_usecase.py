@@ -7,6 +7,8 @@ against the ledger."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -222,6 +224,69 @@ def test_a_fault_in_the_copy_that_tries_a_target_first_starts_no_other(b: Bench)
     assert again.ok and sorted(v["sha256"] for v in again.verified) == sorted(shas)
     for sha in shas:
         assert b.copy_on_target(sha).read_bytes() == b.object(sha).read_bytes()
+
+
+def test_the_first_item_in_line_tries_the_target_however_late_its_thread_comes(
+        b: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The target is tried first by the first item in deadline order, not by whichever copy
+    reached it first: here the first item's thread is held back until another item's copy
+    has started, as a loaded machine may do, and the others still wait for it."""
+    first = [i.sha256 for i in b.dock(b.photos("rec1", 1)).items]
+    b.clock.advance(hours=2)
+    later = [i.sha256 for i in b.dock(b.photos("rec2", 3, first=10)).items]
+    (target,) = build_targets(b.station.settings)
+    real_put = target.put_item
+    puts: list[str] = []
+
+    def put(sha256: str, *args: Any, **kwargs: Any) -> Any:
+        puts.append(sha256)
+        return real_put(sha256, *args, **kwargs)
+
+    target.put_item = put  # type: ignore[method-assign]
+    real_send_all = Replicator._send_all
+    another_started = threading.Event()
+
+    def send_all(self: Replicator, item: Any, run: Any) -> Any:
+        if item.sha256 == first[0]:
+            assert another_started.wait(10), "no other item's copy started"
+            time.sleep(0.3)  # time enough for it to reach the target, were it let
+        else:
+            another_started.set()
+        return real_send_all(self, item, run)
+
+    monkeypatch.setattr(Replicator, "_send_all", send_all)
+    b.clock.advance(minutes=1)
+    report = Replicator(b.station, [target], actor="tester").run()
+
+    assert report.ok
+    assert puts[0] == first[0], puts
+    assert sorted(puts) == sorted(first + later)
+    assert [e.item for e in b.entries([EventKind.REPLICATED])][0] == first[0]
+
+
+def test_a_first_item_that_fails_before_its_copy_holds_no_other_back_and_starts_none(
+        b: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The item chosen to try the target first fails before it gets there (here, its
+    reading of the catalog): the others are not left waiting for it, and start no copy."""
+    first = [i.sha256 for i in b.dock(b.photos("rec1", 1)).items]
+    b.clock.advance(hours=2)
+    later = [i.sha256 for i in b.dock(b.photos("rec2", 3, first=10)).items]
+    (target,) = build_targets(b.station.settings)
+    real_send_each = Replicator._send_each
+
+    def send_each(self: Replicator, item: Any, run: Any) -> Any:
+        if item.sha256 == first[0]:
+            time.sleep(0.3)  # the others are at the gate by now
+            raise RuntimeError("the catalog could not be read")
+        return real_send_each(self, item, run)
+
+    monkeypatch.setattr(Replicator, "_send_each", send_each)
+    b.clock.advance(minutes=1)
+    with pytest.raises(RuntimeError, match="the catalog could not be read"):
+        Replicator(b.station, [target], actor="tester").run()
+
+    assert all(not b.copy_on_target(sha).exists() for sha in first + later)
+    assert b.entries([EventKind.REPLICATED]) == []
 
 
 def test_replication_goes_oldest_deadline_first(b: Bench) -> None:

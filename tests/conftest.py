@@ -46,6 +46,12 @@ if TYPE_CHECKING:
     from tests.support.servers import S3Endpoint
     from tests.support.tsa import LocalTsa
 
+# A command's width is the one its test gives it: no width of whatever runs the tests (the
+# parallel runner's workers are given COLUMNS=80 and LINES=24). The CLI's console reads both
+# as they were when it was imported, so they go before anything imports it.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 ROOT = Path(__file__).resolve().parents[1]
 #: The console script installed next to the interpreter running the tests (.venv/bin/ingestd).
 INGESTD = Path(sys.executable).with_name("ingestd")

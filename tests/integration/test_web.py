@@ -196,8 +196,8 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
         replicated = run_ingestd(home, "replicate")
         assert replicated.returncode == 0, replicated.stderr
 
-        # the same bytes four times: the first copied, the others read and hashed again
-        _dock(home, SLOW, {f"DCIM/100MEDIA/BIG000{n}.MP4": big.path for n in range(1, 5)})
+        # the same bytes twice: the first copied, the second read and hashed again
+        _dock(home, SLOW, {f"DCIM/100MEDIA/BIG000{n}.MP4": big.path for n in range(1, 3)})
 
         def copying() -> dict[str, Any] | None:
             doc = httpx.get(daemon.url + "api/status", timeout=30).json()
@@ -249,7 +249,7 @@ def test_a_recorder_being_ingested_shows_its_file_and_progress(station: Station)
     (now,) = [d for d in station.docked_now_api["docked_now"] if d["serial"] == SLOW]
     assert now["files_copying"] == 1
     (file,) = [f for f in now["files"] if f["state"] == "copying"]
-    assert re.fullmatch(r"DCIM/100MEDIA/BIG000[1-4]\.MP4", file["path"])
+    assert re.fullmatch(r"DCIM/100MEDIA/BIG000[12]\.MP4", file["path"])
     assert file["size"] == 384 << 20 and file["item"] is None
     # the files before it are taken, counted with their bytes
     taken = [f for f in now["files"] if f["state"] in ("stored", "known")]

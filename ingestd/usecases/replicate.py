@@ -168,28 +168,46 @@ class _Pass:
     bytes and fails later (refusing to complete, to lock) can meet up to
     ``replication_parallel`` items, as it could before once the first copy had succeeded.
 
+    The plan can go stale: an audit running beside the run may find an earlier item's copy
+    bad after the plan was made, so that item now has a target to send to whose planned
+    first comes after it in the queue and, with few copies at a time, cannot start until it
+    is done. An item earlier in the queue than the planned one therefore takes its place,
+    as long as the planned one has not begun there (``begun``): the earliest items never
+    wait for later ones, and one item alone still tries each target first.
+
     ``down``: the targets found unusable this run. ``broken``: a copy that tried a target
     first raised rather than failed (a fault, not a refusal): the rest start no copy."""
 
     down: set[str]
     gates: dict[str, threading.Event]
     first: dict[str, str] = field(default_factory=dict)  # target: the item that tries it
+    order: dict[str, int] = field(default_factory=dict)  # item: its place in the queue
+    begun: set[str] = field(default_factory=set)  # targets their first item has reached
     broken: bool = False
     guard: threading.Lock = field(default_factory=threading.Lock)
 
     def turn(self, target: str, item: str) -> bool:
         """Wait until ``target`` may be sent to; True if ``item`` is the one to try it
         first (it must then open the gate: ``taken``, and when its copy ends)."""
-        if self.first.get(target) == item:
-            return True
+        with self.guard:
+            planned = self.first.get(target)
+            if planned == item or (target not in self.begun and (
+                    planned is None or self._place(item) < self._place(planned))):
+                self.first[target] = item
+                self.begun.add(target)
+                return True
         self.gates[target].wait()
         return False
 
+    def _place(self, item: str) -> int:
+        return self.order.get(item, len(self.order))
+
     def release(self, item: str) -> None:
         """Open every gate ``item`` was to open: it is done with, however it ended."""
-        for target, sha in self.first.items():
-            if sha == item:
-                self.gates[target].set()
+        with self.guard:
+            mine = [target for target, sha in self.first.items() if sha == item]
+        for target in mine:
+            self.gates[target].set()
 
 
 def first_in_line(tx: CatalogTx, queue: Sequence[Item], targets: Sequence[str],
@@ -439,7 +457,7 @@ class Replicator:
             queue = tx.replication_queue(names, limit=limit, station=station.name)
             first = first_in_line(tx, queue, names)
         run = _Pass(down=down, gates={target.name: threading.Event() for target in self.targets},
-                    first=first)
+                    first=first, order={item.sha256: n for n, item in enumerate(queue)})
         # Several items travel at once (small ones are mostly round trips); each starts in
         # deadline order and is recorded in that order, so the ledger follows the deadlines.
         # What has finished by the time the next in line is recorded is recorded with it, in

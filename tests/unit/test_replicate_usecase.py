@@ -24,6 +24,7 @@ from ingestd.domain.records import Checkpoint, ReplicaState
 from ingestd.integrity.discrepancy import DiscrepancyKind
 from ingestd.targets.factory import build_targets, target_locations
 from ingestd.usecases import registry
+from ingestd.usecases import replicate as replicate_module
 from ingestd.usecases.casework import label
 from ingestd.usecases.replicate import Replicator, checkpoint_name, verify_offsite
 from tests.support.damage import flip_bit
@@ -287,6 +288,71 @@ def test_a_first_item_that_fails_before_its_copy_holds_no_other_back_and_starts_
 
     assert all(not b.copy_on_target(sha).exists() for sha in first + later)
     assert b.entries([EventKind.REPLICATED]) == []
+
+
+def test_an_item_that_loses_its_copy_after_the_plan_still_gets_a_turn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One copy at a time. The first item holds target B, the second holds neither A nor B,
+    so the second is planned to try B first. Right after the plan, an audit running beside
+    the replication finds the first item's copy on B bad: that item now has B to send
+    before the second has even started. It takes B's first try in place of the second, and
+    the run ends with every copy made, rather than waiting for an item that cannot start
+    until it is done."""
+    nas_b = tmp_path / "nas-b"
+    nas_b.mkdir()
+    second_target = (f'[[targets]]\nname = "nas-b"\ntype = "directory"\npath = "{nas_b}"\n'
+                     f'prefix = "{PREFIX}"\nsame_filesystem_ok = true\n'
+                     "[scheduler]\nreplication_parallel = 1\n")
+    with bench(tmp_path, target=True, config=second_target) as b:
+        a, b_target = build_targets(b.station.settings)
+        assert (a.name, b_target.name) == (TARGET, "nas-b")
+        (early,) = [i.sha256 for i in b.dock(b.photos("rec1", 1)).items]
+        b.clock.advance(minutes=1)
+        assert Replicator(b.station, [b_target], actor="tester").run().ok
+        b.clock.advance(hours=2)
+        (late,) = [i.sha256 for i in b.dock(b.photos("rec2", 1, first=10)).items]
+
+        real_plan = replicate_module.first_in_line
+
+        def plan_then_audit(tx: Any, queue: Any, names: Any) -> dict[str, str]:
+            first = real_plan(tx, queue, names)
+            assert first == {TARGET: early, "nas-b": late}
+            with b.station.catalog.write() as audit:
+                audit.replica_found_bad(early, "nas-b", version_id=None,
+                                        error="the copy does not hash to the item",
+                                        at=b.clock())
+            return first
+
+        runs: list[Any] = []
+        real_turn = replicate_module._Pass.turn
+
+        def turn(self: Any, target: str, item: str) -> bool:
+            runs.append(self)
+            return bool(real_turn(self, target, item))
+
+        monkeypatch.setattr(replicate_module, "first_in_line", plan_then_audit)
+        monkeypatch.setattr(replicate_module._Pass, "turn", turn)
+        b.clock.advance(minutes=1)
+        done: list[Any] = []
+        worker = threading.Thread(
+            target=lambda: done.append(Replicator(b.station, actor="tester").run()),
+            daemon=True)
+        worker.start()
+        worker.join(20)
+        stuck = worker.is_alive()
+        if stuck:  # let it end, then fail
+            for gate in runs[0].gates.values():
+                gate.set()
+            worker.join(20)
+        assert not stuck, "the run waited for an item that could not start"
+
+        (report,) = done
+        assert report.ok, report.failed
+        assert sorted((v["sha256"], v["target"]) for v in report.verified) == sorted(
+            [(early, TARGET), (early, "nas-b"), (late, TARGET), (late, "nas-b")])
+        for sha in (early, late):
+            assert b.copy_on_target(sha).read_bytes() == b.object(sha).read_bytes()
+            assert (nas_b / PREFIX / "sha256" / sha).read_bytes() == b.object(sha).read_bytes()
 
 
 def test_replication_goes_oldest_deadline_first(b: Bench) -> None:

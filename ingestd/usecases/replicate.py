@@ -461,18 +461,25 @@ class Replicator:
         # Several items travel at once (small ones are mostly round trips); each starts in
         # deadline order and is recorded in that order, so the ledger follows the deadlines.
         # What has finished by the time the next in line is recorded is recorded with it, in
-        # one transaction.
+        # one transaction. A copy that raised ends the run, but what finished before it in
+        # that order is recorded first (those copies are made). An error here (recording, an
+        # interrupt) ends it too: no copy not yet begun starts while the pool winds down.
         parallel = station.settings.scheduler.replication_parallel
         with ThreadPoolExecutor(max_workers=parallel,
                                 thread_name_prefix="ingestd-replicate") as pool:
             waiting = deque((item, pool.submit(self._send_all, item, run)) for item in queue)
-            while waiting:
-                waiting[0][1].result()  # the next in deadline order; its error ends the run
-                ready: list[tuple[Item, _Sent]] = []
-                while waiting and waiting[0][1].done():
-                    item, future = waiting.popleft()
-                    ready.extend((item, one) for one in future.result())
-                self._settle(ready, report)
+            try:
+                while waiting:
+                    waiting[0][1].result()  # the next in deadline order; its error ends the run
+                    ready: list[tuple[Item, _Sent]] = []
+                    while (waiting and waiting[0][1].done()
+                           and waiting[0][1].exception() is None):
+                        item, future = waiting.popleft()
+                        ready.extend((item, one) for one in future.result())
+                    self._settle(ready, report)
+            except BaseException:
+                run.broken = True
+                raise
         report.locks_extended = self.extend_locks(report)
         with station.catalog.read() as tx:
             report.pending = len(tx.replication_queue(names, station=station.name))

@@ -355,6 +355,117 @@ def test_an_item_that_loses_its_copy_after_the_plan_still_gets_a_turn(
             assert (nas_b / PREFIX / "sha256" / sha).read_bytes() == b.object(sha).read_bytes()
 
 
+def queued(b: Bench) -> list[str]:
+    with b.station.catalog.read() as tx:
+        return [i.sha256 for i in tx.replication_queue([TARGET], station=b.station.name)]
+
+
+def replicated(b: Bench) -> list[str]:
+    return [e.item for e in b.entries([EventKind.REPLICATED])]
+
+
+def test_a_fault_in_a_later_copy_still_records_the_copies_made_before_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three copies at once; the third raises (a fault, not a refusal) while the first is
+    still finishing. The run ends with the fault, but the first two, made and earlier in
+    deadline order, are recorded; the next run sends the third."""
+    with bench(tmp_path, target=True,
+               config="[scheduler]\nreplication_parallel = 3\n") as b:
+        b.dock(b.photos("rec", 3))
+        q0, q1, q2 = queued(b)
+        (target,) = build_targets(b.station.settings)
+        real_put = target.put_item
+        q1_sent, q2_failed = threading.Event(), threading.Event()
+
+        def put(sha256: str, *args: Any, **kwargs: Any) -> Any:
+            if sha256 == q2:
+                assert q1_sent.wait(10)
+                raise RuntimeError("a fault in the third copy")
+            sent = real_put(sha256, *args, **kwargs)
+            if sha256 == q1:
+                q1_sent.set()
+            return sent
+
+        target.put_item = put  # type: ignore[method-assign]
+        real_send_all = Replicator._send_all
+
+        def send_all(self: Replicator, item: Any, run: Any) -> Any:
+            try:
+                sent = real_send_all(self, item, run)
+            except RuntimeError:
+                q2_failed.set()
+                raise
+            if item.sha256 == q0:  # the first ends only once the third has failed
+                assert q2_failed.wait(10)
+            return sent
+
+        monkeypatch.setattr(Replicator, "_send_all", send_all)
+        b.clock.advance(minutes=1)
+        with pytest.raises(RuntimeError, match="a fault in the third copy"):
+            Replicator(b.station, [target], actor="tester").run()
+
+        assert replicated(b) == [q0, q1]
+        for sha in (q0, q1):
+            replica = b.replica(sha)
+            assert replica is not None and replica.state == ReplicaState.VERIFIED
+        assert not b.copy_on_target(q2).exists()
+        assert queued(b) == [q2]
+
+        again = replicate(b).run()
+        assert again.ok and [v["sha256"] for v in again.verified] == [q2]
+        assert replicated(b) == [q0, q1, q2]
+        for sha in (q0, q1, q2):
+            assert b.copy_on_target(sha).read_bytes() == b.object(sha).read_bytes()
+
+
+@pytest.mark.parametrize("error", [OSError, KeyboardInterrupt])
+def test_an_error_while_recording_starts_no_other_copy_and_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[BaseException]) -> None:
+    """The run fails while it records the first copies made: the catalog cannot be written
+    (OSError), or an operator's Ctrl-C reaches ``ingestd replicate`` as it records
+    (KeyboardInterrupt). The copies already under way may end; none of the rest starts.
+    The next run sends and records every item."""
+    with bench(tmp_path, target=True,
+               config="[scheduler]\nreplication_parallel = 2\n") as b:
+        shas = [i.sha256 for i in b.dock(b.photos("rec", 8)).items]
+        (target,) = build_targets(b.station.settings)
+        real_put = target.put_item
+        puts: list[str] = []
+        began_when_failed: list[int] = []
+
+        def put(sha256: str, *args: Any, **kwargs: Any) -> Any:
+            puts.append(sha256)
+            time.sleep(0.05)
+            return real_put(sha256, *args, **kwargs)
+
+        target.put_item = put  # type: ignore[method-assign]
+        real_record = Replicator._record_verified
+
+        def record_verified(self: Replicator, verified: Any, report: Any) -> None:
+            if verified:
+                began_when_failed.append(len(puts))
+                raise error("the catalog's disk is full")
+
+        monkeypatch.setattr(Replicator, "_record_verified", record_verified)
+        b.clock.advance(minutes=1)
+        with pytest.raises(error, match="the catalog's disk is full"):
+            Replicator(b.station, [target], actor="tester").run()
+        # Beyond those begun when it failed: the two under way, and at most one more that a
+        # worker took up in the instant before the run was marked broken.
+        assert len(puts) <= began_when_failed[0] + 3, (
+            f"{len(puts)} of 8 copies began, {began_when_failed[0]} before the run failed")
+        assert len(puts) < len(shas)
+        assert replicated(b) == []
+
+        monkeypatch.setattr(Replicator, "_record_verified", real_record)
+        again = Replicator(b.station, [target], actor="tester").run()
+        assert again.ok and sorted(v["sha256"] for v in again.verified) == sorted(shas)
+        assert sorted(replicated(b)) == sorted(shas)
+        for sha in shas:
+            assert b.copy_on_target(sha).read_bytes() == b.object(sha).read_bytes()
+        b.assert_ledger_verifies()
+
+
 def test_replication_goes_oldest_deadline_first(b: Bench) -> None:
     first = [i.sha256 for i in b.dock(b.photos("rec1", 1)).items]
     b.clock.advance(hours=2)

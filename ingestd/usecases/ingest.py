@@ -394,7 +394,7 @@ class Ingestor:
         except (OSError, RecorderError) as exc:
             reason = exc.message if isinstance(exc, RecorderError) else (
                 f"cannot read: {exc.strerror or exc}")
-            if not isinstance(exc, NotRegularFile) and self._gone(session.dock):
+            if not isinstance(exc, NotRegularFile | SourceChanged) and self._gone(session.dock):
                 self._end_acquisition(acq_id, AcquisitionState.INTERRUPTED,
                                       "recorder removed during copy")
                 raise RecorderGone(f"recorder {serial} was removed while {src.display} was "
@@ -443,6 +443,13 @@ class Ingestor:
             fd = open_source(src.path)
             try:
                 before = os.fstat(fd)
+                if (before.st_dev, before.st_ino) != (src.dev, src.ino):
+                    # Not the file the walk found: replaced since, or reached through a folder
+                    # swapped for a link to somewhere else. Nothing of it is read.
+                    raise SourceChanged(
+                        f"{src.display} is no longer the file found on the recorder (replaced, "
+                        "or a folder on its path swapped since the recorder was walked): not "
+                        "read; it is looked at again at the next dock")
                 # An unstable read enters the store only on the last attempt (flagged then):
                 # earlier ones are discarded, so no object is left that no item names.
                 keep = functools.partial(_keep_copy, fd, before, last=attempt == attempts)
@@ -622,10 +629,13 @@ class _Batch:
 
 
 def _unchanged(fd: int, before: os.stat_result, digest: Digest) -> bool:
-    """Did the open source keep its size and time while ``digest`` was read from it?"""
+    """Did the open source keep its size and times while ``digest`` was read from it? The
+    change time too: a writer can put the modification time back (``touch -d``, ``utime``),
+    but no one can set the change time, which any write moves."""
     after = os.fstat(fd)
     return (before.st_size == after.st_size == digest.size
-            and before.st_mtime_ns == after.st_mtime_ns)
+            and before.st_mtime_ns == after.st_mtime_ns
+            and before.st_ctime_ns == after.st_ctime_ns)
 
 
 def _keep_copy(fd: int, before: os.stat_result, digest: Digest, *, last: bool) -> bool:

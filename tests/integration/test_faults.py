@@ -406,6 +406,96 @@ def test_unstable_reads_leave_no_objects_behind(tmp_path: Path, clips: Clips,
     assert set(store_objects(home)) == assert_catalog_items_intact(home)
 
 
+def test_a_file_rewritten_in_place_with_its_time_put_back_is_read_again(
+        tmp_path: Path, clips: Clips, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the first copy reads it, the file is rewritten in place, same size, and its
+    modification time is set back to what it was: only its change time tells. The copy
+    is not taken for a stable one; the file is read again and what is stored is what the
+    recorder now holds."""
+    import ingestd.store as store_mod
+
+    clock = FakeClock()
+    home = init_station(tmp_path / "home", clock=clock, register={SERIAL: (OFFICER, "1")})
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": clips.a})
+    source = rec / MEDIA / "A.MP4"
+    real = store_mod.copy_hash_and_check
+    rewrites: list[int] = []
+
+    def copy_then_rewrite(src_fd: int, dst_fd: int, dst_path: Path, **kw: object) -> object:
+        digests = real(src_fd, dst_fd, dst_path, **kw)  # type: ignore[arg-type]
+        if not rewrites:
+            times = source.stat()
+            with source.open("r+b") as fh:
+                fh.seek(1000)
+                old = fh.read(16)
+                fh.seek(1000)
+                fh.write(bytes(b ^ 0xFF for b in old))
+            os.utime(source, ns=(times.st_atime_ns, times.st_mtime_ns))
+            rewrites.append(times.st_mtime_ns)
+        return digests
+
+    monkeypatch.setattr(store_mod, "copy_hash_and_check", copy_then_rewrite)
+    station = open_station(home, clock)
+    try:
+        report = Ingestor(station).ingest(rec, serial=SERIAL)
+    finally:
+        station.close()
+    assert rewrites == [source.stat().st_mtime_ns], "the time was put back"
+    (item,) = report.items
+    assert item.sha256 == sha256_of(source) != clips.a.sha256
+    assert "changed_during_copy" not in item.flags
+    assert assert_catalog_items_intact(home) == {item.sha256}
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_a_folder_swapped_for_a_link_after_the_walk_lets_nothing_outside_in(
+        tmp_path: Path) -> None:
+    """One file at a time. While the first is copied, the folder holding the second is moved
+    away and a link to a folder outside the recorder put in its place, holding a file of the
+    same name and size. Nothing outside the recorder is read or stored; the second file
+    fails, named, and is stored at the next dock once the folder is back."""
+    clock = FakeClock()
+    home = init_station(tmp_path / "home", clock=clock, register={SERIAL: (OFFICER, "1")},
+                        config="[ingest]\nparallel_files = 1\n")
+    first, second = os.urandom(300_000), os.urandom(4200)
+    rec = build_recorder(tmp_path / "rec", {"A/A.MP4": first, "B/B.MP4": second})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    planted = b"OUTSIDE THE RECORDER" + os.urandom(4200 - 20)
+    (outside / "B.MP4").write_bytes(planted)
+    swapped: list[str] = []
+
+    def progress(event: str, src: SourceFile | None, _n: int) -> None:
+        if event == "file" and src is not None and src.display == "A/A.MP4" and not swapped:
+            (rec / "B").rename(rec / "B.moved")
+            (rec / "B").symlink_to(outside, target_is_directory=True)
+            swapped.append(src.display)
+
+    station = open_station(home, clock)
+    try:
+        report = Ingestor(station).ingest(rec, serial=SERIAL, progress=progress)
+    finally:
+        station.close()
+    assert swapped == ["A/A.MP4"]
+    assert [i.sha256 for i in report.items] == [sha256_of(first)]
+    (failed,) = report.errors
+    assert failed["path"] == "B/B.MP4"
+    assert "no longer the file found on the recorder" in failed["error"]
+    assert sha256_of(planted) not in store_objects(home)
+    assert (rec / "B.moved" / "B.MP4").read_bytes() == second
+
+    (rec / "B").unlink()
+    (rec / "B.moved").rename(rec / "B")
+    station = open_station(home, clock)
+    try:
+        again = Ingestor(station).ingest(rec, serial=SERIAL)
+    finally:
+        station.close()
+    assert sha256_of(second) in [i.sha256 for i in again.items]
+    assert assert_catalog_items_intact(home) == {sha256_of(first), sha256_of(second)}
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
 @pytest.mark.parametrize("retries", [0, 3])
 def test_different_bytes_under_the_same_name_size_and_time_are_stored(
         tmp_path: Path, clips: Clips, retries: int) -> None:

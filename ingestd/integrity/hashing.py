@@ -215,7 +215,12 @@ def _fill_source(fd: int, buf: mmap.mmap, offset: int) -> int:
     try:
         return _fill(fd, buf)
     except OSError as exc:
-        raise SourceReadError(f"cannot read at byte {offset}: {exc.strerror or exc}") from exc
+        # Where the read that failed began: the buffer's offset and what was read into it.
+        try:
+            at = os.lseek(fd, 0, os.SEEK_CUR)
+        except OSError:
+            at = offset
+        raise SourceReadError(f"cannot read at byte {at}: {exc.strerror or exc}") from exc
 
 
 def set_direct(fd: int, on: bool) -> bool:

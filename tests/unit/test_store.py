@@ -193,3 +193,39 @@ def test_hash_file_does_not_follow_symlinks(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(target)
     with pytest.raises(OSError):
         hash_file(tmp_path / "link")
+
+
+@pytest.mark.parametrize("bad", [0, 3 * SMALL_BUFFER + 8192])
+def test_a_read_error_names_the_byte_it_failed_at_and_stores_nothing(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: int) -> None:
+    """A recorder's bad sector, as the kernel gives it: a read that reaches it returns the
+    bytes before it, and the next read fails with EIO (no device here can be made to fail,
+    so the failure is put at the system call). The error names that byte, not the start of
+    the buffer it fell in, and nothing is stored or left behind."""
+    from ingestd.errors import SourceReadError
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(8 * SMALL_BUFFER))
+    fd = os.open(src, os.O_RDONLY)
+    real_readv = os.readv
+
+    def readv(fd_: int, buffers: list[memoryview]) -> int:
+        if fd_ != fd:
+            return real_readv(fd_, buffers)
+        at = os.lseek(fd_, 0, os.SEEK_CUR)
+        if at >= bad:
+            raise OSError(5, "Input/output error")
+        room = sum(len(b) for b in buffers)
+        if at + room > bad:
+            return real_readv(fd_, [buffers[0][: bad - at]])
+        return real_readv(fd_, buffers)
+
+    monkeypatch.setattr(os, "readv", readv)
+    try:
+        with pytest.raises(SourceReadError, match=f"cannot read at byte {bad}: "
+                                                  "Input/output error"):
+            store.put_from_fd(fd)
+    finally:
+        os.close(fd)
+    assert [p for p in store.objects.rglob("*") if p.is_file()] == []
+    assert list(store.tmp.iterdir()) == []

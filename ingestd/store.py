@@ -203,18 +203,17 @@ class Store:
                                                 abort=abort, on_bytes=on_bytes)
         if read_back is not None and read_back != digest:
             # The device does not hold what was hashed (a bad disk): never stored.
-            raise ObjectDamaged(ChecksumMismatch.of(digest.sha256, found=read_back.sha256,
-                                                    size=read_back.size).detail)
+            raise ObjectDamaged(_not_read_back(digest, read_back.sha256, read_back.size))
         return digest, read_back
 
     def _read_back_stored(self, digest: Digest) -> None:
         """The read-back of an object not read back while it was copied, once renamed."""
-        try:
-            self.verify(digest.sha256, digest.size)
-        except ObjectDamaged:
+        found, problem = self.examine(digest.sha256, digest.size)
+        if problem is not None:
             # The copy on disk is not what we hashed (a bad disk): do not keep a wrong object.
             self.path_of(digest.sha256).unlink(missing_ok=True)
-            raise
+            raise ObjectDamaged(_not_read_back(digest, found.sha256, found.size)
+                                if found is not None else problem.detail)
 
     def _locked_temp(self) -> tuple[Path, int]:
         """A new temp file, locked: clean_tmp (run by every ingest, and at daemon start) leaves
@@ -328,3 +327,8 @@ class Store:
         catalog, which knows them without walking the tree)."""
         disk = shutil.disk_usage(self.root)
         return Usage(free=disk.free, total=disk.total)
+
+
+def _not_read_back(copied: Digest, found: str, size: int) -> str:
+    return (f"the copy being stored as {copied.sha256} did not read back as written: the "
+            f"store's disk gave back {size} bytes hashing to {found}; nothing was stored")

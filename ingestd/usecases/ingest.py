@@ -404,7 +404,8 @@ class Ingestor:
             return FileResult.failed(src.display, reason)
         except StoreError as exc:
             self._end_acquisition(acq_id, AcquisitionState.FAILED, exc.message)
-            raise
+            # The same error (its class, its exit code), saying which recorder file it met.
+            raise type(exc)(f"storing {src.display}: {exc.message}") from exc
         except BaseException:
             self._end_acquisition(acq_id, AcquisitionState.INTERRUPTED, "stopped during copy")
             raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import stat
 import subprocess
@@ -218,6 +219,8 @@ def test_disk_full_is_a_clear_error_and_nothing_partial_is_stored(
     assert full.exit_code == 5, (full.stdout, full.stderr)
     assert str(store) in full.stderr
     assert "full" in full.stderr
+    # It names the recorder file it was storing when the disk filled.
+    assert re.search(rf"storing {MEDIA}/BIG[012]\.MP4: evidence store", full.stderr), full.stderr
 
     stored = assert_catalog_items_intact(home, store)
     assert len(stored) < 3

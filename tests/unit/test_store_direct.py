@@ -219,7 +219,9 @@ def test_a_read_back_that_differs_from_what_was_hashed_stores_nothing(
 
     monkeypatch.setattr(store_mod, "fsync_dir", damage_then_fsync_dir)
     monkeypatch.setattr(os, "fdatasync", damage_once_durable)
-    with pytest.raises(ObjectDamaged, match="damaged"):
+    with pytest.raises(ObjectDamaged, match=f"the copy being stored as {sha} did not read back "
+                       f"as written: the store's disk gave back {size} bytes hashing to "
+                       "[0-9a-f]{64}; nothing was stored"):
         put(store, tmp_path, data)
     assert not store.has(sha)
     assert not store.path_of(sha).exists()

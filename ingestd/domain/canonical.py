@@ -31,11 +31,16 @@ def parse_time(text: str) -> datetime:
 
 
 def display_path(raw: bytes) -> str:
-    """A recorder path as safe text: undecodable bytes as \\xNN, control characters escaped."""
-    text = raw.decode("utf-8", "backslashreplace")
+    """A recorder path as safe text: undecodable bytes as \\xNN, control characters escaped,
+    and a backslash itself doubled, so that no two paths are shown alike (a name holding a
+    backslash followed by ``n`` is not shown as one holding a line break)."""
     out = []
-    for ch in text:
-        if ch == "\\" or ch.isprintable():
+    for ch in raw.decode("utf-8", "surrogateescape"):
+        if ch == "\\":
+            out.append("\\\\")
+        elif "\udc80" <= ch <= "\udcff":  # a byte that is not UTF-8
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch.isprintable():
             out.append(ch)
         else:
             out.append(ch.encode("unicode_escape").decode("ascii"))

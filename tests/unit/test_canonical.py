@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -79,6 +80,9 @@ def test_formatted_times_sort_like_the_times() -> None:
     ("rlo\u202egnp.mp4".encode(), "rlo\\u202egnp.mp4"),
     ("ls\u2028ep.mp4".encode(), "ls\\u2028ep.mp4"),
     (b"../../etc/passwd", "../../etc/passwd"),
+    (b"back\\slash.mp4", "back\\\\slash.mp4"),
+    (b"new\\nline.mp4", "new\\\\nline.mp4"),
+    (b"bad\\xff.mp4", "bad\\\\xff.mp4"),
 ])
 def test_display_path_escapes_what_a_terminal_would_interpret(raw: bytes, shown: str) -> None:
     assert display_path(raw) == shown
@@ -89,3 +93,14 @@ def test_display_path_is_always_one_printable_line() -> None:
     shown = display_path(every_byte)
     assert shown.isprintable()
     assert "\n" not in shown and "\r" not in shown and "\x1b" not in shown
+
+
+def test_display_path_shows_no_two_paths_alike() -> None:
+    """Names made of the characters an escape is written with, and of what they escape:
+    every one is shown differently from every other."""
+    rng = random.Random(7)
+    alphabet = [b"\\", b"x", b"n", b"f", b"u", b"2", b"\n", b"\xff", b"\x1b", b"a"]
+    names = {b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+             for _ in range(5000)}
+    shown = {display_path(name) for name in names}
+    assert len(shown) == len(names)

@@ -131,6 +131,9 @@ class IngestSettings(_Section):
     clock_tolerance: Duration = timedelta(minutes=10)
     buffer_size: Size = 4 * 2**20
     changed_retries: int = Field(default=3, ge=0, le=20)
+    #: Read every file a second time from the recorder and store it only if both reads
+    #: agree: twice the reading of a recorder, for a recorder that may give wrong bytes.
+    verify_source: bool = False
     parallel_files: int = Field(default=2, ge=1, le=16)
     probe_timeout: PositiveDuration = timedelta(seconds=60)
 

@@ -34,7 +34,7 @@ from ..errors import (
     SourceChanged,
     StoreError,
 )
-from ..integrity.hashing import Digest, hash_fd
+from ..integrity.hashing import Digest, drop_cache, hash_fd
 from ..media import probe
 from ..ports import CatalogTx
 from ..station import Station
@@ -453,13 +453,19 @@ class Ingestor:
                         "read; it is looked at again at the next dock")
                 # An unstable read enters the store only on the last attempt (flagged then):
                 # earlier ones are discarded, so no object is left that no item names.
-                keep = functools.partial(_keep_copy, fd, before, last=attempt == attempts)
+                check = _SourceCheck(fd, before, again=self.settings.ingest.verify_source,
+                                     buffer_size=store.buffer_size)
+                keep = functools.partial(_keep_copy, check, last=attempt == attempts)
 
                 repaired: Repair | None = None
                 if known is not None and store.has(known):
                     digest = hash_fd(fd, buffer_size=store.buffer_size, on_bytes=on_bytes)
                     new = False
+                    # Bytes that hash to the stored copy's name were read right: only the
+                    # file's stability is left to check.
+                    check.again = False
                     if digest.sha256 != known:
+                        check.again = self.settings.ingest.verify_source
                         # Different bytes under the same name, size and time: copy them now
                         # (moving on to the next attempt could leave none to copy them in).
                         known = None
@@ -469,7 +475,7 @@ class Ingestor:
                 else:
                     written = store.put_from_fd(fd, abort=abort, accept=keep, on_bytes=on_bytes)
                     digest, new, repaired = written.digest, written.new, written.repaired
-                stable = _unchanged(fd, before, digest)
+                stable = check(digest)
             finally:
                 os.close(fd)
             # A copy that replaced a damaged object was accepted, so this attempt is the one
@@ -477,8 +483,12 @@ class Ingestor:
             if stable:
                 return Copied(sha256=digest.sha256, size=digest.size, new=new, changed=False,
                               repaired=repaired)
-            log.warning("%s changed while being copied (attempt %d of %d)",
-                        src.display, attempt, attempts)
+            if check.read_differently:
+                log.warning("%s read differently the second time, unchanged on the recorder "
+                            "(attempt %d of %d)", src.display, attempt, attempts)
+            else:
+                log.warning("%s changed while being copied (attempt %d of %d)",
+                            src.display, attempt, attempts)
         # Still changing: keep what was read (it is verified in the store) and flag it; the
         # recorder's file is untouched and is read again at the next dock.
         if known is None:
@@ -639,8 +649,39 @@ def _unchanged(fd: int, before: os.stat_result, digest: Digest) -> bool:
             and before.st_ctime_ns == after.st_ctime_ns)
 
 
-def _keep_copy(fd: int, before: os.stat_result, digest: Digest, *, last: bool) -> bool:
-    return last or _unchanged(fd, before, digest)
+class _SourceCheck:
+    """Is what was read from the open source the file as it is? Asked of a read once it is
+    complete (before its copy enters the store) and again after; answered once per read.
+
+    The file must have kept its size and times (:func:`_unchanged`). With ``again``
+    (``[ingest] verify_source``), it is also read a second time, from the device (its cached
+    pages dropped; a large one is read with ``O_DIRECT`` as before), and both reads must hash
+    alike: the read-back proves the store holds what was read, and this, that what was read
+    is what the recorder holds (a recorder or a cable that gives a wrong byte once, without
+    an error, is caught)."""
+
+    def __init__(self, fd: int, before: os.stat_result, *, again: bool,
+                 buffer_size: int) -> None:
+        self.fd, self.before, self.again, self.buffer_size = fd, before, again, buffer_size
+        self.read_differently = False
+        self._answers: dict[Digest, bool] = {}
+
+    def __call__(self, digest: Digest) -> bool:
+        if digest not in self._answers:
+            self._answers[digest] = self._answer(digest)
+        return self._answers[digest]
+
+    def _answer(self, digest: Digest) -> bool:
+        if self.again:
+            drop_cache(self.fd)
+            if hash_fd(self.fd, buffer_size=self.buffer_size) != digest:
+                self.read_differently = _unchanged(self.fd, self.before, digest)
+                return False
+        return _unchanged(self.fd, self.before, digest)
+
+
+def _keep_copy(check: _SourceCheck, digest: Digest, *, last: bool) -> bool:
+    return last or check(digest)
 
 
 def _flag_detail(flag: Flag, recorded: RecordedTime, ingest_deadline: datetime,

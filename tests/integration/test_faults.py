@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
@@ -496,6 +497,99 @@ def test_a_folder_swapped_for_a_link_after_the_walk_lets_nothing_outside_in(
         station.close()
     assert sha256_of(second) in [i.sha256 for i in again.items]
     assert assert_catalog_items_intact(home) == {sha256_of(first), sha256_of(second)}
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+class FlakyReads:
+    """A recorder that, without any error, gives one wrong byte when the byte at ``at`` of
+    ``path`` is read, on the reads listed in ``wrong`` (counted from 1 over every read that
+    reaches it). No device here can be made to do that, so it is done at the system call
+    every read of a recorder file goes through."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, path: Path, at: int,
+                 wrong: set[int]) -> None:
+        self.path, self.at, self.wrong, self.reads = os.fsencode(path), at, wrong, 0
+        self._readv = os.readv
+        monkeypatch.setattr(os, "readv", self.readv)
+
+    def readv(self, fd: int, buffers: list[memoryview]) -> int:
+        start = os.lseek(fd, 0, os.SEEK_CUR)
+        n = self._readv(fd, buffers)
+        if start <= self.at < start + n and os.readlink(f"/proc/self/fd/{fd}") == os.fsdecode(
+                self.path):
+            self.reads += 1
+            if self.reads in self.wrong:
+                offset = self.at - start
+                for buffer in buffers:
+                    if offset < len(buffer):
+                        buffer[offset] ^= 0x01
+                        break
+                    offset -= len(buffer)
+        return n
+
+
+def ingest_flaky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, *,
+                 config: str, at: int, wrong: set[int]) -> tuple[Path, Path, FlakyReads, Any]:
+    """A station with ``config`` ingests a recorder holding ``data`` whose byte ``at`` reads
+    wrong on the ``wrong`` reads: its home, the recorder's file, the reads, the report."""
+    clock = FakeClock()
+    home = init_station(tmp_path / "home", clock=clock, register={SERIAL: (OFFICER, "1")},
+                        config=config)
+    rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": data})
+    source = rec / MEDIA / "A.MP4"
+    flaky = FlakyReads(monkeypatch, source, at=at, wrong=wrong)
+    station = open_station(home, clock)
+    try:
+        report = Ingestor(station).ingest(rec, serial=SERIAL)
+    finally:
+        station.close()
+        monkeypatch.undo()
+    return home, source, flaky, report
+
+
+@pytest.mark.parametrize("size", [3000, 12 * 2**20 + 5])
+def test_with_verify_source_a_byte_read_wrong_once_is_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """The recorder gives one wrong byte on the first read and the right one after, with no
+    error: a copy from one read would be stored, read back intact, as the wrong bytes. With
+    ``verify_source`` the second read disagrees, the file is read again, and what is stored
+    is the file as the recorder holds it, unflagged."""
+    data = os.urandom(size)
+    home, source, flaky, report = ingest_flaky(
+        tmp_path, monkeypatch, data, config="[ingest]\nverify_source = true\n",
+        at=size // 2, wrong={1})
+    (item,) = report.items
+    assert flaky.reads >= 3, "read, read again (disagreeing), then two reads that agree"
+    assert item.sha256 == sha256_of(data)
+    assert "changed_during_copy" not in item.flags
+    assert source.read_bytes() == data
+    assert assert_catalog_items_intact(home) == {item.sha256}
+    assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_with_verify_source_a_file_that_never_reads_alike_is_kept_flagged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every first read of each attempt gives a wrong byte: no two reads of an attempt
+    agree. The last read is kept, flagged, with nothing else left in the store; the
+    recorder's file is untouched and read again at the next dock."""
+    data = os.urandom(100_000)
+    home, source, flaky, report = ingest_flaky(
+        tmp_path, monkeypatch, data,
+        config="[ingest]\nverify_source = true\nchanged_retries = 1\n", at=777, wrong={1, 3})
+    assert flaky.reads == 4
+    (item,) = report.items
+    assert "changed_during_copy" in item.flags
+    assert item.sha256 != sha256_of(data)
+    assert set(store_objects(home)) == {item.sha256}
+    assert partial_files(home / "store") == []
+    assert source.read_bytes() == data
+
+    station = open_station(home, FakeClock())
+    try:
+        again = Ingestor(station).ingest(tmp_path / "rec", serial=SERIAL)
+    finally:
+        station.close()
+    assert sha256_of(data) in [i.sha256 for i in again.items]
     assert run_cli(home, "ledger", "verify").exit_code == 0
 
 

@@ -215,12 +215,17 @@ def _fill_source(fd: int, buf: mmap.mmap, offset: int) -> int:
     try:
         return _fill(fd, buf)
     except OSError as exc:
-        # Where the read that failed began: the buffer's offset and what was read into it.
-        try:
-            at = os.lseek(fd, 0, os.SEEK_CUR)
-        except OSError:
-            at = offset
-        raise SourceReadError(f"cannot read at byte {at}: {exc.strerror or exc}") from exc
+        raise source_read_error(fd, exc, offset) from exc
+
+
+def source_read_error(fd: int, exc: OSError, offset: int = 0) -> SourceReadError:
+    """The error for a failed read of a recorder file, naming where the read that failed
+    began (the file's position: the buffer's offset and what was read into it)."""
+    try:
+        at = os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        at = offset
+    return SourceReadError(f"cannot read at byte {at}: {exc.strerror or exc}")
 
 
 def set_direct(fd: int, on: bool) -> bool:

@@ -32,9 +32,10 @@ from ..errors import (
     RecorderGone,
     RecorderNotRegistered,
     SourceChanged,
+    SourceReadError,
     StoreError,
 )
-from ..integrity.hashing import Digest, drop_cache, hash_fd
+from ..integrity.hashing import Digest, drop_cache, hash_fd, source_read_error
 from ..media import probe
 from ..ports import CatalogTx
 from ..station import Station
@@ -674,7 +675,15 @@ class _SourceCheck:
     def _answer(self, digest: Digest) -> bool:
         if self.again:
             drop_cache(self.fd)
-            if hash_fd(self.fd, buffer_size=self.buffer_size) != digest:
+            # A failure is the recorder's (pulled, a bad sector), not the store's.
+            try:
+                second = hash_fd(self.fd, buffer_size=self.buffer_size)
+            except OSError as exc:
+                raise SourceReadError("reading it a second time: "
+                                      + source_read_error(self.fd, exc).message) from exc
+            except SourceReadError as exc:
+                raise SourceReadError(f"reading it a second time: {exc.message}") from exc
+            if second != digest:
                 self.read_differently = _unchanged(self.fd, self.before, digest)
                 return False
         return _unchanged(self.fd, self.before, digest)

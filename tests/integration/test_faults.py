@@ -507,16 +507,21 @@ class FlakyReads:
     every read of a recorder file goes through."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, path: Path, at: int,
-                 wrong: set[int]) -> None:
+                 wrong: set[int], fail: set[int] | None = None) -> None:
         self.path, self.at, self.wrong, self.reads = os.fsencode(path), at, wrong, 0
+        self.fail = fail or set()  # the reads that fail with EIO instead
         self._readv = os.readv
         monkeypatch.setattr(os, "readv", self.readv)
 
     def readv(self, fd: int, buffers: list[memoryview]) -> int:
         start = os.lseek(fd, 0, os.SEEK_CUR)
+        ours = os.readlink(f"/proc/self/fd/{fd}") == os.fsdecode(self.path)
+        if ours and start <= self.at < start + sum(len(b) for b in buffers) and (
+                self.reads + 1 in self.fail):
+            self.reads += 1
+            raise OSError(5, "Input/output error")
         n = self._readv(fd, buffers)
-        if start <= self.at < start + n and os.readlink(f"/proc/self/fd/{fd}") == os.fsdecode(
-                self.path):
+        if ours and start <= self.at < start + n:
             self.reads += 1
             if self.reads in self.wrong:
                 offset = self.at - start
@@ -529,7 +534,8 @@ class FlakyReads:
 
 
 def ingest_flaky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, *,
-                 config: str, at: int, wrong: set[int]) -> tuple[Path, Path, FlakyReads, Any]:
+                 config: str, at: int, wrong: set[int], fail: set[int] | None = None,
+                 ) -> tuple[Path, Path, FlakyReads, Any]:
     """A station with ``config`` ingests a recorder holding ``data`` whose byte ``at`` reads
     wrong on the ``wrong`` reads: its home, the recorder's file, the reads, the report."""
     clock = FakeClock()
@@ -537,7 +543,7 @@ def ingest_flaky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, *
                         config=config)
     rec = build_recorder(tmp_path / "rec", {f"{MEDIA}/A.MP4": data})
     source = rec / MEDIA / "A.MP4"
-    flaky = FlakyReads(monkeypatch, source, at=at, wrong=wrong)
+    flaky = FlakyReads(monkeypatch, source, at=at, wrong=wrong, fail=fail)
     station = open_station(home, clock)
     try:
         report = Ingestor(station).ingest(rec, serial=SERIAL)
@@ -591,6 +597,30 @@ def test_with_verify_source_a_file_that_never_reads_alike_is_kept_flagged(
         station.close()
     assert sha256_of(data) in [i.sha256 for i in again.items]
     assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+@pytest.mark.parametrize(("size", "at", "fails_at"), [
+    (3000, 1500, 0), (12 * 2**20 + 5, 5 * 2**20, 4 * 2**20)])
+def test_with_verify_source_a_second_read_that_fails_is_the_recorders_fault(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, at: int,
+        fails_at: int) -> None:
+    """The second read meets a bad sector: the file fails, named, as a read of the recorder
+    that says where (not as a broken store, which would stop the dock); nothing of it is
+    stored, and the dock goes on."""
+    data = os.urandom(size)
+    home, source, flaky, report = ingest_flaky(
+        tmp_path, monkeypatch, data, config="[ingest]\nverify_source = true\n",
+        at=at, wrong=set(), fail={2})
+    assert flaky.reads == 2
+    assert report.items == []
+    assert report.errors == [{
+        "path": f"{MEDIA}/A.MP4",
+        "error": f"reading it a second time: cannot read at byte {fails_at}: "
+                 "Input/output error"}]
+    assert str(report.state) == "done"
+    assert store_objects(home) == {}
+    assert partial_files(home / "store") == []
+    assert source.read_bytes() == data
 
 
 @pytest.mark.parametrize("retries", [0, 3])

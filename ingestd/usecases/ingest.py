@@ -459,14 +459,11 @@ class Ingestor:
                 keep = functools.partial(_keep_copy, check, last=attempt == attempts)
 
                 repaired: Repair | None = None
+                matched = False  # the bytes hash to the stored copy's name: read right
                 if known is not None and store.has(known):
                     digest = hash_fd(fd, buffer_size=store.buffer_size, on_bytes=on_bytes)
-                    new = False
-                    # Bytes that hash to the stored copy's name were read right: only the
-                    # file's stability is left to check.
-                    check.again = False
-                    if digest.sha256 != known:
-                        check.again = self.settings.ingest.verify_source
+                    new, matched = False, digest.sha256 == known
+                    if not matched:
                         # Different bytes under the same name, size and time: copy them now
                         # (moving on to the next attempt could leave none to copy them in).
                         known = None
@@ -476,7 +473,8 @@ class Ingestor:
                 else:
                     written = store.put_from_fd(fd, abort=abort, accept=keep, on_bytes=on_bytes)
                     digest, new, repaired = written.digest, written.new, written.repaired
-                stable = check(digest)
+                # Bytes read right need no second read: only the file's stability is checked.
+                stable = _unchanged(fd, before, digest) if matched else check(digest)
             finally:
                 os.close(fd)
             # A copy that replaced a damaged object was accepted, so this attempt is the one

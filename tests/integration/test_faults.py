@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import (
@@ -39,7 +38,7 @@ from conftest import (
 )
 
 from ingestd.docks.walk import SourceFile
-from ingestd.usecases.ingest import Ingestor
+from ingestd.usecases.ingest import Ingestor, IngestReport
 from tests.support import catalog
 from tests.support.damage import flip_bit
 
@@ -535,7 +534,7 @@ class FlakyReads:
 
 def ingest_flaky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, *,
                  config: str, at: int, wrong: set[int], fail: set[int] | None = None,
-                 ) -> tuple[Path, Path, FlakyReads, Any]:
+                 ) -> tuple[Path, Path, FlakyReads, IngestReport]:
     """A station with ``config`` ingests a recorder holding ``data`` whose byte ``at`` reads
     wrong on the ``wrong`` reads: its home, the recorder's file, the reads, the report."""
     clock = FakeClock()
@@ -565,7 +564,7 @@ def test_with_verify_source_a_byte_read_wrong_once_is_read_again(
         tmp_path, monkeypatch, data, config="[ingest]\nverify_source = true\n",
         at=size // 2, wrong={1})
     (item,) = report.items
-    assert flaky.reads >= 3, "read, read again (disagreeing), then two reads that agree"
+    assert flaky.reads == 4, "read, read again (disagreeing), then two reads that agree"
     assert item.sha256 == sha256_of(data)
     assert "changed_during_copy" not in item.flags
     assert source.read_bytes() == data
@@ -597,6 +596,30 @@ def test_with_verify_source_a_file_that_never_reads_alike_is_kept_flagged(
         station.close()
     assert sha256_of(data) in [i.sha256 for i in again.items]
     assert run_cli(home, "ledger", "verify").exit_code == 0
+
+
+def test_with_verify_source_a_known_file_docked_again_is_read_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file already stored, docked again: its one read hashes to the stored copy, which
+    proves it right; no second read is made. A wrong byte on that read is not taken for
+    the file: its bytes are copied again, and read twice, as new bytes are."""
+    data = os.urandom(100_000)
+    home, source, _, first = ingest_flaky(
+        tmp_path, monkeypatch, data, config="[ingest]\nverify_source = true\n",
+        at=500, wrong=set())
+    assert [i.sha256 for i in first.items] == [sha256_of(data)]
+    for wrong, reads in ((set(), 1), ({1}, 3)):
+        with pytest.MonkeyPatch.context() as patch:
+            flaky = FlakyReads(patch, source, at=500, wrong=wrong)
+            station = open_station(home, FakeClock())
+            try:
+                again = Ingestor(station).ingest(tmp_path / "rec", serial=SERIAL)
+            finally:
+                station.close()
+        assert flaky.reads == reads, wrong
+        (item,) = again.items
+        assert item.sha256 == sha256_of(data) and not item.new
+    assert set(store_objects(home)) == {sha256_of(data)}
 
 
 @pytest.mark.parametrize(("size", "at", "fails_at"), [

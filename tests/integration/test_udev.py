@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -125,6 +126,29 @@ def _umockdev_child_results(
         if getattr(item, "module", None) is request.module
         and getattr(getattr(item, "function", None), "_umockdev", False)
     ]
+    results = _run_child(node_ids, request, tmp_path_factory)
+    crashed = [node for node in node_ids if node.rpartition("::")[2] not in results]
+    if crashed and results[""].status == "crashed":
+        # libumockdev itself can abort while it sends a uevent (SIGABRT inside testbed.uevent
+        # on the test's own thread, seen once in a loaded CI run; 40 runs under load after it
+        # did not repeat it). A crash writes no report, so no test has an outcome yet.
+        # The tests it did not get to run once more in a fresh child; one that is not
+        # reported twice fails with both runs' output. The crash is shown as a warning.
+        warnings.warn(f"the umockdev child crashed; running its {len(crashed)} unreported "
+                      f"tests again:\n{results[''].detail}", stacklevel=1)
+        again = _run_child(crashed, request, tmp_path_factory)
+        results.update({name: outcome for name, outcome in again.items() if name})
+        results[""] = _Outcome("failed", f"{results[''].detail}\n-- run again --\n"
+                                         f"{again[''].detail}")
+    return results
+
+
+def _run_child(node_ids: list[str], request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> dict[str, _Outcome]:
+    """One child run under umockdev-wrapper: each reported test's outcome by name, and under
+    "" the run's own (its output; "crashed" when a signal ended it)."""
+    wrapper = shutil.which("umockdev-wrapper")
+    assert wrapper is not None
     report = tmp_path_factory.mktemp("umockdev") / "report.xml"
     args = [
         wrapper,
@@ -138,6 +162,7 @@ def _umockdev_child_results(
         *node_ids,
     ]
     env = {**os.environ, _CHILD_ENV: "1"}
+    status = "failed"
     try:
         done = subprocess.run(
             args,
@@ -148,10 +173,13 @@ def _umockdev_child_results(
             timeout=_CHILD_TIMEOUT,
             check=False,
         )
-        output = (done.stdout + done.stderr)[-6000:]
+        output = _head_and_tail(done.stdout + done.stderr)
+        if done.returncode < 0:
+            status = "crashed"
+            output = f"ended by signal {-done.returncode}:\n{output}"
     except subprocess.TimeoutExpired as exc:
         output = f"the umockdev child run timed out after {_CHILD_TIMEOUT:g} s: {exc}"
-    results: dict[str, _Outcome] = {"": _Outcome("failed", output)}
+    results: dict[str, _Outcome] = {"": _Outcome(status, output)}
     if not report.exists():
         return results
     for case in ET.parse(report).getroot().iter("testcase"):
@@ -164,6 +192,13 @@ def _umockdev_child_results(
                 status, detail = "skipped", child.get("message", "skipped in the child run")
         results[case.get("name", "")] = _Outcome(status, detail)
     return results
+
+
+def _head_and_tail(output: str, keep: int = 3000) -> str:
+    """The start (where GLib and umockdev say why they abort) and the end (the traceback)."""
+    if len(output) <= 2 * keep:
+        return output
+    return f"{output[:keep]}\n[... {len(output) - 2 * keep} characters ...]\n{output[-keep:]}"
 
 
 # -- helpers ---------------------------------------------------------------------------------

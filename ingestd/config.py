@@ -3,6 +3,12 @@
 An unknown key or a bad value is an error naming the key's path and the reason. Durations are
 written like ``"24h"``, ``"90m"``, ``"2d"``; sizes like ``"4MiB"``, ``"10GB"``. Relative paths are
 taken from ``home`` (by default the folder that holds the configuration file).
+
+The settings are msgspec Structs: frozen, unknown keys refused, each value of its exact type
+(no string taken for a number). A check of a value's own that msgspec does not know (a
+duration, a zone, a URL) raises a ValueError; its message starts with ``@KEY: `` when it is
+about one key of the section (or, for a section's dict, one entry), and :func:`_describe`
+puts that key into the path it reports.
 """
 
 from __future__ import annotations
@@ -11,22 +17,15 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+import types
+import typing
 from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+import msgspec
+from msgspec import Meta, Struct, field
 
 from .domain import text
 from .domain.alerts import Condition
@@ -79,35 +78,61 @@ def parse_size(value: Any) -> int:
     return size
 
 
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
+class Duration(timedelta):
+    """A key written as a duration (``"24h"``): see :func:`parse_duration`."""
+
+
+class PositiveDuration(Duration):
+    """A window or an interval: zero would make every item late at once, or a job run
+    unceasingly."""
+
+
+class Size(int):
+    """A key written as a size in bytes (``"4MiB"``): see :func:`parse_size`."""
+
+
+class FreeSpace(str):
+    """Free space on a disk: bytes (a size) or a share of the disk (``"5%"``)."""
+
+    __slots__ = ()
+
+
+def _duration(value: Any, positive: bool) -> Duration:
+    parsed = parse_duration(value)
+    if positive and parsed <= timedelta(0):
         raise ValueError("must be longer than 0s")
-    return value
+    made = PositiveDuration if positive else Duration
+    return made(days=parsed.days, seconds=parsed.seconds, microseconds=parsed.microseconds)
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-#: A window or an interval: zero would make every item late at once, or a job run unceasingly.
-PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration),
-                             AfterValidator(_positive)]
-Size = Annotated[int, BeforeValidator(parse_size)]
+def _decode(kind: type, value: Any) -> Any:
+    """msgspec's hook for the types above, and for paths (written as strings)."""
+    if kind is PositiveDuration or kind is Duration:
+        return _duration(value, kind is PositiveDuration)
+    if kind is Size:
+        return Size(parse_size(value))
+    if kind is FreeSpace:
+        return FreeSpace(_free_space(value))
+    if kind is Path:
+        if not isinstance(value, str):
+            raise ValueError(f"not a path: {value!r} (write it as a string)")
+        return Path(value)
+    raise NotImplementedError(kind)
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Section(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
 
 
-class FilenameTimeRule(_Section):
+class FilenameTimeRule(_Section, frozen=True, kw_only=True):
     pattern: str
     format: str
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
+    def __post_init__(self) -> None:
         try:
-            re.compile(value)
+            re.compile(self.pattern)
         except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from exc
-        return value
+            raise ValueError(f"@pattern: not a regular expression: {exc}") from exc
 
 
 DEFAULT_PATTERNS = (
@@ -117,7 +142,7 @@ DEFAULT_PATTERNS = (
 )
 
 
-class IngestSettings(_Section):
+class IngestSettings(_Section, frozen=True, kw_only=True):
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     #: Paths of a recorder's own files, known not to be footage (``SYSTEM/*``): left on it as
     #: every unmatched file is, but counted as ``ignored``, not as files left behind.
@@ -128,34 +153,24 @@ class IngestSettings(_Section):
         FilenameTimeRule(pattern=r"(\d{14})", format="%Y%m%d%H%M%S"),
     )
     recorder_timezone: str = "+08:00"
-    clock_tolerance: Duration = timedelta(minutes=10)
-    buffer_size: Size = 4 * 2**20
-    changed_retries: int = Field(default=3, ge=0, le=20)
+    clock_tolerance: Duration = Duration(minutes=10)
+    buffer_size: Size = Size(4 * 2**20)
+    changed_retries: Annotated[int, Meta(ge=0, le=20)] = 3
     #: Read every file a second time from the recorder and store it only if both reads
     #: agree: twice the reading of a recorder, for a recorder that may give wrong bytes.
     verify_source: bool = False
-    parallel_files: int = Field(default=2, ge=1, le=16)
-    probe_timeout: PositiveDuration = timedelta(seconds=60)
+    parallel_files: Annotated[int, Meta(ge=1, le=16)] = 2
+    probe_timeout: PositiveDuration = PositiveDuration(seconds=60)
 
-    @field_validator("patterns")
-    @classmethod
-    def _some_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value or not all(p.strip() for p in value):
-            raise ValueError("needs at least one non-empty pattern (no file would be taken)")
-        return value
-
-    @field_validator("ignore")
-    @classmethod
-    def _ignore(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not all(p.strip() for p in value):
-            raise ValueError("an empty pattern would ignore nothing; remove it")
-        return value
-
-    @field_validator("recorder_timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        parse_zone(value)
-        return value
+    def __post_init__(self) -> None:
+        if not self.patterns or not all(p.strip() for p in self.patterns):
+            raise ValueError("@patterns: needs at least one non-empty pattern (no file would "
+                             "be taken)")
+        if not all(p.strip() for p in self.ignore):
+            raise ValueError("@ignore: an empty pattern would ignore nothing; remove it")
+        _zone("recorder_timezone", self.recorder_timezone)
+        if not 64 * 1024 <= self.buffer_size <= 256 * 2**20:
+            raise ValueError("@buffer_size: must be between 64KiB and 256MiB")
 
     @property
     def recorder_tz(self) -> tzinfo:
@@ -163,51 +178,51 @@ class IngestSettings(_Section):
         ``station_timezone`` says otherwise, every time shown to a person is given in it)."""
         return parse_zone(self.recorder_timezone)
 
-    @field_validator("buffer_size")
-    @classmethod
-    def _buffer(cls, value: int) -> int:
-        if not 64 * 1024 <= value <= 256 * 2**20:
-            raise ValueError("must be between 64KiB and 256MiB")
-        return value
-
     def conventions(self) -> tuple[FilenameTime, ...]:
         return tuple(FilenameTime.of(r.pattern, r.format) for r in self.filename_time)
 
 
-class WindowSettings(_Section):
-    ingest: PositiveDuration = timedelta(hours=24)
-    label: PositiveDuration = timedelta(hours=48)
-    replication: PositiveDuration = timedelta(hours=24)
+def _zone(key: str, value: str) -> None:
+    try:
+        parse_zone(value)
+    except ValueError as exc:
+        raise ValueError(f"@{key}: {exc}") from None
+
+
+class WindowSettings(_Section, frozen=True, kw_only=True):
+    ingest: PositiveDuration = PositiveDuration(hours=24)
+    label: PositiveDuration = PositiveDuration(hours=48)
+    replication: PositiveDuration = PositiveDuration(hours=24)
 
     def policy(self) -> Windows:
         return Windows(ingest=self.ingest, label=self.label, replication=self.replication)
 
 
-class RetentionSettings(_Section):
-    routine: Duration = timedelta(days=365)
-    evidence: Duration = timedelta(days=365 * 30)
+class RetentionSettings(_Section, frozen=True, kw_only=True):
+    routine: Duration = Duration(days=365)
+    evidence: Duration = Duration(days=365 * 30)
     long_term_categories: tuple[str, ...] = (
         "dispute", "complaint", "obstruction", "assault", "incident", "mass-incident",
     )
-    local_keep: Duration = timedelta(days=30)
+    local_keep: Duration = Duration(days=30)
     # Evidence periods by case type, chosen by `label --case-type NAME`; each only lengthens.
-    case_types: dict[str, PositiveDuration] = {}
+    # Read as written and checked here, so that an error names the case type.
+    case_types: dict[str, Any] = {}
 
-    @field_validator("case_types")
-    @classmethod
-    def _case_type_names(cls, value: dict[str, timedelta]) -> dict[str, timedelta]:
-        bad = sorted(name for name in value if not _CASE_TYPE_RE.fullmatch(name))
+    def __post_init__(self) -> None:
+        bad = sorted(name for name in self.case_types if not _CASE_TYPE_RE.fullmatch(name))
         if bad:
-            raise ValueError(f"not a case type name: {bad[0]!r} (letters, digits, - _ .; "
-                             "at most 64)")
-        return value
-
-    @field_validator("routine")
-    @classmethod
-    def _minimum(cls, value: timedelta) -> timedelta:
-        if value < timedelta(days=365):
-            raise ValueError("must be at least 365d (the rules keep footage a year)")
-        return value
+            raise ValueError(f"@case_types: not a case type name: {bad[0]!r} (letters, "
+                             "digits, - _ .; at most 64)")
+        periods = {}
+        for name, value in self.case_types.items():
+            try:
+                periods[name] = _duration(value, positive=True)
+            except ValueError as exc:
+                raise ValueError(f"@case_types.{name}: {exc}") from None
+        msgspec.structs.force_setattr(self, "case_types", periods)
+        if self.routine < timedelta(days=365):
+            raise ValueError("@routine: must be at least 365d (the rules keep footage a year)")
 
     def policy(self) -> RetentionPolicy:
         return RetentionPolicy(
@@ -218,60 +233,58 @@ class RetentionSettings(_Section):
         )
 
 
-class DockSettings(_Section):
-    watch_root: Path | None = Path("docks")
+class DockSettings(_Section, frozen=True, kw_only=True):
+    watch_root: str | None = "docks"  # a folder (relative: from home); "" or unset: none
     identity: Literal["folder", "file"] = "folder"
     identity_file: str = "RECORDER.ID"
-    settle: Duration = timedelta(seconds=2)
+    settle: Duration = Duration(seconds=2)
     udev: bool = False
     runtime_dir: Path = Path("run")
-    max_parallel_recorders: int = Field(default=8, ge=1, le=64)
+    max_parallel_recorders: Annotated[int, Meta(ge=1, le=64)] = 8
     wipe: Literal["never", "after-local-verify", "after-offsite-verify"] = "never"
-    ready_timeout: PositiveDuration = timedelta(seconds=30)
+    ready_timeout: PositiveDuration = PositiveDuration(seconds=30)
     fs_check: bool = True  # read-only file system check of a udev recorder before mounting
     fusefat_write: bool = False  # wipe FAT recorders through fusefat's experimental rw+ mode
 
-    @field_validator("watch_root", mode="before")
-    @classmethod
-    def _off(cls, value: object) -> object:
-        return None if value in ("", None) else value
 
-
-class SchedulerSettings(_Section):
-    window_check: PositiveDuration = timedelta(minutes=10)
-    replication: PositiveDuration = timedelta(minutes=15)
-    checkpoint: PositiveDuration = timedelta(hours=1)
-    audit: PositiveDuration = timedelta(hours=6)
-    audit_sample: int = Field(default=20, ge=0)
-    ledger_verify: PositiveDuration = timedelta(hours=6)
-    audit_offsite: PositiveDuration = timedelta(hours=24)
-    audit_offsite_sample: int = Field(default=5, ge=0)
-    retention: PositiveDuration = timedelta(hours=24)
-    replication_parallel: int = Field(default=4, ge=1, le=32)
+class SchedulerSettings(_Section, frozen=True, kw_only=True):
+    window_check: PositiveDuration = PositiveDuration(minutes=10)
+    replication: PositiveDuration = PositiveDuration(minutes=15)
+    checkpoint: PositiveDuration = PositiveDuration(hours=1)
+    audit: PositiveDuration = PositiveDuration(hours=6)
+    audit_sample: Annotated[int, Meta(ge=0)] = 20
+    ledger_verify: PositiveDuration = PositiveDuration(hours=6)
+    audit_offsite: PositiveDuration = PositiveDuration(hours=24)
+    audit_offsite_sample: Annotated[int, Meta(ge=0)] = 5
+    retention: PositiveDuration = PositiveDuration(hours=24)
+    replication_parallel: Annotated[int, Meta(ge=1, le=32)] = 4
     # WORM check of every target with object_lock = true (``ingestd targets check``); "0s":
     # not on schedule (by hand only)
-    worm_check: Duration = timedelta(hours=24)
-    worm_check_sample: int = Field(default=5, ge=0)
+    worm_check: Duration = Duration(hours=24)
+    worm_check_sample: Annotated[int, Meta(ge=0)] = 5
 
 
-class SpotCheckSettings(_Section):
+class SpotCheckSettings(_Section, frozen=True, kw_only=True):
     """The spot-check sampler: ``per_officer`` items of each officer every ``period`` (0: off)."""
 
-    per_officer: int = Field(default=1, ge=0, le=1000)
-    period: PositiveDuration = timedelta(days=7)
+    per_officer: Annotated[int, Meta(ge=0, le=1000)] = 1
+    period: PositiveDuration = PositiveDuration(days=7)
 
 
-class AuditSettings(_Section):
+class AuditSettings(_Section, frozen=True, kw_only=True):
     """Audit cycles: each local copy re-hashed within ``cycle``, each off-site copy read back
     within ``offsite_cycle``; reads at most ``max_rate`` bytes a second (0: unlimited)."""
 
-    cycle: PositiveDuration = timedelta(days=30)
-    offsite_cycle: PositiveDuration = timedelta(days=365)
-    max_rate: Size = 0
+    cycle: PositiveDuration = PositiveDuration(days=30)
+    offsite_cycle: PositiveDuration = PositiveDuration(days=365)
+    max_rate: Size = Size(0)
 
 
-class _TargetBase(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+_NAME = Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class _TargetBase(_Section, frozen=True, kw_only=True, tag_field="type"):
+    name: Annotated[str, _NAME]
     required: bool = True
     prefix: str = ""
 
@@ -297,8 +310,7 @@ def http_url(value: str, *, example: str, secrets: str = "",
     return value
 
 
-class S3TargetSettings(_TargetBase):
-    type: Literal["s3"]
+class S3TargetSettings(_TargetBase, frozen=True, kw_only=True, tag="s3"):
     bucket: str | None = None
     endpoint_url: str | None = None
     region: str = "us-east-1"
@@ -308,28 +320,25 @@ class S3TargetSettings(_TargetBase):
     ca_bundle: Path | None = None
     sse: Literal["AES256", "aws:kms"] | None = None
     kms_key_id: str | None = None
-    multipart_threshold: Size = 64 * 2**20
-    multipart_chunksize: Size = 16 * 2**20
-    max_concurrency: int = Field(default=4, ge=1, le=64)
+    multipart_threshold: Size = Size(64 * 2**20)
+    multipart_chunksize: Size = Size(16 * 2**20)
+    max_concurrency: Annotated[int, Meta(ge=1, le=64)] = 4
     bandwidth_limit: Size | None = None
-    max_attempts: int = Field(default=5, ge=1, le=50)
+    max_attempts: Annotated[int, Meta(ge=1, le=50)] = 5
     readback: bool = False  # read every upload back in full and hash it before counting it
 
-    @field_validator("endpoint_url")
-    @classmethod
-    def _no_secrets(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        return http_url(value, example="https://rgw.example.org", query=False,
-                        secrets="put the keys in credentials_file")
-
-    @model_validator(mode="after")
-    def _shape(self) -> S3TargetSettings:
+    def __post_init__(self) -> None:
+        if self.endpoint_url is not None:
+            _url("endpoint_url", self.endpoint_url, example="https://rgw.example.org",
+                 query=False, secrets="put the keys in credentials_file")
         if not self.bucket:
             raise ValueError("an s3 target needs bucket")
         if self.sse == "aws:kms" and not self.kms_key_id:
             raise ValueError("sse = \"aws:kms\" needs kms_key_id")
-        return self
+
+    @property
+    def type(self) -> Literal["s3"]:
+        return "s3"
 
     def place(self) -> str:
         """Where its objects go, to tell two targets at the same place apart (no secrets)."""
@@ -337,35 +346,42 @@ class S3TargetSettings(_TargetBase):
         return f"{where} bucket {self.bucket}"
 
 
-class DirectoryTargetSettings(_TargetBase):
-    type: Literal["directory"]
+def _url(key: str, value: str, **how: Any) -> None:
+    try:
+        http_url(value, **how)
+    except ValueError as exc:
+        raise ValueError(f"@{key}: {exc}") from None
+
+
+class DirectoryTargetSettings(_TargetBase, frozen=True, kw_only=True, tag="directory"):
     path: Path | None = None
     mount_point: Path | None = None  # path must be on the file system mounted here
     same_filesystem_ok: bool = False  # allow path on the store's own file system (tests, demos)
 
-    @model_validator(mode="after")
-    def _shape(self) -> DirectoryTargetSettings:
+    def __post_init__(self) -> None:
         if self.path is None:
             raise ValueError("a directory target needs path")
-        return self
+
+    @property
+    def type(self) -> Literal["directory"]:
+        return "directory"
 
 
 #: One ``[[targets]]`` table: its ``type`` says which settings it takes; any other key is an
 #: error, so a bucket setting on a directory target is not silently ignored.
-TargetSettings = Annotated[S3TargetSettings | DirectoryTargetSettings,
-                           Field(discriminator="type")]
+TargetSettings = S3TargetSettings | DirectoryTargetSettings
 TARGET_TYPES: dict[str, type[_TargetBase]] = {
     "s3": S3TargetSettings, "directory": DirectoryTargetSettings}
 
 
-class CaseSettings(_Section):
+class CaseSettings(_Section, frozen=True, kw_only=True):
     """Closed cases (``ingestd case close``): each is archived as one package to ``archive``
     within ``case_archive_window`` of the end of enforcement, or its items are flagged
     archive_late. ``archive``: the name of a ``[[targets]]`` table (an S3 target must have
     object_lock), or a directory (written with a ``/``; relative paths from home); empty:
     none configured yet."""
 
-    case_archive_window: PositiveDuration = timedelta(days=30)
+    case_archive_window: PositiveDuration = PositiveDuration(days=30)
     archive: str = ""
 
 
@@ -383,27 +399,25 @@ def _free_space(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-class AlertingSettings(_Section):
+class AlertingSettings(_Section, frozen=True, kw_only=True):
     """When alerts are evaluated and sent again, and each condition's threshold."""
 
-    interval: PositiveDuration = timedelta(minutes=5)
-    repeat: PositiveDuration = timedelta(hours=4)  # a firing alert is sent again this often
-    free_space_min: Annotated[str, BeforeValidator(_free_space)] = "5%"  # bytes, or "N%"
-    replication_stalled_after: PositiveDuration = timedelta(hours=6)
-    missed_windows_min: int = Field(default=1, ge=1)  # items past a window, not justified
-    skipped_files_min: int = Field(default=1, ge=1)  # files the last dock left on a recorder
-    damaged_media_min: int = Field(default=1, ge=1)  # files of the last dock that are not media
-    clock_items_min: int = Field(default=1, ge=1)  # items of the last dock with a doubtful time
+    interval: PositiveDuration = PositiveDuration(minutes=5)
+    repeat: PositiveDuration = PositiveDuration(hours=4)  # a firing alert is sent again this often
+    free_space_min: FreeSpace = FreeSpace("5%")  # bytes, or "N%"
+    replication_stalled_after: PositiveDuration = PositiveDuration(hours=6)
+    missed_windows_min: Annotated[int, Meta(ge=1)] = 1  # items past a window, not justified
+    skipped_files_min: Annotated[int, Meta(ge=1)] = 1  # files the last dock left on a recorder
+    damaged_media_min: Annotated[int, Meta(ge=1)] = 1  # files of the last dock that are not media
+    clock_items_min: Annotated[int, Meta(ge=1)] = 1  # items of the last dock with a doubtful time
     disabled: tuple[str, ...] = ()  # conditions never alerted, by name
 
-    @field_validator("disabled")
-    @classmethod
-    def _conditions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def __post_init__(self) -> None:
         known = [str(c) for c in Condition if c != Condition.TEST]
-        bad = [name for name in value if name not in known]
+        bad = [name for name in self.disabled if name not in known]
         if bad:
-            raise ValueError(f"not a condition: {bad[0]!r} (one of {', '.join(known)})")
-        return value
+            raise ValueError(f"@disabled: not a condition: {bad[0]!r} (one of "
+                             f"{', '.join(known)})")
 
     @property
     def free_space_percent(self) -> float | None:
@@ -415,52 +429,58 @@ class AlertingSettings(_Section):
         return None if self.free_space_percent is not None else parse_size(self.free_space_min)
 
 
-def _secret_free_url(value: str) -> str:
-    return http_url(value, example="https://alerts.example.org/hook",
-                    secrets="put a bearer token in token_file")
+_ADDRESS = Meta(pattern=r"^[^\s<>,;]+@[^\s<>,;]+$")
 
 
-class _ChannelBase(_Section):
-    name: str = Field(default="", pattern=r"^$|^[A-Za-z0-9_.-]{1,64}$")  # default: its type
-    attempts: int = Field(default=3, ge=1, le=10)  # tries of each send, with backoff between
-    backoff: PositiveDuration = timedelta(seconds=1)  # before the second try; doubles
-    timeout: PositiveDuration = timedelta(seconds=10)
+class _ChannelBase(_Section, frozen=True, kw_only=True, tag_field="type"):
+    name: Annotated[str, Meta(pattern=r"^$|^[A-Za-z0-9_.-]{1,64}$")] = ""  # default: its type
+    attempts: Annotated[int, Meta(ge=1, le=10)] = 3  # tries of each send, with backoff between
+    backoff: PositiveDuration = PositiveDuration(seconds=1)  # before the second try; doubles
+    timeout: PositiveDuration = PositiveDuration(seconds=10)
     ca_bundle: Path | None = None  # the CA to check the server's certificate against
 
     @property
+    def type(self) -> str:
+        raise NotImplementedError  # each channel type says its own
+
+    @property
     def channel(self) -> str:
-        return self.name or str(getattr(self, "type"))  # noqa: B009 - each type has its own
+        return self.name or self.type
 
 
-class WebhookChannelSettings(_ChannelBase):
-    type: Literal["webhook"]
-    url: Annotated[str, AfterValidator(_secret_free_url)]
+class WebhookChannelSettings(_ChannelBase, frozen=True, kw_only=True, tag="webhook"):
+    url: str
     token_file: Path | None = None  # a bearer token, read at each send
 
+    def __post_init__(self) -> None:
+        _url("url", self.url, example="https://alerts.example.org/hook",
+             secrets="put a bearer token in token_file")
 
-class SmtpChannelSettings(_ChannelBase):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    @property
+    def type(self) -> Literal["webhook"]:
+        return "webhook"
 
-    type: Literal["smtp"]
-    host: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,253}$")
-    port: int = Field(default=587, ge=1, le=65535)
+
+class SmtpChannelSettings(_ChannelBase, frozen=True, kw_only=True, tag="smtp"):
+    host: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,253}$")]
+    port: Annotated[int, Meta(ge=1, le=65535)] = 587
     starttls: bool = True
-    sender: str = Field(alias="from", pattern=r"^[^\s<>,;]+@[^\s<>,;]+$")
-    to: tuple[Annotated[str, Field(pattern=r"^[^\s<>,;]+@[^\s<>,;]+$")], ...] = Field(
-        min_length=1)
+    sender: Annotated[str, _ADDRESS] = field(name="from")
+    to: Annotated[tuple[Annotated[str, _ADDRESS], ...], Meta(min_length=1)]
     username: str | None = None
     password_file: Path | None = None  # read at each send, never logged
 
-    @model_validator(mode="after")
-    def _login(self) -> SmtpChannelSettings:
+    def __post_init__(self) -> None:
         if self.password_file is not None and not self.username:
             raise ValueError("password_file needs username")
-        return self
+
+    @property
+    def type(self) -> Literal["smtp"]:
+        return "smtp"
 
 
 #: One ``[[alerts]]`` table: a channel, by ``type``. The log is always one besides.
-ChannelSettings = Annotated[WebhookChannelSettings | SmtpChannelSettings,
-                            Field(discriminator="type")]
+ChannelSettings = WebhookChannelSettings | SmtpChannelSettings
 CHANNEL_TYPES: dict[str, type[_ChannelBase]] = {
     "webhook": WebhookChannelSettings, "smtp": SmtpChannelSettings}
 
@@ -468,38 +488,28 @@ CHANNEL_TYPES: dict[str, type[_ChannelBase]] = {
 _OID_RE = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 
-class TimestampSettings(_Section):
+class TimestampSettings(_Section, frozen=True, kw_only=True):
     """RFC 3161 time-stamps on signed checkpoints: ``url`` names the time-stamping authority
     (none: checkpoints carry no time-stamp), ``ca_file`` the PEM certificates that must verify
     its tokens, ``policy`` the OID its tokens must be issued under (any, when unset)."""
 
     url: str | None = None
     ca_file: Path | None = None
-    timeout: PositiveDuration = timedelta(seconds=10)
+    timeout: PositiveDuration = PositiveDuration(seconds=10)
     policy: str | None = None
 
-    @field_validator("url")
-    @classmethod
-    def _plain_url(cls, value: str | None) -> str | None:
-        return None if value is None else http_url(value,
-                                                    example="https://tsa.example.org/tsr")
-
-    @field_validator("policy")
-    @classmethod
-    def _oid(cls, value: str | None) -> str | None:
-        if value is not None and not _OID_RE.match(value):
-            raise ValueError("not an object identifier (write like \"1.3.6.1.4.1.4146.2.3\")")
-        return value
-
-    @model_validator(mode="after")
-    def _trust(self) -> TimestampSettings:
+    def __post_init__(self) -> None:
+        if self.url is not None:
+            _url("url", self.url, example="https://tsa.example.org/tsr")
+        if self.policy is not None and not _OID_RE.match(self.policy):
+            raise ValueError("@policy: not an object identifier (write like "
+                             "\"1.3.6.1.4.1.4146.2.3\")")
         if self.url is not None and self.ca_file is None:
             raise ValueError("url needs ca_file: the PEM certificates that verify the "
                              "authority's tokens")
-        return self
 
 
-class LogSettings(_Section):
+class LogSettings(_Section, frozen=True, kw_only=True):
     format: Literal["text", "json"] = "text"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -528,7 +538,7 @@ def is_loopback(host: str) -> bool:
     return host == "localhost" or ipaddress.ip_address(host).is_loopback
 
 
-class WebSettings(_Section):
+class WebSettings(_Section, frozen=True, kw_only=True):
     """The status page, the JSON API and ``/healthz``, served by ``ingestd run``."""
 
     listen: str | None = None  # "127.0.0.1:8765"; unset: not served
@@ -536,33 +546,28 @@ class WebSettings(_Section):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     language: Literal["zh", "en"] = "zh"
-    refresh: PositiveDuration = timedelta(seconds=30)  # the page reloads itself this often
+    refresh: PositiveDuration = PositiveDuration(seconds=30)  # the page reloads itself this often
 
-    @field_validator("listen")
-    @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_listen(value)
-        return value
-
-    @model_validator(mode="after")
-    def _guarded(self) -> WebSettings:
+    def __post_init__(self) -> None:
+        if self.listen is not None:
+            try:
+                host = parse_listen(self.listen)[0]
+            except ValueError as exc:
+                raise ValueError(f"@listen: {exc}") from None
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together (give both, or neither)")
-        if self.listen is not None and self.token_file is None and not is_loopback(
-                parse_listen(self.listen)[0]):
+        if self.listen is not None and self.token_file is None and not is_loopback(host):
             raise ValueError(f"token_file is required: listen = {self.listen!r} is not "
                              "a loopback address, and the status page would be open to the "
                              "network without a token")
-        return self
 
     @property
     def address(self) -> tuple[str, int] | None:
         return parse_listen(self.listen) if self.listen is not None else None
 
 
-class Settings(_Section):
-    station: str = Field(default="station-01", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+class Settings(_Section, frozen=True, kw_only=True):
+    station: Annotated[str, _NAME] = "station-01"
     home: Path
     store: Path = Path("store")
     catalog: str = ""  # SQLAlchemy URL; empty: SQLite in home
@@ -572,27 +577,28 @@ class Settings(_Section):
     # The zone people read every time in (tables, reports, the custody report, `deadline_local`)
     # and in which dates they type are read; empty: the recorders' `ingest.recorder_timezone`.
     station_timezone: str = ""
-    ingest: IngestSettings = IngestSettings()
-    windows: WindowSettings = WindowSettings()
-    retention: RetentionSettings = RetentionSettings()
-    docks: DockSettings = DockSettings()
-    scheduler: SchedulerSettings = SchedulerSettings()
-    spotcheck: SpotCheckSettings = SpotCheckSettings()
-    audit: AuditSettings = AuditSettings()
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    windows: WindowSettings = field(default_factory=WindowSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    docks: DockSettings = field(default_factory=DockSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    spotcheck: SpotCheckSettings = field(default_factory=SpotCheckSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     targets: tuple[TargetSettings, ...] = ()
-    log: LogSettings = LogSettings()
-    cases: CaseSettings = CaseSettings()
-    alerting: AlertingSettings = AlertingSettings()
+    log: LogSettings = field(default_factory=LogSettings)
+    cases: CaseSettings = field(default_factory=CaseSettings)
+    alerting: AlertingSettings = field(default_factory=AlertingSettings)
     alerts: tuple[ChannelSettings, ...] = ()
-    timestamping: TimestampSettings = TimestampSettings()
-    web: WebSettings = WebSettings()
+    timestamping: TimestampSettings = field(default_factory=TimestampSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
-    @field_validator("station_timezone")
-    @classmethod
-    def _station_zone(cls, value: str) -> str:
-        if value:
-            parse_zone(value)
-        return value
+    def __post_init__(self) -> None:
+        if self.station_timezone:
+            _zone("station_timezone", self.station_timezone)
+        self._unique_targets()
+        self._unique_channels()
+        self._separate_targets()
+        self._case_archive()
 
     @property
     def station_tz(self) -> tzinfo:
@@ -600,28 +606,24 @@ class Settings(_Section):
         return parse_zone(self.station_timezone) if self.station_timezone \
             else self.ingest.recorder_tz
 
-    @model_validator(mode="after")
-    def _unique_targets(self) -> Settings:
+    def _unique_targets(self) -> None:
         names = [t.name for t in self.targets]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"targets: names must be unique ({', '.join(twice)} more than once)")
-        return self
+            raise ValueError(f"@targets: names must be unique ({', '.join(twice)} more than "
+                             "once)")
 
-    @model_validator(mode="after")
-    def _unique_channels(self) -> Settings:
+    def _unique_channels(self) -> None:
         names = [c.channel for c in self.alerts]
         twice = sorted({n for n in names if names.count(n) > 1 or n == "log"})
         if twice:
-            raise ValueError(f"alerts: channel names must be unique and not \"log\" "
+            raise ValueError(f"@alerts: channel names must be unique and not \"log\" "
                              f"({', '.join(twice)}); give each [[alerts]] table a name")
-        return self
 
-    @model_validator(mode="after")
-    def _separate_targets(self) -> Settings:
+    def _separate_targets(self) -> None:
         # Two targets at one place would count one copy twice: an item would be "replicated"
         # with a single off-site copy. A folder inside the store is not off-site at all.
-        problems = [f"targets: {a.name!r} and {b.name!r} {why}"
+        problems = [f"{a.name!r} and {b.name!r} {why}"
                     for i, a in enumerate(self.targets) for b in self.targets[i + 1:]
                     if (why := _overlap(a, b, self))]
         store = _resolved(self.store_path)
@@ -629,31 +631,28 @@ class Settings(_Section):
             if isinstance(t, DirectoryTargetSettings) and t.path is not None:
                 where = _resolved(self.path(t.path))
                 if _inside(where, store) or _inside(store, where):
-                    problems.append(f"targets: {t.name!r} ({where}) overlaps the store "
-                                    f"({store}): it would not be an off-site copy")
+                    problems.append(f"{t.name!r} ({where}) overlaps the store ({store}): it "
+                                    "would not be an off-site copy")
         if problems:
-            raise ValueError("; ".join(problems))
-        return self
+            raise ValueError("@targets: " + "; ".join(problems))
 
-    @model_validator(mode="after")
-    def _case_archive(self) -> Settings:
+    def _case_archive(self) -> None:
         where = self.cases.archive
         folder = self.archive_directory()
         if folder is not None:
             store = _resolved(self.store_path)
             if _inside(_resolved(folder), store) or _inside(store, _resolved(folder)):
-                raise ValueError(f"cases.archive: {folder} overlaps the store ({store})")
-            return self
+                raise ValueError(f"@cases.archive: {folder} overlaps the store ({store})")
+            return
         if not where:
-            return self
+            return
         target = next((t for t in self.targets if t.name == where), None)
         if target is None:
-            raise ValueError(f"cases.archive: {where!r} is no target in [[targets]]; a "
+            raise ValueError(f"@cases.archive: {where!r} is no target in [[targets]]; a "
                              "directory is written with a / (\"./archive\", \"/srv/archive\")")
         if isinstance(target, S3TargetSettings) and not target.object_lock:
-            raise ValueError(f"cases.archive: target {where!r} has object_lock = false; a "
+            raise ValueError(f"@cases.archive: target {where!r} has object_lock = false; a "
                              "case archive is kept under Object Lock")
-        return self
 
     def archive_target(self) -> TargetSettings | None:
         """The ``[[targets]]`` table that ``cases.archive`` names (None: a directory, or
@@ -690,7 +689,7 @@ class Settings(_Section):
 
     @property
     def watch_root(self) -> Path | None:
-        return self.path(self.docks.watch_root) if self.docks.watch_root else None
+        return self.path(Path(self.docks.watch_root)) if self.docks.watch_root else None
 
     @property
     def runtime_dir(self) -> Path:
@@ -723,42 +722,145 @@ def _overlap(a: _TargetBase, b: _TargetBase, settings: Settings) -> str:
     return ""
 
 
-def _describe(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
-    for err in exc.errors():
-        parts = list(err["loc"])
-        kind = ""
-        # a [[targets]] table is checked as the settings of its type: pydantic puts the type
-        # into the location (targets.0.directory.bucket); people know it as targets.0.bucket
-        # (and so for an [[alerts]] channel)
-        types: Mapping[str, object] = CHANNEL_TYPES if parts[:1] == ["alerts"] else TARGET_TYPES
-        what = "channel" if types is CHANNEL_TYPES else "target"
-        if len(parts) >= 3 and parts[0] in ("targets", "alerts") and parts[2] in types:
-            kind = str(parts.pop(2))
-        if err["type"] == "union_tag_invalid":
-            parts.append("type")
-        loc = ".".join(str(part) for part in parts) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key for {'an' if kind == 's3' else 'a'} {kind} {what}" if kind else (
-                "unknown key")
-        elif err["type"] == "union_tag_invalid":
-            msg = "type must be one of " + ", ".join(repr(t) for t in types)
-        elif err["type"] == "union_tag_not_found":
+_ERROR_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_STEP_RE = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _located(message: str, raw: Any) -> tuple[list[str], str]:
+    """A msgspec error as the path of the key it is about (``["targets", "0", "bucket"]``)
+    and what is wrong with it, in the words this module's errors use."""
+    match = _ERROR_RE.match(message)
+    assert match is not None
+    msg, parts = match["msg"], [a or b for a, b in _STEP_RE.findall(match["path"] or "")]
+    if msg.startswith("@"):  # a check of ours about one key of the section
+        key, _, msg = msg[1:].partition(": ")
+        parts += key.split(".")
+    elif unknown := re.fullmatch(r"Object contains unknown field `(.*)`", msg):
+        parts.append(unknown[1])
+        kind, what = _kind(parts[:-1], raw)
+        msg = f"unknown key for {'an' if kind == 's3' else 'a'} {kind} {what}" if kind else (
+            "unknown key")
+    elif missing := re.fullmatch(r"Object missing required field `(.*)`", msg):
+        types = _types(parts)
+        if missing[1] == "type" and types:
             msg = "needs type (" + " or ".join(repr(t) for t in types) + ")"
-        lines.append(f"  {loc}: {msg}")
+        else:
+            parts.append(missing[1])
+            msg = "required"
+    elif msg.startswith("Invalid value ") and parts[-1:] == ["type"] and _types(parts[:-1]):
+        msg = "type must be one of " + ", ".join(repr(t) for t in _types(parts[:-1]))
+    elif msg.startswith("Invalid enum value "):
+        values = _literal(parts, raw)
+        msg = f"must be {' or '.join(repr(v) for v in values)} ({msg[19:]} is not)" if (
+            values) else msg
+    else:
+        msg = _BOUNDS_RE.sub(lambda m: _BOUNDS[m[1]] + m[2], msg)
+        msg = re.sub(r"^Expected `str` matching regex (.*)$", r"must match the pattern \1", msg)
+        msg = re.sub(r"^Expected `array` of length >= 1$", "must not be empty", msg)
+        msg = re.sub(r"^Expected `([^`]+)`, got `([^`]+)`$", r"must be of type \1, not \2",
+                     msg)
+    return parts, msg
+
+
+_BOUNDS_RE = re.compile(r"^Expected `\w+` (>=|<=|>|<) (.*)$")
+_BOUNDS = {">=": "must be greater than or equal to ", "<=": "must be less than or equal to ",
+           ">": "must be greater than ", "<": "must be less than "}
+
+
+def _types(parts: list[str]) -> tuple[str, ...]:
+    """The types a ``[[targets]]`` or ``[[alerts]]`` table at ``parts`` may have."""
+    if len(parts) == 2 and parts[0] in ("targets", "alerts"):
+        return tuple(TARGET_TYPES if parts[0] == "targets" else CHANNEL_TYPES)
+    return ()
+
+
+def _kind(parts: list[str], raw: Any) -> tuple[str, str]:
+    """The type of the ``[[targets]]`` or ``[[alerts]]`` table at ``parts`` (its ``type``
+    key as written, when a known one), and which it is; ``("", "")`` elsewhere."""
+    if not _types(parts):
+        return "", ""
+    table = _at(parts, raw)
+    kind = table.get("type") if isinstance(table, dict) else None
+    return (kind, "target" if parts[0] == "targets" else "channel") if kind in _types(
+        parts) else ("", "")
+
+
+def _at(parts: list[str], raw: Any) -> Any:
+    for part in parts:
+        if isinstance(raw, dict):
+            raw = raw.get(part)
+        elif isinstance(raw, list) and part.isdigit() and int(part) < len(raw):
+            raw = raw[int(part)]
+        else:
+            return None
+    return raw
+
+
+def _literal(parts: list[str], raw: Any) -> tuple[Any, ...]:
+    """The values a key at ``parts`` may take, when it takes one of a few."""
+    kind: Any = Settings
+    for i, part in enumerate(parts):
+        if _types(parts[:i]):
+            table = _at(parts[:i], raw)
+            tagged = TARGET_TYPES if parts[0] == "targets" else CHANNEL_TYPES
+            if not isinstance(table, dict) or table.get("type") not in tagged:
+                return ()
+            kind = tagged[table["type"]]
+        fields = {f.encode_name: f.type for f in msgspec.structs.fields(kind)} if (
+            isinstance(kind, type) and issubclass(kind, Struct)) else {}
+        if part.isdigit():
+            continue
+        if part not in fields:
+            return ()
+        kind = fields[part]
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if len(args) == 1 and typing.get_origin(args[0]) is Literal:
+        args = list(typing.get_args(args[0]))
+    return tuple(args) if typing.get_origin(kind) in (Literal, types.UnionType) or (
+        len(args) > 1) else ()
+
+
+def _describe(problems: list[tuple[list[str], str]], source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    lines += [f"  {'.'.join(parts) or '(top level)'}: {msg}" for parts, msg in problems]
     return "\n".join(lines)
+
+
+def _problems(raw: dict[str, Any]) -> list[tuple[list[str], str]]:
+    """Every section's first problem (msgspec stops at the first): each top-level key is
+    checked on its own, so that one error does not hide those of the other sections."""
+    fields = {f.encode_name: f.type for f in msgspec.structs.fields(Settings)}
+    problems = []
+    for key, value in raw.items():
+        if key not in fields:
+            problems.append(([key], "unknown key"))
+            continue
+        try:
+            msgspec.convert(value, fields[key], dec_hook=_decode)
+        except msgspec.ValidationError as exc:
+            problems.append(_located(_prefixed(str(exc), key), raw))
+    return problems
+
+
+def _prefixed(message: str, key: str) -> str:
+    """A section's error as if the whole file had been checked: its path from the top."""
+    match = _ERROR_RE.match(message)
+    assert match is not None
+    return f"{match['msg']} - at `$.{key}{match['path'] or ''}`"
 
 
 def from_mapping(data: dict[str, Any], *, home: Path, source: str = "<config>") -> Settings:
     raw = dict(data)
     raw.setdefault("home", str(home))
     try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        settings = msgspec.convert(raw, Settings, dec_hook=_decode)
+    except msgspec.ValidationError as exc:
+        # The whole file failed: say what is wrong in each section, or else (each is right
+        # on its own) what is wrong between them.
+        problems = _problems(raw) or [_located(str(exc), raw)]
+        raise ConfigError(_describe(problems, source)) from None
     if not settings.home.is_absolute():
-        settings = settings.model_copy(update={"home": (home / settings.home).resolve()})
+        settings = msgspec.structs.replace(settings, home=(home / settings.home).resolve())
     return settings
 
 

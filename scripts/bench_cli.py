@@ -1,10 +1,11 @@
 """`scripts/bench cli`: how long the reporting commands take to answer on a small home with
 an S3 target configured, as a production station has (`status`, `items`, `show ITEM`,
 `verify --hash SHA`, and `--help`), against
-`python -c "import click, pydantic, sqlalchemy"` (the floor: the libraries every command
-needs, imported and nothing done). A second reference, not the goal's, shows what a
-settings model costs: the floor's imports, then pydantic's model machinery loaded and one
-model built (`import pydantic` alone defers all of it until a model is first defined).
+`python -c "import click, msgspec, sqlalchemy"` (the floor: the libraries every command
+needs, imported and nothing done). A second reference, not the goal's, is the floor first
+set for these commands, `import click, pydantic, sqlalchemy`, from when the settings were
+pydantic models: it is the larger of the two (pydantic and its compiled core import more
+than msgspec), so the goal is judged on the smaller.
 
 Each command runs through the venv's `ingestd` entry point with this tree's code, with a warm
 page cache and its bytecode cached (as an installed ingestd runs), one warm-up run each and
@@ -42,11 +43,9 @@ from benchlib import (  # noqa: E402
 
 #: What a command may take, as a multiple of the floor.
 GOAL = 1.3
-FLOOR = "import click, pydantic, sqlalchemy"
-#: The floor and what any pydantic settings pay before their own models: the model machinery
-#: (``pydantic.main``, ``pydantic.fields``) and the first model's schema built.
-MODEL_FLOOR = ("import click, pydantic, sqlalchemy; from pydantic import BaseModel, Field\n"
-               "class Settings(BaseModel):\n    name: str = Field(default='')")
+FLOOR = "import click, msgspec, sqlalchemy"
+#: The floor as first set, with the settings' library of the time (pydantic).
+FIRST_FLOOR = "import click, pydantic, sqlalchemy"
 
 
 def entry_point() -> Path:
@@ -136,7 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sha = build_home(home, ingestd, env)
     runs: dict[str, list[str | Path]] = {
         "floor": [sys.executable, "-c", FLOOR],
-        "model floor": [sys.executable, "-c", MODEL_FLOOR],
+        "first floor": [sys.executable, "-c", FIRST_FLOOR],
         "status": [ingestd, "--home", home, "status"],
         "items": [ingestd, "--home", home, "items"],
         "show ITEM": [ingestd, "--home", home, "show", sha],
@@ -155,27 +154,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 cpu[name].append(used)
                 peaks[name] = max(peaks[name], rss)
     floor, floor_cpu = median(seconds["floor"]), median(cpu["floor"])
-    model_floor = median(seconds["model floor"])
+    first_floor = median(seconds["first floor"])
     results = [{"command": name, "seconds": median(seconds[name]),
                 "ratio": median(seconds[name]) / floor,
-                "model_ratio": median(seconds[name]) / model_floor,
+                "first_ratio": median(seconds[name]) / first_floor,
                 "cpu_seconds": median(cpu[name]),
                 "cpu_ratio": median(cpu[name]) / floor_cpu, "peak_rss": peaks[name]}
                for name in runs]
     return {"benchmark": "cli", "code": code_state(), "machine": machine_info(load),
             "repeat": args.repeat, "goal_ratio": GOAL, "floor": FLOOR,
-            "model_floor": MODEL_FLOOR, "results": results}
+            "first_floor": FIRST_FLOOR, "results": results}
 
 
 def render(report: dict[str, Any]) -> str:
     rows = []
-    names = {"floor": "the floor", "model floor": "the floor and one pydantic model"}
+    names = {"floor": "the floor", "first floor": "the first floor (pydantic)"}
     for r in report["results"]:
         reference = r["command"] in names
         verdict = "" if reference else "ok" if r["ratio"] <= report["goal_ratio"] else "SLOW"
         rows.append([names.get(r["command"], f"ingestd {r['command']}"),
                      f"{r['seconds'] * 1000:.0f} ms", f"{r['ratio']:.2f}x",
-                     f"{r['model_ratio']:.2f}x",
+                     f"{r['first_ratio']:.2f}x",
                      f"{r['cpu_seconds'] * 1000:.0f} ms", f"{r['cpu_ratio']:.2f}x",
                      fmt_bytes(r["peak_rss"]), verdict])
     return "\n".join([
@@ -185,12 +184,13 @@ def render(report: dict[str, Any]) -> str:
         f"{report['code']}; warm cache, bytecode cached; median of {report['repeat']}; "
         f"goal: at most {report['goal_ratio']}x the floor",
         machine_line(report["machine"]), "",
-        table(["command", "time", "ratio", "to model floor", "CPU time", "CPU ratio",
+        table(["command", "time", "ratio", "to first floor", "CPU time", "CPU ratio",
                "peak memory", "goal"],
               rows, right=[False, True, True, True, True, True, True, False]),
         "",
         f'the floor: python -c "{report["floor"]}"',
-        "the floor and one pydantic model: python -c " + json.dumps(report["model_floor"]),
+        f'the first floor: python -c "{report["first_floor"]}" (pydantic settings, before '
+        "msgspec; the goal is judged on the floor above)",
         "time: wall-clock, what a person waits; CPU time: user and system, which other work "
         "on the machine skews less. The goal is judged on the wall-clock ratio.",
     ])

@@ -106,8 +106,9 @@ def command() -> None:
 
 
 def main() -> None:
-    # ingestd's settings use no pydantic plugin: not looking for one spares every command a
-    # scan of every installed package's entry points (unless the caller's environment says).
+    # The web page's request models (FastAPI's, in pydantic) use no pydantic plugin: not
+    # looking for one spares `ingestd run` a scan of every installed package's entry points
+    # (unless the caller's environment says).
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     as_json = _wants_json(sys.argv[1:])
     begin_output()

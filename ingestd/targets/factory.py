@@ -9,6 +9,8 @@ needs it.
 
 from __future__ import annotations
 
+from msgspec.structs import replace
+
 from ..config import DirectoryTargetSettings, Settings, TargetSettings
 from . import Target, directory_location, s3_location
 from .directory import DirectoryTarget
@@ -18,13 +20,13 @@ def _resolved(spec: TargetSettings, settings: Settings) -> TargetSettings:
     """``spec`` with every path in it taken from home."""
     if isinstance(spec, DirectoryTargetSettings):
         assert spec.path is not None
-        return spec.model_copy(update={
-            "path": settings.path(spec.path),
-            "mount_point": settings.path(spec.mount_point) if spec.mount_point else None})
-    return spec.model_copy(update={
-        "credentials_file": settings.path(spec.credentials_file)
+        return replace(
+            spec, path=settings.path(spec.path),
+            mount_point=settings.path(spec.mount_point) if spec.mount_point else None)
+    return replace(
+        spec, credentials_file=settings.path(spec.credentials_file)
         if spec.credentials_file else None,
-        "ca_bundle": settings.path(spec.ca_bundle) if spec.ca_bundle else None})
+        ca_bundle=settings.path(spec.ca_bundle) if spec.ca_bundle else None)
 
 
 def build_target(spec: TargetSettings, settings: Settings) -> Target:

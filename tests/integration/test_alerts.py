@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from conftest import (
     OFFICER,
@@ -111,8 +112,8 @@ def alerting(**keys: str) -> str:
 def tune(station: Station, **alerting_keys: Any) -> None:
     """Change ``[alerting]`` as an edited configuration would (the next evaluation reads it)."""
     settings = station.settings
-    station.settings = settings.model_copy(
-        update={"alerting": settings.alerting.model_copy(update=alerting_keys)})
+    station.settings = msgspec.structs.replace(
+        settings, alerting=msgspec.structs.replace(settings.alerting, **alerting_keys))
 
 
 def states(hook: WebhookReceiver) -> list[tuple[str, str, bool]]:
@@ -555,9 +556,9 @@ def test_a_channel_that_fails_keeps_nothing_from_the_others_and_is_owed_the_noti
 
 
 def _with_hook_url(settings: Settings, url: str) -> Settings:
-    fixed = tuple(c.model_copy(update={"url": url}) if c.type == "webhook" else c
+    fixed = tuple(msgspec.structs.replace(c, url=url) if c.type == "webhook" else c
                   for c in settings.alerts)
-    return settings.model_copy(update={"alerts": fixed})
+    return msgspec.structs.replace(settings, alerts=fixed)
 
 
 # -- the command line ----------------------------------------------------------------------

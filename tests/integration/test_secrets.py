@@ -7,6 +7,7 @@ import logging
 import socket
 from pathlib import Path
 
+import msgspec
 import pytest
 from conftest import (
     SERIAL,
@@ -37,14 +38,14 @@ def closed_port() -> int:
 
 
 def leaky_target(host: str = "127.0.0.1", *, query: bool = False) -> S3Target:
-    # Built past the configuration's check (a copy is not validated again), to prove the
+    # Built past the configuration's check (which a copy, too, passes through), to prove the
     # defence behind it.
     url = f"http://{KEY}:{SECRET}@{host}:{closed_port()}"
     if query:
         url += f"/?X-Amz-Signature={SIGNATURE}"
-    settings = S3TargetSettings(type="s3", name="offsite", bucket="evidence", max_attempts=1)
-    return S3Target(settings.model_copy(update={"endpoint_url": url}),
-                    connect_timeout=1, read_timeout=1)
+    settings = S3TargetSettings(name="offsite", bucket="evidence", max_attempts=1)
+    msgspec.structs.force_setattr(settings, "endpoint_url", url)
+    return S3Target(settings, connect_timeout=1, read_timeout=1)
 
 
 @pytest.fixture(autouse=True)

@@ -42,7 +42,7 @@ def share(tmp_path: Path) -> Path:
 
 def nas(path: Path, prefix: str, *, local: Path | None = None, **keys: Any) -> DirectoryTarget:
     """A target as a ``[[targets]]`` table named "nas" makes it (``keys`` the table's others)."""
-    settings = DirectoryTargetSettings(type="directory", name="nas", path=path, prefix=prefix,
+    settings = DirectoryTargetSettings(name="nas", path=path, prefix=prefix,
                                        **keys)
     return DirectoryTarget(settings, local=local)
 

@@ -127,7 +127,7 @@ def make_target(url: str, bucket: str, credentials: Path, **options: Any) -> S3T
     settings.update(options)
     # not configuration keys: what the tests wait for, and what an older Ceph needs over HTTPS
     knobs = {k: settings.pop(k) for k in _KNOBS if k in settings}
-    return S3Target(S3TargetSettings(type="s3", **settings), **knobs)
+    return S3Target(S3TargetSettings(**settings), **knobs)
 
 
 _KNOBS = ("connect_timeout", "read_timeout", "request_checksums")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import typing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
-from pydantic import BaseModel
 
 from ingestd import config
 from ingestd.config import parse_duration, parse_size
@@ -98,10 +99,31 @@ def test_unknown_key_is_an_error_naming_its_path(tmp_path: Path, body: str, path
      "not a duration"),
     ("[retention.case_types]\n'a b' = '30d'\n", "retention.case_types",
      "not a case type name"),
+    # each value of its own type: a quoted "false" is not false (Object Lock would stay on, or
+    # a check off, unseen), nor 2.0 a count
+    ("[[targets]]\nname = 'o'\ntype = 's3'\nbucket = 'b'\nobject_lock = 'false'\n",
+     "targets.0.object_lock", "must be of type bool, not str"),
+    ("[docks]\nfs_check = 'no'\n", "docks.fs_check", "must be of type bool, not str"),
+    ("[ingest]\nparallel_files = 2.0\n", "ingest.parallel_files", "must be of type int"),
+    ("[ingest]\nchanged_retries = '3'\n", "ingest.changed_retries", "must be of type int"),
+    ("store = 5\n", "store", "not a path: 5"),
+    ("targets = [3]\n", "targets.0", "must be of type object, not int"),
+    ("windows = 'soon'\n", "windows", "must be of type object, not str"),
+    ("[[alerts]]\ntype = 'smtp'\nhost = 'mail'\nfrom = 'a@b.org'\nto = []\n", "alerts.0.to",
+     "must not be empty"),
+    ("[[alerts]]\ntype = 'smtp'\nhost = 'mail'\nto = ['a@b.org']\n", "alerts.0.from",
+     "required"),
+    ("[log]\nlevel = 'LOUD'\n", "log.level", "must be 'DEBUG' or 'INFO' or 'WARNING' or 'ERROR'"),
+    ("[[targets]]\nname = 'o'\ntype = 's3'\nbucket = 'b'\nsse = 'rot13'\n", "targets.0.sse",
+     "must be 'AES256' or 'aws:kms'"),
 ])
 def test_bad_value_is_an_error_naming_key_and_reason(tmp_path: Path, body: str, path: str,
                                                      reason: str) -> None:
-    message = config_error(tmp_path, body)
+    assert_said(config_error(tmp_path, body), path, reason)
+
+
+def assert_said(message: str, path: str, reason: str) -> None:
+    """``message`` has a line for the key at ``path`` that gives ``reason``."""
     line = next((ln for ln in message.splitlines() if ln.strip().startswith(f"{path}:")), None)
     assert line is not None, message
     assert reason in line
@@ -197,21 +219,22 @@ def test_locate_prefers_explicit_config(tmp_path: Path, monkeypatch: pytest.Monk
 # -- durations and sizes that no clock or disk can hold ----------------------------------------
 
 
-def _typed_keys(model: type[BaseModel], parser: object, prefix: str = "") -> list[str]:
-    """Every key of ``model`` (and its sections) whose value goes through ``parser``."""
+def _typed_keys(model: type[msgspec.Struct], kinds: tuple[type, ...],
+                prefix: str = "") -> list[str]:
+    """Every key of ``model`` (and its sections) whose value is one of ``kinds``, or may be."""
     out = []
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            out += _typed_keys(annotation, parser, f"{prefix}{name}.")
-        elif any(getattr(m, "func", None) is parser for m in field.metadata):
-            out.append(prefix + name)
+    for f in msgspec.structs.fields(model):
+        options = [f.type, *typing.get_args(f.type)]
+        if isinstance(f.type, type) and issubclass(f.type, msgspec.Struct):
+            out += _typed_keys(f.type, kinds, f"{prefix}{f.encode_name}.")
+        elif any(isinstance(o, type) and issubclass(o, kinds) for o in options):
+            out.append(prefix + f.encode_name)
     return out
 
 
-DURATION_KEYS = _typed_keys(config.Settings, parse_duration)
-SIZE_KEYS = _typed_keys(config.Settings, parse_size)
-S3_SIZE_KEYS = _typed_keys(config.S3TargetSettings, parse_size)
+DURATION_KEYS = _typed_keys(config.Settings, (config.Duration,))
+SIZE_KEYS = _typed_keys(config.Settings, (config.Size,))
+S3_SIZE_KEYS = _typed_keys(config.S3TargetSettings, (config.Size,))
 
 
 def _body(key: str, value: str) -> str:
@@ -407,3 +430,22 @@ def test_the_recorder_time_zone_is_an_offset_or_a_zone_name(tmp_path: Path) -> N
     berlin = load(tmp_path, '[ingest]\nrecorder_timezone = "Europe/Berlin"\n').ingest
     assert berlin.recorder_tz.utcoffset(datetime(2026, 7, 1)) == timedelta(hours=2)
     assert berlin.recorder_tz.utcoffset(datetime(2026, 12, 1)) == timedelta(hours=1)
+
+
+def test_one_problem_in_each_section_is_reported_with_a_cross_check_after_them(
+        tmp_path: Path) -> None:
+    body = ("[windows]\ningest = '1h'\nfoo = 1\n[ingest]\nbuffer_size = '1KiB'\n"
+            + _dir("a", "/mnt/nas") + _dir("a", "/mnt/other"))
+    message = config_error(tmp_path, body)
+    assert "windows.foo: unknown key" in message
+    assert "ingest.buffer_size: must be between 64KiB and 256MiB" in message
+    # the duplicate target names are found once each section is right on its own
+    assert "names must be unique" not in message
+    fixed = config_error(tmp_path, _dir("a", "/mnt/nas") + _dir("a", "/mnt/other"))
+    assert "  targets: names must be unique (a more than once)" in fixed
+
+
+def test_a_copy_of_the_settings_is_checked_again(tmp_path: Path) -> None:
+    target = load(tmp_path, S3).targets[0]
+    with pytest.raises(ValueError, match="must not hold a user name or password"):
+        msgspec.structs.replace(target, endpoint_url="https://key:secret@rgw.example.org")

@@ -28,26 +28,12 @@ from ..station import Station
 from ..usecases.docking import DockCoordinator
 from ..usecases.replicate import Replicator
 from .jobs import build_scheduler, evaluate_alerts_now, host, standard_jobs, stop_jobs
+from .signals import held_signals
 
 if TYPE_CHECKING:
     from ..web.server import WebServer
 
 log = logging.getLogger(__name__)
-
-
-#: Stop signals that came before the daemon could answer them (see :func:`hold_signals`).
-held_signals: list[int] = []
-
-
-def hold_signals() -> None:
-    """From the first moment of ``ingestd run``: keep a SIGTERM or SIGINT that arrives while
-    the station is still opening, for the daemon to answer once it can (a warm stop), instead
-    of dying by it mid-start."""
-    def held(signum: int, _frame: FrameType | None) -> None:
-        held_signals.append(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, held)
 
 
 #: How long a warm stop waits for the jobs still running once the docks are served: long

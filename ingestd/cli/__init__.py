@@ -11,7 +11,15 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-import click
+from ..app.signals import hold_signals, starts_daemon
+
+if os.path.basename(sys.argv[0]) in ("ingestd", "__main__.py") and starts_daemon(sys.argv[1:]):
+    # This process is `ingestd run` (the console script, or python -m ingestd.cli): a stop
+    # asked for from here on is kept for the daemon, not its death while the libraries below
+    # are still importing (systemd may stop a unit at any moment).
+    hold_signals()
+
+import click  # noqa: E402
 
 from ..errors import IngestdError, ShutdownRequested
 from .base import LazyCommand, begin_output, cli, err_console, esc, json_printed, print_json

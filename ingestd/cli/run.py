@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from ..app.daemon import Daemon, hold_signals
+from ..app.daemon import Daemon
 from ..app.jobs import run_job, standard_jobs
+from ..app.signals import hold_signals
 from ..domain.records import SessionState
 from ..usecases.docking import Outcome, scan_once
 from ..usecases.ingest import IngestReport
@@ -22,7 +23,7 @@ from .base import AppContext, cli, console, esc, human_size, pass_app, plural, s
 def run(app: AppContext, once: bool) -> None:
     """Run the docking-station daemon in the foreground."""
     if not once:
-        hold_signals()
+        hold_signals()  # the command line did, as it began; again for a caller of main()
     settings = app.settings
     # The daemon logs to stdout (journald); --once keeps stdout for its report.
     setup_logging(max(app.verbose, 1), fmt=settings.log.format,

@@ -468,21 +468,47 @@ def test_run_once_serves_what_is_docked_and_exits_zero(
 def test_a_stop_asked_while_the_daemon_starts_is_kept_and_answered_warm(
         tmp_path: Path) -> None:
     from ingestd.app import daemon as daemon_mod
+    from ingestd.app import signals
 
     station = open_station(init_station(tmp_path / "home"))
     try:
-        daemon_mod.hold_signals()
+        signals.hold_signals()
         os.kill(os.getpid(), signal.SIGTERM)  # as systemd would, while the station opens
-        assert daemon_mod.held_signals == [signal.SIGTERM]
+        assert signals.held_signals == [signal.SIGTERM]
         started = daemon_mod.Daemon(station)
         assert not started.stop.is_set()
         started.install_signals()
         assert started.stop.is_set() and not started.abort.is_set()  # warm, not an abort
-        assert daemon_mod.held_signals == []
+        assert signals.held_signals == []
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         station.close()
+
+
+def sigterm_caught(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def test_a_sigterm_in_the_first_moments_of_ingestd_run_is_a_warm_stop(tmp_path: Path) -> None:
+    """From the command line's first lines (before click, the catalog and the daemon's own
+    libraries are imported), a SIGTERM is held for the daemon: it starts, then stops warm
+    and exits 0, where it died by the signal before."""
+    home = init_station(tmp_path / "home")
+    daemon = Daemon(home, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: sigterm_caught(daemon.proc.pid), timeout=30,
+                 what="ingestd run to catch SIGTERM")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0, daemon.output()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.wait()
+    said = daemon.output()
+    assert "stopping" in said.lower(), said
 
 
 def test_a_target_down_at_start_does_not_keep_recorders_out(

@@ -57,6 +57,14 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
+def read_through_the_cache(path: Path, size: int) -> bool:
+    """Whether most of the file's ``size`` bytes are in the page cache after a read through it.
+    Not all of them: the kernel may reclaim pages at any moment (DAMON's proactive reclaim
+    runs on this kind of machine, and took two pages of a file read a moment before), while a
+    read that bypassed the cache leaves at most a block."""
+    return cached_bytes(path) > size // 2
+
+
 def cached_bytes(path: Path) -> int:
     """How much of the file the page cache holds, by util-linux's ``fincore``."""
     fincore = shutil.which("fincore")

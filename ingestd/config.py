@@ -20,7 +20,7 @@ import tomllib
 import types
 import typing
 from datetime import timedelta, tzinfo
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -52,6 +52,16 @@ MAX_DURATION = timedelta(days=1000 * 365)
 MAX_SIZE = 2**63 - 1
 
 
+def _shown(value: Any) -> str:
+    """A value that was refused, as an error shows it: a string or a number as written (the
+    first 80 characters), anything else by its kind (a table may be nested too deep to show)."""
+    if isinstance(value, str | int | float):
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    kinds: dict[type, str] = {dict: "a table", list: "an array"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
 def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
@@ -60,9 +70,10 @@ def parse_duration(value: Any) -> timedelta:
         if match:
             seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
             if seconds > MAX_DURATION.total_seconds():
-                raise ValueError(f"too long: {value!r} (at most {MAX_DURATION.days}d)")
+                raise ValueError(f"too long: {_shown(value)} (at most {MAX_DURATION.days}d)")
             return timedelta(seconds=seconds)
-    raise ValueError(f"not a duration: {value!r} (write like \"30s\", \"15m\", \"24h\", \"2d\")")
+    raise ValueError(f"not a duration: {_shown(value)} (write like \"30s\", \"15m\", \"24h\", "
+                     "\"2d\")")
 
 
 def parse_size(value: Any) -> int:
@@ -72,9 +83,9 @@ def parse_size(value: Any) -> int:
         number = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
         size = int(number) if number <= MAX_SIZE else MAX_SIZE + 1
     else:
-        raise ValueError(f"not a size: {value!r} (write like \"4MiB\", \"10GB\")")
+        raise ValueError(f"not a size: {_shown(value)} (write like \"4MiB\", \"10GB\")")
     if size > MAX_SIZE:
-        raise ValueError(f"too large: {value!r} (at most {MAX_SIZE} bytes)")
+        raise ValueError(f"too large: {_shown(value)} (at most {MAX_SIZE} bytes)")
     return size
 
 
@@ -114,8 +125,8 @@ def _decode(kind: type, value: Any) -> Any:
     if kind is FreeSpace:
         return FreeSpace(_free_space(value))
     if kind is Path:
-        if not isinstance(value, str):
-            raise ValueError(f"not a path: {value!r} (write it as a string)")
+        if not isinstance(value, str | PurePath):
+            raise ValueError(f"not a path: {_shown(value)} (write it as a string)")
         return Path(value)
     raise NotImplementedError(kind)
 
@@ -280,7 +291,9 @@ class AuditSettings(_Section, frozen=True, kw_only=True):
     max_rate: Size = Size(0)
 
 
-_NAME = Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+#: msgspec matches a pattern with ``re.search``, where ``$`` also matches before a final
+#: newline: each pattern here ends with ``\Z`` (a "station-01\n" is no station name).
+_NAME = Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
 class _TargetBase(_Section, frozen=True, kw_only=True, tag_field="type"):
@@ -393,7 +406,7 @@ _PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 def _free_space(value: Any) -> str:
     if isinstance(value, str) and (match := _PERCENT_RE.match(value)):
         if not 0 <= float(match.group(1)) <= 100:
-            raise ValueError(f"not a share of the disk: {value!r} (0% to 100%)")
+            raise ValueError(f"not a share of the disk: {_shown(value)} (0% to 100%)")
         return value.strip()
     parse_size(value)
     return value if isinstance(value, str) else str(value)
@@ -429,11 +442,11 @@ class AlertingSettings(_Section, frozen=True, kw_only=True):
         return None if self.free_space_percent is not None else parse_size(self.free_space_min)
 
 
-_ADDRESS = Meta(pattern=r"^[^\s<>,;]+@[^\s<>,;]+$")
+_ADDRESS = Meta(pattern=r"^[^\s<>,;]+@[^\s<>,;]+\Z")
 
 
 class _ChannelBase(_Section, frozen=True, kw_only=True, tag_field="type"):
-    name: Annotated[str, Meta(pattern=r"^$|^[A-Za-z0-9_.-]{1,64}$")] = ""  # default: its type
+    name: Annotated[str, Meta(pattern=r"^\Z|^[A-Za-z0-9_.-]{1,64}\Z")] = ""  # default: its type
     attempts: Annotated[int, Meta(ge=1, le=10)] = 3  # tries of each send, with backoff between
     backoff: PositiveDuration = PositiveDuration(seconds=1)  # before the second try; doubles
     timeout: PositiveDuration = PositiveDuration(seconds=10)
@@ -462,7 +475,7 @@ class WebhookChannelSettings(_ChannelBase, frozen=True, kw_only=True, tag="webho
 
 
 class SmtpChannelSettings(_ChannelBase, frozen=True, kw_only=True, tag="smtp"):
-    host: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,253}$")]
+    host: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,253}\Z")]
     port: Annotated[int, Meta(ge=1, le=65535)] = 587
     starttls: bool = True
     sender: Annotated[str, _ADDRESS] = field(name="from")
@@ -485,7 +498,7 @@ CHANNEL_TYPES: dict[str, type[_ChannelBase]] = {
     "webhook": WebhookChannelSettings, "smtp": SmtpChannelSettings}
 
 
-_OID_RE = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+_OID_RE = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+\Z")
 
 
 class TimestampSettings(_Section, frozen=True, kw_only=True):
@@ -751,8 +764,9 @@ def _located(message: str, raw: Any) -> tuple[list[str], str]:
         msg = "type must be one of " + ", ".join(repr(t) for t in _types(parts[:-1]))
     elif msg.startswith("Invalid enum value "):
         values = _literal(parts, raw)
-        msg = f"must be {' or '.join(repr(v) for v in values)} ({msg[19:]} is not)" if (
-            values) else msg
+        # not what was given, which may be anything pasted in (a URL and its password)
+        msg = (f"must be {' or '.join(repr(v) for v in values)}" if values
+               else "not one of its values")
     else:
         msg = _BOUNDS_RE.sub(lambda m: _BOUNDS[m[1]] + m[2], msg)
         msg = re.sub(r"^Expected `str` matching regex (.*)$", r"must match the pattern \1", msg)
@@ -851,17 +865,17 @@ def _prefixed(message: str, key: str) -> str:
 
 def from_mapping(data: dict[str, Any], *, home: Path, source: str = "<config>") -> Settings:
     raw = dict(data)
-    raw.setdefault("home", str(home))
+    given = raw.setdefault("home", str(home))
+    if isinstance(given, str | PurePath) and not Path(given).is_absolute():
+        # from the configuration's folder, before the checks that compare paths run
+        raw["home"] = str((home / given).resolve())
     try:
-        settings = msgspec.convert(raw, Settings, dec_hook=_decode)
+        return msgspec.convert(raw, Settings, dec_hook=_decode)
     except msgspec.ValidationError as exc:
         # The whole file failed: say what is wrong in each section, or else (each is right
         # on its own) what is wrong between them.
         problems = _problems(raw) or [_located(str(exc), raw)]
         raise ConfigError(_describe(problems, source)) from None
-    if not settings.home.is_absolute():
-        settings = msgspec.structs.replace(settings, home=(home / settings.home).resolve())
-    return settings
 
 
 def load(path: Path) -> Settings:

@@ -449,3 +449,40 @@ def test_a_copy_of_the_settings_is_checked_again(tmp_path: Path) -> None:
     target = load(tmp_path, S3).targets[0]
     with pytest.raises(ValueError, match="must not hold a user name or password"):
         msgspec.structs.replace(target, endpoint_url="https://key:secret@rgw.example.org")
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    ('station = "station-01\\n"\n', "station"),  # prints as the real one, signs as another
+    ('[[targets]]\nname = "off\\n"\ntype = "directory"\npath = "/mnt/nas"\n', "targets.0.name"),
+    ('[[alerts]]\ntype = "smtp"\nhost = "mail.example\\n"\nfrom = "a@b.org"\nto = ["x@y.org"]\n',
+     "alerts.0.host"),
+    ('[[alerts]]\ntype = "smtp"\nhost = "mail"\nfrom = "a@b.org"\nto = ["x@y.org\\n"]\n',
+     "alerts.0.to.0"),
+    ('[timestamping]\nurl = "https://tsa.example.org/tsr"\nca_file = "a.pem"\n'
+     'policy = "1.2.3\\n"\n', "timestamping.policy"),
+])
+def test_a_name_with_a_trailing_newline_is_refused(tmp_path: Path, body: str, path: str) -> None:
+    message = config_error(tmp_path, body)
+    assert any(line.strip().startswith(f"{path}:") for line in message.splitlines()), message
+
+
+def test_a_relative_home_is_taken_from_the_files_folder_before_the_paths_are_compared(
+        tmp_path: Path) -> None:
+    inside = tmp_path / "rel" / "store" / "off"
+    message = config_error(tmp_path, "home = 'rel'\n" + _dir("off", str(inside)))
+    assert "targets: 'off'" in message and "overlaps the store" in message
+    assert load(tmp_path, "home = 'rel'\n").home == tmp_path / "rel"
+
+
+def test_a_refused_value_is_shown_short_and_never_a_choice_keys_secret(tmp_path: Path) -> None:
+    deep: dict[str, object] = {}
+    for _ in range(5000):
+        deep = {"a": deep}
+    with pytest.raises(ConfigError) as caught:
+        config.from_mapping({"store": deep, "windows": {"ingest": deep}}, home=tmp_path)
+    assert "store: not a path: a table" in caught.value.message
+    assert "windows.ingest: not a duration: a table" in caught.value.message
+    message = config_error(tmp_path, "[log]\nlevel = 'https://op:hunter2@siem.example.org'\n")
+    assert "log.level: must be 'DEBUG' or" in message and "hunter2" not in message
+    long = config_error(tmp_path, f"[windows]\ningest = '{'9' * 500}x'\n")
+    assert "windows.ingest: not a duration: '999" in long and len(long) < 400

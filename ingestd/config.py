@@ -127,6 +127,8 @@ def _decode(kind: type, value: Any) -> Any:
     if kind is Path:
         if not isinstance(value, str | PurePath):
             raise ValueError(f"not a path: {_shown(value)} (write it as a string)")
+        if "\0" in str(value):
+            raise ValueError("not a path: it holds a NUL character")
         return Path(value)
     raise NotImplementedError(kind)
 
@@ -866,7 +868,8 @@ def _prefixed(message: str, key: str) -> str:
 def from_mapping(data: dict[str, Any], *, home: Path, source: str = "<config>") -> Settings:
     raw = dict(data)
     given = raw.setdefault("home", str(home))
-    if isinstance(given, str | PurePath) and not Path(given).is_absolute():
+    if isinstance(given, str | PurePath) and "\0" not in str(given) and not Path(
+            given).is_absolute():
         # from the configuration's folder, before the checks that compare paths run
         raw["home"] = str((home / given).resolve())
     try:

@@ -137,6 +137,14 @@ class _Section(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
+class _Tagged(_Section, frozen=True, kw_only=True, tag_field="type"):
+    """A table whose ``type`` key says which settings it takes (msgspec's tag, not a field)."""
+
+    @property
+    def type(self) -> str:
+        return str(self.__struct_config__.tag)
+
+
 class FilenameTimeRule(_Section, frozen=True, kw_only=True):
     pattern: str
     format: str
@@ -298,7 +306,7 @@ class AuditSettings(_Section, frozen=True, kw_only=True):
 _NAME = Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
-class _TargetBase(_Section, frozen=True, kw_only=True, tag_field="type"):
+class _TargetBase(_Tagged, frozen=True, kw_only=True):
     name: Annotated[str, _NAME]
     required: bool = True
     prefix: str = ""
@@ -351,10 +359,6 @@ class S3TargetSettings(_TargetBase, frozen=True, kw_only=True, tag="s3"):
         if self.sse == "aws:kms" and not self.kms_key_id:
             raise ValueError("sse = \"aws:kms\" needs kms_key_id")
 
-    @property
-    def type(self) -> Literal["s3"]:
-        return "s3"
-
     def place(self) -> str:
         """Where its objects go, to tell two targets at the same place apart (no secrets)."""
         where = self.endpoint_url.rstrip("/").lower() if self.endpoint_url else "aws"
@@ -376,10 +380,6 @@ class DirectoryTargetSettings(_TargetBase, frozen=True, kw_only=True, tag="direc
     def __post_init__(self) -> None:
         if self.path is None:
             raise ValueError("a directory target needs path")
-
-    @property
-    def type(self) -> Literal["directory"]:
-        return "directory"
 
 
 #: One ``[[targets]]`` table: its ``type`` says which settings it takes; any other key is an
@@ -447,16 +447,12 @@ class AlertingSettings(_Section, frozen=True, kw_only=True):
 _ADDRESS = Meta(pattern=r"^[^\s<>,;]+@[^\s<>,;]+\Z")
 
 
-class _ChannelBase(_Section, frozen=True, kw_only=True, tag_field="type"):
+class _ChannelBase(_Tagged, frozen=True, kw_only=True):
     name: Annotated[str, Meta(pattern=r"^\Z|^[A-Za-z0-9_.-]{1,64}\Z")] = ""  # default: its type
     attempts: Annotated[int, Meta(ge=1, le=10)] = 3  # tries of each send, with backoff between
     backoff: PositiveDuration = PositiveDuration(seconds=1)  # before the second try; doubles
     timeout: PositiveDuration = PositiveDuration(seconds=10)
     ca_bundle: Path | None = None  # the CA to check the server's certificate against
-
-    @property
-    def type(self) -> str:
-        raise NotImplementedError  # each channel type says its own
 
     @property
     def channel(self) -> str:
@@ -471,10 +467,6 @@ class WebhookChannelSettings(_ChannelBase, frozen=True, kw_only=True, tag="webho
         _url("url", self.url, example="https://alerts.example.org/hook",
              secrets="put a bearer token in token_file")
 
-    @property
-    def type(self) -> Literal["webhook"]:
-        return "webhook"
-
 
 class SmtpChannelSettings(_ChannelBase, frozen=True, kw_only=True, tag="smtp"):
     host: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,253}\Z")]
@@ -488,10 +480,6 @@ class SmtpChannelSettings(_ChannelBase, frozen=True, kw_only=True, tag="smtp"):
     def __post_init__(self) -> None:
         if self.password_file is not None and not self.username:
             raise ValueError("password_file needs username")
-
-    @property
-    def type(self) -> Literal["smtp"]:
-        return "smtp"
 
 
 #: One ``[[alerts]]`` table: a channel, by ``type``. The log is always one besides.

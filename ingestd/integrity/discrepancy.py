@@ -92,7 +92,10 @@ K = DiscrepancyKind
 class Discrepancy:
     """One thing a check found wrong. ``seq`` is the ledger entry it concerns (None: no one
     entry); ``detail`` says it for a person. Only the families below are made: each admits
-    the kinds it lists, and every kind is in exactly one family."""
+    the kinds it lists, and every kind is in exactly one family. A family that adds no field
+    is a plain subclass of the dataclass above it: it inherits its methods (its fields
+    frozen, compared only with its own family's, shown by its own name) and costs no second
+    build of them when the module loads."""
 
     kinds: ClassVar[frozenset[DiscrepancyKind]] = frozenset()
 
@@ -111,7 +114,6 @@ class Discrepancy:
 # -- the ledger ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
 class ChainBroken(Discrepancy):
     """The chain itself: an entry missing, out of order, edited, unlinked, or dated back."""
 
@@ -119,7 +121,6 @@ class ChainBroken(Discrepancy):
                        K.ENTRY_UNREADABLE})
 
 
-@dataclass(frozen=True, kw_only=True)
 class BadSignature(Discrepancy):
     """A signature, or a key, that the ledger does not prove."""
 
@@ -127,14 +128,12 @@ class BadSignature(Discrepancy):
                        K.PIN_MISMATCH, K.NOT_PINNED, K.WRONG_KEY})
 
 
-@dataclass(frozen=True, kw_only=True)
 class CatalogDamaged(Discrepancy):
     """The catalog's file fails the database's own check of its pages."""
 
     kinds = frozenset({K.CATALOG_DAMAGED})
 
 
-@dataclass(frozen=True, kw_only=True)
 class MirrorMismatch(Discrepancy):
     """The JSON-lines mirror and the catalog's entries disagree."""
 
@@ -189,7 +188,6 @@ class MissingRow(Discrepancy):
     table: str
 
 
-@dataclass(frozen=True, kw_only=True)
 class CheckpointProblem(Discrepancy):
     """The ledger against the signed checkpoints its targets hold."""
 
@@ -211,7 +209,6 @@ class ObjectDiscrepancy(Discrepancy):
         return {"kind": str(self.kind), "sha256": self.item, "problem": self.detail}
 
 
-@dataclass(frozen=True, kw_only=True)
 class FileMissing(ObjectDiscrepancy):
     kinds = frozenset({K.OBJECT_MISSING})
 
@@ -221,7 +218,6 @@ class FileMissing(ObjectDiscrepancy):
                    detail=f"object {item} is missing from {where}")
 
 
-@dataclass(frozen=True, kw_only=True)
 class ObjectUnreadable(ObjectDiscrepancy):
     kinds = frozenset({K.OBJECT_UNREADABLE})
 
@@ -308,7 +304,6 @@ class ReplicaProblem(ObjectDiscrepancy):
     target: str
 
 
-@dataclass(frozen=True, kw_only=True)
 class CheckpointRecordProblem(Discrepancy):
     """A signed checkpoint (off-site or recorded in a ``checkpointed`` entry) whose Merkle
     tree is not the ledger's, whose record does not hold up, or whose time-stamp token is not

@@ -10,50 +10,53 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .domain.alerts import Alert
-from .domain.flags import Flag
-from .domain.models import LedgerEntry, Recorder
-from .domain.policy import Retention, SpotCandidate
-from .domain.records import (
-    Acquisition,
-    AcquisitionState,
-    Case,
-    Checkpoint,
-    DockedAcquisition,
-    DockSession,
-    DockSource,
-    FlaggedItem,
-    FlagRecord,
-    Item,
-    ItemFilter,
-    Justification,
-    KeyRecord,
-    Label,
-    ListedItem,
-    Replica,
-    ReportRow,
-    ReviewResult,
-    SessionState,
-    SpotCheck,
-    SpotResult,
-    WindowCheck,
-)
-from .domain.status import (
-    Counts,
-    FlaggedRef,
-    JobRun,
-    LedgerEvent,
-    LockBehind,
-    ReplicaStats,
-    SessionSummary,
-    SessionTally,
-    StoredSince,
-    Tally,
-    WormStanding,
-)
-from .integrity.ledger import UnreadableEntry
+if TYPE_CHECKING:
+    # Names for the annotations only: a command that opens a catalog loads none of them
+    # on this module's account (the ledger's code, say, only where it is used).
+    from .domain.alerts import Alert
+    from .domain.flags import Flag
+    from .domain.models import LedgerEntry, Recorder
+    from .domain.policy import Retention, SpotCandidate
+    from .domain.records import (
+        Acquisition,
+        AcquisitionState,
+        Case,
+        Checkpoint,
+        DockedAcquisition,
+        DockSession,
+        DockSource,
+        FlaggedItem,
+        FlagRecord,
+        Item,
+        ItemFilter,
+        Justification,
+        KeyRecord,
+        Label,
+        ListedItem,
+        Replica,
+        ReportRow,
+        ReviewResult,
+        SessionState,
+        SpotCheck,
+        SpotResult,
+        WindowCheck,
+    )
+    from .domain.status import (
+        Counts,
+        FlaggedRef,
+        JobRun,
+        LedgerEvent,
+        LockBehind,
+        ReplicaStats,
+        SessionSummary,
+        SessionTally,
+        StoredSince,
+        Tally,
+        WormStanding,
+    )
+    from .integrity.ledger import UnreadableEntry
 
 
 class CatalogTx(Protocol):

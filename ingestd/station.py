@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .catalog.db import Catalog, open_catalog
 from .config import Settings
-from .custody import Custody
 from .domain.policy import Clock
 from .integrity.signing import StationKey, read_pin
 from .store import Store
+
+if TYPE_CHECKING:
+    from .custody import Custody
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +30,30 @@ class Station:
     catalog: Catalog
     store: Store
     key: StationKey
-    custody: Custody
     clock: Clock
+    pin: str | None = None  # the key's pinned fingerprint, read when the station opens
+    _custody: Custody | None = field(default=None, repr=False)
+    _making_custody: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def name(self) -> str:
         return self.settings.station
+
+    @property
+    def custody(self) -> Custody:
+        """The ledger's writer and checker, made when first asked for (once, whichever thread
+        asks): a report that only reads the catalog loads none of the ledger's code, its
+        chain checks or its discrepancies."""
+        with self._making_custody:
+            if self._custody is None:
+                from .custody import Custody
+
+                settings = self.settings
+                self._custody = Custody(catalog=self.catalog, key=self.key,
+                                        station=settings.station,
+                                        mirror=settings.ledger_mirror_path, clock=self.clock,
+                                        pin=self.pin)
+            return self._custody
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock = system_clock,
@@ -42,11 +64,11 @@ class Station:
         store.check(writable=not read_only)
         key = StationKey.load(settings.keys_path)
         catalog = open_catalog(settings.catalog_url, migrate=migrate, read_only=read_only)
-        custody = Custody(catalog=catalog, key=key, station=settings.station,
-                          mirror=settings.ledger_mirror_path, clock=clock,
-                          pin=read_pin(settings.keys_path))
-        return cls(settings=settings, catalog=catalog, store=store, key=key, custody=custody,
-                   clock=clock)
+        station = cls(settings=settings, catalog=catalog, store=store, key=key, clock=clock,
+                      pin=read_pin(settings.keys_path))
+        if not read_only:
+            station.custody  # noqa: B018 -- a station that writes has its custody from the start
+        return station
 
     def close(self) -> None:
         self.catalog.dispose()

@@ -25,16 +25,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .domain.models import is_sha256
 from .errors import ObjectDamaged, StoreError, StoreFull
-from .integrity.discrepancy import (
-    ChecksumMismatch,
-    FileMissing,
-    ObjectDiscrepancy,
-    ObjectUnreadable,
-    SizeMismatch,
-)
 from .integrity.hashing import (
     DEFAULT_BUFFER,
     Digest,
@@ -45,6 +39,11 @@ from .integrity.hashing import (
 )
 from .modes import DIR_MODE, make_dir, tighten
 
+if TYPE_CHECKING:
+    # What a check finds is loaded by the checks (its families are many classes): a command
+    # that only opens the store to report on it does without them.
+    from .integrity.discrepancy import ObjectDiscrepancy
+
 log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".partial"
@@ -54,6 +53,8 @@ def presence_problem(sha256: str, size: int, found: os.stat_result | None, *,
                      where: Path) -> ObjectDiscrepancy | None:
     """What an object's file status says against the item (``found`` None: there is no
     file): missing, not a regular file, or of another size than the item's."""
+    from .integrity.discrepancy import FileMissing, ObjectUnreadable, SizeMismatch
+
     if found is None:
         return FileMissing.of(sha256, where=where)
     if not stat.S_ISREG(found.st_mode):
@@ -243,6 +244,8 @@ class Store:
                 ) -> tuple[Digest | None, ObjectDiscrepancy | None]:
         """Hash the stored object from disk (the full check): its digest, and what is wrong
         with it (None: it still hashes to its name, at ``size`` bytes when given)."""
+        from .integrity.discrepancy import ChecksumMismatch, FileMissing, ObjectUnreadable
+
         path = self.path_of(sha256)
         try:
             digest = hash_file(path, buffer_size=self.buffer_size, from_disk=True)
@@ -262,6 +265,8 @@ class Store:
         except FileNotFoundError:
             found = None
         except OSError as exc:
+            from .integrity.discrepancy import ObjectUnreadable
+
             return ObjectUnreadable.of(sha256, why=str(exc.strerror))
         return presence_problem(sha256, size, found, where=self.objects)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
@@ -76,7 +76,6 @@ from ..domain.status import (
     WormStanding,
 )
 from ..errors import Ambiguous, NotFound
-from ..integrity.ledger import UnreadableEntry, body_of
 from .schema import (
     acquisitions,
     alerts,
@@ -99,6 +98,9 @@ from .schema import (
     target_identities,
     target_worm,
 )
+
+if TYPE_CHECKING:
+    from ..integrity.ledger import UnreadableEntry
 
 # The statements run for every file ingested are built once: building one costs SQLAlchemy
 # more than running it on SQLite.
@@ -496,6 +498,10 @@ def _why(row: RowMapping, exc: Exception) -> str:
 
 
 def _unreadable(row: RowMapping, why: str) -> UnreadableEntry:
+    # The ledger's code is loaded where entries are checked or written, not by every
+    # command that reads the catalog.
+    from ..integrity.ledger import UnreadableEntry
+
     return UnreadableEntry(seq=int(row["seq"]), station=str(row["station"]),
                            prev_hash=str(row["prev_hash"]), entry_hash=str(row["entry_hash"]),
                            why=why)
@@ -553,6 +559,8 @@ class Tx:
         return seq, entry_hash
 
     def insert_entry(self, entry: LedgerEntry) -> None:
+        from ..integrity.ledger import body_of
+
         row = {**body_of(entry),
                "data": json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
                "entry_hash": entry.entry_hash, "signature": entry.signature}

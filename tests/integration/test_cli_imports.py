@@ -119,13 +119,16 @@ NOT_FOR_ANY_REPORT = ("sqlalchemy.dialects.postgresql", "ingestd.usecases.replic
 #: The cryptography library is for the reports that check a signature (``verify``): reading
 #: the station key needs none.
 UNSIGNED = ("cryptography",)
+#: The ledger's code (its writer, chain checks and every kind of discrepancy) is for the
+#: reports that check entries or bytes (``verify``): reading the catalog needs none of it.
+UNCHECKED = ("ingestd.custody", "ingestd.integrity.ledger", "ingestd.integrity.discrepancy")
 #: status asks ``usecases.liveness`` whether a dock's process still runs: not the ingest, nor
 #: the recorder and media adapters it copies with; rich's Live only for ``--watch``.
-NOT_FOR_STATUS = (*UNSIGNED, "ingestd.usecases.ingest", "ingestd.docks", "ingestd.media",
-                  "rich.live")
+NOT_FOR_STATUS = (*UNSIGNED, *UNCHECKED, "ingestd.usecases.ingest", "ingestd.docks",
+                  "ingestd.media", "rich.live")
 #: show asks ``usecases.describe``: not the audit, nor the recorder, media and off-site
 #: adapters it reads copies with; no progress bar.
-NOT_FOR_SHOW = (*UNSIGNED, "ingestd.usecases.audit", "ingestd.docks", "ingestd.media",
+NOT_FOR_SHOW = (*UNSIGNED, *UNCHECKED, "ingestd.usecases.audit", "ingestd.docks", "ingestd.media",
                 "ingestd.targets", "rich.progress")
 #: items writes plain rows: no rich console or table either (``base.console`` is made when
 #: first used).

@@ -43,7 +43,9 @@ class Station:
     def custody(self) -> Custody:
         """The ledger's writer and checker, made when first asked for (once, whichever thread
         asks): a report that only reads the catalog loads none of the ledger's code, its
-        chain checks or its discrepancies."""
+        chain checks or its discrepancies. Once made, it is read without the lock."""
+        if self._custody is not None:
+            return self._custody
         with self._making_custody:
             if self._custody is None:
                 from .custody import Custody
@@ -64,11 +66,8 @@ class Station:
         store.check(writable=not read_only)
         key = StationKey.load(settings.keys_path)
         catalog = open_catalog(settings.catalog_url, migrate=migrate, read_only=read_only)
-        station = cls(settings=settings, catalog=catalog, store=store, key=key, clock=clock,
-                      pin=read_pin(settings.keys_path))
-        if not read_only:
-            station.custody  # noqa: B018 -- a station that writes has its custody from the start
-        return station
+        return cls(settings=settings, catalog=catalog, store=store, key=key, clock=clock,
+                   pin=read_pin(settings.keys_path))
 
     def close(self) -> None:
         self.catalog.dispose()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog.db import Catalog, CatalogFault, damage_advice
 from .domain.canonical import canonical_bytes, format_time
-from .domain.models import EventKind, LedgerEntry
+from .domain.models import EventKind, LedgerEntry, UnreadableEntry, body_of
 from .domain.policy import Clock
 from .errors import CatalogError, IntegrityError, StoreError, StoreFull
 from .integrity.discrepancy import (
@@ -36,8 +36,6 @@ from .integrity.ledger import (
     ChainCheck,
     KeyChain,
     Mirror,
-    UnreadableEntry,
-    body_of,
     compare_mirror_in_step,
     seal,
 )

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     # on this module's account (the ledger's code, say, only where it is used).
     from .domain.alerts import Alert
     from .domain.flags import Flag
-    from .domain.models import LedgerEntry, Recorder
+    from .domain.models import LedgerEntry, Recorder, UnreadableEntry
     from .domain.policy import Retention, SpotCandidate
     from .domain.records import (
         Acquisition,
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
         Tally,
         WormStanding,
     )
-    from .integrity.ledger import UnreadableEntry
 
 
 class CatalogTx(Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -30,7 +30,15 @@ from sqlalchemy.engine import RowMapping
 from ..domain.alerts import Alert, AlertState, Condition, Severity
 from ..domain.canonical import format_time, parse_time
 from ..domain.flags import Flag
-from ..domain.models import LedgerEntry, Recorder, RetentionClass, TimeSource, item_prefix
+from ..domain.models import (
+    LedgerEntry,
+    Recorder,
+    RetentionClass,
+    TimeSource,
+    UnreadableEntry,
+    body_of,
+    item_prefix,
+)
 from ..domain.policy import Retention, SpotCandidate
 from ..domain.records import (
     TAKEN,
@@ -98,9 +106,6 @@ from .schema import (
     target_identities,
     target_worm,
 )
-
-if TYPE_CHECKING:
-    from ..integrity.ledger import UnreadableEntry
 
 # The statements run for every file ingested are built once: building one costs SQLAlchemy
 # more than running it on SQLite.
@@ -498,10 +503,6 @@ def _why(row: RowMapping, exc: Exception) -> str:
 
 
 def _unreadable(row: RowMapping, why: str) -> UnreadableEntry:
-    # The ledger's code is loaded where entries are checked or written, not by every
-    # command that reads the catalog.
-    from ..integrity.ledger import UnreadableEntry
-
     return UnreadableEntry(seq=int(row["seq"]), station=str(row["station"]),
                            prev_hash=str(row["prev_hash"]), entry_hash=str(row["entry_hash"]),
                            why=why)
@@ -559,8 +560,6 @@ class Tx:
         return seq, entry_hash
 
     def insert_entry(self, entry: LedgerEntry) -> None:
-        from ..integrity.ledger import body_of
-
         row = {**body_of(entry),
                "data": json.dumps(entry.data, sort_keys=True, ensure_ascii=False),
                "entry_hash": entry.entry_hash, "signature": entry.signature}

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from .canonical import format_time
+
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 PREFIX_RE = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -122,7 +124,7 @@ class RecordedTime:
 
 @dataclass(frozen=True, kw_only=True)
 class LedgerEntry:
-    """One custody event. ``body`` is what is hashed; ``signature`` signs ``entry_hash``."""
+    """One custody event. :func:`body_of` is what is hashed; ``signature`` signs ``entry_hash``."""
 
     seq: int
     at: datetime
@@ -135,3 +137,31 @@ class LedgerEntry:
     key_id: str
     entry_hash: str = ""
     signature: str = ""
+
+
+def body_of(entry: LedgerEntry) -> dict[str, Any]:
+    """What an entry's hash covers and its signature signs: every field but those two, its
+    time in the canonical form."""
+    return {
+        "seq": entry.seq,
+        "at": format_time(entry.at),
+        "station": entry.station,
+        "actor": entry.actor,
+        "kind": entry.kind,
+        "item": entry.item,
+        "data": entry.data,
+        "prev_hash": entry.prev_hash,
+        "key_id": entry.key_id,
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnreadableEntry:
+    """A stored entry whose fields cannot be read as an entry (a time or data that does not
+    parse): what of it can be read, and why the rest cannot."""
+
+    seq: int
+    station: str
+    prev_hash: str
+    entry_hash: str
+    why: str

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.canonical import canonical_bytes, format_time, parse_time, sha256_hex
-from ..domain.models import EventKind, LedgerEntry
+from ..domain.models import EventKind, LedgerEntry, UnreadableEntry, body_of
 
 # The kinds and the base are re-exported: callers of the ledger's checks name them from here.
 from .discrepancy import BadSignature, ChainBroken, MirrorMismatch
@@ -29,20 +29,6 @@ from .signing import PublicKey, StationKey
 log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
-
-
-def body_of(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq,
-        "at": format_time(entry.at),
-        "station": entry.station,
-        "actor": entry.actor,
-        "kind": entry.kind,
-        "item": entry.item,
-        "data": entry.data,
-        "prev_hash": entry.prev_hash,
-        "key_id": entry.key_id,
-    }
 
 
 def seal(
@@ -78,18 +64,6 @@ def from_json(obj: Mapping[str, Any]) -> LedgerEntry:
         prev_hash=obj["prev_hash"], key_id=obj["key_id"], entry_hash=obj["entry_hash"],
         signature=obj["signature"],
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class UnreadableEntry:
-    """A stored entry whose fields cannot be read as an entry (a time or data that does not
-    parse): what of it can be read, and why the rest cannot."""
-
-    seq: int
-    station: str
-    prev_hash: str
-    entry_hash: str
-    why: str
 
 
 K = DiscrepancyKind

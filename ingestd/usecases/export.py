@@ -33,7 +33,7 @@ import bagit
 
 from ..domain import text
 from ..domain.canonical import canonical_bytes, format_time, parse_time
-from ..domain.models import EventKind, LedgerEntry
+from ..domain.models import EventKind, LedgerEntry, body_of
 from ..domain.names import item_file_name, unique_names
 from ..domain.records import Item, ItemFilter
 from ..errors import (
@@ -49,7 +49,7 @@ from ..errors import (
 from ..integrity import merkle
 from ..integrity import verify_package as layout
 from ..integrity.hashing import fsync_dir
-from ..integrity.ledger import KEY_KINDS, body_of, to_json
+from ..integrity.ledger import KEY_KINDS, to_json
 from ..integrity.signing import PublicKey
 from ..station import Station
 from ..targets import Sink, Target

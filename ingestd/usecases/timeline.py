@@ -8,10 +8,10 @@ from collections.abc import Iterable, Iterator
 from datetime import tzinfo
 
 from ..domain.canonical import canonical_bytes, sha256_hex
-from ..domain.models import LedgerEntry
+from ..domain.models import LedgerEntry, body_of
 from ..domain.timeline import ItemTimeline, build_timeline
 from ..errors import NotFound
-from ..integrity.ledger import KeyChain, body_of
+from ..integrity.ledger import KeyChain
 from ..ports import CatalogTx
 from ..station import Station
 

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..docks.walk import open_regular
 from ..domain.canonical import canonical_bytes, sha256_hex
-from ..domain.models import EventKind, LedgerEntry, is_sha256
+from ..domain.models import EventKind, LedgerEntry, UnreadableEntry, body_of, is_sha256
 from ..errors import NotRegularFile, TargetError, UsageError
 from ..integrity.hashing import hash_fd
-from ..integrity.ledger import UnreadableEntry, body_of
 from ..station import Station
 from .describe import describe_item
 

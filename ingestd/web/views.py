@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain.canonical import format_time
+from ..domain.models import UnreadableEntry
 from ..domain.records import DockedAcquisition, ItemFilter, ListedItem, Replica
-from ..integrity.ledger import UnreadableEntry
 from ..station import Station
 
 #: The most items one page of ``/api/items`` holds.

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ingestd.domain.models import LedgerEntry
+from ingestd.domain.models import LedgerEntry, UnreadableEntry, body_of
 from ingestd.integrity.discrepancy import BadSignature, ChainBroken
 from ingestd.integrity.ledger import (
     GENESIS_HASH,
     ChainCheck,
     KeyChain,
     Mirror,
-    UnreadableEntry,
     compare_mirror,
     from_json,
     seal,
@@ -123,7 +122,6 @@ def test_edited_entry_is_found(key: StationKey) -> None:
 
 def test_edited_entry_with_recomputed_hash_breaks_signature_and_link(key: StationKey) -> None:
     from ingestd.domain.canonical import canonical_bytes, sha256_hex
-    from ingestd.integrity.ledger import body_of
 
     entries = chain(key)
     forged = dataclasses.replace(entries[1], actor="mallory")

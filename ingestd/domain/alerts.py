@@ -12,12 +12,12 @@ or a person typed made harmless (JSON-encoded, or plain text without control cha
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from msgspec import Struct, field, structs
 
 from .canonical import format_time
 from .text import printable
@@ -55,8 +55,7 @@ def alert_key(condition: Condition, subject: str | None = None) -> str:
     return str(condition) if subject is None else f"{condition}:{subject}"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Finding:
+class Finding(Struct, frozen=True, kw_only=True):
     """A condition that holds now."""
 
     key: str
@@ -72,8 +71,7 @@ class Finding:
                    summary=summary, details=details)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Alert:
+class Alert(Struct, frozen=True, kw_only=True):
     """An alert as the catalog keeps it: firing since ``since`` (last sent ``last_sent``), or
     resolved at ``resolved_at``; ``owed`` names the channels that have not yet taken its last
     notice."""
@@ -103,8 +101,7 @@ class Alert:
                 "undelivered": sorted(self.owed), "details": dict(self.details)}
 
 
-@dataclass(frozen=True, kw_only=True)
-class Notice:
+class Notice(Struct, frozen=True, kw_only=True):
     """One message about an alert, to ``channels`` (None: every channel)."""
 
     alert: Alert
@@ -120,8 +117,7 @@ class Notice:
         return self.channels is None or channel in self.channels
 
 
-@dataclass(frozen=True, kw_only=True)
-class Step:
+class Step(Struct, frozen=True, kw_only=True):
     """What to do with one alert: the notice to send (None: nothing), and the alert as it
     stands after it (to be kept once the notice is sent and ``owed`` known)."""
 
@@ -146,10 +142,10 @@ def plan(findings: Iterable[Finding], known: Iterable[Alert], *, now: datetime,
                         details=finding.details, since=now, last_sent=now)
             steps.append(Step(alert=new, notice=Notice(alert=new, at=now)))
             continue
-        current = dataclasses.replace(old, severity=finding.severity, summary=finding.summary,
+        current = structs.replace(old, severity=finding.severity, summary=finding.summary,
                                       details=finding.details)
         if old.last_sent is None or now - old.last_sent >= repeat:
-            current = dataclasses.replace(current, last_sent=now)
+            current = structs.replace(current, last_sent=now)
             steps.append(Step(alert=current, notice=Notice(alert=current, at=now, repeat=True)))
         elif old.owed:
             steps.append(Step(alert=current, notice=Notice(alert=current, at=now,
@@ -160,7 +156,7 @@ def plan(findings: Iterable[Finding], known: Iterable[Alert], *, now: datetime,
         if key in found or key in blind or str(old.condition) in blind:
             continue
         if old.firing:
-            done = dataclasses.replace(old, state=AlertState.RESOLVED, resolved_at=now,
+            done = structs.replace(old, state=AlertState.RESOLVED, resolved_at=now,
                                        last_sent=now)
             steps.append(Step(alert=done, notice=Notice(alert=done, at=now)))
         elif old.owed:

@@ -8,15 +8,15 @@ these, so it can be tested without udev.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Literal, get_args
+
+from msgspec import Struct, field
 
 DockAction = Literal["add", "change", "remove"]
 _ACTIONS: frozenset[str] = frozenset(get_args(DockAction))
 
 
-@dataclass(frozen=True, kw_only=True)
-class DockedDevice:
+class DockedDevice(Struct, frozen=True, kw_only=True):
     """One file system of a docked recorder (a USB partition, or a whole USB disk without one).
 
     ``serial`` is the USB serial number the recorder reports; it is what the registry maps to an
@@ -87,8 +87,7 @@ class DockedDevice:
         return dict(self.properties).get(key)
 
 
-@dataclass(frozen=True, kw_only=True)
-class DockEvent:
+class DockEvent(Struct, frozen=True, kw_only=True):
     """A docked recorder's file system appeared (``add``), changed, or went away (``remove``).
 
     ``add`` also covers media that became readable later (a ``change`` from udev that newly

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from msgspec import Struct
 
 from .canonical import format_time
 
@@ -68,8 +69,7 @@ class RetentionClass(StrEnum):
     LONG_TERM = "long-term"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Recorder:
+class Recorder(Struct, frozen=True, kw_only=True):
     serial: str
     officer: str
     officer_id: str
@@ -81,8 +81,7 @@ class Recorder:
     ledger_seq: int | None = None  # the registry entry that backs the catalog's row
 
 
-@dataclass(frozen=True, kw_only=True)
-class MediaInfo:
+class MediaInfo(Struct, frozen=True, kw_only=True):
     """What ffprobe tells of a file. ``ok`` is False when it cannot be read as media."""
 
     ok: bool
@@ -115,15 +114,13 @@ class TimeSource(StrEnum):
     FILE_TIME = "file_time"
 
 
-@dataclass(frozen=True, kw_only=True)
-class RecordedTime:
+class RecordedTime(Struct, frozen=True, kw_only=True):
     start: datetime
     end: datetime
     source: TimeSource
 
 
-@dataclass(frozen=True, kw_only=True)
-class LedgerEntry:
+class LedgerEntry(Struct, frozen=True, kw_only=True):
     """One custody event. :func:`body_of` is what is hashed; ``signature`` signs ``entry_hash``."""
 
     seq: int
@@ -155,8 +152,7 @@ def body_of(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True, kw_only=True)
-class UnreadableEntry:
+class UnreadableEntry(Struct, frozen=True, kw_only=True):
     """A stored entry whose fields cannot be read as an entry (a time or data that does not
     parse): what of it can be read, and why the rest cannot."""
 

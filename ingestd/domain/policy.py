@@ -10,10 +10,11 @@ import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from msgspec import Struct, field
 
 from .flags import Flag
 from .models import MediaInfo, RecordedTime, RetentionClass, TimeSource
@@ -25,15 +26,13 @@ Clock = Callable[[], datetime]
 CLOCK_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Windows:
+class Windows(Struct, frozen=True, kw_only=True):
     ingest: timedelta = timedelta(hours=24)
     label: timedelta = timedelta(hours=48)
     replication: timedelta = timedelta(hours=24)
 
 
-@dataclass(frozen=True, kw_only=True)
-class FilenameTime:
+class FilenameTime(Struct, frozen=True, kw_only=True):
     """A recorder's file-name convention: a regex whose first group is parsed by ``format``."""
 
     pattern: re.Pattern[str]
@@ -44,8 +43,7 @@ class FilenameTime:
         return cls(pattern=re.compile(pattern), format=fmt)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Deadlines:
+class Deadlines(Struct, frozen=True, kw_only=True):
     ingest: datetime
     label: datetime
     replication: datetime
@@ -194,8 +192,7 @@ def replication_done(*, required: AbstractSet[str], sent: AbstractSet[str]) -> b
     return required <= sent
 
 
-@dataclass(frozen=True, kw_only=True)
-class RetentionPolicy:
+class RetentionPolicy(Struct, frozen=True, kw_only=True):
     routine: timedelta = timedelta(days=365)
     evidence: timedelta = timedelta(days=365 * 30)
     long_term_categories: frozenset[str] = frozenset(
@@ -206,8 +203,7 @@ class RetentionPolicy:
     case_types: Mapping[str, timedelta] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Retention:
+class Retention(Struct, frozen=True, kw_only=True):
     cls: RetentionClass
     until: datetime | None  # None: never expires (long-term); a hold blocks deletion besides
     hold: bool
@@ -288,8 +284,7 @@ class RetentionRule(StrEnum):
     GRANTED = "granted"  # what an earlier entry granted, kept: never shortened
 
 
-@dataclass(frozen=True, kw_only=True)
-class RetentionReason:
+class RetentionReason(Struct, frozen=True, kw_only=True):
     rule: RetentionRule
     since: datetime  # when its period runs from
     period: timedelta | None  # None: it never expires, or an earlier grant decided
@@ -364,8 +359,7 @@ def long_term_until(now: datetime, *, cap: datetime = MAX_RETAIN_UNTIL) -> datet
     return min(now + LONG_TERM_LOCK, cap)
 
 
-@dataclass(frozen=True, kw_only=True)
-class WormLock:
+class WormLock(Struct, frozen=True, kw_only=True):
     """The WORM lock an item's off-site copies must carry."""
 
     retain_until: datetime
@@ -506,8 +500,7 @@ class WormProbe(StrEnum):
     SAMPLE = "sample"  # read back the lock of a real copy: must be what the catalog expects
 
 
-@dataclass(frozen=True, kw_only=True)
-class WormAttempt:
+class WormAttempt(Struct, frozen=True, kw_only=True):
     """One thing a WORM check tried and what happened. ``held``: WORM held (the deletion or
     shortening was refused, the lock read back as expected); ``detail`` says what the server
     did or answered."""
@@ -582,8 +575,7 @@ def spot_period_start(now: datetime, period: timedelta) -> datetime:
     return SPOT_EPOCH + ((now - SPOT_EPOCH) // period) * period
 
 
-@dataclass(frozen=True, kw_only=True)
-class SpotCandidate:
+class SpotCandidate(Struct, frozen=True, kw_only=True):
     """An item the sampler may pick: whose it is (its label's officer, else its recorder's),
     when it was stored, and when it was last spot-checked (None: never)."""
 
@@ -686,8 +678,7 @@ def archived_late(*, closed_at: datetime, archived_at: datetime | None,
                                                                       window=window)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Period:
+class Period(Struct, frozen=True, kw_only=True):
     """A report's period: from ``start`` (included) to ``end`` (excluded), both UTC, as
     written (``text``) and read in a time zone."""
 

@@ -7,10 +7,11 @@ every JSON output keep their words.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from msgspec import Struct
 
 from .canonical import format_time
 from .flags import Flag
@@ -58,8 +59,7 @@ class ReplicaState(StrEnum):
     MISMATCH = "mismatch"  # found not to hash to the item: written again, read back
 
 
-@dataclass(frozen=True, kw_only=True)
-class Item:
+class Item(Struct, frozen=True, kw_only=True):
     """One stored recording, named by the SHA-256 of its bytes."""
 
     sha256: str
@@ -88,8 +88,7 @@ class Item:
         return Retention(cls=self.retention_class, until=self.retain_until, hold=self.hold)
 
 
-@dataclass(frozen=True, kw_only=True)
-class ListedItem:
+class ListedItem(Struct, frozen=True, kw_only=True):
     """An item with its current label's case, party and officer (None: not labelled)."""
 
     item: Item
@@ -103,8 +102,7 @@ class ListedItem:
         return self.label_officer or self.item.officer
 
 
-@dataclass(frozen=True, kw_only=True)
-class ItemFilter:
+class ItemFilter(Struct, frozen=True, kw_only=True):
     """Which items a listing shows. Dates filter on the recorded start."""
 
     case: str | None = None
@@ -115,8 +113,7 @@ class ItemFilter:
     until: datetime | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class WindowCheck:
+class WindowCheck(Struct, frozen=True, kw_only=True):
     """What the window check needs of an item."""
 
     sha256: str
@@ -126,8 +123,7 @@ class WindowCheck:
     labelled: bool
 
 
-@dataclass(frozen=True, kw_only=True)
-class DockSession:
+class DockSession(Struct, frozen=True, kw_only=True):
     id: int
     serial: str
     station: str
@@ -152,8 +148,7 @@ class DockSession:
     actor: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class Acquisition:
+class Acquisition(Struct, frozen=True, kw_only=True):
     """One file read off a recorder in one dock session."""
 
     id: int
@@ -176,8 +171,7 @@ class Acquisition:
         return bytes.fromhex(self.path_hex)
 
 
-@dataclass(frozen=True, kw_only=True)
-class DockedAcquisition:
+class DockedAcquisition(Struct, frozen=True, kw_only=True):
     """An acquisition with the station and the time of the dock that made it."""
 
     acquisition: Acquisition
@@ -185,8 +179,7 @@ class DockedAcquisition:
     docked_at: datetime
 
 
-@dataclass(frozen=True, kw_only=True)
-class Label:
+class Label(Struct, frozen=True, kw_only=True):
     """One label of an item; the newest is its current label, the others its history."""
 
     id: int
@@ -201,8 +194,7 @@ class Label:
     case_type: str | None = None  # [retention.case_types]: its evidence period, if longer
 
 
-@dataclass(frozen=True, kw_only=True)
-class FlagRecord:
+class FlagRecord(Struct, frozen=True, kw_only=True):
     """A flag set on an item (flags stay)."""
 
     id: int
@@ -213,8 +205,7 @@ class FlagRecord:
     ledger_seq: int
 
 
-@dataclass(frozen=True, kw_only=True)
-class FlaggedItem:
+class FlaggedItem(Struct, frozen=True, kw_only=True):
     """A flag, with what a list of late items shows of its item."""
 
     flag: FlagRecord
@@ -229,8 +220,7 @@ class FlaggedItem:
     replication_deadline: datetime
 
 
-@dataclass(frozen=True, kw_only=True)
-class Justification:
+class Justification(Struct, frozen=True, kw_only=True):
     """Why an item is late, kept beside its flag."""
 
     id: int
@@ -242,8 +232,7 @@ class Justification:
     ledger_seq: int
 
 
-@dataclass(frozen=True, kw_only=True)
-class Replica:
+class Replica(Struct, frozen=True, kw_only=True):
     """An item's copy on one target."""
 
     item: str
@@ -265,8 +254,7 @@ class Replica:
     bad_versions: tuple[str, ...]  # kept by their lock, never counted again
 
 
-@dataclass(frozen=True, kw_only=True)
-class Checkpoint:
+class Checkpoint(Struct, frozen=True, kw_only=True):
     """A signed ledger checkpoint on a target: one sent, or the newest seen there."""
 
     target: str
@@ -276,8 +264,7 @@ class Checkpoint:
     at: datetime
 
 
-@dataclass(frozen=True, kw_only=True)
-class KeyRecord:
+class KeyRecord(Struct, frozen=True, kw_only=True):
     """A station key in the catalog's cache of the keys the ledger proves."""
 
     key_id: str
@@ -309,8 +296,7 @@ class ReviewResult(StrEnum):
     PROBLEM = "problem"
 
 
-@dataclass(frozen=True, kw_only=True)
-class SpotReview:
+class SpotReview(Struct, frozen=True, kw_only=True):
     """A supervisor's review of one spot check."""
 
     id: int
@@ -323,8 +309,7 @@ class SpotReview:
     ledger_seq: int
 
 
-@dataclass(frozen=True, kw_only=True)
-class SpotCheck:
+class SpotCheck(Struct, frozen=True, kw_only=True):
     """One spot check of an item, with its latest review (None: pending)."""
 
     id: int
@@ -339,8 +324,7 @@ class SpotCheck:
     review: SpotReview | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Case:
+class Case(Struct, frozen=True, kw_only=True):
     """A closed case: when enforcement ended (its archive window runs from then), who said so,
     and its archive once made (None: not yet)."""
 
@@ -354,8 +338,7 @@ class Case:
     archive_seq: int | None = None  # its case_archived entry
 
 
-@dataclass(frozen=True, kw_only=True)
-class ReportRow:
+class ReportRow(Struct, frozen=True, kw_only=True):
     """One line of a report: the items of one case, officer or recorder (``key``; "" for
     items without one, such as unlabelled items by case) recorded in the period."""
 

@@ -7,11 +7,11 @@ Records read by the catalog (``catalog/queries``) and shown by ``usecases/status
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from msgspec import Struct, field, structs
 
 from .canonical import format_time
 from .models import RetentionClass
@@ -22,8 +22,7 @@ def _time(moment: datetime | None) -> str | None:
     return format_time(moment) if moment is not None else None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Counts:
+class Counts(Struct, frozen=True, kw_only=True):
     """A station's items (those it stored first), flags and acquisitions."""
 
     items: int
@@ -37,8 +36,7 @@ class Counts:
     acquisitions: Mapping[str, int]
 
 
-@dataclass(frozen=True, kw_only=True)
-class JobRun:
+class JobRun(Struct, frozen=True, kw_only=True):
     """One run of a daemon job: ``ok`` is None while it runs."""
 
     id: int
@@ -50,7 +48,7 @@ class JobRun:
     summary: str = ""
     #: what the run said besides its summary (a replication: ``unusable``, each target it
     #: could not use at all, with why)
-    detail: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def at(self) -> datetime:
@@ -59,7 +57,7 @@ class JobRun:
 
     def finished(self, *, at: datetime, ok: bool, summary: str,
                  detail: Mapping[str, Any] | None = None) -> JobRun:
-        return dataclasses.replace(self, finished_at=at, ok=ok, summary=summary,
+        return structs.replace(self, finished_at=at, ok=ok, summary=summary,
                                    detail=dict(detail or {}))
 
     def unusable_targets(self) -> dict[str, str] | None:
@@ -78,8 +76,7 @@ class JobRun:
                 "detail": dict(self.detail)}
 
 
-@dataclass(frozen=True, kw_only=True)
-class SessionSummary:
+class SessionSummary(Struct, frozen=True, kw_only=True):
     """A dock session as recorded: what it took, and which process serves it (``pid`` and
     ``host``, for a session still ``running``)."""
 
@@ -100,27 +97,24 @@ class SessionSummary:
     host: str | None
     #: the recorder's health at the dock (free space, file system, battery, clock offset,
     #: faults), as the session recorded it
-    health: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    health: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True)
-class WaitingItem:
+class WaitingItem(Struct, frozen=True, kw_only=True):
     """The item that has waited longest for a copy on a target."""
 
     sha256: str
     deadline: datetime
 
 
-@dataclass(frozen=True, kw_only=True)
-class ReplicaError:
+class ReplicaError(Struct, frozen=True, kw_only=True):
     """The last error a target's replicas recorded."""
 
     error: str
     at: datetime
 
 
-@dataclass(frozen=True, kw_only=True)
-class ReplicaStats:
+class ReplicaStats(Struct, frozen=True, kw_only=True):
     """One target's copies of a station's items."""
 
     verified: int
@@ -144,8 +138,7 @@ class ReplicaStats:
         }
 
 
-@dataclass(frozen=True, kw_only=True)
-class LockBehind:
+class LockBehind(Struct, frozen=True, kw_only=True):
     """A copy off-site whose lock no longer covers its item: a retention longer than the
     lock's, or a hold that differs."""
 
@@ -161,8 +154,7 @@ class LockBehind:
     recorded_start: datetime
 
 
-@dataclass(frozen=True, kw_only=True)
-class WormStanding:
+class WormStanding(Struct, frozen=True, kw_only=True):
     """A target's standing from its last WORM check (``targets check``): ``passed`` False
     means the server let a deletion or a shorter retention through, or showed a copy locked
     less than the catalog recorded, and no copy there counts as safe until it passes again.
@@ -179,8 +171,7 @@ class WormStanding:
                 "checked_at": format_time(self.checked_at), "ledger_seq": self.ledger_seq}
 
 
-@dataclass(frozen=True, kw_only=True)
-class Tally:
+class Tally(Struct, frozen=True, kw_only=True):
     """One of a station's tallies, kept by the catalog in the transaction that changes what it
     counts (the catalog's migration 0014 says what each is): ``name`` and ``label`` (a flag, a
     target, a job, an acquisition state; "" for none), a count, a sum of bytes and the newest
@@ -195,8 +186,7 @@ class Tally:
 # ledger's last entries ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class DockedFile:
+class DockedFile(Struct, frozen=True, kw_only=True):
     """A file of a dock session: being copied (``copying``), taken, or not."""
 
     path: str
@@ -212,8 +202,7 @@ class DockedFile:
                 "finished_at": _time(self.finished_at), "item": self.item}
 
 
-@dataclass(frozen=True, kw_only=True)
-class SessionTally:
+class SessionTally(Struct, frozen=True, kw_only=True):
     """A dock session's files so far, read from its acquisitions: how many were taken (and
     their bytes), failed, and are being copied now; and its latest files, the newest first."""
 
@@ -226,8 +215,7 @@ class SessionTally:
     latest: tuple[DockedFile, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
-class StoredSince:
+class StoredSince(Struct, frozen=True, kw_only=True):
     """The bytes this station stored in the last day and the last week (items' sizes by
     ``stored_at``), which tell how fast the store fills."""
 
@@ -235,8 +223,7 @@ class StoredSince:
     week: int
 
 
-@dataclass(frozen=True, kw_only=True)
-class FlaggedRef:
+class FlaggedRef(Struct, frozen=True, kw_only=True):
     """One flagged item as a list of flags links it: the newest few of each kind."""
 
     sha256: str
@@ -247,8 +234,7 @@ class FlaggedRef:
         return {"sha256": self.sha256, "name": self.name, "set_at": format_time(self.set_at)}
 
 
-@dataclass(frozen=True, kw_only=True)
-class LedgerEvent:
+class LedgerEvent(Struct, frozen=True, kw_only=True):
     """A ledger entry as a list of recent events shows it (its data stays in ``show``)."""
 
     seq: int

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import Any
+
+from msgspec import Struct
 
 from .canonical import parse_time
 from .flags import REASONS, Flag
@@ -32,24 +33,21 @@ VALUE_MAX = 300
 UNKNOWN_KEYS_MAX = 20
 
 
-@dataclass(frozen=True, kw_only=True)
-class Bilingual:
+class Bilingual(Struct, frozen=True, kw_only=True):
     """One text in Chinese and in English."""
 
     zh: str
     en: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class Fact:
+class Fact(Struct, frozen=True, kw_only=True):
     """One recorded fact of an event: what it is (both languages) and its value as recorded."""
 
     label: Bilingual
     value: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class HashRef:
+class HashRef(Struct, frozen=True, kw_only=True):
     """A hash an event names (a SHA-256 in lower-case hex), with what it is the hash of."""
 
     label: Bilingual
@@ -62,8 +60,7 @@ class Outcome(StrEnum):
     NOT_CHECKED = "not_checked"  # could not be checked: nothing is claimed either way
 
 
-@dataclass(frozen=True, kw_only=True)
-class Verification:
+class Verification(Struct, frozen=True, kw_only=True):
     """One thing checked when (or about) an event, and what came of it."""
 
     what: Bilingual
@@ -71,8 +68,7 @@ class Verification:
     detail: str = ""  # what was found, as recorded, when it was not ok
 
 
-@dataclass(frozen=True, kw_only=True)
-class TimelineEvent:
+class TimelineEvent(Struct, frozen=True, kw_only=True):
     seq: int
     at: datetime  # UTC, as signed
     local: str  # ``at`` in the time zone the timeline was built for, to the second, with offset
@@ -89,8 +85,7 @@ class TimelineEvent:
     key_id: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class ItemTimeline:
+class ItemTimeline(Struct, frozen=True, kw_only=True):
     """An item, its current label (None: never labelled) and its custody events, oldest first."""
 
     item: Item
@@ -275,8 +270,7 @@ def _flag(value: Any) -> Bilingual:
 # -- describing each kind ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Entry:
+class _Entry(Struct, frozen=True, kw_only=True):
     entry: LedgerEntry
     data: dict[str, Any]
     tz: tzinfo
@@ -288,8 +282,7 @@ class _Entry:
         return _when(self.data.get(key), self.tz)
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Said:
+class _Said(Struct, frozen=True, kw_only=True):
     summary: Bilingual
     facts: tuple[Fact, ...] = ()
     hashes: tuple[HashRef, ...] = ()

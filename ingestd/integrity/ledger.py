@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from msgspec import structs
+
 from ..domain.canonical import canonical_bytes, format_time, parse_time, sha256_hex
 from ..domain.models import EventKind, LedgerEntry, UnreadableEntry, body_of
 
@@ -48,9 +50,7 @@ def seal(
         data=dict(data), prev_hash=prev_hash, key_id=key.key_id,
     )
     body = canonical_bytes(body_of(draft))
-    return LedgerEntry(
-        **{**draft.__dict__, "entry_hash": sha256_hex(body), "signature": key.sign(body)}
-    )
+    return structs.replace(draft, entry_hash=sha256_hex(body), signature=key.sign(body))
 
 
 def to_json(entry: LedgerEntry) -> dict[str, Any]:

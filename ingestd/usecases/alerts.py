@@ -10,7 +10,6 @@ and it is owed the notice, tried again at the next evaluation.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import logging
 import os
@@ -18,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from msgspec import structs
 
 from ..alerting import Channel, DeliveryFailed
 from ..alerting.factory import build_channels
@@ -371,7 +372,7 @@ def _evaluate(station: Station, channels: Sequence[Channel] | None) -> AlertRepo
 def _send(station: Station, step: Step, channels: Sequence[Channel]) -> Sent:
     assert step.notice is not None
     failed = deliver(step.notice, channels, station=station.name)
-    kept = dataclasses.replace(step.alert, owed=frozenset(failed))
+    kept = structs.replace(step.alert, owed=frozenset(failed))
     # kept at once: a stop right after a send does not send it again at the next start
     with station.catalog.write() as tx:
         tx.keep_alert(kept, station=station.name)

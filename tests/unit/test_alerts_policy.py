@@ -3,7 +3,6 @@ and the ``[alerting]`` / ``[[alerts]]`` settings."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import tomllib
@@ -11,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from msgspec import structs
 
 from ingestd import config
 from ingestd.domain.alerts import (
@@ -90,7 +90,7 @@ def test_one_target_clearing_does_not_clear_another() -> None:
 
 def test_a_channel_that_failed_is_owed_the_notice_and_only_it() -> None:
     steps, _ = run([nas_down()], [], T0)
-    missed = dataclasses.replace(steps[0].alert, owed=frozenset({"mail"}))
+    missed = structs.replace(steps[0].alert, owed=frozenset({"mail"}))
     steps, _ = run([nas_down()], [missed], T0 + timedelta(minutes=5))
     (step,) = steps
     assert step.notice is not None and step.notice.channels == frozenset({"mail"})
@@ -98,7 +98,7 @@ def test_a_channel_that_failed_is_owed_the_notice_and_only_it() -> None:
     assert not step.notice.wants("log")  # the log had it
     assert not step.notice.repeat
     # a resolved notice owed is owed too
-    gone = dataclasses.replace(missed, state=AlertState.RESOLVED, resolved_at=T0 + HOUR)
+    gone = structs.replace(missed, state=AlertState.RESOLVED, resolved_at=T0 + HOUR)
     steps, _ = run([], [gone], T0 + 2 * HOUR)
     (step,) = steps
     assert step.notice is not None and step.notice.channels == frozenset({"mail"})

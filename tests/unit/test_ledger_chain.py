@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from msgspec import structs
 
 from ingestd.domain.models import LedgerEntry, UnreadableEntry, body_of
 from ingestd.integrity.discrepancy import BadSignature, ChainBroken
@@ -111,7 +111,7 @@ def test_empty_chain() -> None:
 
 def test_edited_entry_is_found(key: StationKey) -> None:
     entries = chain(key)
-    entries[2] = dataclasses.replace(entries[2], data={**entries[2].data, "path": "other.MP4"})
+    entries[2] = structs.replace(entries[2], data={**entries[2].data, "path": "other.MP4"})
     problems, _, _ = verify_chain(entries, trusted(key))
     found = kinds_of(problems)
     assert ("edited", 3) in found
@@ -124,8 +124,8 @@ def test_edited_entry_with_recomputed_hash_breaks_signature_and_link(key: Statio
     from ingestd.domain.canonical import canonical_bytes, sha256_hex
 
     entries = chain(key)
-    forged = dataclasses.replace(entries[1], actor="mallory")
-    forged = dataclasses.replace(forged, entry_hash=sha256_hex(canonical_bytes(body_of(forged))))
+    forged = structs.replace(entries[1], actor="mallory")
+    forged = structs.replace(forged, entry_hash=sha256_hex(canonical_bytes(body_of(forged))))
     entries[1] = forged
     problems, _, _ = verify_chain(entries, trusted(key))
     found = kinds_of(problems)
@@ -177,7 +177,7 @@ def test_unknown_key_is_found(key: StationKey) -> None:
 
 def test_every_discrepancy_is_reported_not_just_the_first(key: StationKey) -> None:
     entries = chain(key, 8)
-    entries[1] = dataclasses.replace(entries[1], actor="mallory")
+    entries[1] = structs.replace(entries[1], actor="mallory")
     del entries[4]
     problems, _, _ = verify_chain(entries, trusted(key))
     found = kinds_of(problems)
@@ -228,7 +228,7 @@ def test_edited_rotation_entry_grants_nothing(key: StationKey) -> None:
     new, swapped = StationKey.generate(), StationKey.generate()
     first = chain(key, 1)
     rotated = rotation(key, new, seq=2, prev=first[-1].entry_hash)
-    tampered = dataclasses.replace(
+    tampered = structs.replace(
         rotated, data={**rotated.data, "new_public_key": swapped.public.hex})
     after = chain(swapped, 1, start=3, prev=tampered.entry_hash)
     problems, _, _ = verify_chain([*first, tampered, *after], trusted(key))
@@ -430,7 +430,7 @@ def test_every_fault_of_one_entry_is_reported(key: StationKey) -> None:
     new = StationKey.generate()
     rotated = rotation(key, new, seq=2, prev=start.entry_hash)
     (late,) = chain(key, 1, start=3, prev=rotated.entry_hash)
-    late = dataclasses.replace(late, signature=new.sign(b"something else"))
+    late = structs.replace(late, signature=new.sign(b"something else"))
     problems, _, _ = verify_chain([start, rotated, late], keys=KeyChain(pins=pins(key)))
     assert kinds_of(problems) == [("retired_key", 3), ("bad_signature", 3)]
     assert all(isinstance(p, BadSignature) for p in problems)

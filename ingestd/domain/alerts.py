@@ -143,7 +143,7 @@ def plan(findings: Iterable[Finding], known: Iterable[Alert], *, now: datetime,
             steps.append(Step(alert=new, notice=Notice(alert=new, at=now)))
             continue
         current = structs.replace(old, severity=finding.severity, summary=finding.summary,
-                                      details=finding.details)
+                                  details=finding.details)
         if old.last_sent is None or now - old.last_sent >= repeat:
             current = structs.replace(current, last_sent=now)
             steps.append(Step(alert=current, notice=Notice(alert=current, at=now, repeat=True)))
@@ -157,7 +157,7 @@ def plan(findings: Iterable[Finding], known: Iterable[Alert], *, now: datetime,
             continue
         if old.firing:
             done = structs.replace(old, state=AlertState.RESOLVED, resolved_at=now,
-                                       last_sent=now)
+                                   last_sent=now)
             steps.append(Step(alert=done, notice=Notice(alert=done, at=now)))
         elif old.owed:
             steps.append(Step(alert=old, notice=Notice(alert=old, at=now, channels=old.owed)))

@@ -58,7 +58,7 @@ class JobRun(Struct, frozen=True, kw_only=True):
     def finished(self, *, at: datetime, ok: bool, summary: str,
                  detail: Mapping[str, Any] | None = None) -> JobRun:
         return structs.replace(self, finished_at=at, ok=ok, summary=summary,
-                                   detail=dict(detail or {}))
+                               detail=dict(detail or {}))
 
     def unusable_targets(self) -> dict[str, str] | None:
         """The targets this run could not use at all, each with why (``detail["unusable"]``),

@@ -207,7 +207,7 @@ def test_the_progress_bar_shows_a_file_name_as_it_is(tmp_path: Path) -> None:
 
 def watch(home: Path, *, terminal: bool) -> tuple[int, str, str]:
     """``status --watch`` run until it has shown the status twice, then interrupted as
-    Ctrl-C does: its exit code, what it wrote, and its errors."""
+    Ctrl-C does: its exit code, what it wrote (up to its exit), and its errors."""
     if terminal:
         leader, follower = pty.openpty()
         out: int | None = follower
@@ -229,6 +229,25 @@ def watch(home: Path, *, terminal: bool) -> tuple[int, str, str]:
             assert chunk, seen
             seen += chunk
     proc.send_signal(signal.SIGINT)
+    # Read on to the end, as a terminal or a pipe's reader does: a terminal nobody reads (a
+    # test that stopped reading, say) holds the redraw that ends the watch, as it would any
+    # program's last write.
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, ("status --watch still runs 30 s after Ctrl-C",
+                                             seen[-2000:])
+        ready, _, _ = select.select([read], [], [], 0.5)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(read, 65536)
+        except OSError:  # EIO: the terminal's other side closed, the program has ended
+            chunk = b""
+        if not chunk:
+            break
+        seen += chunk
     code = proc.wait(timeout=30)
     errors = proc.stderr.read().decode() if proc.stderr else ""
     if terminal:
